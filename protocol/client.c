@@ -1,0 +1,450 @@
+/*
+ * client.c - blocking protocol client: connect, HELLO/AUTH, framed
+ * send/receive with timeouts. Owns its socket and one receive buffer;
+ * never interprets payloads beyond HELLO, AUTH and NOTIFY.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mstclient.h"
+
+struct mst_client {
+	int fd;
+	int timeout_ms;
+	uint32_t max_frame;
+	uint32_t next_id;
+	uint8_t *rbuf;		/* one payload, max_frame bytes */
+	uint8_t *sbuf;		/* header + one payload */
+	struct mst_hello_rep hello;
+	char server[128];	/* hello.server points here */
+	mst_notice_fn *notice;
+	void *notice_arg;
+};
+
+int
+mst_addr_parse(const char *s, struct sockaddr_storage *ss, socklen_t *len_out)
+{
+	struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+	struct sockaddr_un *un = (struct sockaddr_un *)ss;
+	char host[64];
+	const char *colon;
+	char *end;
+	unsigned long port;
+	size_t hl;
+
+	memset(ss, 0, sizeof *ss);
+	if (strncmp(s, "unix:", 5) == 0) {
+		if (s[5] == '\0')
+			return -EINVAL;
+		if (strlen(s + 5) >= sizeof un->sun_path)
+			return -ENAMETOOLONG;
+		un->sun_family = AF_UNIX;
+		strcpy(un->sun_path, s + 5);
+		*len_out = sizeof *un;
+		return 0;
+	}
+	colon = strrchr(s, ':');
+	if (colon == NULL || colon == s)
+		return -EINVAL;
+	errno = 0;
+	port = strtoul(colon + 1, &end, 10);
+	if (colon[1] == '\0' || *end != '\0' || errno || port > 65535)
+		return -EINVAL;
+	hl = (size_t)(colon - s);
+	if (s[0] == '[' && colon[-1] == ']') {
+		s++;
+		hl -= 2;
+	}
+	if (hl >= sizeof host)
+		return -EINVAL;
+	memcpy(host, s, hl);
+	host[hl] = '\0';
+	if (strcmp(host, "localhost") == 0)
+		strcpy(host, "127.0.0.1");
+	if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+		in4->sin_family = AF_INET;
+		in4->sin_port = htons((uint16_t)port);
+		*len_out = sizeof *in4;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)port);
+		*len_out = sizeof *in6;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static int
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int)(ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+
+/* Wait until |fd| is ready for |ev| or the deadline passes. */
+static int
+wait_fd(int fd, short ev, int deadline)
+{
+	struct pollfd p = { .fd = fd, .events = ev };
+	int left, rc;
+
+	for (;;) {
+		left = deadline - now_ms();
+		if (left <= 0)
+			return -ETIMEDOUT;
+		rc = poll(&p, 1, left);
+		if (rc > 0)
+			return 0;
+		if (rc == 0)
+			return -ETIMEDOUT;
+		if (errno != EINTR)
+			return -errno;
+	}
+}
+
+/* The one place that handles EINTR and short writes. */
+static int
+write_all(struct mst_client *c, const uint8_t *p, size_t n)
+{
+	int deadline = now_ms() + c->timeout_ms, rc;
+	ssize_t w;
+
+	while (n > 0) {
+		w = send(c->fd, p, n, MSG_NOSIGNAL);
+		if (w > 0) {
+			p += w;
+			n -= (size_t)w;
+			continue;
+		}
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno != EAGAIN)
+			return errno == EPIPE ? -ECONNRESET : -errno;
+		rc = wait_fd(c->fd, POLLOUT, deadline);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* The one place that handles EINTR and short reads. */
+static int
+read_all(struct mst_client *c, uint8_t *p, size_t n, int deadline)
+{
+	ssize_t r;
+	int rc;
+
+	while (n > 0) {
+		r = recv(c->fd, p, n, 0);
+		if (r > 0) {
+			p += r;
+			n -= (size_t)r;
+			continue;
+		}
+		if (r == 0)
+			return -ECONNRESET;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN)
+			return -errno;
+		rc = wait_fd(c->fd, POLLIN, deadline);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+int
+mst_client_send(struct mst_client *c, unsigned op, unsigned flags,
+    uint32_t id, const void *payload, size_t len)
+{
+	struct mst_hdr h = {
+		.version = MST_VERSION,
+		.op = (uint8_t)op,
+		.flags = (uint16_t)flags,
+		.id = id,
+		.len = (uint32_t)len,
+	};
+
+	if (len > c->max_frame)
+		return -EMSGSIZE;
+	mst_hdr_encode(&h, c->sbuf, MST_HDR_LEN);
+	if (len && payload != c->sbuf + MST_HDR_LEN)
+		memcpy(c->sbuf + MST_HDR_LEN, payload, len);
+	return write_all(c, c->sbuf, MST_HDR_LEN + len);
+}
+
+int
+mst_client_recv(struct mst_client *c, struct mst_hdr *h,
+    const uint8_t **payload_out)
+{
+	uint8_t hb[MST_HDR_LEN];
+	int deadline = now_ms() + c->timeout_ms;
+	int rc;
+
+	rc = read_all(c, hb, sizeof hb, deadline);
+	if (rc < 0)
+		return rc;
+	rc = mst_hdr_decode(h, hb, sizeof hb, c->max_frame);
+	if (rc < 0)
+		return rc;
+	rc = read_all(c, c->rbuf, h->len, deadline);
+	if (rc < 0)
+		return rc;
+	*payload_out = c->rbuf;
+	return 0;
+}
+
+void
+mst_client_on_notice(struct mst_client *c, mst_notice_fn *fn, void *arg)
+{
+	c->notice = fn;
+	c->notice_arg = arg;
+}
+
+static int
+await_reply(struct mst_client *c, uint32_t id, struct mst_hdr *h,
+    const uint8_t **reply_out)
+{
+	struct mst_notify n;
+	int rc;
+
+	for (;;) {
+		rc = mst_client_recv(c, h, reply_out);
+		if (rc < 0)
+			return rc;
+		if (h->flags & MST_F_NOTICE) {
+			if (c->notice && h->op == MST_OP_NOTIFY &&
+			    mst_notify_decode(&n, *reply_out, h->len) == 0)
+				c->notice(c->notice_arg, &n);
+			continue;
+		}
+		if (!(h->flags & MST_F_REPLY) || h->id != id)
+			return -EPROTO;	/* blocking use: one request at a time */
+		return -mst_status_to_errno(h->status);
+	}
+}
+
+int
+mst_client_call(struct mst_client *c, unsigned op, const void *payload,
+    size_t len, struct mst_hdr *h, const uint8_t **reply_out)
+{
+	uint32_t id = mst_client_next_id(c);
+	int rc = mst_client_send(c, op, 0, id, payload, len);
+
+	if (rc < 0)
+		return rc;
+	return await_reply(c, id, h, reply_out);
+}
+
+int
+mst_client_call_body(struct mst_client *c, unsigned op, const void *head,
+    size_t headlen, const void *body, size_t bodylen, struct mst_hdr *h,
+    const uint8_t **reply_out)
+{
+	uint32_t id = mst_client_next_id(c);
+	const uint8_t *b = body;
+	size_t room, chunk;
+	unsigned more;
+	int rc;
+
+	if (headlen > c->max_frame)
+		return -EMSGSIZE;
+	room = c->max_frame - headlen;
+	chunk = bodylen < room ? bodylen : room;
+	more = chunk < bodylen ? MST_F_MORE : 0;
+	memcpy(c->sbuf + MST_HDR_LEN, head, headlen);
+	if (chunk)
+		memcpy(c->sbuf + MST_HDR_LEN + headlen, b, chunk);
+	rc = mst_client_send(c, op, more, id, c->sbuf + MST_HDR_LEN,
+	    headlen + chunk);
+	b += chunk;
+	bodylen -= chunk;
+	while (rc == 0 && bodylen > 0) {
+		chunk = bodylen < c->max_frame ? bodylen : c->max_frame;
+		bodylen -= chunk;
+		rc = mst_client_send(c, MST_OP_DATA, bodylen ? MST_F_MORE : 0,
+		    id, b, chunk);
+		b += chunk;
+	}
+	if (rc < 0)
+		return rc;
+	return await_reply(c, id, h, reply_out);
+}
+
+uint32_t
+mst_client_next_id(struct mst_client *c)
+{
+	if (++c->next_id == 0)
+		c->next_id = 1;
+	return c->next_id;
+}
+
+int
+mst_client_fd(const struct mst_client *c)
+{
+	return c->fd;
+}
+
+uint32_t
+mst_client_max_frame(const struct mst_client *c)
+{
+	return c->max_frame;
+}
+
+const struct mst_hello_rep *
+mst_client_hello(const struct mst_client *c)
+{
+	return &c->hello;
+}
+
+static int
+open_socket(struct mst_client *c, const char *addr)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	int one = 1, rc, err;
+	socklen_t el = sizeof err;
+
+	rc = mst_addr_parse(addr, &ss, &sl);
+	if (rc < 0)
+		return rc;
+	c->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	if (c->fd < 0)
+		return -errno;
+	if (ss.ss_family != AF_UNIX &&
+	    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0)
+		return -errno;
+	if (connect(c->fd, (struct sockaddr *)&ss, sl) == 0)
+		return 0;
+	if (errno != EINPROGRESS && errno != EAGAIN)
+		return -errno;
+	rc = wait_fd(c->fd, POLLOUT, now_ms() + c->timeout_ms);
+	if (rc < 0)
+		return rc;
+	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
+		return -errno;
+	return -err;
+}
+
+static int
+handshake(struct mst_client *c, const struct mst_client_opts *o)
+{
+	struct mst_hello_req hq = {
+		.min_version = MST_VERSION,
+		.max_version = MST_VERSION,
+		.features = MST_FEAT_ALL,
+		.max_frame = c->max_frame,
+		.client = mst_str_of(o->name ? o->name : "mstore-client"),
+	};
+	struct mst_auth a, sa;
+	struct mst_hdr h;
+	const uint8_t *rp;
+	uint8_t buf[512];
+	int n, rc;
+
+	if (getrandom(hq.nonce, sizeof hq.nonce, 0) != sizeof hq.nonce)
+		return -EIO;
+	n = mst_hello_req_encode(&hq, buf, sizeof buf);
+	if (n < 0)
+		return n;
+	rc = mst_client_call(c, MST_OP_HELLO, buf, (size_t)n, &h, &rp);
+	if (rc < 0)
+		return rc;
+	rc = mst_hello_rep_decode(&c->hello, rp, h.len);
+	if (rc < 0)
+		return rc;
+	n = c->hello.server.len < sizeof c->server ? c->hello.server.len :
+	    (int)sizeof c->server - 1;
+	memcpy(c->server, c->hello.server.p, (size_t)n);
+	c->server[n] = '\0';
+	c->hello.server.p = c->server;
+	c->hello.server.len = (uint16_t)n;
+	if (c->hello.max_frame < c->max_frame)
+		c->max_frame = c->hello.max_frame;
+	if (!(c->hello.features & MST_FEAT_AUTH))
+		return 0;
+	if (o->key == NULL)
+		return -EACCES;
+	mst_auth_proof(o->key, o->keylen, "client", hq.nonce, c->hello.nonce,
+	    a.proof);
+	n = mst_auth_encode(&a, buf, sizeof buf);
+	rc = mst_client_call(c, MST_OP_AUTH, buf, (size_t)n, &h, &rp);
+	if (rc < 0)
+		return rc;
+	rc = mst_auth_decode(&sa, rp, h.len);
+	if (rc < 0)
+		return rc;
+	mst_auth_proof(o->key, o->keylen, "server", hq.nonce, c->hello.nonce,
+	    a.proof);
+	return mst_auth_equal(a.proof, sa.proof) ? 0 : -EACCES;
+}
+
+int
+mst_client_connect(const char *addr, const struct mst_client_opts *o,
+    struct mst_client **out)
+{
+	static const struct mst_client_opts defaults;
+	struct mst_client *c;
+	int rc;
+
+	if (o == NULL)
+		o = &defaults;
+	c = calloc(1, sizeof *c);
+	if (c == NULL)
+		return -ENOMEM;
+	c->fd = -1;
+	c->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 10000;
+	c->max_frame = o->max_frame ? o->max_frame : MST_FRAME_DEFAULT;
+	if (c->max_frame < MST_FRAME_MIN || c->max_frame > MST_FRAME_LIMIT) {
+		rc = -EINVAL;
+		goto fail;
+	}
+	c->rbuf = malloc(c->max_frame);
+	c->sbuf = malloc(MST_HDR_LEN + c->max_frame);
+	if (c->rbuf == NULL || c->sbuf == NULL) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	rc = open_socket(c, addr);
+	if (rc < 0)
+		goto fail;
+	rc = handshake(c, o);
+	if (rc < 0)
+		goto fail;
+	*out = c;
+	return 0;
+fail:
+	mst_client_free(c);
+	return rc;
+}
+
+void
+mst_client_free(struct mst_client *c)
+{
+	if (c == NULL)
+		return;
+	if (c->fd >= 0)
+		close(c->fd);
+	free(c->rbuf);
+	free(c->sbuf);
+	free(c);
+}

@@ -1,0 +1,100 @@
+/*
+ * mstclient.h - a small blocking client for the mstore protocol, shared by
+ * the mount, the tools and the tests. Built on libmstproto; owns one
+ * socket. Not thread-safe: one thread uses a client at a time.
+ */
+#ifndef MSTCLIENT_H
+#define MSTCLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "mstproto.h"
+
+/*
+ * Parse "HOST:PORT", "[V6]:PORT" or "unix:PATH" into |ss|. Numeric hosts
+ * and "localhost" only (no DNS lookups on the delivery path). Returns 0,
+ * -EINVAL (malformed) or -ENAMETOOLONG (unix path too long).
+ */
+int mst_addr_parse(const char *s, struct sockaddr_storage *ss,
+    socklen_t *len_out);
+
+/*
+ * Shared-key HMAC challenge (mstore-protocol(7), "Authentication").
+ * |role| is "client" or "server". Writes MST_PROOF_LEN bytes to |out|.
+ */
+void mst_auth_proof(const uint8_t *key, size_t keylen, const char *role,
+    const uint8_t cnonce[MST_NONCE_LEN], const uint8_t snonce[MST_NONCE_LEN],
+    uint8_t out[MST_PROOF_LEN]);
+/* Constant-time comparison of two proofs: 1 if equal. */
+int mst_auth_equal(const uint8_t a[MST_PROOF_LEN],
+    const uint8_t b[MST_PROOF_LEN]);
+/*
+ * Read a key file into |buf| (at most |cap| bytes, trailing newline
+ * removed). Returns the key length, -ENOENT/-EACCES/..., or -EINVAL for an
+ * empty key, -EFBIG for one longer than |cap|.
+ */
+int mst_key_load(const char *path, uint8_t *buf, size_t cap);
+#define MST_KEY_MAX	1024
+
+struct mst_client;
+
+struct mst_client_opts {
+	const char *name;	/* sent in HELLO; NULL: "mstore-client" */
+	const uint8_t *key;	/* shared key, NULL when none */
+	size_t keylen;
+	int timeout_ms;		/* connect and each reply; 0: 10000 */
+	uint32_t max_frame;	/* 0: MST_FRAME_DEFAULT */
+};
+
+/*
+ * Connect, send HELLO, and AUTH when the server requires it. Returns 0
+ * and a client in *out, or -ECONNREFUSED, -ETIMEDOUT, -EACCES (bad key or
+ * key required), -EPROTO, -ENOMEM...
+ */
+int mst_client_connect(const char *addr, const struct mst_client_opts *o,
+    struct mst_client **out);
+void mst_client_free(struct mst_client *c);
+
+int mst_client_fd(const struct mst_client *c);
+uint32_t mst_client_max_frame(const struct mst_client *c);
+const struct mst_hello_rep *mst_client_hello(const struct mst_client *c);
+/* A fresh request id, never 0. */
+uint32_t mst_client_next_id(struct mst_client *c);
+
+/* Send one frame; retries short writes. Returns 0 or a negative errno. */
+int mst_client_send(struct mst_client *c, unsigned op, unsigned flags,
+    uint32_t id, const void *payload, size_t len);
+
+/*
+ * Receive the next frame. The payload stays valid until the next receive.
+ * Returns 0, -ETIMEDOUT, -ECONNRESET (peer closed), or a decode error.
+ */
+int mst_client_recv(struct mst_client *c, struct mst_hdr *h,
+    const uint8_t **payload_out);
+
+/* Called for each NOTIFY that arrives while mst_client_call waits. */
+typedef void mst_notice_fn(void *arg, const struct mst_notify *n);
+void mst_client_on_notice(struct mst_client *c, mst_notice_fn *fn,
+    void *arg);
+
+/*
+ * Send a request and wait for its (first) reply frame. Returns the
+ * reply's status as a negative errno (0 for success); transport errors
+ * as for send/recv.
+ */
+int mst_client_call(struct mst_client *c, unsigned op, const void *payload,
+    size_t len, struct mst_hdr *h, const uint8_t **reply_out);
+
+/*
+ * Send a whole body-carrying request (DELIVER or PUT): |head| is the
+ * payload of the first frame without body bytes; the body is appended
+ * and split into DATA frames as the frame size requires. Waits for the
+ * reply like mst_client_call.
+ */
+int mst_client_call_body(struct mst_client *c, unsigned op,
+    const void *head, size_t headlen, const void *body, size_t bodylen,
+    struct mst_hdr *h, const uint8_t **reply_out);
+
+#endif /* MSTCLIENT_H */

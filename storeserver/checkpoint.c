@@ -1,0 +1,281 @@
+/*
+ * checkpoint.c - the index as a byte stream: index_save writes every
+ * mailbox and node (parents before children) with the log position where
+ * replay resumes; index_load reads it back. The file ends with an xxh3-64
+ * of all bytes before it, so a torn or damaged checkpoint is refused
+ * (-EBADMSG) rather than half-loaded. Atomic replacement of the file
+ * (write, fsync, rename) is the engine's job.
+ *
+ * Layout (big-endian): "MSCKPT01", next_id u64, lsn u64, seg u32, off
+ * u64, nmbox u32, nnodes u64; nmbox x (name str); nnodes x node; sum u64.
+ * Node: id u64, parent u64, type u8, name str, mode u32, uid u32, gid
+ * u32, mtime i64, ctime i64, change u64; files and messages add seg u32,
+ * off u64, size u64, checksum u64; messages add mbox u32, idem[16].
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <xxhash.h>
+
+#include "index.h"
+#include "wire.h"
+
+#define CK_MAGIC "MSCKPT01"
+#define CK_BUF (1u << 20)
+
+struct ckw {
+	int fd;
+	int err;
+	struct wr w;
+	XXH3_state_t st;
+	uint8_t buf[CK_BUF];
+};
+
+static void
+ck_flush(struct ckw *c)
+{
+	size_t off = 0;
+	ssize_t n;
+
+	XXH3_64bits_update(&c->st, c->buf, c->w.off);
+	while (!c->err && off < c->w.off) {
+		n = write(c->fd, c->buf + off, c->w.off - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			c->err = -errno;
+		else
+			off += (size_t)n;
+	}
+	c->w.off = 0;
+	c->w.err = 0;
+}
+
+/* Make room for |n| bytes in the buffer. */
+static void
+ck_room(struct ckw *c, size_t n)
+{
+	if (c->w.cap - c->w.off < n)
+		ck_flush(c);
+}
+
+static void
+save_node(struct ckw *c, const struct node *n)
+{
+	const struct node *ch;
+
+	ck_room(c, 128 + n->namelen);
+	wr_u64(&c->w, n->id);
+	wr_u64(&c->w, n->parent->id);
+	wr_u8(&c->w, n->type);
+	wr_str(&c->w, (struct mst_str){ n->name, n->namelen });
+	wr_u32(&c->w, n->mode);
+	wr_u32(&c->w, n->uid);
+	wr_u32(&c->w, n->gid);
+	wr_u64(&c->w, (uint64_t)n->mtime_ns);
+	wr_u64(&c->w, (uint64_t)n->ctime_ns);
+	wr_u64(&c->w, n->change);
+	if (n->type != MST_T_DIR) {
+		wr_u32(&c->w, n->seg);
+		wr_u64(&c->w, n->off);
+		wr_u64(&c->w, n->size);
+		wr_u64(&c->w, n->checksum);
+	}
+	if (n->type == MST_T_MSG) {
+		wr_u32(&c->w, n->x.mbox->ckpt_idx);
+		wr_raw(&c->w, n->idem, MST_IDEM_LEN);
+	}
+	if (n->type == MST_T_DIR)
+		for (ch = n->x.dir->first; ch; ch = ch->sib_next)
+			save_node(c, ch);	/* depth <= MST_PATH_DEPTH_MAX */
+}
+
+int
+index_save(const struct index *ix, int fd, uint32_t seg, uint64_t off)
+{
+	struct ckw *c = malloc(sizeof *c);
+	const struct node *ch;
+	struct mbox *m;
+	uint32_t idx = 0;
+	uint64_t sum;
+	size_t i;
+	int rc;
+
+	if (c == NULL)
+		return -ENOMEM;
+	c->fd = fd;
+	c->err = 0;
+	c->w = (struct wr){ c->buf, CK_BUF, 0, 0 };
+	XXH3_64bits_reset(&c->st);
+	wr_raw(&c->w, CK_MAGIC, 8);
+	wr_u64(&c->w, ix->next_id);
+	wr_u64(&c->w, ix->lsn);
+	wr_u32(&c->w, seg);
+	wr_u64(&c->w, off);
+	wr_u32(&c->w, (uint32_t)ix->nmbox);
+	wr_u64(&c->w, ix->nodes - 1);
+	for (i = 0; i <= ix->mbox_mask; i++)
+		for (m = ix->mboxes[i]; m; m = m->next) {
+			m->ckpt_idx = idx++;
+			ck_room(c, 2 + strlen(m->name));
+			wr_str(&c->w, mst_str_of(m->name));
+		}
+	for (ch = ix->root->x.dir->first; ch; ch = ch->sib_next)
+		save_node(c, ch);
+	ck_flush(c);
+	sum = XXH3_64bits_digest(&c->st);
+	wr_u64(&c->w, sum);
+	ck_flush(c);
+	rc = c->err;
+	free(c);
+	return rc;
+}
+
+static int
+read_file(int fd, uint8_t **buf_out, size_t *len_out)
+{
+	struct stat st;
+	uint8_t *buf;
+	size_t off = 0;
+	ssize_t n;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	buf = malloc((size_t)st.st_size + 1);
+	if (buf == NULL)
+		return -ENOMEM;
+	while (off < (size_t)st.st_size) {
+		n = read(fd, buf + off, (size_t)st.st_size - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			free(buf);
+			return n < 0 ? -errno : -EBADMSG;
+		}
+		off += (size_t)n;
+	}
+	*buf_out = buf;
+	*len_out = off;
+	return 0;
+}
+
+/* Load one node record as a REC_CREATE-equivalent and fix up the fields a
+ * record does not carry (ctime, change, location). */
+static int
+load_node(struct index *ix, struct rd *r, struct mbox **mb, uint32_t nmb,
+    uint64_t ck_lsn)
+{
+	struct rec rc = { .type = REC_CREATE };
+	struct node *n, *dir, saved;
+	uint64_t change;
+	int64_t ctime;
+	uint32_t seg = 0, mi;
+	uint64_t off = 0;
+	int err;
+
+	rc.id = rd_u64(r);
+	rc.parent = rd_u64(r);
+	rc.ntype = rd_u8(r);
+	rc.name = rd_str(r);
+	rc.mode = rd_u32(r);
+	rc.uid = rd_u32(r);
+	rc.gid = rd_u32(r);
+	rc.mtime_ns = (int64_t)rd_u64(r);
+	ctime = (int64_t)rd_u64(r);
+	change = rd_u64(r);
+	rc.lsn = change;
+	if (rc.ntype != MST_T_DIR) {
+		seg = rd_u32(r);
+		off = rd_u64(r);
+		rc.size = rd_u64(r);
+		rc.checksum = rd_u64(r);
+	}
+	if (rc.ntype == MST_T_MSG) {
+		mi = rd_u32(r);
+		rd_copy(r, rc.idem, MST_IDEM_LEN);
+		if (mi >= nmb)
+			return -EBADMSG;
+		rc.mailbox = (struct mst_str){ mb[mi]->name,
+			(uint16_t)strlen(mb[mi]->name) };
+	}
+	if (r->err)
+		return -EBADMSG;
+	dir = index_find_id(ix, rc.parent);
+	if (dir == NULL)
+		return -EBADMSG;
+	saved = *dir;
+	err = index_apply(ix, &rc, seg, off);
+	if (err < 0)
+		return err;
+	/* apply touched the parent as a live create would: restore its own
+	 * saved times and change counter. */
+	dir->change = saved.change;
+	dir->mtime_ns = saved.mtime_ns;
+	dir->ctime_ns = saved.ctime_ns;
+	n = index_find_id(ix, rc.id);
+	n->ctime_ns = ctime;
+	if (n->type == MST_T_DIR)
+		n->x.dir->tomb_floor = ck_lsn;
+	return 0;
+}
+
+int
+index_load(struct index *ix, int fd, uint32_t *seg_out, uint64_t *off_out)
+{
+	struct mbox **mb = NULL;
+	struct rd r;
+	uint8_t *buf = NULL;
+	size_t len = 0, i;
+	uint64_t nnodes, lsn, next_id;
+	uint32_t nmb;
+	int rc;
+
+	rc = read_file(fd, &buf, &len);
+	if (rc < 0)
+		return rc;
+	rc = -EBADMSG;
+	if (len < 8 + 8 || memcmp(buf, CK_MAGIC, 8) != 0)
+		goto out;
+	r = (struct rd){ buf + len - 8, 8, 0, 0 };
+	if (XXH3_64bits(buf, len - 8) != rd_u64(&r))
+		goto out;
+	r = (struct rd){ buf, len - 8, 8, 0 };
+	next_id = rd_u64(&r);
+	lsn = rd_u64(&r);
+	*seg_out = rd_u32(&r);
+	*off_out = rd_u64(&r);
+	nmb = rd_u32(&r);
+	nnodes = rd_u64(&r);
+	if (r.err || nmb > len)
+		goto out;
+	mb = calloc(nmb ? nmb : 1, sizeof *mb);
+	if (mb == NULL) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < nmb; i++) {
+		struct mst_str s = rd_str(&r);
+
+		if (r.err || (mb[i] = index_mbox(ix, s, 1)) == NULL)
+			goto out;
+	}
+	for (i = 0; i < nnodes; i++) {
+		rc = load_node(ix, &r, mb, nmb, lsn);
+		if (rc < 0)
+			goto out;
+	}
+	rc = rd_end(&r) ? -EBADMSG : 0;
+	if (rc == 0) {
+		if (next_id > ix->next_id)
+			ix->next_id = next_id;
+		ix->lsn = lsn;
+		ix->root->x.dir->tomb_floor = lsn;
+	}
+out:
+	free(mb);
+	free(buf);
+	return rc;
+}

@@ -1,0 +1,33 @@
+/*
+ * diskio.h - the disk calls the storage engine makes, behind a table of
+ * function pointers so that tests can fail the Nth call with EIO or
+ * ENOSPC (fault injection). Production uses the system calls.
+ */
+#ifndef MST_DISKIO_H
+#define MST_DISKIO_H
+
+#include <sys/types.h>
+#include <sys/uio.h>
+
+enum dio_call {
+	DIO_WRITE,
+	DIO_SYNC,
+	DIO_NCALLS,
+};
+
+/* Write all of |iov| at |off|; retries short writes and EINTR, advancing
+ * |iov| in place (its contents are undefined afterwards). Returns 0 or a
+ * negative errno. */
+int dio_pwritev_all(int fd, struct iovec *iov, int iovcnt, off_t off);
+/* fdatasync; 0 or a negative errno. */
+int dio_fdatasync(int fd);
+/* Read exactly |n| bytes at |off|: 0, -EIO on a short file, or -errno. */
+int dio_pread_all(int fd, void *buf, size_t n, off_t off);
+
+/*
+ * Tests: make the |nth| next call of |which| (1 = the next one) fail with
+ * |err| (positive errno); nth = 0 disarms. Thread-safe.
+ */
+void dio_fail_at(enum dio_call which, unsigned nth, int err);
+
+#endif /* MST_DISKIO_H */

@@ -1,0 +1,164 @@
+/*
+ * eng.h - private to the local engine (engine_local.c, eng_store.c,
+ * eng_ops.c, eng_admin.c).
+ *
+ * Threads and locks:
+ *  - one writer thread runs every mutation, appends the batch to the
+ *    active segment and makes it durable with one fdatasync (group
+ *    commit); it alone changes the index, segment table and lsn;
+ *  - reader threads run lookups, listings and body reads;
+ *  - a compactor thread moves live bodies out of sparse segments by
+ *    submitting RELOCATE jobs to the writer.
+ * Lock order: e->mu (index rwlock) before q->mu (queue mutexes). Segment
+ * files are pinned with seg_get/seg_put so that a body can be read after
+ * the rwlock is released even if compaction drops the segment meanwhile.
+ */
+#ifndef MST_ENG_H
+#define MST_ENG_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "engine.h"
+#include "index.h"
+#include "record.h"
+
+#define SEG_NAME_FMT "%08x.seg"
+
+struct seg {
+	uint32_t no;
+	int fd;
+	atomic_int refs;	/* table + readers; closed at 0 */
+	uint64_t size;		/* durable end; writer-owned */
+	char path[];
+};
+
+struct jq {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct job *head, *tail;	/* guarded by mu */
+	size_t n;			/* guarded by mu */
+	int stop;			/* guarded by mu */
+};
+
+struct quota_ovr {
+	struct quota_ovr *next;
+	uint64_t bytes, msgs;
+	char mailbox[];
+};
+
+struct engine {
+	struct engine_conf conf;
+	char *dir;
+	int lock_fd;
+	int log_dirfd;
+	pthread_rwlock_t mu;
+	struct index *ix;		/* guarded by mu */
+	struct seg **segs;		/* by number; guarded by mu */
+	uint32_t nsegs;			/* table size; guarded by mu */
+	struct seg *active;		/* writer-owned */
+	uint64_t lsn;			/* writer-owned */
+	uint64_t ckpt_lsn;		/* writer-owned */
+	uint32_t ckpt_seg;		/* writer-owned */
+	uint64_t since_ckpt;		/* log bytes since; writer-owned */
+	struct quota_ovr *quotas;
+	struct jq wq, rq;
+	pthread_t writer, compactor, *readers;
+	int nreaders;
+	pthread_mutex_t cmu;		/* compactor wakeups */
+	pthread_cond_t ccv;
+	int cstop, ckick;		/* guarded by cmu */
+	/* Counters for "stats"; writer-owned, read racily. */
+	atomic_uint_fast64_t batches, batched, syncs, relocated, compacted;
+};
+
+/* Internal job kinds beyond protocol opcodes (job->kind). */
+enum {
+	JK_OP = 0,
+	JK_RELOCATE,		/* body in j->body, id/seg/off in j->req */
+	JK_CHECKPOINT,
+};
+
+/* A relocation request from the compactor. */
+struct reloc {
+	uint64_t id;
+	uint32_t seg;
+	uint64_t off;
+	uint64_t checksum;
+};
+
+/* eng_store.c: segments, replay, checkpoints. */
+int store_open(struct engine *e);
+void store_close(struct engine *e);
+int store_rotate(struct engine *e);
+int store_checkpoint(struct engine *e);
+/* Drop and rebuild the index from checkpoint + log (after a failed
+ * write). Caller holds mu for writing. */
+int store_reload(struct engine *e);
+struct seg *seg_get(struct engine *e, uint32_t no);
+void seg_put(struct seg *s);
+void seg_drop(struct engine *e, uint32_t no);
+
+/*
+ * Walk the records of segment |s| from |off|. |fn| gets each valid record
+ * (header decoded, payload verified) and its offset; a nonzero return
+ * stops the walk with that value. Returns 0 at a clean end, the stop
+ * value, or -EBADMSG with *end_out at the first bad record.
+ */
+typedef int scan_fn(void *arg, struct rec *r, const uint8_t *payload,
+    uint64_t off);
+int seg_scan(struct seg *s, uint64_t off, uint64_t max_rec, scan_fn *fn,
+    void *arg, uint64_t *end_out);
+
+/* Read |len| bytes at |off| of a body at |seg_off| in the pinned segment
+ * |s| (NULL gives -EIO). */
+int body_read(struct seg *s, uint64_t seg_off, uint64_t off, void *buf,
+    size_t len);
+/* Verify a whole body against |checksum|: 0, -EIO on a mismatch. */
+int body_verify(struct seg *s, uint64_t seg_off, uint64_t size,
+    uint64_t checksum);
+
+/* The batch a writer is filling. */
+struct batch {
+	struct seg *seg;
+	uint64_t base, pos;		/* file offsets */
+	uint64_t space;			/* bytes we may still use */
+	struct iovec *iov;
+	int niov, cap;
+	uint8_t *arena;			/* headers + fixed parts */
+	size_t arena_used, arena_cap;
+	void **scratch;			/* extra bodies to free */
+	int nscratch, scratch_cap;
+	int nrec;
+};
+
+/* eng_ops.c */
+int64_t now_ns(void);
+/* Append a record to |b| and apply it to the index. */
+int batch_add(struct engine *e, struct batch *b, struct rec *r,
+    const void *body);
+void ops_mutate(struct engine *e, struct batch *b, struct job *j);
+void ops_read(struct engine *e, struct job *j);
+
+/* Internal jobs (compactor) complete to a waiter instead of |done|. */
+struct waiter {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int pending;		/* guarded by mu */
+};
+
+void engine_internal(struct engine *e, struct job *j, struct waiter *w);
+
+/* eng_admin.c */
+void *compactor_main(void *arg);
+void admin_run(struct engine *e, struct job *j);
+void compact_kick(struct engine *e);
+
+/* engine_local.c */
+void engine_enqueue(struct jq *q, struct job *j);
+/* Reply text for ADMIN as a single admin_rep frame. */
+int reply_text(struct job *j, const char *text, size_t len);
+
+#endif /* MST_ENG_H */

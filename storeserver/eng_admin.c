@@ -1,0 +1,358 @@
+/*
+ * eng_admin.c - background compaction, scrub and the ADMIN commands of
+ * the local engine.
+ *
+ * Compaction never blocks deliveries: the compactor thread reads a sparse
+ * sealed segment itself and hands each still-live body to the writer as
+ * a RELOCATE job, which the writer batches with deliveries like any other
+ * record. When nothing live is left in the segment, a checkpoint is
+ * requested; the writer reclaims the file after it (eng_store.c,
+ * invariant 4).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <xxhash.h>
+
+#include "eng.h"
+#include "log.h"
+
+#define RELOC_WINDOW	64		/* relocations in flight */
+#define COMPACT_PERIOD	30		/* seconds between looks */
+
+void
+compact_kick(struct engine *e)
+{
+	pthread_mutex_lock(&e->cmu);
+	e->ckick = 1;
+	pthread_cond_signal(&e->ccv);
+	pthread_mutex_unlock(&e->cmu);
+}
+
+static int
+compact_stopping(struct engine *e)
+{
+	int stop;
+
+	pthread_mutex_lock(&e->cmu);
+	stop = e->cstop;
+	pthread_mutex_unlock(&e->cmu);
+	return stop;
+}
+
+static void
+wait_pending(struct waiter *w, int max)
+{
+	pthread_mutex_lock(&w->mu);
+	while (w->pending > max)
+		pthread_cond_wait(&w->cv, &w->mu);
+	pthread_mutex_unlock(&w->mu);
+}
+
+struct compact {
+	struct engine *e;
+	struct seg *s;
+	struct waiter w;
+	uint64_t moved;
+};
+
+static int
+relocate_one(void *arg, struct rec *r, const uint8_t *payload, uint64_t off)
+{
+	struct compact *c = arg;
+	struct engine *e = c->e;
+	uint64_t body_off = off + REC_HDR_LEN + r->body_off;
+	struct reloc *rl;
+	struct node *n;
+	struct job *j;
+	int live;
+
+	if (!rec_has_body(r))
+		return 0;
+	pthread_rwlock_rdlock(&e->mu);
+	n = index_find_id(e->ix, r->id);
+	live = n && n->seg == c->s->no && n->off == body_off;
+	pthread_rwlock_unlock(&e->mu);
+	if (!live)
+		return 0;
+	if (compact_stopping(e))
+		return -ECANCELED;
+	j = calloc(1, sizeof *j);
+	rl = calloc(1, sizeof *rl);
+	if (j == NULL || rl == NULL || (r->size &&
+	    (j->body = malloc(r->size)) == NULL)) {
+		if (j)
+			free(j->body);
+		free(j);
+		free(rl);
+		return -ENOMEM;
+	}
+	memcpy(j->body, payload + r->body_off, r->size);
+	j->body_len = r->size;
+	rl->id = r->id;
+	rl->seg = c->s->no;
+	rl->off = body_off;
+	rl->checksum = r->checksum;
+	j->payload = (uint8_t *)rl;
+	j->kind = JK_RELOCATE;
+	j->op = MST_OP_DATA;
+	engine_internal(e, j, &c->w);
+	c->moved += r->size;
+	wait_pending(&c->w, RELOC_WINDOW);
+	return 0;
+}
+
+static void
+request_checkpoint(struct engine *e, struct waiter *w)
+{
+	struct job *j = calloc(1, sizeof *j);
+
+	if (j == NULL)
+		return;
+	j->kind = JK_CHECKPOINT;
+	engine_internal(e, j, w);
+	wait_pending(w, 0);
+}
+
+/* The sealed segment with the lowest live share under the threshold. */
+static struct seg *
+pick_segment(struct engine *e)
+{
+	struct seg *best = NULL, *s;
+	uint64_t live, bl = 0;
+	uint32_t no;
+
+	pthread_rwlock_rdlock(&e->mu);
+	for (no = 0; no < e->nsegs; no++) {
+		s = e->segs[no];
+		if (s == NULL || s == e->active || s->size == 0)
+			continue;
+		live = index_seg_live(e->ix, no);
+		if (live * 100 >= s->size * (uint64_t)e->conf.compact_percent)
+			continue;
+		if (best == NULL || live * best->size < bl * s->size) {
+			best = s;
+			bl = live;
+		}
+	}
+	if (best)
+		atomic_fetch_add(&best->refs, 1);
+	pthread_rwlock_unlock(&e->mu);
+	return best;
+}
+
+static void
+compact_segment(struct engine *e, struct seg *s)
+{
+	struct compact c = { .e = e, .s = s };
+	uint64_t end;
+	int rc;
+
+	pthread_mutex_init(&c.w.mu, NULL);
+	pthread_cond_init(&c.w.cv, NULL);
+	log_info("compacting %s (%llu of %llu bytes live)", s->path,
+	    (unsigned long long)index_seg_live(e->ix, s->no),
+	    (unsigned long long)s->size);
+	rc = seg_scan(s, 0, e->conf.max_body + REC_FIXED_MAX, relocate_one,
+	    &c, &end);
+	wait_pending(&c.w, 0);
+	if (rc < 0 && rc != -ECANCELED)
+		log_err("compacting %s stopped at %llu: %s", s->path,
+		    (unsigned long long)end, strerror(-rc));
+	if (rc == 0) {
+		request_checkpoint(e, &c.w);
+		atomic_fetch_add(&e->compacted, 1);
+		atomic_fetch_add(&e->relocated, c.moved);
+	}
+	pthread_mutex_destroy(&c.w.mu);
+	pthread_cond_destroy(&c.w.cv);
+}
+
+void *
+compactor_main(void *arg)
+{
+	struct engine *e = arg;
+	struct timespec ts;
+	struct seg *s;
+
+	for (;;) {
+		pthread_mutex_lock(&e->cmu);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += COMPACT_PERIOD;
+		while (!e->cstop && !e->ckick &&
+		    pthread_cond_timedwait(&e->ccv, &e->cmu, &ts) == 0)
+			;
+		e->ckick = 0;
+		if (e->cstop) {
+			pthread_mutex_unlock(&e->cmu);
+			return NULL;
+		}
+		pthread_mutex_unlock(&e->cmu);
+		while (!compact_stopping(e) && (s = pick_segment(e)) != NULL) {
+			compact_segment(e, s);
+			seg_put(s);
+		}
+	}
+}
+
+/* --- scrub --- */
+
+struct scrub {
+	struct seg *s;
+	uint64_t records, bodies, bad_bodies;
+	char *report;
+	size_t rlen, rcap;
+};
+
+static void
+report(struct scrub *sc, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+#include <stdarg.h>
+
+static void
+report(struct scrub *sc, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (sc->rcap - sc->rlen < 256) {
+		size_t cap = sc->rcap ? sc->rcap * 2 : 4096;
+		char *p = realloc(sc->report, cap);
+
+		if (p == NULL)
+			return;
+		sc->report = p;
+		sc->rcap = cap;
+	}
+	va_start(ap, fmt);
+	n = vsnprintf(sc->report + sc->rlen, sc->rcap - sc->rlen, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		sc->rlen += (size_t)n < sc->rcap - sc->rlen ? (size_t)n :
+		    sc->rcap - sc->rlen - 1;
+}
+
+static int
+scrub_one(void *arg, struct rec *r, const uint8_t *payload, uint64_t off)
+{
+	struct scrub *sc = arg;
+
+	sc->records++;
+	if (!rec_has_body(r))
+		return 0;
+	sc->bodies++;
+	if (XXH3_64bits(payload + r->body_off, r->size) != r->checksum) {
+		sc->bad_bodies++;
+		report(sc, "damage=%s offset %llu: body checksum mismatch "
+		    "(id %llu)\n", sc->s->path, (unsigned long long)off,
+		    (unsigned long long)r->id);
+	}
+	return 0;
+}
+
+/* Verify every record checksum and every body checksum in every segment. */
+static void
+scrub(struct engine *e, struct job *j)
+{
+	struct scrub sc = { 0 };
+	uint64_t end, bad_records = 0, segs = 0, bytes = 0, size;
+	uint32_t no, n;
+	int rc;
+
+	pthread_rwlock_rdlock(&e->mu);
+	n = e->nsegs;
+	pthread_rwlock_unlock(&e->mu);
+	for (no = 0; no < n; no++) {
+		pthread_rwlock_rdlock(&e->mu);
+		sc.s = seg_get(e, no);
+		pthread_rwlock_unlock(&e->mu);
+		if (sc.s == NULL)
+			continue;
+		segs++;
+		size = sc.s->size;	/* durable end; may grow meanwhile */
+		rc = seg_scan(sc.s, 0, e->conf.max_body + REC_FIXED_MAX,
+		    scrub_one, &sc, &end);
+		bytes += end;
+		if (rc < 0 && end < size) {
+			bad_records++;
+			report(&sc, "damage=%s offset %llu: bad record; %llu "
+			    "bytes after it unchecked\n", sc.s->path,
+			    (unsigned long long)end,
+			    (unsigned long long)(size - end));
+		}
+		seg_put(sc.s);
+	}
+	report(&sc, "segments=%llu\nbytes=%llu\nrecords=%llu\nbodies=%llu\n"
+	    "bad_records=%llu\nbad_bodies=%llu\nresult=%s\n",
+	    (unsigned long long)segs, (unsigned long long)bytes,
+	    (unsigned long long)sc.records, (unsigned long long)sc.bodies,
+	    (unsigned long long)bad_records,
+	    (unsigned long long)sc.bad_bodies,
+	    bad_records || sc.bad_bodies ? "damaged" : "clean");
+	if (bad_records || sc.bad_bodies)
+		log_err("scrub of %s: %llu bad records, %llu bad bodies",
+		    e->dir, (unsigned long long)bad_records,
+		    (unsigned long long)sc.bad_bodies);
+	else
+		log_info("scrub of %s: %llu records clean", e->dir,
+		    (unsigned long long)sc.records);
+	j->status = sc.report ? reply_text(j, sc.report, sc.rlen) : -ENOMEM;
+	free(sc.report);
+}
+
+static void
+stats(struct engine *e, struct job *j)
+{
+	char buf[1024];
+	uint64_t segs = 0, log_bytes = 0;
+	struct index *ix = e->ix;
+	uint32_t no;
+	int n;
+
+	pthread_rwlock_rdlock(&e->mu);
+	for (no = 0; no < e->nsegs; no++)
+		if (e->segs[no]) {
+			segs++;
+			log_bytes += e->segs[no]->size;
+		}
+	n = snprintf(buf, sizeof buf,
+	    "engine=local\nmessages=%llu\nmessage_bytes=%llu\nnodes=%llu\n"
+	    "mailboxes=%llu\nsegments=%llu\nlog_bytes=%llu\nlsn=%llu\n"
+	    "batches=%llu\nbatched_records=%llu\nsyncs=%llu\n"
+	    "compactions=%llu\nrelocated_bytes=%llu\n"
+	    "index_bytes_estimate=%llu\n",
+	    (unsigned long long)ix->msgs, (unsigned long long)ix->bytes,
+	    (unsigned long long)ix->nodes, (unsigned long long)ix->nmbox,
+	    (unsigned long long)segs, (unsigned long long)log_bytes,
+	    (unsigned long long)ix->lsn,
+	    (unsigned long long)atomic_load(&e->batches),
+	    (unsigned long long)atomic_load(&e->batched),
+	    (unsigned long long)atomic_load(&e->syncs),
+	    (unsigned long long)atomic_load(&e->compacted),
+	    (unsigned long long)atomic_load(&e->relocated),
+	    (unsigned long long)(ix->nodes * (sizeof(struct node) + 64 + 24) +
+	    (ix->by_name.mask + ix->by_id.mask + ix->by_idem.mask + 3) * 8));
+	pthread_rwlock_unlock(&e->mu);
+	j->status = reply_text(j, buf, (size_t)n);
+}
+
+void
+admin_run(struct engine *e, struct job *j)
+{
+	struct mst_str c = j->req.admin.cmd;
+
+	if (c.len == 5 && memcmp(c.p, "stats", 5) == 0) {
+		stats(e, j);
+	} else if (c.len == 5 && memcmp(c.p, "scrub", 5) == 0) {
+		scrub(e, j);
+	} else if (c.len == 7 && memcmp(c.p, "compact", 7) == 0) {
+		compact_kick(e);
+		j->status = reply_text(j, "compact=started\n", 16);
+	} else {
+		j->status = -EINVAL;
+	}
+}

@@ -1,0 +1,516 @@
+/*
+ * eng_store.c - the local engine's files: segment files under DIR/log,
+ * the checkpoint DIR/checkpoint, the lock DIR/LOCK; replay of the log
+ * after the checkpoint at start and after a failed write.
+ *
+ * Durability order (what makes kill -9 safe):
+ *  1. A batch is written at the end of the active segment, then one
+ *     fdatasync covers it; only then are its jobs answered.
+ *  2. A torn batch at the tail fails its record checksum at replay and
+ *     is cut off: it was never acknowledged.
+ *  3. A checkpoint is written to checkpoint.tmp, synced, renamed over
+ *     checkpoint and the directory synced; it names the log position
+ *     after the last synced batch, so replay starts there.
+ *  4. A segment is unlinked only when no live body is in it and a
+ *     checkpoint later than it exists, so replay never needs it.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <xxhash.h>
+
+#include "diskio.h"
+#include "eng.h"
+#include "log.h"
+
+#define SCAN_BUF (4u << 20)
+
+static struct seg *
+seg_open(struct engine *e, uint32_t no, int create)
+{
+	char name[32];
+	struct seg *s;
+	struct stat st;
+	size_t dl = strlen(e->dir);
+
+	snprintf(name, sizeof name, SEG_NAME_FMT, no);
+	s = calloc(1, sizeof *s + dl + 6 + strlen(name));
+	if (s == NULL)
+		return NULL;
+	sprintf(s->path, "%s/log/%s", e->dir, name);
+	s->no = no;
+	s->fd = open(s->path, O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_EXCL :
+	    0), 0600);
+	if (s->fd < 0 || fstat(s->fd, &st) < 0) {
+		log_err("open %s: %s", s->path, strerror(errno));
+		if (s->fd >= 0)
+			close(s->fd);
+		free(s);
+		return NULL;
+	}
+	s->size = (uint64_t)st.st_size;
+	atomic_init(&s->refs, 1);
+	return s;
+}
+
+struct seg *
+seg_get(struct engine *e, uint32_t no)
+{
+	struct seg *s = no < e->nsegs ? e->segs[no] : NULL;
+
+	if (s)
+		atomic_fetch_add(&s->refs, 1);
+	return s;
+}
+
+void
+seg_put(struct seg *s)
+{
+	if (s && atomic_fetch_sub(&s->refs, 1) == 1) {
+		close(s->fd);
+		free(s);
+	}
+}
+
+static int
+seg_table_add(struct engine *e, struct seg *s)
+{
+	if (s->no >= e->nsegs) {
+		uint32_t n = s->no + 64;
+		struct seg **v = realloc(e->segs, n * sizeof *v);
+
+		if (v == NULL)
+			return -ENOMEM;
+		memset(v + e->nsegs, 0, (n - e->nsegs) * sizeof *v);
+		e->segs = v;
+		e->nsegs = n;
+	}
+	e->segs[s->no] = s;
+	return 0;
+}
+
+/* Writer, under mu for writing. */
+void
+seg_drop(struct engine *e, uint32_t no)
+{
+	struct seg *s = no < e->nsegs ? e->segs[no] : NULL;
+
+	if (s == NULL || s == e->active)
+		return;
+	e->segs[no] = NULL;
+	if (unlink(s->path) < 0)
+		log_warn("unlink %s: %s", s->path, strerror(errno));
+	else
+		log_info("segment %s reclaimed", s->path);
+	seg_put(s);
+}
+
+int
+seg_scan(struct seg *s, uint64_t off, uint64_t max_rec, scan_fn *fn,
+    void *arg, uint64_t *end_out)
+{
+	uint8_t *buf = malloc(SCAN_BUF), *big = NULL, *payload;
+	uint64_t sum, file_end = s->size;
+	struct rec r;
+	int len, rc = 0;
+
+	if (buf == NULL)
+		return -ENOMEM;
+	while (off < file_end) {
+		memset(&r, 0, sizeof r);
+		if (file_end - off < REC_HDR_LEN ||
+		    dio_pread_all(s->fd, buf, REC_HDR_LEN, (off_t)off) < 0) {
+			rc = -EBADMSG;
+			break;
+		}
+		len = rec_hdr_decode(&r, buf, max_rec, &sum);
+		if (len < 0 || (uint64_t)len > file_end - off - REC_HDR_LEN) {
+			rc = -EBADMSG;
+			break;
+		}
+		payload = buf + REC_HDR_LEN;
+		if ((size_t)len > SCAN_BUF - REC_HDR_LEN) {
+			free(big);
+			big = malloc((size_t)len);
+			if (big == NULL) {
+				rc = -ENOMEM;
+				break;
+			}
+			payload = big;
+		}
+		if (dio_pread_all(s->fd, payload, (size_t)len,
+		    (off_t)(off + REC_HDR_LEN)) < 0 ||
+		    !rec_verify(buf, payload, (size_t)len, sum) ||
+		    rec_decode(&r, payload, (size_t)len) < 0) {
+			rc = -EBADMSG;
+			break;
+		}
+		rc = fn(arg, &r, payload, off);
+		if (rc)
+			break;
+		off += REC_HDR_LEN + (uint64_t)len;
+	}
+	*end_out = off;
+	free(big);
+	free(buf);
+	return rc;
+}
+
+struct replay {
+	struct engine *e;
+	struct seg *s;
+	uint64_t n;
+};
+
+static int
+replay_one(void *arg, struct rec *r, const uint8_t *payload, uint64_t off)
+{
+	struct replay *rp = arg;
+	int rc;
+
+	(void)payload;		/* bodies stay in the log */
+	rc = index_apply(rp->e->ix, r, rp->s->no, off + REC_HDR_LEN +
+	    r->body_off);
+	if (rc < 0) {
+		log_err("replay %s at %llu: record lsn %llu type %u does not "
+		    "fit the index: %s", rp->s->path, (unsigned long long)off,
+		    (unsigned long long)r->lsn, r->type, strerror(-rc));
+		return rc;
+	}
+	rp->n++;
+	return 0;
+}
+
+/* Is there any valid record after |off|? Then the damage is not a torn
+ * tail but lost acknowledged data, and we must not cut it off. */
+static int
+valid_record_after(struct seg *s, uint64_t off, uint64_t max_rec)
+{
+	uint8_t hdr[REC_HDR_LEN], *p;
+	struct rec r;
+	uint64_t sum, pos;
+	int len, found = 0;
+
+	for (pos = off + 1; !found && pos + REC_HDR_LEN <= s->size; pos++) {
+		if (dio_pread_all(s->fd, hdr, REC_HDR_LEN, (off_t)pos) < 0)
+			break;
+		len = rec_hdr_decode(&r, hdr, max_rec, &sum);
+		if (len < 0 || (uint64_t)len > s->size - pos - REC_HDR_LEN)
+			continue;
+		p = malloc((size_t)len);
+		if (p == NULL)
+			break;
+		found = dio_pread_all(s->fd, p, (size_t)len,
+		    (off_t)(pos + REC_HDR_LEN)) == 0 &&
+		    rec_verify(hdr, p, (size_t)len, sum);
+		free(p);
+	}
+	return found;
+}
+
+static uint64_t
+max_record(const struct engine *e)
+{
+	return e->conf.max_body + REC_FIXED_MAX;
+}
+
+/* Replay every segment from the checkpoint position; cut a torn tail. */
+static int
+replay(struct engine *e, uint32_t seg, uint64_t off)
+{
+	struct replay rp = { .e = e };
+	uint64_t end, total = 0;
+	uint32_t no, last = 0;
+	int rc;
+
+	for (no = 0; no < e->nsegs; no++)
+		if (e->segs[no])
+			last = no;
+	for (no = seg; no < e->nsegs; no++) {
+		if ((rp.s = e->segs[no]) == NULL)
+			continue;
+		rc = seg_scan(rp.s, no == seg ? off : 0, max_record(e),
+		    replay_one, &rp, &end);
+		total += end - (no == seg ? off : 0);
+		if (rc == -EBADMSG && no == last &&
+		    !valid_record_after(rp.s, end, max_record(e))) {
+			log_warn("%s: torn tail at %llu (%llu bytes never "
+			    "acknowledged), cut off", rp.s->path,
+			    (unsigned long long)end,
+			    (unsigned long long)(rp.s->size - end));
+			if (ftruncate(rp.s->fd, (off_t)end) < 0 ||
+			    dio_fdatasync(rp.s->fd) < 0)
+				return -errno;
+			rp.s->size = end;
+		} else if (rc < 0) {
+			log_err("%s: damaged record at %llu: refusing to start "
+			    "(run a scrub, restore the segment)", rp.s->path,
+			    (unsigned long long)end);
+			return rc == -EBADMSG ? -EUCLEAN : rc;
+		}
+	}
+	e->since_ckpt = total;
+	e->lsn = e->ix->lsn;
+	log_info("replayed %llu records (%llu log bytes) after checkpoint lsn "
+	    "%llu", (unsigned long long)rp.n, (unsigned long long)total,
+	    (unsigned long long)e->ckpt_lsn);
+	return 0;
+}
+
+static void
+apply_quotas(struct engine *e)
+{
+	struct quota_ovr *q;
+	struct mbox *m;
+
+	for (q = e->quotas; q; q = q->next) {
+		m = index_mbox(e->ix, mst_str_of(q->mailbox), 1);
+		if (m) {
+			m->quota_bytes = q->bytes;
+			m->quota_msgs = q->msgs;
+		}
+	}
+}
+
+/* Build the index from checkpoint + log into e->ix. */
+static int
+build_index(struct engine *e)
+{
+	char path[PATH_MAX];
+	uint32_t seg = 0;
+	uint64_t off = 0;
+	int fd, rc;
+
+	e->ix = index_new(e->conf.quota_bytes, e->conf.quota_messages);
+	if (e->ix == NULL)
+		return -ENOMEM;
+	snprintf(path, sizeof path, "%s/checkpoint", e->dir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		rc = index_load(e->ix, fd, &seg, &off);
+		close(fd);
+		if (rc < 0) {
+			log_err("%s: %s: refusing to start", path,
+			    strerror(-rc));
+			return rc;
+		}
+	} else if (errno != ENOENT) {
+		log_err("open %s: %s", path, strerror(errno));
+		return -errno;
+	}
+	e->ckpt_seg = seg;
+	e->ckpt_lsn = e->ix->lsn;
+	apply_quotas(e);
+	return replay(e, seg, off);
+}
+
+int
+store_reload(struct engine *e)
+{
+	index_free(e->ix);
+	e->ix = NULL;
+	return build_index(e);
+}
+
+static int
+open_segments(struct engine *e)
+{
+	char path[PATH_MAX];
+	struct dirent *d;
+	struct seg *s;
+	unsigned no;
+	char tail;
+	DIR *dp;
+	int rc = 0;
+
+	snprintf(path, sizeof path, "%s/log", e->dir);
+	dp = opendir(path);
+	if (dp == NULL)
+		return -errno;
+	while (rc == 0 && (d = readdir(dp)) != NULL) {
+		if (sscanf(d->d_name, "%8x.se%c", &no, &tail) != 2 ||
+		    tail != 'g' || strlen(d->d_name) != 12)
+			continue;
+		s = seg_open(e, no, 0);
+		rc = s ? seg_table_add(e, s) : -EIO;
+		if (rc < 0)
+			seg_put(s);
+		else if (e->active == NULL || no > e->active->no)
+			e->active = s;
+	}
+	closedir(dp);
+	return rc;
+}
+
+int
+store_rotate(struct engine *e)
+{
+	struct seg *s = seg_open(e, e->active ? e->active->no + 1 : 1, 1);
+	int rc;
+
+	if (s == NULL)
+		return -EIO;
+	if (fsync(e->log_dirfd) < 0) {
+		rc = -errno;
+		log_err("fsync %s/log: %s", e->dir, strerror(errno));
+		seg_put(s);
+		return rc;
+	}
+	pthread_rwlock_wrlock(&e->mu);
+	rc = seg_table_add(e, s);
+	if (rc == 0)
+		e->active = s;
+	pthread_rwlock_unlock(&e->mu);
+	if (rc < 0)
+		seg_put(s);
+	return rc;
+}
+
+int
+store_open(struct engine *e)
+{
+	char path[PATH_MAX];
+	int rc;
+
+	snprintf(path, sizeof path, "%s/log", e->dir);
+	if ((mkdir(e->dir, 0700) < 0 && errno != EEXIST) ||
+	    (mkdir(path, 0700) < 0 && errno != EEXIST)) {
+		rc = -errno;
+		log_err("mkdir %s: %s", path, strerror(errno));
+		return rc;
+	}
+	e->log_dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	snprintf(path, sizeof path, "%s/LOCK", e->dir);
+	e->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (e->log_dirfd < 0 || e->lock_fd < 0) {
+		rc = -errno;
+		log_err("open %s: %s", path, strerror(errno));
+		return rc;
+	}
+	if (flock(e->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		log_err("%s is in use by another mstored", e->dir);
+		return -EBUSY;
+	}
+	rc = open_segments(e);
+	if (rc == 0)
+		rc = build_index(e);
+	if (rc == 0 && e->active == NULL)
+		rc = store_rotate(e);
+	return rc;
+}
+
+static int
+sync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+/* Writer thread. Segments older than the new checkpoint with nothing live
+ * in them are reclaimed afterwards (invariant 4). */
+int
+store_checkpoint(struct engine *e)
+{
+	char tmp[PATH_MAX], path[PATH_MAX];
+	uint32_t no;
+	int fd, rc;
+
+	snprintf(tmp, sizeof tmp, "%s/checkpoint.tmp", e->dir);
+	snprintf(path, sizeof path, "%s/checkpoint", e->dir);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	/* The writer is the only thread that changes the index, so reading
+	 * it here needs no lock. */
+	rc = index_save(e->ix, fd, e->active->no, e->active->size);
+	if (rc == 0 && fdatasync(fd) < 0)
+		rc = -errno;
+	close(fd);
+	if (rc == 0 && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc == 0)
+		rc = sync_dir(e->dir);
+	if (rc < 0)
+		goto fail;
+	e->ckpt_seg = e->active->no;
+	e->ckpt_lsn = e->ix->lsn;
+	e->since_ckpt = 0;
+	pthread_rwlock_wrlock(&e->mu);
+	for (no = 0; no < e->ckpt_seg && no < e->nsegs; no++)
+		if (e->segs[no] && index_seg_live(e->ix, no) == 0)
+			seg_drop(e, no);
+	pthread_rwlock_unlock(&e->mu);
+	log_info("checkpoint at lsn %llu: %llu messages, %llu nodes",
+	    (unsigned long long)e->ckpt_lsn,
+	    (unsigned long long)e->ix->msgs, (unsigned long long)e->ix->nodes);
+	return 0;
+fail:
+	log_err("checkpoint %s: %s", tmp, strerror(-rc));
+	return rc;
+}
+
+void
+store_close(struct engine *e)
+{
+	uint32_t no;
+
+	for (no = 0; no < e->nsegs; no++)
+		seg_put(e->segs[no]);
+	free(e->segs);
+	e->segs = NULL;
+	index_free(e->ix);
+	e->ix = NULL;
+	if (e->log_dirfd >= 0)
+		close(e->log_dirfd);
+	if (e->lock_fd >= 0)
+		close(e->lock_fd);
+}
+
+int
+body_read(struct seg *s, uint64_t seg_off, uint64_t off, void *buf,
+    size_t len)
+{
+	if (s == NULL)
+		return -EIO;
+	return dio_pread_all(s->fd, buf, len, (off_t)(seg_off + off));
+}
+
+int
+body_verify(struct seg *s, uint64_t seg_off, uint64_t size, uint64_t checksum)
+{
+	size_t chunk = 1u << 20, n;
+	uint8_t *buf = malloc(chunk);
+	XXH3_state_t st;
+	uint64_t off;
+	int rc = 0;
+
+	if (buf == NULL)
+		return -ENOMEM;
+	XXH3_64bits_reset(&st);
+	for (off = 0; rc == 0 && off < size; off += n) {
+		n = size - off < chunk ? (size_t)(size - off) : chunk;
+		rc = body_read(s, seg_off, off, buf, n);
+		if (rc == 0)
+			XXH3_64bits_update(&st, buf, n);
+	}
+	free(buf);
+	if (rc == 0 && XXH3_64bits_digest(&st) != checksum)
+		rc = -EIO;
+	return rc;
+}

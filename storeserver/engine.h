@@ -1,0 +1,115 @@
+/*
+ * engine.h - the storage engine interface of mstored.
+ *
+ * The network layer (server.c) decodes a request, wraps it in a job and
+ * hands it to the engine with engine->ops->submit(). The engine runs it on
+ * its own threads and calls the |done| callback from one of them once the
+ * job's effects are durable; the network layer then sends the reply
+ * frames and fans the notices out to watchers on its loop thread.
+ *
+ * A job belongs to the engine from submit until |done| is called, and to
+ * the network layer again afterwards (it frees it with job_free).
+ */
+#ifndef MST_ENGINE_H
+#define MST_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mstproto.h"
+
+struct engine;
+struct job;
+
+/* One reply frame's payload. */
+struct jframe {
+	uint8_t *p;
+	size_t len;
+};
+
+/* One change to push to watchers of |dir| once the job completes. */
+struct jnotice {
+	char *dir;		/* directory path, owned */
+	char *name;		/* entry name, owned */
+	uint8_t event;		/* MST_EV_* */
+	uint64_t id;
+	uint64_t change;
+};
+
+struct job {
+	/* Set by the network layer before submit. */
+	uint8_t op;		/* MST_OP_* */
+	uint32_t id;		/* request id, echoed in the reply */
+	uint32_t max_frame;	/* reply frames must not exceed it */
+	void *conn;		/* opaque to the engine */
+	uint8_t *payload;	/* owned: the first frame's payload */
+	size_t payload_len;
+	uint8_t *body;		/* owned: whole DELIVER/PUT body, or NULL */
+	size_t body_len;
+	union {			/* decoded views into |payload| */
+		struct mst_deliver_req deliver;
+		struct mst_list_req list;
+		struct mst_msg_ref ref;		/* STAT, EXPUNGE */
+		struct mst_fetch_req fetch;
+		struct mst_setinfo_req setinfo;
+		struct mst_path_req path;	/* LOOKUP RMDIR READDIR UNLINK
+						   STATFS */
+		struct mst_mkdir_req mkdir;
+		struct mst_put_req put;
+		struct mst_get_req get;
+		struct mst_rename_req rename;
+		struct mst_setattr_req setattr;
+		struct mst_admin_req admin;
+	} req;
+
+	/* Filled by the engine. */
+	int status;		/* 0 or a negative errno */
+	struct jframe *frames;	/* reply payloads, in order */
+	size_t nframes;
+	struct jnotice *notices;
+	size_t nnotices;
+
+	/* Engine-private. */
+	struct job *next;
+	uint64_t lsn;		/* durable once the log reaches it */
+	int kind;
+};
+
+void job_free(struct job *j);
+/* Append a reply frame that takes ownership of |p|. -ENOMEM on failure
+ * (and |p| is freed). */
+int job_add_frame(struct job *j, uint8_t *p, size_t len);
+/* Append a notice (copies |dir| and |name|). */
+int job_add_notice(struct job *j, const char *dir, const char *name,
+    uint8_t event, uint64_t id, uint64_t change);
+
+typedef void engine_done_fn(void *arg, struct job *j);
+
+struct engine_conf {
+	const char *data_dir;
+	uint64_t max_body;		/* largest message, bytes */
+	uint64_t quota_bytes;		/* default per mailbox; 0: none */
+	uint64_t quota_messages;	/* default per mailbox; 0: none */
+	const char *quota_file;		/* per-mailbox overrides, or NULL */
+	uint64_t segment_size;		/* bytes per segment file */
+	uint64_t checkpoint_bytes;	/* log bytes between checkpoints */
+	uint64_t reserve_bytes;		/* free space kept back: ENOSPC */
+	int readers;			/* reader threads */
+	int compact_percent;		/* compact segments below this live % */
+	engine_done_fn *done;		/* called from engine threads */
+	void *done_arg;
+};
+
+struct engine_ops {
+	const char *name;
+	/* Open or create the store; replays the log. */
+	int (*open)(const struct engine_conf *c, struct engine **out);
+	/* Run |j| asynchronously; |done| is called exactly once. */
+	void (*submit)(struct engine *e, struct job *j);
+	/* Finish queued work, checkpoint, stop threads, free. */
+	void (*close)(struct engine *e);
+};
+
+extern const struct engine_ops engine_local;
+
+#endif /* MST_ENGINE_H */

@@ -1,0 +1,558 @@
+/*
+ * engine_local.c - the local storage engine: an append-only log of
+ * checksummed records in segment files plus an in-memory index rebuilt
+ * from a checkpoint and the log tail (see index.h for why in memory).
+ *
+ * This file owns the threads and the group commit. The writer thread
+ * takes every queued mutation at once (up to BATCH_MAX), applies each to
+ * the index while appending its record to one write, makes the batch
+ * durable with a single fdatasync, and only then completes the jobs. A
+ * lone delivery therefore waits for one fdatasync and no timer; under
+ * load the queue fills while the previous sync runs, so batches grow with
+ * the load. It never answers a mutation before its batch is durable.
+ *
+ * Readers may see a change in the index while its batch is still being
+ * synced; no reply to the writer and no notice leaves before the sync,
+ * and a crash in that window only loses what nobody was told succeeded.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "diskio.h"
+#include "eng.h"
+#include "log.h"
+
+#define BATCH_MAX	1024
+#define ARENA_CAP	(4u << 20)
+
+static void
+jq_init(struct jq *q)
+{
+	pthread_mutex_init(&q->mu, NULL);
+	pthread_cond_init(&q->cv, NULL);
+	q->head = q->tail = NULL;
+	q->n = 0;
+	q->stop = 0;
+}
+
+void
+engine_enqueue(struct jq *q, struct job *j)
+{
+	j->next = NULL;
+	pthread_mutex_lock(&q->mu);
+	if (q->tail)
+		q->tail->next = j;
+	else
+		q->head = j;
+	q->tail = j;
+	q->n++;
+	pthread_cond_signal(&q->cv);
+	pthread_mutex_unlock(&q->mu);
+}
+
+/* Put |list| (ending at |last|) back at the head of the queue. */
+static void
+jq_requeue(struct jq *q, struct job *list, struct job *last, size_t n)
+{
+	pthread_mutex_lock(&q->mu);
+	last->next = q->head;
+	q->head = list;
+	if (q->tail == NULL)
+		q->tail = last;
+	q->n += n;
+	pthread_mutex_unlock(&q->mu);
+}
+
+/* Take up to |max| jobs; blocks until there is one or the queue stops
+ * (then returns NULL once it is empty). */
+static struct job *
+jq_take(struct jq *q, size_t max)
+{
+	struct job *head, *j;
+	size_t n = 1;
+
+	pthread_mutex_lock(&q->mu);
+	while (q->head == NULL && !q->stop)
+		pthread_cond_wait(&q->cv, &q->mu);
+	head = q->head;
+	if (head) {
+		for (j = head; j->next && n < max; j = j->next)
+			n++;
+		q->head = j->next;
+		if (q->head == NULL)
+			q->tail = NULL;
+		j->next = NULL;
+		q->n -= n;
+	}
+	pthread_mutex_unlock(&q->mu);
+	return head;
+}
+
+static void
+jq_stop(struct jq *q)
+{
+	pthread_mutex_lock(&q->mu);
+	q->stop = 1;
+	pthread_cond_broadcast(&q->cv);
+	pthread_mutex_unlock(&q->mu);
+}
+
+/* Drop a reply that must not be sent (its batch failed). */
+static void
+job_drop_reply(struct job *j)
+{
+	size_t i;
+
+	for (i = 0; i < j->nframes; i++)
+		free(j->frames[i].p);
+	for (i = 0; i < j->nnotices; i++) {
+		free(j->notices[i].dir);
+		free(j->notices[i].name);
+	}
+	free(j->frames);
+	free(j->notices);
+	j->frames = NULL;
+	j->notices = NULL;
+	j->nframes = j->nnotices = 0;
+}
+
+int
+reply_text(struct job *j, const char *text, size_t len)
+{
+	struct mst_admin_rep r = { { (const uint8_t *)text, (uint32_t)len } };
+	uint8_t *p;
+	int n;
+
+	if (len + 4 > j->max_frame)
+		r.text.len = (uint32_t)(j->max_frame - 4);
+	p = malloc(4 + (size_t)r.text.len);
+	if (p == NULL)
+		return -ENOMEM;
+	n = mst_admin_rep_encode(&r, p, 4 + (size_t)r.text.len);
+	return job_add_frame(j, p, (size_t)n);
+}
+
+static void
+complete(struct engine *e, struct job *j)
+{
+	struct waiter *w;
+
+	if (j->kind == JK_OP) {
+		e->conf.done(e->conf.done_arg, j);
+		return;
+	}
+	w = j->conn;
+	free(j->payload);
+	free(j->body);
+	job_drop_reply(j);
+	free(j);
+	pthread_mutex_lock(&w->mu);
+	w->pending--;
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+static uint64_t
+space_left(struct engine *e)
+{
+	struct statvfs sv;
+	uint64_t freeb;
+
+	if (statvfs(e->dir, &sv) < 0)
+		return UINT64_MAX;	/* the write itself will tell */
+	freeb = (uint64_t)sv.f_bavail * sv.f_frsize;
+	return freeb > e->conf.reserve_bytes ? freeb - e->conf.reserve_bytes :
+	    0;
+}
+
+static int
+do_relocate(struct engine *e, struct batch *b, struct job *j)
+{
+	const struct reloc *rl = (const struct reloc *)j->payload;
+	struct node *n = index_find_id(e->ix, rl->id);
+	struct rec r = { .type = REC_RELOCATE, .id = rl->id,
+		.checksum = rl->checksum, .size = j->body_len };
+
+	if (n == NULL || n->seg != rl->seg || n->off != rl->off)
+		return -ESTALE;		/* changed meanwhile: nothing to do */
+	r.mtime_ns = n->mtime_ns;
+	return batch_add(e, b, &r, j->body);
+}
+
+/* The batch could not be made durable: cut the segment back to where the
+ * batch began, rebuild the index from disk, and fail every job that was
+ * going to succeed. Nothing in it was acknowledged. */
+static void
+fail_batch(struct engine *e, struct batch *b, struct job *jobs, int rc)
+{
+	struct job *j;
+	int r2;
+
+	log_err("write %d records to %s at offset %llu: %s; rolling back",
+	    b->nrec, b->seg->path, (unsigned long long)b->base,
+	    strerror(-rc));
+	if (ftruncate(b->seg->fd, (off_t)b->base) < 0 ||
+	    fdatasync(b->seg->fd) < 0) {
+		log_err("ftruncate/fdatasync %s: %s: cannot roll back, "
+		    "exiting so that restart recovers from the log",
+		    b->seg->path, strerror(errno));
+		abort();
+	}
+	pthread_rwlock_wrlock(&e->mu);
+	r2 = store_reload(e);
+	pthread_rwlock_unlock(&e->mu);
+	if (r2 < 0) {
+		log_err("reload index after failed write: %s: exiting",
+		    strerror(-r2));
+		abort();
+	}
+	for (j = jobs; j; j = j->next) {
+		if (j->status == 0) {
+			job_drop_reply(j);
+			j->status = rc == -ENOSPC ? -ENOSPC : -EIO;
+		}
+	}
+}
+
+static void
+run_batch(struct engine *e, struct batch *b, struct job *jobs)
+{
+	struct job *j, *next, *done = NULL, **dtail = &done;
+	struct job *defer = NULL, *dlast = NULL;
+	size_t ndefer = 0;
+	int i, rc;
+
+	b->seg = e->active;
+	b->base = b->pos = e->active->size;
+	b->niov = b->nrec = b->nscratch = 0;
+	b->arena_used = 0;
+	b->space = space_left(e);
+	for (j = jobs; j; j = next) {
+		next = j->next;
+		if (j->kind == JK_RELOCATE)
+			j->status = do_relocate(e, b, j);
+		else
+			ops_mutate(e, b, j);
+		if (j->status == -EAGAIN) {	/* batch full: next one */
+			j->next = NULL;
+			if (dlast)
+				dlast->next = j;
+			else
+				defer = j;
+			dlast = j;
+			ndefer++;
+			continue;
+		}
+		j->next = NULL;
+		*dtail = j;
+		dtail = &j->next;
+	}
+	if (b->nrec) {
+		rc = dio_pwritev_all(b->seg->fd, b->iov, b->niov,
+		    (off_t)b->base);
+		if (rc == 0)
+			rc = dio_fdatasync(b->seg->fd);
+		if (rc < 0) {
+			fail_batch(e, b, done, rc);
+		} else {
+			b->seg->size = b->pos;
+			e->since_ckpt += b->pos - b->base;
+			atomic_fetch_add(&e->batches, 1);
+			atomic_fetch_add(&e->batched, (uint64_t)b->nrec);
+			atomic_fetch_add(&e->syncs, 1);
+		}
+	}
+	for (i = 0; i < b->nscratch; i++)
+		free(b->scratch[i]);
+	if (defer)
+		jq_requeue(&e->wq, defer, dlast, ndefer);
+	for (j = done; j; j = next) {
+		next = j->next;
+		complete(e, j);
+	}
+}
+
+static struct job *
+collect_checkpoints(struct job *jobs, struct job **rest_out)
+{
+	struct job *ck = NULL, *rest = NULL, *j, *next;
+
+	for (j = jobs; j; j = next) {
+		next = j->next;
+		if (j->kind == JK_CHECKPOINT ||
+		    (j->op == MST_OP_ADMIN && j->kind == JK_OP)) {
+			j->next = ck;
+			ck = j;
+		} else {
+			j->next = rest;
+			rest = j;
+		}
+	}
+	*rest_out = rest;
+	return ck;
+}
+
+static void *
+writer_main(void *arg)
+{
+	struct engine *e = arg;
+	struct batch b = { 0 };
+	struct job *jobs, *ck, *j, *next, *rest, *rev;
+	int want_ckpt, rc;
+
+	b.cap = 2 * BATCH_MAX + 8;
+	b.iov = calloc((size_t)b.cap, sizeof *b.iov);
+	b.arena_cap = ARENA_CAP;
+	b.arena = malloc(b.arena_cap);
+	b.scratch_cap = BATCH_MAX;
+	b.scratch = calloc((size_t)b.scratch_cap, sizeof *b.scratch);
+	if (b.iov == NULL || b.arena == NULL || b.scratch == NULL) {
+		log_err("writer: out of memory");
+		abort();
+	}
+	while ((jobs = jq_take(&e->wq, BATCH_MAX)) != NULL) {
+		/* ADMIN "checkpoint" jobs and internal checkpoint requests
+		 * are answered once the checkpoint after this batch is
+		 * written. Keep the others in arrival order. */
+		ck = collect_checkpoints(jobs, &rest);
+		for (rev = NULL, j = rest; j; j = next) {
+			next = j->next;
+			j->next = rev;
+			rev = j;
+		}
+		want_ckpt = ck != NULL;
+		if (rev)
+			run_batch(e, &b, rev);
+		if (e->active->size >= e->conf.segment_size &&
+		    store_rotate(e) < 0)
+			log_err("cannot start a new segment; staying on %s",
+			    e->active->path);
+		if (want_ckpt || e->since_ckpt >= e->conf.checkpoint_bytes) {
+			rc = store_checkpoint(e);
+			compact_kick(e);
+		} else {
+			rc = 0;
+		}
+		for (j = ck; j; j = next) {
+			next = j->next;
+			j->status = rc;
+			if (rc == 0 && j->kind == JK_OP)
+				j->status = reply_text(j, "checkpoint=ok\n",
+				    14);
+			complete(e, j);
+		}
+	}
+	if (store_checkpoint(e) < 0)
+		log_warn("final checkpoint failed; the next start replays "
+		    "the log");
+	free(b.iov);
+	free(b.arena);
+	free(b.scratch);
+	return NULL;
+}
+
+static void *
+reader_main(void *arg)
+{
+	struct engine *e = arg;
+	struct job *j;
+
+	while ((j = jq_take(&e->rq, 1)) != NULL) {
+		ops_read(e, j);
+		complete(e, j);
+	}
+	return NULL;
+}
+
+static int
+load_quotas(struct engine *e)
+{
+	char line[1024], name[MST_PATH_MAX + 1];
+	unsigned long long bytes, msgs;
+	struct quota_ovr *q;
+	int lineno = 0;
+	FILE *f;
+
+	if (e->conf.quota_file == NULL)
+		return 0;
+	f = fopen(e->conf.quota_file, "r");
+	if (f == NULL) {
+		log_err("quota file %s: %s", e->conf.quota_file,
+		    strerror(errno));
+		return -errno;
+	}
+	while (fgets(line, sizeof line, f)) {
+		lineno++;
+		if (line[strspn(line, " \t")] == '#' ||
+		    line[strspn(line, " \t\r\n")] == '\0')
+			continue;
+		if (sscanf(line, "%4095s %llu %llu", name, &bytes, &msgs) != 3) {
+			log_err("%s:%d: want 'MAILBOX BYTES MESSAGES'",
+			    e->conf.quota_file, lineno);
+			fclose(f);
+			return -EINVAL;
+		}
+		q = calloc(1, sizeof *q + strlen(name) + 1);
+		if (q == NULL) {
+			fclose(f);
+			return -ENOMEM;
+		}
+		strcpy(q->mailbox, name);
+		q->bytes = bytes;
+		q->msgs = msgs;
+		q->next = e->quotas;
+		e->quotas = q;
+	}
+	fclose(f);
+	return 0;
+}
+
+static void local_close(struct engine *e);
+
+static int
+local_open(const struct engine_conf *c, struct engine **out)
+{
+	struct engine *e = calloc(1, sizeof *e);
+	pthread_rwlockattr_t ra;
+	int i, rc;
+
+	if (e == NULL)
+		return -ENOMEM;
+	e->conf = *c;
+	e->lock_fd = e->log_dirfd = -1;
+	e->dir = strdup(c->data_dir);
+	pthread_rwlockattr_init(&ra);
+	/* Readers must not starve the writer, or deliveries would wait. */
+	pthread_rwlockattr_setkind_np(&ra,
+	    PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&e->mu, &ra);
+	pthread_rwlockattr_destroy(&ra);
+	jq_init(&e->wq);
+	jq_init(&e->rq);
+	pthread_mutex_init(&e->cmu, NULL);
+	pthread_cond_init(&e->ccv, NULL);
+	if (e->dir == NULL) {
+		free(e);
+		return -ENOMEM;
+	}
+	rc = load_quotas(e);
+	if (rc == 0)
+		rc = store_open(e);
+	if (rc < 0) {
+		store_close(e);
+		local_close(e);
+		return rc;
+	}
+	log_info("store %s: %llu messages, %llu bytes, %llu mailboxes, lsn "
+	    "%llu", e->dir, (unsigned long long)e->ix->msgs,
+	    (unsigned long long)e->ix->bytes,
+	    (unsigned long long)e->ix->nmbox, (unsigned long long)e->lsn);
+	e->nreaders = c->readers > 0 ? c->readers : 2;
+	e->readers = calloc((size_t)e->nreaders, sizeof *e->readers);
+	if (e->readers == NULL ||
+	    pthread_create(&e->writer, NULL, writer_main, e) != 0) {
+		store_close(e);
+		local_close(e);
+		return -ENOMEM;
+	}
+	for (i = 0; i < e->nreaders; i++)
+		if (pthread_create(&e->readers[i], NULL, reader_main, e) != 0)
+			abort();	/* cannot run without them */
+	if (pthread_create(&e->compactor, NULL, compactor_main, e) != 0)
+		abort();
+	*out = e;
+	return 0;
+}
+
+static void
+local_submit(struct engine *e, struct job *j)
+{
+	j->status = 0;
+	j->kind = JK_OP;
+	switch (j->op) {
+	case MST_OP_DELIVER:
+	case MST_OP_SETINFO:
+	case MST_OP_EXPUNGE:
+	case MST_OP_MKDIR:
+	case MST_OP_RMDIR:
+	case MST_OP_PUT:
+	case MST_OP_RENAME:
+	case MST_OP_UNLINK:
+	case MST_OP_SETATTR:
+		engine_enqueue(&e->wq, j);
+		return;
+	case MST_OP_ADMIN:
+		if (j->req.admin.cmd.len == 10 &&
+		    memcmp(j->req.admin.cmd.p, "checkpoint", 10) == 0) {
+			engine_enqueue(&e->wq, j);
+			return;
+		}
+		engine_enqueue(&e->rq, j);
+		return;
+	case MST_OP_LIST:
+	case MST_OP_STAT:
+	case MST_OP_FETCH:
+	case MST_OP_LOOKUP:
+	case MST_OP_READDIR:
+	case MST_OP_GET:
+	case MST_OP_STATFS:
+	case MST_OP_WATCH:
+		engine_enqueue(&e->rq, j);
+		return;
+	}
+	j->status = -EOPNOTSUPP;
+	e->conf.done(e->conf.done_arg, j);
+}
+
+/* Threads first (the writer checkpoints on its way out), then files. */
+static void
+local_close(struct engine *e)
+{
+	struct quota_ovr *q;
+	int i;
+
+	if (e->readers) {
+		/* The compactor feeds the writer: stop it first. */
+		pthread_mutex_lock(&e->cmu);
+		e->cstop = 1;
+		pthread_cond_broadcast(&e->ccv);
+		pthread_mutex_unlock(&e->cmu);
+		pthread_join(e->compactor, NULL);
+		jq_stop(&e->wq);
+		pthread_join(e->writer, NULL);
+		jq_stop(&e->rq);
+		for (i = 0; i < e->nreaders; i++)
+			pthread_join(e->readers[i], NULL);
+		store_close(e);
+		log_info("store %s closed at lsn %llu", e->dir,
+		    (unsigned long long)e->lsn);
+	}
+	while ((q = e->quotas) != NULL) {
+		e->quotas = q->next;
+		free(q);
+	}
+	free(e->readers);
+	free(e->dir);
+	free(e);
+}
+
+void
+engine_internal(struct engine *e, struct job *j, struct waiter *w)
+{
+	pthread_mutex_lock(&w->mu);
+	w->pending++;
+	pthread_mutex_unlock(&w->mu);
+	j->conn = w;
+	engine_enqueue(&e->wq, j);
+}
+
+const struct engine_ops engine_local = {
+	.name = "local",
+	.open = local_open,
+	.submit = local_submit,
+	.close = local_close,
+};

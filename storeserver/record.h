@@ -1,0 +1,82 @@
+/*
+ * record.h - log record codec of the local storage engine. Pure: no I/O.
+ *
+ * A record is a 32-byte header and a payload:
+ *
+ *   0       4      5     8       12      16          24          32
+ *   +-------+------+-----+-------+-------+-----------+-----------+
+ *   | magic | type | pad | len   | pad   | lsn       | checksum  |
+ *   +-------+------+-----+-------+-------+-----------+-----------+
+ *
+ * checksum = xxh3-64 of header bytes 0..23 followed by the payload, so a
+ * torn or damaged record (header or payload) never validates. The payload
+ * starts with fixed fields (big-endian, strings as u16 length + bytes);
+ * records that carry a body (CREATE of a message or file, DATA, RELOCATE)
+ * end with it, so the body's file offset is the record offset + 32 +
+ * len - size.
+ */
+#ifndef MST_RECORD_H
+#define MST_RECORD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mstproto.h"
+
+#define REC_MAGIC	0x4d535231u	/* "MSR1" */
+#define REC_HDR_LEN	32u
+#define REC_FIXED_MAX	(64u + 2 * (2 + MST_PATH_MAX) + MST_IDEM_LEN)
+
+enum rec_type {
+	REC_CREATE = 1,		/* new node: dir, file or message */
+	REC_DATA = 2,		/* replace a file's contents */
+	REC_MOVE = 3,		/* rename, possibly replacing a target */
+	REC_REMOVE = 4,		/* unlink, rmdir, expunge */
+	REC_SETATTR = 5,	/* mode, owner, mtime */
+	REC_RELOCATE = 6,	/* compaction moved a body here */
+};
+
+struct rec {
+	uint8_t type;
+	uint64_t lsn;
+	uint64_t id;
+	uint64_t parent;	/* CREATE, MOVE: the (new) parent */
+	uint64_t replaced;	/* MOVE: id of the node it replaced, or 0 */
+	int64_t mtime_ns;
+	uint8_t ntype;		/* CREATE: MST_T_* */
+	uint32_t valid;		/* SETATTR: MST_SA_* */
+	uint32_t mode, uid, gid;
+	struct mst_str name;	/* CREATE, MOVE */
+	struct mst_str mailbox;	/* CREATE of a message */
+	uint8_t idem[MST_IDEM_LEN];
+	uint64_t checksum;	/* of the body */
+	uint64_t size;		/* body bytes */
+	uint32_t body_off;	/* decode: offset of the body in the payload */
+};
+
+/* Does a record of |type| (and node type) carry a body? */
+int rec_has_body(const struct rec *r);
+
+/*
+ * Encode the header and fixed fields of |r| into |buf| (REC_HDR_LEN +
+ * REC_FIXED_MAX bytes) for a body of r->size bytes at |body| (NULL when
+ * the record has none). Returns the bytes written to |buf| (header +
+ * fixed part); the body goes to the log right after them.
+ */
+int rec_encode(const struct rec *r, const void *body, uint8_t *buf,
+    size_t cap);
+
+/*
+ * Check a header: returns the payload length, or -EBADMSG for a bad
+ * magic/type/length. |max_len| bounds the payload.
+ */
+int rec_hdr_decode(struct rec *r, const uint8_t hdr[REC_HDR_LEN],
+    uint64_t max_len, uint64_t *sum_out);
+/* Verify the checksum of header + payload. 1 if it matches. */
+int rec_verify(const uint8_t hdr[REC_HDR_LEN], const uint8_t *payload,
+    size_t len, uint64_t sum);
+/* Decode the payload fields into |r| (views into |payload|). 0 or
+ * -EBADMSG. */
+int rec_decode(struct rec *r, const uint8_t *payload, size_t len);
+
+#endif /* MST_RECORD_H */

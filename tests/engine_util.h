@@ -1,0 +1,51 @@
+/*
+ * engine_util.h - drive a storage engine synchronously from tests: build
+ * jobs from encoded requests (as the network layer does), submit, wait.
+ */
+#ifndef MST_ENGINE_UTIL_H
+#define MST_ENGINE_UTIL_H
+
+#include "engine.h"
+
+struct tengine {
+	struct engine *e;
+	struct engine_conf conf;
+	char dir[256];
+};
+
+/* Defaults suitable for tests in |dir|; override fields before topen. */
+void tconf(struct tengine *t, const char *dir);
+int topen(struct tengine *t);
+void tclose(struct tengine *t);
+
+/* Run one request; returns the finished job (caller job_free()s). */
+struct job *trun(struct tengine *t, unsigned op, const void *payload,
+    size_t len, const void *body, size_t bodylen);
+/* Submit without waiting; tdone waits for the next completed job. */
+struct job *tbuild(struct tengine *t, unsigned op, const void *payload,
+    size_t len, const void *body, size_t bodylen);
+void tsubmit(struct tengine *t, struct job *j);
+struct job *twait(void);
+
+/* Convenience wrappers returning the status (negative errno or 0). */
+int t_mkdir(struct tengine *t, const char *path);
+int t_mkdirs(struct tengine *t, const char *mailbox);	/* + new cur tmp */
+int t_deliver(struct tengine *t, const char *mbox, unsigned sub,
+    const char *name, const void *body, size_t len, const uint8_t *idem,
+    uint64_t *id_out);
+int t_fetch(struct tengine *t, const char *mbox, uint64_t id, void *buf,
+    size_t cap, size_t *len_out);
+int t_put(struct tengine *t, const char *path, const void *body, size_t len,
+    int excl);
+int t_simple(struct tengine *t, unsigned op, const char *path);
+int t_rename(struct tengine *t, const char *from, const char *to);
+int t_setinfo(struct tengine *t, const char *mbox, unsigned fs,
+    const char *from, unsigned ts, const char *to);
+int t_expunge(struct tengine *t, const char *mbox, unsigned sub,
+    const char *name);
+/* ADMIN command; its text is copied into |out| (NUL-terminated). */
+int t_admin(struct tengine *t, const char *cmd, char *out, size_t cap);
+/* Canonical dump of the whole namespace (sorted), malloc'd. */
+char *t_dump(struct tengine *t);
+
+#endif

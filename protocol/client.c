@@ -89,27 +89,28 @@ mst_addr_parse(const char *s, struct sockaddr_storage *ss, socklen_t *len_out)
 	return -EINVAL;
 }
 
-static int
+static int64_t
 now_ms(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int)(ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Wait until |fd| is ready for |ev| or the deadline passes. */
 static int
-wait_fd(int fd, short ev, int deadline)
+wait_fd(int fd, short ev, int64_t deadline)
 {
 	struct pollfd p = { .fd = fd, .events = ev };
-	int left, rc;
+	int64_t left;
+	int rc;
 
 	for (;;) {
 		left = deadline - now_ms();
 		if (left <= 0)
 			return -ETIMEDOUT;
-		rc = poll(&p, 1, left);
+		rc = poll(&p, 1, (int)left);
 		if (rc > 0)
 			return 0;
 		if (rc == 0)
@@ -123,7 +124,8 @@ wait_fd(int fd, short ev, int deadline)
 static int
 write_all(struct mst_client *c, const uint8_t *p, size_t n)
 {
-	int deadline = now_ms() + c->timeout_ms, rc;
+	int64_t deadline = now_ms() + c->timeout_ms;
+	int rc;
 	ssize_t w;
 
 	while (n > 0) {
@@ -146,7 +148,7 @@ write_all(struct mst_client *c, const uint8_t *p, size_t n)
 
 /* The one place that handles EINTR and short reads. */
 static int
-read_all(struct mst_client *c, uint8_t *p, size_t n, int deadline)
+read_all(struct mst_client *c, uint8_t *p, size_t n, int64_t deadline)
 {
 	ssize_t r;
 	int rc;
@@ -196,7 +198,7 @@ mst_client_recv(struct mst_client *c, struct mst_hdr *h,
     const uint8_t **payload_out)
 {
 	uint8_t hb[MST_HDR_LEN];
-	int deadline = now_ms() + c->timeout_ms;
+	int64_t deadline = now_ms() + c->timeout_ms;
 	int rc;
 
 	rc = read_all(c, hb, sizeof hb, deadline);
@@ -380,8 +382,10 @@ handshake(struct mst_client *c, const struct mst_client_opts *o)
 	c->hello.server.len = (uint16_t)n;
 	if (c->hello.max_frame < c->max_frame)
 		c->max_frame = c->hello.max_frame;
+	/* A client holding a key insists on mutual proof: a server that does
+	 * not ask for AUTH cannot prove it knows the key. */
 	if (!(c->hello.features & MST_FEAT_AUTH))
-		return 0;
+		return o->key ? -EACCES : 0;
 	if (o->key == NULL)
 		return -EACCES;
 	mst_auth_proof(o->key, o->keylen, "client", hq.nonce, c->hello.nonce,

@@ -9,6 +9,7 @@
  *   +------+-------+----+-------+--------+-----------+-----------+
  */
 #include <errno.h>
+#include <limits.h>
 
 #include "mstproto.h"
 #include "wire.h"
@@ -37,6 +38,7 @@ static const char *const op_names[256] = {
 	[MST_OP_WATCH] = "WATCH",
 	[MST_OP_UNWATCH] = "UNWATCH",
 	[MST_OP_NOTIFY] = "NOTIFY",
+	[MST_OP_ADMIN] = "ADMIN",
 };
 
 const char *
@@ -144,6 +146,8 @@ mst_errno_to_status(int err)
 {
 	size_t i;
 
+	if (err == INT_MIN)
+		return MST_S_EIO;	/* no errno; and -INT_MIN overflows */
 	if (err < 0)
 		err = -err;
 	if (err == 0)

@@ -28,6 +28,15 @@ rd_sub(struct rd *r, uint8_t sub)
 		rd_fail(r, -EINVAL);
 }
 
+/* A mailbox is a non-empty path: the placement unit. */
+static void
+rd_mailbox(struct rd *r, struct mst_str m)
+{
+	rd_check(r, mst_path_check(m));
+	if (!r->err && m.len == 0)
+		rd_fail(r, -EINVAL);
+}
+
 /* A folder is "" (the mailbox's INBOX) or a path of Maildir++ names. */
 static void
 rd_folder(struct rd *r, struct mst_str f)
@@ -50,8 +59,10 @@ wr_attr(struct wr *w, const struct mst_attr *a)
 	wr_u64(w, a->change);
 }
 
+/* |min_type| is MST_T_DIR, or 0 where only the id need be set (removed
+ * LIST entries). */
 static void
-rd_attr(struct rd *r, struct mst_attr *a)
+rd_attr(struct rd *r, struct mst_attr *a, uint8_t min_type)
 {
 	a->type = rd_u8(r);
 	a->id = rd_u64(r);
@@ -63,7 +74,7 @@ rd_attr(struct rd *r, struct mst_attr *a)
 	a->mtime_ns = rd_u64(r);
 	a->ctime_ns = rd_u64(r);
 	a->change = rd_u64(r);
-	if (!r->err && (a->type < MST_T_DIR || a->type > MST_T_MSG))
+	if (!r->err && (a->type < min_type || a->type > MST_T_MSG))
 		rd_fail(r, -EINVAL);
 	if (a->mode & ~07777u)
 		rd_fail(r, -EINVAL);
@@ -114,7 +125,8 @@ mst_hello_req_decode(struct mst_hello_req *m, const uint8_t *p, size_t len)
 	m->max_frame = rd_u32(&r);
 	m->client = rd_str(&r);
 	rd_copy(&r, m->nonce, MST_NONCE_LEN);
-	if (!r.err && m->min_version > m->max_version)
+	if (!r.err && (m->min_version > m->max_version ||
+	    m->max_frame < MST_FRAME_MIN || m->max_frame > MST_FRAME_LIMIT))
 		rd_fail(&r, -EINVAL);
 	return rd_end(&r);
 }
@@ -229,9 +241,7 @@ mst_deliver_req_decode(struct mst_deliver_req *m, const uint8_t *p,
 	m->gid = rd_u32(&r);
 	m->mtime_ns = rd_u64(&r);
 	if (!r.err) {
-		rd_check(&r, mst_path_check(m->mailbox));
-		if (!r.err && m->mailbox.len == 0)
-			rd_fail(&r, -EINVAL);
+		rd_mailbox(&r, m->mailbox);
 		rd_folder(&r, m->folder);
 		rd_sub(&r, m->sub);
 		rd_check(&r, mst_name_check(m->name));
@@ -260,7 +270,7 @@ mst_attr_rep_decode(struct mst_attr_rep *m, const uint8_t *p, size_t len)
 {
 	struct rd r = RD(p, len);
 
-	rd_attr(&r, &m->attr);
+	rd_attr(&r, &m->attr, MST_T_DIR);
 	m->dir_change = rd_u64(&r);
 	m->dir_mtime_ns = rd_u64(&r);
 	return rd_end(&r);
@@ -288,7 +298,7 @@ mst_list_req_decode(struct mst_list_req *m, const uint8_t *p, size_t len)
 	m->sub = rd_u8(&r);
 	m->since = rd_u64(&r);
 	if (!r.err) {
-		rd_check(&r, mst_path_check(m->mailbox));
+		rd_mailbox(&r, m->mailbox);
 		rd_folder(&r, m->folder);
 		rd_sub(&r, m->sub);
 	}
@@ -324,7 +334,7 @@ mst_list_entry_next(struct mst_list_entry *e, const struct mst_list_rep *lr,
 	r.off = *off;
 	e->kind = rd_u8(&r);
 	e->name = rd_str(&r);
-	rd_attr(&r, &e->attr);
+	rd_attr(&r, &e->attr, e->kind == MST_LE_REMOVED ? 0 : MST_T_DIR);
 	if (!r.err && e->kind != MST_LE_PRESENT && e->kind != MST_LE_REMOVED)
 		rd_fail(&r, -EINVAL);
 	if (!r.err)
@@ -398,7 +408,7 @@ mst_msg_ref_decode(struct mst_msg_ref *m, const uint8_t *p, size_t len)
 	m->sub = rd_u8(&r);
 	m->name = rd_str(&r);
 	if (!r.err) {
-		rd_check(&r, mst_path_check(m->mailbox));
+		rd_mailbox(&r, m->mailbox);
 		rd_folder(&r, m->folder);
 		rd_sub(&r, m->sub);
 		rd_check(&r, mst_name_check(m->name));
@@ -428,7 +438,7 @@ mst_fetch_req_decode(struct mst_fetch_req *m, const uint8_t *p, size_t len)
 	m->offset = rd_u64(&r);
 	m->length = rd_u32(&r);
 	if (!r.err)
-		rd_check(&r, mst_path_check(m->mailbox));
+		rd_mailbox(&r, m->mailbox);
 	return rd_end(&r);
 }
 
@@ -484,7 +494,7 @@ mst_setinfo_req_decode(struct mst_setinfo_req *m, const uint8_t *p,
 	m->to_name = rd_str(&r);
 	m->flags = rd_u32(&r);
 	if (!r.err) {
-		rd_check(&r, mst_path_check(m->mailbox));
+		rd_mailbox(&r, m->mailbox);
 		rd_folder(&r, m->folder);
 		rd_sub(&r, m->from_sub);
 		rd_check(&r, mst_name_check(m->from_name));
@@ -803,7 +813,7 @@ mst_error_rep_encode(const struct mst_error_rep *m, uint8_t *buf, size_t cap)
 	struct wr w = WR(buf, cap);
 
 	if (m->detail.len > MST_DETAIL_MAX)
-		return -EINVAL;
+		return -ENAMETOOLONG;
 	if (m->detail.len)
 		wr_str(&w, m->detail);
 	return wr_end(&w);
@@ -821,5 +831,47 @@ mst_error_rep_decode(struct mst_error_rep *m, const uint8_t *p, size_t len)
 	m->detail = rd_str(&r);
 	if (!r.err && m->detail.len > MST_DETAIL_MAX)
 		rd_fail(&r, -ENAMETOOLONG);
+	return rd_end(&r);
+}
+
+int
+mst_admin_req_encode(const struct mst_admin_req *m, uint8_t *buf, size_t cap)
+{
+	struct wr w = WR(buf, cap);
+
+	wr_str(&w, m->cmd);
+	wr_str(&w, m->arg);
+	return wr_end(&w);
+}
+
+int
+mst_admin_req_decode(struct mst_admin_req *m, const uint8_t *p, size_t len)
+{
+	struct rd r = RD(p, len);
+
+	m->cmd = rd_str(&r);
+	m->arg = rd_str(&r);
+	if (!r.err && m->cmd.len == 0)
+		rd_fail(&r, -EINVAL);
+	return rd_end(&r);
+}
+
+int
+mst_admin_rep_encode(const struct mst_admin_rep *m, uint8_t *buf, size_t cap)
+{
+	struct wr w = WR(buf, cap);
+
+	wr_u32(&w, m->text.len);
+	wr_raw(&w, m->text.p, m->text.len);
+	return wr_end(&w);
+}
+
+int
+mst_admin_rep_decode(struct mst_admin_rep *m, const uint8_t *p, size_t len)
+{
+	struct rd r = RD(p, len);
+
+	m->text.len = rd_u32(&r);
+	m->text.p = rd_take(&r, m->text.len);
 	return rd_end(&r);
 }

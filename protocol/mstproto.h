@@ -27,6 +27,8 @@
  *   -ENAMETOOLONG      name or path longer than its limit
  *   -ELOOP             path deeper than MST_PATH_DEPTH_MAX components
  *   -EFBIG             declared body larger than MST_BODY_MAX
+ * and, for a path naming the root (""), the error the operation would
+ * give: -EEXIST (MKDIR), -EISDIR (PUT), -EBUSY (RENAME from or to).
  */
 #ifndef MSTPROTO_H
 #define MSTPROTO_H
@@ -83,6 +85,7 @@ enum mst_op {
 	MST_OP_WATCH = 0x30,
 	MST_OP_UNWATCH = 0x31,
 	MST_OP_NOTIFY = 0x32,
+	MST_OP_ADMIN = 0x40,
 };
 
 /* Name of |op| ("DELIVER"), or NULL when the opcode is not defined. */
@@ -206,7 +209,7 @@ int mst_hdr_encode(const struct mst_hdr *h, uint8_t *buf, size_t cap);
 int mst_hdr_decode(struct mst_hdr *h, const uint8_t *p, size_t len,
     uint32_t max_frame);
 
-/* Entry attributes ("Attributes"), 61 bytes on the wire. */
+/* Entry attributes ("Attributes"), 57 bytes on the wire. */
 struct mst_attr {
 	uint8_t type;		/* MST_T_* */
 	uint64_t id;		/* stable, unique object id (inode) */
@@ -219,7 +222,7 @@ struct mst_attr {
 	uint64_t ctime_ns;
 	uint64_t change;	/* change counter at the last modification */
 };
-#define MST_ATTR_LEN		61u
+#define MST_ATTR_LEN		57u
 
 /* HELLO. */
 struct mst_hello_req {
@@ -268,7 +271,7 @@ struct mst_deliver_req {
 };
 
 /* Replies that carry the changed entry: DELIVER, SETINFO, PUT, MKDIR,
- * SETATTR, LOOKUP, STAT. */
+ * SETATTR, RENAME, LOOKUP, STAT. */
 struct mst_attr_rep {
 	struct mst_attr attr;
 	uint64_t dir_change;	/* the folder's change counter afterwards */
@@ -286,7 +289,7 @@ struct mst_list_req {
 struct mst_list_entry {
 	uint8_t kind;		/* MST_LE_* */
 	struct mst_str name;
-	struct mst_attr attr;	/* for removed entries only id is set */
+	struct mst_attr attr;	/* removed entries: type, id, change */
 };
 
 /*
@@ -417,6 +420,17 @@ struct mst_notify {
 	uint64_t change;	/* directory's change counter after it */
 };
 
+/* ADMIN: an operator command ("stats", "scrub", "compact", "checkpoint")
+ * with an optional argument; the reply is text, key=value lines. */
+struct mst_admin_req {
+	struct mst_str cmd;
+	struct mst_str arg;
+};
+
+struct mst_admin_rep {
+	struct mst_bytes text;
+};
+
 /* Error replies may carry one string of detail (may be absent). */
 struct mst_error_rep {
 	struct mst_str detail;
@@ -454,6 +468,8 @@ MST_CODEC(statfs_rep);
 MST_CODEC(watch_rep);
 MST_CODEC(notify);
 MST_CODEC(error_rep);
+MST_CODEC(admin_req);
+MST_CODEC(admin_rep);
 
 #undef MST_CODEC
 

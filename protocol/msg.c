@@ -59,10 +59,8 @@ wr_attr(struct wr *w, const struct mst_attr *a)
 	wr_u64(w, a->change);
 }
 
-/* |min_type| is MST_T_DIR, or 0 where only the id need be set (removed
- * LIST entries). */
 static void
-rd_attr(struct rd *r, struct mst_attr *a, uint8_t min_type)
+rd_attr(struct rd *r, struct mst_attr *a)
 {
 	a->type = rd_u8(r);
 	a->id = rd_u64(r);
@@ -74,7 +72,7 @@ rd_attr(struct rd *r, struct mst_attr *a, uint8_t min_type)
 	a->mtime_ns = rd_u64(r);
 	a->ctime_ns = rd_u64(r);
 	a->change = rd_u64(r);
-	if (!r->err && (a->type < min_type || a->type > MST_T_MSG))
+	if (!r->err && (a->type < MST_T_DIR || a->type > MST_T_MSG))
 		rd_fail(r, -EINVAL);
 	if (a->mode & ~07777u)
 		rd_fail(r, -EINVAL);
@@ -270,7 +268,7 @@ mst_attr_rep_decode(struct mst_attr_rep *m, const uint8_t *p, size_t len)
 {
 	struct rd r = RD(p, len);
 
-	rd_attr(&r, &m->attr, MST_T_DIR);
+	rd_attr(&r, &m->attr);
 	m->dir_change = rd_u64(&r);
 	m->dir_mtime_ns = rd_u64(&r);
 	return rd_end(&r);
@@ -334,7 +332,7 @@ mst_list_entry_next(struct mst_list_entry *e, const struct mst_list_rep *lr,
 	r.off = *off;
 	e->kind = rd_u8(&r);
 	e->name = rd_str(&r);
-	rd_attr(&r, &e->attr, e->kind == MST_LE_REMOVED ? 0 : MST_T_DIR);
+	rd_attr(&r, &e->attr);
 	if (!r.err && e->kind != MST_LE_PRESENT && e->kind != MST_LE_REMOVED)
 		rd_fail(&r, -EINVAL);
 	if (!r.err)

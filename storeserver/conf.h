@@ -1,0 +1,76 @@
+/*
+ * conf.h - mstored's settings: defaults, the mstored.conf file
+ * (mstore.conf(5)) and the command line on top of it.
+ */
+#ifndef MST_CONF_H
+#define MST_CONF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine.h"
+#include "log.h"
+
+#define CONF_DEFAULT_LISTEN	"127.0.0.1:4870"
+
+struct conf {
+	char *data;			/* data directory; NULL until set */
+	char **listen;			/* "ADDR:PORT" or "unix:PATH" */
+	size_t nlisten;
+	char *key_file;			/* NULL: no AUTH */
+	uint64_t max_message_size;
+	uint64_t max_frame;
+	uint64_t quota_bytes;
+	uint64_t quota_messages;
+	char *quota_file;
+	uint64_t segment_size;
+	uint64_t checkpoint_bytes;
+	uint64_t reserve_bytes;
+	int readers;
+	int compact_percent;
+	int max_connections;
+	char *log;			/* "stderr", "syslog", a path; NULL:
+					   by mode */
+	enum log_level log_level;
+};
+
+/* Fill |c| with the defaults (no data directory, no listen address). */
+void conf_init(struct conf *c);
+void conf_free(struct conf *c);
+
+/*
+ * Read |path| into |c|: later lines override earlier ones, "listen" lines
+ * accumulate. Logs the reason of a failure ("FILE:LINE: ...") and returns
+ * -EINVAL for bad contents, or the negative errno of open/read.
+ */
+int conf_load(struct conf *c, const char *path);
+
+/*
+ * Set one key as a config line would. Returns 0, -ENOENT (unknown key),
+ * -EINVAL (bad value) or -ENOMEM; |why_out| (may be NULL) then points to
+ * a static explanation.
+ */
+int conf_set(struct conf *c, const char *key, const char *value,
+    const char **why_out);
+
+/* Replace every listen address with |addrs| (the command line's). */
+int conf_set_listen(struct conf *c, char *const *addrs, size_t n);
+
+/*
+ * Finish: add the default listen address when none was given, and make
+ * relative paths absolute (the daemon changes to "/"). Returns 0,
+ * -EDESTADDRREQ when no data directory is set, or -ENOMEM.
+ */
+int conf_finish(struct conf *c);
+
+/* The engine's part of the settings; |done| and |done_arg| left NULL.
+ * The strings stay owned by |c|. */
+void conf_engine(const struct conf *c, struct engine_conf *e);
+
+/*
+ * Parse a byte count: decimal digits with an optional K, M or G suffix
+ * (powers of 1024, either case). Returns 0 or -EINVAL (also on overflow).
+ */
+int conf_parse_size(const char *s, uint64_t *out);
+
+#endif /* MST_CONF_H */

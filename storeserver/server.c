@@ -1,0 +1,1928 @@
+/*
+ * server.c - mstored's network layer. Owns the libevent loop, the
+ * listeners, every connection and the watch table; turns frames into
+ * jobs for the engine and completed jobs into reply frames and NOTIFY
+ * notices. Runs on one thread and never blocks: the engine's threads
+ * only touch |s->mu| and the eventfd (server_job_done), and bad bytes
+ * from a peer end that peer's connection, never the process.
+ *
+ * Lock order: s->mu only; nothing else is shared between threads.
+ *
+ * Connection states:
+ *
+ *   accept --> HELLO --HELLO--> AUTH --AUTH ok--> READY
+ *                |   (no key_file) --------------> READY
+ *                |                 |                 |
+ *   other op: EPROTO   bad proof/other op:   EOF, SIGTERM
+ *                |         EACCES            |
+ *                v            v              v
+ *              DRAIN <--------+--------------+
+ *   (reads nothing; closes when its jobs are done and replies flushed)
+ *
+ *   any state --framing error, reset, watcher over its output limit-->
+ *   CLOSED: the socket is gone; the struct lives on while jobs it
+ *   submitted are in the engine (|refs|), and their replies are dropped.
+ */
+#include <config.h>
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/queue.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "log.h"
+#include "mstclient.h"
+#include "server.h"
+
+/*
+ * Per-connection bounds. Bodies being assembled plus jobs in the engine
+ * may hold CONN_MEM_MAX bytes or CONN_JOBS_MAX jobs before the connection
+ * stops being read; it resumes as completions drain (backpressure). One
+ * body is always admitted, so a single max_message_size body fits even
+ * when it is larger than the bound.
+ */
+#define CONN_MEM_MAX		(256ull << 20)
+#define CONN_JOBS_MAX		1024u
+#define CONN_STREAMS_MAX	256u	/* bodies streaming at once */
+#define CONN_WATCHES_MAX	65536u
+#define CONN_OUT_HIGH		(8u << 20)	/* stop reading above this */
+#define CONN_OUT_LOW		(1u << 20)	/* write callback below this */
+#define WATCHER_OUT_MAX		(16u << 20)	/* close a watcher above this */
+#define WATCHER_HELD_MAX	(1u << 20)	/* held notices, see watcher */
+#define CONN_READ_MAX		(256u << 10)	/* bytes per read(2) */
+#define HANDSHAKE_SECONDS	30
+#define LIMIT_LOG_SECONDS	60
+#define SERVER_NAME		"mstored " PACKAGE_VERSION
+
+struct server;
+struct conn;
+
+struct listener {
+	struct evconnlistener *ev;
+	char *name;		/* as logged: actual address and port */
+	char *unix_path;	/* absolute; removed at exit if still ours */
+	dev_t dev;
+	ino_t ino;
+};
+
+/* A DELIVER or PUT body arriving in DATA frames. */
+struct stream {
+	struct stream *next;
+	uint32_t id;
+	uint8_t op;
+	struct job *job;	/* NULL: discarding until the last frame */
+	struct mst_body body;
+	uint64_t reserved;	/* bytes counted in conn->body_bytes */
+	int status;		/* discarding: the error to reply with */
+	char detail[160];
+};
+
+enum conn_state {
+	CS_HELLO,
+	CS_AUTH,
+	CS_READY,
+	CS_DRAIN,
+	CS_CLOSED,
+};
+
+struct watch;
+
+/*
+ * One connection watching one directory. A watcher is registered when
+ * its WATCH is submitted, not when it completes: the engine answers WATCH
+ * and commits changes on different threads, so a change's completion can
+ * reach the loop before the WATCH's even though the engine counted the
+ * change after it. Notices for a watcher whose WATCH is still in flight
+ * are held and sent after the WATCH reply (the client drops those at or
+ * below the reply's change counter); if the WATCH fails they go with it.
+ */
+struct watcher {
+	struct conn *conn;
+	struct watch *w;
+	unsigned pending;	/* WATCH jobs in flight */
+	int active;		/* a WATCH succeeded: notices flow */
+	struct evbuffer *held;	/* NOTIFY frames until then */
+	int held_over;		/* held too many: send RESET instead */
+	LIST_ENTRY(watcher) by_path;
+	LIST_ENTRY(watcher) by_conn;
+};
+
+/* A watched directory: hash-table entry with its watchers. */
+struct watch {
+	struct watch *next;	/* hash chain */
+	uint64_t hash;
+	size_t len;
+	LIST_HEAD(, watcher) watchers;
+	char path[];
+};
+
+struct conn {
+	struct server *srv;
+	struct bufferevent *bev;	/* NULL once CLOSED */
+	enum conn_state state;
+	int refs;		/* the socket's + one per job in the engine */
+	int reading;		/* EV_READ enabled */
+	int in_input;		/* conn_input is on the stack */
+	uint32_t max_frame;	/* negotiated */
+	uint8_t cnonce[MST_NONCE_LEN];
+	uint8_t snonce[MST_NONCE_LEN];
+	char peer[96];		/* "conn 7 (127.0.0.1:40312)" for logs */
+	struct stream *streams;
+	unsigned nstreams;
+	uint64_t body_bytes;	/* reserved by bodies being assembled */
+	uint64_t job_bytes;	/* payload + body of jobs in the engine */
+	unsigned njobs;		/* jobs in the engine */
+	unsigned nwatches;
+	LIST_HEAD(, watcher) watches;
+	LIST_ENTRY(conn) link;	/* s->conns, until CLOSED */
+};
+
+struct server {
+	struct event_base *base;
+	struct listener *ls;
+	size_t nls;
+	char *addresses;
+	struct event *ev_done, *ev_term, *ev_int, *ev_hup, *ev_drain;
+	struct event *ev_accept_retry;
+	int efd;		/* eventfd: completions are waiting */
+
+	pthread_mutex_t mu;
+	struct job *done_head;	/* guarded by mu */
+	struct job *done_tail;	/* guarded by mu */
+
+	const struct engine_ops *ops;
+	struct engine *eng;
+
+	LIST_HEAD(, conn) conns;
+	unsigned nconns;
+	uint64_t njobs;		/* jobs in the engine, all connections */
+	int stopping;
+	uint64_t serial;	/* connections accepted, names them */
+	uint64_t refused;	/* over max_connections since last log */
+	time_t refused_logged;
+
+	uint8_t key[MST_KEY_MAX];
+	size_t keylen;
+	uint64_t server_id;
+	uint32_t max_frame;
+	uint64_t max_body;
+	unsigned max_conns;
+
+	struct watch **wt;	/* hash buckets */
+	size_t wt_nb, wt_n;
+};
+
+static void conn_input(struct conn *c);
+static void conn_update(struct conn *c);
+static void conn_close(struct conn *c, const char *why);
+
+/* ---- small helpers ---- */
+
+static void
+conn_ref(struct conn *c)
+{
+	c->refs++;
+}
+
+static void
+conn_unref(struct conn *c)
+{
+	assert(c->refs > 0);
+	if (--c->refs > 0)
+		return;
+	assert(c->state == CS_CLOSED && c->bev == NULL);
+	free(c);
+}
+
+static void
+format_addr(const struct sockaddr *sa, char *buf, size_t cap)
+{
+	const struct sockaddr_in *in4 = (const struct sockaddr_in *)sa;
+	const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+	char host[INET6_ADDRSTRLEN];
+
+	if (sa->sa_family == AF_INET) {
+		inet_ntop(AF_INET, &in4->sin_addr, host, sizeof host);
+		snprintf(buf, cap, "%s:%u", host, ntohs(in4->sin_port));
+	} else if (sa->sa_family == AF_INET6) {
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+		snprintf(buf, cap, "[%s]:%u", host, ntohs(in6->sin6_port));
+	} else {
+		snprintf(buf, cap, "unix");
+	}
+}
+
+/* ---- sending ---- */
+
+/* Append one frame to |b|. Returns 0 or -ENOMEM. */
+static int
+frame_add(struct evbuffer *b, uint8_t op, uint16_t flags, unsigned status,
+    uint32_t id, const void *p, size_t len)
+{
+	struct mst_hdr h = {
+		.version = MST_VERSION,
+		.op = op,
+		.flags = flags,
+		.status = (uint16_t)status,
+		.id = id,
+		.len = (uint32_t)len,
+	};
+	uint8_t hb[MST_HDR_LEN];
+
+	mst_hdr_encode(&h, hb, sizeof hb);	/* cannot fail: fixed size */
+	if (evbuffer_add(b, hb, sizeof hb) < 0 ||
+	    (len > 0 && evbuffer_add(b, p, len) < 0))
+		return -ENOMEM;
+	return 0;
+}
+
+/* Queue one frame. On failure (out of memory) the connection is closed:
+ * a reply that cannot be sent leaves the peer's view inconsistent. */
+static void
+conn_send(struct conn *c, uint8_t op, uint16_t flags, unsigned status,
+    uint32_t id, const void *p, size_t len)
+{
+	if (c->bev == NULL)
+		return;
+	if (frame_add(bufferevent_get_output(c->bev), op, flags, status, id,
+	    p, len) < 0) {
+		log_err("%s: out of memory queueing a %s frame", c->peer,
+		    mst_op_name(op));
+		conn_close(c, NULL);
+	}
+}
+
+/* Error reply: status from |err| (either sign), optional detail text. */
+static void
+conn_reply_error(struct conn *c, uint8_t op, uint32_t id, int err,
+    const char *detail)
+{
+	struct mst_error_rep e = { .detail = mst_str_of(detail) };
+	uint8_t buf[2 + MST_DETAIL_MAX];
+	int n;
+
+	if (e.detail.len > MST_DETAIL_MAX)
+		e.detail.len = MST_DETAIL_MAX;
+	n = mst_error_rep_encode(&e, buf, sizeof buf);
+	if (n < 0)
+		n = 0;		/* cannot happen: detail fits; send it bare */
+	conn_send(c, op, MST_F_REPLY, mst_errno_to_status(err), id, buf,
+	    (size_t)n);
+}
+
+/* ---- connection state ---- */
+
+static void
+set_reading(struct conn *c, int on)
+{
+	if (on == c->reading)
+		return;
+	if (on)
+		bufferevent_enable(c->bev, EV_READ);
+	else
+		bufferevent_disable(c->bev, EV_READ);
+	c->reading = on;
+}
+
+static int
+conn_over_limit(const struct conn *c)
+{
+	/* Only jobs in the engine free memory by themselves; pausing while
+	 * nothing is there would starve the bodies that need more DATA. */
+	if (c->njobs == 0)
+		return 0;
+	return c->njobs + c->nstreams >= CONN_JOBS_MAX ||
+	    c->job_bytes + c->body_bytes >= CONN_MEM_MAX;
+}
+
+static void
+stream_free(struct conn *c, struct stream *s)
+{
+	c->body_bytes -= s->reserved;
+	c->nstreams--;
+	job_free(s->job);
+	free(s);
+}
+
+static void
+drop_streams(struct conn *c)
+{
+	struct stream *s;
+
+	while ((s = c->streams) != NULL) {
+		c->streams = s->next;
+		stream_free(c, s);
+	}
+}
+
+static void watcher_remove(struct server *srv, struct watcher *x);
+
+static void server_check_stop(struct server *srv);
+
+/*
+ * Tear down the socket now. |why| is logged at debug level (protocol
+ * errors are the peer's problem, not the operator's); NULL when the
+ * caller already logged.
+ */
+static void
+conn_close(struct conn *c, const char *why)
+{
+	struct server *srv = c->srv;
+
+	if (c->state == CS_CLOSED)
+		return;
+	if (why != NULL)
+		log_debug("%s: closing: %s", c->peer, why);
+	drop_streams(c);
+	while (!LIST_EMPTY(&c->watches))
+		watcher_remove(srv, LIST_FIRST(&c->watches));
+	bufferevent_free(c->bev);
+	c->bev = NULL;
+	c->reading = 0;
+	c->state = CS_CLOSED;
+	LIST_REMOVE(c, link);
+	srv->nconns--;
+	conn_unref(c);		/* the socket's reference */
+	server_check_stop(srv);
+}
+
+/* Read no more; close once the jobs in flight are answered. Bodies still
+ * streaming are dropped: they were never acknowledged. */
+static void
+conn_drain(struct conn *c)
+{
+	if (c->state == CS_CLOSED || c->state == CS_DRAIN)
+		return;
+	c->state = CS_DRAIN;
+	drop_streams(c);
+	bufferevent_set_timeouts(c->bev, NULL, NULL);
+	conn_update(c);
+}
+
+/* Re-evaluate reading and closing after anything that changes them. */
+static void
+conn_update(struct conn *c)
+{
+	size_t olen;
+	int want;
+
+	if (c->state == CS_CLOSED)
+		return;
+	olen = evbuffer_get_length(bufferevent_get_output(c->bev));
+	if (c->state == CS_DRAIN) {
+		if (c->njobs == 0 && olen == 0) {
+			conn_close(c, "drained");
+			return;
+		}
+		set_reading(c, 0);
+		/* Be called back once everything is written. */
+		bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+		return;
+	}
+	want = !c->srv->stopping && olen < CONN_OUT_HIGH &&
+	    !conn_over_limit(c);
+	if (want && !c->reading) {
+		set_reading(c, 1);
+		if (!c->in_input)
+			conn_input(c);	/* frames may be buffered already */
+		return;
+	}
+	set_reading(c, want);
+}
+
+/* ---- watches ---- */
+
+static struct watch *
+watch_find(struct server *srv, const char *path, size_t len, uint64_t h)
+{
+	struct watch *w;
+
+	if (srv->wt_nb == 0)
+		return NULL;
+	for (w = srv->wt[h & (srv->wt_nb - 1)]; w != NULL; w = w->next)
+		if (w->hash == h && w->len == len &&
+		    memcmp(w->path, path, len) == 0)
+			return w;
+	return NULL;
+}
+
+static int
+watch_grow(struct server *srv)
+{
+	size_t nb = srv->wt_nb ? srv->wt_nb * 2 : 64, i;
+	struct watch **b = calloc(nb, sizeof *b), *w, *next;
+
+	if (b == NULL)
+		return -ENOMEM;
+	for (i = 0; i < srv->wt_nb; i++) {
+		for (w = srv->wt[i]; w != NULL; w = next) {
+			next = w->next;
+			w->next = b[w->hash & (nb - 1)];
+			b[w->hash & (nb - 1)] = w;
+		}
+	}
+	free(srv->wt);
+	srv->wt = b;
+	srv->wt_nb = nb;
+	return 0;
+}
+
+/* The watcher of |path| for |c|, made (inactive) if there is none yet;
+ * watching twice is one watch. NULL when out of memory. */
+static struct watcher *
+watch_add(struct server *srv, struct conn *c, const char *path, size_t len)
+{
+	uint64_t h = mst_checksum(path, len);
+	struct watch *w = watch_find(srv, path, len, h);
+	struct watcher *x;
+
+	if (w != NULL) {
+		LIST_FOREACH(x, &w->watchers, by_path)
+			if (x->conn == c)
+				return x;
+	} else {
+		if (srv->wt_n >= srv->wt_nb && watch_grow(srv) < 0)
+			return NULL;
+		w = malloc(sizeof *w + len + 1);
+		if (w == NULL)
+			return NULL;
+		w->hash = h;
+		w->len = len;
+		memcpy(w->path, path, len);
+		w->path[len] = '\0';
+		LIST_INIT(&w->watchers);
+		w->next = srv->wt[h & (srv->wt_nb - 1)];
+		srv->wt[h & (srv->wt_nb - 1)] = w;
+		srv->wt_n++;
+	}
+	x = calloc(1, sizeof *x);
+	if (x == NULL) {
+		if (LIST_EMPTY(&w->watchers)) {
+			srv->wt[h & (srv->wt_nb - 1)] = w->next;
+			srv->wt_n--;
+			free(w);
+		}
+		return NULL;
+	}
+	x->conn = c;
+	x->w = w;
+	LIST_INSERT_HEAD(&w->watchers, x, by_path);
+	LIST_INSERT_HEAD(&c->watches, x, by_conn);
+	c->nwatches++;
+	return x;
+}
+
+static void
+watcher_remove(struct server *srv, struct watcher *x)
+{
+	struct watch *w = x->w, **pp;
+
+	LIST_REMOVE(x, by_path);
+	LIST_REMOVE(x, by_conn);
+	x->conn->nwatches--;
+	if (x->held != NULL)
+		evbuffer_free(x->held);
+	free(x);
+	if (!LIST_EMPTY(&w->watchers))
+		return;
+	for (pp = &srv->wt[w->hash & (srv->wt_nb - 1)]; *pp != w;
+	    pp = &(*pp)->next)
+		;
+	*pp = w->next;
+	srv->wt_n--;
+	free(w);
+}
+
+static struct watcher *
+watcher_find(struct server *srv, struct conn *c, const char *path,
+    size_t len)
+{
+	struct watch *w = watch_find(srv, path, len, mst_checksum(path, len));
+	struct watcher *x;
+
+	if (w == NULL)
+		return NULL;
+	LIST_FOREACH(x, &w->watchers, by_path)
+		if (x->conn == c)
+			return x;
+	return NULL;
+}
+
+/* Keep a NOTIFY frame for a watcher whose WATCH is in flight. */
+static void
+watcher_hold(struct watcher *x, const uint8_t *p, size_t len)
+{
+	if (x->held_over)
+		return;
+	if (x->held == NULL)
+		x->held = evbuffer_new();
+	if (x->held == NULL || frame_add(x->held, MST_OP_NOTIFY, MST_F_NOTICE,
+	    0, 0, p, len) < 0 ||
+	    evbuffer_get_length(x->held) > WATCHER_HELD_MAX) {
+		if (x->held != NULL)
+			evbuffer_free(x->held);
+		x->held = NULL;
+		x->held_over = 1;
+	}
+}
+
+/* Send |n| to every watcher of its directory. A watcher that does not
+ * read its notices is closed rather than allowed to grow without bound. */
+static void
+notice_fan_out(struct server *srv, const struct jnotice *n)
+{
+	size_t dlen = strlen(n->dir);
+	struct watch *w = watch_find(srv, n->dir, dlen,
+	    mst_checksum(n->dir, dlen));
+	struct mst_notify m = {
+		.path = mst_str_of(n->dir),
+		.event = n->event,
+		.name = mst_str_of(n->name),
+		.id = n->id,
+		.change = n->change,
+	};
+	struct watcher *x, *next;
+	size_t cap, olen;
+	uint8_t *buf;
+	int len;
+
+	if (w == NULL)
+		return;
+	cap = 2 + (size_t)m.path.len + 1 + 2 + m.name.len + 16;
+	buf = malloc(cap);
+	if (buf == NULL) {
+		log_err("notify %s: out of memory", n->dir);
+		return;
+	}
+	len = mst_notify_encode(&m, buf, cap);
+	assert(len > 0);
+	for (x = LIST_FIRST(&w->watchers); x != NULL; x = next) {
+		next = LIST_NEXT(x, by_path);	/* x may go with its conn */
+		if (!x->active) {
+			watcher_hold(x, buf, (size_t)len);
+			continue;
+		}
+		olen = evbuffer_get_length(bufferevent_get_output(
+		    x->conn->bev));
+		if (olen > WATCHER_OUT_MAX) {
+			log_warn("%s: closing watcher with %zu bytes of "
+			    "unread notices", x->conn->peer, olen);
+			conn_close(x->conn, NULL);
+			continue;
+		}
+		conn_send(x->conn, MST_OP_NOTIFY, MST_F_NOTICE, 0, 0, buf,
+		    (size_t)len);
+	}
+	free(buf);
+}
+
+/* A WATCH completed: start or end its watcher. Runs after the reply. */
+static void
+watcher_complete(struct server *srv, struct watcher *x, int ok)
+{
+	struct mst_notify reset = {
+		.path = { x->w->path, (uint16_t)x->w->len },
+		.event = MST_EV_RESET,
+		.name = { "", 0 },
+	};
+	uint8_t buf[2 + MST_PATH_MAX + 1 + 2 + 16];
+	int n;
+
+	x->pending--;
+	if (!ok || x->active) {
+		if (!x->active && x->pending == 0)
+			watcher_remove(srv, x);
+		return;
+	}
+	x->active = 1;
+	if (x->held_over) {
+		/* Too much changed meanwhile: tell the client to re-list. */
+		n = mst_notify_encode(&reset, buf, sizeof buf);
+		if (n > 0)
+			conn_send(x->conn, MST_OP_NOTIFY, MST_F_NOTICE, 0, 0,
+			    buf, (size_t)n);
+	} else if (x->held != NULL && evbuffer_add_buffer(
+	    bufferevent_get_output(x->conn->bev), x->held) < 0) {
+		log_err("%s: out of memory queueing notices", x->conn->peer);
+		conn_close(x->conn, NULL);
+		return;
+	}
+	if (x->held != NULL)
+		evbuffer_free(x->held);
+	x->held = NULL;
+	x->held_over = 0;
+}
+
+/* ---- jobs ---- */
+
+/* Decode |p| into j->req according to j->op. */
+static int
+decode_req(struct job *j, const uint8_t *p, size_t len)
+{
+	switch (j->op) {
+	case MST_OP_DELIVER:
+		return mst_deliver_req_decode(&j->req.deliver, p, len);
+	case MST_OP_LIST:
+		return mst_list_req_decode(&j->req.list, p, len);
+	case MST_OP_STAT:
+	case MST_OP_EXPUNGE:
+		return mst_msg_ref_decode(&j->req.ref, p, len);
+	case MST_OP_FETCH:
+		return mst_fetch_req_decode(&j->req.fetch, p, len);
+	case MST_OP_SETINFO:
+		return mst_setinfo_req_decode(&j->req.setinfo, p, len);
+	case MST_OP_LOOKUP:
+	case MST_OP_RMDIR:
+	case MST_OP_READDIR:
+	case MST_OP_UNLINK:
+	case MST_OP_STATFS:
+	case MST_OP_WATCH:
+		return mst_path_req_decode(&j->req.path, p, len);
+	case MST_OP_MKDIR:
+		return mst_mkdir_req_decode(&j->req.mkdir, p, len);
+	case MST_OP_PUT:
+		return mst_put_req_decode(&j->req.put, p, len);
+	case MST_OP_GET:
+		return mst_get_req_decode(&j->req.get, p, len);
+	case MST_OP_RENAME:
+		return mst_rename_req_decode(&j->req.rename, p, len);
+	case MST_OP_SETATTR:
+		return mst_setattr_req_decode(&j->req.setattr, p, len);
+	case MST_OP_ADMIN:
+		return mst_admin_req_decode(&j->req.admin, p, len);
+	default:
+		return -EOPNOTSUPP;
+	}
+}
+
+/* Give |j| its own copy of the payload and re-point the views into it. */
+static int
+job_own_payload(struct job *j, const uint8_t *p, size_t len)
+{
+	int rc;
+
+	j->payload = malloc(len ? len : 1);
+	if (j->payload == NULL)
+		return -ENOMEM;
+	if (len)
+		memcpy(j->payload, p, len);
+	j->payload_len = len;
+	rc = decode_req(j, j->payload, len);
+	assert(rc == 0);	/* the same bytes decoded before */
+	return rc;
+}
+
+static void
+job_submit(struct conn *c, struct job *j)
+{
+	struct server *srv = c->srv;
+
+	c->njobs++;
+	c->job_bytes += j->payload_len + j->body_len;
+	srv->njobs++;
+	conn_ref(c);
+	srv->ops->submit(srv->eng, j);
+	conn_update(c);
+}
+
+/* Send the reply frames of a completed job. */
+static void
+job_reply(struct conn *c, const struct job *j)
+{
+	static const uint8_t empty[1];
+	size_t i;
+
+	for (i = 0; i < j->nframes; i++) {
+		if (j->frames[i].len > c->max_frame) {
+			log_err("engine: %s reply frame of %zu bytes exceeds "
+			    "max_frame %u", mst_op_name(j->op),
+			    j->frames[i].len, c->max_frame);
+			conn_reply_error(c, j->op, j->id, -EIO, NULL);
+			return;
+		}
+	}
+	if (j->status != 0) {
+		conn_send(c, j->op, MST_F_REPLY,
+		    mst_errno_to_status(j->status), j->id,
+		    j->nframes ? j->frames[0].p : empty,
+		    j->nframes ? j->frames[0].len : 0);
+		return;
+	}
+	if (j->nframes == 0) {
+		conn_send(c, j->op, MST_F_REPLY, 0, j->id, empty, 0);
+		return;
+	}
+	for (i = 0; i < j->nframes; i++)
+		conn_send(c, j->op, (uint16_t)(MST_F_REPLY |
+		    (i + 1 < j->nframes ? MST_F_MORE : 0)), 0, j->id,
+		    j->frames[i].p, j->frames[i].len);
+}
+
+/* On the loop: the engine is done with |j|. */
+static void
+job_complete(struct server *srv, struct job *j)
+{
+	struct conn *c = j->conn;
+	struct watcher *x;
+	size_t i;
+
+	c->njobs--;
+	c->job_bytes -= j->payload_len + j->body_len;
+	srv->njobs--;
+	if (c->state != CS_CLOSED)
+		job_reply(c, j);
+	/* A closed connection's watchers are gone already. */
+	x = j->op == MST_OP_WATCH && c->state != CS_CLOSED ?
+	    watcher_find(srv, c, j->req.path.path.p, j->req.path.path.len) :
+	    NULL;
+	if (x != NULL)
+		watcher_complete(srv, x, j->status == 0);
+	for (i = 0; i < j->nnotices; i++)
+		notice_fan_out(srv, &j->notices[i]);
+	job_free(j);
+	conn_update(c);
+	conn_unref(c);		/* the job's reference */
+	server_check_stop(srv);
+}
+
+/* Take the completed jobs off the shared list, oldest first. */
+static struct job *
+take_done(struct server *srv)
+{
+	struct job *head;
+
+	pthread_mutex_lock(&srv->mu);
+	head = srv->done_head;
+	srv->done_head = srv->done_tail = NULL;
+	pthread_mutex_unlock(&srv->mu);
+	return head;
+}
+
+static void
+on_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+	struct job *j, *next;
+	uint64_t v;
+	ssize_t r;
+
+	(void)what;
+	/* Read the counter before taking the list: a job pushed after the
+	 * read writes the eventfd again, so none is left behind. */
+	do
+		r = read(fd, &v, sizeof v);
+	while (r < 0 && errno == EINTR);
+	for (j = take_done(srv); j != NULL; j = next) {
+		next = j->next;
+		job_complete(srv, j);
+	}
+}
+
+void
+server_job_done(void *arg, struct job *j)
+{
+	struct server *srv = arg;
+	uint64_t one = 1;
+	ssize_t w;
+	int wake;
+
+	/* The job is ours again: |next| is free for our list. */
+	j->next = NULL;
+	pthread_mutex_lock(&srv->mu);
+	wake = srv->done_head == NULL;
+	if (srv->done_tail != NULL)
+		srv->done_tail->next = j;
+	else
+		srv->done_head = j;
+	srv->done_tail = j;
+	pthread_mutex_unlock(&srv->mu);
+	if (!wake)
+		return;		/* the loop has been woken already */
+	do
+		w = write(srv->efd, &one, sizeof one);
+	while (w < 0 && errno == EINTR);
+	if (w < 0)
+		log_err("completion eventfd: write: %s", strerror(errno));
+}
+
+/* ---- bodies ---- */
+
+static struct stream *
+stream_find(struct conn *c, uint32_t id)
+{
+	struct stream *s;
+
+	for (s = c->streams; s != NULL; s = s->next)
+		if (s->id == id)
+			return s;
+	return NULL;
+}
+
+static void
+stream_unlink(struct conn *c, struct stream *s)
+{
+	struct stream **pp;
+
+	for (pp = &c->streams; *pp != s; pp = &(*pp)->next)
+		;
+	*pp = s->next;
+	stream_free(c, s);
+}
+
+static struct stream *
+stream_new(struct conn *c, const struct mst_hdr *h)
+{
+	struct stream *s = calloc(1, sizeof *s);
+
+	if (s == NULL)
+		return NULL;
+	s->id = h->id;
+	s->op = h->op;
+	s->next = c->streams;
+	c->streams = s;
+	c->nstreams++;
+	return s;
+}
+
+/*
+ * Refuse a body-carrying request. The reply goes out once the client has
+ * finished sending the body, so that the request id is free on both sides
+ * when the client sees it; the DATA frames until then are discarded.
+ */
+static void
+body_refuse(struct conn *c, const struct mst_hdr *h, int err,
+    const char *detail)
+{
+	struct stream *s;
+
+	if (!(h->flags & MST_F_MORE)) {
+		conn_reply_error(c, h->op, h->id, err, detail);
+		return;
+	}
+	s = stream_new(c, h);
+	if (s == NULL) {
+		log_err("%s: out of memory", c->peer);
+		conn_close(c, NULL);
+		return;
+	}
+	s->status = err;
+	snprintf(s->detail, sizeof s->detail, "%s", detail ? detail : "");
+}
+
+static uint64_t *
+body_checksum(struct job *j)
+{
+	return j->op == MST_OP_DELIVER ? &j->req.deliver.checksum :
+	    &j->req.put.checksum;
+}
+
+/* The whole body is in: verify it and hand the job to the engine. */
+static void
+body_finish(struct conn *c, struct job *j)
+{
+	struct mst_bytes whole = {
+		.p = j->body,
+		.len = j->body_len <= UINT32_MAX ? (uint32_t)j->body_len : 0,
+	};
+
+	if (mst_checksum(j->body, j->body_len) != *body_checksum(j)) {
+		log_debug("%s: %s id %u: body checksum mismatch", c->peer,
+		    mst_op_name(j->op), j->id);
+		conn_reply_error(c, j->op, j->id, -EBADMSG,
+		    "body checksum mismatch");
+		job_free(j);
+		return;
+	}
+	/* The engine reads job->body/body_len; the view is a convenience
+	 * (empty for a body of exactly 4 GiB, which a u32 cannot hold). */
+	if (j->op == MST_OP_DELIVER)
+		j->req.deliver.body = whole;
+	else
+		j->req.put.body = whole;
+	job_submit(c, j);
+}
+
+/* First frame of DELIVER or PUT, already decoded into |j|. */
+static void
+body_start(struct conn *c, struct job *j, const struct mst_hdr *h,
+    const uint8_t *p)
+{
+	int deliver = j->op == MST_OP_DELIVER, more = h->flags & MST_F_MORE;
+	struct mst_bytes chunk = deliver ? j->req.deliver.body :
+	    j->req.put.body;
+	uint64_t size = deliver ? j->req.deliver.body_size :
+	    j->req.put.body_size;
+	struct mst_body b = { .want = size };
+	char detail[160];
+	struct stream *s;
+	int rc;
+
+	if (size > c->srv->max_body || size > SIZE_MAX - 1) {
+		snprintf(detail, sizeof detail, "body of %llu bytes exceeds "
+		    "max_message_size (%llu)", (unsigned long long)size,
+		    (unsigned long long)c->srv->max_body);
+		job_free(j);
+		body_refuse(c, h, -EFBIG, detail);
+		return;
+	}
+	if (c->body_bytes > 0 && c->body_bytes + size > CONN_MEM_MAX) {
+		job_free(j);
+		body_refuse(c, h, -EAGAIN,
+		    "too many bodies in progress on this connection");
+		return;
+	}
+	rc = mst_body_add(&b, chunk.len, more);
+	if (rc < 0) {
+		job_free(j);
+		body_refuse(c, h, rc, "body frames do not add up to body_size");
+		return;
+	}
+	j->body = malloc(size ? size : 1);
+	if (j->body == NULL || job_own_payload(j, p, h->len - chunk.len) < 0) {
+		job_free(j);
+		body_refuse(c, h, -ENOMEM, NULL);
+		return;
+	}
+	j->body_len = size;
+	if (chunk.len)
+		memcpy(j->body, chunk.p, chunk.len);
+	if (rc == 1) {
+		body_finish(c, j);
+		return;
+	}
+	s = stream_new(c, h);
+	if (s == NULL) {
+		job_free(j);
+		body_refuse(c, h, -ENOMEM, NULL);
+		return;
+	}
+	s->job = j;
+	s->body = b;
+	s->reserved = size;
+	c->body_bytes += size;
+}
+
+static void
+do_data(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
+{
+	struct stream *s = stream_find(c, h->id);
+	int more = h->flags & MST_F_MORE, rc;
+	uint64_t have;
+	struct job *j;
+
+	if (s == NULL) {
+		log_debug("%s: DATA for id %u, which has no body in progress",
+		    c->peer, h->id);
+		conn_close(c, "protocol error");
+		return;
+	}
+	if (s->job != NULL) {
+		have = s->body.have;
+		rc = mst_body_add(&s->body, h->len, more);
+		if (rc < 0) {
+			job_free(s->job);
+			s->job = NULL;
+			c->body_bytes -= s->reserved;
+			s->reserved = 0;
+			s->status = rc;
+			snprintf(s->detail, sizeof s->detail,
+			    "body frames do not add up to body_size");
+		} else {
+			memcpy(s->job->body + have, p, h->len);
+			if (rc == 0)
+				return;
+			j = s->job;
+			s->job = NULL;
+			stream_unlink(c, s);
+			body_finish(c, j);
+			return;
+		}
+	}
+	if (more)
+		return;
+	conn_reply_error(c, s->op, s->id, s->status,
+	    s->detail[0] ? s->detail : NULL);
+	stream_unlink(c, s);
+}
+
+/* ---- requests ---- */
+
+/* Register the watcher of a WATCH about to be submitted (see watcher). */
+static int
+watch_pending(struct conn *c, const struct job *j)
+{
+	struct watcher *x = watch_add(c->srv, c, j->req.path.path.p,
+	    j->req.path.path.len);
+
+	if (x == NULL)
+		return -ENOMEM;
+	x->pending++;
+	return 0;
+}
+
+static void
+do_request(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
+{
+	int body_op = h->op == MST_OP_DELIVER || h->op == MST_OP_PUT;
+	char detail[128];
+	struct job *j;
+	int rc;
+
+	if (body_op && stream_find(c, h->id) != NULL) {
+		log_debug("%s: %s reuses id %u while its body is streaming",
+		    c->peer, mst_op_name(h->op), h->id);
+		conn_close(c, "protocol error");
+		return;
+	}
+	if (body_op && (h->flags & MST_F_MORE) &&
+	    c->nstreams >= CONN_STREAMS_MAX) {
+		log_debug("%s: more than %u bodies streaming at once",
+		    c->peer, CONN_STREAMS_MAX);
+		conn_close(c, "protocol error");
+		return;
+	}
+	if (h->op == MST_OP_WATCH && c->nwatches >= CONN_WATCHES_MAX) {
+		conn_reply_error(c, h->op, h->id, -ENOSPC,
+		    "too many watches on this connection");
+		return;
+	}
+	j = calloc(1, sizeof *j);
+	if (j == NULL) {
+		if (body_op)
+			body_refuse(c, h, -ENOMEM, NULL);
+		else
+			conn_reply_error(c, h->op, h->id, -ENOMEM, NULL);
+		return;
+	}
+	j->op = h->op;
+	j->id = h->id;
+	j->max_frame = c->max_frame;
+	j->conn = c;
+	rc = decode_req(j, p, h->len);
+	if (rc < 0) {
+		job_free(j);
+		snprintf(detail, sizeof detail, "malformed %s: %s",
+		    mst_op_name(h->op), strerror(-rc));
+		log_debug("%s: id %u: %s", c->peer, h->id, detail);
+		if (body_op)
+			body_refuse(c, h, rc, detail);
+		else
+			conn_reply_error(c, h->op, h->id, rc, detail);
+		return;
+	}
+	if (body_op) {
+		body_start(c, j, h, p);
+		return;
+	}
+	if (job_own_payload(j, p, h->len) < 0 || (h->op == MST_OP_WATCH &&
+	    watch_pending(c, j) < 0)) {
+		job_free(j);
+		conn_reply_error(c, h->op, h->id, -ENOMEM, NULL);
+		return;
+	}
+	job_submit(c, j);
+}
+
+static void
+do_ping(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
+{
+	struct mst_ping ping;
+	uint8_t buf[8];
+	int n = mst_ping_decode(&ping, p, h->len);
+
+	if (n < 0) {
+		conn_reply_error(c, h->op, h->id, n, "malformed PING");
+		return;
+	}
+	n = mst_ping_encode(&ping, buf, sizeof buf);
+	conn_send(c, MST_OP_PING, MST_F_REPLY, 0, h->id, buf, (size_t)n);
+}
+
+static void
+do_unwatch(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
+{
+	struct mst_path_req q;
+	struct watcher *x;
+	int rc = mst_path_req_decode(&q, p, h->len);
+
+	if (rc < 0) {
+		conn_reply_error(c, h->op, h->id, rc, "malformed UNWATCH");
+		return;
+	}
+	x = watcher_find(c->srv, c, q.path.p, q.path.len);
+	if (x == NULL || !x->active) {
+		conn_reply_error(c, h->op, h->id, -ENOENT, "not watched");
+		return;
+	}
+	/* A WATCH still in flight keeps the watcher, inactive, and starts
+	 * it again when it succeeds: requests complete in their own order. */
+	if (x->pending) {
+		x->active = 0;
+		conn_send(c, h->op, MST_F_REPLY, 0, h->id, NULL, 0);
+		return;
+	}
+	watcher_remove(c->srv, x);
+	conn_send(c, h->op, MST_F_REPLY, 0, h->id, NULL, 0);
+}
+
+/* ---- handshake ---- */
+
+/* A handshake violation: answer, then close once the answer is out. */
+static void
+refuse(struct conn *c, const struct mst_hdr *h, int err, const char *detail)
+{
+	log_debug("%s: %s id %u refused: %s", c->peer, mst_op_name(h->op),
+	    h->id, detail);
+	conn_reply_error(c, h->op, h->id, err, detail);
+	conn_drain(c);
+}
+
+static void
+do_hello(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
+{
+	struct server *srv = c->srv;
+	struct mst_hello_req q;
+	struct mst_hello_rep r = {
+		.version = MST_VERSION,
+		.features = MST_FEAT_WATCH | (srv->keylen ? MST_FEAT_AUTH : 0),
+		.max_body = srv->max_body,
+		.server_id = srv->server_id,
+		.server = mst_str_of(SERVER_NAME),
+	};
+	uint8_t buf[128 + sizeof SERVER_NAME];
+	int n = mst_hello_req_decode(&q, p, h->len);
+
+	if (n < 0) {
+		refuse(c, h, n, "malformed HELLO");
+		return;
+	}
+	if (q.min_version > MST_VERSION || q.max_version < MST_VERSION) {
+		refuse(c, h, -EPROTONOSUPPORT, "this server speaks version 1");
+		return;
+	}
+	if (q.max_frame < MST_FRAME_MIN) {
+		refuse(c, h, -EINVAL, "max_frame below 65536");
+		return;
+	}
+	if (getrandom(c->snonce, sizeof c->snonce, GRND_NONBLOCK) !=
+	    (ssize_t)sizeof c->snonce) {
+		log_err("%s: getrandom: %s", c->peer, strerror(errno));
+		refuse(c, h, -EAGAIN, "no randomness for a nonce yet");
+		return;
+	}
+	memcpy(c->cnonce, q.nonce, sizeof c->cnonce);
+	memcpy(r.nonce, c->snonce, sizeof r.nonce);
+	c->max_frame = q.max_frame < srv->max_frame ? q.max_frame :
+	    srv->max_frame;
+	r.max_frame = c->max_frame;
+	n = mst_hello_rep_encode(&r, buf, sizeof buf);
+	assert(n > 0);
+	conn_send(c, MST_OP_HELLO, MST_F_REPLY, 0, h->id, buf, (size_t)n);
+	if (srv->keylen) {
+		c->state = CS_AUTH;
+		return;
+	}
+	c->state = CS_READY;
+	bufferevent_set_timeouts(c->bev, NULL, NULL);
+	log_debug("%s: ready (%.*s)", c->peer, (int)q.client.len, q.client.p);
+}
+
+static void
+do_auth(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
+{
+	struct server *srv = c->srv;
+	struct mst_auth a, want;
+	uint8_t buf[MST_PROOF_LEN];
+	int n = mst_auth_decode(&a, p, h->len);
+
+	mst_auth_proof(srv->key, srv->keylen, "client", c->cnonce, c->snonce,
+	    want.proof);
+	if (n < 0 || !mst_auth_equal(a.proof, want.proof)) {
+		log_warn("%s: authentication failed", c->peer);
+		conn_reply_error(c, h->op, h->id, -EACCES,
+		    "authentication failed");
+		conn_drain(c);
+		return;
+	}
+	mst_auth_proof(srv->key, srv->keylen, "server", c->cnonce, c->snonce,
+	    a.proof);
+	n = mst_auth_encode(&a, buf, sizeof buf);
+	conn_send(c, MST_OP_AUTH, MST_F_REPLY, 0, h->id, buf, (size_t)n);
+	c->state = CS_READY;
+	bufferevent_set_timeouts(c->bev, NULL, NULL);
+	log_debug("%s: authenticated", c->peer);
+}
+
+/* ---- frames ---- */
+
+static void
+conn_frame(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
+{
+	switch (c->state) {
+	case CS_HELLO:
+		if (h->op == MST_OP_HELLO)
+			do_hello(c, h, p);
+		else
+			refuse(c, h, -EPROTO, "HELLO expected");
+		return;
+	case CS_AUTH:
+		if (h->op == MST_OP_AUTH)
+			do_auth(c, h, p);
+		else
+			refuse(c, h, -EACCES, "AUTH required");
+		return;
+	case CS_READY:
+		break;
+	case CS_DRAIN:
+	case CS_CLOSED:
+		return;
+	}
+	switch (h->op) {
+	case MST_OP_HELLO:
+	case MST_OP_AUTH:
+		conn_reply_error(c, h->op, h->id, -EPROTO,
+		    "handshake already done");
+		return;
+	case MST_OP_PING:
+		do_ping(c, h, p);
+		return;
+	case MST_OP_DATA:
+		do_data(c, h, p);
+		return;
+	case MST_OP_UNWATCH:
+		do_unwatch(c, h, p);
+		return;
+	case MST_OP_NOTIFY:
+		conn_reply_error(c, h->op, h->id, -EOPNOTSUPP,
+		    "NOTIFY is sent by the server only");
+		return;
+	default:
+		do_request(c, h, p);
+		return;
+	}
+}
+
+/* Take every complete frame out of the input buffer. */
+static void
+conn_input(struct conn *c)
+{
+	struct evbuffer *in;
+	uint8_t hb[MST_HDR_LEN];
+	struct mst_hdr h;
+	unsigned char *frame;
+	size_t avail;
+	int rc;
+
+	conn_ref(c);
+	c->in_input = 1;
+	while (c->reading && (c->state == CS_HELLO || c->state == CS_AUTH ||
+	    c->state == CS_READY)) {
+		in = bufferevent_get_input(c->bev);
+		avail = evbuffer_get_length(in);
+		if (avail < MST_HDR_LEN)
+			break;
+		evbuffer_copyout(in, hb, sizeof hb);
+		/* Before HELLO the server's own maximum applies. */
+		rc = mst_hdr_decode(&h, hb, sizeof hb, c->max_frame);
+		if (rc < 0 && rc != -EOPNOTSUPP) {
+			log_debug("%s: bad frame header: %s", c->peer,
+			    strerror(-rc));
+			conn_close(c, "protocol error");
+			break;
+		}
+		if (h.flags & (MST_F_REPLY | MST_F_NOTICE)) {
+			log_debug("%s: client sent a reply or notice frame",
+			    c->peer);
+			conn_close(c, "protocol error");
+			break;
+		}
+		if (avail < MST_HDR_LEN + (size_t)h.len)
+			break;
+		frame = evbuffer_pullup(in, MST_HDR_LEN + (ssize_t)h.len);
+		if (frame == NULL) {
+			log_err("%s: out of memory reading a frame", c->peer);
+			conn_close(c, NULL);
+			break;
+		}
+		if (rc == -EOPNOTSUPP) {
+			/* The length is valid, so skip just this frame. */
+			conn_reply_error(c, h.op, h.id, -EOPNOTSUPP,
+			    "unknown opcode");
+		} else {
+			conn_frame(c, &h, frame + MST_HDR_LEN);
+		}
+		if (c->state == CS_CLOSED)
+			break;
+		evbuffer_drain(in, MST_HDR_LEN + (size_t)h.len);
+	}
+	c->in_input = 0;
+	conn_update(c);
+	conn_unref(c);
+}
+
+/* ---- libevent callbacks ---- */
+
+static void
+on_read(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	conn_input(arg);
+}
+
+static void
+on_write(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	conn_update(arg);
+}
+
+static void
+on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn *c = arg;
+	int err = EVUTIL_SOCKET_ERROR();
+
+	(void)bev;
+	if (what & BEV_EVENT_TIMEOUT) {
+		conn_close(c, "no handshake in time");
+	} else if (what & BEV_EVENT_ERROR) {
+		log_debug("%s: %s", c->peer, strerror(err));
+		conn_close(c, "socket error");
+	} else if (what & BEV_EVENT_EOF) {
+		log_debug("%s: end of input", c->peer);
+		conn_drain(c);
+	}
+}
+
+static void
+conn_new(struct server *srv, evutil_socket_t fd, const char *peer)
+{
+	struct timeval hs = { .tv_sec = HANDSHAKE_SECONDS };
+	struct conn *c = calloc(1, sizeof *c);
+
+	if (c == NULL) {
+		log_err("accept %s: out of memory", peer);
+		close(fd);
+		return;
+	}
+	c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (c->bev == NULL) {
+		log_err("accept %s: out of memory", peer);
+		close(fd);
+		free(c);
+		return;
+	}
+	c->srv = srv;
+	c->refs = 1;
+	c->state = CS_HELLO;
+	c->max_frame = srv->max_frame;
+	snprintf(c->peer, sizeof c->peer, "%s", peer);
+	LIST_INIT(&c->watches);
+	LIST_INSERT_HEAD(&srv->conns, c, link);
+	srv->nconns++;
+	bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+	bufferevent_setwatermark(c->bev, EV_WRITE, CONN_OUT_LOW, 0);
+	bufferevent_set_max_single_read(c->bev, CONN_READ_MAX);
+	bufferevent_set_timeouts(c->bev, &hs, NULL);
+	bufferevent_enable(c->bev, EV_WRITE);
+	set_reading(c, 1);
+	log_debug("%s: connected", c->peer);
+}
+
+static const char *
+listener_name(const struct server *srv, const struct evconnlistener *l)
+{
+	size_t i;
+
+	for (i = 0; i < srv->nls; i++)
+		if (srv->ls[i].ev == l)
+			return srv->ls[i].name;
+	return "unix";
+}
+
+static void
+on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+    int salen, void *arg)
+{
+	struct server *srv = arg;
+	time_t now = time(NULL);
+	char addr[64], peer[96];
+	int one = 1;
+
+	(void)salen;
+	if (srv->nconns >= srv->max_conns) {
+		srv->refused++;
+		if (now - srv->refused_logged >= LIMIT_LOG_SECONDS) {
+			log_warn("max_connections (%u) reached: refused %llu "
+			    "connection(s)", srv->max_conns,
+			    (unsigned long long)srv->refused);
+			srv->refused = 0;
+			srv->refused_logged = now;
+		}
+		close(fd);
+		return;
+	}
+	format_addr(sa, addr, sizeof addr);
+	if (sa->sa_family == AF_UNIX)
+		snprintf(addr, sizeof addr, "%s", listener_name(srv, l));
+	snprintf(peer, sizeof peer, "conn %llu (%s)",
+	    (unsigned long long)++srv->serial, addr);
+	if (sa->sa_family != AF_UNIX &&
+	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0)
+		log_debug("%s: TCP_NODELAY: %s", peer, strerror(errno));
+	conn_new(srv, fd, peer);
+}
+
+static void
+listeners_enable(struct server *srv, int on)
+{
+	size_t i;
+
+	for (i = 0; i < srv->nls; i++) {
+		if (srv->ls[i].ev == NULL)
+			continue;
+		if (on)
+			evconnlistener_enable(srv->ls[i].ev);
+		else
+			evconnlistener_disable(srv->ls[i].ev);
+	}
+}
+
+static void
+on_accept_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+
+	(void)fd;
+	(void)what;
+	if (!srv->stopping)
+		listeners_enable(srv, 1);
+}
+
+/* accept(2) failed. Out of descriptors or memory would fail again at
+ * once (the listener stays readable), so pause accepting for a second. */
+static void
+on_accept_error(struct evconnlistener *l, void *arg)
+{
+	struct server *srv = arg;
+	struct timeval second = { .tv_sec = 1 };
+	int err = EVUTIL_SOCKET_ERROR();
+
+	(void)l;
+	if (err == EMFILE || err == ENFILE || err == ENOBUFS ||
+	    err == ENOMEM) {
+		log_warn("accept: %s: pausing new connections for 1 s",
+		    strerror(err));
+		listeners_enable(srv, 0);
+		evtimer_add(srv->ev_accept_retry, &second);
+		return;
+	}
+	log_debug("accept: %s", strerror(err));
+}
+
+/* ---- listeners ---- */
+
+/*
+ * A socket file left by a previous run is removed; a live server's is
+ * not (connect succeeds), and neither is anything that is not a socket.
+ */
+static int
+unix_prepare(const struct sockaddr_un *un)
+{
+	const char *path = un->sun_path;
+	struct stat st;
+	int fd, rc;
+
+	if (lstat(path, &st) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		rc = -errno;
+		log_err("listen unix:%s: %s", path, strerror(-rc));
+		return rc;
+	}
+	if (!S_ISSOCK(st.st_mode)) {
+		log_err("listen unix:%s: file exists and is not a socket",
+		    path);
+		return -EEXIST;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		rc = -errno;
+		log_err("listen unix:%s: socket: %s", path, strerror(-rc));
+		return rc;
+	}
+	rc = connect(fd, (const struct sockaddr *)un, sizeof *un) == 0 ? 0 :
+	    -errno;
+	close(fd);
+	if (rc == 0 || rc == -EAGAIN) {
+		log_err("listen unix:%s: another server is listening there",
+		    path);
+		return -EADDRINUSE;
+	}
+	if (rc != -ECONNREFUSED) {
+		log_err("listen unix:%s: probing the old socket: %s", path,
+		    strerror(-rc));
+		return rc;
+	}
+	if (unlink(path) < 0) {
+		rc = -errno;
+		log_err("listen unix:%s: removing the stale socket: %s", path,
+		    strerror(-rc));
+		return rc;
+	}
+	log_info("removed stale socket %s", path);
+	return 0;
+}
+
+static int
+unix_remember(struct listener *l, const char *path)
+{
+	char cwd[4096];
+	struct stat st;
+	size_t n;
+
+	if (stat(path, &st) < 0)
+		return -errno;
+	l->dev = st.st_dev;
+	l->ino = st.st_ino;
+	if (path[0] == '/') {
+		l->unix_path = strdup(path);
+	} else {
+		if (getcwd(cwd, sizeof cwd) == NULL)
+			return -errno;
+		n = strlen(cwd) + strlen(path) + 2;
+		l->unix_path = malloc(n);
+		if (l->unix_path != NULL)
+			snprintf(l->unix_path, n, "%s/%s", cwd, path);
+	}
+	l->name = malloc(strlen(path) + 6);
+	if (l->unix_path == NULL || l->name == NULL)
+		return -ENOMEM;
+	sprintf(l->name, "unix:%s", path);
+	return 0;
+}
+
+/* Remove our socket file, unless someone replaced it meanwhile. */
+static void
+unix_remove(struct listener *l)
+{
+	struct stat st;
+
+	if (l->unix_path == NULL)
+		return;
+	if (stat(l->unix_path, &st) == 0 && st.st_dev == l->dev &&
+	    st.st_ino == l->ino && unlink(l->unix_path) < 0)
+		log_warn("removing %s: %s", l->unix_path, strerror(errno));
+	free(l->unix_path);
+	l->unix_path = NULL;
+}
+
+static int
+bind_socket(const char *addr, const struct sockaddr_storage *ss,
+    socklen_t sl)
+{
+	int fd, one = 1, rc;
+
+	fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	if (fd < 0) {
+		rc = -errno;
+		log_err("listen %s: socket: %s", addr, strerror(-rc));
+		return rc;
+	}
+	if ((ss->ss_family != AF_UNIX && setsockopt(fd, SOL_SOCKET,
+	    SO_REUSEADDR, &one, sizeof one) < 0) ||
+	    (ss->ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6,
+	    IPV6_V6ONLY, &one, sizeof one) < 0)) {
+		rc = -errno;
+		log_err("listen %s: setsockopt: %s", addr, strerror(-rc));
+		close(fd);
+		return rc;
+	}
+	if (bind(fd, (const struct sockaddr *)ss, sl) < 0) {
+		rc = -errno;
+		log_err("listen %s: bind: %s%s", addr, strerror(-rc),
+		    rc == -EADDRINUSE ? " (is another mstored running?)" :
+		    "");
+		close(fd);
+		return rc;
+	}
+	if (listen(fd, 1024) < 0) {
+		rc = -errno;
+		log_err("listen %s: %s", addr, strerror(-rc));
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+static int
+listener_open(struct server *srv, struct listener *l, const char *addr)
+{
+	struct sockaddr_storage ss, bound;
+	socklen_t sl, bl = sizeof bound;
+	char name[80];
+	int fd, rc;
+
+	rc = mst_addr_parse(addr, &ss, &sl);
+	if (rc < 0) {
+		log_err("listen %s: bad address", addr);
+		return rc;
+	}
+	if (ss.ss_family == AF_UNIX) {
+		rc = unix_prepare((struct sockaddr_un *)&ss);
+		if (rc < 0)
+			return rc;
+	}
+	fd = bind_socket(addr, &ss, sl);
+	if (fd < 0)
+		return fd;
+	if (ss.ss_family == AF_UNIX) {
+		rc = unix_remember(l, ((struct sockaddr_un *)&ss)->sun_path);
+	} else if (getsockname(fd, (struct sockaddr *)&bound, &bl) < 0) {
+		rc = -errno;
+	} else {
+		format_addr((struct sockaddr *)&bound, name, sizeof name);
+		l->name = strdup(name);
+		rc = l->name ? 0 : -ENOMEM;
+	}
+	if (rc < 0) {
+		log_err("listen %s: %s", addr, strerror(-rc));
+		close(fd);
+		return rc;
+	}
+	l->ev = evconnlistener_new(srv->base, on_accept, srv,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+	if (l->ev == NULL) {
+		log_err("listen %s: out of memory", addr);
+		close(fd);
+		return -ENOMEM;
+	}
+	evconnlistener_set_error_cb(l->ev, on_accept_error);
+	return 0;
+}
+
+static void
+listeners_close(struct server *srv)
+{
+	size_t i;
+
+	for (i = 0; i < srv->nls; i++) {
+		if (srv->ls[i].ev != NULL)
+			evconnlistener_free(srv->ls[i].ev);
+		srv->ls[i].ev = NULL;
+		unix_remove(&srv->ls[i]);
+	}
+}
+
+static int
+listeners_open(struct server *srv, const struct conf *c)
+{
+	size_t i, n = 0;
+	int rc;
+
+	srv->ls = calloc(c->nlisten, sizeof *srv->ls);
+	if (srv->ls == NULL)
+		return -ENOMEM;
+	srv->nls = c->nlisten;
+	for (i = 0; i < c->nlisten; i++) {
+		rc = listener_open(srv, &srv->ls[i], c->listen[i]);
+		if (rc < 0)
+			return rc;
+		n += strlen(srv->ls[i].name) + 2;
+	}
+	srv->addresses = calloc(1, n + 1);
+	if (srv->addresses == NULL)
+		return -ENOMEM;
+	for (i = 0; i < srv->nls; i++) {
+		if (i)
+			strcat(srv->addresses, ", ");
+		strcat(srv->addresses, srv->ls[i].name);
+	}
+	return 0;
+}
+
+/* ---- signals and shutdown ---- */
+
+static void
+server_check_stop(struct server *srv)
+{
+	if (srv->stopping && srv->nconns == 0 && srv->njobs == 0)
+		event_base_loopexit(srv->base, NULL);
+}
+
+static void
+on_drain_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+
+	(void)fd;
+	(void)what;
+	log_warn("shutdown: gave up after %d s with %llu job(s) in flight "
+	    "and %u connection(s) open", SERVER_DRAIN_SECONDS,
+	    (unsigned long long)srv->njobs, srv->nconns);
+	event_base_loopexit(srv->base, NULL);
+}
+
+static const char *
+sig_name(evutil_socket_t sig)
+{
+	return sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" :
+	    "signal";
+}
+
+static void
+on_term(evutil_socket_t sig, short what, void *arg)
+{
+	struct server *srv = arg;
+	struct timeval drain = { .tv_sec = SERVER_DRAIN_SECONDS };
+	struct conn *c, *next;
+
+	(void)what;
+	if (srv->stopping) {
+		log_warn("%s again: stopping without waiting", sig_name(sig));
+		event_base_loopbreak(srv->base);
+		return;
+	}
+	srv->stopping = 1;
+	log_info("%s: shutting down (%u connection(s), %llu job(s) in "
+	    "flight)", sig_name(sig), srv->nconns,
+	    (unsigned long long)srv->njobs);
+	listeners_close(srv);
+	for (c = LIST_FIRST(&srv->conns); c != NULL; c = next) {
+		next = LIST_NEXT(c, link);	/* c may close and go */
+		conn_drain(c);
+	}
+	evtimer_add(srv->ev_drain, &drain);
+	server_check_stop(srv);
+}
+
+static void
+on_hup(evutil_socket_t sig, short what, void *arg)
+{
+	int rc = log_reopen();
+
+	(void)sig;
+	(void)what;
+	(void)arg;
+	if (rc < 0)
+		log_err("SIGHUP: reopening the log: %s", strerror(-rc));
+	else
+		log_info("SIGHUP: log reopened");
+}
+
+/* ---- public ---- */
+
+int
+server_new(const struct conf *c, const uint8_t *key, size_t keylen,
+    struct server **out)
+{
+	struct server *srv = calloc(1, sizeof *srv);
+	int rc = -ENOMEM;
+
+	if (srv == NULL)
+		return -ENOMEM;
+	srv->efd = -1;
+	pthread_mutex_init(&srv->mu, NULL);
+	LIST_INIT(&srv->conns);
+	if (keylen > sizeof srv->key) {
+		rc = -EINVAL;
+		goto fail;
+	}
+	if (keylen)
+		memcpy(srv->key, key, keylen);
+	srv->keylen = keylen;
+	srv->max_frame = (uint32_t)c->max_frame;
+	srv->max_body = c->max_message_size;
+	srv->max_conns = (unsigned)c->max_connections;
+	if (getrandom(&srv->server_id, sizeof srv->server_id, 0) !=
+	    (ssize_t)sizeof srv->server_id) {
+		rc = -errno;
+		log_err("getrandom: %s", strerror(-rc));
+		goto fail;
+	}
+	srv->base = event_base_new();
+	if (srv->base == NULL)
+		goto fail;
+	srv->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (srv->efd < 0) {
+		rc = -errno;
+		log_err("eventfd: %s", strerror(-rc));
+		goto fail;
+	}
+	srv->ev_done = event_new(srv->base, srv->efd, EV_READ | EV_PERSIST,
+	    on_done, srv);
+	srv->ev_term = evsignal_new(srv->base, SIGTERM, on_term, srv);
+	srv->ev_int = evsignal_new(srv->base, SIGINT, on_term, srv);
+	srv->ev_hup = evsignal_new(srv->base, SIGHUP, on_hup, srv);
+	srv->ev_drain = evtimer_new(srv->base, on_drain_timeout, srv);
+	srv->ev_accept_retry = evtimer_new(srv->base, on_accept_retry, srv);
+	if (srv->ev_done == NULL || srv->ev_term == NULL ||
+	    srv->ev_int == NULL || srv->ev_hup == NULL ||
+	    srv->ev_drain == NULL || srv->ev_accept_retry == NULL ||
+	    event_add(srv->ev_done, NULL) < 0 ||
+	    event_add(srv->ev_term, NULL) < 0 ||
+	    event_add(srv->ev_int, NULL) < 0 ||
+	    event_add(srv->ev_hup, NULL) < 0)
+		goto fail;
+	rc = listeners_open(srv, c);
+	if (rc < 0)
+		goto fail;
+	*out = srv;
+	return 0;
+fail:
+	if (rc == -ENOMEM)
+		log_err("starting the server: out of memory");
+	server_free(srv);
+	return rc;
+}
+
+void
+server_set_engine(struct server *s, const struct engine_ops *ops,
+    struct engine *e)
+{
+	s->ops = ops;
+	s->eng = e;
+}
+
+const char *
+server_addresses(const struct server *s)
+{
+	return s->addresses ? s->addresses : "";
+}
+
+int
+server_run(struct server *s)
+{
+	if (event_base_dispatch(s->base) < 0) {
+		log_err("event loop failed");
+		return -EIO;
+	}
+	return 0;
+}
+
+void
+server_free(struct server *s)
+{
+	struct job *j, *next;
+	struct conn *c;
+	size_t i;
+
+	if (s == NULL)
+		return;
+	/* Jobs the engine finished after the loop stopped: the conns they
+	 * hold are released here, their replies dropped. */
+	for (j = take_done(s); j != NULL; j = next) {
+		next = j->next;
+		c = j->conn;
+		c->njobs--;
+		s->njobs--;
+		job_free(j);
+		conn_unref(c);
+	}
+	s->stopping = 1;
+	while ((c = LIST_FIRST(&s->conns)) != NULL)
+		conn_close(c, NULL);
+	listeners_close(s);
+	for (i = 0; i < s->nls; i++)
+		free(s->ls[i].name);
+	free(s->ls);
+	free(s->addresses);
+	free(s->wt);
+	if (s->ev_done)
+		event_free(s->ev_done);
+	if (s->ev_term)
+		event_free(s->ev_term);
+	if (s->ev_int)
+		event_free(s->ev_int);
+	if (s->ev_hup)
+		event_free(s->ev_hup);
+	if (s->ev_drain)
+		event_free(s->ev_drain);
+	if (s->ev_accept_retry)
+		event_free(s->ev_accept_retry);
+	if (s->efd >= 0)
+		close(s->efd);
+	if (s->base)
+		event_base_free(s->base);
+	pthread_mutex_destroy(&s->mu);
+	free(s);
+}

@@ -1,0 +1,54 @@
+/*
+ * server.h - mstored's network layer: one libevent loop that owns the
+ * listeners and connections, decodes requests into jobs for the storage
+ * engine and sends the replies and change notices.
+ */
+#ifndef MST_SERVER_H
+#define MST_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conf.h"
+#include "engine.h"
+
+struct server;
+
+/*
+ * Create the loop, bind every listen address of |c| (removing a stale
+ * Unix socket file first) and install the signal handlers. |c| and |key|
+ * are copied from; |key| is NULL (keylen 0) when no AUTH is required.
+ * Logs the reason of a failure and returns 0, -EADDRINUSE, -EACCES,
+ * -ENOMEM or another negative errno of socket(2)/bind(2)/listen(2).
+ */
+int server_new(const struct conf *c, const uint8_t *key, size_t keylen,
+    struct server **out);
+
+/* engine_conf.done for an engine whose done_arg is the server. Called
+ * from engine threads; takes the job back and wakes the loop. */
+void server_job_done(void *arg, struct job *j);
+
+/* Hand the opened engine to the server; jobs go to it from now on. */
+void server_set_engine(struct server *s, const struct engine_ops *ops,
+    struct engine *e);
+
+/* "127.0.0.1:4870, unix:/run/mstored.sock" (actual ports for port 0). */
+const char *server_addresses(const struct server *s);
+
+/*
+ * Serve until SIGTERM or SIGINT, then stop accepting and reading, let
+ * the jobs in flight complete and their replies flush (at most
+ * SERVER_DRAIN_SECONDS) and return 0. A second signal returns at once.
+ * Returns -EIO if the loop fails.
+ */
+#define SERVER_DRAIN_SECONDS	10
+int server_run(struct server *s);
+
+/*
+ * Free the server. Call after the engine is closed: jobs it completed
+ * after server_run returned are freed unanswered. Removes the Unix
+ * socket files the server created. server_free(NULL) does nothing.
+ */
+void server_free(struct server *s);
+
+#endif /* MST_SERVER_H */

@@ -1,0 +1,109 @@
+/*
+ * mconn.h - the mount's connection to the store: one multiplexed protocol
+ * connection (pipelined requests, replies matched by id, out of order)
+ * with a receiver thread, per-request timeouts, automatic reconnection
+ * and server-initiated notices.
+ *
+ * Thread-safe: any FUSE worker thread may call in at any time.
+ * Callbacks run on the receiver thread (or the timer thread for
+ * timeouts); they must not block and must not call back into mconn
+ * synchronously (mconn_call from a callback would deadlock).
+ */
+#ifndef MST_MCONN_H
+#define MST_MCONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mstproto.h"
+
+struct mconn;
+
+/* A complete reply: every frame's payload, in order (LIST and READDIR
+ * replies may span frames; others have one). Owned by the caller of
+ * mconn_call; release with mreply_free. */
+struct mreply {
+	int status;		/* 0 or a negative errno */
+	size_t nframes;
+	struct mreply_frame {
+		uint8_t *p;
+		size_t len;
+	} *frames;
+};
+
+/* Frees the frames (not |r| itself, which may live on the stack) and
+ * leaves |r| empty; NULL and an empty reply are fine. */
+void mreply_free(struct mreply *r);
+
+/*
+ * Called exactly once per request with the complete reply, or with
+ * r->status = -EIO when the store could not answer within the timeout
+ * (-ETIMEDOUT is reported as -EIO so callers can hand it to the kernel
+ * unchanged). The callback takes ownership of |r| (mreply_free it).
+ * The struct |r| points to is valid only during the call: to keep the
+ * reply, copy *r (the frames move with the copy, then do not free |r|).
+ */
+typedef void mconn_cb(void *arg, struct mreply *r);
+
+/* Server-initiated NOTIFY; the struct's views die when it returns. */
+typedef void mconn_notice_fn(void *arg, const struct mst_notify *n);
+/* After every (re)connection, before requests flow again: re-register
+ * watches etc. Runs on the connection's own thread; may call
+ * mconn_call_async but not mconn_call. */
+typedef void mconn_up_fn(void *arg);
+
+struct mconn_opts {
+	const char *const *servers;	/* "HOST:PORT" or "unix:PATH" */
+	size_t nservers;
+	const uint8_t *key;		/* shared key or NULL */
+	size_t keylen;
+	int timeout_ms;			/* per request; default 10000 */
+	const char *name;		/* sent in HELLO */
+	mconn_notice_fn *notice;
+	mconn_up_fn *up;
+	void *arg;			/* for notice and up */
+};
+
+/*
+ * Start the connection manager and try to connect once (it keeps trying
+ * in the background if that fails: 0 is returned either way unless
+ * |opts| is invalid (-EINVAL) or memory runs out).
+ */
+int mconn_new(const struct mconn_opts *o, struct mconn **out);
+/* Fail everything still pending with -EIO, stop the threads, free. */
+void mconn_free(struct mconn *c);
+
+/*
+ * Send a request. |head| is the encoded payload of the first frame
+ * without body bytes; |body| (may be NULL) follows it, split into DATA
+ * frames as the negotiated frame size requires. mconn copies what it
+ * needs before returning.
+ *
+ * |retry|: the request may be sent again after a reconnection (reads,
+ * and DELIVER, which is idempotent by its id). Otherwise a request in
+ * flight when the connection drops fails with -EIO.
+ *
+ * Returns 0, and then |cb| runs exactly once (on the connection or timer
+ * thread, or in mconn_free), possibly before this returns; or, with no
+ * callback: -EINVAL (no |cb|, HELLO/AUTH/DATA/NOTIFY or an unknown op,
+ * a body for an op other than DELIVER and PUT), -EMSGSIZE (|hlen| over
+ * MST_FRAME_MIN), -EFBIG (|blen| over mconn_max_body), -ENOMEM, or
+ * -ESHUTDOWN (mconn_free has begun).
+ */
+int mconn_call_async(struct mconn *c, unsigned op, const void *head,
+    size_t hlen, const void *body, size_t blen, int retry, mconn_cb *cb,
+    void *arg);
+/* The same, waiting for the reply. Returns r->status (*out is filled
+ * also on error; release it with mreply_free). From a callback (the
+ * connection or timer thread) it returns -EDEADLK at once. */
+int mconn_call(struct mconn *c, unsigned op, const void *head, size_t hlen,
+    const void *body, size_t blen, int retry, struct mreply *out);
+
+/* Is a connection up now? Negotiated limits of the current one (of the
+ * last one while down; MST_FRAME_DEFAULT and MST_BODY_MAX before the
+ * first). */
+int mconn_connected(struct mconn *c);
+uint32_t mconn_max_frame(struct mconn *c);
+uint64_t mconn_max_body(struct mconn *c);
+
+#endif /* MST_MCONN_H */

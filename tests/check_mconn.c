@@ -1,0 +1,1160 @@
+/*
+ * check_mconn.c - Check suite for the mount's store connection
+ * (fuse-mount/mconn.c), driven against the real mstored ($MSTORED,
+ * --foreground) on a Unix socket in a private mkdtemp directory. Each
+ * test that needs a server starts its own in a checked fixture and the
+ * teardown kills it by PID; servers also die with the process that
+ * started them (PR_SET_PDEATHSIG), so a failing test leaves none behind.
+ *
+ * The servers run with max_frame = 64K so that bodies and listings span
+ * many frames. Worker threads never call ck_assert: they record the
+ * first failure as text, which the test thread then asserts on.
+ */
+#include <config.h>
+
+#include <check.h>
+#include <errno.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mconn.h"
+#include "mstclient.h"
+#include "mstproto.h"
+
+#define TEST_MAX_FRAME	(64u << 10)	/* the servers' max_frame */
+#define START_MS	30000		/* valgrind starts slowly */
+#define WAIT_MS		10000		/* for callbacks and notices */
+
+/* A test case's private directory (unchecked fixture): removed by the
+ * runner even when a test in a forked child fails before its teardown. */
+static char tmpbase[32];
+
+/* The test's server; the fixture starts it, the teardown kills it. */
+static struct server {
+	pid_t pid;
+	char dir[48];
+	char data[64];
+	char conf[64];
+	char log[64];
+	char addr[112];
+} srv = { .pid = -1 };
+
+/* ---- time, processes, files ---- */
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static const char *
+mstored_path(void)
+{
+	const char *p = getenv("MSTORED");
+
+	return p && *p ? p : "storeserver/mstored";
+}
+
+static int
+rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path) < 0 ? -1 : 0;
+}
+
+static void
+rm_rf(const char *dir)
+{
+	if (dir[0] != '\0' &&
+	    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) < 0 &&
+	    errno != ENOENT)
+		fprintf(stderr, "check_mconn: removing %s: %s\n", dir,
+		    strerror(errno));
+}
+
+static void
+setup_base(void)
+{
+	snprintf(tmpbase, sizeof tmpbase, "/tmp/mst-mconn.XXXXXX");
+	if (mkdtemp(tmpbase) == NULL) {
+		fprintf(stderr, "check_mconn: mkdtemp: %s\n", strerror(errno));
+		exit(EXIT_FAILURE);
+	}
+}
+
+static void
+teardown_base(void)
+{
+	rm_rf(tmpbase);
+	tmpbase[0] = '\0';
+}
+
+static int
+can_connect(const char *addr)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	int fd, ok;
+
+	if (mst_addr_parse(addr, &ss, &sl) < 0)
+		return 0;
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return 0;
+	ok = connect(fd, (struct sockaddr *)&ss, sl) == 0;
+	close(fd);
+	return ok;
+}
+
+/* Start mstored on srv's address and data; wait until it accepts. */
+static void
+server_start(void)
+{
+	const char *argv[] = { mstored_path(), "--foreground", "--data",
+		srv.data, "--listen", srv.addr, "--config", srv.conf, NULL };
+	pid_t parent = getpid();
+	int64_t deadline;
+	FILE *f;
+
+	srv.pid = fork();
+	ck_assert_int_ge(srv.pid, 0);
+	if (srv.pid == 0) {
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 ||
+		    getppid() != parent)
+			_exit(127);
+		f = freopen(srv.log, "a", stderr);
+		if (f == NULL || dup2(STDERR_FILENO, STDOUT_FILENO) < 0)
+			_exit(127);
+		execv(argv[0], (char *const *)argv);
+		fprintf(stderr, "check_mconn: exec %s: %s\n", argv[0],
+		    strerror(errno));
+		_exit(127);
+	}
+	deadline = now_ms() + START_MS;
+	while (!can_connect(srv.addr)) {
+		ck_assert_msg(waitpid(srv.pid, NULL, WNOHANG) == 0,
+		    "mstored exited at start (see %s)", srv.log);
+		ck_assert_msg(now_ms() < deadline, "mstored did not start");
+		sleep_ms(20);
+	}
+}
+
+static void
+server_kill(void)
+{
+	if (srv.pid > 0) {
+		kill(srv.pid, SIGKILL);
+		waitpid(srv.pid, NULL, 0);
+	}
+	srv.pid = -1;
+}
+
+static void
+setup_server(void)
+{
+	FILE *f;
+
+	srv = (struct server){ .pid = -1 };
+	snprintf(srv.dir, sizeof srv.dir, "%s/t.XXXXXX", tmpbase);
+	ck_assert_ptr_nonnull(mkdtemp(srv.dir));
+	snprintf(srv.data, sizeof srv.data, "%s/data", srv.dir);
+	snprintf(srv.conf, sizeof srv.conf, "%s/mstored.conf", srv.dir);
+	snprintf(srv.log, sizeof srv.log, "%s/mstored.log", srv.dir);
+	snprintf(srv.addr, sizeof srv.addr, "unix:%s/sock", srv.dir);
+	ck_assert_int_eq(mkdir(srv.data, 0700), 0);
+	f = fopen(srv.conf, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "max_frame = 64K\nmax_message_size = 8M\n");
+	ck_assert_int_eq(fclose(f), 0);
+	server_start();
+}
+
+static void
+teardown_server(void)
+{
+	server_kill();
+	rm_rf(srv.dir);
+	srv.dir[0] = '\0';
+}
+
+/* ---- the connection under test ---- */
+
+struct events {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int ups;
+	int notices;
+	char path[256], name[256];
+	uint8_t event;
+	struct mconn *c;	/* for up(): re-register the watch */
+	const char *watch;
+};
+
+static struct events ev = {
+	.mu = PTHREAD_MUTEX_INITIALIZER,
+	.cv = PTHREAD_COND_INITIALIZER,
+};
+
+static void
+on_notice(void *arg, const struct mst_notify *n)
+{
+	struct events *e = arg;
+
+	pthread_mutex_lock(&e->mu);
+	e->notices++;
+	snprintf(e->path, sizeof e->path, "%.*s", n->path.len, n->path.p);
+	snprintf(e->name, sizeof e->name, "%.*s", n->name.len, n->name.p);
+	e->event = n->event;
+	pthread_cond_broadcast(&e->cv);
+	pthread_mutex_unlock(&e->mu);
+}
+
+static void
+ignore_reply(void *arg, struct mreply *r)
+{
+	(void)arg;
+	mreply_free(r);
+}
+
+static void
+on_up(void *arg)
+{
+	struct events *e = arg;
+	struct mst_path_req q;
+	uint8_t buf[512];
+	int n;
+
+	pthread_mutex_lock(&e->mu);
+	e->ups++;
+	pthread_cond_broadcast(&e->cv);
+	pthread_mutex_unlock(&e->mu);
+	if (e->c == NULL || e->watch == NULL)
+		return;
+	q.path = mst_str_of(e->watch);
+	n = mst_path_req_encode(&q, buf, sizeof buf);
+	if (n < 0 || mconn_call_async(e->c, MST_OP_WATCH, buf, (size_t)n,
+	    NULL, 0, 1, ignore_reply, NULL) < 0)
+		fprintf(stderr, "check_mconn: up: cannot re-register\n");
+}
+
+static struct mconn *
+open_conn(const char *addr, int timeout_ms)
+{
+	const char *servers[] = { addr };
+	struct mconn_opts o = {
+		.servers = servers,
+		.nservers = 1,
+		.timeout_ms = timeout_ms,
+		.name = "check_mconn",
+		.notice = on_notice,
+		.up = on_up,
+		.arg = &ev,
+	};
+	struct mconn *c = NULL;
+
+	pthread_mutex_lock(&ev.mu);
+	ev.ups = ev.notices = 0;
+	ev.c = NULL;
+	ev.watch = NULL;
+	pthread_mutex_unlock(&ev.mu);
+	ck_assert_int_eq(mconn_new(&o, &c), 0);
+	ck_assert_ptr_nonnull(c);
+	return c;
+}
+
+/* Wait until |*v| (guarded by ev.mu) reaches |want|; returns it. */
+static int
+wait_count(const int *v, int want)
+{
+	struct timespec ts;
+	int got;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += WAIT_MS / 1000;
+	pthread_mutex_lock(&ev.mu);
+	while (*v < want &&
+	    pthread_cond_timedwait(&ev.cv, &ev.mu, &ts) == 0)
+		;
+	got = *v;
+	pthread_mutex_unlock(&ev.mu);
+	return got;
+}
+
+static int
+wait_connected(struct mconn *c, int want, int ms)
+{
+	int64_t deadline = now_ms() + ms;
+
+	while (mconn_connected(c) != want && now_ms() < deadline)
+		sleep_ms(10);
+	return mconn_connected(c) == want;
+}
+
+/* ---- request helpers (return a negative errno or 0) ---- */
+
+static int
+call_path(struct mconn *c, unsigned op, const char *path, struct mreply *r)
+{
+	struct mst_path_req q = { .path = mst_str_of(path) };
+	uint8_t buf[4200];
+	int n = mst_path_req_encode(&q, buf, sizeof buf);
+
+	if (n < 0)
+		return n;
+	return mconn_call(c, op, buf, (size_t)n, NULL, 0, 1, r);
+}
+
+static int
+ping(struct mconn *c, uint64_t cookie)
+{
+	struct mst_ping q = { .cookie = cookie }, a;
+	struct mreply r;
+	uint8_t buf[8];
+	int n = mst_ping_encode(&q, buf, sizeof buf), rc;
+
+	if (n < 0)
+		return n;
+	rc = mconn_call(c, MST_OP_PING, buf, (size_t)n, NULL, 0, 1, &r);
+	if (rc == 0 && (r.nframes != 1 ||
+	    mst_ping_decode(&a, r.frames[0].p, r.frames[0].len) < 0 ||
+	    a.cookie != cookie))
+		rc = -EBADMSG;
+	mreply_free(&r);
+	return rc;
+}
+
+static int
+attr_of(struct mreply *r, struct mst_attr_rep *a)
+{
+	if (r->status < 0)
+		return r->status;
+	if (r->nframes != 1 ||
+	    mst_attr_rep_decode(a, r->frames[0].p, r->frames[0].len) < 0)
+		return -EBADMSG;
+	return 0;
+}
+
+static int
+mkdir_at(struct mconn *c, const char *path, uint64_t *id_out)
+{
+	struct mst_mkdir_req q = { .path = mst_str_of(path), .mode = 0755 };
+	struct mst_attr_rep a;
+	struct mreply r;
+	uint8_t buf[4200];
+	int n = mst_mkdir_req_encode(&q, buf, sizeof buf), rc;
+
+	if (n < 0)
+		return n;
+	mconn_call(c, MST_OP_MKDIR, buf, (size_t)n, NULL, 0, 0, &r);
+	rc = attr_of(&r, &a);
+	if (rc == 0 && a.attr.type != MST_T_DIR)
+		rc = -EBADMSG;
+	if (rc == 0 && id_out != NULL)
+		*id_out = a.attr.id;
+	mreply_free(&r);
+	return rc;
+}
+
+static int
+put_file(struct mconn *c, const char *path, const void *body, size_t len)
+{
+	struct mst_put_req q = {
+		.path = mst_str_of(path),
+		.mode = 0644,
+		.checksum = mst_checksum(body, len),
+		.body_size = len,
+		.body = { (const uint8_t *)"", 0 },
+	};
+	struct mst_attr_rep a;
+	struct mreply r;
+	uint8_t buf[4200];
+	int n = mst_put_req_encode(&q, buf, sizeof buf), rc;
+
+	if (n < 0)
+		return n;
+	mconn_call(c, MST_OP_PUT, buf, (size_t)n, body, len, 0, &r);
+	rc = attr_of(&r, &a);
+	if (rc == 0 && a.attr.size != len)
+		rc = -EBADMSG;
+	mreply_free(&r);
+	return rc;
+}
+
+/* Read a whole small file with GETs of at most one frame each. */
+static int
+get_file(struct mconn *c, const char *path, uint8_t **out, size_t *len_out,
+    int *calls_out)
+{
+	struct mst_get_req q = { .path = mst_str_of(path) };
+	struct mst_data_rep d;
+	struct mreply r;
+	uint8_t buf[4200], *all = NULL;
+	uint64_t total = UINT64_MAX, sum = 0;
+	size_t have = 0;
+	int n, rc = 0, calls = 0;
+
+	while (rc == 0 && have < total) {
+		q.offset = have;
+		q.length = TEST_MAX_FRAME - 64;
+		n = mst_get_req_encode(&q, buf, sizeof buf);
+		if (n < 0)
+			return n;
+		rc = mconn_call(c, MST_OP_GET, buf, (size_t)n, NULL, 0, 1, &r);
+		calls++;
+		if (rc == 0 && (r.nframes != 1 || mst_data_rep_decode(&d,
+		    r.frames[0].p, r.frames[0].len) < 0))
+			rc = -EBADMSG;
+		if (rc == 0 && all == NULL) {
+			total = d.total_size;
+			sum = d.checksum;
+			all = malloc(total ? total : 1);
+			if (all == NULL)
+				rc = -ENOMEM;
+		}
+		if (rc == 0 && (d.data.len > total - have ||
+		    (d.data.len == 0 && have < total)))
+			rc = -EBADMSG;
+		if (rc == 0) {
+			memcpy(all + have, d.data.p, d.data.len);
+			have += d.data.len;
+		}
+		mreply_free(&r);
+	}
+	if (rc == 0 && mst_checksum(all, have) != sum)
+		rc = -EBADMSG;
+	if (rc < 0) {
+		free(all);
+		return rc;
+	}
+	*out = all;
+	*len_out = have;
+	if (calls_out != NULL)
+		*calls_out = calls;
+	return 0;
+}
+
+/* Count the entries called |name| in a (multi-frame) READDIR of |dir|. */
+static int
+count_entries(struct mconn *c, const char *dir, const char *name,
+    size_t *frames_out)
+{
+	struct mst_list_rep lr;
+	struct mst_list_entry e;
+	struct mreply r;
+	size_t i, off;
+	int rc, count = 0;
+
+	rc = call_path(c, MST_OP_READDIR, dir, &r);
+	for (i = 0; rc == 0 && i < r.nframes; i++) {
+		rc = mst_list_rep_decode(&lr, r.frames[i].p, r.frames[i].len);
+		off = 0;
+		while (rc >= 0 &&
+		    (rc = mst_list_entry_next(&e, &lr, &off)) == 1)
+			count += name == NULL || (e.name.len == strlen(name) &&
+			    memcmp(e.name.p, name, e.name.len) == 0);
+	}
+	if (frames_out != NULL)
+		*frames_out = r.nframes;
+	mreply_free(&r);
+	return rc < 0 ? rc : count;
+}
+
+/* A DELIVER of |body| as |mbox|/new/|name|, submitted asynchronously. */
+static int
+deliver_async(struct mconn *c, const char *mbox, const char *name,
+    const uint8_t idem[MST_IDEM_LEN], const char *body, int retry,
+    mconn_cb *cb, void *arg)
+{
+	struct mst_deliver_req q = {
+		.mailbox = mst_str_of(mbox),
+		.folder = mst_str_of(""),
+		.sub = MST_SUB_NEW,
+		.name = mst_str_of(name),
+		.checksum = mst_checksum(body, strlen(body)),
+		.body_size = strlen(body),
+		.mode = 0600,
+		.body = { (const uint8_t *)"", 0 },
+	};
+	uint8_t buf[4200];
+	int n;
+
+	memcpy(q.idem, idem, MST_IDEM_LEN);
+	n = mst_deliver_req_encode(&q, buf, sizeof buf);
+	if (n < 0)
+		return n;
+	return mconn_call_async(c, MST_OP_DELIVER, buf, (size_t)n, body,
+	    strlen(body), retry, cb, arg);
+}
+
+/* An async completion the test thread can wait for. */
+struct pending {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int done;
+	int status;
+	int64_t at;		/* now_ms() when completed */
+};
+
+#define PENDING_INIT { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, \
+	0, 0, 0 }
+
+static void
+pending_cb(void *arg, struct mreply *r)
+{
+	struct pending *p = arg;
+
+	pthread_mutex_lock(&p->mu);
+	p->done++;
+	p->status = r->status;
+	p->at = now_ms();
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	mreply_free(r);
+}
+
+/* Wait for |p|; returns its status, or 1 when it did not complete. */
+static int
+pending_wait(struct pending *p, int ms)
+{
+	struct timespec ts;
+	int rc;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000 + 1;
+	pthread_mutex_lock(&p->mu);
+	while (!p->done && pthread_cond_timedwait(&p->cv, &p->mu, &ts) == 0)
+		;
+	rc = p->done ? p->status : 1;
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
+static int
+ping_async(struct mconn *c, uint64_t cookie, int retry, struct pending *p)
+{
+	struct mst_ping q = { .cookie = cookie };
+	uint8_t buf[8];
+	int n = mst_ping_encode(&q, buf, sizeof buf);
+
+	if (n < 0)
+		return n;
+	return mconn_call_async(c, MST_OP_PING, buf, (size_t)n, NULL, 0,
+	    retry, pending_cb, p);
+}
+
+/* ---- tests without a server ---- */
+
+START_TEST(unreachable_store_fails_with_eio_by_the_deadline)
+{
+	struct mconn *c = open_conn("unix:/nonexistent/mstore.sock", 300);
+	int64_t t0;
+	int rc;
+
+	ck_assert_int_eq(mconn_connected(c), 0);
+	t0 = now_ms();
+	rc = ping(c, 1);
+	ck_assert_int_eq(rc, -EIO);
+	ck_assert_int_ge(now_ms() - t0, 250);
+	ck_assert_int_lt(now_ms() - t0, 3000);
+	t0 = now_ms();
+	mconn_free(c);
+	ck_assert_int_lt(now_ms() - t0, 3000);
+}
+END_TEST
+
+START_TEST(bad_arguments_are_rejected)
+{
+	const char *none[] = { "nonsense" };
+	struct mconn_opts o = { .servers = none, .nservers = 1 };
+	struct mconn *c = NULL;
+	struct pending p = PENDING_INIT;
+	uint8_t head[8] = { 0 };
+	struct mreply r;
+
+	ck_assert_int_eq(mconn_new(&o, &c), -EINVAL);
+	o.nservers = 0;
+	ck_assert_int_eq(mconn_new(&o, &c), -EINVAL);
+	c = open_conn("unix:/nonexistent/mstore.sock", 200);
+	ck_assert_int_eq(mconn_call_async(c, MST_OP_DATA, head, 8, NULL, 0, 0,
+	    pending_cb, &p), -EINVAL);
+	ck_assert_int_eq(mconn_call_async(c, MST_OP_PING, head, 8, head, 8, 0,
+	    pending_cb, &p), -EINVAL);
+	ck_assert_int_eq(mconn_call_async(c, 0xee, head, 8, NULL, 0, 0,
+	    pending_cb, &p), -EINVAL);
+	ck_assert_int_eq(mconn_call(c, MST_OP_HELLO, head, 8, NULL, 0, 0, &r),
+	    -EINVAL);
+	ck_assert_int_eq(r.status, -EINVAL);
+	ck_assert_int_eq(r.nframes, 0);
+	mconn_free(c);
+	ck_assert_int_eq(p.done, 0);
+	mconn_free(NULL);
+	mreply_free(NULL);
+}
+END_TEST
+
+/* ---- concurrency ---- */
+
+#define WORKERS		16
+#define ROUNDS		200
+#define BURST		8
+
+struct worker {
+	struct mconn *c;
+	int idx;
+	int requests;
+	char err[256];
+};
+
+static void
+worker_fail(struct worker *w, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (w->err[0] != '\0')
+		return;
+	va_start(ap, fmt);
+	vsnprintf(w->err, sizeof w->err, fmt, ap);
+	va_end(ap);
+}
+
+struct burst {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int left;
+	int bad;
+	uint64_t base;
+};
+
+struct burst_req {
+	struct burst *b;
+	uint64_t cookie;
+};
+
+static void
+burst_cb(void *arg, struct mreply *r)
+{
+	struct burst_req *q = arg;
+	struct burst *b = q->b;
+	struct mst_ping a;
+
+	pthread_mutex_lock(&b->mu);
+	if (r->status != 0 || r->nframes != 1 ||
+	    mst_ping_decode(&a, r->frames[0].p, r->frames[0].len) < 0 ||
+	    a.cookie != q->cookie)
+		b->bad++;
+	b->left--;
+	pthread_cond_signal(&b->cv);
+	pthread_mutex_unlock(&b->mu);
+	mreply_free(r);
+}
+
+static void
+worker_burst(struct worker *w, uint64_t base)
+{
+	struct burst b = { PTHREAD_MUTEX_INITIALIZER,
+		PTHREAD_COND_INITIALIZER, BURST, 0, base };
+	struct burst_req q[BURST];
+	struct mst_ping p;
+	uint8_t buf[8];
+	int i, rc;
+
+	for (i = 0; i < BURST; i++) {
+		q[i] = (struct burst_req){ &b, base + (uint64_t)i };
+		p.cookie = q[i].cookie;
+		mst_ping_encode(&p, buf, sizeof buf);
+		rc = mconn_call_async(w->c, MST_OP_PING, buf, sizeof buf,
+		    NULL, 0, 1, burst_cb, &q[i]);
+		if (rc < 0) {
+			worker_fail(w, "async ping: %s", strerror(-rc));
+			pthread_mutex_lock(&b.mu);
+			b.left--;
+			pthread_mutex_unlock(&b.mu);
+		}
+	}
+	pthread_mutex_lock(&b.mu);
+	while (b.left > 0)
+		pthread_cond_wait(&b.cv, &b.mu);
+	pthread_mutex_unlock(&b.mu);
+	if (b.bad)
+		worker_fail(w, "%d async pings got a wrong reply", b.bad);
+	w->requests += BURST;
+}
+
+static void
+worker_dir(struct worker *w, const char *path)
+{
+	struct mst_attr_rep a;
+	struct mreply r;
+	uint64_t id = 0;
+	int rc;
+
+	rc = mkdir_at(w->c, path, &id);
+	if (rc < 0) {
+		worker_fail(w, "mkdir %s: %s", path, strerror(-rc));
+		return;
+	}
+	call_path(w->c, MST_OP_LOOKUP, path, &r);
+	rc = attr_of(&r, &a);
+	mreply_free(&r);
+	if (rc < 0 || a.attr.id != id || a.attr.type != MST_T_DIR)
+		worker_fail(w, "lookup %s: rc %d id %llu, want id %llu", path,
+		    rc, (unsigned long long)a.attr.id,
+		    (unsigned long long)id);
+	w->requests += 2;
+}
+
+static void
+worker_file(struct worker *w, const char *path, int round)
+{
+	char body[3000];
+	uint8_t *got = NULL;
+	size_t len = (size_t)(round * 37 % 2500), i, glen = 0;
+	int rc;
+
+	for (i = 0; i < len; i++)
+		body[i] = (char)('a' + (w->idx + round + (int)i) % 26);
+	rc = put_file(w->c, path, body, len);
+	if (rc == 0)
+		rc = get_file(w->c, path, &got, &glen, NULL);
+	if (rc < 0)
+		worker_fail(w, "put/get %s: %s", path, strerror(-rc));
+	else if (glen != len || memcmp(got, body, len) != 0)
+		worker_fail(w, "get %s: %zu bytes, want %zu", path, glen, len);
+	free(got);
+	w->requests += 2;
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct worker *w = arg;
+	char path[64];
+	uint64_t base = (uint64_t)w->idx << 32;
+	int i, rc;
+
+	snprintf(path, sizeof path, "c/t%d", w->idx);
+	rc = mkdir_at(w->c, path, NULL);
+	if (rc < 0)
+		worker_fail(w, "mkdir %s: %s", path, strerror(-rc));
+	for (i = 0; i < ROUNDS && w->err[0] == '\0'; i++) {
+		switch (i % 4) {
+		case 0:
+			rc = ping(w->c, base | (uint64_t)i);
+			if (rc < 0)
+				worker_fail(w, "ping: %s", strerror(-rc));
+			w->requests++;
+			break;
+		case 1:
+			snprintf(path, sizeof path, "c/t%d/d%d", w->idx, i);
+			worker_dir(w, path);
+			break;
+		case 2:
+			snprintf(path, sizeof path, "c/t%d/f%d", w->idx, i);
+			worker_file(w, path, i);
+			break;
+		default:
+			worker_burst(w, base | (uint64_t)i << 8);
+			break;
+		}
+	}
+	return NULL;
+}
+
+START_TEST(concurrent_threads_get_their_own_replies)
+{
+	struct mconn *c = open_conn(srv.addr, WAIT_MS);
+	struct worker w[WORKERS];
+	pthread_t t[WORKERS];
+	int i, total = 0;
+
+	ck_assert_int_eq(mconn_connected(c), 1);
+	ck_assert_int_eq(mconn_max_frame(c), TEST_MAX_FRAME);
+	ck_assert_int_eq(mkdir_at(c, "c", NULL), 0);
+	for (i = 0; i < WORKERS; i++) {
+		w[i] = (struct worker){ .c = c, .idx = i };
+		ck_assert_int_eq(pthread_create(&t[i], NULL, worker_main,
+		    &w[i]), 0);
+	}
+	for (i = 0; i < WORKERS; i++) {
+		ck_assert_int_eq(pthread_join(t[i], NULL), 0);
+		ck_assert_msg(w[i].err[0] == '\0', "worker %d: %s", i,
+		    w[i].err);
+		total += w[i].requests;
+	}
+	ck_assert_int_ge(total, WORKERS * ROUNDS);
+	mconn_free(c);
+}
+END_TEST
+
+/* ---- multi-frame replies and bodies ---- */
+
+#define LONG_NAMES	600
+
+static void
+long_name(char *buf, int i)
+{
+	int n = snprintf(buf, MST_NAME_MAX + 1, "%04d-", i);
+
+	memset(buf + n, 'x', MST_NAME_MAX - (size_t)n);
+	buf[MST_NAME_MAX] = '\0';
+}
+
+START_TEST(multi_frame_readdir_is_gathered)
+{
+	struct mconn *c = open_conn(srv.addr, WAIT_MS);
+	struct pending p[LONG_NAMES];
+	struct mst_mkdir_req q = { .mode = 0755 };
+	struct mst_list_rep lr;
+	struct mst_list_entry e;
+	struct mreply r;
+	char name[MST_NAME_MAX + 1], path[MST_NAME_MAX + 8];
+	uint8_t buf[600], seen[LONG_NAMES] = { 0 };
+	size_t i, off;
+	int n, k, count = 0;
+
+	ck_assert_int_eq(mkdir_at(c, "big", NULL), 0);
+	/* Pipelined: all MKDIRs in flight at once. */
+	for (k = 0; k < LONG_NAMES; k++) {
+		long_name(name, k);
+		snprintf(path, sizeof path, "big/%s", name);
+		q.path = mst_str_of(path);
+		n = mst_mkdir_req_encode(&q, buf, sizeof buf);
+		ck_assert_int_gt(n, 0);
+		p[k] = (struct pending)PENDING_INIT;
+		ck_assert_int_eq(mconn_call_async(c, MST_OP_MKDIR, buf,
+		    (size_t)n, NULL, 0, 0, pending_cb, &p[k]), 0);
+	}
+	for (k = 0; k < LONG_NAMES; k++)
+		ck_assert_int_eq(pending_wait(&p[k], WAIT_MS), 0);
+
+	ck_assert_int_eq(call_path(c, MST_OP_READDIR, "big", &r), 0);
+	ck_assert_int_ge(r.nframes, 3);
+	for (i = 0; i < r.nframes; i++) {
+		ck_assert_int_le(r.frames[i].len, TEST_MAX_FRAME);
+		ck_assert_int_eq(mst_list_rep_decode(&lr, r.frames[i].p,
+		    r.frames[i].len), 0);
+		off = 0;
+		while ((n = mst_list_entry_next(&e, &lr, &off)) == 1) {
+			ck_assert_int_eq(e.name.len, MST_NAME_MAX);
+			k = atoi(e.name.p);
+			ck_assert_int_lt(k, LONG_NAMES);
+			ck_assert_int_eq(seen[k], 0);
+			seen[k] = 1;
+			count++;
+		}
+		ck_assert_int_eq(n, 0);
+	}
+	ck_assert_int_eq(count, LONG_NAMES);
+	mreply_free(&r);
+	mconn_free(c);
+}
+END_TEST
+
+#define BIG_BODY	(3u << 20)
+
+START_TEST(body_larger_than_a_frame_round_trips)
+{
+	struct mconn *c = open_conn(srv.addr, WAIT_MS);
+	uint8_t *body = malloc(BIG_BODY), *got = NULL;
+	size_t i, len = 0;
+	uint32_t x = 12345;
+	int calls = 0;
+
+	ck_assert_ptr_nonnull(body);
+	for (i = 0; i < BIG_BODY; i++) {
+		x = x * 1103515245u + 12345u;
+		body[i] = (uint8_t)(x >> 16);
+	}
+	ck_assert_int_eq(put_file(c, "blob", body, BIG_BODY), 0);
+	ck_assert_int_eq(get_file(c, "blob", &got, &len, &calls), 0);
+	ck_assert_int_eq(len, BIG_BODY);
+	ck_assert_int_ge(calls, (int)(BIG_BODY / TEST_MAX_FRAME));
+	ck_assert(memcmp(got, body, BIG_BODY) == 0);
+	free(got);
+	free(body);
+	mconn_free(c);
+}
+END_TEST
+
+/* ---- notices ---- */
+
+START_TEST(watch_delivers_a_notice_for_another_clients_change)
+{
+	struct mconn *c = open_conn(srv.addr, WAIT_MS);
+	struct mst_client *other;
+	struct mst_put_req q = {
+		.path = mst_str_of("w/hello"),
+		.mode = 0644,
+		.checksum = mst_checksum("hi", 2),
+		.body_size = 2,
+		.body = { (const uint8_t *)"", 0 },
+	};
+	struct mst_hdr h;
+	struct mreply r;
+	const uint8_t *rp;
+	uint8_t buf[256];
+	int n;
+
+	ck_assert_int_eq(mkdir_at(c, "w", NULL), 0);
+	ck_assert_int_eq(call_path(c, MST_OP_WATCH, "w", &r), 0);
+	mreply_free(&r);
+	ck_assert_int_eq(mst_client_connect(srv.addr, NULL, &other), 0);
+	n = mst_put_req_encode(&q, buf, sizeof buf);
+	ck_assert_int_gt(n, 0);
+	ck_assert_int_eq(mst_client_call_body(other, MST_OP_PUT, buf,
+	    (size_t)n, "hi", 2, &h, &rp), 0);
+	mst_client_free(other);
+	ck_assert_int_eq(wait_count(&ev.notices, 1), 1);
+	pthread_mutex_lock(&ev.mu);
+	ck_assert_str_eq(ev.path, "w");
+	ck_assert_str_eq(ev.name, "hello");
+	ck_assert_int_eq(ev.event, MST_EV_ADD);
+	pthread_mutex_unlock(&ev.mu);
+	mconn_free(c);
+}
+END_TEST
+
+/* ---- faults ---- */
+
+struct stopped_caller {
+	struct mconn *c;
+	int rc[3];
+	int64_t ms[3];
+};
+
+static void *
+stopped_main(void *arg)
+{
+	struct stopped_caller *s = arg;
+	int64_t t0;
+	int i;
+
+	for (i = 0; i < 3; i++) {
+		t0 = now_ms();
+		s->rc[i] = ping(s->c, (uint64_t)i);
+		s->ms[i] = now_ms() - t0;
+	}
+	return NULL;
+}
+
+START_TEST(stopped_server_times_out_then_recovers)
+{
+	struct mconn *c = open_conn(srv.addr, 500);
+	struct stopped_caller s[4];
+	pthread_t t[4];
+	uint8_t *body;
+	int64_t t0;
+	int i, j;
+
+	ck_assert_int_eq(ping(c, 1), 0);
+	ck_assert_int_eq(kill(srv.pid, SIGSTOP), 0);
+	for (i = 0; i < 4; i++) {
+		s[i] = (struct stopped_caller){ .c = c };
+		ck_assert_int_eq(pthread_create(&t[i], NULL, stopped_main,
+		    &s[i]), 0);
+	}
+	for (i = 0; i < 4; i++) {
+		ck_assert_int_eq(pthread_join(t[i], NULL), 0);
+		for (j = 0; j < 3; j++) {
+			ck_assert_int_eq(s[i].rc[j], -EIO);
+			ck_assert_int_ge(s[i].ms[j], 400);
+			ck_assert_int_lt(s[i].ms[j], 3000);
+		}
+	}
+	/* Timeouts alone do not drop the connection. */
+	ck_assert_int_eq(mconn_connected(c), 1);
+
+	/* A body that fills the socket fails in time too (and, cut off
+	 * mid-request, costs the connection). */
+	body = calloc(1, BIG_BODY);
+	ck_assert_ptr_nonnull(body);
+	t0 = now_ms();
+	ck_assert_int_eq(put_file(c, "stuck", body, BIG_BODY), -EIO);
+	ck_assert_int_lt(now_ms() - t0, 3000);
+	free(body);
+
+	ck_assert_int_eq(kill(srv.pid, SIGCONT), 0);
+	ck_assert_msg(wait_connected(c, 1, WAIT_MS), "did not reconnect");
+	ck_assert_int_eq(ping(c, 2), 0);
+	ck_assert_int_eq(mkdir_at(c, "after", NULL), 0);
+	mconn_free(c);
+}
+END_TEST
+
+START_TEST(free_fails_pending_requests_without_hanging)
+{
+	struct mconn *c = open_conn(srv.addr, 30000);
+	struct pending p[10];
+	int64_t t0;
+	int i;
+
+	ck_assert_int_eq(kill(srv.pid, SIGSTOP), 0);
+	for (i = 0; i < 10; i++) {
+		p[i] = (struct pending)PENDING_INIT;
+		ck_assert_int_eq(ping_async(c, (uint64_t)i, i & 1, &p[i]), 0);
+	}
+	t0 = now_ms();
+	mconn_free(c);
+	ck_assert_int_lt(now_ms() - t0, 3000);
+	for (i = 0; i < 10; i++) {
+		ck_assert_int_eq(p[i].done, 1);
+		ck_assert_int_eq(p[i].status, -EIO);
+	}
+	ck_assert_int_eq(kill(srv.pid, SIGCONT), 0);
+}
+END_TEST
+
+static void
+make_mailbox(struct mconn *c)
+{
+	ck_assert_int_eq(mkdir_at(c, "dom", NULL), 0);
+	ck_assert_int_eq(mkdir_at(c, "dom/u", NULL), 0);
+	ck_assert_int_eq(mkdir_at(c, "dom/u/tmp", NULL), 0);
+	ck_assert_int_eq(mkdir_at(c, "dom/u/new", NULL), 0);
+	ck_assert_int_eq(mkdir_at(c, "dom/u/cur", NULL), 0);
+}
+
+START_TEST(restarted_server_reconnects_and_a_queued_retry_succeeds_once)
+{
+	struct mconn *c = open_conn(srv.addr, WAIT_MS);
+	struct pending d = PENDING_INIT, q = PENDING_INIT;
+	uint8_t idem[MST_IDEM_LEN];
+
+	ck_assert_int_eq(wait_count(&ev.ups, 1), 1);
+	make_mailbox(c);
+	pthread_mutex_lock(&ev.mu);
+	ev.c = c;
+	ev.watch = "dom/u/new";
+	pthread_mutex_unlock(&ev.mu);
+
+	server_kill();
+	ck_assert_msg(wait_connected(c, 0, WAIT_MS), "drop not noticed");
+	/* Submitted during the outage: both wait for the reconnection. */
+	ck_assert_int_eq(getrandom(idem, sizeof idem, 0), (ssize_t)sizeof idem);
+	ck_assert_int_eq(deliver_async(c, "dom/u", "1.host", idem,
+	    "Subject: hi\n\nbody\n", 1, pending_cb, &d), 0);
+	ck_assert_int_eq(ping_async(c, 7, 0, &q), 0);
+	sleep_ms(300);
+	ck_assert_int_eq(d.done, 0);
+	server_start();
+
+	ck_assert_int_eq(pending_wait(&d, WAIT_MS), 0);
+	ck_assert_int_eq(pending_wait(&q, WAIT_MS), 0);
+	ck_assert_int_eq(d.done, 1);
+	ck_assert_int_eq(wait_count(&ev.ups, 2), 2);
+	ck_assert_int_eq(mconn_connected(c), 1);
+	ck_assert_int_eq(count_entries(c, "dom/u/new", "1.host", NULL), 1);
+	/* up() re-registered the watch on the new connection, so the
+	 * retained DELIVER's notice arrives. */
+	ck_assert_int_ge(wait_count(&ev.notices, 1), 1);
+	pthread_mutex_lock(&ev.mu);
+	ck_assert_str_eq(ev.name, "1.host");
+	pthread_mutex_unlock(&ev.mu);
+	mconn_free(c);
+}
+END_TEST
+
+START_TEST(request_in_flight_at_a_crash_is_resent_once_if_retryable)
+{
+	struct mconn *c = open_conn(srv.addr, WAIT_MS);
+	struct pending d = PENDING_INIT, q = PENDING_INIT;
+	uint8_t idem[MST_IDEM_LEN];
+	int64_t t0;
+
+	make_mailbox(c);
+	ck_assert_int_eq(kill(srv.pid, SIGSTOP), 0);
+	ck_assert_int_eq(getrandom(idem, sizeof idem, 0), (ssize_t)sizeof idem);
+	ck_assert_int_eq(deliver_async(c, "dom/u", "2.host", idem,
+	    "Subject: crash\n\nbody\n", 1, pending_cb, &d), 0);
+	ck_assert_int_eq(ping_async(c, 9, 0, &q), 0);
+	sleep_ms(200);		/* both written, neither answered */
+	t0 = now_ms();
+	server_kill();
+	/* The non-retryable one fails with the connection, not later. */
+	ck_assert_int_eq(pending_wait(&q, WAIT_MS), -EIO);
+	ck_assert_int_lt(q.at - t0, 3000);
+	ck_assert_int_eq(d.done, 0);
+	server_start();
+	ck_assert_int_eq(pending_wait(&d, WAIT_MS), 0);
+	ck_assert_int_eq(count_entries(c, "dom/u/new", "2.host", NULL), 1);
+	ck_assert_int_eq(count_entries(c, "dom/u/new", NULL, NULL), 1);
+	mconn_free(c);
+	ck_assert_int_eq(d.done, 1);
+}
+END_TEST
+
+static Suite *
+mconn_suite(void)
+{
+	Suite *s = suite_create("mconn");
+	TCase *tc;
+
+	tc = tcase_create("offline");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, unreachable_store_fails_with_eio_by_the_deadline);
+	tcase_add_test(tc, bad_arguments_are_rejected);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("server");
+	tcase_set_timeout(tc, 120);
+	tcase_add_unchecked_fixture(tc, setup_base, teardown_base);
+	tcase_add_checked_fixture(tc, setup_server, teardown_server);
+	tcase_add_test(tc, concurrent_threads_get_their_own_replies);
+	tcase_add_test(tc, multi_frame_readdir_is_gathered);
+	tcase_add_test(tc, body_larger_than_a_frame_round_trips);
+	tcase_add_test(tc, watch_delivers_a_notice_for_another_clients_change);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("faults");
+	tcase_set_timeout(tc, 120);
+	tcase_add_unchecked_fixture(tc, setup_base, teardown_base);
+	tcase_add_checked_fixture(tc, setup_server, teardown_server);
+	tcase_add_test(tc, stopped_server_times_out_then_recovers);
+	tcase_add_test(tc, free_fails_pending_requests_without_hanging);
+	tcase_add_test(tc,
+	    restarted_server_reconnects_and_a_queued_retry_succeeds_once);
+	tcase_add_test(tc,
+	    request_in_flight_at_a_crash_is_resent_once_if_retryable);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(mconn_suite());
+	int failed;
+
+	/* Writes to a server that died must not kill the test. */
+	signal(SIGPIPE, SIG_IGN);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,338 @@
+/*
+ * main.c - mount.mstore: command line, mount options, the FUSE session.
+ *
+ *   mount.mstore SERVER[,SERVER...] MOUNTPOINT [-f] [-o OPTIONS]
+ *
+ * Also the mount(8) helper for file-system type "mstore" (fstab:
+ * "127.0.0.1:4870 /var/mail/vhosts mstore _netdev,allow_other 0 0").
+ * Options of our own are taken out; mount(8)'s bookkeeping options are
+ * dropped; the rest go to FUSE.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "mstclient.h"
+#include "mount.h"
+
+#define MAX_SERVERS 16
+
+struct opts {
+	char *servers;
+	char *mountpoint;
+	int foreground;
+	int debug;
+	int depth;
+	int timeout_s;
+	char *spool;
+	char *keyfile;
+	double attr_timeout;
+	unsigned max_threads;
+	char fuse_opts[2048];
+};
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: mount.mstore SERVER[,SERVER...] MOUNTPOINT [-f] [-o OPTIONS]\n"
+	    "\n"
+	    "Mount an mstore mail store where an MTA writes Maildirs.\n"
+	    "SERVER is HOST:PORT or unix:PATH.\n"
+	    "\n"
+	    "  -f                 stay in the foreground\n"
+	    "  -d                 foreground with FUSE debugging\n"
+	    "  -o OPTIONS         comma-separated options:\n"
+	    "     mailbox_depth=N   path components naming a mailbox (2)\n"
+	    "     spool=DIR         where large tmp/ files go (/var/tmp)\n"
+	    "     timeout=SECONDS   fail calls with EIO after this (10)\n"
+	    "     keyfile=PATH      shared key for the store's AUTH\n"
+	    "     attr_timeout=SECS kernel attribute/entry cache (1.0)\n"
+	    "     max_threads=N     FUSE worker threads (64)\n"
+	    "     and FUSE options: allow_other, default_permissions, ...\n"
+	    "  -h, --help         this text\n"
+	    "  -V, --version      version\n"
+	    "\nSee mount.mstore(8).\n");
+}
+
+static int
+add_fuse_opt(struct opts *o, const char *opt)
+{
+	size_t used = strlen(o->fuse_opts), n = strlen(opt);
+
+	if (used + n + 2 > sizeof o->fuse_opts)
+		return -E2BIG;
+	if (used)
+		o->fuse_opts[used++] = ',';
+	memcpy(o->fuse_opts + used, opt, n + 1);
+	return 0;
+}
+
+static int
+num_opt(const char *val, long lo, long hi, long *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(val, &end, 10);
+	if (errno || *val == '\0' || *end || v < lo || v > hi)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+/* One -o word: ours, mount(8)'s (dropped), or FUSE's. */
+static int
+parse_opt(struct opts *o, char *w)
+{
+	static const char *const dropped[] = { "_netdev", "defaults", "auto",
+		"noauto", "nofail", "user", "users", "nouser", "owner",
+		"group", "comment", "x-systemd", NULL };
+	char *eq = strchr(w, '=');
+	const char *val = eq ? eq + 1 : "";
+	size_t i, klen = eq ? (size_t)(eq - w) : strlen(w);
+	long v;
+
+	for (i = 0; dropped[i]; i++)
+		if (strncmp(w, dropped[i], strlen(dropped[i])) == 0)
+			return 0;
+#define KEY(k) (klen == sizeof(k) - 1 && strncmp(w, k, klen) == 0)
+	if (KEY("mailbox_depth")) {
+		if (num_opt(val, 1, MST_PATH_DEPTH_MAX - 2, &v) < 0)
+			return -EINVAL;
+		o->depth = (int)v;
+	} else if (KEY("timeout")) {
+		if (num_opt(val, 1, 3600, &v) < 0)
+			return -EINVAL;
+		o->timeout_s = (int)v;
+	} else if (KEY("max_threads")) {
+		if (num_opt(val, 2, 1024, &v) < 0)
+			return -EINVAL;
+		o->max_threads = (unsigned)v;
+	} else if (KEY("attr_timeout")) {
+		char *end;
+
+		o->attr_timeout = strtod(val, &end);
+		if (*val == '\0' || *end || o->attr_timeout < 0)
+			return -EINVAL;
+	} else if (KEY("spool")) {
+		o->spool = (char *)val;
+	} else if (KEY("keyfile")) {
+		o->keyfile = (char *)val;
+	} else {
+		return add_fuse_opt(o, w);
+	}
+#undef KEY
+	return 0;
+}
+
+static int
+parse_opts(struct opts *o, char *list)
+{
+	char *w, *save = NULL;
+	int rc;
+
+	for (w = strtok_r(list, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+		rc = parse_opt(o, w);
+		if (rc < 0) {
+			fprintf(stderr, "mount.mstore: bad option '%s'\n", w);
+			return rc;
+		}
+	}
+	return 0;
+}
+
+static int
+parse_args(int argc, char **argv, struct opts *o)
+{
+	static const struct option lo[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c, npos = 0;
+
+	/* mount(8) passes SPEC DIR first and options after them. */
+	while (optind < argc) {
+		c = getopt_long(argc, argv, "+fdho:snvV", lo, NULL);
+		if (c == -1) {
+			if (npos == 0)
+				o->servers = argv[optind];
+			else if (npos == 1)
+				o->mountpoint = argv[optind];
+			else
+				return -EINVAL;
+			npos++;
+			optind++;
+			continue;
+		}
+		switch (c) {
+		case 'f':
+			o->foreground = 1;
+			break;
+		case 'd':
+			o->foreground = o->debug = 1;
+			break;
+		case 'o':
+			if (parse_opts(o, optarg) < 0)
+				return -EINVAL;
+			break;
+		case 's':
+		case 'n':
+		case 'v':
+			break;		/* mount(8): sloppy, no mtab, verbose */
+		case 'h':
+			usage(stdout);
+			exit(0);
+		case 'V':
+			printf("mount.mstore %s\n", PACKAGE_VERSION);
+			exit(0);
+		default:
+			return -EINVAL;
+		}
+	}
+	return npos == 2 ? 0 : -EINVAL;
+}
+
+static int
+split_servers(char *s, const char **v)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	char *w, *save = NULL;
+	int n = 0;
+
+	for (w = strtok_r(s, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+		if (n == MAX_SERVERS || mst_addr_parse(w, &ss, &sl) < 0) {
+			fprintf(stderr, "mount.mstore: bad server '%s' (want "
+			    "HOST:PORT or unix:PATH)\n", w);
+			return -EINVAL;
+		}
+		v[n++] = w;
+	}
+	return n ? n : -EINVAL;
+}
+
+static int
+run(struct mount *m, struct opts *o, const char **servers, int nservers,
+    const uint8_t *key, int keylen)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct mconn_opts co = { .servers = servers,
+		.nservers = (size_t)nservers, .key = keylen > 0 ? key : NULL,
+		.keylen = keylen > 0 ? (size_t)keylen : 0,
+		.timeout_ms = m->timeout_ms, .name = "mount.mstore " VERSION,
+		.notice = on_notice, .up = on_up, .arg = m };
+	struct fuse_loop_config *lc = NULL;
+	char fsname[1024];
+	int rc = 1;
+
+	snprintf(fsname, sizeof fsname, "fsname=%s,subtype=mstore", o->servers);
+	if (fuse_opt_add_arg(&args, "mount.mstore") < 0 ||
+	    fuse_opt_add_arg(&args, "-o") < 0 ||
+	    fuse_opt_add_arg(&args, fsname) < 0 ||
+	    (o->fuse_opts[0] && (fuse_opt_add_arg(&args, "-o") < 0 ||
+	    fuse_opt_add_arg(&args, o->fuse_opts) < 0)) ||
+	    (o->debug && fuse_opt_add_arg(&args, "-d") < 0))
+		goto out;
+	m->se = fuse_session_new(&args, &mount_ops, sizeof mount_ops, m);
+	if (m->se == NULL)
+		goto out;
+	if (fuse_set_signal_handlers(m->se) < 0)
+		goto out_session;
+	if (fuse_session_mount(m->se, o->mountpoint) < 0)
+		goto out_signals;
+	/* Threads start after the fork of fuse_daemonize. */
+	if (fuse_daemonize(o->foreground) < 0)
+		goto out_unmount;
+	if (mconn_new(&co, &m->conn) < 0) {
+		syslog(LOG_ERR, "mount.mstore: cannot start the connection");
+		goto out_unmount;
+	}
+	if (pthread_create(&m->notifier, NULL, notifier_main, m) != 0)
+		goto out_conn;
+	syslog(LOG_INFO, "mount.mstore: %s mounted on %s", o->servers,
+	    o->mountpoint);
+	lc = fuse_loop_cfg_create();
+	if (lc == NULL)
+		goto out_notifier;
+	fuse_loop_cfg_set_max_threads(lc, o->max_threads);
+	fuse_loop_cfg_set_clone_fd(lc, 0);
+	rc = fuse_session_loop_mt(m->se, lc) == 0 ? 0 : 1;
+	fuse_loop_cfg_destroy(lc);
+	syslog(LOG_INFO, "mount.mstore: %s unmounted from %s", o->servers,
+	    o->mountpoint);
+out_notifier:
+	pthread_mutex_lock(&m->nq_mu);
+	m->nq_stop = 1;
+	pthread_cond_broadcast(&m->nq_cv);
+	pthread_mutex_unlock(&m->nq_mu);
+	pthread_join(m->notifier, NULL);
+out_conn:
+	mconn_free(m->conn);
+out_unmount:
+	fuse_session_unmount(m->se);
+out_signals:
+	fuse_remove_signal_handlers(m->se);
+out_session:
+	fuse_session_destroy(m->se);
+out:
+	fuse_opt_free_args(&args);
+	return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct opts o = { .depth = 2, .timeout_s = 10, .spool = "/var/tmp",
+		.attr_timeout = 1.0, .max_threads = 64 };
+	const char *servers[MAX_SERVERS];
+	uint8_t key[MST_KEY_MAX];
+	struct mount m = { 0 };
+	int nservers, keylen = 0, rc;
+
+	if (parse_args(argc, argv, &o) < 0) {
+		usage(stderr);
+		return 2;
+	}
+	openlog("mount.mstore", LOG_PID | (o.foreground ? LOG_PERROR : 0),
+	    LOG_DAEMON);
+	nservers = split_servers(o.servers, servers);
+	if (nservers < 0)
+		return 2;
+	if (o.keyfile) {
+		keylen = mst_key_load(o.keyfile, key, sizeof key);
+		if (keylen < 0) {
+			fprintf(stderr, "mount.mstore: keyfile %s: %s\n",
+			    o.keyfile, strerror(-keylen));
+			return 1;
+		}
+	}
+	if (access(o.spool, W_OK) < 0) {
+		fprintf(stderr, "mount.mstore: spool %s: %s\n", o.spool,
+		    strerror(errno));
+		return 1;
+	}
+	m.mailbox_depth = o.depth;
+	m.spool = o.spool;
+	m.timeout_ms = o.timeout_s * 1000;
+	m.entry_timeout = o.attr_timeout;
+	pthread_mutex_init(&m.mu, NULL);
+	pthread_mutex_init(&m.nq_mu, NULL);
+	pthread_cond_init(&m.nq_cv, NULL);
+	if (inode_init(&m) < 0) {
+		fprintf(stderr, "mount.mstore: out of memory\n");
+		return 1;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	rc = run(&m, &o, servers, nservers, key, keylen);
+	inode_fini(&m);
+	return rc;
+}

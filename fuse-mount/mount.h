@@ -1,0 +1,220 @@
+/*
+ * mount.h - private to mount.mstore: the mount, its inodes, local file
+ * buffers and mail folder caches.
+ *
+ * Locking: m->mu guards the inode table, every minode field marked so,
+ * the folder caches and the local-name table. It is never held across a
+ * network call or a kernel notification. Lock order: m->mu, then
+ * m->nq_mu (notifier queue); mconn's locks are below both (mconn never
+ * calls back into us while holding them).
+ */
+#ifndef MST_MOUNT_H
+#define MST_MOUNT_H
+
+#define FUSE_USE_VERSION 314
+
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "mconn.h"
+#include "mstproto.h"
+
+#define MNT_LOCAL_BASE	(1ull << 56)	/* inode numbers of local files */
+#define MNT_MEM_MAX	(1u << 20)	/* buffer in memory up to this */
+
+/* Where a directory sits in a Maildir. */
+enum dkind {
+	DK_PLAIN = 0,		/* anything else */
+	DK_TMP,			/* MAILBOX[/FOLDER]/tmp: local only */
+	DK_NEW,			/* MAILBOX[/FOLDER]/new */
+	DK_CUR,			/* MAILBOX[/FOLDER]/cur */
+};
+
+/* A local file's contents: memory, spilled to an unlinked spool file
+ * past MNT_MEM_MAX. */
+struct fbuf {
+	uint8_t *mem;
+	size_t len, cap;
+	int fd;			/* spool file or -1 */
+	uint64_t size;		/* logical size */
+};
+
+/* One entry of a mail folder cache. */
+struct fentry {
+	struct fentry *next;
+	struct mst_attr attr;
+	char name[];
+};
+
+/* The cached listing of a new/ or cur/ directory, kept fresh by WATCH
+ * notices and LIST deltas. */
+struct folder {
+	struct fentry **tab;
+	size_t mask, n;
+	uint64_t change;	/* as of the last LIST */
+	uint64_t mtime_ns;
+	int valid;		/* a full listing was applied */
+	int dirty;		/* a notice came after the last LIST */
+};
+
+struct minode {
+	struct minode *hnext;	/* ino hash chain */
+	struct minode *lnext;	/* local (parent, name) chain */
+	fuse_ino_t ino;
+	uint64_t nlookup;	/* kernel references */
+	int nopen;		/* open handles */
+	int nchild;		/* minodes whose parent this is */
+	struct minode *parent;	/* guarded by m->mu */
+	char *name;		/* guarded by m->mu */
+	struct mst_attr attr;	/* guarded by m->mu */
+	int64_t attr_at_ms;	/* when attr was fetched */
+	int local;		/* not in the store (tmp/ or pending) */
+	int unlinked;		/* local, removed: freed at last close */
+	int watched;		/* directory WATCHed */
+	enum dkind dkind;	/* directories */
+	struct fbuf *buf;	/* local contents */
+	struct folder *folder;	/* DK_NEW/DK_CUR */
+};
+
+/* An open file. */
+struct fhandle {
+	struct minode *n;
+	struct fbuf *buf;	/* small files: whole contents; NULL msgs */
+	int own_buf;		/* buf is the handle's, not the inode's */
+	int dirty;		/* buf differs from the store */
+	int writable;
+	int delivered;		/* pending new/cur file: DELIVER done */
+	char mailbox[MST_PATH_MAX + 1];	/* messages: for FETCH */
+};
+
+/* A kernel cache invalidation, done on the notifier thread. */
+struct inval {
+	struct inval *next;
+	fuse_ino_t parent;
+	char *name;		/* NULL: the inode itself */
+};
+
+struct mount {
+	struct fuse_session *se;
+	struct mconn *conn;
+	int mailbox_depth;
+	char *spool;
+	int timeout_ms;
+	double entry_timeout;	/* seconds */
+	pthread_mutex_t mu;
+	struct minode **itab;	/* guarded by mu */
+	size_t imask, in;
+	struct minode **ltab;	/* local nodes by (parent, name) */
+	size_t lmask, ln;
+	uint64_t next_local;	/* guarded by mu */
+	pthread_mutex_t nq_mu;
+	pthread_cond_t nq_cv;
+	struct inval *nq_head, *nq_tail;	/* guarded by nq_mu */
+	int nq_stop;		/* guarded by nq_mu */
+	pthread_t notifier;
+};
+
+/* inode.c */
+int inode_init(struct mount *m);
+void inode_fini(struct mount *m);
+struct minode *inode_get(struct mount *m, fuse_ino_t ino);	/* mu held */
+/* Find or create the minode for a store object under |parent|; takes
+ * a kernel reference when |lookup|. mu held. */
+struct minode *inode_remote(struct mount *m, struct minode *parent,
+    const char *name, const struct mst_attr *a, int lookup);
+struct minode *inode_local_find(struct mount *m, struct minode *parent,
+    const char *name);
+struct minode *inode_local_new(struct mount *m, struct minode *parent,
+    const char *name, mode_t mode);
+void inode_local_unlink(struct mount *m, struct minode *n);
+/*
+ * A local file is now in the store as |a| (delivered, or PUT). The kernel
+ * may still reach it by its local inode number (a renamed dentry keeps
+ * its inode), so it stays as an alias of the store object: reads go to
+ * the store, writes to a message are refused. mu held.
+ */
+void inode_delivered(struct mount *m, struct minode *n,
+    const struct mst_attr *a);
+/* Re-parent and rename a minode. mu held. */
+int inode_move(struct mount *m, struct minode *n, struct minode *parent,
+    const char *name);
+/* Drop |nlookup| kernel references; frees unused inodes. mu held. */
+void inode_forget(struct mount *m, struct minode *n, uint64_t nlookup);
+/* Release an open handle's reference. mu held. */
+void inode_close(struct mount *m, struct minode *n);
+/* Path of |n| relative to the store root. mu held. 0 or -ENAMETOOLONG. */
+int inode_path(const struct minode *n, char *buf, size_t cap);
+/* Path of |dir|/|name|. mu held. */
+int inode_child_path(const struct minode *dir, const char *name, char *buf,
+    size_t cap);
+/* Split a directory path into mailbox, folder and kind. */
+enum dkind inode_classify(const struct mount *m, const char *path,
+    struct mst_str *mailbox, struct mst_str *folder);
+void inode_stat(const struct minode *n, struct stat *st);
+
+/* fbuf.c */
+struct fbuf *fbuf_new(void);
+void fbuf_free(struct fbuf *b);
+int fbuf_write(struct fbuf *b, const struct mount *m, const void *p,
+    size_t len, uint64_t off);
+ssize_t fbuf_read(const struct fbuf *b, void *p, size_t len, uint64_t off);
+int fbuf_truncate(struct fbuf *b, const struct mount *m, uint64_t size);
+/* A contiguous view of the whole contents (maps a spool file). */
+int fbuf_map(struct fbuf *b, const uint8_t **p_out);
+void fbuf_unmap(struct fbuf *b, const uint8_t *p);
+/* Replace the contents with |len| bytes. */
+int fbuf_set(struct fbuf *b, const struct mount *m, const void *p,
+    size_t len);
+
+/* folder.c */
+/* Bring a new/ or cur/ cache up to date; mu NOT held. */
+int folder_refresh(struct mount *m, struct minode *dir);
+struct fentry *folder_find(struct folder *f, const char *name);	/* mu */
+void folder_put(struct folder *f, const char *name,
+    const struct mst_attr *a);					/* mu */
+void folder_del(struct folder *f, const char *name);		/* mu */
+void folder_free(struct folder *f);
+/* WATCH |dir| once (async); mu NOT held. */
+void watch_dir(struct mount *m, struct minode *dir);
+/* mconn callbacks. */
+void on_notice(void *arg, const struct mst_notify *n);
+void on_up(void *arg);
+/* Kernel invalidations, queued for the notifier thread. */
+void inval_queue(struct mount *m, fuse_ino_t parent, const char *name);
+void *notifier_main(void *arg);
+
+/* ops_*.c: the FUSE operations and their cores. */
+extern const struct fuse_lowlevel_ops mount_ops;
+struct mount *mount_of(fuse_req_t req);
+int64_t mono_ms(void);
+/* Reply helpers shared by the ops files. */
+void reply_entry(fuse_req_t req, struct mount *m, struct minode *n);
+int call_path(struct mount *m, unsigned op, const char *path,
+    struct mreply *r);
+int attr_from(const struct mreply *r, struct mst_attr_rep *out);
+/* Deliver a local buffer as |dir|/|name|; fills *attr_out. */
+int do_deliver(struct mount *m, struct minode *dir, const char *name,
+    struct fbuf *b, mode_t mode, uid_t uid, gid_t gid,
+    struct mst_attr *attr_out);
+
+/* Ops defined in ops_dir.c, ops_file.c and ops_deliver.c. */
+void op_opendir(fuse_req_t, fuse_ino_t, struct fuse_file_info *);
+void op_readdir(fuse_req_t, fuse_ino_t, size_t, off_t,
+    struct fuse_file_info *);
+void op_releasedir(fuse_req_t, fuse_ino_t, struct fuse_file_info *);
+void op_create(fuse_req_t, fuse_ino_t, const char *, mode_t,
+    struct fuse_file_info *);
+void op_open(fuse_req_t, fuse_ino_t, struct fuse_file_info *);
+void op_read(fuse_req_t, fuse_ino_t, size_t, off_t, struct fuse_file_info *);
+void op_write(fuse_req_t, fuse_ino_t, const char *, size_t, off_t,
+    struct fuse_file_info *);
+void op_flush(fuse_req_t, fuse_ino_t, struct fuse_file_info *);
+void op_fsync(fuse_req_t, fuse_ino_t, int, struct fuse_file_info *);
+void op_release(fuse_req_t, fuse_ino_t, struct fuse_file_info *);
+void op_link(fuse_req_t, fuse_ino_t, fuse_ino_t, const char *);
+void op_rename(fuse_req_t, fuse_ino_t, const char *, fuse_ino_t,
+    const char *, unsigned int);
+
+#endif /* MST_MOUNT_H */

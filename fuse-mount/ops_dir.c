@@ -1,0 +1,201 @@
+/*
+ * ops_dir.c - directory listings. A handle takes a snapshot at opendir:
+ * local files for tmp/, the folder cache for new/ and cur/, one READDIR
+ * otherwise; readdir then pages through it by offset.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mount.h"
+
+struct dent {
+	fuse_ino_t ino;
+	unsigned type;		/* DT_* */
+	char *name;
+};
+
+struct dirh {
+	struct dent *v;
+	size_t n, cap;
+};
+
+static int
+dirh_add(struct dirh *d, fuse_ino_t ino, unsigned type, const char *name,
+    size_t len)
+{
+	if (d->n == d->cap) {
+		size_t cap = d->cap ? d->cap * 2 : 64;
+		struct dent *v = realloc(d->v, cap * sizeof *v);
+
+		if (v == NULL)
+			return -ENOMEM;
+		d->v = v;
+		d->cap = cap;
+	}
+	d->v[d->n].name = strndup(name, len);
+	if (d->v[d->n].name == NULL)
+		return -ENOMEM;
+	d->v[d->n].ino = ino;
+	d->v[d->n].type = type;
+	d->n++;
+	return 0;
+}
+
+static void
+dirh_free(struct dirh *d)
+{
+	size_t i;
+
+	for (i = 0; i < d->n; i++)
+		free(d->v[i].name);
+	free(d->v);
+	free(d);
+}
+
+static unsigned
+dt_of(unsigned type)
+{
+	return type == MST_T_DIR ? DT_DIR : DT_REG;
+}
+
+/* Local files under |p|, mu held. */
+static int
+add_local(struct mount *m, struct minode *p, struct dirh *d)
+{
+	struct minode *n;
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i <= m->lmask && rc == 0; i++)
+		for (n = m->ltab[i]; n && rc == 0; n = n->lnext)
+			if (n->parent == p)
+				rc = dirh_add(d, n->ino, DT_REG, n->name,
+				    strlen(n->name));
+	return rc;
+}
+
+static int
+add_folder(struct folder *f, struct dirh *d)
+{
+	struct fentry *e;
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; f->tab && i <= f->mask && rc == 0; i++)
+		for (e = f->tab[i]; e && rc == 0; e = e->next)
+			rc = dirh_add(d, e->attr.id, dt_of(e->attr.type),
+			    e->name, strlen(e->name));
+	return rc;
+}
+
+static int
+add_remote(struct mount *m, const char *path, struct dirh *d)
+{
+	struct mst_list_entry en;
+	struct mst_list_rep lr;
+	struct mreply r;
+	size_t i, off;
+	int rc = call_path(m, MST_OP_READDIR, path, &r);
+
+	for (i = 0; rc == 0 && i < r.nframes; i++) {
+		rc = mst_list_rep_decode(&lr, r.frames[i].p, r.frames[i].len);
+		off = 0;
+		while (rc == 0 && (rc = mst_list_entry_next(&en, &lr,
+		    &off)) == 1)
+			rc = dirh_add(d, en.attr.id, dt_of(en.attr.type),
+			    en.name.p, en.name.len);
+	}
+	mreply_free(&r);
+	return rc;
+}
+
+static int
+do_opendir(struct mount *m, fuse_ino_t ino, struct dirh **out)
+{
+	char path[MST_PATH_MAX + 1];
+	struct dirh *d = calloc(1, sizeof *d);
+	struct minode *p;
+	int rc;
+
+	if (d == NULL)
+		return -ENOMEM;
+	pthread_mutex_lock(&m->mu);
+	p = inode_get(m, ino);
+	rc = p ? inode_path(p, path, sizeof path) : -ESTALE;
+	if (rc == 0)
+		rc = dirh_add(d, ino, DT_DIR, ".", 1);
+	if (rc == 0)
+		rc = dirh_add(d, p->parent ? p->parent->ino : ino, DT_DIR,
+		    "..", 2);
+	if (rc == 0)
+		rc = add_local(m, p, d);
+	pthread_mutex_unlock(&m->mu);
+	if (rc == 0 && p->folder) {
+		rc = folder_refresh(m, p);
+		pthread_mutex_lock(&m->mu);
+		if (rc == 0)
+			rc = add_folder(p->folder, d);
+		pthread_mutex_unlock(&m->mu);
+	} else if (rc == 0 && p->dkind != DK_TMP) {
+		watch_dir(m, p);
+		rc = add_remote(m, path, d);
+	}
+	if (rc < 0) {
+		dirh_free(d);
+		return rc;
+	}
+	*out = d;
+	return 0;
+}
+
+void
+op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct dirh *d = NULL;
+	int rc = do_opendir(mount_of(req), ino, &d);
+
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fi->fh = (uintptr_t)d;
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		dirh_free(d);		/* interrupted: no releasedir */
+}
+
+void
+op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+    struct fuse_file_info *fi)
+{
+	struct dirh *d = (struct dirh *)(uintptr_t)fi->fh;
+	struct stat st = { 0 };
+	size_t used = 0, len;
+	char *buf = malloc(size);
+
+	(void)ino;
+	if (buf == NULL) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	for (; off >= 0 && (size_t)off < d->n; off++) {
+		st.st_ino = d->v[off].ino;
+		st.st_mode = d->v[off].type << 12;
+		len = fuse_add_direntry(req, buf + used, size - used,
+		    d->v[off].name, &st, off + 1);
+		if (len > size - used)
+			break;
+		used += len;
+	}
+	fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
+void
+op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	dirh_free((struct dirh *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}

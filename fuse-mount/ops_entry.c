@@ -1,0 +1,544 @@
+/*
+ * ops_entry.c - FUSE operations on names and attributes: lookup, forget,
+ * getattr, setattr, mkdir, rmdir, unlink, statfs. Each op_* is a thin
+ * adapter over a do_* core that returns an errno and knows nothing of
+ * FUSE replies. Names in tmp/ are local; names in new/ and cur/ come from
+ * the folder cache; everything else asks the store.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <time.h>
+
+#include "mount.h"
+
+struct mount *
+mount_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void
+reply_entry(fuse_req_t req, struct mount *m, struct minode *n)
+{
+	struct fuse_entry_param e = { 0 };
+
+	e.ino = n->ino;
+	e.generation = 1;
+	e.attr_timeout = m->entry_timeout;
+	e.entry_timeout = m->entry_timeout;
+	inode_stat(n, &e.attr);
+	if (fuse_reply_entry(req, &e) == -ENOENT) {
+		/* The lookup was interrupted: undo its reference. */
+		pthread_mutex_lock(&m->mu);
+		inode_forget(m, n, 1);
+		pthread_mutex_unlock(&m->mu);
+	}
+}
+
+/* Read-only requests may be resent after a reconnection. */
+static int
+is_read(unsigned op)
+{
+	return op == MST_OP_LOOKUP || op == MST_OP_READDIR ||
+	    op == MST_OP_STATFS || op == MST_OP_GET || op == MST_OP_FETCH ||
+	    op == MST_OP_LIST || op == MST_OP_STAT;
+}
+
+int
+call_path(struct mount *m, unsigned op, const char *path, struct mreply *r)
+{
+	struct mst_path_req q = { mst_str_of(path) };
+	uint8_t buf[MST_PATH_MAX + 8];
+	int n = mst_path_req_encode(&q, buf, sizeof buf);
+
+	if (n < 0)
+		return n;
+	return mconn_call(m->conn, op, buf, (size_t)n, NULL, 0, is_read(op),
+	    r);
+}
+
+int
+attr_from(const struct mreply *r, struct mst_attr_rep *out)
+{
+	if (r->nframes != 1)
+		return -EPROTO;
+	return mst_attr_rep_decode(out, r->frames[0].p, r->frames[0].len);
+}
+
+/* LOOKUP |path| and hand back the attributes. */
+static int
+lookup_attr(struct mount *m, const char *path, struct mst_attr *a)
+{
+	struct mst_attr_rep ar;
+	struct mreply r;
+	int rc = call_path(m, MST_OP_LOOKUP, path, &r);
+
+	if (rc == 0)
+		rc = attr_from(&r, &ar);
+	if (rc == 0)
+		*a = ar.attr;
+	mreply_free(&r);
+	return rc;
+}
+
+static int
+do_lookup(struct mount *m, fuse_ino_t parent, const char *name,
+    struct minode **out)
+{
+	char path[MST_PATH_MAX + 1];
+	struct minode *p, *n;
+	struct mst_attr a;
+	struct fentry *fe;
+	int rc;
+
+	pthread_mutex_lock(&m->mu);
+	p = inode_get(m, parent);
+	if (p == NULL) {
+		pthread_mutex_unlock(&m->mu);
+		return -ESTALE;
+	}
+	n = inode_local_find(m, p, name);
+	if (n || p->dkind == DK_TMP) {
+		if (n)
+			n->nlookup++;
+		pthread_mutex_unlock(&m->mu);
+		*out = n;
+		return n ? 0 : -ENOENT;
+	}
+	if (p->folder) {
+		pthread_mutex_unlock(&m->mu);
+		rc = folder_refresh(m, p);
+		if (rc < 0)
+			return rc;
+		pthread_mutex_lock(&m->mu);
+		fe = folder_find(p->folder, name);
+		n = fe ? inode_remote(m, p, name, &fe->attr, 1) : NULL;
+		pthread_mutex_unlock(&m->mu);
+		*out = n;
+		return n ? 0 : fe ? -ENOMEM : -ENOENT;
+	}
+	rc = inode_child_path(p, name, path, sizeof path);
+	pthread_mutex_unlock(&m->mu);
+	if (rc < 0)
+		return rc;
+	watch_dir(m, p);
+	rc = lookup_attr(m, path, &a);
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&m->mu);
+	n = inode_remote(m, p, name, &a, 1);
+	pthread_mutex_unlock(&m->mu);
+	*out = n;
+	return n ? 0 : -ENOMEM;
+}
+
+static void
+op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct mount *m = mount_of(req);
+	struct minode *n = NULL;
+	int rc = do_lookup(m, parent, name, &n);
+
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		reply_entry(req, m, n);
+}
+
+static void
+op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct mount *m = mount_of(req);
+	struct minode *n;
+
+	pthread_mutex_lock(&m->mu);
+	n = inode_get(m, ino);
+	if (n)
+		inode_forget(m, n, nlookup);
+	pthread_mutex_unlock(&m->mu);
+	fuse_reply_none(req);
+}
+
+static void
+op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f)
+{
+	struct mount *m = mount_of(req);
+	struct minode *n;
+	size_t i;
+
+	pthread_mutex_lock(&m->mu);
+	for (i = 0; i < count; i++) {
+		n = inode_get(m, f[i].ino);
+		if (n)
+			inode_forget(m, n, f[i].nlookup);
+	}
+	pthread_mutex_unlock(&m->mu);
+	fuse_reply_none(req);
+}
+
+/* Fresh attributes for |ino| into *st. */
+static int
+do_getattr(struct mount *m, fuse_ino_t ino, struct stat *st)
+{
+	char path[MST_PATH_MAX + 1];
+	struct minode *n;
+	struct mst_attr a;
+	int rc = 0, fetch;
+
+	pthread_mutex_lock(&m->mu);
+	n = inode_get(m, ino);
+	if (n == NULL) {
+		pthread_mutex_unlock(&m->mu);
+		return -ESTALE;
+	}
+	if (n->folder) {
+		pthread_mutex_unlock(&m->mu);
+		rc = folder_refresh(m, n);	/* brings the dir mtime */
+		pthread_mutex_lock(&m->mu);
+	}
+	fetch = !n->local && !n->folder && n->parent &&
+	    mono_ms() - n->attr_at_ms >= (int64_t)(m->entry_timeout * 1000);
+	if (fetch)
+		rc = inode_path(n, path, sizeof path);
+	pthread_mutex_unlock(&m->mu);
+	if (fetch && rc == 0) {
+		rc = lookup_attr(m, path, &a);
+		pthread_mutex_lock(&m->mu);
+		if (rc == 0) {
+			n->attr = a;
+			n->attr_at_ms = mono_ms();
+		}
+		pthread_mutex_unlock(&m->mu);
+	}
+	if (rc == 0) {
+		pthread_mutex_lock(&m->mu);
+		inode_stat(n, st);
+		pthread_mutex_unlock(&m->mu);
+	}
+	return rc;
+}
+
+static void
+op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct mount *m = mount_of(req);
+	struct stat st;
+	int rc = do_getattr(m, ino, &st);
+
+	(void)fi;
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_attr(req, &st, m->entry_timeout);
+}
+
+static uint64_t
+ts_ns(const struct timespec *ts)
+{
+	return (uint64_t)ts->tv_sec * 1000000000u + (uint64_t)ts->tv_nsec;
+}
+
+static uint64_t
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ts_ns(&ts);
+}
+
+/* Local files change here; open small files truncate their buffer; the
+ * rest is one SETATTR. */
+static int
+do_setattr(struct mount *m, fuse_ino_t ino, const struct stat *st, int set,
+    struct fhandle *h)
+{
+	struct mst_setattr_req q = { 0 };
+	char path[MST_PATH_MAX + 1];
+	struct mst_attr_rep ar;
+	struct minode *n;
+	struct mreply r;
+	uint8_t buf[MST_PATH_MAX + 64];
+	int rc = 0, len;
+
+	pthread_mutex_lock(&m->mu);
+	n = inode_get(m, ino);
+	if (n == NULL) {
+		pthread_mutex_unlock(&m->mu);
+		return -ESTALE;
+	}
+	if ((set & FUSE_SET_ATTR_SIZE) && (n->local || (h && h->buf))) {
+		rc = fbuf_truncate(n->local ? n->buf : h->buf, m,
+		    (uint64_t)st->st_size);
+		if (h && !n->local)
+			h->dirty = 1;
+		set &= ~FUSE_SET_ATTR_SIZE;
+	}
+	if (n->local) {
+		if (set & FUSE_SET_ATTR_MODE)
+			n->attr.mode = st->st_mode & 07777;
+		if (set & FUSE_SET_ATTR_UID)
+			n->attr.uid = st->st_uid;
+		if (set & FUSE_SET_ATTR_GID)
+			n->attr.gid = st->st_gid;
+		if (set & FUSE_SET_ATTR_MTIME)
+			n->attr.mtime_ns = ts_ns(&st->st_mtim);
+		if (set & FUSE_SET_ATTR_MTIME_NOW)
+			n->attr.mtime_ns = now_ns();
+		pthread_mutex_unlock(&m->mu);
+		return rc;
+	}
+	if (rc == 0)
+		rc = inode_path(n, path, sizeof path);
+	pthread_mutex_unlock(&m->mu);
+	if (rc < 0)
+		return rc;
+	q.path = mst_str_of(path);
+	q.valid = (set & FUSE_SET_ATTR_MODE ? MST_SA_MODE : 0) |
+	    (set & FUSE_SET_ATTR_UID ? MST_SA_UID : 0) |
+	    (set & FUSE_SET_ATTR_GID ? MST_SA_GID : 0) |
+	    (set & FUSE_SET_ATTR_SIZE ? MST_SA_SIZE : 0) |
+	    (set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW) ?
+	    MST_SA_MTIME : 0);
+	if (q.valid == 0)
+		return 0;		/* atime only: not kept */
+	q.mode = st->st_mode & 07777;
+	q.uid = st->st_uid;
+	q.gid = st->st_gid;
+	q.size = (uint64_t)st->st_size;
+	q.mtime_ns = set & FUSE_SET_ATTR_MTIME_NOW ? now_ns() :
+	    ts_ns(&st->st_mtim);
+	len = mst_setattr_req_encode(&q, buf, sizeof buf);
+	rc = mconn_call(m->conn, MST_OP_SETATTR, buf, (size_t)len, NULL, 0, 0,
+	    &r);
+	if (rc == 0)
+		rc = attr_from(&r, &ar);
+	mreply_free(&r);
+	if (rc == 0) {
+		pthread_mutex_lock(&m->mu);
+		n->attr = ar.attr;
+		n->attr_at_ms = mono_ms();
+		pthread_mutex_unlock(&m->mu);
+	}
+	return rc;
+}
+
+static void
+op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+    struct fuse_file_info *fi)
+{
+	struct mount *m = mount_of(req);
+	struct fhandle *h = fi ? (struct fhandle *)(uintptr_t)fi->fh : NULL;
+	struct stat st;
+	int rc = do_setattr(m, ino, attr, to_set, h);
+
+	if (rc == 0)
+		rc = do_getattr(m, ino, &st);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_attr(req, &st, m->entry_timeout);
+}
+
+static int
+do_mkdir(struct mount *m, fuse_ino_t parent, const char *name, mode_t mode,
+    const struct fuse_ctx *ctx, struct minode **out)
+{
+	struct mst_mkdir_req q = { .mode = mode & 07777, .uid = ctx->uid,
+		.gid = ctx->gid };
+	char path[MST_PATH_MAX + 1];
+	struct mst_attr_rep ar;
+	struct minode *p;
+	struct mreply r;
+	uint8_t buf[MST_PATH_MAX + 32];
+	int rc, len;
+
+	pthread_mutex_lock(&m->mu);
+	p = inode_get(m, parent);
+	rc = p ? inode_child_path(p, name, path, sizeof path) : -ESTALE;
+	pthread_mutex_unlock(&m->mu);
+	if (rc < 0)
+		return rc;
+	q.path = mst_str_of(path);
+	len = mst_mkdir_req_encode(&q, buf, sizeof buf);
+	rc = mconn_call(m->conn, MST_OP_MKDIR, buf, (size_t)len, NULL, 0, 0,
+	    &r);
+	if (rc == 0)
+		rc = attr_from(&r, &ar);
+	mreply_free(&r);
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&m->mu);
+	*out = inode_remote(m, p, name, &ar.attr, 1);
+	pthread_mutex_unlock(&m->mu);
+	return *out ? 0 : -ENOMEM;
+}
+
+static void
+op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	struct mount *m = mount_of(req);
+	struct minode *n = NULL;
+	int rc = do_mkdir(m, parent, name, mode, fuse_req_ctx(req), &n);
+
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		reply_entry(req, m, n);
+}
+
+/* Forget a directory's name after RMDIR so that notices and paths no
+ * longer reach it (directory minodes are never freed). */
+static void
+detach_dir(struct mount *m, struct minode *p, const char *name)
+{
+	size_t i;
+	struct minode *n;
+
+	for (i = 0; i <= m->imask; i++)
+		for (n = m->itab[i]; n; n = n->hnext)
+			if (n->parent == p && n->attr.type == MST_T_DIR &&
+			    strcmp(n->name, name) == 0)
+				n->name[0] = '\0';
+}
+
+/* RMDIR, UNLINK or EXPUNGE of |parent|/|name|. */
+static int
+do_remove(struct mount *m, fuse_ino_t parent, const char *name, int dir)
+{
+	struct mst_msg_ref q = { 0 };
+	char path[MST_PATH_MAX + 1], dpath[MST_PATH_MAX + 1];
+	struct minode *p, *n;
+	struct mreply r;
+	uint8_t buf[2 * MST_PATH_MAX + 16];
+	int rc, len = 0, expunge = 0;
+
+	pthread_mutex_lock(&m->mu);
+	p = inode_get(m, parent);
+	if (p == NULL) {
+		pthread_mutex_unlock(&m->mu);
+		return -ESTALE;
+	}
+	n = dir ? NULL : inode_local_find(m, p, name);
+	if (n || (!dir && p->dkind == DK_TMP)) {
+		if (n)
+			inode_local_unlink(m, n);
+		pthread_mutex_unlock(&m->mu);
+		return n ? 0 : -ENOENT;
+	}
+	rc = inode_child_path(p, name, path, sizeof path);
+	if (rc == 0 && !dir && p->folder) {
+		expunge = 1;
+		rc = inode_path(p, dpath, sizeof dpath);
+		q.sub = p->dkind == DK_NEW ? MST_SUB_NEW : MST_SUB_CUR;
+		q.name = mst_str_of(name);
+		(void)inode_classify(m, dpath, &q.mailbox, &q.folder);
+		len = mst_msg_ref_encode(&q, buf, sizeof buf);
+	}
+	pthread_mutex_unlock(&m->mu);
+	if (rc < 0)
+		return rc;
+	if (expunge)
+		rc = mconn_call(m->conn, MST_OP_EXPUNGE, buf, (size_t)len,
+		    NULL, 0, 0, &r);
+	else
+		rc = call_path(m, dir ? MST_OP_RMDIR : MST_OP_UNLINK, path, &r);
+	mreply_free(&r);
+	if (rc == 0) {
+		pthread_mutex_lock(&m->mu);
+		if (p->folder)
+			folder_del(p->folder, name);
+		if (dir)
+			detach_dir(m, p, name);
+		pthread_mutex_unlock(&m->mu);
+	}
+	return rc;
+}
+
+static void
+op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	int rc = do_remove(mount_of(req), parent, name, 0);
+
+	fuse_reply_err(req, rc < 0 ? -rc : 0);
+}
+
+static void
+op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	int rc = do_remove(mount_of(req), parent, name, 1);
+
+	fuse_reply_err(req, rc < 0 ? -rc : 0);
+}
+
+static int
+do_statfs(struct mount *m, struct statvfs *sv)
+{
+	struct mst_statfs_rep s;
+	struct mreply r;
+	int rc = call_path(m, MST_OP_STATFS, "", &r);
+
+	if (rc == 0)
+		rc = r.nframes == 1 ? mst_statfs_rep_decode(&s,
+		    r.frames[0].p, r.frames[0].len) : -EPROTO;
+	mreply_free(&r);
+	if (rc < 0)
+		return rc;
+	memset(sv, 0, sizeof *sv);
+	sv->f_bsize = sv->f_frsize = 4096;
+	sv->f_blocks = s.bytes_total / 4096;
+	sv->f_bfree = sv->f_bavail = s.bytes_free / 4096;
+	sv->f_files = s.files_total;
+	sv->f_ffree = sv->f_favail = s.files_free;
+	sv->f_namemax = s.name_max;
+	return 0;
+}
+
+static void
+op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct statvfs sv;
+	int rc = do_statfs(mount_of(req), &sv);
+
+	(void)ino;
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_statfs(req, &sv);
+}
+
+/* The ops table lives here; the other ops files export theirs. */
+const struct fuse_lowlevel_ops mount_ops = {
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.mkdir = op_mkdir,
+	.unlink = op_unlink,
+	.rmdir = op_rmdir,
+	.statfs = op_statfs,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.releasedir = op_releasedir,
+	.create = op_create,
+	.open = op_open,
+	.read = op_read,
+	.write = op_write,
+	.flush = op_flush,
+	.fsync = op_fsync,
+	.release = op_release,
+	.link = op_link,
+	.rename = op_rename,
+};

@@ -1,0 +1,234 @@
+"""mstlib - start and stop the real mstore programs for integration tests.
+
+Every process started here is remembered by PID and killed at exit; every
+mount is unmounted; every temporary directory is removed. Nothing is ever
+killed by name.
+"""
+import atexit
+import errno
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+BUILD = os.environ.get("abs_top_builddir") or os.path.abspath(
+    os.path.join(os.path.dirname(__file__), "..", ".."))
+MSTORED = os.environ.get("MSTORED") or os.path.join(BUILD, "storeserver", "mstored")
+MOUNT = os.environ.get("MOUNT_MSTORE") or os.path.join(BUILD, "fuse-mount", "mount.mstore")
+CTL = os.environ.get("MSTORE_CTL") or os.path.join(BUILD, "tools", "mstore-ctl")
+
+_procs = []
+_mounts = []
+_dirs = []
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def tmpdir(prefix="mst-it-"):
+    d = tempfile.mkdtemp(prefix=prefix)
+    _dirs.append(d)
+    return d
+
+
+def wait_until(pred, timeout, what):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.02)
+    raise TimeoutError("timed out after %.1fs waiting for %s" % (timeout, what))
+
+
+def can_connect(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+class Store:
+    """An mstored on 127.0.0.1:port with its data in a private directory."""
+
+    def __init__(self, conf_extra="", port=None, data=None):
+        self.dir = tmpdir("mst-store-")
+        self.data = data or os.path.join(self.dir, "data")
+        os.makedirs(self.data, exist_ok=True)
+        self.port = port or free_port()
+        self.addr = "127.0.0.1:%d" % self.port
+        self.conf = os.path.join(self.dir, "mstored.conf")
+        with open(self.conf, "w") as f:
+            f.write(conf_extra)
+        self.log = os.path.join(self.dir, "mstored.log")
+        self.proc = None
+
+    def start(self, timeout=30):
+        logf = open(self.log, "a")
+        self.proc = subprocess.Popen(
+            [MSTORED, "--data", self.data, "--listen", self.addr,
+             "--config", self.conf, "--foreground"],
+            stdout=logf, stderr=subprocess.STDOUT)
+        _procs.append(self.proc)
+        wait_until(lambda: self.proc.poll() is not None or can_connect(self.port),
+                   timeout, "mstored to listen")
+        if self.proc.poll() is not None:
+            raise RuntimeError("mstored exited %d:\n%s" % (self.proc.returncode,
+                                                         open(self.log).read()))
+        return self
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            if sig in (signal.SIGKILL, signal.SIGTERM):
+                self.proc.wait(timeout=30)
+
+    def stop(self):
+        self.kill(signal.SIGTERM)
+
+
+def _mounted(mnt):
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            if line.split()[4] == mnt:
+                return True
+    return False
+
+
+class Mount:
+    """mount.mstore in the foreground on a private mount point."""
+
+    def __init__(self, servers, opts="", mnt=None):
+        self.mnt = mnt or tmpdir("mst-mnt-")
+        self.servers = servers
+        self.opts = opts
+        self.log = self.mnt.rstrip("/") + ".log"
+        self.proc = None
+
+    def start(self, timeout=20):
+        args = [MOUNT, self.servers, self.mnt, "-f"]
+        if self.opts:
+            args += ["-o", self.opts]
+        logf = open(self.log, "a")
+        self.proc = subprocess.Popen(args, stdout=logf, stderr=subprocess.STDOUT)
+        _procs.append(self.proc)
+        _mounts.append(self.mnt)
+        wait_until(lambda: self.proc.poll() is not None or _mounted(self.mnt),
+                   timeout, "the mount to appear")
+        if self.proc.poll() is not None:
+            raise RuntimeError("mount.mstore exited %d:\n%s" %
+                               (self.proc.returncode, open(self.log).read()))
+        return self
+
+    def path(self, *p):
+        return os.path.join(self.mnt, *p)
+
+    def unmount(self):
+        if _mounted(self.mnt):
+            r = subprocess.run(["fusermount3", "-u", self.mnt], check=False)
+            if r.returncode != 0:   # something still open: detach lazily
+                subprocess.run(["fusermount3", "-u", "-z", self.mnt], check=False)
+        if self.proc:
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def rss_kib(self):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+
+def cleanup():
+    for mnt in reversed(_mounts):
+        if _mounted(mnt):
+            subprocess.run(["fusermount3", "-u", "-z", mnt], check=False)
+    for p in reversed(_procs):
+        if p.poll() is None:
+            p.kill()
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+    for d in reversed(_dirs):
+        shutil.rmtree(d, ignore_errors=True)
+        if d.startswith(tempfile.gettempdir()):
+            for suffix in (".log",):
+                try:
+                    os.unlink(d.rstrip("/") + suffix)
+                except OSError:
+                    pass
+
+
+atexit.register(cleanup)
+
+
+def _on_signal(sig, frame):
+    cleanup()
+    sys.exit(128 + sig)
+
+
+for _s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    signal.signal(_s, _on_signal)
+
+
+class Runner:
+    """A tiny test runner: named test functions, a hard time limit each,
+    and the closing line 'N passed, N failed'."""
+
+    def __init__(self, name, limit=120):
+        self.name = name
+        self.limit = limit
+        self.passed = 0
+        self.failed = 0
+
+    def run(self, fn, *args):
+        def alarm(sig, frame):
+            raise TimeoutError("test exceeded %ds" % self.limit)
+        old = signal.signal(signal.SIGALRM, alarm)
+        signal.alarm(self.limit)
+        t0 = time.monotonic()
+        try:
+            fn(*args)
+            self.passed += 1
+            print("PASS %s.%s (%.2fs)" % (self.name, fn.__name__,
+                                         time.monotonic() - t0), flush=True)
+        except Exception as e:  # report every failure, keep going
+            self.failed += 1
+            import traceback
+            print("FAIL %s.%s: %s" % (self.name, fn.__name__, e), flush=True)
+            traceback.print_exc()
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, old)
+
+    def finish(self):
+        print("%s: %d passed, %d failed" % (self.name, self.passed, self.failed))
+        cleanup()
+        return 0 if self.failed == 0 and self.passed > 0 else 1
+
+
+def expect_errno(err, fn, *args):
+    try:
+        fn(*args)
+    except OSError as e:
+        if e.errno != err:
+            raise AssertionError("%s%r: got %s, want %s" % (
+                fn.__name__, args, errno.errorcode.get(e.errno, e.errno),
+                errno.errorcode[err]))
+        return
+    raise AssertionError("%s%r: succeeded, want %s" % (fn.__name__, args,
+                                                      errno.errorcode[err]))

@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""Two SMTP hosts on one store: what one mount does, the other sees (by
+push notices, not timeouts); a dotlock race across both mounts has
+exactly one holder at a time; a store outage gives EIO, not a hang, and
+the mount carries on by itself when the store is back."""
+import errno
+import os
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+import mstlib  # noqa: E402
+from mstlib import expect_errno, wait_until  # noqa: E402
+
+BOX = "example.com/bo"
+
+
+def deliver(m, name, body, box=BOX):
+    tmp = m.path(box, "tmp", name)
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    os.write(fd, body)
+    os.fsync(fd)
+    os.close(fd)
+    os.link(tmp, m.path(box, "new", name))
+    os.unlink(tmp)
+
+
+def exists(path):
+    try:
+        os.stat(path)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def test_delivery_seen_by_other_mount(a, b):
+    for sub in ("", "/tmp", "/new", "/cur"):
+        os.makedirs(a.path(BOX + sub), exist_ok=True)
+    assert os.listdir(b.path(BOX, "new")) == []
+    deliver(a, "s1.host", b"shared body\n")
+    wait_until(lambda: "s1.host" in os.listdir(b.path(BOX, "new")), 2,
+               "B to list the message delivered through A")
+    with open(b.path(BOX, "new", "s1.host"), "rb") as f:
+        assert f.read() == b"shared body\n"
+    # A flag change through A, seen by B.
+    os.rename(a.path(BOX, "new", "s1.host"), a.path(BOX, "cur", "s1.host:2,S"))
+    wait_until(lambda: not exists(b.path(BOX, "new", "s1.host")) and
+               exists(b.path(BOX, "cur", "s1.host:2,S")), 2,
+               "B to see the rename made through A")
+    # B's view of new/ changed its mtime (Dovecot relies on it).
+    # An expunge through B, seen by A.
+    os.unlink(b.path(BOX, "cur", "s1.host:2,S"))
+    wait_until(lambda: not exists(a.path(BOX, "cur", "s1.host:2,S")), 2,
+               "A to see the expunge made through B")
+    assert os.listdir(a.path(BOX, "cur")) == []
+
+
+def test_small_file_rewrite_seen_by_other_mount(a, b):
+    path = BOX + "/dovecot-uidlist"
+    with open(a.path(path), "wb") as f:
+        f.write(b"3 V1 N1\n")
+    wait_until(lambda: exists(b.path(path)), 2, "B to see the new file")
+    with open(a.path(path + ".lock"), "wb") as f:
+        f.write(b"3 V1 N2\n1 x\n")
+    os.rename(a.path(path + ".lock"), a.path(path))
+
+    def b_reads_new():
+        with open(b.path(path), "rb") as f:
+            return f.read() == b"3 V1 N2\n1 x\n"
+    wait_until(b_reads_new, 2, "B to read the renamed-over contents")
+
+
+def racer(mnt, lock, marker, seconds):
+    """Take the dotlock with O_EXCL, check nobody else holds it (a local
+    marker file created O_EXCL too), let go. Exit status = violations."""
+    held = violations = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            time.sleep(0.001)
+            continue
+        os.write(fd, b"%d\n" % os.getpid())
+        os.close(fd)
+        try:
+            mfd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            os.close(mfd)
+            held += 1
+            os.unlink(marker)
+        except FileExistsError:
+            violations += 1
+        os.unlink(lock)
+    return held, violations
+
+
+def test_dotlock_race_has_one_holder(a, b):
+    os.makedirs(a.path(BOX), exist_ok=True)
+    marker = os.path.join(mstlib.tmpdir("mst-race-"), "holder")
+    results = mstlib.tmpdir("mst-race-res-")
+    pids = []
+    for i in range(8):
+        m = a if i % 2 == 0 else b
+        pid = os.fork()
+        if pid == 0:
+            try:
+                held, bad = racer(m.mnt, m.path(BOX, "dovecot-uidlist.lock"),
+                                  marker, 3.0)
+                with open(os.path.join(results, str(i)), "w") as f:
+                    f.write("%d %d\n" % (held, bad))
+                os._exit(0)
+            except BaseException as e:
+                print("racer %d: %r" % (i, e), flush=True)
+                os._exit(1)
+        pids.append(pid)
+    for pid in pids:
+        _, st = os.waitpid(pid, 0)
+        assert st == 0, "a racer failed"
+    held = bad = 0
+    per_mount = [0, 0]
+    for i in range(8):
+        h, v = map(int, open(os.path.join(results, str(i))).read().split())
+        held += h
+        bad += v
+        per_mount[i % 2] += h
+    print("dotlock race: %d acquisitions (mount A %d, mount B %d), %d overlaps"
+          % (held, per_mount[0], per_mount[1], bad))
+    assert bad == 0, "%d times two processes held the lock at once" % bad
+    assert per_mount[0] > 0 and per_mount[1] > 0, per_mount
+    assert not exists(a.path(BOX, "dovecot-uidlist.lock"))
+
+
+def test_store_outage_gives_eio_then_recovers(store, a):
+    os.makedirs(a.path(BOX, "tmp"), exist_ok=True)
+    store.kill(signal.SIGKILL)
+    t0 = time.monotonic()
+    fd = os.open(a.path(BOX, "tmp", "out1"), os.O_CREAT | os.O_WRONLY, 0o600)
+    os.write(fd, b"during the outage\n")   # tmp/ is local: still works
+    os.close(fd)
+    expect_errno(errno.EIO, os.link, a.path(BOX, "tmp", "out1"),
+                 a.path(BOX, "new", "out1"))
+    took = time.monotonic() - t0
+    assert took < 6, "EIO took %.1fs (timeout=2)" % took
+    store.start()
+    wait_until(lambda: _try_link(a), 15, "delivery to work again after restart")
+    os.unlink(a.path(BOX, "tmp", "out1"))
+    with open(a.path(BOX, "new", "out1"), "rb") as f:
+        assert f.read() == b"during the outage\n"
+
+
+def _try_link(a):
+    try:
+        os.link(a.path(BOX, "tmp", "out1"), a.path(BOX, "new", "out1"))
+        return True
+    except OSError as e:
+        if e.errno != errno.EIO:
+            raise
+        return False
+
+
+def main():
+    r = mstlib.Runner("shared")
+    store = mstlib.Store().start()
+    a = mstlib.Mount(store.addr, "timeout=2").start()
+    b = mstlib.Mount(store.addr, "timeout=2").start()
+    r.run(test_delivery_seen_by_other_mount, a, b)
+    r.run(test_small_file_rewrite_seen_by_other_mount, a, b)
+    r.run(test_dotlock_race_has_one_holder, a, b)
+    r.run(test_store_outage_gives_eio_then_recovers, store, a)
+    a.unmount()
+    b.unmount()
+    store.stop()
+    return r.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

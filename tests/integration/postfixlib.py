@@ -55,6 +55,7 @@ class Postfix:
         self.maillog = os.path.join(root, "maillog")
         self.users = users
         self.addresses = addresses
+        os.chmod(root, 0o755)   # the postfix user must reach the queue
         for d in (self.conf, self.queue, self.data):
             os.makedirs(d, exist_ok=True)
         os.chown(self.data, _uid("postfix"), _gid("postfix"))
@@ -107,7 +108,8 @@ class Postfix:
         with open(os.path.join(self.conf, "vmailbox"), "w") as f:
             for n in range(1, self.addresses + 1):
                 f.write("%d@example.com example.com/user%d/\n" % (n, n % self.users))
-        subprocess.run(["postmap", os.path.join(self.conf, "vmailbox")], check=True)
+        subprocess.run(["postmap", "-c", self.conf,
+                        os.path.join(self.conf, "vmailbox")], check=True)
 
     def postfix(self, *args, check=True):
         return subprocess.run(["postfix", "-c", self.conf] + list(args),
@@ -118,7 +120,10 @@ class Postfix:
         if r.returncode != 0:
             raise RuntimeError("postfix check failed: %s%s\n%s" % (
                 r.stdout, r.stderr, self.log_tail()))
-        self.postfix("start")
+        r = self.postfix("start", check=False)
+        if r.returncode != 0:
+            raise RuntimeError("postfix start failed: %s%s\n%s" % (
+                r.stdout, r.stderr, self.log_tail()))
         return self
 
     def master_pid(self):

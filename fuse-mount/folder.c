@@ -159,6 +159,16 @@ apply_list(struct folder *f, const struct mreply *r)
 	return 0;
 }
 
+void
+folder_touch(struct minode *dir, uint64_t mtime_ns)
+{
+	if (mtime_ns <= dir->attr.mtime_ns)
+		return;
+	dir->attr.mtime_ns = dir->attr.ctime_ns = mtime_ns;
+	if (dir->folder)
+		dir->folder->mtime_ns = mtime_ns;
+}
+
 int
 folder_refresh(struct mount *m, struct minode *dir)
 {
@@ -332,6 +342,19 @@ inval_queue(struct mount *m, fuse_ino_t parent, const char *name)
 	iv->parent = parent;
 	iv->name = name ? strdup(name) : NULL;
 	pthread_mutex_lock(&m->nq_mu);
+	if (name == NULL) {
+		struct inval *q;
+
+		/* One pending inode invalidation covers any number. */
+		for (q = m->nq_head; q; q = q->next)
+			if (q->parent == parent && q->name == NULL)
+				break;
+		if (q) {
+			pthread_mutex_unlock(&m->nq_mu);
+			free(iv);
+			return;
+		}
+	}
 	if (m->nq_tail)
 		m->nq_tail->next = iv;
 	else

@@ -176,6 +176,9 @@ void folder_put(struct folder *f, const char *name,
     const struct mst_attr *a);					/* mu */
 void folder_del(struct folder *f, const char *name);		/* mu */
 void folder_free(struct folder *f);
+/* This mount changed |dir| (the store's reply says when): no notice
+ * comes for our own changes, so move its mtime forward here. mu held. */
+void folder_touch(struct minode *dir, uint64_t mtime_ns);
 /* WATCH |dir| once (async); mu NOT held. */
 void watch_dir(struct mount *m, struct minode *dir);
 /* mconn callbacks. */

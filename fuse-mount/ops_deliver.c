@@ -58,7 +58,9 @@ do_deliver(struct mount *m, struct minode *dir, const char *name,
 	*attr_out = ar.attr;
 	pthread_mutex_lock(&m->mu);
 	folder_put(dir->folder, name, &ar.attr);
+	folder_touch(dir, ar.dir_mtime_ns);
 	pthread_mutex_unlock(&m->mu);
+	inval_queue(m, dir->ino, NULL);	/* the kernel's cached dir mtime */
 	return 0;
 }
 
@@ -269,10 +271,16 @@ do_rename(struct mount *m, fuse_ino_t parent, const char *name,
 		folder_del(p->folder, name);
 	if (np->folder)
 		folder_put(np->folder, newname, &ar.attr);
+	/* One record changed both directories, at one time. */
+	folder_touch(p, ar.dir_mtime_ns);
+	folder_touch(np, ar.dir_mtime_ns);
 	n = inode_get(m, ar.attr.id);
 	if (n)
 		rc = inode_move(m, n, np, newname);
 	pthread_mutex_unlock(&m->mu);
+	inval_queue(m, p->ino, NULL);
+	if (np != p)
+		inval_queue(m, np->ino, NULL);
 	return rc;
 }
 

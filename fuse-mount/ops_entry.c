@@ -418,6 +418,7 @@ static int
 do_remove(struct mount *m, fuse_ino_t parent, const char *name, int dir)
 {
 	struct mst_msg_ref q = { 0 };
+	struct mst_change_rep cr;
 	char path[MST_PATH_MAX + 1], dpath[MST_PATH_MAX + 1];
 	struct minode *p, *n;
 	struct mreply r;
@@ -454,8 +455,15 @@ do_remove(struct mount *m, fuse_ino_t parent, const char *name, int dir)
 		    NULL, 0, 0, &r);
 	else
 		rc = call_path(m, dir ? MST_OP_RMDIR : MST_OP_UNLINK, path, &r);
+	if (rc == 0 && r.nframes == 1 &&
+	    mst_change_rep_decode(&cr, r.frames[0].p, r.frames[0].len) == 0) {
+		pthread_mutex_lock(&m->mu);
+		folder_touch(p, cr.dir_mtime_ns);
+		pthread_mutex_unlock(&m->mu);
+	}
 	mreply_free(&r);
 	if (rc == 0) {
+		inval_queue(m, p->ino, NULL);
 		pthread_mutex_lock(&m->mu);
 		if (p->folder)
 			folder_del(p->folder, name);

@@ -68,7 +68,8 @@
 #define WATCHER_OUT_MAX		(16u << 20)	/* close a watcher above this */
 #define WATCHER_HELD_MAX	(1u << 20)	/* held notices, see watcher */
 #define CONN_READ_MAX		(256u << 10)	/* bytes per read(2) */
-#define HANDSHAKE_SECONDS	30
+#define HANDSHAKE_SECONDS	30	/* from accept to READY */
+#define STALL_SECONDS		60	/* replies pending, none written */
 #define LIMIT_LOG_SECONDS	60
 #define SERVER_NAME		"mstored " PACKAGE_VERSION
 
@@ -290,6 +291,22 @@ conn_reply_error(struct conn *c, uint8_t op, uint32_t id, int err,
 
 /* ---- connection state ---- */
 
+/*
+ * A connection gets HANDSHAKE_SECONDS to become READY, after which it may
+ * stay idle as long as it likes; at any time, a peer that leaves replies
+ * unread for STALL_SECONDS is dropped rather than hold its buffers and
+ * its slot for ever (a hung client fails its calls with EIO anyway).
+ */
+static void
+conn_set_timeouts(struct conn *c)
+{
+	struct timeval hs = { .tv_sec = HANDSHAKE_SECONDS };
+	struct timeval stall = { .tv_sec = STALL_SECONDS };
+
+	bufferevent_set_timeouts(c->bev, c->state == CS_HELLO ||
+	    c->state == CS_AUTH ? &hs : NULL, &stall);
+}
+
 static void
 set_reading(struct conn *c, int on)
 {
@@ -373,7 +390,7 @@ conn_drain(struct conn *c)
 		return;
 	c->state = CS_DRAIN;
 	drop_streams(c);
-	bufferevent_set_timeouts(c->bev, NULL, NULL);
+	conn_set_timeouts(c);
 	conn_update(c);
 }
 
@@ -544,10 +561,13 @@ watcher_hold(struct watcher *x, const uint8_t *p, size_t len)
 	}
 }
 
-/* Send |n| to every watcher of its directory. A watcher that does not
- * read its notices is closed rather than allowed to grow without bound. */
+/* Send |n| to every watcher of its directory except |origin|, the
+ * connection whose request made the change: it learns of it from the
+ * reply (mstore-protocol(7), NOTIFY). A watcher that does not read its
+ * notices is closed rather than allowed to grow without bound. */
 static void
-notice_fan_out(struct server *srv, const struct jnotice *n)
+notice_fan_out(struct server *srv, const struct jnotice *n,
+    const struct conn *origin)
 {
 	size_t dlen = strlen(n->dir);
 	struct watch *w = watch_find(srv, n->dir, dlen,
@@ -576,6 +596,8 @@ notice_fan_out(struct server *srv, const struct jnotice *n)
 	assert(len > 0);
 	for (x = LIST_FIRST(&w->watchers); x != NULL; x = next) {
 		next = LIST_NEXT(x, by_path);	/* x may go with its conn */
+		if (x->conn == origin)
+			continue;
 		if (!x->active) {
 			watcher_hold(x, buf, (size_t)len);
 			continue;
@@ -756,7 +778,7 @@ job_complete(struct server *srv, struct job *j)
 	if (x != NULL)
 		watcher_complete(srv, x, j->status == 0);
 	for (i = 0; i < j->nnotices; i++)
-		notice_fan_out(srv, &j->notices[i]);
+		notice_fan_out(srv, &j->notices[i], c);
 	job_free(j);
 	conn_update(c);
 	conn_unref(c);		/* the job's reference */
@@ -1201,7 +1223,7 @@ do_hello(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
 		return;
 	}
 	c->state = CS_READY;
-	bufferevent_set_timeouts(c->bev, NULL, NULL);
+	conn_set_timeouts(c);
 	log_debug("%s: ready (%.*s)", c->peer, (int)q.client.len, q.client.p);
 }
 
@@ -1227,7 +1249,7 @@ do_auth(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
 	n = mst_auth_encode(&a, buf, sizeof buf);
 	conn_send(c, MST_OP_AUTH, MST_F_REPLY, 0, h->id, buf, (size_t)n);
 	c->state = CS_READY;
-	bufferevent_set_timeouts(c->bev, NULL, NULL);
+	conn_set_timeouts(c);
 	log_debug("%s: authenticated", c->peer);
 }
 
@@ -1361,7 +1383,11 @@ on_event(struct bufferevent *bev, short what, void *arg)
 	int err = EVUTIL_SOCKET_ERROR();
 
 	(void)bev;
-	if (what & BEV_EVENT_TIMEOUT) {
+	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_WRITING)) {
+		log_info("%s: closing: replies unread for %d s", c->peer,
+		    STALL_SECONDS);
+		conn_close(c, NULL);
+	} else if (what & BEV_EVENT_TIMEOUT) {
 		conn_close(c, "no handshake in time");
 	} else if (what & BEV_EVENT_ERROR) {
 		log_debug("%s: %s", c->peer, strerror(err));
@@ -1375,7 +1401,6 @@ on_event(struct bufferevent *bev, short what, void *arg)
 static void
 conn_new(struct server *srv, evutil_socket_t fd, const char *peer)
 {
-	struct timeval hs = { .tv_sec = HANDSHAKE_SECONDS };
 	struct conn *c = calloc(1, sizeof *c);
 
 	if (c == NULL) {
@@ -1401,7 +1426,7 @@ conn_new(struct server *srv, evutil_socket_t fd, const char *peer)
 	bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
 	bufferevent_setwatermark(c->bev, EV_WRITE, CONN_OUT_LOW, 0);
 	bufferevent_set_max_single_read(c->bev, CONN_READ_MAX);
-	bufferevent_set_timeouts(c->bev, &hs, NULL);
+	conn_set_timeouts(c);
 	bufferevent_enable(c->bev, EV_WRITE);
 	set_reading(c, 1);
 	log_debug("%s: connected", c->peer);
@@ -1924,5 +1949,6 @@ server_free(struct server *s)
 	if (s->base)
 		event_base_free(s->base);
 	pthread_mutex_destroy(&s->mu);
+	explicit_bzero(s->key, sizeof s->key);
 	free(s);
 }

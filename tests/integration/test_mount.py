@@ -165,6 +165,68 @@ def test_statfs(m):
     assert sv.f_blocks > 0 and sv.f_namemax == 255
 
 
+def _helper_pids(mnt):
+    """PIDs of mount.mstore processes serving |mnt| (the daemon mount(8)
+    started for this test: its command line names our private mount
+    point)."""
+    pids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"mount.mstore") and mnt.encode() in argv:
+            pids.append(int(d))
+    return pids
+
+
+def test_fstab_mount_and_umount(store):
+    """mount -T FSTAB (an fstab of our own, so /etc/fstab is untouched)
+    runs /sbin/mount.mstore as mount(8) does; umount ends it cleanly."""
+    import subprocess
+    helper = "/sbin/mount.mstore"
+    made_link = False
+    if not os.path.exists(helper):
+        os.symlink(mstlib.MOUNT, helper)
+        made_link = True
+    mnt = mstlib.tmpdir("mst-fstab-")
+    fstab = os.path.join(mstlib.tmpdir("mst-fstab-etc-"), "fstab")
+    with open(fstab, "w") as f:
+        f.write("%s %s mstore _netdev,allow_other,timeout=3 0 0\n" % (store.addr, mnt))
+    try:
+        r = subprocess.run(["mount", "-T", fstab, mnt], capture_output=True,
+                           text=True, timeout=30)
+        assert r.returncode == 0, "mount -T: %s%s" % (r.stdout, r.stderr)
+        assert mstlib._mounted(mnt)
+        with open("/proc/self/mountinfo") as f:
+            line = [l for l in f if l.split()[4] == mnt][0]
+        assert "fuse.mstore" in line, line
+        pids = _helper_pids(mnt)
+        assert len(pids) == 1, pids
+        os.makedirs(os.path.join(mnt, "fstab.test/u/tmp"), exist_ok=True)
+        os.makedirs(os.path.join(mnt, "fstab.test/u/new"), exist_ok=True)
+        with open(os.path.join(mnt, "fstab.test/u/tmp/f1"), "wb") as f:
+            f.write(b"via fstab\n")
+        os.rename(os.path.join(mnt, "fstab.test/u/tmp/f1"),
+                  os.path.join(mnt, "fstab.test/u/new/f1"))
+        r = subprocess.run(["umount", mnt], capture_output=True, text=True,
+                           timeout=30)
+        assert r.returncode == 0, "umount: %s" % r.stderr
+        assert not mstlib._mounted(mnt)
+        mstlib.wait_until(lambda: not os.path.exists("/proc/%d" % pids[0]), 10,
+                          "mount.mstore to exit after umount")
+    finally:
+        if mstlib._mounted(mnt):
+            subprocess.run(["umount", "-l", mnt], check=False)
+        for pid in _helper_pids(mnt):
+            os.kill(pid, signal.SIGKILL)
+        if made_link:
+            os.unlink(helper)
+
+
 def main():
     r = mstlib.Runner("mount")
     store = mstlib.Store().start()
@@ -176,6 +238,7 @@ def main():
               test_dovecot_files_lock_and_rename_over,
               test_owner_and_mode_are_kept, test_statfs):
         r.run(t, m)
+    r.run(test_fstab_mount_and_umount, store)
     m.unmount()
     store.stop()
     return r.finish()

@@ -1042,8 +1042,8 @@ make_mailbox(struct mconn *c)
 
 START_TEST(restarted_server_reconnects_and_a_queued_retry_succeeds_once)
 {
-	struct mconn *c = open_conn(srv.addr, WAIT_MS);
-	struct pending d = PENDING_INIT, q = PENDING_INIT;
+	struct mconn *c = open_conn(srv.addr, WAIT_MS), *c2;
+	struct pending d = PENDING_INIT, q = PENDING_INIT, d2 = PENDING_INIT;
 	uint8_t idem[MST_IDEM_LEN];
 
 	ck_assert_int_eq(wait_count(&ev.ups, 1), 1);
@@ -1070,12 +1070,19 @@ START_TEST(restarted_server_reconnects_and_a_queued_retry_succeeds_once)
 	ck_assert_int_eq(wait_count(&ev.ups, 2), 2);
 	ck_assert_int_eq(mconn_connected(c), 1);
 	ck_assert_int_eq(count_entries(c, "dom/u/new", "1.host", NULL), 1);
-	/* up() re-registered the watch on the new connection, so the
-	 * retained DELIVER's notice arrives. */
+	/* up() re-registered the watch on the new connection: a delivery
+	 * through another connection is noticed (a connection is not told
+	 * of its own changes). */
+	c2 = open_conn(srv.addr, WAIT_MS);
+	ck_assert_int_eq(getrandom(idem, sizeof idem, 0), (ssize_t)sizeof idem);
+	ck_assert_int_eq(deliver_async(c2, "dom/u", "2.host", idem,
+	    "Subject: again\n\nbody\n", 1, pending_cb, &d2), 0);
+	ck_assert_int_eq(pending_wait(&d2, WAIT_MS), 0);
 	ck_assert_int_ge(wait_count(&ev.notices, 1), 1);
 	pthread_mutex_lock(&ev.mu);
-	ck_assert_str_eq(ev.name, "1.host");
+	ck_assert_str_eq(ev.name, "2.host");
 	pthread_mutex_unlock(&ev.mu);
+	mconn_free(c2);
 	mconn_free(c);
 }
 END_TEST

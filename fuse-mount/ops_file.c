@@ -271,6 +271,8 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		return;
 	}
 	fi->fh = (uintptr_t)h;
+	/* tmp/ files owe the store nothing at close: skip FLUSH. */
+	fi->noflush = h->n->local && h->n->parent->dkind == DK_TMP;
 	e.ino = h->n->ino;
 	e.generation = 1;
 	e.attr_timeout = e.entry_timeout = m->entry_timeout;

@@ -197,6 +197,10 @@ void reply_entry(fuse_req_t req, struct mount *m, struct minode *n);
 int call_path(struct mount *m, unsigned op, const char *path,
     struct mreply *r);
 int attr_from(const struct mreply *r, struct mst_attr_rep *out);
+/* PUT |b| as |path| (exclusively when |excl|) with |a|'s mode and
+ * owner; the store's attributes to *out (may be NULL). */
+int put_buf(struct mount *m, const char *path, struct fbuf *b, int excl,
+    const struct mst_attr *a, struct mst_attr *out);
 /* Deliver a local buffer as |dir|/|name|; fills *attr_out. */
 int do_deliver(struct mount *m, struct minode *dir, const char *name,
     struct fbuf *b, mode_t mode, uid_t uid, gid_t gid,

@@ -16,18 +16,16 @@
 
 #include "mount.h"
 
-int
-do_deliver(struct mount *m, struct minode *dir, const char *name,
-    struct fbuf *b, mode_t mode, uid_t uid, gid_t gid,
-    struct mst_attr *attr_out)
+/* Encode a DELIVER of |b| as |dir|/|name| into |head| and map its body
+ * (*body_out; fbuf_unmap it once sent). Returns the head's length. */
+static int
+deliver_encode(struct mount *m, struct minode *dir, const char *name,
+    struct fbuf *b, const struct mst_attr *sa, uint8_t *head, size_t cap,
+    const uint8_t **body_out)
 {
 	char dpath[MST_PATH_MAX + 1];
 	struct mst_deliver_req q = { .name = mst_str_of(name),
-		.mode = mode & 07777, .uid = uid, .gid = gid };
-	struct mst_attr_rep ar;
-	const uint8_t *p;
-	struct mreply r;
-	uint8_t head[2 * MST_PATH_MAX + 128];
+		.mode = sa->mode & 07777, .uid = sa->uid, .gid = sa->gid };
 	int rc, len;
 
 	if (getrandom(q.idem, sizeof q.idem, 0) != sizeof q.idem)
@@ -39,20 +37,28 @@ do_deliver(struct mount *m, struct minode *dir, const char *name,
 	if (rc < 0)
 		return rc;
 	(void)inode_classify(m, dpath, &q.mailbox, &q.folder);
-	rc = fbuf_map(b, &p);
+	rc = fbuf_map(b, body_out);
 	if (rc < 0)
 		return rc;
 	q.body_size = b->size;
-	q.checksum = mst_checksum(p, (size_t)b->size);
-	len = mst_deliver_req_encode(&q, head, sizeof head);
-	rc = len < 0 ? len : mconn_call(m->conn, MST_OP_DELIVER, head,
-	    (size_t)len, p, (size_t)b->size, 1, &r);
-	fbuf_unmap(b, p);
+	q.checksum = mst_checksum(*body_out, (size_t)b->size);
+	len = mst_deliver_req_encode(&q, head, cap);
 	if (len < 0)
-		return len;
+		fbuf_unmap(b, *body_out);
+	return len;
+}
+
+/* The store's answer to a DELIVER: the new entry joins the folder cache
+ * and the directory's mtime moves on. */
+static int
+deliver_finish(struct mount *m, struct minode *dir, const char *name,
+    const struct mreply *r, struct mst_attr *attr_out)
+{
+	struct mst_attr_rep ar;
+	int rc = r->status;
+
 	if (rc == 0)
-		rc = attr_from(&r, &ar);
-	mreply_free(&r);
+		rc = attr_from(r, &ar);
 	if (rc < 0)
 		return rc;
 	*attr_out = ar.attr;
@@ -64,56 +70,135 @@ do_deliver(struct mount *m, struct minode *dir, const char *name,
 	return 0;
 }
 
-/* link(tmp/X, new/Y): deliver, and keep tmp/X as it is. */
-static int
-do_link(struct mount *m, fuse_ino_t ino, fuse_ino_t newparent,
-    const char *newname, struct minode **out)
+int
+do_deliver(struct mount *m, struct minode *dir, const char *name,
+    struct fbuf *b, mode_t mode, uid_t uid, gid_t gid,
+    struct mst_attr *attr_out)
 {
-	struct minode *src, *dir;
-	struct mst_attr a, sa;
-	struct fbuf *b;
-	int rc;
+	struct mst_attr sa = { .mode = mode, .uid = uid, .gid = gid };
+	uint8_t head[2 * MST_PATH_MAX + 128];
+	const uint8_t *p;
+	struct mreply r;
+	int rc, len;
 
+	len = deliver_encode(m, dir, name, b, &sa, head, sizeof head, &p);
+	if (len < 0)
+		return len;
+	rc = mconn_call(m->conn, MST_OP_DELIVER, head, (size_t)len, p,
+	    (size_t)b->size, 1, &r);
+	fbuf_unmap(b, p);
+	if (rc == 0)
+		rc = deliver_finish(m, dir, name, &r, attr_out);
+	mreply_free(&r);
+	return rc;
+}
+
+/* A link() waiting for its DELIVER: answered from mconn's thread. */
+struct link_wait {
+	fuse_req_t req;
+	struct mount *m;
+	struct minode *src, *dir;
+	char name[MST_NAME_MAX + 1];
+};
+
+static void
+link_done(void *arg, struct mreply *r)
+{
+	struct link_wait *w = arg;
+	struct mount *m = w->m;
+	struct minode *n = NULL;
+	struct mst_attr a;
+	int rc = deliver_finish(m, w->dir, w->name, r, &a);
+
+	mreply_free(r);
+	pthread_mutex_lock(&m->mu);
+	inode_close(m, w->src);
+	if (rc == 0 && (n = inode_remote(m, w->dir, w->name, &a, 1)) == NULL)
+		rc = -ENOMEM;
+	pthread_mutex_unlock(&m->mu);
+	if (rc < 0)
+		fuse_reply_err(w->req, -rc);
+	else
+		reply_entry(w->req, m, n);
+	free(w);
+}
+
+/*
+ * link(tmp/X, new/Y): deliver, and keep tmp/X as it is. The DELIVER goes
+ * out and the worker thread returns; the reply to the kernel is sent
+ * when the store has answered (link_done), so a worker is not held for a
+ * round trip and a group commit.
+ */
+static int
+do_link(struct mount *m, fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+    const char *newname)
+{
+	uint8_t head[2 * MST_PATH_MAX + 128];
+	struct link_wait *w;
+	struct minode *src, *dir;
+	const uint8_t *p;
+	struct mst_attr sa;
+	struct fbuf *b;
+	int rc, len;
+
+	if (strlen(newname) > MST_NAME_MAX)
+		return -ENAMETOOLONG;
 	pthread_mutex_lock(&m->mu);
 	src = inode_get(m, ino);
 	dir = inode_get(m, newparent);
-	if (src == NULL || dir == NULL) {
-		pthread_mutex_unlock(&m->mu);
-		return -ESTALE;
+	if (src == NULL || dir == NULL)
+		rc = -ESTALE;
+	else if (!src->local || dir->folder == NULL)
+		rc = -EXDEV;
+	else if (inode_local_find(m, dir, newname) ||
+	    folder_find(dir->folder, newname))
+		rc = -EEXIST;
+	else
+		rc = 0;
+	if (rc == 0) {
+		/* One reference for link_done, one for us until the body is
+		 * unmapped: link_done may run before mconn_call_async
+		 * returns. */
+		src->nopen += 2;
+		b = src->buf;
+		sa = src->attr;
 	}
-	if (!src->local || dir->folder == NULL) {
-		pthread_mutex_unlock(&m->mu);
-		return -EXDEV;
-	}
-	if (inode_local_find(m, dir, newname) ||
-	    folder_find(dir->folder, newname)) {
-		pthread_mutex_unlock(&m->mu);
-		return -EEXIST;
-	}
-	src->nopen++;			/* keep it while we read it */
-	b = src->buf;
-	sa = src->attr;
 	pthread_mutex_unlock(&m->mu);
-	rc = do_deliver(m, dir, newname, b, sa.mode, sa.uid, sa.gid, &a);
+	if (rc < 0)
+		return rc;
+	w = calloc(1, sizeof *w);
+	len = w ? deliver_encode(m, dir, newname, b, &sa, head, sizeof head,
+	    &p) : -ENOMEM;
+	if (len >= 0) {
+		w->req = req;
+		w->m = m;
+		w->src = src;
+		w->dir = dir;
+		strcpy(w->name, newname);
+		rc = mconn_call_async(m->conn, MST_OP_DELIVER, head,
+		    (size_t)len, p, (size_t)b->size, 1, link_done, w);
+		fbuf_unmap(b, p);	/* mconn has its own copy */
+	} else {
+		rc = len;
+	}
+	if (rc < 0)
+		free(w);		/* link_done will not run */
 	pthread_mutex_lock(&m->mu);
 	inode_close(m, src);
-	*out = rc == 0 ? inode_remote(m, dir, newname, &a, 1) : NULL;
+	if (rc < 0)
+		inode_close(m, src);
 	pthread_mutex_unlock(&m->mu);
-	return rc < 0 ? rc : *out ? 0 : -ENOMEM;
+	return rc;			/* 0: link_done replies */
 }
 
 void
 op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
     const char *newname)
 {
-	struct mount *m = mount_of(req);
-	struct minode *n = NULL;
-	int rc = do_link(m, ino, newparent, newname, &n);
+	int rc = do_link(mount_of(req), req, ino, newparent, newname);
 
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
-	else
-		reply_entry(req, m, n);
 }
 
 /* Both in new/ or cur/ of the same mailbox folder? Then it is SETINFO. */
@@ -137,20 +222,82 @@ same_folder(struct mount *m, const char *a, const char *b,
 	return 1;
 }
 
-/* A local file moves: deliver it, PUT it, or move it within tmp/. */
-static int
-rename_local(struct mount *m, struct minode *n, struct minode *np,
-    const char *newname, unsigned flags)
+/* A rename of a local file into new/ or cur/ waiting for its DELIVER. */
+struct rename_wait {
+	fuse_req_t req;
+	struct mount *m;
+	struct minode *n, *dir;
+	char name[MST_NAME_MAX + 1];
+};
+
+static void
+rename_done(void *arg, struct mreply *r)
 {
-	char path[MST_PATH_MAX + 1];
-	struct mst_put_req q = { 0 };
-	struct mst_attr_rep ar;
-	struct minode *old;
+	struct rename_wait *w = arg;
+	struct mount *m = w->m;
 	struct mst_attr a;
-	struct mreply r;
-	uint8_t head[MST_PATH_MAX + 64];
+	int rc = deliver_finish(m, w->dir, w->name, r, &a);
+
+	mreply_free(r);
+	pthread_mutex_lock(&m->mu);
+	if (rc == 0) {
+		rc = inode_move(m, w->n, w->dir, w->name);
+		inode_delivered(m, w->n, &a);
+	}
+	inode_close(m, w->n);
+	pthread_mutex_unlock(&m->mu);
+	/* The kernel's dentry keeps the local inode: have it look again. */
+	if (rc == 0)
+		inval_queue(m, w->dir->ino, w->name);
+	fuse_reply_err(w->req, rc < 0 ? -rc : 0);
+	free(w);
+}
+
+/* Send the DELIVER for rename(tmp/X, new/Y); 1 when rename_done will
+ * answer the kernel, or a negative errno. n->nopen holds two references
+ * for us on entry (see do_link). */
+static int
+rename_deliver(struct mount *m, fuse_req_t req, struct minode *n,
+    struct minode *np, const char *newname, const struct mst_attr *a)
+{
+	uint8_t head[2 * MST_PATH_MAX + 128];
+	struct rename_wait *w = calloc(1, sizeof *w);
 	const uint8_t *p;
 	int rc, len;
+
+	len = w ? deliver_encode(m, np, newname, n->buf, a, head, sizeof head,
+	    &p) : -ENOMEM;
+	if (len >= 0) {
+		w->req = req;
+		w->m = m;
+		w->n = n;
+		w->dir = np;
+		strcpy(w->name, newname);
+		rc = mconn_call_async(m->conn, MST_OP_DELIVER, head,
+		    (size_t)len, p, (size_t)n->buf->size, 1, rename_done, w);
+		fbuf_unmap(n->buf, p);
+	} else {
+		rc = len;
+	}
+	if (rc < 0)
+		free(w);
+	pthread_mutex_lock(&m->mu);
+	inode_close(m, n);
+	if (rc < 0)
+		inode_close(m, n);
+	pthread_mutex_unlock(&m->mu);
+	return rc < 0 ? rc : 1;
+}
+
+/* A local file moves: deliver it, PUT it, or move it within tmp/. */
+static int
+rename_local(struct mount *m, fuse_req_t req, struct minode *n,
+    struct minode *np, const char *newname, unsigned flags)
+{
+	char path[MST_PATH_MAX + 1];
+	struct minode *old;
+	struct mst_attr a;
+	int rc;
 
 	pthread_mutex_lock(&m->mu);
 	a = n->attr;
@@ -164,33 +311,20 @@ rename_local(struct mount *m, struct minode *n, struct minode *np,
 		pthread_mutex_unlock(&m->mu);
 		return rc;
 	}
-	n->nopen++;
-	rc = np->folder ? 0 : inode_child_path(np, newname, path, sizeof path);
-	pthread_mutex_unlock(&m->mu);
-	if (rc == 0 && np->folder) {
-		rc = do_deliver(m, np, newname, n->buf, a.mode, a.uid, a.gid,
-		    &a);
-	} else if (rc == 0) {
-		q.path = mst_str_of(path);
-		q.flags = flags & RENAME_NOREPLACE ? MST_PUT_EXCL : 0;
-		q.mode = a.mode;
-		q.uid = a.uid;
-		q.gid = a.gid;
-		rc = fbuf_map(n->buf, &p);
-		if (rc == 0) {
-			q.body_size = n->buf->size;
-			q.checksum = mst_checksum(p, (size_t)q.body_size);
-			len = mst_put_req_encode(&q, head, sizeof head);
-			rc = mconn_call(m->conn, MST_OP_PUT, head, (size_t)len,
-			    p, (size_t)q.body_size, 0, &r);
-			fbuf_unmap(n->buf, p);
-			if (rc == 0)
-				rc = attr_from(&r, &ar);
-			if (rc == 0)
-				a = ar.attr;
-			mreply_free(&r);
+	if (np->folder) {
+		if (strlen(newname) > MST_NAME_MAX) {
+			pthread_mutex_unlock(&m->mu);
+			return -ENAMETOOLONG;
 		}
+		n->nopen += 2;
+		pthread_mutex_unlock(&m->mu);
+		return rename_deliver(m, req, n, np, newname, &a);
 	}
+	n->nopen++;
+	rc = inode_child_path(np, newname, path, sizeof path);
+	pthread_mutex_unlock(&m->mu);
+	if (rc == 0)
+		rc = put_buf(m, path, n->buf, flags & RENAME_NOREPLACE, &a, &a);
 	pthread_mutex_lock(&m->mu);
 	if (rc == 0) {
 		rc = inode_move(m, n, np, newname);
@@ -204,9 +338,11 @@ rename_local(struct mount *m, struct minode *n, struct minode *np,
 	return rc;
 }
 
+/* Returns 0, a negative errno, or 1 when a callback answers the kernel. */
 static int
-do_rename(struct mount *m, fuse_ino_t parent, const char *name,
-    fuse_ino_t newparent, const char *newname, unsigned flags)
+do_rename(struct mount *m, fuse_req_t req, fuse_ino_t parent,
+    const char *name, fuse_ino_t newparent, const char *newname,
+    unsigned flags)
 {
 	char from[MST_PATH_MAX + 1], to[MST_PATH_MAX + 1];
 	char fdir[MST_PATH_MAX + 1], tdir[MST_PATH_MAX + 1];
@@ -231,7 +367,7 @@ do_rename(struct mount *m, fuse_ino_t parent, const char *name,
 	n = inode_local_find(m, p, name);
 	if (n) {
 		pthread_mutex_unlock(&m->mu);
-		return rename_local(m, n, np, newname, flags);
+		return rename_local(m, req, n, np, newname, flags);
 	}
 	if (p->dkind == DK_TMP || np->dkind == DK_TMP) {
 		pthread_mutex_unlock(&m->mu);
@@ -288,8 +424,9 @@ void
 op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
     fuse_ino_t newparent, const char *newname, unsigned int flags)
 {
-	int rc = do_rename(mount_of(req), parent, name, newparent, newname,
-	    flags);
+	int rc = do_rename(mount_of(req), req, parent, name, newparent,
+	    newname, flags);
 
-	fuse_reply_err(req, rc < 0 ? -rc : 0);
+	if (rc != 1)
+		fuse_reply_err(req, rc < 0 ? -rc : 0);
 }

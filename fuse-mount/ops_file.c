@@ -25,8 +25,7 @@ fh_of(struct fuse_file_info *fi)
 	return (struct fhandle *)(uintptr_t)fi->fh;
 }
 
-/* PUT the handle's buffer as |path|. */
-static int
+int
 put_buf(struct mount *m, const char *path, struct fbuf *b, int excl,
     const struct mst_attr *a, struct mst_attr *out)
 {

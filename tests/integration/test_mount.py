@@ -160,6 +160,20 @@ def test_owner_and_mode_are_kept(m):
     assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (5000, 5000, 0o600), st
 
 
+def test_large_message_spools_and_spans_frames(m):
+    """5 MiB: over the 1 MiB memory limit of a tmp/ file (it spills to the
+    spool) and over the 1 MiB frame (the body goes in DATA frames)."""
+    maildir(m)
+    body = bytes((i * 7 + i // 4096) & 0xFF for i in range(5 << 20))
+    write_tmp(m, "big", body)
+    os.rename(m.path(BOX, "tmp", "big"), m.path(BOX, "new", "big.host"))
+    assert read(m.path(BOX, "new", "big.host")) == body
+    write_tmp(m, "big2", body[::-1])
+    os.link(m.path(BOX, "tmp", "big2"), m.path(BOX, "new", "big2.host"))
+    os.unlink(m.path(BOX, "tmp", "big2"))
+    assert read(m.path(BOX, "new", "big2.host")) == body[::-1]
+
+
 def test_statfs(m):
     sv = os.statvfs(m.mnt)
     assert sv.f_blocks > 0 and sv.f_namemax == 255
@@ -236,7 +250,8 @@ def main():
               test_direct_create_in_new_is_delivered_at_close,
               test_dir_mtime_changes_with_contents,
               test_dovecot_files_lock_and_rename_over,
-              test_owner_and_mode_are_kept, test_statfs):
+              test_owner_and_mode_are_kept,
+              test_large_message_spools_and_spans_frames, test_statfs):
         r.run(t, m)
     r.run(test_fstab_mount_and_umount, store)
     m.unmount()

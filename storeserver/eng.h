@@ -63,6 +63,10 @@ struct engine {
 	uint64_t ckpt_lsn;		/* writer-owned */
 	uint32_t ckpt_seg;		/* writer-owned */
 	uint64_t since_ckpt;		/* log bytes since; writer-owned */
+	uint64_t log_bytes;		/* appended since start; writer */
+	uint64_t space_free;		/* last statvfs less reserve */
+	uint64_t space_log_bytes;	/* log_bytes at that statvfs */
+	int64_t space_at_ms;		/* when; writer-owned */
 	struct quota_ovr *quotas;
 	struct jq wq, rq;
 	pthread_t writer, compactor, *readers;

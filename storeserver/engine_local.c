@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "diskio.h"
@@ -156,17 +157,42 @@ complete(struct engine *e, struct job *j)
 	pthread_mutex_unlock(&w->mu);
 }
 
+#define SPACE_FRESH_MS	100		/* statvfs at most this often */
+#define SPACE_SLACK	(256u << 20)	/* unless this close to the limit */
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Bytes the next batch may append before ENOSPC (free space less the
+ * reserve). statvfs costs as much as a small delivery, so its answer is
+ * reused for SPACE_FRESH_MS, less what the log grew meanwhile, while a
+ * comfortable margin remains; near the limit every batch asks afresh.
+ */
 static uint64_t
 space_left(struct engine *e)
 {
 	struct statvfs sv;
-	uint64_t freeb;
+	uint64_t freeb, grown = e->log_bytes - e->space_log_bytes;
+	int64_t now = mono_ms();
 
+	if (now - e->space_at_ms < SPACE_FRESH_MS &&
+	    e->space_free > grown + SPACE_SLACK)
+		return e->space_free - grown;
 	if (statvfs(e->dir, &sv) < 0)
 		return UINT64_MAX;	/* the write itself will tell */
 	freeb = (uint64_t)sv.f_bavail * sv.f_frsize;
-	return freeb > e->conf.reserve_bytes ? freeb - e->conf.reserve_bytes :
-	    0;
+	e->space_free = freeb > e->conf.reserve_bytes ?
+	    freeb - e->conf.reserve_bytes : 0;
+	e->space_at_ms = now;
+	e->space_log_bytes = e->log_bytes;
+	return e->space_free;
 }
 
 static int
@@ -261,6 +287,7 @@ run_batch(struct engine *e, struct batch *b, struct job *jobs)
 		} else {
 			b->seg->size = b->pos;
 			e->since_ckpt += b->pos - b->base;
+			e->log_bytes += b->pos - b->base;
 			atomic_fetch_add(&e->batches, 1);
 			atomic_fetch_add(&e->batched, (uint64_t)b->nrec);
 			atomic_fetch_add(&e->syncs, 1);

@@ -36,7 +36,11 @@ reply_entry(fuse_req_t req, struct mount *m, struct minode *n)
 	e.ino = n->ino;
 	e.generation = 1;
 	e.attr_timeout = m->entry_timeout;
-	e.entry_timeout = m->entry_timeout;
+	/* Directories are watched, so a change anywhere invalidates them at
+	 * once: their names may stay cached long, which also keeps paths to
+	 * tmp/ resolvable while the store is briefly unreachable. */
+	e.entry_timeout = n->attr.type == MST_T_DIR && m->entry_timeout < 60 ?
+	    60 : m->entry_timeout;
 	inode_stat(n, &e.attr);
 	if (fuse_reply_entry(req, &e) == -ENOENT) {
 		/* The lookup was interrupted: undo its reference. */

@@ -271,14 +271,12 @@ daemon_ready(int fd)
 
 	if (chdir("/") < 0)
 		log_warn("chdir /: %s", strerror(errno));
-	if (null >= 0) {
-		dup2(null, STDIN_FILENO);
-		dup2(null, STDOUT_FILENO);
-		dup2(null, STDERR_FILENO);
-		if (null > STDERR_FILENO)
-			close(null);
-	}
 	log_echo_stderr(0);
+	if (null < 0 || dup2(null, STDIN_FILENO) < 0 ||
+	    dup2(null, STDOUT_FILENO) < 0 || dup2(null, STDERR_FILENO) < 0)
+		log_warn("detaching from the terminal: %s", strerror(errno));
+	if (null > STDERR_FILENO)
+		close(null);
 	do
 		w = write(fd, "1", 1);
 	while (w < 0 && errno == EINTR);
@@ -327,9 +325,14 @@ engine_open(struct server *srv, const struct conf *c,
 	sigaddset(&stop, SIGTERM);
 	sigaddset(&stop, SIGINT);
 	sigaddset(&stop, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &stop, &old);
+	rc = pthread_sigmask(SIG_BLOCK, &stop, &old);
+	if (rc != 0) {
+		log_err("pthread_sigmask: %s", strerror(rc));
+		return -rc;
+	}
 	rc = engine_local.open(&ec, out);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	/* Restoring a mask we just read cannot fail. */
+	(void)pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc < 0)
 		log_err("engine %s: opening %s: %s", engine_local.name,
 		    c->data, strerror(-rc));
@@ -362,7 +365,9 @@ serve(const struct conf *c, int foreground)
 	}
 	log_echo_stderr(!foreground);
 	raise_nofile(c->max_connections);
-	if (server_new(c, keylen ? key : NULL, (size_t)keylen, &srv) < 0)
+	rc = server_new(c, keylen ? key : NULL, (size_t)keylen, &srv);
+	explicit_bzero(key, sizeof key);	/* the server has its copy */
+	if (rc < 0)
 		return EXIT_FAIL;
 	if (engine_open(srv, c, &eng) < 0) {
 		server_free(srv);
@@ -389,11 +394,16 @@ main(int argc, char **argv)
 	int rc;
 
 	/* Peers that vanish mid-write must give EPIPE, not kill us. */
-	signal(SIGPIPE, SIG_IGN);
+	if (signal(SIGPIPE, SIG_IGN) == SIG_ERR) {
+		perror("mstored: ignoring SIGPIPE");
+		return EXIT_FAIL;
+	}
 	rc = parse_args(argc, argv, &a);
 	if (rc < 0) {
 		conf_init(&c);
 		rc = load_conf(&c, &a);
+		free(a.listen);		/* copied into |c| */
+		a.listen = NULL;
 		if (rc < 0)
 			rc = serve(&c, a.foreground);
 		conf_free(&c);

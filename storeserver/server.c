@@ -112,15 +112,29 @@ struct watch;
  * and commits changes on different threads, so a change's completion can
  * reach the loop before the WATCH's even though the engine counted the
  * change after it. Notices for a watcher whose WATCH is still in flight
- * are held and sent after the WATCH reply (the client drops those at or
- * below the reply's change counter); if the WATCH fails they go with it.
+ * are held; after the WATCH reply those with a counter above the reply's
+ * are sent (mstore-protocol(7), WATCH), and if the WATCH fails they go
+ * with it. Later notices are filtered against that counter too: the
+ * engine counts a change before it is durable, so a WATCH can return a
+ * counter that already includes a change whose completion, and notice,
+ * reach the loop after it.
  */
+struct held {
+	struct held *next;
+	uint64_t change;	/* the directory's counter after it */
+	size_t len;
+	uint8_t payload[];	/* encoded mst_notify */
+};
+
 struct watcher {
 	struct conn *conn;
 	struct watch *w;
 	unsigned pending;	/* WATCH jobs in flight */
 	int active;		/* a WATCH succeeded: notices flow */
-	struct evbuffer *held;	/* NOTIFY frames until then */
+	uint64_t since;		/* counter its WATCH returned */
+	struct held *held;	/* notices until then, oldest first */
+	struct held **held_tail;
+	size_t held_bytes;
 	int held_over;		/* held too many: send RESET instead */
 	LIST_ENTRY(watcher) by_path;
 	LIST_ENTRY(watcher) by_conn;
@@ -508,6 +522,18 @@ watch_add(struct server *srv, struct conn *c, const char *path, size_t len)
 }
 
 static void
+held_free(struct watcher *x)
+{
+	struct held *h;
+
+	while ((h = x->held) != NULL) {
+		x->held = h->next;
+		free(h);
+	}
+	x->held_bytes = 0;
+}
+
+static void
 watcher_remove(struct server *srv, struct watcher *x)
 {
 	struct watch *w = x->w, **pp;
@@ -515,8 +541,7 @@ watcher_remove(struct server *srv, struct watcher *x)
 	LIST_REMOVE(x, by_path);
 	LIST_REMOVE(x, by_conn);
 	x->conn->nwatches--;
-	if (x->held != NULL)
-		evbuffer_free(x->held);
+	held_free(x);
 	free(x);
 	if (!LIST_EMPTY(&w->watchers))
 		return;
@@ -543,22 +568,31 @@ watcher_find(struct server *srv, struct conn *c, const char *path,
 	return NULL;
 }
 
-/* Keep a NOTIFY frame for a watcher whose WATCH is in flight. */
+/* Keep a notice for a watcher whose WATCH is in flight. */
 static void
-watcher_hold(struct watcher *x, const uint8_t *p, size_t len)
+watcher_hold(struct watcher *x, uint64_t change, const uint8_t *p,
+    size_t len)
 {
+	struct held *h;
+
 	if (x->held_over)
 		return;
-	if (x->held == NULL)
-		x->held = evbuffer_new();
-	if (x->held == NULL || frame_add(x->held, MST_OP_NOTIFY, MST_F_NOTICE,
-	    0, 0, p, len) < 0 ||
-	    evbuffer_get_length(x->held) > WATCHER_HELD_MAX) {
-		if (x->held != NULL)
-			evbuffer_free(x->held);
-		x->held = NULL;
+	h = x->held_bytes + len <= WATCHER_HELD_MAX ?
+	    malloc(sizeof *h + len) : NULL;
+	if (h == NULL) {
+		held_free(x);	/* over the bound, or out of memory */
 		x->held_over = 1;
+		return;
 	}
+	h->next = NULL;
+	h->change = change;
+	h->len = len;
+	memcpy(h->payload, p, len);
+	if (x->held == NULL)
+		x->held_tail = &x->held;
+	*x->held_tail = h;
+	x->held_tail = &h->next;
+	x->held_bytes += len;
 }
 
 /* Send |n| to every watcher of its directory except |origin|, the
@@ -599,9 +633,11 @@ notice_fan_out(struct server *srv, const struct jnotice *n,
 		if (x->conn == origin)
 			continue;
 		if (!x->active) {
-			watcher_hold(x, buf, (size_t)len);
+			watcher_hold(x, n->change, buf, (size_t)len);
 			continue;
 		}
+		if (n->change <= x->since)
+			continue;	/* counted in its WATCH reply */
 		olen = evbuffer_get_length(bufferevent_get_output(
 		    x->conn->bev));
 		if (olen > WATCHER_OUT_MAX) {
@@ -616,41 +652,68 @@ notice_fan_out(struct server *srv, const struct jnotice *n,
 	free(buf);
 }
 
-/* A WATCH completed: start or end its watcher. Runs after the reply. */
+/*
+ * A WATCH completed: start or end its watcher. Runs after the reply;
+ * |since| is the counter the reply returned, and held notices at or
+ * below it are news to nobody.
+ */
 static void
-watcher_complete(struct server *srv, struct watcher *x, int ok)
+watcher_complete(struct server *srv, struct watcher *x, int ok,
+    uint64_t since)
 {
+	struct conn *c = x->conn;	/* held by the WATCH job */
+	struct held *h, *next, *list;
 	struct mst_notify reset = {
 		.path = { x->w->path, (uint16_t)x->w->len },
 		.event = MST_EV_RESET,
 		.name = { "", 0 },
 	};
 	uint8_t buf[2 + MST_PATH_MAX + 1 + 2 + 16];
-	int n;
+	uint64_t x_since;
+	int n, over;
 
 	x->pending--;
+	if (ok && since > x->since)
+		x->since = since;
 	if (!ok || x->active) {
 		if (!x->active && x->pending == 0)
 			watcher_remove(srv, x);
 		return;
 	}
+	/* Detach before sending: a failed send closes c, and x with it. */
 	x->active = 1;
-	if (x->held_over) {
+	x_since = x->since;
+	list = x->held;
+	over = x->held_over;
+	x->held = NULL;
+	x->held_bytes = 0;
+	x->held_over = 0;
+	if (over) {
 		/* Too much changed meanwhile: tell the client to re-list. */
 		n = mst_notify_encode(&reset, buf, sizeof buf);
 		if (n > 0)
-			conn_send(x->conn, MST_OP_NOTIFY, MST_F_NOTICE, 0, 0,
-			    buf, (size_t)n);
-	} else if (x->held != NULL && evbuffer_add_buffer(
-	    bufferevent_get_output(x->conn->bev), x->held) < 0) {
-		log_err("%s: out of memory queueing notices", x->conn->peer);
-		conn_close(x->conn, NULL);
-		return;
+			conn_send(c, MST_OP_NOTIFY, MST_F_NOTICE, 0, 0, buf,
+			    (size_t)n);
 	}
-	if (x->held != NULL)
-		evbuffer_free(x->held);
-	x->held = NULL;
-	x->held_over = 0;
+	for (h = list; h != NULL; h = next) {
+		next = h->next;
+		if (h->change > x_since && c->state != CS_CLOSED)
+			conn_send(c, MST_OP_NOTIFY, MST_F_NOTICE, 0, 0,
+			    h->payload, h->len);
+		free(h);
+	}
+}
+
+/* The counter a successful WATCH reply carries; 0 if it has none. */
+static uint64_t
+watch_reply_change(const struct job *j)
+{
+	struct mst_watch_rep r;
+
+	if (j->status != 0 || j->nframes == 0 ||
+	    mst_watch_rep_decode(&r, j->frames[0].p, j->frames[0].len) < 0)
+		return 0;
+	return r.change;
 }
 
 /* ---- jobs ---- */
@@ -776,7 +839,8 @@ job_complete(struct server *srv, struct job *j)
 	    watcher_find(srv, c, j->req.path.path.p, j->req.path.path.len) :
 	    NULL;
 	if (x != NULL)
-		watcher_complete(srv, x, j->status == 0);
+		watcher_complete(srv, x, j->status == 0,
+		    watch_reply_change(j));
 	for (i = 0; i < j->nnotices; i++)
 		notice_fan_out(srv, &j->notices[i], c);
 	job_free(j);

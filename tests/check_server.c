@@ -8,6 +8,8 @@
  * unchecked fixture, which runs in the runner and so survives a failing
  * test. Servers a test starts itself die with it (PR_SET_PDEATHSIG).
  *
+ * The "conf" test case drives conf.c directly.
+ *
  * MSTORED_WRAPPER="valgrind -q --error-exitcode=99" runs every mstored
  * under that command.
  */
@@ -31,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "conf.h"
 #include "mstclient.h"
 #include "mstproto.h"
 
@@ -137,7 +140,7 @@ spawn(const char *const *args, int out_fd)
 			dup2(out_fd, STDOUT_FILENO);
 			dup2(out_fd, STDERR_FILENO);
 		}
-		execv(argv[0], (char *const *)argv);
+		execvp(argv[0], (char *const *)argv);
 		fprintf(stderr, "check_server: exec %s: %s\n", argv[0],
 		    strerror(errno));
 		_exit(127);
@@ -342,9 +345,21 @@ auth_setup(void)
 	server_start(&srv, SRV_KEY, NULL);
 }
 
+/* SIGTERM first, so that a server which served a whole test case also
+ * shows a clean shutdown (and, under a wrapper, its leak check); SIGKILL
+ * if it does not stop in time. */
 static void
 shared_teardown(void)
 {
+	int st = srv.pid > 0 && kill(srv.pid, SIGTERM) == 0 ?
+	    wait_exit(srv.pid, START_MS) : -1;
+
+	if (st != -1) {
+		srv.pid = -1;
+		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+			fprintf(stderr, "check_server: FAILURE: mstored "
+			    "stopped with wait status %#x\n", st);
+	}
 	server_stop(&srv);
 }
 
@@ -1269,6 +1284,89 @@ out:
 }
 END_TEST
 
+/*
+ * WATCH in the middle of another connection's burst of deliveries: its
+ * reply comes before any notice, no notice is at or below the counter
+ * it returned, and every delivery counted after it is notified (the
+ * server registers the watch when it submits it; see server.c). LOOKUPs
+ * queued ahead of the WATCH on the engine's readers make it complete
+ * after some of the deliveries, whose notices are then held.
+ */
+START_TEST(watch_during_a_burst_misses_nothing_and_repeats_nothing)
+{
+	enum { N = 200, WATCH_ID = 7, LOOKUPS = 1000 };
+	struct mst_client *a = client(), *w = client();
+	int mk = make_mailbox(a, "b.example/cy"), i, want = 0, got = 0;
+	uint64_t dir_change[N], since;
+	uint8_t frame[1024], seen[N] = { 0 }, pq[64];
+	struct mst_path_req q = { .path = mst_str_of("b.example/cy/new") };
+	struct mst_watch_rep wr;
+	struct mst_attr_rep ar;
+	struct mst_notify n;
+	const uint8_t *rp;
+	struct mst_hdr h;
+	char name[16], body[32];
+	int hl, bl, k, j;
+
+	if (engine_is_placeholder(mk))
+		goto out;
+	ck_assert_int_eq(mk, 0);
+	for (i = 0; i < N; i++) {
+		if (i == N / 2) {
+			k = mst_path_req_encode(&q, pq, sizeof pq);
+			for (j = 0; j < LOOKUPS; j++)
+				ck_assert_int_eq(mst_client_send(w,
+				    MST_OP_LOOKUP, 0, 100000 + (uint32_t)j,
+				    pq, (size_t)k), 0);
+			ck_assert_int_eq(mst_client_send(w, MST_OP_WATCH, 0,
+			    WATCH_ID, pq, (size_t)k), 0);
+		}
+		snprintf(name, sizeof name, "m%d", i);
+		bl = snprintf(body, sizeof body, "message %d\n", i);
+		hl = deliver_head(frame, sizeof frame - sizeof body,
+		    "b.example/cy", name, (uint64_t)bl,
+		    mst_checksum(body, (size_t)bl));
+		memcpy(frame + hl, body, (size_t)bl);
+		ck_assert_int_eq(mst_client_send(a, MST_OP_DELIVER, 0,
+		    1000 + (uint32_t)i, frame, (size_t)(hl + bl)), 0);
+	}
+	for (i = 0; i < N; i++) {
+		ck_assert_int_eq(mst_client_recv(a, &h, &rp), 0);
+		ck_assert_uint_eq(h.status, 0);
+		ck_assert_int_eq(mst_attr_rep_decode(&ar, rp, h.len), 0);
+		dir_change[h.id - 1000] = ar.dir_change;
+	}
+	do {
+		ck_assert_int_eq(mst_client_recv(w, &h, &rp), 0);
+		ck_assert_msg(h.flags & MST_F_REPLY, "notice before the "
+		    "WATCH reply");
+	} while (h.op == MST_OP_LOOKUP);
+	ck_assert_uint_eq(h.id, WATCH_ID);
+	ck_assert_int_eq(mst_watch_rep_decode(&wr, rp, h.len), 0);
+	since = wr.change;
+	for (i = 0; i < N; i++)
+		want += dir_change[i] > since;
+	while (got < want) {
+		ck_assert_int_eq(mst_client_recv(w, &h, &rp), 0);
+		if (h.op == MST_OP_LOOKUP)
+			continue;	/* the readers answer out of order */
+		ck_assert_uint_eq(h.op, MST_OP_NOTIFY);
+		ck_assert_int_eq(mst_notify_decode(&n, rp, h.len), 0);
+		ck_assert_msg(n.change > since, "notice at %llu, watch at %llu",
+		    (unsigned long long)n.change, (unsigned long long)since);
+		k = atoi(n.name.p + 1);
+		ck_assert_msg(k >= 0 && k < N && !seen[k] &&
+		    dir_change[k] > since, "unexpected notice for %.*s",
+		    (int)n.name.len, n.name.p);
+		seen[k] = 1;
+		got++;
+	}
+out:
+	mst_client_free(a);
+	mst_client_free(w);
+}
+END_TEST
+
 /* ---- authentication ---- */
 
 START_TEST(auth_with_the_right_key_succeeds)
@@ -1579,6 +1677,157 @@ START_TEST(daemon_detaches_once_serving)
 }
 END_TEST
 
+/* ---- conf.c, directly ---- */
+
+START_TEST(sizes_parse_with_suffixes)
+{
+	static const struct {
+		const char *in;
+		int rc;
+		uint64_t want;
+	} cases[] = {
+		{ "0", 0, 0 },
+		{ "1", 0, 1 },
+		{ "64K", 0, 64u << 10 },
+		{ "64k", 0, 64u << 10 },
+		{ "3M", 0, 3u << 20 },
+		{ "1G", 0, 1u << 30 },
+		{ "18446744073709551615", 0, UINT64_MAX },
+		{ "17179869183G", 0, 17179869183ull << 30 },
+		{ "17179869184G", -EINVAL, 0 },		/* 2^64 */
+		{ "99999999999999999999", -EINVAL, 0 },
+		{ "", -EINVAL, 0 },
+		{ "-1", -EINVAL, 0 },
+		{ " 1", -EINVAL, 0 },
+		{ "1KB", -EINVAL, 0 },
+		{ "1.5M", -EINVAL, 0 },
+		{ "1T", -EINVAL, 0 },
+		{ "K", -EINVAL, 0 },
+	};
+	uint64_t v;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		v = 0;
+		rc = conf_parse_size(cases[i].in, &v);
+		ck_assert_msg(rc == cases[i].rc, "\"%s\": got rc %d, want %d",
+		    cases[i].in, rc, cases[i].rc);
+		if (rc == 0)
+			ck_assert_msg(v == cases[i].want, "\"%s\": got %llu, "
+			    "want %llu", cases[i].in, (unsigned long long)v,
+			    (unsigned long long)cases[i].want);
+	}
+}
+END_TEST
+
+START_TEST(keys_check_their_values)
+{
+	static const struct {
+		const char *key, *value;
+		int rc;
+	} cases[] = {
+		{ "max_frame", "64K", 0 },
+		{ "max_frame", "1K", -EINVAL },
+		{ "max_frame", "17M", -EINVAL },
+		{ "max_message_size", "0", -EINVAL },
+		{ "max_message_size", "4G", 0 },
+		{ "max_message_size", "5G", -EINVAL },
+		{ "readers", "0", -EINVAL },
+		{ "readers", "4", 0 },
+		{ "readers", "4K", -EINVAL },
+		{ "compact_percent", "101", -EINVAL },
+		{ "quota_messages", "100000", 0 },
+		{ "log_level", "debug", 0 },
+		{ "log_level", "verbose", -EINVAL },
+		{ "listen", "unix:/run/x.sock", 0 },
+		{ "listen", "[::1]:4870", 0 },
+		{ "listen", "example.com:4870", -EINVAL },
+		{ "listen", "127.0.0.1", -EINVAL },
+		{ "key_file", "", -EINVAL },
+		{ "colour", "blue", -ENOENT },
+	};
+	const char *why;
+	struct conf c;
+	size_t i;
+	int rc;
+
+	conf_init(&c);
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		why = NULL;
+		rc = conf_set(&c, cases[i].key, cases[i].value, &why);
+		ck_assert_msg(rc == cases[i].rc, "%s = %s: got %d (%s), want "
+		    "%d", cases[i].key, cases[i].value, rc, why ? why : "",
+		    cases[i].rc);
+		ck_assert_msg(rc == 0 || (why && *why), "%s: no reason",
+		    cases[i].key);
+	}
+	ck_assert_uint_eq(c.max_frame, 64u << 10);
+	ck_assert_uint_eq(c.max_message_size, 4ull << 30);
+	ck_assert_int_eq(c.readers, 4);
+	ck_assert_int_eq(c.log_level, LOG_LVL_DEBUG);
+	ck_assert_uint_eq(c.nlisten, 2);
+	conf_free(&c);
+}
+END_TEST
+
+START_TEST(config_file_lines_comments_and_overrides)
+{
+	char dir[] = "/tmp/mst-conf.XXXXXX", path[64];
+	struct conf c;
+	char *const cli[] = { "127.0.0.1:1" };
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof path, "%s/mstored.conf", dir);
+	write_file(path,
+	    "# comment\n"
+	    "\n"
+	    "   data = /srv/mail#1   # a '#' inside a value stays\n"
+	    "listen = 127.0.0.1:4870\n"
+	    "listen=unix:/run/mstored.sock\n"
+	    "max_frame = 128K\n"
+	    "max_frame = 256K\n"
+	    "\tquota_file = quotas\r\n");
+	conf_init(&c);
+	ck_assert_int_eq(conf_load(&c, path), 0);
+	ck_assert_str_eq(c.data, "/srv/mail#1");
+	ck_assert_uint_eq(c.nlisten, 2);
+	ck_assert_str_eq(c.listen[1], "unix:/run/mstored.sock");
+	ck_assert_uint_eq(c.max_frame, 256u << 10);
+	ck_assert_str_eq(c.quota_file, "quotas");
+	/* The command line's addresses replace the file's. */
+	ck_assert_int_eq(conf_set_listen(&c, cli, 1), 0);
+	ck_assert_uint_eq(c.nlisten, 1);
+	ck_assert_int_eq(conf_finish(&c), 0);
+	ck_assert_msg(c.quota_file[0] == '/', "relative path kept: %s",
+	    c.quota_file);
+	conf_free(&c);
+
+	write_file(path, "data = /srv\nlisten 127.0.0.1:1\n");
+	conf_init(&c);
+	ck_assert_int_eq(conf_load(&c, path), -EINVAL);
+	conf_free(&c);
+	rm_rf(dir);
+}
+END_TEST
+
+START_TEST(finish_needs_data_and_adds_the_default_address)
+{
+	struct conf c;
+	const char *why;
+
+	conf_init(&c);
+	ck_assert_int_eq(conf_finish(&c), -EDESTADDRREQ);
+	ck_assert_int_eq(conf_set(&c, "data", "rel/dir", &why), 0);
+	ck_assert_int_eq(conf_finish(&c), 0);
+	ck_assert_uint_eq(c.nlisten, 1);
+	ck_assert_str_eq(c.listen[0], CONF_DEFAULT_LISTEN);
+	ck_assert_msg(c.data[0] == '/' && strstr(c.data, "/rel/dir"),
+	    "data %s, want an absolute path", c.data);
+	conf_free(&c);
+}
+END_TEST
+
 static Suite *
 server_suite(void)
 {
@@ -1586,6 +1835,7 @@ server_suite(void)
 	TCase *tc = tcase_create("server");
 	TCase *ta = tcase_create("auth");
 	TCase *tl = tcase_create("lifecycle");
+	TCase *tf = tcase_create("conf");
 
 	tcase_add_unchecked_fixture(tc, plain_setup, shared_teardown);
 	tcase_set_timeout(tc, 60);
@@ -1608,6 +1858,8 @@ server_suite(void)
 	tcase_add_test(tc, interleaved_bodies_are_kept_apart);
 	tcase_add_test(tc, unwatch_of_an_unwatched_path_is_enoent);
 	tcase_add_test(tc, watcher_is_notified_of_a_delivery);
+	tcase_add_test(tc,
+	    watch_during_a_burst_misses_nothing_and_repeats_nothing);
 	suite_add_tcase(s, tc);
 
 	tcase_add_unchecked_fixture(ta, auth_setup, shared_teardown);
@@ -1631,6 +1883,12 @@ server_suite(void)
 	tcase_add_test(tl, sighup_reopens_the_log_file);
 	tcase_add_test(tl, daemon_detaches_once_serving);
 	suite_add_tcase(s, tl);
+
+	tcase_add_test(tf, sizes_parse_with_suffixes);
+	tcase_add_test(tf, keys_check_their_values);
+	tcase_add_test(tf, config_file_lines_comments_and_overrides);
+	tcase_add_test(tf, finish_needs_data_and_adds_the_default_address);
+	suite_add_tcase(s, tf);
 	return s;
 }
 

@@ -1,9 +1,9 @@
 /*
  * bench.h - the parts of mstore-bench: the target interface every kind
- * of TARGET implements (bench_dir.c, bench_mstore.c; an nfs:// target is
- * one more file and one more table entry), the message generator
- * (bench_msg.c) and the latency histogram (bench_hist.c). The driver,
- * mstore-bench.c, owns threads, timing and the report.
+ * of TARGET implements (bench_dir.c, bench_mstore.c, bench_nfs.c), the
+ * message generator (bench_msg.c) and the latency histogram
+ * (bench_hist.c). The driver, mstore-bench.c, owns threads, timing and
+ * the report.
  *
  * Threads: the driver calls a target's open and close from the main
  * thread; each writer thread owns one session and calls the session ops
@@ -64,10 +64,15 @@ struct bench_session;			/* a writer's connection or handles */
  * cleanup_mailbox: remove mailbox |mbox| and every message in it. Not
  *          timed; called after all writers have finished delivering.
  * close:   remove the base unless |keep|, free the target.
+ *
+ * A kind this build cannot serve (its library was missing at configure
+ * time) sets |unavailable| to the reason and no ops: the driver refuses
+ * such a TARGET before running anything.
  */
 struct bench_target_ops {
 	const char *scheme;		/* "dir:", "mstore://" */
 	const char *syntax;		/* for --help: "dir:PATH" */
+	const char *unavailable;	/* NULL, or why this build lacks it */
 	int (*check)(const char *loc, struct bench_err *e);
 	int (*open)(const char *loc, const struct bench_opts *o,
 	    struct bench_target **out, struct bench_err *e);
@@ -85,6 +90,7 @@ struct bench_target_ops {
 
 extern const struct bench_target_ops bench_dir_ops;
 extern const struct bench_target_ops bench_mstore_ops;
+extern const struct bench_target_ops bench_nfs_ops;
 
 /* How many "bench-PID", "bench-PID-2", ... a target tries for its base. */
 #define BENCH_BASE_TRIES	100

@@ -45,6 +45,7 @@
 static const struct bench_target_ops *const target_kinds[] = {
 	&bench_dir_ops,
 	&bench_mstore_ops,
+	&bench_nfs_ops,
 };
 
 struct worker;
@@ -628,8 +629,11 @@ usage(FILE *f)
 	    "first TARGET's.\n"
 	    "\n"
 	    "Targets:\n", PROG, PROG);
-	for (i = 0; i < sizeof target_kinds / sizeof target_kinds[0]; i++)
+	for (i = 0; i < sizeof target_kinds / sizeof target_kinds[0]; i++) {
 		fprintf(f, "  %s\n", target_kinds[i]->syntax);
+		if (target_kinds[i]->unavailable)
+			fprintf(f, "      (%s)\n", target_kinds[i]->unavailable);
+	}
 	fprintf(f,
 	    "\n"
 	    "Options:\n"
@@ -643,7 +647,7 @@ usage(FILE *f)
 	    "-n\n"
 	    "      --workload NAME    deliver (the only one so far)\n"
 	    "  -k, --key KEYFILE      shared key for mstore:// targets\n"
-	    "  -t, --timeout SECS     mstore:// connect and reply timeout "
+	    "  -t, --timeout SECS     timeout of mstore:// and nfs:// calls "
 	    "(default 10)\n"
 	    "      --json             print one JSON object instead of the "
 	    "table\n"
@@ -679,6 +683,11 @@ parse_target(const char *arg, struct target_spec *ts)
 		n = strlen(k->scheme);
 		if (strncmp(arg, k->scheme, n) != 0)
 			continue;
+		if (k->unavailable) {
+			fprintf(stderr, "%s: target %s: %s\n", PROG, arg,
+			    k->unavailable);
+			return CLI_EXIT_FAIL;
+		}
 		ts->arg = arg;
 		ts->ops = k;
 		ts->loc = arg + n;
@@ -686,8 +695,8 @@ parse_target(const char *arg, struct target_spec *ts)
 			return usage_error("target %s: %s", arg, e.what);
 		return 0;
 	}
-	return usage_error("target %s: unknown kind; expected dir:PATH or "
-	    "mstore://%s", arg, "HOST:PORT");
+	return usage_error("target %s: unknown kind; expected dir:PATH, "
+	    "mstore://HOST:PORT or %s", arg, "nfs://HOST/EXPORT");
 }
 
 static int

@@ -1,0 +1,31 @@
+#!/bin/sh
+# make bench, in miniature (--quick): every target on both links, the
+# report and its plots are written, every measurement delivered without
+# errors. Timing goals are reported by the tool, never asserted here.
+set -eu
+b=${abs_top_builddir:-$(pwd)}
+src=$(cd "$(dirname "$0")/.." && pwd)
+out=$(mktemp -d /tmp/bench-all-smoke.XXXXXX)
+trap 'rm -rf "$out"' EXIT
+timeout 600 "$src/tools/bench-all" --build "$b" --quick --out "$out/BENCHMARKS.md" >"$out/goals" 2>"$out/log" ||
+	{ tail -30 "$out/log"; exit 1; }
+python3 - "$out" <<'PY'
+import os, re, sys
+d = sys.argv[1]
+md = open(os.path.join(d, "BENCHMARKS.md")).read()
+for sect in ("## deliver, loopback link, 4 KiB messages",
+             "## deliver, delayed link, 4 KiB messages", "## Postfix end to end"):
+    assert sect in md, sect
+rows = [l for l in md.splitlines() if re.match(r"\| (1|8) \| ", l)]
+assert len(rows) == 4, rows
+for l in rows:
+    cells = [c.strip() for c in l.strip("|").split("|")]
+    assert "failed" not in cells, l
+    assert all(float(c) > 0 for c in cells[1:5]), l
+assert re.search(r"delayed\* \S* ?\(measured RTT [0-9.]+ ms\)|measured RTT [0-9.]+ ms\), as", md)
+pngs = [f for f in os.listdir(d) if f.endswith(".png")]
+assert len(pngs) == 2, pngs
+assert "| yes |" in md and "| NO |" not in md
+print("bench-all smoke: report with %d rows and %d plots" % (len(rows), len(pngs)))
+PY
+echo "bench_all_smoke: 1 passed, 0 failed"

@@ -54,7 +54,7 @@ usage(FILE *f)
 	    "     timeout=SECONDS   fail calls with EIO after this (10)\n"
 	    "     keyfile=PATH      shared key for the store's AUTH\n"
 	    "     attr_timeout=SECS kernel attribute/entry cache (1.0)\n"
-	    "     max_threads=N     FUSE worker threads (64)\n"
+	    "     max_threads=N     FUSE worker threads (4)\n"
 	    "     and FUSE options: allow_other, default_permissions, ...\n"
 	    "  -h, --help         this text\n"
 	    "  -V, --version      version\n"
@@ -292,7 +292,7 @@ int
 main(int argc, char **argv)
 {
 	struct opts o = { .depth = 2, .timeout_s = 10, .spool = "/var/tmp",
-		.attr_timeout = 1.0, .max_threads = 64 };
+		.attr_timeout = 1.0, .max_threads = 4 };
 	const char *servers[MAX_SERVERS];
 	uint8_t key[MST_KEY_MAX];
 	struct mount m = { 0 };

@@ -397,16 +397,56 @@ fetch(struct mount *m, struct fhandle *h, char *out, size_t size, off_t off)
 	return rc < 0 ? rc : (ssize_t)got;
 }
 
+/* A read of a message answered from mconn's thread. */
+static void
+read_done(void *arg, struct mreply *r)
+{
+	fuse_req_t req = arg;
+	struct mst_data_rep d;
+	int rc = r->status;
+
+	if (rc == 0)
+		rc = r->nframes == 1 ? mst_data_rep_decode(&d, r->frames[0].p,
+		    r->frames[0].len) : -EPROTO;
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_buf(req, (const char *)d.data.p, d.data.len);
+	mreply_free(r);
+}
+
+/* One FETCH for a read that fits a reply frame (the kernel asks for at
+ * most 128 KiB): the worker does not wait for the store. 1 when sent. */
+static int
+read_async(struct mount *m, fuse_req_t req, struct fhandle *h, size_t size,
+    off_t off)
+{
+	struct mst_fetch_req q = { .mailbox = mst_str_of(h->mailbox),
+		.id = h->n->attr.id, .offset = (uint64_t)off,
+		.length = (uint32_t)size };
+	uint8_t head[MST_PATH_MAX + 32];
+	int len;
+
+	if (size + 64 > mconn_max_frame(m->conn))
+		return 0;
+	len = mst_fetch_req_encode(&q, head, sizeof head);
+	return len >= 0 && mconn_call_async(m->conn, MST_OP_FETCH, head,
+	    (size_t)len, NULL, 0, 1, read_done, req) == 0;
+}
+
 void
 op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     struct fuse_file_info *fi)
 {
 	struct mount *m = mount_of(req);
 	struct fhandle *h = fh_of(fi);
-	char *buf = malloc(size ? size : 1);
+	char *buf;
 	ssize_t n;
 
 	(void)ino;
+	if (h->buf == NULL && read_async(m, req, h, size, off))
+		return;			/* read_done replies */
+	buf = malloc(size ? size : 1);
 	if (buf == NULL) {
 		fuse_reply_err(req, ENOMEM);
 		return;

@@ -5,6 +5,8 @@
 # a tiny run through libnfs must deliver every message without an error.
 # With --keep the messages must be in new/ of the exported directory (and
 # none in tmp/), complete and mode 0600; without it nothing may be left.
+# The read workload must leave every message in cur/ as seen, and the
+# mixed one must account for every operation.
 # The export must listen on 127.0.0.1 only. Timing is never asserted.
 #
 # Whatever happens, the trap stops what nfs-server started (by the PIDs
@@ -156,7 +158,70 @@ fi
 [ "$(find "$tmp/export" | sort | cksum)" = "$before" ] ||
     fail "cleanup run: the export differs from before it"
 
-# 3. A wrong export is an error with a reason, exit 1.
+# check_workload FILE WORKLOAD: the counts of a read or mixed run add up.
+check_workload()
+{
+	python3 - "$1" "$2" <<'EOF'
+import json, sys
+with open(sys.argv[1]) as f:
+    doc = json.load(f)
+wl = sys.argv[2]
+bad = []
+ts = doc["targets"]
+if doc["workload"] != wl or len(ts) != 1:
+    bad.append("workload %r, %d targets" % (doc["workload"], len(ts)))
+for t in ts:
+    for key, val in (("status", "ok"), ("errors", 0),
+                     ("ops", doc["count"]), ("attempted", doc["count"])):
+        if t[key] != val:
+            bad.append("%s=%r, want %r" % (key, t[key], val))
+    if not t["ops_per_s"] == t["deliveries_per_s"] > 0:
+        bad.append("ops_per_s %r, deliveries_per_s %r" % (
+            t["ops_per_s"], t["deliveries_per_s"]))
+    d, r, x = t["delivered"], t["read"], t["expunged"]
+    if wl == "read":
+        if not (r == t["setup_delivered"] == t["in_cur"] == t["ops"]
+                and t["in_new"] == 0):
+            bad.append("read %d, setup %d, in_cur %r, in_new %r" % (
+                r, t["setup_delivered"], t["in_cur"], t["in_new"]))
+    else:
+        if d + r + x != t["ops"]:
+            bad.append("delivered %d + read %d + expunged %d != ops %d"
+                       % (d, r, x, t["ops"]))
+        if t["in_new"] != t["setup_delivered"] + d - x:
+            bad.append("in_new %r, want %d + %d - %d" % (
+                t["in_new"], t["setup_delivered"], d, x))
+for b in bad:
+    print("nfs_smoke: " + b, file=sys.stderr)
+sys.exit(1 if bad else 0)
+EOF
+}
+
+# 3. read: every message read whole and renamed into cur/ as seen.
+if bench --keep --workload read "$url" >"$tmp/read.json" 2>"$tmp/read.err"
+then
+	check_workload "$tmp/read.json" read || fail "read: bad JSON results"
+else
+	fail "read run exited $?: $(cat "$tmp/read.err")"
+fi
+n=$(find "$tmp/export" -path '*/bench-*/user*/cur/*:2,S' -type f \
+    -size 4096c | wc -l)
+[ "$n" -eq 40 ] || fail "read: $n seen 4096-byte files in cur/, want 40"
+n=$(find "$tmp/export" -path '*/bench-*/user*/cur/*' -type f | wc -l)
+[ "$n" -eq 40 ] || fail "read: $n files in cur/, want 40"
+
+# 4. mixed: the counts add up, and nothing is left behind.
+before=$(find "$tmp/export" | sort | cksum)
+if bench --workload mixed -n 60 --per-mailbox 3 "$url" >"$tmp/mixed.json" \
+    2>"$tmp/mixed.err"; then
+	check_workload "$tmp/mixed.json" mixed || fail "mixed: bad JSON results"
+else
+	fail "mixed run exited $?: $(cat "$tmp/mixed.err")"
+fi
+[ "$(find "$tmp/export" | sort | cksum)" = "$before" ] ||
+    fail "mixed run: the export differs from before it"
+
+# 5. A wrong export is an error with a reason, exit 1.
 timeout 60 "$MSTORE_BENCH" -q -n 2 -t 5 \
     "nfs://127.0.0.1$tmp/no-such?nfsport=$nfsport&mountport=$mountport" \
     >/dev/null 2>"$tmp/bad.err"
@@ -165,7 +230,7 @@ rc=$?
 grep -q 'MOUNT(' "$tmp/bad.err" ||
     fail "missing export: no reason given: $(cat "$tmp/bad.err")"
 
-# 4. stop ends exactly what start started.
+# 6. stop ends exactly what start started.
 pids=$(python3 -c 'import json, sys
 s = json.load(open(sys.argv[1]))
 print(" ".join(str(s[k]["pid"]) for k in ("ganesha", "rpcbind") if s[k]))' \

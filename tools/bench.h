@@ -19,12 +19,28 @@
 
 #include "mstclient.h"
 
+/* The kinds of timed operation, for counts and latencies per kind. */
+enum bench_kind {
+	BENCH_K_DELIVER,
+	BENCH_K_READ,			/* read workload: read + rename */
+	BENCH_K_EXPUNGE,
+	BENCH_KINDS
+};
+
+/* Largest message of -s dist (the top of its last bucket). */
+#define BENCH_DIST_MAX		(2u << 20)
+
 /* Settings of one run, the same for every target. Read-only while the
  * writers run. */
 struct bench_opts {
 	unsigned writers;		/* -w */
-	uint64_t size;			/* -s, bytes per message */
+	uint64_t size;			/* -s, bytes per message; 0 with dist */
+	int size_dist;			/* -s dist: sizes of real mail */
+	uint64_t size_max;		/* largest message of the run */
+	uint64_t seed;			/* --seed: sizes and the op mix */
 	unsigned mailboxes;		/* -m */
+	uint64_t per_mailbox;		/* messages in each mailbox at setup */
+	unsigned mix[BENCH_KINDS];	/* --mix: percent of each kind */
 	uint64_t count;			/* -n; 0 when -d is used */
 	int duration_ms;		/* -d; 0 when -n is used */
 	int keep;			/* --keep: leave what was created */
@@ -46,6 +62,33 @@ struct bench_msg {
 	size_t len;
 };
 
+/* The Maildir subdirectory a message is in. */
+enum bench_sub { BENCH_NEW, BENCH_CUR };
+
+/* The flags suffix a read message gets on its way into cur/ ("seen"). */
+#define BENCH_SEEN_SUFFIX	":2,S"
+
+/* A message as a listing shows it. */
+struct bench_entry {
+	char *name;			/* owned by the list */
+	uint64_t id;			/* the store's object id; 0 for files */
+};
+
+/* The messages of one subdirectory of one mailbox (bench_list.c). */
+struct bench_list {
+	struct bench_entry *v;
+	size_t n, cap;
+};
+
+/* Forget the entries (keeps the array for the next listing). */
+void bench_list_clear(struct bench_list *l);
+void bench_list_free(struct bench_list *l);
+/* Append a copy of |name| (|len| bytes). Returns 0 or -ENOMEM. */
+int bench_list_add(struct bench_list *l, const char *name, size_t len,
+    uint64_t id);
+/* Remove entry |i| (the last one takes its place). */
+void bench_list_remove(struct bench_list *l, size_t i);
+
 struct bench_target;			/* a target's state for one run */
 struct bench_session;			/* a writer's connection or handles */
 
@@ -61,8 +104,18 @@ struct bench_session;			/* a writer's connection or handles */
  * setup_mailbox: create mailbox |mbox| (with tmp/ new/ cur/); an
  *          existing one is fine. Not timed.
  * deliver: one Maildir delivery. Timed.
+ * list:    the messages in |sub| of mailbox |mbox| into |l| (cleared
+ *          first): a directory listing, or LIST. Timed in the reading
+ *          workloads; also counts what a run left, untimed.
+ * read:    read message |en| of |sub| of |mbox| completely, as an IMAP
+ *          server does to serve it; its size in *size_out. -ENOENT (or
+ *          -ESTALE) when it is gone. Timed.
+ * seen:    move message |en| from new/ into cur/ with BENCH_SEEN_SUFFIX
+ *          appended to its name: rename(2), or SETINFO. Timed.
+ * expunge: remove message |en| from |sub| of |mbox|: unlink(2), or
+ *          EXPUNGE. -ENOENT when it is already gone. Timed.
  * cleanup_mailbox: remove mailbox |mbox| and every message in it. Not
- *          timed; called after all writers have finished delivering.
+ *          timed; called after all writers have finished their workload.
  * close:   remove the base unless |keep|, free the target.
  *
  * A kind this build cannot serve (its library was missing at configure
@@ -82,6 +135,16 @@ struct bench_target_ops {
 	int (*setup_mailbox)(struct bench_session *s, unsigned mbox,
 	    struct bench_err *e);
 	int (*deliver)(struct bench_session *s, const struct bench_msg *m,
+	    struct bench_err *e);
+	int (*list)(struct bench_session *s, unsigned mbox,
+	    enum bench_sub sub, struct bench_list *l, struct bench_err *e);
+	int (*read)(struct bench_session *s, unsigned mbox,
+	    enum bench_sub sub, const struct bench_entry *en,
+	    uint64_t *size_out, struct bench_err *e);
+	int (*seen)(struct bench_session *s, unsigned mbox,
+	    const struct bench_entry *en, struct bench_err *e);
+	int (*expunge)(struct bench_session *s, unsigned mbox,
+	    enum bench_sub sub, const struct bench_entry *en,
 	    struct bench_err *e);
 	int (*cleanup_mailbox)(struct bench_session *s, unsigned mbox,
 	    struct bench_err *e);
@@ -108,6 +171,20 @@ struct bench_rng {
 
 int bench_rng_seed(struct bench_rng *r);
 uint64_t bench_rng_next(struct bench_rng *r);
+/*
+ * The state for event |n| of |stream| of a run seeded with |seed|: what
+ * happens to the n-th message or operation depends on the seed only,
+ * not on which writer took it or when.
+ */
+void bench_rng_derive(struct bench_rng *r, uint64_t seed, uint64_t stream,
+    uint64_t n);
+
+/*
+ * The size of a message: -s SIZE, or one drawn from |r| with -s dist
+ * (see mstore-bench(1), "Message sizes"): 2-4 KiB 40%, 4-16 KiB 35%,
+ * 16-64 KiB 15%, 64-256 KiB 8%, 256 KiB-2 MiB 2%.
+ */
+uint64_t bench_msg_size(const struct bench_opts *o, struct bench_rng *r);
 
 /*
  * A Maildir name "TIME.PID_WRITER_SEQ.HOST" in |buf| (at most 255

@@ -3,8 +3,11 @@
  * disk, an NFS mount, an mstore mount), written with the Maildir delivery
  * sequence of qmail and Postfix: open(tmp/NAME, O_CREAT|O_EXCL|O_WRONLY,
  * 0600), write, fsync, close, link(tmp/NAME, new/NAME), unlink(tmp/NAME),
- * with full paths as the MTAs use them. Never removes anything it did not
- * create: cleanup walks only the mailboxes of this run's base directory.
+ * with full paths as the MTAs use them; read as an IMAP server reads:
+ * readdir(3) of new/, open, read to the end, close, rename(2) into cur/
+ * with the seen flag; expunged with unlink(2). Never removes anything it
+ * did not create: cleanup walks only the mailboxes of this run's base
+ * directory.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -26,6 +29,7 @@ struct bench_session {
 	struct bench_target *t;
 	char tmp[8192];		/* path buffers: no allocation per message */
 	char dst[8192];
+	uint8_t rbuf[64 << 10];	/* what read() fills, then forgets */
 };
 
 static const char *const subdirs[] = { "tmp", "new", "cur" };
@@ -200,6 +204,122 @@ fail:
 	return rc;
 }
 
+static const char *
+sub_name(enum bench_sub sub)
+{
+	return sub == BENCH_NEW ? "new" : "cur";
+}
+
+static int
+dir_list(struct bench_session *s, unsigned mbox, enum bench_sub sub,
+    struct bench_list *l, struct bench_err *e)
+{
+	struct dirent *de;
+	DIR *d;
+	int rc = mbox_path(s->t, s->tmp, sizeof s->tmp, mbox, sub_name(sub),
+	    NULL, e);
+
+	if (rc < 0)
+		return rc;
+	bench_list_clear(l);
+	d = opendir(s->tmp);
+	if (d == NULL)
+		return sys_fail(e, "opendir", s->tmp);
+	while (rc == 0 && (errno = 0, de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0)
+			continue;
+		rc = bench_list_add(l, de->d_name, strlen(de->d_name), 0);
+		if (rc < 0)
+			snprintf(e->what, sizeof e->what, "listing %.480s",
+			    s->tmp);
+	}
+	if (rc == 0 && errno != 0)
+		rc = sys_fail(e, "readdir", s->tmp);
+	closedir(d);
+	return rc;
+}
+
+/* Read |fd| to its end into |buf|, again and again; the byte count in
+ * *total_out. Retries EINTR. Returns 0 or a negative errno. */
+static int
+read_to_end(int fd, uint8_t *buf, size_t cap, uint64_t *total_out)
+{
+	uint64_t total = 0;
+	ssize_t n;
+
+	for (;;) {
+		n = read(fd, buf, cap);
+		if (n > 0)
+			total += (uint64_t)n;
+		else if (n == 0)
+			break;
+		else if (errno != EINTR)
+			return -errno;
+	}
+	*total_out = total;
+	return 0;
+}
+
+static int
+dir_read(struct bench_session *s, unsigned mbox, enum bench_sub sub,
+    const struct bench_entry *en, uint64_t *size_out, struct bench_err *e)
+{
+	int fd, rc = mbox_path(s->t, s->tmp, sizeof s->tmp, mbox,
+	    sub_name(sub), en->name, e);
+
+	if (rc < 0)
+		return rc;
+	fd = open(s->tmp, O_RDONLY);
+	if (fd < 0)
+		return sys_fail(e, "open", s->tmp);
+	rc = read_to_end(fd, s->rbuf, sizeof s->rbuf, size_out);
+	if (rc < 0) {
+		snprintf(e->what, sizeof e->what, "read(%.480s)", s->tmp);
+		(void)close(fd);	/* the read error says more */
+		return rc;
+	}
+	if (close(fd) < 0)
+		return sys_fail(e, "close", s->tmp);
+	return 0;
+}
+
+static int
+dir_seen(struct bench_session *s, unsigned mbox, const struct bench_entry *en,
+    struct bench_err *e)
+{
+	char name[512];
+	int rc;
+
+	snprintf(name, sizeof name, "%s%s", en->name, BENCH_SEEN_SUFFIX);
+	rc = mbox_path(s->t, s->tmp, sizeof s->tmp, mbox, "new", en->name, e);
+	if (rc == 0)
+		rc = mbox_path(s->t, s->dst, sizeof s->dst, mbox, "cur", name,
+		    e);
+	if (rc < 0)
+		return rc;
+	if (rename(s->tmp, s->dst) < 0) {
+		rc = -errno;
+		snprintf(e->what, sizeof e->what, "rename(%.240s, %.240s)",
+		    s->tmp, s->dst);
+	}
+	return rc;
+}
+
+static int
+dir_expunge(struct bench_session *s, unsigned mbox, enum bench_sub sub,
+    const struct bench_entry *en, struct bench_err *e)
+{
+	int rc = mbox_path(s->t, s->tmp, sizeof s->tmp, mbox, sub_name(sub),
+	    en->name, e);
+
+	if (rc < 0)
+		return rc;
+	if (unlink(s->tmp) < 0)
+		return sys_fail(e, "unlink", s->tmp);
+	return 0;
+}
+
 /* Remove every entry of |dir| (files only: we create no subdirectories
  * there), then |dir| itself. */
 static int
@@ -276,6 +396,10 @@ const struct bench_target_ops bench_dir_ops = {
 	.session_close = dir_session_close,
 	.setup_mailbox = dir_setup_mailbox,
 	.deliver = dir_deliver,
+	.list = dir_list,
+	.read = dir_read,
+	.seen = dir_seen,
+	.expunge = dir_expunge,
 	.cleanup_mailbox = dir_cleanup_mailbox,
 	.close = dir_close,
 };

@@ -213,3 +213,61 @@ bench_msg_body(struct bench_rng *r, const struct bench_text *t,
 		off += len;
 	}
 }
+
+static uint64_t
+splitmix64(uint64_t *x)
+{
+	uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+void
+bench_rng_derive(struct bench_rng *r, uint64_t seed, uint64_t stream,
+    uint64_t n)
+{
+	uint64_t x = seed ^ splitmix64(&stream) ^ (n * 0xd1b54a32d192ed03ull);
+	int i;
+
+	for (i = 0; i < 4; i++)
+		r->s[i] = splitmix64(&x);
+	if ((r->s[0] | r->s[1] | r->s[2] | r->s[3]) == 0)
+		r->s[0] = 1;
+}
+
+/*
+ * Sizes of mail as a mailbox holds it: mostly short text, a tail of
+ * attachments. Within a bucket every power-of-two octave is equally
+ * likely and sizes are uniform inside it, close to log-uniform without
+ * libm. Mean about 39 KiB, median about 6 KiB.
+ */
+static const struct {
+	unsigned percent;
+	uint32_t lo_kib;
+	unsigned octaves;		/* hi = lo << octaves */
+} size_buckets[] = {
+	{ 40, 2, 1 },			/* 2-4 KiB */
+	{ 35, 4, 2 },			/* 4-16 KiB */
+	{ 15, 16, 2 },			/* 16-64 KiB */
+	{ 8, 64, 2 },			/* 64-256 KiB */
+	{ 2, 256, 3 },			/* 256 KiB-2 MiB */
+};
+
+uint64_t
+bench_msg_size(const struct bench_opts *o, struct bench_rng *r)
+{
+	unsigned p = (unsigned)(bench_rng_next(r) % 100), i = 0;
+	uint64_t lo;
+
+	if (!o->size_dist)
+		return o->size;
+	while (p >= size_buckets[i].percent) {
+		p -= size_buckets[i].percent;
+		i++;
+	}
+	lo = (uint64_t)size_buckets[i].lo_kib << 10;
+	lo <<= bench_rng_next(r) % size_buckets[i].octaves;
+	return lo + bench_rng_next(r) % lo;	/* [lo, 2 lo) */
+}

@@ -3,8 +3,12 @@
  * of mstore-bench: the native protocol, one connection per writer, one
  * DELIVER per message (random idempotency id, xxh3 checksum, the whole
  * body in one call), as mount.mstore sends it when an MTA links a file
- * from tmp/ into new/. Mailboxes are MKDIRed at setup; cleanup EXPUNGEs
- * what this run delivered and RMDIRs what it created, nothing else.
+ * from tmp/ into new/. Reads as an IMAP server on mount.mstore does:
+ * LIST of new/, FETCH of every byte range until the whole body is there
+ * (the checksum of the reply verified over the bytes assembled), SETINFO
+ * into cur/ with the seen flag; EXPUNGE to remove. Mailboxes are MKDIRed
+ * at setup; cleanup EXPUNGEs what this run delivered and RMDIRs what it
+ * created, nothing else.
  *
  * A connection that fails (reset, timeout, garbled reply) is dropped and
  * the session reconnects before its next request; the failed request is
@@ -31,6 +35,8 @@ struct bench_session {
 	struct bench_rng rng;		/* idempotency ids */
 	char path[MST_PATH_MAX + 1];
 	uint8_t buf[MST_PATH_MAX + 128];	/* request payloads */
+	uint8_t *body;			/* FETCH assembles a message here */
+	size_t body_cap;
 };
 
 static int
@@ -160,10 +166,10 @@ mstore_open(const char *loc, const struct bench_opts *o,
 	if (rc < 0)
 		goto fail;
 	hr = mst_client_hello(s.c);
-	if (hr->max_body && o->size > hr->max_body) {
+	if (hr->max_body && o->size_max > hr->max_body) {
 		snprintf(e->what, sizeof e->what, "%s: message size %llu is "
 		    "over the server's max_body %llu", loc,
-		    (unsigned long long)o->size,
+		    (unsigned long long)o->size_max,
 		    (unsigned long long)hr->max_body);
 		rc = -EFBIG;
 		goto fail;
@@ -214,6 +220,7 @@ static void
 mstore_session_close(struct bench_session *s)
 {
 	mst_client_free(s->c);
+	free(s->body);
 	free(s);
 }
 
@@ -233,6 +240,25 @@ mstore_setup_mailbox(struct bench_session *s, unsigned mbox,
 			return rc;
 	}
 	return 0;
+}
+
+static void
+mailbox_of(const struct bench_session *s, unsigned mbox, char *buf,
+    size_t cap)
+{
+	snprintf(buf, cap, "%s/user%u", s->t->base, mbox);
+}
+
+static const char *
+sub_name(unsigned sub)
+{
+	return sub == MST_SUB_NEW ? "new" : "cur";
+}
+
+static unsigned
+sub_of(enum bench_sub sub)
+{
+	return sub == BENCH_NEW ? MST_SUB_NEW : MST_SUB_CUR;
 }
 
 static int
@@ -255,7 +281,7 @@ mstore_deliver(struct bench_session *s, const struct bench_msg *m,
 	const uint8_t *rp = NULL;
 	int n, rc;
 
-	snprintf(mailbox, sizeof mailbox, "%s/user%u", s->t->base, m->mbox);
+	mailbox_of(s, m->mbox, mailbox, sizeof mailbox);
 	q.mailbox = mst_str_of(mailbox);
 	memcpy(q.idem, idem, MST_IDEM_LEN);
 	n = mst_deliver_req_encode(&q, s->buf, sizeof s->buf);
@@ -278,70 +304,46 @@ mstore_deliver(struct bench_session *s, const struct bench_msg *m,
 	return 0;
 }
 
-/* Names listed in one directory, copied out of the reply frames. */
-struct names {
-	char **v;
-	size_t n, cap;
-};
-
-static void
-names_free(struct names *l)
-{
-	size_t i;
-
-	for (i = 0; i < l->n; i++)
-		free(l->v[i]);
-	free(l->v);
-}
-
 static int
-names_add_frame(struct names *l, const uint8_t *p, size_t len)
+list_add_frame(struct bench_list *l, const uint8_t *p, size_t len)
 {
 	struct mst_list_rep r;
 	struct mst_list_entry en;
 	size_t off = 0;
-	char **v;
 	int rc = mst_list_rep_decode(&r, p, len);
 
-	while (rc == 0 && (rc = mst_list_entry_next(&en, &r, &off)) == 1) {
-		if (l->n == l->cap) {
-			l->cap = l->cap ? l->cap * 2 : 64;
-			v = realloc(l->v, l->cap * sizeof *v);
-			if (v == NULL)
-				return -ENOMEM;
-			l->v = v;
-		}
-		l->v[l->n] = strndup(en.name.p, en.name.len);
-		if (l->v[l->n] == NULL)
-			return -ENOMEM;
-		l->n++;
-		rc = 0;
-	}
+	while (rc == 0 && (rc = mst_list_entry_next(&en, &r, &off)) == 1)
+		rc = en.kind == MST_LE_PRESENT ? bench_list_add(l, en.name.p,
+		    en.name.len, en.attr.id) : 0;
 	return rc;
 }
 
-/* READDIR s->path into |l| (every frame of the reply). */
+/*
+ * Send |op| (LIST or READDIR) with the payload in s->buf and collect the
+ * names of every frame of the reply into |l|; s->path names the
+ * directory. A missing directory is an empty one when |missing_ok|.
+ */
 static int
-list_names(struct bench_session *s, struct names *l, struct bench_err *e)
+list_call(struct bench_session *s, unsigned op, size_t len,
+    struct bench_list *l, int missing_ok, struct bench_err *e)
 {
-	struct mst_path_req q = { mst_str_of(s->path) };
 	struct mst_hdr h = { 0 };
 	const uint8_t *rp = NULL;
 	uint32_t id;
-	int n, rc = ensure_client(s, e);
+	int rc;
 
+	bench_list_clear(l);
+	rc = ensure_client(s, e);
 	if (rc < 0)
 		return rc;
-	n = mst_path_req_encode(&q, s->buf, sizeof s->buf);
-	rc = mst_client_call(s->c, MST_OP_READDIR, s->buf, (size_t)n, &h, &rp);
-	if (rc == -ENOENT)
-		return 0;		/* never created: nothing to remove */
+	rc = mst_client_call(s->c, op, s->buf, len, &h, &rp);
+	if (rc == -ENOENT && missing_ok)
+		return 0;
 	if (rc < 0)
-		return call_failed(&s->c, MST_OP_READDIR, s->path, rc, &h, rp,
-		    e);
+		return call_failed(&s->c, op, s->path, rc, &h, rp, e);
 	id = h.id;
 	for (;;) {
-		rc = names_add_frame(l, rp, h.len);
+		rc = list_add_frame(l, rp, h.len);
 		if (rc < 0 || !(h.flags & MST_F_MORE))
 			break;
 		do {
@@ -353,26 +355,200 @@ list_names(struct bench_session *s, struct names *l, struct bench_err *e)
 			break;
 	}
 	if (rc < 0) {
-		snprintf(e->what, sizeof e->what, "READDIR %.400s: bad reply",
-		    s->path);
+		/* Frames of the reply may still be on their way. */
+		snprintf(e->what, sizeof e->what, "%s %.400s: %s (connection "
+		    "dropped; reconnecting)", mst_op_name(op), s->path,
+		    rc == -ENOMEM ? "listing" : "bad reply");
 		mst_client_free(s->c);
 		s->c = NULL;
 	}
 	return rc;
 }
 
+/* READDIR s->path into |l|; a missing directory is empty. */
+static int
+list_names(struct bench_session *s, struct bench_list *l,
+    struct bench_err *e)
+{
+	struct mst_path_req q = { mst_str_of(s->path) };
+	int n = mst_path_req_encode(&q, s->buf, sizeof s->buf);
+
+	return n < 0 ? n : list_call(s, MST_OP_READDIR, (size_t)n, l, 1, e);
+}
+
+static int
+mstore_list(struct bench_session *s, unsigned mbox, enum bench_sub sub,
+    struct bench_list *l, struct bench_err *e)
+{
+	char mailbox[96];
+	struct mst_list_req q = { .folder = { "", 0 }, .sub =
+		(uint8_t)sub_of(sub), .since = 0 };
+	int n;
+
+	mailbox_of(s, mbox, mailbox, sizeof mailbox);
+	q.mailbox = mst_str_of(mailbox);
+	snprintf(s->path, sizeof s->path, "%s/%s", mailbox,
+	    sub_name(q.sub));
+	n = mst_list_req_encode(&q, s->buf, sizeof s->buf);
+	return n < 0 ? n : list_call(s, MST_OP_LIST, (size_t)n, l, 0, e);
+}
+
+/* A reply that does not fit the request: the connection is suspect. */
+static int
+bad_reply(struct bench_session *s, unsigned op, const char *why,
+    struct bench_err *e)
+{
+	snprintf(e->what, sizeof e->what, "%s %.400s: %s (connection "
+	    "dropped; reconnecting)", mst_op_name(op), s->path, why);
+	mst_client_free(s->c);
+	s->c = NULL;
+	return -EPROTO;
+}
+
+/* Room for a body of |size| bytes, a message of this run. */
+static int
+body_room(struct bench_session *s, uint64_t size, struct bench_err *e)
+{
+	uint8_t *p;
+
+	if (size > s->t->o->size_max) {
+		snprintf(e->what, sizeof e->what, "FETCH %.400s: total_size "
+		    "%llu is over the largest message of this run", s->path,
+		    (unsigned long long)size);
+		return -EFBIG;
+	}
+	if (size <= s->body_cap)
+		return 0;
+	p = realloc(s->body, (size_t)size);
+	if (p == NULL) {
+		snprintf(e->what, sizeof e->what, "FETCH %.400s: buffer",
+		    s->path);
+		return -ENOMEM;
+	}
+	s->body = p;
+	s->body_cap = (size_t)size;
+	return 0;
+}
+
+/*
+ * One FETCH of the range at |off| into s->body. The first reply sets
+ * *total and *sum; the others must agree with them (bodies are
+ * immutable). Returns the bytes it added or a negative errno.
+ */
+static int
+fetch_range(struct bench_session *s, struct mst_fetch_req *q, uint64_t off,
+    uint64_t *total, uint64_t *sum, struct bench_err *e)
+{
+	struct mst_data_rep d;
+	struct mst_hdr h = { 0 };
+	const uint8_t *rp = NULL;
+	int n, rc = ensure_client(s, e);
+
+	if (rc < 0)
+		return rc;
+	q->offset = off;
+	q->length = mst_client_max_frame(s->c) - 16;	/* data_rep: 16 */
+	n = mst_fetch_req_encode(q, s->buf, sizeof s->buf);
+	if (n < 0)
+		return n;
+	rc = mst_client_call(s->c, MST_OP_FETCH, s->buf, (size_t)n, &h, &rp);
+	if (rc < 0)
+		return call_failed(&s->c, MST_OP_FETCH, s->path, rc, &h, rp,
+		    e);
+	if (mst_data_rep_decode(&d, rp, h.len) < 0)
+		return bad_reply(s, MST_OP_FETCH, "undecodable reply", e);
+	if (off == 0) {
+		*total = d.total_size;
+		*sum = d.checksum;
+		rc = body_room(s, *total, e);
+		if (rc < 0)
+			return rc;
+	} else if (d.total_size != *total || d.checksum != *sum) {
+		return bad_reply(s, MST_OP_FETCH, "the body changed between "
+		    "ranges", e);
+	}
+	if (d.data.len > *total - off || (d.data.len == 0 && off < *total))
+		return bad_reply(s, MST_OP_FETCH, "range does not fit", e);
+	if (d.data.len)
+		memcpy(s->body + off, d.data.p, d.data.len);
+	return (int)d.data.len;
+}
+
+static int
+mstore_read(struct bench_session *s, unsigned mbox, enum bench_sub sub,
+    const struct bench_entry *en, uint64_t *size_out, struct bench_err *e)
+{
+	char mailbox[96];
+	struct mst_fetch_req q = { .id = en->id };
+	uint64_t off = 0, total = 0, sum = 0;
+	int n;
+
+	mailbox_of(s, mbox, mailbox, sizeof mailbox);
+	q.mailbox = mst_str_of(mailbox);
+	snprintf(s->path, sizeof s->path, "%s/%s/%s", mailbox,
+	    sub_name(sub_of(sub)), en->name);
+	do {
+		n = fetch_range(s, &q, off, &total, &sum, e);
+		if (n < 0)
+			return n;
+		off += (uint64_t)n;
+	} while (off < total);
+	if (mst_checksum(s->body, (size_t)total) != sum) {
+		snprintf(e->what, sizeof e->what, "FETCH %.400s: the body "
+		    "does not match the checksum of the reply", s->path);
+		return -EBADMSG;
+	}
+	*size_out = total;
+	return 0;
+}
+
+static int
+mstore_seen(struct bench_session *s, unsigned mbox,
+    const struct bench_entry *en, struct bench_err *e)
+{
+	char mailbox[96], to[MST_NAME_MAX + 1];
+	struct mst_setinfo_req q = { .folder = { "", 0 },
+		.from_sub = MST_SUB_NEW, .from_name = mst_str_of(en->name),
+		.to_sub = MST_SUB_CUR, .flags = 0 };
+	int n;
+
+	mailbox_of(s, mbox, mailbox, sizeof mailbox);
+	q.mailbox = mst_str_of(mailbox);
+	n = snprintf(to, sizeof to, "%s%s", en->name, BENCH_SEEN_SUFFIX);
+	snprintf(s->path, sizeof s->path, "%s/new/%s", mailbox, en->name);
+	if (n < 0 || (size_t)n >= sizeof to) {
+		snprintf(e->what, sizeof e->what, "SETINFO %.400s: name too "
+		    "long for the seen flag", s->path);
+		return -ENAMETOOLONG;
+	}
+	q.to_name = mst_str_of(to);
+	n = mst_setinfo_req_encode(&q, s->buf, sizeof s->buf);
+	return n < 0 ? n : call(s, MST_OP_SETINFO, (size_t)n, 0, e);
+}
+
+/* EXPUNGE; |ok_rc| (-ENOENT, or 0 for none) counts as success. */
 static int
 expunge(struct bench_session *s, const char *mailbox, unsigned sub,
-    const char *name, struct bench_err *e)
+    const char *name, int ok_rc, struct bench_err *e)
 {
 	struct mst_msg_ref q = { .mailbox = mst_str_of(mailbox),
 		.folder = { "", 0 }, .sub = (uint8_t)sub,
 		.name = mst_str_of(name) };
 	int n = mst_msg_ref_encode(&q, s->buf, sizeof s->buf);
 
-	snprintf(s->path, sizeof s->path, "%s/%s/%s", mailbox,
-	    sub == MST_SUB_NEW ? "new" : "cur", name);
-	return n < 0 ? n : call(s, MST_OP_EXPUNGE, (size_t)n, -ENOENT, e);
+	snprintf(s->path, sizeof s->path, "%s/%s/%s", mailbox, sub_name(sub),
+	    name);
+	return n < 0 ? n : call(s, MST_OP_EXPUNGE, (size_t)n, ok_rc, e);
+}
+
+static int
+mstore_expunge(struct bench_session *s, unsigned mbox, enum bench_sub sub,
+    const struct bench_entry *en, struct bench_err *e)
+{
+	char mailbox[96];
+
+	mailbox_of(s, mbox, mailbox, sizeof mailbox);
+	return expunge(s, mailbox, sub_of(sub), en->name, 0, e);
 }
 
 static int
@@ -381,19 +557,18 @@ mstore_cleanup_mailbox(struct bench_session *s, unsigned mbox,
 {
 	static const char *const dirs[] = { "/new", "/cur", "/tmp", "" };
 	char mailbox[96];
-	struct names l;
+	struct bench_list l = { 0 };
 	size_t i, k;
 	int rc;
 
-	snprintf(mailbox, sizeof mailbox, "%s/user%u", s->t->base, mbox);
+	mailbox_of(s, mbox, mailbox, sizeof mailbox);
 	for (k = 0; k < 2; k++) {	/* new/ and cur/: messages */
-		memset(&l, 0, sizeof l);
 		snprintf(s->path, sizeof s->path, "%s%s", mailbox, dirs[k]);
 		rc = list_names(s, &l, e);
 		for (i = 0; rc == 0 && i < l.n; i++)
 			rc = expunge(s, mailbox, k == 0 ? MST_SUB_NEW :
-			    MST_SUB_CUR, l.v[i], e);
-		names_free(&l);
+			    MST_SUB_CUR, l.v[i].name, -ENOENT, e);
+		bench_list_free(&l);
 		if (rc < 0)
 			return rc;
 	}
@@ -430,6 +605,10 @@ const struct bench_target_ops bench_mstore_ops = {
 	.session_close = mstore_session_close,
 	.setup_mailbox = mstore_setup_mailbox,
 	.deliver = mstore_deliver,
+	.list = mstore_list,
+	.read = mstore_read,
+	.seen = mstore_seen,
+	.expunge = mstore_expunge,
 	.cleanup_mailbox = mstore_cleanup_mailbox,
 	.close = mstore_close,
 };

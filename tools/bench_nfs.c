@@ -4,7 +4,9 @@
  * mount. Each delivery is bench_dir.c's Maildir sequence as NFS calls:
  * create tmp/NAME exclusively (CREATE GUARDED, mode 0600: open with
  * O_CREAT|O_EXCL), WRITE (unstable, as a kernel client writes), COMMIT
- * (fsync), close, LINK into new/NAME, REMOVE of tmp/NAME. Never removes
+ * (fsync), close, LINK into new/NAME, REMOVE of tmp/NAME. Reading is
+ * bench_dir.c's too: READDIR of new/, open, READ to the end, close,
+ * RENAME into cur/ with the seen flag; expunging is REMOVE. Never removes
  * anything it did not create: cleanup walks only this run's mailboxes.
  *
  * Threads: a libnfs context is not thread-safe, so every writer owns one
@@ -15,9 +17,11 @@
  * libnfs cannot always tell a dead connection from a server's error (a
  * broken socket comes back as EIO), so after any failed step a session
  * drops its context and mounts again before its next call; the failed
- * delivery counts as an error and is never retried. Every call has the
- * -t timeout, so a server that stops answering fails deliveries instead
- * of hanging the run.
+ * operation counts as an error and is never retried. The exceptions are
+ * a missing or stale file in the reading workloads (another writer
+ * removed it first): the server answered, so the context is sound.
+ * Every call has the -t timeout, so a server that stops answering fails
+ * operations instead of hanging the run.
  *
  * Built without libnfs, the kind is still listed, marked unavailable.
  */
@@ -52,6 +56,7 @@ struct bench_session {
 	struct nfs_context *nfs;	/* NULL: mount again before next use */
 	char tmp[NFS_PATH_MAX];		/* path buffers: no allocation per */
 	char dst[NFS_PATH_MAX];		/* message */
+	uint8_t rbuf[64 << 10];		/* what READ fills, then forgets */
 };
 
 static const char *const subdirs[] = { "tmp", "new", "cur" };
@@ -339,6 +344,138 @@ nfs_deliver(struct bench_session *s, const struct bench_msg *m,
 	return rc;
 }
 
+static const char *
+sub_name(enum bench_sub sub)
+{
+	return sub == BENCH_NEW ? "new" : "cur";
+}
+
+/* After a failed call: keep the context only when the server said the
+ * file is gone (see the top of the file). Returns |rc|. */
+static int
+failed(struct bench_session *s, int rc)
+{
+	if (rc != -ENOENT && rc != -ESTALE)
+		session_drop(s);
+	return rc;
+}
+
+static int
+nfs_list(struct bench_session *s, unsigned mbox, enum bench_sub sub,
+    struct bench_list *l, struct bench_err *e)
+{
+	struct nfsdir *d;
+	struct nfsdirent *de;
+	int rc = session_ready(s, e);
+
+	if (rc == 0)
+		rc = mbox_path(s->t, s->tmp, sizeof s->tmp, mbox,
+		    sub_name(sub), NULL, e);
+	if (rc < 0)
+		return rc;
+	bench_list_clear(l);
+	rc = nfs_opendir(s->nfs, s->tmp, &d);
+	if (rc < 0)
+		return failed(s, nfs_fail(e, s->nfs, rc, "READDIR", s->tmp));
+	while (rc == 0 && (de = nfs_readdir(s->nfs, d)) != NULL) {
+		if (strcmp(de->name, ".") == 0 || strcmp(de->name, "..") == 0)
+			continue;
+		rc = bench_list_add(l, de->name, strlen(de->name), 0);
+		if (rc < 0)
+			snprintf(e->what, sizeof e->what, "listing %.480s",
+			    s->tmp);
+	}
+	nfs_closedir(s->nfs, d);
+	return rc;
+}
+
+/*
+ * libnfs 4.0 turns every failed READ into -EFAULT, with no NFS status:
+ * a stale file handle too, which is what READ gets when another writer
+ * removed the file after this one opened it. Whether the file is still
+ * there tells the race from a real failure.
+ */
+static int
+gone(struct bench_session *s, const char *path)
+{
+	struct nfs_stat_64 st;
+
+	return nfs_stat64(s->nfs, path, &st) == -ENOENT;
+}
+
+static int
+nfs_read_msg(struct bench_session *s, unsigned mbox, enum bench_sub sub,
+    const struct bench_entry *en, uint64_t *size_out, struct bench_err *e)
+{
+	struct nfsfh *fh;
+	uint64_t total = 0;
+	int n, crc, rc = session_ready(s, e);
+
+	if (rc == 0)
+		rc = mbox_path(s->t, s->tmp, sizeof s->tmp, mbox,
+		    sub_name(sub), en->name, e);
+	if (rc < 0)
+		return rc;
+	rc = nfs_open(s->nfs, s->tmp, O_RDONLY, &fh);
+	if (rc < 0)
+		return failed(s, nfs_fail(e, s->nfs, rc, "open", s->tmp));
+	while ((n = nfs_read(s->nfs, fh, sizeof s->rbuf, s->rbuf)) > 0)
+		total += (uint64_t)n;
+	if (n < 0)
+		rc = nfs_fail(e, s->nfs, n, "READ", s->tmp);
+	if (rc == -EFAULT && gone(s, s->tmp))
+		rc = -ESTALE;
+	/* Frees |fh| whatever it returns; after a READ error, that one
+	 * says more. */
+	crc = nfs_close(s->nfs, fh);
+	if (rc == 0 && crc < 0)
+		rc = nfs_fail(e, s->nfs, crc, "close", s->tmp);
+	if (rc < 0)
+		return failed(s, rc);
+	*size_out = total;
+	return 0;
+}
+
+static int
+nfs_seen(struct bench_session *s, unsigned mbox, const struct bench_entry *en,
+    struct bench_err *e)
+{
+	char name[512];
+	int rc = session_ready(s, e);
+
+	snprintf(name, sizeof name, "%s%s", en->name, BENCH_SEEN_SUFFIX);
+	if (rc == 0)
+		rc = mbox_path(s->t, s->tmp, sizeof s->tmp, mbox, "new",
+		    en->name, e);
+	if (rc == 0)
+		rc = mbox_path(s->t, s->dst, sizeof s->dst, mbox, "cur", name,
+		    e);
+	if (rc < 0)
+		return rc;
+	rc = nfs_rename(s->nfs, s->tmp, s->dst);
+	if (rc < 0)
+		return failed(s, nfs_fail2(e, s->nfs, rc, "RENAME", s->tmp,
+		    s->dst));
+	return 0;
+}
+
+static int
+nfs_expunge(struct bench_session *s, unsigned mbox, enum bench_sub sub,
+    const struct bench_entry *en, struct bench_err *e)
+{
+	int rc = session_ready(s, e);
+
+	if (rc == 0)
+		rc = mbox_path(s->t, s->tmp, sizeof s->tmp, mbox,
+		    sub_name(sub), en->name, e);
+	if (rc < 0)
+		return rc;
+	rc = nfs_unlink(s->nfs, s->tmp);
+	if (rc < 0)
+		return failed(s, nfs_fail(e, s->nfs, rc, "REMOVE", s->tmp));
+	return 0;
+}
+
 /* REMOVE every entry of |dir| (files only: we create no subdirectories
  * there), then RMDIR |dir|. A missing |dir| is fine. */
 static int
@@ -427,6 +564,10 @@ const struct bench_target_ops bench_nfs_ops = {
 	.session_close = nfs_session_close,
 	.setup_mailbox = nfs_setup_mailbox,
 	.deliver = nfs_deliver,
+	.list = nfs_list,
+	.read = nfs_read_msg,
+	.seen = nfs_seen,
+	.expunge = nfs_expunge,
 	.cleanup_mailbox = nfs_cleanup_mailbox,
 	.close = nfs_close_target,
 };

@@ -3,8 +3,11 @@
  * mailbox and node (parents before children) with the log position where
  * replay resumes; index_load reads it back. The file ends with an xxh3-64
  * of all bytes before it, so a torn or damaged checkpoint is refused
- * (-EBADMSG) rather than half-loaded. Atomic replacement of the file
- * (write, fsync, rename) is the engine's job.
+ * (-EBADMSG). Both stream through a 1 MiB buffer: reading the whole file
+ * at once would add its size (about 140 bytes a message) to the peak
+ * memory of every start. A refused checkpoint may leave the index half
+ * loaded; the caller frees it and refuses to start. Atomic replacement of
+ * the file (write, fsync, rename) is the engine's job.
  *
  * Layout (big-endian): "MSCKPT01", next_id u64, lsn u64, seg u32, off
  * u64, nmbox u32, nnodes u64; nmbox x (name str); nnodes x node; sum u64.
@@ -25,6 +28,8 @@
 
 #define CK_MAGIC "MSCKPT01"
 #define CK_BUF (1u << 20)
+#define CK_HEAD_LEN (8 + 8 + 8 + 4 + 8 + 4 + 8)	/* magic to nnodes */
+#define CK_NODE_MIN (8 + 8 + 1 + 2 + 1 + 4 * 3 + 8 * 3)	/* 1-byte name */
 
 struct ckw {
 	int fd;
@@ -134,32 +139,88 @@ index_save(const struct index *ix, int fd, uint32_t seg, uint64_t off)
 	return rc;
 }
 
-static int
-read_file(int fd, uint8_t **buf_out, size_t *len_out)
-{
-	struct stat st;
-	uint8_t *buf;
-	size_t off = 0;
-	ssize_t n;
+/* Streaming reader: the bytes before the trailing sum, hashed as read. */
+struct ckr {
+	int fd;
+	int err;		/* read error, latched */
+	uint64_t left;		/* bytes before the sum not read yet */
+	size_t len, pos;	/* bytes in |buf|, and where parsing is */
+	XXH3_state_t st;
+	uint8_t buf[CK_BUF];
+};
 
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	buf = malloc((size_t)st.st_size + 1);
-	if (buf == NULL)
-		return -ENOMEM;
-	while (off < (size_t)st.st_size) {
-		n = read(fd, buf + off, (size_t)st.st_size - off);
-		if (n < 0 && errno == EINTR)
+/* The most one mailbox name or node takes: a u16-counted string plus
+ * fixed fields. Every item is parsed from at least this much buffer, so
+ * a shorter one means the file ended inside it. */
+#define CK_ITEM_MAX	(2u + 65535u + 256u)
+
+/* Have at least |n| unparsed bytes in the buffer, or all that are left. */
+static void
+ckr_fill(struct ckr *c, size_t n)
+{
+	size_t room;
+	ssize_t got;
+
+	if (c->err || c->len - c->pos >= n || c->left == 0)
+		return;
+	memmove(c->buf, c->buf + c->pos, c->len - c->pos);
+	c->len -= c->pos;
+	c->pos = 0;
+	while (c->left > 0 && c->len < CK_BUF) {
+		room = CK_BUF - c->len;
+		if (room > c->left)
+			room = (size_t)c->left;
+		got = read(c->fd, c->buf + c->len, room);
+		if (got < 0 && errno == EINTR)
 			continue;
-		if (n <= 0) {
-			free(buf);
-			return n < 0 ? -errno : -EBADMSG;
+		if (got <= 0) {
+			c->err = got < 0 ? -errno : -EBADMSG;	/* shrank */
+			return;
 		}
-		off += (size_t)n;
+		XXH3_64bits_update(&c->st, c->buf + c->len, (size_t)got);
+		c->len += (size_t)got;
+		c->left -= (uint64_t)got;
 	}
-	*buf_out = buf;
-	*len_out = off;
-	return 0;
+}
+
+/* A cursor over the next unparsed bytes (at least |n| when the file has
+ * them); ckr_take() consumes what it read. */
+static struct rd
+ckr_rd(struct ckr *c, size_t n)
+{
+	ckr_fill(c, n);
+	return (struct rd){ c->buf + c->pos, c->len - c->pos, 0, c->err };
+}
+
+static void
+ckr_take(struct ckr *c, const struct rd *r)
+{
+	c->pos += r->off;
+}
+
+/* After the last item: nothing may be left but the sum, which must be
+ * the hash of everything before it. */
+static int
+ckr_finish(struct ckr *c)
+{
+	uint8_t b[8];
+	struct rd r = { b, sizeof b, 0, 0 };
+	size_t have = 0;
+	ssize_t got;
+
+	if (c->err)
+		return c->err;
+	if (c->left != 0 || c->pos != c->len)
+		return -EBADMSG;	/* trailing bytes */
+	while (have < sizeof b) {
+		got = read(c->fd, b + have, sizeof b - have);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			return got < 0 ? -errno : -EBADMSG;
+		have += (size_t)got;
+	}
+	return rd_u64(&r) == XXH3_64bits_digest(&c->st) ? 0 : -EBADMSG;
 }
 
 /* Load one node record as a REC_CREATE-equivalent and fix up the fields a
@@ -225,49 +286,66 @@ load_node(struct index *ix, struct rd *r, struct mbox **mb, uint32_t nmb,
 int
 index_load(struct index *ix, int fd, uint32_t *seg_out, uint64_t *off_out)
 {
+	struct ckr *c = NULL;
 	struct mbox **mb = NULL;
+	struct stat st;
 	struct rd r;
-	uint8_t *buf = NULL;
-	size_t len = 0, i;
-	uint64_t nnodes, lsn, next_id;
+	uint64_t nnodes, lsn, next_id, i;
 	uint32_t nmb;
 	int rc;
 
-	rc = read_file(fd, &buf, &len);
-	if (rc < 0)
-		return rc;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (st.st_size < 8 + 8)
+		return -EBADMSG;
+	c = malloc(sizeof *c);
+	if (c == NULL)
+		return -ENOMEM;
+	c->fd = fd;
+	c->err = 0;
+	c->left = (uint64_t)st.st_size - 8;
+	c->len = c->pos = 0;
+	XXH3_64bits_reset(&c->st);
 	rc = -EBADMSG;
-	if (len < 8 + 8 || memcmp(buf, CK_MAGIC, 8) != 0)
+	r = ckr_rd(c, CK_HEAD_LEN);
+	if (r.len < 8 || memcmp(r.p, CK_MAGIC, 8) != 0)
 		goto out;
-	r = (struct rd){ buf + len - 8, 8, 0, 0 };
-	if (XXH3_64bits(buf, len - 8) != rd_u64(&r))
-		goto out;
-	r = (struct rd){ buf, len - 8, 8, 0 };
+	r.off = 8;
 	next_id = rd_u64(&r);
 	lsn = rd_u64(&r);
 	*seg_out = rd_u32(&r);
 	*off_out = rd_u64(&r);
 	nmb = rd_u32(&r);
 	nnodes = rd_u64(&r);
-	if (r.err || nmb > len)
+	/* Nothing is verified until the sum at the end: bound the counts by
+	 * what the file can hold before sizing anything by them. */
+	if (r.err || nmb > (uint64_t)st.st_size ||
+	    nnodes > (uint64_t)st.st_size / CK_NODE_MIN)
 		goto out;
+	ckr_take(c, &r);
+	index_reserve(ix, nnodes);
 	mb = calloc(nmb ? nmb : 1, sizeof *mb);
 	if (mb == NULL) {
 		rc = -ENOMEM;
 		goto out;
 	}
 	for (i = 0; i < nmb; i++) {
-		struct mst_str s = rd_str(&r);
+		struct mst_str s;
 
+		r = ckr_rd(c, CK_ITEM_MAX);
+		s = rd_str(&r);
 		if (r.err || (mb[i] = index_mbox(ix, s, 1)) == NULL)
 			goto out;
+		ckr_take(c, &r);
 	}
 	for (i = 0; i < nnodes; i++) {
+		r = ckr_rd(c, CK_ITEM_MAX);
 		rc = load_node(ix, &r, mb, nmb, lsn);
 		if (rc < 0)
 			goto out;
+		ckr_take(c, &r);
 	}
-	rc = rd_end(&r) ? -EBADMSG : 0;
+	rc = ckr_finish(c);
 	if (rc == 0) {
 		if (next_id > ix->next_id)
 			ix->next_id = next_id;
@@ -275,7 +353,9 @@ index_load(struct index *ix, int fd, uint32_t *seg_out, uint64_t *off_out)
 		ix->root->x.dir->tomb_floor = lsn;
 	}
 out:
+	if (rc < 0 && c->err)
+		rc = c->err;		/* an I/O error, not bad bytes */
 	free(mb);
-	free(buf);
+	free(c);
 	return rc;
 }

@@ -65,13 +65,13 @@ htab_init(struct htab *t, size_t buckets)
 	return t->b ? 0 : -ENOMEM;
 }
 
-/* Double the buckets when the load passes 1; failure to grow only costs
+/* Rehash into |nb| buckets (a power of two); failure to grow only costs
  * speed, so it is not an error. */
 static void
-htab_grow(struct htab *t, size_t off)
+htab_resize(struct htab *t, size_t off, size_t nb)
 {
-	size_t nb = (t->mask + 1) * 2, i;
 	struct node **b = calloc(nb, sizeof *b), *n, *next;
+	size_t i;
 
 	if (b == NULL)
 		return;
@@ -95,7 +95,7 @@ htab_add(struct htab *t, struct node *n, size_t off)
 	uint64_t h;
 
 	if (t->n >= t->mask + 1)
-		htab_grow(t, off);
+		htab_resize(t, off, (t->mask + 1) * 2);	/* load passed 1 */
 	h = node_hash(n, off) & t->mask;
 	NEXT(n, off) = t->b[h];
 	t->b[h] = n;
@@ -113,6 +113,25 @@ htab_del(struct htab *t, struct node *n, size_t off)
 		*pp = NEXT(n, off);
 		t->n--;
 	}
+}
+
+static void
+htab_reserve(struct htab *t, size_t off, uint64_t n)
+{
+	size_t nb = t->mask + 1;
+
+	while (nb < n && nb < ((size_t)1 << 40))
+		nb *= 2;
+	if (nb > t->mask + 1)
+		htab_resize(t, off, nb);
+}
+
+void
+index_reserve(struct index *ix, uint64_t nodes)
+{
+	htab_reserve(&ix->by_name, PN_OFF, nodes);
+	htab_reserve(&ix->by_id, ID_OFF, nodes);
+	htab_reserve(&ix->by_idem, IDEM_OFF, nodes);
 }
 
 struct node *

@@ -93,6 +93,10 @@ struct index {
 
 struct index *index_new(uint64_t quota_bytes, uint64_t quota_msgs);
 void index_free(struct index *ix);
+/* Size the hash tables for |nodes| entries at once (loading a
+ * checkpoint), instead of doubling them about log2(nodes / 1024) times
+ * on the way; on failure they still grow as needed. */
+void index_reserve(struct index *ix, uint64_t nodes);
 
 struct node *index_find_id(const struct index *ix, uint64_t id);
 struct node *index_lookup(const struct index *ix, const struct node *dir,

@@ -32,6 +32,8 @@ struct seg {
 	int fd;
 	atomic_int refs;	/* table + readers; closed at 0 */
 	uint64_t size;		/* durable end; writer-owned */
+	atomic_uint_fast64_t written;	/* end of what pwritev has put in
+					   the file; readers wait for it */
 	char path[];
 };
 
@@ -71,6 +73,9 @@ struct engine {
 	struct jq wq, rq;
 	pthread_t writer, compactor, *readers;
 	int nreaders;
+	pthread_mutex_t wmu;		/* batch-written wakeups */
+	pthread_cond_t wcv;
+	uint64_t wgen;			/* batches ended; guarded by wmu */
 	pthread_mutex_t cmu;		/* compactor wakeups */
 	pthread_cond_t ccv;
 	int cstop, ckick;		/* guarded by cmu */
@@ -115,6 +120,14 @@ typedef int scan_fn(void *arg, struct rec *r, const uint8_t *payload,
     uint64_t off);
 int seg_scan(struct seg *s, uint64_t off, uint64_t max_rec, scan_fn *fn,
     void *arg, uint64_t *end_out);
+
+/*
+ * The index shows a record as soon as the writer has applied it, which is
+ * before the batch's pwritev. Before reading a body ending at |end| in
+ * the pinned segment |s|, wait until the writer has put it in the file:
+ * 0, or -ENOENT when its batch failed (the record no longer exists).
+ */
+int body_wait(struct engine *e, struct seg *s, uint64_t end);
 
 /* Read |len| bytes at |off| of a body at |seg_off| in the pinned segment
  * |s| (NULL gives -EIO). */

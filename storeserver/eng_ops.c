@@ -790,7 +790,9 @@ ops_read(struct engine *e, struct job *j)
 		    j->req.get.offset;
 		want = j->op == MST_OP_FETCH ? j->req.fetch.length :
 		    j->req.get.length;
-		rc = reply_body(j, seg, off, size, sum, from, want);
+		rc = body_wait(e, seg, off + size);
+		if (rc == 0)
+			rc = reply_body(j, seg, off, size, sum, from, want);
 		seg_put(seg);
 	}
 	j->status = rc;

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <xxhash.h>
@@ -57,6 +58,7 @@ seg_open(struct engine *e, uint32_t no, int create)
 		return NULL;
 	}
 	s->size = (uint64_t)st.st_size;
+	atomic_init(&s->written, s->size);
 	atomic_init(&s->refs, 1);
 	return s;
 }
@@ -535,6 +537,29 @@ store_close(struct engine *e)
 		close(e->log_dirfd);
 	if (e->lock_fd >= 0)
 		close(e->lock_fd);
+}
+
+int
+body_wait(struct engine *e, struct seg *s, uint64_t end)
+{
+	struct timespec ts;
+	uint64_t gen;
+	int ok;
+
+	if (s == NULL || atomic_load(&s->written) >= end)
+		return 0;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 10;	/* a batch takes milliseconds: a safety net */
+	pthread_mutex_lock(&e->wmu);
+	gen = e->wgen;
+	/* The record is in the batch being written now: when that batch
+	 * ends (gen moves on), it is either in the file or gone. */
+	while (atomic_load(&s->written) < end && e->wgen == gen &&
+	    pthread_cond_timedwait(&e->wcv, &e->wmu, &ts) == 0)
+		;
+	ok = atomic_load(&s->written) >= end;
+	pthread_mutex_unlock(&e->wmu);
+	return ok ? 0 : -ENOENT;
 }
 
 int

@@ -221,6 +221,7 @@ fail_batch(struct engine *e, struct batch *b, struct job *jobs, int rc)
 	log_err("write %d records to %s at offset %llu: %s; rolling back",
 	    b->nrec, b->seg->path, (unsigned long long)b->base,
 	    strerror(-rc));
+	atomic_store(&b->seg->written, b->base);
 	if (ftruncate(b->seg->fd, (off_t)b->base) < 0 ||
 	    fdatasync(b->seg->fd) < 0) {
 		log_err("ftruncate/fdatasync %s: %s: cannot roll back, "
@@ -282,6 +283,8 @@ run_batch(struct engine *e, struct batch *b, struct job *jobs)
 		    (off_t)b->base);
 		if (rc == 0)
 			rc = dio_fdatasync(b->seg->fd);
+		if (rc == 0)
+			atomic_store(&b->seg->written, b->pos);
 		if (rc < 0) {
 			fail_batch(e, b, done, rc);
 		} else {
@@ -292,6 +295,12 @@ run_batch(struct engine *e, struct batch *b, struct job *jobs)
 			atomic_fetch_add(&e->batched, (uint64_t)b->nrec);
 			atomic_fetch_add(&e->syncs, 1);
 		}
+	}
+	if (b->nrec) {			/* readers waiting in body_wait */
+		pthread_mutex_lock(&e->wmu);
+		e->wgen++;
+		pthread_cond_broadcast(&e->wcv);
+		pthread_mutex_unlock(&e->wmu);
 	}
 	for (i = 0; i < b->nscratch; i++)
 		free(b->scratch[i]);
@@ -462,6 +471,8 @@ local_open(const struct engine_conf *c, struct engine **out)
 	jq_init(&e->rq);
 	pthread_mutex_init(&e->cmu, NULL);
 	pthread_cond_init(&e->ccv, NULL);
+	pthread_mutex_init(&e->wmu, NULL);
+	pthread_cond_init(&e->wcv, NULL);
 	if (e->dir == NULL) {
 		free(e);
 		return -ENOMEM;

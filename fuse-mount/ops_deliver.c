@@ -338,6 +338,48 @@ rename_local(struct mount *m, fuse_req_t req, struct minode *n,
 	return rc;
 }
 
+/* A rename within the store, answered from mconn's thread. Directory
+ * minodes are never freed, so |p| and |np| outlive the request. */
+struct move_wait {
+	fuse_req_t req;
+	struct mount *m;
+	struct minode *p, *np;
+	char name[MST_NAME_MAX + 1], newname[MST_NAME_MAX + 1];
+};
+
+static void
+moved(void *arg, struct mreply *r)
+{
+	struct move_wait *w = arg;
+	struct mount *m = w->m;
+	struct mst_attr_rep ar;
+	struct minode *n;
+	int rc = r->status;
+
+	if (rc == 0)
+		rc = attr_from(r, &ar);
+	mreply_free(r);
+	if (rc == 0) {
+		pthread_mutex_lock(&m->mu);
+		if (w->p->folder)
+			folder_del(w->p->folder, w->name);
+		if (w->np->folder)
+			folder_put(w->np->folder, w->newname, &ar.attr);
+		/* One record changed both directories, at one time. */
+		folder_touch(w->p, ar.dir_mtime_ns);
+		folder_touch(w->np, ar.dir_mtime_ns);
+		n = inode_get(m, ar.attr.id);
+		if (n)
+			rc = inode_move(m, n, w->np, w->newname);
+		pthread_mutex_unlock(&m->mu);
+		inval_queue(m, w->p->ino, NULL);
+		if (w->np != w->p)
+			inval_queue(m, w->np->ino, NULL);
+	}
+	fuse_reply_err(w->req, rc < 0 ? -rc : 0);
+	free(w);
+}
+
 /* Returns 0, a negative errno, or 1 when a callback answers the kernel. */
 static int
 do_rename(struct mount *m, fuse_req_t req, fuse_ino_t parent,
@@ -348,10 +390,8 @@ do_rename(struct mount *m, fuse_req_t req, fuse_ino_t parent,
 	char fdir[MST_PATH_MAX + 1], tdir[MST_PATH_MAX + 1];
 	struct mst_setinfo_req si = { 0 };
 	struct mst_rename_req rn = { 0 };
-	struct mst_attr_rep ar;
 	struct minode *p, *np, *n;
-	struct fentry *fe;
-	struct mreply r;
+	struct move_wait *w;
 	uint8_t buf[2 * MST_PATH_MAX + 64];
 	int rc, len, setinfo;
 
@@ -395,29 +435,22 @@ do_rename(struct mount *m, fuse_req_t req, fuse_ino_t parent,
 		rn.flags = flags & RENAME_NOREPLACE ? MST_RN_NOREPLACE : 0;
 		len = mst_rename_req_encode(&rn, buf, sizeof buf);
 	}
-	rc = mconn_call(m->conn, setinfo ? MST_OP_SETINFO : MST_OP_RENAME, buf,
-	    (size_t)len, NULL, 0, 0, &r);
-	if (rc == 0)
-		rc = attr_from(&r, &ar);
-	mreply_free(&r);
-	if (rc < 0)
+	w = calloc(1, sizeof *w);
+	if (w == NULL)
+		return -ENOMEM;
+	w->req = req;
+	w->m = m;
+	w->p = p;
+	w->np = np;
+	snprintf(w->name, sizeof w->name, "%s", name);
+	snprintf(w->newname, sizeof w->newname, "%s", newname);
+	rc = mconn_call_async(m->conn, setinfo ? MST_OP_SETINFO : MST_OP_RENAME,
+	    buf, (size_t)len, NULL, 0, 0, moved, w);
+	if (rc < 0) {
+		free(w);
 		return rc;
-	pthread_mutex_lock(&m->mu);
-	if (p->folder && (fe = folder_find(p->folder, name)) != NULL)
-		folder_del(p->folder, name);
-	if (np->folder)
-		folder_put(np->folder, newname, &ar.attr);
-	/* One record changed both directories, at one time. */
-	folder_touch(p, ar.dir_mtime_ns);
-	folder_touch(np, ar.dir_mtime_ns);
-	n = inode_get(m, ar.attr.id);
-	if (n)
-		rc = inode_move(m, n, np, newname);
-	pthread_mutex_unlock(&m->mu);
-	inval_queue(m, p->ino, NULL);
-	if (np != p)
-		inval_queue(m, np->ino, NULL);
-	return rc;
+	}
+	return 1;			/* moved() replies */
 }
 
 void

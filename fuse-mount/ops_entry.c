@@ -6,6 +6,7 @@
  * the folder cache; everything else asks the store.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
@@ -417,17 +418,58 @@ detach_dir(struct mount *m, struct minode *p, const char *name)
 				n->name[0] = '\0';
 }
 
-/* RMDIR, UNLINK or EXPUNGE of |parent|/|name|. */
+/* A removal answered from mconn's thread; |p| is a directory minode,
+ * and those are never freed. */
+struct remove_wait {
+	fuse_req_t req;
+	struct mount *m;
+	struct minode *p;
+	int dir;
+	char name[MST_NAME_MAX + 1];
+};
+
+static void
+removed(void *arg, struct mreply *r)
+{
+	struct remove_wait *w = arg;
+	struct mount *m = w->m;
+	struct mst_change_rep cr;
+	int rc = r->status;
+
+	if (rc == 0) {
+		pthread_mutex_lock(&m->mu);
+		if (r->nframes == 1 && mst_change_rep_decode(&cr,
+		    r->frames[0].p, r->frames[0].len) == 0)
+			folder_touch(w->p, cr.dir_mtime_ns);
+		if (w->p->folder)
+			folder_del(w->p->folder, w->name);
+		if (w->dir)
+			detach_dir(m, w->p, w->name);
+		pthread_mutex_unlock(&m->mu);
+		inval_queue(m, w->p->ino, NULL);
+	}
+	mreply_free(r);
+	fuse_reply_err(w->req, rc < 0 ? -rc : 0);
+	free(w);
+}
+
+/*
+ * RMDIR, UNLINK or EXPUNGE of |parent|/|name|. Local files go at once
+ * (0 or a negative errno); a request to the store returns 1 and removed()
+ * answers the kernel.
+ */
 static int
-do_remove(struct mount *m, fuse_ino_t parent, const char *name, int dir)
+do_remove(struct mount *m, fuse_req_t req, fuse_ino_t parent,
+    const char *name, int dir)
 {
 	struct mst_msg_ref q = { 0 };
-	struct mst_change_rep cr;
+	struct mst_path_req pq = { 0 };
 	char path[MST_PATH_MAX + 1], dpath[MST_PATH_MAX + 1];
+	struct remove_wait *w;
 	struct minode *p, *n;
-	struct mreply r;
 	uint8_t buf[2 * MST_PATH_MAX + 16];
-	int rc, len = 0, expunge = 0;
+	unsigned op;
+	int rc, len = 0;
 
 	pthread_mutex_lock(&m->mu);
 	p = inode_get(m, parent);
@@ -444,54 +486,55 @@ do_remove(struct mount *m, fuse_ino_t parent, const char *name, int dir)
 	}
 	rc = inode_child_path(p, name, path, sizeof path);
 	if (rc == 0 && !dir && p->folder) {
-		expunge = 1;
+		op = MST_OP_EXPUNGE;
 		rc = inode_path(p, dpath, sizeof dpath);
 		q.sub = p->dkind == DK_NEW ? MST_SUB_NEW : MST_SUB_CUR;
 		q.name = mst_str_of(name);
 		(void)inode_classify(m, dpath, &q.mailbox, &q.folder);
 		len = mst_msg_ref_encode(&q, buf, sizeof buf);
+	} else {
+		op = dir ? MST_OP_RMDIR : MST_OP_UNLINK;
+		pq.path = mst_str_of(path);
+		len = mst_path_req_encode(&pq, buf, sizeof buf);
 	}
 	pthread_mutex_unlock(&m->mu);
 	if (rc < 0)
 		return rc;
-	if (expunge)
-		rc = mconn_call(m->conn, MST_OP_EXPUNGE, buf, (size_t)len,
-		    NULL, 0, 0, &r);
-	else
-		rc = call_path(m, dir ? MST_OP_RMDIR : MST_OP_UNLINK, path, &r);
-	if (rc == 0 && r.nframes == 1 &&
-	    mst_change_rep_decode(&cr, r.frames[0].p, r.frames[0].len) == 0) {
-		pthread_mutex_lock(&m->mu);
-		folder_touch(p, cr.dir_mtime_ns);
-		pthread_mutex_unlock(&m->mu);
+	if (len < 0)
+		return len;
+	w = calloc(1, sizeof *w);
+	if (w == NULL)
+		return -ENOMEM;
+	w->req = req;
+	w->m = m;
+	w->p = p;
+	w->dir = dir;
+	snprintf(w->name, sizeof w->name, "%s", name);
+	rc = mconn_call_async(m->conn, op, buf, (size_t)len, NULL, 0, 0,
+	    removed, w);
+	if (rc < 0) {
+		free(w);
+		return rc;
 	}
-	mreply_free(&r);
-	if (rc == 0) {
-		inval_queue(m, p->ino, NULL);
-		pthread_mutex_lock(&m->mu);
-		if (p->folder)
-			folder_del(p->folder, name);
-		if (dir)
-			detach_dir(m, p, name);
-		pthread_mutex_unlock(&m->mu);
-	}
-	return rc;
+	return 1;
 }
 
 static void
 op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	int rc = do_remove(mount_of(req), parent, name, 0);
+	int rc = do_remove(mount_of(req), req, parent, name, 0);
 
-	fuse_reply_err(req, rc < 0 ? -rc : 0);
+	if (rc != 1)
+		fuse_reply_err(req, rc < 0 ? -rc : 0);
 }
 
 static void
 op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	int rc = do_remove(mount_of(req), parent, name, 1);
+	int rc = do_remove(mount_of(req), req, parent, name, 1);
 
-	fuse_reply_err(req, rc < 0 ? -rc : 0);
+	if (rc != 1)
+		fuse_reply_err(req, rc < 0 ? -rc : 0);
 }
 
 static int

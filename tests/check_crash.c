@@ -40,6 +40,7 @@
 
 #include "mstclient.h"
 #include "mstproto.h"
+#include "testutil.h"
 
 #define START_MS	30000		/* sanitizer builds start slowly */
 #define REPLY_MS	5000		/* connect and each reply */
@@ -81,24 +82,6 @@ static struct {
 } failure = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 /* ---- time, randomness, failures ---- */
-
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void
-sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
 
 /* splitmix64: a fixed seed gives the same sequence on every run. */
 static uint64_t
@@ -159,33 +142,6 @@ assert_no_failure(void)
 }
 
 /* ---- the server ---- */
-
-static const char *
-mstored_path(void)
-{
-	const char *p = getenv("MSTORED");
-
-	return p && *p ? p : "storeserver/mstored";
-}
-
-static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path) < 0 ? -1 : 0;
-}
-
-static void
-rm_rf(const char *dir)
-{
-	if (dir[0] != '\0' &&
-	    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) < 0 &&
-	    errno != ENOENT)
-		fprintf(stderr, "check_crash: removing %s: %s\n", dir,
-		    strerror(errno));
-}
 
 static void
 setup_base(void)

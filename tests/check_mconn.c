@@ -32,6 +32,7 @@
 #include "mconn.h"
 #include "mstclient.h"
 #include "mstproto.h"
+#include "testutil.h"
 
 #define TEST_MAX_FRAME	(64u << 10)	/* the servers' max_frame */
 #define START_MS	30000		/* valgrind starts slowly */
@@ -53,51 +54,6 @@ static struct server {
 
 /* ---- time, processes, files ---- */
 
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void
-sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-static const char *
-mstored_path(void)
-{
-	const char *p = getenv("MSTORED");
-
-	return p && *p ? p : "storeserver/mstored";
-}
-
-static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path) < 0 ? -1 : 0;
-}
-
-static void
-rm_rf(const char *dir)
-{
-	if (dir[0] != '\0' &&
-	    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) < 0 &&
-	    errno != ENOENT)
-		fprintf(stderr, "check_mconn: removing %s: %s\n", dir,
-		    strerror(errno));
-}
-
 static void
 setup_base(void)
 {
@@ -113,23 +69,6 @@ teardown_base(void)
 {
 	rm_rf(tmpbase);
 	tmpbase[0] = '\0';
-}
-
-static int
-can_connect(const char *addr)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl;
-	int fd, ok;
-
-	if (mst_addr_parse(addr, &ss, &sl) < 0)
-		return 0;
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return 0;
-	ok = connect(fd, (struct sockaddr *)&ss, sl) == 0;
-	close(fd);
-	return ok;
 }
 
 /* Start mstored on srv's address and data; wait until it accepts. */

@@ -36,6 +36,7 @@
 #include "conf.h"
 #include "mstclient.h"
 #include "mstproto.h"
+#include "testutil.h"
 
 #define TEST_MAX_FRAME	(256u << 10)	/* the test servers' max_frame */
 #define TEST_MAX_MSG	(2u << 20)	/* and max_message_size */
@@ -64,23 +65,6 @@ static struct server srv = { .pid = -1 };
 
 /* ---- processes and files ---- */
 
-static int
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int)(ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-}
-
-static const char *
-mstored_path(void)
-{
-	const char *p = getenv("MSTORED");
-
-	return p && *p ? p : "storeserver/mstored";
-}
-
 static void
 write_file(const char *path, const char *text)
 {
@@ -91,25 +75,6 @@ write_file(const char *path, const char *text)
 		    strerror(errno));
 		exit(EXIT_FAILURE);
 	}
-}
-
-static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path) < 0 ? -1 : 0;
-}
-
-static void
-rm_rf(const char *dir)
-{
-	if (dir[0] != '\0' &&
-	    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) < 0 &&
-	    errno != ENOENT)
-		fprintf(stderr, "check_server: removing %s: %s\n", dir,
-		    strerror(errno));
 }
 
 /*
@@ -220,23 +185,6 @@ free_port(void)
 	if (fd >= 0)
 		close(fd);
 	return port;
-}
-
-static int
-can_connect(const char *addr)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl;
-	int fd, rc;
-
-	if (mst_addr_parse(addr, &ss, &sl) < 0)
-		return 0;
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return 0;
-	rc = connect(fd, (struct sockaddr *)&ss, sl) == 0;
-	close(fd);
-	return rc;
 }
 
 /* A socket file nobody listens on, as a crashed server leaves behind. */

@@ -32,7 +32,7 @@ run_build() {	# NAME CONFIGURE-ARGS...
 	done
 	if [ "$rc" -ne 0 ]; then
 		for log in "$dir"/tests/*.log "$dir"/tests/integration/*.log; do
-			[ -f "$log" ] && grep -q '^FAIL\|^ERROR' "${log%.log}.trs" 2>/dev/null &&
+			[ -f "$log" ] && grep -q ':test-result: \(FAIL\|ERROR\)' "${log%.log}.trs" 2>/dev/null &&
 				{ echo "--- $log"; tail -40 "$log"; }
 		done
 		echo "run-tests: $name build: tests failed" >&2

@@ -160,6 +160,7 @@ struct conn {
 	uint8_t cnonce[MST_NONCE_LEN];
 	uint8_t snonce[MST_NONCE_LEN];
 	char peer[96];		/* "conn 7 (127.0.0.1:40312)" for logs */
+	int local;		/* came in on a Unix socket */
 	struct stream *streams;
 	unsigned nstreams;
 	uint64_t body_bytes;	/* reserved by bodies being assembled */
@@ -718,6 +719,20 @@ watch_reply_change(const struct job *j)
 
 /* ---- jobs ---- */
 
+/*
+ * "stats" is open to every client. The commands that make the store work
+ * (scrub reads every byte, compact and checkpoint write) need a client
+ * that proved the shared key, or one on a Unix socket, whose file
+ * permissions say who may connect.
+ */
+static int
+admin_allowed(const struct conn *c, const struct mst_admin_req *a)
+{
+	if (a->cmd.len == 5 && memcmp(a->cmd.p, "stats", 5) == 0)
+		return 1;
+	return c->local || c->srv->keylen > 0;
+}
+
 /* Decode |p| into j->req according to j->op. */
 static int
 decode_req(struct job *j, const uint8_t *p, size_t len)
@@ -1178,6 +1193,13 @@ do_request(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
 		body_start(c, j, h, p);
 		return;
 	}
+	if (h->op == MST_OP_ADMIN && !admin_allowed(c, &j->req.admin)) {
+		job_free(j);
+		log_warn("%s: ADMIN refused over TCP without a key", c->peer);
+		conn_reply_error(c, h->op, h->id, -EACCES, "scrub, compact and "
+		    "checkpoint need the Unix socket or a key_file");
+		return;
+	}
 	if (job_own_payload(j, p, h->len) < 0 || (h->op == MST_OP_WATCH &&
 	    watch_pending(c, j) < 0)) {
 		job_free(j);
@@ -1463,7 +1485,7 @@ on_event(struct bufferevent *bev, short what, void *arg)
 }
 
 static void
-conn_new(struct server *srv, evutil_socket_t fd, const char *peer)
+conn_new(struct server *srv, evutil_socket_t fd, const char *peer, int local)
 {
 	struct conn *c = calloc(1, sizeof *c);
 
@@ -1483,6 +1505,7 @@ conn_new(struct server *srv, evutil_socket_t fd, const char *peer)
 	c->refs = 1;
 	c->state = CS_HELLO;
 	c->max_frame = srv->max_frame;
+	c->local = local;
 	snprintf(c->peer, sizeof c->peer, "%s", peer);
 	LIST_INIT(&c->watches);
 	LIST_INSERT_HEAD(&srv->conns, c, link);
@@ -1537,7 +1560,7 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	if (sa->sa_family != AF_UNIX &&
 	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0)
 		log_debug("%s: TCP_NODELAY: %s", peer, strerror(errno));
-	conn_new(srv, fd, peer);
+	conn_new(srv, fd, peer, sa->sa_family == AF_UNIX);
 }
 
 static void

@@ -1317,6 +1317,53 @@ END_TEST
 
 /* ---- authentication ---- */
 
+/* ADMIN: "stats" for anyone; scrub, compact and checkpoint only over the
+ * Unix socket when no key is configured (with a key, after AUTH). */
+static int
+admin(struct mst_client *c, const char *cmd)
+{
+	struct mst_admin_req a = { mst_str_of(cmd), mst_str_of("") };
+	const uint8_t *rp;
+	struct mst_hdr h;
+	uint8_t b[64];
+	int n = mst_admin_req_encode(&a, b, sizeof b);
+
+	ck_assert_int_gt(n, 0);
+	return mst_client_call(c, MST_OP_ADMIN, b, (size_t)n, &h, &rp);
+}
+
+START_TEST(admin_work_needs_the_unix_socket_without_a_key)
+{
+	struct mst_client *t = client_at(srv.tcp_addr, NULL, 0);
+	struct mst_client *u = client_at(srv.unix_addr, NULL, 0);
+	static const char *const work[] = { "scrub", "compact", "checkpoint" };
+	size_t i;
+
+	ck_assert_int_eq(admin(u, "stats"), 0);
+	ck_assert_int_eq(admin(t, "stats"), 0);
+	for (i = 0; i < 3; i++) {
+		ck_assert_msg(admin(t, work[i]) == -EACCES,
+		    "%s over TCP without a key: want EACCES", work[i]);
+		ck_assert_msg(admin(u, work[i]) == 0,
+		    "%s over the Unix socket: want success", work[i]);
+	}
+	ping_ok(t, 11);		/* refused, not closed */
+	mst_client_free(t);
+	mst_client_free(u);
+}
+END_TEST
+
+START_TEST(admin_work_is_allowed_after_auth)
+{
+	struct mst_client *t = client_at(srv.tcp_addr, TEST_KEY, 0);
+
+	ck_assert_int_eq(admin(t, "stats"), 0);
+	ck_assert_int_eq(admin(t, "scrub"), 0);
+	ck_assert_int_eq(admin(t, "checkpoint"), 0);
+	mst_client_free(t);
+}
+END_TEST
+
 START_TEST(auth_with_the_right_key_succeeds)
 {
 	struct mst_client *t = client_at(srv.tcp_addr, TEST_KEY, 0);
@@ -1808,6 +1855,7 @@ server_suite(void)
 	tcase_add_test(tc, watcher_is_notified_of_a_delivery);
 	tcase_add_test(tc,
 	    watch_during_a_burst_misses_nothing_and_repeats_nothing);
+	tcase_add_test(tc, admin_work_needs_the_unix_socket_without_a_key);
 	suite_add_tcase(s, tc);
 
 	tcase_add_unchecked_fixture(ta, auth_setup, shared_teardown);
@@ -1815,6 +1863,7 @@ server_suite(void)
 	tcase_add_test(ta, auth_with_the_right_key_succeeds);
 	tcase_add_test(ta, auth_with_a_wrong_key_is_eacces);
 	tcase_add_test(ta, auth_without_a_key_fails);
+	tcase_add_test(ta, admin_work_is_allowed_after_auth);
 	tcase_add_loop_test(ta, server_refuses_and_closes_without_valid_auth,
 	    0, 2);
 	suite_add_tcase(s, ta);

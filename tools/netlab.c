@@ -18,6 +18,7 @@
 
 #include <event2/event.h>
 
+#include "cli.h"
 #include "netlab.h"
 
 #define EXIT_USAGE		2
@@ -98,52 +99,6 @@ parse_delay(const char *s, uint64_t *ns_out)
 	return 0;
 }
 
-/* "65536", "64K", "4M" -> bytes in [min, max]. Returns 0, -EINVAL or
- * -ERANGE. */
-static int
-parse_size(const char *s, size_t min, size_t max, size_t *out)
-{
-	unsigned long long v;
-	unsigned shift = 0;
-	char *end;
-
-	if (s[0] < '0' || s[0] > '9')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno == ERANGE)
-		return -ERANGE;
-	if (strcmp(end, "K") == 0 || strcmp(end, "k") == 0)
-		shift = 10;
-	else if (strcmp(end, "M") == 0 || strcmp(end, "m") == 0)
-		shift = 20;
-	else if (*end != '\0')
-		return -EINVAL;
-	if (v > (max >> shift) || (v << shift) < min)
-		return -ERANGE;
-	*out = (size_t)(v << shift);
-	return 0;
-}
-
-/* "10" -> [min, max]. Returns 0, -EINVAL or -ERANGE. */
-static int
-parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
-{
-	unsigned long v;
-	char *end;
-
-	if (s[0] < '0' || s[0] > '9')
-		return -EINVAL;
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (*end != '\0')
-		return -EINVAL;
-	if (errno == ERANGE || v < min || v > max)
-		return -ERANGE;
-	*out = (unsigned)v;
-	return 0;
-}
-
 /* Parse "LISTEN=TARGET". Prints why not and returns -EINVAL. */
 static int
 parse_mapping(const char *arg, struct mapping *m)
@@ -195,7 +150,7 @@ parse_opts(int argc, char **argv, struct opts *o)
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	unsigned secs;
+	uint64_t v;
 	int c;
 
 	while ((c = getopt_long(argc, argv, "d:b:n:t:hV", longopts, NULL))
@@ -210,24 +165,28 @@ parse_opts(int argc, char **argv, struct opts *o)
 			return -1;
 		case 'b':
 			o->buf_set = 1;
-			if (parse_size(optarg, NETLAB_BUF_MIN, NETLAB_BUF_MAX,
-			    &o->buf_max) == 0)
+			if (cli_parse_size(optarg, NETLAB_BUF_MAX, &v) == 0 &&
+			    v >= NETLAB_BUF_MIN) {
+				o->buf_max = (size_t)v;
 				break;
+			}
 			fprintf(stderr, "netlab: -b %s: want bytes from 64K "
 			    "to 1024M\n", optarg);
 			return -1;
 		case 'n':
 			o->count_set = 1;
-			if (parse_uint(optarg, 1, MEASURE_COUNT_MAX,
-			    &o->count) == 0)
+			if (cli_parse_count(optarg, 1, MEASURE_COUNT_MAX,
+			    &v) == 0) {
+				o->count = (unsigned)v;
 				break;
+			}
 			fprintf(stderr, "netlab: -n %s: want 1 to %d\n",
 			    optarg, MEASURE_COUNT_MAX);
 			return -1;
 		case 't':
 			o->timeout_set = 1;
-			if (parse_uint(optarg, 1, 3600, &secs) == 0) {
-				o->timeout_ms = (int)secs * 1000;
+			if (cli_parse_count(optarg, 1, 3600, &v) == 0) {
+				o->timeout_ms = (int)v * 1000;
 				break;
 			}
 			fprintf(stderr, "netlab: -t %s: want seconds from 1 "

@@ -64,7 +64,6 @@
 
 /* The unchecked fixture's directory, removed by the runner even when a
  * test fails before its teardown. */
-static char tmpbase[32];
 
 static struct server {
 	pid_t pid;
@@ -142,23 +141,6 @@ assert_no_failure(void)
 }
 
 /* ---- the server ---- */
-
-static void
-setup_base(void)
-{
-	snprintf(tmpbase, sizeof tmpbase, "/tmp/mst-crash.XXXXXX");
-	if (mkdtemp(tmpbase) == NULL) {
-		fprintf(stderr, "check_crash: mkdtemp: %s\n", strerror(errno));
-		exit(EXIT_FAILURE);
-	}
-}
-
-static void
-teardown_base(void)
-{
-	rm_rf(tmpbase);
-	tmpbase[0] = '\0';
-}
 
 /* Does the server answer HELLO and PING? Its socket accepts
  * connections before the store is open; the replies come after. */

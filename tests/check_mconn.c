@@ -40,7 +40,6 @@
 
 /* A test case's private directory (unchecked fixture): removed by the
  * runner even when a test in a forked child fails before its teardown. */
-static char tmpbase[32];
 
 /* The test's server; the fixture starts it, the teardown kills it. */
 static struct server {
@@ -53,23 +52,6 @@ static struct server {
 } srv = { .pid = -1 };
 
 /* ---- time, processes, files ---- */
-
-static void
-setup_base(void)
-{
-	snprintf(tmpbase, sizeof tmpbase, "/tmp/mst-mconn.XXXXXX");
-	if (mkdtemp(tmpbase) == NULL) {
-		fprintf(stderr, "check_mconn: mkdtemp: %s\n", strerror(errno));
-		exit(EXIT_FAILURE);
-	}
-}
-
-static void
-teardown_base(void)
-{
-	rm_rf(tmpbase);
-	tmpbase[0] = '\0';
-}
 
 /* Start mstored on srv's address and data; wait until it accepts. */
 static void

@@ -60,6 +60,27 @@ rm_rf(const char *dir)
 		    program_invocation_short_name, dir, strerror(errno));
 }
 
+char tmpbase[32];
+
+void
+setup_base(void)
+{
+	snprintf(tmpbase, sizeof tmpbase, "/tmp/mst-%s.XXXXXX",
+	    program_invocation_short_name);
+	if (mkdtemp(tmpbase) == NULL) {
+		fprintf(stderr, "%s: mkdtemp: %s\n",
+		    program_invocation_short_name, strerror(errno));
+		exit(EXIT_FAILURE);
+	}
+}
+
+void
+teardown_base(void)
+{
+	rm_rf(tmpbase);
+	tmpbase[0] = '\0';
+}
+
 int
 can_connect(const char *addr)
 {

@@ -9,6 +9,31 @@
  *
  * A job belongs to the engine from submit until |done| is called, and to
  * the network layer again afterwards (it frees it with job_free).
+ *
+ * Ordinary files by object id (GETATTR OPEN CLOSE READ WRITE FSETATTR
+ * LINK; LOCK is the network layer's own):
+ *  - the network layer sets j->op to the MST_OP_* opcode and fills the
+ *    matching j->req member (fid, read, write, fsetattr, link); WRITE's
+ *    body goes in j->body/body_len as for PUT (checksum verified before
+ *    submit), and j->req.write.body is not read;
+ *  - OPEN and CLOSE need j->owner: a nonzero token naming the connection
+ *    (the same value for every job of that connection, never reused
+ *    while the engine runs). OPEN takes one reference to the object and
+ *    CLOSE drops one; while references remain, an object whose last name
+ *    is removed lives on (by id only) and is freed at its last CLOSE;
+ *  - when a connection ends, the network layer submits one job with
+ *    j->op = ENG_OP_CLOSE_OWNER and j->owner set (no payload, no req):
+ *    it drops every reference that owner still holds. Its |done| is
+ *    called as for any job, with status 0 and no frames: send nothing,
+ *    just job_free it;
+ *  - replies: GETATTR, OPEN, WRITE, FSETATTR, LINK give one attr_rep
+ *    frame (dir fields of the object's first parent, or of the object
+ *    itself when it has no name left); READ gives data_rep frames like
+ *    FETCH (at most max_frame - 16 bytes of data, total_size = file size,
+ *    checksum = xxh3-64 of the bytes in this reply); CLOSE gives one
+ *    empty frame (len 0).
+ * Object ids at or above ENG_ID_LOCAL_MIN are never handed out by the
+ * engine: the mount uses them for its local tmp files.
  */
 #ifndef MST_ENGINE_H
 #define MST_ENGINE_H
@@ -20,6 +45,11 @@
 
 struct engine;
 struct job;
+
+/* Internal opcode: drop every OPEN reference of j->owner (see above). */
+#define ENG_OP_CLOSE_OWNER	0xF0
+/* First object id reserved for the mount's local files (2^56). */
+#define ENG_ID_LOCAL_MIN	((uint64_t)1 << 56)
 
 /* One reply frame's payload. */
 struct jframe {
@@ -42,6 +72,8 @@ struct job {
 	uint32_t id;		/* request id, echoed in the reply */
 	uint32_t max_frame;	/* reply frames must not exceed it */
 	void *conn;		/* opaque to the engine */
+	uint64_t owner;		/* OPEN, CLOSE, ENG_OP_CLOSE_OWNER: the
+				   connection's nonzero token */
 	uint8_t *payload;	/* owned: the first frame's payload */
 	size_t payload_len;
 	uint8_t *body;		/* owned: whole DELIVER/PUT body, or NULL */
@@ -60,6 +92,11 @@ struct job {
 		struct mst_rename_req rename;
 		struct mst_setattr_req setattr;
 		struct mst_admin_req admin;
+		struct mst_id_req fid;		/* GETATTR OPEN CLOSE */
+		struct mst_read_req read;
+		struct mst_write_req write;	/* body in j->body */
+		struct mst_fsetattr_req fsetattr;
+		struct mst_link_req link;
 	} req;
 
 	/* Filled by the engine. */

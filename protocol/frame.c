@@ -39,6 +39,14 @@ static const char *const op_names[256] = {
 	[MST_OP_UNWATCH] = "UNWATCH",
 	[MST_OP_NOTIFY] = "NOTIFY",
 	[MST_OP_ADMIN] = "ADMIN",
+	[MST_OP_GETATTR] = "GETATTR",
+	[MST_OP_OPEN] = "OPEN",
+	[MST_OP_CLOSE] = "CLOSE",
+	[MST_OP_READ] = "READ",
+	[MST_OP_WRITE] = "WRITE",
+	[MST_OP_FSETATTR] = "FSETATTR",
+	[MST_OP_LINK] = "LINK",
+	[MST_OP_LOCK] = "LOCK",
 };
 
 const char *
@@ -97,6 +105,7 @@ static const struct {
 } status_map[] = {
 	{ MST_S_EPERM, EPERM },
 	{ MST_S_ENOENT, ENOENT },
+	{ MST_S_EINTR, EINTR },
 	{ MST_S_EIO, EIO },
 	{ MST_S_E2BIG, E2BIG },
 	{ MST_S_EAGAIN, EAGAIN },
@@ -111,8 +120,11 @@ static const struct {
 	{ MST_S_EFBIG, EFBIG },
 	{ MST_S_ENOSPC, ENOSPC },
 	{ MST_S_EROFS, EROFS },
+	{ MST_S_EMLINK, EMLINK },
 	{ MST_S_ERANGE, ERANGE },
+	{ MST_S_EDEADLK, EDEADLK },
 	{ MST_S_ENAMETOOLONG, ENAMETOOLONG },
+	{ MST_S_ENOLCK, ENOLCK },
 	{ MST_S_ENOTEMPTY, ENOTEMPTY },
 	{ MST_S_ELOOP, ELOOP },
 	{ MST_S_ENODATA, ENODATA },

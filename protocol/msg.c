@@ -57,6 +57,7 @@ wr_attr(struct wr *w, const struct mst_attr *a)
 	wr_u64(w, a->mtime_ns);
 	wr_u64(w, a->ctime_ns);
 	wr_u64(w, a->change);
+	wr_u64(w, a->atime_ns);
 }
 
 static void
@@ -72,6 +73,7 @@ rd_attr(struct rd *r, struct mst_attr *a)
 	a->mtime_ns = rd_u64(r);
 	a->ctime_ns = rd_u64(r);
 	a->change = rd_u64(r);
+	a->atime_ns = rd_u64(r);
 	if (!r->err && (a->type < MST_T_DIR || a->type > MST_T_MSG))
 		rd_fail(r, -EINVAL);
 	if (a->mode & ~07777u)
@@ -871,5 +873,236 @@ mst_admin_rep_decode(struct mst_admin_rep *m, const uint8_t *p, size_t len)
 
 	m->text.len = rd_u32(&r);
 	m->text.p = rd_take(&r, m->text.len);
+	return rd_end(&r);
+}
+
+/*
+ * Ordinary files by object id ("Ordinary files"). The id is opaque
+ * here: any value may name an object, and the store answers ENOENT for
+ * one it does not know.
+ */
+
+int
+mst_id_req_encode(const struct mst_id_req *m, uint8_t *buf, size_t cap)
+{
+	struct wr w = WR(buf, cap);
+
+	wr_u64(&w, m->id);
+	return wr_end(&w);
+}
+
+int
+mst_id_req_decode(struct mst_id_req *m, const uint8_t *p, size_t len)
+{
+	struct rd r = RD(p, len);
+
+	m->id = rd_u64(&r);
+	return rd_end(&r);
+}
+
+int
+mst_read_req_encode(const struct mst_read_req *m, uint8_t *buf, size_t cap)
+{
+	struct wr w = WR(buf, cap);
+
+	wr_u64(&w, m->id);
+	wr_u64(&w, m->offset);
+	wr_u32(&w, m->length);
+	return wr_end(&w);
+}
+
+int
+mst_read_req_decode(struct mst_read_req *m, const uint8_t *p, size_t len)
+{
+	struct rd r = RD(p, len);
+
+	m->id = rd_u64(&r);
+	m->offset = rd_u64(&r);
+	m->length = rd_u32(&r);
+	return rd_end(&r);
+}
+
+int
+mst_write_req_encode(const struct mst_write_req *m, uint8_t *buf, size_t cap)
+{
+	struct wr w = WR(buf, cap);
+
+	wr_u64(&w, m->id);
+	wr_u64(&w, m->offset);
+	wr_u32(&w, m->flags);
+	wr_u64(&w, m->checksum);
+	wr_u64(&w, m->body_size);
+	wr_raw(&w, m->body.p, m->body.len);
+	return wr_end(&w);
+}
+
+/* A write that would end past MST_BODY_MAX can never succeed; with
+ * MST_WR_APPEND the offset is not used, so only the size is checked. */
+int
+mst_write_req_decode(struct mst_write_req *m, const uint8_t *p, size_t len)
+{
+	struct rd r = RD(p, len);
+
+	m->id = rd_u64(&r);
+	m->offset = rd_u64(&r);
+	m->flags = rd_u32(&r);
+	m->checksum = rd_u64(&r);
+	m->body_size = rd_u64(&r);
+	if (!r.err) {
+		if (m->flags & ~MST_WR_ALL)
+			rd_fail(&r, -EINVAL);
+		if (m->body_size > MST_BODY_MAX)
+			rd_fail(&r, -EFBIG);
+		else if (!(m->flags & MST_WR_APPEND) &&
+		    m->offset > MST_BODY_MAX - m->body_size)
+			rd_fail(&r, -EFBIG);
+	}
+	m->body = rd_rest(&r, m->body_size);
+	return rd_end(&r);
+}
+
+int
+mst_fsetattr_req_encode(const struct mst_fsetattr_req *m, uint8_t *buf,
+    size_t cap)
+{
+	struct wr w = WR(buf, cap);
+
+	wr_u64(&w, m->id);
+	wr_u32(&w, m->valid);
+	wr_u32(&w, m->mode);
+	wr_u32(&w, m->uid);
+	wr_u32(&w, m->gid);
+	wr_u64(&w, m->size);
+	wr_u64(&w, m->mtime_ns);
+	wr_u64(&w, m->atime_ns);
+	return wr_end(&w);
+}
+
+int
+mst_fsetattr_req_decode(struct mst_fsetattr_req *m, const uint8_t *p,
+    size_t len)
+{
+	struct rd r = RD(p, len);
+
+	m->id = rd_u64(&r);
+	m->valid = rd_u32(&r);
+	m->mode = rd_u32(&r);
+	m->uid = rd_u32(&r);
+	m->gid = rd_u32(&r);
+	m->size = rd_u64(&r);
+	m->mtime_ns = rd_u64(&r);
+	m->atime_ns = rd_u64(&r);
+	if (!r.err) {
+		if (m->valid & ~MST_FSA_ALL)
+			rd_fail(&r, -EINVAL);
+		if (m->mode & ~07777u)
+			rd_fail(&r, -EINVAL);
+		if (m->size > MST_BODY_MAX)
+			rd_fail(&r, -EFBIG);
+	}
+	return rd_end(&r);
+}
+
+int
+mst_link_req_encode(const struct mst_link_req *m, uint8_t *buf, size_t cap)
+{
+	struct wr w = WR(buf, cap);
+
+	wr_u64(&w, m->id);
+	wr_str(&w, m->path);
+	return wr_end(&w);
+}
+
+int
+mst_link_req_decode(struct mst_link_req *m, const uint8_t *p, size_t len)
+{
+	struct rd r = RD(p, len);
+
+	m->id = rd_u64(&r);
+	m->path = rd_str(&r);
+	if (!r.err) {
+		rd_check(&r, mst_path_check(m->path));
+		if (!r.err && m->path.len == 0)
+			rd_fail(&r, -EEXIST);	/* the root always exists */
+	}
+	return rd_end(&r);
+}
+
+static int
+lock_type_ok(uint8_t type)
+{
+	return type >= MST_LK_RD && type <= MST_LK_UN;
+}
+
+int
+mst_lock_req_encode(const struct mst_lock_req *m, uint8_t *buf, size_t cap)
+{
+	struct wr w = WR(buf, cap);
+
+	wr_u64(&w, m->id);
+	wr_u64(&w, m->owner);
+	wr_u32(&w, m->pid);
+	wr_u8(&w, m->type);
+	wr_u8(&w, m->flags);
+	wr_u64(&w, m->start);
+	wr_u64(&w, m->end);
+	return wr_end(&w);
+}
+
+/*
+ * Flag combinations that ask for two things at once are refused here, so
+ * the store sees only meaningful requests: a release never waits and
+ * never tests, a test never waits, and a cancel is neither a wait nor a
+ * test (it names the waiting request by owner and id).
+ */
+int
+mst_lock_req_decode(struct mst_lock_req *m, const uint8_t *p, size_t len)
+{
+	struct rd r = RD(p, len);
+	const unsigned ask = MST_LKF_WAIT | MST_LKF_TEST;
+
+	m->id = rd_u64(&r);
+	m->owner = rd_u64(&r);
+	m->pid = rd_u32(&r);
+	m->type = rd_u8(&r);
+	m->flags = rd_u8(&r);
+	m->start = rd_u64(&r);
+	m->end = rd_u64(&r);
+	if (r.err)
+		return r.err;
+	if (!lock_type_ok(m->type) || (m->flags & ~MST_LKF_ALL) ||
+	    m->start > m->end)
+		rd_fail(&r, -EINVAL);
+	if ((m->flags & ask) == ask)
+		rd_fail(&r, -EINVAL);
+	if ((m->type == MST_LK_UN || (m->flags & MST_LKF_CANCEL)) &&
+	    (m->flags & ask))
+		rd_fail(&r, -EINVAL);
+	return rd_end(&r);
+}
+
+int
+mst_lock_rep_encode(const struct mst_lock_rep *m, uint8_t *buf, size_t cap)
+{
+	struct wr w = WR(buf, cap);
+
+	wr_u8(&w, m->type);
+	wr_u32(&w, m->pid);
+	wr_u64(&w, m->start);
+	wr_u64(&w, m->end);
+	return wr_end(&w);
+}
+
+int
+mst_lock_rep_decode(struct mst_lock_rep *m, const uint8_t *p, size_t len)
+{
+	struct rd r = RD(p, len);
+
+	m->type = rd_u8(&r);
+	m->pid = rd_u32(&r);
+	m->start = rd_u64(&r);
+	m->end = rd_u64(&r);
+	if (!r.err && (!lock_type_ok(m->type) || m->start > m->end))
+		rd_fail(&r, -EINVAL);
 	return rd_end(&r);
 }

@@ -28,7 +28,9 @@
  *   -ELOOP             path deeper than MST_PATH_DEPTH_MAX components
  *   -EFBIG             declared body larger than MST_BODY_MAX
  * and, for a path naming the root (""), the error the operation would
- * give: -EEXIST (MKDIR), -EISDIR (PUT), -EBUSY (RENAME from or to).
+ * give: -EEXIST (MKDIR, LINK), -EISDIR (PUT), -EBUSY (RENAME from or to).
+ * -EFBIG also covers a WRITE that would end past MST_BODY_MAX and a
+ * SETATTR or FSETATTR size over it.
  */
 #ifndef MSTPROTO_H
 #define MSTPROTO_H
@@ -86,6 +88,15 @@ enum mst_op {
 	MST_OP_UNWATCH = 0x31,
 	MST_OP_NOTIFY = 0x32,
 	MST_OP_ADMIN = 0x40,
+	/* Ordinary files by object id ("Ordinary files"). */
+	MST_OP_GETATTR = 0x50,
+	MST_OP_OPEN = 0x51,
+	MST_OP_CLOSE = 0x52,
+	MST_OP_READ = 0x53,
+	MST_OP_WRITE = 0x54,
+	MST_OP_FSETATTR = 0x55,
+	MST_OP_LINK = 0x56,
+	MST_OP_LOCK = 0x57,
 };
 
 /* Name of |op| ("DELIVER"), or NULL when the opcode is not defined. */
@@ -119,7 +130,24 @@ const char *mst_op_name(unsigned op);
 #define MST_SA_GID		0x04u
 #define MST_SA_SIZE		0x08u
 #define MST_SA_MTIME		0x10u
-#define MST_SA_ALL		0x1fu
+#define MST_SA_ATIME		0x20u	/* FSETATTR only */
+#define MST_SA_ALL		0x1fu	/* SETATTR */
+#define MST_FSA_ALL		0x3fu	/* FSETATTR */
+
+/* WRITE flags. */
+#define MST_WR_APPEND		0x01u	/* at the end, whatever |offset| says */
+#define MST_WR_ALL		0x01u
+
+/* LOCK types and flags. */
+#define MST_LK_RD		1u	/* shared */
+#define MST_LK_WR		2u	/* exclusive */
+#define MST_LK_UN		3u	/* release */
+#define MST_LKF_WAIT		0x01u	/* F_SETLKW: answer once granted */
+#define MST_LKF_FLOCK		0x02u	/* flock(2): whole file */
+#define MST_LKF_TEST		0x04u	/* F_GETLK: name a conflict, take none */
+#define MST_LKF_CANCEL		0x08u	/* give up this owner's waiting LOCK */
+#define MST_LKF_ALL		0x0fu
+#define MST_LK_EOF		UINT64_MAX	/* |end| of a lock to end of file */
 
 /* NOTIFY events. */
 #define MST_EV_ADD		1u	/* entry appeared */
@@ -139,6 +167,7 @@ enum mst_status {
 	MST_S_OK = 0,
 	MST_S_EPERM = 1,
 	MST_S_ENOENT = 2,
+	MST_S_EINTR = 4,
 	MST_S_EIO = 5,
 	MST_S_E2BIG = 7,
 	MST_S_EAGAIN = 11,
@@ -153,8 +182,11 @@ enum mst_status {
 	MST_S_EFBIG = 27,
 	MST_S_ENOSPC = 28,
 	MST_S_EROFS = 30,
+	MST_S_EMLINK = 31,
 	MST_S_ERANGE = 34,
+	MST_S_EDEADLK = 35,
 	MST_S_ENAMETOOLONG = 36,
+	MST_S_ENOLCK = 37,
 	MST_S_ENOTEMPTY = 39,
 	MST_S_ELOOP = 40,
 	MST_S_ENODATA = 61,
@@ -209,7 +241,7 @@ int mst_hdr_encode(const struct mst_hdr *h, uint8_t *buf, size_t cap);
 int mst_hdr_decode(struct mst_hdr *h, const uint8_t *p, size_t len,
     uint32_t max_frame);
 
-/* Entry attributes ("Attributes"), 57 bytes on the wire. */
+/* Entry attributes ("Attributes"), 65 bytes on the wire. */
 struct mst_attr {
 	uint8_t type;		/* MST_T_* */
 	uint64_t id;		/* stable, unique object id (inode) */
@@ -221,8 +253,9 @@ struct mst_attr {
 	uint64_t mtime_ns;
 	uint64_t ctime_ns;
 	uint64_t change;	/* change counter at the last modification */
+	uint64_t atime_ns;
 };
-#define MST_ATTR_LEN		57u
+#define MST_ATTR_LEN		65u
 
 /* HELLO. */
 struct mst_hello_req {
@@ -271,7 +304,8 @@ struct mst_deliver_req {
 };
 
 /* Replies that carry the changed entry: DELIVER, SETINFO, PUT, MKDIR,
- * SETATTR, RENAME, LOOKUP, STAT. */
+ * SETATTR, RENAME, LOOKUP, STAT, and GETATTR, OPEN, WRITE, FSETATTR,
+ * LINK (for an unlinked open file dir_change and dir_mtime_ns are 0). */
 struct mst_attr_rep {
 	struct mst_attr attr;
 	uint64_t dir_change;	/* the folder's change counter afterwards */
@@ -322,10 +356,10 @@ struct mst_fetch_req {
 	uint32_t length;
 };
 
-/* FETCH and GET replies. */
+/* FETCH, GET and READ replies. */
 struct mst_data_rep {
 	uint64_t total_size;
-	uint64_t checksum;	/* xxh3-64 of the whole object */
+	uint64_t checksum;	/* xxh3-64 of the whole object; READ: of |data| */
 	struct mst_bytes data;
 };
 
@@ -431,6 +465,84 @@ struct mst_admin_rep {
 	struct mst_bytes text;
 };
 
+/*
+ * Ordinary files by object id ("Ordinary files"). The id is the one in
+ * mst_attr.id; it stays valid while any name refers to the object or any
+ * connection holds it OPEN, so a file renamed or unlinked while open
+ * keeps working.
+ */
+
+/* GETATTR, OPEN, CLOSE. CLOSE's reply has an empty payload. */
+struct mst_id_req {
+	uint64_t id;
+};
+
+struct mst_read_req {
+	uint64_t id;
+	uint64_t offset;
+	uint32_t length;
+};
+
+/* WRITE: |body_size| bytes at |offset| (or at the end with
+ * MST_WR_APPEND); the body follows the fixed fields, then DATA. The
+ * reply is the attr_rep of the file afterwards: with MST_WR_APPEND the
+ * data landed at attr.size - body_size. Without MST_WR_APPEND,
+ * |offset| + |body_size| must not pass MST_BODY_MAX (-EFBIG). */
+struct mst_write_req {
+	uint64_t id;
+	uint64_t offset;
+	uint32_t flags;		/* MST_WR_* */
+	uint64_t checksum;	/* xxh3-64 of the body */
+	uint64_t body_size;
+	struct mst_bytes body;
+};
+
+struct mst_fsetattr_req {
+	uint64_t id;
+	uint32_t valid;		/* MST_SA_*, MST_FSA_ALL */
+	uint32_t mode;
+	uint32_t uid;
+	uint32_t gid;
+	uint64_t size;
+	uint64_t mtime_ns;
+	uint64_t atime_ns;
+};
+
+/* LINK: a new name |path| for the ordinary file |id|. */
+struct mst_link_req {
+	uint64_t id;
+	struct mst_str path;
+};
+
+/*
+ * LOCK: POSIX record locks (owner = the process's lock owner, ranges
+ * [start, end], end inclusive, MST_LK_EOF to the end of the file) or,
+ * with MST_LKF_FLOCK, flock(2) locks (owner = the open file, whole
+ * file: the store ignores |start| and |end|; send 0 and MST_LK_EOF).
+ * The two kinds never conflict with each other. Decoding refuses
+ * (-EINVAL) a type outside MST_LK_*, unknown flags, |start| > |end|,
+ * and MST_LKF_WAIT or MST_LKF_TEST combined with each other, with
+ * MST_LK_UN or with MST_LKF_CANCEL.
+ */
+struct mst_lock_req {
+	uint64_t id;
+	uint64_t owner;
+	uint32_t pid;		/* reported to F_GETLK callers */
+	uint8_t type;		/* MST_LK_* */
+	uint8_t flags;		/* MST_LKF_* */
+	uint64_t start;
+	uint64_t end;
+};
+
+/* LOCK reply. With MST_LKF_TEST: the first conflicting lock, or type
+ * MST_LK_UN when there is none; otherwise the lock as granted. */
+struct mst_lock_rep {
+	uint8_t type;
+	uint32_t pid;
+	uint64_t start;
+	uint64_t end;
+};
+
 /* Error replies may carry one string of detail (may be absent). */
 struct mst_error_rep {
 	struct mst_str detail;
@@ -470,6 +582,13 @@ MST_CODEC(notify);
 MST_CODEC(error_rep);
 MST_CODEC(admin_req);
 MST_CODEC(admin_rep);
+MST_CODEC(id_req);
+MST_CODEC(read_req);
+MST_CODEC(write_req);
+MST_CODEC(fsetattr_req);
+MST_CODEC(link_req);
+MST_CODEC(lock_req);
+MST_CODEC(lock_rep);
 
 #undef MST_CODEC
 

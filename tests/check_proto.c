@@ -244,7 +244,7 @@ START_TEST(hdr_decode_rejects_unknown_opcodes)
 		ck_assert_msg(rc == want, "op %#x: got %s (%d), want %s (%d)",
 		    op, codecs_errname(rc), rc, codecs_errname(want), want);
 	}
-	ck_assert_uint_eq(defined, 24);
+	ck_assert_uint_eq(defined, 32);
 }
 END_TEST
 
@@ -303,6 +303,10 @@ START_TEST(op_name_names_every_opcode)
 		{ MST_OP_SETATTR, "SETATTR" }, { MST_OP_STATFS, "STATFS" },
 		{ MST_OP_WATCH, "WATCH" }, { MST_OP_UNWATCH, "UNWATCH" },
 		{ MST_OP_NOTIFY, "NOTIFY" }, { MST_OP_ADMIN, "ADMIN" },
+		{ MST_OP_GETATTR, "GETATTR" }, { MST_OP_OPEN, "OPEN" },
+		{ MST_OP_CLOSE, "CLOSE" }, { MST_OP_READ, "READ" },
+		{ MST_OP_WRITE, "WRITE" }, { MST_OP_FSETATTR, "FSETATTR" },
+		{ MST_OP_LINK, "LINK" }, { MST_OP_LOCK, "LOCK" },
 	};
 	size_t i;
 
@@ -315,6 +319,8 @@ START_TEST(op_name_names_every_opcode)
 	}
 	ck_assert_ptr_null(mst_op_name(0));
 	ck_assert_ptr_null(mst_op_name(0x41));
+	ck_assert_ptr_null(mst_op_name(0x4f));
+	ck_assert_ptr_null(mst_op_name(0x58));
 	ck_assert_ptr_null(mst_op_name(256 + MST_OP_PING));
 	ck_assert_ptr_null(mst_op_name(UINT_MAX));
 }
@@ -598,6 +604,7 @@ static const struct sfield str_fields[] = {
 	SF(error_rep, detail, K_TEXT, 0, MST_DETAIL_MAX),
 	SF(admin_req, cmd, K_TEXT, -EINVAL, UINT16_MAX),
 	SF(admin_req, arg, K_TEXT, 0, UINT16_MAX),
+	SF(link_req, path, K_PATH, -EEXIST, UINT16_MAX),
 };
 
 #undef SF
@@ -728,6 +735,41 @@ static const struct ifield int_fields[] = {
 	IF(notify, event, 0, -EINVAL),
 	IF(notify, event, MST_EV_RESET + 1, -EINVAL),
 	IF(notify, event, 0xff, -EINVAL),
+	IF(write_req, flags, 0, 0),
+	IF(write_req, flags, MST_WR_ALL + 1, -EINVAL),
+	IF(write_req, flags, 0x80000000u, -EINVAL),
+	IF(write_req, body_size, MST_BODY_MAX, 0),
+	IF(write_req, body_size, MST_BODY_MAX + 1, -EFBIG),
+	IF(write_req, body_size, UINT64_MAX, -EFBIG),
+	IF(write_req, offset, UINT64_MAX, 0),	/* the sample appends */
+	IF(fsetattr_req, valid, 0, 0),
+	IF(fsetattr_req, valid, MST_SA_ATIME, 0),
+	IF(fsetattr_req, valid, MST_FSA_ALL + 1, -EINVAL),
+	IF(fsetattr_req, valid, 0x80000000u, -EINVAL),
+	IF(fsetattr_req, mode, 07777, 0),
+	IF(fsetattr_req, mode, 010000, -EINVAL),
+	IF(fsetattr_req, size, MST_BODY_MAX, 0),
+	IF(fsetattr_req, size, MST_BODY_MAX + 1, -EFBIG),
+	IF(lock_req, type, MST_LK_RD, 0),
+	IF(lock_req, type, 0, -EINVAL),
+	IF(lock_req, type, MST_LK_UN + 1, -EINVAL),
+	IF(lock_req, type, 0xff, -EINVAL),
+	IF(lock_req, type, MST_LK_UN, -EINVAL),	/* the sample waits */
+	IF(lock_req, flags, 0, 0),
+	IF(lock_req, flags, MST_LKF_FLOCK, 0),
+	IF(lock_req, flags, MST_LKF_TEST, 0),
+	IF(lock_req, flags, MST_LKF_CANCEL, 0),
+	IF(lock_req, flags, MST_LKF_ALL + 1, -EINVAL),
+	IF(lock_req, flags, 0x80, -EINVAL),
+	IF(lock_req, start, 0, 0),
+	IF(lock_req, start, MST_LK_EOF, 0),
+	IF(lock_req, end, 100, 0),
+	IF(lock_req, end, 99, -EINVAL),
+	IF(lock_rep, type, MST_LK_UN, 0),
+	IF(lock_rep, type, 0, -EINVAL),
+	IF(lock_rep, type, MST_LK_UN + 1, -EINVAL),
+	IF(lock_rep, end, 9, -EINVAL),
+	IF(lock_rep, end, MST_LK_EOF, 0),
 };
 
 #undef IF
@@ -813,7 +855,7 @@ END_TEST
 START_TEST(body_chunk_longer_than_declared_is_eproto)
 {
 	static const char *const names[] = { "deliver_req", "put_req",
-		"data_rep" };
+		"write_req", "data_rep" };
 	union codecs_msg m, d;
 	size_t i, k;
 	uint8_t *q;
@@ -832,6 +874,8 @@ START_TEST(body_chunk_longer_than_declared_is_eproto)
 				m.deliver_req.body_size = declared;
 			else if (strcmp(c->name, "put_req") == 0)
 				m.put_req.body_size = declared;
+			else if (strcmp(c->name, "write_req") == 0)
+				m.write_req.body_size = declared;
 			else
 				m.data_rep.total_size = declared;
 			n = c->encode(&m, enc, sizeof enc);
@@ -907,7 +951,8 @@ static struct mst_attr
 attr_of(uint8_t type, uint64_t id)
 {
 	struct mst_attr a = { type, id, 4321, 0600, 5000, 5001, 1,
-		1700000000000000001ull, 1700000000000000002ull, 9 };
+		1700000000000000001ull, 1700000000000000002ull, 9,
+		1700000000000000003ull };
 
 	return a;
 }
@@ -1224,21 +1269,338 @@ START_TEST(path_req_encodes_length_prefixed_string)
 }
 END_TEST
 
+static void
+put_be64(uint8_t *b, uint64_t v)
+{
+	int i;
+
+	for (i = 7; i >= 0; i--) {
+		b[i] = (uint8_t)v;
+		v >>= 8;
+	}
+}
+
 /* type u8; id, size u64; mode, uid, gid, nlink u32; mtime, ctime,
- * change u64: 1 + 2 * 8 + 4 * 4 + 3 * 8 = 57 bytes. */
-START_TEST(attr_rep_encodes_attr_in_57_bytes)
+ * change, atime u64: 1 + 2 * 8 + 4 * 4 + 4 * 8 = 65 bytes, atime_ns
+ * last (appended after change). */
+START_TEST(attr_rep_encodes_attr_in_65_bytes)
 {
 	static const uint8_t id_be[8] = { 0, 0, 0, 0, 0, 0, 0, 42 };
+	static const uint8_t change_be[8] = { 0, 0, 0, 0, 0, 0, 0, 77 };
 	static const uint8_t dir_change_be[8] = { 0, 0, 0, 0, 0, 0, 0, 78 };
 	union codecs_msg m;
+	uint8_t atime_be[8];
 	int n;
 
-	ck_assert_uint_eq(MST_ATTR_LEN, 57);
+	ck_assert_uint_eq(MST_ATTR_LEN, 65);
 	n = encode_sample(codec_named("attr_rep"), &m);
 	ck_assert_int_eq(n, MST_ATTR_LEN + 16);
 	ck_assert_uint_eq(enc[0], MST_T_MSG);
 	ck_assert_mem_eq(enc + 1, id_be, 8);
+	ck_assert_mem_eq(enc + 49, change_be, 8);
+	put_be64(atime_be, m.attr_rep.attr.atime_ns);
+	ck_assert_mem_eq(enc + 57, atime_be, 8);
 	ck_assert_mem_eq(enc + MST_ATTR_LEN, dir_change_be, 8);
+}
+END_TEST
+
+/* ---- ordinary files ---- */
+
+/* Fixed sizes of the new layouts, as mstore-protocol(7) draws them. */
+START_TEST(file_layouts_have_documented_sizes)
+{
+	static const struct {
+		const char *codec;
+		int len;
+	} cases[] = {
+		{ "id_req", 8 },
+		{ "read_req", 8 + 8 + 4 },
+		{ "fsetattr_req", 8 + 4 * 4 + 3 * 8 },
+		{ "lock_req", 8 + 8 + 4 + 1 + 1 + 8 + 8 },
+		{ "lock_rep", 1 + 4 + 8 + 8 },
+	};
+	union codecs_msg m;
+	const struct codec *c;
+	size_t i;
+	int n;
+
+	for (i = 0; i < NELEM(cases); i++) {
+		n = encode_sample(codec_named(cases[i].codec), &m);
+		ck_assert_msg(n == cases[i].len, "%s: got %d bytes, want %d",
+		    cases[i].codec, n, cases[i].len);
+	}
+	c = codec_named("write_req");
+	n = encode_sample(c, &m);
+	ck_assert_int_eq(n, 8 + 8 + 4 + 8 + 8 + (int)c->chunk_len(&m));
+	c = codec_named("link_req");
+	n = encode_sample(c, &m);
+	ck_assert_int_eq(n, 8 + 2 + m.link_req.path.len);
+}
+END_TEST
+
+/* id, owner, pid, type, flags, start, end, big-endian. */
+START_TEST(lock_req_encodes_documented_layout)
+{
+	static const uint8_t want[38] = {
+		0, 0, 0, 0, 0, 0, 0, 49,
+		0xfe, 0xed, 0xfa, 0xce, 0x12, 0x34, 0x56, 0x78,
+		0, 0, 0x10, 0xe1,
+		MST_LK_WR, MST_LKF_WAIT,
+		0, 0, 0, 0, 0, 0, 0, 100,
+		0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	};
+	union codecs_msg m;
+
+	ck_assert_int_eq(encode_sample(codec_named("lock_req"), &m),
+	    (int)sizeof want);
+	ck_assert_mem_eq(enc, want, sizeof want);
+}
+END_TEST
+
+static int
+decode_lock(uint8_t type, uint8_t flags, uint64_t start, uint64_t end)
+{
+	struct mst_lock_req m = { 49, 7, 4321, type, flags, start, end }, d;
+	uint8_t *q;
+	int n, rc;
+
+	n = mst_lock_req_encode(&m, enc, sizeof enc);
+	ck_assert_int_eq(n, 38);
+	q = dup_exact(enc, (size_t)n);
+	rc = mst_lock_req_decode(&d, q, (size_t)n);
+	free(q);
+	return rc;
+}
+
+START_TEST(lock_req_rejects_start_after_end)
+{
+	ck_assert_int_eq(decode_lock(MST_LK_RD, 0, 11, 10), -EINVAL);
+	ck_assert_int_eq(decode_lock(MST_LK_WR, 0, MST_LK_EOF, 0), -EINVAL);
+	ck_assert_int_eq(decode_lock(MST_LK_UN, 0, 1, 0), -EINVAL);
+	ck_assert_int_eq(decode_lock(MST_LK_RD, 0, 10, 10), 0);
+	ck_assert_int_eq(decode_lock(MST_LK_WR, 0, MST_LK_EOF, MST_LK_EOF), 0);
+	ck_assert_int_eq(decode_lock(MST_LK_UN, 0, 0, MST_LK_EOF), 0);
+}
+END_TEST
+
+START_TEST(lock_req_rejects_unknown_type)
+{
+	unsigned t;
+	int rc, want;
+
+	for (t = 0; t < 256; t++) {
+		want = t >= MST_LK_RD && t <= MST_LK_UN ? 0 : -EINVAL;
+		rc = decode_lock((uint8_t)t, 0, 0, MST_LK_EOF);
+		ck_assert_msg(rc == want, "type %u: got %s (%d), want %s (%d)",
+		    t, codecs_errname(rc), rc, codecs_errname(want), want);
+	}
+}
+END_TEST
+
+/* Every type with every flag byte: only the documented combinations
+ * decode. */
+START_TEST(lock_req_accepts_only_meaningful_flags)
+{
+	const unsigned ask = MST_LKF_WAIT | MST_LKF_TEST;
+	unsigned t, f;
+	int rc, want;
+
+	for (t = MST_LK_RD; t <= MST_LK_UN; t++) {
+		for (f = 0; f < 256; f++) {
+			want = 0;
+			if (f & ~MST_LKF_ALL)
+				want = -EINVAL;	/* unknown bits */
+			else if ((f & ask) == ask)
+				want = -EINVAL;	/* waits for a test */
+			else if (t == MST_LK_UN && (f & ask))
+				want = -EINVAL;	/* waits for a release */
+			else if ((f & MST_LKF_CANCEL) && (f & ask))
+				want = -EINVAL;	/* cancel that waits */
+			rc = decode_lock((uint8_t)t, (uint8_t)f, 0, MST_LK_EOF);
+			ck_assert_msg(rc == want, "type %u, flags %#x: got %s "
+			    "(%d), want %s (%d)", t, f, codecs_errname(rc), rc,
+			    codecs_errname(want), want);
+		}
+	}
+}
+END_TEST
+
+START_TEST(lock_req_rejects_unlock_with_wait_or_test)
+{
+	ck_assert_int_eq(decode_lock(MST_LK_UN, MST_LKF_WAIT, 0, 9), -EINVAL);
+	ck_assert_int_eq(decode_lock(MST_LK_UN, MST_LKF_TEST, 0, 9), -EINVAL);
+	ck_assert_int_eq(decode_lock(MST_LK_UN, MST_LKF_WAIT | MST_LKF_FLOCK,
+	    0, MST_LK_EOF), -EINVAL);
+	ck_assert_int_eq(decode_lock(MST_LK_UN, MST_LKF_FLOCK, 0, MST_LK_EOF),
+	    0);
+	ck_assert_int_eq(decode_lock(MST_LK_WR, MST_LKF_WAIT, 0, 9), 0);
+	ck_assert_int_eq(decode_lock(MST_LK_RD, MST_LKF_TEST, 0, 9), 0);
+}
+END_TEST
+
+START_TEST(lock_rep_rejects_bad_type_and_range)
+{
+	struct mst_lock_rep m = { MST_LK_UN, 0, 0, 0 }, d;
+	uint8_t *q;
+	int n;
+
+	n = mst_lock_rep_encode(&m, enc, sizeof enc);
+	ck_assert_int_eq(n, 21);
+	q = dup_exact(enc, (size_t)n);
+	ck_assert_int_eq(mst_lock_rep_decode(&d, q, (size_t)n), 0);
+	ck_assert_uint_eq(d.type, MST_LK_UN);
+	q[0] = 0;
+	ck_assert_int_eq(mst_lock_rep_decode(&d, q, (size_t)n), -EINVAL);
+	q[0] = MST_LK_UN + 1;
+	ck_assert_int_eq(mst_lock_rep_decode(&d, q, (size_t)n), -EINVAL);
+	q[0] = MST_LK_RD;
+	q[5 + 7] = 1;	/* start 1 > end 0 */
+	ck_assert_int_eq(mst_lock_rep_decode(&d, q, (size_t)n), -EINVAL);
+	free(q);
+}
+END_TEST
+
+static int
+decode_write(const struct mst_write_req *m)
+{
+	struct mst_write_req d;
+	uint8_t *q;
+	int n, rc;
+
+	n = mst_write_req_encode(m, enc, sizeof enc);
+	ck_assert_int_ge(n, 0);
+	q = dup_exact(enc, (size_t)n);
+	rc = mst_write_req_decode(&d, q, (size_t)n);
+	free(q);
+	return rc;
+}
+
+START_TEST(write_req_rejects_unknown_flags)
+{
+	union codecs_msg m;
+	unsigned bit;
+	int rc, want;
+
+	for (bit = 0; bit < 32; bit++) {
+		encode_sample(codec_named("write_req"), &m);
+		m.write_req.flags = 1u << bit;
+		want = (m.write_req.flags & MST_WR_ALL) ? 0 : -EINVAL;
+		rc = decode_write(&m.write_req);
+		ck_assert_msg(rc == want, "flags %#x: got %s (%d), want %s (%d)",
+		    m.write_req.flags, codecs_errname(rc), rc,
+		    codecs_errname(want), want);
+	}
+}
+END_TEST
+
+/* The chunk after the fixed fields may be shorter than body_size (DATA
+ * frames follow) but never longer. */
+START_TEST(write_req_rejects_body_over_declared_size)
+{
+	union codecs_msg m;
+	uint32_t chunk;
+
+	encode_sample(codec_named("write_req"), &m);
+	chunk = m.write_req.body.len;
+	ck_assert_uint_gt(chunk, 1);
+	m.write_req.body_size = chunk - 1;
+	ck_assert_int_eq(decode_write(&m.write_req), -EPROTO);
+	m.write_req.body_size = 0;
+	ck_assert_int_eq(decode_write(&m.write_req), -EPROTO);
+	m.write_req.body_size = chunk;
+	ck_assert_int_eq(decode_write(&m.write_req), 0);
+	m.write_req.body_size = 1u << 20;	/* DATA frames follow */
+	ck_assert_int_eq(decode_write(&m.write_req), 0);
+	m.write_req.body_size = MST_BODY_MAX + 1;
+	ck_assert_int_eq(decode_write(&m.write_req), -EFBIG);
+}
+END_TEST
+
+/* At an offset, the write must end by MST_BODY_MAX; an append has no
+ * offset to check. */
+START_TEST(write_req_rejects_end_past_body_max)
+{
+	union codecs_msg m;
+	struct mst_write_req *w = &m.write_req;
+
+	encode_sample(codec_named("write_req"), &m);
+	w->flags = 0;
+	w->offset = MST_BODY_MAX - w->body_size;
+	ck_assert_int_eq(decode_write(w), 0);
+	w->offset++;
+	ck_assert_int_eq(decode_write(w), -EFBIG);
+	w->offset = UINT64_MAX;
+	ck_assert_int_eq(decode_write(w), -EFBIG);
+	w->flags = MST_WR_APPEND;
+	ck_assert_int_eq(decode_write(w), 0);
+}
+END_TEST
+
+START_TEST(write_req_carries_partial_body_chunk)
+{
+	const struct codec *c = codec_named("write_req");
+	union codecs_msg m, d;
+	char why[256];
+	uint8_t *q;
+	int n;
+
+	memset(&m, 0, sizeof m);
+	c->sample(&m);
+	m.write_req.body_size = 1u << 20;
+	n = c->encode(&m, enc, sizeof enc);
+	ck_assert_int_ge(n, 0);
+	q = dup_exact(enc, (size_t)n);
+	ck_assert_int_eq(c->decode(&d, q, (size_t)n), 0);
+	ck_assert_msg(codecs_eq(c, &d, &m, why, sizeof why), "%s", why);
+	ck_assert_ptr_eq(d.write_req.body.p, q + n - m.write_req.body.len);
+	free(q);
+}
+END_TEST
+
+START_TEST(fsetattr_req_rejects_unknown_valid_bits)
+{
+	struct mst_fsetattr_req m = { 47, 0, 0600, 1, 2, 3, 4, 5 }, d;
+	unsigned bit;
+	uint8_t *q;
+	int n, rc, want;
+
+	for (bit = 0; bit < 32; bit++) {
+		m.valid = 1u << bit;
+		want = (m.valid & MST_FSA_ALL) ? 0 : -EINVAL;
+		n = mst_fsetattr_req_encode(&m, enc, sizeof enc);
+		ck_assert_int_eq(n, 48);
+		q = dup_exact(enc, (size_t)n);
+		rc = mst_fsetattr_req_decode(&d, q, (size_t)n);
+		ck_assert_msg(rc == want, "valid %#x: got %s (%d), want %s (%d)",
+		    m.valid, codecs_errname(rc), rc, codecs_errname(want),
+		    want);
+		free(q);
+	}
+	/* SETATTR keeps its narrower mask: MST_SA_ATIME is FSETATTR's. */
+	ck_assert_uint_eq(MST_SA_ATIME & MST_SA_ALL, 0);
+	ck_assert_uint_eq(MST_FSA_ALL, MST_SA_ALL | MST_SA_ATIME);
+}
+END_TEST
+
+START_TEST(link_req_rejects_root_path)
+{
+	struct mst_link_req m = { 48, { "", 0 } }, d;
+	uint8_t *q;
+	int n;
+
+	n = mst_link_req_encode(&m, enc, sizeof enc);
+	ck_assert_int_eq(n, 10);
+	q = dup_exact(enc, (size_t)n);
+	ck_assert_int_eq(mst_link_req_decode(&d, q, (size_t)n), -EEXIST);
+	free(q);
+	m.path = mst_str_of("a/b");
+	n = mst_link_req_encode(&m, enc, sizeof enc);
+	q = dup_exact(enc, (size_t)n);
+	ck_assert_int_eq(mst_link_req_decode(&d, q, (size_t)n), 0);
+	ck_assert_uint_eq(d.id, 48);
+	ck_assert_uint_eq(d.path.len, 3);
+	ck_assert_mem_eq(d.path.p, "a/b", 3);
+	free(q);
 }
 END_TEST
 
@@ -1252,6 +1614,7 @@ static const struct {
 	{ MST_S_OK, 0, 0 },
 	{ MST_S_EPERM, 1, EPERM },
 	{ MST_S_ENOENT, 2, ENOENT },
+	{ MST_S_EINTR, 4, EINTR },
 	{ MST_S_EIO, 5, EIO },
 	{ MST_S_E2BIG, 7, E2BIG },
 	{ MST_S_EAGAIN, 11, EAGAIN },
@@ -1266,8 +1629,11 @@ static const struct {
 	{ MST_S_EFBIG, 27, EFBIG },
 	{ MST_S_ENOSPC, 28, ENOSPC },
 	{ MST_S_EROFS, 30, EROFS },
+	{ MST_S_EMLINK, 31, EMLINK },
 	{ MST_S_ERANGE, 34, ERANGE },
+	{ MST_S_EDEADLK, 35, EDEADLK },
 	{ MST_S_ENAMETOOLONG, 36, ENAMETOOLONG },
+	{ MST_S_ENOLCK, 37, ENOLCK },
 	{ MST_S_ENOTEMPTY, 39, ENOTEMPTY },
 	{ MST_S_ELOOP, 40, ELOOP },
 	{ MST_S_ENODATA, 61, ENODATA },
@@ -1663,6 +2029,7 @@ gen_attr(struct gen *g, struct mst_attr *a)
 	a->mtime_ns = rnd_u64(g);
 	a->ctime_ns = rnd_u64(g);
 	a->change = rnd_u64(g);
+	a->atime_ns = rnd_u64(g);
 }
 
 static void
@@ -1952,6 +2319,100 @@ gen_admin_rep(struct gen *g, union codecs_msg *u)
 	u->admin_rep.text = gen_bytes(g, 2000);
 }
 
+static void
+gen_id_req(struct gen *g, union codecs_msg *u)
+{
+	u->id_req.id = rnd_u64(g);
+}
+
+static void
+gen_read_req(struct gen *g, union codecs_msg *u)
+{
+	u->read_req.id = rnd_u64(g);
+	u->read_req.offset = rnd_u64(g);
+	u->read_req.length = rnd_u32(g);
+}
+
+/* Without MST_WR_APPEND the write must end by MST_BODY_MAX. */
+static void
+gen_write_req(struct gen *g, union codecs_msg *u)
+{
+	struct mst_write_req *m = &u->write_req;
+
+	m->id = rnd_u64(g);
+	m->flags = (uint32_t)rnd(g) & MST_WR_ALL;
+	m->checksum = rnd_u64(g);
+	m->body = gen_bytes(g, 512);
+	m->body_size = gen_declared(g, m->body.len, MST_BODY_MAX);
+	if (m->flags & MST_WR_APPEND)
+		m->offset = rnd_u64(g);
+	else
+		m->offset = gen_declared(g, 0, MST_BODY_MAX - m->body_size);
+}
+
+static void
+gen_fsetattr_req(struct gen *g, union codecs_msg *u)
+{
+	struct mst_fsetattr_req *m = &u->fsetattr_req;
+
+	m->id = rnd_u64(g);
+	m->valid = (uint32_t)rnd(g) & MST_FSA_ALL;
+	m->mode = rnd_u32(g) & 07777u;
+	m->uid = rnd_u32(g);
+	m->gid = rnd_u32(g);
+	m->size = gen_declared(g, 0, MST_BODY_MAX);
+	m->mtime_ns = rnd_u64(g);
+	m->atime_ns = rnd_u64(g);
+}
+
+static void
+gen_link_req(struct gen *g, union codecs_msg *u)
+{
+	u->link_req.id = rnd_u64(g);
+	u->link_req.path = gen_path(g, 1);
+}
+
+/* Two ends in order, and only the flag combinations the decoder
+ * takes: WAIT and TEST exclude each other, UN and CANCEL take
+ * neither. */
+static void
+gen_lock_range(struct gen *g, uint64_t *start, uint64_t *end)
+{
+	uint64_t a = rnd_u64(g), b = rnd_u64(g);
+
+	*start = a < b ? a : b;
+	*end = a < b ? b : a;
+	if (below(g, 4) == 0)
+		*end = MST_LK_EOF;
+}
+
+static void
+gen_lock_req(struct gen *g, union codecs_msg *u)
+{
+	struct mst_lock_req *m = &u->lock_req;
+	unsigned ask = MST_LKF_WAIT | MST_LKF_TEST;
+
+	m->id = rnd_u64(g);
+	m->owner = rnd_u64(g);
+	m->pid = rnd_u32(g);
+	m->type = (uint8_t)between(g, MST_LK_RD, MST_LK_UN);
+	m->flags = (uint8_t)(rnd(g) & MST_LKF_ALL);
+	if ((m->flags & ask) == ask)
+		m->flags &= (uint8_t)~(below(g, 2) ? MST_LKF_WAIT :
+		    MST_LKF_TEST);
+	if (m->type == MST_LK_UN || (m->flags & MST_LKF_CANCEL))
+		m->flags &= (uint8_t)~ask;
+	gen_lock_range(g, &m->start, &m->end);
+}
+
+static void
+gen_lock_rep(struct gen *g, union codecs_msg *u)
+{
+	u->lock_rep.type = (uint8_t)between(g, MST_LK_RD, MST_LK_UN);
+	u->lock_rep.pid = rnd_u32(g);
+	gen_lock_range(g, &u->lock_rep.start, &u->lock_rep.end);
+}
+
 static const struct {
 	const char *name;
 	void (*gen)(struct gen *g, union codecs_msg *m);
@@ -1962,7 +2423,9 @@ static const struct {
 	G(data_rep), G(setinfo_req), G(change_rep), G(path_req),
 	G(mkdir_req), G(put_req), G(get_req), G(rename_req),
 	G(setattr_req), G(statfs_rep), G(watch_rep), G(notify),
-	G(error_rep), G(admin_req), G(admin_rep),
+	G(error_rep), G(admin_req), G(admin_rep), G(id_req), G(read_req),
+	G(write_req), G(fsetattr_req), G(link_req), G(lock_req),
+	G(lock_rep),
 #undef G
 };
 
@@ -2201,7 +2664,23 @@ proto_suite(void)
 	tcase_add_test(tc, admin_rep_text_may_hold_any_byte);
 	tcase_add_test(tc, ping_encodes_cookie_big_endian);
 	tcase_add_test(tc, path_req_encodes_length_prefixed_string);
-	tcase_add_test(tc, attr_rep_encodes_attr_in_57_bytes);
+	tcase_add_test(tc, attr_rep_encodes_attr_in_65_bytes);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("files");
+	tcase_add_test(tc, file_layouts_have_documented_sizes);
+	tcase_add_test(tc, lock_req_encodes_documented_layout);
+	tcase_add_test(tc, lock_req_rejects_start_after_end);
+	tcase_add_test(tc, lock_req_rejects_unknown_type);
+	tcase_add_test(tc, lock_req_accepts_only_meaningful_flags);
+	tcase_add_test(tc, lock_req_rejects_unlock_with_wait_or_test);
+	tcase_add_test(tc, lock_rep_rejects_bad_type_and_range);
+	tcase_add_test(tc, write_req_rejects_unknown_flags);
+	tcase_add_test(tc, write_req_rejects_body_over_declared_size);
+	tcase_add_test(tc, write_req_rejects_end_past_body_max);
+	tcase_add_test(tc, write_req_carries_partial_body_chunk);
+	tcase_add_test(tc, fsetattr_req_rejects_unknown_valid_bits);
+	tcase_add_test(tc, link_req_rejects_root_path);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("list");

@@ -85,6 +85,7 @@ diff_attr(struct codecs_diff *d, const char *pre, const struct mst_attr *g,
 	diff_u64(d, pre, "mtime_ns", g->mtime_ns, w->mtime_ns);
 	diff_u64(d, pre, "ctime_ns", g->ctime_ns, w->ctime_ns);
 	diff_u64(d, pre, "change", g->change, w->change);
+	diff_u64(d, pre, "atime_ns", g->atime_ns, w->atime_ns);
 }
 
 static void
@@ -372,6 +373,79 @@ diff_admin_rep(struct codecs_diff *d, const struct mst_admin_rep *g,
 	S(text);
 }
 
+static void
+diff_id_req(struct codecs_diff *d, const struct mst_id_req *g,
+    const struct mst_id_req *w)
+{
+	U(id);
+}
+
+static void
+diff_read_req(struct codecs_diff *d, const struct mst_read_req *g,
+    const struct mst_read_req *w)
+{
+	U(id);
+	U(offset);
+	U(length);
+}
+
+static void
+diff_write_req(struct codecs_diff *d, const struct mst_write_req *g,
+    const struct mst_write_req *w)
+{
+	U(id);
+	U(offset);
+	U(flags);
+	U(checksum);
+	U(body_size);
+	S(body);
+}
+
+static void
+diff_fsetattr_req(struct codecs_diff *d, const struct mst_fsetattr_req *g,
+    const struct mst_fsetattr_req *w)
+{
+	U(id);
+	U(valid);
+	U(mode);
+	U(uid);
+	U(gid);
+	U(size);
+	U(mtime_ns);
+	U(atime_ns);
+}
+
+static void
+diff_link_req(struct codecs_diff *d, const struct mst_link_req *g,
+    const struct mst_link_req *w)
+{
+	U(id);
+	S(path);
+}
+
+static void
+diff_lock_req(struct codecs_diff *d, const struct mst_lock_req *g,
+    const struct mst_lock_req *w)
+{
+	U(id);
+	U(owner);
+	U(pid);
+	U(type);
+	U(flags);
+	U(start);
+	U(end);
+}
+
+static void
+diff_lock_rep(struct codecs_diff *d, const struct mst_lock_rep *g,
+    const struct mst_lock_rep *w)
+{
+	U(type);
+	U(pid);
+	U(start);
+	U(end);
+}
+
 #undef U
 #undef S
 #undef A
@@ -425,6 +499,7 @@ sample_attr(struct mst_attr *a, uint8_t type, uint64_t id)
 	a->mtime_ns = T0 + 1;
 	a->ctime_ns = T0 + 2;
 	a->change = 77;
+	a->atime_ns = T0 + 8;
 }
 
 static void
@@ -712,6 +787,80 @@ sample_admin_rep(union codecs_msg *u)
 	u->admin_rep.text = bytes(text, sizeof text - 1);
 }
 
+static void
+sample_id_req(union codecs_msg *u)
+{
+	u->id_req.id = 0x0000010000000045ull;
+}
+
+static void
+sample_read_req(union codecs_msg *u)
+{
+	u->read_req.id = 45;
+	u->read_req.offset = 40;
+	u->read_req.length = 8192;
+}
+
+/* An append to dovecot.index.log, as Dovecot writes it. */
+static void
+sample_write_req(union codecs_msg *u)
+{
+	struct mst_write_req *m = &u->write_req;
+	size_t n = sizeof uidlist - 1;
+
+	m->id = 46;
+	m->offset = 4096;
+	m->flags = MST_WR_APPEND;
+	m->checksum = mst_checksum(uidlist, n);
+	m->body_size = n;
+	m->body = bytes(uidlist, n);
+}
+
+static void
+sample_fsetattr_req(union codecs_msg *u)
+{
+	struct mst_fsetattr_req *m = &u->fsetattr_req;
+
+	m->id = 47;
+	m->valid = MST_FSA_ALL;
+	m->mode = 0600;
+	m->uid = 5000;
+	m->gid = 5001;
+	m->size = 40;
+	m->mtime_ns = T0 + 9;
+	m->atime_ns = T0 + 10;
+}
+
+static void
+sample_link_req(union codecs_msg *u)
+{
+	u->link_req.id = 48;
+	u->link_req.path = str(MAILBOX "/dovecot-uidlist.lock");
+}
+
+static void
+sample_lock_req(union codecs_msg *u)
+{
+	struct mst_lock_req *m = &u->lock_req;
+
+	m->id = 49;
+	m->owner = 0xfeedface12345678ull;
+	m->pid = 4321;
+	m->type = MST_LK_WR;
+	m->flags = MST_LKF_WAIT;
+	m->start = 100;
+	m->end = MST_LK_EOF;
+}
+
+static void
+sample_lock_rep(union codecs_msg *u)
+{
+	u->lock_rep.type = MST_LK_RD;
+	u->lock_rep.pid = 1234;
+	u->lock_rep.start = 10;
+	u->lock_rep.end = 19;
+}
+
 static uint32_t
 chunk_deliver_req(const union codecs_msg *m)
 {
@@ -722,6 +871,12 @@ static uint32_t
 chunk_put_req(const union codecs_msg *m)
 {
 	return m->put_req.body.len;
+}
+
+static uint32_t
+chunk_write_req(const union codecs_msg *m)
+{
+	return m->write_req.body.len;
 }
 
 static uint32_t
@@ -771,6 +926,13 @@ ADAPT(notify)
 ADAPT(error_rep)
 ADAPT(admin_req)
 ADAPT(admin_rep)
+ADAPT(id_req)
+ADAPT(read_req)
+ADAPT(write_req)
+ADAPT(fsetattr_req)
+ADAPT(link_req)
+ADAPT(lock_req)
+ADAPT(lock_rep)
 
 #define ROW(T, flags, extra, chunk)                                          \
 	{ #T, flags, extra, enc_##T, dec_##T, sample_##T, chunk, diffu_##T }
@@ -801,6 +963,13 @@ const struct codec codecs[] = {
 	ROW(error_rep, CODEC_EMPTY_OK, 0, NULL),
 	ROW(admin_req, 0, 0, NULL),
 	ROW(admin_rep, 0, 0, NULL),
+	ROW(id_req, 0, 0, NULL),
+	ROW(read_req, 0, 0, NULL),
+	ROW(write_req, 0, 0, chunk_write_req),
+	ROW(fsetattr_req, 0, 0, NULL),
+	ROW(link_req, 0, -EEXIST, NULL),	/* LINK to the root */
+	ROW(lock_req, 0, 0, NULL),
+	ROW(lock_rep, 0, 0, NULL),
 };
 const size_t codecs_len = sizeof codecs / sizeof codecs[0];
 

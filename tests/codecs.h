@@ -38,6 +38,13 @@ union codecs_msg {
 	struct mst_error_rep error_rep;
 	struct mst_admin_req admin_req;
 	struct mst_admin_rep admin_rep;
+	struct mst_id_req id_req;
+	struct mst_read_req read_req;
+	struct mst_write_req write_req;
+	struct mst_fsetattr_req fsetattr_req;
+	struct mst_link_req link_req;
+	struct mst_lock_req lock_req;
+	struct mst_lock_rep lock_rep;
 };
 
 struct codecs_diff;

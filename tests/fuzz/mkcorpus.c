@@ -105,6 +105,44 @@ put_edge_paths(const char *dir)
 	return put_msg(dir, i, "long", &m);
 }
 
+/* Ordinary files: a write at an offset whose body follows in DATA
+ * frames, and each kind of LOCK and its "no conflict" reply. */
+static int
+put_file_cases(const char *dir)
+{
+	union codecs_msg m;
+	unsigned i;
+
+	memset(&m, 0, sizeof m);
+	i = index_of("write_req");
+	codecs[i].sample(&m);
+	m.write_req.flags = 0;
+	m.write_req.body_size = 1u << 20;	/* DATA frames follow */
+	if (put_msg(dir, i, "partial", &m) < 0)
+		return -1;
+	i = index_of("lock_req");
+	codecs[i].sample(&m);
+	m.lock_req.flags = MST_LKF_TEST;
+	if (put_msg(dir, i, "test", &m) < 0)
+		return -1;
+	m.lock_req.type = MST_LK_UN;
+	m.lock_req.flags = 0;
+	if (put_msg(dir, i, "unlock", &m) < 0)
+		return -1;
+	m.lock_req.type = MST_LK_WR;
+	m.lock_req.flags = MST_LKF_FLOCK | MST_LKF_WAIT;
+	m.lock_req.start = 0;
+	if (put_msg(dir, i, "flock", &m) < 0)
+		return -1;
+	m.lock_req.flags = MST_LKF_CANCEL;
+	if (put_msg(dir, i, "cancel", &m) < 0)
+		return -1;
+	memset(&m, 0, sizeof m);
+	i = index_of("lock_rep");
+	m.lock_rep.type = MST_LK_UN;
+	return put_msg(dir, i, "none", &m);
+}
+
 static int
 put_edge_cases(const char *dir)
 {
@@ -130,6 +168,8 @@ put_edge_cases(const char *dir)
 	m.notify.event = MST_EV_RESET;
 	m.notify.name = mst_str_of("");
 	if (put_msg(dir, i, "reset", &m) < 0)
+		return -1;
+	if (put_file_cases(dir) < 0)
 		return -1;
 	return put_edge_paths(dir);
 }

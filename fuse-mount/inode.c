@@ -397,6 +397,19 @@ inode_stat(const struct minode *n, struct stat *st)
 	st->st_atim = st->st_mtim;
 }
 
+void
+inode_new_owner(const struct minode *parent, const struct fuse_ctx *ctx,
+    int dir, struct mst_attr *a)
+{
+	a->uid = ctx->uid;
+	a->gid = ctx->gid;
+	if (parent->attr.mode & S_ISGID) {
+		a->gid = parent->attr.gid;
+		if (dir)
+			a->mode |= S_ISGID;
+	}
+}
+
 int
 inode_init(struct mount *m)
 {

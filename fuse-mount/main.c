@@ -55,7 +55,8 @@ usage(FILE *f)
 	    "     keyfile=PATH      shared key for the store's AUTH\n"
 	    "     attr_timeout=SECS kernel attribute/entry cache (1.0)\n"
 	    "     max_threads=N     FUSE worker threads (4)\n"
-	    "     and FUSE options: allow_other, default_permissions, ...\n"
+	    "     and FUSE options: allow_other, ... (default_permissions\n"
+	    "     is always on: the kernel checks owner and mode)\n"
 	    "  -h, --help         this text\n"
 	    "  -V, --version      version\n"
 	    "\nSee mount.mstore(8).\n");
@@ -238,6 +239,12 @@ run(struct mount *m, struct opts *o, const char **servers, int nservers,
 	if (fuse_opt_add_arg(&args, "mount.mstore") < 0 ||
 	    fuse_opt_add_arg(&args, "-o") < 0 ||
 	    fuse_opt_add_arg(&args, fsname) < 0 ||
+	    /* Always: the kernel checks every caller against the stored
+	     * owner and mode, as on a local disk. MTAs need allow_other,
+	     * and without the checks any local user could read, change or
+	     * remove anyone's mail. No option turns it off. */
+	    fuse_opt_add_arg(&args, "-o") < 0 ||
+	    fuse_opt_add_arg(&args, "default_permissions") < 0 ||
 	    (o->fuse_opts[0] && (fuse_opt_add_arg(&args, "-o") < 0 ||
 	    fuse_opt_add_arg(&args, o->fuse_opts) < 0)) ||
 	    (o->debug && fuse_opt_add_arg(&args, "-d") < 0))

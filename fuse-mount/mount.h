@@ -153,6 +153,13 @@ int inode_child_path(const struct minode *dir, const char *name, char *buf,
 enum dkind inode_classify(const struct mount *m, const char *path,
     struct mst_str *mailbox, struct mst_str *folder);
 void inode_stat(const struct minode *n, struct stat *st);
+/* Owner of a new file (|dir| 0) or directory made by |ctx| in |parent|,
+ * as a local disk decides it: the caller's uid; the parent's gid if the
+ * parent is set-group-ID (new directories then inherit the bit), else
+ * the caller's gid. Sets a->uid and a->gid, may add S_ISGID to a->mode.
+ * mu held. */
+void inode_new_owner(const struct minode *parent, const struct fuse_ctx *ctx,
+    int dir, struct mst_attr *a);
 
 /* fbuf.c */
 struct fbuf *fbuf_new(void);

@@ -212,7 +212,8 @@ do_getattr(struct mount *m, fuse_ino_t ino, struct stat *st)
 		rc = folder_refresh(m, n);	/* brings the dir mtime */
 		pthread_mutex_lock(&m->mu);
 	}
-	fetch = !n->local && !n->folder && n->parent &&
+	/* The root too: its owner and mode are the store's. */
+	fetch = !n->local && !n->folder &&
 	    mono_ms() - n->attr_at_ms >= (int64_t)(m->entry_timeout * 1000);
 	if (fetch)
 		rc = inode_path(n, path, sizeof path);
@@ -360,8 +361,8 @@ static int
 do_mkdir(struct mount *m, fuse_ino_t parent, const char *name, mode_t mode,
     const struct fuse_ctx *ctx, struct minode **out)
 {
-	struct mst_mkdir_req q = { .mode = mode & 07777, .uid = ctx->uid,
-		.gid = ctx->gid };
+	struct mst_attr own = { .mode = mode & 07777 };
+	struct mst_mkdir_req q = { 0 };
 	char path[MST_PATH_MAX + 1];
 	struct mst_attr_rep ar;
 	struct minode *p;
@@ -372,10 +373,15 @@ do_mkdir(struct mount *m, fuse_ino_t parent, const char *name, mode_t mode,
 	pthread_mutex_lock(&m->mu);
 	p = inode_get(m, parent);
 	rc = p ? inode_child_path(p, name, path, sizeof path) : -ESTALE;
+	if (rc == 0)
+		inode_new_owner(p, ctx, 1, &own);
 	pthread_mutex_unlock(&m->mu);
 	if (rc < 0)
 		return rc;
 	q.path = mst_str_of(path);
+	q.mode = own.mode;
+	q.uid = own.uid;
+	q.gid = own.gid;
 	len = mst_mkdir_req_encode(&q, buf, sizeof buf);
 	rc = mconn_call(m->conn, MST_OP_MKDIR, buf, (size_t)len, NULL, 0, 0,
 	    &r);

@@ -186,6 +186,7 @@ do_create(struct mount *m, fuse_ino_t parent, const char *name, mode_t mode,
 		pthread_mutex_unlock(&m->mu);
 		return -ESTALE;
 	}
+	inode_new_owner(p, ctx, 0, &a);
 	if (p->dkind != DK_PLAIN) {
 		n = inode_local_find(m, p, name);
 		if (n == NULL && p->folder && folder_find(p->folder, name))
@@ -198,8 +199,8 @@ do_create(struct mount *m, fuse_ino_t parent, const char *name, mode_t mode,
 		else
 			rc = 0;
 		if (rc == 0) {
-			n->attr.uid = ctx->uid;
-			n->attr.gid = ctx->gid;
+			n->attr.uid = a.uid;
+			n->attr.gid = a.gid;
 			if (flags & O_TRUNC)
 				rc = fbuf_truncate(n->buf, m, 0);
 		}

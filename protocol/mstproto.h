@@ -113,7 +113,7 @@ const char *mst_op_name(unsigned op);
 
 /* Entry types. */
 #define MST_T_DIR		1u
-#define MST_T_FILE		2u	/* small whole-file object */
+#define MST_T_FILE		2u	/* ordinary file */
 #define MST_T_MSG		3u	/* immutable message body */
 
 /* PUT flags. */

@@ -139,6 +139,9 @@ def test_owner_and_mode_are_kept(m):
     maildir(m)
     os.makedirs(m.path("example.com/own/tmp"), exist_ok=True)
     os.makedirs(m.path("example.com/own/new"), exist_ok=True)
+    # The kernel checks owners and modes: uid 5000 needs its own Maildir.
+    for d in ("own", "own/tmp", "own/new"):
+        os.chown(m.path("example.com", d), 5000, 5000)
     pid = os.fork()
     if pid == 0:
         try:

@@ -8,6 +8,10 @@
  *
  * Lock order: s->mu only; nothing else is shared between threads.
  *
+ * LOCK requests never reach the engine: the lock table (lock.c) is
+ * memory of this thread, answered at once or, for a request that waits,
+ * when another connection's unlock or end grants it.
+ *
  * Connection states:
  *
  *   accept --> HELLO --HELLO--> AUTH --AUTH ok--> READY
@@ -22,6 +26,9 @@
  *   any state --framing error, reset, watcher over its output limit-->
  *   CLOSED: the socket is gone; the struct lives on while jobs it
  *   submitted are in the engine (|refs|), and their replies are dropped.
+ *   On the way its locks and waiting LOCKs are dropped (waking others)
+ *   and, if it ever sent OPEN, one ENG_OP_CLOSE_OWNER job drops its
+ *   open references in the engine.
  */
 #include <config.h>
 
@@ -48,6 +55,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "lock.h"
 #include "log.h"
 #include "mstclient.h"
 #include "server.h"
@@ -84,7 +92,7 @@ struct listener {
 	ino_t ino;
 };
 
-/* A DELIVER or PUT body arriving in DATA frames. */
+/* A DELIVER, PUT or WRITE body arriving in DATA frames. */
 struct stream {
 	struct stream *next;
 	uint32_t id;
@@ -169,6 +177,9 @@ struct conn {
 	unsigned nwatches;
 	LIST_HEAD(, watcher) watches;
 	LIST_ENTRY(conn) link;	/* s->conns, until CLOSED */
+	uint64_t token;		/* job.owner: nonzero, never reused */
+	int opened;		/* sent an OPEN: CLOSE_OWNER at the end */
+	struct lock_conn *locks;	/* NULL until its first LOCK */
 };
 
 struct server {
@@ -204,6 +215,9 @@ struct server {
 
 	struct watch **wt;	/* hash buckets */
 	size_t wt_nb, wt_n;
+
+	struct lock_table *locks;
+	struct event *ev_locks;	/* send lock replies (locks_kick) */
 };
 
 static void conn_input(struct conn *c);
@@ -366,8 +380,9 @@ drop_streams(struct conn *c)
 }
 
 static void watcher_remove(struct server *srv, struct watcher *x);
-
 static void server_check_stop(struct server *srv);
+static void locks_kick(struct server *srv);
+static void close_owner(struct conn *c);
 
 /*
  * Tear down the socket now. |why| is logged at debug level (protocol
@@ -386,12 +401,19 @@ conn_close(struct conn *c, const char *why)
 	drop_streams(c);
 	while (!LIST_EMPTY(&c->watches))
 		watcher_remove(srv, LIST_FIRST(&c->watches));
+	if (c->locks != NULL) {
+		lock_conn_free(c->locks);	/* may grant others' waits */
+		c->locks = NULL;
+		locks_kick(srv);
+	}
 	bufferevent_free(c->bev);
 	c->bev = NULL;
 	c->reading = 0;
 	c->state = CS_CLOSED;
 	LIST_REMOVE(c, link);
 	srv->nconns--;
+	if (c->opened)
+		close_owner(c);
 	conn_unref(c);		/* the socket's reference */
 	server_check_stop(srv);
 }
@@ -768,6 +790,18 @@ decode_req(struct job *j, const uint8_t *p, size_t len)
 		return mst_setattr_req_decode(&j->req.setattr, p, len);
 	case MST_OP_ADMIN:
 		return mst_admin_req_decode(&j->req.admin, p, len);
+	case MST_OP_GETATTR:
+	case MST_OP_OPEN:
+	case MST_OP_CLOSE:
+		return mst_id_req_decode(&j->req.fid, p, len);
+	case MST_OP_READ:
+		return mst_read_req_decode(&j->req.read, p, len);
+	case MST_OP_WRITE:
+		return mst_write_req_decode(&j->req.write, p, len);
+	case MST_OP_FSETATTR:
+		return mst_fsetattr_req_decode(&j->req.fsetattr, p, len);
+	case MST_OP_LINK:
+		return mst_link_req_decode(&j->req.link, p, len);
 	default:
 		return -EOPNOTSUPP;
 	}
@@ -795,12 +829,40 @@ job_submit(struct conn *c, struct job *j)
 {
 	struct server *srv = c->srv;
 
+	j->owner = c->token;
 	c->njobs++;
 	c->job_bytes += j->payload_len + j->body_len;
 	srv->njobs++;
 	conn_ref(c);
 	srv->ops->submit(srv->eng, j);
 	conn_update(c);
+}
+
+/*
+ * |c| has ended after an OPEN: have the engine drop the references it
+ * still holds, so that files unlinked while open are freed. The job
+ * keeps the closed conn alive until it completes (its reply is dropped).
+ * Not after the engine is closed (server_free): its references died
+ * with it.
+ */
+static void
+close_owner(struct conn *c)
+{
+	struct server *srv = c->srv;
+	struct job *j;
+
+	if (srv->ops == NULL)
+		return;
+	j = calloc(1, sizeof *j);
+	if (j == NULL) {
+		log_err("%s: out of memory closing its open files; they stay "
+		    "referenced until restart", c->peer);
+		return;
+	}
+	j->op = ENG_OP_CLOSE_OWNER;
+	j->max_frame = c->max_frame;
+	j->conn = c;
+	job_submit(c, j);
 }
 
 /* Send the reply frames of a completed job. */
@@ -988,11 +1050,50 @@ body_refuse(struct conn *c, const struct mst_hdr *h, int err,
 	snprintf(s->detail, sizeof s->detail, "%s", detail ? detail : "");
 }
 
-static uint64_t *
-body_checksum(struct job *j)
+static int
+is_body_op(unsigned op)
 {
-	return j->op == MST_OP_DELIVER ? &j->req.deliver.checksum :
-	    &j->req.put.checksum;
+	return op == MST_OP_DELIVER || op == MST_OP_PUT || op == MST_OP_WRITE;
+}
+
+/* The body fields of a DELIVER, PUT or WRITE job. */
+static struct mst_bytes *
+body_view(struct job *j)
+{
+	switch (j->op) {
+	case MST_OP_DELIVER:
+		return &j->req.deliver.body;
+	case MST_OP_WRITE:
+		return &j->req.write.body;
+	default:
+		return &j->req.put.body;
+	}
+}
+
+static uint64_t
+body_size(const struct job *j)
+{
+	switch (j->op) {
+	case MST_OP_DELIVER:
+		return j->req.deliver.body_size;
+	case MST_OP_WRITE:
+		return j->req.write.body_size;
+	default:
+		return j->req.put.body_size;
+	}
+}
+
+static uint64_t
+body_checksum(const struct job *j)
+{
+	switch (j->op) {
+	case MST_OP_DELIVER:
+		return j->req.deliver.checksum;
+	case MST_OP_WRITE:
+		return j->req.write.checksum;
+	default:
+		return j->req.put.checksum;
+	}
 }
 
 /* The whole body is in: verify it and hand the job to the engine. */
@@ -1004,7 +1105,7 @@ body_finish(struct conn *c, struct job *j)
 		.len = j->body_len <= UINT32_MAX ? (uint32_t)j->body_len : 0,
 	};
 
-	if (mst_checksum(j->body, j->body_len) != *body_checksum(j)) {
+	if (mst_checksum(j->body, j->body_len) != body_checksum(j)) {
 		log_debug("%s: %s id %u: body checksum mismatch", c->peer,
 		    mst_op_name(j->op), j->id);
 		conn_reply_error(c, j->op, j->id, -EBADMSG,
@@ -1014,23 +1115,18 @@ body_finish(struct conn *c, struct job *j)
 	}
 	/* The engine reads job->body/body_len; the view is a convenience
 	 * (empty for a body of exactly 4 GiB, which a u32 cannot hold). */
-	if (j->op == MST_OP_DELIVER)
-		j->req.deliver.body = whole;
-	else
-		j->req.put.body = whole;
+	*body_view(j) = whole;
 	job_submit(c, j);
 }
 
-/* First frame of DELIVER or PUT, already decoded into |j|. */
+/* First frame of DELIVER, PUT or WRITE, already decoded into |j|. */
 static void
 body_start(struct conn *c, struct job *j, const struct mst_hdr *h,
     const uint8_t *p)
 {
-	int deliver = j->op == MST_OP_DELIVER, more = h->flags & MST_F_MORE;
-	struct mst_bytes chunk = deliver ? j->req.deliver.body :
-	    j->req.put.body;
-	uint64_t size = deliver ? j->req.deliver.body_size :
-	    j->req.put.body_size;
+	int more = h->flags & MST_F_MORE;
+	struct mst_bytes chunk = *body_view(j);
+	uint64_t size = body_size(j);
 	struct mst_body b = { .want = size };
 	char detail[160];
 	struct stream *s;
@@ -1142,7 +1238,7 @@ watch_pending(struct conn *c, const struct job *j)
 static void
 do_request(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
 {
-	int body_op = h->op == MST_OP_DELIVER || h->op == MST_OP_PUT;
+	int body_op = is_body_op(h->op);
 	char detail[128];
 	struct job *j;
 	int rc;
@@ -1206,6 +1302,8 @@ do_request(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
 		conn_reply_error(c, h->op, h->id, -ENOMEM, NULL);
 		return;
 	}
+	if (h->op == MST_OP_OPEN)
+		c->opened = 1;
 	job_submit(c, j);
 }
 
@@ -1249,6 +1347,87 @@ do_unwatch(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
 	}
 	watcher_remove(c->srv, x);
 	conn_send(c, h->op, MST_F_REPLY, 0, h->id, NULL, 0);
+}
+
+/* ---- locks ---- */
+
+static void
+lock_reply(struct conn *c, uint32_t id, const struct mst_lock_rep *r)
+{
+	uint8_t buf[32];
+	int n = mst_lock_rep_encode(r, buf, sizeof buf);
+
+	assert(n > 0);
+	conn_send(c, MST_OP_LOCK, MST_F_REPLY, 0, id, buf, (size_t)n);
+}
+
+/*
+ * Send the replies the lock table owes to requests that waited. A send
+ * that fails closes that connection, which frees its lock_conn and its
+ * queued replies before the next is taken, so the loop stays valid.
+ */
+static void
+locks_flush(struct server *srv)
+{
+	struct lock_done d;
+
+	while (lock_table_next(srv->locks, &d)) {
+		if (d.status == 0)
+			lock_reply(d.ctx, d.req_id, &d.rep);
+		else
+			conn_reply_error(d.ctx, MST_OP_LOCK, d.req_id, d.status,
+			    d.status == -EINTR ? "cancelled" : NULL);
+	}
+}
+
+static void
+on_locks(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	locks_flush(arg);
+}
+
+/* Flush the lock replies from the loop, not from the caller: conn_close
+ * runs inside loops over other connections (notice fan-out) that a
+ * failed send, closing one of them, would break. */
+static void
+locks_kick(struct server *srv)
+{
+	event_active(srv->ev_locks, EV_TIMEOUT, 0);
+}
+
+static void
+do_lock(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
+{
+	struct server *srv = c->srv;
+	struct mst_lock_req q;
+	struct mst_lock_rep r;
+	int rc = mst_lock_req_decode(&q, p, h->len);
+
+	if (rc < 0) {
+		conn_reply_error(c, h->op, h->id, rc, "malformed LOCK");
+		return;
+	}
+	if (c->locks == NULL) {
+		c->locks = lock_conn_new(srv->locks, c);
+		if (c->locks == NULL) {
+			conn_reply_error(c, h->op, h->id, -ENOMEM, NULL);
+			return;
+		}
+	}
+	rc = lock_request(c->locks, h->id, &q, &r);
+	if (rc == 0)
+		lock_reply(c, h->id, &r);
+	else if (rc == -ENOLCK)
+		conn_reply_error(c, h->op, h->id, rc, "too many locks or "
+		    "waiting lock requests on this connection");
+	else if (rc != LOCK_QUEUED)
+		conn_reply_error(c, h->op, h->id, rc, NULL);
+	/* Replies to the requests this one granted or cancelled. A send
+	 * that fails closes only its own connection; if that is c,
+	 * conn_input sees it closed and stops. */
+	locks_flush(srv);
 }
 
 /* ---- handshake ---- */
@@ -1378,6 +1557,9 @@ conn_frame(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
 	case MST_OP_UNWATCH:
 		do_unwatch(c, h, p);
 		return;
+	case MST_OP_LOCK:
+		do_lock(c, h, p);
+		return;
 	case MST_OP_NOTIFY:
 		conn_reply_error(c, h->op, h->id, -EOPNOTSUPP,
 		    "NOTIFY is sent by the server only");
@@ -1506,6 +1688,7 @@ conn_new(struct server *srv, evutil_socket_t fd, const char *peer, int local)
 	c->state = CS_HELLO;
 	c->max_frame = srv->max_frame;
 	c->local = local;
+	c->token = srv->serial;		/* on_accept numbered it: never 0 */
 	snprintf(c->peer, sizeof c->peer, "%s", peer);
 	LIST_INIT(&c->watches);
 	LIST_INSERT_HEAD(&srv->conns, c, link);
@@ -1947,9 +2130,12 @@ server_new(const struct conf *c, const uint8_t *key, size_t keylen,
 	srv->ev_hup = evsignal_new(srv->base, SIGHUP, on_hup, srv);
 	srv->ev_drain = evtimer_new(srv->base, on_drain_timeout, srv);
 	srv->ev_accept_retry = evtimer_new(srv->base, on_accept_retry, srv);
+	srv->ev_locks = event_new(srv->base, -1, 0, on_locks, srv);
+	srv->locks = lock_table_new();
 	if (srv->ev_done == NULL || srv->ev_term == NULL ||
 	    srv->ev_int == NULL || srv->ev_hup == NULL ||
 	    srv->ev_drain == NULL || srv->ev_accept_retry == NULL ||
+	    srv->ev_locks == NULL || srv->locks == NULL ||
 	    event_add(srv->ev_done, NULL) < 0 ||
 	    event_add(srv->ev_term, NULL) < 0 ||
 	    event_add(srv->ev_int, NULL) < 0 ||
@@ -2011,8 +2197,11 @@ server_free(struct server *s)
 		conn_unref(c);
 	}
 	s->stopping = 1;
+	s->ops = NULL;		/* closed: no CLOSE_OWNER jobs any more */
+	s->eng = NULL;
 	while ((c = LIST_FIRST(&s->conns)) != NULL)
 		conn_close(c, NULL);
+	lock_table_free(s->locks);	/* every conn let go of it */
 	listeners_close(s);
 	for (i = 0; i < s->nls; i++)
 		free(s->ls[i].name);
@@ -2031,6 +2220,8 @@ server_free(struct server *s)
 		event_free(s->ev_drain);
 	if (s->ev_accept_retry)
 		event_free(s->ev_accept_retry);
+	if (s->ev_locks)
+		event_free(s->ev_locks);
 	if (s->efd >= 0)
 		close(s->efd);
 	if (s->base)

@@ -159,39 +159,51 @@ inode_child_path(const struct minode *dir, const char *name, char *buf,
 	return 0;
 }
 
+/*
+ * A Maildir is known by its shape, at any depth: a directory named tmp,
+ * new or cur is a Maildir subdirectory of its parent M. When M's name
+ * starts with '.', M is a Maildir++ folder (".Sent", ".Lists.foo") of
+ * the mailbox that holds it; otherwise M is the mailbox itself. So
+ * "user/new", "domain/user/new", "home/user/Maildir/new" and
+ * "home/user/Maildir/.Sent/new" are all recognised with no option, and
+ * Postfix may make tmp/ and new/ before any cur/ exists.
+ *
+ * A mailbox needs a name (the store groups a mailbox and its folders
+ * under it, and the protocol refuses an empty one), so a Maildir whose
+ * mailbox would be the mount's root ("new", ".Sent/new") is not one: its
+ * tmp/, new/ and cur/ are plain directories.
+ */
 enum dkind
 inode_classify(const struct mount *m, const char *path,
     struct mst_str *mailbox, struct mst_str *folder)
 {
-	const char *comp[MST_PATH_DEPTH_MAX + 1], *last, *p;
-	int n = 0, depth = m->mailbox_depth;
+	const char *last = strrchr(path, '/'), *mname;
+	size_t mlen, blen;
 	enum dkind k;
 
-	if (*path == '\0')
-		return DK_PLAIN;
-	for (p = path; p && n <= (int)MST_PATH_DEPTH_MAX; n++) {
-		comp[n] = p;
-		p = strchr(p, '/');
-		if (p)
-			p++;
-	}
-	if (n <= depth)
-		return DK_PLAIN;
-	last = comp[n - 1];
-	if (strcmp(last, "tmp") == 0)
+	(void)m;
+	if (last == NULL)
+		return DK_PLAIN;	/* M would be the root */
+	if (strcmp(last + 1, "tmp") == 0)
 		k = DK_TMP;
-	else if (strcmp(last, "new") == 0)
+	else if (strcmp(last + 1, "new") == 0)
 		k = DK_NEW;
-	else if (strcmp(last, "cur") == 0)
+	else if (strcmp(last + 1, "cur") == 0)
 		k = DK_CUR;
 	else
 		return DK_PLAIN;
+	mlen = (size_t)(last - path);		/* M's path */
+	for (mname = last; mname > path && mname[-1] != '/'; mname--)
+		;
+	blen = mname[0] == '.' ? (size_t)(mname - path) : mlen + 1;
+	if (blen < 2)
+		return DK_PLAIN;	/* the mailbox would be the root */
 	if (mailbox) {
 		mailbox->p = path;
-		mailbox->len = (uint16_t)(comp[depth] - path - 1);
-		folder->p = comp[depth];
-		folder->len = (uint16_t)(last == comp[depth] ? 0 :
-		    last - comp[depth] - 1);
+		mailbox->len = (uint16_t)(blen - 1);
+		folder->p = mname;
+		folder->len = (uint16_t)(mname[0] == '.' ?
+		    mlen - (size_t)(mname - path) : 0);
 	}
 	return k;
 }

@@ -28,7 +28,7 @@ struct opts {
 	char *mountpoint;
 	int foreground;
 	int debug;
-	int depth;
+	char *depth;		/* mailbox_depth=, accepted and ignored */
 	int timeout_s;
 	char *spool;
 	char *keyfile;
@@ -49,7 +49,6 @@ usage(FILE *f)
 	    "  -f                 stay in the foreground\n"
 	    "  -d                 foreground with FUSE debugging\n"
 	    "  -o OPTIONS         comma-separated options:\n"
-	    "     mailbox_depth=N   path components naming a mailbox (2)\n"
 	    "     spool=DIR         where large tmp/ files go (/var/tmp)\n"
 	    "     timeout=SECONDS   fail calls with EIO after this (10)\n"
 	    "     keyfile=PATH      shared key for the store's AUTH\n"
@@ -106,9 +105,7 @@ parse_opt(struct opts *o, char *w)
 			return 0;
 #define KEY(k) (klen == sizeof(k) - 1 && strncmp(w, k, klen) == 0)
 	if (KEY("mailbox_depth")) {
-		if (num_opt(val, 1, MST_PATH_DEPTH_MAX - 2, &v) < 0)
-			return -EINVAL;
-		o->depth = (int)v;
+		o->depth = w;	/* old fstab lines must still mount */
 	} else if (KEY("timeout")) {
 		if (num_opt(val, 1, 3600, &v) < 0)
 			return -EINVAL;
@@ -298,7 +295,7 @@ out:
 int
 main(int argc, char **argv)
 {
-	struct opts o = { .depth = 2, .timeout_s = 10, .spool = "/var/tmp",
+	struct opts o = { .timeout_s = 10, .spool = "/var/tmp",
 		.attr_timeout = 1.0, .max_threads = 4 };
 	const char *servers[MAX_SERVERS];
 	uint8_t key[MST_KEY_MAX];
@@ -311,6 +308,10 @@ main(int argc, char **argv)
 	}
 	openlog("mount.mstore", LOG_PID | (o.foreground ? LOG_PERROR : 0),
 	    LOG_DAEMON);
+	if (o.depth)
+		syslog(LOG_NOTICE, "mount.mstore: option %s is ignored: "
+		    "Maildirs are recognised by their shape at any depth",
+		    o.depth);
 	nservers = split_servers(o.servers, servers);
 	if (nservers < 0)
 		return 2;
@@ -327,7 +328,6 @@ main(int argc, char **argv)
 		    strerror(errno));
 		return 1;
 	}
-	m.mailbox_depth = o.depth;
 	m.spool = o.spool;
 	m.timeout_ms = o.timeout_s * 1000;
 	m.entry_timeout = o.attr_timeout;

@@ -99,7 +99,6 @@ struct inval {
 struct mount {
 	struct fuse_session *se;
 	struct mconn *conn;
-	int mailbox_depth;
 	char *spool;
 	int timeout_ms;
 	double entry_timeout;	/* seconds */
@@ -149,7 +148,8 @@ int inode_path(const struct minode *n, char *buf, size_t cap);
 /* Path of |dir|/|name|. mu held. */
 int inode_child_path(const struct minode *dir, const char *name, char *buf,
     size_t cap);
-/* Split a directory path into mailbox, folder and kind. */
+/* Split a directory path into mailbox, folder and kind, by the shape of
+ * the path alone (see inode.c): |m| is not consulted. */
 enum dkind inode_classify(const struct mount *m, const char *path,
     struct mst_str *mailbox, struct mst_str *folder);
 void inode_stat(const struct minode *n, struct stat *st);

@@ -8,6 +8,12 @@
  * unchecked fixture, which runs in the runner and so survives a failing
  * test. Servers a test starts itself die with it (PR_SET_PDEATHSIG).
  *
+ * The "locks" test case takes store-granted locks from several
+ * connections (conflicts, waiting, grants on unlock and on a holder's
+ * end, cancel); "files" reads and writes ordinary files by object id
+ * across connections, open across unlink, and the server's close of
+ * what an ended connection left open. Each has a server of its own.
+ *
  * The "conf" test case drives conf.c directly.
  *
  * MSTORED_WRAPPER="valgrind -q --error-exitcode=99" runs every mstored
@@ -1353,6 +1359,478 @@ START_TEST(admin_work_needs_the_unix_socket_without_a_key)
 }
 END_TEST
 
+/* ---- LOCK across connections ---- */
+
+#define LOCK_OBJ	4242u	/* locks need no object in the store */
+#define QUIET_MS	300	/* "no reply yet" means none within this */
+
+static void
+lock_send(struct mst_client *c, uint32_t id, uint64_t owner, uint32_t pid,
+    unsigned type, unsigned flags, uint64_t start, uint64_t end)
+{
+	struct mst_lock_req q = {
+		.id = LOCK_OBJ,
+		.owner = owner,
+		.pid = pid,
+		.type = (uint8_t)type,
+		.flags = (uint8_t)flags,
+		.start = start,
+		.end = end,
+	};
+	uint8_t b[64];
+	int n = mst_lock_req_encode(&q, b, sizeof b);
+
+	ck_assert_int_gt(n, 0);
+	ck_assert_int_eq(mst_client_send(c, MST_OP_LOCK, 0, id, b, (size_t)n),
+	    0);
+}
+
+/* The next frame on |c| is the LOCK reply for |id|: its status as
+ * -errno, the lock it carries in |r| on success. */
+static int
+lock_recv(struct mst_client *c, uint32_t id, struct mst_lock_rep *r)
+{
+	const uint8_t *rp;
+	struct mst_hdr h;
+
+	ck_assert_int_eq(mst_client_recv(c, &h, &rp), 0);
+	ck_assert_uint_eq(h.op, MST_OP_LOCK);
+	ck_assert_uint_eq(h.flags, MST_F_REPLY);
+	ck_assert_msg(h.id == id, "reply for id %u, want %u", h.id, id);
+	if (h.status != 0)
+		return -mst_status_to_errno(h.status);
+	ck_assert_int_eq(mst_lock_rep_decode(r, rp, h.len), 0);
+	return 0;
+}
+
+static int
+lock_call(struct mst_client *c, uint64_t owner, uint32_t pid, unsigned type,
+    unsigned flags, uint64_t start, uint64_t end, struct mst_lock_rep *r)
+{
+	uint32_t id = mst_client_next_id(c);
+
+	lock_send(c, id, owner, pid, type, flags, start, end);
+	return lock_recv(c, id, r);
+}
+
+/* Nothing arrives on |c| for QUIET_MS. */
+static int
+quiet(struct mst_client *c)
+{
+	struct pollfd pf = { .fd = mst_client_fd(c), .events = POLLIN };
+
+	return poll(&pf, 1, QUIET_MS) == 0;
+}
+
+START_TEST(setlk_conflict_across_connections_is_eagain)
+{
+	struct mst_client *a = client(), *b = client_at(srv.unix_addr, NULL,
+	    0);
+	struct mst_lock_rep r;
+
+	ck_assert_int_eq(lock_call(a, 1, 501, MST_LK_WR, 0, 0, 99, &r), 0);
+	ck_assert_uint_eq(r.type, MST_LK_WR);
+	ck_assert_uint_eq(r.pid, 501);
+	ck_assert_uint_eq(r.start, 0);
+	ck_assert_uint_eq(r.end, 99);
+	/* Same owner number, other connection: another owner. */
+	ck_assert_int_eq(lock_call(b, 1, 502, MST_LK_RD, 0, 50, 50, &r),
+	    -EAGAIN);
+	ck_assert_int_eq(lock_call(b, 1, 502, MST_LK_WR, 0, 100, MST_LK_EOF,
+	    &r), 0);
+	/* F_GETLK names the holder. */
+	ck_assert_int_eq(lock_call(b, 2, 503, MST_LK_RD, MST_LKF_TEST, 0,
+	    MST_LK_EOF, &r), 0);
+	ck_assert_uint_eq(r.type, MST_LK_WR);
+	ck_assert_uint_eq(r.pid, 501);
+	ck_assert_uint_eq(r.start, 0);
+	ck_assert_uint_eq(r.end, 99);
+	ck_assert_int_eq(lock_call(a, 1, 501, MST_LK_WR, MST_LKF_TEST, 0, 99,
+	    &r), 0);
+	ck_assert_uint_eq(r.type, MST_LK_UN);
+	/* flock is another lock space. */
+	ck_assert_int_eq(lock_call(b, 7, 502, MST_LK_WR, MST_LKF_FLOCK, 0, 0,
+	    &r), 0);
+	ck_assert_int_eq(lock_call(a, 8, 501, MST_LK_RD, MST_LKF_FLOCK, 0, 0,
+	    &r), -EAGAIN);
+	mst_client_free(a);
+	mst_client_free(b);
+}
+END_TEST
+
+START_TEST(setlkw_waits_and_is_granted_when_the_holder_unlocks)
+{
+	struct mst_client *a = client(), *b = client();
+	struct mst_lock_rep r;
+
+	ck_assert_int_eq(lock_call(a, 1, 601, MST_LK_WR, 0, 0, MST_LK_EOF,
+	    &r), 0);
+	lock_send(b, 900, 2, 602, MST_LK_RD, MST_LKF_WAIT, 10, 19);
+	ck_assert_msg(quiet(b), "SETLKW answered while the lock is held");
+	/* A waiting LOCK holds up nothing else on its connection. */
+	ping_ok(b, 21);
+	ck_assert_int_eq(lock_call(a, 1, 601, MST_LK_UN, 0, 0, MST_LK_EOF,
+	    &r), 0);
+	ck_assert_int_eq(lock_recv(b, 900, &r), 0);
+	ck_assert_uint_eq(r.type, MST_LK_RD);
+	ck_assert_uint_eq(r.pid, 602);
+	ck_assert_uint_eq(r.start, 10);
+	ck_assert_uint_eq(r.end, 19);
+	/* And now it is B's: A conflicts. */
+	ck_assert_int_eq(lock_call(a, 1, 601, MST_LK_WR, 0, 15, 15, &r),
+	    -EAGAIN);
+	mst_client_free(a);
+	mst_client_free(b);
+}
+END_TEST
+
+START_TEST(setlkw_is_granted_when_the_holders_connection_closes)
+{
+	struct mst_client *a = client(), *b = client(), *c = client();
+	struct mst_lock_rep r;
+
+	ck_assert_int_eq(lock_call(a, 1, 701, MST_LK_WR, 0, 0, MST_LK_EOF,
+	    &r), 0);
+	ck_assert_int_eq(lock_call(a, 1, 701, MST_LK_RD, MST_LKF_FLOCK, 0, 0,
+	    &r), 0);
+	lock_send(b, 910, 2, 702, MST_LK_WR, MST_LKF_WAIT, 0, 0);
+	lock_send(c, 920, 3, 703, MST_LK_WR, MST_LKF_WAIT | MST_LKF_FLOCK, 0,
+	    0);
+	ck_assert(quiet(b) && quiet(c));
+	mst_client_free(a);
+	ck_assert_int_eq(lock_recv(b, 910, &r), 0);
+	ck_assert_uint_eq(r.type, MST_LK_WR);
+	ck_assert_int_eq(lock_recv(c, 920, &r), 0);
+	ck_assert_uint_eq(r.type, MST_LK_WR);
+	mst_client_free(b);
+	mst_client_free(c);
+}
+END_TEST
+
+START_TEST(cancelled_setlkw_fails_with_eintr)
+{
+	struct mst_client *a = client(), *b = client();
+	struct mst_lock_rep r;
+	const uint8_t *rp;
+	struct mst_hdr h;
+	int seen = 0, i;
+
+	ck_assert_int_eq(lock_call(a, 1, 801, MST_LK_WR, 0, 0, 0, &r), 0);
+	lock_send(b, 930, 5, 802, MST_LK_WR, MST_LKF_WAIT, 0, 0);
+	ck_assert(quiet(b));
+	lock_send(b, 931, 5, 802, MST_LK_WR, MST_LKF_CANCEL, 0, 0);
+	for (i = 0; i < 2; i++) {
+		ck_assert_int_eq(mst_client_recv(b, &h, &rp), 0);
+		ck_assert_uint_eq(h.op, MST_OP_LOCK);
+		if (h.id == 930) {
+			ck_assert_uint_eq(h.status, MST_S_EINTR);
+			seen |= 1;
+		} else {
+			ck_assert_uint_eq(h.id, 931);
+			ck_assert_uint_eq(h.status, 0);
+			ck_assert_int_eq(mst_lock_rep_decode(&r, rp, h.len), 0);
+			ck_assert_uint_eq(r.type, MST_LK_UN);
+			seen |= 2;
+		}
+	}
+	ck_assert_int_eq(seen, 3);
+	/* Given up: A's unlock grants B nothing. */
+	ck_assert_int_eq(lock_call(a, 1, 801, MST_LK_UN, 0, 0, 0, &r), 0);
+	ck_assert(quiet(b));
+	ck_assert_int_eq(lock_call(b, 5, 802, MST_LK_WR, MST_LKF_TEST, 0, 0,
+	    &r), 0);
+	ck_assert_uint_eq(r.type, MST_LK_UN);
+	mst_client_free(a);
+	mst_client_free(b);
+}
+END_TEST
+
+START_TEST(malformed_lock_is_einval_not_a_close)
+{
+	struct mst_client *c = client();
+	struct mst_lock_rep r;
+
+	ck_assert_int_eq(lock_call(c, 1, 1, 9, 0, 0, 0, &r), -EINVAL);
+	ck_assert_int_eq(lock_call(c, 1, 1, MST_LK_RD, 0, 10, 9, &r),
+	    -EINVAL);
+	ck_assert_int_eq(lock_call(c, 1, 1, MST_LK_RD, MST_LKF_TEST |
+	    MST_LKF_WAIT, 0, 9, &r), -EINVAL);
+	ping_ok(c, 22);
+	mst_client_free(c);
+}
+END_TEST
+
+/* ---- ordinary files by id ---- */
+
+#define FDIR	"files.example/fo"
+
+/* PUT |path| with |body|; returns the new object's id. */
+static uint64_t
+put_file(struct mst_client *c, const char *path, const char *body)
+{
+	size_t n = strlen(body);
+	struct mst_put_req q = {
+		.path = mst_str_of(path),
+		.mode = 0600,
+		.checksum = mst_checksum(body, n),
+		.body_size = n,
+	};
+	struct mst_attr_rep a;
+	const uint8_t *rp;
+	struct mst_hdr h;
+	uint8_t b[MST_PATH_MAX + 128];
+	int hl = mst_put_req_encode(&q, b, sizeof b), rc;
+
+	ck_assert_int_gt(hl, 0);
+	rc = mst_client_call_body(c, MST_OP_PUT, b, (size_t)hl, body, n, &h,
+	    &rp);
+	ck_assert_msg(rc == 0, "PUT %s: %s", path, strerror(-rc));
+	ck_assert_int_eq(mst_attr_rep_decode(&a, rp, h.len), 0);
+	ck_assert_uint_eq(a.attr.type, MST_T_FILE);
+	ck_assert_uint_ne(a.attr.id, 0);
+	return a.attr.id;
+}
+
+/* GETATTR, OPEN or CLOSE of |id|; the status as -errno. */
+static int
+call_id(struct mst_client *c, unsigned op, uint64_t id,
+    struct mst_attr_rep *a)
+{
+	struct mst_id_req q = { .id = id };
+	const uint8_t *rp;
+	struct mst_hdr h;
+	uint8_t b[16];
+	int n = mst_id_req_encode(&q, b, sizeof b), rc;
+
+	rc = mst_client_call(c, op, b, (size_t)n, &h, &rp);
+	if (rc == 0 && a != NULL)
+		ck_assert_int_eq(mst_attr_rep_decode(a, rp, h.len), 0);
+	if (rc == 0 && op == MST_OP_CLOSE)
+		ck_assert_uint_eq(h.len, 0);
+	return rc;
+}
+
+/* WRITE |data| at |offset| (or appended); fills |a| on success. */
+static int
+write_at(struct mst_client *c, uint64_t id, uint64_t offset, unsigned flags,
+    const void *data, size_t n, uint64_t checksum, struct mst_attr_rep *a)
+{
+	struct mst_write_req q = {
+		.id = id,
+		.offset = offset,
+		.flags = flags,
+		.checksum = checksum,
+		.body_size = n,
+	};
+	const uint8_t *rp;
+	struct mst_hdr h;
+	uint8_t b[64];
+	int hl = mst_write_req_encode(&q, b, sizeof b), rc;
+
+	ck_assert_int_gt(hl, 0);
+	rc = mst_client_call_body(c, MST_OP_WRITE, b, (size_t)hl, data, n, &h,
+	    &rp);
+	if (rc == 0)
+		ck_assert_int_eq(mst_attr_rep_decode(a, rp, h.len), 0);
+	return rc;
+}
+
+/* READ up to |cap| bytes at |offset| into |out| (every reply frame);
+ * returns the byte count or -errno. */
+static long
+read_at(struct mst_client *c, uint64_t id, uint64_t offset, uint8_t *out,
+    size_t cap)
+{
+	struct mst_read_req q = { .id = id, .offset = offset,
+	    .length = (uint32_t)cap };
+	struct mst_data_rep d;
+	const uint8_t *rp;
+	struct mst_hdr h;
+	uint8_t b[32];
+	int n = mst_read_req_encode(&q, b, sizeof b), rc;
+	size_t got = 0;
+
+	rc = mst_client_call(c, MST_OP_READ, b, (size_t)n, &h, &rp);
+	for (;;) {
+		if (rc < 0)
+			return rc;
+		ck_assert_int_eq(mst_data_rep_decode(&d, rp, h.len), 0);
+		ck_assert_uint_eq(d.checksum, mst_checksum(d.data.p,
+		    d.data.len));
+		ck_assert_uint_le(got + d.data.len, cap);
+		memcpy(out + got, d.data.p, d.data.len);
+		got += d.data.len;
+		if (!(h.flags & MST_F_MORE))
+			return (long)got;
+		rc = mst_client_recv(c, &h, &rp);
+		ck_assert_int_eq(rc, 0);
+		ck_assert_uint_eq(h.op, MST_OP_READ);
+		rc = h.status ? -mst_status_to_errno(h.status) : 0;
+	}
+}
+
+static void
+read_is(struct mst_client *c, uint64_t id, const char *want)
+{
+	uint8_t buf[4096];
+	long n = read_at(c, id, 0, buf, sizeof buf);
+
+	ck_assert_msg(n >= 0, "READ %llu: %s", (unsigned long long)id,
+	    strerror((int)-n));
+	ck_assert_msg((size_t)n == strlen(want) && memcmp(buf, want,
+	    (size_t)n) == 0, "READ got \"%.*s\", want \"%s\"", (int)n, buf,
+	    want);
+}
+
+START_TEST(write_is_read_through_another_connection)
+{
+	struct mst_client *a = client(), *b = client();
+	struct mst_attr_rep at;
+	uint64_t id;
+
+	ck_assert_int_eq(make_mailbox(a, FDIR), 0);
+	id = put_file(a, FDIR "/dovecot.index.log", "hello");
+	ck_assert_int_eq(write_at(a, id, 5, 0, " world", 6,
+	    mst_checksum(" world", 6), &at), 0);
+	ck_assert_uint_eq(at.attr.id, id);
+	ck_assert_uint_eq(at.attr.size, 11);
+	read_is(b, id, "hello world");
+	/* An append lands at the end, whatever the offset says. */
+	ck_assert_int_eq(write_at(b, id, 0, MST_WR_APPEND, "!", 1,
+	    mst_checksum("!", 1), &at), 0);
+	ck_assert_uint_eq(at.attr.size, 12);
+	read_is(a, id, "hello world!");
+	ck_assert_int_eq(call_id(a, MST_OP_GETATTR, id, &at), 0);
+	ck_assert_uint_eq(at.attr.size, 12);
+	ck_assert_uint_eq(at.attr.type, MST_T_FILE);
+	mst_client_free(a);
+	mst_client_free(b);
+}
+END_TEST
+
+START_TEST(write_with_a_bad_checksum_is_ebadmsg)
+{
+	struct mst_client *c = client();
+	size_t n = 600u << 10;	/* several DATA frames */
+	uint8_t *body = make_body(n, 3);
+	struct mst_attr_rep at;
+	uint64_t id;
+
+	ck_assert_int_eq(make_mailbox(c, FDIR), 0);
+	id = put_file(c, FDIR "/dovecot.index.cache", "x");
+	ck_assert_int_eq(write_at(c, id, 0, 0, body, n,
+	    mst_checksum(body, n) ^ 1, &at), -EBADMSG);
+	ck_assert_int_eq(call_id(c, MST_OP_GETATTR, id, &at), 0);
+	ck_assert_uint_eq(at.attr.size, 1);
+	ck_assert_int_eq(write_at(c, id, 0, 0, body, n, mst_checksum(body, n),
+	    &at), 0);
+	ck_assert_uint_eq(at.attr.size, n);
+	free(body);
+	mst_client_free(c);
+}
+END_TEST
+
+START_TEST(open_file_survives_unlink_until_close)
+{
+	struct mst_client *a = client(), *b = client();
+	struct mst_attr_rep at;
+	const uint8_t *rp;
+	struct mst_hdr h;
+	uint8_t buf[16];
+	uint64_t id;
+
+	ck_assert_int_eq(make_mailbox(a, FDIR), 0);
+	id = put_file(a, FDIR "/open-unlink", "still here");
+	ck_assert_int_eq(call_id(a, MST_OP_OPEN, id, &at), 0);
+	ck_assert_uint_eq(at.attr.id, id);
+	ck_assert_int_eq(call_path(b, MST_OP_UNLINK, FDIR "/open-unlink", &h,
+	    &rp), 0);
+	ck_assert_int_eq(call_path(b, MST_OP_LOOKUP, FDIR "/open-unlink", &h,
+	    &rp), -ENOENT);
+	/* Unlinked but open: by id it reads and writes on. */
+	read_is(b, id, "still here");
+	ck_assert_int_eq(write_at(b, id, 0, MST_WR_APPEND, ".", 1,
+	    mst_checksum(".", 1), &at), 0);
+	read_is(a, id, "still here.");
+	ck_assert_int_eq(call_id(a, MST_OP_CLOSE, id, NULL), 0);
+	ck_assert_int_eq(read_at(b, id, 0, buf, sizeof buf), -ENOENT);
+	mst_client_free(a);
+	mst_client_free(b);
+}
+END_TEST
+
+START_TEST(connection_end_closes_what_it_opened)
+{
+	struct mst_client *a = client(), *b = client();
+	struct mst_attr_rep at;
+	const uint8_t *rp;
+	struct mst_hdr h;
+	uint8_t buf[16];
+	int64_t deadline;
+	uint64_t id;
+	long n;
+
+	ck_assert_int_eq(make_mailbox(a, FDIR), 0);
+	id = put_file(a, FDIR "/open-close", "orphan");
+	ck_assert_int_eq(call_id(a, MST_OP_OPEN, id, &at), 0);
+	ck_assert_int_eq(call_id(a, MST_OP_OPEN, id, &at), 0);
+	ck_assert_int_eq(call_path(b, MST_OP_UNLINK, FDIR "/open-close", &h,
+	    &rp), 0);
+	read_is(b, id, "orphan");
+	/* A goes without CLOSE: the server closes for it. */
+	mst_client_free(a);
+	deadline = now_ms() + REPLY_MS;
+	while ((n = read_at(b, id, 0, buf, sizeof buf)) >= 0 &&
+	    now_ms() < deadline)
+		sleep_ms(20);
+	ck_assert_int_eq(n, -ENOENT);
+	mst_client_free(b);
+}
+END_TEST
+
+START_TEST(link_fsetattr_and_a_second_name)
+{
+	struct mst_client *c = client();
+	struct mst_fsetattr_req q = {
+		.valid = MST_SA_SIZE | MST_SA_MODE,
+		.size = 3,
+		.mode = 0640,
+	};
+	struct mst_link_req l = { .path = mst_str_of(FDIR "/lock.tmp.2") };
+	struct mst_attr_rep at;
+	const uint8_t *rp;
+	struct mst_hdr h;
+	uint8_t b[MST_PATH_MAX + 64];
+	uint64_t id;
+	int n;
+
+	ck_assert_int_eq(make_mailbox(c, FDIR), 0);
+	id = put_file(c, FDIR "/lock.tmp", "abcdef");
+	q.id = id;
+	n = mst_fsetattr_req_encode(&q, b, sizeof b);
+	ck_assert_int_eq(mst_client_call(c, MST_OP_FSETATTR, b, (size_t)n, &h,
+	    &rp), 0);
+	ck_assert_int_eq(mst_attr_rep_decode(&at, rp, h.len), 0);
+	ck_assert_uint_eq(at.attr.size, 3);
+	ck_assert_uint_eq(at.attr.mode & 07777, 0640);
+	read_is(c, id, "abc");
+	l.id = id;
+	n = mst_link_req_encode(&l, b, sizeof b);
+	ck_assert_int_eq(mst_client_call(c, MST_OP_LINK, b, (size_t)n, &h,
+	    &rp), 0);
+	ck_assert_int_eq(mst_client_call(c, MST_OP_LINK, b, (size_t)n, &h,
+	    &rp), -EEXIST);
+	ck_assert_int_eq(call_path(c, MST_OP_UNLINK, FDIR "/lock.tmp", &h,
+	    &rp), 0);
+	ck_assert_int_eq(call_path(c, MST_OP_LOOKUP, FDIR "/lock.tmp.2", &h,
+	    &rp), 0);
+	ck_assert_int_eq(mst_attr_rep_decode(&at, rp, h.len), 0);
+	ck_assert_uint_eq(at.attr.id, id);
+	read_is(c, id, "abc");
+	mst_client_free(c);
+}
+END_TEST
+
 START_TEST(admin_work_is_allowed_after_auth)
 {
 	struct mst_client *t = client_at(srv.tcp_addr, TEST_KEY, 0);
@@ -1828,6 +2306,8 @@ server_suite(void)
 {
 	Suite *s = suite_create("server");
 	TCase *tc = tcase_create("server");
+	TCase *tk = tcase_create("locks");
+	TCase *to = tcase_create("files");
 	TCase *ta = tcase_create("auth");
 	TCase *tl = tcase_create("lifecycle");
 	TCase *tf = tcase_create("conf");
@@ -1857,6 +2337,24 @@ server_suite(void)
 	    watch_during_a_burst_misses_nothing_and_repeats_nothing);
 	tcase_add_test(tc, admin_work_needs_the_unix_socket_without_a_key);
 	suite_add_tcase(s, tc);
+
+	tcase_add_unchecked_fixture(tk, plain_setup, shared_teardown);
+	tcase_set_timeout(tk, 60);
+	tcase_add_test(tk, setlk_conflict_across_connections_is_eagain);
+	tcase_add_test(tk, setlkw_waits_and_is_granted_when_the_holder_unlocks);
+	tcase_add_test(tk, setlkw_is_granted_when_the_holders_connection_closes);
+	tcase_add_test(tk, cancelled_setlkw_fails_with_eintr);
+	tcase_add_test(tk, malformed_lock_is_einval_not_a_close);
+	suite_add_tcase(s, tk);
+
+	tcase_add_unchecked_fixture(to, plain_setup, shared_teardown);
+	tcase_set_timeout(to, 60);
+	tcase_add_test(to, write_is_read_through_another_connection);
+	tcase_add_test(to, write_with_a_bad_checksum_is_ebadmsg);
+	tcase_add_test(to, open_file_survives_unlink_until_close);
+	tcase_add_test(to, connection_end_closes_what_it_opened);
+	tcase_add_test(to, link_fsetattr_and_a_second_name);
+	suite_add_tcase(s, to);
 
 	tcase_add_unchecked_fixture(ta, auth_setup, shared_teardown);
 	tcase_set_timeout(ta, 60);

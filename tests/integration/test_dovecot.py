@@ -1,0 +1,595 @@
+#!/usr/bin/env python3
+"""Unmodified Dovecot (LDA, IMAP, POP3) on Maildirs, two instances on one
+mailbox tree: instance A on root A, instance B on root B.
+
+Without --mstore both roots are one directory on local disk: the
+reference every case must pass. With --mstore (or MST_TARGET=mstore) a
+private mstored and two mounts of it are started (mount A and mount B,
+allow_other) and A and B serve the same store through different mounts,
+as two hosts would.
+DOVECOT_ROOT_A and DOVECOT_ROOT_B, when set, name the two roots instead.
+
+Cases:
+  lda_imap_pop3              500 LDA deliveries through A; B's IMAP reads
+                             them all intact, flags some, expunges half;
+                             B's POP3 retrieves and deletes the rest.
+  two_instances_same_mailbox 4 IMAP clients (2 per instance) APPEND, STORE
+                             and EXPUNGE at once; both end with the same
+                             UIDs and flags, the ones the clients made.
+  restart                    the store restarts under connected sessions
+                             (--mstore only; skipped on local disk).
+  idle                       a client IDLEs on B; each of 20 LDA
+                             deliveries through A reaches it within 1 s.
+Every case also requires that neither Dovecot logged an error, a
+corruption or an index rebuild while it ran."""
+import argparse
+import concurrent.futures
+import hashlib
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(__file__))
+import mstlib  # noqa: E402
+import dovelib  # noqa: E402
+from mstlib import wait_until  # noqa: E402
+
+LDA_MESSAGES = int(os.environ.get("DOVECOT_LDA_MESSAGES", "500"))
+LDA_PARALLEL = 6
+MIX_SECONDS = float(os.environ.get("DOVECOT_MIX_SECONDS", "30"))
+MIX_OPS = int(os.environ.get("DOVECOT_MIX_OPS", "250"))
+IDLE_DELIVERIES = 20
+IDLE_LIMIT = 1.0
+
+
+class Skip(Exception):
+    """The case does not apply to this set-up; counted as skipped."""
+
+
+class Runner(mstlib.Runner):
+    """mstlib.Runner with a third outcome, skipped, which is neither
+    passed nor failed."""
+
+    def __init__(self, name, limit=300):
+        super().__init__(name, limit)
+        self.skipped = 0
+
+    def run(self, fn, env):
+        marks = env.marks()
+
+        def alarm(sig, frame):
+            raise TimeoutError("test exceeded %ds" % self.limit)
+        old = signal.signal(signal.SIGALRM, alarm)
+        signal.alarm(self.limit)
+        t0 = time.monotonic()
+        try:
+            fn(env)
+            self.passed += 1
+            print("PASS %s.%s (%.2fs)" % (self.name, fn.__name__,
+                                         time.monotonic() - t0), flush=True)
+        except Skip as e:
+            self.skipped += 1
+            print("SKIP %s.%s: %s" % (self.name, fn.__name__, e), flush=True)
+        except Exception as e:  # report every failure, keep going
+            self.failed += 1
+            print("FAIL %s.%s: %s" % (self.name, fn.__name__, e), flush=True)
+            traceback.print_exc()
+            env.print_error_classes(marks)
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, old)
+
+    def finish(self):
+        print("%s: %d passed, %d failed, %d skipped" % (
+            self.name, self.passed, self.failed, self.skipped))
+        dovelib.stop_all()
+        mstlib.cleanup()
+        return 0 if self.failed == 0 and self.passed > 0 else 1
+
+
+class Env:
+    """The two roots, the two instances and, with --mstore, the store."""
+
+    def __init__(self, mstore):
+        self.mstore = mstore
+        self.store = None
+        self.mounts = []
+        self.uid, self.gid = dovelib.mail_ids()
+        ra, rb = os.environ.get("DOVECOT_ROOT_A"), os.environ.get("DOVECOT_ROOT_B")
+        if mstore:
+            self.store = mstlib.Store().start()
+            ma = mstlib.Mount(self.store.addr, "allow_other").start()
+            mb = mstlib.Mount(self.store.addr, "allow_other").start()
+            self.mounts = [ma, mb]
+            self.where = "mounts %s (A) and %s (B) of one store" % (ma.mnt, mb.mnt)
+            ra, rb = ma.path("dovecot"), mb.path("dovecot")
+            os.mkdir(ra, 0o755)
+            os.chown(ra, self.uid, self.gid)
+            wait_until(lambda: os.path.isdir(rb), 5,
+                       "mount B to see the directory made through mount A")
+        elif ra and rb:
+            self.where = "DOVECOT_ROOT_A=%s, DOVECOT_ROOT_B=%s" % (ra, rb)
+        else:
+            ra = rb = mstlib.tmpdir("mst-maildirs-")
+            os.chmod(ra, 0o755)
+            os.chown(ra, self.uid, self.gid)
+            self.where = "local disk %s (A and B)" % ra
+        self.root_a, self.root_b = ra, rb
+        self.a = dovelib.Dovecot(ra, self.uid, self.gid, "a").start()
+        self.b = dovelib.Dovecot(rb, self.uid, self.gid, "b").start()
+
+    def marks(self):
+        return (len(self.a.errors()), len(self.b.errors()))
+
+    def new_errors(self, marks):
+        return (self.a.errors()[marks[0]:], self.b.errors()[marks[1]:])
+
+    def assert_no_errors(self, marks):
+        ea, eb = self.new_errors(marks)
+        if ea or eb:
+            raise AssertionError("Dovecot logged %d error line(s) in A, %d in B; "
+                                 "by kind:\n%s" % (len(ea), len(eb),
+                                                   self.classes_text(ea, eb)))
+
+    def classes_text(self, ea, eb):
+        out = []
+        for name, lines in (("A", ea), ("B", eb)):
+            roots = ((self.root_a,) if self.root_a == self.root_b
+                     else (self.root_a, self.root_b))
+            for n, key, example in dovelib.error_classes(lines, roots)[:15]:
+                out.append("  %s %5dx %s" % (name, n, example))
+        return "\n".join(out)
+
+    def print_error_classes(self, marks):
+        ea, eb = self.new_errors(marks)
+        if ea or eb:
+            print("  Dovecot log errors during this case (%d in A, %d in B), by kind:\n%s"
+                  % (len(ea), len(eb), self.classes_text(ea, eb)), flush=True)
+
+
+# ---- messages ---------------------------------------------------------
+
+def make_message(user, tag, n, rng):
+    """A message with a distinct subject and a body whose last line is the
+    sha256 of the lines before it, 200 B to ~30 KiB."""
+    lines = []
+    for i in range(rng.choice((3, 10, 40, 150, 400))):
+        lines.append("%s line %d %s" % (tag, i, "%016x" % rng.getrandbits(64) * 3))
+    payload = "\n".join(lines) + "\n"
+    subject = "%s-%04d" % (tag, n)
+    head = ("From: sender@mstore.test\nTo: %s@mstore.test\nSubject: %s\n"
+            "Message-ID: <%s.%d@mstore.test>\nDate: Sat, 5 Dec 2026 12:00:00 +0000\n"
+            "\n" % (user, subject, subject, os.getpid()))
+    check = "checksum %s\n" % hashlib.sha256(payload.encode()).hexdigest()
+    return subject, (head + payload + check).encode()
+
+
+def body_is_intact(data):
+    """The body's checksum line matches the lines before it."""
+    text = data.decode(errors="replace")
+    _, _, body = text.partition("\n\n")
+    payload, _, last = body.rstrip("\n").rpartition("\n")
+    return last == "checksum " + hashlib.sha256((payload + "\n").encode()).hexdigest()
+
+
+def subject_of(data):
+    m = re.search(rb"^Subject: (\S+)", data, re.M)
+    return m.group(1).decode() if m else None
+
+
+def lf(data):
+    return data.replace(b"\r\n", b"\n")
+
+
+def ok(resp, what):
+    typ, data = resp
+    assert typ == "OK", "%s: %s %r" % (what, typ, data)
+    return data
+
+
+def uid_flags(conn):
+    """{uid: frozenset(flags without \\Recent)} of the selected mailbox."""
+    uids = ok(conn.uid("SEARCH", None, "ALL"), "UID SEARCH ALL")[0].split()
+    if not uids:
+        return {}
+    out = {}
+    for item in ok(conn.uid("FETCH", "1:*", "(FLAGS)"), "UID FETCH 1:* FLAGS"):
+        if item is None:
+            continue
+        if isinstance(item, tuple):
+            item = item[0]
+        m = re.search(rb"UID (\d+)", item)
+        f = re.search(rb"FLAGS \(([^)]*)\)", item)
+        if m and f:
+            out[int(m.group(1))] = frozenset(
+                x for x in f.group(1).decode().split() if x != "\\Recent")
+    return out
+
+
+def fetch_bodies(conn):
+    """{uid: message bytes (LF line ends)} of the selected mailbox."""
+    out = {}
+    for item in ok(conn.uid("FETCH", "1:*", "(UID BODY.PEEK[])"), "UID FETCH BODY[]"):
+        if isinstance(item, tuple):
+            m = re.search(rb"UID (\d+)", item[0])
+            assert m, "FETCH response without UID: %r" % item[0][:80]
+            out[int(m.group(1))] = lf(item[1])
+    return out
+
+
+def maildir_files(root, user):
+    """Names in root/user/new and root/user/cur (what a file listing of
+    the Maildir shows)."""
+    names = {}
+    for sub in ("new", "cur"):
+        try:
+            names[sub] = sorted(os.listdir(os.path.join(root, user, sub)))
+        except FileNotFoundError:
+            names[sub] = []
+    return names
+
+
+def ctl_ls(env, path):
+    """Names listed by `mstore-ctl ls` in the store (None without one)."""
+    if not env.store:
+        return None
+    r = subprocess.run([mstlib.CTL, "-s", env.store.addr, "ls", path],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, "mstore-ctl ls %s: exit %d: %s" % (
+        path, r.returncode, r.stderr.strip())
+    return sorted(l.rsplit(" ", 1)[-1] for l in r.stdout.splitlines() if l.strip())
+
+
+def maildir_flags(name):
+    return name.partition(":2,")[2] if ":2," in name else ""
+
+
+# ---- cases ------------------------------------------------------------
+
+def lda_imap_pop3(env):
+    marks = env.marks()
+    user = "user1"
+    rng = random.Random(1)
+    msgs = dict(make_message(user, "lda", n, rng) for n in range(LDA_MESSAGES))
+
+    t0 = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(LDA_PARALLEL) as pool:
+        results = list(pool.map(lambda kv: (kv[0],) + env.a.lda(user, kv[1]),
+                                msgs.items()))
+    failed = [(s, rc, err.strip()) for s, rc, err in results if rc != 0]
+    assert not failed, "%d of %d LDA deliveries failed, first: %s" % (
+        len(failed), len(msgs), failed[0])
+    print("  lda: %d deliveries through A in %.1fs" % (len(msgs), time.monotonic() - t0))
+
+    # B's IMAP sees every message, byte for byte.
+    c = env.b.imap(user)
+    n = int(ok(c.select("INBOX"), "SELECT INBOX")[0])
+    assert n == len(msgs), "B: SELECT INBOX: %d messages, want %d" % (n, len(msgs))
+    bodies = fetch_bodies(c)
+    assert len(bodies) == len(msgs), "B: UID FETCH BODY[]: %d messages, want %d" % (
+        len(bodies), len(msgs))
+    by_subject = {}
+    for uid, data in bodies.items():
+        s = subject_of(data)
+        assert s in msgs, "B: UID %d: unknown subject %r" % (uid, s)
+        assert s not in by_subject, "B: %s delivered twice (UIDs %d, %d)" % (
+            s, by_subject[s], uid)
+        assert body_is_intact(data), "B: UID %d (%s): checksum line does not match" % (uid, s)
+        assert data == msgs[s], "B: UID %d (%s): body differs from what LDA was given" % (uid, s)
+        by_subject[s] = uid
+
+    # Flags and expunges through B.
+    order = sorted(msgs)
+    seen = [by_subject[s] for i, s in enumerate(order) if i % 3 == 0]
+    flagged = [by_subject[s] for i, s in enumerate(order) if i % 5 == 0]
+    gone = [by_subject[s] for i, s in enumerate(order) if i % 2 == 1]
+    for uids, flag in ((seen, "\\Seen"), (flagged, "\\Flagged"), (gone, "\\Deleted")):
+        ok(c.uid("STORE", ",".join(map(str, uids)), "+FLAGS.SILENT", "(%s)" % flag),
+           "B: UID STORE +FLAGS %s" % flag)
+    ok(c.expunge(), "B: EXPUNGE")
+    want = {}
+    for i, s in enumerate(order):
+        if i % 2 == 1:
+            continue
+        f = set()
+        if i % 3 == 0:
+            f.add("\\Seen")
+        if i % 5 == 0:
+            f.add("\\Flagged")
+        want[by_subject[s]] = frozenset(f)
+    got = uid_flags(c)
+    assert got == want, "B: after STORE and EXPUNGE: %s" % diff_flags(got, want)
+    c.logout()
+    ca = env.a.imap(user)
+    ok(ca.select("INBOX"), "A: SELECT INBOX")
+    got = uid_flags(ca)
+    assert got == want, "A sees B's flags and expunges: %s" % diff_flags(got, want)
+    ca.logout()
+
+    # The Maildir holds exactly the remaining messages, with their flags
+    # in the file names.
+    files = maildir_files(env.root_a, user)
+    names = files["new"] + files["cur"]
+    assert len(names) == len(want), "Maildir %s/%s: %d files in new/+cur/, want %d" % (
+        env.root_a, user, len(names), len(want))
+    n_seen = sum(1 for x in names if "S" in maildir_flags(x))
+    n_flag = sum(1 for x in names if "F" in maildir_flags(x))
+    w_seen = sum(1 for f in want.values() if "\\Seen" in f)
+    w_flag = sum(1 for f in want.values() if "\\Flagged" in f)
+    assert (n_seen, n_flag) == (w_seen, w_flag), (
+        "Maildir file names: %d with S, %d with F; want %d, %d" % (
+            n_seen, n_flag, w_seen, w_flag))
+    for sub in ("new", "cur"):
+        listed = ctl_ls(env, "dovecot/%s/%s" % (user, sub))
+        if listed is not None:
+            assert listed == files[sub], (
+                "mstore-ctl ls dovecot/%s/%s lists %d names, mount A %d" % (
+                    user, sub, len(listed), len(files[sub])))
+
+    # B's POP3 retrieves the rest intact and deletes them.
+    remaining = {s: msgs[s] for i, s in enumerate(order) if i % 2 == 0}
+    p = env.b.pop3(user)
+    count, _ = p.stat()
+    assert count == len(remaining), "B: POP3 STAT: %d messages, want %d" % (
+        count, len(remaining))
+    got_subjects = set()
+    for i in range(1, count + 1):
+        _, lines, _ = p.retr(i)
+        data = b"\n".join(lines) + b"\n"
+        s = subject_of(data)
+        assert s in remaining, "B: POP3 RETR %d: subject %r not expected" % (i, s)
+        assert data == remaining[s], "B: POP3 RETR %d (%s): body differs" % (i, s)
+        got_subjects.add(s)
+        p.dele(i)
+    assert got_subjects == set(remaining), "B: POP3: %d distinct messages, want %d" % (
+        len(got_subjects), len(remaining))
+    p.quit()
+    files = maildir_files(env.root_a, user)
+    assert files["new"] + files["cur"] == [], (
+        "Maildir after POP3 DELE/QUIT: %d files left in new/+cur/" % (
+            len(files["new"]) + len(files["cur"])))
+    ca = env.a.imap(user)
+    n = int(ok(ca.select("INBOX"), "A: SELECT INBOX")[0])
+    assert n == 0, "A: SELECT INBOX after POP3 deleted all: %d messages" % n
+    ca.logout()
+    env.assert_no_errors(marks)
+
+
+def diff_flags(got, want):
+    missing = sorted(set(want) - set(got))
+    extra = sorted(set(got) - set(want))
+    wrong = sorted(u for u in set(got) & set(want) if got[u] != want[u])
+    out = "%d UIDs, want %d" % (len(got), len(want))
+    if missing:
+        out += "; missing UIDs %s" % missing[:10]
+    if extra:
+        out += "; unexpected UIDs %s" % extra[:10]
+    for u in wrong[:10]:
+        out += "; UID %d flags %s, want %s" % (u, sorted(got[u]), sorted(want[u]))
+    return out
+
+
+class Mix:
+    """The shared record of what the concurrent clients did."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.appended = {}          # uid -> subject
+        self.deleted = set()        # uids marked \Deleted (all get expunged)
+        self.flags = {}             # uid -> set of flags a STORE added
+        self.problems = []
+        self.ops = {"append": 0, "store": 0, "expunge": 0}
+
+
+def mix_client(env, inst, label, user, mix, seed, deadline):
+    rng = random.Random(seed)
+    try:
+        c = inst.imap(user)
+        ok(c.select("INBOX"), "%s: SELECT" % label)
+        n = 0
+        while n < MIX_OPS and time.monotonic() < deadline:
+            n += 1
+            visible = [int(x) for x in ok(c.uid("SEARCH", None, "ALL"),
+                                          "%s: UID SEARCH" % label)[0].split()]
+            with mix.lock:
+                live = [u for u in visible if u not in mix.deleted]
+            r = rng.random()
+            if r < 0.4 or len(live) < 5:
+                subject, msg = make_message(user, "mix-%s" % label, n, rng)
+                typ, data = c.append("INBOX", None, None, msg.replace(b"\n", b"\r\n"))
+                if typ != "OK":
+                    raise AssertionError("%s: APPEND: %s %r" % (label, typ, data))
+                m = re.search(rb"APPENDUID \d+ (\d+)", data[0] or b"")
+                if not m:
+                    raise AssertionError("%s: APPEND reply without APPENDUID: %r" % (label, data))
+                with mix.lock:
+                    uid = int(m.group(1))
+                    if uid in mix.appended:
+                        raise AssertionError("%s: APPENDUID %d given twice (%s and %s)" % (
+                            label, uid, mix.appended[uid], subject))
+                    mix.appended[uid] = subject
+                    mix.ops["append"] += 1
+            elif r < 0.75:
+                uid = rng.choice(live)
+                flag = rng.choice(("\\Seen", "\\Flagged", "\\Answered", "$Label1"))
+                typ, data = c.uid("STORE", str(uid), "+FLAGS.SILENT", "(%s)" % flag)
+                if typ != "OK" and b"EXPUNGEISSUED" not in b" ".join(
+                        x for x in data if isinstance(x, bytes)):
+                    raise AssertionError("%s: UID STORE %d +FLAGS %s: %s %r" % (
+                        label, uid, flag, typ, data))
+                with mix.lock:
+                    mix.flags.setdefault(uid, set()).add(flag)
+                    mix.ops["store"] += 1
+            else:
+                uid = rng.choice(live)
+                ok(c.uid("STORE", str(uid), "+FLAGS.SILENT", "(\\Deleted)"),
+                   "%s: UID STORE %d +FLAGS \\Deleted" % (label, uid))
+                with mix.lock:
+                    mix.deleted.add(uid)
+                ok(c.expunge(), "%s: EXPUNGE" % label)
+                with mix.lock:
+                    mix.ops["expunge"] += 1
+        c.logout()
+    except Exception as e:
+        with mix.lock:
+            mix.problems.append("%s: %s: %s" % (label, type(e).__name__, e))
+
+
+def two_instances_same_mailbox(env):
+    marks = env.marks()
+    user = "user2"
+    mix = Mix()
+    deadline = time.monotonic() + MIX_SECONDS
+    threads = []
+    for i, (inst, name) in enumerate(((env.a, "A"), (env.a, "A"), (env.b, "B"),
+                                      (env.b, "B"))):
+        label = "%s%d" % (name, i)
+        t = threading.Thread(target=mix_client,
+                             args=(env, inst, label, user, mix, 100 + i, deadline))
+        t.start()
+        threads.append(t)
+    for t in threads:
+        t.join(MIX_SECONDS + 120)
+        assert not t.is_alive(), "an IMAP client hung for %ds" % (MIX_SECONDS + 120)
+    print("  mix: %d APPEND, %d STORE, %d EXPUNGE from 4 clients" % (
+        mix.ops["append"], mix.ops["store"], mix.ops["expunge"]))
+    assert not mix.problems, "IMAP clients failed:\n" + "\n".join(mix.problems)
+
+    # One last EXPUNGE removes anything marked \Deleted whose own EXPUNGE
+    # raced with another client's.
+    ca = env.a.imap(user)
+    ok(ca.select("INBOX"), "A: SELECT")
+    ok(ca.expunge(), "A: EXPUNGE")
+    want = {u: frozenset(mix.flags.get(u, ())) for u in mix.appended
+            if u not in mix.deleted}
+    got_a = uid_flags(ca)
+    ca.logout()
+    cb = env.b.imap(user)
+    ok(cb.select("INBOX"), "B: SELECT")
+    got_b = uid_flags(cb)
+    cb.logout()
+    assert got_a == got_b, "A and B disagree: A %s" % diff_flags(got_a, got_b)
+    assert got_a == want, "A and B agree, but not with what the clients did: %s" % (
+        diff_flags(got_a, want))
+    env.assert_no_errors(marks)
+
+
+def restart(env):
+    if not env.store:
+        raise Skip("a store restart needs --mstore (nothing to restart on local disk)")
+    marks = env.marks()
+    user = "user3"
+    rng = random.Random(3)
+    for n in range(20):
+        _, msg = make_message(user, "rst", n, rng)
+        rc, err = env.a.lda(user, msg)
+        assert rc == 0, "LDA before the restart: exit %d: %s" % (rc, err.strip())
+    ca, cb = env.a.imap(user), env.b.imap(user)
+    ok(ca.select("INBOX"), "A: SELECT")
+    ok(cb.select("INBOX"), "B: SELECT")
+    ok(ca.uid("STORE", "1:10", "+FLAGS.SILENT", "(\\Seen)"), "A: STORE \\Seen")
+    ok(cb.uid("STORE", "5:15", "+FLAGS.SILENT", "(\\Flagged)"), "B: STORE \\Flagged")
+    ok(ca.noop(), "A: NOOP")
+    ok(cb.noop(), "B: NOOP")
+    before_a, before_b = uid_flags(ca), uid_flags(cb)
+    assert before_a == before_b and len(before_a) == 20, (
+        "before the restart A and B disagree: %s" % diff_flags(before_a, before_b))
+
+    env.store.stop()
+    env.store.start()
+
+    for c, name in ((ca, "A"), (cb, "B")):
+        ok(c.noop(), "%s: NOOP on the session open across the restart" % name)
+        got = uid_flags(c)
+        assert got == before_a, "%s after the store restart: %s" % (
+            name, diff_flags(got, before_a))
+    ok(ca.uid("STORE", "20", "+FLAGS.SILENT", "(\\Answered)"), "A: STORE after restart")
+    _, msg = make_message(user, "rst", 99, rng)
+    rc, err = env.a.lda(user, msg)
+    assert rc == 0, "LDA after the restart: exit %d: %s" % (rc, err.strip())
+    ok(cb.noop(), "B: NOOP")
+    got = uid_flags(cb)
+    assert len(got) == 21 and "\\Answered" in got.get(20, ()), (
+        "B after the restart sees %d messages (want 21), UID 20 flags %s" % (
+            len(got), sorted(got.get(20, ()))))
+    for c in (ca, cb):
+        c.logout()
+    env.assert_no_errors(marks)
+
+
+def idle(env):
+    marks = env.marks()
+    user = "user4"
+    rng = random.Random(4)
+    _, msg = make_message(user, "idle", 0, rng)
+    rc, err = env.a.lda(user, msg)
+    assert rc == 0, "LDA: exit %d: %s" % (rc, err.strip())
+    idler = dovelib.Idler(env.b.imap_port, user)
+    base = idler.exists
+    assert base == 1, "B: SELECT before IDLE: %d messages, want 1" % base
+    lat, missed = [], []
+    for n in range(1, IDLE_DELIVERIES + 1):
+        _, msg = make_message(user, "idle", n, rng)
+        rc, err = env.a.lda(user, msg)
+        done = time.monotonic()
+        assert rc == 0, "LDA %d: exit %d: %s" % (n, rc, err.strip())
+        at = idler.wait_exists(base + n, 3.0)
+        if at is None:
+            missed.append(n)
+        else:
+            lat.append(max(0.0, at - done))
+        time.sleep(0.05)
+    idler.close()
+    lat.sort()
+    if lat:
+        p50 = lat[len(lat) // 2]
+        p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+        print("  idle: %d/%d EXISTS within 3 s of LDA exit; p50 %.0f ms, p99 %.0f ms" % (
+            len(lat), IDLE_DELIVERIES, p50 * 1000, p99 * 1000))
+    assert not missed, ("%d of %d deliveries through A never reached B's IDLE "
+                        "client within 3 s (deliveries %s); the EXISTS count "
+                        "stayed at %d" % (len(missed), IDLE_DELIVERIES, missed,
+                                          idler.exists))
+    slow = [x for x in lat if x > IDLE_LIMIT]
+    assert not slow, "%d deliveries took over %.1f s to reach IDLE: %s" % (
+        len(slow), IDLE_LIMIT, ["%.2f" % x for x in slow])
+    env.assert_no_errors(marks)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--mstore", action="store_true",
+                    help="run against two mounts of a private mstored")
+    args = ap.parse_args()
+    args.mstore = args.mstore or os.environ.get("MST_TARGET") == "mstore"
+    r = Runner("dovecot")
+    if not dovelib.have_dovecot():
+        print("dovecot: Dovecot is not installed (tools/install-deps installs it)")
+        print("dovecot: 0 passed, 1 failed")
+        return 1
+    try:
+        env = Env(args.mstore)
+    except Exception as e:
+        print("FAIL dovecot.setup: %s" % e, flush=True)
+        traceback.print_exc()
+        r.failed += 1
+        return r.finish()
+    print("dovecot: Maildirs on %s" % env.where, flush=True)
+    for t in (lda_imap_pop3, two_instances_same_mailbox, restart, idle):
+        r.run(t, env)
+    dovelib.stop_all()
+    for m in env.mounts:
+        m.unmount()
+    if env.store:
+        env.store.stop()
+    return r.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -108,6 +108,7 @@ static const struct {
 	{ MST_S_EINTR, EINTR },
 	{ MST_S_EIO, EIO },
 	{ MST_S_E2BIG, E2BIG },
+	{ MST_S_EBADF, EBADF },
 	{ MST_S_EAGAIN, EAGAIN },
 	{ MST_S_ENOMEM, ENOMEM },
 	{ MST_S_EACCES, EACCES },

@@ -170,6 +170,7 @@ enum mst_status {
 	MST_S_EINTR = 4,
 	MST_S_EIO = 5,
 	MST_S_E2BIG = 7,
+	MST_S_EBADF = 9,
 	MST_S_EAGAIN = 11,
 	MST_S_ENOMEM = 12,
 	MST_S_EACCES = 13,

@@ -1617,6 +1617,7 @@ static const struct {
 	{ MST_S_EINTR, 4, EINTR },
 	{ MST_S_EIO, 5, EIO },
 	{ MST_S_E2BIG, 7, E2BIG },
+	{ MST_S_EBADF, 9, EBADF },
 	{ MST_S_EAGAIN, 11, EAGAIN },
 	{ MST_S_ENOMEM, 12, ENOMEM },
 	{ MST_S_EACCES, 13, EACCES },

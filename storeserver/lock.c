@@ -20,8 +20,11 @@
  *    if others wait (Linux has no fairness either). Waiting requests are
  *    retried in arrival order after every change to a file's locks, and
  *    each that no longer conflicts is granted.
- *  - No deadlock detection: a cycle of F_SETLKW callers waits until one
- *    is cancelled (the mount cancels on a signal) or its connection ends.
+ *  - A POSIX request that would wait on an owner who waits, directly or
+ *    along a chain of at most LOCK_DEADLK_DEPTH waiting owners, for the
+ *    requester fails with EDEADLK, checked when it would start waiting
+ *    and again each time it is retried, as Linux does (and, as there,
+ *    a chain longer than that is not followed). flock never reports it.
  *
  * Invariants:
  *  1. The locks of one owner on one file never overlap, and two of them
@@ -65,6 +68,11 @@ struct waiter {
 	struct lfile *f;
 	struct lock_conn *lc;
 	int state;
+	/* The owner of the lock it last found in its way; current because
+	 * any change to f's locks retries it. Compared, never followed
+	 * after its lock_conn is freed (lock_conn_free retries first). */
+	const struct lock_conn *blk_lc;
+	uint64_t blk_owner;
 	struct lock_done d;
 	struct mst_lock_req q;
 };
@@ -99,6 +107,9 @@ struct lock_table {
 };
 
 #define LOCK_BUCKETS_MIN	64u
+/* Waiting owners followed when looking for a deadlock: Linux's
+ * MAX_DEADLK_ITERATIONS, which bounds the work of one request. */
+#define LOCK_DEADLK_DEPTH	10
 
 /* ---- the hash table of files ---- */
 
@@ -364,7 +375,7 @@ posix_apply(struct lfile *f, struct lock_conn *lc,
 		} else if (!overlaps(l->start, l->end, s, e)) {
 			continue;
 		} else if (l->start < s && l->end > e) {
-			*piece = *l;		/* [e+1, end] of the same lock */
+			*piece = *l;	/* [e+1, end] of the same lock */
 			piece->start = e + 1;
 			l->end = s - 1;
 			lk_attach(piece);
@@ -399,17 +410,18 @@ flock_of(struct lfile *f, const struct lock_conn *lc, uint64_t owner)
 /*
  * Try to grant |q| (RD or WR). Sets *changed when the file's locks
  * changed, even on failure (a flock conversion drops the old lock
- * first). 0, -EAGAIN (a conflict), -ENOLCK or -ENOMEM.
+ * first). 0, -EAGAIN (a conflict, then in *blocker), -ENOLCK or
+ * -ENOMEM.
  */
 static int
 try_grant(struct lfile *f, struct lock_conn *lc,
-    const struct mst_lock_req *q, int *changed)
+    const struct mst_lock_req *q, int *changed, struct lk **blocker)
 {
 	struct lk *l;
 	int rc;
 
 	if (!(q->flags & MST_LKF_FLOCK)) {
-		if (find_conflict(f, lc, q) != NULL)
+		if ((*blocker = find_conflict(f, lc, q)) != NULL)
 			return -EAGAIN;
 		rc = posix_apply(f, lc, q);
 		if (rc == 0)
@@ -423,7 +435,7 @@ try_grant(struct lfile *f, struct lock_conn *lc,
 		lk_remove(l);
 		*changed = 1;
 	}
-	if (find_conflict(f, lc, q) != NULL)
+	if ((*blocker = find_conflict(f, lc, q)) != NULL)
 		return -EAGAIN;
 	if (lc->nlocks >= LOCK_CONN_LOCKS_MAX)
 		return -ENOLCK;
@@ -475,6 +487,45 @@ waiter_free(struct waiter *w)
 }
 
 /*
+ * Would the POSIX request of (lc, owner), blocked by |blocker|, wait for
+ * itself? Follow the owner of the blocking lock to the request it waits
+ * on, and that request's blocker, LOCK_DEADLK_DEPTH times at most.
+ */
+static int
+would_deadlock(const struct lock_conn *lc, uint64_t owner,
+    const struct lk *blocker)
+{
+	const struct lock_conn *blc = blocker->lc;
+	uint64_t bown = blocker->owner;
+	const struct waiter *w;
+	int i;
+
+	for (i = 0; i < LOCK_DEADLK_DEPTH; i++) {
+		LIST_FOREACH(w, &blc->waiters, by_conn)
+			if (w->state == W_WAITING && w->q.owner == bown &&
+			    !(w->q.flags & MST_LKF_FLOCK))
+				break;
+		if (w == NULL)
+			return 0;
+		blc = w->blk_lc;
+		bown = w->blk_owner;
+		if (blc == lc && bown == owner)
+			return 1;
+	}
+	return 0;
+}
+
+/* |q| of |lc| is to wait behind |blocker|: -EDEADLK or 0. */
+static int
+deadlock_check(const struct lock_conn *lc, const struct mst_lock_req *q,
+    const struct lk *blocker)
+{
+	if (q->flags & MST_LKF_FLOCK)
+		return 0;
+	return would_deadlock(lc, q->owner, blocker) ? -EDEADLK : 0;
+}
+
+/*
  * The locks of |f| changed: retry its waiters in arrival order and grant
  * each that no longer conflicts. A grant can itself free a range (a
  * conversion), so passes repeat until one changes nothing.
@@ -483,6 +534,7 @@ static void
 retry_waiters(struct lfile *f)
 {
 	struct waiter *w, *next;
+	struct lk *blocker;
 	int again, changed, rc;
 
 	do {
@@ -490,21 +542,30 @@ retry_waiters(struct lfile *f)
 		for (w = TAILQ_FIRST(&f->waiters); w != NULL; w = next) {
 			next = TAILQ_NEXT(w, link);
 			changed = 0;
-			rc = try_grant(f, w->lc, &w->q, &changed);
+			rc = try_grant(f, w->lc, &w->q, &changed, &blocker);
 			if (changed)
 				again = 1;
-			if (rc != -EAGAIN)
-				waiter_finish(w, rc);
+			if (rc == -EAGAIN) {
+				w->blk_lc = blocker->lc;
+				w->blk_owner = blocker->owner;
+				rc = deadlock_check(w->lc, &w->q, blocker);
+				if (rc == 0)
+					continue;
+			}
+			waiter_finish(w, rc);
 		}
 	} while (again);
 }
 
 static int
 waiter_add(struct lfile *f, struct lock_conn *lc, uint32_t req_id,
-    const struct mst_lock_req *q)
+    const struct mst_lock_req *q, const struct lk *blocker)
 {
 	struct waiter *w;
+	int rc = deadlock_check(lc, q, blocker);
 
+	if (rc < 0)
+		return rc;
 	if (lc->nwaiters >= LOCK_CONN_WAITERS_MAX)
 		return -ENOLCK;
 	w = calloc(1, sizeof *w);
@@ -514,6 +575,8 @@ waiter_add(struct lfile *f, struct lock_conn *lc, uint32_t req_id,
 	w->lc = lc;
 	w->state = W_WAITING;
 	w->q = *q;
+	w->blk_lc = blocker->lc;
+	w->blk_owner = blocker->owner;
 	w->d.ctx = lc->ctx;
 	w->d.req_id = req_id;
 	TAILQ_INSERT_TAIL(&f->waiters, w, link);
@@ -605,6 +668,7 @@ int
 lock_request(struct lock_conn *lc, uint32_t req_id,
     const struct mst_lock_req *q, struct mst_lock_rep *rep_out)
 {
+	struct lk *blocker = NULL;
 	struct lfile *f;
 	int rc, changed = 0;
 
@@ -630,9 +694,9 @@ lock_request(struct lock_conn *lc, uint32_t req_id,
 	f = file_get(lc->t, q->id);
 	if (f == NULL)
 		return -ENOMEM;
-	rc = try_grant(f, lc, q, &changed);
+	rc = try_grant(f, lc, q, &changed, &blocker);
 	if (rc == -EAGAIN && (q->flags & MST_LKF_WAIT))
-		rc = waiter_add(f, lc, req_id, q);
+		rc = waiter_add(f, lc, req_id, q, blocker);
 	if (changed)
 		retry_waiters(f);
 	file_maybe_free(lc->t, f);

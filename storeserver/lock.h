@@ -35,8 +35,8 @@ struct lock_table;
 struct lock_conn;
 
 /* A reply the table owes a connection for a request that waited: granted
- * (status 0, |rep| the lock), or failed (EINTR when cancelled, ENOLCK or
- * ENOMEM when the grant could not be recorded). */
+ * (status 0, |rep| the lock), or failed (EINTR when cancelled, EDEADLK,
+ * or ENOLCK or ENOMEM when the grant could not be recorded). */
 struct lock_done {
 	void *ctx;		/* the lock_conn's |ctx| */
 	uint32_t req_id;	/* the waiting request's id */
@@ -74,7 +74,12 @@ void lock_conn_free(struct lock_conn *lc);
  *  - LOCK_QUEUED: with MST_LKF_WAIT and a conflict; the reply comes later
  *    through lock_table_next.
  *  - -EAGAIN: a conflict, without MST_LKF_WAIT.
- *  - -ENOLCK: over LOCK_CONN_LOCKS_MAX or LOCK_CONN_WAITERS_MAX.
+ *  - -EDEADLK: a POSIX request with MST_LKF_WAIT would wait, through a
+ *    chain of waiting owners, for a lock its own owner holds. A request
+ *    already waiting can fail so too when it is retried (its reply then
+ *    comes through lock_table_next).
+ *  - -ENOLCK: over LOCK_CONN_LOCKS_MAX (also an unlock that would split
+ *    one lock in two at the bound) or LOCK_CONN_WAITERS_MAX.
  *  - -EINVAL: a type that is not MST_LK_*, start after end, or flags
  *    that make no sense together (TEST with WAIT or CANCEL, TEST of
  *    MST_LK_UN, unknown bits).

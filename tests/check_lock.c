@@ -1,7 +1,7 @@
 /*
  * check_lock.c - Check suite for storeserver/lock.c, the lock table,
  * driven directly (no sockets): POSIX range merge, split and conversion,
- * conflicts, EAGAIN, waiting and FIFO wake order, cancel, a closed
+ * conflicts, EAGAIN, waiting and FIFO wake order, EDEADLK, cancel, a closed
  * connection waking waiters, flock beside POSIX, F_GETLK, the bounds.
  */
 #include <check.h>
@@ -390,6 +390,55 @@ START_TEST(waiting_upgrade_is_granted_when_the_other_reader_leaves)
 }
 END_TEST
 
+START_TEST(waiting_for_oneself_through_others_is_edeadlk)
+{
+	/* A holds 0, B holds 1, C holds 2. */
+	ck_assert_int_eq(posix(ca, 1, WR, 0, 0), 0);
+	ck_assert_int_eq(posix(cb, 2, WR, 1, 1), 0);
+	ck_assert_int_eq(posix(cc, 3, WR, 2, 2), 0);
+	/* A waits for B, B for C: a chain, no cycle yet. */
+	ck_assert_int_eq(req(ca, 10, 1, WR, MST_LKF_WAIT, 1, 1, NULL),
+	    LOCK_QUEUED);
+	ck_assert_int_eq(req(cb, 20, 2, WR, MST_LKF_WAIT, 2, 2, NULL),
+	    LOCK_QUEUED);
+	/* C waiting for A would close it. */
+	ck_assert_int_eq(req(cc, 30, 3, WR, MST_LKF_WAIT, 0, 0, NULL),
+	    -EDEADLK);
+	/* Without WAIT it is a plain conflict; another owner on C's
+	 * connection is not in the cycle. */
+	ck_assert_int_eq(req(cc, 31, 3, WR, 0, 0, 0, NULL), -EAGAIN);
+	ck_assert_int_eq(req(cc, 32, 4, WR, MST_LKF_WAIT, 0, 0, NULL),
+	    LOCK_QUEUED);
+	no_done();
+	/* C gives way: B, then A, then C's other owner get their turn. */
+	ck_assert_int_eq(posix(cc, 3, UN, 0, EOF_), 0);
+	want_done(&ctx_b, 20, 0);
+	no_done();
+	ck_assert_int_eq(posix(cb, 2, UN, 0, EOF_), 0);
+	want_done(&ctx_a, 10, 0);
+	ck_assert_int_eq(posix(ca, 1, UN, 0, EOF_), 0);
+	want_done(&ctx_c, 32, 0);
+}
+END_TEST
+
+START_TEST(two_owners_of_one_connection_can_deadlock)
+{
+	ck_assert_int_eq(posix(ca, 1, RD, 0, 9), 0);
+	ck_assert_int_eq(posix(ca, 2, RD, 10, 19), 0);
+	ck_assert_int_eq(req(ca, 5, 1, WR, MST_LKF_WAIT, 10, 10, NULL),
+	    LOCK_QUEUED);
+	ck_assert_int_eq(req(ca, 6, 2, WR, MST_LKF_WAIT, 0, 0, NULL),
+	    -EDEADLK);
+	/* flock has no deadlock detection, as on Linux. */
+	ck_assert_int_eq(req(cb, 7, 1, WR, MST_LKF_FLOCK, 0, 0, NULL), 0);
+	ck_assert_int_eq(req(cb, 8, 2, WR, MST_LKF_FLOCK | MST_LKF_WAIT, 0, 0,
+	    NULL), LOCK_QUEUED);
+	ck_assert_int_eq(posix(ca, 2, UN, 0, EOF_), 0);
+	want_done(&ctx_a, 5, 0);
+	no_done();
+}
+END_TEST
+
 START_TEST(cancel_fails_the_waiting_request_with_eintr)
 {
 	struct mst_lock_rep r;
@@ -632,6 +681,8 @@ lock_suite(void)
 	tcase_add_test(tw, new_request_is_granted_past_waiters_when_clear);
 	tcase_add_test(tw,
 	    waiting_upgrade_is_granted_when_the_other_reader_leaves);
+	tcase_add_test(tw, waiting_for_oneself_through_others_is_edeadlk);
+	tcase_add_test(tw, two_owners_of_one_connection_can_deadlock);
 	tcase_add_test(tw, cancel_fails_the_waiting_request_with_eintr);
 	tcase_add_test(tw,
 	    closed_connection_wakes_its_waiters_and_gets_no_replies);

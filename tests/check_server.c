@@ -10,9 +10,10 @@
  *
  * The "locks" test case takes store-granted locks from several
  * connections (conflicts, waiting, grants on unlock and on a holder's
- * end, cancel); "files" reads and writes ordinary files by object id
- * across connections, open across unlink, and the server's close of
- * what an ended connection left open. Each has a server of its own.
+ * end, cancel, EDEADLK); "files" reads and writes ordinary files by
+ * object id across connections, open across unlink, and the server's
+ * close of what an ended connection left open. Each has a server of
+ * its own.
  *
  * The "conf" test case drives conf.c directly.
  *
@@ -1545,6 +1546,24 @@ START_TEST(cancelled_setlkw_fails_with_eintr)
 }
 END_TEST
 
+START_TEST(setlkw_that_would_deadlock_is_edeadlk)
+{
+	struct mst_client *a = client(), *b = client();
+	struct mst_lock_rep r;
+
+	ck_assert_int_eq(lock_call(a, 1, 851, MST_LK_WR, 0, 0, 0, &r), 0);
+	ck_assert_int_eq(lock_call(b, 1, 852, MST_LK_WR, 0, 1, 1, &r), 0);
+	lock_send(a, 940, 1, 851, MST_LK_WR, MST_LKF_WAIT, 1, 1);
+	ck_assert(quiet(a));
+	ck_assert_int_eq(lock_call(b, 1, 852, MST_LK_WR, MST_LKF_WAIT, 0, 0,
+	    &r), -EDEADLK);
+	ck_assert_int_eq(lock_call(b, 1, 852, MST_LK_UN, 0, 1, 1, &r), 0);
+	ck_assert_int_eq(lock_recv(a, 940, &r), 0);
+	mst_client_free(a);
+	mst_client_free(b);
+}
+END_TEST
+
 START_TEST(malformed_lock_is_einval_not_a_close)
 {
 	struct mst_client *c = client();
@@ -2342,8 +2361,10 @@ server_suite(void)
 	tcase_set_timeout(tk, 60);
 	tcase_add_test(tk, setlk_conflict_across_connections_is_eagain);
 	tcase_add_test(tk, setlkw_waits_and_is_granted_when_the_holder_unlocks);
-	tcase_add_test(tk, setlkw_is_granted_when_the_holders_connection_closes);
+	tcase_add_test(tk,
+	    setlkw_is_granted_when_the_holders_connection_closes);
 	tcase_add_test(tk, cancelled_setlkw_fails_with_eintr);
+	tcase_add_test(tk, setlkw_that_would_deadlock_is_edeadlk);
 	tcase_add_test(tk, malformed_lock_is_einval_not_a_close);
 	suite_add_tcase(s, tk);
 

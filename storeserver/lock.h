@@ -67,7 +67,11 @@ void lock_conn_free(struct lock_conn *lc);
 #define LOCK_QUEUED	1
 
 /*
- * Handle one LOCK request of |lc| with request id |req_id|:
+ * Handle one LOCK request of |lc| with request id |req_id|. A CANCEL
+ * fails every waiting request of |lc| with the same owner and id with
+ * EINTR (replies through lock_table_next) and is itself answered 0, type
+ * MST_LK_UN, even when nothing waits: the grant may have crossed it.
+ * Results:
  *  - 0: answered now; |rep_out| is the lock granted (for MST_LK_UN and
  *    a cancel, type MST_LK_UN) or, with MST_LKF_TEST, the first
  *    conflicting lock or type MST_LK_UN when there is none.

@@ -1722,6 +1722,10 @@ START_TEST(write_is_read_through_another_connection)
 	ck_assert_int_eq(call_id(a, MST_OP_GETATTR, id, &at), 0);
 	ck_assert_uint_eq(at.attr.size, 12);
 	ck_assert_uint_eq(at.attr.type, MST_T_FILE);
+	/* Holds are per connection: B cannot close A's. */
+	ck_assert_int_eq(call_id(a, MST_OP_OPEN, id, &at), 0);
+	ck_assert_int_eq(call_id(b, MST_OP_CLOSE, id, NULL), -EBADF);
+	ck_assert_int_eq(call_id(a, MST_OP_CLOSE, id, NULL), 0);
 	mst_client_free(a);
 	mst_client_free(b);
 }

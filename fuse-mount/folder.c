@@ -296,6 +296,7 @@ on_notice(void *arg, const struct mst_notify *nt)
 	if (nt->event != MST_EV_RESET)
 		inval_queue(m, ino, name);
 	inval_queue(m, ino, NULL);
+	wake_dir(m, ino, nt->path);	/* IDLE readers here: see wake.c */
 }
 
 /* After a reconnection notices may have been missed: every cache is

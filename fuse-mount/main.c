@@ -228,8 +228,9 @@ run(struct mount *m, struct opts *o, const char **servers, int nservers,
 		.keylen = keylen > 0 ? (size_t)keylen : 0,
 		.timeout_ms = m->timeout_ms, .name = "mount.mstore " VERSION,
 		.notice = on_notice, .up = on_up, .arg = m };
+	struct fuse_lowlevel_ops ops = mount_ops;
 	struct fuse_loop_config *lc = NULL;
-	char fsname[1024];
+	char fsname[1024], *root = NULL;
 	int rc = 1;
 
 	snprintf(fsname, sizeof fsname, "fsname=%s,subtype=mstore", o->servers);
@@ -246,11 +247,20 @@ run(struct mount *m, struct opts *o, const char **servers, int nservers,
 	    fuse_opt_add_arg(&args, o->fuse_opts) < 0)) ||
 	    (o->debug && fuse_opt_add_arg(&args, "-d") < 0))
 		goto out;
-	m->se = fuse_session_new(&args, &mount_ops, sizeof mount_ops, m);
+	wake_ops(&ops);
+	m->se = fuse_session_new(&args, &ops, sizeof ops, m);
 	if (m->se == NULL)
 		goto out;
 	if (fuse_set_signal_handlers(m->se) < 0)
 		goto out_session;
+	/* The wake thread reaches the mount by this path: absolute, since
+	 * fuse_daemonize moves to "/". */
+	root = realpath(o->mountpoint, NULL);
+	if (root == NULL) {
+		fprintf(stderr, "mount.mstore: %s: %s\n", o->mountpoint,
+		    strerror(errno));
+		goto out_signals;
+	}
 	if (fuse_session_mount(m->se, o->mountpoint) < 0)
 		goto out_signals;
 	/* Threads start after the fork of fuse_daemonize. */
@@ -262,6 +272,10 @@ run(struct mount *m, struct opts *o, const char **servers, int nservers,
 	}
 	if (pthread_create(&m->notifier, NULL, notifier_main, m) != 0)
 		goto out_conn;
+	if (wake_start(m, root) < 0)
+		syslog(LOG_WARNING, "mount.mstore: no wake thread: IDLE "
+		    "readers here see mail from other hosts only when they "
+		    "poll");
 	syslog(LOG_INFO, "mount.mstore: %s mounted on %s", o->servers,
 	    o->mountpoint);
 	lc = fuse_loop_cfg_create();
@@ -274,6 +288,7 @@ run(struct mount *m, struct opts *o, const char **servers, int nservers,
 	syslog(LOG_INFO, "mount.mstore: %s unmounted from %s", o->servers,
 	    o->mountpoint);
 out_notifier:
+	wake_stop(m);
 	pthread_mutex_lock(&m->nq_mu);
 	m->nq_stop = 1;
 	pthread_cond_broadcast(&m->nq_cv);
@@ -288,6 +303,8 @@ out_signals:
 out_session:
 	fuse_session_destroy(m->se);
 out:
+	wake_free(m);		/* after the session: see wake.c */
+	free(root);
 	fuse_opt_free_args(&args);
 	return rc;
 }

@@ -99,6 +99,7 @@ struct inval {
 struct mount {
 	struct fuse_session *se;
 	struct mconn *conn;
+	struct wake *wake;	/* new mail as local events; may be NULL */
 	char *spool;
 	int timeout_ms;
 	double entry_timeout;	/* seconds */
@@ -194,6 +195,19 @@ void on_up(void *arg);
 /* Kernel invalidations, queued for the notifier thread. */
 void inval_queue(struct mount *m, fuse_ino_t parent, const char *name);
 void *notifier_main(void *arg);
+
+/* wake.c: new mail becomes a local file-system event (inotify) for IDLE
+ * readers on this host. */
+int wake_start(struct mount *m, const char *mountpoint);
+/* Queue a poke of |path| (new/ or cur/; other directories are ignored).
+ * Never blocks: called from the connection's receiver thread. */
+void wake_dir(struct mount *m, fuse_ino_t ino, struct mst_str path);
+void wake_stop(struct mount *m);	/* no more pokes */
+/* Join the wake thread: only once the FUSE session is destroyed (it may
+ * be inside a call to the mount). */
+void wake_free(struct mount *m);
+/* Put the wake thread's own request handling in front of |ops|. */
+void wake_ops(struct fuse_lowlevel_ops *ops);
 
 /* ops_*.c: the FUSE operations and their cores. */
 extern const struct fuse_lowlevel_ops mount_ops;

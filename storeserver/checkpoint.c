@@ -9,11 +9,19 @@
  * loaded; the caller frees it and refuses to start. Atomic replacement of
  * the file (write, fsync, rename) is the engine's job.
  *
- * Layout (big-endian): "MSCKPT01", next_id u64, lsn u64, seg u32, off
+ * Layout (big-endian): "MSCKPT02", next_id u64, lsn u64, seg u32, off
  * u64, nmbox u32, nnodes u64; nmbox x (name str); nnodes x node; sum u64.
  * Node: id u64, parent u64, type u8, name str, mode u32, uid u32, gid
- * u32, mtime i64, ctime i64, change u64; files and messages add seg u32,
- * off u64, size u64, checksum u64; messages add mbox u32, idem[16].
+ * u32, mtime i64, ctime i64, atime i64, change u64; messages add seg u32,
+ * off u64, size u64, checksum u64, mbox u32, idem[16]. A file's first
+ * name adds u8 0, size u64, nb u64 and nb blocks (index u64, seg u32, off
+ * u64, sum u64, len u16, valid u16; holes are left out); its other names
+ * add u8 1 (a link to the object of the same id, written before).
+ * Orphan files (open, no name) are not written: a restart drops them.
+ *
+ * "MSCKPT01" (no atime; files as one whole body: seg, off, size,
+ * checksum) still loads: such a body is read through |rd| to compute its
+ * block sums.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -26,10 +34,12 @@
 #include "index.h"
 #include "wire.h"
 
-#define CK_MAGIC "MSCKPT01"
+#define CK_MAGIC "MSCKPT02"
+#define CK_MAGIC_V1 "MSCKPT01"
 #define CK_BUF (1u << 20)
 #define CK_HEAD_LEN (8 + 8 + 8 + 4 + 8 + 4 + 8)	/* magic to nnodes */
 #define CK_NODE_MIN (8 + 8 + 1 + 2 + 1 + 4 * 3 + 8 * 3)	/* 1-byte name */
+#define CK_BLK_LEN (8 + 4 + 8 + 8 + 2 + 2)
 
 struct ckw {
 	int fd;
@@ -68,38 +78,69 @@ ck_room(struct ckw *c, size_t n)
 }
 
 static void
-save_node(struct ckw *c, const struct node *n)
+save_file(struct ckw *c, struct index *ix, struct fobj *f)
+{
+	uint64_t i, nb = 0, last = f->size / REC_BLOCK + 1;
+
+	if (f->ckpt_mark == ix->ckpt_gen) {
+		wr_u8(&c->w, 1);		/* a link: written before */
+		return;
+	}
+	f->ckpt_mark = ix->ckpt_gen;
+	for (i = 0; i < f->nblk && i < last; i++)
+		nb += f->blk[i].len != 0;
+	wr_u8(&c->w, 0);
+	wr_u64(&c->w, f->size);
+	wr_u64(&c->w, nb);
+	for (i = 0; i < f->nblk && i < last; i++) {
+		if (f->blk[i].len == 0)
+			continue;
+		ck_room(c, CK_BLK_LEN);
+		wr_u64(&c->w, i);
+		wr_u32(&c->w, f->blk[i].seg);
+		wr_u64(&c->w, f->blk[i].off);
+		wr_u64(&c->w, f->blk[i].sum);
+		wr_u16(&c->w, f->blk[i].len);
+		wr_u16(&c->w, f->blk[i].valid);
+	}
+}
+
+static void
+save_node(struct ckw *c, struct index *ix, const struct node *n)
 {
 	const struct node *ch;
+	struct mst_attr a;
 
+	index_attr(n, &a);
 	ck_room(c, 128 + n->namelen);
 	wr_u64(&c->w, n->id);
 	wr_u64(&c->w, n->parent->id);
 	wr_u8(&c->w, n->type);
 	wr_str(&c->w, (struct mst_str){ n->name, n->namelen });
-	wr_u32(&c->w, n->mode);
-	wr_u32(&c->w, n->uid);
-	wr_u32(&c->w, n->gid);
-	wr_u64(&c->w, (uint64_t)n->mtime_ns);
-	wr_u64(&c->w, (uint64_t)n->ctime_ns);
-	wr_u64(&c->w, n->change);
-	if (n->type != MST_T_DIR) {
+	wr_u32(&c->w, a.mode);
+	wr_u32(&c->w, a.uid);
+	wr_u32(&c->w, a.gid);
+	wr_u64(&c->w, a.mtime_ns);
+	wr_u64(&c->w, a.ctime_ns);
+	wr_u64(&c->w, a.atime_ns);
+	wr_u64(&c->w, a.change);
+	if (n->type == MST_T_MSG) {
 		wr_u32(&c->w, n->seg);
 		wr_u64(&c->w, n->off);
 		wr_u64(&c->w, n->size);
 		wr_u64(&c->w, n->checksum);
-	}
-	if (n->type == MST_T_MSG) {
 		wr_u32(&c->w, n->x.mbox->ckpt_idx);
 		wr_raw(&c->w, n->idem, MST_IDEM_LEN);
 	}
+	if (n->type == MST_T_FILE)
+		save_file(c, ix, n->x.file);
 	if (n->type == MST_T_DIR)
 		for (ch = n->x.dir->first; ch; ch = ch->sib_next)
-			save_node(c, ch);	/* depth <= MST_PATH_DEPTH_MAX */
+			save_node(c, ix, ch);	/* depth <= MST_PATH_DEPTH_MAX */
 }
 
 int
-index_save(const struct index *ix, int fd, uint32_t seg, uint64_t off)
+index_save(struct index *ix, int fd, uint32_t seg, uint64_t off)
 {
 	struct ckw *c = malloc(sizeof *c);
 	const struct node *ch;
@@ -115,6 +156,7 @@ index_save(const struct index *ix, int fd, uint32_t seg, uint64_t off)
 	c->err = 0;
 	c->w = (struct wr){ c->buf, CK_BUF, 0, 0 };
 	XXH3_64bits_reset(&c->st);
+	ix->ckpt_gen++;
 	wr_raw(&c->w, CK_MAGIC, 8);
 	wr_u64(&c->w, ix->next_id);
 	wr_u64(&c->w, ix->lsn);
@@ -129,7 +171,7 @@ index_save(const struct index *ix, int fd, uint32_t seg, uint64_t off)
 			wr_str(&c->w, mst_str_of(m->name));
 		}
 	for (ch = ix->root->x.dir->first; ch; ch = ch->sib_next)
-		save_node(c, ch);
+		save_node(c, ix, ch);
 	ck_flush(c);
 	sum = XXH3_64bits_digest(&c->st);
 	wr_u64(&c->w, sum);
@@ -223,18 +265,49 @@ ckr_finish(struct ckr *c)
 	return rd_u64(&r) == XXH3_64bits_digest(&c->st) ? 0 : -EBADMSG;
 }
 
-/* Load one node record as a REC_CREATE-equivalent and fix up the fields a
- * record does not carry (ctime, change, location). */
+struct ckload {
+	struct index *ix;
+	struct mbox **mb;
+	uint32_t nmb;
+	uint64_t lsn;
+	int v1;
+	index_body_fn *body;
+	void *body_arg;
+	struct fobj *file;	/* the file whose blocks follow */
+	uint64_t nblocks;	/* how many */
+};
+
+/* A v1 file's whole body, read back to compute its block sums. */
 static int
-load_node(struct index *ix, struct rd *r, struct mbox **mb, uint32_t nmb,
-    uint64_t ck_lsn)
+load_v1_body(struct ckload *l, struct rec *rc, uint32_t seg, uint64_t off,
+    uint8_t **out)
 {
+	*out = NULL;
+	if (rc->size == 0)
+		return 0;
+	if (rc->size > SIZE_MAX || l->body == NULL ||
+	    (*out = malloc((size_t)rc->size)) == NULL)
+		return -ENOMEM;
+	if (l->body(l->body_arg, seg, off, *out, (size_t)rc->size) < 0 ||
+	    XXH3_64bits(*out, (size_t)rc->size) != rc->checksum)
+		return -EBADMSG;
+	return 0;
+}
+
+/* Load one node record as a REC_CREATE-equivalent and fix up the fields a
+ * record does not carry (ctime, atime, change, location). */
+static int
+load_node(struct ckload *l, struct rd *r)
+{
+	struct index *ix = l->ix;
 	struct rec rc = { .type = REC_CREATE };
 	struct node *n, *dir, saved;
-	uint64_t change;
-	int64_t ctime;
+	struct fobj *f = NULL;
+	uint64_t change, size = 0;
+	int64_t ctime, atime;
 	uint32_t seg = 0, mi;
 	uint64_t off = 0;
+	uint8_t *body = NULL, kind = 0;
 	int err;
 
 	rc.id = rd_u64(r);
@@ -246,29 +319,49 @@ load_node(struct index *ix, struct rd *r, struct mbox **mb, uint32_t nmb,
 	rc.gid = rd_u32(r);
 	rc.mtime_ns = (int64_t)rd_u64(r);
 	ctime = (int64_t)rd_u64(r);
+	atime = l->v1 ? rc.mtime_ns : (int64_t)rd_u64(r);
 	change = rd_u64(r);
 	rc.lsn = change;
-	if (rc.ntype != MST_T_DIR) {
+	if (rc.ntype == MST_T_MSG || (l->v1 && rc.ntype == MST_T_FILE)) {
 		seg = rd_u32(r);
 		off = rd_u64(r);
 		rc.size = rd_u64(r);
 		rc.checksum = rd_u64(r);
+	} else if (rc.ntype == MST_T_FILE) {
+		kind = rd_u8(r);
+		if (kind == 0) {
+			size = rd_u64(r);
+			l->nblocks = rd_u64(r);
+		}
 	}
 	if (rc.ntype == MST_T_MSG) {
 		mi = rd_u32(r);
 		rd_copy(r, rc.idem, MST_IDEM_LEN);
-		if (mi >= nmb)
+		if (mi >= l->nmb)
 			return -EBADMSG;
-		rc.mailbox = (struct mst_str){ mb[mi]->name,
-			(uint16_t)strlen(mb[mi]->name) };
+		rc.mailbox = (struct mst_str){ l->mb[mi]->name,
+			(uint16_t)strlen(l->mb[mi]->name) };
 	}
-	if (r->err)
+	if (r->err || kind > 1)
 		return -EBADMSG;
 	dir = index_find_id(ix, rc.parent);
-	if (dir == NULL)
+	if (dir == NULL || dir->type != MST_T_DIR)
 		return -EBADMSG;
 	saved = *dir;
-	err = index_apply(ix, &rc, seg, off);
+	if (kind == 1) {
+		f = index_find_file(ix, rc.id);
+		err = f ? index_load_link(ix, f, dir, rc.name) : -EBADMSG;
+		return err;
+	}
+	if (l->v1 && rc.ntype == MST_T_FILE) {
+		err = load_v1_body(l, &rc, seg, off, &body);
+		if (err < 0) {
+			free(body);
+			return err;
+		}
+	}
+	err = index_apply(ix, &rc, seg, off, body);
+	free(body);
 	if (err < 0)
 		return err;
 	/* apply touched the parent as a live create would: restore its own
@@ -276,16 +369,50 @@ load_node(struct index *ix, struct rd *r, struct mbox **mb, uint32_t nmb,
 	dir->change = saved.change;
 	dir->mtime_ns = saved.mtime_ns;
 	dir->ctime_ns = saved.ctime_ns;
+	if (rc.ntype == MST_T_FILE) {
+		f = index_find_file(ix, rc.id);
+		f->ctime_ns = ctime;
+		f->atime_ns = atime;
+		if (!l->v1) {
+			if (size > UINT64_MAX - REC_BLOCK ||
+			    l->nblocks > size / REC_BLOCK + 1)
+				return -EBADMSG;
+			f->size = size;
+			ix->bytes += size;
+			l->file = f;
+		}
+		return 0;
+	}
 	n = index_find_id(ix, rc.id);
 	n->ctime_ns = ctime;
+	n->atime_ns = atime;
 	if (n->type == MST_T_DIR)
-		n->x.dir->tomb_floor = ck_lsn;
+		n->x.dir->tomb_floor = l->lsn;
 	return 0;
 }
 
-int
-index_load(struct index *ix, int fd, uint32_t *seg_out, uint64_t *off_out)
+static int
+load_block(struct ckload *l, struct rd *r)
 {
+	struct fblk b;
+	uint64_t i;
+
+	i = rd_u64(r);
+	b.seg = rd_u32(r);
+	b.off = rd_u64(r);
+	b.sum = rd_u64(r);
+	b.len = rd_u16(r);
+	b.valid = rd_u16(r);
+	if (r->err)
+		return -EBADMSG;
+	return index_load_block(l->ix, l->file, i, &b);
+}
+
+int
+index_load(struct index *ix, int fd, index_body_fn *body, void *body_arg,
+    uint32_t *seg_out, uint64_t *off_out)
+{
+	struct ckload l = { .ix = ix, .body = body, .body_arg = body_arg };
 	struct ckr *c = NULL;
 	struct mbox **mb = NULL;
 	struct stat st;
@@ -308,8 +435,10 @@ index_load(struct index *ix, int fd, uint32_t *seg_out, uint64_t *off_out)
 	XXH3_64bits_reset(&c->st);
 	rc = -EBADMSG;
 	r = ckr_rd(c, CK_HEAD_LEN);
-	if (r.len < 8 || memcmp(r.p, CK_MAGIC, 8) != 0)
+	if (r.len < 8 || (memcmp(r.p, CK_MAGIC, 8) != 0 &&
+	    memcmp(r.p, CK_MAGIC_V1, 8) != 0))
 		goto out;
+	l.v1 = memcmp(r.p, CK_MAGIC_V1, 8) == 0;
 	r.off = 8;
 	next_id = rd_u64(&r);
 	lsn = rd_u64(&r);
@@ -338,12 +467,24 @@ index_load(struct index *ix, int fd, uint32_t *seg_out, uint64_t *off_out)
 			goto out;
 		ckr_take(c, &r);
 	}
+	l.mb = mb;
+	l.nmb = nmb;
+	l.lsn = lsn;
 	for (i = 0; i < nnodes; i++) {
 		r = ckr_rd(c, CK_ITEM_MAX);
-		rc = load_node(ix, &r, mb, nmb, lsn);
+		l.file = NULL;
+		l.nblocks = 0;
+		rc = load_node(&l, &r);
 		if (rc < 0)
 			goto out;
 		ckr_take(c, &r);
+		for (; l.nblocks > 0; l.nblocks--) {
+			r = ckr_rd(c, CK_BLK_LEN);
+			rc = load_block(&l, &r);
+			if (rc < 0)
+				goto out;
+			ckr_take(c, &r);
+		}
 	}
 	rc = ckr_finish(c);
 	if (rc == 0) {

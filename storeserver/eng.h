@@ -51,6 +51,16 @@ struct quota_ovr {
 	char mailbox[];
 };
 
+/* OPEN references one owner holds on one file. */
+struct oref {
+	struct oref *next;
+	uint64_t owner, id;
+	uint32_t count;
+};
+
+#define ENG_OREF_BUCKETS 64u	/* hashed by owner: a connection's
+				   references share a chain */
+
 struct engine {
 	struct engine_conf conf;
 	char *dir;
@@ -70,6 +80,7 @@ struct engine {
 	uint64_t space_log_bytes;	/* log_bytes at that statvfs */
 	int64_t space_at_ms;		/* when; writer-owned */
 	struct quota_ovr *quotas;
+	struct oref *orefs[ENG_OREF_BUCKETS];	/* writer-owned */
 	struct jq wq, rq;
 	pthread_t writer, compactor, *readers;
 	int nreaders;
@@ -90,12 +101,16 @@ enum {
 	JK_CHECKPOINT,
 };
 
-/* A relocation request from the compactor. */
+/* A relocation request from the compactor: a message body, or with
+ * |file| one block of a file (|checksum| is the block's sum). */
 struct reloc {
 	uint64_t id;
 	uint32_t seg;
 	uint64_t off;
 	uint64_t checksum;
+	int file;
+	uint64_t block;
+	uint32_t len;		/* the block's stored bytes */
 };
 
 /* eng_store.c: segments, replay, checkpoints. */
@@ -103,6 +118,8 @@ int store_open(struct engine *e);
 void store_close(struct engine *e);
 int store_rotate(struct engine *e);
 int store_checkpoint(struct engine *e);
+/* Largest record payload replay and scans accept. */
+uint64_t store_max_record(const struct engine *e);
 /* Drop and rebuild the index from checkpoint + log (after a failed
  * write). Caller holds mu for writing. */
 int store_reload(struct engine *e);
@@ -157,7 +174,13 @@ int64_t now_ns(void);
 int batch_add(struct engine *e, struct batch *b, struct rec *r,
     const void *body);
 void ops_mutate(struct engine *e, struct batch *b, struct job *j);
+/* JK_RELOCATE of a file block: an EXTENT record with REC_EXT_RELOC, or
+ * -ESTALE when the block moved meanwhile. */
+int ops_relocate_block(struct engine *e, struct batch *b, struct job *j);
 void ops_read(struct engine *e, struct job *j);
+/* After store_reload: count the OPEN references into the new index. */
+void orefs_reapply(struct engine *e);
+void orefs_free(struct engine *e);
 
 /* Internal jobs (compactor) complete to a waiter instead of |done|. */
 struct waiter {

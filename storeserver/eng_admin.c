@@ -59,50 +59,118 @@ struct compact {
 	uint64_t moved;
 };
 
+/* Hand one body (or file block) to the writer to append again. */
 static int
-relocate_one(void *arg, struct rec *r, const uint8_t *payload, uint64_t off)
+submit_reloc(struct compact *c, const struct reloc *src, const uint8_t *data,
+    size_t len)
 {
-	struct compact *c = arg;
-	struct engine *e = c->e;
-	uint64_t body_off = off + REC_HDR_LEN + r->body_off;
 	struct reloc *rl;
-	struct node *n;
 	struct job *j;
-	int live;
 
-	if (!rec_has_body(r))
-		return 0;
-	pthread_rwlock_rdlock(&e->mu);
-	n = index_find_id(e->ix, r->id);
-	live = n && n->seg == c->s->no && n->off == body_off;
-	pthread_rwlock_unlock(&e->mu);
-	if (!live)
-		return 0;
-	if (compact_stopping(e))
+	if (compact_stopping(c->e))
 		return -ECANCELED;
 	j = calloc(1, sizeof *j);
-	rl = calloc(1, sizeof *rl);
-	if (j == NULL || rl == NULL || (r->size &&
-	    (j->body = malloc(r->size)) == NULL)) {
+	rl = malloc(sizeof *rl);
+	if (j == NULL || rl == NULL || (len &&
+	    (j->body = malloc(len)) == NULL)) {
 		if (j)
 			free(j->body);
 		free(j);
 		free(rl);
 		return -ENOMEM;
 	}
-	memcpy(j->body, payload + r->body_off, r->size);
-	j->body_len = r->size;
-	rl->id = r->id;
-	rl->seg = c->s->no;
-	rl->off = body_off;
-	rl->checksum = r->checksum;
+	memcpy(j->body, data, len);
+	j->body_len = len;
+	*rl = *src;
 	j->payload = (uint8_t *)rl;
 	j->kind = JK_RELOCATE;
 	j->op = MST_OP_DATA;
-	engine_internal(e, j, &c->w);
-	c->moved += r->size;
+	engine_internal(c->e, j, &c->w);
+	c->moved += len;
 	wait_pending(&c->w, RELOC_WINDOW);
 	return 0;
+}
+
+/*
+ * The live blocks of file |f| whose bytes are in this record's body
+ * [lo, hi) of segment |seg|: an EXTENT's own blocks, or any block of a
+ * first-format whole body. Caller holds the rwlock.
+ */
+static size_t
+live_blocks(const struct fobj *f, const struct rec *r, uint32_t seg,
+    uint64_t lo, uint64_t hi, struct reloc *out, size_t cap)
+{
+	uint64_t k, from = 0, to = f->nblk;
+	size_t n = 0;
+
+	if (r->type == REC_EXTENT) {
+		from = r->first;
+		to = r->first + r->nblk;
+	}
+	for (k = from; k < to && k < f->nblk && n < cap; k++) {
+		const struct fblk *b = &f->blk[k];
+
+		if (b->len == 0 || b->seg != seg || b->off < lo ||
+		    b->off + b->len > hi)
+			continue;
+		out[n] = (struct reloc){ .id = f->id, .seg = seg,
+			.off = b->off, .checksum = b->sum, .file = 1,
+			.block = k };
+		out[n].len = b->len;
+		n++;
+	}
+	return n;
+}
+
+static int
+relocate_file(struct compact *c, struct rec *r, const uint8_t *payload,
+    uint64_t off)
+{
+	struct engine *e = c->e;
+	uint64_t body = off + REC_HDR_LEN + r->body_off;
+	struct reloc *v;
+	struct fobj *f;
+	size_t n, i, cap;
+	int rc = 0;
+
+	cap = r->type == REC_EXTENT ? r->nblk : r->size / REC_BLOCK + 1;
+	v = calloc(cap, sizeof *v);
+	if (v == NULL)
+		return -ENOMEM;
+	pthread_rwlock_rdlock(&e->mu);
+	f = index_find_file(e->ix, r->id);
+	n = f ? live_blocks(f, r, c->s->no, body, body + r->size, v, cap) : 0;
+	pthread_rwlock_unlock(&e->mu);
+	for (i = 0; rc == 0 && i < n; i++)
+		rc = submit_reloc(c, &v[i], payload + (v[i].off - off -
+		    REC_HDR_LEN), v[i].len);
+	free(v);
+	return rc;
+}
+
+static int
+relocate_one(void *arg, struct rec *r, const uint8_t *payload, uint64_t off)
+{
+	struct compact *c = arg;
+	struct engine *e = c->e;
+	uint64_t body_off = off + REC_HDR_LEN + r->body_off;
+	struct reloc rl = { .id = r->id, .seg = c->s->no, .off = body_off,
+		.checksum = r->checksum };
+	struct node *n;
+	int live, file;
+
+	if (!rec_has_body(r))
+		return 0;
+	pthread_rwlock_rdlock(&e->mu);
+	file = index_find_file(e->ix, r->id) != NULL;
+	n = file ? NULL : index_find_id(e->ix, r->id);
+	live = n && n->seg == c->s->no && n->off == body_off;
+	pthread_rwlock_unlock(&e->mu);
+	if (file)
+		return relocate_file(c, r, payload, off);
+	if (!live)
+		return 0;
+	return submit_reloc(c, &rl, payload + r->body_off, r->size);
 }
 
 static void
@@ -156,7 +224,7 @@ compact_segment(struct engine *e, struct seg *s)
 	log_info("compacting %s (%llu of %llu bytes live)", s->path,
 	    (unsigned long long)index_seg_live(e->ix, s->no),
 	    (unsigned long long)s->size);
-	rc = seg_scan(s, 0, e->conf.max_body + REC_FIXED_MAX, relocate_one,
+	rc = seg_scan(s, 0, store_max_record(e), relocate_one,
 	    &c, &end);
 	wait_pending(&c.w, 0);
 	if (rc < 0 && rc != -ECANCELED)
@@ -202,7 +270,7 @@ compactor_main(void *arg)
 
 struct scrub {
 	struct seg *s;
-	uint64_t records, bodies, bad_bodies;
+	uint64_t records, bodies, blocks, bad_bodies;
 	char *report;
 	size_t rlen, rcap;
 };
@@ -236,6 +304,32 @@ report(struct scrub *sc, const char *fmt, ...)
 		    sc->rcap - sc->rlen - 1;
 }
 
+/* An EXTENT's block sums against its blocks. */
+static void
+scrub_blocks(struct scrub *sc, const struct rec *r, const uint8_t *body,
+    uint64_t off)
+{
+	const uint8_t *d = body + (uint64_t)r->nblk * 8;
+	uint64_t dlen = r->size - (uint64_t)r->nblk * 8, k, sum;
+	size_t len;
+	int i;
+
+	for (k = 0; k < r->nblk; k++) {
+		len = (size_t)(k + 1 < r->nblk ? REC_BLOCK :
+		    dlen - k * REC_BLOCK);
+		for (sum = 0, i = 0; i < 8; i++)
+			sum = sum << 8 | body[k * 8 + (uint64_t)i];
+		sc->blocks++;
+		if (XXH3_64bits(d + k * REC_BLOCK, len) == sum)
+			continue;
+		sc->bad_bodies++;
+		report(sc, "damage=%s offset %llu: file %llu block %llu "
+		    "checksum mismatch\n", sc->s->path,
+		    (unsigned long long)off, (unsigned long long)r->id,
+		    (unsigned long long)(r->first + k));
+	}
+}
+
 static int
 scrub_one(void *arg, struct rec *r, const uint8_t *payload, uint64_t off)
 {
@@ -250,6 +344,8 @@ scrub_one(void *arg, struct rec *r, const uint8_t *payload, uint64_t off)
 		report(sc, "damage=%s offset %llu: body checksum mismatch "
 		    "(id %llu)\n", sc->s->path, (unsigned long long)off,
 		    (unsigned long long)r->id);
+	} else if (r->type == REC_EXTENT) {
+		scrub_blocks(sc, r, payload + r->body_off, off);
 	}
 	return 0;
 }
@@ -274,7 +370,7 @@ scrub(struct engine *e, struct job *j)
 			continue;
 		segs++;
 		size = sc.s->size;	/* durable end; may grow meanwhile */
-		rc = seg_scan(sc.s, 0, e->conf.max_body + REC_FIXED_MAX,
+		rc = seg_scan(sc.s, 0, store_max_record(e),
 		    scrub_one, &sc, &end);
 		bytes += end;
 		if (rc < 0 && end < size) {
@@ -287,9 +383,11 @@ scrub(struct engine *e, struct job *j)
 		seg_put(sc.s);
 	}
 	report(&sc, "segments=%llu\nbytes=%llu\nrecords=%llu\nbodies=%llu\n"
-	    "bad_records=%llu\nbad_bodies=%llu\nresult=%s\n",
+	    "file_blocks=%llu\nbad_records=%llu\nbad_bodies=%llu\n"
+	    "result=%s\n",
 	    (unsigned long long)segs, (unsigned long long)bytes,
 	    (unsigned long long)sc.records, (unsigned long long)sc.bodies,
+	    (unsigned long long)sc.blocks,
 	    (unsigned long long)bad_records,
 	    (unsigned long long)sc.bad_bodies,
 	    bad_records || sc.bad_bodies ? "damaged" : "clean");

@@ -11,8 +11,9 @@
  *  3. A checkpoint is written to checkpoint.tmp, synced, renamed over
  *     checkpoint and the directory synced; it names the log position
  *     after the last synced batch, so replay starts there.
- *  4. A segment is unlinked only when no live body is in it and a
- *     checkpoint later than it exists, so replay never needs it.
+ *  4. A segment is unlinked only when no live body or file block (of a
+ *     named or open file) is in it and a checkpoint later than it
+ *     exists, so replay never needs it.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -215,9 +216,8 @@ replay_one(void *arg, struct rec *r, const uint8_t *payload, uint64_t off)
 	struct replay *rp = arg;
 	int rc;
 
-	(void)payload;		/* bodies stay in the log */
 	rc = index_apply(rp->e->ix, r, rp->s->no, off + REC_HDR_LEN +
-	    r->body_off);
+	    r->body_off, payload + r->body_off);
 	if (rc < 0) {
 		log_err("replay %s at %llu: record lsn %llu type %u does not "
 		    "fit the index: %s", rp->s->path, (unsigned long long)off,
@@ -273,10 +273,13 @@ valid_record_after(struct seg *s, uint64_t off, uint64_t max_rec)
 	return found;
 }
 
-static uint64_t
-max_record(const struct engine *e)
+uint64_t
+store_max_record(const struct engine *e)
 {
-	return e->conf.max_body + REC_FIXED_MAX;
+	uint64_t ext = (uint64_t)REC_EXT_MAX * (8 + REC_BLOCK);
+
+	return (e->conf.max_body > ext ? e->conf.max_body : ext) +
+	    REC_FIXED_MAX;
 }
 
 /* Replay every segment from the checkpoint position; cut a torn tail. */
@@ -294,11 +297,11 @@ replay(struct engine *e, uint32_t seg, uint64_t off)
 	for (no = seg; no < e->nsegs; no++) {
 		if ((rp.s = e->segs[no]) == NULL)
 			continue;
-		rc = seg_scan(rp.s, no == seg ? off : 0, max_record(e),
+		rc = seg_scan(rp.s, no == seg ? off : 0, store_max_record(e),
 		    replay_one, &rp, &end);
 		total += end - (no == seg ? off : 0);
 		if (rc == -EBADMSG && no == last &&
-		    !valid_record_after(rp.s, end, max_record(e))) {
+		    !valid_record_after(rp.s, end, store_max_record(e))) {
 			log_warn("%s: torn tail at %llu (%llu bytes never "
 			    "acknowledged), cut off", rp.s->path,
 			    (unsigned long long)end,
@@ -337,6 +340,16 @@ apply_quotas(struct engine *e)
 	}
 }
 
+/* index_load's reader for first-format file bodies. */
+static int
+ckpt_body(void *arg, uint32_t seg, uint64_t off, void *buf, size_t len)
+{
+	struct engine *e = arg;
+
+	return body_read(seg < e->nsegs ? e->segs[seg] : NULL, off, 0, buf,
+	    len);
+}
+
 /* Build the index from checkpoint + log into e->ix. */
 static int
 build_index(struct engine *e)
@@ -352,7 +365,7 @@ build_index(struct engine *e)
 	snprintf(path, sizeof path, "%s/checkpoint", e->dir);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd >= 0) {
-		rc = index_load(e->ix, fd, &seg, &off);
+		rc = index_load(e->ix, fd, ckpt_body, e, &seg, &off);
 		close(fd);
 		if (rc < 0) {
 			log_err("%s: %s: refusing to start", path,

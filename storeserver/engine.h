@@ -18,9 +18,14 @@
  *    submit), and j->req.write.body is not read;
  *  - OPEN and CLOSE need j->owner: a nonzero token naming the connection
  *    (the same value for every job of that connection, never reused
- *    while the engine runs). OPEN takes one reference to the object and
- *    CLOSE drops one; while references remain, an object whose last name
- *    is removed lives on (by id only) and is freed at its last CLOSE;
+ *    while the engine runs). OPEN of an ordinary file takes one
+ *    reference to it and CLOSE drops one (CLOSE without a reference:
+ *    EBADF); while references remain, a file whose last name is removed
+ *    lives on (by id only, nlink 0) and is freed at its last CLOSE.
+ *    OPEN of a directory or message only answers its attributes (they
+ *    need no reference: a message is gone once expunged), and CLOSE of
+ *    one answers an empty frame. References live in memory only: after
+ *    a restart there are none;
  *  - when a connection ends, the network layer submits one job with
  *    j->op = ENG_OP_CLOSE_OWNER and j->owner set (no payload, no req):
  *    it drops every reference that owner still holds. Its |done| is

@@ -199,10 +199,13 @@ static int
 do_relocate(struct engine *e, struct batch *b, struct job *j)
 {
 	const struct reloc *rl = (const struct reloc *)j->payload;
-	struct node *n = index_find_id(e->ix, rl->id);
+	struct node *n;
 	struct rec r = { .type = REC_RELOCATE, .id = rl->id,
 		.checksum = rl->checksum, .size = j->body_len };
 
+	if (rl->file)
+		return ops_relocate_block(e, b, j);
+	n = index_find_id(e->ix, rl->id);
 	if (n == NULL || n->seg != rl->seg || n->off != rl->off)
 		return -ESTALE;		/* changed meanwhile: nothing to do */
 	r.mtime_ns = n->mtime_ns;
@@ -231,6 +234,8 @@ fail_batch(struct engine *e, struct batch *b, struct job *jobs, int rc)
 	}
 	pthread_rwlock_wrlock(&e->mu);
 	r2 = store_reload(e);
+	if (r2 == 0)
+		orefs_reapply(e);	/* orphans are gone with the reload */
 	pthread_rwlock_unlock(&e->mu);
 	if (r2 < 0) {
 		log_err("reload index after failed write: %s: exiting",
@@ -521,6 +526,12 @@ local_submit(struct engine *e, struct job *j)
 	case MST_OP_RENAME:
 	case MST_OP_UNLINK:
 	case MST_OP_SETATTR:
+	case MST_OP_WRITE:
+	case MST_OP_FSETATTR:
+	case MST_OP_LINK:
+	case MST_OP_OPEN:
+	case MST_OP_CLOSE:
+	case ENG_OP_CLOSE_OWNER:
 		engine_enqueue(&e->wq, j);
 		return;
 	case MST_OP_ADMIN:
@@ -539,6 +550,8 @@ local_submit(struct engine *e, struct job *j)
 	case MST_OP_GET:
 	case MST_OP_STATFS:
 	case MST_OP_WATCH:
+	case MST_OP_GETATTR:
+	case MST_OP_READ:
 		engine_enqueue(&e->rq, j);
 		return;
 	}
@@ -566,6 +579,7 @@ local_close(struct engine *e)
 		for (i = 0; i < e->nreaders; i++)
 			pthread_join(e->readers[i], NULL);
 		store_close(e);
+		orefs_free(e);
 		log_info("store %s closed at lsn %llu", e->dir,
 		    (unsigned long long)e->lsn);
 	}

@@ -10,9 +10,14 @@
  *  3. A directory's change is the lsn of the last record that added,
  *     removed or renamed one of its entries; a node's change is the lsn
  *     of the last record that touched it.
- *  4. seg_live[s] is the sum of the body sizes of the live nodes whose
- *     body is in segment s.
+ *  4. seg_live[s] is the sum of the body sizes of the live messages
+ *     whose body is in segment s plus the stored bytes of the live file
+ *     blocks there (orphans included: they are live until closed).
  *  5. A mailbox's bytes/msgs are the sums over its live messages.
+ *  6. A file object is in |files| and its names (nlink of them) are on
+ *     its |names| list; directories and messages are in by_id, file
+ *     names are not. A directory's nsubdirs counts its directory
+ *     children.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -142,6 +147,100 @@ index_find_id(const struct index *ix, uint64_t id)
 	while (n && n->id != id)
 		n = n->id_next;
 	return n;
+}
+
+struct fobj *
+index_find_file(const struct index *ix, uint64_t id)
+{
+	struct fobj *f = ix->files[hash_id(id) & ix->file_mask];
+
+	while (f && f->id != id)
+		f = f->next;
+	return f;
+}
+
+static void
+files_add(struct index *ix, struct fobj *f)
+{
+	size_t h, i, nb;
+	struct fobj **b, *g, *next;
+
+	if (ix->nfiles > ix->file_mask) {
+		nb = (ix->file_mask + 1) * 2;
+		b = calloc(nb, sizeof *b);
+		if (b != NULL) {	/* else only slower */
+			for (i = 0; i <= ix->file_mask; i++)
+				for (g = ix->files[i]; g; g = next) {
+					next = g->next;
+					h = hash_id(g->id) & (nb - 1);
+					g->next = b[h];
+					b[h] = g;
+				}
+			free(ix->files);
+			ix->files = b;
+			ix->file_mask = nb - 1;
+		}
+	}
+	h = hash_id(f->id) & ix->file_mask;
+	f->next = ix->files[h];
+	ix->files[h] = f;
+	ix->nfiles++;
+}
+
+static void
+files_del(struct index *ix, struct fobj *f)
+{
+	struct fobj **pp = &ix->files[hash_id(f->id) & ix->file_mask];
+
+	while (*pp && *pp != f)
+		pp = &(*pp)->next;
+	if (*pp) {
+		*pp = f->next;
+		ix->nfiles--;
+	}
+}
+
+uint64_t
+index_change(const struct node *n)
+{
+	return n->type == MST_T_FILE ? n->x.file->change : n->change;
+}
+
+void
+index_fattr(const struct fobj *f, struct mst_attr *a)
+{
+	a->type = MST_T_FILE;
+	a->id = f->id;
+	a->size = f->size;
+	a->mode = f->mode;
+	a->uid = f->uid;
+	a->gid = f->gid;
+	a->nlink = f->nlink;
+	a->mtime_ns = (uint64_t)f->mtime_ns;
+	a->ctime_ns = (uint64_t)f->ctime_ns;
+	a->atime_ns = (uint64_t)f->atime_ns;
+	a->change = f->change;
+}
+
+void
+index_attr(const struct node *n, struct mst_attr *a)
+{
+	if (n->type == MST_T_FILE) {
+		index_fattr(n->x.file, a);
+		return;
+	}
+	a->type = n->type;
+	a->id = n->id;
+	a->size = n->type == MST_T_DIR ? 4096 : n->size;
+	a->mode = n->mode;
+	a->uid = n->uid;
+	a->gid = n->gid;
+	a->nlink = n->type == MST_T_DIR ?
+	    (uint32_t)(2 + n->x.dir->nsubdirs) : 1;
+	a->mtime_ns = (uint64_t)n->mtime_ns;
+	a->ctime_ns = (uint64_t)n->ctime_ns;
+	a->atime_ns = (uint64_t)n->atime_ns;
+	a->change = n->change;
 }
 
 struct node *
@@ -285,6 +384,8 @@ attach(struct index *ix, struct node *n, struct node *dir)
 		n->sib_next->sib_prev = n;
 	dir->x.dir->first = n;
 	dir->x.dir->nchildren++;
+	if (n->type == MST_T_DIR)
+		dir->x.dir->nsubdirs++;
 	htab_add(&ix->by_name, n, PN_OFF);
 }
 
@@ -331,6 +432,8 @@ detach(struct index *ix, struct node *n, uint64_t lsn)
 	if (n->sib_next)
 		n->sib_next->sib_prev = n->sib_prev;
 	dir->x.dir->nchildren--;
+	if (n->type == MST_T_DIR)
+		dir->x.dir->nsubdirs--;
 	tomb_add(dir, n, lsn);
 }
 
@@ -368,19 +471,143 @@ node_alloc(const char *name, size_t len, uint8_t type)
 	return n;
 }
 
-/* Drop |n| (already detached) from every table and free it. */
-static void
-node_drop(struct index *ix, struct node *n)
+/* --- file blocks --- */
+
+/* Make room for block |i| (entries past the old end are holes). */
+static int
+blk_reserve(struct fobj *f, uint64_t i)
 {
-	htab_del(&ix->by_id, n, ID_OFF);
+	uint64_t n;
+	struct fblk *v;
+
+	if (i < f->nblk)
+		return 0;
+	n = f->nblk ? f->nblk : 4;
+	while (n <= i)
+		n *= 2;
+	if (n > SIZE_MAX / sizeof *v)
+		return -ENOMEM;
+	v = realloc(f->blk, (size_t)n * sizeof *v);
+	if (v == NULL)
+		return -ENOMEM;
+	memset(v + f->nblk, 0, (size_t)(n - f->nblk) * sizeof *v);
+	f->blk = v;
+	f->nblk = n;
+	return 0;
+}
+
+/* Point block |i| (reserved) somewhere else; seg_live of |b->seg| must
+ * already have room (seg_live_add(ix, seg, 0)). */
+static void
+blk_set(struct index *ix, struct fobj *f, uint64_t i, const struct fblk *b)
+{
+	struct fblk *o = &f->blk[i];
+
+	if (o->len)
+		(void)seg_live_add(ix, o->seg, -(int64_t)o->len); /* exists */
+	*o = *b;
+	if (b->len)
+		(void)seg_live_add(ix, b->seg, (int64_t)b->len);
+}
+
+static uint64_t
+blocks_for(uint64_t size)
+{
+	return size / REC_BLOCK + (size % REC_BLOCK ? 1 : 0);
+}
+
+/* Cut or grow to |size|: blocks past it go, the last one keeps only
+ * what is inside. Growing leaves a hole. */
+static void
+blk_resize(struct index *ix, struct fobj *f, uint64_t size)
+{
+	static const struct fblk hole;
+	uint64_t i, keep = blocks_for(size);
+
+	for (i = keep; i < f->nblk && i < blocks_for(f->size); i++)
+		blk_set(ix, f, i, &hole);
+	if (size % REC_BLOCK && keep - 1 < f->nblk &&
+	    f->blk[keep - 1].valid > size % REC_BLOCK)
+		f->blk[keep - 1].valid = (uint16_t)(size % REC_BLOCK);
+	ix->bytes += size - f->size;
+	f->size = size;
+}
+
+/* A first-format whole body (CREATE or DATA of a file): its blocks. */
+static int
+blk_whole_body(struct index *ix, struct fobj *f, uint32_t seg,
+    uint64_t body_off, const uint8_t *body, uint64_t size)
+{
+	struct fblk b = { .seg = seg };
+	uint64_t i, n = blocks_for(size);
+
+	if ((n && (body == NULL || blk_reserve(f, n - 1) < 0)) ||
+	    seg_live_add(ix, seg, 0) < 0)
+		return -ENOMEM;
+	blk_resize(ix, f, 0);
+	for (i = 0; i < n; i++) {
+		b.len = b.valid = (uint16_t)(size - i * REC_BLOCK < REC_BLOCK ?
+		    size - i * REC_BLOCK : REC_BLOCK);
+		b.off = body_off + i * REC_BLOCK;
+		b.sum = XXH3_64bits(body + i * REC_BLOCK, b.len);
+		blk_set(ix, f, i, &b);
+	}
+	ix->bytes += size;
+	f->size = size;
+	return 0;
+}
+
+static void
+fobj_drop(struct index *ix, struct fobj *f)
+{
+	blk_resize(ix, f, 0);
+	files_del(ix, f);
+	free(f->blk);
+	free(f);
+}
+
+void
+index_file_put(struct index *ix, struct fobj *f, uint32_t n)
+{
+	f->opens = f->opens > n ? f->opens - n : 0;
+	if (f->opens == 0 && f->nlink == 0) {
+		ix->orphans--;
+		fobj_drop(ix, f);
+	}
+}
+
+/* Drop |n| (already detached) from every table and free it. A file's
+ * object goes with its last name unless it is open; |now| is its new
+ * ctime when it lives on. */
+static void
+node_drop(struct index *ix, struct node *n, uint64_t lsn, int64_t now)
+{
+	struct node **pp;
+	struct fobj *f;
+
 	ix->nodes--;
+	if (n->type == MST_T_FILE) {
+		f = n->x.file;
+		for (pp = &f->names; *pp && *pp != n; pp = &(*pp)->link_next)
+			;
+		if (*pp)
+			*pp = n->link_next;
+		f->nlink--;
+		f->ctime_ns = now;
+		f->change = lsn;
+		free(n);
+		if (f->nlink == 0 && f->opens == 0)
+			fobj_drop(ix, f);
+		else if (f->nlink == 0)
+			ix->orphans++;
+		return;
+	}
+	htab_del(&ix->by_id, n, ID_OFF);
 	if (n->type == MST_T_MSG) {
 		htab_del(&ix->by_idem, n, IDEM_OFF);
 		n->x.mbox->bytes -= n->size;
 		n->x.mbox->msgs--;
 		ix->msgs--;
-	}
-	if (n->type != MST_T_DIR) {
 		(void)seg_live_add(ix, n->seg, -(int64_t)n->size); /* exists */
 		ix->bytes -= n->size;
 	} else {
@@ -397,16 +624,73 @@ dir_touch(struct node *dir, uint64_t lsn, int64_t mtime_ns)
 	dir->ctime_ns = mtime_ns;
 }
 
+/* A new name |name| in |dir| for the file |f|. */
+static int
+link_name(struct index *ix, struct fobj *f, struct node *dir,
+    struct mst_str name)
+{
+	struct node *n = node_alloc(name.p, name.len, MST_T_FILE);
+
+	if (n == NULL)
+		return -ENOMEM;
+	n->id = f->id;
+	n->x.file = f;
+	n->link_next = f->names;
+	f->names = n;
+	if (f->nlink++ == 0 && f->opens)
+		ix->orphans--;		/* not reachable today: no linkat of
+					   an unlinked file */
+	attach(ix, n, dir);
+	ix->nodes++;
+	return 0;
+}
+
+static int
+create_file(struct index *ix, const struct rec *r, struct node *dir,
+    uint32_t seg, uint64_t body_off, const uint8_t *body)
+{
+	struct fobj *f = calloc(1, sizeof *f);
+	int rc;
+
+	if (f == NULL)
+		return -ENOMEM;
+	f->id = r->id;
+	f->mode = r->mode;
+	f->uid = r->uid;
+	f->gid = r->gid;
+	f->mtime_ns = f->ctime_ns = f->atime_ns = r->mtime_ns;
+	f->change = r->lsn;
+	rc = blk_whole_body(ix, f, seg, body_off, body, r->size);
+	if (rc == 0)
+		rc = link_name(ix, f, dir, r->name);
+	if (rc < 0) {
+		blk_resize(ix, f, 0);
+		free(f->blk);
+		free(f);
+		return rc;
+	}
+	files_add(ix, f);
+	return 0;
+}
+
 static int
 apply_create(struct index *ix, const struct rec *r, uint32_t seg,
-    uint64_t body_off)
+    uint64_t body_off, const uint8_t *body)
 {
 	struct node *dir = index_find_id(ix, r->parent), *n;
+	int rc;
 
 	if (dir == NULL || dir->type != MST_T_DIR ||
 	    index_lookup(ix, dir, r->name.p, r->name.len) ||
-	    index_find_id(ix, r->id))
+	    index_find_id(ix, r->id) || index_find_file(ix, r->id) ||
+	    r->id >= INDEX_ID_LIMIT)
 		return -EBADMSG;
+	if (r->ntype == MST_T_FILE) {
+		rc = create_file(ix, r, dir, seg, body_off, body);
+		if (rc < 0)
+			return rc;
+		goto done;
+	}
 	n = node_alloc(r->name.p, r->name.len, r->ntype);
 	if (n == NULL)
 		return -ENOMEM;
@@ -414,11 +698,9 @@ apply_create(struct index *ix, const struct rec *r, uint32_t seg,
 	n->mode = r->mode;
 	n->uid = r->uid;
 	n->gid = r->gid;
-	n->mtime_ns = n->ctime_ns = r->mtime_ns;
+	n->mtime_ns = n->ctime_ns = n->atime_ns = r->mtime_ns;
 	n->change = r->lsn;
-	if (r->ntype == MST_T_DIR) {
-		n->x.dir->tomb_floor = 0;
-	} else {
+	if (r->ntype == MST_T_MSG) {
 		n->seg = seg;
 		n->off = body_off;
 		n->size = r->size;
@@ -428,8 +710,6 @@ apply_create(struct index *ix, const struct rec *r, uint32_t seg,
 			return -ENOMEM;
 		}
 		ix->bytes += r->size;
-	}
-	if (r->ntype == MST_T_MSG) {
 		n->x.mbox = index_mbox(ix, r->mailbox, 1);
 		if (n->x.mbox == NULL) {
 			free(n);
@@ -444,143 +724,329 @@ apply_create(struct index *ix, const struct rec *r, uint32_t seg,
 	htab_add(&ix->by_id, n, ID_OFF);
 	attach(ix, n, dir);
 	ix->nodes++;
+done:
 	dir_touch(dir, r->lsn, r->mtime_ns);
 	if (r->id >= ix->next_id)
 		ix->next_id = r->id + 1;
 	return 0;
 }
 
+/* First-format DATA and RELOCATE: a message's or file's whole body. */
 static int
-apply_body(struct index *ix, const struct rec *r, struct node *n, uint32_t seg,
-    uint64_t body_off)
+apply_body(struct index *ix, const struct rec *r, uint32_t seg,
+    uint64_t body_off, const uint8_t *body)
 {
-	if (n->type == MST_T_DIR ||
-	    (r->type == REC_RELOCATE && r->size != n->size))
+	struct fobj *f = index_find_file(ix, r->id);
+	struct node *n;
+	int rc;
+
+	if (f) {
+		if (r->type == REC_RELOCATE && r->size != f->size)
+			return -EBADMSG;
+		rc = blk_whole_body(ix, f, seg, body_off, body, r->size);
+		if (rc == 0 && r->type == REC_DATA) {
+			f->mtime_ns = f->ctime_ns = r->mtime_ns;
+			f->change = r->lsn;
+		}
+		return rc;
+	}
+	n = index_find_id(ix, r->id);
+	if (n == NULL || n->type != MST_T_MSG || r->size != n->size)
 		return -EBADMSG;
 	if (seg_live_add(ix, seg, (int64_t)r->size) < 0)
 		return -ENOMEM;
 	(void)seg_live_add(ix, n->seg, -(int64_t)n->size); /* exists */
-	ix->bytes += r->size - n->size;
-	if (n->type == MST_T_MSG)
-		n->x.mbox->bytes += r->size - n->size;
 	n->seg = seg;
 	n->off = body_off;
-	n->size = r->size;
 	n->checksum = r->checksum;
-	if (r->type == REC_DATA) {
-		n->mtime_ns = n->ctime_ns = r->mtime_ns;
-		n->change = r->lsn;
-	}
 	return 0;
 }
 
-static int
-apply_move(struct index *ix, const struct rec *r, struct node *n)
+static uint64_t
+be64(const uint8_t *p)
 {
-	struct node *dir = index_find_id(ix, r->parent), *old, *p;
+	uint64_t v = 0;
+	int i;
+
+	for (i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* Orphans are dropped at replay; records for them may follow. */
+static int
+gone_file(const struct index *ix, uint64_t id)
+{
+	return id < ix->next_id && index_find_id(ix, id) == NULL;
+}
+
+static int
+apply_extent(struct index *ix, const struct rec *r, uint32_t seg,
+    uint64_t body_off, const uint8_t *body)
+{
+	struct fobj *f = index_find_file(ix, r->id);
+	uint64_t data = (uint64_t)r->nblk * 8, dlen = r->size - data, i;
+	uint64_t end = r->first * REC_BLOCK + dlen;
+	struct fblk b = { .seg = seg };
+
+	if (f == NULL)
+		return gone_file(ix, r->id) ? 0 : -EBADMSG;
+	if (body == NULL || blk_reserve(f, r->first + r->nblk - 1) < 0 ||
+	    seg_live_add(ix, seg, 0) < 0)
+		return -ENOMEM;
+	if (r->flags & REC_EXT_RELOC) {
+		for (i = 0; i < r->nblk; i++) {
+			struct fblk *o = &f->blk[r->first + i];
+
+			if (o->len == 0 || o->sum != be64(body + i * 8))
+				return -EBADMSG;
+		}
+	} else if (end > r->fsize || r->fsize < f->size) {
+		return -EBADMSG;
+	}
+	for (i = 0; i < r->nblk; i++) {
+		b.len = (uint16_t)(i + 1 < r->nblk ? REC_BLOCK :
+		    dlen - i * REC_BLOCK);
+		b.valid = r->flags & REC_EXT_RELOC ?
+		    f->blk[r->first + i].valid : b.len;
+		b.off = body_off + data + i * REC_BLOCK;
+		b.sum = be64(body + i * 8);
+		blk_set(ix, f, r->first + i, &b);
+	}
+	if (r->flags & REC_EXT_RELOC)
+		return 0;
+	ix->bytes += r->fsize - f->size;
+	f->size = r->fsize;
+	f->mtime_ns = f->ctime_ns = r->mtime_ns;
+	f->change = r->lsn;
+	return 0;
+}
+
+/* SETATTR (first format: no ctime) and ATTR. */
+static int
+apply_attr(struct index *ix, const struct rec *r)
+{
+	struct fobj *f = index_find_file(ix, r->id);
+	struct node *n = f ? NULL : index_find_id(ix, r->id);
+	uint32_t *mode, *uid, *gid;
+	int64_t *mtime, *ctime, *atime;
+
+	if (f == NULL && n == NULL)
+		return r->type == REC_ATTR && gone_file(ix, r->id) ? 0 :
+		    -EBADMSG;
+	if (f) {
+		mode = &f->mode, uid = &f->uid, gid = &f->gid;
+		mtime = &f->mtime_ns, ctime = &f->ctime_ns;
+		atime = &f->atime_ns;
+		f->change = r->lsn;
+	} else {
+		mode = &n->mode, uid = &n->uid, gid = &n->gid;
+		mtime = &n->mtime_ns, ctime = &n->ctime_ns;
+		atime = &n->atime_ns;
+		n->change = r->lsn;
+	}
+	if (r->valid & MST_SA_MODE)
+		*mode = r->mode;
+	if (r->valid & MST_SA_UID)
+		*uid = r->uid;
+	if (r->valid & MST_SA_GID)
+		*gid = r->gid;
+	if (r->type == REC_SETATTR) {
+		if (r->valid & MST_SA_MTIME)
+			*mtime = r->mtime_ns;
+		return 0;
+	}
+	if (r->valid & MST_SA_SIZE) {
+		if (f == NULL)
+			return -EBADMSG;
+		if (r->fsize > f->size && r->fsize - 1 > UINT64_MAX - REC_BLOCK)
+			return -EBADMSG;
+		blk_resize(ix, f, r->fsize);
+		*mtime = r->mtime_ns;
+	}
+	if (r->valid & MST_SA_MTIME)
+		*mtime = r->set_mtime_ns;
+	if (r->valid & MST_SA_ATIME)
+		*atime = r->set_atime_ns;
+	if (r->valid)
+		*ctime = r->mtime_ns;
+	return 0;
+}
+
+/*
+ * Move the name |n| to |dir|/|name|, dropping the name |old| there (which
+ * replay checked is |replaced|). The name is stored inline: a longer one
+ * needs a new node, and every pointer to the old one is re-linked.
+ */
+static int
+move_name(struct index *ix, struct node *n, struct node *dir,
+    struct mst_str name, uint64_t replaced, uint64_t lsn, int64_t now)
+{
+	struct node *old, *p, *from = n->parent, *m, **pp, *c;
 
 	if (dir == NULL || dir->type != MST_T_DIR || n == ix->root)
 		return -EBADMSG;
 	for (p = dir; p; p = p->parent)
 		if (p == n)
 			return -EBADMSG;	/* into its own subtree */
-	old = index_lookup(ix, dir, r->name.p, r->name.len);
+	old = index_lookup(ix, dir, name.p, name.len);
 	if (old == n)
 		return 0;			/* rename onto itself */
-	if ((old ? old->id : 0) != r->replaced)
+	if ((old ? old->id : 0) != replaced || (old && old->id == n->id))
 		return -EBADMSG;
-	if (old) {
-		if (old->type == MST_T_DIR && old->x.dir->nchildren)
-			return -EBADMSG;
-		detach(ix, old, r->lsn);
-		node_drop(ix, old);
-	}
-	if (r->name.len > n->namelen) {
-		struct node *m;
-
-		/* The name is stored inline: grow the node. Every pointer to
-		 * it is in the tables and lists, so re-link them. */
-		htab_del(&ix->by_id, n, ID_OFF);
-		if (n->type == MST_T_MSG)
-			htab_del(&ix->by_idem, n, IDEM_OFF);
-		p = n->parent;
-		detach(ix, n, r->lsn);
-		m = realloc(n, sizeof *n + r->name.len + 1);
-		if (m == NULL) {
-			attach(ix, n, p);
-			htab_add(&ix->by_id, n, ID_OFF);
-			if (n->type == MST_T_MSG)
-				htab_add(&ix->by_idem, n, IDEM_OFF);
+	if (old && old->type == MST_T_DIR && old->x.dir->nchildren)
+		return -EBADMSG;
+	m = n;
+	if (name.len > n->namelen) {
+		m = malloc(sizeof *n + name.len + 1);
+		if (m == NULL)
 			return -ENOMEM;
-		}
-		n = m;
-		if (n->type == MST_T_DIR) {
-			struct node *c;
-
-			for (c = n->x.dir->first; c; c = c->sib_next)
-				c->parent = n;
-		}
-		htab_add(&ix->by_id, n, ID_OFF);
-		if (n->type == MST_T_MSG)
-			htab_add(&ix->by_idem, n, IDEM_OFF);
-		dir_touch(p, r->lsn, r->mtime_ns);
-	} else {
-		p = n->parent;
-		detach(ix, n, r->lsn);
-		dir_touch(p, r->lsn, r->mtime_ns);
 	}
-	memcpy(n->name, r->name.p, r->name.len);
-	n->name[r->name.len] = '\0';
-	n->namelen = r->name.len;
-	attach(ix, n, dir);
-	n->change = r->lsn;
-	n->ctime_ns = r->mtime_ns;
+	if (old) {
+		detach(ix, old, lsn);
+		node_drop(ix, old, lsn, now);
+	}
+	detach(ix, n, lsn);
+	if (m != n) {
+		memcpy(m, n, sizeof *n);
+		if (n->type == MST_T_FILE) {
+			for (pp = &n->x.file->names; *pp != n;
+			    pp = &(*pp)->link_next)
+				;
+			*pp = m;
+		} else {
+			htab_del(&ix->by_id, n, ID_OFF);
+			htab_add(&ix->by_id, m, ID_OFF);
+		}
+		if (n->type == MST_T_MSG) {
+			htab_del(&ix->by_idem, n, IDEM_OFF);
+			htab_add(&ix->by_idem, m, IDEM_OFF);
+		}
+		if (n->type == MST_T_DIR)
+			for (c = n->x.dir->first; c; c = c->sib_next)
+				c->parent = m;
+		free(n);
+	}
+	memcpy(m->name, name.p, name.len);
+	m->name[name.len] = '\0';
+	m->namelen = name.len;
+	attach(ix, m, dir);
+	if (m->type == MST_T_FILE) {
+		m->x.file->change = lsn;
+		m->x.file->ctime_ns = now;
+	} else {
+		m->change = lsn;
+		m->ctime_ns = now;
+	}
+	dir_touch(from, lsn, now);
+	dir_touch(dir, lsn, now);
+	return 0;
+}
+
+/* The name of |id| in |parent| called |name|. */
+static struct node *
+find_name(const struct index *ix, uint64_t parent, struct mst_str name,
+    uint64_t id)
+{
+	struct node *dir = index_find_id(ix, parent), *n;
+
+	if (dir == NULL || dir->type != MST_T_DIR)
+		return NULL;
+	n = index_lookup(ix, dir, name.p, name.len);
+	return n && n->id == id ? n : NULL;
+}
+
+/* First format: MOVE and REMOVE name a node by id; a file had one name. */
+static struct node *
+node_by_id(const struct index *ix, uint64_t id)
+{
+	struct fobj *f = index_find_file(ix, id);
+
+	if (f)
+		return f->nlink == 1 ? f->names : NULL;
+	return index_find_id(ix, id);
+}
+
+static int
+remove_name(struct index *ix, struct node *n, uint64_t lsn, int64_t now)
+{
+	struct node *p;
+
+	if (n == NULL || n == ix->root ||
+	    (n->type == MST_T_DIR && n->x.dir->nchildren))
+		return -EBADMSG;
+	p = n->parent;
+	detach(ix, n, lsn);
+	node_drop(ix, n, lsn, now);
+	dir_touch(p, lsn, now);
+	return 0;
+}
+
+static int
+apply_link(struct index *ix, const struct rec *r)
+{
+	struct fobj *f = index_find_file(ix, r->id);
+	struct node *dir = index_find_id(ix, r->parent);
+	int rc;
+
+	if (f == NULL || dir == NULL || dir->type != MST_T_DIR ||
+	    index_lookup(ix, dir, r->name.p, r->name.len))
+		return -EBADMSG;
+	rc = link_name(ix, f, dir, r->name);
+	if (rc < 0)
+		return rc;
+	f->ctime_ns = r->mtime_ns;
+	f->change = r->lsn;
 	dir_touch(dir, r->lsn, r->mtime_ns);
 	return 0;
 }
 
 int
 index_apply(struct index *ix, const struct rec *r, uint32_t seg,
-    uint64_t body_off)
+    uint64_t body_off, const uint8_t *body)
 {
-	struct node *n = NULL, *p;
-	int rc = 0;
+	int rc;
 
-	if (r->type != REC_CREATE) {
-		n = index_find_id(ix, r->id);
-		if (n == NULL)
-			return -EBADMSG;
-	}
 	switch (r->type) {
 	case REC_CREATE:
-		rc = apply_create(ix, r, seg, body_off);
+		rc = apply_create(ix, r, seg, body_off, body);
 		break;
 	case REC_DATA:
 	case REC_RELOCATE:
-		rc = apply_body(ix, r, n, seg, body_off);
+		rc = apply_body(ix, r, seg, body_off, body);
 		break;
-	case REC_MOVE:
-		rc = apply_move(ix, r, n);
+	case REC_EXTENT:
+		rc = apply_extent(ix, r, seg, body_off, body);
 		break;
+	case REC_MOVE: {
+		struct node *n = node_by_id(ix, r->id);
+
+		rc = n ? move_name(ix, n, index_find_id(ix, r->parent),
+		    r->name, r->replaced, r->lsn, r->mtime_ns) : -EBADMSG;
+		break;
+	}
+	case REC_RENAME: {
+		struct node *n = find_name(ix, r->from_parent, r->from_name,
+		    r->id);
+
+		rc = n ? move_name(ix, n, index_find_id(ix, r->parent),
+		    r->name, r->replaced, r->lsn, r->mtime_ns) : -EBADMSG;
+		break;
+	}
 	case REC_REMOVE:
-		if (n == ix->root ||
-		    (n->type == MST_T_DIR && n->x.dir->nchildren))
-			return -EBADMSG;
-		p = n->parent;
-		detach(ix, n, r->lsn);
-		node_drop(ix, n);
-		dir_touch(p, r->lsn, r->mtime_ns);
+		rc = remove_name(ix, node_by_id(ix, r->id), r->lsn,
+		    r->mtime_ns);
+		break;
+	case REC_UNLINK:
+		rc = remove_name(ix, find_name(ix, r->parent, r->name, r->id),
+		    r->lsn, r->mtime_ns);
 		break;
 	case REC_SETATTR:
-		if (r->valid & MST_SA_MODE)
-			n->mode = r->mode;
-		if (r->valid & MST_SA_UID)
-			n->uid = r->uid;
-		if (r->valid & MST_SA_GID)
-			n->gid = r->gid;
-		if (r->valid & MST_SA_MTIME)
-			n->mtime_ns = r->mtime_ns;
-		n->change = r->lsn;
+	case REC_ATTR:
+		rc = apply_attr(ix, r);
+		break;
+	case REC_LINK:
+		rc = apply_link(ix, r);
 		break;
 	default:
 		return -EBADMSG;
@@ -588,6 +1054,31 @@ index_apply(struct index *ix, const struct rec *r, uint32_t seg,
 	if (rc == 0 && r->lsn > ix->lsn)
 		ix->lsn = r->lsn;
 	return rc;
+}
+
+int
+index_load_link(struct index *ix, struct fobj *f, struct node *dir,
+    struct mst_str name)
+{
+	if (dir->type != MST_T_DIR ||
+	    index_lookup(ix, dir, name.p, name.len))
+		return -EBADMSG;
+	return link_name(ix, f, dir, name);
+}
+
+int
+index_load_block(struct index *ix, struct fobj *f, uint64_t i,
+    const struct fblk *b)
+{
+	if (b->len == 0 || b->len > REC_BLOCK || b->valid > b->len ||
+	    i >= blocks_for(f->size) ||
+	    (i + 1 == blocks_for(f->size) && f->size % REC_BLOCK &&
+	    b->valid > f->size % REC_BLOCK))
+		return -EBADMSG;
+	if (blk_reserve(f, i) < 0 || seg_live_add(ix, b->seg, 0) < 0)
+		return -ENOMEM;
+	blk_set(ix, f, i, b);
+	return 0;
 }
 
 struct index *
@@ -601,8 +1092,10 @@ index_new(uint64_t quota_bytes, uint64_t quota_msgs)
 	ix->quota_msgs = quota_msgs;
 	ix->mbox_mask = 63;
 	ix->mboxes = calloc(ix->mbox_mask + 1, sizeof *ix->mboxes);
+	ix->file_mask = 1023;
+	ix->files = calloc(ix->file_mask + 1, sizeof *ix->files);
 	ix->root = node_alloc("", 0, MST_T_DIR);
-	if (ix->mboxes == NULL || ix->root == NULL ||
+	if (ix->mboxes == NULL || ix->files == NULL || ix->root == NULL ||
 	    htab_init(&ix->by_name, 1024) < 0 ||
 	    htab_init(&ix->by_id, 1024) < 0 ||
 	    htab_init(&ix->by_idem, 1024) < 0) {
@@ -626,6 +1119,7 @@ index_free(struct index *ix)
 {
 	size_t i;
 	struct node *n, *next;
+	struct fobj *f, *fnext;
 	struct mbox *m, *mn;
 
 	if (ix == NULL)
@@ -639,6 +1133,17 @@ index_free(struct index *ix)
 				free(n);
 			}
 	}
+	if (ix->files)
+		for (i = 0; i <= ix->file_mask; i++)
+			for (f = ix->files[i]; f; f = fnext) {
+				fnext = f->next;
+				for (n = f->names; n; n = next) {
+					next = n->link_next;
+					free(n);
+				}
+				free(f->blk);
+				free(f);
+			}
 	if (ix->mboxes)
 		for (i = 0; i <= ix->mbox_mask; i++)
 			for (m = ix->mboxes[i]; m; m = mn) {
@@ -646,6 +1151,7 @@ index_free(struct index *ix)
 				free(m);
 			}
 	free(ix->mboxes);
+	free(ix->files);
 	free(ix->by_name.b);
 	free(ix->by_id.b);
 	free(ix->by_idem.b);

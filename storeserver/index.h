@@ -10,6 +10,30 @@
  * construction. Lookups are hash probes with no I/O; the cost is memory,
  * about 230 bytes per stored message plus its name (see mstored(8)).
  *
+ * Ordinary files (MST_T_FILE) are split in two: a name is a struct node
+ * like any other entry, and the object its names share (hard links) is a
+ * struct fobj holding the attributes, the size and a table of 4 KiB
+ * blocks, each a location in the log (a slice of an EXTENT record, or of
+ * a first-format whole body) with its own xxh3-64 sum. A write rewrites
+ * only the blocks it touches (a partly covered block is merged with its
+ * old bytes), so appending n bytes costs the log n + at most 8 KiB plus
+ * record headers, whatever the file's size; a read verifies only the
+ * blocks it returns. A truncate only cuts the table: |valid| says how
+ * much of a block's stored bytes are still inside the file, the rest
+ * (and any block never written, a hole) reads as zeros.
+ *
+ * An fobj lives while it has a name or an OPEN reference (|opens|, kept
+ * by the engine, never persisted). One that lost its last name while
+ * open is an orphan: reachable by id only until its last CLOSE. Replay
+ * runs with no references, so it drops the object at its last UNLINK and
+ * ignores the records written for it afterwards (EXTENT, ATTR of an id
+ * below next_id that is not there).
+ *
+ * Ids: next_id counts up from 2 and is never reused. Ids from
+ * INDEX_ID_LIMIT (2^56, ENG_ID_LOCAL_MIN in engine.h) up belong to the
+ * mount's local tmp files: the engine refuses to hand them out (ENOSPC)
+ * and replay refuses records that carry them.
+ *
  * Not thread-safe: the engine guards an index with its rwlock.
  */
 #ifndef MST_INDEX_H
@@ -23,6 +47,7 @@
 
 #define INDEX_ROOT_ID	1u
 #define INDEX_TOMBS	512u	/* removals remembered per directory */
+#define INDEX_ID_LIMIT	((uint64_t)1 << 56)	/* = ENG_ID_LOCAL_MIN */
 
 struct mbox {
 	struct mbox *next;	/* hash chain */
@@ -42,24 +67,54 @@ struct tomb {
 struct dirx {
 	struct node *first;	/* children, newest first */
 	uint64_t nchildren;
+	uint64_t nsubdirs;	/* children that are directories */
 	struct tomb *tombs;	/* ring of INDEX_TOMBS, allocated on use */
 	unsigned tomb_next;
 	uint64_t tomb_floor;	/* deltas since < floor need a full list */
+};
+
+/* One block of a file. len 0: a hole (reads as zeros). */
+struct fblk {
+	uint64_t off;		/* of its bytes in segment |seg| */
+	uint64_t sum;		/* xxh3-64 of the |len| stored bytes */
+	uint32_t seg;
+	uint16_t len;		/* stored bytes */
+	uint16_t valid;		/* of them inside the file (<= len) */
+};
+
+/* An ordinary file's object, shared by its names. */
+struct fobj {
+	struct fobj *next;	/* id hash chain */
+	struct node *names;	/* its names, linked by node->link_next */
+	uint64_t id;
+	uint64_t size;
+	uint64_t change;	/* lsn of the last change to it */
+	int64_t mtime_ns, ctime_ns, atime_ns;
+	uint32_t mode, uid, gid;
+	uint32_t nlink;		/* names */
+	uint32_t opens;		/* OPEN references; never persisted */
+	uint64_t nblk;		/* entries in |blk|; those past the size's
+				   last block are holes */
+	struct fblk *blk;
+	uint64_t ckpt_mark;	/* checkpoint that saved it already */
 };
 
 struct node {
 	struct node *pn_next;	/* (parent, name) hash chain */
 	struct node *id_next;	/* id hash chain */
 	struct node *idem_next;	/* idempotency hash chain (messages) */
+	struct node *link_next;	/* other names of the same file */
 	struct node *sib_prev, *sib_next;
 	struct node *parent;
-	uint64_t id;
+	uint64_t id;		/* a file's name: its object's id */
+	/* The rest but the name is unused in a file's name: see x.file. */
 	uint64_t change;	/* lsn of the last change to it */
 	uint64_t checksum;	/* body */
 	uint64_t size;
 	uint64_t off;		/* body offset in segment |seg| */
 	int64_t mtime_ns;
 	int64_t ctime_ns;
+	int64_t atime_ns;
 	uint32_t mode, uid, gid;
 	uint32_t seg;
 	uint8_t type;		/* MST_T_* */
@@ -67,6 +122,7 @@ struct node {
 	union {
 		struct dirx *dir;	/* MST_T_DIR */
 		struct mbox *mbox;	/* MST_T_MSG */
+		struct fobj *file;	/* MST_T_FILE */
 	} x;
 	uint8_t idem[MST_IDEM_LEN];
 	char name[];
@@ -79,7 +135,11 @@ struct htab {
 };
 
 struct index {
-	struct htab by_name, by_id, by_idem;
+	struct htab by_name, by_id, by_idem;	/* by_id: no file names */
+	struct fobj **files;	/* hash of file objects by id */
+	size_t file_mask, nfiles;
+	uint64_t orphans;	/* file objects with no name left */
+	uint64_t ckpt_gen;	/* checkpoints written (fobj->ckpt_mark) */
 	struct mbox **mboxes;	/* hash of mailboxes */
 	size_t mbox_mask, nmbox;
 	struct node *root;
@@ -98,7 +158,16 @@ void index_free(struct index *ix);
  * on the way; on failure they still grow as needed. */
 void index_reserve(struct index *ix, uint64_t nodes);
 
+/* A directory or message by id (never a file: index_find_file). */
 struct node *index_find_id(const struct index *ix, uint64_t id);
+struct fobj *index_find_file(const struct index *ix, uint64_t id);
+/* Change counter of an entry (a file name: its object's). */
+uint64_t index_change(const struct node *n);
+/* Attributes of an entry, or of a file object. */
+void index_attr(const struct node *n, struct mst_attr *a);
+void index_fattr(const struct fobj *f, struct mst_attr *a);
+/* Drop |n| OPEN references: frees an orphan at its last. */
+void index_file_put(struct index *ix, struct fobj *f, uint32_t n);
 struct node *index_lookup(const struct index *ix, const struct node *dir,
     const char *name, size_t len);
 struct node *index_find_idem(const struct index *ix,
@@ -114,11 +183,19 @@ struct mbox *index_mbox(struct index *ix, struct mst_str name, int create);
 
 /*
  * Apply one record. |seg| and |body_off| locate the record's body in the
- * log (ignored for records without one). Returns 0, -ENOMEM, or -EBADMSG
- * when the record contradicts the index (a damaged log).
+ * log and |body| is its bytes (all three ignored for records without
+ * one). Returns 0, -ENOMEM, or -EBADMSG when the record contradicts the
+ * index (a damaged log).
  */
 int index_apply(struct index *ix, const struct rec *r, uint32_t seg,
-    uint64_t body_off);
+    uint64_t body_off, const uint8_t *body);
+
+/* Checkpoint loading: another name |name| in |dir| for |f| (no times
+ * touched), and a block of |f|. 0 or -ENOMEM / -EBADMSG. */
+int index_load_link(struct index *ix, struct fobj *f, struct node *dir,
+    struct mst_str name);
+int index_load_block(struct index *ix, struct fobj *f, uint64_t i,
+    const struct fblk *b);
 
 /* Account live bytes of a segment (used by apply and compaction). */
 uint64_t index_seg_live(const struct index *ix, uint32_t seg);
@@ -128,8 +205,12 @@ uint64_t index_seg_live(const struct index *ix, uint32_t seg);
  * load it back. Return 0 or a negative errno (-EBADMSG for a damaged
  * file).
  */
-int index_save(const struct index *ix, int fd, uint32_t seg, uint64_t off);
-int index_load(struct index *ix, int fd, uint32_t *seg_out,
-    uint64_t *off_out);
+int index_save(struct index *ix, int fd, uint32_t seg, uint64_t off);
+/* Reads |len| bytes at |off| of segment |seg| (first-format checkpoints
+ * only): 0 or a negative errno. */
+typedef int index_body_fn(void *arg, uint32_t seg, uint64_t off, void *buf,
+    size_t len);
+int index_load(struct index *ix, int fd, index_body_fn *body, void *body_arg,
+    uint32_t *seg_out, uint64_t *off_out);
 
 #endif /* MST_INDEX_H */

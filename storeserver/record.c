@@ -18,6 +18,7 @@ rec_has_body(const struct rec *r)
 		return r->ntype == MST_T_MSG || r->ntype == MST_T_FILE;
 	case REC_DATA:
 	case REC_RELOCATE:
+	case REC_EXTENT:
 		return 1;
 	default:
 		return 0;
@@ -60,6 +61,37 @@ put_fixed(struct wr *w, const struct rec *r)
 		wr_u32(w, r->mode);
 		wr_u32(w, r->uid);
 		wr_u32(w, r->gid);
+		wr_u64(w, (uint64_t)r->mtime_ns);
+		break;
+	case REC_EXTENT:
+		wr_u64(w, r->first);
+		wr_u64(w, r->fsize);
+		wr_u64(w, (uint64_t)r->mtime_ns);
+		wr_u32(w, r->flags);
+		wr_u32(w, r->nblk);
+		break;
+	case REC_ATTR:
+		wr_u32(w, r->valid);
+		wr_u32(w, r->mode);
+		wr_u32(w, r->uid);
+		wr_u32(w, r->gid);
+		wr_u64(w, r->fsize);
+		wr_u64(w, (uint64_t)r->set_mtime_ns);
+		wr_u64(w, (uint64_t)r->set_atime_ns);
+		wr_u64(w, (uint64_t)r->mtime_ns);
+		break;
+	case REC_LINK:
+	case REC_UNLINK:
+		wr_u64(w, r->parent);
+		wr_str(w, r->name);
+		wr_u64(w, (uint64_t)r->mtime_ns);
+		break;
+	case REC_RENAME:
+		wr_u64(w, r->from_parent);
+		wr_str(w, r->from_name);
+		wr_u64(w, r->parent);
+		wr_str(w, r->name);
+		wr_u64(w, r->replaced);
 		wr_u64(w, (uint64_t)r->mtime_ns);
 		break;
 	}
@@ -116,7 +148,7 @@ rec_hdr_decode(struct rec *r, const uint8_t hdr[REC_HDR_LEN],
 	(void)rd_u32(&d);		/* padding */
 	r->lsn = rd_u64(&d);
 	*sum_out = rd_u64(&d);
-	if (r->type < REC_CREATE || r->type > REC_RELOCATE || len < 8 ||
+	if (r->type < REC_CREATE || r->type > REC_RENAME || len < 8 ||
 	    len > max_len)
 		return -EBADMSG;
 	return (int)len;
@@ -174,12 +206,51 @@ rec_decode(struct rec *r, const uint8_t *payload, size_t len)
 		r->gid = rd_u32(&d);
 		r->mtime_ns = (int64_t)rd_u64(&d);
 		break;
+	case REC_EXTENT:
+		r->first = rd_u64(&d);
+		r->fsize = rd_u64(&d);
+		r->mtime_ns = (int64_t)rd_u64(&d);
+		r->flags = rd_u32(&d);
+		r->nblk = rd_u32(&d);
+		if (r->nblk == 0 || r->nblk > REC_EXT_MAX ||
+		    r->first > UINT64_MAX / REC_BLOCK - REC_EXT_MAX)
+			rd_fail(&d, -EBADMSG);
+		break;
+	case REC_ATTR:
+		r->valid = rd_u32(&d);
+		r->mode = rd_u32(&d);
+		r->uid = rd_u32(&d);
+		r->gid = rd_u32(&d);
+		r->fsize = rd_u64(&d);
+		r->set_mtime_ns = (int64_t)rd_u64(&d);
+		r->set_atime_ns = (int64_t)rd_u64(&d);
+		r->mtime_ns = (int64_t)rd_u64(&d);
+		break;
+	case REC_LINK:
+	case REC_UNLINK:
+		r->parent = rd_u64(&d);
+		r->name = rd_str(&d);
+		r->mtime_ns = (int64_t)rd_u64(&d);
+		break;
+	case REC_RENAME:
+		r->from_parent = rd_u64(&d);
+		r->from_name = rd_str(&d);
+		r->parent = rd_u64(&d);
+		r->name = rd_str(&d);
+		r->replaced = rd_u64(&d);
+		r->mtime_ns = (int64_t)rd_u64(&d);
+		break;
 	}
 	r->size = 0;
 	if (rec_has_body(r)) {
 		r->checksum = rd_u64(&d);
 		r->size = rd_u64(&d);
 		if (!d.err && r->size != len - d.off)
+			rd_fail(&d, -EBADMSG);
+		if (!d.err && r->type == REC_EXTENT &&
+		    (r->size <= (uint64_t)r->nblk * 8 + (r->nblk - 1) *
+		    (uint64_t)REC_BLOCK ||
+		    r->size > (uint64_t)r->nblk * (8 + REC_BLOCK)))
 			rd_fail(&d, -EBADMSG);
 		r->body_off = (uint32_t)d.off;
 		d.off = d.len;

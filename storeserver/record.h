@@ -11,9 +11,20 @@
  * checksum = xxh3-64 of header bytes 0..23 followed by the payload, so a
  * torn or damaged record (header or payload) never validates. The payload
  * starts with fixed fields (big-endian, strings as u16 length + bytes);
- * records that carry a body (CREATE of a message or file, DATA, RELOCATE)
- * end with it, so the body's file offset is the record offset + 32 +
- * len - size.
+ * records that carry a body (CREATE of a message or file, DATA, RELOCATE,
+ * EXTENT) end with it, so the body's file offset is the record offset +
+ * 32 + len - size.
+ *
+ * EXTENT carries |nblk| consecutive 4 KiB blocks of an ordinary file
+ * from block |first|: its body is nblk u64 xxh3-64 sums (one per block),
+ * then the blocks' bytes, all REC_BLOCK long except the last (1..4096).
+ * The per-block sums let a READ verify just the blocks it returns.
+ *
+ * Record types 1-6 are the first format and are still replayed; the
+ * writer no longer emits DATA, RELOCATE of files, MOVE, REMOVE or
+ * SETATTR: EXTENT, ATTR, LINK, UNLINK and RENAME name everything their
+ * replay needs, including the writer's clock (|mtime_ns| is "now" in
+ * them), so times replay identically.
  */
 #ifndef MST_RECORD_H
 #define MST_RECORD_H
@@ -34,19 +45,38 @@ enum rec_type {
 	REC_REMOVE = 4,		/* unlink, rmdir, expunge */
 	REC_SETATTR = 5,	/* mode, owner, mtime */
 	REC_RELOCATE = 6,	/* compaction moved a body here */
+	REC_EXTENT = 7,		/* file blocks written (or relocated) */
+	REC_ATTR = 8,		/* attributes incl. size and atime */
+	REC_LINK = 9,		/* another name for a file */
+	REC_UNLINK = 10,	/* one name goes (unlink, rmdir, expunge) */
+	REC_RENAME = 11,	/* one name moves, possibly over a target */
 };
+
+#define REC_BLOCK	4096u	/* file block size */
+#define REC_EXT_MAX	256u	/* blocks per EXTENT record */
+#define REC_EXT_RELOC	0x01u	/* EXTENT flag: compaction moved them */
 
 struct rec {
 	uint8_t type;
 	uint64_t lsn;
 	uint64_t id;
-	uint64_t parent;	/* CREATE, MOVE: the (new) parent */
+	uint64_t parent;	/* CREATE, MOVE, LINK, UNLINK, RENAME: the
+				   (new) parent */
+	uint64_t from_parent;	/* RENAME: where the name was */
+	struct mst_str from_name;	/* RENAME */
 	uint64_t replaced;	/* MOVE: id of the node it replaced, or 0 */
-	int64_t mtime_ns;
+	int64_t mtime_ns;	/* the writer's clock (see above) */
+	int64_t set_mtime_ns;	/* ATTR with MST_SA_MTIME */
+	int64_t set_atime_ns;	/* ATTR with MST_SA_ATIME */
+	uint64_t fsize;		/* ATTR with MST_SA_SIZE; EXTENT: file size
+				   after it */
+	uint64_t first;		/* EXTENT: first block number */
+	uint32_t nblk;		/* EXTENT: blocks */
+	uint32_t flags;		/* EXTENT: REC_EXT_* */
 	uint8_t ntype;		/* CREATE: MST_T_* */
-	uint32_t valid;		/* SETATTR: MST_SA_* */
+	uint32_t valid;		/* SETATTR, ATTR: MST_SA_* */
 	uint32_t mode, uid, gid;
-	struct mst_str name;	/* CREATE, MOVE */
+	struct mst_str name;	/* CREATE, MOVE, LINK, UNLINK, RENAME */
 	struct mst_str mailbox;	/* CREATE of a message */
 	uint8_t idem[MST_IDEM_LEN];
 	uint64_t checksum;	/* of the body */

@@ -2,7 +2,9 @@
  * check_engine.c - Check suite for the local storage engine: append and
  * read back, rebuild equals live, torn-tail recovery at every byte offset,
  * compaction, scrub, idempotency, exclusive create, rename-replace,
- * quotas, fault injection, LIST deltas.
+ * quotas, fault injection, LIST deltas; ordinary files by id: block
+ * writes and reads, truncate, hard links, times, OPEN references and
+ * orphans, their restart, compaction and scrub.
  */
 #include <check.h>
 #include <errno.h>
@@ -730,6 +732,704 @@ START_TEST(big_torn_tail_is_cut_and_damage_before_a_record_is_not)
 }
 END_TEST
 
+/* --- ordinary files by id --- */
+
+/* Create |path| empty with PUT and return its id. */
+static uint64_t
+new_file(const char *path)
+{
+	struct mst_attr a;
+
+	ck_assert_int_eq(t_put(&T, path, "", 0, 1), 0);
+	ck_assert_int_eq(t_lookup(&T, path, &a), 0);
+	ck_assert_uint_eq(a.type, MST_T_FILE);
+	return a.id;
+}
+
+/* Field by field (struct padding is not compared). */
+static void
+attr_eq(const struct mst_attr *x, const struct mst_attr *y)
+{
+	ck_assert_uint_eq(x->type, y->type);
+	ck_assert_uint_eq(x->id, y->id);
+	ck_assert_uint_eq(x->size, y->size);
+	ck_assert_uint_eq(x->mode, y->mode);
+	ck_assert_uint_eq(x->uid, y->uid);
+	ck_assert_uint_eq(x->gid, y->gid);
+	ck_assert_uint_eq(x->nlink, y->nlink);
+	ck_assert_uint_eq(x->mtime_ns, y->mtime_ns);
+	ck_assert_uint_eq(x->ctime_ns, y->ctime_ns);
+	ck_assert_uint_eq(x->atime_ns, y->atime_ns);
+	ck_assert_uint_eq(x->change, y->change);
+}
+
+/* Bytes in every segment file. */
+static uint64_t
+log_bytes(void)
+{
+	char p[400];
+	uint64_t total = 0;
+	struct stat st;
+	unsigned no;
+
+	for (no = 1; no < 4096; no++) {
+		snprintf(p, sizeof p, "%s/log/%08x.seg", tmpl, no);
+		if (stat(p, &st) == 0)
+			total += (uint64_t)st.st_size;
+	}
+	return total;
+}
+
+/* Read the whole of |id| into |buf| (cap bytes) with READs of at most
+ * |step| bytes; returns the size. */
+static size_t
+read_all(uint64_t id, char *buf, size_t cap, uint32_t step)
+{
+	uint64_t total = 0, off = 0;
+	size_t got;
+
+	do {
+		ck_assert_int_eq(t_read(&T, id, off, step, buf + off, &got,
+		    &total), 0);
+		ck_assert_uint_le(off + got, cap);
+		off += got;
+	} while (got > 0 && off < total);
+	ck_assert_uint_eq(off, total);
+	return (size_t)off;
+}
+
+START_TEST(small_appends_cost_the_log_a_bounded_amount)
+{
+	static char want[(1u << 20) + 4096], got[sizeof want];
+	uint64_t id, before, grew, most = 0, first_half = 0, second_half = 0;
+	struct mst_attr a;
+	size_t off = 0, len = 997;
+	int n = 0;
+
+	ck_assert_int_eq(t_mkdir(&T, "d"), 0);
+	id = new_file("d/dovecot.index.log");
+	while (off < (1u << 20)) {
+		fill(want + off, len, (unsigned)n);
+		before = log_bytes();
+		ck_assert_int_eq(t_write(&T, id, 0, MST_WR_APPEND, want + off,
+		    len, &a), 0);
+		grew = log_bytes() - before;
+		off += len;
+		ck_assert_uint_eq(a.size, off);
+		/* At most two blocks (the append may cross a boundary),
+		 * their sums and one record header. */
+		ck_assert_msg(grew <= len + 2 * 4096 + 256,
+		    "append %d at %zu grew the log by %llu", n, off - len,
+		    (unsigned long long)grew);
+		if (grew > most)
+			most = grew;
+		if (off < (1u << 19))
+			first_half += grew;
+		else
+			second_half += grew;
+		n++;
+	}
+	/* Appending near 1 MiB costs what appending near 0 did. */
+	ck_assert_uint_le(second_half, first_half + first_half / 10);
+	ck_assert_uint_eq(read_all(id, got, sizeof got, 60000), off);
+	ck_assert(memcmp(got, want, off) == 0);
+}
+END_TEST
+
+/* A model of the file in memory: random writes, truncates and reads. */
+START_TEST(read_back_ranges_across_blocks_and_holes)
+{
+	static char model[64 * 1024], got[64 * 1024], buf[12000];
+	struct mst_fsetattr_req s = { .valid = MST_SA_SIZE };
+	char *dump;
+	uint64_t id, total;
+	size_t size = 0, off, len, n;
+	unsigned seed = 12345, i;
+
+	ck_assert_int_eq(t_mkdir(&T, "d"), 0);
+	id = new_file("d/f");
+	s.id = id;
+	for (i = 0; i < 300; i++) {
+		seed = seed * 1103515245u + 12345u;
+		off = (seed >> 8) % (sizeof model - sizeof buf);
+		len = (seed >> 3) % sizeof buf;
+		if (i % 17 == 5) {		/* truncate, shrink or extend */
+			s.size = off;
+			ck_assert_int_eq(t_fsetattr(&T, &s, NULL), 0);
+			if (off < size)
+				memset(model + off, 0, size - off);
+			size = off;
+		} else {
+			fill(buf, len, i);
+			ck_assert_int_eq(t_write(&T, id, off, 0, buf, len,
+			    NULL), 0);
+			memcpy(model + off, buf, len);
+			if (len && off + len > size)
+				size = off + len;
+		}
+		if (i == 150)
+			reopen();
+		/* A random range, often across blocks or holes. */
+		off = (seed >> 5) % (sizeof model);
+		len = (seed >> 11) % 9000;
+		ck_assert_int_eq(t_read(&T, id, off, (uint32_t)len, got, &n,
+		    &total), 0);
+		ck_assert_uint_eq(total, size);
+		ck_assert_uint_eq(n, off >= size ? 0 : (size - off < len ?
+		    size - off : len));
+		ck_assert_msg(memcmp(got, model + off, n) == 0,
+		    "op %u: read %zu at %zu differs", i, len, off);
+	}
+	ck_assert_uint_eq(read_all(id, got, sizeof got, 5000), size);
+	ck_assert(memcmp(got, model, size) == 0);
+	/* GET of a file built from blocks: same bytes, whole-file sum. */
+	dump = t_dump(&T);
+	ck_assert_ptr_nonnull(strstr(dump, "d/f body rc=0"));
+	free(dump);
+}
+END_TEST
+
+START_TEST(truncate_shrinks_and_extends_with_zeros)
+{
+	char buf[10000], got[10000];
+	struct mst_fsetattr_req s = { .valid = MST_SA_SIZE };
+	struct mst_attr a, b;
+	uint64_t id;
+	size_t n;
+
+	ck_assert_int_eq(t_mkdir(&T, "d"), 0);
+	id = new_file("d/f");
+	memset(buf, 'x', sizeof buf);
+	ck_assert_int_eq(t_write(&T, id, 0, 0, buf, sizeof buf, &a), 0);
+	s.id = id;
+	s.size = 5000;
+	usleep(2000);
+	ck_assert_int_eq(t_fsetattr(&T, &s, &b), 0);
+	ck_assert_uint_eq(b.size, 5000);
+	ck_assert_uint_gt(b.mtime_ns, a.mtime_ns);
+	ck_assert_uint_eq(b.ctime_ns, b.mtime_ns);
+	s.size = 9000;
+	ck_assert_int_eq(t_fsetattr(&T, &s, &b), 0);
+	ck_assert_int_eq(t_read(&T, id, 0, sizeof got, got, &n, NULL), 0);
+	ck_assert_uint_eq(n, 9000);
+	memset(buf + 5000, 0, 4000);
+	ck_assert(memcmp(got, buf, 9000) == 0);
+	/* Writing into the block the truncate cut keeps the zeros. */
+	ck_assert_int_eq(t_write(&T, id, 8000, 0, "yz", 2, NULL), 0);
+	memcpy(buf + 8000, "yz", 2);
+	reopen();
+	ck_assert_int_eq(t_read(&T, id, 0, sizeof got, got, &n, NULL), 0);
+	ck_assert_uint_eq(n, 9000);
+	ck_assert(memcmp(got, buf, 9000) == 0);
+	s.size = 0;
+	ck_assert_int_eq(t_fsetattr(&T, &s, &b), 0);
+	ck_assert_int_eq(t_read(&T, id, 0, sizeof got, got, &n, NULL), 0);
+	ck_assert_uint_eq(n, 0);
+	/* SETATTR by path truncates as well. */
+	ck_assert_int_eq(t_write(&T, id, 0, 0, "hello", 5, NULL), 0);
+	{
+		struct mst_setattr_req p = { .path = mst_str_of("d/f"),
+			.valid = MST_SA_SIZE, .size = 2 };
+
+		ck_assert_int_eq(t_setattr(&T, &p, &b), 0);
+	}
+	ck_assert_int_eq(t_read(&T, id, 0, sizeof got, got, &n, NULL), 0);
+	ck_assert(n == 2 && memcmp(got, "he", 2) == 0);
+}
+END_TEST
+
+START_TEST(write_rules_for_messages_dirs_and_limits)
+{
+	struct mst_fsetattr_req s = { .valid = MST_SA_SIZE, .size = 1 };
+	struct mst_attr d, m;
+	uint64_t mid, id;
+	char got[100];
+	size_t n;
+
+	ck_assert_int_eq(t_mkdirs(&T, "u"), 0);
+	ck_assert_int_eq(t_deliver(&T, "u", MST_SUB_NEW, "m1", "body", 4,
+	    NULL, &mid), 0);
+	ck_assert_int_eq(t_write(&T, mid, 0, 0, "x", 1, NULL), -EPERM);
+	s.id = mid;
+	ck_assert_int_eq(t_fsetattr(&T, &s, NULL), -EPERM);
+	ck_assert_int_eq(t_read(&T, mid, 1, 2, got, &n, NULL), 0);
+	ck_assert(n == 2 && memcmp(got, "od", 2) == 0);
+	ck_assert_int_eq(t_getattr(&T, mid, &m), 0);
+	ck_assert_uint_eq(m.type, MST_T_MSG);
+	ck_assert_int_eq(t_lookup(&T, "u", &d), 0);
+	ck_assert_int_eq(t_write(&T, d.id, 0, 0, "x", 1, NULL), -EISDIR);
+	ck_assert_int_eq(t_read(&T, d.id, 0, 1, got, &n, NULL), -EISDIR);
+	ck_assert_int_eq(t_write(&T, 999999, 0, 0, "x", 1, NULL), -ENOENT);
+	ck_assert_int_eq(t_getattr(&T, 999999, NULL), -ENOENT);
+	id = new_file("u/f");
+	ck_assert_int_eq(t_write(&T, id, T.conf.max_body, 0, "x", 1, NULL),
+	    -EFBIG);
+	s.id = id;
+	s.size = T.conf.max_body + 1;
+	ck_assert_int_eq(t_fsetattr(&T, &s, NULL), -EFBIG);
+}
+END_TEST
+
+START_TEST(links_share_content_and_nlink)
+{
+	struct mst_attr a, b;
+	uint64_t id, mid;
+	char got[64];
+	size_t n;
+
+	ck_assert_int_eq(t_mkdirs(&T, "u"), 0);
+	ck_assert_int_eq(t_mkdir(&T, "v"), 0);
+	id = new_file("u/f");
+	ck_assert_int_eq(t_write(&T, id, 0, 0, "shared", 6, NULL), 0);
+	ck_assert_int_eq(t_link(&T, id, "u/g"), 0);
+	ck_assert_int_eq(t_link(&T, id, "v/h"), 0);
+	ck_assert_int_eq(t_link(&T, id, "v/h"), -EEXIST);
+	ck_assert_int_eq(t_lookup(&T, "v/h", &a), 0);
+	ck_assert_uint_eq(a.id, id);
+	ck_assert_uint_eq(a.nlink, 3);
+	/* A write through the id shows under every name. */
+	ck_assert_int_eq(t_write(&T, id, 6, 0, "!", 1, NULL), 0);
+	ck_assert_int_eq(t_lookup(&T, "u/g", &b), 0);
+	ck_assert_uint_eq(b.size, 7);
+	ck_assert_uint_eq(b.mtime_ns, b.ctime_ns);
+	ck_assert_int_eq(t_simple(&T, MST_OP_UNLINK, "u/f"), 0);
+	ck_assert_int_eq(t_lookup(&T, "u/f", NULL), -ENOENT);
+	ck_assert_int_eq(t_getattr(&T, id, &a), 0);
+	ck_assert_uint_eq(a.nlink, 2);
+	ck_assert_int_eq(t_read(&T, id, 0, sizeof got, got, &n, NULL), 0);
+	ck_assert(n == 7 && memcmp(got, "shared!", 7) == 0);
+	/* Renaming another file over one name leaves the other. */
+	ck_assert_int_eq(t_put(&T, "u/x", "other", 5, 1), 0);
+	ck_assert_int_eq(t_rename(&T, "u/x", "u/g"), 0);
+	ck_assert_int_eq(t_getattr(&T, id, &a), 0);
+	ck_assert_uint_eq(a.nlink, 1);
+	ck_assert_int_eq(t_lookup(&T, "v/h", &a), 0);
+	ck_assert_uint_eq(a.id, id);
+	/* Renaming one link over another of the same file does nothing. */
+	ck_assert_int_eq(t_link(&T, id, "v/h2"), 0);
+	ck_assert_int_eq(t_rename(&T, "v/h", "v/h2"), 0);
+	ck_assert_int_eq(t_lookup(&T, "v/h", NULL), 0);
+	ck_assert_int_eq(t_lookup(&T, "v/h2", &a), 0);
+	ck_assert_uint_eq(a.nlink, 2);
+	/* Messages and directories have one name. */
+	ck_assert_int_eq(t_deliver(&T, "u", MST_SUB_NEW, "m", "x", 1, NULL,
+	    &mid), 0);
+	ck_assert_int_eq(t_link(&T, mid, "u/m2"), -EXDEV);
+	ck_assert_int_eq(t_lookup(&T, "v", &a), 0);
+	ck_assert_int_eq(t_link(&T, a.id, "u/v2"), -EPERM);
+	ck_assert_int_eq(t_link(&T, 424242, "u/zz"), -ENOENT);
+	ck_assert_int_eq(t_link(&T, id, "nosuch/zz"), -ENOENT);
+	/* Both ways of rebuilding keep the names. */
+	reopen();
+	ck_assert_int_eq(t_lookup(&T, "v/h2", &a), 0);
+	ck_assert_uint_eq(a.nlink, 2);
+	ck_assert_int_eq(t_simple(&T, MST_OP_UNLINK, "v/h2"), 0);
+	ck_assert_int_eq(t_simple(&T, MST_OP_UNLINK, "v/h"), 0);
+	ck_assert_int_eq(t_getattr(&T, id, NULL), -ENOENT);
+}
+END_TEST
+
+START_TEST(directory_nlink_counts_subdirectories)
+{
+	struct mst_attr a;
+
+	ck_assert_int_eq(t_mkdir(&T, "d"), 0);
+	ck_assert_int_eq(t_lookup(&T, "d", &a), 0);
+	ck_assert_uint_eq(a.nlink, 2);
+	ck_assert_int_eq(t_mkdir(&T, "d/a"), 0);
+	ck_assert_int_eq(t_mkdir(&T, "d/b"), 0);
+	ck_assert_int_eq(t_put(&T, "d/f", "x", 1, 1), 0);
+	ck_assert_int_eq(t_lookup(&T, "d", &a), 0);
+	ck_assert_uint_eq(a.nlink, 4);
+	ck_assert_int_eq(t_simple(&T, MST_OP_RMDIR, "d/a"), 0);
+	ck_assert_int_eq(t_rename(&T, "d/b", "e"), 0);
+	ck_assert_int_eq(t_lookup(&T, "d", &a), 0);
+	ck_assert_uint_eq(a.nlink, 2);
+	ck_assert_int_eq(t_lookup(&T, "", &a), 0);
+	ck_assert_uint_eq(a.nlink, 4);		/* d and e */
+	reopen();
+	ck_assert_int_eq(t_lookup(&T, "", &a), 0);
+	ck_assert_uint_eq(a.nlink, 4);
+}
+END_TEST
+
+START_TEST(times_follow_ext4_rules)
+{
+	struct mst_fsetattr_req s = { 0 };
+	struct mst_attr f, f2, d, d2, e, r;
+	uint64_t id;
+	char got[8];
+	size_t n;
+
+	ck_assert_int_eq(t_mkdir(&T, "d"), 0);
+	ck_assert_int_eq(t_mkdir(&T, "e"), 0);
+	id = new_file("d/f");
+	ck_assert_int_eq(t_getattr(&T, id, &f), 0);
+	ck_assert_int_eq(t_lookup(&T, "d", &d), 0);
+	ck_assert_uint_eq(f.atime_ns, f.mtime_ns);
+	ck_assert_uint_eq(f.ctime_ns, f.mtime_ns);
+	ck_assert_uint_eq(d.mtime_ns, f.mtime_ns);	/* one clock reading */
+	ck_assert_uint_eq(d.ctime_ns, f.mtime_ns);
+	usleep(2000);
+	ck_assert_int_eq(t_write(&T, id, 0, 0, "abc", 3, &f2), 0);
+	ck_assert_uint_gt(f2.mtime_ns, f.mtime_ns);
+	ck_assert_uint_eq(f2.ctime_ns, f2.mtime_ns);
+	ck_assert_uint_eq(f2.atime_ns, f.atime_ns);
+	ck_assert_int_eq(t_lookup(&T, "d", &d2), 0);
+	ck_assert_uint_eq(d2.mtime_ns, d.mtime_ns);	/* contents only */
+	/* Reads leave atime alone (documented: noatime). */
+	ck_assert_int_eq(t_read(&T, id, 0, 3, got, &n, NULL), 0);
+	ck_assert_int_eq(t_getattr(&T, id, &f), 0);
+	ck_assert_uint_eq(f.atime_ns, f2.atime_ns);
+	/* chmod: ctime only. */
+	usleep(2000);
+	s.id = id;
+	s.valid = MST_SA_MODE;
+	s.mode = 0640;
+	ck_assert_int_eq(t_fsetattr(&T, &s, &f), 0);
+	ck_assert_uint_eq(f.mode, 0640);
+	ck_assert_uint_eq(f.mtime_ns, f2.mtime_ns);
+	ck_assert_uint_gt(f.ctime_ns, f2.ctime_ns);
+	/* Explicit times are taken as given; ctime is now. */
+	s.valid = MST_SA_MTIME | MST_SA_ATIME;
+	s.mtime_ns = 1000000000ull * 1000000;
+	s.atime_ns = 1000000000ull * 999999;
+	ck_assert_int_eq(t_fsetattr(&T, &s, &f2), 0);
+	ck_assert_uint_eq(f2.mtime_ns, s.mtime_ns);
+	ck_assert_uint_eq(f2.atime_ns, s.atime_ns);
+	ck_assert_uint_gt(f2.ctime_ns, f.ctime_ns);
+	/* link: ctime of the file, mtime and ctime of the new parent. */
+	usleep(2000);
+	ck_assert_int_eq(t_link(&T, id, "e/g"), 0);
+	ck_assert_int_eq(t_getattr(&T, id, &f), 0);
+	ck_assert_int_eq(t_lookup(&T, "e", &e), 0);
+	ck_assert_uint_gt(f.ctime_ns, f2.ctime_ns);
+	ck_assert_uint_eq(f.mtime_ns, f2.mtime_ns);
+	ck_assert_uint_eq(e.mtime_ns, f.ctime_ns);
+	ck_assert_uint_eq(e.ctime_ns, f.ctime_ns);
+	/* unlink of one name: the file's ctime, the parent's mtime. */
+	usleep(2000);
+	ck_assert_int_eq(t_simple(&T, MST_OP_UNLINK, "e/g"), 0);
+	ck_assert_int_eq(t_getattr(&T, id, &f2), 0);
+	ck_assert_int_eq(t_lookup(&T, "e", &e), 0);
+	ck_assert_uint_gt(f2.ctime_ns, f.ctime_ns);
+	ck_assert_uint_eq(e.mtime_ns, f2.ctime_ns);
+	/* rename: ctime of the moved file, both parents. */
+	usleep(2000);
+	ck_assert_int_eq(t_rename(&T, "d/f", "e/f"), 0);
+	ck_assert_int_eq(t_getattr(&T, id, &f), 0);
+	ck_assert_int_eq(t_lookup(&T, "d", &d), 0);
+	ck_assert_int_eq(t_lookup(&T, "e", &e), 0);
+	ck_assert_uint_gt(f.ctime_ns, f2.ctime_ns);
+	ck_assert_uint_eq(d.mtime_ns, f.ctime_ns);
+	ck_assert_uint_eq(e.mtime_ns, f.ctime_ns);
+	ck_assert_uint_eq(f.mtime_ns, f2.mtime_ns);
+	/* rmdir and mkdir: the parent. */
+	usleep(2000);
+	ck_assert_int_eq(t_mkdir(&T, "d/sub"), 0);
+	ck_assert_int_eq(t_lookup(&T, "d", &d2), 0);
+	ck_assert_uint_gt(d2.mtime_ns, d.mtime_ns);
+	ck_assert_int_eq(t_lookup(&T, "d/sub", &r), 0);
+	ck_assert_uint_eq(r.mtime_ns, d2.mtime_ns);
+	/* All of it replays identically. */
+	reopen();
+	ck_assert_int_eq(t_getattr(&T, id, &f2), 0);
+	attr_eq(&f, &f2);
+}
+END_TEST
+
+START_TEST(open_file_survives_unlink_until_close)
+{
+	struct mst_fsetattr_req s = { .valid = MST_SA_MODE, .mode = 0600 };
+	struct mst_attr a;
+	uint64_t id;
+	char got[64];
+	size_t n;
+
+	ck_assert_int_eq(t_mkdir(&T, "d"), 0);
+	id = new_file("d/f");
+	ck_assert_int_eq(t_write(&T, id, 0, 0, "still here", 10, NULL), 0);
+	ck_assert_int_eq(t_ref(&T, MST_OP_OPEN, id, 7), 0);
+	ck_assert_int_eq(t_ref(&T, MST_OP_OPEN, 0, 7), -ENOENT);
+	ck_assert_int_eq(t_simple(&T, MST_OP_UNLINK, "d/f"), 0);
+	ck_assert_int_eq(t_lookup(&T, "d/f", NULL), -ENOENT);
+	ck_assert_int_eq(t_getattr(&T, id, &a), 0);
+	ck_assert_uint_eq(a.nlink, 0);
+	ck_assert_int_eq(t_read(&T, id, 0, sizeof got, got, &n, NULL), 0);
+	ck_assert(n == 10 && memcmp(got, "still here", 10) == 0);
+	ck_assert_int_eq(t_write(&T, id, 0, MST_WR_APPEND, "!", 1, &a), 0);
+	ck_assert_uint_eq(a.size, 11);
+	s.id = id;
+	ck_assert_int_eq(t_fsetattr(&T, &s, &a), 0);
+	ck_assert_int_eq(t_link(&T, id, "d/again"), -ENOENT);
+	ck_assert_int_eq(t_ref(&T, MST_OP_CLOSE, id, 8), -EBADF);
+	ck_assert_int_eq(t_ref(&T, MST_OP_CLOSE, id, 7), 0);
+	ck_assert_int_eq(t_getattr(&T, id, NULL), -ENOENT);
+	ck_assert_int_eq(t_read(&T, id, 0, 1, got, &n, NULL), -ENOENT);
+	/* An open file that keeps its name is unaffected by CLOSE. */
+	id = new_file("d/g");
+	ck_assert_int_eq(t_ref(&T, MST_OP_OPEN, id, 7), 0);
+	ck_assert_int_eq(t_ref(&T, MST_OP_CLOSE, id, 7), 0);
+	ck_assert_int_eq(t_getattr(&T, id, &a), 0);
+	ck_assert_uint_eq(a.nlink, 1);
+}
+END_TEST
+
+START_TEST(close_owner_drops_every_reference_of_that_owner)
+{
+	uint64_t id;
+	char seg[400];
+
+	ck_assert_int_eq(t_mkdir(&T, "d"), 0);
+	id = new_file("d/f");
+	ck_assert_int_eq(t_ref(&T, MST_OP_OPEN, id, 9), 0);
+	ck_assert_int_eq(t_ref(&T, MST_OP_OPEN, id, 9), 0);
+	ck_assert_int_eq(t_ref(&T, MST_OP_OPEN, id, 10), 0);
+	ck_assert_int_eq(t_simple(&T, MST_OP_UNLINK, "d/f"), 0);
+	ck_assert_int_eq(t_ref(&T, ENG_OP_CLOSE_OWNER, 0, 9), 0);
+	ck_assert_int_eq(t_getattr(&T, id, NULL), 0);	/* 10 holds it */
+	/* Records for the orphan, then a restart with it still open: replay
+	 * drops it and skips what was written to it. */
+	ck_assert_int_eq(t_write(&T, id, 0, 0, "late", 4, NULL), 0);
+	{
+		struct mst_fsetattr_req s = { .id = id, .valid = MST_SA_SIZE,
+			.size = 2 };
+
+		ck_assert_int_eq(t_fsetattr(&T, &s, NULL), 0);
+	}
+	reopen();
+	ck_assert_int_eq(t_getattr(&T, id, NULL), -ENOENT);
+	tclose(&T);
+	snprintf(seg, sizeof seg, "%s/checkpoint", tmpl);
+	ck_assert_int_eq(unlink(seg), 0);
+	ck_assert_int_eq(topen(&T), 0);			/* full replay */
+	ck_assert_int_eq(t_getattr(&T, id, NULL), -ENOENT);
+	ck_assert_int_eq(t_lookup(&T, "d", NULL), 0);
+	/* And the other owner's connection ending frees it live. */
+	id = new_file("d/g");
+	ck_assert_int_eq(t_ref(&T, MST_OP_OPEN, id, 10), 0);
+	ck_assert_int_eq(t_simple(&T, MST_OP_UNLINK, "d/g"), 0);
+	ck_assert_int_eq(t_getattr(&T, id, NULL), 0);
+	ck_assert_int_eq(t_ref(&T, ENG_OP_CLOSE_OWNER, 0, 10), 0);
+	ck_assert_int_eq(t_getattr(&T, id, NULL), -ENOENT);
+}
+END_TEST
+
+/* Files, links, holes and times: checkpoint and replay both rebuild
+ * them exactly. */
+START_TEST(restart_preserves_file_contents_links_and_times)
+{
+	static char big[300000], got[sizeof big];
+	struct mst_attr a[3], b;
+	uint64_t id[3];
+	char *live, *rebuilt, p[400];
+	int i, pass;
+
+	ck_assert_int_eq(t_mkdir(&T, "d"), 0);
+	ck_assert_int_eq(t_mkdir(&T, "e"), 0);
+	id[0] = new_file("d/big");
+	fill(big, sizeof big, 3);
+	ck_assert_int_eq(t_write(&T, id[0], 0, 0, big, sizeof big, NULL), 0);
+	ck_assert_int_eq(t_write(&T, id[0], 123457, 0, "patch", 5, NULL), 0);
+	memcpy(big + 123457, "patch", 5);
+	id[1] = new_file("d/holey");
+	ck_assert_int_eq(t_write(&T, id[1], 50000, 0, "end", 3, NULL), 0);
+	ck_assert_int_eq(t_link(&T, id[1], "e/holey-link"), 0);
+	ck_assert_int_eq(t_put(&T, "e/put", "put body", 8, 1), 0);
+	ck_assert_int_eq(t_lookup(&T, "e/put", &b), 0);
+	id[2] = b.id;
+	ck_assert_int_eq(t_admin(&T, "checkpoint", NULL, 0), 0);
+	/* After the checkpoint: more, for the log tail to replay. */
+	ck_assert_int_eq(t_write(&T, id[2], 0, MST_WR_APPEND, "+", 1, NULL),
+	    0);
+	ck_assert_int_eq(t_link(&T, id[0], "e/big2"), 0);
+	for (i = 0; i < 3; i++)
+		ck_assert_int_eq(t_getattr(&T, id[i], &a[i]), 0);
+	live = t_dump(&T);
+	for (pass = 0; pass < 2; pass++) {
+		tclose(&T);
+		if (pass == 1) {
+			snprintf(p, sizeof p, "%s/checkpoint", tmpl);
+			ck_assert_int_eq(unlink(p), 0);
+		}
+		ck_assert_int_eq(topen(&T), 0);
+		rebuilt = t_dump(&T);
+		ck_assert_str_eq(rebuilt, live);
+		free(rebuilt);
+		for (i = 0; i < 3; i++) {
+			ck_assert_int_eq(t_getattr(&T, id[i], &b), 0);
+			attr_eq(&b, &a[i]);
+		}
+		ck_assert_uint_eq(read_all(id[0], got, sizeof got, 65536),
+		    sizeof big);
+		ck_assert(memcmp(got, big, sizeof big) == 0);
+		ck_assert_uint_eq(read_all(id[1], got, sizeof got, 7000),
+		    50003);
+		ck_assert(memcmp(got + 50000, "end", 3) == 0 &&
+		    got[0] == 0 && got[49999] == 0);
+	}
+	free(live);
+}
+END_TEST
+
+START_TEST(compaction_relocates_live_file_blocks)
+{
+	static char want[200000], got[sizeof want], junk[20000];
+	char text[2048], *p;
+	int i, segs_before, segs_after = 0;
+	uint64_t id, tmp;
+
+	tclose(&T);
+	T.conf.segment_size = 64u << 10;
+	ck_assert_int_eq(topen(&T), 0);
+	ck_assert_int_eq(t_mkdir(&T, "d"), 0);
+	id = new_file("d/keep");
+	tmp = new_file("d/churn");
+	/* The kept file's blocks end up spread over many segments between
+	 * lots of overwritten garbage. */
+	for (i = 0; i < 50; i++) {
+		fill(want + i * 4000, 4000, (unsigned)i);
+		ck_assert_int_eq(t_write(&T, id, (uint64_t)i * 4000, 0,
+		    want + i * 4000, 4000, NULL), 0);
+		fill(junk, sizeof junk, (unsigned)i + 100);
+		ck_assert_int_eq(t_write(&T, tmp, 0, 0, junk, sizeof junk,
+		    NULL), 0);
+	}
+	ck_assert_int_eq(t_simple(&T, MST_OP_UNLINK, "d/churn"), 0);
+	ck_assert_int_eq(t_admin(&T, "checkpoint", NULL, 0), 0);
+	ck_assert_int_eq(t_admin(&T, "stats", text, sizeof text), 0);
+	p = strstr(text, "segments=");
+	segs_before = atoi(p + 9);
+	ck_assert_int_eq(t_admin(&T, "compact", NULL, 0), 0);
+	for (i = 0; i < 200; i++) {
+		ck_assert_int_eq(t_admin(&T, "stats", text, sizeof text), 0);
+		p = strstr(text, "segments=");
+		segs_after = atoi(p + 9);
+		if (segs_after * 2 < segs_before)
+			break;
+		usleep(100000);
+	}
+	ck_assert_msg(segs_after * 2 < segs_before, "segments %d -> %d",
+	    segs_before, segs_after);
+	ck_assert_uint_eq(read_all(id, got, sizeof got, 30000), 200000);
+	ck_assert(memcmp(got, want, 200000) == 0);
+	ck_assert_int_eq(t_admin(&T, "scrub", text, sizeof text), 0);
+	ck_assert_msg(strstr(text, "result=clean") != NULL, "%s", text);
+	reopen();
+	ck_assert_uint_eq(read_all(id, got, sizeof got, 30000), 200000);
+	ck_assert(memcmp(got, want, 200000) == 0);
+}
+END_TEST
+
+START_TEST(scrub_checks_file_blocks_and_reads_refuse_a_bad_one)
+{
+	char buf[9000], text[4096], seg[400], got[9000];
+	uint64_t id;
+	size_t n;
+	off_t at;
+	uint8_t c;
+	int fd;
+
+	ck_assert_int_eq(t_mkdir(&T, "d"), 0);
+	id = new_file("d/f");
+	fill(buf, sizeof buf, 1);
+	ck_assert_int_eq(t_write(&T, id, 0, 0, buf, sizeof buf, NULL), 0);
+	ck_assert_int_eq(t_admin(&T, "scrub", text, sizeof text), 0);
+	ck_assert_msg(strstr(text, "result=clean") != NULL &&
+	    strstr(text, "file_blocks=3") != NULL, "%s", text);
+	tclose(&T);
+	snprintf(seg, sizeof seg, "%s/log/00000001.seg", tmpl);
+	fd = open(seg, O_RDWR);
+	at = file_size(seg) - 500;	/* in the last block */
+	ck_assert_int_eq(pread(fd, &c, 1, at), 1);
+	c ^= 0x01;
+	ck_assert_int_eq(pwrite(fd, &c, 1, at), 1);
+	close(fd);
+	ck_assert_int_eq(topen(&T), 0);		/* from the checkpoint */
+	ck_assert_int_eq(t_admin(&T, "scrub", text, sizeof text), 0);
+	ck_assert_msg(strstr(text, "result=damaged") != NULL, "%s", text);
+	ck_assert_int_eq(t_read(&T, id, 0, 4096, got, &n, NULL), 0);
+	ck_assert(n == 4096 && memcmp(got, buf, 4096) == 0);
+	ck_assert_int_eq(t_read(&T, id, 8500, 100, got, &n, NULL), -EIO);
+	ck_assert_int_eq(t_write(&T, id, 8300, 0, "x", 1, NULL), -EIO);
+}
+END_TEST
+
+/* A torn EXTENT at the tail is cut off: the file is what it was before
+ * the torn write, never part of it. */
+START_TEST(torn_block_write_is_never_served)
+{
+	char a[6000], b[6000], got[8000], seg[300], saved[300], ck[300];
+	char cmd[1400];
+	uint64_t id;
+	off_t size, full, cut;
+	size_t n;
+
+	ck_assert_int_eq(t_mkdir(&T, "d"), 0);
+	id = new_file("d/f");
+	fill(a, sizeof a, 1);
+	fill(b, sizeof b, 2);
+	ck_assert_int_eq(t_write(&T, id, 0, 0, a, sizeof a, NULL), 0);
+	snprintf(seg, sizeof seg, "%s/log/00000001.seg", tmpl);
+	snprintf(saved, sizeof saved, "%s/saved.seg", tmpl);
+	snprintf(ck, sizeof ck, "%s/checkpoint", tmpl);
+	size = file_size(seg);
+	ck_assert_int_eq(t_write(&T, id, 100, 0, b, sizeof b, NULL), 0);
+	full = file_size(seg);
+	tclose(&T);
+	snprintf(cmd, sizeof cmd, "cp %s %s", seg, saved);
+	ck_assert_int_eq(system(cmd), 0);
+	for (cut = size + 1; cut < full; cut += 97) {
+		snprintf(cmd, sizeof cmd, "cp %s %s && truncate -s %lld %s && "
+		    "rm -f %s", saved, seg, (long long)cut, seg, ck);
+		ck_assert_int_eq(system(cmd), 0);
+		ck_assert_int_eq(topen(&T), 0);
+		ck_assert_int_eq(t_read(&T, id, 0, sizeof got, got, &n, NULL),
+		    0);
+		ck_assert_uint_eq(n, sizeof a);
+		ck_assert(memcmp(got, a, sizeof a) == 0);
+		tclose(&T);
+	}
+	ck_assert_int_eq(topen(&T), 0);
+}
+END_TEST
+
+/* Ids from 2^56 up are the mount's: the engine stops below them. */
+START_TEST(ids_stop_below_the_mounts_local_range)
+{
+	static uint8_t buf[1 << 16];
+	uint64_t next = ((uint64_t)1 << 56) - 1, sum;
+	struct mst_attr a;
+	char ck[300];
+	ssize_t len;
+	int fd, i;
+
+	ck_assert_int_eq(t_mkdir(&T, "d"), 0);
+	tclose(&T);
+	/* Move next_id (bytes 8..15 of the checkpoint) up to the edge and
+	 * seal the file again with its trailing xxh3-64. */
+	snprintf(ck, sizeof ck, "%s/checkpoint", tmpl);
+	fd = open(ck, O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	len = read(fd, buf, sizeof buf);
+	ck_assert_int_gt(len, 24);
+	for (i = 0; i < 8; i++)
+		buf[8 + i] = (uint8_t)(next >> (56 - 8 * i));
+	sum = mst_checksum(buf, (size_t)len - 8);
+	for (i = 0; i < 8; i++)
+		buf[len - 8 + i] = (uint8_t)(sum >> (56 - 8 * i));
+	ck_assert_int_eq(pwrite(fd, buf, (size_t)len, 0), len);
+	close(fd);
+	ck_assert_int_eq(topen(&T), 0);
+	ck_assert_int_eq(t_mkdir(&T, "d/last"), 0);
+	ck_assert_int_eq(t_lookup(&T, "d/last", &a), 0);
+	ck_assert_uint_eq(a.id, next);
+	ck_assert_int_eq(t_mkdir(&T, "d/over"), -ENOSPC);
+	ck_assert_int_eq(t_put(&T, "d/f", "x", 1, 1), -ENOSPC);
+	ck_assert_int_eq(t_lookup(&T, "d/over", NULL), -ENOENT);
+}
+END_TEST
+
 static Suite *
 engine_suite(void)
 {
@@ -755,6 +1455,20 @@ engine_suite(void)
 	tcase_add_test(tc, big_listing_spans_frames);
 	tcase_add_test(tc, big_checkpoint_round_trips_and_damage_is_refused);
 	tcase_add_test(tc, big_torn_tail_is_cut_and_damage_before_a_record_is_not);
+	tcase_add_test(tc, small_appends_cost_the_log_a_bounded_amount);
+	tcase_add_test(tc, read_back_ranges_across_blocks_and_holes);
+	tcase_add_test(tc, truncate_shrinks_and_extends_with_zeros);
+	tcase_add_test(tc, write_rules_for_messages_dirs_and_limits);
+	tcase_add_test(tc, links_share_content_and_nlink);
+	tcase_add_test(tc, directory_nlink_counts_subdirectories);
+	tcase_add_test(tc, times_follow_ext4_rules);
+	tcase_add_test(tc, open_file_survives_unlink_until_close);
+	tcase_add_test(tc, close_owner_drops_every_reference_of_that_owner);
+	tcase_add_test(tc, restart_preserves_file_contents_links_and_times);
+	tcase_add_test(tc, compaction_relocates_live_file_blocks);
+	tcase_add_test(tc, scrub_checks_file_blocks_and_reads_refuse_a_bad_one);
+	tcase_add_test(tc, torn_block_write_is_never_served);
+	tcase_add_test(tc, ids_stop_below_the_mounts_local_range);
 	suite_add_tcase(s, tc);
 	return s;
 }

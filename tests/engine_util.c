@@ -118,6 +118,20 @@ decode(struct job *j)
 		return mst_setattr_req_decode(&j->req.setattr, p, n);
 	case MST_OP_ADMIN:
 		return mst_admin_req_decode(&j->req.admin, p, n);
+	case MST_OP_GETATTR:
+	case MST_OP_OPEN:
+	case MST_OP_CLOSE:
+		return mst_id_req_decode(&j->req.fid, p, n);
+	case MST_OP_READ:
+		return mst_read_req_decode(&j->req.read, p, n);
+	case MST_OP_WRITE:
+		return mst_write_req_decode(&j->req.write, p, n);
+	case MST_OP_FSETATTR:
+		return mst_fsetattr_req_decode(&j->req.fsetattr, p, n);
+	case MST_OP_LINK:
+		return mst_link_req_decode(&j->req.link, p, n);
+	case ENG_OP_CLOSE_OWNER:
+		return 0;
 	default:
 		return mst_path_req_decode(&j->req.path, p, n);
 	}
@@ -151,6 +165,13 @@ void
 tsubmit(struct tengine *t, struct job *j)
 {
 	engine_local.submit(t->e, j);
+}
+
+struct job *
+twait_for(struct job *j)
+{
+	wait_for(j);
+	return j;
 }
 
 struct job *
@@ -322,6 +343,135 @@ t_expunge(struct tengine *t, const char *mbox, unsigned sub, const char *name)
 	int n = mst_msg_ref_encode(&m, buf, sizeof buf);
 
 	return status_of(trun(t, MST_OP_EXPUNGE, buf, (size_t)n, NULL, 0));
+}
+
+/* The attributes of a one-frame attr_rep reply; frees |j|. */
+static int
+attr_of_job(struct job *j, struct mst_attr *out)
+{
+	struct mst_attr_rep a;
+	int rc = j->status;
+
+	if (rc == 0 && out) {
+		if (j->nframes != 1 ||
+		    mst_attr_rep_decode(&a, j->frames[0].p, j->frames[0].len))
+			rc = -EPROTO;
+		else
+			*out = a.attr;
+	}
+	job_free(j);
+	return rc;
+}
+
+int
+t_lookup(struct tengine *t, const char *path, struct mst_attr *out)
+{
+	struct mst_path_req p = { mst_str_of(path) };
+	uint8_t buf[4200];
+	int n = mst_path_req_encode(&p, buf, sizeof buf);
+
+	return attr_of_job(trun(t, MST_OP_LOOKUP, buf, (size_t)n, NULL, 0),
+	    out);
+}
+
+int
+t_getattr(struct tengine *t, uint64_t id, struct mst_attr *out)
+{
+	struct mst_id_req q = { id };
+	uint8_t buf[16];
+	int n = mst_id_req_encode(&q, buf, sizeof buf);
+
+	return attr_of_job(trun(t, MST_OP_GETATTR, buf, (size_t)n, NULL, 0),
+	    out);
+}
+
+int
+t_write(struct tengine *t, uint64_t id, uint64_t off, unsigned flags,
+    const void *data, size_t len, struct mst_attr *out)
+{
+	struct mst_write_req w = { .id = id, .offset = off, .flags = flags,
+		.checksum = mst_checksum(data, len), .body_size = len };
+	uint8_t buf[64];
+	int n = mst_write_req_encode(&w, buf, sizeof buf);
+
+	return attr_of_job(trun(t, MST_OP_WRITE, buf, (size_t)n, data, len),
+	    out);
+}
+
+int
+t_read(struct tengine *t, uint64_t id, uint64_t off, uint32_t len, void *out,
+    size_t *got, uint64_t *total)
+{
+	struct mst_read_req q = { id, off, len };
+	struct mst_data_rep r;
+	uint8_t buf[32];
+	int n = mst_read_req_encode(&q, buf, sizeof buf), rc;
+	struct job *j = trun(t, MST_OP_READ, buf, (size_t)n, NULL, 0);
+
+	rc = j->status;
+	if (rc == 0) {
+		if (j->nframes != 1 ||
+		    mst_data_rep_decode(&r, j->frames[0].p, j->frames[0].len))
+			rc = -EPROTO;
+		else if (r.data.len > len)
+			rc = -EMSGSIZE;
+		else if (mst_checksum(r.data.p, r.data.len) != r.checksum)
+			rc = -EBADMSG;	/* READ: the sum of what it returns */
+		else {
+			memcpy(out, r.data.p, r.data.len);
+			*got = r.data.len;
+			if (total)
+				*total = r.total_size;
+		}
+	}
+	job_free(j);
+	return rc;
+}
+
+int
+t_fsetattr(struct tengine *t, const struct mst_fsetattr_req *s,
+    struct mst_attr *out)
+{
+	uint8_t buf[64];
+	int n = mst_fsetattr_req_encode(s, buf, sizeof buf);
+
+	return attr_of_job(trun(t, MST_OP_FSETATTR, buf, (size_t)n, NULL, 0),
+	    out);
+}
+
+int
+t_setattr(struct tengine *t, const struct mst_setattr_req *s,
+    struct mst_attr *out)
+{
+	uint8_t buf[4300];
+	int n = mst_setattr_req_encode(s, buf, sizeof buf);
+
+	return attr_of_job(trun(t, MST_OP_SETATTR, buf, (size_t)n, NULL, 0),
+	    out);
+}
+
+int
+t_link(struct tengine *t, uint64_t id, const char *path)
+{
+	struct mst_link_req l = { id, mst_str_of(path) };
+	uint8_t buf[4200];
+	int n = mst_link_req_encode(&l, buf, sizeof buf);
+
+	return status_of(trun(t, MST_OP_LINK, buf, (size_t)n, NULL, 0));
+}
+
+/* OPEN, CLOSE and ENG_OP_CLOSE_OWNER as |owner|. */
+int
+t_ref(struct tengine *t, unsigned op, uint64_t id, uint64_t owner)
+{
+	struct mst_id_req q = { id };
+	uint8_t buf[16];
+	int n = mst_id_req_encode(&q, buf, sizeof buf);
+	struct job *j = tbuild(t, op, buf, (size_t)n, NULL, 0);
+
+	j->owner = owner;
+	tsubmit(t, j);
+	return status_of(twait_for(j));
 }
 
 int

@@ -43,6 +43,23 @@ int t_setinfo(struct tengine *t, const char *mbox, unsigned fs,
     const char *from, unsigned ts, const char *to);
 int t_expunge(struct tengine *t, const char *mbox, unsigned sub,
     const char *name);
+/* Ordinary files by id: attributes (when |out|) and the status. */
+int t_lookup(struct tengine *t, const char *path, struct mst_attr *out);
+int t_getattr(struct tengine *t, uint64_t id, struct mst_attr *out);
+int t_write(struct tengine *t, uint64_t id, uint64_t off, unsigned flags,
+    const void *data, size_t len, struct mst_attr *out);
+/* READ; checks the reply's checksum of the returned bytes. */
+int t_read(struct tengine *t, uint64_t id, uint64_t off, uint32_t len,
+    void *out, size_t *got, uint64_t *total);
+int t_fsetattr(struct tengine *t, const struct mst_fsetattr_req *s,
+    struct mst_attr *out);
+int t_setattr(struct tengine *t, const struct mst_setattr_req *s,
+    struct mst_attr *out);
+int t_link(struct tengine *t, uint64_t id, const char *path);
+/* OPEN, CLOSE or ENG_OP_CLOSE_OWNER of |id| as |owner|. */
+int t_ref(struct tengine *t, unsigned op, uint64_t id, uint64_t owner);
+/* Wait for a job submitted with tsubmit. */
+struct job *twait_for(struct job *j);
 /* ADMIN command; its text is copied into |out| (NUL-terminated). */
 int t_admin(struct tengine *t, const char *cmd, char *out, size_t cap);
 /* Canonical dump of the whole namespace (sorted), malloc'd. */

@@ -8,7 +8,7 @@
  * at start, and every change is applied through index_apply() from the
  * same record that goes to the log, so "rebuilt equals live" holds by
  * construction. Lookups are hash probes with no I/O; the cost is memory,
- * about 230 bytes per stored message plus its name (see mstored(8)).
+ * about 240 bytes per stored message plus its name (see mstored(8)).
  *
  * Ordinary files (MST_T_FILE) are split in two: a name is a struct node
  * like any other entry, and the object its names share (hard links) is a
@@ -102,8 +102,11 @@ struct fobj {
 struct node {
 	struct node *pn_next;	/* (parent, name) hash chain */
 	struct node *id_next;	/* id hash chain */
-	struct node *idem_next;	/* idempotency hash chain (messages) */
-	struct node *link_next;	/* other names of the same file */
+	union {
+		struct node *idem_next;	/* idempotency hash chain
+					   (messages) */
+		struct node *link_next;	/* other names of the same file */
+	};
 	struct node *sib_prev, *sib_next;
 	struct node *parent;
 	uint64_t id;		/* a file's name: its object's id */

@@ -1430,6 +1430,51 @@ START_TEST(ids_stop_below_the_mounts_local_range)
 }
 END_TEST
 
+/* Appends queued together land in one batch, where each merges the
+ * block the one before it wrote and that is not in the file yet. */
+START_TEST(appends_in_one_batch_build_on_each_other)
+{
+	static char want[64 * 1024], got[sizeof want];
+	struct mst_write_req w = { .flags = MST_WR_APPEND };
+	struct job *jobs[200];
+	unsigned long long batches;
+	char text[2048];
+	uint8_t req[64];
+	size_t off = 0, len;
+	int i, n;
+
+	ck_assert_int_eq(t_mkdir(&T, "d"), 0);
+	w.id = new_file("d/log");
+	for (i = 0; i < 200; i++) {
+		len = 1 + (size_t)(i * 37) % 300;
+		fill(want + off, len, (unsigned)i);
+		w.checksum = mst_checksum(want + off, len);
+		w.body_size = len;
+		n = mst_write_req_encode(&w, req, sizeof req);
+		jobs[i] = tbuild(&T, MST_OP_WRITE, req, (size_t)n, want + off,
+		    len);
+		off += len;
+	}
+	ck_assert_int_eq(t_admin(&T, "stats", text, sizeof text), 0);
+	batches = strtoull(strstr(text, "batches=") + 8, NULL, 10);
+	for (i = 0; i < 200; i++)	/* queued faster than one sync */
+		tsubmit(&T, jobs[i]);
+	for (i = 0; i < 200; i++) {
+		ck_assert_int_eq(twait_for(jobs[i])->status, 0);
+		job_free(jobs[i]);
+	}
+	ck_assert_int_eq(t_admin(&T, "stats", text, sizeof text), 0);
+	batches = strtoull(strstr(text, "batches=") + 8, NULL, 10) - batches;
+	ck_assert_msg(batches < 100, "%llu batches for 200 appends",
+	    (unsigned long long)batches);
+	ck_assert_uint_eq(read_all(w.id, got, sizeof got, 10000), off);
+	ck_assert(memcmp(got, want, off) == 0);
+	reopen();
+	ck_assert_uint_eq(read_all(w.id, got, sizeof got, 10000), off);
+	ck_assert(memcmp(got, want, off) == 0);
+}
+END_TEST
+
 static Suite *
 engine_suite(void)
 {
@@ -1469,6 +1514,7 @@ engine_suite(void)
 	tcase_add_test(tc, scrub_checks_file_blocks_and_reads_refuse_a_bad_one);
 	tcase_add_test(tc, torn_block_write_is_never_served);
 	tcase_add_test(tc, ids_stop_below_the_mounts_local_range);
+	tcase_add_test(tc, appends_in_one_batch_build_on_each_other);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -11,10 +11,12 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 
 #include <xxhash.h>
 
 #include "mount.h"
+#include "store.h"
 
 static size_t
 fhash(const char *name, size_t mask)
@@ -277,9 +279,14 @@ on_notice(void *arg, const struct mst_notify *nt)
 {
 	struct mount *m = arg;
 	char name[MST_NAME_MAX + 1];
-	struct minode *dir;
-	fuse_ino_t ino = 0;
+	struct minode *dir, *f;
+	fuse_ino_t ino = 0, file = 0;
 
+	if (nt->name.len > MST_NAME_MAX) {
+		syslog(LOG_ERR, "mount.mstore: notice with a %u-byte name "
+		    "refused", (unsigned)nt->name.len);
+		return;
+	}
 	memcpy(name, nt->name.p, nt->name.len);
 	name[nt->name.len] = '\0';
 	pthread_mutex_lock(&m->mu);
@@ -290,7 +297,17 @@ on_notice(void *arg, const struct mst_notify *nt)
 			dir->folder->dirty = 1;
 		dir->attr_at_ms = 0;		/* refetch its attributes */
 	}
+	/* An ordinary file changed elsewhere: its attributes and the
+	 * kernel's pages of it are stale (see ops_file.c). */
+	f = nt->id ? inode_get(m, nt->id) : NULL;
+	if (f && is_ofile(f)) {
+		f->stale = 1;
+		f->epoch++;
+		file = f->ino;
+	}
 	pthread_mutex_unlock(&m->mu);
+	if (file)
+		inval_queue(m, file, NULL);
 	if (ino == 0)
 		return;
 	if (nt->event != MST_EV_RESET)
@@ -314,6 +331,18 @@ on_up(void *arg)
 			if (n->folder)
 				n->folder->dirty = 1;
 			n->attr_at_ms = 0;
+			if (is_ofile(n)) {
+				n->stale = 1;
+				n->epoch++;
+			}
+			/* The store dropped this mount's OPENs and locks
+			 * with the old connection. */
+			if (n->store_open)
+				(void)store_hold(m, n->attr.id);
+			if (n->posix_locks)
+				syslog(LOG_WARNING, "mount.mstore: %s: locks "
+				    "held here were released by the store when "
+				    "the connection dropped", n->name);
 			if (!n->watched)
 				continue;
 			n->watched = 0;
@@ -334,6 +363,28 @@ on_up(void *arg)
 }
 
 void
+inval_then(struct mount *m, fuse_ino_t ino, void (*after)(void *), void *arg)
+{
+	struct inval *iv = calloc(1, sizeof *iv);
+
+	if (iv == NULL) {
+		after(arg);
+		return;
+	}
+	iv->parent = ino;
+	iv->after = after;
+	iv->after_arg = arg;
+	pthread_mutex_lock(&m->nq_mu);
+	if (m->nq_tail)
+		m->nq_tail->next = iv;
+	else
+		m->nq_head = iv;
+	m->nq_tail = iv;
+	pthread_cond_signal(&m->nq_cv);
+	pthread_mutex_unlock(&m->nq_mu);
+}
+
+void
 inval_queue(struct mount *m, fuse_ino_t parent, const char *name)
 {
 	struct inval *iv = calloc(1, sizeof *iv);
@@ -348,7 +399,8 @@ inval_queue(struct mount *m, fuse_ino_t parent, const char *name)
 
 		/* One pending inode invalidation covers any number. */
 		for (q = m->nq_head; q; q = q->next)
-			if (q->parent == parent && q->name == NULL)
+			if (q->parent == parent && q->name == NULL &&
+			    q->after == NULL)
 				break;
 		if (q) {
 			pthread_mutex_unlock(&m->nq_mu);
@@ -391,6 +443,8 @@ notifier_main(void *arg)
 		else
 			(void)fuse_lowlevel_notify_inval_inode(m->se,
 			    iv->parent, 0, 0);
+		if (iv->after)
+			iv->after(iv->after_arg);
 		free(iv->name);
 		free(iv);
 	}

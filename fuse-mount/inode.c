@@ -277,6 +277,14 @@ inode_remote(struct mount *m, struct minode *parent, const char *name,
 		n->attr = *a;
 		itab_add(m, n);
 		set_dkind(m, n);
+	} else if (is_ofile(n) && a->type == MST_T_FILE) {
+		/* Newer than what the kernel cached? Then drop its pages. */
+		if (ofile_refresh(n, a)) {
+			n->epoch++;
+			inval_queue(m, n->ino, NULL);
+		}
+		if (n->parent != parent || strcmp(n->name, name) != 0)
+			(void)inode_move(m, n, parent, name); /* best effort */
 	} else {
 		n->attr = *a;
 		if (n->parent != parent || strcmp(n->name, name) != 0)
@@ -286,6 +294,24 @@ inode_remote(struct mount *m, struct minode *parent, const char *name,
 	if (lookup)
 		n->nlookup++;
 	return n;
+}
+
+void
+inode_dir_changed(struct mount *m, struct minode *dir, const char *name)
+{
+	struct minode *x;
+	size_t i;
+
+	dir->attr_at_ms = 0;
+	if (name == NULL)
+		return;
+	/* No index by name for store objects: a walk, done only for
+	 * removals and renames in ordinary directories. */
+	for (i = 0; i <= m->imask; i++)
+		for (x = m->itab[i]; x; x = x->hnext)
+			if (is_ofile(x) && (x->attr.nlink > 1 ||
+			    (x->parent == dir && strcmp(x->name, name) == 0)))
+				x->stale = 1;
 }
 
 struct minode *
@@ -396,7 +422,7 @@ inode_stat(const struct minode *n, struct stat *st)
 	st->st_ino = n->ino;
 	st->st_mode = (a->type == MST_T_DIR ? S_IFDIR : S_IFREG) |
 	    (a->mode & 07777);
-	st->st_nlink = a->nlink ? a->nlink : 1;
+	st->st_nlink = n->local && n->unlinked ? 0 : a->nlink;
 	st->st_uid = a->uid;
 	st->st_gid = a->gid;
 	st->st_size = (off_t)(n->local && n->buf ? n->buf->size : a->size);
@@ -406,7 +432,10 @@ inode_stat(const struct minode *n, struct stat *st)
 	st->st_mtim.tv_nsec = (long)(a->mtime_ns % 1000000000u);
 	st->st_ctim.tv_sec = (time_t)(a->ctime_ns / 1000000000u);
 	st->st_ctim.tv_nsec = (long)(a->ctime_ns % 1000000000u);
-	st->st_atim = st->st_mtim;
+	st->st_atim.tv_sec = (time_t)(a->atime_ns / 1000000000u);
+	st->st_atim.tv_nsec = (long)(a->atime_ns % 1000000000u);
+	if (a->atime_ns == 0)
+		st->st_atim = st->st_mtim;	/* local files keep none */
 }
 
 void

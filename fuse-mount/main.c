@@ -349,6 +349,7 @@ main(int argc, char **argv)
 	m.timeout_ms = o.timeout_s * 1000;
 	m.entry_timeout = o.attr_timeout;
 	pthread_mutex_init(&m.mu, NULL);
+	pthread_mutex_init(&m.ref_mu, NULL);
 	pthread_mutex_init(&m.nq_mu, NULL);
 	pthread_cond_init(&m.nq_cv, NULL);
 	if (inode_init(&m) < 0) {

@@ -105,7 +105,8 @@ struct mreq {
 	uint32_t id;
 	uint8_t op;
 	uint8_t retry;
-	int64_t deadline;	/* CLOCK_MONOTONIC ms */
+	uint8_t untimed;	/* no deadline: a waiting LOCK */
+	int64_t deadline;	/* CLOCK_MONOTONIC ms; INT64_MAX if untimed */
 	mconn_cb *cb;
 	void *arg;
 	size_t hlen, blen;
@@ -222,6 +223,15 @@ ms_to_ts(int64_t ms)
 	};
 
 	return ts;
+}
+
+/* How long writing |r| may take: its deadline, or for an untimed request
+ * the ordinary timeout from now (the wait for the reply is unbounded,
+ * putting it on the wire is not). */
+static int64_t
+write_deadline(const struct mconn *c, const struct mreq *r)
+{
+	return r->untimed ? now_ms() + c->timeout_ms : r->deadline;
 }
 
 static int
@@ -499,7 +509,8 @@ send_req(struct mconn *c, int fd, uint32_t mf, struct mreq *r, int serve,
 		iov[0] = (struct iovec){ .iov_base = hb, .iov_len = sizeof hb };
 		iov[1] = (struct iovec){ .iov_base = (void *)p,
 		    .iov_len = first + chunk };
-		rc = io_writev(c, fd, iov, 2, r->deadline, serve, wrote);
+		rc = io_writev(c, fd, iov, 2, write_deadline(c, r), serve,
+		    wrote);
 		p += first + chunk;
 		first = 0;
 		h.op = MST_OP_DATA;
@@ -1091,6 +1102,20 @@ conn_main(void *arg)
 
 /* --- timeouts (timer thread) --- */
 
+/* The pending request with the earliest deadline. Timed requests share
+ * one timeout, so |all| holds them in deadline order; untimed ones (a
+ * few waiting LOCKs) are skipped. Called with c->mu held. */
+static struct mreq *
+first_timed(struct mconn *c)
+{
+	struct mreq *r;
+
+	TAILQ_FOREACH(r, &c->all, all)
+		if (!r->untimed)
+			return r;
+	return NULL;
+}
+
 static void *
 timer_main(void *arg)
 {
@@ -1101,7 +1126,7 @@ timer_main(void *arg)
 
 	pthread_mutex_lock(&c->mu);
 	while (!c->stopping) {
-		r = TAILQ_FIRST(&c->all);
+		r = first_timed(c);
 		if (r == NULL) {
 			pthread_cond_wait(&c->timer_cv, &c->mu);
 			continue;
@@ -1114,8 +1139,7 @@ timer_main(void *arg)
 			continue;
 		}
 		done = NULL;
-		while ((r = TAILQ_FIRST(&c->all)) != NULL &&
-		    r->deadline <= now)
+		while ((r = first_timed(c)) != NULL && r->deadline <= now)
 			req_finish(c, r, -EIO, r->sent_gen != 0, &done);
 		pthread_mutex_unlock(&c->mu);
 		run_done(done);
@@ -1333,7 +1357,8 @@ check_call(struct mconn *c, unsigned op, const void *head, size_t hlen,
 	    op == MST_OP_HELLO || op == MST_OP_AUTH || op == MST_OP_DATA ||
 	    op == MST_OP_NOTIFY)
 		return -EINVAL;
-	if (blen > 0 && op != MST_OP_DELIVER && op != MST_OP_PUT)
+	if (blen > 0 && op != MST_OP_DELIVER && op != MST_OP_PUT &&
+	    op != MST_OP_WRITE)
 		return -EINVAL;
 	/* The head must fit the first frame at any negotiable size. */
 	if (hlen > MST_FRAME_MIN)
@@ -1350,7 +1375,7 @@ req_publish(struct mconn *c, struct mreq *r)
 	struct mreq **slot;
 
 	r->id = new_id(c);
-	r->deadline = now_ms() + c->timeout_ms;
+	r->deadline = r->untimed ? INT64_MAX : now_ms() + c->timeout_ms;
 	slot = tab_slot(c, r->id);
 	*slot = r;
 	if (TAILQ_EMPTY(&c->all))
@@ -1371,7 +1396,7 @@ req_publish(struct mconn *c, struct mreq *r)
 static void
 write_own(struct mconn *c, struct mreq *r)
 {
-	struct timespec ts = ms_to_ts(r->deadline);
+	struct timespec ts = ms_to_ts(write_deadline(c, r));
 	size_t wrote = 0;
 	uint32_t mf;
 	int fd, rc;
@@ -1400,6 +1425,15 @@ mconn_call_async(struct mconn *c, unsigned op, const void *head,
     size_t hlen, const void *body, size_t blen, int retry, mconn_cb *cb,
     void *arg)
 {
+	return mconn_call_flags(c, op, head, hlen, body, blen,
+	    retry ? MCONN_RETRY : 0, cb, arg);
+}
+
+int
+mconn_call_flags(struct mconn *c, unsigned op, const void *head,
+    size_t hlen, const void *body, size_t blen, unsigned flags,
+    mconn_cb *cb, void *arg)
+{
 	struct mreq *r;
 	int rc, direct, own;
 
@@ -1419,7 +1453,8 @@ mconn_call_async(struct mconn *c, unsigned op, const void *head,
 	if (blen > 0)
 		memcpy(r->buf + hlen, body, blen);
 	r->op = (uint8_t)op;
-	r->retry = retry != 0;
+	r->retry = (flags & MCONN_RETRY) != 0;
+	r->untimed = (flags & MCONN_UNTIMED) != 0;
 	r->hlen = hlen;
 	r->blen = blen;
 	r->cb = cb;

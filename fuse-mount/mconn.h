@@ -86,13 +86,21 @@ void mconn_free(struct mconn *c);
  * Returns 0, and then |cb| runs exactly once (on the connection or timer
  * thread, or in mconn_free), possibly before this returns; or, with no
  * callback: -EINVAL (no |cb|, HELLO/AUTH/DATA/NOTIFY or an unknown op,
- * a body for an op other than DELIVER and PUT), -EMSGSIZE (|hlen| over
+ * a body for an op other than DELIVER, PUT and WRITE), -EMSGSIZE (|hlen| over
  * MST_FRAME_MIN), -EFBIG (|blen| over mconn_max_body), -ENOMEM, or
  * -ESHUTDOWN (mconn_free has begun).
  */
 int mconn_call_async(struct mconn *c, unsigned op, const void *head,
     size_t hlen, const void *body, size_t blen, int retry, mconn_cb *cb,
     void *arg);
+/* mconn_call_flags: the same with |flags|: MCONN_RETRY as |retry| above;
+ * MCONN_UNTIMED: no deadline (a LOCK that waits until it is granted; it
+ * still fails with -EIO when the connection drops). */
+#define MCONN_RETRY	0x01u
+#define MCONN_UNTIMED	0x02u
+int mconn_call_flags(struct mconn *c, unsigned op, const void *head,
+    size_t hlen, const void *body, size_t blen, unsigned flags,
+    mconn_cb *cb, void *arg);
 /* The same, waiting for the reply. Returns r->status (*out is filled
  * also on error; release it with mreply_free). From a callback (the
  * connection or timer thread) it returns -EDEADLK at once. */

@@ -71,6 +71,10 @@ struct minode {
 	struct mst_attr attr;	/* guarded by m->mu */
 	int64_t attr_at_ms;	/* when attr was fetched */
 	int local;		/* not in the store (tmp/ or pending) */
+	int store_open;		/* ordinary file: an OPEN held in the store */
+	int stale;		/* changed elsewhere: fetch attributes again */
+	uint64_t epoch;		/* bumped by every change made elsewhere */
+	int posix_locks;	/* POSIX locks were taken: flush releases */
 	int unlinked;		/* local, removed: freed at last close */
 	int watched;		/* directory WATCHed */
 	enum dkind dkind;	/* directories */
@@ -81,6 +85,8 @@ struct minode {
 /* An open file. */
 struct fhandle {
 	struct minode *n;
+	int ofile;		/* ordinary store file: I/O by object id */
+	int append;		/* O_APPEND: writes land at the store's end */
 	struct fbuf *buf;	/* small files: whole contents; NULL msgs */
 	int own_buf;		/* buf is the handle's, not the inode's */
 	int dirty;		/* buf differs from the store */
@@ -94,6 +100,8 @@ struct inval {
 	struct inval *next;
 	fuse_ino_t parent;
 	char *name;		/* NULL: the inode itself */
+	void (*after)(void *arg);	/* run once it is done, or NULL */
+	void *after_arg;
 };
 
 struct mount {
@@ -109,6 +117,7 @@ struct mount {
 	struct minode **ltab;	/* local nodes by (parent, name) */
 	size_t lmask, ln;
 	uint64_t next_local;	/* guarded by mu */
+	pthread_mutex_t ref_mu;	/* orders OPEN/CLOSE (ops_file.c) */
 	pthread_mutex_t nq_mu;
 	pthread_cond_t nq_cv;
 	struct inval *nq_head, *nq_tail;	/* guarded by nq_mu */
@@ -137,6 +146,12 @@ void inode_local_unlink(struct mount *m, struct minode *n);
  */
 void inode_delivered(struct mount *m, struct minode *n,
     const struct mst_attr *a);
+/* Something in the store directory |dir| changed through this mount:
+ * fetch its attributes (mtime, ctime, link count) again at the next
+ * getattr; the ordinary files named |name| in it, and every hard-linked
+ * one, are stale too (their link counts moved). mu held. */
+void inode_dir_changed(struct mount *m, struct minode *dir,
+    const char *name);
 /* Re-parent and rename a minode. mu held. */
 int inode_move(struct mount *m, struct minode *n, struct minode *parent,
     const char *name);
@@ -194,6 +209,11 @@ void on_notice(void *arg, const struct mst_notify *n);
 void on_up(void *arg);
 /* Kernel invalidations, queued for the notifier thread. */
 void inval_queue(struct mount *m, fuse_ino_t parent, const char *name);
+/* Invalidate inode |ino| (pages and attributes), then call |after| on the
+ * notifier thread: for replies that must not reach the kernel before the
+ * invalidation has. If memory runs out, |after| runs at once. */
+void inval_then(struct mount *m, fuse_ino_t ino, void (*after)(void *),
+    void *arg);
 void *notifier_main(void *arg);
 
 /* wake.c: new mail becomes a local file-system event (inotify) for IDLE
@@ -213,6 +233,9 @@ void wake_ops(struct fuse_lowlevel_ops *ops);
 extern const struct fuse_lowlevel_ops mount_ops;
 struct mount *mount_of(fuse_req_t req);
 int64_t mono_ms(void);
+uint64_t ts_to_ns(const struct timespec *ts);
+/* An ordinary file of the store (not a message, not local)? */
+int is_ofile(const struct minode *n);
 /* Reply helpers shared by the ops files. */
 void reply_entry(fuse_req_t req, struct mount *m, struct minode *n);
 int call_path(struct mount *m, unsigned op, const char *path,
@@ -239,9 +262,30 @@ void op_read(fuse_req_t, fuse_ino_t, size_t, off_t, struct fuse_file_info *);
 void op_write(fuse_req_t, fuse_ino_t, const char *, size_t, off_t,
     struct fuse_file_info *);
 void op_flush(fuse_req_t, fuse_ino_t, struct fuse_file_info *);
+void op_fallocate(fuse_req_t, fuse_ino_t, int, off_t, off_t,
+    struct fuse_file_info *);
 void op_fsync(fuse_req_t, fuse_ino_t, int, struct fuse_file_info *);
 void op_release(fuse_req_t, fuse_ino_t, struct fuse_file_info *);
 void op_link(fuse_req_t, fuse_ino_t, fuse_ino_t, const char *);
+/* Ordinary store files (ops_file.c), and locks (ops_lock.c). */
+int ofile_link(struct mount *m, struct minode *src, struct minode *dir,
+    const char *name);
+int ofile_setattr(struct mount *m, struct minode *n, const struct stat *st,
+    int set);
+int ofile_getattr(struct mount *m, struct minode *n);
+/* The store's word on |n| now: |a| replaces its attributes, and if the
+ * file changed since the kernel cached it, 1 is returned (the caller
+ * drops the kernel's pages). mu held. */
+int ofile_refresh(struct minode *n, const struct mst_attr *a);
+void op_getlk(fuse_req_t, fuse_ino_t, struct fuse_file_info *,
+    struct flock *);
+void op_setlk(fuse_req_t, fuse_ino_t, struct fuse_file_info *,
+    struct flock *, int);
+void op_flock(fuse_req_t, fuse_ino_t, struct fuse_file_info *, int);
+/* Release the POSIX locks of |owner| on |n| (flush) or its flock lock
+ * (release); 0 or a negative errno. */
+int lock_release(struct mount *m, struct minode *n, uint64_t owner,
+    int flock);
 void op_rename(fuse_req_t, fuse_ino_t, const char *, fuse_ino_t,
     const char *, unsigned int);
 

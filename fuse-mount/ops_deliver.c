@@ -4,9 +4,10 @@
  * whole body, its checksum and a fresh idempotency id, answered only once
  * the store has made it durable (a retry after a reconnection reuses the
  * id, so the message is stored once). Renames within new/ and cur/ of one
- * folder are SETINFO; other renames are RENAME. Hard links are only
- * deliveries: anything else gets EXDEV, which Maildir writers answer by
- * copying.
+ * folder are SETINFO; other renames are RENAME. A hard link of an
+ * ordinary file is one LINK in the store; a link of a message into
+ * another folder gets EXDEV, which Maildir writers (Dovecot's COPY)
+ * answer by copying.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -146,6 +147,13 @@ do_link(struct mount *m, fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 	pthread_mutex_lock(&m->mu);
 	src = inode_get(m, ino);
 	dir = inode_get(m, newparent);
+	if (src && dir && is_ofile(src) && dir->dkind == DK_PLAIN) {
+		pthread_mutex_unlock(&m->mu);
+		rc = ofile_link(m, src, dir, newname);
+		if (rc == 0)
+			reply_entry(req, m, src);
+		return rc;
+	}
 	if (src == NULL || dir == NULL)
 		rc = -ESTALE;
 	else if (!src->local || dir->folder == NULL)
@@ -368,7 +376,16 @@ moved(void *arg, struct mreply *r)
 		/* One record changed both directories, at one time. */
 		folder_touch(w->p, ar.dir_mtime_ns);
 		folder_touch(w->np, ar.dir_mtime_ns);
+		if (!w->np->folder)
+			inode_dir_changed(m, w->np, w->newname);
+		if (!w->p->folder && w->p != w->np)
+			inode_dir_changed(m, w->p, NULL);
 		n = inode_get(m, ar.attr.id);
+		if (n && is_ofile(n)) {
+			n->attr = ar.attr;	/* its ctime moved */
+			n->attr_at_ms = mono_ms();
+			n->stale = 0;
+		}
 		if (n)
 			rc = inode_move(m, n, w->np, w->newname);
 		pthread_mutex_unlock(&m->mu);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
+#include <syslog.h>
 #include <time.h>
 
 #include "mount.h"
@@ -29,6 +30,12 @@ mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int
+is_ofile(const struct minode *n)
+{
+	return !n->local && n->attr.type == MST_T_FILE;
+}
+
 void
 reply_entry(fuse_req_t req, struct mount *m, struct minode *n)
 {
@@ -36,7 +43,9 @@ reply_entry(fuse_req_t req, struct mount *m, struct minode *n)
 
 	e.ino = n->ino;
 	e.generation = 1;
-	e.attr_timeout = m->entry_timeout;
+	/* Ordinary files: every stat asks us (we answer from memory kept
+	 * fresh by our own writes and the store's notices). */
+	e.attr_timeout = is_ofile(n) ? 0 : m->entry_timeout;
 	/* Directories are watched, so a change anywhere invalidates them at
 	 * once: their names may stay cached long, which also keeps paths to
 	 * tmp/ resolvable while the store is briefly unreachable. */
@@ -192,6 +201,21 @@ op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f)
 	fuse_reply_none(req);
 }
 
+/* How long the kernel may keep |ino|'s attributes. */
+static double
+attr_timeout_of(struct mount *m, fuse_ino_t ino)
+{
+	struct minode *n;
+	double t = m->entry_timeout;
+
+	pthread_mutex_lock(&m->mu);
+	n = inode_get(m, ino);
+	if (n && is_ofile(n))
+		t = 0;
+	pthread_mutex_unlock(&m->mu);
+	return t;
+}
+
 /* Fresh attributes for |ino| into *st. */
 static int
 do_getattr(struct mount *m, fuse_ino_t ino, struct stat *st)
@@ -211,6 +235,14 @@ do_getattr(struct mount *m, fuse_ino_t ino, struct stat *st)
 		pthread_mutex_unlock(&m->mu);
 		rc = folder_refresh(m, n);	/* brings the dir mtime */
 		pthread_mutex_lock(&m->mu);
+	} else if (is_ofile(n)) {
+		pthread_mutex_unlock(&m->mu);
+		rc = ofile_getattr(m, n);
+		pthread_mutex_lock(&m->mu);
+		if (rc == 0)
+			inode_stat(n, st);
+		pthread_mutex_unlock(&m->mu);
+		return rc;
 	}
 	/* The root too: its owner and mode are the store's. */
 	fetch = !n->local && !n->folder &&
@@ -246,11 +278,11 @@ op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 	else
-		fuse_reply_attr(req, &st, m->entry_timeout);
+		fuse_reply_attr(req, &st, attr_timeout_of(m, ino));
 }
 
-static uint64_t
-ts_ns(const struct timespec *ts)
+uint64_t
+ts_to_ns(const struct timespec *ts)
 {
 	return (uint64_t)ts->tv_sec * 1000000000u + (uint64_t)ts->tv_nsec;
 }
@@ -261,22 +293,16 @@ now_ns(void)
 	struct timespec ts;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	return ts_ns(&ts);
+	return ts_to_ns(&ts);
 }
 
-/* Local files change here; open small files truncate their buffer; the
- * rest is one SETATTR. */
+/* Local files change here; everything in the store is one FSETATTR by
+ * object id. */
 static int
-do_setattr(struct mount *m, fuse_ino_t ino, const struct stat *st, int set,
-    struct fhandle *h)
+do_setattr(struct mount *m, fuse_ino_t ino, const struct stat *st, int set)
 {
-	struct mst_setattr_req q = { 0 };
-	char path[MST_PATH_MAX + 1];
-	struct mst_attr_rep ar;
 	struct minode *n;
-	struct mreply r;
-	uint8_t buf[MST_PATH_MAX + 64];
-	int rc = 0, len;
+	int rc = 0;
 
 	pthread_mutex_lock(&m->mu);
 	n = inode_get(m, ino);
@@ -284,59 +310,23 @@ do_setattr(struct mount *m, fuse_ino_t ino, const struct stat *st, int set,
 		pthread_mutex_unlock(&m->mu);
 		return -ESTALE;
 	}
-	if ((set & FUSE_SET_ATTR_SIZE) && (n->local || (h && h->buf))) {
-		rc = fbuf_truncate(n->local ? n->buf : h->buf, m,
-		    (uint64_t)st->st_size);
-		if (h && !n->local)
-			h->dirty = 1;
-		set &= ~FUSE_SET_ATTR_SIZE;
-	}
-	if (n->local) {
-		if (set & FUSE_SET_ATTR_MODE)
-			n->attr.mode = st->st_mode & 07777;
-		if (set & FUSE_SET_ATTR_UID)
-			n->attr.uid = st->st_uid;
-		if (set & FUSE_SET_ATTR_GID)
-			n->attr.gid = st->st_gid;
-		if (set & FUSE_SET_ATTR_MTIME)
-			n->attr.mtime_ns = ts_ns(&st->st_mtim);
-		if (set & FUSE_SET_ATTR_MTIME_NOW)
-			n->attr.mtime_ns = now_ns();
+	if (!n->local) {
 		pthread_mutex_unlock(&m->mu);
-		return rc;
+		return ofile_setattr(m, n, st, set);
 	}
-	if (rc == 0)
-		rc = inode_path(n, path, sizeof path);
+	if (set & FUSE_SET_ATTR_SIZE)
+		rc = fbuf_truncate(n->buf, m, (uint64_t)st->st_size);
+	if (set & FUSE_SET_ATTR_MODE)
+		n->attr.mode = st->st_mode & 07777;
+	if (set & FUSE_SET_ATTR_UID)
+		n->attr.uid = st->st_uid;
+	if (set & FUSE_SET_ATTR_GID)
+		n->attr.gid = st->st_gid;
+	if (set & FUSE_SET_ATTR_MTIME)
+		n->attr.mtime_ns = ts_to_ns(&st->st_mtim);
+	if (set & FUSE_SET_ATTR_MTIME_NOW)
+		n->attr.mtime_ns = now_ns();
 	pthread_mutex_unlock(&m->mu);
-	if (rc < 0)
-		return rc;
-	q.path = mst_str_of(path);
-	q.valid = (set & FUSE_SET_ATTR_MODE ? MST_SA_MODE : 0) |
-	    (set & FUSE_SET_ATTR_UID ? MST_SA_UID : 0) |
-	    (set & FUSE_SET_ATTR_GID ? MST_SA_GID : 0) |
-	    (set & FUSE_SET_ATTR_SIZE ? MST_SA_SIZE : 0) |
-	    (set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW) ?
-	    MST_SA_MTIME : 0);
-	if (q.valid == 0)
-		return 0;		/* atime only: not kept */
-	q.mode = st->st_mode & 07777;
-	q.uid = st->st_uid;
-	q.gid = st->st_gid;
-	q.size = (uint64_t)st->st_size;
-	q.mtime_ns = set & FUSE_SET_ATTR_MTIME_NOW ? now_ns() :
-	    ts_ns(&st->st_mtim);
-	len = mst_setattr_req_encode(&q, buf, sizeof buf);
-	rc = mconn_call(m->conn, MST_OP_SETATTR, buf, (size_t)len, NULL, 0, 0,
-	    &r);
-	if (rc == 0)
-		rc = attr_from(&r, &ar);
-	mreply_free(&r);
-	if (rc == 0) {
-		pthread_mutex_lock(&m->mu);
-		n->attr = ar.attr;
-		n->attr_at_ms = mono_ms();
-		pthread_mutex_unlock(&m->mu);
-	}
 	return rc;
 }
 
@@ -345,16 +335,16 @@ op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
     struct fuse_file_info *fi)
 {
 	struct mount *m = mount_of(req);
-	struct fhandle *h = fi ? (struct fhandle *)(uintptr_t)fi->fh : NULL;
 	struct stat st;
-	int rc = do_setattr(m, ino, attr, to_set, h);
+	int rc = do_setattr(m, ino, attr, to_set);
 
+	(void)fi;
 	if (rc == 0)
 		rc = do_getattr(m, ino, &st);
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 	else
-		fuse_reply_attr(req, &st, m->entry_timeout);
+		fuse_reply_attr(req, &st, attr_timeout_of(m, ino));
 }
 
 static int
@@ -391,6 +381,7 @@ do_mkdir(struct mount *m, fuse_ino_t parent, const char *name, mode_t mode,
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&m->mu);
+	inode_dir_changed(m, p, NULL);
 	*out = inode_remote(m, p, name, &ar.attr, 1);
 	pthread_mutex_unlock(&m->mu);
 	return *out ? 0 : -ENOMEM;
@@ -449,6 +440,8 @@ removed(void *arg, struct mreply *r)
 			folder_touch(w->p, cr.dir_mtime_ns);
 		if (w->p->folder)
 			folder_del(w->p->folder, w->name);
+		else
+			inode_dir_changed(m, w->p, w->name);
 		if (w->dir)
 			detach_dir(m, w->p, w->name);
 		pthread_mutex_unlock(&m->mu);
@@ -579,8 +572,57 @@ op_statfs(fuse_req_t req, fuse_ino_t ino)
 		fuse_reply_statfs(req, &sv);
 }
 
+/* Special files and symbolic links have no place in a mail store: they
+ * are refused, and the log says why. */
+static void
+op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+    dev_t rdev)
+{
+	(void)parent;
+	(void)rdev;
+	syslog(LOG_NOTICE, "mount.mstore: mknod %s (type 0%o) refused: only "
+	    "regular files and directories are stored", name,
+	    (unsigned)(mode & S_IFMT));
+	fuse_reply_err(req, EPERM);
+}
+
+static void
+op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+    const char *name)
+{
+	(void)link;
+	(void)parent;
+	syslog(LOG_NOTICE, "mount.mstore: symlink %s refused: only regular "
+	    "files and directories are stored", name);
+	fuse_reply_err(req, EPERM);
+}
+
+/*
+ * The kernel must not drop a file's pages because its mtime moved: our
+ * own writes move it, and pages dropped under a shared mmap are costly.
+ * Pages go when the store says another host changed the file (see
+ * ops_file.c). Locks are ours (ops_lock.c), so they hold across hosts.
+ */
+static void
+op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+	if (conn->capable & FUSE_CAP_POSIX_LOCKS)
+		conn->want |= FUSE_CAP_POSIX_LOCKS;
+	if (conn->capable & FUSE_CAP_FLOCK_LOCKS)
+		conn->want |= FUSE_CAP_FLOCK_LOCKS;
+}
+
 /* The ops table lives here; the other ops files export theirs. */
 const struct fuse_lowlevel_ops mount_ops = {
+	.init = op_init,
+	.mknod = op_mknod,
+	.symlink = op_symlink,
+	.getlk = op_getlk,
+	.setlk = op_setlk,
+	.flock = op_flock,
+	.fallocate = op_fallocate,
 	.lookup = op_lookup,
 	.forget = op_forget,
 	.forget_multi = op_forget_multi,

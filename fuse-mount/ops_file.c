@@ -5,10 +5,15 @@
  *    and its errors are returned there;
  *  - messages: immutable, read with FETCH, cached by the kernel
  *    (keep_cache);
- *  - other files (dovecot-uidlist, indexes, lock files): whole small
- *    objects, read with GET at open, written back with one PUT at flush,
- *    fsync or close when changed. Exclusive create is an exclusive PUT,
- *    so dotlocks work across mounts.
+ *  - ordinary files (dovecot-uidlist, indexes, lock files...): state in
+ *    the store, addressed by object id, shared by every open on every
+ *    host. The kernel's page cache is the only cache here: a write()
+ *    goes into it and, as one WRITE, to the store before the call
+ *    returns, so every descriptor, mmap and stat on this host sees it at
+ *    once and it is durable when write() returns. Pages are dropped when
+ *    the store says another host changed the file (a notice, or a newer
+ *    change counter found at open or at a lock grant): close-to-open
+ *    consistency, and lock-to-lock for programs that lock.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +23,7 @@
 #include <syslog.h>
 
 #include "mount.h"
+#include "store.h"
 
 static struct fhandle *
 fh_of(struct fuse_file_info *fi)
@@ -55,40 +61,6 @@ put_buf(struct mount *m, const char *path, struct fbuf *b, int excl,
 	return rc;
 }
 
-/* GET a whole small file into |b|. */
-static int
-get_all(struct mount *m, const char *path, struct fbuf *b)
-{
-	struct mst_get_req q = { .path = mst_str_of(path) };
-	struct mst_data_rep d;
-	struct mreply r;
-	uint8_t head[MST_PATH_MAX + 32];
-	uint64_t total = 1;
-	int rc = 0, len;
-
-	while (rc == 0 && q.offset < total) {
-		q.length = 1u << 20;
-		len = mst_get_req_encode(&q, head, sizeof head);
-		rc = mconn_call(m->conn, MST_OP_GET, head, (size_t)len, NULL,
-		    0, 1, &r);
-		if (rc == 0)
-			rc = r.nframes == 1 ? mst_data_rep_decode(&d,
-			    r.frames[0].p, r.frames[0].len) : -EPROTO;
-		if (rc == 0) {
-			total = d.total_size;
-			rc = d.data.len ? fbuf_write(b, m, d.data.p, d.data.len,
-			    q.offset) : 0;
-			q.offset += d.data.len;
-			if (d.data.len == 0 && q.offset < total)
-				rc = -EIO;	/* no progress */
-		}
-		mreply_free(&r);
-	}
-	if (rc == 0 && total == 0)
-		rc = fbuf_truncate(b, m, 0);
-	return rc;
-}
-
 /* Deliver a file created directly in new/ or cur/: once. */
 static int
 deliver_pending(struct mount *m, struct fhandle *h)
@@ -118,32 +90,14 @@ deliver_pending(struct mount *m, struct fhandle *h)
 	return rc;
 }
 
-/* Write back whatever this handle owes the store. */
+/* Deliver what a direct create in new/ or cur/ owes the store. Ordinary
+ * files owe nothing: their writes were durable when they returned. */
 static int
 handle_sync(struct mount *m, struct fhandle *h)
 {
-	char path[MST_PATH_MAX + 1];
-	struct mst_attr a, out;
-	int rc;
-
-	if (h->n->local)
-		return h->n->parent->folder ? deliver_pending(m, h) : 0;
-	if (!h->dirty || h->delivered)
-		return 0;
-	pthread_mutex_lock(&m->mu);
-	rc = inode_path(h->n, path, sizeof path);
-	a = h->n->attr;
-	pthread_mutex_unlock(&m->mu);
-	if (rc == 0)
-		rc = put_buf(m, path, h->buf, 0, &a, &out);
-	if (rc == 0) {
-		h->dirty = 0;
-		pthread_mutex_lock(&m->mu);
-		h->n->attr = out;
-		h->n->attr_at_ms = mono_ms();
-		pthread_mutex_unlock(&m->mu);
-	}
-	return rc;
+	if (h->n->local && h->n->parent->folder)
+		return deliver_pending(m, h);
+	return 0;
 }
 
 static struct fhandle *
@@ -155,8 +109,11 @@ handle_new(struct minode *n, int flags)
 		return NULL;
 	h->n = n;
 	h->writable = (flags & O_ACCMODE) != O_RDONLY;
+	h->append = (flags & O_APPEND) != 0;
 	if (n->local)
 		h->buf = n->buf;	/* the inode's: it outlives the handle */
+	else
+		h->ofile = n->attr.type == MST_T_FILE;
 	return h;
 }
 
@@ -169,16 +126,364 @@ handle_free(struct fhandle *h)
 	free(h);
 }
 
+/* --- ordinary files --- */
+
+int
+ofile_refresh(struct minode *n, const struct mst_attr *a)
+{
+	int changed = n->stale || a->change != n->attr.change ||
+	    a->size != n->attr.size;
+
+	n->attr = *a;
+	n->stale = 0;
+	n->attr_at_ms = mono_ms();
+	return changed;
+}
+
+int
+ofile_getattr(struct mount *m, struct minode *n)
+{
+	struct mst_attr a;
+	uint64_t id;
+	int fetch, rc;
+
+	pthread_mutex_lock(&m->mu);
+	fetch = n->stale || mono_ms() - n->attr_at_ms >=
+	    (int64_t)(m->entry_timeout * 1000);
+	id = n->attr.id;
+	pthread_mutex_unlock(&m->mu);
+	if (!fetch)
+		return 0;
+	rc = store_getattr(m, id, &a);
+	if (rc == -ENOENT)
+		rc = -ESTALE;		/* gone from the store */
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&m->mu);
+	if (ofile_refresh(n, &a))
+		n->epoch++;
+	pthread_mutex_unlock(&m->mu);
+	return 0;
+}
+
+/*
+ * The store holds an ordinary file for this mount while it is open here
+ * (so that it outlives an unlink): OPEN on the first open, CLOSE after
+ * the last. m->ref_mu puts the two on the wire in the order the counts
+ * changed, so the store's count can never end unbalanced.
+ */
+static void
+ofile_hold(struct mount *m, struct minode *n, int delta)
+{
+	int send = 0;
+	uint64_t id;
+
+	pthread_mutex_lock(&m->ref_mu);
+	pthread_mutex_lock(&m->mu);
+	id = n->attr.id;
+	if (delta > 0 && n->store_open++ == 0)
+		send = MST_OP_OPEN;
+	else if (delta < 0 && n->store_open > 0 && --n->store_open == 0)
+		send = MST_OP_CLOSE;
+	pthread_mutex_unlock(&m->mu);
+	if (send == MST_OP_OPEN)
+		(void)store_hold(m, id);	/* failure: unlink drops it */
+	else if (send == MST_OP_CLOSE)
+		(void)store_close(m, id);
+	pthread_mutex_unlock(&m->ref_mu);
+}
+
+/* Close-to-open: ask the store for the file's state at every open; keep
+ * the kernel's pages only if nothing changed since they were read. */
+static int
+ofile_open(struct mount *m, struct minode *n, struct fuse_file_info *fi)
+{
+	struct mst_fsetattr_req q = { .valid = MST_SA_SIZE | MST_SA_MTIME };
+	struct timespec now;
+	struct mst_attr a;
+	int rc;
+
+	pthread_mutex_lock(&m->mu);
+	q.id = n->attr.id;
+	pthread_mutex_unlock(&m->mu);
+	if (fi->flags & O_TRUNC) {	/* the kernel leaves it to us */
+		clock_gettime(CLOCK_REALTIME, &now);
+		q.mtime_ns = ts_to_ns(&now);
+		rc = store_fsetattr(m, &q, &a);
+	} else {
+		rc = store_getattr(m, q.id, &a);
+	}
+	if (rc == -ENOENT)
+		rc = -ESTALE;
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&m->mu);
+	if (ofile_refresh(n, &a)) {
+		n->epoch++;
+		fi->keep_cache = 0;
+	} else {
+		fi->keep_cache = 1;
+	}
+	pthread_mutex_unlock(&m->mu);
+	ofile_hold(m, n, 1);
+	return 0;
+}
+
+int
+ofile_setattr(struct mount *m, struct minode *n, const struct stat *st,
+    int set)
+{
+	struct mst_fsetattr_req q = { 0 };
+	struct mst_attr a;
+	struct timespec now;
+	int rc;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	pthread_mutex_lock(&m->mu);
+	q.id = n->attr.id;
+	pthread_mutex_unlock(&m->mu);
+	q.valid = (set & FUSE_SET_ATTR_MODE ? MST_SA_MODE : 0) |
+	    (set & FUSE_SET_ATTR_UID ? MST_SA_UID : 0) |
+	    (set & FUSE_SET_ATTR_GID ? MST_SA_GID : 0) |
+	    (set & FUSE_SET_ATTR_SIZE ? MST_SA_SIZE : 0) |
+	    (set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW) ?
+	    MST_SA_MTIME : 0) |
+	    (set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW) ?
+	    MST_SA_ATIME : 0);
+	q.mode = st->st_mode & 07777;
+	if (q.valid == 0) {
+		/* chown(f, -1, -1) and the like (the kernel sends no bits):
+		 * only the ctime moves. */
+		q.valid = MST_SA_MODE;
+		pthread_mutex_lock(&m->mu);
+		q.mode = n->attr.mode;
+		pthread_mutex_unlock(&m->mu);
+	}
+	if (q.valid == 0)
+		return 0;
+	q.uid = st->st_uid;
+	q.gid = st->st_gid;
+	q.size = (uint64_t)st->st_size;
+	q.mtime_ns = set & FUSE_SET_ATTR_MTIME_NOW ? ts_to_ns(&now) :
+	    ts_to_ns(&st->st_mtim);
+	q.atime_ns = set & FUSE_SET_ATTR_ATIME_NOW ? ts_to_ns(&now) :
+	    ts_to_ns(&st->st_atim);
+	rc = store_fsetattr(m, &q, &a);
+	if (rc == -ENOENT)
+		rc = -ESTALE;
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&m->mu);
+	(void)ofile_refresh(n, &a);	/* our own change: pages stay */
+	pthread_mutex_unlock(&m->mu);
+	return 0;
+}
+
+int
+ofile_link(struct mount *m, struct minode *src, struct minode *dir,
+    const char *name)
+{
+	char path[MST_PATH_MAX + 1];
+	struct mst_attr_rep ar;
+	uint64_t id;
+	int rc;
+
+	pthread_mutex_lock(&m->mu);
+	id = src->attr.id;
+	rc = inode_child_path(dir, name, path, sizeof path);
+	pthread_mutex_unlock(&m->mu);
+	if (rc == 0)
+		rc = store_link(m, id, path, &ar);
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&m->mu);
+	inode_dir_changed(m, dir, NULL);
+	(void)ofile_refresh(src, &ar.attr);
+	src->nlookup++;
+	pthread_mutex_unlock(&m->mu);
+	return 0;
+}
+
+/* A READ or WRITE answered from mconn's thread. */
+struct io_wait {
+	fuse_req_t req;
+	struct mount *m;
+	struct minode *n;	/* held open by the request's handle */
+	uint64_t epoch;		/* n->epoch when the request left */
+	uint64_t off;
+	size_t size;
+	int append;
+};
+
+static struct io_wait *
+io_wait_new(fuse_req_t req, struct mount *m, struct minode *n, uint64_t off,
+    size_t size)
+{
+	struct io_wait *w = calloc(1, sizeof *w);
+
+	if (w == NULL)
+		return NULL;
+	w->req = req;
+	w->m = m;
+	w->n = n;
+	w->off = off;
+	w->size = size;
+	pthread_mutex_lock(&m->mu);
+	w->epoch = n->epoch;
+	pthread_mutex_unlock(&m->mu);
+	return w;
+}
+
+/* A change from elsewhere may have raced with a read: the kernel is about
+ * to cache what the store had before it. Drop those pages again. */
+static void
+io_recheck(struct io_wait *w)
+{
+	int raced;
+
+	pthread_mutex_lock(&w->m->mu);
+	raced = w->n->epoch != w->epoch;
+	pthread_mutex_unlock(&w->m->mu);
+	if (raced)
+		inval_queue(w->m, w->n->ino, NULL);
+}
+
+static void
+ofile_read_done(void *arg, struct mreply *r)
+{
+	struct io_wait *w = arg;
+	struct mst_data_rep d;
+	int rc = store_data_reply(r, w->size, &d);
+
+	if (rc == -ENOENT)
+		rc = -ESTALE;
+	if (rc < 0)
+		fuse_reply_err(w->req, -rc);
+	else
+		fuse_reply_buf(w->req, (const char *)d.data.p, d.data.len);
+	mreply_free(r);
+	io_recheck(w);
+	free(w);
+}
+
+static void
+ofile_read(struct mount *m, fuse_req_t req, struct fhandle *h, size_t size,
+    off_t off)
+{
+	struct io_wait *w;
+	uint32_t room = mconn_max_frame(m->conn) - 64;
+	int rc;
+
+	if (size > room)
+		size = room;	/* a short read: the kernel asks again */
+	w = io_wait_new(req, m, h->n, (uint64_t)off, size);
+	if (w == NULL) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	rc = store_read(m, h->n->attr.id, (uint64_t)off, (uint32_t)size,
+	    ofile_read_done, w);
+	if (rc < 0) {
+		free(w);
+		fuse_reply_err(req, -rc);
+	}
+}
+
+static void
+ofile_write_done(void *arg, struct mreply *r)
+{
+	struct io_wait *w = arg;
+	struct mount *m = w->m;
+	struct mst_attr_rep ar;
+	int rc = store_attr_reply(r, &ar), moved = 0;
+
+	mreply_free(r);
+	if (rc == -ENOENT)
+		rc = -ESTALE;
+	if (rc == 0) {
+		pthread_mutex_lock(&m->mu);
+		/* Our own change: the kernel's pages already hold it. */
+		w->n->attr = ar.attr;
+		w->n->attr_at_ms = mono_ms();
+		pthread_mutex_unlock(&m->mu);
+		/* An append landed at the store's end, which another host
+		 * may have moved: the kernel put the bytes at its own idea
+		 * of the end. */
+		moved = w->append && ar.attr.size - w->size != w->off;
+	}
+	if (rc < 0)
+		fuse_reply_err(w->req, -rc);
+	else
+		fuse_reply_write(w->req, w->size);
+	if (moved)
+		inval_queue(m, w->n->ino, NULL);
+	else if (rc == 0)
+		io_recheck(w);
+	free(w);
+}
+
+static void
+ofile_write(struct mount *m, fuse_req_t req, struct fhandle *h,
+    const char *p, size_t size, off_t off)
+{
+	struct io_wait *w = io_wait_new(req, m, h->n, (uint64_t)off, size);
+	int rc;
+
+	if (w == NULL) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	w->append = h->append;
+	rc = store_write(m, h->n->attr.id, (uint64_t)off, h->append, p, size,
+	    ofile_write_done, w);
+	if (rc < 0) {
+		free(w);
+		fuse_reply_err(req, -rc);
+	}
+}
+
+/* --- create and open --- */
+
+/* Create |path| in the store (an empty ordinary file), or find the one
+ * another host made meanwhile when |flags| allow opening it. */
+static int
+ofile_create(struct mount *m, const char *path, int flags,
+    struct mst_attr *a)
+{
+	struct mst_attr_rep ar;
+	struct mreply r;
+	struct fbuf *b = fbuf_new();
+	int rc;
+
+	if (b == NULL)
+		return -ENOMEM;
+	/* Always exclusive: the kernel calls create only when it found no
+	 * entry; if another host made one meanwhile, open that instead. */
+	rc = put_buf(m, path, b, 1, a, a);
+	fbuf_free(b);
+	if (rc != -EEXIST || (flags & O_EXCL))
+		return rc;
+	rc = call_path(m, MST_OP_LOOKUP, path, &r);
+	if (rc == 0)
+		rc = attr_from(&r, &ar);
+	mreply_free(&r);
+	if (rc == 0 && ar.attr.type == MST_T_DIR)
+		rc = -EISDIR;
+	if (rc == 0)
+		*a = ar.attr;
+	return rc;
+}
+
 static int
 do_create(struct mount *m, fuse_ino_t parent, const char *name, mode_t mode,
-    int flags, const struct fuse_ctx *ctx, struct fhandle **out)
+    struct fuse_file_info *fi, const struct fuse_ctx *ctx,
+    struct fhandle **out)
 {
 	char path[MST_PATH_MAX + 1];
 	struct mst_attr a = { .type = MST_T_FILE, .mode = mode & 07777,
 		.uid = ctx->uid, .gid = ctx->gid };
 	struct minode *p, *n;
-	struct fbuf *b;
-	int rc;
+	int rc, flags = fi->flags;
 
 	pthread_mutex_lock(&m->mu);
 	p = inode_get(m, parent);
@@ -215,44 +520,39 @@ do_create(struct mount *m, fuse_ino_t parent, const char *name, mode_t mode,
 	}
 	rc = inode_child_path(p, name, path, sizeof path);
 	pthread_mutex_unlock(&m->mu);
+	if (rc == 0)
+		rc = ofile_create(m, path, flags, &a);
 	if (rc < 0)
 		return rc;
-	b = fbuf_new();
-	if (b == NULL)
-		return -ENOMEM;
-	/* Always exclusive: the kernel calls create only when it found no
-	 * entry; if another host made one meanwhile, open that instead. */
-	rc = put_buf(m, path, b, 1, &a, &a);
-	if (rc == -EEXIST && !(flags & O_EXCL)) {
-		struct mreply r;
-		struct mst_attr_rep ar;
-
-		rc = call_path(m, MST_OP_LOOKUP, path, &r);
-		if (rc == 0)
-			rc = attr_from(&r, &ar);
-		mreply_free(&r);
-		if (rc == 0 && !(flags & O_TRUNC))
-			rc = get_all(m, path, b);
-		a = ar.attr;
-	}
-	if (rc < 0) {
-		fbuf_free(b);
-		return rc;
-	}
 	pthread_mutex_lock(&m->mu);
+	inode_dir_changed(m, p, NULL);
 	n = inode_remote(m, p, name, &a, 1);
 	if (n && (*out = handle_new(n, flags)) != NULL) {
-		(*out)->buf = b;
-		(*out)->own_buf = 1;
-		(*out)->dirty = (flags & O_TRUNC) && a.size;
 		n->nopen++;
+		n->stale = 0;
 	} else {
 		if (n)
 			inode_forget(m, n, 1);
-		fbuf_free(b);
 		rc = -ENOMEM;
 	}
 	pthread_mutex_unlock(&m->mu);
+	if (rc == 0)
+		ofile_hold(m, n, 1);
+	if (rc == 0 && (flags & O_TRUNC) && a.size > 0) {
+		/* It existed (made elsewhere meanwhile): O_TRUNC applies. */
+		struct stat st = { 0 };
+
+		rc = ofile_setattr(m, n, &st, FUSE_SET_ATTR_SIZE |
+		    FUSE_SET_ATTR_MTIME_NOW);
+		if (rc < 0) {
+			ofile_hold(m, n, -1);
+			pthread_mutex_lock(&m->mu);
+			inode_forget(m, n, 1);
+			inode_close(m, n);
+			pthread_mutex_unlock(&m->mu);
+			handle_free(*out);
+		}
+	}
 	return rc;
 }
 
@@ -263,8 +563,7 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	struct mount *m = mount_of(req);
 	struct fuse_entry_param e = { 0 };
 	struct fhandle *h = NULL;
-	int rc = do_create(m, parent, name, mode, fi->flags, fuse_req_ctx(req),
-	    &h);
+	int rc = do_create(m, parent, name, mode, fi, fuse_req_ctx(req), &h);
 
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
@@ -275,11 +574,14 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	fi->noflush = h->n->local && h->n->parent->dkind == DK_TMP;
 	e.ino = h->n->ino;
 	e.generation = 1;
-	e.attr_timeout = e.entry_timeout = m->entry_timeout;
+	e.entry_timeout = m->entry_timeout;
+	e.attr_timeout = h->ofile ? 0 : m->entry_timeout;
 	pthread_mutex_lock(&m->mu);
 	inode_stat(h->n, &e.attr);
 	pthread_mutex_unlock(&m->mu);
 	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
+		if (h->ofile)
+			ofile_hold(m, h->n, -1);
 		pthread_mutex_lock(&m->mu);
 		inode_forget(m, h->n, 1);
 		inode_close(m, h->n);
@@ -292,11 +594,11 @@ static int
 do_open(struct mount *m, fuse_ino_t ino, struct fuse_file_info *fi,
     struct fhandle **out)
 {
-	char path[MST_PATH_MAX + 1], dpath[MST_PATH_MAX + 1];
+	char dpath[MST_PATH_MAX + 1];
 	struct mst_str mb = { 0 }, fo;
 	struct minode *n;
-	struct fhandle *h;
-	int rc = 0, get = 0;
+	struct fhandle *h = NULL;
+	int rc = 0;
 
 	pthread_mutex_lock(&m->mu);
 	n = inode_get(m, ino);
@@ -319,23 +621,12 @@ do_open(struct mount *m, fuse_ino_t ino, struct fuse_file_info *fi,
 			snprintf(h->mailbox, sizeof h->mailbox, "%.*s",
 			    (int)mb.len, mb.p ? mb.p : "");
 			fi->keep_cache = 1;
-		} else if (!n->local) {
-			get = 1;
-			rc = inode_path(n, path, sizeof path);
 		}
 	}
 	pthread_mutex_unlock(&m->mu);
-	if (rc == 0 && get) {
-		h->buf = fbuf_new();
-		h->own_buf = 1;
-		if (h->buf == NULL)
-			rc = -ENOMEM;
-		else if (fi->flags & O_TRUNC)
-			h->dirty = 1;
-		else
-			rc = get_all(m, path, h->buf);
-	}
-	if (rc < 0 && n && h) {
+	if (rc == 0 && h->ofile)
+		rc = ofile_open(m, n, fi);
+	if (rc < 0 && h) {
 		pthread_mutex_lock(&m->mu);
 		inode_close(m, n);
 		pthread_mutex_unlock(&m->mu);
@@ -359,12 +650,16 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	fi->fh = (uintptr_t)h;
 	if (fuse_reply_open(req, fi) == -ENOENT) {
+		if (h->ofile)
+			ofile_hold(m, h->n, -1);
 		pthread_mutex_lock(&m->mu);
 		inode_close(m, h->n);
 		pthread_mutex_unlock(&m->mu);
 		handle_free(h);
 	}
 }
+
+/* --- messages --- */
 
 /* FETCH a message range into |out|. */
 static ssize_t
@@ -385,8 +680,7 @@ fetch(struct mount *m, struct fhandle *h, char *out, size_t size, off_t off)
 		rc = mconn_call(m->conn, MST_OP_FETCH, head, (size_t)len, NULL,
 		    0, 1, &r);
 		if (rc == 0)
-			rc = r.nframes == 1 ? mst_data_rep_decode(&d,
-			    r.frames[0].p, r.frames[0].len) : -EPROTO;
+			rc = store_data_reply(&r, size - got, &d);
 		if (rc == 0) {
 			memcpy(out + got, d.data.p, d.data.len);
 			got += d.data.len;
@@ -399,21 +693,24 @@ fetch(struct mount *m, struct fhandle *h, char *out, size_t size, off_t off)
 }
 
 /* A read of a message answered from mconn's thread. */
+struct msg_read {
+	fuse_req_t req;
+	size_t size;
+};
+
 static void
 read_done(void *arg, struct mreply *r)
 {
-	fuse_req_t req = arg;
+	struct msg_read *w = arg;
 	struct mst_data_rep d;
-	int rc = r->status;
+	int rc = store_data_reply(r, w->size, &d);
 
-	if (rc == 0)
-		rc = r->nframes == 1 ? mst_data_rep_decode(&d, r->frames[0].p,
-		    r->frames[0].len) : -EPROTO;
 	if (rc < 0)
-		fuse_reply_err(req, -rc);
+		fuse_reply_err(w->req, -rc);
 	else
-		fuse_reply_buf(req, (const char *)d.data.p, d.data.len);
+		fuse_reply_buf(w->req, (const char *)d.data.p, d.data.len);
 	mreply_free(r);
+	free(w);
 }
 
 /* One FETCH for a read that fits a reply frame (the kernel asks for at
@@ -426,13 +723,23 @@ read_async(struct mount *m, fuse_req_t req, struct fhandle *h, size_t size,
 		.id = h->n->attr.id, .offset = (uint64_t)off,
 		.length = (uint32_t)size };
 	uint8_t head[MST_PATH_MAX + 32];
+	struct msg_read *w;
 	int len;
 
 	if (size + 64 > mconn_max_frame(m->conn))
 		return 0;
 	len = mst_fetch_req_encode(&q, head, sizeof head);
-	return len >= 0 && mconn_call_async(m->conn, MST_OP_FETCH, head,
-	    (size_t)len, NULL, 0, 1, read_done, req) == 0;
+	w = len >= 0 ? malloc(sizeof *w) : NULL;
+	if (w == NULL)
+		return 0;
+	w->req = req;
+	w->size = size;
+	if (mconn_call_async(m->conn, MST_OP_FETCH, head, (size_t)len, NULL, 0,
+	    1, read_done, w) < 0) {
+		free(w);
+		return 0;
+	}
+	return 1;
 }
 
 void
@@ -445,6 +752,10 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	ssize_t n;
 
 	(void)ino;
+	if (h->ofile) {
+		ofile_read(m, req, h, size, off);
+		return;
+	}
 	if (h->buf == NULL && read_async(m, req, h, size, off))
 		return;			/* read_done replies */
 	buf = malloc(size ? size : 1);
@@ -475,14 +786,16 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *p, size_t size,
 	int rc;
 
 	(void)ino;
+	if (h->ofile) {
+		ofile_write(m, req, h, p, size, off);
+		return;
+	}
 	if (h->buf == NULL || h->delivered) {
 		fuse_reply_err(req, EBADF);
 		return;
 	}
 	pthread_mutex_lock(&m->mu);
 	rc = fbuf_write(h->buf, m, p, size, (uint64_t)off);
-	if (rc == 0)
-		h->dirty = 1;
 	pthread_mutex_unlock(&m->mu);
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
@@ -490,12 +803,49 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *p, size_t size,
 		fuse_reply_write(req, size);
 }
 
+/* posix_fallocate(3) on an ordinary file: the store allocates as it
+ * writes, so only the size matters (Dovecot grows its cache file so).
+ * Punching holes and the other modes are not offered. */
+void
+op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off,
+    off_t len, struct fuse_file_info *fi)
+{
+	struct mount *m = mount_of(req);
+	struct fhandle *h = fh_of(fi);
+	struct stat st = { 0 };
+	uint64_t end = (uint64_t)off + (uint64_t)len, size;
+	int rc = 0;
+
+	(void)ino;
+	if (mode != 0 || !h->ofile) {
+		fuse_reply_err(req, EOPNOTSUPP);
+		return;
+	}
+	pthread_mutex_lock(&m->mu);
+	size = h->n->attr.size;
+	pthread_mutex_unlock(&m->mu);
+	if (end > size) {
+		st.st_size = (off_t)end;
+		rc = ofile_setattr(m, h->n, &st, FUSE_SET_ATTR_SIZE);
+	}
+	fuse_reply_err(req, rc < 0 ? -rc : 0);
+}
+
+/* close(2) of any descriptor drops the caller's POSIX locks on the file
+ * (fcntl(2)); the kernel tells us which owner closed. */
 void
 op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	int rc = handle_sync(mount_of(req), fh_of(fi));
+	struct mount *m = mount_of(req);
+	struct fhandle *h = fh_of(fi);
+	int rc = handle_sync(m, h), locks;
 
 	(void)ino;
+	pthread_mutex_lock(&m->mu);
+	locks = h->ofile && h->n->posix_locks;
+	pthread_mutex_unlock(&m->mu);
+	if (rc == 0 && locks)
+		rc = lock_release(m, h->n, fi->lock_owner, 0);
 	fuse_reply_err(req, rc < 0 ? -rc : 0);
 }
 
@@ -519,8 +869,16 @@ op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 	(void)ino;
 	if (rc < 0)
-		syslog(LOG_ERR, "mount.mstore: write-back of %s at close: %s",
+		syslog(LOG_ERR, "mount.mstore: delivery of %s at close: %s",
 		    h->n->name, strerror(-rc));
+	if (h->ofile && fi->flock_release) {
+		rc = lock_release(m, h->n, fi->lock_owner, 1);
+		if (rc < 0)
+			syslog(LOG_ERR, "mount.mstore: flock release of %s: %s",
+			    h->n->name, strerror(-rc));
+	}
+	if (h->ofile)
+		ofile_hold(m, h->n, -1);
 	pthread_mutex_lock(&m->mu);
 	inode_close(m, h->n);
 	pthread_mutex_unlock(&m->mu);

@@ -1,0 +1,55 @@
+/*
+ * store.h - requests on ordinary files by object id (see store.c). No
+ * FUSE types: callers pass ids, offsets and bytes and get attributes or
+ * reply payloads back. Every function returns 0 or a negative errno;
+ * the asynchronous ones (store_read, store_write, store_lock,
+ * store_close) return 0 when the request went out, and then |cb| runs
+ * exactly once with the reply (see mconn.h).
+ */
+#ifndef MST_STORE_H
+#define MST_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mconn.h"
+#include "mstproto.h"
+
+struct mount;
+
+int store_getattr(struct mount *m, uint64_t id, struct mst_attr *out);
+int store_getattr_async(struct mount *m, uint64_t id, mconn_cb *cb,
+    void *arg);
+/* OPEN: the store keeps the file for this connection even after its last
+ * name goes, until store_close or the connection ends. */
+int store_open(struct mount *m, uint64_t id, struct mst_attr *out);
+/* OPEN without waiting for the answer (a failure is logged). */
+int store_hold(struct mount *m, uint64_t id);
+int store_close(struct mount *m, uint64_t id);
+int store_read(struct mount *m, uint64_t id, uint64_t off, uint32_t len,
+    mconn_cb *cb, void *arg);
+/* WRITE |len| bytes at |off| (at the end with |append|). The body is
+ * copied before this returns. */
+int store_write(struct mount *m, uint64_t id, uint64_t off, int append,
+    const void *p, size_t len, mconn_cb *cb, void *arg);
+int store_fsetattr(struct mount *m, const struct mst_fsetattr_req *q,
+    struct mst_attr *out);
+int store_link(struct mount *m, uint64_t id, const char *path,
+    struct mst_attr_rep *out);
+/* LOCK; one with MST_LKF_WAIT has no deadline (it waits until granted,
+ * cancelled, or the connection drops). */
+int store_lock(struct mount *m, const struct mst_lock_req *q, mconn_cb *cb,
+    void *arg);
+
+/* LOCK, waiting for the answer (never with MST_LKF_WAIT). */
+int store_lock_sync(struct mount *m, const struct mst_lock_req *q,
+    struct mst_lock_rep *out);
+
+/* Reply decoders: -EPROTO for a reply of the wrong shape, and a READ or
+ * FETCH reply carrying more than |want| bytes is refused as -EPROTO. */
+int store_attr_reply(const struct mreply *r, struct mst_attr_rep *out);
+int store_data_reply(const struct mreply *r, size_t want,
+    struct mst_data_rep *d);
+int store_lock_reply(const struct mreply *r, struct mst_lock_rep *out);
+
+#endif /* MST_STORE_H */

@@ -166,6 +166,8 @@ struct batch {
 	void **scratch;			/* extra bodies to free */
 	int nscratch, scratch_cap;
 	int nrec;
+	int locked;			/* the op holds e->mu for writing:
+					   batch_add must not take it */
 };
 
 /* eng_ops.c */

@@ -222,10 +222,12 @@ batch_add(struct engine *e, struct batch *b, struct rec *r, const void *body)
 	len = rec_encode(r, body, p, REC_HDR_LEN + REC_FIXED_MAX);
 	if (len < 0)
 		return len;
-	pthread_rwlock_wrlock(&e->mu);
+	if (!b->locked)
+		pthread_rwlock_wrlock(&e->mu);
 	rc = index_apply(e->ix, r, b->seg->no, b->pos + (uint64_t)len,
 	    body);
-	pthread_rwlock_unlock(&e->mu);
+	if (!b->locked)
+		pthread_rwlock_unlock(&e->mu);
 	if (rc < 0) {
 		log_err("apply lsn %llu type %u: %s", (unsigned long long)r->lsn,
 		    r->type, strerror(-rc));
@@ -767,6 +769,12 @@ do_put(struct engine *e, struct batch *b, struct job *j)
 	    8);
 	if (rc < 0)
 		return rc;
+	/* Readers see the old contents or the new, never the file cut to
+	 * nothing in between: the records are applied under one hold of
+	 * the lock (a PUT from offset 0 after the cut reads no old block,
+	 * so nothing waits on the disk meanwhile). */
+	pthread_rwlock_wrlock(&e->mu);
+	b->locked = 1;
 	if (n) {
 		f = n->x.file;
 		rc = attr_record(e, b, f->id, MST_SA_SIZE, &a, &lsn);
@@ -783,6 +791,8 @@ do_put(struct engine *e, struct batch *b, struct job *j)
 		a.valid = MST_SA_MTIME;
 		rc = attr_record(e, b, f->id, MST_SA_MTIME, &a, &lsn);
 	}
+	b->locked = 0;
+	pthread_rwlock_unlock(&e->mu);
 	if (rc < 0)
 		return rc;
 	rc = reply_attr(j, n ? n : f->names, dir);

@@ -10,6 +10,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1475,6 +1477,49 @@ START_TEST(appends_in_one_batch_build_on_each_other)
 }
 END_TEST
 
+static atomic_int put_done;
+
+static void *
+put_loop(void *arg)
+{
+	int i;
+
+	(void)arg;
+	for (i = 0; i < 300; i++)
+		ck_assert_int_eq(t_put(&T, "d/uidlist", i % 2 ? "BBBBBBBBBB" :
+		    "AAAAAAAAAA", 10, 0), 0);
+	atomic_store(&put_done, 1);
+	return NULL;
+}
+
+/* A PUT over a file replaces it at once for readers: never empty, never
+ * half old and half new. */
+START_TEST(put_over_a_file_is_atomic_for_readers)
+{
+	struct mst_attr a;
+	pthread_t th;
+	char got[32];
+	size_t n;
+	int reads = 0;
+
+	ck_assert_int_eq(t_mkdir(&T, "d"), 0);
+	ck_assert_int_eq(t_put(&T, "d/uidlist", "AAAAAAAAAA", 10, 1), 0);
+	ck_assert_int_eq(t_lookup(&T, "d/uidlist", &a), 0);
+	atomic_store(&put_done, 0);
+	ck_assert_int_eq(pthread_create(&th, NULL, put_loop, NULL), 0);
+	while (!atomic_load(&put_done)) {
+		ck_assert_int_eq(t_read(&T, a.id, 0, sizeof got, got, &n,
+		    NULL), 0);
+		ck_assert_uint_eq(n, 10);
+		ck_assert_msg(memcmp(got, "AAAAAAAAAA", 10) == 0 ||
+		    memcmp(got, "BBBBBBBBBB", 10) == 0, "read %.10s", got);
+		reads++;
+	}
+	pthread_join(th, NULL);
+	ck_assert_int_gt(reads, 0);
+}
+END_TEST
+
 static Suite *
 engine_suite(void)
 {
@@ -1515,6 +1560,7 @@ engine_suite(void)
 	tcase_add_test(tc, torn_block_write_is_never_served);
 	tcase_add_test(tc, ids_stop_below_the_mounts_local_range);
 	tcase_add_test(tc, appends_in_one_batch_build_on_each_other);
+	tcase_add_test(tc, put_over_a_file_is_atomic_for_readers);
 	suite_add_tcase(s, tc);
 	return s;
 }

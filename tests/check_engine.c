@@ -22,6 +22,7 @@
 #include "engine_util.h"
 #include "log.h"
 #include "mstproto.h"
+#include "record.h"
 
 static char tmpl[64];
 static struct tengine T;
@@ -1520,6 +1521,172 @@ START_TEST(put_over_a_file_is_atomic_for_readers)
 }
 END_TEST
 
+/* --- first-format stores (before file blocks) --- */
+
+struct obuf {
+	uint8_t b[65536];
+	size_t len;
+};
+
+static void
+ob_be(struct obuf *o, uint64_t v, int bytes)
+{
+	while (bytes-- > 0)
+		o->b[o->len++] = (uint8_t)(v >> (8 * bytes));
+}
+
+static void
+ob_str(struct obuf *o, const char *str)
+{
+	ob_be(o, strlen(str), 2);
+	memcpy(o->b + o->len, str, strlen(str));
+	o->len += strlen(str);
+}
+
+/* Append a record as the first-format writer did; the body's offset in
+ * the segment goes to *body_at. */
+static void
+old_rec(struct obuf *seg, struct rec *r, uint64_t lsn, const void *body,
+    uint64_t *body_at)
+{
+	int n;
+
+	r->lsn = lsn;
+	n = rec_encode(r, body, seg->b + seg->len, REC_HDR_LEN +
+	    REC_FIXED_MAX);
+	ck_assert_int_gt(n, 0);
+	seg->len += (size_t)n;
+	if (body_at)
+		*body_at = seg->len;
+	if (rec_has_body(r)) {
+		memcpy(seg->b + seg->len, body, r->size);
+		seg->len += r->size;
+	}
+}
+
+static void
+write_all(const char *path, const void *p, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, p, len), (ssize_t)len);
+	close(fd);
+}
+
+/* A store written before file blocks: its log (whole bodies, DATA,
+ * MOVE, REMOVE, SETATTR) replays, and its format-1 checkpoint loads. */
+START_TEST(first_format_log_and_checkpoint_still_load)
+{
+	static struct obuf seg, ck;
+	static char v1[5000], v2[6000], got[8000];
+	struct rec r;
+	struct mst_attr a;
+	char path[300];
+	uint64_t data_at = 0;
+	size_t n;
+	int pass;
+
+	fill(v1, sizeof v1, 1);
+	fill(v2, sizeof v2, 2);
+	seg.len = 0;
+	r = (struct rec){ .type = REC_CREATE, .ntype = MST_T_DIR, .id = 2,
+		.parent = 1, .name = mst_str_of("u"), .mode = 0700,
+		.mtime_ns = 1000 };
+	old_rec(&seg, &r, 1, NULL, NULL);
+	r = (struct rec){ .type = REC_CREATE, .ntype = MST_T_FILE, .id = 3,
+		.parent = 2, .name = mst_str_of("f"), .mode = 0600,
+		.mtime_ns = 2000, .size = sizeof v1,
+		.checksum = mst_checksum(v1, sizeof v1) };
+	old_rec(&seg, &r, 2, v1, NULL);
+	r = (struct rec){ .type = REC_DATA, .id = 3, .mtime_ns = 3000,
+		.size = sizeof v2, .checksum = mst_checksum(v2, sizeof v2) };
+	old_rec(&seg, &r, 3, v2, &data_at);
+	r = (struct rec){ .type = REC_CREATE, .ntype = MST_T_FILE, .id = 4,
+		.parent = 2, .name = mst_str_of("g"), .mode = 0600,
+		.mtime_ns = 4000, .size = 3,
+		.checksum = mst_checksum("gee", 3) };
+	old_rec(&seg, &r, 4, "gee", NULL);
+	r = (struct rec){ .type = REC_MOVE, .id = 4, .parent = 2,
+		.name = mst_str_of("h"), .mtime_ns = 5000 };
+	old_rec(&seg, &r, 5, NULL, NULL);
+	r = (struct rec){ .type = REC_SETATTR, .id = 3, .valid = MST_SA_MODE,
+		.mode = 0640, .mtime_ns = 0 };
+	old_rec(&seg, &r, 6, NULL, NULL);
+	r = (struct rec){ .type = REC_CREATE, .ntype = MST_T_FILE, .id = 5,
+		.parent = 2, .name = mst_str_of("x"), .mode = 0600,
+		.mtime_ns = 6000, .size = 1, .checksum = mst_checksum("x", 1) };
+	old_rec(&seg, &r, 7, "x", NULL);
+	r = (struct rec){ .type = REC_REMOVE, .id = 5, .mtime_ns = 7000 };
+	old_rec(&seg, &r, 8, NULL, NULL);
+
+	/* The checkpoint the first format wrote at that point. */
+	ck.len = 0;
+	memcpy(ck.b, "MSCKPT01", 8);
+	ck.len = 8;
+	ob_be(&ck, 6, 8);		/* next_id */
+	ob_be(&ck, 8, 8);		/* lsn */
+	ob_be(&ck, 1, 4);		/* replay from segment 1 ... */
+	ob_be(&ck, seg.len, 8);		/* ... at its end */
+	ob_be(&ck, 0, 4);		/* mailboxes */
+	ob_be(&ck, 3, 8);		/* nodes */
+	ob_be(&ck, 2, 8), ob_be(&ck, 1, 8), ob_be(&ck, MST_T_DIR, 1);
+	ob_str(&ck, "u");
+	ob_be(&ck, 0700, 4), ob_be(&ck, 0, 4), ob_be(&ck, 0, 4);
+	ob_be(&ck, 7000, 8), ob_be(&ck, 7000, 8), ob_be(&ck, 8, 8);
+	ob_be(&ck, 3, 8), ob_be(&ck, 2, 8), ob_be(&ck, MST_T_FILE, 1);
+	ob_str(&ck, "f");
+	ob_be(&ck, 0640, 4), ob_be(&ck, 0, 4), ob_be(&ck, 0, 4);
+	ob_be(&ck, 3000, 8), ob_be(&ck, 3000, 8), ob_be(&ck, 6, 8);
+	ob_be(&ck, 1, 4), ob_be(&ck, data_at, 8), ob_be(&ck, sizeof v2, 8);
+	ob_be(&ck, mst_checksum(v2, sizeof v2), 8);
+	ob_be(&ck, 4, 8), ob_be(&ck, 2, 8), ob_be(&ck, MST_T_FILE, 1);
+	ob_str(&ck, "h");
+	ob_be(&ck, 0600, 4), ob_be(&ck, 0, 4), ob_be(&ck, 0, 4);
+	ob_be(&ck, 4000, 8), ob_be(&ck, 5000, 8), ob_be(&ck, 5, 8);
+	ob_be(&ck, 1, 4);
+	ob_be(&ck, (uint64_t)((uint8_t *)memmem(seg.b, seg.len, "gee", 3) -
+	    seg.b), 8);
+	ob_be(&ck, 3, 8), ob_be(&ck, mst_checksum("gee", 3), 8);
+	ob_be(&ck, mst_checksum(ck.b, ck.len), 8);
+
+	for (pass = 0; pass < 2; pass++) {
+		tclose(&T);
+		nftw(tmpl, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		ck_assert_int_eq(mkdir(tmpl, 0700), 0);
+		snprintf(path, sizeof path, "%s/log", tmpl);
+		ck_assert_int_eq(mkdir(path, 0700), 0);
+		snprintf(path, sizeof path, "%s/log/00000001.seg", tmpl);
+		write_all(path, seg.b, seg.len);
+		if (pass == 1) {
+			snprintf(path, sizeof path, "%s/checkpoint", tmpl);
+			write_all(path, ck.b, ck.len);
+		}
+		ck_assert_int_eq(topen(&T), 0);
+		ck_assert_int_eq(t_lookup(&T, "u/f", &a), 0);
+		ck_assert_uint_eq(a.id, 3);
+		ck_assert_uint_eq(a.mode, 0640);
+		ck_assert_uint_eq(a.mtime_ns, 3000);
+		ck_assert_int_eq(t_read(&T, 3, 0, sizeof got, got, &n, NULL),
+		    0);
+		ck_assert(n == sizeof v2 && memcmp(got, v2, n) == 0);
+		ck_assert_int_eq(t_read(&T, 4, 0, sizeof got, got, &n, NULL),
+		    0);
+		ck_assert(n == 3 && memcmp(got, "gee", 3) == 0);
+		ck_assert_int_eq(t_lookup(&T, "u/g", NULL), -ENOENT);
+		ck_assert_int_eq(t_lookup(&T, "u/x", NULL), -ENOENT);
+		/* Blocks written now merge with the old whole body. */
+		ck_assert_int_eq(t_write(&T, 3, 4090, 0, "new", 3, NULL), 0);
+		memcpy(v2 + 4090, "new", 3);
+		reopen();
+		ck_assert_int_eq(t_read(&T, 3, 0, sizeof got, got, &n, NULL),
+		    0);
+		ck_assert(n == sizeof v2 && memcmp(got, v2, n) == 0);
+		fill(v2, sizeof v2, 2);
+	}
+}
+END_TEST
+
 static Suite *
 engine_suite(void)
 {
@@ -1561,6 +1728,7 @@ engine_suite(void)
 	tcase_add_test(tc, ids_stop_below_the_mounts_local_range);
 	tcase_add_test(tc, appends_in_one_batch_build_on_each_other);
 	tcase_add_test(tc, put_over_a_file_is_atomic_for_readers);
+	tcase_add_test(tc, first_format_log_and_checkpoint_still_load);
 	suite_add_tcase(s, tc);
 	return s;
 }

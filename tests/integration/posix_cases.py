@@ -107,6 +107,10 @@ class Ctx:
             d["size"] = after.st_size
         if before is None:
             d["times"] = "new"
+        elif before.st_ino != after.st_ino:
+            # The name now refers to another object (a rename over it):
+            # two objects' times say nothing about each other.
+            d["times"] = "replaced"
         else:
             d["times"] = "".join(
                 k for k, a, b in (("a", before.st_atime_ns, after.st_atime_ns),

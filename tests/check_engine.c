@@ -1181,7 +1181,7 @@ END_TEST
 START_TEST(close_owner_drops_every_reference_of_that_owner)
 {
 	uint64_t id;
-	char seg[400];
+	char seg[400], text[2048];
 
 	ck_assert_int_eq(t_mkdir(&T, "d"), 0);
 	id = new_file("d/f");
@@ -1191,6 +1191,8 @@ START_TEST(close_owner_drops_every_reference_of_that_owner)
 	ck_assert_int_eq(t_simple(&T, MST_OP_UNLINK, "d/f"), 0);
 	ck_assert_int_eq(t_ref(&T, ENG_OP_CLOSE_OWNER, 0, 9), 0);
 	ck_assert_int_eq(t_getattr(&T, id, NULL), 0);	/* 10 holds it */
+	ck_assert_int_eq(t_admin(&T, "stats", text, sizeof text), 0);
+	ck_assert_ptr_nonnull(strstr(text, "open_orphans=1\n"));
 	/* Records for the orphan, then a restart with it still open: replay
 	 * drops it and skips what was written to it. */
 	ck_assert_int_eq(t_write(&T, id, 0, 0, "late", 4, NULL), 0);
@@ -1215,6 +1217,8 @@ START_TEST(close_owner_drops_every_reference_of_that_owner)
 	ck_assert_int_eq(t_getattr(&T, id, NULL), 0);
 	ck_assert_int_eq(t_ref(&T, ENG_OP_CLOSE_OWNER, 0, 10), 0);
 	ck_assert_int_eq(t_getattr(&T, id, NULL), -ENOENT);
+	ck_assert_int_eq(t_admin(&T, "stats", text, sizeof text), 0);
+	ck_assert_ptr_nonnull(strstr(text, "open_orphans=0\n"));
 }
 END_TEST
 

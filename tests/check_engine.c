@@ -432,12 +432,23 @@ END_TEST
 
 START_TEST(reserve_gives_enospc)
 {
+	struct mst_attr a;
+
 	tclose(&T);
 	T.conf.reserve_bytes = UINT64_MAX / 2;
 	ck_assert_int_eq(topen(&T), 0);
 	ck_assert_int_eq(t_mkdirs(&T, "s"), 0);	/* no body: allowed */
 	ck_assert_int_eq(t_deliver(&T, "s", MST_SUB_NEW, "1", "a", 1, NULL,
 	    NULL), -ENOSPC);
+	/* File contents too, and a failed WRITE changes nothing. */
+	ck_assert_int_eq(t_put(&T, "s/f", "x", 1, 1), -ENOSPC);
+	ck_assert_int_eq(t_lookup(&T, "s/f", NULL), -ENOENT);
+	ck_assert_int_eq(t_put(&T, "s/f", "", 0, 1), 0);
+	ck_assert_int_eq(t_lookup(&T, "s/f", &a), 0);
+	ck_assert_int_eq(t_write(&T, a.id, 0, MST_WR_APPEND, "abc", 3, NULL),
+	    -ENOSPC);
+	ck_assert_int_eq(t_getattr(&T, a.id, &a), 0);
+	ck_assert_uint_eq(a.size, 0);
 }
 END_TEST
 
@@ -1691,6 +1702,35 @@ START_TEST(first_format_log_and_checkpoint_still_load)
 }
 END_TEST
 
+/* A failed batch rolls a WRITE back; OPEN references outlive the index
+ * rebuilt after it. */
+START_TEST(failed_write_of_blocks_rolls_back_and_keeps_references)
+{
+	char got[64];
+	struct mst_attr a;
+	uint64_t id;
+	size_t n;
+
+	ck_assert_int_eq(t_mkdir(&T, "d"), 0);
+	id = new_file("d/f");
+	ck_assert_int_eq(t_write(&T, id, 0, 0, "first", 5, NULL), 0);
+	ck_assert_int_eq(t_ref(&T, MST_OP_OPEN, id, 3), 0);
+	dio_fail_at(DIO_SYNC, 1, EIO);
+	ck_assert_int_eq(t_write(&T, id, 3, 0, "XXXXXXXX", 8, NULL), -EIO);
+	ck_assert_int_eq(t_read(&T, id, 0, sizeof got, got, &n, NULL), 0);
+	ck_assert(n == 5 && memcmp(got, "first", 5) == 0);
+	ck_assert_int_eq(t_getattr(&T, id, &a), 0);
+	ck_assert_uint_eq(a.size, 5);
+	/* Still open: unlinking it leaves an orphan until CLOSE. */
+	ck_assert_int_eq(t_simple(&T, MST_OP_UNLINK, "d/f"), 0);
+	ck_assert_int_eq(t_write(&T, id, 5, 0, "+", 1, NULL), 0);
+	ck_assert_int_eq(t_read(&T, id, 0, sizeof got, got, &n, NULL), 0);
+	ck_assert(n == 6 && memcmp(got, "first+", 6) == 0);
+	ck_assert_int_eq(t_ref(&T, MST_OP_CLOSE, id, 3), 0);
+	ck_assert_int_eq(t_getattr(&T, id, NULL), -ENOENT);
+}
+END_TEST
+
 static Suite *
 engine_suite(void)
 {
@@ -1733,6 +1773,7 @@ engine_suite(void)
 	tcase_add_test(tc, appends_in_one_batch_build_on_each_other);
 	tcase_add_test(tc, put_over_a_file_is_atomic_for_readers);
 	tcase_add_test(tc, first_format_log_and_checkpoint_still_load);
+	tcase_add_test(tc, failed_write_of_blocks_rolls_back_and_keeps_references);
 	suite_add_tcase(s, tc);
 	return s;
 }

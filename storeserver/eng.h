@@ -1,6 +1,6 @@
 /*
  * eng.h - private to the local engine (engine_local.c, eng_store.c,
- * eng_ops.c, eng_admin.c).
+ * eng_base.c, eng_ops.c, eng_file.c, eng_admin.c).
  *
  * Threads and locks:
  *  - one writer thread runs every mutation, appends the batch to the
@@ -170,16 +170,76 @@ struct batch {
 					   batch_add must not take it */
 };
 
-/* eng_ops.c */
+/* eng_base.c: what every operation builds on. */
 int64_t now_ns(void);
 /* Append a record to |b| and apply it to the index. */
 int batch_add(struct engine *e, struct batch *b, struct rec *r,
     const void *body);
+/*
+ * Can the batch take |nrec| more records with |bytes| of bodies? An
+ * operation that writes several records asks first, so that it never
+ * stops half way: 0, -EAGAIN (wait for the next batch), -EFBIG (not even
+ * an empty batch could), -ENOSPC.
+ */
+int batch_room(struct engine *e, struct batch *b, int nrec, uint64_t bytes);
+/* The next object id (-ENOSPC at the mount's range, logged). */
+int alloc_id(struct engine *e, uint64_t *id_out);
+/* Resolve MAILBOX[/FOLDER]/new|cur. */
+int mail_dir(const struct index *ix, struct mst_str mailbox,
+    struct mst_str folder, uint8_t sub, struct node **out);
+/* Split PATH into its parent directory (resolved) and last name. */
+int parent_of(const struct index *ix, struct mst_str path,
+    struct node **dir_out, struct mst_str *name_out);
+/* One attr_rep frame: of |n| with |dir|'s fields; of a file object with
+ * its first parent's (an orphan's own change and mtime). */
+int reply_attr(struct job *j, const struct node *n, const struct node *dir);
+int reply_fattr(struct job *j, const struct fobj *f);
+int reply_change(struct job *j, const struct node *dir);
+/* A data_rep of a message body range (verified whole when |from| is 0);
+ * its checksum is the body's, or with |range_sum| the range's. */
+int reply_body(struct job *j, struct seg *seg, uint64_t off, uint64_t size,
+    uint64_t checksum, uint64_t from, uint32_t want, int range_sum);
+/* A notice for |name| in |dir|; MST_EV_CHANGE for every name of |f| but
+ * |skip|. */
+int notice(struct job *j, const struct node *dir, const char *name,
+    size_t nlen, uint8_t ev, uint64_t id, uint64_t change);
+int notice_names(struct job *j, const struct fobj *f, const struct node *skip,
+    uint64_t change);
+
+/* eng_ops.c: the namespace, and the dispatch of every operation. */
 void ops_mutate(struct engine *e, struct batch *b, struct job *j);
+void ops_read(struct engine *e, struct job *j);
+
+/* eng_file.c: ordinary files' contents, links and OPEN references. The
+ * op functions fill |j|'s reply and return 0 or a negative errno. */
+int file_write(struct engine *e, struct batch *b, struct job *j);
+int file_fsetattr(struct engine *e, struct batch *b, struct job *j);
+int file_link(struct engine *e, struct batch *b, struct job *j);
+int file_open(struct engine *e, struct job *j);
+int file_close(struct engine *e, struct job *j);
+void file_close_owner(struct engine *e, uint64_t owner);
+/* Reader threads. */
+int file_getattr(struct engine *e, struct job *j);
+int file_read(struct engine *e, struct job *j);
+/* GET and FETCH (|whole|: the whole file's checksum) or READ of |f|;
+ * called with e->mu held for reading, which it releases. */
+int file_reply_data(struct engine *e, struct job *j, const struct fobj *f,
+    uint64_t from, uint64_t want, int whole);
+/* SETATTR and FSETATTR of the entry |n| or the file |f| (ext4 rules). */
+int file_set_attrs(struct engine *e, struct batch *b, struct job *j,
+    struct node *n, struct fobj *f, const struct mst_fsetattr_req *s);
+/* One ATTR record of |id|; its lsn in *lsn_out. */
+int file_attr_record(struct engine *e, struct batch *b, uint64_t id,
+    uint32_t valid, const struct mst_fsetattr_req *s, uint64_t *lsn_out);
+/* Write |len| bytes at |off| as EXTENT records, file_ext_records() of
+ * them, for which the caller checked batch_room(). */
+int file_write_blocks(struct engine *e, struct batch *b, struct fobj *f,
+    uint64_t off, const uint8_t *data, uint64_t len, int64_t now,
+    uint64_t *lsn_out);
+uint64_t file_ext_records(uint64_t off, uint64_t len);
 /* JK_RELOCATE of a file block: an EXTENT record with REC_EXT_RELOC, or
  * -ESTALE when the block moved meanwhile. */
-int ops_relocate_block(struct engine *e, struct batch *b, struct job *j);
-void ops_read(struct engine *e, struct job *j);
+int file_relocate_block(struct engine *e, struct batch *b, struct job *j);
 /* After store_reload: count the OPEN references into the new index. */
 void orefs_reapply(struct engine *e);
 void orefs_free(struct engine *e);

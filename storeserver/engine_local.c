@@ -204,7 +204,7 @@ do_relocate(struct engine *e, struct batch *b, struct job *j)
 		.checksum = rl->checksum, .size = j->body_len };
 
 	if (rl->file)
-		return ops_relocate_block(e, b, j);
+		return file_relocate_block(e, b, j);
 	n = index_find_id(e->ix, rl->id);
 	if (n == NULL || n->seg != rl->seg || n->off != rl->off)
 		return -ESTALE;		/* changed meanwhile: nothing to do */

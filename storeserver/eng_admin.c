@@ -309,18 +309,14 @@ static void
 scrub_blocks(struct scrub *sc, const struct rec *r, const uint8_t *body,
     uint64_t off)
 {
-	const uint8_t *d = body + (uint64_t)r->nblk * 8;
-	uint64_t dlen = r->size - (uint64_t)r->nblk * 8, k, sum;
+	uint64_t at;
+	uint32_t k;
 	size_t len;
-	int i;
 
 	for (k = 0; k < r->nblk; k++) {
-		len = (size_t)(k + 1 < r->nblk ? REC_BLOCK :
-		    dlen - k * REC_BLOCK);
-		for (sum = 0, i = 0; i < 8; i++)
-			sum = sum << 8 | body[k * 8 + (uint64_t)i];
+		at = rec_ext_block(r, k, &len);
 		sc->blocks++;
-		if (XXH3_64bits(d + k * REC_BLOCK, len) == sum)
+		if (XXH3_64bits(body + at, len) == rec_ext_sum(body, k))
 			continue;
 		sc->bad_bodies++;
 		report(sc, "damage=%s offset %llu: file %llu block %llu "

@@ -38,19 +38,26 @@ reply_buf(size_t cap, uint8_t **out)
 	return *out ? 0 : -ENOMEM;
 }
 
+static int
+reply_attr_rep(struct job *j, const struct mst_attr_rep *r)
+{
+	uint8_t *p;
+	int len;
+
+	if (reply_buf(128, &p) < 0)
+		return -ENOMEM;
+	len = mst_attr_rep_encode(r, p, 128);
+	return job_add_frame(j, p, (size_t)len);
+}
+
 int
 reply_attr(struct job *j, const struct node *n, const struct node *dir)
 {
 	struct mst_attr_rep r = { .dir_change = dir->change,
 		.dir_mtime_ns = (uint64_t)dir->mtime_ns };
-	uint8_t *p;
-	int len;
 
 	index_attr(n, &r.attr);
-	if (reply_buf(128, &p) < 0)
-		return -ENOMEM;
-	len = mst_attr_rep_encode(&r, p, 128);
-	return job_add_frame(j, p, (size_t)len);
+	return reply_attr_rep(j, &r);
 }
 
 /* A file object's attributes with the dir fields of its first parent
@@ -62,14 +69,9 @@ reply_fattr(struct job *j, const struct fobj *f)
 	struct mst_attr_rep r = {
 		.dir_change = dir ? dir->change : f->change,
 		.dir_mtime_ns = (uint64_t)(dir ? dir->mtime_ns : f->mtime_ns) };
-	uint8_t *p;
-	int len;
 
 	index_fattr(f, &r.attr);
-	if (reply_buf(128, &p) < 0)
-		return -ENOMEM;
-	len = mst_attr_rep_encode(&r, p, 128);
-	return job_add_frame(j, p, (size_t)len);
+	return reply_attr_rep(j, &r);
 }
 
 int

@@ -67,6 +67,28 @@ batch_read(struct engine *e, struct batch *b, uint32_t seg, uint64_t off,
 	return got == len ? 0 : -EIO;
 }
 
+/*
+ * A block just read into |buf| (REC_BLOCK bytes): verify its |len|
+ * stored bytes against |sum| and zero what is past |valid|, so that the
+ * buffer holds the file's bytes. -EIO (logged) on a mismatch: a damaged
+ * block is never served nor merged into a new one.
+ */
+static int
+block_check(uint8_t *buf, const struct fblk *k, uint64_t id, uint64_t i,
+    const char *where)
+{
+	int rc = 0;
+
+	if (mst_checksum(buf, k->len) != k->sum) {
+		log_err("file %llu block %llu at %s offset %llu: checksum "
+		    "mismatch: refusing to use it", (unsigned long long)id,
+		    (unsigned long long)i, where, (unsigned long long)k->off);
+		rc = -EIO;
+	}
+	memset(buf + k->valid, 0, REC_BLOCK - k->valid);
+	return rc;
+}
+
 /* The bytes of block |i| of |f| inside the file (zeros past them) into
  * |buf| (REC_BLOCK bytes), verified against the block's sum. */
 static int
@@ -80,13 +102,9 @@ block_load(struct engine *e, struct batch *b, const struct fobj *f,
 	if (k == NULL || k->len == 0)
 		return 0;
 	rc = batch_read(e, b, k->seg, k->off, buf, k->len);
-	if (rc == 0 && mst_checksum(buf, k->len) != k->sum) {
-		log_err("file %llu block %llu in segment %u at %llu: checksum "
-		    "mismatch", (unsigned long long)f->id,
-		    (unsigned long long)i, k->seg, (unsigned long long)k->off);
-		rc = -EIO;
-	}
-	memset(buf + k->valid, 0, REC_BLOCK - k->valid);
+	if (rc == 0)
+		rc = block_check(buf, k, f->id, i, k->seg < e->nsegs &&
+		    e->segs[k->seg] ? e->segs[k->seg]->path : "?");
 	return rc;
 }
 
@@ -99,15 +117,6 @@ file_ext_records(uint64_t off, uint64_t len)
 		return 0;
 	nb = (off + len - 1) / REC_BLOCK - off / REC_BLOCK + 1;
 	return (nb + REC_EXT_MAX - 1) / REC_EXT_MAX;
-}
-
-static void
-put_be64(uint8_t *p, uint64_t v)
-{
-	int i;
-
-	for (i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
 }
 
 /*
@@ -167,8 +176,8 @@ file_write_blocks(struct engine *e, struct batch *b, struct fobj *f,
 			size_t bl = k + 1 < r.nblk ? REC_BLOCK :
 			    dlen - k * REC_BLOCK;
 
-			put_be64(buf + k * 8, mst_checksum(d + k * REC_BLOCK,
-			    bl));
+			rec_ext_set_sum(buf, (uint32_t)k,
+			    mst_checksum(d + k * REC_BLOCK, bl));
 		}
 		r.fsize = (first + r.nblk) * REC_BLOCK < size ?
 		    (first + r.nblk) * REC_BLOCK : size;
@@ -359,7 +368,7 @@ file_relocate_block(struct engine *e, struct batch *b, struct job *j)
 	buf = malloc(8 + j->body_len);
 	if (buf == NULL)
 		return -ENOMEM;
-	put_be64(buf, k->sum);
+	rec_ext_set_sum(buf, 0, k->sum);
 	memcpy(buf + 8, j->body, j->body_len);
 	r.fsize = f->size;
 	r.mtime_ns = f->mtime_ns;
@@ -502,8 +511,7 @@ orefs_free(struct engine *e)
  * their segments pinned so that the read needs no lock. */
 struct rblk {
 	struct seg *s;		/* NULL: a hole */
-	uint64_t off, sum;
-	uint16_t len, valid;
+	struct fblk b;
 };
 
 struct rplan {
@@ -533,10 +541,7 @@ plan_file(struct engine *e, const struct fobj *f, uint64_t from, uint64_t n,
 		if (b->len == 0)
 			continue;
 		p->blk[k].s = seg_get(e, b->seg);
-		p->blk[k].off = b->off;
-		p->blk[k].sum = b->sum;
-		p->blk[k].len = b->len;
-		p->blk[k].valid = b->valid;
+		p->blk[k].b = *b;
 	}
 	return 0;
 }
@@ -555,23 +560,18 @@ plan_free(struct rplan *p)
 static int
 plan_block(struct engine *e, const struct rplan *p, uint64_t k, uint8_t *buf)
 {
-	const struct rblk *b = &p->blk[k];
+	const struct rblk *r = &p->blk[k];
 	int rc;
 
 	memset(buf, 0, REC_BLOCK);
-	if (b->len == 0)
+	if (r->b.len == 0)
 		return 0;
-	rc = body_wait(e, b->s, b->off + b->len);
+	rc = body_wait(e, r->s, r->b.off + r->b.len);
 	if (rc == 0)
-		rc = body_read(b->s, b->off, 0, buf, b->len);
-	if (rc == 0 && mst_checksum(buf, b->len) != b->sum) {
-		log_err("file %llu block %llu at %s offset %llu: checksum "
-		    "mismatch: refusing to serve it", (unsigned long long)p->id,
-		    (unsigned long long)(p->b0 + k), b->s ? b->s->path : "?",
-		    (unsigned long long)b->off);
-		rc = -EIO;
-	}
-	memset(buf + b->valid, 0, REC_BLOCK - b->valid);
+		rc = body_read(r->s, r->b.off, 0, buf, r->b.len);
+	if (rc == 0)
+		rc = block_check(buf, &r->b, p->id, p->b0 + k,
+		    r->s ? r->s->path : "?");
 	return rc;
 }
 

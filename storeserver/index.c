@@ -762,17 +762,6 @@ apply_body(struct index *ix, const struct rec *r, uint32_t seg,
 	return 0;
 }
 
-static uint64_t
-be64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	int i;
-
-	for (i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
 /* Orphans are dropped at replay; records for them may follow. */
 static int
 gone_file(const struct index *ix, uint64_t id)
@@ -785,32 +774,35 @@ apply_extent(struct index *ix, const struct rec *r, uint32_t seg,
     uint64_t body_off, const uint8_t *body)
 {
 	struct fobj *f = index_find_file(ix, r->id);
-	uint64_t data = (uint64_t)r->nblk * 8, dlen = r->size - data, i;
-	uint64_t end = r->first * REC_BLOCK + dlen;
 	struct fblk b = { .seg = seg };
+	size_t len;
+	uint64_t at;
+	uint32_t i;
 
 	if (f == NULL)
 		return gone_file(ix, r->id) ? 0 : -EBADMSG;
 	if (body == NULL || blk_reserve(f, r->first + r->nblk - 1) < 0 ||
 	    seg_live_add(ix, seg, 0) < 0)
 		return -ENOMEM;
+	at = rec_ext_block(r, r->nblk - 1, &len);
 	if (r->flags & REC_EXT_RELOC) {
 		for (i = 0; i < r->nblk; i++) {
 			struct fblk *o = &f->blk[r->first + i];
 
-			if (o->len == 0 || o->sum != be64(body + i * 8))
+			if (o->len == 0 || o->sum != rec_ext_sum(body, i))
 				return -EBADMSG;
 		}
-	} else if (end > r->fsize || r->fsize < f->size) {
+	} else if ((r->first + r->nblk - 1) * REC_BLOCK + len > r->fsize ||
+	    r->fsize < f->size) {
 		return -EBADMSG;
 	}
 	for (i = 0; i < r->nblk; i++) {
-		b.len = (uint16_t)(i + 1 < r->nblk ? REC_BLOCK :
-		    dlen - i * REC_BLOCK);
+		at = rec_ext_block(r, i, &len);
+		b.len = (uint16_t)len;
 		b.valid = r->flags & REC_EXT_RELOC ?
 		    f->blk[r->first + i].valid : b.len;
-		b.off = body_off + data + i * REC_BLOCK;
-		b.sum = be64(body + i * 8);
+		b.off = body_off + at;
+		b.sum = rec_ext_sum(body, i);
 		blk_set(ix, f, r->first + i, &b);
 	}
 	if (r->flags & REC_EXT_RELOC)

@@ -25,6 +25,32 @@ rec_has_body(const struct rec *r)
 	}
 }
 
+uint64_t
+rec_ext_sum(const uint8_t *body, uint32_t k)
+{
+	struct rd d = { body + (size_t)k * 8, 8, 0, 0 };
+
+	return rd_u64(&d);
+}
+
+void
+rec_ext_set_sum(uint8_t *body, uint32_t k, uint64_t sum)
+{
+	struct wr w = { body + (size_t)k * 8, 8, 0, 0 };
+
+	wr_u64(&w, sum);
+}
+
+uint64_t
+rec_ext_block(const struct rec *r, uint32_t k, size_t *len_out)
+{
+	uint64_t data = (uint64_t)r->nblk * 8;
+
+	*len_out = k + 1 < r->nblk ? REC_BLOCK :
+	    (size_t)(r->size - data - (uint64_t)k * REC_BLOCK);
+	return data + (uint64_t)k * REC_BLOCK;
+}
+
 static void
 put_fixed(struct wr *w, const struct rec *r)
 {

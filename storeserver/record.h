@@ -84,6 +84,12 @@ struct rec {
 	uint32_t body_off;	/* decode: offset of the body in the payload */
 };
 
+/* EXTENT bodies: the sum of block |k| (read or set), and the offset in
+ * the body of block |k|'s bytes, with their length in *len_out. */
+uint64_t rec_ext_sum(const uint8_t *body, uint32_t k);
+void rec_ext_set_sum(uint8_t *body, uint32_t k, uint64_t sum);
+uint64_t rec_ext_block(const struct rec *r, uint32_t k, size_t *len_out);
+
 /* Does a record of |type| (and node type) carry a body? */
 int rec_has_body(const struct rec *r);
 

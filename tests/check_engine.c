@@ -1138,6 +1138,18 @@ START_TEST(times_follow_ext4_rules)
 	ck_assert_uint_eq(d.mtime_ns, f.ctime_ns);
 	ck_assert_uint_eq(e.mtime_ns, f.ctime_ns);
 	ck_assert_uint_eq(f.mtime_ns, f2.mtime_ns);
+	/* A file renamed over one of two names: the survivor's ctime. */
+	usleep(2000);
+	ck_assert_int_eq(t_link(&T, id, "d/other-name"), 0);
+	ck_assert_int_eq(t_put(&T, "d/new", "n", 1, 1), 0);
+	ck_assert_int_eq(t_getattr(&T, id, &f2), 0);
+	usleep(2000);
+	ck_assert_int_eq(t_rename(&T, "d/new", "d/other-name"), 0);
+	ck_assert_int_eq(t_getattr(&T, id, &f), 0);
+	ck_assert_int_eq(t_lookup(&T, "d", &d), 0);
+	ck_assert_uint_eq(f.nlink, 1);
+	ck_assert_uint_gt(f.ctime_ns, f2.ctime_ns);
+	ck_assert_uint_eq(f.ctime_ns, d.mtime_ns);
 	/* rmdir and mkdir: the parent. */
 	usleep(2000);
 	ck_assert_int_eq(t_mkdir(&T, "d/sub"), 0);
@@ -1731,6 +1743,61 @@ START_TEST(failed_write_of_blocks_rolls_back_and_keeps_references)
 }
 END_TEST
 
+/* Run |op| and check its notices: |want| is "EV dir name" lines in
+ * order, EV as A (add), C (change) or R (remove). */
+static void
+check_notices(unsigned op, const void *req, size_t len, const void *body,
+    size_t blen, const char *want)
+{
+	struct job *j = trun(&T, op, req, len, body, blen);
+	char got[1024] = "";
+	size_t i, used = 0;
+
+	ck_assert_int_eq(j->status, 0);
+	for (i = 0; i < j->nnotices; i++)
+		used += (size_t)snprintf(got + used, sizeof got - used,
+		    "%c %s %s\n", j->notices[i].event == MST_EV_ADD ? 'A' :
+		    j->notices[i].event == MST_EV_CHANGE ? 'C' : 'R',
+		    j->notices[i].dir, j->notices[i].name);
+	ck_assert_str_eq(got, want);
+	job_free(j);
+}
+
+START_TEST(file_changes_notify_every_name)
+{
+	struct mst_write_req w = { .offset = 0, .body_size = 2,
+		.checksum = mst_checksum("hi", 2) };
+	struct mst_fsetattr_req s = { .valid = MST_SA_MODE, .mode = 0644 };
+	struct mst_link_req l;
+	uint8_t req[4200];
+	uint64_t id;
+	int n;
+
+	ck_assert_int_eq(t_mkdir(&T, "a"), 0);
+	ck_assert_int_eq(t_mkdir(&T, "b"), 0);
+	id = new_file("a/f");
+	l = (struct mst_link_req){ id, mst_str_of("b/g") };
+	n = mst_link_req_encode(&l, req, sizeof req);
+	check_notices(MST_OP_LINK, req, (size_t)n, NULL, 0,
+	    "C a f\nA b g\n");
+	w.id = id;
+	n = mst_write_req_encode(&w, req, sizeof req);
+	check_notices(MST_OP_WRITE, req, (size_t)n, "hi", 2,
+	    "C b g\nC a f\n");
+	s.id = id;
+	n = mst_fsetattr_req_encode(&s, req, sizeof req);
+	check_notices(MST_OP_FSETATTR, req, (size_t)n, NULL, 0,
+	    "C b g\nC a f\n");
+	{
+		struct mst_path_req p = { mst_str_of("a/f") };
+
+		n = mst_path_req_encode(&p, req, sizeof req);
+		check_notices(MST_OP_UNLINK, req, (size_t)n, NULL, 0,
+		    "R a f\nC b g\n");
+	}
+}
+END_TEST
+
 static Suite *
 engine_suite(void)
 {
@@ -1774,6 +1841,7 @@ engine_suite(void)
 	tcase_add_test(tc, put_over_a_file_is_atomic_for_readers);
 	tcase_add_test(tc, first_format_log_and_checkpoint_still_load);
 	tcase_add_test(tc, failed_write_of_blocks_rolls_back_and_keeps_references);
+	tcase_add_test(tc, file_changes_notify_every_name);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -16,6 +16,7 @@
 #include <xxhash.h>
 
 #include "mount.h"
+#include "locktab.h"
 #include "store.h"
 
 static size_t
@@ -316,6 +317,16 @@ on_notice(void *arg, const struct mst_notify *nt)
 	wake_dir(m, ino, nt->path);	/* IDLE readers here: see wake.c */
 }
 
+static void
+lost_lock(void *arg, uint64_t ino, uint64_t owner, int kind)
+{
+	(void)arg;
+	syslog(LOG_WARNING, "mount.mstore: the %s lock(s) of owner %llx on "
+	    "inode %llu were released by the store when the connection "
+	    "dropped", kind == LT_FLOCK ? "flock" : "fcntl",
+	    (unsigned long long)owner, (unsigned long long)ino);
+}
+
 /* After a reconnection notices may have been missed: every cache is
  * suspect and every watch must be registered again. */
 void
@@ -339,10 +350,6 @@ on_up(void *arg)
 			 * with the old connection. */
 			if (n->store_open)
 				(void)store_hold(m, n->attr.id);
-			if (n->posix_locks)
-				syslog(LOG_WARNING, "mount.mstore: %s: locks "
-				    "held here were released by the store when "
-				    "the connection dropped", n->name);
 			if (!n->watched)
 				continue;
 			n->watched = 0;
@@ -356,6 +363,8 @@ on_up(void *arg)
 			}
 			dirs[nd++] = n;
 		}
+	/* The store released this mount's locks with the old connection. */
+	(void)locktab_clear(m->locks, lost_lock, NULL);
 	pthread_mutex_unlock(&m->mu);
 	for (i = 0; i < nd; i++)
 		watch_dir(m, dirs[i]);	/* directories are never freed */

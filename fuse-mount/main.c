@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "mstclient.h"
+#include "locktab.h"
 #include "mount.h"
 
 #define MAX_SERVERS 16
@@ -352,12 +353,14 @@ main(int argc, char **argv)
 	pthread_mutex_init(&m.ref_mu, NULL);
 	pthread_mutex_init(&m.nq_mu, NULL);
 	pthread_cond_init(&m.nq_cv, NULL);
-	if (inode_init(&m) < 0) {
+	m.locks = locktab_new();
+	if (m.locks == NULL || inode_init(&m) < 0) {
 		fprintf(stderr, "mount.mstore: out of memory\n");
 		return 1;
 	}
 	signal(SIGPIPE, SIG_IGN);
 	rc = run(&m, &o, servers, nservers, key, keylen);
 	inode_fini(&m);
+	locktab_free(m.locks);
 	return rc;
 }

@@ -74,7 +74,6 @@ struct minode {
 	int store_open;		/* ordinary file: an OPEN held in the store */
 	int stale;		/* changed elsewhere: fetch attributes again */
 	uint64_t epoch;		/* bumped by every change made elsewhere */
-	int posix_locks;	/* POSIX locks were taken: flush releases */
 	int unlinked;		/* local, removed: freed at last close */
 	int watched;		/* directory WATCHed */
 	enum dkind dkind;	/* directories */
@@ -118,6 +117,7 @@ struct mount {
 	size_t lmask, ln;
 	uint64_t next_local;	/* guarded by mu */
 	pthread_mutex_t ref_mu;	/* orders OPEN/CLOSE (ops_file.c) */
+	struct locktab *locks;	/* guarded by mu: who may hold locks */
 	pthread_mutex_t nq_mu;
 	pthread_cond_t nq_cv;
 	struct inval *nq_head, *nq_tail;	/* guarded by nq_mu */

@@ -838,13 +838,10 @@ op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct mount *m = mount_of(req);
 	struct fhandle *h = fh_of(fi);
-	int rc = handle_sync(m, h), locks;
+	int rc = handle_sync(m, h);
 
 	(void)ino;
-	pthread_mutex_lock(&m->mu);
-	locks = h->ofile && h->n->posix_locks;
-	pthread_mutex_unlock(&m->mu);
-	if (rc == 0 && locks)
+	if (rc == 0 && h->ofile)
 		rc = lock_release(m, h->n, fi->lock_owner, 0);
 	fuse_reply_err(req, rc < 0 ? -rc : 0);
 }

@@ -26,6 +26,7 @@
 #include <sys/file.h>
 #include <syslog.h>
 
+#include "locktab.h"
 #include "mount.h"
 #include "store.h"
 
@@ -133,6 +134,14 @@ granted(void *arg, struct mreply *r)
 			inval_then(w->m, w->n->ino, finish, w);
 		return;			/* revalidated() or finish() answers */
 	}
+	if (rc == 0 && (w->q.flags & MST_LKF_FLOCK || (w->q.start == 0 &&
+	    w->q.end == MST_LK_EOF))) {
+		/* All of the owner's locks of this kind on the file are gone. */
+		pthread_mutex_lock(&w->m->mu);
+		(void)locktab_release(w->m->locks, w->n->ino, w->q.owner,
+		    w->q.flags & MST_LKF_FLOCK ? LT_FLOCK : LT_POSIX);
+		pthread_mutex_unlock(&w->m->mu);
+	}
 	fuse_reply_err(w->req, rc < 0 ? -rc : 0);
 	lock_wait_unref(w);
 }
@@ -180,10 +189,13 @@ lock_send(struct lock_wait *w)
 	struct mst_lock_req q = w->q;
 	int rc, cancel;
 
+	/* Recorded before it leaves: its grant could cross a close. */
 	pthread_mutex_lock(&m->mu);
-	if (q.type != MST_LK_UN && !(q.flags & MST_LKF_FLOCK))
-		w->n->posix_locks = 1;
+	rc = q.type == MST_LK_UN ? 0 : locktab_grant(m->locks, w->n->ino,
+	    q.owner, q.flags & MST_LKF_FLOCK ? LT_FLOCK : LT_POSIX);
 	pthread_mutex_unlock(&m->mu);
+	if (rc < 0)
+		return -ENOLCK;
 	if (!(q.flags & MST_LKF_WAIT))
 		return store_lock(m, &q, granted, w);
 	/* Before sending: once sent, the request may be answered (and the
@@ -345,11 +357,21 @@ lock_release(struct mount *m, struct minode *n, uint64_t owner, int flock)
 		.flags = flock ? MST_LKF_FLOCK : 0, .start = 0,
 		.end = MST_LK_EOF };
 	struct mst_lock_rep lr;
-	int rc;
+	int rc, kind = flock ? LT_FLOCK : LT_POSIX, held;
 
 	pthread_mutex_lock(&m->mu);
 	q.id = n->attr.id;
+	held = locktab_held(m->locks, n->ino, owner, kind);
 	pthread_mutex_unlock(&m->mu);
+	if (!held)
+		return 0;		/* this owner never asked for one */
 	rc = store_lock_sync(m, &q, &lr);
-	return rc == -ENOENT ? 0 : rc;	/* gone: nothing is held */
+	if (rc == -ENOENT)
+		rc = 0;			/* gone: nothing is held */
+	if (rc == 0) {
+		pthread_mutex_lock(&m->mu);
+		(void)locktab_release(m->locks, n->ino, owner, kind);
+		pthread_mutex_unlock(&m->mu);
+	}
+	return rc;
 }

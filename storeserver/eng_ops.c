@@ -39,7 +39,7 @@ do_deliver(struct engine *e, struct batch *b, struct job *j)
 	const struct mst_deliver_req *d = &j->req.deliver;
 	struct index *ix = e->ix;
 	struct node *dir, *n = index_find_idem(ix, d->idem);
-	struct rec r = { .type = REC_CREATE, .ntype = MST_T_MSG };
+	struct rec r = { .type = REC_NEW, .ntype = MST_T_MSG };
 	int rc;
 
 	if (n)				/* a retry: answer like the first */
@@ -57,7 +57,8 @@ do_deliver(struct engine *e, struct batch *b, struct job *j)
 	if (rc < 0)
 		return rc;
 	r.parent = dir->id;
-	r.mtime_ns = d->mtime_ns ? (int64_t)d->mtime_ns : now_ns();
+	r.mtime_ns = now_ns();
+	r.set_mtime_ns = (int64_t)d->mtime_ns;
 	r.mode = d->mode;
 	r.uid = d->uid;
 	r.gid = d->gid;
@@ -184,7 +185,7 @@ static int
 do_mkdir(struct engine *e, struct batch *b, struct job *j)
 {
 	const struct mst_mkdir_req *m = &j->req.mkdir;
-	struct rec r = { .type = REC_CREATE, .ntype = MST_T_DIR,
+	struct rec r = { .type = REC_NEW, .ntype = MST_T_DIR,
 		.mode = m->mode, .uid = m->uid, .gid = m->gid,
 		.mtime_ns = now_ns() };
 	struct node *dir, *n;
@@ -252,7 +253,7 @@ static int
 do_put(struct engine *e, struct batch *b, struct job *j)
 {
 	const struct mst_put_req *p = &j->req.put;
-	struct rec r = { .type = REC_CREATE, .ntype = MST_T_FILE,
+	struct rec r = { .type = REC_NEW, .ntype = MST_T_FILE,
 		.mode = p->mode, .uid = p->uid, .gid = p->gid,
 		.mtime_ns = now_ns() };
 	struct mst_fsetattr_req a = { .valid = MST_SA_SIZE, .size = 0,

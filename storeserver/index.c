@@ -645,6 +645,16 @@ link_name(struct index *ix, struct fobj *f, struct node *dir,
 	return 0;
 }
 
+/* A new entry's mtime and atime: its own (a delivered message keeps its
+ * tmp file's), else the record's clock, which is always its ctime and
+ * its parent's mtime and ctime. */
+static int64_t
+entry_mtime(const struct rec *r)
+{
+	return r->type == REC_NEW && r->set_mtime_ns ? r->set_mtime_ns :
+	    r->mtime_ns;
+}
+
 static int
 create_file(struct index *ix, const struct rec *r, struct node *dir,
     uint32_t seg, uint64_t body_off, const uint8_t *body)
@@ -658,7 +668,8 @@ create_file(struct index *ix, const struct rec *r, struct node *dir,
 	f->mode = r->mode;
 	f->uid = r->uid;
 	f->gid = r->gid;
-	f->mtime_ns = f->ctime_ns = f->atime_ns = r->mtime_ns;
+	f->mtime_ns = f->atime_ns = entry_mtime(r);
+	f->ctime_ns = r->mtime_ns;
 	f->change = r->lsn;
 	rc = blk_whole_body(ix, f, seg, body_off, body, r->size);
 	if (rc == 0)
@@ -698,7 +709,8 @@ apply_create(struct index *ix, const struct rec *r, uint32_t seg,
 	n->mode = r->mode;
 	n->uid = r->uid;
 	n->gid = r->gid;
-	n->mtime_ns = n->ctime_ns = n->atime_ns = r->mtime_ns;
+	n->mtime_ns = n->atime_ns = entry_mtime(r);
+	n->ctime_ns = r->mtime_ns;
 	n->change = r->lsn;
 	if (r->ntype == MST_T_MSG) {
 		n->seg = seg;
@@ -1001,6 +1013,7 @@ index_apply(struct index *ix, const struct rec *r, uint32_t seg,
 
 	switch (r->type) {
 	case REC_CREATE:
+	case REC_NEW:
 		rc = apply_create(ix, r, seg, body_off, body);
 		break;
 	case REC_DATA:

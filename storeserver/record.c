@@ -15,6 +15,7 @@ rec_has_body(const struct rec *r)
 {
 	switch (r->type) {
 	case REC_CREATE:
+	case REC_NEW:
 		return r->ntype == MST_T_MSG || r->ntype == MST_T_FILE;
 	case REC_DATA:
 	case REC_RELOCATE:
@@ -57,6 +58,7 @@ put_fixed(struct wr *w, const struct rec *r)
 	wr_u64(w, r->id);
 	switch (r->type) {
 	case REC_CREATE:
+	case REC_NEW:
 		wr_u64(w, r->parent);
 		wr_u64(w, (uint64_t)r->mtime_ns);
 		wr_u8(w, r->ntype);
@@ -68,6 +70,8 @@ put_fixed(struct wr *w, const struct rec *r)
 			wr_str(w, r->mailbox);
 			wr_raw(w, r->idem, MST_IDEM_LEN);
 		}
+		if (r->type == REC_NEW)
+			wr_u64(w, (uint64_t)r->set_mtime_ns);
 		break;
 	case REC_DATA:
 	case REC_RELOCATE:
@@ -174,7 +178,7 @@ rec_hdr_decode(struct rec *r, const uint8_t hdr[REC_HDR_LEN],
 	(void)rd_u32(&d);		/* padding */
 	r->lsn = rd_u64(&d);
 	*sum_out = rd_u64(&d);
-	if (r->type < REC_CREATE || r->type > REC_RENAME || len < 8 ||
+	if (r->type < REC_CREATE || r->type > REC_NEW || len < 8 ||
 	    len > max_len)
 		return -EBADMSG;
 	return (int)len;
@@ -200,6 +204,7 @@ rec_decode(struct rec *r, const uint8_t *payload, size_t len)
 	r->id = rd_u64(&d);
 	switch (r->type) {
 	case REC_CREATE:
+	case REC_NEW:
 		r->parent = rd_u64(&d);
 		r->mtime_ns = (int64_t)rd_u64(&d);
 		r->ntype = rd_u8(&d);
@@ -211,6 +216,8 @@ rec_decode(struct rec *r, const uint8_t *payload, size_t len)
 			r->mailbox = rd_str(&d);
 			rd_copy(&d, r->idem, MST_IDEM_LEN);
 		}
+		if (r->type == REC_NEW)
+			r->set_mtime_ns = (int64_t)rd_u64(&d);
 		if (r->ntype < MST_T_DIR || r->ntype > MST_T_MSG)
 			rd_fail(&d, -EBADMSG);
 		break;

@@ -21,10 +21,11 @@
  * The per-block sums let a READ verify just the blocks it returns.
  *
  * Record types 1-6 are the first format and are still replayed; the
- * writer no longer emits DATA, RELOCATE of files, MOVE, REMOVE or
- * SETATTR: EXTENT, ATTR, LINK, UNLINK and RENAME name everything their
- * replay needs, including the writer's clock (|mtime_ns| is "now" in
- * them), so times replay identically.
+ * writer no longer emits CREATE, DATA, RELOCATE of files, MOVE, REMOVE
+ * or SETATTR: NEW (CREATE with the entry's own mtime apart from the
+ * clock, which its parent gets), EXTENT, ATTR, LINK, UNLINK and RENAME
+ * name everything their replay needs, including the writer's clock
+ * (|mtime_ns| is "now" in them), so times replay identically.
  */
 #ifndef MST_RECORD_H
 #define MST_RECORD_H
@@ -50,6 +51,7 @@ enum rec_type {
 	REC_LINK = 9,		/* another name for a file */
 	REC_UNLINK = 10,	/* one name goes (unlink, rmdir, expunge) */
 	REC_RENAME = 11,	/* one name moves, possibly over a target */
+	REC_NEW = 12,		/* CREATE + the entry's own mtime */
 };
 
 #define REC_BLOCK	4096u	/* file block size */
@@ -66,7 +68,8 @@ struct rec {
 	struct mst_str from_name;	/* RENAME */
 	uint64_t replaced;	/* MOVE: id of the node it replaced, or 0 */
 	int64_t mtime_ns;	/* the writer's clock (see above) */
-	int64_t set_mtime_ns;	/* ATTR with MST_SA_MTIME */
+	int64_t set_mtime_ns;	/* ATTR with MST_SA_MTIME; NEW: the entry's
+				   mtime (0: |mtime_ns|) */
 	int64_t set_atime_ns;	/* ATTR with MST_SA_ATIME */
 	uint64_t fsize;		/* ATTR with MST_SA_SIZE; EXTENT: file size
 				   after it */

@@ -1798,6 +1798,42 @@ START_TEST(file_changes_notify_every_name)
 }
 END_TEST
 
+/* A delivered message keeps the mtime it was written with (its tmp
+ * file's); the folder's mtime and the message's ctime are the time of
+ * the delivery, as a link() into new/ gives on ext4. */
+START_TEST(delivery_keeps_its_mtime_and_dates_the_folder_now)
+{
+	struct mst_deliver_req d = {
+		.mailbox = mst_str_of("u"), .folder = mst_str_of(""),
+		.sub = MST_SUB_NEW, .name = mst_str_of("old.msg"),
+		.checksum = mst_checksum("x", 1), .body_size = 1,
+		.mode = 0600, .mtime_ns = 1000000000ull * 1000 };
+	struct mst_attr m, dir, m2, dir2;
+	uint8_t req[512];
+	struct job *j;
+	int n;
+
+	ck_assert_int_eq(t_mkdirs(&T, "u"), 0);
+	memset(d.idem, 7, MST_IDEM_LEN);
+	n = mst_deliver_req_encode(&d, req, sizeof req);
+	j = trun(&T, MST_OP_DELIVER, req, (size_t)n, "x", 1);
+	ck_assert_int_eq(j->status, 0);
+	job_free(j);
+	ck_assert_int_eq(t_lookup(&T, "u/new/old.msg", &m), 0);
+	ck_assert_int_eq(t_lookup(&T, "u/new", &dir), 0);
+	ck_assert_uint_eq(m.mtime_ns, d.mtime_ns);
+	ck_assert_uint_eq(m.atime_ns, d.mtime_ns);
+	ck_assert_uint_gt(m.ctime_ns, d.mtime_ns);
+	ck_assert_uint_eq(dir.mtime_ns, m.ctime_ns);
+	ck_assert_uint_eq(dir.ctime_ns, m.ctime_ns);
+	reopen();
+	ck_assert_int_eq(t_lookup(&T, "u/new/old.msg", &m2), 0);
+	ck_assert_int_eq(t_lookup(&T, "u/new", &dir2), 0);
+	attr_eq(&m2, &m);
+	attr_eq(&dir2, &dir);
+}
+END_TEST
+
 static Suite *
 engine_suite(void)
 {
@@ -1842,6 +1878,7 @@ engine_suite(void)
 	tcase_add_test(tc, first_format_log_and_checkpoint_still_load);
 	tcase_add_test(tc, failed_write_of_blocks_rolls_back_and_keeps_references);
 	tcase_add_test(tc, file_changes_notify_every_name);
+	tcase_add_test(tc, delivery_keeps_its_mtime_and_dates_the_folder_now);
 	suite_add_tcase(s, tc);
 	return s;
 }

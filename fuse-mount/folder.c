@@ -38,6 +38,36 @@ folder_find(struct folder *f, const char *name)
 	return NULL;
 }
 
+/* The directory minode for |path|, component by component through the
+ * (parent, name) index; NULL when the mount does not hold it. mu held. */
+static struct minode *
+dir_by_path(struct mount *m, const char *path, size_t len)
+{
+	struct minode *dir = inode_get(m, FUSE_ROOT_ID);
+	size_t i = 0, j;
+
+	while (dir && i < len) {
+		for (j = i; j < len && path[j] != '/'; j++)
+			;
+		dir = inode_find_dir(m, dir, path + i, j - i);
+		i = j + 1;
+	}
+	return dir;
+}
+
+static size_t
+entry_cost(size_t len)
+{
+	return sizeof(struct fentry) + len + 1 + MNT_MALLOC_COST;
+}
+
+static void
+folder_account(struct folder *f, ssize_t delta)
+{
+	f->bytes += (size_t)delta;
+	mem_account(f->m, delta);
+}
+
 static void
 folder_grow(struct folder *f)
 {
@@ -53,6 +83,12 @@ folder_grow(struct folder *f)
 			e->next = t[h];
 			t[h] = e;
 		}
+	if (f->tab)
+		folder_account(f, -(ssize_t)((f->mask + 1) * sizeof *t +
+		    MNT_MALLOC_COST));
+	else
+		lru_add_head(&f->m->flru, &f->lru);	/* evictable now */
+	folder_account(f, (ssize_t)((nm + 1) * sizeof *t + MNT_MALLOC_COST));
 	free(f->tab);
 	f->tab = t;
 	f->mask = nm;
@@ -84,6 +120,7 @@ folder_put(struct folder *f, const char *name, const struct mst_attr *a)
 	e->next = f->tab[h];
 	f->tab[h] = e;
 	f->n++;
+	folder_account(f, (ssize_t)entry_cost(len));
 }
 
 void
@@ -96,6 +133,7 @@ folder_del(struct folder *f, const char *name)
 	for (pp = &f->tab[fhash(name, f->mask)]; (e = *pp); pp = &e->next)
 		if (strcmp(e->name, name) == 0) {
 			*pp = e->next;
+			folder_account(f, -(ssize_t)entry_cost(strlen(name)));
 			free(e);
 			f->n--;
 			return;
@@ -111,6 +149,8 @@ folder_clear(struct folder *f)
 	for (i = 0; f->tab && i <= f->mask; i++) {
 		for (e = f->tab[i]; e; e = next) {
 			next = e->next;
+			folder_account(f,
+			    -(ssize_t)entry_cost(strlen(e->name)));
 			free(e);
 		}
 		f->tab[i] = NULL;
@@ -118,14 +158,38 @@ folder_clear(struct folder *f)
 	f->n = 0;
 }
 
+/* Entries and table go; the struct stays with its directory. */
+static void
+folder_drop_table(struct folder *f)
+{
+	folder_clear(f);
+	if (f->tab)
+		folder_account(f, -(ssize_t)((f->mask + 1) * sizeof *f->tab +
+		    MNT_MALLOC_COST));
+	free(f->tab);
+	f->tab = NULL;
+	f->mask = 0;
+	lru_del(&f->lru);
+}
+
 void
 folder_free(struct folder *f)
 {
 	if (f == NULL)
 		return;
-	folder_clear(f);
-	free(f->tab);
+	folder_drop_table(f);
+	folder_account(f, -(ssize_t)f->bytes);
 	free(f);
+}
+
+void
+folder_evict(struct mount *m, struct folder *f)
+{
+	folder_drop_table(f);
+	f->valid = 0;		/* the next use lists it in full */
+	f->dirty = 0;
+	f->dir->attr_at_ms = 0;
+	watch_drop(m, f->dir);
 }
 
 /* Apply one LIST reply (all its frames) to the cache. mu held. */
@@ -172,6 +236,13 @@ folder_touch(struct minode *dir, uint64_t mtime_ns)
 		dir->folder->mtime_ns = mtime_ns;
 }
 
+/*
+ * A folder cache may be trusted while its directory is watched and no
+ * notice came since the last LIST. Otherwise (never listed, evicted, a
+ * notice, or not watched: the WATCH failed, was refused or is still
+ * under way) every use asks the store: a LIST delta since the cached
+ * change counter, or a full LIST.
+ */
 int
 folder_refresh(struct mount *m, struct minode *dir)
 {
@@ -184,7 +255,10 @@ folder_refresh(struct mount *m, struct minode *dir)
 
 	watch_dir(m, dir);
 	pthread_mutex_lock(&m->mu);
-	if (f->valid && !f->dirty) {
+	f->tick = ++m->tick;
+	if (f->tab)
+		lru_add_head(&m->flru, &f->lru);
+	if (f->valid && !f->dirty && dir->wstate == W_ACTIVE) {
 		pthread_mutex_unlock(&m->mu);
 		return 0;
 	}
@@ -194,15 +268,16 @@ folder_refresh(struct mount *m, struct minode *dir)
 		(void)inode_classify(m, path, &q.mailbox, &q.folder);
 		q.since = f->valid ? f->change : 0;
 		f->dirty = 0;	/* a notice during the LIST dirties it again */
+		f->busy++;	/* a delta must meet the cache it was asked for */
 	}
 	pthread_mutex_unlock(&m->mu);
 	if (rc < 0)
 		return rc;
 	n = mst_list_req_encode(&q, buf, sizeof buf);
-	if (n < 0)
-		return n;
-	rc = mconn_call(m->conn, MST_OP_LIST, buf, (size_t)n, NULL, 0, 1, &r);
+	rc = n < 0 ? n : mconn_call(m->conn, MST_OP_LIST, buf, (size_t)n,
+	    NULL, 0, 1, &r);
 	pthread_mutex_lock(&m->mu);
+	f->busy--;
 	if (rc == 0)
 		rc = apply_list(f, &r);
 	if (rc < 0)
@@ -212,67 +287,221 @@ folder_refresh(struct mount *m, struct minode *dir)
 		dir->attr.change = f->change;
 	}
 	pthread_mutex_unlock(&m->mu);
-	mreply_free(&r);
+	if (n >= 0)
+		mreply_free(&r);
 	return rc;
 }
 
+/* Failed WATCHes are logged at most once a minute, with a count. */
+#define WATCH_LOG_GAP_MS	60000
+/* A directory whose WATCH failed is not watched again sooner. */
+#define WATCH_RETRY_MS		1000
+
+struct watch_wait {
+	struct mount *m;
+	fuse_ino_t ino;
+	uint64_t gen;
+};
+
+/*
+ * The store's answer to a WATCH. Only the WATCH last sent for a directory
+ * that still wants it counts (an eviction, a reconnection or the
+ * directory's end since then left it W_NONE with another generation).
+ * On success, changes between what was cached and the counter the store
+ * returned were missed: the cache is checked again at its next use. A
+ * failure leaves the directory unwatched, so every use of it asks the
+ * store, and the next use after WATCH_RETRY_MS tries again.
+ */
 static void
 watch_done(void *arg, struct mreply *r)
 {
-	(void)arg;
-	mreply_free(r);		/* a failed WATCH is retried at next use */
+	struct watch_wait *w = arg;
+	struct mount *m = w->m;
+	struct mst_watch_rep wr = { 0 };
+	struct minode *d;
+	int rc = r->status, logit = 0;
+	uint64_t failed = 0;
+
+	if (rc == 0)
+		rc = r->nframes == 1 ? mst_watch_rep_decode(&wr,
+		    r->frames[0].p, r->frames[0].len) : -EPROTO;
+	mreply_free(r);
+	pthread_mutex_lock(&m->mu);
+	d = inode_get(m, w->ino);
+	if (d && d->watch_gen == w->gen && d->wstate == W_PENDING) {
+		if (rc == 0) {
+			d->wstate = W_ACTIVE;
+			d->attr_at_ms = 0;
+			if (d->folder && (!d->folder->valid ||
+			    d->folder->change != wr.change))
+				d->folder->dirty = 1;
+		} else {
+			d->wstate = W_NONE;
+			d->watch_retry_ms = mono_ms() + WATCH_RETRY_MS;
+			m->watch_failed++;
+			if (mono_ms() - m->watch_log_ms >= WATCH_LOG_GAP_MS) {
+				m->watch_log_ms = mono_ms();
+				failed = m->watch_failed;
+				m->watch_failed = 0;
+				logit = 1;
+			}
+		}
+	}
+	pthread_mutex_unlock(&m->mu);
+	if (logit)
+		syslog(LOG_WARNING, "mount.mstore: WATCH refused or failed "
+		    "(%s; %llu since the last report): those directories are "
+		    "checked with the store at every use", strerror(-rc),
+		    (unsigned long long)failed);
+	free(w);
+}
+
+/* Send a WATCH for directory |ino| if it wants one. watch_mu keeps it in
+ * order with UNWATCHes of the same path (see unwatch_send). */
+static void
+watch_ino(struct mount *m, fuse_ino_t ino)
+{
+	char path[MST_PATH_MAX + 1];
+	struct mst_path_req q = { 0 };
+	struct watch_wait *w = NULL;
+	uint8_t buf[MST_PATH_MAX + 8];
+	struct minode *d;
+	int n = -1;
+
+	pthread_mutex_lock(&m->watch_mu);
+	pthread_mutex_lock(&m->mu);
+	d = inode_get(m, ino);
+	if (d && d->attr.type == MST_T_DIR && d->wstate == W_NONE &&
+	    d->dkind != DK_TMP && mono_ms() >= d->watch_retry_ms &&
+	    inode_path(d, path, sizeof path) == 0 &&
+	    (w = malloc(sizeof *w)) != NULL) {
+		q.path = mst_str_of(path);
+		n = mst_path_req_encode(&q, buf, sizeof buf);
+		if (n >= 0) {
+			d->wstate = W_PENDING;
+			d->watch_gen = ++m->watch_seq;
+			w->m = m;
+			w->ino = ino;
+			w->gen = d->watch_gen;
+		}
+	}
+	pthread_mutex_unlock(&m->mu);
+	if (n >= 0 && mconn_call_async(m->conn, MST_OP_WATCH, buf, (size_t)n,
+	    NULL, 0, 0, watch_done, w) < 0) {
+		pthread_mutex_lock(&m->mu);
+		d = inode_get(m, ino);
+		if (d && d->watch_gen == w->gen) {
+			d->wstate = W_NONE;
+			d->watch_retry_ms = mono_ms() + WATCH_RETRY_MS;
+		}
+		pthread_mutex_unlock(&m->mu);
+		free(w);
+	} else if (n < 0) {
+		free(w);
+	}
+	pthread_mutex_unlock(&m->watch_mu);
 }
 
 void
 watch_dir(struct mount *m, struct minode *dir)
 {
-	char path[MST_PATH_MAX + 1];
-	struct mst_path_req q = { 0 };
-	uint8_t buf[MST_PATH_MAX + 8];
-	int n = -1;
+	int want;
 
 	pthread_mutex_lock(&m->mu);
-	if (!dir->watched && inode_path(dir, path, sizeof path) == 0) {
-		dir->watched = 1;
-		q.path = mst_str_of(path);
-		n = mst_path_req_encode(&q, buf, sizeof buf);
-	}
+	want = dir->wstate == W_NONE && dir->dkind != DK_TMP &&
+	    mono_ms() >= dir->watch_retry_ms;
 	pthread_mutex_unlock(&m->mu);
-	if (n >= 0 && mconn_call_async(m->conn, MST_OP_WATCH, buf, (size_t)n,
-	    NULL, 0, 1, watch_done, NULL) < 0) {
-		pthread_mutex_lock(&m->mu);
-		dir->watched = 0;
-		pthread_mutex_unlock(&m->mu);
-	}
+	if (want)
+		watch_ino(m, dir->ino);
 }
 
-/* Find the directory minode for |path| by walking cached children. */
-static struct minode *
-dir_by_path(struct mount *m, const char *path, size_t len)
+/* Append |iv| to the notifier's main queue (|low| 0) or its low-priority
+ * queue (evictions: done when nothing else waits). */
+static void
+nq_push(struct mount *m, struct inval *iv, int low)
 {
-	struct minode *dir = inode_get(m, FUSE_ROOT_ID), *c;
-	size_t i = 0, j, k;
+	struct inval **head = low ? &m->eq_head : &m->nq_head;
+	struct inval **tail = low ? &m->eq_tail : &m->nq_tail;
 
-	while (dir && i < len) {
-		for (j = i; j < len && path[j] != '/'; j++)
-			;
-		c = NULL;
-		for (k = 0; k <= m->imask && c == NULL; k++) {
-			struct minode *x;
+	pthread_mutex_lock(&m->nq_mu);
+	if (*tail)
+		(*tail)->next = iv;
+	else
+		*head = iv;
+	*tail = iv;
+	pthread_cond_signal(&m->nq_cv);
+	pthread_mutex_unlock(&m->nq_mu);
+}
 
-			for (x = m->itab[k]; x; x = x->hnext)
-				if (x->parent == dir &&
-				    x->attr.type == MST_T_DIR &&
-				    strlen(x->name) == j - i &&
-				    memcmp(x->name, path + i, j - i) == 0) {
-					c = x;
-					break;
-				}
-		}
-		dir = c;
-		i = j + 1;
+/* Queue an UNWATCH of |path| for the notifier thread; mu held. */
+static void
+unwatch_queue(struct mount *m, const char *path)
+{
+	struct inval *iv = calloc(1, sizeof *iv);
+
+	if (iv == NULL || (iv->unwatch = strdup(path)) == NULL) {
+		free(iv);	/* the watch lasts until the connection ends */
+		return;
 	}
-	return dir;
+	nq_push(m, iv, 1);
+}
+
+void
+evict_queue(struct mount *m, fuse_ino_t parent, const char *name)
+{
+	struct inval *iv = calloc(1, sizeof *iv);
+
+	if (iv == NULL || (iv->name = strdup(name)) == NULL) {
+		free(iv);	/* it stays; expired from m->elru later */
+		return;
+	}
+	iv->parent = parent;
+	nq_push(m, iv, 1);
+}
+
+void
+watch_drop(struct mount *m, struct minode *dir)
+{
+	char path[MST_PATH_MAX + 1];
+
+	if (dir->wstate != W_NONE && inode_path(dir, path, sizeof path) == 0)
+		unwatch_queue(m, path);
+	dir->wstate = W_NONE;
+	dir->watch_gen = ++m->watch_seq;	/* a late answer is ignored */
+	dir->watch_retry_ms = 0;
+}
+
+static void
+unwatch_done(void *arg, struct mreply *r)
+{
+	(void)arg;
+	mreply_free(r);	/* -ENOENT: a reconnection already ended it */
+}
+
+/* On the notifier thread: UNWATCH |path| unless a directory by that path
+ * wants its watch again (a WATCH sent since then was one watch in the
+ * store, which this UNWATCH would end). */
+static void
+unwatch_send(struct mount *m, const char *path)
+{
+	struct mst_path_req q = { mst_str_of(path) };
+	uint8_t buf[MST_PATH_MAX + 8];
+	struct minode *d;
+	int n = mst_path_req_encode(&q, buf, sizeof buf), skip;
+
+	if (n < 0)
+		return;
+	pthread_mutex_lock(&m->watch_mu);
+	pthread_mutex_lock(&m->mu);
+	d = dir_by_path(m, path, strlen(path));
+	skip = d && d->wstate != W_NONE;
+	pthread_mutex_unlock(&m->mu);
+	/* If it cannot be sent, the watch ends with the connection; its
+	 * notices find no directory here meanwhile. */
+	if (!skip && mconn_call_async(m->conn, MST_OP_UNWATCH, buf,
+	    (size_t)n, NULL, 0, 0, unwatch_done, NULL) < 0)
+		syslog(LOG_DEBUG, "mount.mstore: UNWATCH %s not sent", path);
+	pthread_mutex_unlock(&m->watch_mu);
 }
 
 void
@@ -328,13 +557,16 @@ lost_lock(void *arg, uint64_t ino, uint64_t owner, int kind)
 }
 
 /* After a reconnection notices may have been missed: every cache is
- * suspect and every watch must be registered again. */
+ * suspect and every watch must be registered again. The WATCHes go from
+ * the notifier thread (this is the connection's thread, and watch_ino
+ * takes watch_mu, which a worker may hold while it sends). */
 void
 on_up(void *arg)
 {
 	struct mount *m = arg;
-	struct minode *n, **dirs = NULL;
-	size_t i, nd = 0, cap = 0;
+	struct inval *iv = calloc(1, sizeof *iv);
+	struct minode *n;
+	size_t i, cap = 0;
 
 	pthread_mutex_lock(&m->mu);
 	for (i = 0; i <= m->imask; i++)
@@ -350,25 +582,31 @@ on_up(void *arg)
 			 * with the old connection. */
 			if (n->store_open)
 				(void)store_hold(m, n->attr.id);
-			if (!n->watched)
+			if (n->wstate == W_NONE)
 				continue;
-			n->watched = 0;
-			if (nd == cap) {
-				struct minode **v = realloc(dirs,
+			n->wstate = W_NONE;
+			n->watch_gen = ++m->watch_seq;
+			n->watch_retry_ms = 0;
+			if (iv && iv->nrewatch == cap) {
+				fuse_ino_t *v = realloc(iv->rewatch,
 				    (cap = cap ? cap * 2 : 64) * sizeof *v);
 
 				if (v == NULL)
-					break;
-				dirs = v;
+					continue;	/* watched at next use */
+				iv->rewatch = v;
 			}
-			dirs[nd++] = n;
+			if (iv)
+				iv->rewatch[iv->nrewatch++] = n->ino;
 		}
 	/* The store released this mount's locks with the old connection. */
 	(void)locktab_clear(m->locks, lost_lock, NULL);
 	pthread_mutex_unlock(&m->mu);
-	for (i = 0; i < nd; i++)
-		watch_dir(m, dirs[i]);	/* directories are never freed */
-	free(dirs);
+	if (iv && iv->nrewatch)
+		nq_push(m, iv, 0);
+	else if (iv) {
+		free(iv->rewatch);
+		free(iv);
+	}
 }
 
 void
@@ -426,6 +664,38 @@ inval_queue(struct mount *m, fuse_ino_t parent, const char *name)
 	pthread_mutex_unlock(&m->nq_mu);
 }
 
+static void
+inval_free(struct inval *iv)
+{
+	free(iv->name);
+	free(iv->unwatch);
+	free(iv->rewatch);
+	free(iv);
+}
+
+/* One item of work on the notifier thread. */
+static void
+inval_run(struct mount *m, struct inval *iv)
+{
+	size_t i;
+
+	if (iv->unwatch) {
+		unwatch_send(m, iv->unwatch);
+	} else if (iv->rewatch) {
+		for (i = 0; i < iv->nrewatch; i++)
+			watch_ino(m, iv->rewatch[i]);
+	} else if (iv->name) {
+		/* -ENOENT just means the kernel had nothing cached. */
+		(void)fuse_lowlevel_notify_inval_entry(m->se, iv->parent,
+		    iv->name, strlen(iv->name));
+	} else {
+		(void)fuse_lowlevel_notify_inval_inode(m->se, iv->parent, 0,
+		    0);
+	}
+	if (iv->after)
+		iv->after(iv->after_arg);
+}
+
 void *
 notifier_main(void *arg)
 {
@@ -434,27 +704,22 @@ notifier_main(void *arg)
 
 	for (;;) {
 		pthread_mutex_lock(&m->nq_mu);
-		while (m->nq_head == NULL && !m->nq_stop)
+		while (m->nq_head == NULL && m->eq_head == NULL && !m->nq_stop)
 			pthread_cond_wait(&m->nq_cv, &m->nq_mu);
 		iv = m->nq_head;
 		if (iv) {
 			m->nq_head = iv->next;
 			if (m->nq_head == NULL)
 				m->nq_tail = NULL;
+		} else if ((iv = m->eq_head) != NULL) {
+			m->eq_head = iv->next;
+			if (m->eq_head == NULL)
+				m->eq_tail = NULL;
 		}
 		pthread_mutex_unlock(&m->nq_mu);
 		if (iv == NULL)
 			return NULL;
-		/* -ENOENT just means the kernel had nothing cached. */
-		if (iv->name)
-			(void)fuse_lowlevel_notify_inval_entry(m->se,
-			    iv->parent, iv->name, strlen(iv->name));
-		else
-			(void)fuse_lowlevel_notify_inval_inode(m->se,
-			    iv->parent, 0, 0);
-		if (iv->after)
-			iv->after(iv->after_arg);
-		free(iv->name);
-		free(iv);
+		inval_run(m, iv);
+		inval_free(iv);
 	}
 }

@@ -4,6 +4,18 @@
  * remounts) and local files in tmp/ or awaiting delivery (numbers from
  * MNT_LOCAL_BASE up, never reused while the mount lives). Never does
  * network I/O; every function here runs with m->mu held unless noted.
+ *
+ * Also the memory budget (cache_mb=). Nodes with their names, folder
+ * caches (folder.c) and the tables are accounted where they are
+ * allocated and freed. Past the budget, mem_check evicts the least
+ * recently used first, down to 90% of it: a folder cache is freed at once
+ * (folder_evict); a node cannot be, while the kernel holds a reference,
+ * so the notifier thread asks the kernel to drop its name, the kernel
+ * evicts the inode with its last dentry, and the FORGET that follows
+ * frees the node. Never evicted: the root, local files (tmp/, pending
+ * deliveries: their contents live only here) and open files. A
+ * directory goes once unreferenced and childless, with its folder cache
+ * and its watch. Both LRU lists are intrusive, so each eviction is O(1).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -21,16 +33,45 @@ ihash(fuse_ino_t ino, size_t mask)
 }
 
 static size_t
-lhash(const struct minode *parent, const char *name, size_t mask)
+phash(const struct minode *parent, const char *name, size_t len,
+    size_t mask)
 {
-	return (size_t)XXH3_64bits_withSeed(name, strlen(name),
+	return (size_t)XXH3_64bits_withSeed(name, len,
 	    (uint64_t)(uintptr_t)parent) & mask;
 }
 
+static size_t
+lhash(const struct minode *parent, const char *name, size_t mask)
+{
+	return phash(parent, name, strlen(name), mask);
+}
+
+/* The three chained tables: by inode number, local files by (parent,
+ * name), and every node by (parent, name). */
+enum tkind {
+	T_INO,
+	T_LOCAL,
+	T_NAME,
+};
+
+static struct minode **
+chain_of(struct minode *x, enum tkind k)
+{
+	return k == T_INO ? &x->hnext : k == T_LOCAL ? &x->lnext : &x->pnext;
+}
+
+static size_t
+bucket_of(const struct minode *x, enum tkind k, size_t mask)
+{
+	return k == T_INO ? ihash(x->ino, mask) : lhash(x->parent, x->name,
+	    mask);
+}
+
 /* Grow a chained table when its load passes 1; a failed grow only costs
- * speed. |rehash| gives a node's bucket in the new table. */
+ * speed. */
 static void
-grow(struct minode ***tab, size_t *mask, size_t n, int local)
+grow(struct mount *m, struct minode ***tab, size_t *mask, size_t n,
+    enum tkind k)
 {
 	size_t nm = (*mask + 1) * 2 - 1, i, h;
 	struct minode **t, *x, *next;
@@ -42,70 +83,68 @@ grow(struct minode ***tab, size_t *mask, size_t n, int local)
 		return;
 	for (i = 0; i <= *mask; i++)
 		for (x = (*tab)[i]; x; x = next) {
-			if (local) {
-				next = x->lnext;
-				h = lhash(x->parent, x->name, nm);
-				x->lnext = t[h];
-			} else {
-				next = x->hnext;
-				h = ihash(x->ino, nm);
-				x->hnext = t[h];
-			}
+			next = *chain_of(x, k);
+			h = bucket_of(x, k, nm);
+			*chain_of(x, k) = t[h];
 			t[h] = x;
 		}
 	free(*tab);
+	mem_account(m, (ssize_t)((nm - *mask) * sizeof *t));
 	*tab = t;
 	*mask = nm;
 }
 
 static void
-itab_add(struct mount *m, struct minode *n)
+tab_add(struct mount *m, struct minode *n, enum tkind k)
 {
+	struct minode ***tab = k == T_INO ? &m->itab : k == T_LOCAL ?
+	    &m->ltab : &m->ptab;
+	size_t *mask = k == T_INO ? &m->imask : k == T_LOCAL ? &m->lmask :
+	    &m->pmask;
+	size_t *cnt = k == T_INO ? &m->in : k == T_LOCAL ? &m->ln : &m->pn;
 	size_t h;
 
-	grow(&m->itab, &m->imask, m->in + 1, 0);
-	h = ihash(n->ino, m->imask);
-	n->hnext = m->itab[h];
-	m->itab[h] = n;
-	m->in++;
+	grow(m, tab, mask, *cnt + 1, k);
+	h = bucket_of(n, k, *mask);
+	*chain_of(n, k) = (*tab)[h];
+	(*tab)[h] = n;
+	(*cnt)++;
 }
 
 static void
-itab_del(struct mount *m, struct minode *n)
+tab_del(struct mount *m, struct minode *n, enum tkind k)
 {
-	struct minode **pp = &m->itab[ihash(n->ino, m->imask)];
+	struct minode **tab = k == T_INO ? m->itab : k == T_LOCAL ? m->ltab :
+	    m->ptab;
+	size_t mask = k == T_INO ? m->imask : k == T_LOCAL ? m->lmask :
+	    m->pmask;
+	size_t *cnt = k == T_INO ? &m->in : k == T_LOCAL ? &m->ln : &m->pn;
+	struct minode **pp = &tab[bucket_of(n, k, mask)];
 
 	while (*pp && *pp != n)
-		pp = &(*pp)->hnext;
+		pp = chain_of(*pp, k);
 	if (*pp) {
-		*pp = n->hnext;
-		m->in--;
+		*pp = *chain_of(n, k);
+		(*cnt)--;
 	}
+}
+
+static void
+itab_add(struct mount *m, struct minode *n)
+{
+	tab_add(m, n, T_INO);
 }
 
 static void
 ltab_add(struct mount *m, struct minode *n)
 {
-	size_t h;
-
-	grow(&m->ltab, &m->lmask, m->ln + 1, 1);
-	h = lhash(n->parent, n->name, m->lmask);
-	n->lnext = m->ltab[h];
-	m->ltab[h] = n;
-	m->ln++;
+	tab_add(m, n, T_LOCAL);
 }
 
 static void
 ltab_del(struct mount *m, struct minode *n)
 {
-	struct minode **pp = &m->ltab[lhash(n->parent, n->name, m->lmask)];
-
-	while (*pp && *pp != n)
-		pp = &(*pp)->lnext;
-	if (*pp) {
-		*pp = n->lnext;
-		m->ln--;
-	}
+	tab_del(m, n, T_LOCAL);
 }
 
 struct minode *
@@ -208,8 +247,33 @@ inode_classify(const struct mount *m, const char *path,
 	return k;
 }
 
+/* What a node costs: the struct, its name, and malloc's share of both. */
+static size_t
+node_cost(const char *name)
+{
+	return sizeof(struct minode) + strlen(name) + 1 + 2 * MNT_MALLOC_COST;
+}
+
+void
+mem_account(struct mount *m, ssize_t delta)
+{
+	m->mem_used += (size_t)delta;
+	if (m->mem_used > m->mem_peak)
+		m->mem_peak = m->mem_used;
+}
+
+/* Set |n|'s accounted size to |bytes|. */
+static void
+node_resize(struct mount *m, struct minode *n, size_t bytes)
+{
+	mem_account(m, (ssize_t)bytes - (ssize_t)n->bytes);
+	if (n->evicting)
+		m->mem_evicting += bytes - n->bytes;
+	n->bytes = bytes;
+}
+
 static struct minode *
-node_new(struct minode *parent, const char *name)
+node_new(struct mount *m, struct minode *parent, const char *name)
 {
 	struct minode *n = calloc(1, sizeof *n);
 
@@ -223,31 +287,102 @@ node_new(struct minode *parent, const char *name)
 	n->parent = parent;
 	if (parent)
 		parent->nchild++;
+	node_resize(m, n, node_cost(name));
 	return n;
 }
 
+/* Off the eviction lists; an evicting node no longer counts as such. */
 static void
-node_free(struct minode *n)
+node_unlist(struct mount *m, struct minode *n)
 {
-	if (n->parent)
-		n->parent->nchild--;
-	fbuf_free(n->buf);
-	folder_free(n->folder);
-	free(n->name);
-	free(n);
+	lru_del(&n->lru);
+	if (n->evicting) {
+		m->mem_evicting -= n->bytes;
+		n->evicting = 0;
+	}
 }
 
-/* Free |n| once nothing refers to it. Directories stay: they are few
- * and carry watches and folder caches. Local files stay until unlinked:
- * their contents live only here. */
+/* The kernel may be asked to drop |n|: it holds a reference, and |n| is
+ * neither the root, nor local, nor open. */
+static int
+evictable(const struct minode *n)
+{
+	return n->parent != NULL && !n->local && n->nopen == 0 &&
+	    n->nlookup > 0;
+}
+
+/* Track ordinary files with several links (see inode_dir_changed). */
+static void
+note_links(struct mount *m, struct minode *n)
+{
+	if (is_ofile(n) && n->attr.nlink > 1 && !lru_on(&n->hl))
+		lru_add_head(&m->hlinks, &n->hl);
+}
+
+void
+inode_touch(struct mount *m, struct minode *n)
+{
+	node_unlist(m, n);
+	n->parked = 0;
+	n->tick = ++m->tick;
+	if (evictable(n))
+		lru_add_head(&m->ilru, &n->lru);
+	note_links(m, n);
+}
+
+int
+inode_trusted(const struct minode *n)
+{
+	if (n->attr.type == MST_T_DIR)
+		return n->wstate == W_ACTIVE;
+	return n->parent == NULL || n->parent->wstate == W_ACTIVE;
+}
+
+/* Take |n| out of every table and list and free it; its parent may then
+ * be free too (returned, or NULL). */
+static struct minode *
+node_free(struct mount *m, struct minode *n)
+{
+	struct minode *p = n->parent;
+
+	tab_del(m, n, T_INO);
+	if (p)
+		tab_del(m, n, T_NAME);
+	if (n->local && !n->unlinked)
+		ltab_del(m, n);
+	node_unlist(m, n);
+	lru_del(&n->hl);
+	if (n->attr.type == MST_T_DIR)
+		watch_drop(m, n);
+	if (n->folder) {
+		folder_free(n->folder);
+		n->folder = NULL;
+	}
+	fbuf_free(n->buf);
+	node_resize(m, n, 0);
+	free(n->name);
+	free(n);
+	if (p == NULL)
+		return NULL;
+	/* A directory waits for its last child before it may go. */
+	if (--p->nchild == 0 && p->parked) {
+		p->parked = 0;
+		if (evictable(p))
+			lru_add_tail(&m->ilru, &p->lru);
+	}
+	return p;
+}
+
+/* Free |n| once nothing refers to it: no kernel reference, no open
+ * handle, no child. Local files stay until unlinked: their contents live
+ * only here. The root stays. A directory that goes takes its folder cache
+ * and its watch with it; its parent may follow. */
 static void
 maybe_free(struct mount *m, struct minode *n)
 {
-	if (n->nlookup || n->nopen || n->nchild || n->parent == NULL ||
-	    n->attr.type == MST_T_DIR || (n->local && !n->unlinked))
-		return;
-	itab_del(m, n);
-	node_free(n);
+	while (n && n->nlookup == 0 && n->nopen == 0 && n->nchild == 0 &&
+	    n->parent != NULL && !(n->local && !n->unlinked))
+		n = node_free(m, n);
 }
 
 static void
@@ -259,8 +394,15 @@ set_dkind(struct mount *m, struct minode *n)
 	if (n->attr.type == MST_T_DIR &&
 	    inode_path(n, path, sizeof path) == 0)
 		n->dkind = inode_classify(m, path, NULL, NULL);
-	if ((n->dkind == DK_NEW || n->dkind == DK_CUR) && n->folder == NULL)
+	if ((n->dkind == DK_NEW || n->dkind == DK_CUR) && n->folder == NULL) {
 		n->folder = calloc(1, sizeof *n->folder);
+		if (n->folder) {
+			n->folder->m = m;
+			n->folder->dir = n;
+			n->folder->bytes = sizeof *n->folder + MNT_MALLOC_COST;
+			mem_account(m, (ssize_t)n->folder->bytes);
+		}
+	}
 }
 
 struct minode *
@@ -270,12 +412,13 @@ inode_remote(struct mount *m, struct minode *parent, const char *name,
 	struct minode *n = inode_get(m, a->id);
 
 	if (n == NULL) {
-		n = node_new(parent, name);
+		n = node_new(m, parent, name);
 		if (n == NULL)
 			return NULL;
 		n->ino = a->id;
 		n->attr = *a;
 		itab_add(m, n);
+		tab_add(m, n, T_NAME);
 		set_dkind(m, n);
 	} else if (is_ofile(n) && a->type == MST_T_FILE) {
 		/* Newer than what the kernel cached? Then drop its pages. */
@@ -293,25 +436,60 @@ inode_remote(struct mount *m, struct minode *parent, const char *name,
 	n->attr_at_ms = mono_ms();
 	if (lookup)
 		n->nlookup++;
+	inode_touch(m, n);
 	return n;
+}
+
+struct minode *
+inode_find_dir(struct mount *m, const struct minode *parent,
+    const char *name, size_t len)
+{
+	struct minode *x;
+
+	if (m->ptab == NULL)
+		return NULL;
+	for (x = m->ptab[phash(parent, name, len, m->pmask)]; x; x = x->pnext)
+		if (x->parent == parent && x->attr.type == MST_T_DIR &&
+		    strncmp(x->name, name, len) == 0 && x->name[len] == '\0')
+			return x;
+	return NULL;
+}
+
+void
+inode_detach_dir(struct mount *m, struct minode *parent, const char *name)
+{
+	struct minode *x;
+
+	while ((x = inode_find_dir(m, parent, name, strlen(name))) != NULL) {
+		tab_del(m, x, T_NAME);
+		x->name[0] = '\0';
+		tab_add(m, x, T_NAME);
+	}
 }
 
 void
 inode_dir_changed(struct mount *m, struct minode *dir, const char *name)
 {
 	struct minode *x;
-	size_t i;
+	struct lru *l, *next;
 
 	dir->attr_at_ms = 0;
 	if (name == NULL)
 		return;
-	/* No index by name for store objects: a walk, done only for
-	 * removals and renames in ordinary directories. */
-	for (i = 0; i <= m->imask; i++)
-		for (x = m->itab[i]; x; x = x->hnext)
-			if (is_ofile(x) && (x->attr.nlink > 1 ||
-			    (x->parent == dir && strcmp(x->name, name) == 0)))
-				x->stale = 1;
+	for (x = m->ptab[lhash(dir, name, m->pmask)]; x; x = x->pnext)
+		if (x->parent == dir && is_ofile(x) &&
+		    strcmp(x->name, name) == 0)
+			x->stale = 1;
+	/* A link count may have moved on any other name of a hard-linked
+	 * file; the list forgets those that no longer have several. */
+	for (l = m->hlinks.next; l != &m->hlinks; l = next) {
+		next = l->next;
+		x = LRU_ENTRY(l, struct minode, hl);
+		if (is_ofile(x) && x->attr.nlink > 1)
+			x->stale = 1;
+		else
+			lru_del(l);
+	}
 }
 
 struct minode *
@@ -331,14 +509,17 @@ struct minode *
 inode_local_new(struct mount *m, struct minode *parent, const char *name,
     mode_t mode)
 {
-	struct minode *n = node_new(parent, name);
+	struct minode *n = node_new(m, parent, name);
 	struct timespec ts;
 
 	if (n == NULL)
 		return NULL;
 	n->buf = fbuf_new();
 	if (n->buf == NULL) {
-		node_free(n);
+		node_resize(m, n, 0);
+		parent->nchild--;
+		free(n->name);
+		free(n);
 		return NULL;
 	}
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -352,6 +533,7 @@ inode_local_new(struct mount *m, struct minode *parent, const char *name,
 	    (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 	itab_add(m, n);
 	ltab_add(m, n);
+	tab_add(m, n, T_NAME);
 	return n;
 }
 
@@ -373,6 +555,7 @@ inode_delivered(struct mount *m, struct minode *n, const struct mst_attr *a)
 	n->local = 0;
 	n->attr = *a;
 	n->attr_at_ms = mono_ms();
+	inode_touch(m, n);		/* a store object now: evictable */
 	maybe_free(m, n);
 }
 
@@ -386,13 +569,16 @@ inode_move(struct mount *m, struct minode *n, struct minode *parent,
 		return -ENOMEM;
 	if (n->local && !n->unlinked)
 		ltab_del(m, n);
+	tab_del(m, n, T_NAME);
 	n->parent->nchild--;
 	parent->nchild++;
 	n->parent = parent;
 	free(n->name);
 	n->name = nm;
+	node_resize(m, n, node_cost(nm));
 	if (n->local && !n->unlinked)
 		ltab_add(m, n);
+	tab_add(m, n, T_NAME);
 	if (n->attr.type == MST_T_DIR)
 		set_dkind(m, n);
 	return 0;
@@ -402,6 +588,8 @@ void
 inode_forget(struct mount *m, struct minode *n, uint64_t nlookup)
 {
 	n->nlookup = nlookup > n->nlookup ? 0 : n->nlookup - nlookup;
+	if (n->nlookup == 0)
+		node_unlist(m, n);	/* nothing left to ask the kernel */
 	maybe_free(m, n);
 }
 
@@ -410,7 +598,98 @@ inode_close(struct mount *m, struct minode *n)
 {
 	if (n->nopen > 0)
 		n->nopen--;
+	if (n->nopen == 0 && n->nlookup > 0 && !lru_on(&n->lru))
+		inode_touch(m, n);	/* just used: evictable again */
 	maybe_free(m, n);
+}
+
+/* --- the memory budget --- */
+
+/* How long the kernel may take to drop an inode it was asked to drop
+ * before the mount stops counting on it (a name it holds in use, or by
+ * another link, keeps it). */
+#define EVICT_WAIT_MS	2000
+/* Work of one eviction pass at most; the next operation goes on. */
+#define EVICT_BATCH	16384
+
+/* Nodes the kernel has not dropped in time are counted in full again and
+ * go back to the hot end of the LRU list: retried after a full cycle. */
+static void
+evict_expire(struct mount *m, int64_t now)
+{
+	struct lru *l;
+	struct minode *n;
+
+	while ((l = lru_tail(&m->elru)) != NULL) {
+		n = LRU_ENTRY(l, struct minode, lru);
+		if (now - n->evict_ms < EVICT_WAIT_MS)
+			break;
+		node_unlist(m, n);
+		if (evictable(n))
+			lru_add_head(&m->ilru, &n->lru);
+	}
+}
+
+/* Ask the kernel to drop the coldest node; 0 when it was not possible. */
+static int
+evict_node(struct mount *m, struct minode *n, int64_t now)
+{
+	lru_del(&n->lru);
+	if (!evictable(n) || n->name[0] == '\0')
+		return 0;		/* re-listed when used again */
+	if (n->attr.type == MST_T_DIR && n->nchild > 0) {
+		n->parked = 1;		/* back when its last child goes */
+		return 0;
+	}
+	/* Asking the kernel to forget the name ends its last reference
+	 * to the inode (FUSE evicts an inode with its last dentry), and
+	 * the FORGET that follows frees the node. */
+	evict_queue(m, n->parent->ino, n->name);
+	n->evicting = 1;
+	n->evict_ms = now;
+	m->mem_evicting += n->bytes;
+	lru_add_head(&m->elru, &n->lru);
+	m->evictions++;
+	return 1;
+}
+
+void
+mem_check(struct mount *m)
+{
+	struct lru *il, *fl;
+	struct minode *n;
+	struct folder *f;
+	size_t target, work = 0;
+	int64_t now;
+
+	pthread_mutex_lock(&m->mu);
+	if (m->mem_used - m->mem_evicting <= m->mem_budget) {
+		pthread_mutex_unlock(&m->mu);
+		return;
+	}
+	now = mono_ms();
+	evict_expire(m, now);
+	target = m->mem_budget / 10 * 9;
+	while (m->mem_used - m->mem_evicting > target && work++ < EVICT_BATCH) {
+		il = lru_tail(&m->ilru);
+		fl = lru_tail(&m->flru);
+		n = il ? LRU_ENTRY(il, struct minode, lru) : NULL;
+		f = fl ? LRU_ENTRY(fl, struct folder, lru) : NULL;
+		if (n == NULL && f == NULL)
+			break;
+		if (f && (n == NULL || f->tick <= n->tick)) {
+			if (f->busy) {
+				f->tick = ++m->tick;
+				lru_add_head(&m->flru, &f->lru);
+			} else {
+				folder_evict(m, f);
+				m->evictions++;
+			}
+		} else {
+			(void)evict_node(m, n, now);
+		}
+	}
+	pthread_mutex_unlock(&m->mu);
 }
 
 void
@@ -460,8 +739,19 @@ inode_init(struct mount *m)
 	m->itab = calloc(m->imask + 1, sizeof *m->itab);
 	m->lmask = 255;
 	m->ltab = calloc(m->lmask + 1, sizeof *m->ltab);
-	root = node_new(NULL, "");
-	if (m->itab == NULL || m->ltab == NULL || root == NULL) {
+	m->pmask = 1023;
+	m->ptab = calloc(m->pmask + 1, sizeof *m->ptab);
+	lru_init(&m->ilru);
+	lru_init(&m->elru);
+	lru_init(&m->flru);
+	lru_init(&m->hlinks);
+	mem_account(m, (ssize_t)((m->imask + m->lmask + m->pmask + 3) *
+	    sizeof(struct minode *)));
+	root = node_new(m, NULL, "");
+	if (m->itab == NULL || m->ltab == NULL || m->ptab == NULL ||
+	    root == NULL) {
+		if (root)
+			free(root->name);
 		free(root);
 		return -ENOMEM;
 	}
@@ -491,5 +781,6 @@ inode_fini(struct mount *m)
 		}
 	free(m->itab);
 	free(m->ltab);
-	m->itab = m->ltab = NULL;
+	free(m->ptab);
+	m->itab = m->ltab = m->ptab = NULL;
 }

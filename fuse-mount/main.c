@@ -35,6 +35,7 @@ struct opts {
 	char *keyfile;
 	double attr_timeout;
 	unsigned max_threads;
+	long cache_mb;
 	char fuse_opts[2048];
 };
 
@@ -55,6 +56,7 @@ usage(FILE *f)
 	    "     keyfile=PATH      shared key for the store's AUTH\n"
 	    "     attr_timeout=SECS kernel attribute/entry cache (1.0)\n"
 	    "     max_threads=N     FUSE worker threads (4)\n"
+	    "     cache_mb=N        memory for cached inodes and listings (64)\n"
 	    "     and FUSE options: allow_other, ... (default_permissions\n"
 	    "     is always on: the kernel checks owner and mode)\n"
 	    "  -h, --help         this text\n"
@@ -115,6 +117,10 @@ parse_opt(struct opts *o, char *w)
 		if (num_opt(val, 2, 1024, &v) < 0)
 			return -EINVAL;
 		o->max_threads = (unsigned)v;
+	} else if (KEY("cache_mb")) {
+		if (num_opt(val, 1, 1L << 20, &v) < 0)
+			return -EINVAL;
+		o->cache_mb = v;
 	} else if (KEY("attr_timeout")) {
 		char *end;
 
@@ -286,8 +292,12 @@ run(struct mount *m, struct opts *o, const char **servers, int nservers,
 	fuse_loop_cfg_set_clone_fd(lc, 0);
 	rc = fuse_session_loop_mt(m->se, lc) == 0 ? 0 : 1;
 	fuse_loop_cfg_destroy(lc);
-	syslog(LOG_INFO, "mount.mstore: %s unmounted from %s", o->servers,
-	    o->mountpoint);
+	pthread_mutex_lock(&m->mu);
+	syslog(LOG_INFO, "mount.mstore: %s unmounted from %s (cache: peak "
+	    "%zu KiB of %zu, %llu evictions)", o->servers, o->mountpoint,
+	    m->mem_peak >> 10, m->mem_budget >> 10,
+	    (unsigned long long)m->evictions);
+	pthread_mutex_unlock(&m->mu);
 out_notifier:
 	wake_stop(m);
 	pthread_mutex_lock(&m->nq_mu);
@@ -314,7 +324,8 @@ int
 main(int argc, char **argv)
 {
 	struct opts o = { .timeout_s = 10, .spool = "/var/tmp",
-		.attr_timeout = 1.0, .max_threads = 4 };
+		.attr_timeout = 1.0, .max_threads = 4,
+		.cache_mb = MNT_CACHE_MB };
 	const char *servers[MAX_SERVERS];
 	uint8_t key[MST_KEY_MAX];
 	struct mount m = { 0 };
@@ -349,7 +360,9 @@ main(int argc, char **argv)
 	m.spool = o.spool;
 	m.timeout_ms = o.timeout_s * 1000;
 	m.entry_timeout = o.attr_timeout;
+	m.mem_budget = (size_t)o.cache_mb << 20;
 	pthread_mutex_init(&m.mu, NULL);
+	pthread_mutex_init(&m.watch_mu, NULL);
 	pthread_mutex_init(&m.ref_mu, NULL);
 	pthread_mutex_init(&m.nq_mu, NULL);
 	pthread_cond_init(&m.nq_cv, NULL);

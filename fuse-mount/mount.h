@@ -3,10 +3,12 @@
  * buffers and mail folder caches.
  *
  * Locking: m->mu guards the inode table, every minode field marked so,
- * the folder caches and the local-name table. It is never held across a
- * network call or a kernel notification. Lock order: m->mu, then
- * m->nq_mu (notifier queue); mconn's locks are below both (mconn never
- * calls back into us while holding them).
+ * the folder caches, the local-name and (parent, name) tables, the LRU
+ * lists and the memory account. It is never held across a network call
+ * or a kernel notification. m->watch_mu orders WATCH and UNWATCH of one
+ * directory on the wire (folder.c). Lock order: m->watch_mu, then m->mu,
+ * then m->nq_mu (notifier queue); mconn's locks are below all three
+ * (mconn never calls back into us while holding them).
  */
 #ifndef MST_MOUNT_H
 #define MST_MOUNT_H
@@ -15,6 +17,7 @@
 
 #include <fuse_lowlevel.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
 
@@ -23,6 +26,77 @@
 
 #define MNT_LOCAL_BASE	(1ull << 56)	/* inode numbers of local files */
 #define MNT_MEM_MAX	(1u << 20)	/* buffer in memory up to this */
+#define MNT_CACHE_MB	64		/* cache_mb= default */
+#define MNT_MALLOC_COST	16	/* bytes malloc adds to each block */
+
+/* An intrusive doubly-linked list; a head's next end is the most recently
+ * used. A node off every list has next == NULL. */
+struct lru {
+	struct lru *prev, *next;
+};
+
+static inline void
+lru_init(struct lru *h)
+{
+	h->prev = h->next = h;
+}
+
+static inline int
+lru_on(const struct lru *x)
+{
+	return x->next != NULL;
+}
+
+static inline void
+lru_del(struct lru *x)
+{
+	if (x->next == NULL)
+		return;
+	x->prev->next = x->next;
+	x->next->prev = x->prev;
+	x->prev = x->next = NULL;
+}
+
+/* Put |x| at the hot end of |h| (moving it there if on a list). */
+static inline void
+lru_add_head(struct lru *h, struct lru *x)
+{
+	lru_del(x);
+	x->next = h->next;
+	x->prev = h;
+	h->next->prev = x;
+	h->next = x;
+}
+
+/* Put |x| at the cold end of |h|. */
+static inline void
+lru_add_tail(struct lru *h, struct lru *x)
+{
+	lru_del(x);
+	x->prev = h->prev;
+	x->next = h;
+	h->prev->next = x;
+	h->prev = x;
+}
+
+/* The coldest node of |h|, or NULL. */
+static inline struct lru *
+lru_tail(const struct lru *h)
+{
+	return h->prev == h ? NULL : h->prev;
+}
+
+#define LRU_ENTRY(p, type, member) \
+	((type *)(void *)((char *)(p) - offsetof(type, member)))
+
+/* A directory's WATCH in the store. Only W_ACTIVE lets the mount trust
+ * what it cached of the directory; in the other states every use asks
+ * the store again. */
+enum wstate {
+	W_NONE = 0,		/* not watched (never, failed, or UNWATCHed) */
+	W_PENDING,		/* WATCH sent, no answer yet */
+	W_ACTIVE,		/* the store sends notices */
+};
 
 /* Where a directory sits in a Maildir. */
 enum dkind {
@@ -49,7 +123,7 @@ struct fentry {
 };
 
 /* The cached listing of a new/ or cur/ directory, kept fresh by WATCH
- * notices and LIST deltas. */
+ * notices and LIST deltas. All guarded by m->mu. */
 struct folder {
 	struct fentry **tab;
 	size_t mask, n;
@@ -57,11 +131,25 @@ struct folder {
 	uint64_t mtime_ns;
 	int valid;		/* a full listing was applied */
 	int dirty;		/* a notice came after the last LIST */
+	int busy;		/* being refreshed or read: not evicted */
+	size_t bytes;		/* accounted to m->mem_used */
+	uint64_t tick;		/* m->tick at its last use */
+	struct lru lru;		/* on m->flru while it has a table */
+	struct mount *m;
+	struct minode *dir;	/* whose listing this is */
 };
 
 struct minode {
 	struct minode *hnext;	/* ino hash chain */
 	struct minode *lnext;	/* local (parent, name) chain */
+	struct minode *pnext;	/* (parent, name) chain of every minode */
+	struct lru lru;		/* m->ilru (evictable) or m->elru (evicting) */
+	struct lru hl;		/* m->hlinks: ordinary file, nlink > 1 */
+	uint64_t tick;		/* m->tick at its last use */
+	size_t bytes;		/* accounted to m->mem_used */
+	int evicting;		/* on m->elru: the kernel was asked to drop it */
+	int parked;		/* off m->ilru until its last child goes */
+	int64_t evict_ms;	/* when it went on m->elru */
 	fuse_ino_t ino;
 	uint64_t nlookup;	/* kernel references */
 	int nopen;		/* open handles */
@@ -75,7 +163,9 @@ struct minode {
 	int stale;		/* changed elsewhere: fetch attributes again */
 	uint64_t epoch;		/* bumped by every change made elsewhere */
 	int unlinked;		/* local, removed: freed at last close */
-	int watched;		/* directory WATCHed */
+	enum wstate wstate;	/* directories: guarded by m->mu */
+	uint64_t watch_gen;	/* the WATCH in flight (m->watch_seq) */
+	int64_t watch_retry_ms;	/* no WATCH again before this */
 	enum dkind dkind;	/* directories */
 	struct fbuf *buf;	/* local contents */
 	struct folder *folder;	/* DK_NEW/DK_CUR */
@@ -94,11 +184,16 @@ struct fhandle {
 	char mailbox[MST_PATH_MAX + 1];	/* messages: for FETCH */
 };
 
-/* A kernel cache invalidation, done on the notifier thread. */
+/* Work for the notifier thread: a kernel cache invalidation, an UNWATCH
+ * of a directory the mount stopped caching, or WATCHes to send again
+ * after a reconnection. */
 struct inval {
 	struct inval *next;
 	fuse_ino_t parent;
 	char *name;		/* NULL: the inode itself */
+	char *unwatch;		/* not NULL: UNWATCH this path instead */
+	fuse_ino_t *rewatch;	/* not NULL: WATCH these directories */
+	size_t nrewatch;
 	void (*after)(void *arg);	/* run once it is done, or NULL */
 	void *after_arg;
 };
@@ -115,12 +210,31 @@ struct mount {
 	size_t imask, in;
 	struct minode **ltab;	/* local nodes by (parent, name) */
 	size_t lmask, ln;
+	struct minode **ptab;	/* every node by (parent, name) */
+	size_t pmask, pn;
 	uint64_t next_local;	/* guarded by mu */
+	/* The memory budget (cache_mb=): minodes with their names, folder
+	 * caches and the tables, all guarded by mu. */
+	size_t mem_budget;	/* bytes */
+	size_t mem_used;	/* accounted now */
+	size_t mem_evicting;	/* of that, nodes the kernel was asked to drop */
+	size_t mem_peak;
+	uint64_t evictions;	/* nodes and folder caches evicted */
+	uint64_t tick;		/* use counter for the LRU order */
+	struct lru ilru;	/* nodes the kernel may be asked to drop */
+	struct lru elru;	/* nodes it was asked to drop, oldest first */
+	struct lru flru;	/* folder caches holding a table */
+	struct lru hlinks;	/* ordinary files with more than one link */
+	pthread_mutex_t watch_mu;
+	uint64_t watch_seq;	/* guarded by mu */
+	int64_t watch_log_ms;	/* guarded by mu: last failed-WATCH log */
+	uint64_t watch_failed;	/* guarded by mu: since that log */
 	pthread_mutex_t ref_mu;	/* orders OPEN/CLOSE (ops_file.c) */
 	struct locktab *locks;	/* guarded by mu: who may hold locks */
 	pthread_mutex_t nq_mu;
 	pthread_cond_t nq_cv;
 	struct inval *nq_head, *nq_tail;	/* guarded by nq_mu */
+	struct inval *eq_head, *eq_tail;	/* evictions; guarded by nq_mu */
 	int nq_stop;		/* guarded by nq_mu */
 	pthread_t notifier;
 };
@@ -135,6 +249,26 @@ struct minode *inode_remote(struct mount *m, struct minode *parent,
     const char *name, const struct mst_attr *a, int lookup);
 struct minode *inode_local_find(struct mount *m, struct minode *parent,
     const char *name);
+/* The directory |parent|/|name| (|len| bytes, not NUL-terminated), from
+ * the (parent, name) index, or NULL. mu held. */
+struct minode *inode_find_dir(struct mount *m, const struct minode *parent,
+    const char *name, size_t len);
+/* |parent|/|name| was removed from the store: a directory minode by that
+ * name loses its name, so notices and paths no longer reach it. mu held. */
+void inode_detach_dir(struct mount *m, struct minode *parent,
+    const char *name);
+/* |n| was used: it becomes the most recently used, and if the kernel was
+ * asked to drop it, that no longer counts. mu held. */
+void inode_touch(struct mount *m, struct minode *n);
+/* May the attributes cached for |n| be trusted for their time? Not when
+ * the directory they depend on is not watched. mu held. */
+int inode_trusted(const struct minode *n);
+/* Change the memory account by |delta| bytes. mu held. */
+void mem_account(struct mount *m, ssize_t delta);
+/* Over the budget? Then evict the least recently used folder caches and
+ * ask the kernel to drop its coldest inodes, down to 90% of it. Called
+ * after operations that allocate; mu NOT held. */
+void mem_check(struct mount *m);
 struct minode *inode_local_new(struct mount *m, struct minode *parent,
     const char *name, mode_t mode);
 void inode_local_unlink(struct mount *m, struct minode *n);
@@ -202,13 +336,22 @@ void folder_free(struct folder *f);
 /* This mount changed |dir| (the store's reply says when): no notice
  * comes for our own changes, so move its mtime forward here. mu held. */
 void folder_touch(struct minode *dir, uint64_t mtime_ns);
-/* WATCH |dir| once (async); mu NOT held. */
+/* WATCH |dir| unless watched or a WATCH is under way (async; a failed
+ * one is retried at a later use, at most once a second); mu NOT held. */
 void watch_dir(struct mount *m, struct minode *dir);
+/* The mount stops caching |dir| (mu held): its folder cache goes, it is
+ * marked unwatched and the notifier thread UNWATCHes its path. */
+void folder_evict(struct mount *m, struct folder *f);
+/* |dir| is freed (mu held): UNWATCH its path if it was watched. */
+void watch_drop(struct mount *m, struct minode *dir);
 /* mconn callbacks. */
 void on_notice(void *arg, const struct mst_notify *n);
 void on_up(void *arg);
 /* Kernel invalidations, queued for the notifier thread. */
 void inval_queue(struct mount *m, fuse_ino_t parent, const char *name);
+/* Ask the kernel to drop |parent|/|name| to free memory: queued behind
+ * every other notifier work. */
+void evict_queue(struct mount *m, fuse_ino_t parent, const char *name);
 /* Invalidate inode |ino| (pages and attributes), then call |after| on the
  * notifier thread: for replies that must not reach the kernel before the
  * invalidation has. If memory runs out, |after| runs at once. */

@@ -1,7 +1,8 @@
 /*
  * ops_dir.c - directory listings. A handle takes a snapshot at opendir:
  * local files for tmp/, the folder cache for new/ and cur/, one READDIR
- * otherwise; readdir then pages through it by offset.
+ * otherwise; readdir then pages through it by offset. The folder cache is
+ * kept from eviction (folder->busy) from its refresh until it is copied.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -131,10 +132,16 @@ do_opendir(struct mount *m, fuse_ino_t ino, struct dirh **out)
 		    "..", 2);
 	if (rc == 0)
 		rc = add_local(m, p, d);
+	if (rc == 0) {
+		inode_touch(m, p);
+		if (p->folder)
+			p->folder->busy++;	/* not evicted until copied */
+	}
 	pthread_mutex_unlock(&m->mu);
 	if (rc == 0 && p->folder) {
 		rc = folder_refresh(m, p);
 		pthread_mutex_lock(&m->mu);
+		p->folder->busy--;
 		if (rc == 0)
 			rc = add_folder(p->folder, d);
 		pthread_mutex_unlock(&m->mu);
@@ -153,8 +160,9 @@ do_opendir(struct mount *m, fuse_ino_t ino, struct dirh **out)
 void
 op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct mount *m = mount_of(req);
 	struct dirh *d = NULL;
-	int rc = do_opendir(mount_of(req), ino, &d);
+	int rc = do_opendir(m, ino, &d);
 
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
@@ -163,6 +171,7 @@ op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fi->fh = (uintptr_t)d;
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		dirh_free(d);		/* interrupted: no releasedir */
+	mem_check(m);		/* a listing may have grown a cache */
 }
 
 void
@@ -170,11 +179,17 @@ op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     struct fuse_file_info *fi)
 {
 	struct dirh *d = (struct dirh *)(uintptr_t)fi->fh;
+	struct mount *m = mount_of(req);
 	struct stat st = { 0 };
+	struct minode *n;
 	size_t used = 0, len;
 	char *buf = malloc(size);
 
-	(void)ino;
+	pthread_mutex_lock(&m->mu);
+	n = inode_get(m, ino);
+	if (n)
+		inode_touch(m, n);	/* in use: the last to evict */
+	pthread_mutex_unlock(&m->mu);
 	if (buf == NULL) {
 		fuse_reply_err(req, ENOMEM);
 		return;

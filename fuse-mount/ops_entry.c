@@ -43,15 +43,23 @@ reply_entry(fuse_req_t req, struct mount *m, struct minode *n)
 
 	e.ino = n->ino;
 	e.generation = 1;
+	pthread_mutex_lock(&m->mu);
 	/* Ordinary files: every stat asks us (we answer from memory kept
 	 * fresh by our own writes and the store's notices). */
-	e.attr_timeout = is_ofile(n) ? 0 : m->entry_timeout;
-	/* Directories are watched, so a change anywhere invalidates them at
-	 * once: their names may stay cached long, which also keeps paths to
-	 * tmp/ resolvable while the store is briefly unreachable. */
-	e.entry_timeout = n->attr.type == MST_T_DIR && m->entry_timeout < 60 ?
-	    60 : m->entry_timeout;
+	e.attr_timeout = is_ofile(n) || !inode_trusted(n) ? 0 :
+	    m->entry_timeout;
+	/* Under a watched directory a change anywhere invalidates names at
+	 * once: directory names may stay cached long, which also keeps paths
+	 * to tmp/ resolvable while the store is briefly unreachable. Under
+	 * an unwatched one (see folder.c) the kernel must ask every time. */
+	if (n->parent == NULL || n->parent->wstate != W_ACTIVE)
+		e.entry_timeout = 0;
+	else if (n->attr.type == MST_T_DIR && m->entry_timeout < 60)
+		e.entry_timeout = 60;
+	else
+		e.entry_timeout = m->entry_timeout;
 	inode_stat(n, &e.attr);
+	pthread_mutex_unlock(&m->mu);
 	if (fuse_reply_entry(req, &e) == -ENOENT) {
 		/* The lookup was interrupted: undo its reference. */
 		pthread_mutex_lock(&m->mu);
@@ -131,11 +139,15 @@ do_lookup(struct mount *m, fuse_ino_t parent, const char *name,
 		return n ? 0 : -ENOENT;
 	}
 	if (p->folder) {
+		p->folder->busy++;	/* not evicted before the find */
 		pthread_mutex_unlock(&m->mu);
 		rc = folder_refresh(m, p);
-		if (rc < 0)
-			return rc;
 		pthread_mutex_lock(&m->mu);
+		p->folder->busy--;
+		if (rc < 0) {
+			pthread_mutex_unlock(&m->mu);
+			return rc;
+		}
 		fe = folder_find(p->folder, name);
 		n = fe ? inode_remote(m, p, name, &fe->attr, 1) : NULL;
 		pthread_mutex_unlock(&m->mu);
@@ -168,6 +180,7 @@ op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, -rc);
 	else
 		reply_entry(req, m, n);
+	mem_check(m);
 }
 
 static void
@@ -210,8 +223,8 @@ attr_timeout_of(struct mount *m, fuse_ino_t ino)
 
 	pthread_mutex_lock(&m->mu);
 	n = inode_get(m, ino);
-	if (n && is_ofile(n))
-		t = 0;
+	if (n && (is_ofile(n) || !inode_trusted(n)))
+		t = 0;		/* asked again at every use */
 	pthread_mutex_unlock(&m->mu);
 	return t;
 }
@@ -231,6 +244,9 @@ do_getattr(struct mount *m, fuse_ino_t ino, struct stat *st)
 		pthread_mutex_unlock(&m->mu);
 		return -ESTALE;
 	}
+	inode_touch(m, n);
+	if (!inode_trusted(n))
+		n->attr_at_ms = 0;	/* no notice would say it changed */
 	if (n->folder) {
 		pthread_mutex_unlock(&m->mu);
 		rc = folder_refresh(m, n);	/* brings the dir mtime */
@@ -250,6 +266,8 @@ do_getattr(struct mount *m, fuse_ino_t ino, struct stat *st)
 	if (fetch)
 		rc = inode_path(n, path, sizeof path);
 	pthread_mutex_unlock(&m->mu);
+	if (n->attr.type == MST_T_DIR && !n->folder)
+		watch_dir(m, n);	/* a failed WATCH is retried at use */
 	if (fetch && rc == 0) {
 		rc = lookup_attr(m, path, &a);
 		pthread_mutex_lock(&m->mu);
@@ -400,23 +418,8 @@ op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 		reply_entry(req, m, n);
 }
 
-/* Forget a directory's name after RMDIR so that notices and paths no
- * longer reach it (directory minodes are never freed). */
-static void
-detach_dir(struct mount *m, struct minode *p, const char *name)
-{
-	size_t i;
-	struct minode *n;
-
-	for (i = 0; i <= m->imask; i++)
-		for (n = m->itab[i]; n; n = n->hnext)
-			if (n->parent == p && n->attr.type == MST_T_DIR &&
-			    strcmp(n->name, name) == 0)
-				n->name[0] = '\0';
-}
-
-/* A removal answered from mconn's thread; |p| is a directory minode,
- * and those are never freed. */
+/* A removal answered from mconn's thread; |p| is a directory minode that
+ * the kernel holds until the reply, so it is not freed before. */
 struct remove_wait {
 	fuse_req_t req;
 	struct mount *m;
@@ -443,7 +446,7 @@ removed(void *arg, struct mreply *r)
 		else
 			inode_dir_changed(m, w->p, w->name);
 		if (w->dir)
-			detach_dir(m, w->p, w->name);
+			inode_detach_dir(m, w->p, w->name);
 		pthread_mutex_unlock(&m->mu);
 		inval_queue(m, w->p->ino, NULL);
 	}

@@ -613,6 +613,7 @@ do_open(struct mount *m, fuse_ino_t ino, struct fuse_file_info *fi,
 		rc = -ENOMEM;
 	if (rc == 0) {
 		n->nopen++;
+		inode_touch(m, n);	/* open: off the eviction list */
 		if (n->local && (fi->flags & O_TRUNC))
 			rc = fbuf_truncate(n->buf, m, 0);
 		if (n->attr.type == MST_T_MSG) {

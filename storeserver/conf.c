@@ -51,6 +51,7 @@ static const struct conf_key conf_keys[] = {
 	KEY(readers, CT_INT, 1, 256),
 	KEY(compact_percent, CT_INT, 0, 100),
 	KEY(max_connections, CT_INT, 1, 1000000),
+	KEY(max_watches_per_connection, CT_INT, 0, 1 << 24),
 	KEY(log, CT_STR, 0, 0),
 	KEY(log_level, CT_LEVEL, 0, 0),
 };
@@ -69,6 +70,7 @@ conf_init(struct conf *c)
 		.readers = 2,
 		.compact_percent = 50,
 		.max_connections = 1024,
+		.max_watches_per_connection = 65536,
 		.log_level = LOG_LVL_INFO,
 	};
 }

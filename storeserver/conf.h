@@ -29,6 +29,7 @@ struct conf {
 	int readers;
 	int compact_percent;
 	int max_connections;
+	int max_watches_per_connection;	/* WATCHes beyond: ENOSPC */
 	char *log;			/* "stderr", "syslog", a path; NULL:
 					   by mode */
 	enum log_level log_level;

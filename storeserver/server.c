@@ -70,7 +70,6 @@
 #define CONN_MEM_MAX		(256ull << 20)
 #define CONN_JOBS_MAX		1024u
 #define CONN_STREAMS_MAX	256u	/* bodies streaming at once */
-#define CONN_WATCHES_MAX	65536u
 #define CONN_OUT_HIGH		(8u << 20)	/* stop reading above this */
 #define CONN_OUT_LOW		(1u << 20)	/* write callback below this */
 #define WATCHER_OUT_MAX		(16u << 20)	/* close a watcher above this */
@@ -212,6 +211,7 @@ struct server {
 	uint32_t max_frame;
 	uint64_t max_body;
 	unsigned max_conns;
+	unsigned max_watches;	/* per connection */
 
 	struct watch **wt;	/* hash buckets */
 	size_t wt_nb, wt_n;
@@ -1256,7 +1256,7 @@ do_request(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
 		conn_close(c, "protocol error");
 		return;
 	}
-	if (h->op == MST_OP_WATCH && c->nwatches >= CONN_WATCHES_MAX) {
+	if (h->op == MST_OP_WATCH && c->nwatches >= c->srv->max_watches) {
 		conn_reply_error(c, h->op, h->id, -ENOSPC,
 		    "too many watches on this connection");
 		return;
@@ -2108,6 +2108,7 @@ server_new(const struct conf *c, const uint8_t *key, size_t keylen,
 	srv->max_frame = (uint32_t)c->max_frame;
 	srv->max_body = c->max_message_size;
 	srv->max_conns = (unsigned)c->max_connections;
+	srv->max_watches = (unsigned)c->max_watches_per_connection;
 	if (getrandom(&srv->server_id, sizeof srv->server_id, 0) !=
 	    (ssize_t)sizeof srv->server_id) {
 		rc = -errno;

@@ -191,7 +191,7 @@ int mail_dir(const struct index *ix, struct mst_str mailbox,
 int parent_of(const struct index *ix, struct mst_str path,
     struct node **dir_out, struct mst_str *name_out);
 /* One attr_rep frame: of |n| with |dir|'s fields; of a file object with
- * its first parent's (an orphan's own change and mtime). */
+ * its first parent's (0 and 0 for an orphan). */
 int reply_attr(struct job *j, const struct node *n, const struct node *dir);
 int reply_fattr(struct job *j, const struct fobj *f);
 int reply_change(struct job *j, const struct node *dir);
@@ -231,12 +231,25 @@ int file_set_attrs(struct engine *e, struct batch *b, struct job *j,
 /* One ATTR record of |id|; its lsn in *lsn_out. */
 int file_attr_record(struct engine *e, struct batch *b, uint64_t id,
     uint32_t valid, const struct mst_fsetattr_req *s, uint64_t *lsn_out);
-/* Write |len| bytes at |off| as EXTENT records, file_ext_records() of
- * them, for which the caller checked batch_room(). */
-int file_write_blocks(struct engine *e, struct batch *b, struct fobj *f,
-    uint64_t off, const uint8_t *data, uint64_t len, int64_t now,
-    uint64_t *lsn_out);
-uint64_t file_ext_records(uint64_t off, uint64_t len);
+/*
+ * A write of |len| bytes at |off| of |f| as EXTENT records, in three
+ * steps so that the records can go in with others under one hold of the
+ * index lock: ask file_write_room() (with |more| other records of the
+ * operation), build every record with file_write_prepare() (|f| NULL:
+ * a file that will be empty, as after PUT's cut; otherwise the partly
+ * covered first and last blocks are read), add them with
+ * file_write_apply() (the last one's lsn in *lsn_out), then
+ * file_write_free().
+ */
+struct wplan;
+int file_write_room(struct engine *e, struct batch *b, uint64_t off,
+    uint64_t len, int more);
+int file_write_prepare(struct engine *e, struct batch *b,
+    const struct fobj *f, uint64_t off, const uint8_t *data, uint64_t len,
+    struct wplan **out);
+int file_write_apply(struct engine *e, struct batch *b, struct fobj *f,
+    struct wplan *w, int64_t now, uint64_t *lsn_out);
+void file_write_free(struct wplan *w);
 /* JK_RELOCATE of a file block: an EXTENT record with REC_EXT_RELOC, or
  * -ESTALE when the block moved meanwhile. */
 int file_relocate_block(struct engine *e, struct batch *b, struct job *j);

@@ -61,14 +61,13 @@ reply_attr(struct job *j, const struct node *n, const struct node *dir)
 }
 
 /* A file object's attributes with the dir fields of its first parent
- * (an orphan's own change and mtime). */
+ * (0 and 0 for an orphan, which has none). */
 int
 reply_fattr(struct job *j, const struct fobj *f)
 {
 	const struct node *dir = f->names ? f->names->parent : NULL;
-	struct mst_attr_rep r = {
-		.dir_change = dir ? dir->change : f->change,
-		.dir_mtime_ns = (uint64_t)(dir ? dir->mtime_ns : f->mtime_ns) };
+	struct mst_attr_rep r = { .dir_change = dir ? dir->change : 0,
+		.dir_mtime_ns = dir ? (uint64_t)dir->mtime_ns : 0 };
 
 	index_fattr(f, &r.attr);
 	return reply_attr_rep(j, &r);

@@ -108,8 +108,8 @@ block_load(struct engine *e, struct batch *b, const struct fobj *f,
 	return rc;
 }
 
-uint64_t
-file_ext_records(uint64_t off, uint64_t len)
+static uint64_t
+ext_records(uint64_t off, uint64_t len)
 {
 	uint64_t nb;
 
@@ -119,81 +119,155 @@ file_ext_records(uint64_t off, uint64_t len)
 	return (nb + REC_EXT_MAX - 1) / REC_EXT_MAX;
 }
 
-/*
- * Write |len| bytes at |off| of |f| as EXTENT records: only the blocks
- * the range touches; the first and last are merged with their old bytes
- * when the range covers them in part. The caller checked batch_room for
- * file_ext_records() records. Returns the lsn of the last record in *lsn_out.
- */
 int
-file_write_blocks(struct engine *e, struct batch *b, struct fobj *f,
-    uint64_t off, const uint8_t *data, uint64_t len, int64_t now,
-    uint64_t *lsn_out)
+file_write_room(struct engine *e, struct batch *b, uint64_t off,
+    uint64_t len, int more)
 {
-	static uint8_t head[REC_BLOCK], tail[REC_BLOCK];	/* writer only */
-	uint64_t end = off + len, size = f->size > end ? f->size : end;
-	uint64_t b0 = off / REC_BLOCK, b1 = (end - 1) / REC_BLOCK, k, first;
-	uint64_t id = f->id;
-	struct rec r = { .type = REC_EXTENT, .id = id, .mtime_ns = now };
+	uint64_t n = ext_records(off, len);
+
+	/* The bytes written, the old ones of two partial blocks, sums. */
+	return batch_room(e, b, (int)n + more, len ? len + 2 * REC_BLOCK +
+	    n * REC_EXT_MAX * 8 : 0);
+}
+
+/* A write cut into EXTENT records, their bodies built before any is
+ * added, so that adding them cannot fail half way. */
+struct wplan {
+	const uint8_t *data;
+	uint64_t off, end;	/* the bytes written */
+	uint64_t size;		/* the file's size afterwards */
+	uint64_t b0, b1;	/* first and last block touched */
+	uint8_t head[REC_BLOCK], tail[REC_BLOCK];	/* their old bytes */
+	uint64_t nrec;
+	uint8_t **buf;		/* record bodies */
+	size_t *blen;
+};
+
+/* Blocks in the EXTENT that starts at block |first|. */
+static uint32_t
+run_blocks(const struct wplan *w, uint64_t first)
+{
+	return w->b1 - first < REC_EXT_MAX ? (uint32_t)(w->b1 - first + 1) :
+	    REC_EXT_MAX;
+}
+
+/* The body of the EXTENT for blocks first .. first + nblk - 1: their
+ * sums, then their bytes, every block whole but the file's last. */
+static uint8_t *
+extent_body(const struct wplan *w, uint64_t first, uint32_t nblk,
+    size_t *len_out)
+{
+	uint64_t last = first + nblk - 1, lo = first * REC_BLOCK, hi, a, z;
+	size_t dlen, k, bl;
 	uint8_t *buf, *d;
-	size_t blen, dlen;
-	int rc;
 
-	rc = block_load(e, b, f, b0, head);
-	if (rc == 0 && b1 != b0)
-		rc = block_load(e, b, f, b1, tail);
-	if (rc < 0)
+	dlen = (size_t)((w->size - last * REC_BLOCK < REC_BLOCK ?
+	    w->size - last * REC_BLOCK : REC_BLOCK) +
+	    (uint64_t)(nblk - 1) * REC_BLOCK);
+	*len_out = nblk * 8u + dlen;
+	buf = malloc(*len_out);
+	if (buf == NULL)
+		return NULL;
+	d = buf + nblk * 8u;
+	if (first == w->b0)
+		memcpy(d, w->head, dlen < REC_BLOCK ? dlen : REC_BLOCK);
+	if (last == w->b1 && w->b1 != w->b0)
+		memcpy(d + (w->b1 - first) * REC_BLOCK, w->tail,
+		    dlen - (w->b1 - first) * REC_BLOCK);
+	hi = lo + dlen;			/* the new bytes that fall here */
+	a = w->off > lo ? w->off : lo;
+	z = w->end < hi ? w->end : hi;
+	memcpy(d + (a - lo), w->data + (a - w->off), (size_t)(z - a));
+	for (k = 0; k < nblk; k++) {
+		bl = k + 1 < nblk ? REC_BLOCK : dlen - k * REC_BLOCK;
+		rec_ext_set_sum(buf, (uint32_t)k, mst_checksum(d + k *
+		    REC_BLOCK, bl));
+	}
+	return buf;
+}
+
+void
+file_write_free(struct wplan *w)
+{
+	uint64_t i;
+
+	if (w == NULL)
+		return;
+	for (i = 0; w->buf && i < w->nrec; i++)
+		free(w->buf[i]);
+	free(w->buf);
+	free(w->blen);
+	free(w);
+}
+
+int
+file_write_prepare(struct engine *e, struct batch *b, const struct fobj *f,
+    uint64_t off, const uint8_t *data, uint64_t len, struct wplan **out)
+{
+	struct wplan *w = calloc(1, sizeof *w);
+	uint64_t i, size = f ? f->size : 0;
+	int rc = 0;
+
+	*out = NULL;
+	if (w == NULL)
+		return -ENOMEM;
+	w->data = data;
+	w->off = off;
+	w->end = off + len;
+	w->size = size > w->end ? size : w->end;
+	w->b0 = off / REC_BLOCK;
+	w->b1 = (w->end - 1) / REC_BLOCK;
+	w->nrec = ext_records(off, len);
+	w->buf = calloc(w->nrec, sizeof *w->buf);
+	w->blen = calloc(w->nrec, sizeof *w->blen);
+	if (w->buf == NULL || w->blen == NULL)
+		rc = -ENOMEM;
+	if (rc == 0 && f)
+		rc = block_load(e, b, f, w->b0, w->head);
+	if (rc == 0 && f && w->b1 != w->b0)
+		rc = block_load(e, b, f, w->b1, w->tail);
+	for (i = 0; rc == 0 && i < w->nrec; i++) {
+		uint64_t first = w->b0 + i * REC_EXT_MAX;
+
+		w->buf[i] = extent_body(w, first, run_blocks(w, first),
+		    &w->blen[i]);
+		if (w->buf[i] == NULL)
+			rc = -ENOMEM;
+	}
+	if (rc < 0) {
+		file_write_free(w);
 		return rc;
-	if (b1 == b0)
-		memcpy(tail, head, REC_BLOCK);
-	for (first = b0; first <= b1; first += r.nblk) {
-		r.first = first;
-		r.nblk = (uint32_t)(b1 - first + 1 < REC_EXT_MAX ?
-		    b1 - first + 1 : REC_EXT_MAX);
-		/* Every block is whole but the file's last. */
-		dlen = (size_t)((first + r.nblk - 1) * REC_BLOCK);
-		dlen = (size_t)((size - dlen < REC_BLOCK ? size - dlen :
-		    REC_BLOCK) + (r.nblk - 1) * (uint64_t)REC_BLOCK);
-		blen = r.nblk * 8u + dlen;
-		buf = malloc(blen);
-		if (buf == NULL)
-			return -ENOMEM;
-		d = buf + r.nblk * 8u;
-		if (first == b0)
-			memcpy(d, head, dlen < REC_BLOCK ? dlen : REC_BLOCK);
-		if (first + r.nblk - 1 == b1 && (b1 != b0 || first != b0))
-			memcpy(d + (b1 - first) * REC_BLOCK, tail,
-			    dlen - (b1 - first) * REC_BLOCK);
-		/* The new bytes that fall in this record. */
-		{
-			uint64_t lo = first * REC_BLOCK, hi = lo + dlen;
-			uint64_t a = off > lo ? off : lo;
-			uint64_t z = end < hi ? end : hi;
+	}
+	*out = w;
+	return 0;
+}
 
-			memcpy(d + (a - lo), data + (a - off), (size_t)(z - a));
-		}
-		for (k = 0; k < r.nblk; k++) {
-			size_t bl = k + 1 < r.nblk ? REC_BLOCK :
-			    dlen - k * REC_BLOCK;
+int
+file_write_apply(struct engine *e, struct batch *b, struct fobj *f,
+    struct wplan *w, int64_t now, uint64_t *lsn_out)
+{
+	struct rec r = { .type = REC_EXTENT, .id = f->id, .mtime_ns = now };
+	uint64_t i;
+	int rc = 0;
 
-			rec_ext_set_sum(buf, (uint32_t)k,
-			    mst_checksum(d + k * REC_BLOCK, bl));
-		}
-		r.fsize = (first + r.nblk) * REC_BLOCK < size ?
-		    (first + r.nblk) * REC_BLOCK : size;
+	for (i = 0; rc == 0 && i < w->nrec; i++) {
+		r.first = w->b0 + i * REC_EXT_MAX;
+		r.nblk = run_blocks(w, r.first);
+		r.fsize = (r.first + r.nblk) * REC_BLOCK < w->size ?
+		    (r.first + r.nblk) * REC_BLOCK : w->size;
 		if (r.fsize < f->size)
 			r.fsize = f->size;
-		r.size = blen;
-		r.checksum = mst_checksum(buf, blen);
-		rc = batch_add(e, b, &r, buf);
-		if (rc < 0) {
-			free(buf);
-			return rc;	/* batch_room said it fits: EIO */
+		r.size = w->blen[i];
+		r.checksum = mst_checksum(w->buf[i], w->blen[i]);
+		rc = batch_add(e, b, &r, w->buf[i]);	/* room was checked */
+		if (rc == 0) {
+			b->scratch[b->nscratch++] = w->buf[i];	/* freed after
+								   the write */
+			w->buf[i] = NULL;
+			*lsn_out = r.lsn;
 		}
-		b->scratch[b->nscratch++] = buf;	/* freed after write */
 	}
-	*lsn_out = r.lsn;
-	return 0;
+	return rc;
 }
 
 /* The object of a file id, or the error the id deserves. */
@@ -214,25 +288,33 @@ file_of(const struct index *ix, uint64_t id, struct fobj **out)
 int
 file_write(struct engine *e, struct batch *b, struct job *j)
 {
-	const struct mst_write_req *w = &j->req.write;
+	const struct mst_write_req *q = &j->req.write;
 	uint64_t off, len = j->body_len, lsn = 0;
+	struct wplan *w;
 	struct fobj *f;
-	int rc = file_of(e->ix, w->id, &f);
+	int rc = file_of(e->ix, q->id, &f);
 
 	if (rc < 0)
 		return rc;
-	if (w->flags & ~MST_WR_ALL)
+	if (q->flags & ~MST_WR_ALL)
 		return -EINVAL;
-	off = (w->flags & MST_WR_APPEND) ? f->size : w->offset;
+	off = (q->flags & MST_WR_APPEND) ? f->size : q->offset;
 	if (off > e->conf.max_body || len > e->conf.max_body - off)
 		return -EFBIG;
 	if (len) {
-		rc = batch_room(e, b, (int)file_ext_records(off, len),
-		    len + 2 * REC_BLOCK + file_ext_records(off, len) *
-		    REC_EXT_MAX * 8);
+		rc = file_write_room(e, b, off, len, 0);
 		if (rc == 0)
-			rc = file_write_blocks(e, b, f, off, j->body, len, now_ns(),
-			    &lsn);
+			rc = file_write_prepare(e, b, f, off, j->body, len, &w);
+		if (rc < 0)
+			return rc;
+		/* One hold of the lock for all the records: no reader sees
+		 * part of the write. */
+		pthread_rwlock_wrlock(&e->mu);
+		b->locked = 1;
+		rc = file_write_apply(e, b, f, w, now_ns(), &lsn);
+		b->locked = 0;
+		pthread_rwlock_unlock(&e->mu);
+		file_write_free(w);
 		if (rc < 0)
 			return rc;
 	}
@@ -329,6 +411,8 @@ file_link(struct engine *e, struct batch *b, struct job *j)
 		return -ENOENT;		/* as linkat of an unlinked file */
 	if (f->nlink >= 65000)
 		return -EMLINK;
+	if (l->path.len == 0)
+		return -EEXIST;		/* the root */
 	rc = parent_of(e->ix, l->path, &dir, &r.name);
 	if (rc < 0)
 		return rc;

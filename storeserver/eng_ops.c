@@ -259,9 +259,10 @@ do_put(struct engine *e, struct batch *b, struct job *j)
 	struct mst_fsetattr_req a = { .valid = MST_SA_SIZE, .size = 0,
 		.mtime_ns = p->mtime_ns };
 	uint64_t len = j->body_len, lsn;
+	struct wplan *w = NULL;
 	struct node *dir, *n;
 	struct fobj *f;
-	int rc = parent_of(e->ix, p->path, &dir, &r.name), nrec;
+	int rc = parent_of(e->ix, p->path, &dir, &r.name);
 
 	if (rc < 0)
 		return rc;
@@ -279,15 +280,14 @@ do_put(struct engine *e, struct batch *b, struct job *j)
 		if (rc < 0)
 			return rc;
 	}
-	nrec = 1 + (int)file_ext_records(0, len) + (p->mtime_ns != 0);
-	rc = batch_room(e, b, nrec, len + file_ext_records(0, len) * REC_EXT_MAX *
-	    8);
+	rc = file_write_room(e, b, 0, len, 1 + (p->mtime_ns != 0));
+	if (rc == 0 && len)
+		rc = file_write_prepare(e, b, NULL, 0, j->body, len, &w);
 	if (rc < 0)
 		return rc;
 	/* Readers see the old contents or the new, never the file cut to
-	 * nothing in between: the records are applied under one hold of
-	 * the lock (a PUT from offset 0 after the cut reads no old block,
-	 * so nothing waits on the disk meanwhile). */
+	 * nothing in between: the records go in under one hold of the
+	 * lock, their bodies built beforehand. */
 	pthread_rwlock_wrlock(&e->mu);
 	b->locked = 1;
 	if (n) {
@@ -300,14 +300,15 @@ do_put(struct engine *e, struct batch *b, struct job *j)
 		f = index_find_file(e->ix, r.id);
 		lsn = r.lsn;
 	}
-	if (rc == 0 && len)
-		rc = file_write_blocks(e, b, f, 0, j->body, len, r.mtime_ns, &lsn);
+	if (rc == 0 && w)
+		rc = file_write_apply(e, b, f, w, r.mtime_ns, &lsn);
 	if (rc == 0 && p->mtime_ns) {
 		a.valid = MST_SA_MTIME;
 		rc = file_attr_record(e, b, f->id, MST_SA_MTIME, &a, &lsn);
 	}
 	b->locked = 0;
 	pthread_rwlock_unlock(&e->mu);
+	file_write_free(w);
 	if (rc < 0)
 		return rc;
 	rc = reply_attr(j, n ? n : f->names, dir);
@@ -318,7 +319,6 @@ do_put(struct engine *e, struct batch *b, struct job *j)
 		    MST_EV_ADD, f->id, lsn);
 	return rc;
 }
-
 
 static int
 do_rename(struct engine *e, struct batch *b, struct job *j)

@@ -32,8 +32,8 @@
  *    called as for any job, with status 0 and no frames: send nothing,
  *    just job_free it;
  *  - replies: GETATTR, OPEN, WRITE, FSETATTR, LINK give one attr_rep
- *    frame (dir fields of the object's first parent, or of the object
- *    itself when it has no name left); READ gives data_rep frames like
+ *    frame (dir fields of the object's first parent, 0 and 0 when it
+ *    has no name left); READ gives data_rep frames like
  *    FETCH (at most max_frame - 16 bytes of data, total_size = file size,
  *    checksum = xxh3-64 of the bytes in this reply); CLOSE gives one
  *    empty frame (len 0).

@@ -134,9 +134,9 @@ save_node(struct ckw *c, struct index *ix, const struct node *n)
 	}
 	if (n->type == MST_T_FILE)
 		save_file(c, ix, n->x.file);
-	if (n->type == MST_T_DIR)
+	if (n->type == MST_T_DIR)	/* depth <= MST_PATH_DEPTH_MAX */
 		for (ch = n->x.dir->first; ch; ch = ch->sib_next)
-			save_node(c, ix, ch);	/* depth <= MST_PATH_DEPTH_MAX */
+			save_node(c, ix, ch);
 }
 
 int

@@ -223,7 +223,6 @@ batch_add(struct engine *e, struct batch *b, struct rec *r, const void *body)
 	return 0;
 }
 
-
 /* Read a body range for FETCH/GET; the index lock is not held. */
 int
 reply_body(struct job *j, struct seg *seg, uint64_t off, uint64_t size,

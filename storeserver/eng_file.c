@@ -324,8 +324,8 @@ file_write(struct engine *e, struct batch *b, struct job *j)
 
 /* One ATTR record; |valid| already checked against the node's type. */
 int
-file_attr_record(struct engine *e, struct batch *b, uint64_t id, uint32_t valid,
-    const struct mst_fsetattr_req *s, uint64_t *lsn_out)
+file_attr_record(struct engine *e, struct batch *b, uint64_t id,
+    uint32_t valid, const struct mst_fsetattr_req *s, uint64_t *lsn_out)
 {
 	struct rec r = { .type = REC_ATTR, .id = id, .valid = valid,
 		.mode = s->mode, .uid = s->uid, .gid = s->gid,
@@ -344,8 +344,8 @@ file_attr_record(struct engine *e, struct batch *b, uint64_t id, uint32_t valid,
  * the same size) sets mtime too; explicit times are taken as given.
  */
 int
-file_set_attrs(struct engine *e, struct batch *b, struct job *j, struct node *n,
-    struct fobj *f, const struct mst_fsetattr_req *s)
+file_set_attrs(struct engine *e, struct batch *b, struct job *j,
+    struct node *n, struct fobj *f, const struct mst_fsetattr_req *s)
 {
 	uint32_t valid = s->valid;
 	uint64_t lsn = 0;
@@ -378,7 +378,6 @@ file_set_attrs(struct engine *e, struct batch *b, struct job *j, struct node *n,
 	return rc;
 }
 
-
 int
 file_fsetattr(struct engine *e, struct batch *b, struct job *j)
 {
@@ -390,7 +389,6 @@ file_fsetattr(struct engine *e, struct batch *b, struct job *j)
 		return -ENOENT;
 	return file_set_attrs(e, b, j, n, f, s);
 }
-
 
 int
 file_link(struct engine *e, struct batch *b, struct job *j)
@@ -466,7 +464,6 @@ file_relocate_block(struct engine *e, struct batch *b, struct job *j)
 	b->scratch[b->nscratch++] = buf;
 	return 0;
 }
-
 
 /* --- OPEN references (writer thread; e->orefs is writer-owned) --- */
 
@@ -587,7 +584,6 @@ orefs_free(struct engine *e)
 			free(o);
 		}
 }
-
 
 /* --- file reads (reader threads) --- */
 

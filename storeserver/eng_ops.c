@@ -227,7 +227,6 @@ do_remove_path(struct engine *e, struct batch *b, struct job *j, int want_dir)
 	return remove_node(e, b, j, n);
 }
 
-
 static int
 do_setattr(struct engine *e, struct batch *b, struct job *j)
 {
@@ -242,10 +241,9 @@ do_setattr(struct engine *e, struct batch *b, struct job *j)
 		return rc;
 	if (s->valid & ~MST_SA_ALL)
 		return -EINVAL;
-	return file_set_attrs(e, b, j, n, n->type == MST_T_FILE ? n->x.file : NULL,
-	    &f);
+	return file_set_attrs(e, b, j, n, n->type == MST_T_FILE ?
+	    n->x.file : NULL, &f);
 }
-
 
 /* PUT: create the file (or cut an existing one to nothing), then write
  * the body as blocks; all its records go in one batch. */
@@ -353,7 +351,6 @@ do_rename(struct engine *e, struct batch *b, struct job *j)
 	return move_node(e, b, j, n, dir, name, t);
 }
 
-
 void
 ops_mutate(struct engine *e, struct batch *b, struct job *j)
 {
@@ -411,7 +408,6 @@ ops_mutate(struct engine *e, struct batch *b, struct job *j)
 	}
 	j->status = rc;
 }
-
 
 /* --- reads --- */
 
@@ -514,7 +510,6 @@ list_dir(struct job *j, const struct node *dir, uint64_t since)
 	free(l.p);
 	return l.rc;
 }
-
 
 static int
 read_locked(struct engine *e, struct job *j, struct node **body_out,

@@ -1942,7 +1942,8 @@ engine_suite(void)
 	tcase_add_test(tc, appends_in_one_batch_build_on_each_other);
 	tcase_add_test(tc, put_over_a_file_is_atomic_for_readers);
 	tcase_add_test(tc, first_format_log_and_checkpoint_still_load);
-	tcase_add_test(tc, failed_write_of_blocks_rolls_back_and_keeps_references);
+	tcase_add_test(tc,
+	    failed_write_of_blocks_rolls_back_and_keeps_references);
 	tcase_add_test(tc, file_changes_notify_every_name);
 	tcase_add_test(tc, delivery_keeps_its_mtime_and_dates_the_folder_now);
 	tcase_add_test(tc, a_write_of_several_records_is_atomic_for_readers);

@@ -330,12 +330,32 @@ inode_touch(struct mount *m, struct minode *n)
 	note_links(m, n);
 }
 
+/* tmp/ is never watched: what is in it lives here, and its own
+ * attributes keep the attribute timeout as they always did. */
+int
+inode_dir_trusted(const struct minode *dir)
+{
+	return dir->wstate == W_ACTIVE || dir->dkind == DK_TMP;
+}
+
 int
 inode_trusted(const struct minode *n)
 {
 	if (n->attr.type == MST_T_DIR)
-		return n->wstate == W_ACTIVE;
-	return n->parent == NULL || n->parent->wstate == W_ACTIVE;
+		return inode_dir_trusted(n);
+	return n->parent == NULL || inode_dir_trusted(n->parent);
+}
+
+/* A child of |p| was freed or moved away. A directory waits for its last
+ * child before the kernel may be asked to drop it. */
+static void
+child_gone(struct mount *m, struct minode *p)
+{
+	if (--p->nchild == 0 && p->parked) {
+		p->parked = 0;
+		if (evictable(p))
+			lru_add_tail(&m->ilru, &p->lru);
+	}
 }
 
 /* Take |n| out of every table and list and free it; its parent may then
@@ -364,12 +384,7 @@ node_free(struct mount *m, struct minode *n)
 	free(n);
 	if (p == NULL)
 		return NULL;
-	/* A directory waits for its last child before it may go. */
-	if (--p->nchild == 0 && p->parked) {
-		p->parked = 0;
-		if (evictable(p))
-			lru_add_tail(&m->ilru, &p->lru);
-	}
+	child_gone(m, p);
 	return p;
 }
 
@@ -570,8 +585,8 @@ inode_move(struct mount *m, struct minode *n, struct minode *parent,
 	if (n->local && !n->unlinked)
 		ltab_del(m, n);
 	tab_del(m, n, T_NAME);
-	n->parent->nchild--;
 	parent->nchild++;
+	child_gone(m, n->parent);
 	n->parent = parent;
 	free(n->name);
 	n->name = nm;

@@ -263,6 +263,8 @@ void inode_touch(struct mount *m, struct minode *n);
 /* May the attributes cached for |n| be trusted for their time? Not when
  * the directory they depend on is not watched. mu held. */
 int inode_trusted(const struct minode *n);
+/* May the names cached in directory |dir| be trusted? mu held. */
+int inode_dir_trusted(const struct minode *dir);
 /* Change the memory account by |delta| bytes. mu held. */
 void mem_account(struct mount *m, ssize_t delta);
 /* Over the budget? Then evict the least recently used folder caches and

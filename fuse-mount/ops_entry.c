@@ -52,7 +52,7 @@ reply_entry(fuse_req_t req, struct mount *m, struct minode *n)
 	 * once: directory names may stay cached long, which also keeps paths
 	 * to tmp/ resolvable while the store is briefly unreachable. Under
 	 * an unwatched one (see folder.c) the kernel must ask every time. */
-	if (n->parent == NULL || n->parent->wstate != W_ACTIVE)
+	if (n->parent == NULL || !inode_dir_trusted(n->parent))
 		e.entry_timeout = 0;
 	else if (n->attr.type == MST_T_DIR && m->entry_timeout < 60)
 		e.entry_timeout = 60;

@@ -335,17 +335,20 @@ io_wait_new(fuse_req_t req, struct mount *m, struct minode *n, uint64_t off,
 }
 
 /* A change from elsewhere may have raced with a read: the kernel is about
- * to cache what the store had before it. Drop those pages again. */
-static void
-io_recheck(struct io_wait *w)
+ * to cache what the store had before it, so its pages must be dropped
+ * again once the reply is in. Asked before the reply (notices run on this
+ * same thread, so none comes between), because once the kernel has the
+ * reply it may close the file and forget the inode, freeing w->n: the
+ * inode number to invalidate, or 0. */
+static fuse_ino_t
+io_raced(struct io_wait *w)
 {
-	int raced;
+	fuse_ino_t ino;
 
 	pthread_mutex_lock(&w->m->mu);
-	raced = w->n->epoch != w->epoch;
+	ino = w->n->epoch != w->epoch ? w->n->ino : 0;
 	pthread_mutex_unlock(&w->m->mu);
-	if (raced)
-		inval_queue(w->m, w->n->ino, NULL);
+	return ino;
 }
 
 static void
@@ -354,6 +357,7 @@ ofile_read_done(void *arg, struct mreply *r)
 	struct io_wait *w = arg;
 	struct mst_data_rep d;
 	int rc = store_data_reply(r, w->size, &d);
+	fuse_ino_t raced = io_raced(w);
 
 	if (rc == -ENOENT)
 		rc = -ESTALE;
@@ -362,7 +366,8 @@ ofile_read_done(void *arg, struct mreply *r)
 	else
 		fuse_reply_buf(w->req, (const char *)d.data.p, d.data.len);
 	mreply_free(r);
-	io_recheck(w);
+	if (raced)
+		inval_queue(w->m, raced, NULL);
 	free(w);
 }
 
@@ -396,6 +401,7 @@ ofile_write_done(void *arg, struct mreply *r)
 	struct mount *m = w->m;
 	struct mst_attr_rep ar;
 	int rc = store_attr_reply(r, &ar), moved = 0;
+	fuse_ino_t ino = w->n->ino, raced;
 
 	mreply_free(r);
 	if (rc == -ENOENT)
@@ -411,14 +417,15 @@ ofile_write_done(void *arg, struct mreply *r)
 		 * of the end. */
 		moved = w->append && ar.attr.size - w->size != w->off;
 	}
+	raced = rc == 0 ? io_raced(w) : 0;	/* before w->n may go */
 	if (rc < 0)
 		fuse_reply_err(w->req, -rc);
 	else
 		fuse_reply_write(w->req, w->size);
 	if (moved)
-		inval_queue(m, w->n->ino, NULL);
-	else if (rc == 0)
-		io_recheck(w);
+		inval_queue(m, ino, NULL);
+	else if (raced)
+		inval_queue(m, raced, NULL);
 	free(w);
 }
 

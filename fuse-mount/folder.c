@@ -7,6 +7,26 @@
  * the notifier thread: the kernel may hold a directory lock while a FUSE
  * op waits for the store, so invalidating from the connection's receiver
  * thread could deadlock.
+ *
+ * A directory's watch (minode->wstate):
+ *
+ *            watch_dir                 WATCH answered
+ *   W_NONE -----------> W_PENDING -------------------> W_ACTIVE
+ *     ^  ^   (at a use,     |  WATCH failed or refused     |
+ *     |  |   1 s after a    |  (retried at a use after     |
+ *     |  |   failure)       |  WATCH_RETRY_MS)             |
+ *     |  +------------------+                              |
+ *     +----------------------------------------------------+
+ *       folder_evict, reconnection (on_up), directory freed
+ *
+ * Only W_ACTIVE lets a cache be trusted; otherwise each use asks the
+ * store (a LIST delta; LOOKUP and no kernel caching for names and
+ * attributes under it), so a refused or lost WATCH never hides a change.
+ * An answer counts only for the WATCH last sent (watch_gen). WATCH and
+ * UNWATCH of one path go out in the order decided, under m->watch_mu; an
+ * UNWATCH is sent from the notifier thread, and not at all if the path
+ * has a directory that wants its watch again by then (in the store, two
+ * WATCHes of a path are one watch, which the UNWATCH would end).
  */
 #include <errno.h>
 #include <stdlib.h>

@@ -381,11 +381,8 @@ moved(void *arg, struct mreply *r)
 		if (!w->p->folder && w->p != w->np)
 			inode_dir_changed(m, w->p, NULL);
 		n = inode_get(m, ar.attr.id);
-		if (n && is_ofile(n)) {
-			n->attr = ar.attr;	/* its ctime moved */
-			n->attr_at_ms = mono_ms();
-			n->stale = 0;
-		}
+		if (n && is_ofile(n))	/* its ctime moved, not its data */
+			(void)ofile_refresh(n, &ar.attr);
 		if (n)
 			rc = inode_move(m, n, w->np, w->newname);
 		pthread_mutex_unlock(&m->mu);

@@ -134,6 +134,13 @@ ofile_refresh(struct minode *n, const struct mst_attr *a)
 	int changed = n->stale || a->change != n->attr.change ||
 	    a->size != n->attr.size;
 
+	/* Answers cross: a GETATTR or LOOKUP answered before a WRITE that
+	 * this mount has already seen answered is older than what we know.
+	 * Taking it would move the size back, and the kernel would cut its
+	 * pages to it. Change counters only grow. */
+	if (a->change < n->attr.change)
+		return n->stale;
+
 	n->attr = *a;
 	n->stale = 0;
 	n->attr_at_ms = mono_ms();
@@ -408,9 +415,12 @@ ofile_write_done(void *arg, struct mreply *r)
 		rc = -ESTALE;
 	if (rc == 0) {
 		pthread_mutex_lock(&m->mu);
-		/* Our own change: the kernel's pages already hold it. */
-		w->n->attr = ar.attr;
-		w->n->attr_at_ms = mono_ms();
+		/* Our own change: the kernel's pages already hold it. Two
+		 * writes' answers may cross: keep the newer. */
+		if (ar.attr.change >= w->n->attr.change) {
+			w->n->attr = ar.attr;
+			w->n->attr_at_ms = mono_ms();
+		}
 		pthread_mutex_unlock(&m->mu);
 		/* An append landed at the store's end, which another host
 		 * may have moved: the kernel put the bytes at its own idea

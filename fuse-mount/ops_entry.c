@@ -268,6 +268,15 @@ do_getattr(struct mount *m, fuse_ino_t ino, struct stat *st)
 	pthread_mutex_unlock(&m->mu);
 	if (n->attr.type == MST_T_DIR && !n->folder)
 		watch_dir(m, n);	/* a failed WATCH is retried at use */
+	/*
+	 * A directory's attributes are asked for at every step of a path
+	 * walk (the kernel checks search permission). While the store is
+	 * out of reach, the last ones known answer: tmp/ is local and must
+	 * stay usable, and the store's own calls fail with EIO anyway.
+	 */
+	if (fetch && rc == 0 && n->attr.type == MST_T_DIR &&
+	    !mconn_connected(m->conn))
+		fetch = 0;
 	if (fetch && rc == 0) {
 		rc = lookup_attr(m, path, &a);
 		pthread_mutex_lock(&m->mu);
@@ -276,6 +285,8 @@ do_getattr(struct mount *m, fuse_ino_t ino, struct stat *st)
 			n->attr_at_ms = mono_ms();
 		}
 		pthread_mutex_unlock(&m->mu);
+		if (rc == -EIO && n->attr.type == MST_T_DIR)
+			rc = 0;		/* the same, when it just went */
 	}
 	if (rc == 0) {
 		pthread_mutex_lock(&m->mu);

@@ -677,8 +677,12 @@ mem_check(struct mount *m)
 	size_t target, work = 0;
 	int64_t now;
 
+	/* Over the budget, counting what the kernel has not yet let go of:
+	 * the batches already asked for count towards the 90%, so a kernel
+	 * slow to forget does not make every check evict more. */
 	pthread_mutex_lock(&m->mu);
-	if (m->mem_used - m->mem_evicting <= m->mem_budget) {
+	if (m->mem_used <= m->mem_budget ||
+	    m->mem_used - m->mem_evicting <= m->mem_budget / 10 * 9) {
 		pthread_mutex_unlock(&m->mu);
 		return;
 	}

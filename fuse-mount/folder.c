@@ -309,6 +309,7 @@ folder_refresh(struct mount *m, struct minode *dir)
 	pthread_mutex_unlock(&m->mu);
 	if (n >= 0)
 		mreply_free(&r);
+	mem_check(m);		/* a full listing may have passed the budget */
 	return rc;
 }
 

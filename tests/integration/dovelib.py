@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -217,16 +218,60 @@ class Dovecot:
             self.proc.kill()
             self.proc.wait()
 
-    def lda(self, user, message, timeout=60):
+    def lda(self, user, message, timeout=30):
         """Deliver |message| (bytes) to |user| with dovecot-lda as the mail
         uid. Returns (exit code, stderr text); 0 is delivered, 75 a
-        temporary failure."""
-        r = subprocess.run([LDA, "-c", self.conf, "-e", "-d", user,
-                            "-f", "sender@mstore.test"],
-                           input=message, capture_output=True, timeout=timeout,
-                           preexec_fn=drop_to(self.uid, self.gid),
-                           cwd="/")
-        return r.returncode, r.stderr.decode(errors="replace")
+        temporary failure, None a dovecot-lda that did not finish in
+        |timeout| seconds (the text then says where it was stuck)."""
+        p = subprocess.Popen([LDA, "-c", self.conf, "-e", "-d", user,
+                              "-f", "sender@mstore.test"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, cwd="/",
+                             preexec_fn=drop_to(self.uid, self.gid))
+        try:
+            _, err = p.communicate(message, timeout=timeout)
+            return p.returncode, err.decode(errors="replace")
+        except subprocess.TimeoutExpired:
+            where = stuck_in(p.pid)
+            p.kill()
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                where += "; SIGKILL did not end it"
+            return None, "dovecot-lda (pid %d) hung for %ds: %s" % (
+                p.pid, timeout, where)
+
+    def lda_many(self, user, messages, parallel, stop_on_hang=True):
+        """Deliver |messages| ({key: bytes}) with |parallel| dovecot-lda
+        at a time; returns {key: (exit code, stderr)}. Once one hangs the
+        rest are not started (key -> (None, "not started")). The worker
+        threads are daemons, so a delivery stuck in the kernel cannot keep
+        the test from ending."""
+        todo = list(messages.items())
+        out = {}
+        lock = threading.Lock()
+        hung = []
+
+        def worker():
+            while True:
+                with lock:
+                    if not todo or hung:
+                        return
+                    key, msg = todo.pop()
+                rc, err = self.lda(user, msg)
+                with lock:
+                    out[key] = (rc, err)
+                    if rc is None and stop_on_hang:
+                        hung.append(key)
+        threads = [threading.Thread(target=worker, daemon=True)
+                   for _ in range(parallel)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for key, _ in todo:
+            out[key] = (None, "not started: an earlier dovecot-lda hung")
+        return out
 
     def imap(self, user, timeout=30):
         c = imaplib.IMAP4("127.0.0.1", self.imap_port, timeout=timeout)
@@ -275,12 +320,94 @@ def error_classes(lines, roots=()):
                   key=lambda x: -x[0])
 
 
+def stuck_in(pid):
+    """Where a process waits in the kernel: its wchan and the top of its
+    kernel stack (root can read /proc/PID/stack)."""
+    try:
+        with open("/proc/%d/wchan" % pid) as f:
+            wchan = f.read().strip() or "-"
+        with open("/proc/%d/stat" % pid) as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "pid %d has exited" % pid
+    try:
+        with open("/proc/%d/stack" % pid) as f:
+            frames = [l.split()[1].split("+")[0] for l in f if len(l.split()) > 1]
+    except OSError:
+        frames = []
+    return "state %s, wchan %s, kernel stack %s" % (
+        state, wchan, " < ".join(frames[:6]) or "(unreadable)")
+
+
+def blocked_threads(pid):
+    """stuck_in() of each thread of |pid| that sleeps uninterruptibly (D)."""
+    out = []
+    try:
+        tids = sorted(int(t) for t in os.listdir("/proc/%d/task" % pid))
+    except OSError:
+        return out
+    for tid in tids:
+        where = stuck_in(tid)
+        if where.startswith("state D"):
+            out.append("thread %d: %s" % (tid, where))
+    return out
+
+
+FUSECTL = "/sys/fs/fuse/connections"
+
+
+def fuse_conn(mnt):
+    """The FUSE connection number of the mount at |mnt| (the minor device
+    number of the file system)."""
+    return os.minor(os.stat(mnt).st_dev)
+
+
+def _fusectl():
+    if not os.listdir(FUSECTL):
+        subprocess.run(["mount", "-t", "fusectl", "fusectl", FUSECTL],
+                       check=False, capture_output=True)
+    return os.path.isdir(FUSECTL)
+
+
+def fuse_waiting(conn):
+    """Requests of connection |conn| the daemon has not answered yet
+    (None when it cannot be read)."""
+    try:
+        _fusectl()
+        with open("%s/%d/waiting" % (FUSECTL, conn)) as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def fuse_abort(conn):
+    """Abort FUSE connection |conn|: every waiting request fails with
+    ENOTCONN, so processes stuck on a hung mount can end."""
+    try:
+        _fusectl()
+        with open("%s/%d/abort" % (FUSECTL, conn), "w") as f:
+            f.write("1")
+        return True
+    except OSError:
+        return False
+
+
 def stop_all():
     for d in reversed(_instances):
         d.stop()
 
 
 atexit.register(stop_all)
+
+
+def _on_signal(sig, frame):
+    """Stop Dovecot before mstlib unmounts what it serves from."""
+    stop_all()
+    mstlib._on_signal(sig, frame)
+
+
+for _s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    signal.signal(_s, _on_signal)
 
 
 class Idler:

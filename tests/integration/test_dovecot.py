@@ -23,7 +23,6 @@ Cases:
 Every case also requires that neither Dovecot logged an error, a
 corruption or an index rebuild while it ran."""
 import argparse
-import concurrent.futures
 import hashlib
 import os
 import random
@@ -70,6 +69,9 @@ class Runner(mstlib.Runner):
         t0 = time.monotonic()
         try:
             fn(env)
+            broken = env.broken_mounts()
+            if broken:
+                raise AssertionError("a mount failed during the case:\n" + "\n".join(broken))
             self.passed += 1
             print("PASS %s.%s (%.2fs)" % (self.name, fn.__name__,
                                          time.monotonic() - t0), flush=True)
@@ -81,6 +83,12 @@ class Runner(mstlib.Runner):
             print("FAIL %s.%s: %s" % (self.name, fn.__name__, e), flush=True)
             traceback.print_exc()
             env.print_error_classes(marks)
+            try:
+                broken = env.broken_mounts()
+            except Exception as e2:  # the next cases will say more
+                broken = ["could not restart the mounts: %s" % e2]
+            for line in broken:
+                print("  " + line, flush=True)
         finally:
             signal.alarm(0)
             signal.signal(signal.SIGALRM, old)
@@ -100,6 +108,7 @@ class Env:
         self.mstore = mstore
         self.store = None
         self.mounts = []
+        self.conns = []
         self.uid, self.gid = dovelib.mail_ids()
         ra, rb = os.environ.get("DOVECOT_ROOT_A"), os.environ.get("DOVECOT_ROOT_B")
         if mstore:
@@ -107,6 +116,7 @@ class Env:
             ma = mstlib.Mount(self.store.addr, "allow_other").start()
             mb = mstlib.Mount(self.store.addr, "allow_other").start()
             self.mounts = [ma, mb]
+            self.conns = [dovelib.fuse_conn(ma.mnt), dovelib.fuse_conn(mb.mnt)]
             self.where = "mounts %s (A) and %s (B) of one store" % (ma.mnt, mb.mnt)
             ra, rb = ma.path("dovecot"), mb.path("dovecot")
             os.mkdir(ra, 0o755)
@@ -123,6 +133,50 @@ class Env:
         self.root_a, self.root_b = ra, rb
         self.a = dovelib.Dovecot(ra, self.uid, self.gid, "a").start()
         self.b = dovelib.Dovecot(rb, self.uid, self.gid, "b").start()
+
+    def broken_mounts(self):
+        """A report for each mount whose process has exited or that leaves
+        requests unanswered with nothing running (hung); each is torn down
+        (its FUSE connection aborted if it hangs) and started again on the
+        same mount point, so the next case starts on a working pair."""
+        out = []
+        for i, m in enumerate(self.mounts):
+            name = "mount %s (%s, pid %d)" % ("AB"[i], m.mnt, m.proc.pid)
+            if m.proc.poll() is not None:
+                rc = m.proc.returncode
+                how = "killed by signal %d" % -rc if rc < 0 else "exit status %d" % rc
+                out.append("%s died: %s; the end of its log:\n%s" % (
+                    name, how, log_tail(m.log)))
+            else:
+                end = time.monotonic() + 5
+                while (dovelib.fuse_waiting(self.conns[i]) or 0) > 0 and \
+                        time.monotonic() < end:
+                    time.sleep(0.1)
+                n = dovelib.fuse_waiting(self.conns[i])
+                if not n:
+                    continue
+                threads = dovelib.blocked_threads(m.proc.pid)
+                out.append("%s hangs: %d request(s) unanswered 5 s after the case "
+                           "ended; its blocked threads:\n      %s\n  the end of its log:\n%s" % (
+                               name, n, "\n      ".join(threads) or "(none)",
+                               log_tail(m.log)))
+                dovelib.fuse_abort(self.conns[i])
+            m.unmount()
+            self.mounts[i] = mstlib.Mount(self.store.addr, "allow_other",
+                                          mnt=m.mnt).start()
+            self.conns[i] = dovelib.fuse_conn(m.mnt)
+        return out
+
+    def teardown(self):
+        dovelib.stop_all()
+        for i, m in enumerate(self.mounts):
+            if m.proc.poll() is None and dovelib.fuse_waiting(self.conns[i]):
+                print("  mount %s: requests still unanswered after Dovecot "
+                      "stopped; aborting its FUSE connection" % "AB"[i])
+                dovelib.fuse_abort(self.conns[i])
+            m.unmount()
+        if self.store:
+            self.store.stop()
 
     def marks(self):
         return (len(self.a.errors()), len(self.b.errors()))
@@ -246,6 +300,14 @@ def ctl_ls(env, path):
     return sorted(l.rsplit(" ", 1)[-1] for l in r.stdout.splitlines() if l.strip())
 
 
+def log_tail(path, n=12):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError:
+        return "(no log)\n"
+
+
 def maildir_flags(name):
     return name.partition(":2,")[2] if ":2," in name else ""
 
@@ -259,10 +321,11 @@ def lda_imap_pop3(env):
     msgs = dict(make_message(user, "lda", n, rng) for n in range(LDA_MESSAGES))
 
     t0 = time.monotonic()
-    with concurrent.futures.ThreadPoolExecutor(LDA_PARALLEL) as pool:
-        results = list(pool.map(lambda kv: (kv[0],) + env.a.lda(user, kv[1]),
-                                msgs.items()))
-    failed = [(s, rc, err.strip()) for s, rc, err in results if rc != 0]
+    results = env.a.lda_many(user, msgs, LDA_PARALLEL)
+    failed = [(s, rc, err.strip()) for s, (rc, err) in sorted(results.items()) if rc != 0]
+    hung = [f for f in failed if f[1] is None and "not started" not in f[2]]
+    assert not hung, "%d dovecot-lda hung (%d delivered before); first: %s" % (
+        len(hung), len(results) - len(failed), hung[0][2])
     assert not failed, "%d of %d LDA deliveries failed, first: %s" % (
         len(failed), len(msgs), failed[0])
     print("  lda: %d deliveries through A in %.1fs" % (len(msgs), time.monotonic() - t0))
@@ -450,7 +513,7 @@ def two_instances_same_mailbox(env):
     for i, (inst, name) in enumerate(((env.a, "A"), (env.a, "A"), (env.b, "B"),
                                       (env.b, "B"))):
         label = "%s%d" % (name, i)
-        t = threading.Thread(target=mix_client,
+        t = threading.Thread(target=mix_client, daemon=True,
                              args=(env, inst, label, user, mix, 100 + i, deadline))
         t.start()
         threads.append(t)
@@ -566,6 +629,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--mstore", action="store_true",
                     help="run against two mounts of a private mstored")
+    ap.add_argument("--only", help="comma-separated case names")
     args = ap.parse_args()
     args.mstore = args.mstore or os.environ.get("MST_TARGET") == "mstore"
     r = Runner("dovecot")
@@ -582,12 +646,9 @@ def main():
         return r.finish()
     print("dovecot: Maildirs on %s" % env.where, flush=True)
     for t in (lda_imap_pop3, two_instances_same_mailbox, restart, idle):
-        r.run(t, env)
-    dovelib.stop_all()
-    for m in env.mounts:
-        m.unmount()
-    if env.store:
-        env.store.stop()
+        if not args.only or t.__name__ in args.only.split(","):
+            r.run(t, env)
+    env.teardown()
     return r.finish()
 
 

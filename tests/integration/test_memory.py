@@ -48,10 +48,11 @@ PER_MAILBOX = int(os.environ.get("MST_MEM_PER_MAILBOX",
                                  "500" if SANITIZED else "1000"))
 CACHE_MB = int(os.environ.get("MST_MEM_CACHE_MB", "4" if SANITIZED else "32"))
 RSS_MAX_KIB = int(os.environ.get("MST_MEM_RSS_MIB", "64")) * 1024
-# The account may pass the budget by what one operation adds before the
-# check that follows it evicts (a listing of a new/ of 1,000 messages is
-# about 200 KiB).
-ACCOUNT_SLACK_KIB = 1024
+# The account may pass the budget by what the operations in flight add
+# before the checks that follow them evict: each of the four FUSE workers
+# may be filling a listing (a new/ of 1,000 messages is about 200 KiB)
+# while the kernel forgets the last batch. Seen: up to 680 KiB.
+ACCOUNT_SLACK_KIB = 2048
 SAMPLE = min(int(os.environ.get("MST_MEM_SAMPLE", "100")), MAILBOXES)
 BENCH = os.environ.get("MSTORE_BENCH") or os.path.join(
     mstlib.BUILD, "tools", "mstore-bench")

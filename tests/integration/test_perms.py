@@ -13,6 +13,7 @@ import os
 import pickle
 import stat
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import mstlib  # noqa: E402
@@ -156,12 +157,33 @@ def test_owner_can_read_list_and_remove(m, m2):
     assert as_user(A, A, read, a + "/new/1.msg") == BODY
     assert as_user(A, A, os.listdir, a + "/new") == ["1.msg"]
     as_user(A, A, os.rename, a + "/new/1.msg", a + "/cur/1.msg:2,S")
-    assert as_user(A, A, read, m2.path("perm/a/cur/1.msg:2,S")) == BODY
+    # The other mount hears of each change by the store's notice, within
+    # milliseconds but not synchronously: look until it has.
+    eventually(lambda: as_user(A, A, read, m2.path("perm/a/cur/1.msg:2,S"))
+               == BODY, "m2 to read the renamed message")
     as_user(A, A, os.chmod, a + "/cur/1.msg:2,S", 0o640)
-    check_owner(m2.path("perm/a/cur/1.msg:2,S"), A, A, 0o640, stat.S_IFREG)
+    eventually(lambda: check_owner(m2.path("perm/a/cur/1.msg:2,S"), A, A,
+                                   0o640, stat.S_IFREG) or True,
+               "m2 to show the new mode")
     as_user(A, A, os.unlink, a + "/cur/1.msg:2,S")
     assert as_user(A, A, os.listdir, a + "/cur") == []
-    assert os.listdir(m2.path("perm/a/cur")) == []
+    eventually(lambda: os.listdir(m2.path("perm/a/cur")) == [],
+               "m2 to see the unlink")
+
+
+def eventually(pred, what, timeout=2.0):
+    """Retry |pred| (exceptions count as not yet) until it holds."""
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            if pred():
+                return
+            err = "%s: still false" % what
+        except (OSError, AssertionError) as e:
+            err = "%s: %s" % (what, e)
+        if time.monotonic() > end:
+            raise AssertionError("after %.1fs, %s" % (timeout, err))
+        time.sleep(0.02)
 
 
 def test_new_entries_get_caller_and_setgid_group(m, m2):
@@ -177,7 +199,8 @@ def test_new_entries_get_caller_and_setgid_group(m, m2):
         deliver(sg + "/box", "g.msg", b"group\n")
         os.mkdir(sg + "/own", 0o700)
     as_user(A, A, make, groups=(GROUP,))
-    for mnt in (m, m2):
+
+    def checks(mnt):
         # Under a set-group-ID directory: the parent's group, and
         # directories carry the bit on, as ext4 does.
         check_owner(mnt.path("perm/shared/box"), A, GROUP, 0o2770, stat.S_IFDIR)
@@ -188,6 +211,9 @@ def test_new_entries_get_caller_and_setgid_group(m, m2):
         # Elsewhere: the caller's own uid and gid.
         check_owner(mnt.path("perm/shared/own"), A, GROUP, 0o2700, stat.S_IFDIR)
         check_owner(mnt.path("perm/a/new"), A, A, 0o700, stat.S_IFDIR)
+        return True
+    checks(m)
+    eventually(lambda: checks(m2), "the other mount to show the owners")
 
 
 def main():

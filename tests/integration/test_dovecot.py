@@ -13,9 +13,13 @@ Cases:
   lda_imap_pop3              500 LDA deliveries through A; B's IMAP reads
                              them all intact, flags some, expunges half;
                              B's POP3 retrieves and deletes the rest.
+  lda_two_hosts              200 LDA deliveries into one mailbox, half
+                             through A and half through B at once; both
+                             list all, intact, under the same UIDs.
   two_instances_same_mailbox 4 IMAP clients (2 per instance) APPEND, STORE
                              and EXPUNGE at once; both end with the same
-                             UIDs and flags, the ones the clients made.
+                             UIDs and flags, the ones the clients made,
+                             and the bodies that were appended.
   restart                    the store restarts under connected sessions
                              (--mstore only; skipped on local disk).
   idle                       a client IDLEs on B; each of 20 LDA
@@ -44,6 +48,7 @@ LDA_PARALLEL = 6
 MIX_SECONDS = float(os.environ.get("DOVECOT_MIX_SECONDS", "30"))
 MIX_OPS = int(os.environ.get("DOVECOT_MIX_OPS", "250"))
 IDLE_DELIVERIES = 20
+TWO_HOST_MESSAGES = 200
 IDLE_LIMIT = 1.0
 
 
@@ -424,6 +429,55 @@ def lda_imap_pop3(env):
     env.assert_no_errors(marks)
 
 
+def lda_two_hosts(env):
+    """Two hosts deliver into one mailbox at once: half of the messages
+    through A's dovecot-lda, half through B's, concurrently. Each instance
+    then lists every message exactly once, intact, and both give each
+    message the same UID."""
+    marks = env.marks()
+    user = "user5"
+    rng = random.Random(5)
+    msgs = dict(make_message(user, "two", n, rng) for n in range(TWO_HOST_MESSAGES))
+    keys = sorted(msgs)
+    halves = {"A": {k: msgs[k] for k in keys[0::2]},
+              "B": {k: msgs[k] for k in keys[1::2]}}
+    res = {}
+    threads = [threading.Thread(target=lambda n=n, i=i: res.update(
+                   {n: i.lda_many(user, halves[n], LDA_PARALLEL // 2)}), daemon=True)
+               for n, i in (("A", env.a), ("B", env.b))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for name in ("A", "B"):
+        failed = [(k, rc, err.strip()) for k, (rc, err) in sorted(res[name].items())
+                  if rc != 0]
+        assert not failed, "%s: %d of %d LDA deliveries failed, first: %s" % (
+            name, len(failed), len(halves[name]), failed[0])
+    uids = {}
+    for name, inst in (("A", env.a), ("B", env.b)):
+        c = inst.imap(user)
+        n = int(ok(c.select("INBOX"), "%s: SELECT INBOX" % name)[0])
+        assert n == len(msgs), "%s: SELECT INBOX: %d messages, want %d" % (
+            name, n, len(msgs))
+        seen = {}
+        for uid, data in fetch_bodies(c).items():
+            s = subject_of(data)
+            assert s in msgs, "%s: UID %d: unknown subject %r" % (name, uid, s)
+            assert s not in seen, "%s: %s listed twice (UIDs %d, %d)" % (
+                name, s, seen[s], uid)
+            assert data == msgs[s], "%s: UID %d (%s): body differs" % (name, uid, s)
+            seen[s] = uid
+        assert len(seen) == len(msgs), "%s: %d distinct messages, want %d" % (
+            name, len(seen), len(msgs))
+        uids[name] = seen
+        c.logout()
+    differ = [s for s in msgs if uids["A"][s] != uids["B"][s]]
+    assert not differ, "A and B give %d messages different UIDs, e.g. %s: A %d, B %d" % (
+        len(differ), differ[0], uids["A"][differ[0]], uids["B"][differ[0]])
+    env.assert_no_errors(marks)
+
+
 def diff_flags(got, want):
     missing = sorted(set(want) - set(got))
     extra = sorted(set(got) - set(want))
@@ -444,6 +498,7 @@ class Mix:
     def __init__(self):
         self.lock = threading.Lock()
         self.appended = {}          # uid -> subject
+        self.bodies = {}            # uid -> message (LF line ends)
         self.deleted = set()        # uids marked \Deleted (all get expunged)
         self.flags = {}             # uid -> set of flags a STORE added
         self.problems = []
@@ -477,6 +532,7 @@ def mix_client(env, inst, label, user, mix, seed, deadline):
                         raise AssertionError("%s: APPENDUID %d given twice (%s and %s)" % (
                             label, uid, mix.appended[uid], subject))
                     mix.appended[uid] = subject
+                    mix.bodies[uid] = msg
                     mix.ops["append"] += 1
             elif r < 0.75:
                 uid = rng.choice(live)
@@ -536,10 +592,14 @@ def two_instances_same_mailbox(env):
     cb = env.b.imap(user)
     ok(cb.select("INBOX"), "B: SELECT")
     got_b = uid_flags(cb)
-    cb.logout()
     assert got_a == got_b, "A and B disagree: A %s" % diff_flags(got_a, got_b)
     assert got_a == want, "A and B agree, but not with what the clients did: %s" % (
         diff_flags(got_a, want))
+    bodies = fetch_bodies(cb) if got_b else {}
+    cb.logout()
+    bad = sorted(u for u in want if bodies.get(u) != mix.bodies[u])
+    assert not bad, "B: %d of %d messages differ from what was appended (UIDs %s)" % (
+        len(bad), len(want), bad[:10])
     env.assert_no_errors(marks)
 
 
@@ -645,7 +705,8 @@ def main():
         r.failed += 1
         return r.finish()
     print("dovecot: Maildirs on %s" % env.where, flush=True)
-    for t in (lda_imap_pop3, two_instances_same_mailbox, restart, idle):
+    for t in (lda_imap_pop3, lda_two_hosts, two_instances_same_mailbox, restart,
+              idle):
         if not args.only or t.__name__ in args.only.split(","):
             r.run(t, env)
     env.teardown()

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -54,10 +55,22 @@ mst_key_load(const char *path, uint8_t *buf, size_t cap)
 	size_t n = 0;
 	ssize_t r;
 	uint8_t extra;
+	struct stat st;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
 	if (fd < 0)
 		return -errno;
+	/* A key others can read is no secret, and one they can write is
+	 * theirs: refuse both, as ssh does for private keys. */
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		close(fd);
+		return (int)r;
+	}
+	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+		close(fd);
+		return -EPERM;
+	}
 	while (n < cap) {
 		r = read(fd, buf + n, cap - n);
 		if (r < 0 && errno == EINTR)
@@ -78,4 +91,19 @@ mst_key_load(const char *path, uint8_t *buf, size_t cap)
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
 		n--;
 	return n == 0 ? -EINVAL : (int)n;
+}
+
+const char *
+mst_key_strerror(int rc)
+{
+	switch (rc) {
+	case -EINVAL:
+		return "empty key";
+	case -EFBIG:
+		return "key longer than 1024 bytes";
+	case -EPERM:
+		return "group or others have access to it (chmod 600 it)";
+	default:
+		return strerror(-rc);
+	}
 }

@@ -32,10 +32,16 @@ int mst_auth_equal(const uint8_t a[MST_PROOF_LEN],
     const uint8_t b[MST_PROOF_LEN]);
 /*
  * Read a key file into |buf| (at most |cap| bytes, trailing newline
- * removed). Returns the key length, -ENOENT/-EACCES/..., or -EINVAL for an
- * empty key, -EFBIG for one longer than |cap|.
+ * removed). Returns the key length, -ENOENT/-EACCES/..., -EPERM when the
+ * file grants group or others any permission (a shared key must be
+ * private to its owner), -EINVAL for an empty key, -EFBIG for one longer
+ * than |cap|.
  */
 int mst_key_load(const char *path, uint8_t *buf, size_t cap);
+
+/* The reason of a mst_key_load failure, for a message after the path:
+ * "group or others have access to it (chmod 600 it)" for -EPERM. */
+const char *mst_key_strerror(int rc);
 #define MST_KEY_MAX	1024
 
 struct mst_client;

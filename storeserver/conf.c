@@ -40,6 +40,8 @@ static const struct conf_key conf_keys[] = {
 	KEY(data, CT_STR, 0, 0),
 	KEY(listen, CT_LISTEN, 0, 0),
 	KEY(key_file, CT_STR, 0, 0),
+	KEY(key_file_next, CT_STR, 0, 0),
+	KEY(user, CT_STR, 0, 0),
 	KEY(max_message_size, CT_SIZE, 1, MST_BODY_MAX),
 	KEY(max_frame, CT_SIZE, MST_FRAME_MIN, MST_FRAME_LIMIT),
 	KEY(quota_bytes, CT_SIZE, 0, UINT64_MAX),
@@ -52,6 +54,11 @@ static const struct conf_key conf_keys[] = {
 	KEY(compact_percent, CT_INT, 0, 100),
 	KEY(max_connections, CT_INT, 1, 1000000),
 	KEY(max_watches_per_connection, CT_INT, 0, 1 << 24),
+	KEY(max_connection_memory, CT_SIZE, 1u << 20, 1ull << 40),
+	KEY(max_requests_per_connection, CT_INT, 1, 1 << 20),
+	KEY(handshake_timeout, CT_INT, 1, 3600),
+	KEY(read_timeout, CT_INT, 1, 3600),
+	KEY(idle_timeout, CT_INT, 0, 1 << 24),
 	KEY(log, CT_STR, 0, 0),
 	KEY(log_level, CT_LEVEL, 0, 0),
 };
@@ -71,6 +78,10 @@ conf_init(struct conf *c)
 		.compact_percent = 50,
 		.max_connections = 1024,
 		.max_watches_per_connection = 65536,
+		.max_connection_memory = 256ull << 20,
+		.max_requests_per_connection = 1024,
+		.handshake_timeout = 30,
+		.read_timeout = 30,
 		.log_level = LOG_LVL_INFO,
 	};
 }
@@ -95,6 +106,8 @@ conf_free(struct conf *c)
 	free(c->data);
 	free_listen(c);
 	free(c->key_file);
+	free(c->key_file_next);
+	free(c->user);
 	free(c->quota_file);
 	free(c->log);
 	conf_init(c);
@@ -394,6 +407,8 @@ conf_finish(struct conf *c)
 	rc = absolute(&c->data);
 	if (rc == 0)
 		rc = absolute(&c->key_file);
+	if (rc == 0)
+		rc = absolute(&c->key_file_next);
 	if (rc == 0)
 		rc = absolute(&c->quota_file);
 	if (rc == 0 && c->log != NULL && strcmp(c->log, "stderr") != 0 &&

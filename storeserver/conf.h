@@ -18,6 +18,8 @@ struct conf {
 	char **listen;			/* "ADDR:PORT" or "unix:PATH" */
 	size_t nlisten;
 	char *key_file;			/* NULL: no AUTH */
+	char *key_file_next;		/* a second key accepted (rotation) */
+	char *user;			/* drop root to this user */
 	uint64_t max_message_size;
 	uint64_t max_frame;
 	uint64_t quota_bytes;
@@ -30,6 +32,11 @@ struct conf {
 	int compact_percent;
 	int max_connections;
 	int max_watches_per_connection;	/* WATCHes beyond: ENOSPC */
+	uint64_t max_connection_memory;	/* bodies + jobs, then pause */
+	int max_requests_per_connection;	/* in flight, then pause */
+	int handshake_timeout;		/* seconds from accept to READY */
+	int read_timeout;		/* seconds for a started frame or body */
+	int idle_timeout;		/* seconds with nothing at all; 0: off */
 	char *log;			/* "stderr", "syslog", a path; NULL:
 					   by mode */
 	enum log_level log_level;

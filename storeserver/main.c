@@ -11,7 +11,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +39,9 @@ struct args {
 	const char *config;
 	char **listen;
 	size_t nlisten;
+	const char *user;
 	int foreground;
+	int insecure;
 };
 
 static const struct option long_opts[] = {
@@ -44,6 +49,8 @@ static const struct option long_opts[] = {
 	{ .name = "listen", .has_arg = required_argument, .val = 'l' },
 	{ .name = "config", .has_arg = required_argument, .val = 'c' },
 	{ .name = "foreground", .has_arg = no_argument, .val = 'f' },
+	{ .name = "user", .has_arg = required_argument, .val = 'u' },
+	{ .name = "insecure", .has_arg = no_argument, .val = 'I' },
 	{ .name = "help", .has_arg = no_argument, .val = 'h' },
 	{ .name = "version", .has_arg = no_argument, .val = 'V' },
 	{ 0 },
@@ -55,7 +62,8 @@ usage(FILE *f)
 	fprintf(f,
 	    "Usage: mstored --data DIR [--listen ADDR:PORT]... "
 	    "[--listen unix:PATH]...\n"
-	    "               [--config FILE] [--foreground]\n"
+	    "               [--config FILE] [--foreground] [--user NAME] "
+	    "[--insecure]\n"
 	    "       mstored --help | --version\n"
 	    "\n"
 	    "The mstore store server: keeps the mail that mount.mstore "
@@ -69,6 +77,15 @@ usage(FILE *f)
 	    "mstore.conf(5));\n"
 	    "                        options given here override it\n"
 	    "  -f, --foreground      do not detach; log to stderr\n"
+	    "  -u, --user NAME       after binding, run as user NAME (needs "
+	    "root);\n"
+	    "                        the data directory must be writable by "
+	    "NAME\n"
+	    "      --insecure        allow a non-loopback listen address "
+	    "without a\n"
+	    "                        key_file: anyone who reaches it may read "
+	    "and\n"
+	    "                        change all mail\n"
 	    "  -h, --help            show this help and exit\n"
 	    "  -V, --version         show the version and exit\n"
 	    "\n"
@@ -114,7 +131,7 @@ parse_args(int argc, char **argv, struct args *a)
 {
 	int ch;
 
-	while ((ch = getopt_long(argc, argv, "d:l:c:fhV", long_opts,
+	while ((ch = getopt_long(argc, argv, "d:l:c:fu:hV", long_opts,
 	    NULL)) != -1) {
 		switch (ch) {
 		case 'd':
@@ -129,6 +146,12 @@ parse_args(int argc, char **argv, struct args *a)
 			break;
 		case 'f':
 			a->foreground = 1;
+			break;
+		case 'u':
+			a->user = optarg;
+			break;
+		case 'I':
+			a->insecure = 1;
 			break;
 		case 'h':
 			usage(stdout);
@@ -166,6 +189,10 @@ load_conf(struct conf *c, const struct args *a)
 		fprintf(stderr, "mstored: --data: %s\n", why);
 		return usage_error();
 	}
+	if (a->user != NULL && conf_set(c, "user", a->user, &why) < 0) {
+		fprintf(stderr, "mstored: --user: %s\n", why);
+		return usage_error();
+	}
 	if (a->nlisten > 0 && conf_set_listen(c, a->listen, a->nlisten) < 0) {
 		log_err("out of memory");
 		return EXIT_FAIL;
@@ -184,22 +211,32 @@ load_conf(struct conf *c, const struct args *a)
 }
 
 static int
-check_data_dir(const char *path)
+check_data_dir(const char *path, const char *user)
 {
 	struct stat st;
+	int err;
 
 	if (stat(path, &st) < 0) {
-		log_err("data directory %s: %s", path, strerror(errno));
-		return -errno;
+		err = errno;
+		log_err("data directory %s: %s%s%s", path, strerror(err),
+		    user ? " for user " : "", user ? user : "");
+		return -err;
 	}
 	if (!S_ISDIR(st.st_mode)) {
 		log_err("data directory %s: not a directory", path);
 		return -ENOTDIR;
 	}
 	if (access(path, R_OK | W_OK | X_OK) < 0) {
-		log_err("data directory %s: not usable: %s", path,
-		    strerror(errno));
-		return -errno;
+		err = errno;
+		if (user != NULL)
+			log_err("data directory %s: not usable by user %s "
+			    "(uid %u): %s; give that user the directory "
+			    "(chown -R)", path, user, (unsigned)getuid(),
+			    strerror(err));
+		else
+			log_err("data directory %s: not usable: %s", path,
+			    strerror(err));
+		return -err;
 	}
 	return 0;
 }
@@ -284,18 +321,155 @@ daemon_ready(int fd)
 }
 
 static int
-load_key(const struct conf *c, uint8_t *key)
+load_one_key(const char *setting, const char *path, struct server_key *k)
 {
-	int n;
+	int n = mst_key_load(path, k->key, sizeof k->key);
 
-	if (c->key_file == NULL)
-		return 0;
-	n = mst_key_load(c->key_file, key, MST_KEY_MAX);
-	if (n < 0)
-		log_err("key_file %s: %s", c->key_file, n == -EINVAL ?
-		    "empty key" : n == -EFBIG ? "longer than 1024 bytes" :
-		    strerror(-n));
+	if (n < 0) {
+		log_err("%s %s: %s", setting, path, mst_key_strerror(n));
+		return n;
+	}
+	k->len = (size_t)n;
+	return 0;
+}
+
+/* key_file, and key_file_next during a rotation. Returns the number of
+ * keys (0: no AUTH) or a negative errno (logged). */
+static int
+load_keys(const struct conf *c, struct server_key keys[SERVER_KEYS_MAX])
+{
+	int n = 0;
+
+	if (c->key_file_next != NULL && c->key_file == NULL) {
+		log_err("key_file_next is set without key_file: set key_file "
+		    "to the key in use, key_file_next to the one coming");
+		return -EINVAL;
+	}
+	if (c->key_file != NULL && load_one_key("key_file", c->key_file,
+	    &keys[n++]) < 0)
+		return -EINVAL;
+	if (c->key_file_next != NULL && load_one_key("key_file_next",
+	    c->key_file_next, &keys[n++]) < 0)
+		return -EINVAL;
 	return n;
+}
+
+/* 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104; Unix sockets count too. */
+static int
+is_local_address(const char *addr)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	const struct sockaddr_in *in4 = (const struct sockaddr_in *)&ss;
+	const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
+
+	if (mst_addr_parse(addr, &ss, &sl) < 0)
+		return 0;
+	switch (ss.ss_family) {
+	case AF_UNIX:
+		return 1;
+	case AF_INET:
+		return (ntohl(in4->sin_addr.s_addr) >> 24) == 127;
+	case AF_INET6:
+		return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) ||
+		    (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) &&
+		    in6->sin6_addr.s6_addr[12] == 127);
+	default:
+		return 0;
+	}
+}
+
+/*
+ * Without a key, anyone who reaches a listener may read and change all
+ * mail. Loopback and Unix sockets reach only this host; anything else
+ * needs a key or an explicit --insecure. Returns -1 to go on, or the
+ * exit status.
+ */
+static int
+check_exposure(const struct conf *c, int nkeys, int insecure)
+{
+	size_t i;
+
+	for (i = 0; i < c->nlisten; i++) {
+		if (nkeys > 0 || is_local_address(c->listen[i]))
+			continue;
+		if (insecure) {
+			log_warn("listening on %s without a key (--insecure): "
+			    "anyone who can reach it may read and change all "
+			    "mail", c->listen[i]);
+			continue;
+		}
+		log_err("refusing to listen on %s without a key: anyone who "
+		    "can reach it could read and change all mail. Set key_file "
+		    "(mstore.conf(5)), listen on a loopback address or a Unix "
+		    "socket, or pass --insecure if the network is trusted",
+		    c->listen[i]);
+		return EXIT_USAGE;
+	}
+	return -1;
+}
+
+/*
+ * --user: resolved before anything starts, so that a bad name or a
+ * non-root caller is reported at once. Returns -1 to go on, or the exit
+ * status.
+ */
+static int
+user_lookup(const char *name, uid_t *uid, gid_t *gid)
+{
+	struct passwd *pw;
+
+	errno = 0;
+	pw = getpwnam(name);
+	if (pw == NULL) {
+		log_err("user %s: %s", name, errno ? strerror(errno) :
+		    "no such user");
+		return EXIT_USAGE;
+	}
+	if (geteuid() != 0) {
+		log_err("user %s: only root can change to another user "
+		    "(mstored runs as uid %u); leave out --user and 'user ='",
+		    name, (unsigned)geteuid());
+		return EXIT_USAGE;
+	}
+	if (pw->pw_uid == 0) {
+		log_err("user %s: is root; name an unprivileged user", name);
+		return EXIT_USAGE;
+	}
+	*uid = pw->pw_uid;
+	*gid = pw->pw_gid;
+	return -1;
+}
+
+/*
+ * Drop root for good, in the only safe order: supplementary groups,
+ * group, user (after setuid there is no right left to change groups).
+ * Then make sure root cannot be regained. Any failure is fatal: running
+ * on as root when the operator asked otherwise is not an option.
+ */
+static int
+drop_root(const char *name, uid_t uid, gid_t gid)
+{
+	if (setgroups(1, &gid) < 0) {
+		log_err("user %s: setgroups: %s", name, strerror(errno));
+		return -1;
+	}
+	if (setgid(gid) < 0) {
+		log_err("user %s: setgid(%u): %s", name, (unsigned)gid,
+		    strerror(errno));
+		return -1;
+	}
+	if (setuid(uid) < 0) {
+		log_err("user %s: setuid(%u): %s", name, (unsigned)uid,
+		    strerror(errno));
+		return -1;
+	}
+	if (setuid(0) == 0 || getuid() != uid || geteuid() != uid ||
+	    getgid() != gid || getegid() != gid) {
+		log_err("user %s: root privileges could be regained", name);
+		return -1;
+	}
+	return 0;
 }
 
 static const char *
@@ -340,18 +514,28 @@ engine_open(struct server *srv, const struct conf *c,
 }
 
 static int
-serve(const struct conf *c, int foreground)
+serve(const struct conf *c, int foreground, int insecure)
 {
-	uint8_t key[MST_KEY_MAX];
+	struct server_key keys[SERVER_KEYS_MAX];
 	struct server *srv = NULL;
 	struct engine *eng = NULL;
-	int keylen, notify = -1, rc;
+	int nkeys, notify = -1, rc;
+	uid_t uid = 0;
+	gid_t gid = 0;
 
-	if (check_data_dir(c->data) < 0)
+	if (c->user != NULL) {
+		rc = user_lookup(c->user, &uid, &gid);
+		if (rc >= 0)
+			return rc;
+	} else if (check_data_dir(c->data, NULL) < 0) {
 		return EXIT_FAIL;
-	keylen = load_key(c, key);
-	if (keylen < 0)
+	}
+	nkeys = load_keys(c, keys);
+	if (nkeys < 0)
 		return EXIT_FAIL;
+	rc = check_exposure(c, nkeys, insecure);
+	if (rc >= 0)
+		return rc;
 	if (!foreground) {
 		notify = daemon_start();
 		if (notify < 0)
@@ -365,18 +549,28 @@ serve(const struct conf *c, int foreground)
 	}
 	log_echo_stderr(!foreground);
 	raise_nofile(c->max_connections);
-	rc = server_new(c, keylen ? key : NULL, (size_t)keylen, &srv);
-	explicit_bzero(key, sizeof key);	/* the server has its copy */
+	rc = server_new(c, keys, (size_t)nkeys, &srv);
+	explicit_bzero(keys, sizeof keys);	/* the server has its copy */
 	if (rc < 0)
 		return EXIT_FAIL;
+	/* Listeners are bound: root is needed no more. The engine opens the
+	 * data directory as the user, so every file it makes is the user's
+	 * and no thread exists yet that could miss the change. */
+	if (c->user != NULL && (drop_root(c->user, uid, gid) < 0 ||
+	    check_data_dir(c->data, c->user) < 0)) {
+		server_free(srv);
+		return EXIT_FAIL;
+	}
 	if (engine_open(srv, c, &eng) < 0) {
 		server_free(srv);
 		return EXIT_FAIL;
 	}
 	server_set_engine(srv, &engine_local, eng);
 	log_info("mstored %s started: data %s, listening on %s, engine %s, "
-	    "auth %s", PACKAGE_VERSION, c->data, server_addresses(srv),
-	    engine_local.name, keylen ? "required" : "off");
+	    "auth %s%s%s", PACKAGE_VERSION, c->data, server_addresses(srv),
+	    engine_local.name, nkeys == 2 ? "required (two keys)" :
+	    nkeys ? "required" : "off", c->user ? ", user " : "",
+	    c->user ? c->user : "");
 	if (!foreground)
 		daemon_ready(notify);
 	rc = server_run(srv);
@@ -405,7 +599,7 @@ main(int argc, char **argv)
 		free(a.listen);		/* copied into |c| */
 		a.listen = NULL;
 		if (rc < 0)
-			rc = serve(&c, a.foreground);
+			rc = serve(&c, a.foreground, a.insecure);
 		conf_free(&c);
 	}
 	free(a.listen);

@@ -62,22 +62,21 @@
 
 /*
  * Per-connection bounds. Bodies being assembled plus jobs in the engine
- * may hold CONN_MEM_MAX bytes or CONN_JOBS_MAX jobs before the connection
- * stops being read; it resumes as completions drain (backpressure). One
- * body is always admitted, so a single max_message_size body fits even
- * when it is larger than the bound.
+ * may hold max_connection_memory bytes or max_requests_per_connection
+ * jobs (mstore.conf(5)) before the connection stops being read; it
+ * resumes as completions drain (backpressure). One body is always
+ * admitted, so a single max_message_size body fits even when it is larger
+ * than the bound.
  */
-#define CONN_MEM_MAX		(256ull << 20)
-#define CONN_JOBS_MAX		1024u
 #define CONN_STREAMS_MAX	256u	/* bodies streaming at once */
 #define CONN_OUT_HIGH		(8u << 20)	/* stop reading above this */
 #define CONN_OUT_LOW		(1u << 20)	/* write callback below this */
 #define WATCHER_OUT_MAX		(16u << 20)	/* close a watcher above this */
 #define WATCHER_HELD_MAX	(1u << 20)	/* held notices, see watcher */
 #define CONN_READ_MAX		(256u << 10)	/* bytes per read(2) */
-#define HANDSHAKE_SECONDS	30	/* from accept to READY */
 #define STALL_SECONDS		60	/* replies pending, none written */
 #define LIMIT_LOG_SECONDS	60
+#define AUTHFAIL_SLOTS		64	/* peers whose failures are counted */
 #define SERVER_NAME		"mstored " PACKAGE_VERSION
 
 struct server;
@@ -109,6 +108,19 @@ enum conn_state {
 	CS_READY,
 	CS_DRAIN,
 	CS_CLOSED,
+};
+
+/*
+ * What a connection's timer waits for (conn_arm). Only the peer's
+ * silence counts: while the server itself holds back reading
+ * (backpressure, draining) no read deadline runs.
+ */
+enum conn_timeout {
+	TO_NONE,
+	TO_HANDSHAKE,	/* accept to READY: handshake_timeout */
+	TO_FRAME,	/* a frame begun, not complete: read_timeout */
+	TO_BODY,	/* a body streaming, no DATA since: read_timeout */
+	TO_IDLE,	/* nothing pending at all: idle_timeout */
 };
 
 struct watch;
@@ -167,6 +179,13 @@ struct conn {
 	uint8_t cnonce[MST_NONCE_LEN];
 	uint8_t snonce[MST_NONCE_LEN];
 	char peer[96];		/* "conn 7 (127.0.0.1:40312)" for logs */
+	char host[64];		/* "127.0.0.1", "[::1]", "unix:PATH" */
+	struct event *ev_timer;	/* the deadline of |timeout| */
+	enum conn_timeout timeout;	/* which deadline is armed */
+	int64_t accepted_ms;	/* monotonic, for handshake_timeout */
+	int64_t frame_ms;	/* a frame began arriving; 0: none */
+	int64_t last_frame_ms;	/* the last whole frame arrived */
+	int64_t idle_ms;	/* became idle (TO_IDLE armed) */
 	int local;		/* came in on a Unix socket */
 	struct stream *streams;
 	unsigned nstreams;
@@ -179,6 +198,14 @@ struct conn {
 	uint64_t token;		/* job.owner: nonzero, never reused */
 	int opened;		/* sent an OPEN: CLOSE_OWNER at the end */
 	struct lock_conn *locks;	/* NULL until its first LOCK */
+};
+
+/* Failed logins of one peer address: logged once per LIMIT_LOG_SECONDS,
+ * the rest counted and reported with the next line. */
+struct authfail {
+	char host[64];		/* "" when free */
+	time_t logged;		/* last line about it */
+	uint64_t unlogged;	/* failures since */
 };
 
 struct server {
@@ -205,13 +232,19 @@ struct server {
 	uint64_t refused;	/* over max_connections since last log */
 	time_t refused_logged;
 
-	uint8_t key[MST_KEY_MAX];
-	size_t keylen;
+	struct server_key keys[SERVER_KEYS_MAX];
+	size_t nkeys;		/* 0: no AUTH */
+	struct authfail authfail[AUTHFAIL_SLOTS];
 	uint64_t server_id;
 	uint32_t max_frame;
 	uint64_t max_body;
 	unsigned max_conns;
 	unsigned max_watches;	/* per connection */
+	uint64_t conn_mem_max;	/* max_connection_memory */
+	unsigned conn_jobs_max;	/* max_requests_per_connection */
+	int handshake_timeout;	/* seconds, each of them */
+	int read_timeout;
+	int idle_timeout;	/* 0: off */
 
 	struct watch **wt;	/* hash buckets */
 	size_t wt_nb, wt_n;
@@ -320,20 +353,122 @@ conn_reply_error(struct conn *c, uint8_t op, uint32_t id, int err,
 
 /* ---- connection state ---- */
 
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);	/* cannot fail */
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /*
- * A connection gets HANDSHAKE_SECONDS to become READY, after which it may
- * stay idle as long as it likes; at any time, a peer that leaves replies
- * unread for STALL_SECONDS is dropped rather than hold its buffers and
- * its slot for ever (a hung client fails its calls with EIO anyway).
+ * At any time, a peer that leaves replies unread for STALL_SECONDS is
+ * dropped rather than hold its buffers and its slot for ever (a hung
+ * client fails its calls with EIO anyway). Read deadlines are conn_arm's.
  */
 static void
 conn_set_timeouts(struct conn *c)
 {
-	struct timeval hs = { .tv_sec = HANDSHAKE_SECONDS };
 	struct timeval stall = { .tv_sec = STALL_SECONDS };
 
-	bufferevent_set_timeouts(c->bev, c->state == CS_HELLO ||
-	    c->state == CS_AUTH ? &hs : NULL, &stall);
+	bufferevent_set_timeouts(c->bev, NULL, &stall);
+}
+
+/*
+ * Nothing in flight, nothing held: no jobs, no replies queued, no body
+ * streaming, no watch (a watcher's silence is its normal state: it waits
+ * for notices), no lock state and no file it opened.
+ */
+static int
+conn_idle(const struct conn *c)
+{
+	return c->njobs == 0 && c->nstreams == 0 && c->nwatches == 0 &&
+	    c->locks == NULL && !c->opened && c->frame_ms == 0 &&
+	    evbuffer_get_length(bufferevent_get_output(c->bev)) == 0;
+}
+
+/*
+ * Arm the connection's one deadline for its state: the handshake must
+ * end handshake_timeout after accept; a frame once begun must be whole
+ * within read_timeout (so a peer cannot hold a half-sent frame, or trickle
+ * it a byte at a time); a body streaming in DATA frames must get its next
+ * frame within read_timeout; a connection with nothing pending is closed
+ * after idle_timeout when that is set.
+ */
+static void
+conn_arm(struct conn *c)
+{
+	struct server *srv = c->srv;
+	enum conn_timeout to = TO_NONE;
+	int64_t base = 0, now = mono_ms(), left;
+	int secs = 0;
+	struct timeval tv;
+
+	if (c->state == CS_HELLO || c->state == CS_AUTH) {
+		to = TO_HANDSHAKE;
+		base = c->accepted_ms;
+		secs = srv->handshake_timeout;
+	} else if (c->state == CS_READY && c->reading && c->frame_ms) {
+		to = TO_FRAME;
+		base = c->frame_ms;
+		secs = srv->read_timeout;
+	} else if (c->state == CS_READY && c->reading && c->nstreams) {
+		to = TO_BODY;
+		base = c->last_frame_ms;
+		secs = srv->read_timeout;
+	} else if (c->state == CS_READY && srv->idle_timeout &&
+	    conn_idle(c)) {
+		to = TO_IDLE;
+		if (c->timeout != TO_IDLE)
+			c->idle_ms = now;
+		base = c->idle_ms;
+		secs = srv->idle_timeout;
+	}
+	c->timeout = to;
+	if (to == TO_NONE) {
+		evtimer_del(c->ev_timer);
+		return;
+	}
+	left = base + (int64_t)secs * 1000 - now;
+	if (left < 0)
+		left = 0;
+	tv.tv_sec = left / 1000;
+	tv.tv_usec = (left % 1000) * 1000;
+	/* Adding a pending timer only moves it: cannot fail for a timer
+	 * that was created. */
+	(void)evtimer_add(c->ev_timer, &tv);
+}
+
+static void
+on_conn_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	struct server *srv = c->srv;
+
+	(void)fd;
+	(void)what;
+	switch (c->timeout) {
+	case TO_HANDSHAKE:
+		log_info("%s: closing: no handshake within %d s "
+		    "(handshake_timeout)", c->peer, srv->handshake_timeout);
+		break;
+	case TO_FRAME:
+		log_info("%s: closing: a frame begun %d s ago is still "
+		    "incomplete (read_timeout)", c->peer, srv->read_timeout);
+		break;
+	case TO_BODY:
+		log_info("%s: closing: a body is in progress and no DATA came "
+		    "for %d s (read_timeout)", c->peer, srv->read_timeout);
+		break;
+	case TO_IDLE:
+		log_debug("%s: closing: idle for %d s (idle_timeout)",
+		    c->peer, srv->idle_timeout);
+		break;
+	case TO_NONE:
+		return;
+	}
+	conn_close(c, NULL);
 }
 
 static void
@@ -341,6 +476,9 @@ set_reading(struct conn *c, int on)
 {
 	if (on == c->reading)
 		return;
+	/* Bytes of a frame that waited while we did not read are not the
+	 * peer's delay: its clock starts again (conn_input). */
+	c->frame_ms = 0;
 	if (on)
 		bufferevent_enable(c->bev, EV_READ);
 	else
@@ -355,8 +493,8 @@ conn_over_limit(const struct conn *c)
 	 * nothing is there would starve the bodies that need more DATA. */
 	if (c->njobs == 0)
 		return 0;
-	return c->njobs + c->nstreams >= CONN_JOBS_MAX ||
-	    c->job_bytes + c->body_bytes >= CONN_MEM_MAX;
+	return c->njobs + c->nstreams >= c->srv->conn_jobs_max ||
+	    c->job_bytes + c->body_bytes >= c->srv->conn_mem_max;
 }
 
 static void
@@ -398,6 +536,8 @@ conn_close(struct conn *c, const char *why)
 		return;
 	if (why != NULL)
 		log_debug("%s: closing: %s", c->peer, why);
+	event_free(c->ev_timer);
+	c->ev_timer = NULL;
 	drop_streams(c);
 	while (!LIST_EMPTY(&c->watches))
 		watcher_remove(srv, LIST_FIRST(&c->watches));
@@ -431,9 +571,8 @@ conn_drain(struct conn *c)
 	conn_update(c);
 }
 
-/* Re-evaluate reading and closing after anything that changes them. */
 static void
-conn_update(struct conn *c)
+conn_update_reading(struct conn *c)
 {
 	size_t olen;
 	int want;
@@ -460,6 +599,16 @@ conn_update(struct conn *c)
 		return;
 	}
 	set_reading(c, want);
+}
+
+/* Re-evaluate reading, closing and the deadline after anything that
+ * changes them. */
+static void
+conn_update(struct conn *c)
+{
+	conn_update_reading(c);
+	if (c->state != CS_CLOSED)
+		conn_arm(c);
 }
 
 /* ---- watches ---- */
@@ -752,7 +901,7 @@ admin_allowed(const struct conn *c, const struct mst_admin_req *a)
 {
 	if (a->cmd.len == 5 && memcmp(a->cmd.p, "stats", 5) == 0)
 		return 1;
-	return c->local || c->srv->keylen > 0;
+	return c->local || c->srv->nkeys > 0;
 }
 
 /* Decode |p| into j->req according to j->op. */
@@ -1140,7 +1289,7 @@ body_start(struct conn *c, struct job *j, const struct mst_hdr *h,
 		body_refuse(c, h, -EFBIG, detail);
 		return;
 	}
-	if (c->body_bytes > 0 && c->body_bytes + size > CONN_MEM_MAX) {
+	if (c->body_bytes > 0 && c->body_bytes + size > c->srv->conn_mem_max) {
 		job_free(j);
 		body_refuse(c, h, -EAGAIN,
 		    "too many bodies in progress on this connection");
@@ -1449,7 +1598,7 @@ do_hello(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
 	struct mst_hello_req q;
 	struct mst_hello_rep r = {
 		.version = MST_VERSION,
-		.features = MST_FEAT_WATCH | (srv->keylen ? MST_FEAT_AUTH : 0),
+		.features = MST_FEAT_WATCH | (srv->nkeys ? MST_FEAT_AUTH : 0),
 		.max_body = srv->max_body,
 		.server_id = srv->server_id,
 		.server = mst_str_of(SERVER_NAME),
@@ -1483,7 +1632,7 @@ do_hello(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
 	n = mst_hello_rep_encode(&r, buf, sizeof buf);
 	assert(n > 0);
 	conn_send(c, MST_OP_HELLO, MST_F_REPLY, 0, h->id, buf, (size_t)n);
-	if (srv->keylen) {
+	if (srv->nkeys) {
 		c->state = CS_AUTH;
 		return;
 	}
@@ -1492,30 +1641,96 @@ do_hello(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
 	log_debug("%s: ready (%.*s)", c->peer, (int)q.client.len, q.client.p);
 }
 
+/*
+ * Log a failed login, at most once per peer address per
+ * LIMIT_LOG_SECONDS: a guesser must not fill the log. The failures in
+ * between are counted and reported with the next line about that peer.
+ * The table is small; a peer that finds no slot takes the one logged
+ * longest ago, so a flood of addresses costs lines, never memory.
+ */
+static void
+authfail_log(struct server *srv, const struct conn *c)
+{
+	struct authfail *a = NULL, *oldest = &srv->authfail[0];
+	time_t now = time(NULL);
+	size_t i;
+
+	for (i = 0; i < AUTHFAIL_SLOTS && a == NULL; i++) {
+		if (strcmp(srv->authfail[i].host, c->host) == 0)
+			a = &srv->authfail[i];
+		else if (srv->authfail[i].logged < oldest->logged)
+			oldest = &srv->authfail[i];
+	}
+	if (a == NULL) {
+		a = oldest;
+		if (a->host[0] && a->unlogged)
+			log_warn("authentication failed %llu more time(s) from "
+			    "%s", (unsigned long long)a->unlogged, a->host);
+		*a = (struct authfail){ .logged = 0 };
+		snprintf(a->host, sizeof a->host, "%s", c->host);
+	}
+	if (a->logged != 0 && now - a->logged < LIMIT_LOG_SECONDS) {
+		a->unlogged++;
+		return;
+	}
+	if (a->unlogged)
+		log_warn("%s: authentication failed (and %llu more time(s) "
+		    "from %s in the last %lld s)", c->peer,
+		    (unsigned long long)a->unlogged, c->host,
+		    (long long)(now - a->logged));
+	else
+		log_warn("%s: authentication failed", c->peer);
+	a->logged = now;
+	a->unlogged = 0;
+}
+
+/* The key |a| proves, or -1. Every key is tried, so the time taken does
+ * not say which matched. */
+static int
+auth_match(const struct server *srv, const struct conn *c,
+    const struct mst_auth *a)
+{
+	uint8_t want[MST_PROOF_LEN];
+	int found = -1;
+	size_t i;
+
+	for (i = 0; i < srv->nkeys; i++) {
+		mst_auth_proof(srv->keys[i].key, srv->keys[i].len, "client",
+		    c->cnonce, c->snonce, want);
+		if (mst_auth_equal(a->proof, want) && found < 0)
+			found = (int)i;
+	}
+	explicit_bzero(want, sizeof want);
+	return found;
+}
+
 static void
 do_auth(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
 {
 	struct server *srv = c->srv;
-	struct mst_auth a, want;
+	struct mst_auth a;
 	uint8_t buf[MST_PROOF_LEN];
-	int n = mst_auth_decode(&a, p, h->len);
+	int n = mst_auth_decode(&a, p, h->len), k = -1;
 
-	mst_auth_proof(srv->key, srv->keylen, "client", c->cnonce, c->snonce,
-	    want.proof);
-	if (n < 0 || !mst_auth_equal(a.proof, want.proof)) {
-		log_warn("%s: authentication failed", c->peer);
+	if (n >= 0)
+		k = auth_match(srv, c, &a);
+	if (k < 0) {
+		authfail_log(srv, c);
 		conn_reply_error(c, h->op, h->id, -EACCES,
 		    "authentication failed");
 		conn_drain(c);
 		return;
 	}
-	mst_auth_proof(srv->key, srv->keylen, "server", c->cnonce, c->snonce,
-	    a.proof);
+	/* The server proves the key the client used: a client that has
+	 * only the old or only the new key checks against that one. */
+	mst_auth_proof(srv->keys[k].key, srv->keys[k].len, "server",
+	    c->cnonce, c->snonce, a.proof);
 	n = mst_auth_encode(&a, buf, sizeof buf);
 	conn_send(c, MST_OP_AUTH, MST_F_REPLY, 0, h->id, buf, (size_t)n);
 	c->state = CS_READY;
 	conn_set_timeouts(c);
-	log_debug("%s: authenticated", c->peer);
+	log_debug("%s: authenticated%s", c->peer, k > 0 ?
+	    " with key_file_next" : "");
 }
 
 /* ---- frames ---- */
@@ -1587,8 +1802,11 @@ conn_input(struct conn *c)
 	    c->state == CS_READY)) {
 		in = bufferevent_get_input(c->bev);
 		avail = evbuffer_get_length(in);
-		if (avail < MST_HDR_LEN)
+		if (avail < MST_HDR_LEN) {
+			if (avail > 0 && c->frame_ms == 0)
+				c->frame_ms = mono_ms();
 			break;
+		}
 		evbuffer_copyout(in, hb, sizeof hb);
 		/* Before HELLO the server's own maximum applies. */
 		rc = mst_hdr_decode(&h, hb, sizeof hb, c->max_frame);
@@ -1604,8 +1822,11 @@ conn_input(struct conn *c)
 			conn_close(c, "protocol error");
 			break;
 		}
-		if (avail < MST_HDR_LEN + (size_t)h.len)
+		if (avail < MST_HDR_LEN + (size_t)h.len) {
+			if (c->frame_ms == 0)
+				c->frame_ms = mono_ms();
 			break;
+		}
 		frame = evbuffer_pullup(in, MST_HDR_LEN + (ssize_t)h.len);
 		if (frame == NULL) {
 			log_err("%s: out of memory reading a frame", c->peer);
@@ -1622,6 +1843,8 @@ conn_input(struct conn *c)
 		if (c->state == CS_CLOSED)
 			break;
 		evbuffer_drain(in, MST_HDR_LEN + (size_t)h.len);
+		c->frame_ms = 0;
+		c->last_frame_ms = mono_ms();
 	}
 	c->in_input = 0;
 	conn_update(c);
@@ -1656,7 +1879,7 @@ on_event(struct bufferevent *bev, short what, void *arg)
 		    STALL_SECONDS);
 		conn_close(c, NULL);
 	} else if (what & BEV_EVENT_TIMEOUT) {
-		conn_close(c, "no handshake in time");
+		conn_close(c, "read timeout");
 	} else if (what & BEV_EVENT_ERROR) {
 		log_debug("%s: %s", c->peer, strerror(err));
 		conn_close(c, "socket error");
@@ -1667,19 +1890,24 @@ on_event(struct bufferevent *bev, short what, void *arg)
 }
 
 static void
-conn_new(struct server *srv, evutil_socket_t fd, const char *peer, int local)
+conn_new(struct server *srv, evutil_socket_t fd, const char *peer,
+    const char *host, int local)
 {
 	struct conn *c = calloc(1, sizeof *c);
 
-	if (c == NULL) {
+	if (c != NULL)
+		c->ev_timer = evtimer_new(srv->base, on_conn_timer, c);
+	if (c == NULL || c->ev_timer == NULL) {
 		log_err("accept %s: out of memory", peer);
 		close(fd);
+		free(c);
 		return;
 	}
 	c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (c->bev == NULL) {
 		log_err("accept %s: out of memory", peer);
 		close(fd);
+		event_free(c->ev_timer);
 		free(c);
 		return;
 	}
@@ -1690,6 +1918,8 @@ conn_new(struct server *srv, evutil_socket_t fd, const char *peer, int local)
 	c->local = local;
 	c->token = srv->serial;		/* on_accept numbered it: never 0 */
 	snprintf(c->peer, sizeof c->peer, "%s", peer);
+	snprintf(c->host, sizeof c->host, "%s", host);
+	c->accepted_ms = mono_ms();
 	LIST_INIT(&c->watches);
 	LIST_INSERT_HEAD(&srv->conns, c, link);
 	srv->nconns++;
@@ -1699,6 +1929,7 @@ conn_new(struct server *srv, evutil_socket_t fd, const char *peer, int local)
 	conn_set_timeouts(c);
 	bufferevent_enable(c->bev, EV_WRITE);
 	set_reading(c, 1);
+	conn_arm(c);
 	log_debug("%s: connected", c->peer);
 }
 
@@ -1719,7 +1950,7 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 {
 	struct server *srv = arg;
 	time_t now = time(NULL);
-	char addr[64], peer[96];
+	char addr[64], host[64], peer[96], *colon;
 	int one = 1;
 
 	(void)salen;
@@ -1738,12 +1969,16 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	format_addr(sa, addr, sizeof addr);
 	if (sa->sa_family == AF_UNIX)
 		snprintf(addr, sizeof addr, "%s", listener_name(srv, l));
+	snprintf(host, sizeof host, "%s", addr);
+	colon = strrchr(host, ':');
+	if (sa->sa_family != AF_UNIX && colon != NULL)
+		*colon = '\0';		/* the port says nothing of who */
 	snprintf(peer, sizeof peer, "conn %llu (%s)",
 	    (unsigned long long)++srv->serial, addr);
 	if (sa->sa_family != AF_UNIX &&
 	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0)
 		log_debug("%s: TCP_NODELAY: %s", peer, strerror(errno));
-	conn_new(srv, fd, peer, sa->sa_family == AF_UNIX);
+	conn_new(srv, fd, peer, host, sa->sa_family == AF_UNIX);
 }
 
 static void
@@ -2087,8 +2322,8 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 /* ---- public ---- */
 
 int
-server_new(const struct conf *c, const uint8_t *key, size_t keylen,
-    struct server **out)
+server_new(const struct conf *c, const struct server_key *keys,
+    size_t nkeys, struct server **out)
 {
 	struct server *srv = calloc(1, sizeof *srv);
 	int rc = -ENOMEM;
@@ -2098,13 +2333,18 @@ server_new(const struct conf *c, const uint8_t *key, size_t keylen,
 	srv->efd = -1;
 	pthread_mutex_init(&srv->mu, NULL);
 	LIST_INIT(&srv->conns);
-	if (keylen > sizeof srv->key) {
+	if (nkeys > SERVER_KEYS_MAX) {
 		rc = -EINVAL;
 		goto fail;
 	}
-	if (keylen)
-		memcpy(srv->key, key, keylen);
-	srv->keylen = keylen;
+	if (nkeys)
+		memcpy(srv->keys, keys, nkeys * sizeof *keys);
+	srv->nkeys = nkeys;
+	srv->conn_mem_max = c->max_connection_memory;
+	srv->conn_jobs_max = (unsigned)c->max_requests_per_connection;
+	srv->handshake_timeout = c->handshake_timeout;
+	srv->read_timeout = c->read_timeout;
+	srv->idle_timeout = c->idle_timeout;
 	srv->max_frame = (uint32_t)c->max_frame;
 	srv->max_body = c->max_message_size;
 	srv->max_conns = (unsigned)c->max_connections;
@@ -2228,6 +2468,6 @@ server_free(struct server *s)
 	if (s->base)
 		event_base_free(s->base);
 	pthread_mutex_destroy(&s->mu);
-	explicit_bzero(s->key, sizeof s->key);
+	explicit_bzero(s->keys, sizeof s->keys);
 	free(s);
 }

@@ -11,18 +11,27 @@
 
 #include "conf.h"
 #include "engine.h"
+#include "mstclient.h"
 
 struct server;
 
+/* A shared key; a server holds up to SERVER_KEYS_MAX (rotation). */
+#define SERVER_KEYS_MAX	2
+struct server_key {
+	uint8_t key[MST_KEY_MAX];
+	size_t len;
+};
+
 /*
  * Create the loop, bind every listen address of |c| (removing a stale
- * Unix socket file first) and install the signal handlers. |c| and |key|
- * are copied from; |key| is NULL (keylen 0) when no AUTH is required.
- * Logs the reason of a failure and returns 0, -EADDRINUSE, -EACCES,
+ * Unix socket file first) and install the signal handlers. |c| and
+ * |keys| are copied from; |nkeys| is 0 when no AUTH is required, else
+ * AUTH accepts a proof made with any of them. Logs the reason of a
+ * failure and returns 0, -EINVAL (too many keys), -EADDRINUSE, -EACCES,
  * -ENOMEM or another negative errno of socket(2)/bind(2)/listen(2).
  */
-int server_new(const struct conf *c, const uint8_t *key, size_t keylen,
-    struct server **out);
+int server_new(const struct conf *c, const struct server_key *keys,
+    size_t nkeys, struct server **out);
 
 /* engine_conf.done for an engine whose done_arg is the server. Called
  * from engine threads; takes the job back and wakes the loop. */

@@ -66,6 +66,7 @@ smoke_start()
 	smoke_key=
 	if [ "${1:-}" = key ]; then
 		echo "smoke-test-key-$$" >"$tmp/key" || exit 99
+		chmod 600 "$tmp/key" || exit 99	# shared keys must be private
 		echo "key_file = $tmp/key" >"$tmp/mstored.conf"
 		smoke_key="-k $tmp/key"
 	fi

@@ -93,9 +93,7 @@ cli_key_load(const char *prog, const char *path, uint8_t buf[MST_KEY_MAX],
 
 	if (n < 0) {
 		fprintf(stderr, "%s: key file %s: %s\n", prog, path,
-		    n == -EINVAL ? "empty key" :
-		    n == -EFBIG ? "key longer than 1024 bytes" :
-		    strerror(-n));
+		    mst_key_strerror(n));
 		return n;
 	}
 	o->key = buf;

@@ -78,8 +78,9 @@ def _kind(mode):
 
 
 class Ctx:
-    def __init__(self, root, emit):
+    def __init__(self, root, emit, root_b=None):
         self.root = root
+        self.root_b = root_b or root    # the same directory seen from host B
         self.emit = emit            # called with each step's record
         self.fds = {}
         self.maps = {}
@@ -88,10 +89,17 @@ class Ctx:
     def p(self, name):
         return self.root if name == "." else os.path.join(self.root, name)
 
+    def q(self, name):
+        """|name| through host B (another mount of the same store; on
+        local disk the same directory)."""
+        return self.root_b if name == "." else os.path.join(self.root_b, name)
+
     def _stat(self, obj):
         try:
             if obj.startswith("fd:"):
                 return os.fstat(self.fds[obj[3:]])
+            if obj.startswith("B:"):
+                return os.lstat(self.q(obj[2:]))
             return os.lstat(self.p(obj))
         except (OSError, KeyError):
             return None
@@ -136,7 +144,8 @@ class Ctx:
 
     # Small helpers whose results do not depend on the directory.
     def open(self, fdname, name, flags, mode=0o666):
-        self.fds[fdname] = os.open(self.p(name), flags, mode)
+        path = self.q(name[2:]) if name.startswith("B:") else self.p(name)
+        self.fds[fdname] = os.open(path, flags, mode)
         return "fd"
 
     def close(self, fdname):
@@ -151,12 +160,15 @@ class Ctx:
     def pread(self, fdname, n, off):
         return os.pread(self.fds[fdname], n, off)
 
+    def path(self, name):
+        return self.q(name[2:]) if name.startswith("B:") else self.p(name)
+
     def read_file(self, name):
-        with open(self.p(name), "rb") as f:
+        with open(self.path(name), "rb") as f:
             return f.read()
 
     def make(self, name, data=b"", mode=0o644):
-        fd = os.open(self.p(name), os.O_CREAT | os.O_EXCL | os.O_WRONLY, mode)
+        fd = os.open(self.path(name), os.O_CREAT | os.O_EXCL | os.O_WRONLY, mode)
         try:
             os.write(fd, data)
         finally:
@@ -541,6 +553,183 @@ def s_locks(c):
     c.step("close(f)", lambda: c.close("f"), "f")
 
 
+# ---- two hosts ---------------------------------------------------------
+# Names starting "B:" are reached through host B: a second mount of the
+# same store (on local disk, the same directory). What local disk gives
+# two processes on one host is the reference; the mount promises it
+# across hosts for what these steps use: close-to-open consistency,
+# exclusive create, link and rename-over decided by the store, locks
+# granted by the store, and an unlock that publishes the holder's writes
+# to the next holder (Dovecot's index files depend on all of them). A
+# lock on host B is taken by another process (fcntl locks are per
+# process), which inherits B's descriptors.
+SETTLE = 0.05   # push-invalidation allowance for a name changed on A
+
+
+def _lock_read(fd, start=0, n=4096):
+    """In a child: wait for a write lock on |fd|, read, unlock."""
+    def fn():
+        fcntl.lockf(fd, fcntl.LOCK_EX, 0, 0)
+        try:
+            return os.pread(fd, n, start)
+        finally:
+            fcntl.lockf(fd, fcntl.LOCK_UN, 0, 0)
+    return fn
+
+
+def _lock_write(fd, data):
+    """In a child: wait for a write lock on |fd|, write (O_APPEND), unlock."""
+    def fn():
+        fcntl.lockf(fd, fcntl.LOCK_EX, 0, 0)
+        try:
+            return os.write(fd, data)
+        finally:
+            fcntl.lockf(fd, fcntl.LOCK_UN, 0, 0)
+    return fn
+
+
+def _try_lock(path, how=fcntl.LOCK_EX, use_flock=False):
+    def fn():
+        fd = os.open(path, os.O_RDWR)
+        if use_flock:
+            fcntl.flock(fd, how | fcntl.LOCK_NB)
+        else:
+            fcntl.lockf(fd, how | fcntl.LOCK_NB, 0, 0)
+        return "locked"
+    return fn
+
+
+def x_close_to_open(c):
+    c.step("A: open(f, O_CREAT|O_WRONLY), write 'one', close",
+           lambda: c.open("a", "f", CREAT | W) and c.write("a", b"one\n") and c.close("a"), "f", ".")
+    c.step("B: read(f) right after A's close", lambda: c.read_file("B:f"), "B:f", "B:.")
+    c.step("B: open(f, O_WRONLY|O_APPEND), write 'two', close",
+           lambda: c.open("b", "B:f", W | os.O_APPEND) and c.write("b", b"two\n") and c.close("b"), "B:f")
+    c.step("A: read(f) right after B's close", lambda: c.read_file("f"), "f")
+    c.step("A: open(f, O_WRONLY|O_TRUNC), write '3', close",
+           lambda: c.open("a", "f", W | os.O_TRUNC) and c.write("a", b"3\n") and c.close("a"), "f")
+    c.step("B: stat(f).st_size", lambda: os.stat(c.q("f")).st_size, "B:f")
+    c.step("B: read(f)", lambda: c.read_file("B:f"), "B:f")
+    c.step("B: open(g, O_CREAT|O_EXCL), write, close",
+           lambda: c.open("b", "B:g", CREAT | EXCL | W) and c.write("b", b"from B") and c.close("b"), "B:g", "B:.")
+    c.step("A: read(g)", lambda: c.read_file("g"), "g", ".")
+    c.step("A: listdir(.)", lambda: " ".join(sorted(os.listdir(c.root))), ".")
+
+
+def x_lock_publish(c):
+    c.make("f", b"hdr\n")
+    c.step("B: open(f, O_RDWR) as b", lambda: c.open("b", "B:f", os.O_RDWR), "B:f")
+    c.step("B: pread(b, 100 at 0)", lambda: c.pread("b", 100, 0), "B:f")
+    c.step("A: open(f, O_RDWR) as a", lambda: c.open("a", "f", os.O_RDWR), "f")
+    c.step("A: F_SETLKW write lock", lambda: fcntl.lockf(c.fds["a"], fcntl.LOCK_EX, 0, 0), "f")
+    c.step("B, other process: F_SETLK write", lambda: c.in_child(_try_lock(c.q("f"))), "B:f")
+    c.step("B, other process: F_SETLK read", lambda: c.in_child(_try_lock(c.q("f"), fcntl.LOCK_SH)), "B:f")
+    c.step("A: pwrite(a, 'rec1', 4) under the lock", lambda: c.pwrite("a", b"rec1\n", 4), "f")
+    c.step("A: unlock", lambda: fcntl.lockf(c.fds["a"], fcntl.LOCK_UN, 0, 0), "f")
+    c.step("B, other process: lock b, pread, unlock", lambda: c.in_child(_lock_read(c.fds["b"])), "B:f")
+    c.step("B: fstat(b).st_size", lambda: os.fstat(c.fds["b"]).st_size, "fd:b")
+    c.step("B: pread(b, 100 at 0)", lambda: c.pread("b", 100, 0), "fd:b")
+
+    def map_b():
+        c.maps["m"] = mmap.mmap(c.fds["b"], 9, mmap.MAP_SHARED, mmap.PROT_READ)
+        return bytes(c.maps["m"][0:9])
+    c.step("B: mmap(b, 9, MAP_SHARED)", map_b, "fd:b")
+    c.step("A: lock, pwrite(a, 'HDR', 0), unlock",
+           lambda: fcntl.lockf(c.fds["a"], fcntl.LOCK_EX, 0, 0) or c.pwrite("a", b"HDR", 0)
+           and fcntl.lockf(c.fds["a"], fcntl.LOCK_UN, 0, 0), "f")
+    c.step("B, other process: lock b, pread, unlock", lambda: c.in_child(_lock_read(c.fds["b"], 0, 4)), "B:f")
+    c.step("B: the mapping after B's lock", lambda: bytes(c.maps["m"][0:9]), "fd:b")
+    c.step("munmap, close a and b", lambda: c.maps.pop("m").close() or c.close("a") or c.close("b"), "f")
+
+
+def x_rename_over(c):
+    c.make("list", b"v1\n")
+    c.step("B: open(list, O_RDONLY) as old", lambda: c.open("old", "B:list", os.O_RDONLY), "B:list")
+    c.step("B: pread(old)", lambda: c.pread("old", 100, 0), "B:list")
+    c.step("A: open(list.lock, O_CREAT|O_EXCL), write 'v2', close",
+           lambda: c.open("a", "list.lock", CREAT | EXCL | W, 0o600) and c.write("a", b"v2 longer\n") and c.close("a"),
+           "list.lock", ".")
+    c.step("B: open(list.lock, O_CREAT|O_EXCL) while A holds it",
+           lambda: c.open("x", "B:list.lock", CREAT | EXCL | W, 0o600), "B:list.lock")
+    c.step("A: rename(list.lock, list)", lambda: os.rename(c.p("list.lock"), c.p("list")), "list", "list.lock", ".")
+    c.step("B: read(list) (50 ms later)", lambda: time.sleep(SETTLE) or c.read_file("B:list"), "B:list", "B:list.lock")
+    c.step("B: pread(old) still the old file", lambda: c.pread("old", 100, 0), "fd:old")
+    c.step("B: open(list.lock, O_CREAT|O_EXCL) after the rename",
+           lambda: c.open("x", "B:list.lock", CREAT | EXCL | W, 0o600) and c.close("x"), "B:list.lock")
+    c.step("B: rename(list.lock, list)", lambda: os.rename(c.q("list.lock"), c.q("list")), "B:list", "B:.")
+    c.step("A: read(list) (50 ms later)", lambda: time.sleep(SETTLE) or c.read_file("list"), "list")
+    c.step("close old", lambda: c.close("old"), "B:list")
+
+
+def x_exclusive(c):
+    c.step("A: open(lk, O_CREAT|O_EXCL)", lambda: c.open("a", "lk", CREAT | EXCL | W) and c.close("a"), "lk", ".")
+    c.step("B: open(lk, O_CREAT|O_EXCL)", lambda: c.open("b", "B:lk", CREAT | EXCL | W), "B:lk")
+    c.make("tA", b"A")
+    c.make("B:tB", b"B")
+    c.step("A: link(tA, lk2)", lambda: os.link(c.p("tA"), c.p("lk2")), "tA", "lk2", ".")
+    c.step("B: link(tB, lk2)", lambda: os.link(c.q("tB"), c.q("lk2")), "B:tB", "B:lk2")
+    c.step("A: unlink(lk2)", lambda: os.unlink(c.p("lk2")), "lk2", "tA")
+    c.step("B: link(tB, lk2) after A's unlink", lambda: os.link(c.q("tB"), c.q("lk2")), "B:tB", "B:lk2")
+    c.step("A: read(lk2) (50 ms later)", lambda: time.sleep(SETTLE) or c.read_file("lk2"), "lk2")
+    c.step("B: unlink(lk)", lambda: os.unlink(c.q("lk")), "B:lk")
+    c.step("A: open(lk, O_CREAT|O_EXCL) after B's unlink",
+           lambda: c.open("a", "lk", CREAT | EXCL | W) and c.close("a"), "lk")
+    c.step("A: mkdir(d)", lambda: os.mkdir(c.p("d")), "d", ".")
+    c.step("B: mkdir(d)", lambda: os.mkdir(c.q("d")), "B:d")
+    c.make("d/x", b"")
+    c.step("B: rmdir(d) holding A's file", lambda: os.rmdir(c.q("d")), "B:d")
+    c.step("A: unlink(d/x)", lambda: os.unlink(c.p("d/x")), "d")
+    c.step("B: rmdir(d)", lambda: os.rmdir(c.q("d")), "B:d", "B:.")
+    c.step("A: stat(d) (50 ms later)", lambda: time.sleep(SETTLE) or os.path.isdir(c.p("d")), ".")
+
+
+def x_unlink_open(c):
+    c.make("f", b"data")
+    c.step("B: open(f, O_RDONLY) as b", lambda: c.open("b", "B:f", os.O_RDONLY), "B:f")
+    c.step("A: unlink(f)", lambda: os.unlink(c.p("f")), "f", ".")
+    c.step("B: pread(b) after A's unlink", lambda: c.pread("b", 100, 0), "fd:b")
+    c.step("B: stat(f) (50 ms later)", lambda: time.sleep(SETTLE) or os.path.exists(c.q("f")), "B:.")
+    c.step("close b", lambda: c.close("b"))
+    c.step("A: open(g, O_CREAT|O_RDWR) as a, write", lambda: c.open("a", "g", CREAT | os.O_RDWR) and c.write("a", b"123"), "g")
+    c.step("B: unlink(g) while A writes it", lambda: os.unlink(c.q("g")), "B:g", "B:.")
+    c.step("A: write(a, '456') after B's unlink", lambda: c.write("a", b"456"), "fd:a")
+    c.step("A: pread(a)", lambda: c.pread("a", 100, 0), "fd:a")
+    c.step("close a", lambda: c.close("a"))
+
+
+def x_append_both(c):
+    c.step("A: open(log, O_CREAT|O_RDWR|O_APPEND) as a",
+           lambda: c.open("a", "log", CREAT | os.O_RDWR | os.O_APPEND), "log", ".")
+    c.step("B: open(log, O_RDWR|O_APPEND) as b", lambda: c.open("b", "B:log", os.O_RDWR | os.O_APPEND), "B:log")
+    for i in range(4):
+        c.step("A: lock, append 'A%d', unlock" % i,
+               lambda i=i: c.in_child(_lock_write(c.fds["a"], b"A%d\n" % i)), "log")
+        c.step("B: lock, append 'B%d', unlock" % i,
+               lambda i=i: c.in_child(_lock_write(c.fds["b"], b"B%d\n" % i)), "B:log")
+    c.step("A: pread(a) without a lock (50 ms later)",
+           lambda: time.sleep(SETTLE) or c.pread("a", 1000, 0), "fd:a")
+    c.step("B, other process: lock b, pread, unlock", lambda: c.in_child(_lock_read(c.fds["b"])), "fd:b")
+    c.step("close a and b", lambda: c.close("a") or c.close("b"), "log")
+    c.step("B: read(log)", lambda: c.read_file("B:log"), "B:log")
+
+
+def x_flock(c):
+    c.make("f", b"x")
+    c.step("A: open(f), flock(LOCK_EX)",
+           lambda: c.open("a", "f", os.O_RDWR) and fcntl.flock(c.fds["a"], fcntl.LOCK_EX), "f")
+    c.step("B, other process: flock(LOCK_EX|LOCK_NB)",
+           lambda: c.in_child(_try_lock(c.q("f"), use_flock=True)), "B:f")
+    c.step("B, other process: flock(LOCK_SH|LOCK_NB)",
+           lambda: c.in_child(_try_lock(c.q("f"), fcntl.LOCK_SH, use_flock=True)), "B:f")
+    c.step("A: flock(LOCK_UN)", lambda: fcntl.flock(c.fds["a"], fcntl.LOCK_UN), "f")
+    c.step("B, other process: flock(LOCK_EX|LOCK_NB) after the unlock",
+           lambda: c.in_child(_try_lock(c.q("f"), use_flock=True)), "B:f")
+    c.step("A: F_SETLK write lock", lambda: fcntl.lockf(c.fds["a"], fcntl.LOCK_EX | fcntl.LOCK_NB, 0, 0), "f")
+    c.step("A: close(f) drops the lock", lambda: c.close("a"), "f")
+    c.step("B, other process: F_SETLK write after A's close",
+           lambda: c.in_child(_try_lock(c.q("f"))), "B:f")
+
+
 SCENARIOS = [
     ("open_flags", s_open_flags),
     ("read_write", s_read_write),
@@ -557,6 +746,13 @@ SCENARIOS = [
     ("rename_open", s_rename_open),
     ("unlink_open", s_unlink_open),
     ("locks", s_locks),
+    ("x_close_to_open", x_close_to_open),
+    ("x_lock_publish", x_lock_publish),
+    ("x_rename_over", x_rename_over),
+    ("x_exclusive", x_exclusive),
+    ("x_unlink_open", x_unlink_open),
+    ("x_append_both", x_append_both),
+    ("x_flock", x_flock),
 ]
 
 SETUP = {"perm": setup_perm}

@@ -48,12 +48,14 @@ KNOWN = {
 }
 
 
-def run_scenario(base, ident, name, fn, uid, gid, on_hang=None):
+def run_scenario(base, ident, name, fn, uid, gid, on_hang=None, base_b=None):
     """Run one scenario in a child (as root or uid:gid) in base/ident/name;
     return its list of step records. A child that has not finished after
     CHILD_LIMIT seconds is reported with where it is stuck, killed, and
-    on_hang() is called (to abort a hung mount)."""
+    on_hang() is called (to abort a hung mount). |base_b| is the same
+    directory as |base| seen from host B (default: |base| itself)."""
     root = os.path.join(base, ident, name)
+    root_b = os.path.join(base_b or base, ident, name)
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -84,7 +86,7 @@ def run_scenario(base, ident, name, fn, uid, gid, on_hang=None):
                 os.setuid(uid)
             os.umask(0o022)
             os.chdir("/")
-            fn(posix_cases.Ctx(root, emit))
+            fn(posix_cases.Ctx(root, emit, root_b))
         except BaseException as e:  # the scenario itself broke: report it
             emit({"n": -1, "step": "scenario aborted",
                   "result": "%s: %s" % (type(e).__name__, e), "objs": {}})
@@ -240,26 +242,30 @@ def main():
         # noatime does (reads served from the kernel's page cache never
         # reach a FUSE file system): compare with exactly that.
         ref_name = noatime_bind(ref)
-    store = m = None
+    store = None
+    mounts = []         # mount A (the directory under test), mount B
     made = []
     if args.mstore:
         try:
             store = mstlib.Store().start()
-            m = mstlib.Mount(store.addr, "allow_other").start()
+            for _ in range(2):
+                mounts.append(mstlib.Mount(store.addr, "allow_other").start())
         except Exception as e:
-            print("FAIL posix.setup: cannot start mstored and a mount: %s" % e)
+            print("FAIL posix.setup: cannot start mstored and two mounts: %s" % e)
             print("posix: 0 passed, 1 failed")
             mstlib.cleanup()
             return 1
-        test = m.path("posix")
-        conn = dovelib.fuse_conn(m.mnt)
-        where = "mount.mstore %s" % test
+        test = mounts[0].path("posix")
+        test_b = mounts[1].path("posix")
+        conns = [dovelib.fuse_conn(x.mnt) for x in mounts]
+        where = "mount.mstore %s (host B: a second mount, %s)" % (test, test_b)
     elif os.environ.get("POSIX_DIR"):
         test = tempfile.mkdtemp(prefix="mst-posix-", dir=os.environ["POSIX_DIR"])
         made.append(test)
+        test_b = test
         where = test
     else:
-        test = mstlib.tmpdir("mst-posix-test-")
+        test = test_b = mstlib.tmpdir("mst-posix-test-")
         where = "a second local-disk directory %s" % test
     print("posix: %s against %s %s, as root and as %s (uid %d)" % (
         where, ref_name, ref, dovelib.MAIL_USER, uid), flush=True)
@@ -268,10 +274,12 @@ def main():
     hang = []
 
     def on_hang():
-        """The mount hangs: note its blocked threads, abort its FUSE
-        connection so the stuck child can be reaped."""
-        hang.append("; ".join(dovelib.blocked_threads(m.proc.pid)) or "(none)")
-        dovelib.fuse_abort(conn)
+        """A mount hangs: note the mounts' blocked threads, abort their
+        FUSE connections so the stuck child can be reaped."""
+        hang.append("; ".join(t for x in mounts for t in dovelib.blocked_threads(x.proc.pid))
+                    or "(none)")
+        for c in conns:
+            dovelib.fuse_abort(c)
     try:
         make_base(ref, uid, gid)
         make_base(test, uid, gid)
@@ -287,7 +295,7 @@ def main():
             t0 = time.monotonic()
             want = run_scenario(ref, ident, name, fn, uid, gid)
             got = run_scenario(test, ident, name, fn, uid, gid,
-                               on_hang=on_hang if m else None)
+                               on_hang=on_hang if mounts else None, base_b=test_b)
             if args.show:
                 for g, w in zip(got, want):
                     print("  %s[%s] %d %s: %s | %s" % (name, ident, w["n"], w["step"],
@@ -312,17 +320,18 @@ def main():
                 print("PASS posix.%s[%s] (%d steps, %.2fs)" % (
                     name, ident, len(want), time.monotonic() - t0), flush=True)
             if hang:
-                # The mount hangs: abort its connection, start it again.
-                print("    the mount hung; its blocked threads: %s; its FUSE "
-                      "connection was aborted and it is started again" % hang[0])
-                m.unmount()
-                m = mstlib.Mount(store.addr, "allow_other", mnt=m.mnt).start()
-                conn = dovelib.fuse_conn(m.mnt)
+                # A mount hangs: its connection was aborted; start both again.
+                print("    the mount hung; blocked threads: %s; the FUSE "
+                      "connections were aborted and the mounts started again" % hang[0])
+                for i, x in enumerate(mounts):
+                    x.unmount()
+                    mounts[i] = mstlib.Mount(store.addr, "allow_other", mnt=x.mnt).start()
+                    conns[i] = dovelib.fuse_conn(x.mnt)
                 del hang[:]
     for d in made:
         shutil.rmtree(d, ignore_errors=True)
-    if m:
-        m.unmount()
+    for x in mounts:
+        x.unmount()
     if store:
         store.stop()
     if results:

@@ -606,9 +606,11 @@ conn_update_reading(struct conn *c)
 static void
 conn_update(struct conn *c)
 {
+	conn_ref(c);		/* closing may drop the last reference */
 	conn_update_reading(c);
 	if (c->state != CS_CLOSED)
 		conn_arm(c);
+	conn_unref(c);
 }
 
 /* ---- watches ---- */

@@ -2174,6 +2174,361 @@ START_TEST(daemon_detaches_once_serving)
 }
 END_TEST
 
+/* ---- safe defaults, limits and privileges ---- */
+
+/* Start mstored with |args| and tell whether |addr| came to accept
+ * connections; the server is stopped at once either way. */
+static int
+serves_then_stop(const char *const *args, const char *addr)
+{
+	pid_t pid = spawn(args, -1);
+	int deadline = now_ms() + START_MS, up = 0;
+
+	while (!up && now_ms() < deadline &&
+	    waitpid(pid, NULL, WNOHANG) != pid) {
+		up = can_connect(addr);
+		if (!up)
+			usleep(20000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	return up;
+}
+
+/* 0.0.0.0 reaches beyond this host: no key means no start, unless the
+ * operator says --insecure; with a key it starts. */
+START_TEST(non_loopback_listen_needs_a_key_or_insecure)
+{
+	struct server s;
+	char any[32], local[32], want[96];
+	int port = free_port();
+	const char *plain[] = { "--foreground", "--data", s.data, "--listen",
+		any, "--config", s.conf, NULL };
+	const char *insecure[] = { "--foreground", "--insecure", "--data",
+		s.data, "--listen", any, "--config", s.conf, NULL };
+
+	snprintf(any, sizeof any, "0.0.0.0:%d", port);
+	snprintf(local, sizeof local, "127.0.0.1:%d", port);
+	snprintf(want, sizeof want, "refusing to listen on %s without a key",
+	    any);
+	server_prepare(&s, 0, NULL);
+	expect_run(plain, 2, want);
+	ck_assert_msg(serves_then_stop(insecure, local),
+	    "--insecure: did not serve on %s", any);
+	rm_rf(s.dir);
+	server_prepare(&s, SRV_KEY, NULL);
+	ck_assert_msg(serves_then_stop(plain, local),
+	    "with key_file: did not serve on %s", any);
+	rm_rf(s.dir);
+}
+END_TEST
+
+/* A key file that group or others may read is no secret: every loader
+ * refuses it, and mstored does not start. */
+START_TEST(key_file_readable_by_others_is_refused)
+{
+	struct server s;
+	const char *args[] = { "--foreground", "--data", s.data, "--listen",
+		s.unix_addr, "--config", s.conf, NULL };
+	uint8_t key[MST_KEY_MAX];
+	static const mode_t bad[] = { 0640, 0604, 0620, 0602 };
+	size_t i;
+
+	server_prepare(&s, SRV_KEY, NULL);
+	ck_assert_int_eq(mst_key_load(s.key, key, sizeof key),
+	    (int)strlen(TEST_KEY));
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		ck_assert_int_eq(chmod(s.key, bad[i]), 0);
+		ck_assert_msg(mst_key_load(s.key, key, sizeof key) == -EPERM,
+		    "mode %o: got %d, want -EPERM", (unsigned)bad[i],
+		    mst_key_load(s.key, key, sizeof key));
+	}
+	ck_assert_int_eq(chmod(s.key, 0640), 0);
+	expect_run(args, 1, "group or others have access to it");
+	ck_assert_int_eq(chmod(s.key, 0400), 0);
+	ck_assert_int_eq(mst_key_load(s.key, key, sizeof key),
+	    (int)strlen(TEST_KEY));
+	rm_rf(s.dir);
+}
+END_TEST
+
+#define NEXT_KEY	"the next key, after rotation"
+
+/* While key_file and key_file_next are both set, a client with either
+ * key gets in (and verifies the server's proof); any other key does not. */
+START_TEST(rotation_accepts_the_old_and_the_new_key)
+{
+	struct server s;
+	char next[64], extra[128];
+	struct mst_client *a, *b, *c = NULL;
+	struct mst_client_opts o = {
+		.key = (const uint8_t *)"neither of them",
+		.keylen = 15,
+		.timeout_ms = REPLY_MS,
+	};
+
+	snprintf(next, sizeof next, "/tmp/mst-check-next.%d", (int)getpid());
+	write_file(next, NEXT_KEY "\n");
+	ck_assert_int_eq(chmod(next, 0600), 0);
+	snprintf(extra, sizeof extra, "key_file_next = %s\n", next);
+	ck_assert_int_eq(server_start(&s, SRV_KEY, extra), 0);
+	srv = s;
+	a = client_at(s.tcp_addr, TEST_KEY, 0);
+	b = client_at(s.tcp_addr, NEXT_KEY, 0);
+	ping_ok(a, 1);
+	ping_ok(b, 2);
+	ck_assert_int_eq(mst_client_connect(s.tcp_addr, &o, &c), -EACCES);
+	mst_client_free(a);
+	mst_client_free(b);
+	server_stop(&s);
+	srv.pid = -1;
+	unlink(next);
+}
+END_TEST
+
+/* Lines of |path| holding |text| (and |also|, unless NULL). */
+static int
+count_lines_with(const char *path, const char *also, const char *text)
+{
+	FILE *f = fopen(path, "r");
+	char line[1024];
+	int n = 0;
+
+	ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
+	while (fgets(line, sizeof line, f) != NULL)
+		n += strstr(line, text) != NULL &&
+		    (also == NULL || strstr(line, also) != NULL);
+	fclose(f);
+	return n;
+}
+
+/* A guesser does not fill the log: one line per peer address per
+ * window, however many attempts; every attempt still fails. */
+START_TEST(failed_logins_are_logged_once_per_peer_window)
+{
+	struct server s;
+	char log[128], extra[160];
+	struct mst_client *c = NULL;
+	struct mst_client_opts o = {
+		.key = (const uint8_t *)"wrong key",
+		.keylen = 9,
+		.timeout_ms = REPLY_MS,
+	};
+	int i;
+
+	snprintf(log, sizeof log, "/tmp/mst-check-auth.%d.log",
+	    (int)getpid());
+	snprintf(extra, sizeof extra, "log = %s\n", log);
+	ck_assert_int_eq(server_start(&s, SRV_KEY, extra), 0);
+	srv = s;
+	for (i = 0; i < 5; i++)
+		ck_assert_int_eq(mst_client_connect(s.tcp_addr, &o, &c),
+		    -EACCES);
+	c = client_at(s.tcp_addr, TEST_KEY, 0);	/* the log is written */
+	ping_ok(c, 3);
+	mst_client_free(c);
+	ck_assert_int_eq(count_lines_with(log, NULL,
+	    "authentication failed"), 1);
+	ck_assert_msg(count_lines_with(log, "(127.0.0.1:",
+	    "): authentication failed") == 1,
+	    "the failure line names no peer address");
+	server_stop(&s);
+	srv.pid = -1;
+	unlink(log);
+}
+END_TEST
+
+/* Time until the server closes |fd|, in ms, or -1 after REPLY_MS. */
+static int
+ms_until_closed(int fd)
+{
+	int64_t t0 = now_ms();
+
+	return peer_closed(fd) ? (int)(now_ms() - t0) : -1;
+}
+
+/* A peer that sends part of a frame, or starts a body and sends no
+ * more DATA, or never finishes its handshake, is cut off after its
+ * timeout, while another client is served all along. */
+START_TEST(stalled_senders_are_cut_off_others_are_served)
+{
+	struct server s;
+	struct mst_client *a, *b, *c, *ok;
+	uint8_t hb[MST_HDR_LEN], head[1024];
+	int fd, ms, hl;
+
+	ck_assert_int_eq(server_start(&s, 0, "read_timeout = 1\n"
+	    "handshake_timeout = 2\n"), 0);
+	srv = s;
+	ok = client_at(s.unix_addr, NULL, 0);
+
+	/* half a header */
+	a = client_at(s.tcp_addr, NULL, 0);
+	put_hdr(hb, MST_MAGIC, MST_VERSION, MST_OP_PING, 0, 9, 8);
+	raw_write(mst_client_fd(a), hb, 7);
+	/* a whole header, half its payload */
+	b = client_at(s.tcp_addr, NULL, 0);
+	raw_write(mst_client_fd(b), hb, sizeof hb);
+	raw_write(mst_client_fd(b), "1234", 4);
+	/* a body begun, no DATA after it */
+	c = client_at(s.tcp_addr, NULL, 0);
+	hl = deliver_head(head, sizeof head, "t.example/al", "stall", 10, 0);
+	memcpy(head + hl, "hello", 5);
+	ck_assert_int_eq(mst_client_send(c, MST_OP_DELIVER, MST_F_MORE, 5,
+	    head, (size_t)hl + 5), 0);
+	/* no handshake at all */
+	fd = raw_connect(s.tcp_addr);
+
+	ping_ok(ok, 20);
+	ms = ms_until_closed(mst_client_fd(a));
+	ck_assert_msg(ms >= 0, "half a header: not closed");
+	ms = ms_until_closed(mst_client_fd(b));
+	ck_assert_msg(ms >= 0, "half a payload: not closed");
+	ms = ms_until_closed(mst_client_fd(c));
+	ck_assert_msg(ms >= 0, "stalled body: not closed");
+	ping_ok(ok, 21);
+	ms = ms_until_closed(fd);
+	ck_assert_msg(ms >= 0, "no handshake: not closed");
+	ping_ok(ok, 22);
+	close(fd);
+	mst_client_free(a);
+	mst_client_free(b);
+	mst_client_free(c);
+	mst_client_free(ok);
+	server_stop(&s);
+	srv.pid = -1;
+}
+END_TEST
+
+/* The read deadline is for the whole frame: trickling one byte at a
+ * time does not extend it. */
+START_TEST(trickled_frame_is_cut_off_at_read_timeout)
+{
+	struct server s;
+	struct mst_client *a;
+	uint8_t hb[MST_HDR_LEN];
+	int64_t t0;
+	int i, closed = 0;
+
+	ck_assert_int_eq(server_start(&s, 0, "read_timeout = 2\n"), 0);
+	srv = s;
+	a = client_at(s.tcp_addr, NULL, 0);
+	put_hdr(hb, MST_MAGIC, MST_VERSION, MST_OP_PING, 0, 9, 8);
+	t0 = now_ms();
+	for (i = 0; i < (int)sizeof hb && !closed; i++) {
+		if (send(mst_client_fd(a), hb + i, 1, MSG_NOSIGNAL) != 1)
+			closed = 1;
+		usleep(400000);
+	}
+	ck_assert_msg(closed || peer_closed(mst_client_fd(a)),
+	    "a trickling sender was not cut off");
+	ck_assert_msg(now_ms() - t0 < 6000,
+	    "cut off after %d ms, want about 2000",
+	    (int)(now_ms() - t0));
+	mst_client_free(a);
+	server_stop(&s);
+	srv.pid = -1;
+}
+END_TEST
+
+/* idle_timeout closes a connection with nothing pending; a watcher's
+ * silence is its normal state, so a watcher stays. */
+START_TEST(idle_timeout_spares_watchers)
+{
+	struct server s;
+	struct mst_client *idle, *watcher;
+	struct mst_path_req q = { .path = mst_str_of("") };	/* the root */
+	const uint8_t *rp;
+	struct mst_hdr h;
+	uint8_t b[128];
+	int n = mst_path_req_encode(&q, b, sizeof b);
+
+	ck_assert_int_eq(server_start(&s, 0, "idle_timeout = 1\n"), 0);
+	srv = s;
+	idle = client_at(s.tcp_addr, NULL, 0);
+	watcher = client_at(s.tcp_addr, NULL, 0);
+	ck_assert_int_gt(n, 0);
+	ck_assert_int_eq(mst_client_call(watcher, MST_OP_WATCH, b, (size_t)n,
+	    &h, &rp), 0);
+	ck_assert_msg(peer_closed(mst_client_fd(idle)),
+	    "idle connection left open");
+	ping_ok(watcher, 30);
+	mst_client_free(idle);
+	mst_client_free(watcher);
+	server_stop(&s);
+	srv.pid = -1;
+}
+END_TEST
+
+/* "Uid:\t65534\t65534\t65534\t65534" and the like from /proc. */
+static int
+proc_status_has(pid_t pid, const char *line_start)
+{
+	char path[64], line[256];
+	FILE *f;
+	int found = 0;
+
+	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return 0;
+	while (!found && fgets(line, sizeof line, f) != NULL)
+		found = strncmp(line, line_start, strlen(line_start)) == 0;
+	fclose(f);
+	return found;
+}
+
+/* --user: as root, mstored serves as that user (real, effective, saved
+ * and file-system ids), with no supplementary groups left; a data
+ * directory that user cannot write is a clear start-up error. Not as
+ * root, --user is refused with a reason. */
+START_TEST(user_drops_root_after_binding)
+{
+	struct server s;
+	const char *args[] = { "--foreground", "--user", "nobody", "--data",
+		s.data, "--listen", s.unix_addr, "--listen", s.tcp_addr,
+		"--config", s.conf, NULL };
+	struct mst_client *c;
+	int deadline, up = 0;
+	pid_t pid;
+
+	server_prepare(&s, 0, NULL);
+	snprintf(s.tcp_addr, sizeof s.tcp_addr, "127.0.0.1:%d", free_port());
+	if (geteuid() != 0) {
+		expect_run(args, 2, "only root can change to another user");
+		rm_rf(s.dir);
+		return;
+	}
+	ck_assert_int_eq(chmod(s.dir, 0711), 0);
+	expect_run(args, 1, "not usable by user nobody");
+	ck_assert_int_eq(chown(s.data, 65534, 65534), 0);
+	pid = spawn(args, -1);
+	deadline = now_ms() + START_MS;
+	while (!up && now_ms() < deadline &&
+	    waitpid(pid, NULL, WNOHANG) != pid) {
+		up = can_connect(s.unix_addr) && can_connect(s.tcp_addr);
+		if (!up)
+			usleep(20000);
+	}
+	srv = s;
+	srv.pid = up ? pid : -1;
+	if (up) {
+		c = client_at(s.tcp_addr, NULL, 0);
+		ping_ok(c, 40);
+		mst_client_free(c);
+	}
+	ck_assert_msg(up, "mstored --user nobody did not serve");
+	ck_assert_msg(proc_status_has(pid,
+	    "Uid:\t65534\t65534\t65534\t65534"), "uids are not nobody's");
+	ck_assert_msg(proc_status_has(pid,
+	    "Gid:\t65534\t65534\t65534\t65534"), "gids are not nobody's");
+	ck_assert_msg(proc_status_has(pid, "Groups:\t65534"),
+	    "supplementary groups left");
+	server_stop(&s);
+	srv.pid = -1;
+}
+END_TEST
+
 /* ---- conf.c, directly ---- */
 
 START_TEST(sizes_parse_with_suffixes)
@@ -2403,6 +2758,14 @@ server_suite(void)
 	tcase_add_test(tl, max_connections_is_enforced);
 	tcase_add_test(tl, sighup_reopens_the_log_file);
 	tcase_add_test(tl, daemon_detaches_once_serving);
+	tcase_add_test(tl, non_loopback_listen_needs_a_key_or_insecure);
+	tcase_add_test(tl, key_file_readable_by_others_is_refused);
+	tcase_add_test(tl, rotation_accepts_the_old_and_the_new_key);
+	tcase_add_test(tl, failed_logins_are_logged_once_per_peer_window);
+	tcase_add_test(tl, stalled_senders_are_cut_off_others_are_served);
+	tcase_add_test(tl, trickled_frame_is_cut_off_at_read_timeout);
+	tcase_add_test(tl, idle_timeout_spares_watchers);
+	tcase_add_test(tl, user_drops_root_after_binding);
 	suite_add_tcase(s, tl);
 
 	tcase_add_test(tf, sizes_parse_with_suffixes);

@@ -445,7 +445,7 @@ class Idler:
                 raise ConnectionError("IMAP server closed the connection")
             self.buf += data
         line, self.buf = self.buf.split(b"\r\n", 1)
-        self.lines.append(line)
+        self.lines.append((time.monotonic(), line))
         m = re.match(rb"\* (\d+) EXISTS", line)
         if m:
             self.exists = int(m.group(1))
@@ -472,6 +472,28 @@ class Idler:
         except socket.timeout:
             return None
         return self.exists_at
+
+    def mark(self):
+        """A position in the received lines, for wait_for()."""
+        return len(self.lines)
+
+    def wait_for(self, pattern, timeout, since):
+        """Time the first line after position |since| that matches the
+        regular expression |pattern| (bytes) arrived, or None after
+        |timeout|."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        pos = since
+        try:
+            while True:
+                while pos < len(self.lines):
+                    at, line = self.lines[pos]
+                    pos += 1
+                    if rx.search(line):
+                        return at
+                self._line(deadline)
+        except socket.timeout:
+            return None
 
     def close(self):
         try:

@@ -23,7 +23,9 @@ Cases:
   restart                    the store restarts under connected sessions
                              (--mstore only; skipped on local disk).
   idle                       a client IDLEs on B; each of 20 LDA
-                             deliveries through A reaches it within 1 s.
+                             deliveries through A reaches it within 1 s,
+                             and so do a flag change and an expunge made
+                             by an IMAP client on A.
 Every case also requires that neither Dovecot logged an error, a
 corruption or an index rebuild while it ran."""
 import argparse
@@ -668,6 +670,23 @@ def idle(env):
         else:
             lat.append(max(0.0, at - done))
         time.sleep(0.05)
+
+    # An IMAP client on A flags one message and expunges another: B's
+    # IDLE client hears of both (untagged FETCH, then EXPUNGE).
+    ca = env.a.imap(user)
+    ok(ca.select("INBOX"), "A: SELECT")
+    pos = idler.mark()
+    ok(ca.uid("STORE", "2", "+FLAGS.SILENT", "(\\Flagged)"), "A: UID STORE 2 +FLAGS")
+    done = time.monotonic()
+    at = idler.wait_for(rb"^\* 2 FETCH .*\\Flagged", 3.0, pos)
+    flag_lat = None if at is None else max(0.0, at - done)
+    pos = idler.mark()
+    ok(ca.uid("STORE", "3", "+FLAGS.SILENT", "(\\Deleted)"), "A: UID STORE 3 +FLAGS")
+    ok(ca.expunge(), "A: EXPUNGE")
+    done = time.monotonic()
+    at = idler.wait_for(rb"^\* 3 EXPUNGE", 3.0, pos)
+    exp_lat = None if at is None else max(0.0, at - done)
+    ca.logout()
     idler.close()
     lat.sort()
     if lat:
@@ -682,6 +701,15 @@ def idle(env):
     slow = [x for x in lat if x > IDLE_LIMIT]
     assert not slow, "%d deliveries took over %.1f s to reach IDLE: %s" % (
         len(slow), IDLE_LIMIT, ["%.2f" % x for x in slow])
+    print("  idle: a flag change made through A reached B's IDLE client in %s, "
+          "an expunge in %s" % tuple("%.0f ms" % (x * 1000) if x is not None else "never (3 s)"
+                                     for x in (flag_lat, exp_lat)))
+    assert flag_lat is not None and flag_lat <= IDLE_LIMIT, (
+        "a flag change through A did not reach B's IDLE client within %.1f s "
+        "(no untagged FETCH with \\Flagged)" % IDLE_LIMIT)
+    assert exp_lat is not None and exp_lat <= IDLE_LIMIT, (
+        "an expunge through A did not reach B's IDLE client within %.1f s "
+        "(no untagged EXPUNGE)" % IDLE_LIMIT)
     env.assert_no_errors(marks)
 
 

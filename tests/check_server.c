@@ -1855,6 +1855,168 @@ START_TEST(link_fsetattr_and_a_second_name)
 }
 END_TEST
 
+/* Encode a request of |op| whose path (or mailbox, or one of two paths)
+ * is |p|; the other fields are valid. Returns the payload length. */
+static int
+encode_with_path(unsigned op, struct mst_str p, uint8_t *b, size_t cap)
+{
+	struct mst_str ok = mst_str_of("t.example/al"), name = mst_str_of("n1");
+
+	switch (op) {
+	case MST_OP_LOOKUP:
+	case MST_OP_RMDIR:
+	case MST_OP_READDIR:
+	case MST_OP_UNLINK:
+	case MST_OP_STATFS:
+	case MST_OP_WATCH: {
+		struct mst_path_req q = { .path = p };
+		return mst_path_req_encode(&q, b, cap);
+	}
+	case MST_OP_MKDIR: {
+		struct mst_mkdir_req q = { .path = p, .mode = 0700 };
+		return mst_mkdir_req_encode(&q, b, cap);
+	}
+	case MST_OP_PUT: {
+		struct mst_put_req q = { .path = p, .mode = 0600,
+		    .checksum = mst_checksum("", 0) };
+		return mst_put_req_encode(&q, b, cap);
+	}
+	case MST_OP_GET: {
+		struct mst_get_req q = { .path = p, .length = 10 };
+		return mst_get_req_encode(&q, b, cap);
+	}
+	case MST_OP_RENAME: {
+		struct mst_rename_req q = { .from = ok, .to = p };
+		return mst_rename_req_encode(&q, b, cap);
+	}
+	case MST_OP_SETATTR: {
+		struct mst_setattr_req q = { .path = p };
+		return mst_setattr_req_encode(&q, b, cap);
+	}
+	case MST_OP_LINK: {
+		struct mst_link_req q = { .id = 1, .path = p };
+		return mst_link_req_encode(&q, b, cap);
+	}
+	case MST_OP_LIST: {
+		struct mst_list_req q = { .mailbox = p, .sub = MST_SUB_NEW };
+		return mst_list_req_encode(&q, b, cap);
+	}
+	case MST_OP_STAT:
+	case MST_OP_EXPUNGE: {
+		struct mst_msg_ref q = { .mailbox = ok, .folder = p,
+		    .sub = MST_SUB_NEW, .name = name };
+		return mst_msg_ref_encode(&q, b, cap);
+	}
+	case MST_OP_FETCH: {
+		struct mst_fetch_req q = { .mailbox = p, .id = 1,
+		    .length = 10 };
+		return mst_fetch_req_encode(&q, b, cap);
+	}
+	case MST_OP_SETINFO: {
+		struct mst_setinfo_req q = { .mailbox = p, .from_sub =
+		    MST_SUB_NEW, .from_name = name, .to_sub = MST_SUB_CUR,
+		    .to_name = name };
+		return mst_setinfo_req_encode(&q, b, cap);
+	}
+	case MST_OP_DELIVER: {
+		struct mst_deliver_req q = { .mailbox = p, .sub = MST_SUB_NEW,
+		    .name = name, .checksum = mst_checksum("", 0),
+		    .mode = 0600 };
+		return mst_deliver_req_encode(&q, b, cap);
+	}
+	default:
+		ck_abort_msg("no encoder for op %#x", op);
+		return -1;
+	}
+}
+
+/* Every request that names a path is checked at the store: "..", an
+ * absolute path, an empty or NUL-bearing component, an overlong name and
+ * a path deeper than MST_PATH_DEPTH_MAX are refused with the specific
+ * error, and the connection goes on. */
+START_TEST(every_path_carrying_op_checks_its_path)
+{
+	static const unsigned ops[] = {
+		MST_OP_LOOKUP, MST_OP_RMDIR, MST_OP_READDIR, MST_OP_UNLINK,
+		MST_OP_STATFS, MST_OP_WATCH, MST_OP_MKDIR, MST_OP_PUT,
+		MST_OP_GET, MST_OP_RENAME, MST_OP_SETATTR, MST_OP_LINK,
+		MST_OP_LIST, MST_OP_STAT, MST_OP_EXPUNGE, MST_OP_FETCH,
+		MST_OP_SETINFO, MST_OP_DELIVER,
+	};
+	static char longname[MST_NAME_MAX + 8], deep[2 * MST_PATH_DEPTH_MAX + 8];
+	struct {
+		struct mst_str path;
+		int want;
+	} bad[] = {
+		{ mst_str_of("../etc"), -EINVAL },
+		{ mst_str_of("t.example/../../etc"), -EINVAL },
+		{ mst_str_of("/etc/passwd"), -EINVAL },
+		{ mst_str_of("a//b"), -EINVAL },
+		{ mst_str_of("a/./b"), -EINVAL },
+		{ { .p = "a\0b", .len = 3 }, -EINVAL },
+		{ mst_str_of(longname), -ENAMETOOLONG },
+		{ mst_str_of(deep), -ELOOP },
+	};
+	struct mst_client *c = client();
+	uint8_t b[MST_PATH_MAX + 512];
+	const uint8_t *rp;
+	struct mst_hdr h;
+	size_t i, k;
+	int n, rc;
+
+	memset(longname, 'x', MST_NAME_MAX + 1);
+	for (k = 0; k <= MST_PATH_DEPTH_MAX; k++)
+		memcpy(deep + 2 * k, k ? "/d" : "dd", 2);
+	bad[6].path = mst_str_of(longname);
+	bad[7].path = mst_str_of(deep);
+	for (i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+		for (k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+			n = encode_with_path(ops[i], bad[k].path, b, sizeof b);
+			ck_assert_int_gt(n, 0);
+			rc = mst_client_call(c, ops[i], b, (size_t)n, &h, &rp);
+			ck_assert_msg(rc == bad[k].want, "%s with path "
+			    "\"%.*s\": got %s, want %s", mst_op_name(ops[i]),
+			    (int)bad[k].path.len, bad[k].path.p,
+			    strerror(-rc), strerror(-bad[k].want));
+		}
+	}
+	ping_ok(c, 50);
+	mst_client_free(c);
+}
+END_TEST
+
+/* max_message_size bounds every body, not only DELIVER's. */
+START_TEST(put_and_write_over_max_message_size_are_efbig)
+{
+	struct mst_client *c = client();
+	size_t n = TEST_MAX_MSG + 1;
+	uint8_t *body = make_body(n, 9);
+	struct mst_put_req q = {
+		.path = mst_str_of(FDIR "/big"),
+		.mode = 0600,
+		.checksum = mst_checksum(body, n),
+		.body_size = n,
+	};
+	struct mst_attr_rep a;
+	const uint8_t *rp;
+	struct mst_hdr h;
+	uint8_t b[MST_PATH_MAX + 128];
+	int hl = mst_put_req_encode(&q, b, sizeof b);
+	uint64_t id;
+
+	ck_assert_int_gt(hl, 0);
+	ck_assert_int_eq(mst_client_call_body(c, MST_OP_PUT, b, (size_t)hl,
+	    body, n, &h, &rp), -EFBIG);
+	id = put_file(c, FDIR "/small", "small");
+	ck_assert_int_eq(write_at(c, id, 0, 0, body, n,
+	    mst_checksum(body, n), &a), -EFBIG);
+	read_is(c, id, "small");
+	free(body);
+	ping_ok(c, 51);
+	mst_client_free(c);
+}
+END_TEST
+
 START_TEST(admin_work_is_allowed_after_auth)
 {
 	struct mst_client *t = client_at(srv.tcp_addr, TEST_KEY, 0);
@@ -2735,6 +2897,8 @@ server_suite(void)
 	tcase_add_test(to, open_file_survives_unlink_until_close);
 	tcase_add_test(to, connection_end_closes_what_it_opened);
 	tcase_add_test(to, link_fsetattr_and_a_second_name);
+	tcase_add_test(to, every_path_carrying_op_checks_its_path);
+	tcase_add_test(to, put_and_write_over_max_message_size_are_efbig);
 	suite_add_tcase(s, to);
 
 	tcase_add_unchecked_fixture(ta, auth_setup, shared_teardown);

@@ -677,6 +677,7 @@ def x_exclusive(c):
     c.step("A: mkdir(d)", lambda: os.mkdir(c.p("d")), "d", ".")
     c.step("B: mkdir(d)", lambda: os.mkdir(c.q("d")), "B:d")
     c.make("d/x", b"")
+    time.sleep(SETTLE)      # B's view of d may lag A's create by a push
     c.step("B: rmdir(d) holding A's file", lambda: os.rmdir(c.q("d")), "B:d")
     c.step("A: unlink(d/x)", lambda: os.unlink(c.p("d/x")), "d")
     c.step("B: rmdir(d)", lambda: os.rmdir(c.q("d")), "B:d", "B:.")

@@ -1,43 +1,21 @@
 /*
- * folder.c - mail folder caches and change notices. A new/ or cur/
- * directory's listing is kept in the mount: filled by one full LIST, then
- * brought up to date with LIST deltas (since its change counter) whenever
- * a NOTIFY has marked it dirty. Every directory the kernel looks into is
- * WATCHed, and each notice becomes a kernel cache invalidation, done on
- * the notifier thread: the kernel may hold a directory lock while a FUSE
- * op waits for the store, so invalidating from the connection's receiver
- * thread could deadlock.
- *
- * A directory's watch (minode->wstate):
- *
- *            watch_dir                 WATCH answered
- *   W_NONE -----------> W_PENDING -------------------> W_ACTIVE
- *     ^  ^   (at a use,     |  WATCH failed or refused     |
- *     |  |   1 s after a    |  (retried at a use after     |
- *     |  |   failure)       |  WATCH_RETRY_MS)             |
- *     |  +------------------+                              |
- *     +----------------------------------------------------+
- *       folder_evict, reconnection (on_up), directory freed
- *
- * Only W_ACTIVE lets a cache be trusted; otherwise each use asks the
- * store (a LIST delta; LOOKUP and no kernel caching for names and
- * attributes under it), so a refused or lost WATCH never hides a change.
- * An answer counts only for the WATCH last sent (watch_gen). WATCH and
- * UNWATCH of one path go out in the order decided, under m->watch_mu; an
- * UNWATCH is sent from the notifier thread, and not at all if the path
- * has a directory that wants its watch again by then (in the store, two
- * WATCHes of a path are one watch, which the UNWATCH would end).
+ * folder.c - the mail folder cache, pure: the listing of a new/ or cur/
+ * directory as a hash table of names and attributes (find, put, del,
+ * clear), and the application of a LIST reply to it (a full listing
+ * replaces everything, a delta adds and removes). Each entry and the
+ * table are accounted to the mount's memory budget (util.c), and a
+ * folder holding a table sits on m->flru for the eviction choice
+ * (inode.c). Sends nothing and queues nothing: keeping a cache fresh
+ * (LIST, WATCH, notices) is notify.c's. Every function runs with m->mu
+ * held.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <syslog.h>
 
 #include <xxhash.h>
 
 #include "mount.h"
-#include "locktab.h"
-#include "store.h"
 
 static size_t
 fhash(const char *name, size_t mask)
@@ -56,23 +34,6 @@ folder_find(struct folder *f, const char *name)
 		if (strcmp(e->name, name) == 0)
 			return e;
 	return NULL;
-}
-
-/* The directory minode for |path|, component by component through the
- * (parent, name) index; NULL when the mount does not hold it. mu held. */
-static struct minode *
-dir_by_path(struct mount *m, const char *path, size_t len)
-{
-	struct minode *dir = inode_get(m, FUSE_ROOT_ID);
-	size_t i = 0, j;
-
-	while (dir && i < len) {
-		for (j = i; j < len && path[j] != '/'; j++)
-			;
-		dir = inode_find_dir(m, dir, path + i, j - i);
-		i = j + 1;
-	}
-	return dir;
 }
 
 static size_t
@@ -160,7 +121,7 @@ folder_del(struct folder *f, const char *name)
 		}
 }
 
-static void
+void
 folder_clear(struct folder *f)
 {
 	struct fentry *e, *next;
@@ -179,7 +140,7 @@ folder_clear(struct folder *f)
 }
 
 /* Entries and table go; the struct stays with its directory. */
-static void
+void
 folder_drop_table(struct folder *f)
 {
 	folder_clear(f);
@@ -192,6 +153,20 @@ folder_drop_table(struct folder *f)
 	lru_del(&f->lru);
 }
 
+struct folder *
+folder_new(struct mount *m, struct minode *dir)
+{
+	struct folder *f = calloc(1, sizeof *f);
+
+	if (f == NULL)
+		return NULL;
+	f->m = m;
+	f->dir = dir;
+	f->bytes = sizeof *f + MNT_MALLOC_COST;
+	mem_account(m, (ssize_t)f->bytes);
+	return f;
+}
+
 void
 folder_free(struct folder *f)
 {
@@ -202,19 +177,8 @@ folder_free(struct folder *f)
 	free(f);
 }
 
-void
-folder_evict(struct mount *m, struct folder *f)
-{
-	folder_drop_table(f);
-	f->valid = 0;		/* the next use lists it in full */
-	f->dirty = 0;
-	f->dir->attr_at_ms = 0;
-	watch_drop(m, f->dir);
-}
-
-/* Apply one LIST reply (all its frames) to the cache. mu held. */
-static int
-apply_list(struct folder *f, const struct mreply *r)
+int
+folder_apply(struct folder *f, const struct mreply *r)
 {
 	struct mst_list_entry en;
 	struct mst_list_rep lr;
@@ -256,491 +220,3 @@ folder_touch(struct minode *dir, uint64_t mtime_ns)
 		dir->folder->mtime_ns = mtime_ns;
 }
 
-/*
- * A folder cache may be trusted while its directory is watched and no
- * notice came since the last LIST. Otherwise (never listed, evicted, a
- * notice, or not watched: the WATCH failed, was refused or is still
- * under way) every use asks the store: a LIST delta since the cached
- * change counter, or a full LIST.
- */
-int
-folder_refresh(struct mount *m, struct minode *dir)
-{
-	char path[MST_PATH_MAX + 1];
-	struct mst_list_req q = { 0 };
-	struct folder *f = dir->folder;
-	struct mreply r;
-	uint8_t buf[MST_PATH_MAX + 64];
-	int n, rc;
-
-	watch_dir(m, dir);
-	pthread_mutex_lock(&m->mu);
-	f->tick = ++m->tick;
-	if (f->tab)
-		lru_add_head(&m->flru, &f->lru);
-	if (f->valid && !f->dirty && dir->wstate == W_ACTIVE) {
-		pthread_mutex_unlock(&m->mu);
-		return 0;
-	}
-	rc = inode_path(dir, path, sizeof path);
-	if (rc == 0) {
-		q.sub = dir->dkind == DK_NEW ? MST_SUB_NEW : MST_SUB_CUR;
-		(void)inode_classify(m, path, &q.mailbox, &q.folder);
-		q.since = f->valid ? f->change : 0;
-		f->dirty = 0;	/* a notice during the LIST dirties it again */
-		f->busy++;	/* a delta must meet the cache it was asked for */
-	}
-	pthread_mutex_unlock(&m->mu);
-	if (rc < 0)
-		return rc;
-	n = mst_list_req_encode(&q, buf, sizeof buf);
-	rc = n < 0 ? n : mconn_call(m->conn, MST_OP_LIST, buf, (size_t)n,
-	    NULL, 0, 1, &r);
-	pthread_mutex_lock(&m->mu);
-	f->busy--;
-	if (rc == 0)
-		rc = apply_list(f, &r);
-	if (rc < 0)
-		f->dirty = 1;
-	else {
-		dir->attr.mtime_ns = dir->attr.ctime_ns = f->mtime_ns;
-		dir->attr.change = f->change;
-	}
-	pthread_mutex_unlock(&m->mu);
-	if (n >= 0)
-		mreply_free(&r);
-	mem_check(m);		/* a full listing may have passed the budget */
-	return rc;
-}
-
-/* Failed WATCHes are logged at most once a minute, with a count. */
-#define WATCH_LOG_GAP_MS	60000
-/* A directory whose WATCH failed is not watched again sooner. */
-#define WATCH_RETRY_MS		1000
-
-struct watch_wait {
-	struct mount *m;
-	fuse_ino_t ino;
-	uint64_t gen;
-};
-
-/*
- * The store's answer to a WATCH. Only the WATCH last sent for a directory
- * that still wants it counts (an eviction, a reconnection or the
- * directory's end since then left it W_NONE with another generation).
- * On success, changes between what was cached and the counter the store
- * returned were missed: the cache is checked again at its next use. A
- * failure leaves the directory unwatched, so every use of it asks the
- * store, and the next use after WATCH_RETRY_MS tries again.
- */
-static void
-watch_done(void *arg, struct mreply *r)
-{
-	struct watch_wait *w = arg;
-	struct mount *m = w->m;
-	struct mst_watch_rep wr = { 0 };
-	struct minode *d;
-	int rc = r->status, logit = 0;
-	uint64_t failed = 0;
-
-	if (rc == 0)
-		rc = r->nframes == 1 ? mst_watch_rep_decode(&wr,
-		    r->frames[0].p, r->frames[0].len) : -EPROTO;
-	mreply_free(r);
-	pthread_mutex_lock(&m->mu);
-	d = inode_get(m, w->ino);
-	if (d && d->watch_gen == w->gen && d->wstate == W_PENDING) {
-		if (rc == 0) {
-			d->wstate = W_ACTIVE;
-			d->attr_at_ms = 0;
-			if (d->folder && (!d->folder->valid ||
-			    d->folder->change != wr.change))
-				d->folder->dirty = 1;
-		} else {
-			d->wstate = W_NONE;
-			d->watch_retry_ms = mono_ms() + WATCH_RETRY_MS;
-			m->watch_failed++;
-			if (mono_ms() - m->watch_log_ms >= WATCH_LOG_GAP_MS) {
-				m->watch_log_ms = mono_ms();
-				failed = m->watch_failed;
-				m->watch_failed = 0;
-				logit = 1;
-			}
-		}
-	}
-	pthread_mutex_unlock(&m->mu);
-	if (logit)
-		syslog(LOG_WARNING, "mount.mstore: WATCH refused or failed "
-		    "(%s; %llu since the last report): those directories are "
-		    "checked with the store at every use", strerror(-rc),
-		    (unsigned long long)failed);
-	free(w);
-}
-
-/* Send a WATCH for directory |ino| if it wants one. watch_mu keeps it in
- * order with UNWATCHes of the same path (see unwatch_send). */
-static void
-watch_ino(struct mount *m, fuse_ino_t ino)
-{
-	char path[MST_PATH_MAX + 1];
-	struct mst_path_req q = { 0 };
-	struct watch_wait *w = NULL;
-	uint8_t buf[MST_PATH_MAX + 8];
-	struct minode *d;
-	int n = -1;
-
-	pthread_mutex_lock(&m->watch_mu);
-	pthread_mutex_lock(&m->mu);
-	d = inode_get(m, ino);
-	if (d && d->attr.type == MST_T_DIR && d->wstate == W_NONE &&
-	    d->dkind != DK_TMP && mono_ms() >= d->watch_retry_ms &&
-	    inode_path(d, path, sizeof path) == 0 &&
-	    (w = malloc(sizeof *w)) != NULL) {
-		q.path = mst_str_of(path);
-		n = mst_path_req_encode(&q, buf, sizeof buf);
-		if (n >= 0) {
-			d->wstate = W_PENDING;
-			d->watch_gen = ++m->watch_seq;
-			w->m = m;
-			w->ino = ino;
-			w->gen = d->watch_gen;
-		}
-	}
-	pthread_mutex_unlock(&m->mu);
-	if (n >= 0 && mconn_call_async(m->conn, MST_OP_WATCH, buf, (size_t)n,
-	    NULL, 0, 0, watch_done, w) < 0) {
-		pthread_mutex_lock(&m->mu);
-		d = inode_get(m, ino);
-		if (d && d->watch_gen == w->gen) {
-			d->wstate = W_NONE;
-			d->watch_retry_ms = mono_ms() + WATCH_RETRY_MS;
-		}
-		pthread_mutex_unlock(&m->mu);
-		free(w);
-	} else if (n < 0) {
-		free(w);
-	}
-	pthread_mutex_unlock(&m->watch_mu);
-}
-
-void
-watch_dir(struct mount *m, struct minode *dir)
-{
-	int want;
-
-	pthread_mutex_lock(&m->mu);
-	want = dir->wstate == W_NONE && dir->dkind != DK_TMP &&
-	    mono_ms() >= dir->watch_retry_ms;
-	pthread_mutex_unlock(&m->mu);
-	if (want)
-		watch_ino(m, dir->ino);
-}
-
-/* Append |iv| to the notifier's main queue (|low| 0) or its low-priority
- * queue (evictions: done when nothing else waits). */
-static void
-nq_push(struct mount *m, struct inval *iv, int low)
-{
-	struct inval **head = low ? &m->eq_head : &m->nq_head;
-	struct inval **tail = low ? &m->eq_tail : &m->nq_tail;
-
-	pthread_mutex_lock(&m->nq_mu);
-	if (*tail)
-		(*tail)->next = iv;
-	else
-		*head = iv;
-	*tail = iv;
-	pthread_cond_signal(&m->nq_cv);
-	pthread_mutex_unlock(&m->nq_mu);
-}
-
-/* Queue an UNWATCH of |path| for the notifier thread; mu held. */
-static void
-unwatch_queue(struct mount *m, const char *path)
-{
-	struct inval *iv = calloc(1, sizeof *iv);
-
-	if (iv == NULL || (iv->unwatch = strdup(path)) == NULL) {
-		free(iv);	/* the watch lasts until the connection ends */
-		return;
-	}
-	nq_push(m, iv, 1);
-}
-
-void
-evict_queue(struct mount *m, fuse_ino_t parent, const char *name)
-{
-	struct inval *iv = calloc(1, sizeof *iv);
-
-	if (iv == NULL || (iv->name = strdup(name)) == NULL) {
-		free(iv);	/* it stays; expired from m->elru later */
-		return;
-	}
-	iv->parent = parent;
-	nq_push(m, iv, 1);
-}
-
-void
-watch_drop(struct mount *m, struct minode *dir)
-{
-	char path[MST_PATH_MAX + 1];
-
-	if (dir->wstate != W_NONE && inode_path(dir, path, sizeof path) == 0)
-		unwatch_queue(m, path);
-	dir->wstate = W_NONE;
-	dir->watch_gen = ++m->watch_seq;	/* a late answer is ignored */
-	dir->watch_retry_ms = 0;
-}
-
-static void
-unwatch_done(void *arg, struct mreply *r)
-{
-	(void)arg;
-	mreply_free(r);	/* -ENOENT: a reconnection already ended it */
-}
-
-/* On the notifier thread: UNWATCH |path| unless a directory by that path
- * wants its watch again (a WATCH sent since then was one watch in the
- * store, which this UNWATCH would end). */
-static void
-unwatch_send(struct mount *m, const char *path)
-{
-	struct mst_path_req q = { mst_str_of(path) };
-	uint8_t buf[MST_PATH_MAX + 8];
-	struct minode *d;
-	int n = mst_path_req_encode(&q, buf, sizeof buf), skip;
-
-	if (n < 0)
-		return;
-	pthread_mutex_lock(&m->watch_mu);
-	pthread_mutex_lock(&m->mu);
-	d = dir_by_path(m, path, strlen(path));
-	skip = d && d->wstate != W_NONE;
-	pthread_mutex_unlock(&m->mu);
-	/* If it cannot be sent, the watch ends with the connection; its
-	 * notices find no directory here meanwhile. */
-	if (!skip && mconn_call_async(m->conn, MST_OP_UNWATCH, buf,
-	    (size_t)n, NULL, 0, 0, unwatch_done, NULL) < 0)
-		syslog(LOG_DEBUG, "mount.mstore: UNWATCH %s not sent", path);
-	pthread_mutex_unlock(&m->watch_mu);
-}
-
-void
-on_notice(void *arg, const struct mst_notify *nt)
-{
-	struct mount *m = arg;
-	char name[MST_NAME_MAX + 1];
-	struct minode *dir, *f;
-	fuse_ino_t ino = 0, file = 0;
-
-	if (nt->name.len > MST_NAME_MAX) {
-		syslog(LOG_ERR, "mount.mstore: notice with a %u-byte name "
-		    "refused", (unsigned)nt->name.len);
-		return;
-	}
-	memcpy(name, nt->name.p, nt->name.len);
-	name[nt->name.len] = '\0';
-	pthread_mutex_lock(&m->mu);
-	dir = dir_by_path(m, nt->path.p, nt->path.len);
-	if (dir) {
-		ino = dir->ino;
-		if (dir->folder)
-			dir->folder->dirty = 1;
-		dir->attr_at_ms = 0;		/* refetch its attributes */
-	}
-	/* An ordinary file changed elsewhere: its attributes and the
-	 * kernel's pages of it are stale (see ops_file.c). */
-	f = nt->id ? inode_get(m, nt->id) : NULL;
-	if (f && is_ofile(f)) {
-		f->stale = 1;
-		f->epoch++;
-		file = f->ino;
-	}
-	pthread_mutex_unlock(&m->mu);
-	if (file)
-		inval_queue(m, file, NULL);
-	if (ino == 0)
-		return;
-	if (nt->event != MST_EV_RESET)
-		inval_queue(m, ino, name);
-	inval_queue(m, ino, NULL);
-	wake_dir(m, ino, nt->path);	/* IDLE readers here: see wake.c */
-}
-
-static void
-lost_lock(void *arg, uint64_t ino, uint64_t owner, int kind)
-{
-	(void)arg;
-	syslog(LOG_WARNING, "mount.mstore: the %s lock(s) of owner %llx on "
-	    "inode %llu were released by the store when the connection "
-	    "dropped", kind == LT_FLOCK ? "flock" : "fcntl",
-	    (unsigned long long)owner, (unsigned long long)ino);
-}
-
-/* After a reconnection notices may have been missed: every cache is
- * suspect and every watch must be registered again. The WATCHes go from
- * the notifier thread (this is the connection's thread, and watch_ino
- * takes watch_mu, which a worker may hold while it sends). */
-void
-on_up(void *arg)
-{
-	struct mount *m = arg;
-	struct inval *iv = calloc(1, sizeof *iv);
-	struct minode *n;
-	size_t i, cap = 0;
-
-	pthread_mutex_lock(&m->mu);
-	for (i = 0; i <= m->imask; i++)
-		for (n = m->itab[i]; n; n = n->hnext) {
-			if (n->folder)
-				n->folder->dirty = 1;
-			n->attr_at_ms = 0;
-			if (is_ofile(n)) {
-				n->stale = 1;
-				n->epoch++;
-			}
-			/* The store dropped this mount's OPENs and locks
-			 * with the old connection. */
-			if (n->store_open)
-				(void)store_hold(m, n->attr.id);
-			if (n->wstate == W_NONE)
-				continue;
-			n->wstate = W_NONE;
-			n->watch_gen = ++m->watch_seq;
-			n->watch_retry_ms = 0;
-			if (iv && iv->nrewatch == cap) {
-				fuse_ino_t *v = realloc(iv->rewatch,
-				    (cap = cap ? cap * 2 : 64) * sizeof *v);
-
-				if (v == NULL)
-					continue;	/* watched at next use */
-				iv->rewatch = v;
-			}
-			if (iv)
-				iv->rewatch[iv->nrewatch++] = n->ino;
-		}
-	/* The store released this mount's locks with the old connection. */
-	(void)locktab_clear(m->locks, lost_lock, NULL);
-	pthread_mutex_unlock(&m->mu);
-	if (iv && iv->nrewatch)
-		nq_push(m, iv, 0);
-	else if (iv) {
-		free(iv->rewatch);
-		free(iv);
-	}
-}
-
-void
-inval_then(struct mount *m, fuse_ino_t ino, void (*after)(void *), void *arg)
-{
-	struct inval *iv = calloc(1, sizeof *iv);
-
-	if (iv == NULL) {
-		after(arg);
-		return;
-	}
-	iv->parent = ino;
-	iv->after = after;
-	iv->after_arg = arg;
-	pthread_mutex_lock(&m->nq_mu);
-	if (m->nq_tail)
-		m->nq_tail->next = iv;
-	else
-		m->nq_head = iv;
-	m->nq_tail = iv;
-	pthread_cond_signal(&m->nq_cv);
-	pthread_mutex_unlock(&m->nq_mu);
-}
-
-void
-inval_queue(struct mount *m, fuse_ino_t parent, const char *name)
-{
-	struct inval *iv = calloc(1, sizeof *iv);
-
-	if (iv == NULL)
-		return;		/* the attribute timeout bounds staleness */
-	iv->parent = parent;
-	iv->name = name ? strdup(name) : NULL;
-	pthread_mutex_lock(&m->nq_mu);
-	if (name == NULL) {
-		struct inval *q;
-
-		/* One pending inode invalidation covers any number. */
-		for (q = m->nq_head; q; q = q->next)
-			if (q->parent == parent && q->name == NULL &&
-			    q->after == NULL)
-				break;
-		if (q) {
-			pthread_mutex_unlock(&m->nq_mu);
-			free(iv);
-			return;
-		}
-	}
-	if (m->nq_tail)
-		m->nq_tail->next = iv;
-	else
-		m->nq_head = iv;
-	m->nq_tail = iv;
-	pthread_cond_signal(&m->nq_cv);
-	pthread_mutex_unlock(&m->nq_mu);
-}
-
-static void
-inval_free(struct inval *iv)
-{
-	free(iv->name);
-	free(iv->unwatch);
-	free(iv->rewatch);
-	free(iv);
-}
-
-/* One item of work on the notifier thread. */
-static void
-inval_run(struct mount *m, struct inval *iv)
-{
-	size_t i;
-
-	if (iv->unwatch) {
-		unwatch_send(m, iv->unwatch);
-	} else if (iv->rewatch) {
-		for (i = 0; i < iv->nrewatch; i++)
-			watch_ino(m, iv->rewatch[i]);
-	} else if (iv->name) {
-		/* -ENOENT just means the kernel had nothing cached. */
-		(void)fuse_lowlevel_notify_inval_entry(m->se, iv->parent,
-		    iv->name, strlen(iv->name));
-	} else {
-		(void)fuse_lowlevel_notify_inval_inode(m->se, iv->parent, 0,
-		    0);
-	}
-	if (iv->after)
-		iv->after(iv->after_arg);
-}
-
-void *
-notifier_main(void *arg)
-{
-	struct mount *m = arg;
-	struct inval *iv;
-
-	for (;;) {
-		pthread_mutex_lock(&m->nq_mu);
-		while (m->nq_head == NULL && m->eq_head == NULL && !m->nq_stop)
-			pthread_cond_wait(&m->nq_cv, &m->nq_mu);
-		iv = m->nq_head;
-		if (iv) {
-			m->nq_head = iv->next;
-			if (m->nq_head == NULL)
-				m->nq_tail = NULL;
-		} else if ((iv = m->eq_head) != NULL) {
-			m->eq_head = iv->next;
-			if (m->eq_head == NULL)
-				m->eq_tail = NULL;
-		}
-		pthread_mutex_unlock(&m->nq_mu);
-		if (iv == NULL)
-			return NULL;
-		inval_run(m, iv);
-		inval_free(iv);
-	}
-}

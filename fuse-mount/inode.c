@@ -1,26 +1,31 @@
 /*
- * inode.c - the mount's inode table. Owns minodes: store objects known to
- * the kernel (inode number = the store's object id, stable across
- * remounts) and local files in tmp/ or awaiting delivery (numbers from
- * MNT_LOCAL_BASE up, never reused while the mount lives). Never does
- * network I/O; every function here runs with m->mu held unless noted.
+ * inode.c - the mount's inode table (layer 2, see mount.h). Owns minodes:
+ * store objects known to the kernel (inode number = the store's object
+ * id, stable across remounts) and local files in tmp/ or awaiting
+ * delivery (numbers from MNT_LOCAL_BASE up, never reused while the mount
+ * lives), their hash tables (by number, local files by (parent, name),
+ * every node by (parent, name)), and the classification of Maildir
+ * paths. Never does network I/O and never queues kernel work: what an
+ * upper layer must do is returned (inode_remote's *drop, the eviction
+ * choices) or reported through m->dir_gone. Every function here runs
+ * with m->mu held unless noted.
  *
- * Also the memory budget (cache_mb=). Nodes with their names, folder
- * caches (folder.c) and the tables are accounted where they are
- * allocated and freed. Past the budget, mem_check evicts the least
- * recently used first, down to 90% of it: a folder cache is freed at once
- * (folder_evict); a node cannot be, while the kernel holds a reference,
- * so the notifier thread asks the kernel to drop its name, the kernel
- * evicts the inode with its last dentry, and the FORGET that follows
- * frees the node. Never evicted: the root, local files (tmp/, pending
- * deliveries: their contents live only here) and open files. A
- * directory goes once unreferenced and childless, with its folder cache
- * and its watch. Both LRU lists are intrusive, so each eviction is O(1).
+ * Also the memory budget's choices (cache_mb=). Nodes with their names,
+ * folder caches (folder.c) and the tables are accounted where they are
+ * allocated and freed (mem_account, util.c). Past the budget, mem_check
+ * (notify.c) takes inode_evict_next's choices, least recently used
+ * first, down to 90% of it: a folder cache is freed at once; a node
+ * cannot be, while the kernel holds a reference, so the notifier thread
+ * asks the kernel to drop its name, the kernel evicts the inode with its
+ * last dentry, and the FORGET that follows frees the node. Never
+ * evicted: the root, local files (tmp/, pending deliveries: their
+ * contents live only here) and open files. A directory goes once
+ * unreferenced and childless, with its folder cache and its watch. Both
+ * LRU lists are intrusive, so each eviction is O(1).
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <xxhash.h>
 
@@ -254,14 +259,6 @@ node_cost(const char *name)
 	return sizeof(struct minode) + strlen(name) + 1 + 2 * MNT_MALLOC_COST;
 }
 
-void
-mem_account(struct mount *m, ssize_t delta)
-{
-	m->mem_used += (size_t)delta;
-	if (m->mem_used > m->mem_peak)
-		m->mem_peak = m->mem_used;
-}
-
 /* Set |n|'s accounted size to |bytes|. */
 static void
 node_resize(struct mount *m, struct minode *n, size_t bytes)
@@ -309,6 +306,31 @@ evictable(const struct minode *n)
 {
 	return n->parent != NULL && !n->local && n->nopen == 0 &&
 	    n->nlookup > 0;
+}
+
+int
+is_ofile(const struct minode *n)
+{
+	return !n->local && n->attr.type == MST_T_FILE;
+}
+
+int
+ofile_refresh(struct minode *n, const struct mst_attr *a)
+{
+	int changed = n->stale || a->change != n->attr.change ||
+	    a->size != n->attr.size;
+
+	/* Answers cross: a GETATTR or LOOKUP answered before a WRITE that
+	 * this mount has already seen answered is older than what we know.
+	 * Taking it would move the size back, and the kernel would cut its
+	 * pages to it. Change counters only grow. */
+	if (a->change < n->attr.change)
+		return n->stale;
+
+	n->attr = *a;
+	n->stale = 0;
+	n->attr_at_ms = mono_ms();
+	return changed;
 }
 
 /* Track ordinary files with several links (see inode_dir_changed). */
@@ -372,8 +394,8 @@ node_free(struct mount *m, struct minode *n)
 		ltab_del(m, n);
 	node_unlist(m, n);
 	lru_del(&n->hl);
-	if (n->attr.type == MST_T_DIR)
-		watch_drop(m, n);
+	if (n->attr.type == MST_T_DIR && m->dir_gone)
+		m->dir_gone(m, n);	/* its watch ends (notify.c) */
 	if (n->folder) {
 		folder_free(n->folder);
 		n->folder = NULL;
@@ -409,20 +431,13 @@ set_dkind(struct mount *m, struct minode *n)
 	if (n->attr.type == MST_T_DIR &&
 	    inode_path(n, path, sizeof path) == 0)
 		n->dkind = inode_classify(m, path, NULL, NULL);
-	if ((n->dkind == DK_NEW || n->dkind == DK_CUR) && n->folder == NULL) {
-		n->folder = calloc(1, sizeof *n->folder);
-		if (n->folder) {
-			n->folder->m = m;
-			n->folder->dir = n;
-			n->folder->bytes = sizeof *n->folder + MNT_MALLOC_COST;
-			mem_account(m, (ssize_t)n->folder->bytes);
-		}
-	}
+	if ((n->dkind == DK_NEW || n->dkind == DK_CUR) && n->folder == NULL)
+		n->folder = folder_new(m, n);
 }
 
 struct minode *
 inode_remote(struct mount *m, struct minode *parent, const char *name,
-    const struct mst_attr *a, int lookup)
+    const struct mst_attr *a, int lookup, int *drop)
 {
 	struct minode *n = inode_get(m, a->id);
 
@@ -436,10 +451,11 @@ inode_remote(struct mount *m, struct minode *parent, const char *name,
 		tab_add(m, n, T_NAME);
 		set_dkind(m, n);
 	} else if (is_ofile(n) && a->type == MST_T_FILE) {
-		/* Newer than what the kernel cached? Then drop its pages. */
+		/* Newer than what the kernel cached? Then its pages go
+		 * (the caller queues that). */
 		if (ofile_refresh(n, a)) {
 			n->epoch++;
-			inval_queue(m, n->ino, NULL);
+			*drop = 1;
 		}
 		if (n->parent != parent || strcmp(n->name, name) != 0)
 			(void)inode_move(m, n, parent, name); /* best effort */
@@ -525,7 +541,6 @@ inode_local_new(struct mount *m, struct minode *parent, const char *name,
     mode_t mode)
 {
 	struct minode *n = node_new(m, parent, name);
-	struct timespec ts;
 
 	if (n == NULL)
 		return NULL;
@@ -537,15 +552,13 @@ inode_local_new(struct mount *m, struct minode *parent, const char *name,
 		free(n);
 		return NULL;
 	}
-	clock_gettime(CLOCK_REALTIME, &ts);
 	n->ino = MNT_LOCAL_BASE + m->next_local++;
 	n->local = 1;
 	n->attr.type = MST_T_FILE;
 	n->attr.id = n->ino;
 	n->attr.mode = mode & 07777;
 	n->attr.nlink = 1;
-	n->attr.mtime_ns = n->attr.ctime_ns =
-	    (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	n->attr.mtime_ns = n->attr.ctime_ns = now_ns();
 	itab_add(m, n);
 	ltab_add(m, n);
 	tab_add(m, n, T_NAME);
@@ -645,7 +658,8 @@ evict_expire(struct mount *m, int64_t now)
 	}
 }
 
-/* Ask the kernel to drop the coldest node; 0 when it was not possible. */
+/* Take the coldest node |n| off the LRU list and, if the kernel may be
+ * asked to drop it, count it as evicting: 1 (the caller asks), else 0. */
 static int
 evict_node(struct mount *m, struct minode *n, int64_t now)
 {
@@ -659,7 +673,6 @@ evict_node(struct mount *m, struct minode *n, int64_t now)
 	/* Asking the kernel to forget the name ends its last reference
 	 * to the inode (FUSE evicts an inode with its last dentry), and
 	 * the FORGET that follows frees the node. */
-	evict_queue(m, n->parent->ino, n->name);
 	n->evicting = 1;
 	n->evict_ms = now;
 	m->mem_evicting += n->bytes;
@@ -668,28 +681,33 @@ evict_node(struct mount *m, struct minode *n, int64_t now)
 	return 1;
 }
 
+/* Over the budget, counting what the kernel has not yet let go of: the
+ * batches already asked for count towards the 90%, so a kernel slow to
+ * forget does not make every check evict more. */
+int
+inode_over_budget(const struct mount *m)
+{
+	return m->mem_used > m->mem_budget &&
+	    m->mem_used - m->mem_evicting > m->mem_budget / 10 * 9;
+}
+
 void
-mem_check(struct mount *m)
+inode_evict_start(struct mount *m, int64_t now)
+{
+	evict_expire(m, now);
+}
+
+enum evict
+inode_evict_next(struct mount *m, int64_t now, size_t *work,
+    struct minode **n_out, struct folder **f_out)
 {
 	struct lru *il, *fl;
 	struct minode *n;
 	struct folder *f;
-	size_t target, work = 0;
-	int64_t now;
+	size_t target = m->mem_budget / 10 * 9;
 
-	/* Over the budget, counting what the kernel has not yet let go of:
-	 * the batches already asked for count towards the 90%, so a kernel
-	 * slow to forget does not make every check evict more. */
-	pthread_mutex_lock(&m->mu);
-	if (m->mem_used <= m->mem_budget ||
-	    m->mem_used - m->mem_evicting <= m->mem_budget / 10 * 9) {
-		pthread_mutex_unlock(&m->mu);
-		return;
-	}
-	now = mono_ms();
-	evict_expire(m, now);
-	target = m->mem_budget / 10 * 9;
-	while (m->mem_used - m->mem_evicting > target && work++ < EVICT_BATCH) {
+	while (m->mem_used - m->mem_evicting > target &&
+	    (*work)++ < EVICT_BATCH) {
 		il = lru_tail(&m->ilru);
 		fl = lru_tail(&m->flru);
 		n = il ? LRU_ENTRY(il, struct minode, lru) : NULL;
@@ -700,15 +718,17 @@ mem_check(struct mount *m)
 			if (f->busy) {
 				f->tick = ++m->tick;
 				lru_add_head(&m->flru, &f->lru);
-			} else {
-				folder_evict(m, f);
-				m->evictions++;
+				continue;
 			}
-		} else {
-			(void)evict_node(m, n, now);
+			*f_out = f;
+			return EV_FOLDER;
+		}
+		if (evict_node(m, n, now)) {
+			*n_out = n;
+			return EV_NODE;
 		}
 	}
-	pthread_mutex_unlock(&m->mu);
+	return EV_DONE;
 }
 
 void

@@ -225,6 +225,39 @@ split_servers(char *s, const char **v)
 	return n ? n : -EINVAL;
 }
 
+/* The ops table: every op_* is exported by its ops_*.c file. wake.c's
+ * ops are put in front of these in run(). */
+static const struct fuse_lowlevel_ops mount_ops = {
+	.init = op_init,
+	.mknod = op_mknod,
+	.symlink = op_symlink,
+	.getlk = op_getlk,
+	.setlk = op_setlk,
+	.flock = op_flock,
+	.fallocate = op_fallocate,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.mkdir = op_mkdir,
+	.unlink = op_unlink,
+	.rmdir = op_rmdir,
+	.statfs = op_statfs,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.releasedir = op_releasedir,
+	.create = op_create,
+	.open = op_open,
+	.read = op_read,
+	.write = op_write,
+	.flush = op_flush,
+	.fsync = op_fsync,
+	.release = op_release,
+	.link = op_link,
+	.rename = op_rename,
+};
+
 static int
 run(struct mount *m, struct opts *o, const char **servers, int nservers,
     const uint8_t *key, int keylen)
@@ -361,6 +394,7 @@ main(int argc, char **argv)
 	m.timeout_ms = o.timeout_s * 1000;
 	m.entry_timeout = o.attr_timeout;
 	m.mem_budget = (size_t)o.cache_mb << 20;
+	m.dir_gone = watch_drop;	/* the inode table reports, notify.c acts */
 	pthread_mutex_init(&m.mu, NULL);
 	pthread_mutex_init(&m.watch_mu, NULL);
 	pthread_mutex_init(&m.ref_mu, NULL);

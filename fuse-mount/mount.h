@@ -1,12 +1,38 @@
 /*
  * mount.h - private to mount.mstore: the mount, its inodes, local file
- * buffers and mail folder caches.
+ * buffers and mail folder caches, and every function one file of it
+ * offers the others.
+ *
+ * Layers, bottom to top; dependencies run one way:
+ *
+ *   6  main.c            options, the ops table, threads, the session
+ *   5  ops_entry.c ops_dir.c ops_file.c ops_deliver.c ops_lock.c
+ *                        thin op_* adapters over do_* cores
+ *   4  notify.c wake.c   notices, watches, folder refresh, evictions,
+ *                        kernel invalidations, the notifier thread
+ *   3  store.c store.h   the store client: requests encoded, replies
+ *                        decoded; no FUSE types (mconn.c below it)
+ *   2  inode.c           the inode table, Maildir shapes, LRU/budget
+ *                        choices
+ *   1  util.c fbuf.c folder.c locktab.c
+ *                        clocks and the memory account, local file
+ *                        buffers, the pure folder listing table, lock
+ *                        owners
+ *
+ * The rule: a file calls only functions of its own layer or of layers
+ * below it, never one above. Where a lower layer needs an upper one to
+ * act, it returns a flag or an outcome and the caller acts (inode_remote
+ * sets *drop, node_remote queues the invalidation; inode_evict_next
+ * chooses, mem_check evicts); the one hook is m->dir_gone, through which
+ * the inode table reports a directory it frees. tests/check_fbuf,
+ * check_folder and check_inode link layers 1 and 2 alone, without
+ * libfuse: that they link proves the rule.
  *
  * Locking: m->mu guards the inode table, every minode field marked so,
  * the folder caches, the local-name and (parent, name) tables, the LRU
  * lists and the memory account. It is never held across a network call
  * or a kernel notification. m->watch_mu orders WATCH and UNWATCH of one
- * directory on the wire (folder.c). Lock order: m->watch_mu, then m->mu,
+ * directory on the wire (notify.c). Lock order: m->watch_mu, then m->mu,
  * then m->nq_mu (notifier queue); mconn's locks are below all three
  * (mconn never calls back into us while holding them).
  */
@@ -237,81 +263,22 @@ struct mount {
 	struct inval *eq_head, *eq_tail;	/* evictions; guarded by nq_mu */
 	int nq_stop;		/* guarded by nq_mu */
 	pthread_t notifier;
+	/* A directory minode is about to be freed (mu held): the inode
+	 * table calls this, set by main.c to watch_drop, so its watch ends
+	 * without inode.c knowing of watches. NULL: nothing to do. */
+	void (*dir_gone)(struct mount *m, struct minode *dir);
 };
 
-/* inode.c */
-int inode_init(struct mount *m);
-void inode_fini(struct mount *m);
-struct minode *inode_get(struct mount *m, fuse_ino_t ino);	/* mu held */
-/* Find or create the minode for a store object under |parent|; takes
- * a kernel reference when |lookup|. mu held. */
-struct minode *inode_remote(struct mount *m, struct minode *parent,
-    const char *name, const struct mst_attr *a, int lookup);
-struct minode *inode_local_find(struct mount *m, struct minode *parent,
-    const char *name);
-/* The directory |parent|/|name| (|len| bytes, not NUL-terminated), from
- * the (parent, name) index, or NULL. mu held. */
-struct minode *inode_find_dir(struct mount *m, const struct minode *parent,
-    const char *name, size_t len);
-/* |parent|/|name| was removed from the store: a directory minode by that
- * name loses its name, so notices and paths no longer reach it. mu held. */
-void inode_detach_dir(struct mount *m, struct minode *parent,
-    const char *name);
-/* |n| was used: it becomes the most recently used, and if the kernel was
- * asked to drop it, that no longer counts. mu held. */
-void inode_touch(struct mount *m, struct minode *n);
-/* May the attributes cached for |n| be trusted for their time? Not when
- * the directory they depend on is not watched. mu held. */
-int inode_trusted(const struct minode *n);
-/* May the names cached in directory |dir| be trusted? mu held. */
-int inode_dir_trusted(const struct minode *dir);
+/* ------------------------------------------------------------------
+ * Layer 1: util.c, fbuf.c, folder.c (and locktab.c, locktab.h).
+ */
+
+/* util.c: clocks and the memory account. */
+int64_t mono_ms(void);
+uint64_t ts_to_ns(const struct timespec *ts);
+uint64_t now_ns(void);		/* CLOCK_REALTIME in ns */
 /* Change the memory account by |delta| bytes. mu held. */
 void mem_account(struct mount *m, ssize_t delta);
-/* Over the budget? Then evict the least recently used folder caches and
- * ask the kernel to drop its coldest inodes, down to 90% of it. Called
- * after operations that allocate; mu NOT held. */
-void mem_check(struct mount *m);
-struct minode *inode_local_new(struct mount *m, struct minode *parent,
-    const char *name, mode_t mode);
-void inode_local_unlink(struct mount *m, struct minode *n);
-/*
- * A local file is now in the store as |a| (delivered, or PUT). The kernel
- * may still reach it by its local inode number (a renamed dentry keeps
- * its inode), so it stays as an alias of the store object: reads go to
- * the store, writes to a message are refused. mu held.
- */
-void inode_delivered(struct mount *m, struct minode *n,
-    const struct mst_attr *a);
-/* Something in the store directory |dir| changed through this mount:
- * fetch its attributes (mtime, ctime, link count) again at the next
- * getattr; the ordinary files named |name| in it, and every hard-linked
- * one, are stale too (their link counts moved). mu held. */
-void inode_dir_changed(struct mount *m, struct minode *dir,
-    const char *name);
-/* Re-parent and rename a minode. mu held. */
-int inode_move(struct mount *m, struct minode *n, struct minode *parent,
-    const char *name);
-/* Drop |nlookup| kernel references; frees unused inodes. mu held. */
-void inode_forget(struct mount *m, struct minode *n, uint64_t nlookup);
-/* Release an open handle's reference. mu held. */
-void inode_close(struct mount *m, struct minode *n);
-/* Path of |n| relative to the store root. mu held. 0 or -ENAMETOOLONG. */
-int inode_path(const struct minode *n, char *buf, size_t cap);
-/* Path of |dir|/|name|. mu held. */
-int inode_child_path(const struct minode *dir, const char *name, char *buf,
-    size_t cap);
-/* Split a directory path into mailbox, folder and kind, by the shape of
- * the path alone (see inode.c): |m| is not consulted. */
-enum dkind inode_classify(const struct mount *m, const char *path,
-    struct mst_str *mailbox, struct mst_str *folder);
-void inode_stat(const struct minode *n, struct stat *st);
-/* Owner of a new file (|dir| 0) or directory made by |ctx| in |parent|,
- * as a local disk decides it: the caller's uid; the parent's gid if the
- * parent is set-group-ID (new directories then inherit the bit), else
- * the caller's gid. Sets a->uid and a->gid, may add S_ISGID to a->mode.
- * mu held. */
-void inode_new_owner(const struct minode *parent, const struct fuse_ctx *ctx,
-    int dir, struct mst_attr *a);
 
 /* fbuf.c */
 struct fbuf *fbuf_new(void);
@@ -327,17 +294,143 @@ void fbuf_unmap(struct fbuf *b, const uint8_t *p);
 int fbuf_set(struct fbuf *b, const struct mount *m, const void *p,
     size_t len);
 
-/* folder.c */
+/* folder.c: the pure listing table; every function with mu held. */
+/* An empty cache of directory |dir|, accounted to |m|. */
+struct folder *folder_new(struct mount *m, struct minode *dir);
+struct fentry *folder_find(struct folder *f, const char *name);
+void folder_put(struct folder *f, const char *name,
+    const struct mst_attr *a);
+void folder_del(struct folder *f, const char *name);
+void folder_clear(struct folder *f);		/* every entry goes */
+/* Entries and table go (off m->flru); the struct stays. */
+void folder_drop_table(struct folder *f);
+void folder_free(struct folder *f);
+/* Apply one LIST reply (all its frames): a full listing replaces the
+ * entries, a delta adds and removes; sets change, mtime_ns and valid. 0
+ * or a negative errno (the cache may then be partly updated). */
+int folder_apply(struct folder *f, const struct mreply *r);
+/* This mount changed |dir| (the store's reply says when): no notice
+ * comes for our own changes, so move its mtime forward here. */
+void folder_touch(struct minode *dir, uint64_t mtime_ns);
+
+/* ------------------------------------------------------------------
+ * Layer 2: inode.c, the inode table. Every function with mu held unless
+ * noted.
+ */
+int inode_init(struct mount *m);
+void inode_fini(struct mount *m);
+struct minode *inode_get(struct mount *m, fuse_ino_t ino);
+/* Find or create the minode for a store object under |parent|; takes
+ * a kernel reference when |lookup|. Sets *drop when the kernel's pages
+ * of an ordinary file it cached must go (the caller queues that:
+ * node_remote does). */
+struct minode *inode_remote(struct mount *m, struct minode *parent,
+    const char *name, const struct mst_attr *a, int lookup, int *drop);
+struct minode *inode_local_find(struct mount *m, struct minode *parent,
+    const char *name);
+/* The directory |parent|/|name| (|len| bytes, not NUL-terminated), from
+ * the (parent, name) index, or NULL. */
+struct minode *inode_find_dir(struct mount *m, const struct minode *parent,
+    const char *name, size_t len);
+/* |parent|/|name| was removed from the store: a directory minode by that
+ * name loses its name, so notices and paths no longer reach it. */
+void inode_detach_dir(struct mount *m, struct minode *parent,
+    const char *name);
+/* |n| was used: it becomes the most recently used, and if the kernel was
+ * asked to drop it, that no longer counts. */
+void inode_touch(struct mount *m, struct minode *n);
+/* May the attributes cached for |n| be trusted for their time? Not when
+ * the directory they depend on is not watched. */
+int inode_trusted(const struct minode *n);
+/* May the names cached in directory |dir| be trusted? */
+int inode_dir_trusted(const struct minode *dir);
+struct minode *inode_local_new(struct mount *m, struct minode *parent,
+    const char *name, mode_t mode);
+void inode_local_unlink(struct mount *m, struct minode *n);
+/*
+ * A local file is now in the store as |a| (delivered, or PUT). The kernel
+ * may still reach it by its local inode number (a renamed dentry keeps
+ * its inode), so it stays as an alias of the store object: reads go to
+ * the store, writes to a message are refused.
+ */
+void inode_delivered(struct mount *m, struct minode *n,
+    const struct mst_attr *a);
+/* Something in the store directory |dir| changed through this mount:
+ * fetch its attributes (mtime, ctime, link count) again at the next
+ * getattr; the ordinary files named |name| in it, and every hard-linked
+ * one, are stale too (their link counts moved). */
+void inode_dir_changed(struct mount *m, struct minode *dir,
+    const char *name);
+/* Re-parent and rename a minode. */
+int inode_move(struct mount *m, struct minode *n, struct minode *parent,
+    const char *name);
+/* Drop |nlookup| kernel references; frees unused inodes. */
+void inode_forget(struct mount *m, struct minode *n, uint64_t nlookup);
+/* Release an open handle's reference. */
+void inode_close(struct mount *m, struct minode *n);
+/* Path of |n| relative to the store root. 0 or -ENAMETOOLONG. */
+int inode_path(const struct minode *n, char *buf, size_t cap);
+/* Path of |dir|/|name|. */
+int inode_child_path(const struct minode *dir, const char *name, char *buf,
+    size_t cap);
+/* Split a directory path into mailbox, folder and kind, by the shape of
+ * the path alone (see inode.c): |m| is not consulted. */
+enum dkind inode_classify(const struct mount *m, const char *path,
+    struct mst_str *mailbox, struct mst_str *folder);
+void inode_stat(const struct minode *n, struct stat *st);
+/* Owner of a new file (|dir| 0) or directory made by |ctx| in |parent|,
+ * as a local disk decides it: the caller's uid; the parent's gid if the
+ * parent is set-group-ID (new directories then inherit the bit), else
+ * the caller's gid. Sets a->uid and a->gid, may add S_ISGID to a->mode. */
+void inode_new_owner(const struct minode *parent, const struct fuse_ctx *ctx,
+    int dir, struct mst_attr *a);
+/* An ordinary file of the store (not a message, not local)? */
+int is_ofile(const struct minode *n);
+/* The store's word on ordinary file |n| now: |a| replaces its attributes
+ * (unless older than what is known), and if the file changed since the
+ * kernel cached it, 1 is returned (the caller drops the kernel's
+ * pages). */
+int ofile_refresh(struct minode *n, const struct mst_attr *a);
+/* The memory budget's choices (the actions are mem_check's, notify.c).
+ * Over the budget, not counting what the kernel was asked to drop? */
+int inode_over_budget(const struct mount *m);
+/* Before a pass: nodes the kernel did not drop in time count again. */
+void inode_evict_start(struct mount *m, int64_t now);
+enum evict {
+	EV_DONE = 0,		/* down to 90% of the budget, or nothing left */
+	EV_NODE,		/* ask the kernel to drop *n_out (counted) */
+	EV_FOLDER,		/* free *f_out's table now (the caller must) */
+};
+/* The next eviction of a pass, least recently used first; |work| counts
+ * the pass's steps (bounded). Never the root, local files, open files,
+ * nor a directory with children (parked until its last child goes). */
+enum evict inode_evict_next(struct mount *m, int64_t now, size_t *work,
+    struct minode **n_out, struct folder **f_out);
+
+/* ------------------------------------------------------------------
+ * Layer 3: store.c, store.h: the store client (no FUSE types).
+ */
+int call_path(struct mount *m, unsigned op, const char *path,
+    struct mreply *r);
+int attr_from(const struct mreply *r, struct mst_attr_rep *out);
+/* PUT |b| as |path| (exclusively when |excl|) with |a|'s mode and
+ * owner; the store's attributes to *out (may be NULL). */
+int put_buf(struct mount *m, const char *path, struct fbuf *b, int excl,
+    const struct mst_attr *a, struct mst_attr *out);
+
+/* ------------------------------------------------------------------
+ * Layer 4: notify.c and wake.c: notices, watches, invalidation.
+ */
+/* inode_remote, and the kernel's pages dropped when it says so. mu
+ * held. */
+struct minode *node_remote(struct mount *m, struct minode *parent,
+    const char *name, const struct mst_attr *a, int lookup);
+/* Over the budget? Then evict the least recently used folder caches and
+ * ask the kernel to drop its coldest inodes, down to 90% of it. Called
+ * after operations that allocate; mu NOT held. */
+void mem_check(struct mount *m);
 /* Bring a new/ or cur/ cache up to date; mu NOT held. */
 int folder_refresh(struct mount *m, struct minode *dir);
-struct fentry *folder_find(struct folder *f, const char *name);	/* mu */
-void folder_put(struct folder *f, const char *name,
-    const struct mst_attr *a);					/* mu */
-void folder_del(struct folder *f, const char *name);		/* mu */
-void folder_free(struct folder *f);
-/* This mount changed |dir| (the store's reply says when): no notice
- * comes for our own changes, so move its mtime forward here. mu held. */
-void folder_touch(struct minode *dir, uint64_t mtime_ns);
 /* WATCH |dir| unless watched or a WATCH is under way (async; a failed
  * one is retried at a later use, at most once a second); mu NOT held. */
 void watch_dir(struct mount *m, struct minode *dir);
@@ -371,35 +464,48 @@ void wake_stop(struct mount *m);	/* no more pokes */
 /* Join the wake thread: only once the FUSE session is destroyed (it may
  * be inside a call to the mount). */
 void wake_free(struct mount *m);
-/* Put the wake thread's own request handling in front of |ops|. */
+/* Put the wake thread's own request handling in front of |ops| (the ops
+ * it replaces are kept and called for everything else). */
 void wake_ops(struct fuse_lowlevel_ops *ops);
 
-/* ops_*.c: the FUSE operations and their cores. */
-extern const struct fuse_lowlevel_ops mount_ops;
-struct mount *mount_of(fuse_req_t req);
-int64_t mono_ms(void);
-uint64_t ts_to_ns(const struct timespec *ts);
-/* An ordinary file of the store (not a message, not local)? */
-int is_ofile(const struct minode *n);
+/* ------------------------------------------------------------------
+ * Layer 5: ops_*.c, the FUSE operations: each op_* a thin adapter over
+ * a do_* core that returns 0 or a negative errno. main.c puts them in
+ * its ops table.
+ */
+static inline struct mount *
+mount_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
 /* Reply helpers shared by the ops files. */
 void reply_entry(fuse_req_t req, struct mount *m, struct minode *n);
-int call_path(struct mount *m, unsigned op, const char *path,
-    struct mreply *r);
-int attr_from(const struct mreply *r, struct mst_attr_rep *out);
-/* PUT |b| as |path| (exclusively when |excl|) with |a|'s mode and
- * owner; the store's attributes to *out (may be NULL). */
-int put_buf(struct mount *m, const char *path, struct fbuf *b, int excl,
-    const struct mst_attr *a, struct mst_attr *out);
 /* Deliver a local buffer as |dir|/|name|; fills *attr_out. */
 int do_deliver(struct mount *m, struct minode *dir, const char *name,
     struct fbuf *b, mode_t mode, uid_t uid, gid_t gid,
     struct mst_attr *attr_out);
 
-/* Ops defined in ops_dir.c, ops_file.c and ops_deliver.c. */
+/* ops_entry.c */
+void op_init(void *userdata, struct fuse_conn_info *conn);
+void op_lookup(fuse_req_t, fuse_ino_t, const char *);
+void op_forget(fuse_req_t, fuse_ino_t, uint64_t);
+void op_forget_multi(fuse_req_t, size_t, struct fuse_forget_data *);
+void op_getattr(fuse_req_t, fuse_ino_t, struct fuse_file_info *);
+void op_setattr(fuse_req_t, fuse_ino_t, struct stat *, int,
+    struct fuse_file_info *);
+void op_mkdir(fuse_req_t, fuse_ino_t, const char *, mode_t);
+void op_unlink(fuse_req_t, fuse_ino_t, const char *);
+void op_rmdir(fuse_req_t, fuse_ino_t, const char *);
+void op_statfs(fuse_req_t, fuse_ino_t);
+void op_mknod(fuse_req_t, fuse_ino_t, const char *, mode_t, dev_t);
+void op_symlink(fuse_req_t, const char *, fuse_ino_t, const char *);
+/* ops_dir.c */
 void op_opendir(fuse_req_t, fuse_ino_t, struct fuse_file_info *);
 void op_readdir(fuse_req_t, fuse_ino_t, size_t, off_t,
     struct fuse_file_info *);
 void op_releasedir(fuse_req_t, fuse_ino_t, struct fuse_file_info *);
+/* ops_file.c */
 void op_create(fuse_req_t, fuse_ino_t, const char *, mode_t,
     struct fuse_file_info *);
 void op_open(fuse_req_t, fuse_ino_t, struct fuse_file_info *);
@@ -411,17 +517,17 @@ void op_fallocate(fuse_req_t, fuse_ino_t, int, off_t, off_t,
     struct fuse_file_info *);
 void op_fsync(fuse_req_t, fuse_ino_t, int, struct fuse_file_info *);
 void op_release(fuse_req_t, fuse_ino_t, struct fuse_file_info *);
-void op_link(fuse_req_t, fuse_ino_t, fuse_ino_t, const char *);
-/* Ordinary store files (ops_file.c), and locks (ops_lock.c). */
+/* Ordinary store files. */
 int ofile_link(struct mount *m, struct minode *src, struct minode *dir,
     const char *name);
 int ofile_setattr(struct mount *m, struct minode *n, const struct stat *st,
     int set);
 int ofile_getattr(struct mount *m, struct minode *n);
-/* The store's word on |n| now: |a| replaces its attributes, and if the
- * file changed since the kernel cached it, 1 is returned (the caller
- * drops the kernel's pages). mu held. */
-int ofile_refresh(struct minode *n, const struct mst_attr *a);
+/* ops_deliver.c */
+void op_link(fuse_req_t, fuse_ino_t, fuse_ino_t, const char *);
+void op_rename(fuse_req_t, fuse_ino_t, const char *, fuse_ino_t,
+    const char *, unsigned int);
+/* ops_lock.c */
 void op_getlk(fuse_req_t, fuse_ino_t, struct fuse_file_info *,
     struct flock *);
 void op_setlk(fuse_req_t, fuse_ino_t, struct fuse_file_info *,
@@ -431,7 +537,5 @@ void op_flock(fuse_req_t, fuse_ino_t, struct fuse_file_info *, int);
  * (release); 0 or a negative errno. */
 int lock_release(struct mount *m, struct minode *n, uint64_t owner,
     int flock);
-void op_rename(fuse_req_t, fuse_ino_t, const char *, fuse_ino_t,
-    const char *, unsigned int);
 
 #endif /* MST_MOUNT_H */

@@ -114,7 +114,7 @@ link_done(void *arg, struct mreply *r)
 	mreply_free(r);
 	pthread_mutex_lock(&m->mu);
 	inode_close(m, w->src);
-	if (rc == 0 && (n = inode_remote(m, w->dir, w->name, &a, 1)) == NULL)
+	if (rc == 0 && (n = node_remote(m, w->dir, w->name, &a, 1)) == NULL)
 		rc = -ENOMEM;
 	pthread_mutex_unlock(&m->mu);
 	if (rc < 0)

@@ -11,30 +11,8 @@
 #include <string.h>
 #include <sys/statvfs.h>
 #include <syslog.h>
-#include <time.h>
 
 #include "mount.h"
-
-struct mount *
-mount_of(fuse_req_t req)
-{
-	return fuse_req_userdata(req);
-}
-
-int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int
-is_ofile(const struct minode *n)
-{
-	return !n->local && n->attr.type == MST_T_FILE;
-}
 
 void
 reply_entry(fuse_req_t req, struct mount *m, struct minode *n)
@@ -149,7 +127,7 @@ do_lookup(struct mount *m, fuse_ino_t parent, const char *name,
 			return rc;
 		}
 		fe = folder_find(p->folder, name);
-		n = fe ? inode_remote(m, p, name, &fe->attr, 1) : NULL;
+		n = fe ? node_remote(m, p, name, &fe->attr, 1) : NULL;
 		pthread_mutex_unlock(&m->mu);
 		*out = n;
 		return n ? 0 : fe ? -ENOMEM : -ENOENT;
@@ -163,13 +141,13 @@ do_lookup(struct mount *m, fuse_ino_t parent, const char *name,
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&m->mu);
-	n = inode_remote(m, p, name, &a, 1);
+	n = node_remote(m, p, name, &a, 1);
 	pthread_mutex_unlock(&m->mu);
 	*out = n;
 	return n ? 0 : -ENOMEM;
 }
 
-static void
+void
 op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct mount *m = mount_of(req);
@@ -183,7 +161,7 @@ op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	mem_check(m);
 }
 
-static void
+void
 op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
 	struct mount *m = mount_of(req);
@@ -197,7 +175,7 @@ op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 	fuse_reply_none(req);
 }
 
-static void
+void
 op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f)
 {
 	struct mount *m = mount_of(req);
@@ -296,7 +274,7 @@ do_getattr(struct mount *m, fuse_ino_t ino, struct stat *st)
 	return rc;
 }
 
-static void
+void
 op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct mount *m = mount_of(req);
@@ -308,21 +286,6 @@ op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, -rc);
 	else
 		fuse_reply_attr(req, &st, attr_timeout_of(m, ino));
-}
-
-uint64_t
-ts_to_ns(const struct timespec *ts)
-{
-	return (uint64_t)ts->tv_sec * 1000000000u + (uint64_t)ts->tv_nsec;
-}
-
-static uint64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return ts_to_ns(&ts);
 }
 
 /* Local files change here; everything in the store is one FSETATTR by
@@ -359,7 +322,7 @@ do_setattr(struct mount *m, fuse_ino_t ino, const struct stat *st, int set)
 	return rc;
 }
 
-static void
+void
 op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
     struct fuse_file_info *fi)
 {
@@ -411,12 +374,12 @@ do_mkdir(struct mount *m, fuse_ino_t parent, const char *name, mode_t mode,
 		return rc;
 	pthread_mutex_lock(&m->mu);
 	inode_dir_changed(m, p, NULL);
-	*out = inode_remote(m, p, name, &ar.attr, 1);
+	*out = node_remote(m, p, name, &ar.attr, 1);
 	pthread_mutex_unlock(&m->mu);
 	return *out ? 0 : -ENOMEM;
 }
 
-static void
+void
 op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
 	struct mount *m = mount_of(req);
@@ -532,7 +495,7 @@ do_remove(struct mount *m, fuse_req_t req, fuse_ino_t parent,
 	return 1;
 }
 
-static void
+void
 op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	int rc = do_remove(mount_of(req), req, parent, name, 0);
@@ -541,7 +504,7 @@ op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, rc < 0 ? -rc : 0);
 }
 
-static void
+void
 op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	int rc = do_remove(mount_of(req), req, parent, name, 1);
@@ -573,7 +536,7 @@ do_statfs(struct mount *m, struct statvfs *sv)
 	return 0;
 }
 
-static void
+void
 op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	struct statvfs sv;
@@ -588,7 +551,7 @@ op_statfs(fuse_req_t req, fuse_ino_t ino)
 
 /* Special files and symbolic links have no place in a mail store: they
  * are refused, and the log says why. */
-static void
+void
 op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
     dev_t rdev)
 {
@@ -600,7 +563,7 @@ op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	fuse_reply_err(req, EPERM);
 }
 
-static void
+void
 op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
     const char *name)
 {
@@ -617,7 +580,7 @@ op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
  * Pages go when the store says another host changed the file (see
  * ops_file.c). Locks are ours (ops_lock.c), so they hold across hosts.
  */
-static void
+void
 op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	(void)userdata;
@@ -627,35 +590,3 @@ op_init(void *userdata, struct fuse_conn_info *conn)
 	if (conn->capable & FUSE_CAP_FLOCK_LOCKS)
 		conn->want |= FUSE_CAP_FLOCK_LOCKS;
 }
-
-/* The ops table lives here; the other ops files export theirs. */
-const struct fuse_lowlevel_ops mount_ops = {
-	.init = op_init,
-	.mknod = op_mknod,
-	.symlink = op_symlink,
-	.getlk = op_getlk,
-	.setlk = op_setlk,
-	.flock = op_flock,
-	.fallocate = op_fallocate,
-	.lookup = op_lookup,
-	.forget = op_forget,
-	.forget_multi = op_forget_multi,
-	.getattr = op_getattr,
-	.setattr = op_setattr,
-	.mkdir = op_mkdir,
-	.unlink = op_unlink,
-	.rmdir = op_rmdir,
-	.statfs = op_statfs,
-	.opendir = op_opendir,
-	.readdir = op_readdir,
-	.releasedir = op_releasedir,
-	.create = op_create,
-	.open = op_open,
-	.read = op_read,
-	.write = op_write,
-	.flush = op_flush,
-	.fsync = op_fsync,
-	.release = op_release,
-	.link = op_link,
-	.rename = op_rename,
-};

@@ -129,25 +129,6 @@ handle_free(struct fhandle *h)
 /* --- ordinary files --- */
 
 int
-ofile_refresh(struct minode *n, const struct mst_attr *a)
-{
-	int changed = n->stale || a->change != n->attr.change ||
-	    a->size != n->attr.size;
-
-	/* Answers cross: a GETATTR or LOOKUP answered before a WRITE that
-	 * this mount has already seen answered is older than what we know.
-	 * Taking it would move the size back, and the kernel would cut its
-	 * pages to it. Change counters only grow. */
-	if (a->change < n->attr.change)
-		return n->stale;
-
-	n->attr = *a;
-	n->stale = 0;
-	n->attr_at_ms = mono_ms();
-	return changed;
-}
-
-int
 ofile_getattr(struct mount *m, struct minode *n)
 {
 	struct mst_attr a;
@@ -206,7 +187,6 @@ static int
 ofile_open(struct mount *m, struct minode *n, struct fuse_file_info *fi)
 {
 	struct mst_fsetattr_req q = { .valid = MST_SA_SIZE | MST_SA_MTIME };
-	struct timespec now;
 	struct mst_attr a;
 	int rc;
 
@@ -214,8 +194,7 @@ ofile_open(struct mount *m, struct minode *n, struct fuse_file_info *fi)
 	q.id = n->attr.id;
 	pthread_mutex_unlock(&m->mu);
 	if (fi->flags & O_TRUNC) {	/* the kernel leaves it to us */
-		clock_gettime(CLOCK_REALTIME, &now);
-		q.mtime_ns = ts_to_ns(&now);
+		q.mtime_ns = now_ns();
 		rc = store_fsetattr(m, &q, &a);
 	} else {
 		rc = store_getattr(m, q.id, &a);
@@ -543,7 +522,7 @@ do_create(struct mount *m, fuse_ino_t parent, const char *name, mode_t mode,
 		return rc;
 	pthread_mutex_lock(&m->mu);
 	inode_dir_changed(m, p, NULL);
-	n = inode_remote(m, p, name, &a, 1);
+	n = node_remote(m, p, name, &a, 1);
 	if (n && (*out = handle_new(n, flags)) != NULL) {
 		n->nopen++;
 		n->stale = 0;

@@ -306,17 +306,19 @@ is_wake(fuse_req_t req)
 }
 
 /*
- * The ops below stand in front of mount_ops (main.c installs them with
+ * The ops below stand in front of the mount's (main.c installs them with
  * wake_ops): requests of the wake thread on WAKE_NAME are answered here,
- * everything else goes on to mount_ops.
+ * everything else goes on to the ops they replaced (next_ops).
  */
+static struct fuse_lowlevel_ops next_ops;
+
 static void
 wake_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	if (is_wake(req) && strcmp(name, WAKE_NAME) == 0)
 		fuse_reply_err(req, ENOENT);
 	else
-		mount_ops.lookup(req, parent, name);
+		next_ops.lookup(req, parent, name);
 }
 
 /* The kernel's permission check before mknod asks for the directory's
@@ -340,7 +342,7 @@ wake_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			return;
 		}
 	}
-	mount_ops.getattr(req, ino, fi);
+	next_ops.getattr(req, ino, fi);
 }
 
 static void
@@ -351,8 +353,8 @@ wake_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	struct fuse_entry_param e = { 0 };
 
 	if (!is_wake(req) || strcmp(name, WAKE_NAME) != 0 || !S_ISREG(mode)) {
-		if (mount_ops.mknod)
-			mount_ops.mknod(req, parent, name, mode, rdev);
+		if (next_ops.mknod)
+			next_ops.mknod(req, parent, name, mode, rdev);
 		else
 			fuse_reply_err(req, ENOSYS);
 		return;
@@ -377,12 +379,13 @@ wake_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (is_wake(req) && strcmp(name, WAKE_NAME) == 0)
 		fuse_reply_err(req, 0);
 	else
-		mount_ops.unlink(req, parent, name);
+		next_ops.unlink(req, parent, name);
 }
 
 void
 wake_ops(struct fuse_lowlevel_ops *ops)
 {
+	next_ops = *ops;
 	ops->lookup = wake_lookup;
 	ops->getattr = wake_getattr;
 	ops->mknod = wake_mknod;

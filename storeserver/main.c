@@ -422,8 +422,10 @@ user_lookup(const char *name, uid_t *uid, gid_t *gid)
 	errno = 0;
 	pw = getpwnam(name);
 	if (pw == NULL) {
-		log_err("user %s: %s", name, errno ? strerror(errno) :
-		    "no such user");
+		/* getpwnam(3): "not found" may come with any of these. */
+		log_err("user %s: %s", name, errno == 0 || errno == ENOENT ||
+		    errno == ESRCH || errno == EBADF || errno == EPERM ?
+		    "no such user" : strerror(errno));
 		return EXIT_USAGE;
 	}
 	if (geteuid() != 0) {

@@ -2132,6 +2132,27 @@ START_TEST(bad_usage_exits_two)
 }
 END_TEST
 
+/* Settings that cannot work are refused at start, with the reason. */
+START_TEST(unworkable_security_settings_are_refused)
+{
+	struct server s;
+	const char *args[] = { "--foreground", "--data", s.data, "--listen",
+		s.unix_addr, "--config", s.conf, NULL };
+	const char *user[] = { "--foreground", "--user",
+		"no-such-user-here", "--data", s.data, "--listen",
+		s.unix_addr, NULL };
+	char extra[160];
+
+	server_prepare(&s, 0, NULL);
+	snprintf(extra, sizeof extra, "key_file_next = %s\n", s.key);
+	rm_rf(s.dir);
+	server_prepare(&s, 0, extra);
+	expect_run(args, 1, "key_file_next is set without key_file");
+	expect_run(user, 2, "user no-such-user-here: no such user");
+	rm_rf(s.dir);
+}
+END_TEST
+
 START_TEST(bad_config_exits_two_naming_file_and_line)
 {
 	struct server s;
@@ -2230,6 +2251,22 @@ START_TEST(sigterm_exits_zero)
 }
 END_TEST
 
+/* Lines of |path| holding |text| (and |also|, unless NULL). */
+static int
+count_lines_with(const char *path, const char *also, const char *text)
+{
+	FILE *f = fopen(path, "r");
+	char line[1024];
+	int n = 0;
+
+	ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
+	while (fgets(line, sizeof line, f) != NULL)
+		n += strstr(line, text) != NULL &&
+		    (also == NULL || strstr(line, also) != NULL);
+	fclose(f);
+	return n;
+}
+
 /* Beyond max_connections a new connection is closed at once; when one
  * goes, a new one is served again. */
 START_TEST(max_connections_is_enforced)
@@ -2237,9 +2274,14 @@ START_TEST(max_connections_is_enforced)
 	struct server s;
 	struct mst_client *a, *b, *c = NULL;
 	struct mst_client_opts o = { .timeout_ms = REPLY_MS };
+	char log[128], extra[192];
 	int rc, deadline;
 
-	ck_assert_int_eq(server_start(&s, 0, "max_connections = 2\n"), 0);
+	snprintf(log, sizeof log, "/tmp/mst-check-maxconn.%d.log",
+	    (int)getpid());
+	snprintf(extra, sizeof extra, "max_connections = 2\nlog = %s\n",
+	    log);
+	ck_assert_int_eq(server_start(&s, 0, extra), 0);
 	srv = s;
 	/* server_start's probes may still hold slots: wait them out */
 	deadline = now_ms() + REPLY_MS;
@@ -2262,9 +2304,12 @@ START_TEST(max_connections_is_enforced)
 	while (rc < 0 && now_ms() < deadline && usleep(50000) == 0);
 	ck_assert_int_eq(rc, 0);
 	ping_ok(c, 11);
+	ck_assert_int_eq(count_lines_with(log, NULL,
+	    "max_connections (2) reached: refused"), 1);
 	mst_client_free(b);
 	mst_client_free(c);
 	server_stop(&s);
+	unlink(log);
 }
 END_TEST
 
@@ -2448,21 +2493,6 @@ START_TEST(rotation_accepts_the_old_and_the_new_key)
 }
 END_TEST
 
-/* Lines of |path| holding |text| (and |also|, unless NULL). */
-static int
-count_lines_with(const char *path, const char *also, const char *text)
-{
-	FILE *f = fopen(path, "r");
-	char line[1024];
-	int n = 0;
-
-	ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
-	while (fgets(line, sizeof line, f) != NULL)
-		n += strstr(line, text) != NULL &&
-		    (also == NULL || strstr(line, also) != NULL);
-	fclose(f);
-	return n;
-}
 
 /* A guesser does not fill the log: one line per peer address per
  * window, however many attempts; every attempt still fails. */
@@ -2759,6 +2789,19 @@ START_TEST(keys_check_their_values)
 		{ "listen", "example.com:4870", -EINVAL },
 		{ "listen", "127.0.0.1", -EINVAL },
 		{ "key_file", "", -EINVAL },
+		{ "key_file_next", "/etc/mstore/key.next", 0 },
+		{ "user", "", -EINVAL },
+		{ "user", "mstore", 0 },
+		{ "max_connection_memory", "512K", -EINVAL },
+		{ "max_connection_memory", "64M", 0 },
+		{ "max_requests_per_connection", "0", -EINVAL },
+		{ "max_requests_per_connection", "16", 0 },
+		{ "handshake_timeout", "0", -EINVAL },
+		{ "handshake_timeout", "5", 0 },
+		{ "read_timeout", "3601", -EINVAL },
+		{ "read_timeout", "7", 0 },
+		{ "read_timeout", "7s", -EINVAL },
+		{ "idle_timeout", "0", 0 },
 		{ "colour", "blue", -ENOENT },
 	};
 	const char *why;
@@ -2781,6 +2824,31 @@ START_TEST(keys_check_their_values)
 	ck_assert_int_eq(c.readers, 4);
 	ck_assert_int_eq(c.log_level, LOG_LVL_DEBUG);
 	ck_assert_uint_eq(c.nlisten, 2);
+	ck_assert_str_eq(c.key_file_next, "/etc/mstore/key.next");
+	ck_assert_str_eq(c.user, "mstore");
+	ck_assert_uint_eq(c.max_connection_memory, 64u << 20);
+	ck_assert_int_eq(c.max_requests_per_connection, 16);
+	ck_assert_int_eq(c.handshake_timeout, 5);
+	ck_assert_int_eq(c.read_timeout, 7);
+	ck_assert_int_eq(c.idle_timeout, 0);
+	conf_free(&c);
+}
+END_TEST
+
+/* The defaults mstore.conf(5) documents. */
+START_TEST(limit_defaults_are_as_documented)
+{
+	struct conf c;
+
+	conf_init(&c);
+	ck_assert_int_eq(c.max_connections, 1024);
+	ck_assert_uint_eq(c.max_connection_memory, 256u << 20);
+	ck_assert_int_eq(c.max_requests_per_connection, 1024);
+	ck_assert_int_eq(c.handshake_timeout, 30);
+	ck_assert_int_eq(c.read_timeout, 30);
+	ck_assert_int_eq(c.idle_timeout, 0);
+	ck_assert_ptr_null(c.key_file_next);
+	ck_assert_ptr_null(c.user);
 	conf_free(&c);
 }
 END_TEST
@@ -2914,6 +2982,7 @@ server_suite(void)
 	tcase_set_timeout(tl, 120);
 	tcase_add_test(tl, help_and_version_exit_zero);
 	tcase_add_test(tl, bad_usage_exits_two);
+	tcase_add_test(tl, unworkable_security_settings_are_refused);
 	tcase_add_test(tl, bad_config_exits_two_naming_file_and_line);
 	tcase_add_test(tl, unusable_files_exit_one);
 	tcase_add_test(tl, address_in_use_exits_one);
@@ -2934,6 +3003,7 @@ server_suite(void)
 
 	tcase_add_test(tf, sizes_parse_with_suffixes);
 	tcase_add_test(tf, keys_check_their_values);
+	tcase_add_test(tf, limit_defaults_are_as_documented);
 	tcase_add_test(tf, config_file_lines_comments_and_overrides);
 	tcase_add_test(tf, finish_needs_data_and_adds_the_default_address);
 	suite_add_tcase(s, tf);

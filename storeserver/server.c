@@ -215,6 +215,7 @@ struct server {
 	char *addresses;
 	struct event *ev_done, *ev_term, *ev_int, *ev_hup, *ev_drain;
 	struct event *ev_accept_retry;
+	struct event *ev_authfail;	/* reports counts nobody logged */
 	int efd;		/* eventfd: completions are waiting */
 
 	pthread_mutex_t mu;
@@ -1643,6 +1644,54 @@ do_hello(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
 	log_debug("%s: ready (%.*s)", c->peer, (int)q.client.len, q.client.p);
 }
 
+static void
+authfail_arm(struct server *srv)
+{
+	struct timeval tv = { .tv_sec = LIMIT_LOG_SECONDS };
+
+	/* Cannot fail for a timer that was created. */
+	(void)evtimer_add(srv->ev_authfail, &tv);
+}
+
+/* Report each peer whose window has passed (every peer when |all|), so
+ * a guesser that stops is still reported. Returns whether counts remain. */
+static int
+authfail_report(struct server *srv, int all)
+{
+	time_t now = time(NULL);
+	struct authfail *a;
+	int more = 0;
+	size_t i;
+
+	for (i = 0; i < AUTHFAIL_SLOTS; i++) {
+		a = &srv->authfail[i];
+		if (a->unlogged == 0)
+			continue;
+		if (!all && now - a->logged < LIMIT_LOG_SECONDS) {
+			more = 1;
+			continue;
+		}
+		log_warn("authentication failed %llu more time(s) from %s in "
+		    "the last %lld s", (unsigned long long)a->unlogged,
+		    a->host, (long long)(now - a->logged));
+		a->logged = now;
+		a->unlogged = 0;
+	}
+	return more;
+}
+
+/* Once a minute while failures are counted. */
+static void
+on_authfail(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+
+	(void)fd;
+	(void)what;
+	if (authfail_report(srv, 0))
+		authfail_arm(srv);
+}
+
 /*
  * Log a failed login, at most once per peer address per
  * LIMIT_LOG_SECONDS: a guesser must not fill the log. The failures in
@@ -1673,6 +1722,8 @@ authfail_log(struct server *srv, const struct conn *c)
 	}
 	if (a->logged != 0 && now - a->logged < LIMIT_LOG_SECONDS) {
 		a->unlogged++;
+		if (!evtimer_pending(srv->ev_authfail, NULL))
+			authfail_arm(srv);
 		return;
 	}
 	if (a->unlogged)
@@ -2298,6 +2349,8 @@ on_term(evutil_socket_t sig, short what, void *arg)
 	log_info("%s: shutting down (%u connection(s), %llu job(s) in "
 	    "flight)", sig_name(sig), srv->nconns,
 	    (unsigned long long)srv->njobs);
+	authfail_report(srv, 1);
+	evtimer_del(srv->ev_authfail);
 	listeners_close(srv);
 	for (c = LIST_FIRST(&srv->conns); c != NULL; c = next) {
 		next = LIST_NEXT(c, link);	/* c may close and go */
@@ -2373,11 +2426,13 @@ server_new(const struct conf *c, const struct server_key *keys,
 	srv->ev_hup = evsignal_new(srv->base, SIGHUP, on_hup, srv);
 	srv->ev_drain = evtimer_new(srv->base, on_drain_timeout, srv);
 	srv->ev_accept_retry = evtimer_new(srv->base, on_accept_retry, srv);
+	srv->ev_authfail = evtimer_new(srv->base, on_authfail, srv);
 	srv->ev_locks = event_new(srv->base, -1, 0, on_locks, srv);
 	srv->locks = lock_table_new();
 	if (srv->ev_done == NULL || srv->ev_term == NULL ||
 	    srv->ev_int == NULL || srv->ev_hup == NULL ||
 	    srv->ev_drain == NULL || srv->ev_accept_retry == NULL ||
+	    srv->ev_authfail == NULL ||
 	    srv->ev_locks == NULL || srv->locks == NULL ||
 	    event_add(srv->ev_done, NULL) < 0 ||
 	    event_add(srv->ev_term, NULL) < 0 ||
@@ -2463,6 +2518,8 @@ server_free(struct server *s)
 		event_free(s->ev_drain);
 	if (s->ev_accept_retry)
 		event_free(s->ev_accept_retry);
+	if (s->ev_authfail)
+		event_free(s->ev_authfail);
 	if (s->ev_locks)
 		event_free(s->ev_locks);
 	if (s->efd >= 0)

@@ -2495,7 +2495,8 @@ END_TEST
 
 
 /* A guesser does not fill the log: one line per peer address per
- * window, however many attempts; every attempt still fails. */
+ * window, however many attempts, then the count of the others; every
+ * attempt still fails. */
 START_TEST(failed_logins_are_logged_once_per_peer_window)
 {
 	struct server s;
@@ -2524,6 +2525,13 @@ START_TEST(failed_logins_are_logged_once_per_peer_window)
 	ck_assert_msg(count_lines_with(log, "(127.0.0.1:",
 	    "): authentication failed") == 1,
 	    "the failure line names no peer address");
+	/* The count of those not logged is reported by the next minute,
+	 * or at the latest when the server stops. */
+	ck_assert_int_eq(kill(s.pid, SIGTERM), 0);
+	ck_assert_int_ge(wait_exit(s.pid, START_MS), 0);
+	s.pid = -1;
+	ck_assert_int_eq(count_lines_with(log, NULL,
+	    "authentication failed 4 more time(s) from 127.0.0.1 "), 1);
 	server_stop(&s);
 	srv.pid = -1;
 	unlink(log);

@@ -29,6 +29,12 @@
  *   On the way its locks and waiting LOCKs are dropped (waking others)
  *   and, if it ever sent OPEN, one ENG_OP_CLOSE_OWNER job drops its
  *   open references in the engine.
+ *
+ * Each connection has one timer (conn_arm) that closes it: in HELLO and
+ * AUTH at handshake_timeout after accept; in READY when a frame begun
+ * is not whole within read_timeout, when a streaming body waits longer
+ * for its next DATA, or, if idle_timeout is set, when nothing at all is
+ * pending. Independently, replies left unread for STALL_SECONDS close it.
  */
 #include <config.h>
 
@@ -1695,7 +1701,8 @@ on_authfail(evutil_socket_t fd, short what, void *arg)
 /*
  * Log a failed login, at most once per peer address per
  * LIMIT_LOG_SECONDS: a guesser must not fill the log. The failures in
- * between are counted and reported with the next line about that peer.
+ * between are counted and reported by on_authfail once the window has
+ * passed, or with the next line about that peer if it comes first.
  * The table is small; a peer that finds no slot takes the one logged
  * longest ago, so a flood of addresses costs lines, never memory.
  */

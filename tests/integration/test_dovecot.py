@@ -17,7 +17,8 @@ Cases:
                              through A and half through B at once; both
                              list all, intact, under the same UIDs.
   two_instances_same_mailbox 4 IMAP clients (2 per instance) APPEND, STORE
-                             and EXPUNGE at once; both end with the same
+                             and EXPUNGE at once for 30 s or 1000
+                             operations each; both end with the same
                              UIDs and flags, the ones the clients made,
                              and the bodies that were appended.
   restart                    the store restarts under connected sessions
@@ -48,7 +49,7 @@ from mstlib import wait_until  # noqa: E402
 LDA_MESSAGES = int(os.environ.get("DOVECOT_LDA_MESSAGES", "500"))
 LDA_PARALLEL = 6
 MIX_SECONDS = float(os.environ.get("DOVECOT_MIX_SECONDS", "30"))
-MIX_OPS = int(os.environ.get("DOVECOT_MIX_OPS", "250"))
+MIX_OPS = int(os.environ.get("DOVECOT_MIX_OPS", "1000"))
 IDLE_DELIVERIES = 20
 TWO_HOST_MESSAGES = 200
 IDLE_LIMIT = 1.0

@@ -408,15 +408,9 @@ enum evict inode_evict_next(struct mount *m, int64_t now, size_t *work,
     struct minode **n_out, struct folder **f_out);
 
 /* ------------------------------------------------------------------
- * Layer 3: store.c, store.h: the store client (no FUSE types).
+ * Layer 3: store.c, the store client: declared in store.h (no FUSE
+ * types).
  */
-int call_path(struct mount *m, unsigned op, const char *path,
-    struct mreply *r);
-int attr_from(const struct mreply *r, struct mst_attr_rep *out);
-/* PUT |b| as |path| (exclusively when |excl|) with |a|'s mode and
- * owner; the store's attributes to *out (may be NULL). */
-int put_buf(struct mount *m, const char *path, struct fbuf *b, int excl,
-    const struct mst_attr *a, struct mst_attr *out);
 
 /* ------------------------------------------------------------------
  * Layer 4: notify.c and wake.c: notices, watches, invalidation.

@@ -126,8 +126,7 @@ folder_refresh(struct mount *m, struct minode *dir)
 	struct mst_list_req q = { 0 };
 	struct folder *f = dir->folder;
 	struct mreply r;
-	uint8_t buf[MST_PATH_MAX + 64];
-	int n, rc;
+	int rc;
 
 	watch_dir(m, dir);
 	pthread_mutex_lock(&m->mu);
@@ -149,9 +148,7 @@ folder_refresh(struct mount *m, struct minode *dir)
 	pthread_mutex_unlock(&m->mu);
 	if (rc < 0)
 		return rc;
-	n = mst_list_req_encode(&q, buf, sizeof buf);
-	rc = n < 0 ? n : mconn_call(m->conn, MST_OP_LIST, buf, (size_t)n,
-	    NULL, 0, 1, &r);
+	rc = store_list(m, &q, &r);
 	pthread_mutex_lock(&m->mu);
 	f->busy--;
 	if (rc == 0)
@@ -163,8 +160,7 @@ folder_refresh(struct mount *m, struct minode *dir)
 		dir->attr.change = f->change;
 	}
 	pthread_mutex_unlock(&m->mu);
-	if (n >= 0)
-		mreply_free(&r);
+	mreply_free(&r);
 	mem_check(m);		/* a full listing may have passed the budget */
 	return rc;
 }

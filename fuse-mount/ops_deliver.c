@@ -13,9 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "mount.h"
+#include "store.h"
 
 /* Encode a DELIVER of |b| as |dir|/|name| into |head| and map its body
  * (*body_out; fbuf_unmap it once sent). Returns the head's length. */
@@ -25,28 +25,17 @@ deliver_encode(struct mount *m, struct minode *dir, const char *name,
     const uint8_t **body_out)
 {
 	char dpath[MST_PATH_MAX + 1];
-	struct mst_deliver_req q = { .name = mst_str_of(name),
-		.mode = sa->mode & 07777, .uid = sa->uid, .gid = sa->gid };
-	int rc, len;
+	unsigned sub;
+	int rc;
 
-	if (getrandom(q.idem, sizeof q.idem, 0) != sizeof q.idem)
-		return -EIO;
 	pthread_mutex_lock(&m->mu);
 	rc = inode_path(dir, dpath, sizeof dpath);
-	q.sub = dir->dkind == DK_NEW ? MST_SUB_NEW : MST_SUB_CUR;
+	sub = dir->dkind == DK_NEW ? MST_SUB_NEW : MST_SUB_CUR;
 	pthread_mutex_unlock(&m->mu);
 	if (rc < 0)
 		return rc;
-	(void)inode_classify(m, dpath, &q.mailbox, &q.folder);
-	rc = fbuf_map(b, body_out);
-	if (rc < 0)
-		return rc;
-	q.body_size = b->size;
-	q.checksum = mst_checksum(*body_out, (size_t)b->size);
-	len = mst_deliver_req_encode(&q, head, cap);
-	if (len < 0)
-		fbuf_unmap(b, *body_out);
-	return len;
+	return store_deliver_encode(dpath, sub, name, b, sa, head, cap,
+	    body_out);
 }
 
 /* The store's answer to a DELIVER: the new entry joins the folder cache

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "mount.h"
+#include "store.h"
 
 struct dent {
 	fuse_ino_t ino;

@@ -13,6 +13,7 @@
 #include <syslog.h>
 
 #include "mount.h"
+#include "store.h"
 
 void
 reply_entry(fuse_req_t req, struct mount *m, struct minode *n)
@@ -44,52 +45,6 @@ reply_entry(fuse_req_t req, struct mount *m, struct minode *n)
 		inode_forget(m, n, 1);
 		pthread_mutex_unlock(&m->mu);
 	}
-}
-
-/* Read-only requests may be resent after a reconnection. */
-static int
-is_read(unsigned op)
-{
-	return op == MST_OP_LOOKUP || op == MST_OP_READDIR ||
-	    op == MST_OP_STATFS || op == MST_OP_GET || op == MST_OP_FETCH ||
-	    op == MST_OP_LIST || op == MST_OP_STAT;
-}
-
-int
-call_path(struct mount *m, unsigned op, const char *path, struct mreply *r)
-{
-	struct mst_path_req q = { mst_str_of(path) };
-	uint8_t buf[MST_PATH_MAX + 8];
-	int n = mst_path_req_encode(&q, buf, sizeof buf);
-
-	if (n < 0)
-		return n;
-	return mconn_call(m->conn, op, buf, (size_t)n, NULL, 0, is_read(op),
-	    r);
-}
-
-int
-attr_from(const struct mreply *r, struct mst_attr_rep *out)
-{
-	if (r->nframes != 1)
-		return -EPROTO;
-	return mst_attr_rep_decode(out, r->frames[0].p, r->frames[0].len);
-}
-
-/* LOOKUP |path| and hand back the attributes. */
-static int
-lookup_attr(struct mount *m, const char *path, struct mst_attr *a)
-{
-	struct mst_attr_rep ar;
-	struct mreply r;
-	int rc = call_path(m, MST_OP_LOOKUP, path, &r);
-
-	if (rc == 0)
-		rc = attr_from(&r, &ar);
-	if (rc == 0)
-		*a = ar.attr;
-	mreply_free(&r);
-	return rc;
 }
 
 static int
@@ -137,7 +92,7 @@ do_lookup(struct mount *m, fuse_ino_t parent, const char *name,
 	if (rc < 0)
 		return rc;
 	watch_dir(m, p);
-	rc = lookup_attr(m, path, &a);
+	rc = store_lookup(m, path, &a);
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&m->mu);
@@ -256,7 +211,7 @@ do_getattr(struct mount *m, fuse_ino_t ino, struct stat *st)
 	    !mconn_connected(m->conn))
 		fetch = 0;
 	if (fetch && rc == 0) {
-		rc = lookup_attr(m, path, &a);
+		rc = store_lookup(m, path, &a);
 		pthread_mutex_lock(&m->mu);
 		if (rc == 0) {
 			n->attr = a;
@@ -348,9 +303,7 @@ do_mkdir(struct mount *m, fuse_ino_t parent, const char *name, mode_t mode,
 	char path[MST_PATH_MAX + 1];
 	struct mst_attr_rep ar;
 	struct minode *p;
-	struct mreply r;
-	uint8_t buf[MST_PATH_MAX + 32];
-	int rc, len;
+	int rc;
 
 	pthread_mutex_lock(&m->mu);
 	p = inode_get(m, parent);
@@ -364,12 +317,7 @@ do_mkdir(struct mount *m, fuse_ino_t parent, const char *name, mode_t mode,
 	q.mode = own.mode;
 	q.uid = own.uid;
 	q.gid = own.gid;
-	len = mst_mkdir_req_encode(&q, buf, sizeof buf);
-	rc = mconn_call(m->conn, MST_OP_MKDIR, buf, (size_t)len, NULL, 0, 0,
-	    &r);
-	if (rc == 0)
-		rc = attr_from(&r, &ar);
-	mreply_free(&r);
+	rc = store_mkdir(m, &q, &ar);
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&m->mu);
@@ -517,13 +465,8 @@ static int
 do_statfs(struct mount *m, struct statvfs *sv)
 {
 	struct mst_statfs_rep s;
-	struct mreply r;
-	int rc = call_path(m, MST_OP_STATFS, "", &r);
+	int rc = store_statfs(m, &s);
 
-	if (rc == 0)
-		rc = r.nframes == 1 ? mst_statfs_rep_decode(&s,
-		    r.frames[0].p, r.frames[0].len) : -EPROTO;
-	mreply_free(&r);
 	if (rc < 0)
 		return rc;
 	memset(sv, 0, sizeof *sv);

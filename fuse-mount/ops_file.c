@@ -31,36 +31,6 @@ fh_of(struct fuse_file_info *fi)
 	return (struct fhandle *)(uintptr_t)fi->fh;
 }
 
-int
-put_buf(struct mount *m, const char *path, struct fbuf *b, int excl,
-    const struct mst_attr *a, struct mst_attr *out)
-{
-	struct mst_put_req q = { .path = mst_str_of(path),
-		.flags = excl ? MST_PUT_EXCL : 0, .mode = a->mode,
-		.uid = a->uid, .gid = a->gid };
-	struct mst_attr_rep ar;
-	const uint8_t *p;
-	struct mreply r;
-	uint8_t head[MST_PATH_MAX + 64];
-	int rc, len;
-
-	rc = fbuf_map(b, &p);
-	if (rc < 0)
-		return rc;
-	q.body_size = b->size;
-	q.checksum = mst_checksum(p, (size_t)b->size);
-	len = mst_put_req_encode(&q, head, sizeof head);
-	rc = mconn_call(m->conn, MST_OP_PUT, head, (size_t)len, p,
-	    (size_t)b->size, 0, &r);
-	fbuf_unmap(b, p);
-	if (rc == 0)
-		rc = attr_from(&r, &ar);
-	if (rc == 0 && out)
-		*out = ar.attr;
-	mreply_free(&r);
-	return rc;
-}
-
 /* Deliver a file created directly in new/ or cur/: once. */
 static int
 deliver_pending(struct mount *m, struct fhandle *h)

@@ -1,15 +1,19 @@
 /*
- * store.c - the mount's store-client layer for ordinary files: the
- * requests that act on a file by its object id (GETATTR, OPEN, CLOSE,
- * READ, WRITE, FSETATTR, LINK, LOCK), encoded here and sent through
- * mconn. Knows nothing of FUSE and touches no mount state: callers pass
- * values in and get attributes or reply payloads back. Every reply is
- * checked by the codecs before a field of it is used.
+ * store.c - the mount's store client (layer 3, see mount.h): requests
+ * encoded here and sent through mconn, replies decoded here. Requests
+ * by path (LOOKUP, STATFS, MKDIR, READDIR, LIST, PUT), the DELIVER
+ * encoding, and those that act on an ordinary file by its object id
+ * (GETATTR, OPEN, CLOSE, READ, WRITE, FSETATTR, LINK, LOCK). Knows
+ * nothing of FUSE and touches no mount state but the connection:
+ * callers pass values in and get attributes or reply payloads back.
+ * Never calls up into the ops or notify.c. Every reply is checked by
+ * the codecs before a field of it is used.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <sys/random.h>
 
 #include "mount.h"
 #include "store.h"
@@ -17,6 +21,151 @@
 /* Large enough for any fixed part sent from here (a path and a few
  * integers). */
 #define HEAD_MAX (MST_PATH_MAX + 128)
+
+/* Read-only requests may be resent after a reconnection. */
+static int
+is_read(unsigned op)
+{
+	return op == MST_OP_LOOKUP || op == MST_OP_READDIR ||
+	    op == MST_OP_STATFS || op == MST_OP_GET || op == MST_OP_FETCH ||
+	    op == MST_OP_LIST || op == MST_OP_STAT;
+}
+
+int
+call_path(struct mount *m, unsigned op, const char *path, struct mreply *r)
+{
+	struct mst_path_req q = { mst_str_of(path) };
+	uint8_t buf[MST_PATH_MAX + 8];
+	int n = mst_path_req_encode(&q, buf, sizeof buf);
+
+	if (n < 0) {
+		memset(r, 0, sizeof *r);	/* mreply_free is harmless */
+		return n;
+	}
+	return mconn_call(m->conn, op, buf, (size_t)n, NULL, 0, is_read(op),
+	    r);
+}
+
+int
+attr_from(const struct mreply *r, struct mst_attr_rep *out)
+{
+	if (r->nframes != 1)
+		return -EPROTO;
+	return mst_attr_rep_decode(out, r->frames[0].p, r->frames[0].len);
+}
+
+int
+store_lookup(struct mount *m, const char *path, struct mst_attr *a)
+{
+	struct mst_attr_rep ar;
+	struct mreply r;
+	int rc = call_path(m, MST_OP_LOOKUP, path, &r);
+
+	if (rc == 0)
+		rc = attr_from(&r, &ar);
+	if (rc == 0)
+		*a = ar.attr;
+	mreply_free(&r);
+	return rc;
+}
+
+int
+store_statfs(struct mount *m, struct mst_statfs_rep *out)
+{
+	struct mreply r;
+	int rc = call_path(m, MST_OP_STATFS, "", &r);
+
+	if (rc == 0)
+		rc = r.nframes == 1 ? mst_statfs_rep_decode(out,
+		    r.frames[0].p, r.frames[0].len) : -EPROTO;
+	mreply_free(&r);
+	return rc;
+}
+
+int
+store_mkdir(struct mount *m, const struct mst_mkdir_req *q,
+    struct mst_attr_rep *out)
+{
+	struct mreply r;
+	uint8_t buf[MST_PATH_MAX + 32];
+	int rc, len = mst_mkdir_req_encode(q, buf, sizeof buf);
+
+	if (len < 0)
+		return len;
+	rc = mconn_call(m->conn, MST_OP_MKDIR, buf, (size_t)len, NULL, 0, 0,
+	    &r);
+	if (rc == 0)
+		rc = attr_from(&r, out);
+	mreply_free(&r);
+	return rc;
+}
+
+int
+store_list(struct mount *m, const struct mst_list_req *q, struct mreply *r)
+{
+	uint8_t buf[MST_PATH_MAX + 64];
+	int n = mst_list_req_encode(q, buf, sizeof buf);
+
+	if (n < 0) {
+		memset(r, 0, sizeof *r);
+		return n;
+	}
+	return mconn_call(m->conn, MST_OP_LIST, buf, (size_t)n, NULL, 0, 1, r);
+}
+
+int
+put_buf(struct mount *m, const char *path, struct fbuf *b, int excl,
+    const struct mst_attr *a, struct mst_attr *out)
+{
+	struct mst_put_req q = { .path = mst_str_of(path),
+		.flags = excl ? MST_PUT_EXCL : 0, .mode = a->mode,
+		.uid = a->uid, .gid = a->gid };
+	struct mst_attr_rep ar;
+	const uint8_t *p;
+	struct mreply r;
+	uint8_t head[MST_PATH_MAX + 64];
+	int rc, len;
+
+	rc = fbuf_map(b, &p);
+	if (rc < 0)
+		return rc;
+	q.body_size = b->size;
+	q.checksum = mst_checksum(p, (size_t)b->size);
+	len = mst_put_req_encode(&q, head, sizeof head);
+	rc = mconn_call(m->conn, MST_OP_PUT, head, (size_t)len, p,
+	    (size_t)b->size, 0, &r);
+	fbuf_unmap(b, p);
+	if (rc == 0)
+		rc = attr_from(&r, &ar);
+	if (rc == 0 && out)
+		*out = ar.attr;
+	mreply_free(&r);
+	return rc;
+}
+
+int
+store_deliver_encode(const char *dpath, unsigned sub, const char *name,
+    struct fbuf *b, const struct mst_attr *sa, uint8_t *head, size_t cap,
+    const uint8_t **body_out)
+{
+	struct mst_deliver_req q = { .name = mst_str_of(name),
+		.mode = sa->mode & 07777, .uid = sa->uid, .gid = sa->gid,
+		.sub = (uint8_t)sub };
+	int rc, len;
+
+	if (getrandom(q.idem, sizeof q.idem, 0) != sizeof q.idem)
+		return -EIO;
+	(void)inode_classify(NULL, dpath, &q.mailbox, &q.folder);
+	rc = fbuf_map(b, body_out);
+	if (rc < 0)
+		return rc;
+	q.body_size = b->size;
+	q.checksum = mst_checksum(*body_out, (size_t)b->size);
+	len = mst_deliver_req_encode(&q, head, cap);
+	if (len < 0)
+		fbuf_unmap(b, *body_out);
+	return len;
+}
 
 int
 store_attr_reply(const struct mreply *r, struct mst_attr_rep *out)

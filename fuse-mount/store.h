@@ -1,7 +1,8 @@
 /*
- * store.h - requests on ordinary files by object id (see store.c). No
- * FUSE types: callers pass ids, offsets and bytes and get attributes or
- * reply payloads back. Every function returns 0 or a negative errno;
+ * store.h - the store client (layer 3, see store.c and mount.h): requests
+ * by path, the DELIVER encoding, and requests on ordinary files by
+ * object id. No FUSE types: callers pass paths, ids, offsets and bytes
+ * and get attributes or reply payloads back. Every function returns 0 or a negative errno;
  * the asynchronous ones (store_read, store_write, store_lock,
  * store_close) return 0 when the request went out, and then |cb| runs
  * exactly once with the reply (see mconn.h).
@@ -15,7 +16,37 @@
 #include "mconn.h"
 #include "mstproto.h"
 
+struct fbuf;
 struct mount;
+
+/* A request whose payload is one path (LOOKUP, READDIR, STATFS, ...);
+ * read-only ones may be resent after a reconnection. *r is always set
+ * (mreply_free it). */
+int call_path(struct mount *m, unsigned op, const char *path,
+    struct mreply *r);
+/* The attributes of a one-frame reply. */
+int attr_from(const struct mreply *r, struct mst_attr_rep *out);
+/* LOOKUP |path|: its attributes. */
+int store_lookup(struct mount *m, const char *path, struct mst_attr *a);
+int store_statfs(struct mount *m, struct mst_statfs_rep *out);
+int store_mkdir(struct mount *m, const struct mst_mkdir_req *q,
+    struct mst_attr_rep *out);
+/* LIST a mail folder (full or a delta, as |q| says); *r is always set
+ * (mreply_free it) and holds every frame of the answer. */
+int store_list(struct mount *m, const struct mst_list_req *q,
+    struct mreply *r);
+/* PUT |b| as |path| (exclusively when |excl|) with |a|'s mode and
+ * owner; the store's attributes to *out (may be NULL). */
+int put_buf(struct mount *m, const char *path, struct fbuf *b, int excl,
+    const struct mst_attr *a, struct mst_attr *out);
+/* Encode a DELIVER of |b| as |name| in the new/ or cur/ directory
+ * |dpath| (|sub|: MST_SUB_NEW or MST_SUB_CUR) with |sa|'s mode and
+ * owner, and a fresh idempotency id, into |head|; map the body
+ * (*body_out; fbuf_unmap it once sent). The head's length, or a
+ * negative errno (nothing mapped then). */
+int store_deliver_encode(const char *dpath, unsigned sub, const char *name,
+    struct fbuf *b, const struct mst_attr *sa, uint8_t *head, size_t cap,
+    const uint8_t **body_out);
 
 int store_getattr(struct mount *m, uint64_t id, struct mst_attr *out);
 int store_getattr_async(struct mount *m, uint64_t id, mconn_cb *cb,

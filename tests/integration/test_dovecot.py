@@ -21,6 +21,9 @@ Cases:
                              operations each; both end with the same
                              UIDs and flags, the ones the clients made,
                              and the bodies that were appended.
+  folders                    folders made, filled (COPY, MOVE), renamed and
+                             deleted through A are what B lists and reads,
+                             and B's RENAME is what A sees.
   restart                    the store restarts under connected sessions
                              (--mstore only; skipped on local disk).
   idle                       a client IDLEs on B; each of 20 LDA
@@ -481,6 +484,94 @@ def lda_two_hosts(env):
     env.assert_no_errors(marks)
 
 
+def mailbox_names(conn, cmd="LIST"):
+    """Names from LIST (or LSUB) "" "*"."""
+    typ, data = (conn.list if cmd == "LIST" else conn.lsub)()
+    assert typ == "OK", "%s: %s %r" % (cmd, typ, data)
+    names = set()
+    for item in data:
+        if isinstance(item, tuple):
+            item = item[0]
+        if item:
+            m = re.match(rb'\(.*?\) (?:"."|NIL|".*?") (.*)$', item)
+            if m:
+                names.add(m.group(1).strip(b'"').decode())
+    return names
+
+
+def select_bodies(conn, box, name):
+    n = int(ok(conn.select(box), "%s: SELECT %s" % (name, box))[0])
+    return n, (fetch_bodies(conn) if n else {})
+
+
+def folders(env):
+    """Folders made, filled, renamed and deleted on one host are what the
+    other host lists and reads: CREATE, SUBSCRIBE, COPY (Dovecot links
+    the files between Maildir++ folders), MOVE, RENAME of a folder with
+    a child, DELETE."""
+    marks = env.marks()
+    user = "user6"
+    rng = random.Random(6)
+    msgs = dict(make_message(user, "fold", n, rng) for n in range(10))
+    for subject, msg in sorted(msgs.items()):
+        rc, err = env.a.lda(user, msg)
+        assert rc == 0, "LDA %s: exit %s: %s" % (subject, rc, err.strip())
+    ca = env.a.imap(user)
+    ok(ca.select("INBOX"), "A: SELECT INBOX")
+    for box in ("Sent", "Archive", "Archive.2026"):
+        ok(ca.create(box), "A: CREATE %s" % box)
+    ok(ca.subscribe("Sent"), "A: SUBSCRIBE Sent")
+    ok(ca.uid("STORE", "1", "+FLAGS.SILENT", "(\\Flagged)"), "A: STORE")
+    ok(ca.uid("COPY", "1:3", "Sent"), "A: UID COPY 1:3 Sent")
+    ok(ca.uid("MOVE", "4:6", "Archive.2026"), "A: UID MOVE 4:6 Archive.2026")
+    inbox = fetch_bodies(ca)
+    assert len(inbox) == 7, "A: INBOX after the MOVE: %d messages, want 7" % len(inbox)
+
+    cb = env.b.imap(user)
+    names = mailbox_names(cb)
+    want = {"INBOX", "Sent", "Archive", "Archive.2026"}
+    assert names == want, "B: LIST: %s, want %s" % (sorted(names), sorted(want))
+    subs = mailbox_names(cb, "LSUB")
+    assert subs == {"Sent"}, "B: LSUB: %s, want ['Sent']" % sorted(subs)
+    for box, n_want in (("INBOX", 7), ("Sent", 3), ("Archive.2026", 3), ("Archive", 0)):
+        n, bodies = select_bodies(cb, box, "B")
+        assert n == n_want, "B: SELECT %s: %d messages, want %d" % (box, n, n_want)
+        for uid, data in bodies.items():
+            s = subject_of(data)
+            assert msgs.get(s) == data, "B: %s UID %d (%s): body differs" % (box, uid, s)
+    ok(cb.select("Sent"), "B: SELECT Sent")
+    flags = uid_flags(cb)
+    assert sorted(flags.values(), key=sorted) == sorted(
+        [frozenset({"\\Flagged"}), frozenset(), frozenset()], key=sorted), (
+        "B: Sent flags %s, want one \\Flagged copy" % flags)
+    ok(cb.select("INBOX"), "B: SELECT INBOX")
+    ok(cb.rename("Archive", "Old"), "B: RENAME Archive Old")
+    cb.logout()
+
+    names = mailbox_names(ca)
+    want = {"INBOX", "Sent", "Old", "Old.2026"}
+    assert names == want, "A: LIST after B's RENAME: %s, want %s" % (
+        sorted(names), sorted(want))
+    n, bodies = select_bodies(ca, "Old.2026", "A")
+    assert n == 3 and all(msgs.get(subject_of(d)) == d for d in bodies.values()), (
+        "A: Old.2026 after the RENAME: %d messages (want 3), bodies intact: %s" % (
+            n, all(msgs.get(subject_of(d)) == d for d in bodies.values())))
+    ok(ca.select("INBOX"), "A: SELECT INBOX")
+    ok(ca.delete("Sent"), "A: DELETE Sent")
+    ca.logout()
+    cb = env.b.imap(user)
+    names = mailbox_names(cb)
+    assert "Sent" not in names, "B: LIST after A's DELETE Sent: %s" % sorted(names)
+    typ, data = cb.select("Sent")
+    assert typ != "OK", "B: SELECT of the deleted Sent succeeded: %r" % data
+    cb.logout()
+    home = os.path.join(env.root_a, user)
+    present = sorted(x for x in os.listdir(home) if x.startswith("."))
+    assert ".Sent" not in present and ".Old.2026" in present, (
+        "Maildir++ folders in %s: %s" % (home, present))
+    env.assert_no_errors(marks)
+
+
 def diff_flags(got, want):
     missing = sorted(set(want) - set(got))
     extra = sorted(set(got) - set(want))
@@ -734,8 +825,8 @@ def main():
         r.failed += 1
         return r.finish()
     print("dovecot: Maildirs on %s" % env.where, flush=True)
-    for t in (lda_imap_pop3, lda_two_hosts, two_instances_same_mailbox, restart,
-              idle):
+    for t in (lda_imap_pop3, lda_two_hosts, two_instances_same_mailbox, folders,
+              restart, idle):
         if not args.only or t.__name__ in args.only.split(","):
             r.run(t, env)
     env.teardown()

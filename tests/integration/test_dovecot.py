@@ -26,6 +26,10 @@ Cases:
                              and B's RENAME is what A sees.
   restart                    the store restarts under connected sessions
                              (--mstore only; skipped on local disk).
+  store_crash                the store is killed and restarted during LDA
+                             deliveries (--mstore only): each one that
+                             exited 0 is there once, intact; no
+                             corruption reported.
   idle                       a client IDLEs on B; each of 20 LDA
                              deliveries through A reaches it within 1 s,
                              and so do a flag change and an expunge made
@@ -55,6 +59,7 @@ MIX_SECONDS = float(os.environ.get("DOVECOT_MIX_SECONDS", "30"))
 MIX_OPS = int(os.environ.get("DOVECOT_MIX_OPS", "1000"))
 IDLE_DELIVERIES = 20
 TWO_HOST_MESSAGES = 200
+CRASH_MESSAGES = 200
 IDLE_LIMIT = 1.0
 
 
@@ -740,6 +745,80 @@ def restart(env):
     env.assert_no_errors(marks)
 
 
+_CORRUPTION = re.compile(r"Panic:|corrupt|fsck|rebuild|reappear|duplicate|inconsisten",
+                         re.I)
+
+
+def store_crash(env):
+    """The store is killed (SIGKILL) and restarted while dovecot-lda
+    delivers through A: every delivery that exited 0 is in the mailbox
+    exactly once and intact, a failed one (exit 75, the MTA would retry)
+    at most once, A and B agree on the UIDs, and no Dovecot index or
+    uidlist is reported corrupt. Errors logged while the store was down
+    are expected (I/O errors) and only listed."""
+    if not env.store:
+        raise Skip("a store crash needs --mstore (nothing to crash on local disk)")
+    marks = env.marks()
+    user = "user7"
+    rng = random.Random(7)
+    msgs = dict(make_message(user, "crash", n, rng) for n in range(CRASH_MESSAGES))
+    todo = sorted(msgs)
+    results = {}
+    lock = threading.Lock()
+
+    def worker():
+        while True:
+            with lock:
+                if not todo:
+                    return
+                key = todo.pop(0)
+            rc, err = env.a.lda(user, msgs[key], timeout=60)
+            with lock:
+                results[key] = (rc, err)
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(4)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: len(results) >= CRASH_MESSAGES // 4, 120,
+               "the first deliveries before the crash")
+    env.store.kill()                # SIGKILL
+    time.sleep(1)
+    env.store.start()
+    for t in threads:
+        t.join(600)
+        assert not t.is_alive(), "a dovecot-lda worker never finished"
+    delivered = {k for k, (rc, _) in results.items() if rc == 0}
+    hung = [(k, err) for k, (rc, err) in results.items() if rc is None]
+    print("  crash: %d of %d deliveries exited 0, %d failed (exit 75 or other), "
+          "%d hung" % (len(delivered), len(msgs), len(msgs) - len(delivered) - len(hung),
+                       len(hung)))
+    assert not hung, "dovecot-lda hung across the store crash: %s" % hung[0][1]
+    uids = {}
+    for name, inst in (("A", env.a), ("B", env.b)):
+        c = inst.imap(user)
+        ok(c.select("INBOX"), "%s: SELECT INBOX after the crash" % name)
+        seen = {}
+        for uid, data in fetch_bodies(c).items():
+            s = subject_of(data)
+            assert s in msgs, "%s: UID %d: unknown subject %r" % (name, uid, s)
+            assert s not in seen, "%s: %s is in the mailbox twice (UIDs %d, %d)" % (
+                name, s, seen[s], uid)
+            assert data == msgs[s], "%s: UID %d (%s): body differs" % (name, uid, s)
+            seen[s] = uid
+        c.logout()
+        lost = sorted(delivered - set(seen))
+        assert not lost, "%s: %d deliveries that exited 0 are missing, e.g. %s" % (
+            name, len(lost), lost[:5])
+        uids[name] = seen
+    assert uids["A"] == uids["B"], "A and B disagree on the mailbox after the crash"
+    ea, eb = env.new_errors(marks)
+    bad = [l for l in ea + eb if _CORRUPTION.search(l)]
+    if ea or eb:
+        print("  crash: Dovecot logged (expected while the store was down):\n%s"
+              % env.classes_text(ea, eb))
+    assert not bad, "Dovecot reported corruption after the store crash:\n%s" % (
+        "\n".join(bad[:20]))
+
+
 def idle(env):
     marks = env.marks()
     user = "user4"
@@ -826,7 +905,7 @@ def main():
         return r.finish()
     print("dovecot: Maildirs on %s" % env.where, flush=True)
     for t in (lda_imap_pop3, lda_two_hosts, two_instances_same_mailbox, folders,
-              restart, idle):
+              restart, store_crash, idle):
         if not args.only or t.__name__ in args.only.split(","):
             r.run(t, env)
     env.teardown()

@@ -1,5 +1,8 @@
 /*
- * main.c - mount.mstore: command line, mount options, the FUSE session.
+ * main.c - mount.mstore: command line, mount options, the FUSE session,
+ * and the ops table (the top layer, see mount.h: it starts the notifier
+ * and wake threads and hands the kernel's requests to the ops_*.c
+ * files).
  *
  *   mount.mstore SERVER[,SERVER...] MOUNTPOINT [-f] [-o OPTIONS]
  *
@@ -394,7 +397,7 @@ main(int argc, char **argv)
 	m.timeout_ms = o.timeout_s * 1000;
 	m.entry_timeout = o.attr_timeout;
 	m.mem_budget = (size_t)o.cache_mb << 20;
-	m.dir_gone = watch_drop;	/* the inode table reports, notify.c acts */
+	m.dir_gone = watch_drop;	/* inode.c reports, notify.c acts */
 	pthread_mutex_init(&m.mu, NULL);
 	pthread_mutex_init(&m.watch_mu, NULL);
 	pthread_mutex_init(&m.ref_mu, NULL);

@@ -74,8 +74,7 @@ do_deliver(struct mount *m, struct minode *dir, const char *name,
 	len = deliver_encode(m, dir, name, b, &sa, head, sizeof head, &p);
 	if (len < 0)
 		return len;
-	rc = mconn_call(m->conn, MST_OP_DELIVER, head, (size_t)len, p,
-	    (size_t)b->size, 1, &r);
+	rc = store_deliver(m, head, (size_t)len, p, (size_t)b->size, &r);
 	fbuf_unmap(b, p);
 	if (rc == 0)
 		rc = deliver_finish(m, dir, name, &r, attr_out);
@@ -172,8 +171,8 @@ do_link(struct mount *m, fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 		w->src = src;
 		w->dir = dir;
 		strcpy(w->name, newname);
-		rc = mconn_call_async(m->conn, MST_OP_DELIVER, head,
-		    (size_t)len, p, (size_t)b->size, 1, link_done, w);
+		rc = store_deliver_async(m, head, (size_t)len, p,
+		    (size_t)b->size, link_done, w);
 		fbuf_unmap(b, p);	/* mconn has its own copy */
 	} else {
 		rc = len;
@@ -270,8 +269,8 @@ rename_deliver(struct mount *m, fuse_req_t req, struct minode *n,
 		w->n = n;
 		w->dir = np;
 		strcpy(w->name, newname);
-		rc = mconn_call_async(m->conn, MST_OP_DELIVER, head,
-		    (size_t)len, p, (size_t)n->buf->size, 1, rename_done, w);
+		rc = store_deliver_async(m, head, (size_t)len, p,
+		    (size_t)n->buf->size, rename_done, w);
 		fbuf_unmap(n->buf, p);
 	} else {
 		rc = len;
@@ -395,8 +394,7 @@ do_rename(struct mount *m, fuse_req_t req, fuse_ino_t parent,
 	struct mst_rename_req rn = { 0 };
 	struct minode *p, *np, *n;
 	struct move_wait *w;
-	uint8_t buf[2 * MST_PATH_MAX + 64];
-	int rc, len, setinfo;
+	int rc, setinfo;
 
 	if (flags & ~RENAME_NOREPLACE)
 		return -EINVAL;		/* RENAME_EXCHANGE, WHITEOUT */
@@ -431,12 +429,10 @@ do_rename(struct mount *m, fuse_req_t req, fuse_ino_t parent,
 		si.from_name = mst_str_of(name);
 		si.to_name = mst_str_of(newname);
 		si.flags = flags & RENAME_NOREPLACE ? MST_RN_NOREPLACE : 0;
-		len = mst_setinfo_req_encode(&si, buf, sizeof buf);
 	} else {
 		rn.from = mst_str_of(from);
 		rn.to = mst_str_of(to);
 		rn.flags = flags & RENAME_NOREPLACE ? MST_RN_NOREPLACE : 0;
-		len = mst_rename_req_encode(&rn, buf, sizeof buf);
 	}
 	w = calloc(1, sizeof *w);
 	if (w == NULL)
@@ -447,8 +443,8 @@ do_rename(struct mount *m, fuse_req_t req, fuse_ino_t parent,
 	w->np = np;
 	snprintf(w->name, sizeof w->name, "%s", name);
 	snprintf(w->newname, sizeof w->newname, "%s", newname);
-	rc = mconn_call_async(m->conn, setinfo ? MST_OP_SETINFO : MST_OP_RENAME,
-	    buf, (size_t)len, NULL, 0, 0, moved, w);
+	rc = setinfo ? store_setinfo(m, &si, moved, w) :
+	    store_rename(m, &rn, moved, w);
 	if (rc < 0) {
 		free(w);
 		return rc;

@@ -116,24 +116,11 @@ op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	mem_check(m);
 }
 
-void
-op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+/* The kernel drops |count| references (numbers it does not know, such
+ * as wake.c's, are ignored). */
+static void
+do_forget(struct mount *m, const struct fuse_forget_data *f, size_t count)
 {
-	struct mount *m = mount_of(req);
-	struct minode *n;
-
-	pthread_mutex_lock(&m->mu);
-	n = inode_get(m, ino);
-	if (n)
-		inode_forget(m, n, nlookup);
-	pthread_mutex_unlock(&m->mu);
-	fuse_reply_none(req);
-}
-
-void
-op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f)
-{
-	struct mount *m = mount_of(req);
 	struct minode *n;
 	size_t i;
 
@@ -144,6 +131,21 @@ op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f)
 			inode_forget(m, n, f[i].nlookup);
 	}
 	pthread_mutex_unlock(&m->mu);
+}
+
+void
+op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct fuse_forget_data f = { .ino = ino, .nlookup = nlookup };
+
+	do_forget(mount_of(req), &f, 1);
+	fuse_reply_none(req);
+}
+
+void
+op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *f)
+{
+	do_forget(mount_of(req), f, count);
 	fuse_reply_none(req);
 }
 
@@ -387,13 +389,10 @@ do_remove(struct mount *m, fuse_req_t req, fuse_ino_t parent,
     const char *name, int dir)
 {
 	struct mst_msg_ref q = { 0 };
-	struct mst_path_req pq = { 0 };
 	char path[MST_PATH_MAX + 1], dpath[MST_PATH_MAX + 1];
 	struct remove_wait *w;
 	struct minode *p, *n;
-	uint8_t buf[2 * MST_PATH_MAX + 16];
-	unsigned op;
-	int rc, len = 0;
+	int rc, expunge;
 
 	pthread_mutex_lock(&m->mu);
 	p = inode_get(m, parent);
@@ -409,23 +408,16 @@ do_remove(struct mount *m, fuse_req_t req, fuse_ino_t parent,
 		return n ? 0 : -ENOENT;
 	}
 	rc = inode_child_path(p, name, path, sizeof path);
-	if (rc == 0 && !dir && p->folder) {
-		op = MST_OP_EXPUNGE;
+	expunge = rc == 0 && !dir && p->folder;
+	if (expunge) {
 		rc = inode_path(p, dpath, sizeof dpath);
 		q.sub = p->dkind == DK_NEW ? MST_SUB_NEW : MST_SUB_CUR;
 		q.name = mst_str_of(name);
 		(void)inode_classify(m, dpath, &q.mailbox, &q.folder);
-		len = mst_msg_ref_encode(&q, buf, sizeof buf);
-	} else {
-		op = dir ? MST_OP_RMDIR : MST_OP_UNLINK;
-		pq.path = mst_str_of(path);
-		len = mst_path_req_encode(&pq, buf, sizeof buf);
 	}
 	pthread_mutex_unlock(&m->mu);
 	if (rc < 0)
 		return rc;
-	if (len < 0)
-		return len;
 	w = calloc(1, sizeof *w);
 	if (w == NULL)
 		return -ENOMEM;
@@ -434,7 +426,8 @@ do_remove(struct mount *m, fuse_req_t req, fuse_ino_t parent,
 	w->p = p;
 	w->dir = dir;
 	snprintf(w->name, sizeof w->name, "%s", name);
-	rc = mconn_call_async(m->conn, op, buf, (size_t)len, NULL, 0, 0,
+	rc = expunge ? store_expunge(m, &q, removed, w) :
+	    store_path_async(m, dir ? MST_OP_RMDIR : MST_OP_UNLINK, path,
 	    removed, w);
 	if (rc < 0) {
 		free(w);

@@ -1,5 +1,6 @@
 /*
- * ops_file.c - open files. Three kinds:
+ * ops_file.c - open files; each op_* a thin adapter over a do_* core
+ * (see mount.h for the layers). Three kinds:
  *  - local files (tmp/, or created directly in new/ or cur/): contents in
  *    an fbuf here; a direct create is delivered at flush, fsync or close
  *    and its errors are returned there;
@@ -327,7 +328,9 @@ ofile_read_done(void *arg, struct mreply *r)
 	free(w);
 }
 
-static void
+/* 1 when sent (ofile_read_done answers the kernel), or a negative
+ * errno. */
+static int
 ofile_read(struct mount *m, fuse_req_t req, struct fhandle *h, size_t size,
     off_t off)
 {
@@ -338,16 +341,15 @@ ofile_read(struct mount *m, fuse_req_t req, struct fhandle *h, size_t size,
 	if (size > room)
 		size = room;	/* a short read: the kernel asks again */
 	w = io_wait_new(req, m, h->n, (uint64_t)off, size);
-	if (w == NULL) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
+	if (w == NULL)
+		return -ENOMEM;
 	rc = store_read(m, h->n->attr.id, (uint64_t)off, (uint32_t)size,
 	    ofile_read_done, w);
 	if (rc < 0) {
 		free(w);
-		fuse_reply_err(req, -rc);
+		return rc;
 	}
+	return 1;
 }
 
 static void
@@ -388,24 +390,25 @@ ofile_write_done(void *arg, struct mreply *r)
 	free(w);
 }
 
-static void
+/* 1 when sent (ofile_write_done answers the kernel), or a negative
+ * errno. */
+static int
 ofile_write(struct mount *m, fuse_req_t req, struct fhandle *h,
     const char *p, size_t size, off_t off)
 {
 	struct io_wait *w = io_wait_new(req, m, h->n, (uint64_t)off, size);
 	int rc;
 
-	if (w == NULL) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
+	if (w == NULL)
+		return -ENOMEM;
 	w->append = h->append;
 	rc = store_write(m, h->n->attr.id, (uint64_t)off, h->append, p, size,
 	    ofile_write_done, w);
 	if (rc < 0) {
 		free(w);
-		fuse_reply_err(req, -rc);
+		return rc;
 	}
+	return 1;
 }
 
 /* --- create and open --- */
@@ -636,16 +639,13 @@ fetch(struct mount *m, struct fhandle *h, char *out, size_t size, off_t off)
 		.id = h->n->attr.id };
 	struct mst_data_rep d;
 	struct mreply r;
-	uint8_t head[MST_PATH_MAX + 32];
 	size_t got = 0;
-	int rc = 0, len;
+	int rc = 0;
 
 	while (rc == 0 && got < size) {
 		q.offset = (uint64_t)off + got;
 		q.length = (uint32_t)(size - got);
-		len = mst_fetch_req_encode(&q, head, sizeof head);
-		rc = mconn_call(m->conn, MST_OP_FETCH, head, (size_t)len, NULL,
-		    0, 1, &r);
+		rc = store_fetch(m, &q, &r);
 		if (rc == 0)
 			rc = store_data_reply(&r, size - got, &d);
 		if (rc == 0) {
@@ -689,47 +689,41 @@ read_async(struct mount *m, fuse_req_t req, struct fhandle *h, size_t size,
 	struct mst_fetch_req q = { .mailbox = mst_str_of(h->mailbox),
 		.id = h->n->attr.id, .offset = (uint64_t)off,
 		.length = (uint32_t)size };
-	uint8_t head[MST_PATH_MAX + 32];
 	struct msg_read *w;
-	int len;
 
 	if (size + 64 > mconn_max_frame(m->conn))
 		return 0;
-	len = mst_fetch_req_encode(&q, head, sizeof head);
-	w = len >= 0 ? malloc(sizeof *w) : NULL;
+	w = malloc(sizeof *w);
 	if (w == NULL)
 		return 0;
 	w->req = req;
 	w->size = size;
-	if (mconn_call_async(m->conn, MST_OP_FETCH, head, (size_t)len, NULL, 0,
-	    1, read_done, w) < 0) {
+	if (store_fetch_async(m, &q, read_done, w) < 0) {
 		free(w);
 		return 0;
 	}
 	return 1;
 }
 
-void
-op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-    struct fuse_file_info *fi)
+/*
+ * Read |size| bytes at |off| through |h|. 1 when a request went out
+ * whose callback answers the kernel; 0 with the bytes in a new *out
+ * (*len of them; free it); or a negative errno.
+ */
+static int
+do_read(struct mount *m, fuse_req_t req, struct fhandle *h, size_t size,
+    off_t off, char **out, size_t *len)
 {
-	struct mount *m = mount_of(req);
-	struct fhandle *h = fh_of(fi);
 	char *buf;
 	ssize_t n;
 
-	(void)ino;
-	if (h->ofile) {
-		ofile_read(m, req, h, size, off);
-		return;
-	}
+	if (h->ofile)
+		return ofile_read(m, req, h, size, off);
 	if (h->buf == NULL && read_async(m, req, h, size, off))
-		return;			/* read_done replies */
+		return 1;		/* read_done replies */
 	buf = malloc(size ? size : 1);
-	if (buf == NULL) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
+	if (buf == NULL)
+		return -ENOMEM;
 	if (h->buf) {
 		pthread_mutex_lock(&m->mu);
 		n = fbuf_read(h->buf, buf, size, (uint64_t)off);
@@ -737,79 +731,113 @@ op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	} else {
 		n = fetch(m, h, buf, size, off);
 	}
-	if (n < 0)
-		fuse_reply_err(req, (int)-n);
-	else
-		fuse_reply_buf(req, buf, (size_t)n);
+	if (n < 0) {
+		free(buf);
+		return (int)n;
+	}
+	*out = buf;
+	*len = (size_t)n;
+	return 0;
+}
+
+void
+op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+    struct fuse_file_info *fi)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	int rc = do_read(mount_of(req), req, fh_of(fi), size, off, &buf,
+	    &len);
+
+	(void)ino;
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else if (rc == 0)
+		fuse_reply_buf(req, buf, len);
 	free(buf);
+}
+
+/* Write |size| bytes at |off| through |h|: 1 when a request went out
+ * whose callback answers the kernel, 0 when written here, or a negative
+ * errno. */
+static int
+do_write(struct mount *m, fuse_req_t req, struct fhandle *h, const char *p,
+    size_t size, off_t off)
+{
+	int rc;
+
+	if (h->ofile)
+		return ofile_write(m, req, h, p, size, off);
+	if (h->buf == NULL || h->delivered)
+		return -EBADF;
+	pthread_mutex_lock(&m->mu);
+	rc = fbuf_write(h->buf, m, p, size, (uint64_t)off);
+	pthread_mutex_unlock(&m->mu);
+	return rc;
 }
 
 void
 op_write(fuse_req_t req, fuse_ino_t ino, const char *p, size_t size,
     off_t off, struct fuse_file_info *fi)
 {
-	struct mount *m = mount_of(req);
-	struct fhandle *h = fh_of(fi);
-	int rc;
+	int rc = do_write(mount_of(req), req, fh_of(fi), p, size, off);
 
 	(void)ino;
-	if (h->ofile) {
-		ofile_write(m, req, h, p, size, off);
-		return;
-	}
-	if (h->buf == NULL || h->delivered) {
-		fuse_reply_err(req, EBADF);
-		return;
-	}
-	pthread_mutex_lock(&m->mu);
-	rc = fbuf_write(h->buf, m, p, size, (uint64_t)off);
-	pthread_mutex_unlock(&m->mu);
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
-	else
+	else if (rc == 0)
 		fuse_reply_write(req, size);
 }
 
 /* posix_fallocate(3) on an ordinary file: the store allocates as it
  * writes, so only the size matters (Dovecot grows its cache file so).
  * Punching holes and the other modes are not offered. */
+static int
+do_fallocate(struct mount *m, struct fhandle *h, int mode, off_t off,
+    off_t len)
+{
+	struct stat st = { 0 };
+	uint64_t end = (uint64_t)off + (uint64_t)len, size;
+
+	if (mode != 0 || !h->ofile)
+		return -EOPNOTSUPP;
+	pthread_mutex_lock(&m->mu);
+	size = h->n->attr.size;
+	pthread_mutex_unlock(&m->mu);
+	if (end <= size)
+		return 0;
+	st.st_size = (off_t)end;
+	return ofile_setattr(m, h->n, &st, FUSE_SET_ATTR_SIZE);
+}
+
 void
 op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off,
     off_t len, struct fuse_file_info *fi)
 {
-	struct mount *m = mount_of(req);
-	struct fhandle *h = fh_of(fi);
-	struct stat st = { 0 };
-	uint64_t end = (uint64_t)off + (uint64_t)len, size;
-	int rc = 0;
+	int rc = do_fallocate(mount_of(req), fh_of(fi), mode, off, len);
 
 	(void)ino;
-	if (mode != 0 || !h->ofile) {
-		fuse_reply_err(req, EOPNOTSUPP);
-		return;
-	}
-	pthread_mutex_lock(&m->mu);
-	size = h->n->attr.size;
-	pthread_mutex_unlock(&m->mu);
-	if (end > size) {
-		st.st_size = (off_t)end;
-		rc = ofile_setattr(m, h->n, &st, FUSE_SET_ATTR_SIZE);
-	}
 	fuse_reply_err(req, rc < 0 ? -rc : 0);
 }
 
 /* close(2) of any descriptor drops the caller's POSIX locks on the file
  * (fcntl(2)); the kernel tells us which owner closed. */
+static int
+do_flush(struct mount *m, struct fhandle *h, uint64_t owner)
+{
+	int rc = handle_sync(m, h);
+
+	if (rc == 0 && h->ofile)
+		rc = lock_release(m, h->n, owner, 0);
+	return rc;
+}
+
 void
 op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct mount *m = mount_of(req);
-	struct fhandle *h = fh_of(fi);
-	int rc = handle_sync(m, h);
+	int rc = do_flush(mount_of(req), fh_of(fi), fi->lock_owner);
 
 	(void)ino;
-	if (rc == 0 && h->ofile)
-		rc = lock_release(m, h->n, fi->lock_owner, 0);
 	fuse_reply_err(req, rc < 0 ? -rc : 0);
 }
 
@@ -824,19 +852,20 @@ op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	fuse_reply_err(req, rc < 0 ? -rc : 0);
 }
 
-void
-op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+/* The last close of a handle: what is owed is delivered, a flock lock
+ * released (|flock_release|), and the handle freed. Errors are logged:
+ * close(2) has returned by now. */
+static void
+do_release(struct mount *m, struct fhandle *h, uint64_t owner,
+    int flock_release)
 {
-	struct mount *m = mount_of(req);
-	struct fhandle *h = fh_of(fi);
 	int rc = handle_sync(m, h);
 
-	(void)ino;
 	if (rc < 0)
 		syslog(LOG_ERR, "mount.mstore: delivery of %s at close: %s",
 		    h->n->name, strerror(-rc));
-	if (h->ofile && fi->flock_release) {
-		rc = lock_release(m, h->n, fi->lock_owner, 1);
+	if (h->ofile && flock_release) {
+		rc = lock_release(m, h->n, owner, 1);
 		if (rc < 0)
 			syslog(LOG_ERR, "mount.mstore: flock release of %s: %s",
 			    h->n->name, strerror(-rc));
@@ -847,5 +876,13 @@ op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	inode_close(m, h->n);
 	pthread_mutex_unlock(&m->mu);
 	handle_free(h);
+}
+
+void
+op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	do_release(mount_of(req), fh_of(fi), fi->lock_owner,
+	    fi->flock_release);
 	fuse_reply_err(req, 0);
 }

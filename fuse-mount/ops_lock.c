@@ -3,7 +3,8 @@
  * files, granted by the store so that they hold across every mount of
  * it. The kernel hands us each request with its lock owner; we pass the
  * owner and pid to the store and answer the kernel with what the store
- * decided. Never grants anything itself.
+ * decided. Never grants anything itself. Each op_* is a thin adapter
+ * over a do_* core; the requests are store.c's.
  *
  * Publishing: writes to ordinary files reach the store before write(2)
  * returns, so everything a holder wrote is in the store when it unlocks.
@@ -231,52 +232,54 @@ locked_node(struct mount *m, fuse_ino_t ino)
 	return n;
 }
 
-void
-op_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
-    struct flock *lock, int sleep)
+/* The lock requests below return 0 once the request is on its way (its
+ * callback answers the kernel) or a negative errno. */
+static int
+do_setlk(struct mount *m, fuse_req_t req, fuse_ino_t ino,
+    struct fuse_file_info *fi, const struct flock *lock, int sleep)
 {
-	struct mount *m = mount_of(req);
 	struct minode *n = locked_node(m, ino);
 	struct lock_wait *w;
 	int rc;
 
-	if (n == NULL) {
-		fuse_reply_err(req, ENOLCK);
-		return;
-	}
+	if (n == NULL)
+		return -ENOLCK;
 	w = lock_wait_new(req, fi, n);
-	if (w == NULL) {
-		fuse_reply_err(req, ENOLCK);
-		return;
-	}
+	if (w == NULL)
+		return -ENOLCK;
 	w->q.pid = (uint32_t)lock->l_pid;
 	w->q.type = type_of(lock->l_type);
 	w->q.flags = sleep && w->q.type != MST_LK_UN ? MST_LKF_WAIT : 0;
 	range_of(lock, &w->q);
 	rc = lock_send(w);
-	if (rc < 0) {
+	if (rc < 0)
 		free(w);
-		fuse_reply_err(req, -rc);
-	}
+	return rc;
 }
 
 void
-op_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, int op)
+op_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+    struct flock *lock, int sleep)
 {
-	struct mount *m = mount_of(req);
+	int rc = do_setlk(mount_of(req), req, ino, fi, lock, sleep);
+
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+}
+
+static int
+do_flock(struct mount *m, fuse_req_t req, fuse_ino_t ino,
+    struct fuse_file_info *fi, int op)
+{
 	struct minode *n = locked_node(m, ino);
 	struct lock_wait *w;
 	int rc, kind = op & (LOCK_SH | LOCK_EX | LOCK_UN);
 
-	if (n == NULL) {
-		fuse_reply_err(req, ENOLCK);	/* only ordinary files */
-		return;
-	}
+	if (n == NULL)
+		return -ENOLCK;		/* only ordinary files */
 	w = lock_wait_new(req, fi, n);
-	if (w == NULL) {
-		fuse_reply_err(req, ENOLCK);
-		return;
-	}
+	if (w == NULL)
+		return -ENOLCK;
 	w->q.pid = fuse_req_ctx(req)->pid;
 	w->q.type = kind == LOCK_SH ? MST_LK_RD : kind == LOCK_EX ? MST_LK_WR :
 	    MST_LK_UN;
@@ -286,10 +289,18 @@ op_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, int op)
 	w->q.start = 0;
 	w->q.end = MST_LK_EOF;
 	rc = lock_send(w);
-	if (rc < 0) {
+	if (rc < 0)
 		free(w);
+	return rc;
+}
+
+void
+op_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi, int op)
+{
+	int rc = do_flock(mount_of(req), req, ino, fi, op);
+
+	if (rc < 0)
 		fuse_reply_err(req, -rc);
-	}
 }
 
 static void
@@ -317,37 +328,38 @@ tested(void *arg, struct mreply *r)
 	free(w);
 }
 
-void
-op_getlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
-    struct flock *lock)
+static int
+do_getlk(struct mount *m, fuse_req_t req, fuse_ino_t ino,
+    struct fuse_file_info *fi, const struct flock *lock)
 {
-	struct mount *m = mount_of(req);
 	struct minode *n = locked_node(m, ino);
 	struct lock_wait *w;
-	uint8_t head[64];
-	int rc, len;
+	int rc;
 
-	if (n == NULL) {
-		fuse_reply_err(req, ENOLCK);	/* only ordinary files */
-		return;
-	}
+	if (n == NULL)
+		return -ENOLCK;		/* only ordinary files */
 	w = lock_wait_new(req, fi, n);
-	if (w == NULL) {
-		fuse_reply_err(req, ENOLCK);
-		return;
-	}
+	if (w == NULL)
+		return -ENOLCK;
 	w->q.pid = (uint32_t)lock->l_pid;
 	w->q.type = type_of(lock->l_type);
 	w->q.flags = MST_LKF_TEST;
 	range_of(lock, &w->q);
 	rc = w->q.type == MST_LK_UN ? -EINVAL :
-	    (len = mst_lock_req_encode(&w->q, head, sizeof head)) < 0 ? len :
-	    mconn_call_async(m->conn, MST_OP_LOCK, head, (size_t)len, NULL, 0,
-	    1, tested, w);
-	if (rc < 0) {
+	    store_lock_test(m, &w->q, tested, w);
+	if (rc < 0)
 		free(w);
+	return rc;
+}
+
+void
+op_getlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+    struct flock *lock)
+{
+	int rc = do_getlk(mount_of(req), req, ino, fi, lock);
+
+	if (rc < 0)
 		fuse_reply_err(req, -rc);
-	}
 }
 
 int

@@ -1,9 +1,11 @@
 /*
  * store.c - the mount's store client (layer 3, see mount.h): requests
  * encoded here and sent through mconn, replies decoded here. Requests
- * by path (LOOKUP, STATFS, MKDIR, READDIR, LIST, PUT), the DELIVER
- * encoding, and those that act on an ordinary file by its object id
- * (GETATTR, OPEN, CLOSE, READ, WRITE, FSETATTR, LINK, LOCK). Knows
+ * by path (LOOKUP, STATFS, MKDIR, READDIR, UNLINK, RMDIR, RENAME, PUT),
+ * on mail folders (LIST, DELIVER, EXPUNGE, SETINFO, FETCH), and those
+ * that act on an ordinary file by its object id (GETATTR, OPEN, CLOSE,
+ * READ, WRITE, FSETATTR, LINK, LOCK). WATCH and UNWATCH stay with the
+ * watches they keep in order (notify.c). Knows
  * nothing of FUSE and touches no mount state but the connection:
  * callers pass values in and get attributes or reply payloads back.
  * Never calls up into the ops or notify.c. Every reply is checked by
@@ -44,6 +46,59 @@ call_path(struct mount *m, unsigned op, const char *path, struct mreply *r)
 	}
 	return mconn_call(m->conn, op, buf, (size_t)n, NULL, 0, is_read(op),
 	    r);
+}
+
+int
+store_path_async(struct mount *m, unsigned op, const char *path,
+    mconn_cb *cb, void *arg)
+{
+	struct mst_path_req q = { mst_str_of(path) };
+	uint8_t buf[MST_PATH_MAX + 8];
+	int n = mst_path_req_encode(&q, buf, sizeof buf);
+
+	if (n < 0)
+		return n;
+	return mconn_call_async(m->conn, op, buf, (size_t)n, NULL, 0,
+	    is_read(op), cb, arg);
+}
+
+int
+store_expunge(struct mount *m, const struct mst_msg_ref *q, mconn_cb *cb,
+    void *arg)
+{
+	uint8_t buf[2 * MST_PATH_MAX + 16];
+	int n = mst_msg_ref_encode(q, buf, sizeof buf);
+
+	if (n < 0)
+		return n;
+	return mconn_call_async(m->conn, MST_OP_EXPUNGE, buf, (size_t)n, NULL,
+	    0, 0, cb, arg);
+}
+
+int
+store_rename(struct mount *m, const struct mst_rename_req *q, mconn_cb *cb,
+    void *arg)
+{
+	uint8_t buf[2 * MST_PATH_MAX + 64];
+	int n = mst_rename_req_encode(q, buf, sizeof buf);
+
+	if (n < 0)
+		return n;
+	return mconn_call_async(m->conn, MST_OP_RENAME, buf, (size_t)n, NULL,
+	    0, 0, cb, arg);
+}
+
+int
+store_setinfo(struct mount *m, const struct mst_setinfo_req *q,
+    mconn_cb *cb, void *arg)
+{
+	uint8_t buf[2 * MST_PATH_MAX + 64];
+	int n = mst_setinfo_req_encode(q, buf, sizeof buf);
+
+	if (n < 0)
+		return n;
+	return mconn_call_async(m->conn, MST_OP_SETINFO, buf, (size_t)n, NULL,
+	    0, 0, cb, arg);
 }
 
 int
@@ -165,6 +220,51 @@ store_deliver_encode(const char *dpath, unsigned sub, const char *name,
 	if (len < 0)
 		fbuf_unmap(b, *body_out);
 	return len;
+}
+
+int
+store_fetch(struct mount *m, const struct mst_fetch_req *q, struct mreply *r)
+{
+	uint8_t head[MST_PATH_MAX + 32];
+	int len = mst_fetch_req_encode(q, head, sizeof head);
+
+	if (len < 0) {
+		memset(r, 0, sizeof *r);
+		return len;
+	}
+	return mconn_call(m->conn, MST_OP_FETCH, head, (size_t)len, NULL, 0, 1,
+	    r);
+}
+
+int
+store_fetch_async(struct mount *m, const struct mst_fetch_req *q,
+    mconn_cb *cb, void *arg)
+{
+	uint8_t head[MST_PATH_MAX + 32];
+	int len = mst_fetch_req_encode(q, head, sizeof head);
+
+	if (len < 0)
+		return len;
+	return mconn_call_async(m->conn, MST_OP_FETCH, head, (size_t)len, NULL,
+	    0, 1, cb, arg);
+}
+
+/* A DELIVER carries a fresh idempotency id, so it may be resent after a
+ * reconnection: the store keeps the message once. */
+int
+store_deliver(struct mount *m, const uint8_t *head, size_t len,
+    const uint8_t *body, size_t size, struct mreply *r)
+{
+	return mconn_call(m->conn, MST_OP_DELIVER, head, len, body, size, 1,
+	    r);
+}
+
+int
+store_deliver_async(struct mount *m, const uint8_t *head, size_t len,
+    const uint8_t *body, size_t size, mconn_cb *cb, void *arg)
+{
+	return mconn_call_async(m->conn, MST_OP_DELIVER, head, len, body, size,
+	    1, cb, arg);
 }
 
 int
@@ -374,6 +474,19 @@ store_lock(struct mount *m, const struct mst_lock_req *q, mconn_cb *cb,
 		return len;
 	return mconn_call_flags(m->conn, MST_OP_LOCK, head, (size_t)len, NULL,
 	    0, flags, cb, arg);
+}
+
+int
+store_lock_test(struct mount *m, const struct mst_lock_req *q, mconn_cb *cb,
+    void *arg)
+{
+	uint8_t head[64];
+	int len = mst_lock_req_encode(q, head, sizeof head);
+
+	if (len < 0)
+		return len;
+	return mconn_call_async(m->conn, MST_OP_LOCK, head, (size_t)len, NULL,
+	    0, 1, cb, arg);
 }
 
 int

@@ -1,11 +1,11 @@
 /*
  * store.h - the store client (layer 3, see store.c and mount.h): requests
- * by path, the DELIVER encoding, and requests on ordinary files by
- * object id. No FUSE types: callers pass paths, ids, offsets and bytes
- * and get attributes or reply payloads back. Every function returns 0 or a negative errno;
- * the asynchronous ones (store_read, store_write, store_lock,
- * store_close) return 0 when the request went out, and then |cb| runs
- * exactly once with the reply (see mconn.h).
+ * by path, on mail folders, and on ordinary files by object id. No FUSE
+ * types: callers pass paths, ids, offsets and bytes and get attributes or
+ * reply payloads back. Every function returns 0 or a negative errno
+ * (store_deliver_encode: a length); the asynchronous ones (with |cb|)
+ * return 0 when the request went out, and then |cb| runs exactly once
+ * with the reply (see mconn.h).
  */
 #ifndef MST_STORE_H
 #define MST_STORE_H
@@ -24,6 +24,17 @@ struct mount;
  * (mreply_free it). */
 int call_path(struct mount *m, unsigned op, const char *path,
     struct mreply *r);
+/* The same without waiting: |cb| gets the reply (UNLINK, RMDIR). */
+int store_path_async(struct mount *m, unsigned op, const char *path,
+    mconn_cb *cb, void *arg);
+/* EXPUNGE a message; RENAME a path; SETINFO (a rename within a mail
+ * folder's new/ and cur/). |cb| gets the reply. */
+int store_expunge(struct mount *m, const struct mst_msg_ref *q, mconn_cb *cb,
+    void *arg);
+int store_rename(struct mount *m, const struct mst_rename_req *q, mconn_cb *cb,
+    void *arg);
+int store_setinfo(struct mount *m, const struct mst_setinfo_req *q,
+    mconn_cb *cb, void *arg);
 /* The attributes of a one-frame reply. */
 int attr_from(const struct mreply *r, struct mst_attr_rep *out);
 /* LOOKUP |path|: its attributes. */
@@ -72,9 +83,28 @@ int store_link(struct mount *m, uint64_t id, const char *path,
 int store_lock(struct mount *m, const struct mst_lock_req *q, mconn_cb *cb,
     void *arg);
 
+/* LOCK with MST_LKF_TEST (F_GETLK): it changes nothing, so it is resent
+ * after a reconnection. */
+int store_lock_test(struct mount *m, const struct mst_lock_req *q,
+    mconn_cb *cb, void *arg);
+
 /* LOCK, waiting for the answer (never with MST_LKF_WAIT). */
 int store_lock_sync(struct mount *m, const struct mst_lock_req *q,
     struct mst_lock_rep *out);
+
+/* FETCH a range of a message (resent after a reconnection); *r is always
+ * set (mreply_free it). */
+int store_fetch(struct mount *m, const struct mst_fetch_req *q,
+    struct mreply *r);
+int store_fetch_async(struct mount *m, const struct mst_fetch_req *q,
+    mconn_cb *cb, void *arg);
+
+/* Send an encoded DELIVER with its mapped body (copied before these
+ * return); resent after a reconnection. */
+int store_deliver(struct mount *m, const uint8_t *head, size_t len,
+    const uint8_t *body, size_t size, struct mreply *r);
+int store_deliver_async(struct mount *m, const uint8_t *head, size_t len,
+    const uint8_t *body, size_t size, mconn_cb *cb, void *arg);
 
 /* Reply decoders: -EPROTO for a reply of the wrong shape, and a READ or
  * FETCH reply carrying more than |want| bytes is refused as -EPROTO. */

@@ -1,7 +1,9 @@
 /*
  * mstclient.h - a small blocking client for the mstore protocol, shared by
  * the mount, the tools and the tests. Built on libmstproto; owns one
- * socket. Not thread-safe: one thread uses a client at a time.
+ * socket (and its TLS session). Not thread-safe: one thread uses a client
+ * at a time. With TLS the process must ignore SIGPIPE (OpenSSL writes
+ * with write(2)).
  */
 #ifndef MSTCLIENT_H
 #define MSTCLIENT_H
@@ -9,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "mstproto.h"
 
@@ -52,16 +55,40 @@ struct mst_client_opts {
 	size_t keylen;
 	int timeout_ms;		/* connect and each reply; 0: 10000 */
 	uint32_t max_frame;	/* 0: MST_FRAME_DEFAULT */
+	int tls;		/* speak TLS (TCP addresses only) */
+	const char *cafile;	/* with tls: PEM CA(s) the server's chain
+				   must lead to; the certificate must be for
+				   the HOST of the address (IP or name) */
 };
 
 /*
  * Connect, send HELLO, and AUTH when the server requires it. Returns 0
  * and a client in *out, or -ECONNREFUSED, -ETIMEDOUT, -EACCES (bad key or
- * key required), -EPROTO, -ENOMEM...
+ * key required), -EPROTO, -ENOMEM...; with tls also -EKEYREJECTED (the
+ * server's certificate is not trusted or not for that host), -EBADMSG (no
+ * certificate in cafile), -EINVAL (a unix: address, or no cafile), or the
+ * errno of reading cafile.
  */
 int mst_client_connect(const char *addr, const struct mst_client_opts *o,
     struct mst_client **out);
 void mst_client_free(struct mst_client *c);
+
+/* A message for a negative errno of this library: strerror, except for
+ * the TLS meanings of -EKEYREJECTED, -EBADMSG and -EPROTO above. */
+const char *mst_client_strerror(int rc);
+
+/*
+ * The transport under the frames, for callers that run their own loop
+ * over mst_client_fd (the socket is non-blocking): read or write at most
+ * |n| bytes now, through TLS when it is on. Return the count (>0), or
+ * -EAGAIN with *|ev| the poll(2) event to wait for (0: retry at once),
+ * -ECONNRESET at the peer's end, or another negative errno.
+ */
+ssize_t mst_client_read(struct mst_client *c, void *p, size_t n, short *ev);
+ssize_t mst_client_write(struct mst_client *c, const void *p, size_t n,
+    short *ev);
+/* Bytes already decrypted and waiting: readable without poll(2). */
+size_t mst_client_pending(const struct mst_client *c);
 
 int mst_client_fd(const struct mst_client *c);
 uint32_t mst_client_max_frame(const struct mst_client *c);

@@ -41,6 +41,8 @@ static const struct conf_key conf_keys[] = {
 	KEY(listen, CT_LISTEN, 0, 0),
 	KEY(key_file, CT_STR, 0, 0),
 	KEY(key_file_next, CT_STR, 0, 0),
+	KEY(tls_cert, CT_STR, 0, 0),
+	KEY(tls_key, CT_STR, 0, 0),
 	KEY(user, CT_STR, 0, 0),
 	KEY(max_message_size, CT_SIZE, 1, MST_BODY_MAX),
 	KEY(max_frame, CT_SIZE, MST_FRAME_MIN, MST_FRAME_LIMIT),
@@ -107,6 +109,8 @@ conf_free(struct conf *c)
 	free_listen(c);
 	free(c->key_file);
 	free(c->key_file_next);
+	free(c->tls_cert);
+	free(c->tls_key);
 	free(c->user);
 	free(c->quota_file);
 	free(c->log);
@@ -409,6 +413,10 @@ conf_finish(struct conf *c)
 		rc = absolute(&c->key_file);
 	if (rc == 0)
 		rc = absolute(&c->key_file_next);
+	if (rc == 0)
+		rc = absolute(&c->tls_cert);
+	if (rc == 0)
+		rc = absolute(&c->tls_key);
 	if (rc == 0)
 		rc = absolute(&c->quota_file);
 	if (rc == 0 && c->log != NULL && strcmp(c->log, "stderr") != 0 &&

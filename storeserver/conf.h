@@ -19,6 +19,8 @@ struct conf {
 	size_t nlisten;
 	char *key_file;			/* NULL: no AUTH */
 	char *key_file_next;		/* a second key accepted (rotation) */
+	char *tls_cert;			/* PEM chain: TCP listeners speak TLS */
+	char *tls_key;			/* its PEM private key */
 	char *user;			/* drop root to this user */
 	uint64_t max_message_size;
 	uint64_t max_frame;

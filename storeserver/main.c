@@ -40,6 +40,8 @@ struct args {
 	char **listen;
 	size_t nlisten;
 	const char *user;
+	const char *tls_cert;
+	const char *tls_key;
 	int foreground;
 	int insecure;
 };
@@ -51,6 +53,8 @@ static const struct option long_opts[] = {
 	{ .name = "foreground", .has_arg = no_argument, .val = 'f' },
 	{ .name = "user", .has_arg = required_argument, .val = 'u' },
 	{ .name = "insecure", .has_arg = no_argument, .val = 'I' },
+	{ .name = "tls-cert", .has_arg = required_argument, .val = 'C' },
+	{ .name = "tls-key", .has_arg = required_argument, .val = 'K' },
 	{ .name = "help", .has_arg = no_argument, .val = 'h' },
 	{ .name = "version", .has_arg = no_argument, .val = 'V' },
 	{ 0 },
@@ -64,6 +68,7 @@ usage(FILE *f)
 	    "[--listen unix:PATH]...\n"
 	    "               [--config FILE] [--foreground] [--user NAME] "
 	    "[--insecure]\n"
+	    "               [--tls-cert FILE --tls-key FILE]\n"
 	    "       mstored --help | --version\n"
 	    "\n"
 	    "The mstore store server: keeps the mail that mount.mstore "
@@ -86,6 +91,11 @@ usage(FILE *f)
 	    "                        key_file: anyone who reaches it may read "
 	    "and\n"
 	    "                        change all mail\n"
+	    "      --tls-cert FILE   TCP listeners speak only TLS with this "
+	    "PEM\n"
+	    "                        certificate chain (Unix sockets stay "
+	    "plain)\n"
+	    "      --tls-key FILE    the PEM private key of --tls-cert\n"
 	    "  -h, --help            show this help and exit\n"
 	    "  -V, --version         show the version and exit\n"
 	    "\n"
@@ -153,6 +163,12 @@ parse_args(int argc, char **argv, struct args *a)
 		case 'I':
 			a->insecure = 1;
 			break;
+		case 'C':
+			a->tls_cert = optarg;
+			break;
+		case 'K':
+			a->tls_key = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return EXIT_OK;
@@ -191,6 +207,16 @@ load_conf(struct conf *c, const struct args *a)
 	}
 	if (a->user != NULL && conf_set(c, "user", a->user, &why) < 0) {
 		fprintf(stderr, "mstored: --user: %s\n", why);
+		return usage_error();
+	}
+	if (a->tls_cert != NULL &&
+	    conf_set(c, "tls_cert", a->tls_cert, &why) < 0) {
+		fprintf(stderr, "mstored: --tls-cert: %s\n", why);
+		return usage_error();
+	}
+	if (a->tls_key != NULL &&
+	    conf_set(c, "tls_key", a->tls_key, &why) < 0) {
+		fprintf(stderr, "mstored: --tls-key: %s\n", why);
 		return usage_error();
 	}
 	if (a->nlisten > 0 && conf_set_listen(c, a->listen, a->nlisten) < 0) {
@@ -569,9 +595,10 @@ serve(const struct conf *c, int foreground, int insecure)
 	}
 	server_set_engine(srv, &engine_local, eng);
 	log_info("mstored %s started: data %s, listening on %s, engine %s, "
-	    "auth %s%s%s", PACKAGE_VERSION, c->data, server_addresses(srv),
+	    "auth %s%s%s%s", PACKAGE_VERSION, c->data, server_addresses(srv),
 	    engine_local.name, nkeys == 2 ? "required (two keys)" :
-	    nkeys ? "required" : "off", c->user ? ", user " : "",
+	    nkeys ? "required" : "off",
+	    server_tls(srv) ? ", TLS on TCP" : "", c->user ? ", user " : "",
 	    c->user ? c->user : "");
 	if (!foreground)
 		daemon_ready(notify);

@@ -35,6 +35,10 @@
  * is not whole within read_timeout, when a streaming body waits longer
  * for its next DATA, or, if idle_timeout is set, when nothing at all is
  * pending. Independently, replies left unread for STALL_SECONDS close it.
+ *
+ * With tls_cert and tls_key, every TCP connection is a TLS bufferevent
+ * (server-side handshake first; no plaintext fallback) and the frames
+ * above are unchanged; Unix-socket connections stay plaintext.
  */
 #include <config.h>
 
@@ -56,8 +60,13 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 
@@ -193,6 +202,7 @@ struct conn {
 	int64_t last_frame_ms;	/* the last whole frame arrived */
 	int64_t idle_ms;	/* became idle (TO_IDLE armed) */
 	int local;		/* came in on a Unix socket */
+	int tls;		/* |bev| is a TLS bufferevent */
 	struct stream *streams;
 	unsigned nstreams;
 	uint64_t body_bytes;	/* reserved by bodies being assembled */
@@ -258,6 +268,8 @@ struct server {
 
 	struct lock_table *locks;
 	struct event *ev_locks;	/* send lock replies (locks_kick) */
+
+	SSL_CTX *tls;		/* NULL: TCP listeners speak plaintext */
 };
 
 static void conn_input(struct conn *c);
@@ -1932,8 +1944,9 @@ on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct conn *c = arg;
 	int err = EVUTIL_SOCKET_ERROR();
+	unsigned long tls_err;
+	char buf[160];
 
-	(void)bev;
 	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_WRITING)) {
 		log_info("%s: closing: replies unread for %d s", c->peer,
 		    STALL_SECONDS);
@@ -1941,6 +1954,13 @@ on_event(struct bufferevent *bev, short what, void *arg)
 	} else if (what & BEV_EVENT_TIMEOUT) {
 		conn_close(c, "read timeout");
 	} else if (what & BEV_EVENT_ERROR) {
+		tls_err = c->tls ? bufferevent_get_openssl_error(bev) : 0;
+		if (tls_err != 0) {
+			ERR_error_string_n(tls_err, buf, sizeof buf);
+			log_info("%s: closing: TLS: %s", c->peer, buf);
+			conn_close(c, NULL);
+			return;
+		}
 		log_debug("%s: %s", c->peer, strerror(err));
 		conn_close(c, "socket error");
 	} else if (what & BEV_EVENT_EOF) {
@@ -1954,6 +1974,7 @@ conn_new(struct server *srv, evutil_socket_t fd, const char *peer,
     const char *host, int local)
 {
 	struct conn *c = calloc(1, sizeof *c);
+	SSL *ssl;
 
 	if (c != NULL)
 		c->ev_timer = evtimer_new(srv->base, on_conn_timer, c);
@@ -1963,7 +1984,25 @@ conn_new(struct server *srv, evutil_socket_t fd, const char *peer,
 		free(c);
 		return;
 	}
-	c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (srv->tls != NULL && !local) {
+		/* A TLS listener speaks only TLS: bytes that are not a TLS
+		 * handshake fail it, and the connection is closed. */
+		ssl = SSL_new(srv->tls);
+		c->bev = ssl == NULL ? NULL : bufferevent_openssl_socket_new(
+		    srv->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+		    BEV_OPT_CLOSE_ON_FREE);
+		if (c->bev == NULL && ssl != NULL)
+			SSL_free(ssl);
+		if (c->bev != NULL) {
+			/* A peer that closes without close_notify has sent
+			 * whole frames or nothing: an end, not an attack. */
+			bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+			c->tls = 1;
+		}
+	} else {
+		c->bev = bufferevent_socket_new(srv->base, fd,
+		    BEV_OPT_CLOSE_ON_FREE);
+	}
 	if (c->bev == NULL) {
 		log_err("accept %s: out of memory", peer);
 		close(fd);
@@ -2381,7 +2420,71 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 		log_info("SIGHUP: log reopened");
 }
 
+/* ---- TLS ---- */
+
+/* Log why the last OpenSSL call failed, after |what|. */
+static void
+tls_log_err(const char *what, const char *path)
+{
+	unsigned long e = ERR_get_error();
+	char buf[200];
+
+	if (e == 0)
+		snprintf(buf, sizeof buf, "%s", strerror(errno));
+	else
+		ERR_error_string_n(e, buf, sizeof buf);
+	log_err("%s %s: %s", what, path, buf);
+	ERR_clear_error();
+}
+
+/* The certificate chain and key for the TCP listeners, read now (before
+ * root is dropped). TLS 1.2 at least; no client certificates. */
+static int
+tls_open(struct server *srv, const struct conf *c)
+{
+	if (c->tls_cert == NULL && c->tls_key == NULL)
+		return 0;
+	if (c->tls_cert == NULL || c->tls_key == NULL) {
+		log_err("tls_cert and tls_key go together: set both or "
+		    "neither");
+		return -EINVAL;
+	}
+	srv->tls = SSL_CTX_new(TLS_server_method());
+	if (srv->tls == NULL) {
+		tls_log_err("TLS:", "context");
+		return -ENOMEM;
+	}
+	if (SSL_CTX_set_min_proto_version(srv->tls, TLS1_2_VERSION) != 1) {
+		tls_log_err("TLS:", "minimum version");
+		return -EINVAL;
+	}
+	SSL_CTX_set_options(srv->tls, SSL_OP_NO_RENEGOTIATION);
+	if (SSL_CTX_use_certificate_chain_file(srv->tls, c->tls_cert) != 1) {
+		tls_log_err("tls_cert", c->tls_cert);
+		return -EINVAL;
+	}
+	if (SSL_CTX_use_PrivateKey_file(srv->tls, c->tls_key,
+	    SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(srv->tls) != 1) {
+		if (ERR_GET_REASON(ERR_peek_error()) ==
+		    X509_R_KEY_VALUES_MISMATCH) {
+			log_err("tls_key %s does not match tls_cert %s",
+			    c->tls_key, c->tls_cert);
+			ERR_clear_error();
+		} else {
+			tls_log_err("tls_key", c->tls_key);
+		}
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* ---- public ---- */
+
+int
+server_tls(const struct server *s)
+{
+	return s->tls != NULL;
+}
 
 int
 server_new(const struct conf *c, const struct server_key *keys,
@@ -2445,6 +2548,9 @@ server_new(const struct conf *c, const struct server_key *keys,
 	    event_add(srv->ev_term, NULL) < 0 ||
 	    event_add(srv->ev_int, NULL) < 0 ||
 	    event_add(srv->ev_hup, NULL) < 0)
+		goto fail;
+	rc = tls_open(srv, c);
+	if (rc < 0)
 		goto fail;
 	rc = listeners_open(srv, c);
 	if (rc < 0)
@@ -2533,6 +2639,8 @@ server_free(struct server *s)
 		close(s->efd);
 	if (s->base)
 		event_base_free(s->base);
+	if (s->tls)
+		SSL_CTX_free(s->tls);
 	pthread_mutex_destroy(&s->mu);
 	explicit_bzero(s->keys, sizeof s->keys);
 	free(s);

@@ -27,7 +27,8 @@ struct server_key {
  * Unix socket file first) and install the signal handlers. |c| and
  * |keys| are copied from; |nkeys| is 0 when no AUTH is required, else
  * AUTH accepts a proof made with any of them. Logs the reason of a
- * failure and returns 0, -EINVAL (too many keys), -EADDRINUSE, -EACCES,
+ * failure and returns 0, -EINVAL (too many keys, or unusable tls_cert or
+ * tls_key: both are loaded here), -EADDRINUSE, -EACCES,
  * -ENOMEM or another negative errno of socket(2)/bind(2)/listen(2).
  */
 int server_new(const struct conf *c, const struct server_key *keys,
@@ -40,6 +41,9 @@ void server_job_done(void *arg, struct job *j);
 /* Hand the opened engine to the server; jobs go to it from now on. */
 void server_set_engine(struct server *s, const struct engine_ops *ops,
     struct engine *e);
+
+/* 1 when the TCP listeners speak TLS (tls_cert and tls_key). */
+int server_tls(const struct server *s);
 
 /* "127.0.0.1:4870, unix:/run/mstored.sock" (actual ports for port 0). */
 const char *server_addresses(const struct server *s);

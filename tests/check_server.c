@@ -2918,6 +2918,255 @@ START_TEST(finish_needs_data_and_adds_the_default_address)
 }
 END_TEST
 
+/* ---- TLS ---- */
+
+/* Throwaway CA and certificates (tests/tls-certs.sh) for the "tls" test
+ * case; removed by its teardown. */
+static char tls_dir[64];
+
+static void
+tls_path(char *buf, size_t cap, const char *file)
+{
+	snprintf(buf, cap, "%s/%s", tls_dir, file);
+}
+
+static void
+tls_make_certs(void)
+{
+	const char *src = getenv("srcdir");
+	char cmd[512];
+
+	snprintf(tls_dir, sizeof tls_dir, "/tmp/mst-tls.XXXXXX");
+	if (mkdtemp(tls_dir) == NULL) {
+		fprintf(stderr, "check_server: mkdtemp: %s\n", strerror(errno));
+		exit(EXIT_FAILURE);
+	}
+	snprintf(cmd, sizeof cmd, "sh '%s/tests/tls-certs.sh' '%s'",
+	    src && *src ? src : ".", tls_dir);
+	if (system(cmd) != 0) {
+		fprintf(stderr, "check_server: %s failed\n", cmd);
+		exit(EXIT_FAILURE);
+	}
+}
+
+/* The config lines of a TLS server with the certificate |name|. */
+static void
+tls_conf(char *buf, size_t cap, const char *name)
+{
+	snprintf(buf, cap, "tls_cert = %s/%s.pem\ntls_key = %s/%s.key\n",
+	    tls_dir, name, tls_dir, name);
+}
+
+static void
+tls_setup(void)
+{
+	char extra[512];
+
+	signal(SIGPIPE, SIG_IGN);	/* OpenSSL writes with write(2) */
+	tls_make_certs();
+	tls_conf(extra, sizeof extra, "server");
+	server_start(&srv, SRV_KEY, extra);
+}
+
+static void
+tls_teardown(void)
+{
+	shared_teardown();
+	rm_rf(tls_dir);
+}
+
+/* Connect over TLS trusting |ca| (a file of tls_dir); the result code. */
+static int
+tls_connect(const char *addr, const char *ca, const char *key,
+    struct mst_client **out)
+{
+	char cafile[128];
+	struct mst_client_opts o = {
+		.name = "check_server",
+		.key = (const uint8_t *)key,
+		.keylen = key ? strlen(key) : 0,
+		.timeout_ms = REPLY_MS,
+		.tls = 1,
+		.cafile = cafile,
+	};
+
+	tls_path(cafile, sizeof cafile, ca);
+	*out = NULL;
+	return mst_client_connect(addr, &o, out);
+}
+
+static struct mst_client *
+tls_client_at(const char *addr)
+{
+	struct mst_client *c;
+	int rc;
+
+	ck_assert_msg(srv.pid > 0, "mstored did not start; see the log");
+	rc = tls_connect(addr, "ca.pem", TEST_KEY, &c);
+	ck_assert_msg(rc == 0, "TLS connect %s: %s", addr,
+	    mst_client_strerror(rc));
+	return c;
+}
+
+/* "localhost:PORT" for the shared server's TCP address. */
+static void
+localhost_addr(char *buf, size_t cap)
+{
+	snprintf(buf, cap, "localhost%s", strrchr(srv.tcp_addr, ':'));
+}
+
+START_TEST(tls_with_the_right_ca_and_key_serves)
+{
+	struct mst_client *c = tls_client_at(srv.tcp_addr), *l;
+	char addr[48];
+	size_t n = 600u << 10;		/* several frames each way */
+	char *body = malloc(n + 1);
+	uint8_t *back = malloc(n);
+	uint64_t id;
+	size_t i;
+	long got;
+
+	ck_assert_ptr_nonnull(body);
+	ck_assert_ptr_nonnull(back);
+	ck_assert_uint_eq(mst_client_hello(c)->features,
+	    MST_FEAT_AUTH | MST_FEAT_WATCH);
+	ping_ok(c, 41);
+	/* The name in the certificate also matches. */
+	localhost_addr(addr, sizeof addr);
+	l = tls_client_at(addr);
+	ping_ok(l, 42);
+	for (i = 0; i < n; i++)
+		body[i] = (char)('a' + (i * 7 + i / 4099) % 26);
+	body[n] = '\0';
+	ck_assert_int_eq(make_mailbox(c, "tls.example/al"), 0);
+	id = put_file(c, "tls.example/al/big", body);
+	for (i = 0; i < n; i += (size_t)got) {
+		got = read_at(l, id, i, back + i, n - i);
+		ck_assert_int_gt(got, 0);
+	}
+	ck_assert_int_eq(memcmp(back, body, n), 0);
+	free(body);
+	free(back);
+	mst_client_free(c);
+	mst_client_free(l);
+}
+END_TEST
+
+START_TEST(tls_still_needs_the_shared_key)
+{
+	struct mst_client *c;
+
+	ck_assert_msg(srv.pid > 0, "mstored did not start");
+	ck_assert_int_eq(tls_connect(srv.tcp_addr, "ca.pem", NULL, &c),
+	    -EACCES);
+	ck_assert_ptr_null(c);
+	ck_assert_int_eq(tls_connect(srv.tcp_addr, "ca.pem", "wrong key",
+	    &c), -EACCES);
+	ck_assert_ptr_null(c);
+}
+END_TEST
+
+START_TEST(tls_with_another_ca_is_refused)
+{
+	struct mst_client *c;
+	int rc;
+
+	ck_assert_msg(srv.pid > 0, "mstored did not start");
+	rc = tls_connect(srv.tcp_addr, "other-ca.pem", TEST_KEY, &c);
+	ck_assert_msg(rc == -EKEYREJECTED, "got %s", mst_client_strerror(rc));
+	ck_assert_ptr_null(c);
+	/* A CA file that holds no certificate, and one that is missing. */
+	rc = tls_connect(srv.tcp_addr, "server.key", TEST_KEY, &c);
+	ck_assert_msg(rc == -EBADMSG, "got %s", mst_client_strerror(rc));
+	rc = tls_connect(srv.tcp_addr, "missing.pem", TEST_KEY, &c);
+	ck_assert_int_eq(rc, -ENOENT);
+	/* TLS is for TCP: the Unix socket stays plaintext. */
+	ck_assert_int_eq(tls_connect(srv.unix_addr, "ca.pem", TEST_KEY, &c),
+	    -EINVAL);
+}
+END_TEST
+
+/* A plaintext client on the TLS port fails at once, and the TLS
+ * connection open meanwhile and the Unix socket go on serving. */
+START_TEST(plaintext_on_the_tls_port_fails_cleanly)
+{
+	struct mst_client *t = tls_client_at(srv.tcp_addr), *p = NULL;
+	struct mst_client *u = client_at(srv.unix_addr, TEST_KEY, 0);
+	struct mst_client_opts o = { .key = (const uint8_t *)TEST_KEY,
+	    .keylen = strlen(TEST_KEY), .timeout_ms = REPLY_MS };
+	int64_t t0 = now_ms();
+	uint8_t junk[4096];
+	int fd, rc;
+
+	rc = mst_client_connect(srv.tcp_addr, &o, &p);
+	ck_assert_msg(rc == -ECONNRESET || rc == -EPROTO,
+	    "plaintext HELLO on the TLS port: %s", strerror(-rc));
+	ck_assert_ptr_null(p);
+	ck_assert_int_lt(now_ms() - t0, REPLY_MS / 2);
+	/* Garbage too: the server closes that connection. */
+	fd = raw_connect(srv.tcp_addr);
+	memset(junk, 0x5a, sizeof junk);
+	raw_write(fd, junk, sizeof junk);
+	ck_assert(peer_closed(fd));
+	close(fd);
+	ping_ok(t, 51);
+	ping_ok(u, 52);
+	mst_client_free(t);
+	mst_client_free(u);
+}
+END_TEST
+
+/* A certificate from the right CA for another name is refused, by IP
+ * address and by name. */
+START_TEST(tls_certificate_for_another_name_is_refused)
+{
+	struct server s;
+	struct mst_client *c;
+	char extra[512], addr[48];
+	int rc;
+
+	tls_conf(extra, sizeof extra, "wrongname");
+	ck_assert_int_eq(server_start(&s, SRV_KEY, extra), 0);
+	rc = tls_connect(s.tcp_addr, "ca.pem", TEST_KEY, &c);
+	ck_assert_msg(rc == -EKEYREJECTED, "by IP: %s",
+	    mst_client_strerror(rc));
+	snprintf(addr, sizeof addr, "localhost%s", strrchr(s.tcp_addr, ':'));
+	rc = tls_connect(addr, "ca.pem", TEST_KEY, &c);
+	ck_assert_msg(rc == -EKEYREJECTED, "by name: %s",
+	    mst_client_strerror(rc));
+	server_stop(&s);
+}
+END_TEST
+
+/* Unusable TLS files stop the start with the file named. */
+START_TEST(unusable_tls_files_exit_one)
+{
+	struct server s;
+	char cert[128], key[128], wkey[128];
+	const char *missing[] = { "--foreground", "--data", s.data,
+		"--listen", "127.0.0.1:0", "--tls-cert", cert, "--tls-key",
+		"/nonexistent/tls.key", NULL };
+	const char *mismatch[] = { "--foreground", "--data", s.data,
+		"--listen", "127.0.0.1:0", "--tls-cert", cert, "--tls-key",
+		wkey, NULL };
+	const char *alone[] = { "--foreground", "--data", s.data,
+		"--listen", "127.0.0.1:0", "--tls-cert", cert, NULL };
+	const char *notcert[] = { "--foreground", "--data", s.data,
+		"--listen", "127.0.0.1:0", "--tls-cert", key, "--tls-key",
+		key, NULL };
+
+	tls_path(cert, sizeof cert, "server.pem");
+	tls_path(key, sizeof key, "server.key");
+	tls_path(wkey, sizeof wkey, "wrongname.key");
+	server_prepare(&s, 0, NULL);
+	expect_run(missing, 1, "tls_key /nonexistent/tls.key");
+	expect_run(mismatch, 1, "does not match tls_cert");
+	expect_run(alone, 1, "tls_cert and tls_key go together");
+	expect_run(notcert, 1, "tls_cert ");
+	server_stop(&s);
+}
+END_TEST
+
 static Suite *
 server_suite(void)
 {
@@ -2928,6 +3177,7 @@ server_suite(void)
 	TCase *ta = tcase_create("auth");
 	TCase *tl = tcase_create("lifecycle");
 	TCase *tf = tcase_create("conf");
+	TCase *tt = tcase_create("tls");
 
 	tcase_add_unchecked_fixture(tc, plain_setup, shared_teardown);
 	tcase_set_timeout(tc, 60);
@@ -2988,6 +3238,16 @@ server_suite(void)
 	suite_add_tcase(s, ta);
 
 	tcase_set_timeout(tl, 120);
+	tcase_add_unchecked_fixture(tt, tls_setup, tls_teardown);
+	tcase_set_timeout(tt, 120);
+	tcase_add_test(tt, tls_with_the_right_ca_and_key_serves);
+	tcase_add_test(tt, tls_still_needs_the_shared_key);
+	tcase_add_test(tt, tls_with_another_ca_is_refused);
+	tcase_add_test(tt, plaintext_on_the_tls_port_fails_cleanly);
+	tcase_add_test(tt, tls_certificate_for_another_name_is_refused);
+	tcase_add_test(tt, unusable_tls_files_exit_one);
+	suite_add_tcase(s, tt);
+
 	tcase_add_test(tl, help_and_version_exit_zero);
 	tcase_add_test(tl, bad_usage_exits_two);
 	tcase_add_test(tl, unworkable_security_settings_are_refused);

@@ -136,10 +136,23 @@ cli_connect(const char *prog, const char *addr,
     const struct mst_client_opts *o, struct mst_client **out)
 {
 	int rc = mst_client_connect(addr, o, out);
+	const char *why = cli_connect_strerror(rc);
 
+	if (rc < 0 && o != NULL && o->tls) {
+		if (rc == -EKEYREJECTED || rc == -EBADMSG || rc == -EPROTO)
+			why = mst_client_strerror(rc);
+		else if (rc == -EINVAL)
+			why = "TLS needs a HOST:PORT server (Unix sockets "
+			    "are plaintext) and a CA file";
+		else if (o->cafile != NULL && access(o->cafile, R_OK) < 0) {
+			/* -EACCES is also a refused AUTH: ask the file */
+			fprintf(stderr, "%s: CA file %s: %s\n", prog,
+			    o->cafile, strerror(errno));
+			return rc;
+		}
+	}
 	if (rc < 0)
-		fprintf(stderr, "%s: connect %s: %s\n", prog, addr,
-		    cli_connect_strerror(rc));
+		fprintf(stderr, "%s: connect %s: %s\n", prog, addr, why);
 	return rc;
 }
 

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -827,7 +828,9 @@ usage(FILE *f)
 	char syn[64];
 
 	fprintf(f,
-	    "Usage: %s [-s SERVER] [-k KEYFILE] [-t TIMEOUT] COMMAND [ARGS]\n"
+	    "Usage: %s [-s SERVER] [-k KEYFILE] [-t TIMEOUT] "
+	    "[--tls --cafile FILE]\n"
+	    "                  COMMAND [ARGS]\n"
 	    "       %s --help | --version\n"
 	    "\n"
 	    "Operator client of mstored, the mstore store server.\n"
@@ -839,6 +842,11 @@ usage(FILE *f)
 	    "  -t, --timeout SECS    connect and reply timeout (default 10; "
 	    "scrub and\n"
 	    "                        checkpoint 3600)\n"
+	    "      --tls             speak TLS to a HOST:PORT server; its "
+	    "certificate\n"
+	    "                        must lead to --cafile and name HOST\n"
+	    "      --cafile FILE     PEM CA certificate(s) to trust with "
+	    "--tls\n"
 	    "  -h, --help            show this help and exit\n"
 	    "  -V, --version         show the version and exit\n"
 	    "\n"
@@ -863,6 +871,9 @@ parse_args(int argc, char **argv, struct ctl *x)
 		{ .name = "key", .has_arg = required_argument, .val = 'k' },
 		{ .name = "timeout", .has_arg = required_argument,
 		  .val = 't' },
+		{ .name = "tls", .has_arg = no_argument, .val = 'T' },
+		{ .name = "cafile", .has_arg = required_argument,
+		  .val = 'A' },
 		{ .name = "help", .has_arg = no_argument, .val = 'h' },
 		{ .name = "version", .has_arg = no_argument, .val = 'V' },
 		{ 0 },
@@ -879,6 +890,12 @@ parse_args(int argc, char **argv, struct ctl *x)
 			break;
 		case 'k':
 			keyfile = optarg;
+			break;
+		case 'T':
+			x->o.tls = 1;
+			break;
+		case 'A':
+			x->o.cafile = optarg;
 			break;
 		case 't':
 			if (cli_parse_seconds(optarg, &x->o.timeout_ms) < 0)
@@ -903,6 +920,13 @@ parse_args(int argc, char **argv, struct ctl *x)
 		    "socket path too long" : "server %s: expected HOST:PORT, "
 		    "[V6]:PORT or unix:PATH (numeric host or localhost)",
 		    x->server);
+	if (x->o.tls && x->o.cafile == NULL)
+		return usage_error("%s", "--tls needs --cafile FILE");
+	if (x->o.cafile != NULL && !x->o.tls)
+		return usage_error("%s", "--cafile goes with --tls");
+	if (x->o.tls && ss.ss_family == AF_UNIX)
+		return usage_error("server %s: TLS is for HOST:PORT servers "
+		    "(Unix sockets are plaintext)", x->server);
 	if (keyfile && cli_key_load(PROG, keyfile, x->key, &x->o) < 0)
 		return CLI_EXIT_FAIL;
 	return -1;
@@ -915,6 +939,9 @@ main(int argc, char **argv)
 	const struct command *cmd;
 	int rc, nargs;
 
+	/* A server gone mid-write must be an error, not a signal (OpenSSL
+	 * writes with write(2)). */
+	signal(SIGPIPE, SIG_IGN);
 	x.server = getenv(CLI_SERVER_ENV);
 	if (x.server == NULL || x.server[0] == '\0')
 		x.server = CLI_SERVER_DEFAULT;

@@ -90,7 +90,7 @@ move_node(struct engine *e, struct batch *b, struct job *j, struct node *n,
 	struct node *from = n->parent;
 	char old[MST_NAME_MAX + 1];
 	size_t oldlen = n->namelen;
-	uint64_t id = n->id;
+	uint64_t id = n->id, tid = target ? target->id : 0;
 	int rc;
 
 	if (target && target->id == n->id)	/* two links of one file */
@@ -102,6 +102,11 @@ move_node(struct engine *e, struct batch *b, struct job *j, struct node *n,
 		return rc;
 	n = index_lookup(e->ix, dir, name.p, name.len);	/* may have moved */
 	rc = reply_attr(j, n, dir);
+	/* The replaced object lost a name (and its link count): a mount
+	 * that holds it open learns that from its id. */
+	if (rc == 0 && tid)
+		rc = notice(j, dir, n->name, n->namelen, MST_EV_REMOVE, tid,
+		    r.lsn);
 	if (rc == 0)
 		rc = notice(j, from, old, oldlen, MST_EV_REMOVE, id, r.lsn);
 	if (rc == 0)

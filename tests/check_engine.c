@@ -1813,6 +1813,36 @@ START_TEST(file_changes_notify_every_name)
 }
 END_TEST
 
+/* A rename over a file tells the watchers of the replaced file's id
+ * too: a mount holding it open must learn its link count fell. */
+START_TEST(rename_over_notifies_the_replaced_file)
+{
+	struct mst_rename_req r = { mst_str_of("d/s"), mst_str_of("d/t"), 0 };
+	uint8_t req[512];
+	uint64_t src, dst;
+	struct job *j;
+	int n;
+
+	ck_assert_int_eq(t_mkdir(&T, "d"), 0);
+	src = new_file("d/s");
+	dst = new_file("d/t");
+	n = mst_rename_req_encode(&r, req, sizeof req);
+	j = trun(&T, MST_OP_RENAME, req, (size_t)n, NULL, 0);
+	ck_assert_int_eq(j->status, 0);
+	ck_assert_uint_eq(j->nnotices, 3);
+	ck_assert_int_eq(j->notices[0].event, MST_EV_REMOVE);
+	ck_assert_str_eq(j->notices[0].name, "t");
+	ck_assert_uint_eq(j->notices[0].id, dst);
+	ck_assert_int_eq(j->notices[1].event, MST_EV_REMOVE);
+	ck_assert_str_eq(j->notices[1].name, "s");
+	ck_assert_uint_eq(j->notices[1].id, src);
+	ck_assert_int_eq(j->notices[2].event, MST_EV_ADD);
+	ck_assert_str_eq(j->notices[2].name, "t");
+	ck_assert_uint_eq(j->notices[2].id, src);
+	job_free(j);
+}
+END_TEST
+
 /* A delivered message keeps the mtime it was written with (its tmp
  * file's); the folder's mtime and the message's ctime are the time of
  * the delivery, as a link() into new/ gives on ext4. */
@@ -1945,6 +1975,7 @@ engine_suite(void)
 	tcase_add_test(tc,
 	    failed_write_of_blocks_rolls_back_and_keeps_references);
 	tcase_add_test(tc, file_changes_notify_every_name);
+	tcase_add_test(tc, rename_over_notifies_the_replaced_file);
 	tcase_add_test(tc, delivery_keeps_its_mtime_and_dates_the_folder_now);
 	tcase_add_test(tc, a_write_of_several_records_is_atomic_for_readers);
 	suite_add_tcase(s, tc);

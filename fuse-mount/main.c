@@ -36,6 +36,8 @@ struct opts {
 	int timeout_s;
 	char *spool;
 	char *keyfile;
+	int tls;		/* tls: TLS to every server */
+	char *cafile;		/* cafile=: the CA that verifies them */
 	double attr_timeout;
 	unsigned max_threads;
 	long cache_mb;
@@ -57,6 +59,8 @@ usage(FILE *f)
 	    "     spool=DIR         where large tmp/ files go (/var/tmp)\n"
 	    "     timeout=SECONDS   fail calls with EIO after this (10)\n"
 	    "     keyfile=PATH      shared key for the store's AUTH\n"
+	    "     tls               TLS to the servers (HOST:PORT only)\n"
+	    "     cafile=PATH       CA certificate(s) that verify them\n"
 	    "     attr_timeout=SECS kernel attribute/entry cache (1.0)\n"
 	    "     max_threads=N     FUSE worker threads (4)\n"
 	    "     cache_mb=N        memory for cached inodes and listings (64)\n"
@@ -134,10 +138,40 @@ parse_opt(struct opts *o, char *w)
 		o->spool = (char *)val;
 	} else if (KEY("keyfile")) {
 		o->keyfile = (char *)val;
+	} else if (KEY("tls")) {
+		if (eq != NULL)
+			return -EINVAL;
+		o->tls = 1;
+	} else if (KEY("cafile")) {
+		o->cafile = (char *)val;
 	} else {
 		return add_fuse_opt(o, w);
 	}
 #undef KEY
+	return 0;
+}
+
+/* tls needs cafile= and TCP servers (Unix sockets are plaintext). */
+static int
+tls_check(const struct opts *o, const char **servers, int n)
+{
+	int i;
+
+	if (o->tls && o->cafile == NULL) {
+		fprintf(stderr, "mount.mstore: tls needs cafile=FILE\n");
+		return -EINVAL;
+	}
+	if (!o->tls && o->cafile != NULL) {
+		fprintf(stderr, "mount.mstore: cafile= goes with tls\n");
+		return -EINVAL;
+	}
+	for (i = 0; o->tls && i < n; i++)
+		if (strncmp(servers[i], "unix:", 5) == 0) {
+			fprintf(stderr, "mount.mstore: %s: tls is for "
+			    "HOST:PORT servers (Unix sockets are plaintext)\n",
+			    servers[i]);
+			return -EINVAL;
+		}
 	return 0;
 }
 
@@ -270,6 +304,7 @@ run(struct mount *m, struct opts *o, const char **servers, int nservers,
 		.nservers = (size_t)nservers, .key = keylen > 0 ? key : NULL,
 		.keylen = keylen > 0 ? (size_t)keylen : 0,
 		.timeout_ms = m->timeout_ms, .name = "mount.mstore " VERSION,
+		.tls = o->tls, .cafile = o->cafile,
 		.notice = on_notice, .up = on_up, .arg = m };
 	struct fuse_lowlevel_ops ops = mount_ops;
 	struct fuse_loop_config *lc = NULL;
@@ -364,6 +399,7 @@ main(int argc, char **argv)
 		.cache_mb = MNT_CACHE_MB };
 	const char *servers[MAX_SERVERS];
 	uint8_t key[MST_KEY_MAX];
+	static char cafile[PATH_MAX];
 	struct mount m = { 0 };
 	int nservers, keylen = 0, rc;
 
@@ -380,6 +416,17 @@ main(int argc, char **argv)
 	nservers = split_servers(o.servers, servers);
 	if (nservers < 0)
 		return 2;
+	if (tls_check(&o, servers, nservers) < 0)
+		return 2;
+	/* Read at every connection, after the daemon moved to "/". */
+	if (o.cafile && (realpath(o.cafile, cafile) == NULL ||
+	    access(cafile, R_OK) < 0)) {
+		fprintf(stderr, "mount.mstore: cafile %s: %s\n", o.cafile,
+		    strerror(errno));
+		return 1;
+	}
+	if (o.cafile)
+		o.cafile = cafile;
 	if (o.keyfile) {
 		keylen = mst_key_load(o.keyfile, key, sizeof key);
 		if (keylen < 0) {

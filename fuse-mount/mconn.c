@@ -46,6 +46,12 @@
  * request (and runs its callback) hold one each while they use it. The
  * last one frees the request.
  *
+ * The connection is an mst_client kept open after HELLO/AUTH: every byte
+ * goes through its transport (mst_client_read/writev), plaintext or TLS
+ * alike. An SSL object cannot be read and written by two threads at
+ * once, so each transport call holds io_mu (a leaf lock, never held
+ * across a wait).
+ *
  * A connection attempt (connect, HELLO, AUTH) blocks the conn thread for
  * at most MCONN_CONNECT_MAX ms, which bounds how long mconn_new and
  * mconn_free can take per server.
@@ -151,6 +157,8 @@ struct mconn {
 	uint8_t *key;
 	size_t keylen;
 	char *name;
+	int tls;
+	char *cafile;
 	int timeout_ms;
 	mconn_notice_fn *notice;
 	mconn_up_fn *up;
@@ -159,12 +167,14 @@ struct mconn {
 	pthread_t conn_thread, timer_thread;
 
 	pthread_mutex_t send_mu;	/* one whole request on the socket */
+	pthread_mutex_t io_mu;		/* one transport call on |cl| */
 
 	pthread_mutex_t mu;
 	pthread_cond_t timer_cv;	/* guarded by mu: timer wake-up */
 	pthread_cond_t state_cv;	/* guarded by mu: first_done */
 	enum mstate state;		/* guarded by mu */
 	int fd;				/* guarded by mu and send_mu */
+	struct mst_client *cl;		/* guarded like fd; owns fd */
 	uint64_t gen;			/* guarded by mu: connections made */
 	uint32_t max_frame;		/* guarded by mu */
 	uint64_t max_body;		/* guarded by mu */
@@ -405,20 +415,22 @@ run_done(struct mreq *done)
 /*
  * The one place that writes to the socket: handles EINTR, EAGAIN and
  * short writes, and gives up at |deadline| (-ETIMEDOUT). Adds the bytes
- * written to *wrote. On the conn thread (|serve|) it keeps reading and
+ * written to *wrote (at least 1 once a TLS write was left waiting, as
+ * part of a record may be out). On the conn thread (|serve|) it keeps reading and
  * dispatching replies while it waits, so that neither side can block the
  * other with full socket buffers, and stops when mconn_free wakes it.
  */
 static int rx_read(struct mconn *c);
 
 static int
-io_writev(struct mconn *c, int fd, struct iovec *iov, int n,
+io_writev(struct mconn *c, struct mst_client *cl, struct iovec *iov, int n,
     int64_t deadline, int serve, size_t *wrote)
 {
+	int fd = mst_client_fd(cl);
 	struct pollfd p[2];
-	struct msghdr m;
 	int64_t left;
 	ssize_t w;
+	short ev;
 	int rc, stop;
 
 	while (n > 0) {
@@ -427,10 +439,9 @@ io_writev(struct mconn *c, int fd, struct iovec *iov, int n,
 			n--;
 			continue;
 		}
-		memset(&m, 0, sizeof m);
-		m.msg_iov = iov;
-		m.msg_iovlen = (size_t)n;
-		w = sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+		pthread_mutex_lock(&c->io_mu);
+		w = mst_client_writev(cl, iov, n, &ev);
+		pthread_mutex_unlock(&c->io_mu);
 		if (w > 0) {
 			*wrote += (size_t)w;
 			while (n > 0 && (size_t)w >= iov->iov_len) {
@@ -444,14 +455,18 @@ io_writev(struct mconn *c, int fd, struct iovec *iov, int n,
 			}
 			continue;
 		}
-		if (w < 0 && errno == EINTR)
+		if (w != -EAGAIN)
+			return w < 0 ? (int)w : -EIO;
+		/* A TLS write left waiting may have sent part of a record:
+		 * count the stream as touched, so that giving up drops it. */
+		if (*wrote == 0 && mst_client_tls(cl))
+			*wrote = 1;
+		if (ev == 0)
 			continue;
-		if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-			return errno == EPIPE ? -ECONNRESET : -errno;
 		left = deadline - now_ms();
 		if (left <= 0)
 			return -ETIMEDOUT;
-		p[0] = (struct pollfd){ .fd = fd, .events = POLLOUT };
+		p[0] = (struct pollfd){ .fd = fd, .events = ev };
 		p[1] = (struct pollfd){ .fd = c->wakefd, .events = POLLIN };
 		if (serve)
 			p[0].events |= POLLIN;
@@ -484,8 +499,8 @@ io_writev(struct mconn *c, int fd, struct iovec *iov, int n,
  * but the last.
  */
 static int
-send_req(struct mconn *c, int fd, uint32_t mf, struct mreq *r, int serve,
-    size_t *wrote)
+send_req(struct mconn *c, struct mst_client *cl, uint32_t mf, struct mreq *r,
+    int serve, size_t *wrote)
 {
 	struct mst_hdr h = {
 		.version = MST_VERSION,
@@ -509,7 +524,7 @@ send_req(struct mconn *c, int fd, uint32_t mf, struct mreq *r, int serve,
 		iov[0] = (struct iovec){ .iov_base = hb, .iov_len = sizeof hb };
 		iov[1] = (struct iovec){ .iov_base = (void *)p,
 		    .iov_len = first + chunk };
-		rc = io_writev(c, fd, iov, 2, write_deadline(c, r), serve,
+		rc = io_writev(c, cl, iov, 2, write_deadline(c, r), serve,
 		    wrote);
 		p += first + chunk;
 		first = 0;
@@ -584,9 +599,10 @@ static int
 flush_queue(struct mconn *c, int try)
 {
 	struct mreq *r;
+	struct mst_client *cl;
 	size_t wrote;
 	uint32_t mf;
-	int fd, rc = 0;
+	int rc = 0;
 
 	if (!try)
 		pthread_mutex_lock(&c->send_mu);
@@ -606,11 +622,11 @@ flush_queue(struct mconn *c, int try)
 			pthread_mutex_unlock(&c->mu);
 			break;
 		}
-		fd = c->fd;
+		cl = c->cl;
 		mf = c->max_frame;
 		pthread_mutex_unlock(&c->mu);
 		wrote = 0;
-		rc = send_req(c, fd, mf, r, 1, &wrote);
+		rc = send_req(c, cl, mf, r, 1, &wrote);
 		write_end(c, r, rc, wrote);
 		if (rc < 0 && rc != -ETIMEDOUT)
 			break;
@@ -760,30 +776,40 @@ rx_consume(struct mconn *c)
 	return rx_frame(c, &x->h, pay);
 }
 
-/* Read what the socket has (once) and dispatch every whole frame. */
+/* Read what the socket has (once; with TLS, until no decrypted bytes
+ * wait, as poll(2) cannot see those) and dispatch every whole frame. */
 static int
 rx_read(struct mconn *c)
 {
 	struct rx *x = &c->rx;
+	size_t more;
 	ssize_t r;
+	short ev;
 	int rc;
 
-	do
-		r = recv(c->fd, x->buf, MCONN_RXBUF, MSG_DONTWAIT);
-	while (r < 0 && errno == EINTR);
-	if (r == 0) {
-		x->eof = 1;
-		return -ECONNRESET;
-	}
-	if (r < 0)
-		return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
-	x->off = 0;
-	x->len = (size_t)r;
-	while (x->off < x->len) {
-		rc = rx_consume(c);
-		if (rc < 0)
-			return rc;
-	}
+	do {
+		pthread_mutex_lock(&c->io_mu);
+		r = mst_client_read(c->cl, x->buf, MCONN_RXBUF, &ev);
+		pthread_mutex_unlock(&c->io_mu);
+		if (r == -ECONNRESET) {
+			x->eof = 1;
+			return r;
+		}
+		if (r == -EAGAIN)
+			return 0;
+		if (r < 0)
+			return (int)r;
+		x->off = 0;
+		x->len = (size_t)r;
+		while (x->off < x->len) {
+			rc = rx_consume(c);
+			if (rc < 0)
+				return rc;
+		}
+		pthread_mutex_lock(&c->io_mu);
+		more = mst_client_pending(c->cl);
+		pthread_mutex_unlock(&c->io_mu);
+	} while (more > 0);
 	return 0;
 }
 
@@ -819,8 +845,8 @@ tune_tcp(struct mconn *c, int fd)
 }
 
 /*
- * One attempt on c->servers[c->server]: connect, HELLO, AUTH. On success
- * the socket is ours (a duplicate of the client's, which is freed) and
+ * One attempt on c->servers[c->server]: connect (TLS when asked), HELLO,
+ * AUTH. On success the client is kept as the connection's transport and
  * the connection is in REPLAY.
  */
 static int
@@ -833,6 +859,8 @@ conn_open(struct mconn *c)
 		.keylen = c->keylen,
 		.timeout_ms = c->timeout_ms < MCONN_CONNECT_MAX ?
 		    c->timeout_ms : MCONN_CONNECT_MAX,
+		.tls = c->tls,
+		.cafile = c->cafile,
 	};
 	struct mst_client *cl;
 	uint32_t mf;
@@ -848,12 +876,11 @@ conn_open(struct mconn *c)
 		mst_client_free(cl);
 		return -EACCES;
 	}
-	fd = fcntl(mst_client_fd(cl), F_DUPFD_CLOEXEC, 0);
-	rc = fd < 0 ? -errno : 0;
+	fd = mst_client_fd(cl);
 	mf = mst_client_max_frame(cl);
 	mb = mst_client_hello(cl)->max_body;
-	mst_client_free(cl);
-	if (rc == 0 && strncmp(addr, "unix:", 5) != 0)
+	rc = 0;
+	if (strncmp(addr, "unix:", 5) != 0)
 		rc = tune_tcp(c, fd);
 	if (rc < 0)
 		goto fail;
@@ -864,6 +891,7 @@ conn_open(struct mconn *c)
 	pthread_mutex_lock(&c->send_mu);
 	pthread_mutex_lock(&c->mu);
 	c->fd = fd;
+	c->cl = cl;
 	c->gen++;
 	c->state = MC_REPLAY;
 	c->write_err = 0;
@@ -874,8 +902,7 @@ conn_open(struct mconn *c)
 	c->rx_max_frame = mf;
 	return 0;
 fail:
-	if (fd >= 0)
-		(void)close(fd);	/* never used: nothing to report */
+	mst_client_free(cl);	/* never used: nothing to report */
 	return rc;
 }
 
@@ -894,8 +921,9 @@ conn_down(struct mconn *c)
 	pthread_mutex_lock(&c->send_mu);
 	pthread_mutex_lock(&c->mu);
 	c->state = MC_DOWN;
-	/* A socket's close(2) reports nothing we could act on. */
-	(void)close(c->fd);
+	/* Closes the socket; its close(2) reports nothing to act on. */
+	mst_client_free(c->cl);
+	c->cl = NULL;
 	c->fd = -1;
 	for (i = 0; i < MCONN_BUCKETS; i++) {
 		for (pp = &c->tab[i]; (r = *pp) != NULL;) {
@@ -1075,7 +1103,8 @@ conn_main(void *arg)
 			if (++tried == c->nservers && !c->logged_down) {
 				mconn_log("cannot reach the store (%s: %s); "
 				    "retrying in the background",
-				    c->servers[c->server], strerror(-rc));
+				    c->servers[c->server],
+				    mst_client_strerror(rc));
 				c->logged_down = 1;
 				first_pass_done(c);
 			}
@@ -1160,11 +1189,12 @@ check_opts(const struct mconn_opts *o)
 
 	if (o == NULL || o->servers == NULL || o->nservers == 0 ||
 	    o->timeout_ms < 0 || (o->key == NULL) != (o->keylen == 0) ||
-	    o->keylen > MST_KEY_MAX)
+	    o->keylen > MST_KEY_MAX || (o->tls && o->cafile == NULL))
 		return -EINVAL;
 	for (i = 0; i < o->nservers; i++)
 		if (o->servers[i] == NULL ||
-		    mst_addr_parse(o->servers[i], &ss, &sl) < 0)
+		    mst_addr_parse(o->servers[i], &ss, &sl) < 0 ||
+		    (o->tls && ss.ss_family == AF_UNIX))
 			return -EINVAL;
 	return 0;
 }
@@ -1189,6 +1219,9 @@ copy_opts(struct mconn *c, const struct mconn_opts *o)
 		c->keylen = o->keylen;
 	}
 	if (o->name != NULL && (c->name = strdup(o->name)) == NULL)
+		return -ENOMEM;
+	c->tls = o->tls;
+	if (o->cafile != NULL && (c->cafile = strdup(o->cafile)) == NULL)
 		return -ENOMEM;
 	c->timeout_ms = o->timeout_ms ? o->timeout_ms : MCONN_TIMEOUT_DEFAULT;
 	c->notice = o->notice;
@@ -1223,6 +1256,7 @@ destroy(struct mconn *c, int inited)
 
 	if (inited) {
 		pthread_mutex_destroy(&c->send_mu);
+		pthread_mutex_destroy(&c->io_mu);
 		pthread_mutex_destroy(&c->mu);
 		pthread_cond_destroy(&c->timer_cv);
 		pthread_cond_destroy(&c->state_cv);
@@ -1234,6 +1268,7 @@ destroy(struct mconn *c, int inited)
 	free(c->servers);
 	free(c->key);
 	free(c->name);
+	free(c->cafile);
 	free(c->rx.buf);
 	free(c);
 }
@@ -1258,6 +1293,7 @@ init_sync(struct mconn *c)
 	/* Default mutexes: initialisation cannot fail on Linux. */
 	(void)pthread_mutex_init(&c->mu, NULL);
 	(void)pthread_mutex_init(&c->send_mu, NULL);
+	(void)pthread_mutex_init(&c->io_mu, NULL);
 	return 0;
 }
 
@@ -1397,9 +1433,10 @@ static void
 write_own(struct mconn *c, struct mreq *r)
 {
 	struct timespec ts = ms_to_ts(write_deadline(c, r));
+	struct mst_client *cl;
 	size_t wrote = 0;
 	uint32_t mf;
-	int fd, rc;
+	int rc;
 
 	rc = pthread_mutex_clocklock(&c->send_mu, CLOCK_MONOTONIC, &ts);
 	if (rc != 0)
@@ -1412,10 +1449,10 @@ write_own(struct mconn *c, struct mreq *r)
 		return;
 	}
 	write_begin(c, r);
-	fd = c->fd;
+	cl = c->cl;
 	mf = c->max_frame;
 	pthread_mutex_unlock(&c->mu);
-	rc = send_req(c, fd, mf, r, 0, &wrote);
+	rc = send_req(c, cl, mf, r, 0, &wrote);
 	write_end(c, r, rc, wrote);
 	pthread_mutex_unlock(&c->send_mu);
 }

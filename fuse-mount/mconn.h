@@ -59,6 +59,9 @@ struct mconn_opts {
 	size_t keylen;
 	int timeout_ms;			/* per request; default 10000 */
 	const char *name;		/* sent in HELLO */
+	int tls;			/* TLS to every server (TCP only) */
+	const char *cafile;		/* with tls: CA file that verifies
+					   the servers (mstclient.h) */
 	mconn_notice_fn *notice;
 	mconn_up_fn *up;
 	void *arg;			/* for notice and up */
@@ -67,7 +70,9 @@ struct mconn_opts {
 /*
  * Start the connection manager and try to connect once (it keeps trying
  * in the background if that fails: 0 is returned either way unless
- * |opts| is invalid (-EINVAL) or memory runs out).
+ * |opts| is invalid (-EINVAL; also tls without cafile or with a unix:
+ * server) or memory runs out). With tls, a server whose certificate fails
+ * the check is one that cannot be reached.
  */
 int mconn_new(const struct mconn_opts *o, struct mconn **out);
 /* Fail everything still pending with -EIO, stop the threads, free. */

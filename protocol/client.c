@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,6 +32,7 @@ struct mst_client {
 	int fd;
 	SSL_CTX *tls_ctx;
 	SSL *tls;		/* NULL: plaintext */
+	uint8_t *gather;	/* TLS: iovecs gathered into one record */
 	int timeout_ms;
 	uint32_t max_frame;
 	uint32_t next_id;
@@ -202,6 +204,47 @@ mst_client_read(struct mst_client *c, void *p, size_t n, short *ev)
 	if (errno == EINTR || errno == EAGAIN)
 		return -EAGAIN;
 	return -errno;
+}
+
+#define GATHER_MAX	16384	/* one TLS record */
+
+ssize_t
+mst_client_writev(struct mst_client *c, const struct iovec *iov, int n,
+    short *ev)
+{
+	struct msghdr m = { .msg_iov = (struct iovec *)iov,
+	    .msg_iovlen = (size_t)n };
+	size_t len = 0, k;
+	ssize_t w;
+	int i;
+
+	*ev = POLLOUT;
+	if (c->tls == NULL) {
+		w = sendmsg(c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w >= 0)
+			return w;
+		if (errno == EINTR || errno == EAGAIN)
+			return -EAGAIN;
+		return errno == EPIPE ? -ECONNRESET : -errno;
+	}
+	if (n == 1 || iov[0].iov_len >= GATHER_MAX)
+		return mst_client_write(c, iov[0].iov_base, iov[0].iov_len,
+		    ev);
+	/* A frame header and the start of its payload in one record. The
+	 * same iovecs gather the same bytes, as a retried SSL_write needs. */
+	for (i = 0; i < n && len < GATHER_MAX; i++) {
+		k = iov[i].iov_len < GATHER_MAX - len ? iov[i].iov_len :
+		    GATHER_MAX - len;
+		memcpy(c->gather + len, iov[i].iov_base, k);
+		len += k;
+	}
+	return mst_client_write(c, c->gather, len, ev);
+}
+
+int
+mst_client_tls(const struct mst_client *c)
+{
+	return c->tls != NULL;
 }
 
 size_t
@@ -491,7 +534,9 @@ tls_start(struct mst_client *c, const char *addr,
 	SSL_CTX_set_verify(c->tls_ctx, SSL_VERIFY_PEER, NULL);
 	SSL_CTX_set_mode(c->tls_ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	c->tls = SSL_new(c->tls_ctx);
-	if (c->tls == NULL || SSL_set_fd(c->tls, c->fd) != 1)
+	c->gather = malloc(GATHER_MAX);
+	if (c->tls == NULL || c->gather == NULL ||
+	    SSL_set_fd(c->tls, c->fd) != 1)
 		goto nomem;
 	if (inet_pton(AF_INET, host, &a6) == 1 ||
 	    inet_pton(AF_INET6, host, &a6) == 1) {
@@ -649,6 +694,7 @@ mst_client_free(struct mst_client *c)
 		SSL_free(c->tls);
 	if (c->tls_ctx != NULL)
 		SSL_CTX_free(c->tls_ctx);
+	free(c->gather);
 	if (c->fd >= 0)
 		close(c->fd);
 	free(c->rbuf);

@@ -89,6 +89,15 @@ ssize_t mst_client_write(struct mst_client *c, const void *p, size_t n,
     short *ev);
 /* Bytes already decrypted and waiting: readable without poll(2). */
 size_t mst_client_pending(const struct mst_client *c);
+/* Write from |n| iovecs as mst_client_write does (one sendmsg(2); with
+ * TLS, up to one record gathered from them). */
+struct iovec;
+ssize_t mst_client_writev(struct mst_client *c, const struct iovec *iov,
+    int n, short *ev);
+/* 1 when the connection speaks TLS. A TLS write that returned -EAGAIN may
+ * have put part of a record on the wire: it must be retried with the
+ * same bytes, or the connection given up. */
+int mst_client_tls(const struct mst_client *c);
 
 int mst_client_fd(const struct mst_client *c);
 uint32_t mst_client_max_frame(const struct mst_client *c);

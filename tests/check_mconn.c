@@ -7,7 +7,10 @@
  * started them (PR_SET_PDEATHSIG), so a failing test leaves none behind.
  *
  * The servers run with max_frame = 64K so that bodies and listings span
- * many frames. Worker threads never call ck_assert: they record the
+ * many frames. The "tls" test case runs the same traffic over TLS on a
+ * loopback port (throwaway certificates from tests/tls-certs.sh), where
+ * callers' writes and the connection thread's reads share one SSL
+ * object. Worker threads never call ck_assert: they record the
  * first failure as text, which the test thread then asserts on.
  */
 #include <config.h>
@@ -15,6 +18,7 @@
 #include <check.h>
 #include <errno.h>
 #include <ftw.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -50,6 +54,9 @@ static struct server {
 	char log[64];
 	char addr[112];
 } srv = { .pid = -1 };
+
+/* The CA file the connections trust: "" for plaintext (tls test case). */
+static char tls_ca[128];
 
 /* ---- time, processes, files ---- */
 
@@ -96,12 +103,62 @@ server_kill(void)
 	srv.pid = -1;
 }
 
+static int
+free_port(void)
+{
+	struct sockaddr_in in = { .sin_family = AF_INET };
+	socklen_t len = sizeof in;
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+
+	in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&in, sizeof in) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&in, &len) == 0)
+		port = ntohs(in.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return port;
+}
+
+static void setup_server(void);
+
+/* A server whose 127.0.0.1 port speaks only TLS; connections trust the
+ * test CA. */
+static void
+setup_tls_server(void)
+{
+	const char *src = getenv("srcdir");
+	char cmd[512], tls[96];
+	FILE *f;
+
+	srv = (struct server){ .pid = -1 };
+	snprintf(srv.dir, sizeof srv.dir, "%s/t.XXXXXX", tmpbase);
+	ck_assert_ptr_nonnull(mkdtemp(srv.dir));
+	snprintf(tls, sizeof tls, "%s/tls", srv.dir);
+	ck_assert_int_eq(mkdir(tls, 0700), 0);
+	snprintf(cmd, sizeof cmd, "sh '%s/tests/tls-certs.sh' '%s'",
+	    src && *src ? src : ".", tls);
+	ck_assert_msg(system(cmd) == 0, "%s failed", cmd);
+	snprintf(tls_ca, sizeof tls_ca, "%s/ca.pem", tls);
+	snprintf(srv.data, sizeof srv.data, "%s/data", srv.dir);
+	snprintf(srv.conf, sizeof srv.conf, "%s/mstored.conf", srv.dir);
+	snprintf(srv.log, sizeof srv.log, "%s/mstored.log", srv.dir);
+	snprintf(srv.addr, sizeof srv.addr, "127.0.0.1:%d", free_port());
+	ck_assert_int_eq(mkdir(srv.data, 0700), 0);
+	f = fopen(srv.conf, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "max_frame = 64K\nmax_message_size = 8M\n"
+	    "tls_cert = %s/server.pem\ntls_key = %s/server.key\n", tls, tls);
+	ck_assert_int_eq(fclose(f), 0);
+	server_start();
+}
+
 static void
 setup_server(void)
 {
 	FILE *f;
 
 	srv = (struct server){ .pid = -1 };
+	tls_ca[0] = '\0';
 	snprintf(srv.dir, sizeof srv.dir, "%s/t.XXXXXX", tmpbase);
 	ck_assert_ptr_nonnull(mkdtemp(srv.dir));
 	snprintf(srv.data, sizeof srv.data, "%s/data", srv.dir);
@@ -196,6 +253,8 @@ open_conn(const char *addr, int timeout_ms)
 		.notice = on_notice,
 		.up = on_up,
 		.arg = &ev,
+		.tls = tls_ca[0] != '\0',
+		.cafile = tls_ca[0] ? tls_ca : NULL,
 	};
 	struct mconn *c = NULL;
 
@@ -828,6 +887,8 @@ END_TEST
 START_TEST(watch_delivers_a_notice_for_another_clients_change)
 {
 	struct mconn *c = open_conn(srv.addr, WAIT_MS);
+	struct mst_client_opts oo = { .tls = tls_ca[0] != '\0',
+	    .cafile = tls_ca };
 	struct mst_client *other;
 	struct mst_put_req q = {
 		.path = mst_str_of("w/hello"),
@@ -845,7 +906,7 @@ START_TEST(watch_delivers_a_notice_for_another_clients_change)
 	ck_assert_int_eq(mkdir_at(c, "w", NULL), 0);
 	ck_assert_int_eq(call_path(c, MST_OP_WATCH, "w", &r), 0);
 	mreply_free(&r);
-	ck_assert_int_eq(mst_client_connect(srv.addr, NULL, &other), 0);
+	ck_assert_int_eq(mst_client_connect(srv.addr, &oo, &other), 0);
 	n = mst_put_req_encode(&q, buf, sizeof buf);
 	ck_assert_int_gt(n, 0);
 	ck_assert_int_eq(mst_client_call_body(other, MST_OP_PUT, buf,
@@ -1057,6 +1118,21 @@ mconn_suite(void)
 	tcase_add_test(tc, multi_frame_readdir_is_gathered);
 	tcase_add_test(tc, body_larger_than_a_frame_round_trips);
 	tcase_add_test(tc, watch_delivers_a_notice_for_another_clients_change);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("tls");
+	tcase_set_timeout(tc, 120);
+	tcase_add_unchecked_fixture(tc, setup_base, teardown_base);
+	tcase_add_checked_fixture(tc, setup_tls_server, teardown_server);
+	tcase_add_test(tc, concurrent_threads_get_their_own_replies);
+	tcase_add_test(tc, multi_frame_readdir_is_gathered);
+	tcase_add_test(tc, body_larger_than_a_frame_round_trips);
+	tcase_add_test(tc, watch_delivers_a_notice_for_another_clients_change);
+	tcase_add_test(tc, stopped_server_times_out_then_recovers);
+	tcase_add_test(tc,
+	    restarted_server_reconnects_and_a_queued_retry_succeeds_once);
+	tcase_add_test(tc,
+	    request_in_flight_at_a_crash_is_resent_once_if_retryable);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("faults");

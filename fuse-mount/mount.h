@@ -11,7 +11,10 @@
  *   4  notify.c wake.c   notices, watches, folder refresh, evictions,
  *                        kernel invalidations, the notifier thread
  *   3  store.c store.h   the store client: requests encoded, replies
- *                        decoded; no FUSE types (mconn.c below it)
+ *                        decoded; no FUSE types. Below it mconn.c,
+ *                        the connection (its own suite, check_mconn).
+ *                        WATCH and UNWATCH stay in notify.c, ordered
+ *                        with the watch states they change.
  *   2  inode.c           the inode table, Maildir shapes, LRU/budget
  *                        choices
  *   1  util.c fbuf.c folder.c locktab.c

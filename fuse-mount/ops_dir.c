@@ -93,24 +93,16 @@ add_folder(struct folder *f, struct dirh *d)
 }
 
 static int
+add_entry(void *arg, const struct mst_list_entry *en)
+{
+	return dirh_add(arg, en->attr.id, dt_of(en->attr.type), en->name.p,
+	    en->name.len);
+}
+
+static int
 add_remote(struct mount *m, const char *path, struct dirh *d)
 {
-	struct mst_list_entry en;
-	struct mst_list_rep lr;
-	struct mreply r;
-	size_t i, off;
-	int rc = call_path(m, MST_OP_READDIR, path, &r);
-
-	for (i = 0; rc == 0 && i < r.nframes; i++) {
-		rc = mst_list_rep_decode(&lr, r.frames[i].p, r.frames[i].len);
-		off = 0;
-		while (rc == 0 && (rc = mst_list_entry_next(&en, &lr,
-		    &off)) == 1)
-			rc = dirh_add(d, en.attr.id, dt_of(en.attr.type),
-			    en.name.p, en.name.len);
-	}
-	mreply_free(&r);
-	return rc;
+	return store_readdir(m, path, add_entry, d);
 }
 
 static int

@@ -362,8 +362,7 @@ removed(void *arg, struct mreply *r)
 
 	if (rc == 0) {
 		pthread_mutex_lock(&m->mu);
-		if (r->nframes == 1 && mst_change_rep_decode(&cr,
-		    r->frames[0].p, r->frames[0].len) == 0)
+		if (store_change_reply(r, &cr) == 0)
 			folder_touch(w->p, cr.dir_mtime_ns);
 		if (w->p->folder)
 			folder_del(w->p->folder, w->name);

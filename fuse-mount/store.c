@@ -268,6 +268,35 @@ store_deliver_async(struct mount *m, const uint8_t *head, size_t len,
 }
 
 int
+store_readdir(struct mount *m, const char *path,
+    int (*each)(void *arg, const struct mst_list_entry *e), void *arg)
+{
+	struct mst_list_entry en;
+	struct mst_list_rep lr;
+	struct mreply r;
+	size_t i, off;
+	int rc = call_path(m, MST_OP_READDIR, path, &r);
+
+	for (i = 0; rc == 0 && i < r.nframes; i++) {
+		rc = mst_list_rep_decode(&lr, r.frames[i].p, r.frames[i].len);
+		off = 0;
+		while (rc == 0 && (rc = mst_list_entry_next(&en, &lr,
+		    &off)) == 1)
+			rc = each(arg, &en);
+	}
+	mreply_free(&r);
+	return rc;
+}
+
+int
+store_change_reply(const struct mreply *r, struct mst_change_rep *out)
+{
+	if (r->nframes != 1)
+		return -EPROTO;
+	return mst_change_rep_decode(out, r->frames[0].p, r->frames[0].len);
+}
+
+int
 store_attr_reply(const struct mreply *r, struct mst_attr_rep *out)
 {
 	if (r->status < 0)

@@ -106,11 +106,18 @@ int store_deliver(struct mount *m, const uint8_t *head, size_t len,
 int store_deliver_async(struct mount *m, const uint8_t *head, size_t len,
     const uint8_t *body, size_t size, mconn_cb *cb, void *arg);
 
+/* READDIR |path|: |each| gets every entry, in order, until it returns
+ * non-zero (then that is returned). */
+int store_readdir(struct mount *m, const char *path,
+    int (*each)(void *arg, const struct mst_list_entry *e), void *arg);
+
 /* Reply decoders: -EPROTO for a reply of the wrong shape, and a READ or
  * FETCH reply carrying more than |want| bytes is refused as -EPROTO. */
 int store_attr_reply(const struct mreply *r, struct mst_attr_rep *out);
 int store_data_reply(const struct mreply *r, size_t want,
     struct mst_data_rep *d);
 int store_lock_reply(const struct mreply *r, struct mst_lock_rep *out);
+/* The change reply of UNLINK, RMDIR or EXPUNGE (a successful one). */
+int store_change_reply(const struct mreply *r, struct mst_change_rep *out);
 
 #endif /* MST_STORE_H */

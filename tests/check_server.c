@@ -2918,6 +2918,27 @@ START_TEST(finish_needs_data_and_adds_the_default_address)
 }
 END_TEST
 
+/* tls_cert and tls_key are paths: the daemon's "/" must not change them. */
+START_TEST(tls_files_are_made_absolute)
+{
+	struct conf c;
+	const char *why;
+
+	conf_init(&c);
+	ck_assert_ptr_null(c.tls_cert);
+	ck_assert_ptr_null(c.tls_key);
+	ck_assert_int_eq(conf_set(&c, "data", "/srv", &why), 0);
+	ck_assert_int_eq(conf_set(&c, "tls_cert", "certs/a.pem", &why), 0);
+	ck_assert_int_eq(conf_set(&c, "tls_key", "/etc/k.pem", &why), 0);
+	ck_assert_int_eq(conf_finish(&c), 0);
+	ck_assert_msg(c.tls_cert[0] == '/' &&
+	    strstr(c.tls_cert, "/certs/a.pem") != NULL,
+	    "tls_cert %s, want an absolute path", c.tls_cert);
+	ck_assert_str_eq(c.tls_key, "/etc/k.pem");
+	conf_free(&c);
+}
+END_TEST
+
 /* ---- TLS ---- */
 
 /* Throwaway CA and certificates (tests/tls-certs.sh) for the "tls" test
@@ -3274,6 +3295,7 @@ server_suite(void)
 	tcase_add_test(tf, limit_defaults_are_as_documented);
 	tcase_add_test(tf, config_file_lines_comments_and_overrides);
 	tcase_add_test(tf, finish_needs_data_and_adds_the_default_address);
+	tcase_add_test(tf, tls_files_are_made_absolute);
 	suite_add_tcase(s, tf);
 	return s;
 }

@@ -446,9 +446,12 @@ store_write(struct mount *m, uint64_t id, uint64_t off, int append,
 
 	if (n < 0)
 		return n;
-	/* Not resent after a reconnection: an append must not land twice. */
+	/* A write at an offset may be sent again after a reconnection: the
+	 * same bytes land in the same place (a store restart under Dovecot
+	 * otherwise failed its log write with EIO). An append may not: it
+	 * would land twice. */
 	return mconn_call_async(m->conn, MST_OP_WRITE, head, (size_t)n, p, len,
-	    0, cb, arg);
+	    !append, cb, arg);
 }
 
 int
@@ -462,8 +465,10 @@ store_fsetattr(struct mount *m, const struct mst_fsetattr_req *q,
 
 	if (len < 0)
 		return len;
+	/* Setting attributes to given values is idempotent: resent after a
+	 * reconnection like a write at an offset. */
 	rc = mconn_call(m->conn, MST_OP_FSETATTR, head, (size_t)len, NULL, 0,
-	    0, &r);
+	    1, &r);
 	if (rc == 0)
 		rc = store_attr_reply(&r, &ar);
 	if (rc == 0)

@@ -104,7 +104,7 @@ class Fake:
     MAX_FRAME = 1 << 20
 
     def __init__(self, max_frame=None):
-        self.max_frame = max_frame or self.MAX_FRAME
+        self.max_frame = self.MAX_FRAME if max_frame is None else max_frame
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))

@@ -224,6 +224,7 @@ def test_data_total_disagrees():
     f = hostile.Fake()
     f.hook("FETCH", lambda req: req.reply(data_rep(hostile.BODY, 3)))
     f.hook("READ", lambda req: req.reply(data_rep(hostile.FBODY, 3)))
+    f.hook("GET", lambda req: req.reply(data_rep(hostile.FBODY, 3)))
     m = mstlib.Mount(f.addr, OPTS).start()
     fails_cleanly("message read, total_size < data", read_file,
                   m.path("u", "new", "1.new"))

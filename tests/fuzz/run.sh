@@ -1,18 +1,22 @@
 #!/bin/sh
-# run.sh [SECONDS] - build the libmstproto fuzzer with 'make fuzz' in the
-# current (configured) build directory and run it for SECONDS (default 30)
-# on a scratch copy of the seed corpus, so libFuzzer never writes into the
-# source tree. Prints libFuzzer's final stats. Exits non-zero on a finding
-# and leaves the reproducer in ./fuzz-findings/.
+# run.sh [SECONDS] [HARNESS...] - build the libFuzzer harnesses with
+# 'make fuzz-build' in the current (configured) build directory and run
+# each (default: all of them) for SECONDS (default 30) on a scratch copy
+# of its seed corpus (tests/fuzz/corpus for fuzz_decode,
+# tests/fuzz/corpus-NAME for fuzz_NAME), so libFuzzer never writes into
+# the source tree. Prints libFuzzer's final stats. Exits non-zero on a
+# finding and leaves the reproducer in ./fuzz-findings/.
 set -eu
 
 secs=${1:-30}
 case $secs in
 '' | *[!0-9]*)
-	echo "usage: $0 [SECONDS]" >&2
+	echo "usage: $0 [SECONDS] [HARNESS...]" >&2
 	exit 2
 	;;
 esac
+[ $# -gt 0 ] && shift
+harnesses=${*:-fuzz_decode fuzz_recover fuzz_reply}
 here=$(cd "$(dirname "$0")" && pwd)
 if [ ! -f Makefile ]; then
 	echo "run.sh: no Makefile here; run me from a configured build" \
@@ -20,25 +24,39 @@ if [ ! -f Makefile ]; then
 	exit 2
 fi
 
-make fuzz
+make fuzz-build
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/mstore-fuzz.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 trap 'exit 130' INT TERM
-mkdir "$work/corpus"
-cp "$here"/corpus/* "$work/corpus/"
 findings=$PWD/fuzz-findings
 mkdir -p "$findings"
 
-rc=0
-./tests/fuzz/fuzz_decode -max_total_time="$secs" -print_final_stats=1 \
-	-max_len=8192 -timeout=10 -rss_limit_mb=2048 \
-	-artifact_prefix="$findings/" "$work/corpus" >"$work/log" 2>&1 || rc=$?
-
-grep -E '^(Done [0-9]+ runs|stat::)' "$work/log" || true
-if [ "$rc" -ne 0 ]; then
-	tail -n 40 "$work/log" >&2
-	echo "run.sh: libFuzzer exited $rc; reproducer in $findings/" >&2
-	exit "$rc"
-fi
+for h in $harnesses; do
+	case $h in
+	fuzz_decode) seeds=$here/corpus maxlen=8192 ;;
+	fuzz_recover) seeds=$here/corpus-recover maxlen=65536 ;;
+	fuzz_*) seeds=$here/corpus-${h#fuzz_} maxlen=65536 ;;
+	*)
+		echo "run.sh: unknown harness $h" >&2
+		exit 2
+		;;
+	esac
+	mkdir "$work/$h"
+	cp "$seeds"/* "$work/$h/"
+	echo "== $h, $secs s"
+	rc=0
+	"./tests/fuzz/$h" -max_total_time="$secs" -print_final_stats=1 \
+		-max_len="$maxlen" -timeout=10 -rss_limit_mb=2048 \
+		-artifact_prefix="$findings/$h-" "$work/$h" \
+		>"$work/$h.log" 2>&1 || rc=$?
+	grep -E '^(Done [0-9]+ runs|stat::)' "$work/$h.log" || true
+	echo "corpus: $(ls "$work/$h" | wc -l) inputs"
+	if [ "$rc" -ne 0 ]; then
+		tail -n 40 "$work/$h.log" >&2
+		echo "run.sh: $h: libFuzzer exited $rc; reproducer in" \
+			"$findings/" >&2
+		exit "$rc"
+	fi
+done
 rmdir "$findings" 2>/dev/null || true

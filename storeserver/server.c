@@ -1905,8 +1905,11 @@ conn_input(struct conn *c)
 			conn_close(c, NULL);
 			break;
 		}
-		if (rc == -EOPNOTSUPP) {
-			/* The length is valid, so skip just this frame. */
+		if (rc == -EOPNOTSUPP && c->state == CS_READY) {
+			/* The length is valid, so skip just this frame. Before
+			 * HELLO or AUTH, conn_frame refuses it like any other
+			 * request there (mstore-protocol(7), "Connection
+			 * setup"). */
 			conn_reply_error(c, h.op, h.id, -EOPNOTSUPP,
 			    "unknown opcode");
 		} else {

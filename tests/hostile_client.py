@@ -571,6 +571,10 @@ for _op, _pl in (("PING", bytes(8)), ("LIST", s(BOX) + s("") + b"\x01" +
                  ("LOOKUP", s("h.example")), ("ADMIN", s("stats") + s(""))):
     raw_case("before-hello-" + _op.lower(), frame(_op, _pl), "reply",
              "EPROTO")
+# An opcode the server does not know is refused like any other request
+# before HELLO (it was once answered EOPNOTSUPP with the connection kept).
+raw_case("before-hello-unknown-opcode", frame(0x7F, b"abc"), "reply",
+         "EPROTO")
 
 
 @case("truncated-header-then-close")

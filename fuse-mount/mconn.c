@@ -84,6 +84,7 @@
 
 #include "mconn.h"
 #include "mstclient.h"
+#include "mstreader.h"
 
 #define MCONN_TIMEOUT_DEFAULT	10000	/* ms per request */
 #define MCONN_CONNECT_MAX	2000	/* ms for connect + HELLO + AUTH */
@@ -142,11 +143,7 @@ TAILQ_HEAD(mreq_list, mreq);
 struct rx {
 	uint8_t *buf;		/* MCONN_RXBUF bytes read, [off, len) unused */
 	size_t off, len;
-	uint8_t hb[MST_HDR_LEN];
-	size_t hhave;
-	struct mst_hdr h;
-	uint8_t *pay;		/* h.len bytes once the header is complete */
-	size_t phave;
+	struct mst_reader rd;	/* the frame being read */
 	int eof;		/* the server closed the connection */
 };
 
@@ -740,40 +737,17 @@ static int
 rx_consume(struct mconn *c)
 {
 	struct rx *x = &c->rx;
-	size_t n;
+	struct mst_hdr h;
+	size_t used;
 	uint8_t *pay;
 	int rc;
 
-	if (x->hhave < MST_HDR_LEN) {
-		n = x->len - x->off;
-		if (n > MST_HDR_LEN - x->hhave)
-			n = MST_HDR_LEN - x->hhave;
-		memcpy(x->hb + x->hhave, x->buf + x->off, n);
-		x->hhave += n;
-		x->off += n;
-		if (x->hhave < MST_HDR_LEN)
-			return 0;
-		rc = mst_hdr_decode(&x->h, x->hb, MST_HDR_LEN,
-		    c->rx_max_frame);
-		if (rc < 0)
-			return rc;
-		x->pay = malloc(x->h.len ? x->h.len : 1);
-		if (x->pay == NULL)
-			return -ENOMEM;
-		x->phave = 0;
-	}
-	n = x->len - x->off;
-	if (n > x->h.len - x->phave)
-		n = x->h.len - x->phave;
-	memcpy(x->pay + x->phave, x->buf + x->off, n);
-	x->phave += n;
-	x->off += n;
-	if (x->phave < x->h.len)
-		return 0;
-	pay = x->pay;
-	x->pay = NULL;
-	x->hhave = 0;
-	return rx_frame(c, &x->h, pay);
+	rc = mst_reader_feed(&x->rd, c->rx_max_frame, x->buf + x->off,
+	    x->len - x->off, &used, &h, &pay);
+	x->off += used;
+	if (rc <= 0)
+		return rc;
+	return rx_frame(c, &h, pay);
 }
 
 /* Read what the socket has (once; with TLS, until no decrypted bytes
@@ -816,9 +790,7 @@ rx_read(struct mconn *c)
 static void
 rx_reset(struct rx *x)
 {
-	free(x->pay);
-	x->pay = NULL;
-	x->hhave = 0;
+	mst_reader_reset(&x->rd);
 	x->off = x->len = 0;
 	x->eof = 0;
 }

@@ -1,36 +1,30 @@
 /*
  * fuzz_reply.c - libFuzzer harness for what the mount does with the bytes
- * a store server sends: the incremental frame reader (the same state
- * machine as rx_consume in fuse-mount/mconn.c: header bytes gathered
- * across reads, mst_hdr_decode against the negotiated frame limit, then
- * the payload) fed in reads of a fuzzed size, and for every whole frame
+ * a store server sends: the incremental frame reader fuse-mount/mconn.c
+ * uses (mst_reader_feed, protocol/reader.c), fed in reads of a fuzzed
+ * size as rx_read does, and for every whole frame
  * the checks and reply decoders the mount applies: the notice checks of
  * rx_notice then mst_notify_decode and notify.c's name rule, and by
  * opcode mst_attr_rep_decode, mst_data_rep_decode with the "want" bound
  * of store_data_reply, mst_list_rep_decode with the mst_list_entry_next
  * loop of folder.c/store.c, mst_change_rep_decode, mst_statfs_rep_decode,
- * mst_watch_rep_decode and mst_lock_rep_decode. The reader is a copy (it
- * is static in mconn.c); the decoders are libmstproto's own.
+ * mst_watch_rep_decode and mst_lock_rep_decode.
  *
  * Input: byte 0 picks the frame limit, byte 1 the read size (1-256
  * bytes), bytes 2-5 the READ "want" (little-endian), the rest is the
  * stream from the server.
  */
-#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "mstproto.h"
+#include "mstreader.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 struct rd {
-	uint8_t hb[MST_HDR_LEN];
-	size_t hhave;
-	struct mst_hdr h;
-	uint8_t *pay;
-	size_t phave;
+	struct mst_reader rd;
 	uint32_t max_frame;
 	uint32_t want;
 };
@@ -133,47 +127,28 @@ on_frame(struct rd *r, const struct mst_hdr *h, uint8_t *pay)
 	}
 }
 
-/* rx_consume: take bytes from |buf|; returns bytes used, or < 0 when
- * the stream breaks the protocol (the mount drops the connection). */
+/* rx_consume: one step of the reader, then the frame's handling.
+ * Returns the bytes used, or < 0 when the stream breaks the protocol
+ * (the mount drops the connection). */
 static int
 consume(struct rd *r, const uint8_t *buf, size_t len)
 {
-	size_t n, used = 0;
+	struct mst_hdr h;
+	size_t used;
 	uint8_t *pay;
 	int rc;
 
-	if (r->hhave < MST_HDR_LEN) {
-		n = len;
-		if (n > MST_HDR_LEN - r->hhave)
-			n = MST_HDR_LEN - r->hhave;
-		memcpy(r->hb + r->hhave, buf, n);
-		r->hhave += n;
-		used = n;
-		if (r->hhave < MST_HDR_LEN)
-			return (int)used;
-		rc = mst_hdr_decode(&r->h, r->hb, MST_HDR_LEN, r->max_frame);
-		if (rc < 0)
-			return rc;
-		if (r->h.len > r->max_frame)
-			abort();	/* the decoder's bound */
-		r->pay = malloc(r->h.len ? r->h.len : 1);
-		if (r->pay == NULL)
-			return -ENOMEM;
-		r->phave = 0;
+	rc = mst_reader_feed(&r->rd, r->max_frame, buf, len, &used, &h, &pay);
+	if (rc < 0)
+		return rc;
+	if (used == 0 || used > len)
+		abort();	/* the mount's loop needs progress */
+	if (rc == 1) {
+		if (h.len > r->max_frame || pay == NULL)
+			abort();
+		on_frame(r, &h, pay);
+		free(pay);
 	}
-	n = len - used;
-	if (n > r->h.len - r->phave)
-		n = r->h.len - r->phave;
-	memcpy(r->pay + r->phave, buf + used, n);
-	r->phave += n;
-	used += n;
-	if (r->phave < r->h.len)
-		return (int)used;
-	pay = r->pay;
-	r->pay = NULL;
-	r->hhave = 0;
-	on_frame(r, &r->h, pay);
-	free(pay);
 	return (int)used;
 }
 
@@ -182,7 +157,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const uint32_t limits[] = { MST_FRAME_MIN, MST_FRAME_DEFAULT,
 		256, 4096 };
-	struct rd r = { .hhave = 0 };
+	struct rd r = { .max_frame = 0 };
 	size_t chunk, off = 6, end, at;
 	int rc = 0;
 
@@ -201,6 +176,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		off = end;
 	}
-	free(r.pay);		/* rx_reset */
+	mst_reader_reset(&r.rd);	/* rx_reset */
 	return 0;
 }

@@ -196,6 +196,9 @@ folder_apply(struct folder *f, const struct mreply *r)
 		while ((rc = mst_list_entry_next(&en, &lr, &off)) == 1) {
 			memcpy(name, en.name.p, en.name.len);
 			name[en.name.len] = '\0';
+			if (en.kind == MST_LE_PRESENT &&
+			    en.attr.type != MST_T_MSG)
+				return -EPROTO;	/* folders hold messages */
 			if (en.kind == MST_LE_PRESENT)
 				folder_put(f, name, &en.attr);
 			else

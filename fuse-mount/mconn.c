@@ -686,6 +686,9 @@ rx_notice(struct mconn *c, const struct mst_hdr *h, uint8_t *pay)
 	rc = mst_notify_decode(&n, pay, h->len);
 	if (rc >= 0 && c->notice != NULL)
 		c->notice(c->arg, &n);
+	if (rc < 0)
+		mconn_log("a NOTIFY that does not decode was refused (%s); "
+		    "dropping the connection", strerror(-rc));
 	free(pay);
 	return rc < 0 ? rc : 0;
 }

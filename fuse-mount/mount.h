@@ -310,7 +310,9 @@ void folder_drop_table(struct folder *f);
 void folder_free(struct folder *f);
 /* Apply one LIST reply (all its frames): a full listing replaces the
  * entries, a delta adds and removes; sets change, mtime_ns and valid. 0
- * or a negative errno (the cache may then be partly updated). */
+ * or a negative errno (the cache may then be partly updated): a frame
+ * that does not decode, or an entry that is not a message (a mail
+ * folder holds nothing else), is -EPROTO or the decoder's error. */
 int folder_apply(struct folder *f, const struct mreply *r);
 /* This mount changed |dir| (the store's reply says when): no notice
  * comes for our own changes, so move its mtime forward here. */

@@ -151,8 +151,11 @@ folder_refresh(struct mount *m, struct minode *dir)
 	rc = store_list(m, &q, &r);
 	pthread_mutex_lock(&m->mu);
 	f->busy--;
-	if (rc == 0)
-		rc = folder_apply(f, &r);
+	if (rc == 0 && (rc = folder_apply(f, &r)) < 0) {
+		/* Partly applied at most: list it whole next time. */
+		f->valid = 0;
+		rc = store_bad_reply(MST_OP_LIST, rc, "listing refused");
+	}
 	if (rc < 0)
 		f->dirty = 1;
 	else {

@@ -313,7 +313,7 @@ ofile_read_done(void *arg, struct mreply *r)
 {
 	struct io_wait *w = arg;
 	struct mst_data_rep d;
-	int rc = store_data_reply(r, w->size, &d);
+	int rc = store_data_reply(MST_OP_READ, r, w->size, &d);
 	fuse_ino_t raced = io_raced(w);
 
 	if (rc == -ENOENT)
@@ -647,7 +647,8 @@ fetch(struct mount *m, struct fhandle *h, char *out, size_t size, off_t off)
 		q.length = (uint32_t)(size - got);
 		rc = store_fetch(m, &q, &r);
 		if (rc == 0)
-			rc = store_data_reply(&r, size - got, &d);
+			rc = store_data_reply(MST_OP_FETCH, &r, size - got,
+			    &d);
 		if (rc == 0) {
 			memcpy(out + got, d.data.p, d.data.len);
 			got += d.data.len;
@@ -670,7 +671,7 @@ read_done(void *arg, struct mreply *r)
 {
 	struct msg_read *w = arg;
 	struct mst_data_rep d;
-	int rc = store_data_reply(r, w->size, &d);
+	int rc = store_data_reply(MST_OP_FETCH, r, w->size, &d);
 
 	if (rc < 0)
 		fuse_reply_err(w->req, -rc);

@@ -102,11 +102,32 @@ store_setinfo(struct mount *m, const struct mst_setinfo_req *q,
 }
 
 int
+store_bad_reply(unsigned op, int rc, const char *why)
+{
+	const char *name = mst_op_name(op);
+
+	syslog(LOG_ERR, "mount.mstore: %s reply refused: %s (%s)",
+	    name ? name : "unknown", why, strerror(rc < 0 ? -rc : rc));
+	return -EIO;
+}
+
+/* Decode the one frame of a reply to |op| with |dec|; a reply of any
+ * other shape is refused (EIO, logged). */
+#define ONE_FRAME(op, dec, r, out)                                            \
+	((r)->nframes != 1 ? store_bad_reply((op), -EPROTO,                  \
+	    "not one frame") :                                               \
+	    reply_check((op), dec((out), (r)->frames[0].p, (r)->frames[0].len)))
+
+static int
+reply_check(unsigned op, int rc)
+{
+	return rc < 0 ? store_bad_reply(op, rc, "malformed") : rc;
+}
+
+int
 attr_from(const struct mreply *r, struct mst_attr_rep *out)
 {
-	if (r->nframes != 1)
-		return -EPROTO;
-	return mst_attr_rep_decode(out, r->frames[0].p, r->frames[0].len);
+	return ONE_FRAME(MST_OP_LOOKUP, mst_attr_rep_decode, r, out);
 }
 
 int
@@ -278,10 +299,11 @@ store_readdir(struct mount *m, const char *path,
 	int rc = call_path(m, MST_OP_READDIR, path, &r);
 
 	for (i = 0; rc == 0 && i < r.nframes; i++) {
-		rc = mst_list_rep_decode(&lr, r.frames[i].p, r.frames[i].len);
+		rc = reply_check(MST_OP_READDIR, mst_list_rep_decode(&lr,
+		    r.frames[i].p, r.frames[i].len));
 		off = 0;
-		while (rc == 0 && (rc = mst_list_entry_next(&en, &lr,
-		    &off)) == 1)
+		while (rc == 0 && (rc = reply_check(MST_OP_READDIR,
+		    mst_list_entry_next(&en, &lr, &off))) == 1)
 			rc = each(arg, &en);
 	}
 	mreply_free(&r);
@@ -291,9 +313,7 @@ store_readdir(struct mount *m, const char *path,
 int
 store_change_reply(const struct mreply *r, struct mst_change_rep *out)
 {
-	if (r->nframes != 1)
-		return -EPROTO;
-	return mst_change_rep_decode(out, r->frames[0].p, r->frames[0].len);
+	return ONE_FRAME(MST_OP_UNLINK, mst_change_rep_decode, r, out);
 }
 
 int
@@ -301,9 +321,7 @@ store_attr_reply(const struct mreply *r, struct mst_attr_rep *out)
 {
 	if (r->status < 0)
 		return r->status;
-	if (r->nframes != 1)
-		return -EPROTO;
-	return mst_attr_rep_decode(out, r->frames[0].p, r->frames[0].len);
+	return ONE_FRAME(MST_OP_GETATTR, mst_attr_rep_decode, r, out);
 }
 
 /* GETATTR or OPEN of |id|: its attributes. */
@@ -422,15 +440,17 @@ store_read(struct mount *m, uint64_t id, uint64_t off, uint32_t len,
 }
 
 int
-store_data_reply(const struct mreply *r, size_t want, struct mst_data_rep *d)
+store_data_reply(unsigned op, const struct mreply *r, size_t want,
+    struct mst_data_rep *d)
 {
 	int rc = r->status;
 
 	if (rc == 0)
-		rc = r->nframes == 1 ? mst_data_rep_decode(d, r->frames[0].p,
-		    r->frames[0].len) : -EPROTO;
-	if (rc == 0 && d->data.len > want)
-		rc = -EPROTO;	/* more than asked for: never trusted */
+		rc = ONE_FRAME(op, mst_data_rep_decode, r, d);
+	if (rc == 0 && d->data.len > want)	/* never trusted */
+		rc = store_bad_reply(op, -EPROTO, "more data than asked for");
+	if (rc == 0 && d->data.len > d->total_size)
+		rc = store_bad_reply(op, -EPROTO, "more data than the whole");
 	return rc;
 }
 
@@ -546,7 +566,5 @@ store_lock_reply(const struct mreply *r, struct mst_lock_rep *out)
 {
 	if (r->status < 0)
 		return r->status;
-	if (r->nframes != 1)
-		return -EPROTO;
-	return mst_lock_rep_decode(out, r->frames[0].p, r->frames[0].len);
+	return ONE_FRAME(MST_OP_LOCK, mst_lock_rep_decode, r, out);
 }

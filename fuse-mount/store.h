@@ -111,10 +111,14 @@ int store_deliver_async(struct mount *m, const uint8_t *head, size_t len,
 int store_readdir(struct mount *m, const char *path,
     int (*each)(void *arg, const struct mst_list_entry *e), void *arg);
 
+/* A reply to |op| that cannot be used (|rc| says why the decoder refused
+ * it): logged once, and the call fails with -EIO. Returns -EIO. */
+int store_bad_reply(unsigned op, int rc, const char *why);
+
 /* Reply decoders: -EPROTO for a reply of the wrong shape, and a READ or
  * FETCH reply carrying more than |want| bytes is refused as -EPROTO. */
 int store_attr_reply(const struct mreply *r, struct mst_attr_rep *out);
-int store_data_reply(const struct mreply *r, size_t want,
+int store_data_reply(unsigned op, const struct mreply *r, size_t want,
     struct mst_data_rep *d);
 int store_lock_reply(const struct mreply *r, struct mst_lock_rep *out);
 /* The change reply of UNLINK, RMDIR or EXPUNGE (a successful one). */

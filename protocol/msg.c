@@ -803,6 +803,8 @@ mst_notify_decode(struct mst_notify *m, const uint8_t *p, size_t len)
 			rd_fail(&r, -EINVAL);
 		else if (m->event != MST_EV_RESET)
 			rd_check(&r, mst_name_check(m->name));
+		else if (m->name.len != 0)
+			rd_fail(&r, -EINVAL);	/* RESET names nothing */
 	}
 	return rd_end(&r);
 }

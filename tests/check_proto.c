@@ -96,6 +96,28 @@ decode_hdr(const uint8_t *b, size_t len, uint32_t max_frame)
 	return rc;
 }
 
+/* A RESET notice names no entry: a name there (of any length) is refused
+ * at decode, so no caller can be handed an unchecked one. */
+START_TEST(notify_reset_with_a_name_is_refused)
+{
+	char name[300];
+	struct mst_notify n = { .path = mst_str_of("u/new"),
+		.event = MST_EV_RESET, .id = 0, .change = 1 }, out;
+	uint8_t buf[512];
+	int len;
+
+	memset(name, 'x', sizeof name - 1);
+	name[sizeof name - 1] = '\0';
+	n.name = mst_str_of(name);
+	len = mst_notify_encode(&n, buf, sizeof buf);
+	ck_assert_int_gt(len, 0);
+	ck_assert_int_eq(mst_notify_decode(&out, buf, (size_t)len), -EINVAL);
+	n.name = mst_str_of("");
+	len = mst_notify_encode(&n, buf, sizeof buf);
+	ck_assert_int_eq(mst_notify_decode(&out, buf, (size_t)len), 0);
+}
+END_TEST
+
 START_TEST(hdr_encodes_documented_layout)
 {
 	static const uint8_t want[MST_HDR_LEN] = {
@@ -731,7 +753,8 @@ static const struct ifield int_fields[] = {
 	IF(setattr_req, size, MST_BODY_MAX + 1, -EFBIG),
 	IF(notify, event, MST_EV_REMOVE, 0),
 	IF(notify, event, MST_EV_CHANGE, 0),
-	IF(notify, event, MST_EV_RESET, 0),
+	/* The sample names an entry, which a RESET may not. */
+	IF(notify, event, MST_EV_RESET, -EINVAL),
 	IF(notify, event, 0, -EINVAL),
 	IF(notify, event, MST_EV_RESET + 1, -EINVAL),
 	IF(notify, event, 0xff, -EINVAL),
@@ -2666,6 +2689,7 @@ proto_suite(void)
 	tcase_add_test(tc, ping_encodes_cookie_big_endian);
 	tcase_add_test(tc, path_req_encodes_length_prefixed_string);
 	tcase_add_test(tc, attr_rep_encodes_attr_in_65_bytes);
+	tcase_add_test(tc, notify_reset_with_a_name_is_refused);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("files");

@@ -431,7 +431,7 @@ main(int argc, char **argv)
 		keylen = mst_key_load(o.keyfile, key, sizeof key);
 		if (keylen < 0) {
 			fprintf(stderr, "mount.mstore: keyfile %s: %s\n",
-			    o.keyfile, strerror(-keylen));
+			    o.keyfile, mst_key_strerror(keylen));
 			return 1;
 		}
 	}

@@ -351,12 +351,20 @@ index_mbox(struct index *ix, struct mst_str name, int create)
 	return m;
 }
 
+/*
+ * Segment numbers come from checkpoints and records, which may be damaged
+ * (a checkpoint is parsed before its checksum is checked): one beyond
+ * INDEX_SEG_MAX is refused as damage rather than sized for, so a bad
+ * number can neither wrap the table size nor allocate gigabytes.
+ */
 static int
 seg_live_add(struct index *ix, uint32_t seg, int64_t delta)
 {
+	if (seg >= INDEX_SEG_MAX)
+		return -EBADMSG;
 	if (seg >= ix->nseg_live) {
-		uint32_t n = seg + 64;
-		uint64_t *v = realloc(ix->seg_live, n * sizeof *v);
+		uint32_t n = seg + 64;	/* < 2^24 + 64: no wrap */
+		uint64_t *v = realloc(ix->seg_live, (size_t)n * sizeof *v);
 
 		if (v == NULL)
 			return -ENOMEM;
@@ -717,9 +725,10 @@ apply_create(struct index *ix, const struct rec *r, uint32_t seg,
 		n->off = body_off;
 		n->size = r->size;
 		n->checksum = r->checksum;
-		if (seg_live_add(ix, seg, (int64_t)r->size) < 0) {
+		rc = seg_live_add(ix, seg, (int64_t)r->size);
+		if (rc < 0) {
 			free(n);
-			return -ENOMEM;
+			return rc;
 		}
 		ix->bytes += r->size;
 		n->x.mbox = index_mbox(ix, r->mailbox, 1);
@@ -765,8 +774,9 @@ apply_body(struct index *ix, const struct rec *r, uint32_t seg,
 	n = index_find_id(ix, r->id);
 	if (n == NULL || n->type != MST_T_MSG || r->size != n->size)
 		return -EBADMSG;
-	if (seg_live_add(ix, seg, (int64_t)r->size) < 0)
-		return -ENOMEM;
+	rc = seg_live_add(ix, seg, (int64_t)r->size);
+	if (rc < 0)
+		return rc;
 	(void)seg_live_add(ix, n->seg, -(int64_t)n->size); /* exists */
 	n->seg = seg;
 	n->off = body_off;

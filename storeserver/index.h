@@ -46,6 +46,10 @@
 #include "record.h"
 
 #define INDEX_ROOT_ID	1u
+/* Segment numbers stay below this (16 Mi segments, far more than a store
+ * of any size makes at the default segment_size); larger ones in a
+ * checkpoint or record are damage. */
+#define INDEX_SEG_MAX	(1u << 24)
 #define INDEX_TOMBS	512u	/* removals remembered per directory */
 #define INDEX_ID_LIMIT	((uint64_t)1 << 56)	/* = ENG_ID_LOCAL_MIN */
 

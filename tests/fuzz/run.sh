@@ -42,6 +42,17 @@ for h in $harnesses; do
 		exit 2
 		;;
 	esac
+	# Inputs that once crashed this harness run first, as regression
+	# tests (tests/fuzz/findings/NAME-*).
+	set -- "$here"/findings/"${h#fuzz_}"-*
+	if [ -e "$1" ]; then
+		echo "== $h: $# past finding(s)"
+		"./tests/fuzz/$h" -runs=1 "$@" >"$work/$h.regress" 2>&1 || {
+			tail -n 40 "$work/$h.regress" >&2
+			echo "run.sh: $h: a past finding fails again" >&2
+			exit 1
+		}
+	fi
 	mkdir "$work/$h"
 	cp "$seeds"/* "$work/$h/"
 	echo "== $h, $secs s"

@@ -64,6 +64,8 @@ def test_postfix_sequence(m):
 
 
 def test_qmail_rename_then_flags_and_expunge(m):
+    # The rename() delivery of qmail-style writers; Exim's appendfile
+    # (maildir_format) delivers the same way, which mount.mstore(8) cites.
     maildir(m)
     write_tmp(m, "q1", b"qmail body\n")
     os.rename(m.path(BOX, "tmp", "q1"), m.path(BOX, "new", "q1.host"))

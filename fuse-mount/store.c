@@ -324,9 +324,23 @@ store_attr_reply(const struct mreply *r, struct mst_attr_rep *out)
 	return ONE_FRAME(MST_OP_GETATTR, mst_attr_rep_decode, r, out);
 }
 
-/* GETATTR or OPEN of |id|: its attributes. */
+/* GETATTR, OPEN or CLOSE of |id|, answered to |cb|. */
 static int
-id_call(struct mount *m, unsigned op, uint64_t id, struct mst_attr *out)
+id_async(struct mount *m, unsigned op, uint64_t id, int retry, mconn_cb *cb,
+    void *arg)
+{
+	struct mst_id_req q = { .id = id };
+	uint8_t head[16];
+	int len = mst_id_req_encode(&q, head, sizeof head);
+
+	if (len < 0)
+		return len;
+	return mconn_call_async(m->conn, op, head, (size_t)len, NULL, 0, retry,
+	    cb, arg);
+}
+
+int
+store_getattr(struct mount *m, uint64_t id, struct mst_attr *out)
 {
 	struct mst_id_req q = { .id = id };
 	struct mst_attr_rep ar;
@@ -336,8 +350,8 @@ id_call(struct mount *m, unsigned op, uint64_t id, struct mst_attr *out)
 
 	if (len < 0)
 		return len;
-	rc = mconn_call(m->conn, op, head, (size_t)len, NULL, 0,
-	    op == MST_OP_GETATTR, &r);
+	rc = mconn_call(m->conn, MST_OP_GETATTR, head, (size_t)len, NULL, 0, 1,
+	    &r);
 	if (rc == 0)
 		rc = store_attr_reply(&r, &ar);
 	if (rc == 0)
@@ -347,28 +361,9 @@ id_call(struct mount *m, unsigned op, uint64_t id, struct mst_attr *out)
 }
 
 int
-store_getattr(struct mount *m, uint64_t id, struct mst_attr *out)
-{
-	return id_call(m, MST_OP_GETATTR, id, out);
-}
-
-int
 store_getattr_async(struct mount *m, uint64_t id, mconn_cb *cb, void *arg)
 {
-	struct mst_id_req q = { .id = id };
-	uint8_t head[16];
-	int len = mst_id_req_encode(&q, head, sizeof head);
-
-	if (len < 0)
-		return len;
-	return mconn_call_async(m->conn, MST_OP_GETATTR, head, (size_t)len,
-	    NULL, 0, 1, cb, arg);
-}
-
-int
-store_open(struct mount *m, uint64_t id, struct mst_attr *out)
-{
-	return id_call(m, MST_OP_OPEN, id, out);
+	return id_async(m, MST_OP_GETATTR, id, 1, cb, arg);
 }
 
 static void
@@ -387,19 +382,13 @@ held(void *arg, struct mreply *r)
 int
 store_hold(struct mount *m, uint64_t id)
 {
-	struct mst_id_req q = { .id = id };
-	uint8_t head[16];
-	uint64_t *arg;
-	int rc, len = mst_id_req_encode(&q, head, sizeof head);
+	uint64_t *arg = malloc(sizeof *arg);
+	int rc;
 
-	if (len < 0)
-		return len;
-	arg = malloc(sizeof *arg);
 	if (arg == NULL)
 		return -ENOMEM;
 	*arg = id;
-	rc = mconn_call_async(m->conn, MST_OP_OPEN, head, (size_t)len, NULL,
-	    0, 0, held, arg);
+	rc = id_async(m, MST_OP_OPEN, id, 0, held, arg);
 	if (rc < 0)
 		free(arg);
 	return rc;
@@ -415,14 +404,7 @@ closed(void *arg, struct mreply *r)
 int
 store_close(struct mount *m, uint64_t id)
 {
-	struct mst_id_req q = { .id = id };
-	uint8_t head[16];
-	int len = mst_id_req_encode(&q, head, sizeof head);
-
-	if (len < 0)
-		return len;
-	return mconn_call_async(m->conn, MST_OP_CLOSE, head, (size_t)len,
-	    NULL, 0, 0, closed, NULL);
+	return id_async(m, MST_OP_CLOSE, id, 0, closed, NULL);
 }
 
 int

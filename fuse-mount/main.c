@@ -271,7 +271,6 @@ static const struct fuse_lowlevel_ops mount_ops = {
 	.getlk = op_getlk,
 	.setlk = op_setlk,
 	.flock = op_flock,
-	.fallocate = op_fallocate,
 	.lookup = op_lookup,
 	.forget = op_forget,
 	.forget_multi = op_forget_multi,

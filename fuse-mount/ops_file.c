@@ -790,37 +790,6 @@ op_write(fuse_req_t req, fuse_ino_t ino, const char *p, size_t size,
 		fuse_reply_write(req, size);
 }
 
-/* posix_fallocate(3) on an ordinary file: the store allocates as it
- * writes, so only the size matters (Dovecot grows its cache file so).
- * Punching holes and the other modes are not offered. */
-static int
-do_fallocate(struct mount *m, struct fhandle *h, int mode, off_t off,
-    off_t len)
-{
-	struct stat st = { 0 };
-	uint64_t end = (uint64_t)off + (uint64_t)len, size;
-
-	if (mode != 0 || !h->ofile)
-		return -EOPNOTSUPP;
-	pthread_mutex_lock(&m->mu);
-	size = h->n->attr.size;
-	pthread_mutex_unlock(&m->mu);
-	if (end <= size)
-		return 0;
-	st.st_size = (off_t)end;
-	return ofile_setattr(m, h->n, &st, FUSE_SET_ATTR_SIZE);
-}
-
-void
-op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off,
-    off_t len, struct fuse_file_info *fi)
-{
-	int rc = do_fallocate(mount_of(req), fh_of(fi), mode, off, len);
-
-	(void)ino;
-	fuse_reply_err(req, rc < 0 ? -rc : 0);
-}
-
 /* close(2) of any descriptor drops the caller's POSIX locks on the file
  * (fcntl(2)); the kernel tells us which owner closed. */
 static int

@@ -446,7 +446,6 @@ main(int argc, char **argv)
 	m.dir_gone = watch_drop;	/* inode.c reports, notify.c acts */
 	pthread_mutex_init(&m.mu, NULL);
 	pthread_mutex_init(&m.watch_mu, NULL);
-	pthread_mutex_init(&m.ref_mu, NULL);
 	pthread_mutex_init(&m.nq_mu, NULL);
 	pthread_cond_init(&m.nq_cv, NULL);
 	m.locks = locktab_new();

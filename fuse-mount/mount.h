@@ -258,7 +258,6 @@ struct mount {
 	uint64_t watch_seq;	/* guarded by mu */
 	int64_t watch_log_ms;	/* guarded by mu: last failed-WATCH log */
 	uint64_t watch_failed;	/* guarded by mu: since that log */
-	pthread_mutex_t ref_mu;	/* orders OPEN/CLOSE (ops_file.c) */
 	struct locktab *locks;	/* guarded by mu: who may hold locks */
 	pthread_mutex_t nq_mu;
 	pthread_cond_t nq_cv;

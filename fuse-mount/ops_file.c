@@ -127,53 +127,69 @@ ofile_getattr(struct mount *m, struct minode *n)
 
 /*
  * The store holds an ordinary file for this mount while it is open here
- * (so that it outlives an unlink): OPEN on the first open, CLOSE after
- * the last. m->ref_mu puts the two on the wire in the order the counts
- * changed, so the store's count can never end unbalanced.
+ * (so that it outlives an unlink): every open takes its own OPEN, and
+ * waits for it, before the kernel may read the file; its release sends
+ * CLOSE. Holding first closes the window in which another process could
+ * rename over or unlink the name between our look at the file and the
+ * hold: a page fault on a mapping would then find the file gone, and the
+ * kernel answers that with SIGBUS. n->store_open counts the holds that
+ * the store granted on this connection (on_up takes them again after a
+ * reconnect); it changes, and CLOSE is sent, under m->mu so that on_up
+ * sees a count that matches what is on the wire.
  */
-static void
-ofile_hold(struct mount *m, struct minode *n, int delta)
+static int
+ofile_hold(struct mount *m, struct minode *n, struct mst_attr *a)
 {
-	int send = 0;
 	uint64_t id;
+	int rc;
 
-	pthread_mutex_lock(&m->ref_mu);
 	pthread_mutex_lock(&m->mu);
 	id = n->attr.id;
-	if (delta > 0 && n->store_open++ == 0)
-		send = MST_OP_OPEN;
-	else if (delta < 0 && n->store_open > 0 && --n->store_open == 0)
-		send = MST_OP_CLOSE;
 	pthread_mutex_unlock(&m->mu);
-	if (send == MST_OP_OPEN)
-		(void)store_hold(m, id);	/* failure: unlink drops it */
-	else if (send == MST_OP_CLOSE)
-		(void)store_close(m, id);
-	pthread_mutex_unlock(&m->ref_mu);
+	rc = store_open(m, id, a);
+	if (rc == -ENOENT)
+		rc = -ESTALE;	/* gone: the kernel looks the name up again */
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&m->mu);
+	n->store_open++;
+	pthread_mutex_unlock(&m->mu);
+	return 0;
 }
 
-/* Close-to-open: ask the store for the file's state at every open; keep
+static void
+ofile_unhold(struct mount *m, struct minode *n)
+{
+	pthread_mutex_lock(&m->mu);
+	if (n->store_open > 0) {
+		n->store_open--;
+		(void)store_close(m, n->attr.id);
+	}
+	pthread_mutex_unlock(&m->mu);
+}
+
+/* Close-to-open: hold the file and learn its state at every open; keep
  * the kernel's pages only if nothing changed since they were read. */
 static int
 ofile_open(struct mount *m, struct minode *n, struct fuse_file_info *fi)
 {
 	struct mst_fsetattr_req q = { .valid = MST_SA_SIZE | MST_SA_MTIME };
 	struct mst_attr a;
-	int rc;
+	int rc = ofile_hold(m, n, &a);
 
-	pthread_mutex_lock(&m->mu);
-	q.id = n->attr.id;
-	pthread_mutex_unlock(&m->mu);
-	if (fi->flags & O_TRUNC) {	/* the kernel leaves it to us */
-		q.mtime_ns = now_ns();
-		rc = store_fsetattr(m, &q, &a);
-	} else {
-		rc = store_getattr(m, q.id, &a);
-	}
-	if (rc == -ENOENT)
-		rc = -ESTALE;
 	if (rc < 0)
 		return rc;
+	if (fi->flags & O_TRUNC) {	/* the kernel leaves it to us */
+		q.id = a.id;
+		q.mtime_ns = now_ns();
+		rc = store_fsetattr(m, &q, &a);
+		if (rc == -ENOENT)
+			rc = -ESTALE;
+		if (rc < 0) {
+			ofile_unhold(m, n);
+			return rc;
+		}
+	}
 	pthread_mutex_lock(&m->mu);
 	if (ofile_refresh(n, &a)) {
 		n->epoch++;
@@ -182,7 +198,6 @@ ofile_open(struct mount *m, struct minode *n, struct fuse_file_info *fi)
 		fi->keep_cache = 1;
 	}
 	pthread_mutex_unlock(&m->mu);
-	ofile_hold(m, n, 1);
 	return 0;
 }
 
@@ -505,8 +520,20 @@ do_create(struct mount *m, fuse_ino_t parent, const char *name, mode_t mode,
 		rc = -ENOMEM;
 	}
 	pthread_mutex_unlock(&m->mu);
-	if (rc == 0)
-		ofile_hold(m, n, 1);
+	if (rc == 0) {
+		rc = ofile_hold(m, n, &a);
+		if (rc < 0) {
+			pthread_mutex_lock(&m->mu);
+			inode_forget(m, n, 1);
+			inode_close(m, n);
+			pthread_mutex_unlock(&m->mu);
+			handle_free(*out);
+			return rc;
+		}
+		pthread_mutex_lock(&m->mu);
+		(void)ofile_refresh(n, &a);
+		pthread_mutex_unlock(&m->mu);
+	}
 	if (rc == 0 && (flags & O_TRUNC) && a.size > 0) {
 		/* It existed (made elsewhere meanwhile): O_TRUNC applies. */
 		struct stat st = { 0 };
@@ -514,7 +541,7 @@ do_create(struct mount *m, fuse_ino_t parent, const char *name, mode_t mode,
 		rc = ofile_setattr(m, n, &st, FUSE_SET_ATTR_SIZE |
 		    FUSE_SET_ATTR_MTIME_NOW);
 		if (rc < 0) {
-			ofile_hold(m, n, -1);
+			ofile_unhold(m, n);
 			pthread_mutex_lock(&m->mu);
 			inode_forget(m, n, 1);
 			inode_close(m, n);
@@ -550,7 +577,7 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	pthread_mutex_unlock(&m->mu);
 	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
 		if (h->ofile)
-			ofile_hold(m, h->n, -1);
+			ofile_unhold(m, h->n);
 		pthread_mutex_lock(&m->mu);
 		inode_forget(m, h->n, 1);
 		inode_close(m, h->n);
@@ -621,7 +648,7 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fi->fh = (uintptr_t)h;
 	if (fuse_reply_open(req, fi) == -ENOENT) {
 		if (h->ofile)
-			ofile_hold(m, h->n, -1);
+			ofile_unhold(m, h->n);
 		pthread_mutex_lock(&m->mu);
 		inode_close(m, h->n);
 		pthread_mutex_unlock(&m->mu);
@@ -841,7 +868,7 @@ do_release(struct mount *m, struct fhandle *h, uint64_t owner,
 			    h->n->name, strerror(-rc));
 	}
 	if (h->ofile)
-		ofile_hold(m, h->n, -1);
+		ofile_unhold(m, h->n);
 	pthread_mutex_lock(&m->mu);
 	inode_close(m, h->n);
 	pthread_mutex_unlock(&m->mu);

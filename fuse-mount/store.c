@@ -339,8 +339,9 @@ id_async(struct mount *m, unsigned op, uint64_t id, int retry, mconn_cb *cb,
 	    cb, arg);
 }
 
-int
-store_getattr(struct mount *m, uint64_t id, struct mst_attr *out)
+/* A request on an id answered with an attribute record, waited for. */
+static int
+id_call(struct mount *m, unsigned op, uint64_t id, struct mst_attr *out)
 {
 	struct mst_id_req q = { .id = id };
 	struct mst_attr_rep ar;
@@ -350,14 +351,25 @@ store_getattr(struct mount *m, uint64_t id, struct mst_attr *out)
 
 	if (len < 0)
 		return len;
-	rc = mconn_call(m->conn, MST_OP_GETATTR, head, (size_t)len, NULL, 0, 1,
-	    &r);
+	rc = mconn_call(m->conn, op, head, (size_t)len, NULL, 0, 1, &r);
 	if (rc == 0)
 		rc = store_attr_reply(&r, &ar);
 	if (rc == 0)
 		*out = ar.attr;
 	mreply_free(&r);
 	return rc;
+}
+
+int
+store_getattr(struct mount *m, uint64_t id, struct mst_attr *out)
+{
+	return id_call(m, MST_OP_GETATTR, id, out);
+}
+
+int
+store_open(struct mount *m, uint64_t id, struct mst_attr *out)
+{
+	return id_call(m, MST_OP_OPEN, id, out);
 }
 
 int

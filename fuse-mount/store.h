@@ -62,9 +62,11 @@ int store_deliver_encode(const char *dpath, unsigned sub, const char *name,
 int store_getattr(struct mount *m, uint64_t id, struct mst_attr *out);
 int store_getattr_async(struct mount *m, uint64_t id, mconn_cb *cb,
     void *arg);
-/* OPEN, without waiting for the answer: the store keeps the file for
- * this connection even after its last name goes, until store_close or
- * the connection ends (a failure is logged). */
+/* OPEN: the store keeps the file for this connection even after its
+ * last name goes, until store_close or the connection ends. store_open
+ * waits and gives the file's attributes (-ENOENT: it is gone already);
+ * store_hold does not wait (a failure is logged). */
+int store_open(struct mount *m, uint64_t id, struct mst_attr *out);
 int store_hold(struct mount *m, uint64_t id);
 int store_close(struct mount *m, uint64_t id);
 int store_read(struct mount *m, uint64_t id, uint64_t off, uint32_t len,

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Two SMTP hosts on one store: what one mount does, the other sees (by
 push notices, not timeouts); a dotlock race across both mounts has
-exactly one holder at a time; a store outage gives EIO, not a hang, and
+exactly one holder at a time; a file mapped by readers survives being
+renamed over on the same host (no SIGBUS); a store outage gives EIO, not a hang, and
 the mount carries on by itself when the store is back."""
 import errno
+import mmap
 import os
 import signal
 import sys
@@ -131,6 +133,67 @@ def test_dotlock_race_has_one_holder(a, b):
     assert not exists(a.path(BOX, "dovecot-uidlist.lock"))
 
 
+def mapper(path, seconds):
+    """Open, map and touch every page of |path| until time is up; return
+    how many passes completed. A page that cannot be read kills this
+    process with SIGBUS."""
+    passes = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        size = os.fstat(fd).st_size
+        if size:
+            m = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
+            for off in range(0, size, 4096):
+                assert m[off] != 0
+            m.close()
+        os.close(fd)
+        passes += 1
+    return passes
+
+
+def test_replaced_while_mapped(a, b):
+    """Dovecot's index pattern: one process writes dovecot.index.tmp and
+    renames it over dovecot.index while others open and mmap the old one.
+    A reader that opened the old file keeps reading it, even when the
+    rename lands between its look-up and its open."""
+    d = a.path(BOX, "race-idx")
+    os.makedirs(d)
+    idx = os.path.join(d, "dovecot.index")
+    with open(idx, "wb") as f:
+        f.write(b"x" * 20000)
+    pids = []
+    for i in range(3):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os._exit(0 if mapper(idx, 6.0) > 0 else 2)
+            except BaseException as e:
+                print("mapper %d: %r" % (i, e), flush=True)
+                os._exit(1)
+        pids.append(pid)
+    renames = 0
+    end = time.monotonic() + 6.0
+    while time.monotonic() < end:
+        with open(idx + ".tmp", "wb") as f:
+            f.write(bytes([renames % 250 + 1]) * (16384 + renames % 7 * 4096))
+        os.rename(idx + ".tmp", idx)
+        renames += 1
+    died = []
+    for pid in pids:
+        _, st = os.waitpid(pid, 0)
+        if st != 0:
+            died.append(os.WTERMSIG(st) if os.WIFSIGNALED(st) else
+                        "exit %d" % os.WEXITSTATUS(st))
+    print("replaced while mapped: %d renames, readers that failed: %s"
+          % (renames, died or "none"))
+    assert renames > 100, renames
+    assert not died, "readers died: %s (7 is SIGBUS)" % died
+
+
 def test_store_outage_gives_eio_then_recovers(store, a):
     os.makedirs(a.path(BOX, "tmp"), exist_ok=True)
     store.kill(signal.SIGKILL)
@@ -170,6 +233,7 @@ def main():
     r.run(test_delivery_seen_by_other_mount, a, b)
     r.run(test_small_file_rewrite_seen_by_other_mount, a, b)
     r.run(test_dotlock_race_has_one_holder, a, b)
+    r.run(test_replaced_while_mapped, a, b)
     r.run(test_store_outage_gives_eio_then_recovers, store, a)
     a.unmount()
     b.unmount()

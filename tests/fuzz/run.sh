@@ -16,7 +16,7 @@ case $secs in
 	;;
 esac
 [ $# -gt 0 ] && shift
-harnesses=${*:-fuzz_decode fuzz_recover fuzz_reply}
+harnesses=${*:-fuzz_decode fuzz_recover fuzz_reply fuzz_session}
 here=$(cd "$(dirname "$0")" && pwd)
 if [ ! -f Makefile ]; then
 	echo "run.sh: no Makefile here; run me from a configured build" \

@@ -37,9 +37,16 @@
  *            has no job in the engine, as a client that waits for each
  *            reply would. Without it the whole stream is pipelined, and
  *            requests that depend on each other may run in any order.
+ *     bit 5  two clients: bytes 2-3 (big-endian) are the length of the
+ *            second client's stream, which follows them; the first
+ *            client's stream is the rest. Both connect at once with the
+ *            same flags and write size, so one can WATCH what the other
+ *            changes, or wait for a LOCK the other holds. Neither ends
+ *            its input before both have sent everything and the engine
+ *            is idle.
  *   byte 1: bytes per write(2) of the stream, 1-255; 0 writes it all
  *           at once. Small writes make the server see partial frames.
- *   the rest: the client's byte stream.
+ *   the rest: the client's byte stream (bit 5: see there).
  *
  * The engine is opened on an empty directory for every input and closed
  * and removed after it, so object ids are the same in every run (the
@@ -58,6 +65,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 #define F_KEY2		0x04u
 #define F_TCP		0x08u
 #define F_LOCKSTEP	0x10u
+#define F_TWO		0x20u
 
 /* The two keys the server accepts when bit 0 is set. */
 static const char *const fuzz_keys[2] = {
@@ -69,11 +77,12 @@ enum cstate {
 	C_WAIT,		/* waiting for the HELLO reply */
 	C_PREFIX,	/* sending the harness's AUTH */
 	C_STREAM,	/* sending the fuzzed stream */
-	C_DONE,		/* all sent (or the server hung up): SHUT_WR done */
+	C_SENT,		/* all sent, waiting for the other client */
+	C_DONE,		/* SHUT_WR done (or the server hung up) */
 };
 
-/* The client end of one session. */
-struct session {
+/* The client end of one connection. */
+struct client {
 	int fd;
 	struct event *ev_read, *ev_write;
 	unsigned flags;
@@ -188,7 +197,7 @@ frame_put(uint8_t *buf, size_t cap, uint8_t op, uint32_t id,
 
 /* The harness's HELLO: a fixed nonce, the smallest max_frame. */
 static void
-hello_make(struct session *s)
+hello_make(struct client *s)
 {
 	struct mst_hello_req q = {
 		.min_version = MST_VERSION,
@@ -217,7 +226,7 @@ hello_make(struct session *s)
  * or start the stream.
  */
 static void
-hello_done(struct session *s, const struct mst_hdr *h)
+hello_done(struct client *s, const struct mst_hdr *h)
 {
 	struct mst_hello_rep r;
 	struct mst_auth a;
@@ -262,7 +271,7 @@ hello_done(struct session *s, const struct mst_hdr *h)
  * hello_done.
  */
 static void
-replies_check(struct session *s, const uint8_t *p, size_t n)
+replies_check(struct client *s, const uint8_t *p, size_t n)
 {
 	struct mst_hdr h;
 	size_t k;
@@ -334,7 +343,7 @@ static void
 on_client_read(evutil_socket_t fd, short what, void *arg)
 {
 	static uint8_t buf[64u << 10];
-	struct session *s = arg;
+	struct client *s = arg;
 	ssize_t n;
 
 	(void)what;
@@ -356,7 +365,7 @@ on_client_read(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-client_done(struct session *s)
+client_done(struct client *s)
 {
 	s->st = C_DONE;
 	event_del(s->ev_write);
@@ -365,9 +374,17 @@ client_done(struct session *s)
 	(void)shutdown(s->fd, SHUT_WR);
 }
 
+/* All sent; the ends come together (a watcher outlives the changes). */
+static void
+client_sent(struct client *s)
+{
+	s->st = C_SENT;
+	event_del(s->ev_write);
+}
+
 /* Lockstep: where the frame that starts at |s->in_off| ends. */
 static size_t
-next_frame_end(const struct session *s)
+next_frame_end(const struct client *s)
 {
 	const uint8_t *h = s->in + s->in_off;
 	size_t left = s->in_len - s->in_off;
@@ -383,7 +400,7 @@ next_frame_end(const struct session *s)
 static void
 on_client_write(evutil_socket_t fd, short what, void *arg)
 {
-	struct session *s = arg;
+	struct client *s = arg;
 	const uint8_t *p;
 	size_t len;
 	ssize_t n;
@@ -431,7 +448,7 @@ on_client_write(evutil_socket_t fd, short what, void *arg)
 	if (s->st == C_STREAM) {
 		s->in_off += (size_t)n;
 		if (s->in_off == s->in_len)
-			client_done(s);
+			client_sent(s);
 		return;
 	}
 	s->prefix_off += (size_t)n;
@@ -445,10 +462,72 @@ on_client_write(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+static void
+client_start(struct client *s, int fd, unsigned flags, size_t chunk,
+    const uint8_t *in, size_t len)
+{
+	s->fd = fd;
+	s->flags = flags;
+	s->chunk = chunk;
+	s->in = in;
+	s->in_len = len;
+	s->rmax = srv->max_frame;
+	s->ev_read = event_new(srv->base, fd, EV_READ | EV_PERSIST,
+	    on_client_read, s);
+	s->ev_write = event_new(srv->base, fd, EV_WRITE | EV_PERSIST,
+	    on_client_write, s);
+	if (s->ev_read == NULL || s->ev_write == NULL ||
+	    event_add(s->ev_read, NULL) < 0 ||
+	    event_add(s->ev_write, NULL) < 0)
+		abort();
+	if (flags & F_HANDSHAKE) {
+		hello_make(s);
+		s->st = C_HELLO;
+	} else {
+		s->st = C_STREAM;
+	}
+}
+
+/* A socketpair: one end to conn_new, as on_accept would, the other to
+ * |s|. */
+static void
+connect_one(struct client *s, unsigned flags, size_t chunk,
+    const uint8_t *in, size_t len)
+{
+	unsigned before = srv->nconns;
+	int sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
+	    sv) < 0) {
+		perror("socketpair");
+		abort();
+	}
+	client_start(s, sv[1], flags, chunk, in, len);
+	srv->serial++;		/* the token must be nonzero */
+	conn_new(srv, sv[0], flags & F_TCP ? "conn fuzz (127.0.0.1:1)" :
+	    "conn fuzz (unix)", flags & F_TCP ? "127.0.0.1" : "unix:fuzz",
+	    !(flags & F_TCP));
+	if (srv->nconns != before + 1)
+		abort();
+}
+
+/* The session is over: every client ended, the server closed every
+ * connection and has no job in the engine. */
+static int
+session_over(const struct client *cl, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (!cl[i].eof || cl[i].st != C_DONE)
+			return 0;
+	return srv->nconns == 0 && srv->njobs == 0;
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct session s = { .fd = -1 };
+	struct client cl[2];
 	struct engine_conf ec = {
 		.data_dir = datadir,
 		.max_body = srv->max_body,
@@ -460,71 +539,66 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		.done_arg = srv,
 	};
 	struct engine *eng;
-	int sv[2];
+	size_t i, n = 1, len2 = 0, sent;
+	unsigned flags;
 
 	if (size < 2)
 		return 0;
-	s.flags = data[0];
-	s.chunk = data[1];
-	s.in = data + 2;
-	s.in_len = size - 2;
-	s.rmax = srv->max_frame;
-	srv->nkeys = s.flags & F_KEY ? 2 : 0;
-
+	flags = data[0];
+	if (flags & F_TWO) {
+		if (size < 4)
+			return 0;
+		len2 = (size_t)data[2] << 8 | data[3];
+		if (len2 > size - 4)
+			len2 = size - 4;
+		n = 2;
+	}
+	srv->nkeys = flags & F_KEY ? 2 : 0;
 	if (engine_local.open(&ec, &eng) < 0) {
 		perror("fuzz_session: opening the engine");
 		abort();
 	}
 	server_set_engine(srv, &engine_local, eng);
 
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
-	    sv) < 0) {
-		perror("socketpair");
-		abort();
-	}
-	s.fd = sv[1];
-	s.ev_read = event_new(srv->base, s.fd, EV_READ | EV_PERSIST,
-	    on_client_read, &s);
-	s.ev_write = event_new(srv->base, s.fd, EV_WRITE | EV_PERSIST,
-	    on_client_write, &s);
-	if (s.ev_read == NULL || s.ev_write == NULL ||
-	    event_add(s.ev_read, NULL) < 0)
-		abort();
-	if (s.flags & F_HANDSHAKE) {
-		hello_make(&s);
-		s.st = C_HELLO;
+	memset(cl, 0, sizeof cl);
+	if (n == 1) {
+		connect_one(&cl[0], flags, data[1], data + 2, size - 2);
 	} else {
-		s.st = C_STREAM;
+		connect_one(&cl[0], flags, data[1], data + 4 + len2,
+		    size - 4 - len2);
+		connect_one(&cl[1], flags, data[1], data + 4, len2);
 	}
-	event_add(s.ev_write, NULL);
 
-	/* As on_accept would (the token must be nonzero). */
-	srv->serial++;
-	conn_new(srv, sv[0], s.flags & F_TCP ? "conn fuzz (127.0.0.1:1)" :
-	    "conn fuzz (unix)", s.flags & F_TCP ? "127.0.0.1" :
-	    "unix:fuzz", !(s.flags & F_TCP));
-	if (srv->nconns != 1)
-		abort();
-
-	/* Until the server has closed and no job of it is in the engine
-	 * (libFuzzer's -timeout catches a session that never ends). */
-	while (!s.eof || srv->nconns > 0 || srv->njobs > 0 ||
-	    s.st != C_DONE) {
-		if (s.eof && s.st != C_DONE)
-			client_done(&s);
-		if (s.paused && srv->njobs == 0) {
-			s.paused = 0;
-			event_add(s.ev_write, NULL);
+	/* Run the loop until the session is over (libFuzzer's -timeout
+	 * catches one that never ends). */
+	while (!session_over(cl, n)) {
+		sent = 0;
+		for (i = 0; i < n; i++) {
+			if (cl[i].eof && cl[i].st != C_DONE)
+				client_done(&cl[i]);
+			if (cl[i].paused && srv->njobs == 0) {
+				cl[i].paused = 0;
+				event_add(cl[i].ev_write, NULL);
+			}
+			sent += cl[i].st >= C_SENT;
 		}
+		if (sent == n && srv->njobs == 0)
+			for (i = 0; i < n; i++)
+				if (cl[i].st == C_SENT)
+					client_done(&cl[i]);
+		if (session_over(cl, n))
+			break;
 		if (event_base_loop(srv->base, EVLOOP_ONCE) < 0)
 			abort();
 	}
 	if (srv->wt_n != 0)
-		abort();	/* every watch went with the connection */
+		abort();	/* every watch went with its connection */
 
-	event_free(s.ev_read);
-	event_free(s.ev_write);
-	close(s.fd);
+	for (i = 0; i < n; i++) {
+		event_free(cl[i].ev_read);
+		event_free(cl[i].ev_write);
+		close(cl[i].fd);
+	}
 	engine_local.close(eng);
 	server_set_engine(srv, NULL, NULL);
 	rm_tree(datadir);

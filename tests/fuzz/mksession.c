@@ -8,8 +8,9 @@
  * (MKDIR, PUT, GET, LOOKUP, READDIR, RENAME, SETATTR, UNLINK, RMDIR,
  * STATFS), ordinary files by id (OPEN, WRITE, READ, FSETATTR, GETATTR,
  * LINK, LOCK, CLOSE), WATCH and its notices, ADMIN, bodies sent in DATA
- * frames, and the refusals (before HELLO, a bad AUTH, a bad checksum, an
- * unknown opcode, a body too large). Object ids are the engine's on an
+ * frames, the refusals (before HELLO, a bad AUTH, a bad checksum, an
+ * unknown opcode, a body too large), and two clients at once (notices of
+ * one's changes to the other's WATCH; a LOCK waiting for the other's). Object ids are the engine's on an
  * empty store: they count up from 2 in the order objects are made.
  * Output is deterministic.
  */
@@ -26,6 +27,7 @@
 #define F_KEY2		0x04u
 #define F_TCP		0x08u
 #define F_LOCKSTEP	0x10u
+#define F_TWO		0x20u
 
 #define SEED_MAX	(64u << 10)
 
@@ -56,6 +58,29 @@ begin(struct seed *s, unsigned flags, unsigned chunk)
 	s->len = 0;
 	s->id = 0;
 	raw(s, h, sizeof h);
+}
+
+/* A bare stream, to be joined by two(). */
+static void
+stream_begin(struct seed *s)
+{
+	s->len = 0;
+	s->id = 0;
+}
+
+/* The two-client layout: |first| is the rest, |second| goes first. */
+static void
+two(struct seed *out, unsigned flags, unsigned chunk,
+    const struct seed *first, const struct seed *second)
+{
+	uint8_t l[2] = { (uint8_t)(second->len >> 8), (uint8_t)second->len };
+
+	if (second->len > 0xffff)
+		abort();	/* the length field is 16 bits */
+	begin(out, flags | F_TWO, chunk);
+	raw(out, l, sizeof l);
+	raw(out, second->b, second->len);
+	raw(out, first->b, first->len);
 }
 
 static void
@@ -446,6 +471,70 @@ bad(struct seed *s)
 	frame(s, MST_OP_DATA, 0, 999, junk, sizeof junk);
 }
 
+/* One client changes the root and w/ while the other watches them. */
+static void
+two_watch(struct seed *out)
+{
+	static struct seed a, b;
+	struct mst_rename_req rn = { mst_str_of("b"), mst_str_of("w/b"), 0 };
+	struct mst_setattr_req sa = { mst_str_of("w"), MST_SA_MODE, 0700,
+		0, 0, 0, 0 };
+
+	stream_begin(&a);
+	hello(&a, MST_FRAME_MIN);
+	ping(&a, 1);
+	mkdir_op(&a, "w");
+	put_op(&a, "w/a", "a", 0);
+	put_op(&a, "b", "b", 0);
+	req(&a, MST_OP_RENAME, p, mst_rename_req_encode(&rn, p, sizeof p));
+	path_op(&a, MST_OP_UNLINK, "w/a");
+	req(&a, MST_OP_SETATTR, p, mst_setattr_req_encode(&sa, p, sizeof p));
+	mailbox(&a, "w/m");
+	deliver_op(&a, "w/m", MST_SUB_NEW, "1.x", msg1, 0);
+
+	stream_begin(&b);
+	hello(&b, MST_FRAME_MIN);
+	path_op(&b, MST_OP_WATCH, "");
+	ping(&b, 2);
+	ping(&b, 3);
+	path_op(&b, MST_OP_WATCH, "w");
+	ping(&b, 4);
+	path_op(&b, MST_OP_WATCH, "w/m/new");
+	ping(&b, 5);
+	path_op(&b, MST_OP_UNWATCH, "");
+	two(out, F_LOCKSTEP, 0, &a, &b);
+}
+
+/* One client holds a lock the other waits for; the holder unlocks one
+ * range and ends holding the rest. Ids: f 2. */
+static void
+two_lock(struct seed *out)
+{
+	static struct seed a, b;
+
+	stream_begin(&a);
+	put_op(&a, "f", "locked", 0);
+	id_op(&a, MST_OP_OPEN, 2);
+	lock_op(&a, 2, 1, MST_LK_WR, 0, 0, 99);
+	lock_op(&a, 2, 1, MST_LK_RD, MST_LKF_FLOCK, 0, MST_LK_EOF);
+	ping(&a, 1);
+	ping(&a, 2);
+	lock_op(&a, 2, 1, MST_LK_UN, 0, 0, 9);
+	ping(&a, 3);
+	ping(&a, 4);
+
+	stream_begin(&b);
+	ping(&b, 5);
+	ping(&b, 6);
+	lock_op(&b, 2, 7, MST_LK_RD, MST_LKF_WAIT, 0, 9);
+	lock_op(&b, 2, 7, MST_LK_RD, MST_LKF_TEST, 0, MST_LK_EOF);
+	lock_op(&b, 2, 8, MST_LK_WR, MST_LKF_WAIT, 50, 60);
+	lock_op(&b, 2, 9, MST_LK_WR, MST_LKF_WAIT | MST_LKF_FLOCK, 0,
+	    MST_LK_EOF);
+	ping(&b, 7);
+	two(out, F_KEY | F_HANDSHAKE | F_LOCKSTEP, 0, &a, &b);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -534,6 +623,12 @@ main(int argc, char **argv)
 	hello(&s, MST_FRAME_MIN);
 	bad(&s);
 	put_seed(&s, "refusals");
+
+	/* Two clients. */
+	two_watch(&s);
+	put_seed(&s, "two-watch");
+	two_lock(&s);
+	put_seed(&s, "two-lock");
 
 	/* Partial frames: streams written 7, 1 and 3 bytes at a time, the
 	 * last two cut inside a frame. */

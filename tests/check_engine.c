@@ -1930,6 +1930,88 @@ START_TEST(a_write_of_several_records_is_atomic_for_readers)
 }
 END_TEST
 
+/* Build a WRITE of |len| bytes at |off| of |id|. */
+static struct job *
+write_job(uint64_t id, uint64_t off, const void *data, size_t len)
+{
+	struct mst_write_req w = { .id = id, .offset = off,
+		.checksum = mst_checksum(data, len), .body_size = len };
+	uint8_t req[64];
+	int n = mst_write_req_encode(&w, req, sizeof req);
+
+	return tbuild(&T, MST_OP_WRITE, req, (size_t)n, data, len);
+}
+
+static unsigned long long
+stat_batches(void)
+{
+	char text[2048];
+
+	ck_assert_int_eq(t_admin(&T, "stats", text, sizeof text), 0);
+	return strtoull(strstr(text, "batches=") + 8, NULL, 10);
+}
+
+/*
+ * Jobs in one batch build on blocks that are not in the segment file
+ * yet: a PUT over a file, then WRITEs and a truncate that end inside
+ * the PUT's blocks, all queued behind a held writer so that they share
+ * a batch. Each partial block is merged from the batch being filled,
+ * never from what the file holds at that offset (nothing yet).
+ */
+START_TEST(writes_after_a_put_in_one_batch_merge_its_unwritten_blocks)
+{
+	static char want[3 * REC_BLOCK + 100], got[sizeof want];
+	struct mst_put_req p = { .path = mst_str_of("d/f"), .mode = 0600,
+		.checksum = 0, .body_size = sizeof want };
+	struct mst_fsetattr_req s = { .valid = MST_SA_SIZE,
+		.size = sizeof want - 50 };
+	struct mst_mkdir_req m = { mst_str_of("pad"), 0700, 0, 0 };
+	struct job *jobs[6];
+	unsigned long long batches;
+	uint8_t req[4200];
+	size_t size = sizeof want - 50;
+	uint64_t id;
+	int i, n;
+
+	ck_assert_int_eq(t_mkdir(&T, "d"), 0);
+	id = new_file("d/f");
+	ck_assert_int_eq(t_write(&T, id, 0, 0, "old bytes", 9, NULL), 0);
+	fill(want, sizeof want, 5);
+	p.checksum = mst_checksum(want, sizeof want);
+	n = mst_put_req_encode(&p, req, sizeof req);
+	jobs[0] = tbuild(&T, MST_OP_PUT, req, (size_t)n, want, sizeof want);
+	jobs[1] = write_job(id, REC_BLOCK + 904, "0123456789", 10);
+	jobs[2] = write_job(id, REC_BLOCK - 6, "abcdefghijklmnopqrst", 20);
+	s.id = id;
+	n = mst_fsetattr_req_encode(&s, req, sizeof req);
+	jobs[3] = tbuild(&T, MST_OP_FSETATTR, req, (size_t)n, NULL, 0);
+	jobs[4] = write_job(id, size, "+tail+", 6);
+	memcpy(want + REC_BLOCK + 904, "0123456789", 10);
+	memcpy(want + REC_BLOCK - 6, "abcdefghijklmnopqrst", 20);
+	memcpy(want + size, "+tail+", 6);
+	size += 6;
+	n = mst_mkdir_req_encode(&m, req, sizeof req);
+	jobs[5] = tbuild(&T, MST_OP_MKDIR, req, (size_t)n, NULL, 0);
+	batches = stat_batches();
+	tpause(&T, jobs[5]);
+	for (i = 0; i < 5; i++)
+		tsubmit(&T, jobs[i]);
+	tresume(&T);
+	for (i = 0; i < 6; i++) {
+		ck_assert_msg(twait_for(jobs[i])->status == 0,
+		    "job %d: got %d, want 0", i, jobs[i]->status);
+		job_free(jobs[i]);
+	}
+	/* The MKDIR's batch, then one for the five. */
+	ck_assert_uint_eq(stat_batches() - batches, 2);
+	ck_assert_uint_eq(read_all(id, got, sizeof got, 1000), size);
+	ck_assert(memcmp(got, want, size) == 0);
+	reopen();
+	ck_assert_uint_eq(read_all(id, got, sizeof got, 1000), size);
+	ck_assert(memcmp(got, want, size) == 0);
+}
+END_TEST
+
 static Suite *
 engine_suite(void)
 {
@@ -1978,6 +2060,8 @@ engine_suite(void)
 	tcase_add_test(tc, rename_over_notifies_the_replaced_file);
 	tcase_add_test(tc, delivery_keeps_its_mtime_and_dates_the_folder_now);
 	tcase_add_test(tc, a_write_of_several_records_is_atomic_for_readers);
+	tcase_add_test(tc,
+	    writes_after_a_put_in_one_batch_merge_its_unwritten_blocks);
 	suite_add_tcase(s, tc);
 	return s;
 }

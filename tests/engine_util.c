@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <unistd.h>
 
+#include "eng.h"
 #include "engine_util.h"
 #include "mstproto.h"
 
@@ -165,6 +167,27 @@ void
 tsubmit(struct tengine *t, struct job *j)
 {
 	engine_local.submit(t->e, j);
+}
+
+void
+tpause(struct tengine *t, struct job *first)
+{
+	size_t queued;
+
+	pthread_rwlock_rdlock(&t->e->mu);
+	tsubmit(t, first);
+	do {			/* until the writer has taken |first| */
+		usleep(1000);
+		pthread_mutex_lock(&t->e->wq.mu);
+		queued = t->e->wq.n;
+		pthread_mutex_unlock(&t->e->wq.mu);
+	} while (queued > 0);
+}
+
+void
+tresume(struct tengine *t)
+{
+	pthread_rwlock_unlock(&t->e->mu);
 }
 
 struct job *

@@ -26,6 +26,16 @@ struct job *tbuild(struct tengine *t, unsigned op, const void *payload,
     size_t len, const void *body, size_t bodylen);
 void tsubmit(struct tengine *t, struct job *j);
 struct job *twait(void);
+/*
+ * Hold the writer so that the jobs submitted next share one batch:
+ * tpause submits |first| (a job that changes the index, such as a new
+ * MKDIR) and returns once the writer has taken it, holding the index
+ * lock for reading so that the writer waits inside that batch; the jobs
+ * submitted meanwhile queue up and the writer takes them all at once
+ * after tresume. No other engine call may wait in between.
+ */
+void tpause(struct tengine *t, struct job *first);
+void tresume(struct tengine *t);
 
 /* Convenience wrappers returning the status (negative errno or 0). */
 int t_mkdir(struct tengine *t, const char *path);

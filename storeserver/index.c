@@ -848,6 +848,13 @@ apply_attr(struct index *ix, const struct rec *r)
 	if (f == NULL && n == NULL)
 		return r->type == REC_ATTR && gone_file(ix, r->id) ? 0 :
 		    -EBADMSG;
+	/* Refuse before changing anything: a refused record must leave no
+	 * trace (batch_add writes no record then, and replay may cut it off
+	 * as a torn tail), not its mode and owner without its size. */
+	if (r->type == REC_ATTR && (r->valid & MST_SA_SIZE) &&
+	    (f == NULL || (r->fsize > f->size &&
+	    r->fsize - 1 > UINT64_MAX - REC_BLOCK)))
+		return -EBADMSG;
 	if (f) {
 		mode = &f->mode, uid = &f->uid, gid = &f->gid;
 		mtime = &f->mtime_ns, ctime = &f->ctime_ns;
@@ -871,11 +878,7 @@ apply_attr(struct index *ix, const struct rec *r)
 		return 0;
 	}
 	if (r->valid & MST_SA_SIZE) {
-		if (f == NULL)
-			return -EBADMSG;
-		if (r->fsize > f->size && r->fsize - 1 > UINT64_MAX - REC_BLOCK)
-			return -EBADMSG;
-		blk_resize(ix, f, r->fsize);
+		blk_resize(ix, f, r->fsize);	/* checked above */
 		*mtime = r->mtime_ns;
 	}
 	if (r->valid & MST_SA_MTIME)

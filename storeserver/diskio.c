@@ -1,7 +1,8 @@
 /*
  * diskio.c - the engine's writes, syncs and reads, with EINTR and short
- * transfers handled once here, and a fault-injection hook for tests.
- * Never logs: callers decide what a failure means.
+ * transfers handled once here, and a fault-injection hook for tests
+ * (which covers the engine's thread starts as well). Never logs:
+ * callers decide what a failure means.
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -93,4 +94,14 @@ dio_pread_all(int fd, void *buf, size_t n, off_t off)
 		off += r;
 	}
 	return 0;
+}
+
+int
+dio_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+	int err = injected(DIO_THREAD);
+
+	if (err)
+		return -err;
+	return -pthread_create(t, NULL, fn, arg);
 }

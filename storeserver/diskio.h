@@ -1,17 +1,21 @@
 /*
  * diskio.h - the disk calls the storage engine makes, behind a table of
  * function pointers so that tests can fail the Nth call with EIO or
- * ENOSPC (fault injection). Production uses the system calls.
+ * ENOSPC (fault injection). Production uses the system calls. The
+ * engine's thread starts go through here too, so that tests can fail
+ * them the same way.
  */
 #ifndef MST_DISKIO_H
 #define MST_DISKIO_H
 
+#include <pthread.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
 enum dio_call {
 	DIO_WRITE,
 	DIO_SYNC,
+	DIO_THREAD,
 	DIO_NCALLS,
 };
 
@@ -23,6 +27,9 @@ int dio_pwritev_all(int fd, struct iovec *iov, int iovcnt, off_t off);
 int dio_fdatasync(int fd);
 /* Read exactly |n| bytes at |off|: 0, -EIO on a short file, or -errno. */
 int dio_pread_all(int fd, void *buf, size_t n, off_t off);
+/* pthread_create with default attributes: 0 or a negative errno
+ * (-EAGAIN when the system is out of threads). */
+int dio_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
 
 /*
  * Tests: make the |nth| next call of |which| (1 = the next one) fail with

@@ -496,16 +496,24 @@ local_open(const struct engine_conf *c, struct engine **out)
 	    (unsigned long long)e->ix->nmbox, (unsigned long long)e->lsn);
 	e->nreaders = c->readers > 0 ? c->readers : 2;
 	e->readers = calloc((size_t)e->nreaders, sizeof *e->readers);
-	if (e->readers == NULL ||
-	    pthread_create(&e->writer, NULL, writer_main, e) != 0) {
+	rc = e->readers ? dio_thread_start(&e->writer, writer_main, e) :
+	    -ENOMEM;
+	if (rc < 0) {
+		log_err("store %s: cannot start the writer thread: %s", e->dir,
+		    strerror(-rc));
+		/* No thread runs yet. local_close joins every thread (and
+		 * closes the store) when e->readers is set, so clear it:
+		 * joining a thread never started is undefined behaviour. */
+		free(e->readers);
+		e->readers = NULL;
 		store_close(e);
 		local_close(e);
-		return -ENOMEM;
+		return rc;
 	}
 	for (i = 0; i < e->nreaders; i++)
-		if (pthread_create(&e->readers[i], NULL, reader_main, e) != 0)
+		if (dio_thread_start(&e->readers[i], reader_main, e) < 0)
 			abort();	/* cannot run without them */
-	if (pthread_create(&e->compactor, NULL, compactor_main, e) != 0)
+	if (dio_thread_start(&e->compactor, compactor_main, e) < 0)
 		abort();
 	*out = e;
 	return 0;

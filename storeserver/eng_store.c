@@ -306,9 +306,17 @@ replay(struct engine *e, uint32_t seg, uint64_t off)
 			    "acknowledged), cut off", rp.s->path,
 			    (unsigned long long)end,
 			    (unsigned long long)(rp.s->size - end));
-			if (ftruncate(rp.s->fd, (off_t)end) < 0 ||
-			    dio_fdatasync(rp.s->fd) < 0)
+			if (ftruncate(rp.s->fd, (off_t)end) < 0)
 				return -errno;
+			/* dio_fdatasync returns its error and need not set
+			 * errno (an injected one never does): -errno here
+			 * was whatever an earlier call left, even 0. */
+			rc = dio_fdatasync(rp.s->fd);
+			if (rc < 0) {
+				log_err("fdatasync %s after cutting its torn "
+				    "tail: %s", rp.s->path, strerror(-rc));
+				return rc;
+			}
 			rp.s->size = end;
 		} else if (rc < 0) {
 			log_err("%s: damaged record at %llu: refusing to start "

@@ -731,6 +731,14 @@ inode_evict_next(struct mount *m, int64_t now, size_t *work,
 	return EV_DONE;
 }
 
+/* WRITEs of this host in flight: stat answers the size from before them
+ * (see struct settle in ops_file.c). */
+int
+inode_size_held(const struct minode *n)
+{
+	return n->wr_busy > 0;
+}
+
 void
 inode_stat(const struct minode *n, struct stat *st)
 {
@@ -744,6 +752,8 @@ inode_stat(const struct minode *n, struct stat *st)
 	st->st_uid = a->uid;
 	st->st_gid = a->gid;
 	st->st_size = (off_t)(n->local && n->buf ? n->buf->size : a->size);
+	if (inode_size_held(n) && (uint64_t)st->st_size > n->wr_base)
+		st->st_size = (off_t)n->wr_base;
 	st->st_blksize = 4096;
 	st->st_blocks = (st->st_size + 511) / 512;
 	st->st_mtim.tv_sec = (time_t)(a->mtime_ns / 1000000000u);

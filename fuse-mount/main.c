@@ -349,6 +349,10 @@ run(struct mount *m, struct opts *o, const char **servers, int nservers,
 	}
 	if (pthread_create(&m->notifier, NULL, notifier_main, m) != 0)
 		goto out_conn;
+	if (pthread_create(&m->settler, NULL, settler_main, m) != 0) {
+		m->sq_stop = 1;
+		goto out_notifier;
+	}
 	if (wake_start(m, root) < 0)
 		syslog(LOG_WARNING, "mount.mstore: no wake thread: IDLE "
 		    "readers here see mail from other hosts only when they "
@@ -370,6 +374,7 @@ run(struct mount *m, struct opts *o, const char **servers, int nservers,
 	pthread_mutex_unlock(&m->mu);
 out_notifier:
 	wake_stop(m);
+	settler_stop(m);
 	pthread_mutex_lock(&m->nq_mu);
 	m->nq_stop = 1;
 	pthread_cond_broadcast(&m->nq_cv);
@@ -448,6 +453,9 @@ main(int argc, char **argv)
 	pthread_mutex_init(&m.watch_mu, NULL);
 	pthread_mutex_init(&m.nq_mu, NULL);
 	pthread_cond_init(&m.nq_cv, NULL);
+	pthread_mutex_init(&m.sq_mu, NULL);
+	pthread_cond_init(&m.sq_cv, NULL);
+	pthread_cond_init(&m.settled_cv, NULL);
 	m.locks = locktab_new();
 	if (m.locks == NULL || inode_init(&m) < 0) {
 		fprintf(stderr, "mount.mstore: out of memory\n");

@@ -189,6 +189,12 @@ struct minode {
 	int64_t attr_at_ms;	/* when attr was fetched */
 	int local;		/* not in the store (tmp/ or pending) */
 	int store_open;		/* ordinary file: an OPEN held in the store */
+	/* Ordinary file: WRITEs from this host not yet seen through by the
+	 * kernel, and the size the kernel had before them (ops_file.c). */
+	int wr_busy;		/* in flight: stat answers wr_base */
+	uint64_t wr_base;
+	int wr_settle;		/* answered, the kernel's size not yet
+				   moved: stat waits (ops_file.c) */
 	int stale;		/* changed elsewhere: fetch attributes again */
 	uint64_t epoch;		/* bumped by every change made elsewhere */
 	int unlinked;		/* local, removed: freed at last close */
@@ -265,6 +271,13 @@ struct mount {
 	struct inval *eq_head, *eq_tail;	/* evictions; guarded by nq_mu */
 	int nq_stop;		/* guarded by nq_mu */
 	pthread_t notifier;
+	/* Sizes the kernel is given after a write (ops_file.c). */
+	pthread_mutex_t sq_mu;
+	pthread_cond_t sq_cv;
+	struct settle *sq_head, *sq_tail;	/* guarded by sq_mu */
+	int sq_stop;		/* guarded by sq_mu */
+	pthread_t settler;
+	pthread_cond_t settled_cv;	/* with mu: a wr_settle reached 0 */
 	/* A directory minode is about to be freed (mu held): the inode
 	 * table calls this, set by main.c to watch_drop, so its watch ends
 	 * without inode.c knowing of watches. NULL: nothing to do. */
@@ -382,6 +395,8 @@ int inode_child_path(const struct minode *dir, const char *name, char *buf,
 enum dkind inode_classify(const struct mount *m, const char *path,
     struct mst_str *mailbox, struct mst_str *folder);
 void inode_stat(const struct minode *n, struct stat *st);
+/* Whether stat must not show the store's size yet (see inode.c). */
+int inode_size_held(const struct minode *n);
 /* Owner of a new file (|dir| 0) or directory made by |ctx| in |parent|,
  * as a local disk decides it: the caller's uid; the parent's gid if the
  * parent is set-group-ID (new directories then inherit the bit), else
@@ -451,6 +466,11 @@ void evict_queue(struct mount *m, fuse_ino_t parent, const char *name);
 void inval_then(struct mount *m, fuse_ino_t ino, void (*after)(void *),
     void *arg);
 void *notifier_main(void *arg);
+void *settler_main(void *arg);
+void settler_stop(struct mount *m);
+/* Wait (mu held) until the kernel has the size of |n| that a stat would
+ * answer; see ops_file.c. */
+void ofile_settle_wait(struct mount *m, struct minode *n);
 
 /* wake.c: new mail becomes a local file-system event (inotify) for IDLE
  * readers on this host. */

@@ -37,6 +37,8 @@ reply_entry(fuse_req_t req, struct mount *m, struct minode *n)
 		e.entry_timeout = 60;
 	else
 		e.entry_timeout = m->entry_timeout;
+	if (is_ofile(n))
+		ofile_settle_wait(m, n);
 	inode_stat(n, &e.attr);
 	pthread_mutex_unlock(&m->mu);
 	if (fuse_reply_entry(req, &e) == -ENOENT) {
@@ -190,6 +192,7 @@ do_getattr(struct mount *m, fuse_ino_t ino, struct stat *st)
 		pthread_mutex_unlock(&m->mu);
 		rc = ofile_getattr(m, n);
 		pthread_mutex_lock(&m->mu);
+		ofile_settle_wait(m, n);
 		if (rc == 0)
 			inode_stat(n, st);
 		pthread_mutex_unlock(&m->mu);

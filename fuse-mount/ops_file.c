@@ -285,7 +285,137 @@ struct io_wait {
 	uint64_t off;
 	size_t size;
 	int append;
+	uint64_t base;		/* WRITE: the size the kernel had */
+	uint8_t last;		/* WRITE: its last byte */
 };
+
+/*
+ * The kernel takes a file's new size from a write(2) only when the
+ * writer runs again after our answer; until then a stat by another
+ * process must not see the store's size: it returns what we answer even
+ * while the kernel keeps its own, and a mapping made to our size faults
+ * past the kernel's end (SIGBUS). Nor may stat answer the old size once
+ * the kernel has the new one: it would take it and cut its pages.
+ *  - while WRITEs are in flight, stat answers the size from before them
+ *    (inode_stat; the kernel ignores sizes answered then);
+ *  - once answered, the settler thread stores the write's last byte
+ *    again through the kernel (fuse_lowlevel_notify_store), which moves
+ *    the kernel's size to the write's end before it returns (it may wait
+ *    for the writer to unlock its last page, so it runs on its own
+ *    thread: a READ answer from the connection thread may be what that
+ *    page waits for);
+ *  - meanwhile a stat waits (ofile_settle_wait), bounded.
+ */
+struct settle {
+	struct settle *next;
+	struct minode *n;	/* pinned (nopen) */
+	fuse_ino_t ino;
+	uint64_t end;
+	uint8_t last;
+};
+
+static void
+settle_done(struct mount *m, struct minode *n)
+{
+	pthread_mutex_lock(&m->mu);
+	if (--n->wr_settle == 0)
+		pthread_cond_broadcast(&m->settled_cv);
+	inode_close(m, n);
+	pthread_mutex_unlock(&m->mu);
+}
+
+static void
+settle_queue(struct mount *m, struct minode *n, uint64_t end, uint8_t last)
+{
+	struct settle *s = calloc(1, sizeof *s);
+
+	if (s == NULL) {
+		settle_done(m, n);	/* stat answers at once again */
+		return;
+	}
+	s->n = n;
+	s->ino = n->ino;
+	s->end = end;
+	s->last = last;
+	pthread_mutex_lock(&m->sq_mu);
+	if (m->sq_tail)
+		m->sq_tail->next = s;
+	else
+		m->sq_head = s;
+	m->sq_tail = s;
+	pthread_cond_signal(&m->sq_cv);
+	pthread_mutex_unlock(&m->sq_mu);
+}
+
+void *
+settler_main(void *arg)
+{
+	struct mount *m = arg;
+	struct settle *s;
+	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(1);
+
+	for (;;) {
+		pthread_mutex_lock(&m->sq_mu);
+		while (m->sq_head == NULL && !m->sq_stop)
+			pthread_cond_wait(&m->sq_cv, &m->sq_mu);
+		s = m->sq_head;
+		if (s && (m->sq_head = s->next) == NULL)
+			m->sq_tail = NULL;
+		pthread_mutex_unlock(&m->sq_mu);
+		if (s == NULL)
+			return NULL;
+		bv.buf[0].mem = &s->last;
+		/* -ENOENT: the kernel dropped the inode; nothing to move. */
+		(void)fuse_lowlevel_notify_store(m->se, s->ino,
+		    (off_t)(s->end - 1), &bv, 0);
+		settle_done(m, s->n);
+		free(s);
+	}
+}
+
+void
+settler_stop(struct mount *m)
+{
+	struct settle *s;
+
+	pthread_mutex_lock(&m->sq_mu);
+	if (m->sq_stop) {	/* never started */
+		pthread_mutex_unlock(&m->sq_mu);
+		return;
+	}
+	m->sq_stop = 1;
+	pthread_cond_broadcast(&m->sq_cv);
+	pthread_mutex_unlock(&m->sq_mu);
+	pthread_join(m->settler, NULL);
+	while ((s = m->sq_head) != NULL) {
+		m->sq_head = s->next;
+		settle_done(m, s->n);
+		free(s);
+	}
+}
+
+/* A stat waits for its file's settles, at most SETTLE_WAIT_MS: the
+ * settler may wait behind a page lock, and a stat must not hang. */
+#define SETTLE_WAIT_MS	200
+
+void
+ofile_settle_wait(struct mount *m, struct minode *n)
+{
+	struct timespec until;
+
+	if (n->wr_settle == 0)
+		return;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += SETTLE_WAIT_MS * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	while (n->wr_settle > 0)
+		if (pthread_cond_timedwait(&m->settled_cv, &m->mu,
+		    &until) != 0)
+			break;
+}
 
 static struct io_wait *
 io_wait_new(fuse_req_t req, struct mount *m, struct minode *n, uint64_t off,
@@ -373,8 +503,9 @@ ofile_write_done(void *arg, struct mreply *r)
 	struct io_wait *w = arg;
 	struct mount *m = w->m;
 	struct mst_attr_rep ar;
-	int rc = store_attr_reply(r, &ar), moved = 0;
-	fuse_ino_t ino = w->n->ino, raced;
+	int rc = store_attr_reply(r, &ar), moved = 0, settle = 0;
+	struct minode *n = w->n;
+	fuse_ino_t ino = n->ino, raced;
 
 	mreply_free(r);
 	if (rc == -ENOENT)
@@ -394,10 +525,22 @@ ofile_write_done(void *arg, struct mreply *r)
 		moved = w->append && ar.attr.size - w->size != w->off;
 	}
 	raced = rc == 0 ? io_raced(w) : 0;	/* before w->n may go */
+	/* Stat keeps answering the old size until the kernel has the new
+	 * one (settle_queue); wr_busy drops with wr_settle up. */
+	pthread_mutex_lock(&m->mu);
+	n->wr_busy--;
+	if (rc == 0 && w->off + w->size > w->base) {
+		n->wr_settle++;
+		n->nopen++;	/* pinned until settled */
+		settle = 1;
+	}
+	pthread_mutex_unlock(&m->mu);
 	if (rc < 0)
 		fuse_reply_err(w->req, -rc);
 	else
 		fuse_reply_write(w->req, w->size);
+	if (settle)
+		settle_queue(m, n, w->off + w->size, w->last);
 	if (moved)
 		inval_queue(m, ino, NULL);
 	else if (raced)
@@ -411,15 +554,25 @@ static int
 ofile_write(struct mount *m, fuse_req_t req, struct fhandle *h,
     const char *p, size_t size, off_t off)
 {
-	struct io_wait *w = io_wait_new(req, m, h->n, (uint64_t)off, size);
+	struct minode *n = h->n;
+	struct io_wait *w = io_wait_new(req, m, n, (uint64_t)off, size);
 	int rc;
 
 	if (w == NULL)
 		return -ENOMEM;
 	w->append = h->append;
-	rc = store_write(m, h->n->attr.id, (uint64_t)off, h->append, p, size,
+	w->last = size ? (uint8_t)p[size - 1] : 0;
+	pthread_mutex_lock(&m->mu);
+	if (n->wr_busy++ == 0 && n->wr_settle == 0)
+		n->wr_base = n->attr.size;	/* what the kernel has now */
+	w->base = n->wr_base;
+	pthread_mutex_unlock(&m->mu);
+	rc = store_write(m, n->attr.id, (uint64_t)off, h->append, p, size,
 	    ofile_write_done, w);
 	if (rc < 0) {
+		pthread_mutex_lock(&m->mu);
+		n->wr_busy--;
+		pthread_mutex_unlock(&m->mu);
 		free(w);
 		return rc;
 	}

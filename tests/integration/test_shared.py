@@ -2,7 +2,8 @@
 """Two SMTP hosts on one store: what one mount does, the other sees (by
 push notices, not timeouts); a dotlock race across both mounts has
 exactly one holder at a time; a file mapped by readers survives being
-renamed over on the same host (no SIGBUS); a store outage gives EIO, not a hang, and
+renamed over, or appended to, on the same host (no SIGBUS); a store
+outage gives EIO, not a hang, and
 the mount carries on by itself when the store is back."""
 import errno
 import mmap
@@ -194,6 +195,61 @@ def test_replaced_while_mapped(a, b):
     assert not died, "readers died: %s (7 is SIGBUS)" % died
 
 
+def tail_mapper(path, seconds):
+    """stat, map to the size stat gave, touch the last byte; again. A
+    size that the kernel does not have yet kills this with SIGBUS."""
+    passes = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        fd = os.open(path, os.O_RDONLY)
+        size = os.fstat(fd).st_size
+        m = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
+        assert m[size - 1] == ord("r") or size == 40
+        m.close()
+        os.close(fd)
+        passes += 1
+    return passes
+
+
+def test_appended_while_mapped(a, b):
+    """Dovecot's transaction log: one process appends records while
+    others fstat it and map it to the size they saw. The size a stat
+    shows must never run ahead of what the kernel lets a mapping read,
+    nor fall back behind it."""
+    d = a.path(BOX, "race-log")
+    os.makedirs(d)
+    log = os.path.join(d, "dovecot.index.log")
+    fd = os.open(log, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+    os.write(fd, b"h" * 40)
+    pids = []
+    for i in range(3):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os._exit(0 if tail_mapper(log, 6.0) > 0 else 2)
+            except BaseException as e:
+                print("mapper %d: %r" % (i, e), flush=True)
+                os._exit(1)
+        pids.append(pid)
+    appends = 0
+    end = time.monotonic() + 6.0
+    while time.monotonic() < end:
+        os.write(fd, b"r" * 37)
+        appends += 1
+    os.close(fd)
+    died = []
+    for pid in pids:
+        _, st = os.waitpid(pid, 0)
+        if st != 0:
+            died.append(os.WTERMSIG(st) if os.WIFSIGNALED(st) else
+                        "exit %d" % os.WEXITSTATUS(st))
+    print("appended while mapped: %d appends, readers that failed: %s"
+          % (appends, died or "none"))
+    assert appends > 100, appends
+    assert os.stat(log).st_size == 40 + 37 * appends
+    assert not died, "readers died: %s (7 is SIGBUS)" % died
+
+
 def test_store_outage_gives_eio_then_recovers(store, a):
     os.makedirs(a.path(BOX, "tmp"), exist_ok=True)
     store.kill(signal.SIGKILL)
@@ -234,6 +290,7 @@ def main():
     r.run(test_small_file_rewrite_seen_by_other_mount, a, b)
     r.run(test_dotlock_race_has_one_holder, a, b)
     r.run(test_replaced_while_mapped, a, b)
+    r.run(test_appended_while_mapped, a, b)
     r.run(test_store_outage_gives_eio_then_recovers, store, a)
     a.unmount()
     b.unmount()

@@ -164,8 +164,10 @@ fbuf_map(struct fbuf *b, const uint8_t **p_out)
 {
 	void *p;
 
-	if (b->fd < 0) {
-		*p_out = b->mem ? b->mem : (const uint8_t *)"";
+	/* A spooled buffer cut to 0 keeps its file: mmap of 0 bytes would
+	 * fail with EINVAL, and there is nothing to map. */
+	if (b->fd < 0 || b->size == 0) {
+		*p_out = b->fd < 0 && b->mem ? b->mem : (const uint8_t *)"";
 		return 0;
 	}
 	p = mmap(NULL, (size_t)b->size, PROT_READ, MAP_SHARED, b->fd, 0);
@@ -178,6 +180,6 @@ fbuf_map(struct fbuf *b, const uint8_t **p_out)
 void
 fbuf_unmap(struct fbuf *b, const uint8_t *p)
 {
-	if (b->fd >= 0 && p)
+	if (b->fd >= 0 && b->size > 0 && p)
 		(void)munmap((void *)p, (size_t)b->size); /* valid map */
 }

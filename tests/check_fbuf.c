@@ -210,6 +210,24 @@ START_TEST(exactly_mem_max_stays_in_memory)
 }
 END_TEST
 
+/* A spooled buffer cut to 0 keeps its spool file; mapping it must not
+ * ask mmap for 0 bytes (EINVAL), so that an empty body can be sent. */
+START_TEST(map_of_a_spooled_buffer_cut_to_zero)
+{
+	uint8_t *p = pattern(MNT_MEM_MAX + 1, 3);
+	const uint8_t *v = NULL;
+
+	ck_assert_int_eq(fbuf_write(b, &m, p, MNT_MEM_MAX + 1, 0), 0);
+	ck_assert_int_ge(b->fd, 0);
+	ck_assert_int_eq(fbuf_truncate(b, &m, 0), 0);
+	ck_assert_uint_eq(b->size, 0);
+	ck_assert_int_eq(fbuf_map(b, &v), 0);
+	ck_assert_ptr_nonnull(v);
+	fbuf_unmap(b, v);
+	free(p);
+}
+END_TEST
+
 START_TEST(map_of_memory_and_of_spool)
 {
 	const uint8_t *v = NULL;
@@ -288,6 +306,7 @@ fbuf_suite(void)
 	tcase_add_test(tc, set_replaces_the_contents);
 	tcase_add_test(tc, spill_into_a_missing_spool_fails_and_keeps_memory);
 	tcase_add_test(tc, free_of_null_does_nothing);
+	tcase_add_test(tc, map_of_a_spooled_buffer_cut_to_zero);
 	suite_add_tcase(s, tc);
 	return s;
 }

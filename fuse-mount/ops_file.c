@@ -673,16 +673,10 @@ do_create(struct mount *m, fuse_ino_t parent, const char *name, mode_t mode,
 		rc = -ENOMEM;
 	}
 	pthread_mutex_unlock(&m->mu);
+	if (rc < 0)
+		return rc;
+	rc = ofile_hold(m, n, &a);
 	if (rc == 0) {
-		rc = ofile_hold(m, n, &a);
-		if (rc < 0) {
-			pthread_mutex_lock(&m->mu);
-			inode_forget(m, n, 1);
-			inode_close(m, n);
-			pthread_mutex_unlock(&m->mu);
-			handle_free(*out);
-			return rc;
-		}
 		pthread_mutex_lock(&m->mu);
 		(void)ofile_refresh(n, &a);
 		pthread_mutex_unlock(&m->mu);
@@ -693,14 +687,15 @@ do_create(struct mount *m, fuse_ino_t parent, const char *name, mode_t mode,
 
 		rc = ofile_setattr(m, n, &st, FUSE_SET_ATTR_SIZE |
 		    FUSE_SET_ATTR_MTIME_NOW);
-		if (rc < 0) {
+		if (rc < 0)
 			ofile_unhold(m, n);
-			pthread_mutex_lock(&m->mu);
-			inode_forget(m, n, 1);
-			inode_close(m, n);
-			pthread_mutex_unlock(&m->mu);
-			handle_free(*out);
-		}
+	}
+	if (rc < 0) {		/* the kernel gets no entry: undo ours */
+		pthread_mutex_lock(&m->mu);
+		inode_forget(m, n, 1);
+		inode_close(m, n);
+		pthread_mutex_unlock(&m->mu);
+		handle_free(*out);
 	}
 	return rc;
 }

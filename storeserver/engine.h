@@ -37,8 +37,15 @@
  *    FETCH (at most max_frame - 16 bytes of data, total_size = file size,
  *    checksum = xxh3-64 of the bytes in this reply); CLOSE gives one
  *    empty frame (len 0).
- * Object ids at or above ENG_ID_LOCAL_MIN are never handed out by the
- * engine: the mount uses them for its local tmp files.
+ * Changes made by another server that shares the storage reach the
+ * network layer through engine_conf.notice (see engine_notice_fn); an
+ * engine that shares nothing (local) leaves it unused.
+ *
+ * Object id ranges: ids below ENG_ID_LOCAL_MIN (2^56) are the store's,
+ * and every id an engine hands out (object ids, and the message ids of
+ * replies and notices) lies in [1, 2^56). The mount numbers its local
+ * files (tmp/ entries not yet delivered) in [2^56, 2^64) and relies on
+ * no store id ever falling there: that is how it tells the two apart.
  */
 #ifndef MST_ENGINE_H
 #define MST_ENGINE_H
@@ -126,6 +133,11 @@ int job_add_notice(struct job *j, const char *dir, const char *name,
     uint8_t event, uint64_t id, uint64_t change);
 
 typedef void engine_done_fn(void *arg, struct job *j);
+/* A change made by another server that shares the storage: the engine
+ * calls this from its own threads, once per change; |n| and its strings
+ * are only borrowed for the call. The network layer fans it out to
+ * watchers of n->dir exactly like a job's notices. */
+typedef void engine_notice_fn(void *arg, const struct jnotice *n);
 
 struct engine_conf {
 	const char *data_dir;
@@ -140,6 +152,9 @@ struct engine_conf {
 	int compact_percent;		/* compact segments below this live % */
 	engine_done_fn *done;		/* called from engine threads */
 	void *done_arg;
+	engine_notice_fn *notice;	/* others' changes, engine threads;
+					   NULL/unused by the local engine */
+	void *notice_arg;
 };
 
 struct engine_ops {

@@ -1,10 +1,13 @@
 /*
- * server.c - mstored's network layer. Owns the libevent loop, the
- * listeners, every connection and the watch table; turns frames into
- * jobs for the engine and completed jobs into reply frames and NOTIFY
- * notices. Runs on one thread and never blocks: the engine's threads
- * only touch |s->mu| and the eventfd (server_job_done), and bad bytes
- * from a peer end that peer's connection, never the process.
+ * server.c - mstored's network layer. Owns the libevent loop, every
+ * connection and its state machine, and dispatch: turns frames into
+ * jobs for the engine and completed jobs into reply frames, and hands
+ * their notices, and those of changes other servers made, to the watch
+ * table (watch.c) for NOTIFY. The listeners (listen.c) give it accepted
+ * sockets. Runs on one thread and never blocks: the engine's threads
+ * only touch |s->mu| and the eventfd (server_job_done,
+ * server_engine_notice), and bad bytes from a peer end that peer's
+ * connection, never the process.
  *
  * Lock order: s->mu only; nothing else is shared between threads.
  *
@@ -68,12 +71,13 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 
+#include "listen.h"
 #include "lock.h"
 #include "log.h"
 #include "mstclient.h"
 #include "server.h"
+#include "watch.h"
 
 /*
  * Per-connection bounds. Bodies being assembled plus jobs in the engine
@@ -86,8 +90,6 @@
 #define CONN_STREAMS_MAX	256u	/* bodies streaming at once */
 #define CONN_OUT_HIGH		(8u << 20)	/* stop reading above this */
 #define CONN_OUT_LOW		(1u << 20)	/* write callback below this */
-#define WATCHER_OUT_MAX		(16u << 20)	/* close a watcher above this */
-#define WATCHER_HELD_MAX	(1u << 20)	/* held notices, see watcher */
 #define CONN_READ_MAX		(256u << 10)	/* bytes per read(2) */
 #define STALL_SECONDS		60	/* replies pending, none written */
 #define LIMIT_LOG_SECONDS	60
@@ -96,14 +98,6 @@
 
 struct server;
 struct conn;
-
-struct listener {
-	struct evconnlistener *ev;
-	char *name;		/* as logged: actual address and port */
-	char *unix_path;	/* absolute; removed at exit if still ours */
-	dev_t dev;
-	ino_t ino;
-};
 
 /* A DELIVER, PUT or WRITE body arriving in DATA frames. */
 struct stream {
@@ -138,51 +132,6 @@ enum conn_timeout {
 	TO_IDLE,	/* nothing pending at all: idle_timeout */
 };
 
-struct watch;
-
-/*
- * One connection watching one directory. A watcher is registered when
- * its WATCH is submitted, not when it completes: the engine answers WATCH
- * and commits changes on different threads, so a change's completion can
- * reach the loop before the WATCH's even though the engine counted the
- * change after it. Notices for a watcher whose WATCH is still in flight
- * are held; after the WATCH reply those with a counter above the reply's
- * are sent (mstore-protocol(7), WATCH), and if the WATCH fails they go
- * with it. Later notices are filtered against that counter too: the
- * engine counts a change before it is durable, so a WATCH can return a
- * counter that already includes a change whose completion, and notice,
- * reach the loop after it.
- */
-struct held {
-	struct held *next;
-	uint64_t change;	/* the directory's counter after it */
-	size_t len;
-	uint8_t payload[];	/* encoded mst_notify */
-};
-
-struct watcher {
-	struct conn *conn;
-	struct watch *w;
-	unsigned pending;	/* WATCH jobs in flight */
-	int active;		/* a WATCH succeeded: notices flow */
-	uint64_t since;		/* counter its WATCH returned */
-	struct held *held;	/* notices until then, oldest first */
-	struct held **held_tail;
-	size_t held_bytes;
-	int held_over;		/* held too many: send RESET instead */
-	LIST_ENTRY(watcher) by_path;
-	LIST_ENTRY(watcher) by_conn;
-};
-
-/* A watched directory: hash-table entry with its watchers. */
-struct watch {
-	struct watch *next;	/* hash chain */
-	uint64_t hash;
-	size_t len;
-	LIST_HEAD(, watcher) watchers;
-	char path[];
-};
-
 struct conn {
 	struct server *srv;
 	struct bufferevent *bev;	/* NULL once CLOSED */
@@ -208,8 +157,7 @@ struct conn {
 	uint64_t body_bytes;	/* reserved by bodies being assembled */
 	uint64_t job_bytes;	/* payload + body of jobs in the engine */
 	unsigned njobs;		/* jobs in the engine */
-	unsigned nwatches;
-	LIST_HEAD(, watcher) watches;
+	struct watch_conn watch;	/* its WATCHes */
 	LIST_ENTRY(conn) link;	/* s->conns, until CLOSED */
 	uint64_t token;		/* job.owner: nonzero, never reused */
 	int opened;		/* sent an OPEN: CLOSE_OWNER at the end */
@@ -226,11 +174,8 @@ struct authfail {
 
 struct server {
 	struct event_base *base;
-	struct listener *ls;
-	size_t nls;
-	char *addresses;
+	struct listen_set *listen;
 	struct event *ev_done, *ev_term, *ev_int, *ev_hup, *ev_drain;
-	struct event *ev_accept_retry;
 	struct event *ev_authfail;	/* reports counts nobody logged */
 	int efd;		/* eventfd: completions are waiting */
 
@@ -246,8 +191,6 @@ struct server {
 	uint64_t njobs;		/* jobs in the engine, all connections */
 	int stopping;
 	uint64_t serial;	/* connections accepted, names them */
-	uint64_t refused;	/* over max_connections since last log */
-	time_t refused_logged;
 
 	struct server_key keys[SERVER_KEYS_MAX];
 	size_t nkeys;		/* 0: no AUTH */
@@ -255,21 +198,16 @@ struct server {
 	uint64_t server_id;
 	uint32_t max_frame;
 	uint64_t max_body;
-	unsigned max_conns;
-	unsigned max_watches;	/* per connection */
 	uint64_t conn_mem_max;	/* max_connection_memory */
 	unsigned conn_jobs_max;	/* max_requests_per_connection */
 	int handshake_timeout;	/* seconds, each of them */
 	int read_timeout;
 	int idle_timeout;	/* 0: off */
 
-	struct watch **wt;	/* hash buckets */
-	size_t wt_nb, wt_n;
+	struct watch_table *watches;
 
 	struct lock_table *locks;
 	struct event *ev_locks;	/* send lock replies (locks_kick) */
-
-	SSL_CTX *tls;		/* NULL: TCP listeners speak plaintext */
 };
 
 static void conn_input(struct conn *c);
@@ -292,24 +230,6 @@ conn_unref(struct conn *c)
 		return;
 	assert(c->state == CS_CLOSED && c->bev == NULL);
 	free(c);
-}
-
-static void
-format_addr(const struct sockaddr *sa, char *buf, size_t cap)
-{
-	const struct sockaddr_in *in4 = (const struct sockaddr_in *)sa;
-	const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-	char host[INET6_ADDRSTRLEN];
-
-	if (sa->sa_family == AF_INET) {
-		inet_ntop(AF_INET, &in4->sin_addr, host, sizeof host);
-		snprintf(buf, cap, "%s:%u", host, ntohs(in4->sin_port));
-	} else if (sa->sa_family == AF_INET6) {
-		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-		snprintf(buf, cap, "[%s]:%u", host, ntohs(in6->sin6_port));
-	} else {
-		snprintf(buf, cap, "unix");
-	}
 }
 
 /* ---- sending ---- */
@@ -402,7 +322,7 @@ conn_set_timeouts(struct conn *c)
 static int
 conn_idle(const struct conn *c)
 {
-	return c->njobs == 0 && c->nstreams == 0 && c->nwatches == 0 &&
+	return c->njobs == 0 && c->nstreams == 0 && c->watch.n == 0 &&
 	    c->locks == NULL && !c->opened && c->frame_ms == 0 &&
 	    evbuffer_get_length(bufferevent_get_output(c->bev)) == 0;
 }
@@ -536,7 +456,6 @@ drop_streams(struct conn *c)
 	}
 }
 
-static void watcher_remove(struct server *srv, struct watcher *x);
 static void server_check_stop(struct server *srv);
 static void locks_kick(struct server *srv);
 static void close_owner(struct conn *c);
@@ -558,8 +477,7 @@ conn_close(struct conn *c, const char *why)
 	event_free(c->ev_timer);
 	c->ev_timer = NULL;
 	drop_streams(c);
-	while (!LIST_EMPTY(&c->watches))
-		watcher_remove(srv, LIST_FIRST(&c->watches));
+	watch_conn_clear(&c->watch);
 	if (c->locks != NULL) {
 		lock_conn_free(c->locks);	/* may grant others' waits */
 		c->locks = NULL;
@@ -632,282 +550,33 @@ conn_update(struct conn *c)
 	conn_unref(c);
 }
 
-/* ---- watches ---- */
+/* ---- the watch table's view of a connection (watch.h) ---- */
 
-static struct watch *
-watch_find(struct server *srv, const char *path, size_t len, uint64_t h)
+static void
+conn_watch_send(void *ctx, const uint8_t *p, size_t len)
 {
-	struct watch *w;
-
-	if (srv->wt_nb == 0)
-		return NULL;
-	for (w = srv->wt[h & (srv->wt_nb - 1)]; w != NULL; w = w->next)
-		if (w->hash == h && w->len == len &&
-		    memcmp(w->path, path, len) == 0)
-			return w;
-	return NULL;
+	conn_send(ctx, MST_OP_NOTIFY, MST_F_NOTICE, 0, 0, p, len);
 }
 
-static int
-watch_grow(struct server *srv)
+static size_t
+conn_watch_backlog(void *ctx)
 {
-	size_t nb = srv->wt_nb ? srv->wt_nb * 2 : 64, i;
-	struct watch **b = calloc(nb, sizeof *b), *w, *next;
+	struct conn *c = ctx;
 
-	if (b == NULL)
-		return -ENOMEM;
-	for (i = 0; i < srv->wt_nb; i++) {
-		for (w = srv->wt[i]; w != NULL; w = next) {
-			next = w->next;
-			w->next = b[w->hash & (nb - 1)];
-			b[w->hash & (nb - 1)] = w;
-		}
-	}
-	free(srv->wt);
-	srv->wt = b;
-	srv->wt_nb = nb;
-	return 0;
-}
-
-/* The watcher of |path| for |c|, made (inactive) if there is none yet;
- * watching twice is one watch. NULL when out of memory. */
-static struct watcher *
-watch_add(struct server *srv, struct conn *c, const char *path, size_t len)
-{
-	uint64_t h = mst_checksum(path, len);
-	struct watch *w = watch_find(srv, path, len, h);
-	struct watcher *x;
-
-	if (w != NULL) {
-		LIST_FOREACH(x, &w->watchers, by_path)
-			if (x->conn == c)
-				return x;
-	} else {
-		if (srv->wt_n >= srv->wt_nb && watch_grow(srv) < 0)
-			return NULL;
-		w = malloc(sizeof *w + len + 1);
-		if (w == NULL)
-			return NULL;
-		w->hash = h;
-		w->len = len;
-		memcpy(w->path, path, len);
-		w->path[len] = '\0';
-		LIST_INIT(&w->watchers);
-		w->next = srv->wt[h & (srv->wt_nb - 1)];
-		srv->wt[h & (srv->wt_nb - 1)] = w;
-		srv->wt_n++;
-	}
-	x = calloc(1, sizeof *x);
-	if (x == NULL) {
-		if (LIST_EMPTY(&w->watchers)) {
-			srv->wt[h & (srv->wt_nb - 1)] = w->next;
-			srv->wt_n--;
-			free(w);
-		}
-		return NULL;
-	}
-	x->conn = c;
-	x->w = w;
-	LIST_INSERT_HEAD(&w->watchers, x, by_path);
-	LIST_INSERT_HEAD(&c->watches, x, by_conn);
-	c->nwatches++;
-	return x;
+	return evbuffer_get_length(bufferevent_get_output(c->bev));
 }
 
 static void
-held_free(struct watcher *x)
+conn_watch_close(void *ctx)
 {
-	struct held *h;
-
-	while ((h = x->held) != NULL) {
-		x->held = h->next;
-		free(h);
-	}
-	x->held_bytes = 0;
+	conn_close(ctx, NULL);
 }
 
-static void
-watcher_remove(struct server *srv, struct watcher *x)
-{
-	struct watch *w = x->w, **pp;
-
-	LIST_REMOVE(x, by_path);
-	LIST_REMOVE(x, by_conn);
-	x->conn->nwatches--;
-	held_free(x);
-	free(x);
-	if (!LIST_EMPTY(&w->watchers))
-		return;
-	for (pp = &srv->wt[w->hash & (srv->wt_nb - 1)]; *pp != w;
-	    pp = &(*pp)->next)
-		;
-	*pp = w->next;
-	srv->wt_n--;
-	free(w);
-}
-
-static struct watcher *
-watcher_find(struct server *srv, struct conn *c, const char *path,
-    size_t len)
-{
-	struct watch *w = watch_find(srv, path, len, mst_checksum(path, len));
-	struct watcher *x;
-
-	if (w == NULL)
-		return NULL;
-	LIST_FOREACH(x, &w->watchers, by_path)
-		if (x->conn == c)
-			return x;
-	return NULL;
-}
-
-/* Keep a notice for a watcher whose WATCH is in flight. */
-static void
-watcher_hold(struct watcher *x, uint64_t change, const uint8_t *p,
-    size_t len)
-{
-	struct held *h;
-
-	if (x->held_over)
-		return;
-	h = x->held_bytes + len <= WATCHER_HELD_MAX ?
-	    malloc(sizeof *h + len) : NULL;
-	if (h == NULL) {
-		held_free(x);	/* over the bound, or out of memory */
-		x->held_over = 1;
-		return;
-	}
-	h->next = NULL;
-	h->change = change;
-	h->len = len;
-	memcpy(h->payload, p, len);
-	if (x->held == NULL)
-		x->held_tail = &x->held;
-	*x->held_tail = h;
-	x->held_tail = &h->next;
-	x->held_bytes += len;
-}
-
-/* Send |n| to every watcher of its directory except |origin|, the
- * connection whose request made the change: it learns of it from the
- * reply (mstore-protocol(7), NOTIFY). A watcher that does not read its
- * notices is closed rather than allowed to grow without bound. */
-static void
-notice_fan_out(struct server *srv, const struct jnotice *n,
-    const struct conn *origin)
-{
-	size_t dlen = strlen(n->dir);
-	struct watch *w = watch_find(srv, n->dir, dlen,
-	    mst_checksum(n->dir, dlen));
-	struct mst_notify m = {
-		.path = mst_str_of(n->dir),
-		.event = n->event,
-		.name = mst_str_of(n->name),
-		.id = n->id,
-		.change = n->change,
-	};
-	struct watcher *x, *next;
-	size_t cap, olen;
-	uint8_t *buf;
-	int len;
-
-	if (w == NULL)
-		return;
-	cap = 2 + (size_t)m.path.len + 1 + 2 + m.name.len + 16;
-	buf = malloc(cap);
-	if (buf == NULL) {
-		log_err("notify %s: out of memory", n->dir);
-		return;
-	}
-	len = mst_notify_encode(&m, buf, cap);
-	assert(len > 0);
-	for (x = LIST_FIRST(&w->watchers); x != NULL; x = next) {
-		next = LIST_NEXT(x, by_path);	/* x may go with its conn */
-		if (x->conn == origin)
-			continue;
-		if (!x->active) {
-			watcher_hold(x, n->change, buf, (size_t)len);
-			continue;
-		}
-		if (n->change <= x->since)
-			continue;	/* counted in its WATCH reply */
-		olen = evbuffer_get_length(bufferevent_get_output(
-		    x->conn->bev));
-		if (olen > WATCHER_OUT_MAX) {
-			log_warn("%s: closing watcher with %zu bytes of "
-			    "unread notices", x->conn->peer, olen);
-			conn_close(x->conn, NULL);
-			continue;
-		}
-		conn_send(x->conn, MST_OP_NOTIFY, MST_F_NOTICE, 0, 0, buf,
-		    (size_t)len);
-	}
-	free(buf);
-}
-
-/*
- * A WATCH completed: start or end its watcher. Runs after the reply;
- * |since| is the counter the reply returned, and held notices at or
- * below it are news to nobody.
- */
-static void
-watcher_complete(struct server *srv, struct watcher *x, int ok,
-    uint64_t since)
-{
-	struct conn *c = x->conn;	/* held by the WATCH job */
-	struct held *h, *next, *list;
-	struct mst_notify reset = {
-		.path = { x->w->path, (uint16_t)x->w->len },
-		.event = MST_EV_RESET,
-		.name = { "", 0 },
-	};
-	uint8_t buf[2 + MST_PATH_MAX + 1 + 2 + 16];
-	uint64_t x_since;
-	int n, over;
-
-	x->pending--;
-	if (ok && since > x->since)
-		x->since = since;
-	if (!ok || x->active) {
-		if (!x->active && x->pending == 0)
-			watcher_remove(srv, x);
-		return;
-	}
-	/* Detach before sending: a failed send closes c, and x with it. */
-	x->active = 1;
-	x_since = x->since;
-	list = x->held;
-	over = x->held_over;
-	x->held = NULL;
-	x->held_bytes = 0;
-	x->held_over = 0;
-	if (over) {
-		/* Too much changed meanwhile: tell the client to re-list. */
-		n = mst_notify_encode(&reset, buf, sizeof buf);
-		if (n > 0)
-			conn_send(c, MST_OP_NOTIFY, MST_F_NOTICE, 0, 0, buf,
-			    (size_t)n);
-	}
-	for (h = list; h != NULL; h = next) {
-		next = h->next;
-		if (h->change > x_since && c->state != CS_CLOSED)
-			conn_send(c, MST_OP_NOTIFY, MST_F_NOTICE, 0, 0,
-			    h->payload, h->len);
-		free(h);
-	}
-}
-
-/* The counter a successful WATCH reply carries; 0 if it has none. */
-static uint64_t
-watch_reply_change(const struct job *j)
-{
-	struct mst_watch_rep r;
-
-	if (j->status != 0 || j->nframes == 0 ||
-	    mst_watch_rep_decode(&r, j->frames[0].p, j->frames[0].len) < 0)
-		return 0;
-	return r.change;
-}
+static const struct watch_io conn_watch_io = {
+	.send = conn_watch_send,
+	.backlog = conn_watch_backlog,
+	.close = conn_watch_close,
+};
 
 /* ---- jobs ---- */
 
@@ -1073,7 +742,6 @@ static void
 job_complete(struct server *srv, struct job *j)
 {
 	struct conn *c = j->conn;
-	struct watcher *x;
 	size_t i;
 
 	c->njobs--;
@@ -1082,18 +750,29 @@ job_complete(struct server *srv, struct job *j)
 	if (c->state != CS_CLOSED)
 		job_reply(c, j);
 	/* A closed connection's watchers are gone already. */
-	x = j->op == MST_OP_WATCH && c->state != CS_CLOSED ?
-	    watcher_find(srv, c, j->req.path.path.p, j->req.path.path.len) :
-	    NULL;
-	if (x != NULL)
-		watcher_complete(srv, x, j->status == 0,
-		    watch_reply_change(j));
+	if (j->op == MST_OP_WATCH && c->state != CS_CLOSED)
+		watch_done(&c->watch, j);
 	for (i = 0; i < j->nnotices; i++)
-		notice_fan_out(srv, &j->notices[i], c);
+		watch_notify(srv->watches, &j->notices[i], &c->watch);
 	job_free(j);
 	conn_update(c);
 	conn_unref(c);		/* the job's reference */
 	server_check_stop(srv);
+}
+
+/*
+ * On the loop: notices of changes another server made (carried by a job
+ * with no connection, see server_engine_notice). Nobody asked for them,
+ * so every watcher hears of them.
+ */
+static void
+notices_complete(struct server *srv, struct job *j)
+{
+	size_t i;
+
+	for (i = 0; i < j->nnotices; i++)
+		watch_notify(srv->watches, &j->notices[i], NULL);
+	job_free(j);
 }
 
 /* Take the completed jobs off the shared list, oldest first. */
@@ -1125,19 +804,21 @@ on_done(evutil_socket_t fd, short what, void *arg)
 	while (r < 0 && errno == EINTR);
 	for (j = take_done(srv); j != NULL; j = next) {
 		next = j->next;
-		job_complete(srv, j);
+		if (j->conn == NULL)
+			notices_complete(srv, j);
+		else
+			job_complete(srv, j);
 	}
 }
 
-void
-server_job_done(void *arg, struct job *j)
+/* From any thread: queue |j| for the loop and wake it if it sleeps. */
+static void
+done_push(struct server *srv, struct job *j)
 {
-	struct server *srv = arg;
 	uint64_t one = 1;
 	ssize_t w;
 	int wake;
 
-	/* The job is ours again: |next| is free for our list. */
 	j->next = NULL;
 	pthread_mutex_lock(&srv->mu);
 	wake = srv->done_head == NULL;
@@ -1154,6 +835,34 @@ server_job_done(void *arg, struct job *j)
 	while (w < 0 && errno == EINTR);
 	if (w < 0)
 		log_err("completion eventfd: write: %s", strerror(errno));
+}
+
+void
+server_job_done(void *arg, struct job *j)
+{
+	/* The job is ours again: |next| is free for our list. */
+	done_push(arg, j);
+}
+
+/*
+ * The notice takes the completions' path to the loop, so it is fanned
+ * out by the same code, in order with them. It travels as a job without
+ * a connection (job_complete is never called for it): the notice is
+ * copied, because the engine only lends it.
+ */
+void
+server_engine_notice(void *arg, const struct jnotice *n)
+{
+	struct job *j = calloc(1, sizeof *j);
+
+	if (j == NULL || job_add_notice(j, n->dir, n->name, n->event, n->id,
+	    n->change) < 0) {
+		log_err("notify %s: out of memory: a change made by another "
+		    "server is not pushed to its watchers", n->dir);
+		job_free(j);
+		return;
+	}
+	done_push(arg, j);
 }
 
 /* ---- bodies ---- */
@@ -1392,19 +1101,6 @@ do_data(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
 
 /* ---- requests ---- */
 
-/* Register the watcher of a WATCH about to be submitted (see watcher). */
-static int
-watch_pending(struct conn *c, const struct job *j)
-{
-	struct watcher *x = watch_add(c->srv, c, j->req.path.path.p,
-	    j->req.path.path.len);
-
-	if (x == NULL)
-		return -ENOMEM;
-	x->pending++;
-	return 0;
-}
-
 static void
 do_request(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
 {
@@ -1426,7 +1122,7 @@ do_request(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
 		conn_close(c, "protocol error");
 		return;
 	}
-	if (h->op == MST_OP_WATCH && c->nwatches >= c->srv->max_watches) {
+	if (h->op == MST_OP_WATCH && watch_conn_full(&c->watch)) {
 		conn_reply_error(c, h->op, h->id, -ENOSPC,
 		    "too many watches on this connection");
 		return;
@@ -1467,7 +1163,8 @@ do_request(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
 		return;
 	}
 	if (job_own_payload(j, p, h->len) < 0 || (h->op == MST_OP_WATCH &&
-	    watch_pending(c, j) < 0)) {
+	    watch_begin(&c->watch, j->req.path.path.p,
+	    j->req.path.path.len) < 0)) {
 		job_free(j);
 		conn_reply_error(c, h->op, h->id, -ENOMEM, NULL);
 		return;
@@ -1496,26 +1193,16 @@ static void
 do_unwatch(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
 {
 	struct mst_path_req q;
-	struct watcher *x;
 	int rc = mst_path_req_decode(&q, p, h->len);
 
 	if (rc < 0) {
 		conn_reply_error(c, h->op, h->id, rc, "malformed UNWATCH");
 		return;
 	}
-	x = watcher_find(c->srv, c, q.path.p, q.path.len);
-	if (x == NULL || !x->active) {
+	if (watch_end(&c->watch, q.path.p, q.path.len) < 0) {
 		conn_reply_error(c, h->op, h->id, -ENOENT, "not watched");
 		return;
 	}
-	/* A WATCH still in flight keeps the watcher, inactive, and starts
-	 * it again when it succeeds: requests complete in their own order. */
-	if (x->pending) {
-		x->active = 0;
-		conn_send(c, h->op, MST_F_REPLY, 0, h->id, NULL, 0);
-		return;
-	}
-	watcher_remove(c->srv, x);
 	conn_send(c, h->op, MST_F_REPLY, 0, h->id, NULL, 0);
 }
 
@@ -1977,6 +1664,7 @@ conn_new(struct server *srv, evutil_socket_t fd, const char *peer,
     const char *host, int local)
 {
 	struct conn *c = calloc(1, sizeof *c);
+	SSL_CTX *tls = srv->listen ? listen_tls(srv->listen) : NULL;
 	SSL *ssl;
 
 	if (c != NULL)
@@ -1987,10 +1675,10 @@ conn_new(struct server *srv, evutil_socket_t fd, const char *peer,
 		free(c);
 		return;
 	}
-	if (srv->tls != NULL && !local) {
+	if (tls != NULL && !local) {
 		/* A TLS listener speaks only TLS: bytes that are not a TLS
 		 * handshake fail it, and the connection is closed. */
-		ssl = SSL_new(srv->tls);
+		ssl = SSL_new(tls);
 		c->bev = ssl == NULL ? NULL : bufferevent_openssl_socket_new(
 		    srv->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
 		    BEV_OPT_CLOSE_ON_FREE);
@@ -2022,7 +1710,7 @@ conn_new(struct server *srv, evutil_socket_t fd, const char *peer,
 	snprintf(c->peer, sizeof c->peer, "%s", peer);
 	snprintf(c->host, sizeof c->host, "%s", host);
 	c->accepted_ms = mono_ms();
-	LIST_INIT(&c->watches);
+	watch_conn_init(&c->watch, srv->watches, c, c->peer);
 	LIST_INSERT_HEAD(&srv->conns, c, link);
 	srv->nconns++;
 	bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
@@ -2035,322 +1723,32 @@ conn_new(struct server *srv, evutil_socket_t fd, const char *peer,
 	log_debug("%s: connected", c->peer);
 }
 
-static const char *
-listener_name(const struct server *srv, const struct evconnlistener *l)
-{
-	size_t i;
+/* ---- the listeners' view of the server (listen.h) ---- */
 
-	for (i = 0; i < srv->nls; i++)
-		if (srv->ls[i].ev == l)
-			return srv->ls[i].name;
-	return "unix";
+static unsigned
+conn_count(void *arg)
+{
+	const struct server *srv = arg;
+
+	return srv->nconns;
 }
 
 static void
-on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-    int salen, void *arg)
+conn_accept(void *arg, evutil_socket_t fd, const char *addr,
+    const char *host, int local)
 {
 	struct server *srv = arg;
-	time_t now = time(NULL);
-	char addr[64], host[64], peer[96], *colon;
-	int one = 1;
+	char peer[96];
 
-	(void)salen;
-	if (srv->nconns >= srv->max_conns) {
-		srv->refused++;
-		if (now - srv->refused_logged >= LIMIT_LOG_SECONDS) {
-			log_warn("max_connections (%u) reached: refused %llu "
-			    "connection(s)", srv->max_conns,
-			    (unsigned long long)srv->refused);
-			srv->refused = 0;
-			srv->refused_logged = now;
-		}
-		close(fd);
-		return;
-	}
-	format_addr(sa, addr, sizeof addr);
-	if (sa->sa_family == AF_UNIX)
-		snprintf(addr, sizeof addr, "%s", listener_name(srv, l));
-	snprintf(host, sizeof host, "%s", addr);
-	colon = strrchr(host, ':');
-	if (sa->sa_family != AF_UNIX && colon != NULL)
-		*colon = '\0';		/* the port says nothing of who */
 	snprintf(peer, sizeof peer, "conn %llu (%s)",
 	    (unsigned long long)++srv->serial, addr);
-	if (sa->sa_family != AF_UNIX &&
-	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0)
-		log_debug("%s: TCP_NODELAY: %s", peer, strerror(errno));
-	conn_new(srv, fd, peer, host, sa->sa_family == AF_UNIX);
+	conn_new(srv, fd, peer, host, local);
 }
 
-static void
-listeners_enable(struct server *srv, int on)
-{
-	size_t i;
-
-	for (i = 0; i < srv->nls; i++) {
-		if (srv->ls[i].ev == NULL)
-			continue;
-		if (on)
-			evconnlistener_enable(srv->ls[i].ev);
-		else
-			evconnlistener_disable(srv->ls[i].ev);
-	}
-}
-
-static void
-on_accept_retry(evutil_socket_t fd, short what, void *arg)
-{
-	struct server *srv = arg;
-
-	(void)fd;
-	(void)what;
-	if (!srv->stopping)
-		listeners_enable(srv, 1);
-}
-
-/* accept(2) failed. Out of descriptors or memory would fail again at
- * once (the listener stays readable), so pause accepting for a second. */
-static void
-on_accept_error(struct evconnlistener *l, void *arg)
-{
-	struct server *srv = arg;
-	struct timeval second = { .tv_sec = 1 };
-	int err = EVUTIL_SOCKET_ERROR();
-
-	(void)l;
-	if (err == EMFILE || err == ENFILE || err == ENOBUFS ||
-	    err == ENOMEM) {
-		log_warn("accept: %s: pausing new connections for 1 s",
-		    strerror(err));
-		listeners_enable(srv, 0);
-		evtimer_add(srv->ev_accept_retry, &second);
-		return;
-	}
-	log_debug("accept: %s", strerror(err));
-}
-
-/* ---- listeners ---- */
-
-/*
- * A socket file left by a previous run is removed; a live server's is
- * not (connect succeeds), and neither is anything that is not a socket.
- */
-static int
-unix_prepare(const struct sockaddr_un *un)
-{
-	const char *path = un->sun_path;
-	struct stat st;
-	int fd, rc;
-
-	if (lstat(path, &st) < 0) {
-		if (errno == ENOENT)
-			return 0;
-		rc = -errno;
-		log_err("listen unix:%s: %s", path, strerror(-rc));
-		return rc;
-	}
-	if (!S_ISSOCK(st.st_mode)) {
-		log_err("listen unix:%s: file exists and is not a socket",
-		    path);
-		return -EEXIST;
-	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0) {
-		rc = -errno;
-		log_err("listen unix:%s: socket: %s", path, strerror(-rc));
-		return rc;
-	}
-	rc = connect(fd, (const struct sockaddr *)un, sizeof *un) == 0 ? 0 :
-	    -errno;
-	close(fd);
-	if (rc == 0 || rc == -EAGAIN) {
-		log_err("listen unix:%s: another server is listening there",
-		    path);
-		return -EADDRINUSE;
-	}
-	if (rc != -ECONNREFUSED) {
-		log_err("listen unix:%s: probing the old socket: %s", path,
-		    strerror(-rc));
-		return rc;
-	}
-	if (unlink(path) < 0) {
-		rc = -errno;
-		log_err("listen unix:%s: removing the stale socket: %s", path,
-		    strerror(-rc));
-		return rc;
-	}
-	log_info("removed stale socket %s", path);
-	return 0;
-}
-
-static int
-unix_remember(struct listener *l, const char *path)
-{
-	char cwd[4096];
-	struct stat st;
-	size_t n;
-
-	if (stat(path, &st) < 0)
-		return -errno;
-	l->dev = st.st_dev;
-	l->ino = st.st_ino;
-	if (path[0] == '/') {
-		l->unix_path = strdup(path);
-	} else {
-		if (getcwd(cwd, sizeof cwd) == NULL)
-			return -errno;
-		n = strlen(cwd) + strlen(path) + 2;
-		l->unix_path = malloc(n);
-		if (l->unix_path != NULL)
-			snprintf(l->unix_path, n, "%s/%s", cwd, path);
-	}
-	l->name = malloc(strlen(path) + 6);
-	if (l->unix_path == NULL || l->name == NULL)
-		return -ENOMEM;
-	sprintf(l->name, "unix:%s", path);
-	return 0;
-}
-
-/* Remove our socket file, unless someone replaced it meanwhile. */
-static void
-unix_remove(struct listener *l)
-{
-	struct stat st;
-
-	if (l->unix_path == NULL)
-		return;
-	if (stat(l->unix_path, &st) == 0 && st.st_dev == l->dev &&
-	    st.st_ino == l->ino && unlink(l->unix_path) < 0)
-		log_warn("removing %s: %s", l->unix_path, strerror(errno));
-	free(l->unix_path);
-	l->unix_path = NULL;
-}
-
-static int
-bind_socket(const char *addr, const struct sockaddr_storage *ss,
-    socklen_t sl)
-{
-	int fd, one = 1, rc;
-
-	fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-	    0);
-	if (fd < 0) {
-		rc = -errno;
-		log_err("listen %s: socket: %s", addr, strerror(-rc));
-		return rc;
-	}
-	if ((ss->ss_family != AF_UNIX && setsockopt(fd, SOL_SOCKET,
-	    SO_REUSEADDR, &one, sizeof one) < 0) ||
-	    (ss->ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6,
-	    IPV6_V6ONLY, &one, sizeof one) < 0)) {
-		rc = -errno;
-		log_err("listen %s: setsockopt: %s", addr, strerror(-rc));
-		close(fd);
-		return rc;
-	}
-	if (bind(fd, (const struct sockaddr *)ss, sl) < 0) {
-		rc = -errno;
-		log_err("listen %s: bind: %s%s", addr, strerror(-rc),
-		    rc == -EADDRINUSE ? " (is another mstored running?)" :
-		    "");
-		close(fd);
-		return rc;
-	}
-	if (listen(fd, 1024) < 0) {
-		rc = -errno;
-		log_err("listen %s: %s", addr, strerror(-rc));
-		close(fd);
-		return rc;
-	}
-	return fd;
-}
-
-static int
-listener_open(struct server *srv, struct listener *l, const char *addr)
-{
-	struct sockaddr_storage ss, bound;
-	socklen_t sl, bl = sizeof bound;
-	char name[80];
-	int fd, rc;
-
-	rc = mst_addr_parse(addr, &ss, &sl);
-	if (rc < 0) {
-		log_err("listen %s: bad address", addr);
-		return rc;
-	}
-	if (ss.ss_family == AF_UNIX) {
-		rc = unix_prepare((struct sockaddr_un *)&ss);
-		if (rc < 0)
-			return rc;
-	}
-	fd = bind_socket(addr, &ss, sl);
-	if (fd < 0)
-		return fd;
-	if (ss.ss_family == AF_UNIX) {
-		rc = unix_remember(l, ((struct sockaddr_un *)&ss)->sun_path);
-	} else if (getsockname(fd, (struct sockaddr *)&bound, &bl) < 0) {
-		rc = -errno;
-	} else {
-		format_addr((struct sockaddr *)&bound, name, sizeof name);
-		l->name = strdup(name);
-		rc = l->name ? 0 : -ENOMEM;
-	}
-	if (rc < 0) {
-		log_err("listen %s: %s", addr, strerror(-rc));
-		close(fd);
-		return rc;
-	}
-	l->ev = evconnlistener_new(srv->base, on_accept, srv,
-	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
-	if (l->ev == NULL) {
-		log_err("listen %s: out of memory", addr);
-		close(fd);
-		return -ENOMEM;
-	}
-	evconnlistener_set_error_cb(l->ev, on_accept_error);
-	return 0;
-}
-
-static void
-listeners_close(struct server *srv)
-{
-	size_t i;
-
-	for (i = 0; i < srv->nls; i++) {
-		if (srv->ls[i].ev != NULL)
-			evconnlistener_free(srv->ls[i].ev);
-		srv->ls[i].ev = NULL;
-		unix_remove(&srv->ls[i]);
-	}
-}
-
-static int
-listeners_open(struct server *srv, const struct conf *c)
-{
-	size_t i, n = 0;
-	int rc;
-
-	srv->ls = calloc(c->nlisten, sizeof *srv->ls);
-	if (srv->ls == NULL)
-		return -ENOMEM;
-	srv->nls = c->nlisten;
-	for (i = 0; i < c->nlisten; i++) {
-		rc = listener_open(srv, &srv->ls[i], c->listen[i]);
-		if (rc < 0)
-			return rc;
-		n += strlen(srv->ls[i].name) + 2;
-	}
-	srv->addresses = calloc(1, n + 1);
-	if (srv->addresses == NULL)
-		return -ENOMEM;
-	for (i = 0; i < srv->nls; i++) {
-		if (i)
-			strcat(srv->addresses, ", ");
-		strcat(srv->addresses, srv->ls[i].name);
-	}
-	return 0;
-}
+static const struct listen_ops conn_listen_ops = {
+	.count = conn_count,
+	.accept = conn_accept,
+};
 
 /* ---- signals and shutdown ---- */
 
@@ -2400,7 +1798,7 @@ on_term(evutil_socket_t sig, short what, void *arg)
 	    (unsigned long long)srv->njobs);
 	authfail_report(srv, 1);
 	evtimer_del(srv->ev_authfail);
-	listeners_close(srv);
+	listen_close(srv->listen);
 	for (c = LIST_FIRST(&srv->conns); c != NULL; c = next) {
 		next = LIST_NEXT(c, link);	/* c may close and go */
 		conn_drain(c);
@@ -2423,70 +1821,12 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 		log_info("SIGHUP: log reopened");
 }
 
-/* ---- TLS ---- */
-
-/* Log why the last OpenSSL call failed, after |what|. */
-static void
-tls_log_err(const char *what, const char *path)
-{
-	unsigned long e = ERR_get_error();
-	char buf[200];
-
-	if (e == 0)
-		snprintf(buf, sizeof buf, "%s", strerror(errno));
-	else
-		ERR_error_string_n(e, buf, sizeof buf);
-	log_err("%s %s: %s", what, path, buf);
-	ERR_clear_error();
-}
-
-/* The certificate chain and key for the TCP listeners, read now (before
- * root is dropped). TLS 1.2 at least; no client certificates. */
-static int
-tls_open(struct server *srv, const struct conf *c)
-{
-	if (c->tls_cert == NULL && c->tls_key == NULL)
-		return 0;
-	if (c->tls_cert == NULL || c->tls_key == NULL) {
-		log_err("tls_cert and tls_key go together: set both or "
-		    "neither");
-		return -EINVAL;
-	}
-	srv->tls = SSL_CTX_new(TLS_server_method());
-	if (srv->tls == NULL) {
-		tls_log_err("TLS:", "context");
-		return -ENOMEM;
-	}
-	if (SSL_CTX_set_min_proto_version(srv->tls, TLS1_2_VERSION) != 1) {
-		tls_log_err("TLS:", "minimum version");
-		return -EINVAL;
-	}
-	SSL_CTX_set_options(srv->tls, SSL_OP_NO_RENEGOTIATION);
-	if (SSL_CTX_use_certificate_chain_file(srv->tls, c->tls_cert) != 1) {
-		tls_log_err("tls_cert", c->tls_cert);
-		return -EINVAL;
-	}
-	if (SSL_CTX_use_PrivateKey_file(srv->tls, c->tls_key,
-	    SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(srv->tls) != 1) {
-		if (ERR_GET_REASON(ERR_peek_error()) ==
-		    X509_R_KEY_VALUES_MISMATCH) {
-			log_err("tls_key %s does not match tls_cert %s",
-			    c->tls_key, c->tls_cert);
-			ERR_clear_error();
-		} else {
-			tls_log_err("tls_key", c->tls_key);
-		}
-		return -EINVAL;
-	}
-	return 0;
-}
-
 /* ---- public ---- */
 
 int
 server_tls(const struct server *s)
 {
-	return s->tls != NULL;
+	return listen_tls(s->listen) != NULL;
 }
 
 int
@@ -2515,8 +1855,6 @@ server_new(const struct conf *c, const struct server_key *keys,
 	srv->idle_timeout = c->idle_timeout;
 	srv->max_frame = (uint32_t)c->max_frame;
 	srv->max_body = c->max_message_size;
-	srv->max_conns = (unsigned)c->max_connections;
-	srv->max_watches = (unsigned)c->max_watches_per_connection;
 	if (getrandom(&srv->server_id, sizeof srv->server_id, 0) !=
 	    (ssize_t)sizeof srv->server_id) {
 		rc = -errno;
@@ -2538,24 +1876,22 @@ server_new(const struct conf *c, const struct server_key *keys,
 	srv->ev_int = evsignal_new(srv->base, SIGINT, on_term, srv);
 	srv->ev_hup = evsignal_new(srv->base, SIGHUP, on_hup, srv);
 	srv->ev_drain = evtimer_new(srv->base, on_drain_timeout, srv);
-	srv->ev_accept_retry = evtimer_new(srv->base, on_accept_retry, srv);
 	srv->ev_authfail = evtimer_new(srv->base, on_authfail, srv);
 	srv->ev_locks = event_new(srv->base, -1, 0, on_locks, srv);
 	srv->locks = lock_table_new();
+	srv->watches = watch_table_new(&conn_watch_io,
+	    (unsigned)c->max_watches_per_connection);
 	if (srv->ev_done == NULL || srv->ev_term == NULL ||
 	    srv->ev_int == NULL || srv->ev_hup == NULL ||
-	    srv->ev_drain == NULL || srv->ev_accept_retry == NULL ||
-	    srv->ev_authfail == NULL ||
+	    srv->ev_drain == NULL || srv->ev_authfail == NULL ||
 	    srv->ev_locks == NULL || srv->locks == NULL ||
+	    srv->watches == NULL ||
 	    event_add(srv->ev_done, NULL) < 0 ||
 	    event_add(srv->ev_term, NULL) < 0 ||
 	    event_add(srv->ev_int, NULL) < 0 ||
 	    event_add(srv->ev_hup, NULL) < 0)
 		goto fail;
-	rc = tls_open(srv, c);
-	if (rc < 0)
-		goto fail;
-	rc = listeners_open(srv, c);
+	rc = listen_open(srv->base, c, &conn_listen_ops, srv, &srv->listen);
 	if (rc < 0)
 		goto fail;
 	*out = srv;
@@ -2578,7 +1914,7 @@ server_set_engine(struct server *s, const struct engine_ops *ops,
 const char *
 server_addresses(const struct server *s)
 {
-	return s->addresses ? s->addresses : "";
+	return s->listen ? listen_addresses(s->listen) : "";
 }
 
 int
@@ -2596,7 +1932,6 @@ server_free(struct server *s)
 {
 	struct job *j, *next;
 	struct conn *c;
-	size_t i;
 
 	if (s == NULL)
 		return;
@@ -2605,9 +1940,11 @@ server_free(struct server *s)
 	for (j = take_done(s); j != NULL; j = next) {
 		next = j->next;
 		c = j->conn;
+		job_free(j);
+		if (c == NULL)
+			continue;	/* another server's notices */
 		c->njobs--;
 		s->njobs--;
-		job_free(j);
 		conn_unref(c);
 	}
 	s->stopping = 1;
@@ -2616,12 +1953,8 @@ server_free(struct server *s)
 	while ((c = LIST_FIRST(&s->conns)) != NULL)
 		conn_close(c, NULL);
 	lock_table_free(s->locks);	/* every conn let go of it */
-	listeners_close(s);
-	for (i = 0; i < s->nls; i++)
-		free(s->ls[i].name);
-	free(s->ls);
-	free(s->addresses);
-	free(s->wt);
+	watch_table_free(s->watches);	/* and of this */
+	listen_free(s->listen);
 	if (s->ev_done)
 		event_free(s->ev_done);
 	if (s->ev_term)
@@ -2632,8 +1965,6 @@ server_free(struct server *s)
 		event_free(s->ev_hup);
 	if (s->ev_drain)
 		event_free(s->ev_drain);
-	if (s->ev_accept_retry)
-		event_free(s->ev_accept_retry);
 	if (s->ev_authfail)
 		event_free(s->ev_authfail);
 	if (s->ev_locks)
@@ -2642,8 +1973,6 @@ server_free(struct server *s)
 		close(s->efd);
 	if (s->base)
 		event_base_free(s->base);
-	if (s->tls)
-		SSL_CTX_free(s->tls);
 	pthread_mutex_destroy(&s->mu);
 	explicit_bzero(s->keys, sizeof s->keys);
 	free(s);

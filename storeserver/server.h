@@ -1,7 +1,8 @@
 /*
  * server.h - mstored's network layer: one libevent loop that owns the
- * listeners and connections, decodes requests into jobs for the storage
- * engine and sends the replies and change notices.
+ * connections (server.c), the listeners (listen.c) and the watch table
+ * (watch.c), decodes requests into jobs for the storage engine and sends
+ * the replies and change notices.
  */
 #ifndef MST_SERVER_H
 #define MST_SERVER_H
@@ -37,6 +38,12 @@ int server_new(const struct conf *c, const struct server_key *keys,
 /* engine_conf.done for an engine whose done_arg is the server. Called
  * from engine threads; takes the job back and wakes the loop. */
 void server_job_done(void *arg, struct job *j);
+
+/* engine_conf.notice for an engine whose notice_arg is the server: a
+ * change another server made. Called from engine threads; copies |n|,
+ * wakes the loop, which sends it to every watcher of n->dir. Out of
+ * memory, it logs and the notice is lost. */
+void server_engine_notice(void *arg, const struct jnotice *n);
 
 /* Hand the opened engine to the server; jobs go to it from now on. */
 void server_set_engine(struct server *s, const struct engine_ops *ops,

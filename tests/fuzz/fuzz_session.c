@@ -591,7 +591,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (event_base_loop(srv->base, EVLOOP_ONCE) < 0)
 			abort();
 	}
-	if (srv->wt_n != 0)
+	if (watch_table_count(srv->watches) != 0)
 		abort();	/* every watch went with its connection */
 
 	for (i = 0; i < n; i++) {

@@ -129,6 +129,12 @@ class Ctx:
 
     def step(self, label, fn, *objs):
         self.n += 1
+        if self.root_b != self.root:
+            # Two hosts: what the other host just did reaches this one
+            # by a pushed notice, not at once; only open and locks are
+            # promised to see it (close-to-open). Judge the step from a
+            # view that has caught up.
+            time.sleep(SETTLE)
         before = {o: self._stat(o) for o in objs}
         time.sleep(STEP_GAP)
         try:

@@ -1706,7 +1706,7 @@ conn_new(struct server *srv, evutil_socket_t fd, const char *peer,
 	c->state = CS_HELLO;
 	c->max_frame = srv->max_frame;
 	c->local = local;
-	c->token = srv->serial;		/* on_accept numbered it: never 0 */
+	c->token = srv->serial;		/* conn_accept numbered it: never 0 */
 	snprintf(c->peer, sizeof c->peer, "%s", peer);
 	snprintf(c->host, sizeof c->host, "%s", host);
 	c->accepted_ms = mono_ms();

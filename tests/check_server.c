@@ -1244,7 +1244,7 @@ END_TEST
  * WATCH in the middle of another connection's burst of deliveries: its
  * reply comes before any notice, no notice is at or below the counter
  * it returned, and every delivery counted after it is notified (the
- * server registers the watch when it submits it; see server.c). LOOKUPs
+ * server registers the watch when it submits it; see watch.c). LOOKUPs
  * queued ahead of the WATCH on the engine's readers make it complete
  * after some of the deliveries, whose notices are then held.
  */

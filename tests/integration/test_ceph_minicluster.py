@@ -48,6 +48,7 @@ def tool(*args, timeout=START_TIMEOUT):
     p = subprocess.Popen([PYTHON, TOOL] + list(args), stdin=subprocess.DEVNULL,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          universal_newlines=True)
+    state["child"] = p
     try:
         out, err = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -291,7 +292,11 @@ def cleanup():
     d = state.get("dir")
     if d is None:
         return
-    if os.path.exists(os.path.join(d, "daemons.json")):
+    try:
+        busy = bool(recorded(d))
+    except (OSError, ValueError):
+        busy = False
+    if busy:
         try:
             tool("stop", d, "--timeout", "20", timeout=120)
         except Exception as e:       # fall back to the PIDs seen below
@@ -310,6 +315,13 @@ def cleanup():
 
 
 def on_signal(sig, frame):
+    p = state.get("child")
+    if p is not None and p.poll() is None:
+        p.terminate()           # it cleans up after itself, and unlocks DIR
+        try:
+            p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
     cleanup()
     sys.exit(128 + sig)
 
@@ -319,6 +331,7 @@ def main():
         signal.signal(s, on_signal)
     state["work"] = tempfile.mkdtemp(prefix="mst-ceph-")
     state["dir"] = os.path.join(state["work"], "cluster")
+    print("cluster in %s" % state["dir"], flush=True)
     r = mstlib.Runner("test_ceph_minicluster", limit=START_TIMEOUT + 60)
     try:
         r.run(test_start)

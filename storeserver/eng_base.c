@@ -1,6 +1,7 @@
 /*
  * eng_base.c - what every operation of the local engine builds on:
- * reply frames (attributes, change counters, body ranges), notices,
+ * reply frames (attributes, change counters, body ranges, framed by the
+ * shared reply.c), notices,
  * name resolution, id allocation, and batch_add(), the one way a record
  * reaches the log and the index. Operations live above it (eng_ops.c
  * for the namespace, eng_file.c for ordinary files' contents); it calls
@@ -19,6 +20,7 @@
 
 #include "eng.h"
 #include "log.h"
+#include "reply.h"
 
 #define PATHBUF (MST_PATH_MAX + 1)
 
@@ -29,25 +31,6 @@ now_ns(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int
-reply_buf(size_t cap, uint8_t **out)
-{
-	*out = malloc(cap);
-	return *out ? 0 : -ENOMEM;
-}
-
-static int
-reply_attr_rep(struct job *j, const struct mst_attr_rep *r)
-{
-	uint8_t *p;
-	int len;
-
-	if (reply_buf(128, &p) < 0)
-		return -ENOMEM;
-	len = mst_attr_rep_encode(r, p, 128);
-	return job_add_frame(j, p, (size_t)len);
 }
 
 int
@@ -76,14 +59,7 @@ reply_fattr(struct job *j, const struct fobj *f)
 int
 reply_change(struct job *j, const struct node *dir)
 {
-	struct mst_change_rep r = { dir->change, (uint64_t)dir->mtime_ns };
-	uint8_t *p;
-	int len;
-
-	if (reply_buf(16, &p) < 0)
-		return -ENOMEM;
-	len = mst_change_rep_encode(&r, p, 16);
-	return job_add_frame(j, p, (size_t)len);
+	return reply_change_rep(j, dir->change, (uint64_t)dir->mtime_ns);
 }
 
 int
@@ -228,7 +204,6 @@ int
 reply_body(struct job *j, struct seg *seg, uint64_t off, uint64_t size,
     uint64_t checksum, uint64_t from, uint32_t want, int range_sum)
 {
-	struct mst_data_rep r = { .total_size = size, .checksum = checksum };
 	size_t room = j->max_frame - 16, n = 0;
 	uint8_t *p;
 	int rc;
@@ -254,9 +229,5 @@ reply_body(struct job *j, struct seg *seg, uint64_t off, uint64_t size,
 		free(p);
 		return rc;
 	}
-	/* The data already sits after the fixed fields: encode those. */
-	if (range_sum)
-		r.checksum = mst_checksum(p + 16, n);
-	mst_data_rep_encode(&r, p, 16);
-	return job_add_frame(j, p, 16 + n);
+	return reply_data_frame(j, p, n, size, checksum, range_sum);
 }

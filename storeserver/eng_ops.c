@@ -5,7 +5,8 @@
  * record, batch_add() it (log append + index apply), fill the reply and
  * notices. Reads run on reader threads (ops_read) under the index
  * rwlock, which they drop before touching a body. Ordinary files'
- * contents are eng_file.c's; the shared pieces are in eng_base.c.
+ * contents are eng_file.c's; the shared pieces are in eng_base.c, and
+ * the reply framing every back-end shares in reply.c.
  *
  * Times follow ext4, from the writer's clock in each record: a create
  * sets all three of the new entry's (and the parent's mtime and ctime);
@@ -18,6 +19,7 @@
 #include <sys/statvfs.h>
 
 #include "eng.h"
+#include "reply.h"
 
 static int
 quota_ok(const struct index *ix, struct mst_str mailbox, uint64_t size)
@@ -416,69 +418,10 @@ ops_mutate(struct engine *e, struct batch *b, struct job *j)
 
 /* --- reads --- */
 
-/* Builds LIST/READDIR reply frames of at most max_frame bytes. */
-struct lister {
-	struct job *j;
-	uint8_t *p;
-	size_t cap, used;
-	uint32_t count;
-	struct mst_list_rep head;
-	int rc;
-};
-
-#define LIST_HEAD_LEN 21u
-
-static void
-lister_flush(struct lister *l, int last)
-{
-	int len;
-
-	if (l->rc || (!last && l->count == 0))
-		return;
-	if (l->p == NULL && (l->p = malloc(LIST_HEAD_LEN)) == NULL) {
-		l->rc = -ENOMEM;
-		return;
-	}
-	l->head.count = l->count;
-	l->head.entries = NULL;
-	l->head.entries_len = 0;
-	len = mst_list_rep_encode(&l->head, l->p, LIST_HEAD_LEN);
-	if (len < 0) {
-		l->rc = len;
-		return;
-	}
-	l->rc = job_add_frame(l->j, l->p, l->used ? l->used : LIST_HEAD_LEN);
-	l->p = NULL;
-	l->used = 0;
-	l->count = 0;
-}
-
-static void
-lister_add(struct lister *l, const struct mst_list_entry *en)
-{
-	size_t need = mst_list_entry_size(en);
-
-	if (l->rc)
-		return;
-	if (l->p && l->used + need > l->cap)
-		lister_flush(l, 0);
-	if (l->p == NULL) {
-		l->p = malloc(l->cap);
-		l->used = LIST_HEAD_LEN;
-		if (l->p == NULL) {
-			l->rc = -ENOMEM;
-			return;
-		}
-	}
-	l->used += (size_t)mst_list_entry_encode(en, l->p + l->used,
-	    l->cap - l->used);
-	l->count++;
-}
-
 static int
 list_dir(struct job *j, const struct node *dir, uint64_t since)
 {
-	struct lister l = { .j = j, .cap = j->max_frame };
+	struct lister l;
 	struct mst_list_entry en;
 	const struct node *c;
 	const struct tomb *t;
@@ -488,9 +431,8 @@ list_dir(struct job *j, const struct node *dir, uint64_t since)
 		return -ENOTDIR;
 	if (since < dir->x.dir->tomb_floor)
 		since = 0;
-	l.head.change = dir->change;
-	l.head.dir_mtime_ns = (uint64_t)dir->mtime_ns;
-	l.head.flags = since == 0 ? MST_LIST_FULL : 0;
+	lister_init(&l, j, dir->change, (uint64_t)dir->mtime_ns,
+	    since == 0 ? MST_LIST_FULL : 0);
 	for (c = dir->x.dir->first; c; c = c->sib_next) {
 		if (index_change(c) <= since)
 			continue;
@@ -511,9 +453,7 @@ list_dir(struct job *j, const struct node *dir, uint64_t since)
 		en.attr.change = t->change;
 		lister_add(&l, &en);
 	}
-	lister_flush(&l, 1);
-	free(l.p);
-	return l.rc;
+	return lister_finish(&l);
 }
 
 static int
@@ -567,16 +507,7 @@ read_locked(struct engine *e, struct job *j, struct node **body_out,
 		rc = index_resolve(ix, j->req.path.path, &n);
 		if (rc == 0 && n->type != MST_T_DIR)
 			rc = -ENOTDIR;
-		if (rc == 0) {
-			struct mst_watch_rep w = { n->change };
-			uint8_t *p = malloc(8);
-
-			if (p == NULL)
-				return -ENOMEM;
-			mst_watch_rep_encode(&w, p, 8);
-			rc = job_add_frame(j, p, 8);
-		}
-		return rc;
+		return rc ? rc : reply_watch_rep(j, n->change);
 	}
 	return -EOPNOTSUPP;
 }
@@ -588,7 +519,6 @@ do_statfs(struct engine *e, struct job *j)
 		.name_max = MST_NAME_MAX };
 	struct statvfs sv;
 	struct mbox *m;
-	uint8_t *p;
 	uint64_t freeb;
 
 	if (statvfs(e->dir, &sv) < 0)
@@ -608,10 +538,7 @@ do_statfs(struct engine *e, struct job *j)
 		r.used_msgs = m->msgs;
 	}
 	pthread_rwlock_unlock(&e->mu);
-	p = malloc(128);
-	if (p == NULL)
-		return -ENOMEM;
-	return job_add_frame(j, p, (size_t)mst_statfs_rep_encode(&r, p, 128));
+	return reply_statfs_rep(j, &r);
 }
 
 void

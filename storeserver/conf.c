@@ -38,6 +38,10 @@ struct conf_key {
 
 static const struct conf_key conf_keys[] = {
 	KEY(data, CT_STR, 0, 0),
+	KEY(backend, CT_STR, 0, 0),
+	KEY(ceph_conf, CT_STR, 0, 0),
+	KEY(pool, CT_STR, 0, 0),
+	KEY(ceph_id, CT_STR, 0, 0),
 	KEY(listen, CT_LISTEN, 0, 0),
 	KEY(key_file, CT_STR, 0, 0),
 	KEY(key_file_next, CT_STR, 0, 0),
@@ -106,6 +110,10 @@ conf_free(struct conf *c)
 	if (c == NULL)
 		return;
 	free(c->data);
+	free(c->backend);
+	free(c->ceph_conf);
+	free(c->pool);
+	free(c->ceph_id);
 	free_listen(c);
 	free(c->key_file);
 	free(c->key_file_next);
@@ -403,6 +411,12 @@ conf_finish(struct conf *c)
 
 	if (c->data == NULL)
 		return -EDESTADDRREQ;
+	if (c->backend != NULL && strcmp(c->backend, "local") != 0 &&
+	    strcmp(c->backend, "rados") != 0)
+		return -EPROTONOSUPPORT;
+	if (c->backend != NULL && strcmp(c->backend, "rados") == 0 &&
+	    (c->ceph_conf == NULL || c->pool == NULL))
+		return -ENOPROTOOPT;
 	if (c->nlisten == 0) {
 		rc = add_listen(c, CONF_DEFAULT_LISTEN, &why);
 		if (rc < 0)
@@ -419,6 +433,8 @@ conf_finish(struct conf *c)
 		rc = absolute(&c->tls_key);
 	if (rc == 0)
 		rc = absolute(&c->quota_file);
+	if (rc == 0)
+		rc = absolute(&c->ceph_conf);
 	if (rc == 0 && c->log != NULL && strcmp(c->log, "stderr") != 0 &&
 	    strcmp(c->log, "syslog") != 0)
 		rc = absolute(&c->log);
@@ -439,5 +455,8 @@ conf_engine(const struct conf *c, struct engine_conf *e)
 		.reserve_bytes = c->reserve_bytes,
 		.readers = c->readers,
 		.compact_percent = c->compact_percent,
+		.ceph_conf = c->ceph_conf,
+		.pool = c->pool,
+		.ceph_id = c->ceph_id,
 	};
 }

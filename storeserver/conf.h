@@ -14,7 +14,12 @@
 #define CONF_DEFAULT_LISTEN	"127.0.0.1:4870"
 
 struct conf {
-	char *data;			/* data directory; NULL until set */
+	char *data;			/* data directory (local state, and
+					   the store with backend local) */
+	char *backend;			/* "local" (default) or "rados" */
+	char *ceph_conf;		/* rados: the cluster's ceph.conf */
+	char *pool;			/* rados: the pool holding the store */
+	char *ceph_id;			/* rados: client name (default admin) */
 	char **listen;			/* "ADDR:PORT" or "unix:PATH" */
 	size_t nlisten;
 	char *key_file;			/* NULL: no AUTH */
@@ -69,7 +74,9 @@ int conf_set_listen(struct conf *c, char *const *addrs, size_t n);
 /*
  * Finish: add the default listen address when none was given, and make
  * relative paths absolute (the daemon changes to "/"). Returns 0,
- * -EDESTADDRREQ when no data directory is set, or -ENOMEM.
+ * -EDESTADDRREQ when no data directory is set, -EPROTONOSUPPORT for an
+ * unknown backend, -ENOPROTOOPT when backend rados lacks ceph_conf or
+ * pool, or -ENOMEM.
  */
 int conf_finish(struct conf *c);
 

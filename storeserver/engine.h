@@ -150,6 +150,9 @@ struct engine_conf {
 	uint64_t reserve_bytes;		/* free space kept back: ENOSPC */
 	int readers;			/* reader threads */
 	int compact_percent;		/* compact segments below this live % */
+	const char *ceph_conf;		/* rados: ceph.conf path */
+	const char *pool;		/* rados: the pool */
+	const char *ceph_id;		/* rados: client name, NULL: admin */
 	engine_done_fn *done;		/* called from engine threads */
 	void *done_arg;
 	engine_notice_fn *notice;	/* others' changes, engine threads;
@@ -168,5 +171,7 @@ struct engine_ops {
 };
 
 extern const struct engine_ops engine_local;
+/* Built with configure --with-rados (HAVE_RADOS) only. */
+extern const struct engine_ops engine_rados;
 
 #endif /* MST_ENGINE_H */

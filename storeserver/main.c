@@ -30,12 +30,26 @@
 #include "mstclient.h"
 #include "server.h"
 
+#ifdef HAVE_RADOS
+#define RADOS_STATE	"built in"
+#define RADOS_BUILT	1
+#define RADOS_OPS	(&engine_rados)
+#else
+#define RADOS_STATE	"not built in: configure --with-rados"
+#define RADOS_BUILT	0
+#define RADOS_OPS	NULL
+#endif
+
 #define EXIT_OK		0
 #define EXIT_FAIL	1	/* runtime failure */
 #define EXIT_USAGE	2	/* bad command line or config contents */
 
 struct args {
 	const char *data;
+	const char *backend;
+	const char *ceph_conf;
+	const char *pool;
+	const char *ceph_id;
 	const char *config;
 	char **listen;
 	size_t nlisten;
@@ -55,6 +69,10 @@ static const struct option long_opts[] = {
 	{ .name = "insecure", .has_arg = no_argument, .val = 'I' },
 	{ .name = "tls-cert", .has_arg = required_argument, .val = 'C' },
 	{ .name = "tls-key", .has_arg = required_argument, .val = 'K' },
+	{ .name = "backend", .has_arg = required_argument, .val = 'B' },
+	{ .name = "ceph-conf", .has_arg = required_argument, .val = 'P' },
+	{ .name = "pool", .has_arg = required_argument, .val = 'O' },
+	{ .name = "ceph-id", .has_arg = required_argument, .val = 'U' },
 	{ .name = "help", .has_arg = no_argument, .val = 'h' },
 	{ .name = "version", .has_arg = no_argument, .val = 'V' },
 	{ 0 },
@@ -69,12 +87,28 @@ usage(FILE *f)
 	    "               [--config FILE] [--foreground] [--user NAME] "
 	    "[--insecure]\n"
 	    "               [--tls-cert FILE --tls-key FILE]\n"
+	    "               [--backend local|rados --ceph-conf FILE --pool NAME "
+	    "[--ceph-id NAME]]\n"
 	    "       mstored --help | --version\n"
 	    "\n"
 	    "The mstore store server: keeps the mail that mount.mstore "
 	    "clients deliver.\n"
 	    "\n"
-	    "  -d, --data DIR        data directory (must exist)\n"
+	    "  -d, --data DIR        data directory (must exist): the store "
+	    "with the\n"
+	    "                        local back-end; local state (logs, keys) "
+	    "always\n"
+	    "      --backend NAME    storage back-end: local (default, in "
+	    "--data) or\n"
+	    "                        rados (a Ceph pool, shared by several "
+	    "mstored;\n"
+	    "                        %s)\n"
+	    "      --ceph-conf FILE  rados: the cluster's ceph.conf\n"
+	    "      --pool NAME       rados: the (replicated) pool holding the "
+	    "store\n"
+	    "      --ceph-id NAME    rados: Ceph client name (default admin, "
+	    "i.e.\n"
+	    "                        client.admin)\n"
 	    "  -l, --listen ADDR     listen on HOST:PORT, [V6]:PORT or "
 	    "unix:PATH;\n"
 	    "                        repeatable (default %s)\n"
@@ -100,7 +134,7 @@ usage(FILE *f)
 	    "  -V, --version         show the version and exit\n"
 	    "\n"
 	    "Exit status: 0 ok, 1 runtime failure, 2 usage error. "
-	    "See mstored(8).\n", CONF_DEFAULT_LISTEN);
+	    "See mstored(8).\n", RADOS_STATE, CONF_DEFAULT_LISTEN);
 }
 
 static int
@@ -169,6 +203,18 @@ parse_args(int argc, char **argv, struct args *a)
 		case 'K':
 			a->tls_key = optarg;
 			break;
+		case 'B':
+			a->backend = optarg;
+			break;
+		case 'P':
+			a->ceph_conf = optarg;
+			break;
+		case 'O':
+			a->pool = optarg;
+			break;
+		case 'U':
+			a->ceph_id = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return EXIT_OK;
@@ -205,6 +251,25 @@ load_conf(struct conf *c, const struct args *a)
 		fprintf(stderr, "mstored: --data: %s\n", why);
 		return usage_error();
 	}
+	if (a->backend != NULL &&
+	    conf_set(c, "backend", a->backend, &why) < 0) {
+		fprintf(stderr, "mstored: --backend: %s\n", why);
+		return usage_error();
+	}
+	if (a->ceph_conf != NULL &&
+	    conf_set(c, "ceph_conf", a->ceph_conf, &why) < 0) {
+		fprintf(stderr, "mstored: --ceph-conf: %s\n", why);
+		return usage_error();
+	}
+	if (a->pool != NULL && conf_set(c, "pool", a->pool, &why) < 0) {
+		fprintf(stderr, "mstored: --pool: %s\n", why);
+		return usage_error();
+	}
+	if (a->ceph_id != NULL &&
+	    conf_set(c, "ceph_id", a->ceph_id, &why) < 0) {
+		fprintf(stderr, "mstored: --ceph-id: %s\n", why);
+		return usage_error();
+	}
 	if (a->user != NULL && conf_set(c, "user", a->user, &why) < 0) {
 		fprintf(stderr, "mstored: --user: %s\n", why);
 		return usage_error();
@@ -229,11 +294,38 @@ load_conf(struct conf *c, const struct args *a)
 		    "or set 'data' in the config file\n");
 		return usage_error();
 	}
+	if (rc == -EPROTONOSUPPORT) {
+		fprintf(stderr, "mstored: backend '%s': expected local or "
+		    "rados\n", c->backend);
+		return usage_error();
+	}
+	if (rc == -ENOPROTOOPT) {
+		fprintf(stderr, "mstored: backend rados needs --ceph-conf FILE "
+		    "and --pool NAME (or ceph_conf and pool in the config "
+		    "file)\n");
+		return usage_error();
+	}
 	if (rc < 0) {
 		log_err("settings: %s", strerror(-rc));
 		return EXIT_FAIL;
 	}
+	if (c->backend != NULL && strcmp(c->backend, "rados") == 0 &&
+	    !RADOS_BUILT) {
+		fprintf(stderr, "mstored: backend rados: this mstored was "
+		    "built without rados support; rebuild with configure "
+		    "--with-rados (needs librados-dev)\n");
+		return EXIT_USAGE;
+	}
 	return -1;
+}
+
+/* The back-end the settings name (load_conf checked that it is built). */
+static const struct engine_ops *
+backend_ops(const struct conf *c)
+{
+	if (c->backend != NULL && strcmp(c->backend, "rados") == 0)
+		return RADOS_OPS;
+	return &engine_local;
 }
 
 static int
@@ -514,7 +606,7 @@ log_target(const struct conf *c, int foreground)
 /* Engine threads inherit a mask that keeps these signals for the loop. */
 static int
 engine_open(struct server *srv, const struct conf *c,
-    struct engine **out)
+    const struct engine_ops *ops, struct engine **out)
 {
 	struct engine_conf ec;
 	sigset_t stop, old;
@@ -523,6 +615,8 @@ engine_open(struct server *srv, const struct conf *c,
 	conf_engine(c, &ec);
 	ec.done = server_job_done;
 	ec.done_arg = srv;
+	ec.notice = server_engine_notice;
+	ec.notice_arg = srv;
 	sigemptyset(&stop);
 	sigaddset(&stop, SIGTERM);
 	sigaddset(&stop, SIGINT);
@@ -532,12 +626,12 @@ engine_open(struct server *srv, const struct conf *c,
 		log_err("pthread_sigmask: %s", strerror(rc));
 		return -rc;
 	}
-	rc = engine_local.open(&ec, out);
+	rc = ops->open(&ec, out);
 	/* Restoring a mask we just read cannot fail. */
 	(void)pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc < 0)
-		log_err("engine %s: opening %s: %s", engine_local.name,
-		    c->data, strerror(-rc));
+		log_err("engine %s: opening %s: %s", ops->name,
+		    ops == &engine_local ? c->data : c->pool, strerror(-rc));
 	return rc;
 }
 
@@ -545,6 +639,7 @@ static int
 serve(const struct conf *c, int foreground, int insecure)
 {
 	struct server_key keys[SERVER_KEYS_MAX];
+	const struct engine_ops *ops = backend_ops(c);
 	struct server *srv = NULL;
 	struct engine *eng = NULL;
 	int nkeys, notify = -1, rc;
@@ -589,21 +684,21 @@ serve(const struct conf *c, int foreground, int insecure)
 		server_free(srv);
 		return EXIT_FAIL;
 	}
-	if (engine_open(srv, c, &eng) < 0) {
+	if (engine_open(srv, c, ops, &eng) < 0) {
 		server_free(srv);
 		return EXIT_FAIL;
 	}
-	server_set_engine(srv, &engine_local, eng);
+	server_set_engine(srv, ops, eng);
 	log_info("mstored %s started: data %s, listening on %s, engine %s, "
 	    "auth %s%s%s%s", PACKAGE_VERSION, c->data, server_addresses(srv),
-	    engine_local.name, nkeys == 2 ? "required (two keys)" :
+	    ops->name, nkeys == 2 ? "required (two keys)" :
 	    nkeys ? "required" : "off",
 	    server_tls(srv) ? ", TLS on TCP" : "", c->user ? ", user " : "",
 	    c->user ? c->user : "");
 	if (!foreground)
 		daemon_ready(notify);
 	rc = server_run(srv);
-	engine_local.close(eng);
+	ops->close(eng);
 	server_free(srv);
 	log_info("mstored stopped%s", rc < 0 ? " after a loop failure" : "");
 	return rc < 0 ? EXIT_FAIL : EXIT_OK;

@@ -1,0 +1,194 @@
+/*
+ * engine_rados.h - private to the rados back-end (engine_rados.c: the
+ * cluster connection, worker threads, object and omap primitives, path
+ * resolution; engine_rados_ops.c: the operations). The layout of the
+ * objects is drawn at the top of engine_rados.c.
+ *
+ * Threads and locks: |e->mu| guards the job queue. A store's mutations
+ * by this server are serialised by one of |e->stripe| (hashed by the
+ * store object's name), taken around read-counter-then-CAS so that this
+ * server never cancels its own writes; rules never depend on it: every
+ * write carries its guards (omap_cmp) and another server's concurrent
+ * write makes it fail with -ECANCELED, after which it is re-read and
+ * decided again. No lock is held while another is taken.
+ */
+#ifndef MST_ENGINE_RADOS_H
+#define MST_ENGINE_RADOS_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <rados/librados.h>
+
+#include "engine.h"
+
+#define RE_THREADS	16	/* workers: each runs one job at a time */
+#define RE_STRIPES	64
+#define RE_RETRIES	16	/* CAS attempts before giving up with EIO */
+#define RE_LOG_KEEP	2048	/* log records kept per store */
+#define RE_OID_MAX	40
+#define RE_KEY_MAX	(8 + MST_NAME_MAX)
+#define RE_ROOT_ID	1u
+#define RE_ENTRY_LEN	94u	/* encoded entry: see ren_encode */
+
+struct rados_engine {
+	struct engine_conf conf;
+	rados_t cl;
+	rados_ioctx_t io;
+	uint64_t inc;			/* this server's incarnation */
+	atomic_uint_fast64_t seq;	/* ids handed out in it */
+	uint64_t instance;		/* rados_get_instance_id */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct job *head, *tail;	/* guarded by mu */
+	int stop;			/* guarded by mu */
+	pthread_t threads[RE_THREADS];
+	int nthreads;
+	pthread_mutex_t stripe[RE_STRIPES];
+	/* Notices of other servers' changes (watch/notify). */
+	uint64_t watch_cookie;
+	int watching;
+	atomic_uint_fast64_t delivered, cancels;
+};
+
+/* One directory entry as stored in omap e.<name> (and in log records). */
+struct rentry {
+	uint8_t type;		/* MST_T_* */
+	uint64_t id, size, checksum;
+	uint32_t mode, uid, gid;
+	uint64_t mtime, ctime, atime, change;
+	uint8_t idem[MST_IDEM_LEN];
+};
+
+/* Where a directory keeps its entries: object |oid|, keys |pfx|...; the
+ * store belongs to the directory whose id its state key names. */
+struct rstore {
+	char oid[RE_OID_MAX];
+	char pfx[3];		/* "", "N." or "C." */
+	uint64_t dir;		/* the directory's id */
+};
+
+/* A resolved path. */
+struct rres {
+	uint64_t id;
+	uint8_t type;
+	int root;
+	uint64_t parent;		/* the parent directory's id */
+	struct rstore pstore;		/* the parent's entry store */
+	const char *name;		/* view into the request */
+	size_t namelen;
+	struct rentry en;		/* not for the root */
+	uint8_t raw[RE_ENTRY_LEN];	/* the stored value, for cmp guards */
+};
+
+/* A store's state, as read with its counter. */
+struct rstate {
+	int live;			/* st names this directory, live */
+	int dead;			/* st names it, removed */
+	int exists;			/* the object exists */
+	uint64_t c, t, lf, nd;
+	char st_raw[20];		/* the st value as stored */
+	size_t st_len;
+};
+
+/* Key/value pairs read from omap, copied. */
+struct kv {
+	char *k, *v;
+	size_t klen, vlen;
+};
+
+struct kvset {
+	struct kv *a;
+	size_t n, cap;
+};
+
+void kvset_free(struct kvset *s);
+const struct kv *kvset_get(const struct kvset *s, const char *key);
+
+/* engine_rados.c: primitives. */
+void re_oid(char *out, char c, uint64_t id);
+void re_hex(char *out, uint64_t v);	/* 16 hex digits + NUL */
+int re_unhex(const char *p, size_t len, uint64_t *out);
+int re_alloc_id(struct rados_engine *e, uint64_t *out);
+int64_t re_now(void);
+pthread_mutex_t *re_stripe(struct rados_engine *e, const char *oid);
+/* Map an unexpected librados error to what a client gets (logged). */
+int re_err(const char *what, const char *oid, int rc);
+
+void ren_encode(const struct rentry *en, uint8_t out[RE_ENTRY_LEN]);
+int ren_decode(const void *p, size_t len, struct rentry *en);
+void ren_attr(const struct rentry *en, struct mst_attr *a);
+
+/*
+ * Read omap |keys| of |oid| (NULL-terminated array, may be NULL) into
+ * |vals|, and when |page| is not NULL up to |max| pairs after
+ * |after| with prefix |prefix| into |page| (*more set). -ENOENT when the
+ * object does not exist.
+ */
+int re_read(struct rados_engine *e, const char *oid, const char *const *keys,
+    struct kvset *vals, const char *after, const char *prefix, unsigned max,
+    struct kvset *page, int *more);
+
+/* The store of directory |id|, child of |parent| named |name|. */
+void re_store_of(struct rstore *s, uint64_t id, uint64_t parent,
+    const char *name, size_t namelen);
+/* Key of store |s|: pfx + |k| (+ |name|). */
+void re_key(char *out, const struct rstore *s, const char *k,
+    const char *name, size_t namelen);
+/* Decode st, c, t, lf, nd of |s| from |vals|. */
+void re_state(const struct rstore *s, const struct kvset *vals, int exists,
+    struct rstate *out);
+/* Guard that |s| is live (st names its directory). */
+void re_guard_live(rados_write_op_t op, const struct rstore *s);
+void re_cmp(rados_write_op_t op, const char *key, const void *val,
+    size_t len);
+void re_set(rados_write_op_t op, const char *key, const void *val,
+    size_t len);
+void re_rm(rados_write_op_t op, const char *key);
+/* Compare the counter with |old| and set it to |new|, and the dir's
+ * mtime; trim the log when it crosses a multiple of 256. */
+void re_bump(rados_write_op_t op, const struct rstore *s, uint64_t old,
+    uint64_t new, int64_t now);
+/* A log record at counter |c|. */
+void re_log(rados_write_op_t op, const struct rstore *s, uint64_t c,
+    uint8_t ev, const struct rentry *en, const char *name, size_t namelen);
+int re_write(struct rados_engine *e, const char *oid, rados_write_op_t op);
+
+/*
+ * Make |s| (a new/ or cur/ store in m.<parent>) live for directory
+ * s->dir, whose name the parent holds: used when MKDIR stopped between
+ * naming the directory and claiming its store. 0, -ENOENT when s->dir is
+ * dead, or an error.
+ */
+int re_claim(struct rados_engine *e, const struct rstore *s);
+
+/* Resolve |path| ("" is the root). */
+int re_resolve(struct rados_engine *e, const char *path, size_t len,
+    struct rres *out);
+/* MAILBOX[/FOLDER]/new|cur into |buf| (for notices), then resolve it. */
+int re_mail_dir(struct rados_engine *e, struct mst_str mailbox,
+    struct mst_str folder, uint8_t sub, char *buf, size_t cap,
+    struct rres *out);
+/* The store of a resolved directory (ENOTDIR otherwise). */
+int re_dir_store(const struct rres *r, struct rstore *s);
+/* A directory's attributes from its head and store; *st_out the store's
+ * state (may be NULL). */
+int re_dir_attr(struct rados_engine *e, uint64_t id, struct mst_attr *a,
+    struct rstate *st_out);
+
+/* Create the head of directory |id| (and, for a plain one, its store):
+ * 0, -EEXIST or an error. */
+int re_make_head(struct rados_engine *e, uint64_t id, uint64_t parent,
+    int kind, uint32_t mode, uint32_t uid, uint32_t gid, int64_t now);
+
+/* engine_rados_notify.c: cross-server notices through watch/notify. */
+int re_watch_start(struct rados_engine *e);
+void re_watch_stop(struct rados_engine *e);
+/* Publish a completed job's notices to the other servers. */
+void re_publish(struct rados_engine *e, const struct job *j);
+
+/* engine_rados_ops.c */
+void re_run(struct rados_engine *e, struct job *j);
+
+#endif /* MST_ENGINE_RADOS_H */

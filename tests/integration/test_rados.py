@@ -1,0 +1,465 @@
+#!/usr/bin/env python3
+"""test_rados - two mstored on one RADOS pool (the rados back-end).
+
+Starts a real single-host Ceph cluster (tools/ceph-minicluster, memstore:
+1 mon, 1 mgr, 3 OSDs on 127.0.0.1), then two mstored with --backend rados
+on the same pool, and speaks the protocol to both (the small client of
+tests/hostile_client.py):
+
+  - a message delivered through server 1 is listed and fetched through
+    server 2 with the right checksum;
+  - a DELIVER retried with the same idempotency id (through the other
+    server too) is stored once and answers the first delivery's id;
+  - racing DELIVERs of one name and MKDIRs of one path through both
+    servers yield exactly one winner, round after round; so do two
+    NOREPLACE flag renames onto one name, and an RMDIR of an empty new/
+    against a DELIVER into it (never an acknowledged message in a removed
+    directory); one idem through both servers at once is stored once;
+  - SETINFO and EXPUNGE through one server are seen by the other, in
+    full listings and in deltas since a counter;
+  - a WATCH on server 1 hears of a delivery made through server 2;
+  - operations the back-end does not have yet answer EOPNOTSUPP and the
+    server stays up;
+  - mount.mstore on server 1: a Postfix-style tmp/ -> new/ delivery is
+    read back through the mount and through server 2;
+  - with the cluster stopped, a request answers EIO within the storage
+    timeout instead of hanging.
+
+Exits 77 (skipped) only when the Ceph daemons are not installed.
+"""
+import errno
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))
+import mstlib  # noqa: E402
+import hostile_client as hc  # noqa: E402
+
+SRC = os.path.abspath(os.path.join(HERE, "..", ".."))
+MINICLUSTER = os.path.join(SRC, "tools", "ceph-minicluster")
+POOL = "mstore"
+BOX = "r.example/al"
+ROUNDS = 200
+
+
+def skip_unless_ceph():
+    missing = [b for b in ("ceph-mon", "ceph-osd", "ceph-mgr", "ceph")
+               if shutil.which(b) is None and
+               not os.path.exists("/usr/bin/" + b)]
+    if missing:
+        print("SKIP test_rados: the Ceph packages are not installed "
+              "(missing %s; apt-get install ceph-mon ceph-osd ceph-mgr "
+              "ceph-common)" % ", ".join(missing))
+        sys.exit(77)
+    out = subprocess.run([mstlib.MSTORED, "--help"], capture_output=True,
+                         text=True).stdout
+    if "rados (a Ceph pool" not in out or "not built in" in out:
+        print("FAIL test_rados: Ceph is installed but %s was built without "
+              "the rados back-end (configure --with-rados, librados-dev)"
+              % mstlib.MSTORED)
+        sys.exit(1)
+
+
+class Cluster:
+    def __init__(self):
+        self.dir = mstlib.tmpdir("mst-ceph-")
+        self.conf = None
+        self.running = False
+
+    def start(self):
+        r = subprocess.run([MINICLUSTER, "start", self.dir, "--no-install",
+                            "--pool", POOL, "--timeout", "120"],
+                           capture_output=True, text=True, timeout=180)
+        if r.returncode != 0:
+            raise RuntimeError("ceph-minicluster start failed:\n%s%s" %
+                               (r.stdout, r.stderr))
+        self.running = True
+        self.conf = r.stdout.strip().splitlines()[-1]
+        return self
+
+    def stop(self):
+        if self.running:
+            subprocess.run([MINICLUSTER, "stop", self.dir, "--timeout", "30"],
+                           capture_output=True, timeout=120)
+            self.running = False
+
+
+class Client:
+    """One protocol connection, no key (the servers listen on loopback)."""
+
+    def __init__(self, port):
+        self.c = hc.Conn(port)
+        self.rid = 10
+        st, _ = self.c.call("HELLO", hc.hello_payload(name=b"test_rados"))
+        assert st == 0, "HELLO: status %d" % st
+
+    def call(self, op, payload, timeout=20.0):
+        self.rid += 1
+        return self.c.call(op, payload, rid=self.rid, timeout=timeout)
+
+    def close(self):
+        self.c.close()
+
+    def mkdir(self, path):
+        return self.call("MKDIR", hc.mkdir_req(path))[0]
+
+    def deliver(self, name, body, sub=1, idem=None, box=BOX):
+        st, parts = self.call("DELIVER", hc.deliver_req(
+            name, body, sub=sub, idem=idem, box=box))
+        return st, (attr(parts[0]) if st == 0 else None)
+
+    def list(self, sub=1, since=0, box=BOX):
+        st, parts = self.call("LIST", hc.s(box) + hc.s("") + bytes([sub]) +
+                              struct.pack(">Q", since))
+        if st:
+            return st, None, None, None
+        change, _mt, flags = struct.unpack_from(">QQB", parts[0])
+        return st, change, flags, entries(parts)
+
+    def fetch(self, oid, box=BOX):
+        st, parts = self.call("FETCH", hc.s(box) + struct.pack(
+            ">QQI", oid, 0, 1 << 20))
+        if st:
+            return st, None, None, None
+        total, csum = struct.unpack_from(">QQ", parts[0])
+        return st, total, csum, b"".join(p[16:] for p in parts)
+
+    def ref(self, op, name, sub=1, box=BOX):
+        return self.call(op, hc.s(box) + hc.s("") + bytes([sub]) +
+                         hc.s(name))
+
+    def setinfo(self, fsub, fname, tsub, tname, flags=0, box=BOX):
+        return self.call("SETINFO", hc.s(box) + hc.s("") + bytes([fsub]) +
+                         hc.s(fname) + bytes([tsub]) + hc.s(tname) +
+                         struct.pack(">I", flags))[0]
+
+
+def attr(p):
+    t, oid, size, mode, uid, gid, nlink, mt, ct, change, at = \
+        struct.unpack_from(">BQQIIIIQQQQ", p)
+    return dict(type=t, id=oid, size=size, change=change, nlink=nlink)
+
+
+def entries(parts):
+    out = {}
+    for p in parts:
+        count = struct.unpack_from(">I", p, 17)[0]
+        o = 21
+        for _ in range(count):
+            kind = p[o]
+            n = struct.unpack_from(">H", p, o + 1)[0]
+            name = p[o + 3:o + 3 + n].decode()
+            a = attr(p[o + 3 + n:])
+            a["kind"] = "present" if kind == 1 else "removed"
+            out.setdefault(name, []).append(a)
+            o += 3 + n + 65
+    return out
+
+
+def present(ents):
+    return {n: [a for a in v if a["kind"] == "present"][0]
+            for n, v in ents.items()
+            if any(a["kind"] == "present" for a in v)}
+
+
+def want(got, exp, what):
+    if got != exp:
+        raise AssertionError("%s: got %r, want %r" % (what, got, exp))
+
+
+class Env:
+    pass
+
+
+def setup(cluster):
+    env = Env()
+    env.cluster = cluster.start()
+    conf = ("backend = rados\nceph_conf = %s\npool = %s\n" %
+            (env.cluster.conf, POOL))
+    env.s1 = mstlib.Store(conf).start()
+    env.s2 = mstlib.Store(conf).start()
+    env.a = Client(env.s1.port)
+    env.b = Client(env.s2.port)
+    for d in ("r.example", BOX, BOX + "/new", BOX + "/cur", BOX + "/tmp"):
+        want(env.a.mkdir(d), 0, "MKDIR " + d)
+    return env
+
+
+def test_deliver_on_one_fetch_on_other(env):
+    body = b"From: a@r.example\r\nSubject: across\r\n\r\nhello rados\r\n"
+    st, a = env.a.deliver("across.1", body)
+    want(st, 0, "DELIVER through server 1")
+    st, change, flags, ents = env.b.list()
+    want(st, 0, "LIST through server 2")
+    want(flags & 1, 1, "a since-0 LIST is FULL")
+    want(present(ents)["across.1"]["id"], a["id"], "listed id")
+    st, total, csum, data = env.b.fetch(a["id"])
+    want(st, 0, "FETCH through server 2")
+    want(data, body, "fetched body")
+    want(total, len(body), "total size")
+    want(csum, hc.xxh3(body), "checksum of the fetched body")
+    want(a["id"] < 1 << 56, True, "store ids stay below 2^56")
+
+
+def test_idempotent_retry_across_servers(env):
+    idem = os.urandom(16)
+    st1, a1 = env.a.deliver("idem.1", b"once", idem=idem)
+    st2, a2 = env.b.deliver("idem.1", b"once", idem=idem)
+    st3, a3 = env.a.deliver("idem.1", b"once", idem=idem)
+    want((st1, st2, st3), (0, 0, 0), "DELIVER, then two retries")
+    want((a2["id"], a3["id"]), (a1["id"], a1["id"]),
+         "retries answer the first delivery's id")
+    _, _, _, ents = env.b.list()
+    want(len(ents["idem.1"]), 1, "idem.1 listed once")
+    # A different idem under the taken name is a different message.
+    st, _ = env.b.deliver("idem.1", b"twice", idem=os.urandom(16))
+    want(st, errno.EEXIST, "another idem, same name")
+
+
+def race(fa, fb):
+    """Run fa and fb at once (a barrier, then both requests)."""
+    out = [None, None]
+    bar = threading.Barrier(2)
+
+    def run(i, f):
+        bar.wait()
+        out[i] = f()
+    ts = [threading.Thread(target=run, args=(0, fa)),
+          threading.Thread(target=run, args=(1, fb))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return out
+
+
+def test_racing_exclusive_creates_one_winner(env):
+    wins = {0: 0, 1: 0}
+    for i in range(ROUNDS):
+        name = "race.%d" % i
+        (sa, aa), (sb, ab) = race(
+            lambda: env.a.deliver(name, b"from server 1"),
+            lambda: env.b.deliver(name, b"from server 2"))
+        want(sorted([sa, sb]), [0, errno.EEXIST],
+             "round %d: statuses of two DELIVERs of %s" % (i, name))
+        winner = aa if sa == 0 else ab
+        wins[0 if sa == 0 else 1] += 1
+        st, _, _, data = env.b.fetch(winner["id"])
+        want(data, b"from server 1" if sa == 0 else b"from server 2",
+             "round %d: the winner's body" % i)
+        path = BOX + "/dir.%d" % i
+        sa, sb = race(lambda: env.a.mkdir(path), lambda: env.b.mkdir(path))
+        want(sorted([sa, sb]), [0, errno.EEXIST],
+             "round %d: statuses of two MKDIRs of %s" % (i, path))
+    _, _, _, ents = env.a.list()
+    for i in range(ROUNDS):
+        want(len(ents["race.%d" % i]), 1, "race.%d listed once" % i)
+    st, parts = env.b.call("READDIR", hc.s(BOX))
+    want(st, 0, "READDIR " + BOX)
+    names = entries(parts)
+    for i in range(ROUNDS):
+        want(len(names.get("dir.%d" % i, [])), 1, "dir.%d listed once" % i)
+    print("  %d rounds: server 1 won %d, server 2 won %d" % (
+        ROUNDS, wins[0], wins[1]))
+
+
+def test_racing_rules_hold(env):
+    """Same idem at once through both servers; RMDIR of an empty new/
+    against a DELIVER into it; two flag renames onto one name with
+    NOREPLACE."""
+    outcomes = {}
+    for i in range(ROUNDS // 4):
+        idem = os.urandom(16)
+        (sa, aa), (sb, ab) = race(
+            lambda: env.a.deliver("same.%d" % i, b"same", idem=idem),
+            lambda: env.b.deliver("same.%d" % i, b"same", idem=idem))
+        want((sa, sb, aa["id"]), (0, 0, ab["id"]),
+             "round %d: one idem through both servers at once" % i)
+        box = "r.example/rm.%d" % i
+        want((env.a.mkdir(box), env.a.mkdir(box + "/new")), (0, 0),
+             "MKDIR " + box)
+        srm, (sdl, _) = race(
+            lambda: env.a.call("RMDIR", hc.s(box + "/new"))[0],
+            lambda: env.b.deliver("m", b"into a dying dir", box=box))
+        want((srm, sdl) in ((0, errno.ENOENT), (errno.ENOTEMPTY, 0)), True,
+             "round %d: RMDIR %d and DELIVER %d" % (i, srm, sdl))
+        outcomes[srm] = outcomes.get(srm, 0) + 1
+        st, _ = env.b.call("LOOKUP", hc.s(box + "/new"))
+        want(st, errno.ENOENT if srm == 0 else 0,
+             "round %d: new/ after the race" % i)
+        env.a.deliver("x.%d" % i, b"x")
+        env.a.deliver("y.%d" % i, b"y")
+        sa, sb = race(
+            lambda: env.a.setinfo(1, "x.%d" % i, 2, "t.%d" % i, flags=1),
+            lambda: env.b.setinfo(1, "y.%d" % i, 2, "t.%d" % i, flags=1))
+        want(sorted([sa, sb]), [0, errno.EEXIST],
+             "round %d: two NOREPLACE renames onto one name" % i)
+    _, _, _, ents = env.b.list(sub=2)
+    for i in range(ROUNDS // 4):
+        want(len(ents["t.%d" % i]), 1, "t.%d listed once" % i)
+    print("  RMDIR against DELIVER: RMDIR won %d, DELIVER won %d" % (
+        outcomes.get(0, 0), outcomes.get(errno.ENOTEMPTY, 0)))
+
+
+def test_setinfo_expunge_seen_across(env):
+    st, a = env.a.deliver("flags.1", b"flag me")
+    want(st, 0, "DELIVER")
+    _, cnew, _, _ = env.b.list(sub=1)
+    _, ccur, _, _ = env.b.list(sub=2)
+    want(env.b.setinfo(1, "flags.1", 2, "flags.1:2,S"), 0,
+         "SETINFO new -> cur through server 2")
+    _, _, _, ents = env.a.list(sub=1)
+    want("flags.1" in present(ents), False, "gone from new/ on server 1")
+    _, _, _, ents = env.a.list(sub=2)
+    want(present(ents)["flags.1:2,S"]["id"], a["id"], "in cur/, same id")
+    st, c2, flags, d = env.a.list(sub=1, since=cnew)
+    want((st, flags & 1), (0, 0), "delta of new/ since the counter")
+    want([x["kind"] for x in d["flags.1"]], ["removed"], "delta of new/")
+    st, _, flags, d = env.a.list(sub=2, since=ccur)
+    want([x["kind"] for x in d["flags.1:2,S"]], ["present"], "delta of cur/")
+    want(list(d), ["flags.1:2,S"], "only the change since the counter")
+    # NOREPLACE onto a taken name, then EXPUNGE through the other server.
+    env.a.deliver("flags.2", b"other")
+    want(env.a.setinfo(1, "flags.2", 2, "flags.1:2,S", flags=1),
+         errno.EEXIST, "SETINFO NOREPLACE onto a taken name")
+    st, _ = env.a.ref("EXPUNGE", "flags.1:2,S", sub=2)
+    want(st, 0, "EXPUNGE through server 1")
+    st, _ = env.b.ref("STAT", "flags.1:2,S", sub=2)
+    want(st, errno.ENOENT, "STAT through server 2 after EXPUNGE")
+    st, _, _, _ = env.b.fetch(a["id"])
+    want(st, errno.ENOENT, "FETCH of the expunged body")
+    st, _ = env.b.ref("EXPUNGE", "flags.1:2,S", sub=2)
+    want(st, errno.ENOENT, "a second EXPUNGE")
+
+
+def test_notice_across_servers(env):
+    w = Client(env.s1.port)
+    try:
+        st, _ = w.call("WATCH", hc.s(BOX + "/new"))
+        want(st, 0, "WATCH on server 1")
+        t0 = time.monotonic()
+        st, a = env.b.deliver("notice.1", b"notice me")
+        want(st, 0, "DELIVER through server 2")
+        got = None
+        end = time.monotonic() + 5
+        while got is None and time.monotonic() < end:
+            op, flags, st, rid, p = w.c.recv(end - time.monotonic())
+            if flags & hc.F_NOTICE and op == hc.OP["NOTIFY"]:
+                n = struct.unpack_from(">H", p)[0]
+                path = p[2:2 + n].decode()
+                ev = p[2 + n]
+                m = struct.unpack_from(">H", p, 3 + n)[0]
+                name = p[5 + n:5 + n + m].decode()
+                oid = struct.unpack_from(">Q", p, 5 + n + m)[0]
+                if name == "notice.1":
+                    got = (path, ev, oid)
+        want(got, (BOX + "/new", 1, a["id"]),
+             "NOTIFY on server 1 of a delivery through server 2")
+        print("  notice after %.1f ms" % ((time.monotonic() - t0) * 1000))
+    finally:
+        w.close()
+
+
+def test_unsupported_is_eopnotsupp(env):
+    st, _ = env.a.call("PUT", hc.put_req(BOX + "/dovecot-uidlist", b"x"))
+    want(st, errno.EOPNOTSUPP, "PUT (ordinary files: phase 2)")
+    st, _ = env.a.call("ADMIN", hc.s("stats") + hc.s(""))
+    want(st, errno.EOPNOTSUPP, "ADMIN")
+    st, _, _, _ = env.a.list()
+    want(st, 0, "LIST after them: the server is still up")
+
+
+def test_mount_postfix_delivery(env):
+    m = mstlib.Mount(env.s1.addr).start()
+    try:
+        body = b"From: pf@r.example\r\nSubject: via mount\r\n\r\npostfix\r\n"
+        tmp = m.path(BOX, "tmp", "1.V1I1.host")
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        os.write(fd, body)
+        os.fsync(fd)
+        os.close(fd)
+        os.link(tmp, m.path(BOX, "new", "1.V1I1.host"))
+        os.unlink(tmp)
+        with open(m.path(BOX, "new", "1.V1I1.host"), "rb") as f:
+            want(f.read(), body, "read back through the mount")
+        want("1.V1I1.host" in os.listdir(m.path(BOX, "new")), True,
+             "listed in new/ through the mount")
+        _, _, _, ents = env.b.list()
+        a = present(ents)["1.V1I1.host"]
+        st, _, csum, data = env.b.fetch(a["id"])
+        want((st, data, csum), (0, body, hc.xxh3(body)),
+             "the mount's delivery fetched through server 2")
+        os.rename(m.path(BOX, "new", "1.V1I1.host"),
+                  m.path(BOX, "cur", "1.V1I1.host:2,S"))
+        _, _, _, ents = env.b.list(sub=2)
+        want(present(ents)["1.V1I1.host:2,S"]["id"], a["id"],
+             "flag rename through the mount, seen on server 2")
+    finally:
+        m.unmount()
+
+
+def test_storage_down_answers_eio(env):
+    env.cluster.stop()
+    t0 = time.monotonic()
+    st, _ = env.a.deliver("down.1", b"nobody home")
+    took = time.monotonic() - t0
+    want(st, errno.EIO, "DELIVER with the cluster stopped")
+    want(took < 15, True, "EIO within the storage timeout (%.1fs)" % took)
+    print("  EIO after %.1f s" % took)
+
+
+def main():
+    skip_unless_ceph()
+    r = mstlib.Runner("test_rados", limit=150)
+    t0 = time.monotonic()
+    env = None
+    cluster = Cluster()
+    try:
+        env = setup(cluster)
+        print("cluster and two servers up after %.1f s" %
+              (time.monotonic() - t0), flush=True)
+    except Exception as e:
+        print("FAIL test_rados.setup: %s" % e)
+        for d in mstlib._dirs:
+            log = os.path.join(d, "mstored.log")
+            if os.path.exists(log):
+                print(open(log).read())
+        r.failed += 1
+        cluster.stop()
+    if env is not None:
+        for fn in (test_deliver_on_one_fetch_on_other,
+                   test_idempotent_retry_across_servers,
+                   test_racing_exclusive_creates_one_winner,
+                   test_racing_rules_hold,
+                   test_setinfo_expunge_seen_across,
+                   test_notice_across_servers,
+                   test_unsupported_is_eopnotsupp,
+                   test_mount_postfix_delivery,
+                   test_storage_down_answers_eio):
+            r.run(fn, env)
+        for s in (env.s1, env.s2):
+            if s.proc.poll() is not None:
+                print("FAIL mstored exited with %d:\n%s" % (
+                    s.proc.returncode, open(s.log).read()))
+                r.failed += 1
+        if r.failed:
+            for s in (env.s1, env.s2):
+                print("--- %s" % s.log)
+                print(open(s.log).read()[-4000:])
+        for s in (env.s1, env.s2):
+            s.kill()
+        env.cluster.stop()
+    print("total %.1f s" % (time.monotonic() - t0))
+    return r.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -178,6 +178,14 @@ op_deliver(struct rados_engine *e, struct job *j)
 		return -EFBIG;
 	re_key(ke, &s, "e.", d->name.p, d->name.len);
 	idem_key(ki, d->idem);
+	/* The body first, outside the store's lock: a retry that turns out
+	 * to be known, or a name that is taken, removes it again. */
+	rc = re_alloc_id(e, &id);
+	if (rc == 0)
+		rc = write_body(e, id, j, d->checksum, &s, ke);
+	if (rc < 0)
+		return rc;
+	body = 1;
 	mu = re_stripe(e, s.oid);
 	pthread_mutex_lock(mu);
 	for (tries = 0; tries < RE_RETRIES; tries++) {
@@ -201,16 +209,6 @@ op_deliver(struct rados_engine *e, struct job *j)
 		if (kvset_get(&vals, ke)) {
 			rc = -EEXIST;
 			break;
-		}
-		if (!body) {
-			rc = re_alloc_id(e, &id);
-			if (rc == 0)
-				rc = write_body(e, id, j, d->checksum, &s,
-				    ke);
-			if (rc < 0)
-				break;
-			body = 1;
-			continue;	/* the body took a while: read again */
 		}
 		now = re_now();
 		en = (struct rentry){ .type = MST_T_MSG, .id = id,

@@ -27,6 +27,10 @@
  *   b.<id>             a message body, written whole (exclusive create
  *                      + write_full + xattrs sum, loc) before its index
  *                      entry exists; never changed afterwards.
+ *   f.<id>             a small ordinary file: data = contents, omap a =
+ *                      attributes {size mode uid gid nlink times ver
+ *                      parent}; replaced by write_full guarded by a.
+ *   mst.ntf            watched by every server: change notices.
  *
  * An entry store with prefix p holds: p st = 'L' or 'D' + the id of the
  * directory it belongs to (live or removed); p c = change counter; p t
@@ -307,8 +311,8 @@ kvset_get(const struct kvset *s, const char *key)
 	return NULL;
 }
 
-static int
-kvset_fill(struct kvset *s, rados_omap_iter_t it)
+int
+kvset_fill_iter(struct kvset *s, rados_omap_iter_t it)
 {
 	char *k, *v;
 	size_t kl, vl;
@@ -369,9 +373,9 @@ re_read(struct rados_engine *e, const char *oid, const char *const *keys,
 	if (rc == 0)
 		rc = r1 < 0 ? r1 : r2;
 	if (rc == 0 && it1)
-		rc = kvset_fill(vals, it1);
+		rc = kvset_fill_iter(vals, it1);
 	if (rc == 0 && it2)
-		rc = kvset_fill(page, it2);
+		rc = kvset_fill_iter(page, it2);
 	if (rc == 0 && more)
 		*more = m != 0;
 	if (it1)

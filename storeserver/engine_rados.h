@@ -105,6 +105,8 @@ struct kvset {
 
 void kvset_free(struct kvset *s);
 const struct kv *kvset_get(const struct kvset *s, const char *key);
+/* Append every pair of |it| (copied). */
+int kvset_fill_iter(struct kvset *s, rados_omap_iter_t it);
 
 /* engine_rados.c: primitives. */
 void re_oid(char *out, char c, uint64_t id);
@@ -188,7 +190,44 @@ void re_watch_stop(struct rados_engine *e);
 /* Publish a completed job's notices to the other servers. */
 void re_publish(struct rados_engine *e, const struct job *j);
 
-/* engine_rados_ops.c */
+/* engine_rados_ops.c: the operations, and what engine_rados_file.c
+ * shares with them. */
 void re_run(struct rados_engine *e, struct job *j);
+/* Read a store's state keys (st c t nd lf) and up to three more. */
+int re_store_read(struct rados_engine *e, const struct rstore *s,
+    const char *k1, const char *k2, const char *k3, struct kvset *vals,
+    struct rstate *st);
+/* |s| is not live: claim an unclaimed new/cur store (0: read again) or
+ * -ENOENT for a removed directory. */
+int re_not_live(struct rados_engine *e, const struct rstore *s,
+    const struct rstate *st);
+int re_reply_entry(struct job *j, const struct rentry *en,
+    const struct rstate *st);
+int re_notice(struct job *j, const char *dir, size_t dlen, const char *name,
+    size_t nlen, uint8_t ev, uint64_t id, uint64_t change);
+/* Length of the directory part of |path|. */
+size_t re_dir_len(const char *path, size_t len);
+void re_remove_body(struct rados_engine *e, uint64_t id);
+int re_entry_attr(struct rados_engine *e, const struct rentry *en,
+    struct mst_attr *a);
+int re_parent_of(struct rados_engine *e, struct mst_str path,
+    struct rres *dir, struct rstore *s, const char **name, size_t *nlen);
+/* Insert |en| as |name| in |s|, or with |en| NULL remove |name| while it
+ * still holds |raw|: ONE guarded write; |out| the store afterwards. */
+int re_dir_entry(struct rados_engine *e, const struct rstore *s,
+    const char *name, size_t nlen, struct rentry *en, const uint8_t *raw,
+    struct rstate *out);
+int re_fetch_body(struct rados_engine *e, struct job *j, uint64_t id,
+    uint64_t offset, uint32_t length);
+
+/* engine_rados_file.c: small ordinary files f.<id>. */
+/* A file's attributes; with |rep| also its parent's dir fields. */
+int re_file_attr(struct rados_engine *e, uint64_t id, struct mst_attr *a,
+    struct mst_attr_rep *rep);
+int re_file_get(struct rados_engine *e, struct job *j, uint64_t id,
+    uint64_t offset, uint32_t length);
+int re_op_put(struct rados_engine *e, struct job *j);
+int re_op_get(struct rados_engine *e, struct job *j);
+int re_op_unlink(struct rados_engine *e, struct job *j);
 
 #endif /* MST_ENGINE_RADOS_H */

@@ -12,9 +12,10 @@
  * Phase 1 covers the namespace of directories and messages: MKDIR
  * LOOKUP READDIR RMDIR STATFS DELIVER LIST FETCH STAT EXPUNGE SETINFO
  * WATCH, RENAME of an entry inside one store object, and GETATTR OPEN
- * CLOSE of directories and messages. Ordinary files (PUT GET UNLINK
- * WRITE READ LINK SETATTR FSETATTR), RENAME across store objects and of
- * directories over others, and ADMIN answer EOPNOTSUPP.
+ * CLOSE by id; small ordinary files (PUT GET UNLINK) are
+ * engine_rados_file.c's. WRITE READ LINK SETATTR FSETATTR, RENAME of
+ * ordinary files, across store objects and of directories over others,
+ * and ADMIN answer EOPNOTSUPP.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -29,8 +30,8 @@
 #define PATHBUF (MST_PATH_MAX + 1)
 
 /* Read a store's state keys and up to three more. */
-static int
-store_read(struct rados_engine *e, const struct rstore *s, const char *k1,
+int
+re_store_read(struct rados_engine *e, const struct rstore *s, const char *k1,
     const char *k2, const char *k3, struct kvset *vals, struct rstate *st)
 {
 	char a[RE_KEY_MAX], b[RE_KEY_MAX], c[RE_KEY_MAX], d[RE_KEY_MAX],
@@ -56,8 +57,8 @@ store_read(struct rados_engine *e, const struct rstore *s, const char *k1,
  * claiming a new/cur store is finished here (its parent names it); a
  * removed directory is ENOENT. Returns 0 to read again.
  */
-static int
-not_live(struct rados_engine *e, const struct rstore *s,
+int
+re_not_live(struct rados_engine *e, const struct rstore *s,
     const struct rstate *st)
 {
 	if (st->dead)
@@ -67,8 +68,8 @@ not_live(struct rados_engine *e, const struct rstore *s,
 	return re_claim(e, s);
 }
 
-static int
-reply_entry(struct job *j, const struct rentry *en, const struct rstate *st)
+int
+re_reply_entry(struct job *j, const struct rentry *en, const struct rstate *st)
 {
 	struct mst_attr_rep r = { .dir_change = st->c, .dir_mtime_ns = st->t };
 
@@ -76,8 +77,8 @@ reply_entry(struct job *j, const struct rentry *en, const struct rstate *st)
 	return reply_attr_rep(j, &r);
 }
 
-static int
-notice_of(struct job *j, const char *dir, size_t dlen, const char *name,
+int
+re_notice(struct job *j, const char *dir, size_t dlen, const char *name,
     size_t nlen, uint8_t ev, uint64_t id, uint64_t change)
 {
 	char d[PATHBUF], n[MST_NAME_MAX + 1];
@@ -92,16 +93,16 @@ notice_of(struct job *j, const char *dir, size_t dlen, const char *name,
 }
 
 /* The directory part of |path| (everything before the last '/'). */
-static size_t
-dir_len(const char *path, size_t len)
+size_t
+re_dir_len(const char *path, size_t len)
 {
 	while (len > 0 && path[len - 1] != '/')
 		len--;
 	return len ? len - 1 : 0;
 }
 
-static void
-remove_body(struct rados_engine *e, uint64_t id)
+void
+re_remove_body(struct rados_engine *e, uint64_t id)
 {
 	char oid[RE_OID_MAX];
 	int rc;
@@ -189,7 +190,7 @@ op_deliver(struct rados_engine *e, struct job *j)
 	mu = re_stripe(e, s.oid);
 	pthread_mutex_lock(mu);
 	for (tries = 0; tries < RE_RETRIES; tries++) {
-		rc = store_read(e, &s, ke, ki, NULL, &vals, &st);
+		rc = re_store_read(e, &s, ke, ki, NULL, &vals, &st);
 		if (rc < 0)
 			break;
 		if ((v = kvset_get(&vals, ki)) != NULL) {
@@ -197,11 +198,11 @@ op_deliver(struct rados_engine *e, struct job *j)
 			rc = v->vlen >= 2 + RE_ENTRY_LEN ?
 			    ren_decode(v->v + 2, RE_ENTRY_LEN, &en) : -EIO;
 			if (rc == 0)
-				rc = reply_entry(j, &en, &st);
+				rc = re_reply_entry(j, &en, &st);
 			break;
 		}
 		if (!st.live) {
-			rc = not_live(e, &s, &st);
+			rc = re_not_live(e, &s, &st);
 			if (rc < 0)
 				break;
 			continue;
@@ -247,9 +248,9 @@ op_deliver(struct rados_engine *e, struct job *j)
 		st.c++;
 		st.t = (uint64_t)now;
 		atomic_fetch_add(&e->delivered, 1);
-		rc = reply_entry(j, &en, &st);
+		rc = re_reply_entry(j, &en, &st);
 		if (rc == 0)
-			rc = notice_of(j, path, strlen(path), d->name.p,
+			rc = re_notice(j, path, strlen(path), d->name.p,
 			    d->name.len, MST_EV_ADD, id, st.c);
 		body = 0;	/* named now: it stays */
 		break;
@@ -259,7 +260,7 @@ op_deliver(struct rados_engine *e, struct job *j)
 		rc = re_err("deliver (too many races)", s.oid, -EAGAIN);
 	kvset_free(&vals);
 	if (body)
-		remove_body(e, id);
+		re_remove_body(e, id);
 	return rc;
 }
 
@@ -314,13 +315,18 @@ lrec_decode(const struct kv *v, size_t pfxlen, struct lrec *r)
 }
 
 /* The attributes of an entry for a listing or LOOKUP. */
-static int
-entry_attr(struct rados_engine *e, const struct rentry *en,
+int
+re_entry_attr(struct rados_engine *e, const struct rentry *en,
     struct mst_attr *a)
 {
 	int rc;
 
-	if (en->type != MST_T_DIR) {
+	if (en->type == MST_T_FILE) {
+		rc = re_file_attr(e, en->id, a, NULL);
+		if (rc != -ENOENT)
+			return rc;
+	}
+	if (en->type != MST_T_DIR) {	/* or a file unlinked meanwhile */
 		ren_attr(en, a);
 		return 0;
 	}
@@ -393,8 +399,8 @@ list_delta(struct rados_engine *e, struct job *j, const struct rstore *s,
 				if (!present)
 					continue;
 				en.kind = MST_LE_PRESENT;
-				rc = entry_attr(e, &x->en, &en.attr);
-				if (rc == 0 && x->en.type != MST_T_DIR)
+				rc = re_entry_attr(e, &x->en, &en.attr);
+				if (rc == 0 && x->en.type == MST_T_MSG)
 					en.attr.change = x->c;
 				if (rc == 0)
 					lister_add(&l, &en);
@@ -486,7 +492,7 @@ list_full(struct rados_engine *e, struct job *j, const struct rstore *s)
 		en.kind = MST_LE_PRESENT;
 		en.name = (struct mst_str){ page.a[i].k + pl,
 			(uint16_t)(page.a[i].klen - pl) };
-		rc = entry_attr(e, &re, &en.attr);
+		rc = re_entry_attr(e, &re, &en.attr);
 		if (rc == 0)
 			lister_add(&l, &en);
 	}
@@ -510,12 +516,12 @@ list_dir(struct rados_engine *e, struct job *j, const struct rres *r,
 	if (rc < 0)
 		return rc;
 	if (since) {
-		rc = store_read(e, &s, NULL, NULL, NULL, &vals, &st);
+		rc = re_store_read(e, &s, NULL, NULL, NULL, &vals, &st);
 		kvset_free(&vals);
 		if (rc < 0)
 			return rc;
 		if (!st.live) {
-			rc = not_live(e, &s, &st);
+			rc = re_not_live(e, &s, &st);
 			return rc < 0 ? rc : list_full(e, j, &s);
 		}
 		if (since >= st.lf)
@@ -568,9 +574,9 @@ reply_resolved(struct rados_engine *e, struct job *j, const struct rres *r)
 		a.dir_mtime_ns = a.attr.mtime_ns;
 		return rc ? rc : reply_attr_rep(j, &a);
 	}
-	rc = entry_attr(e, &r->en, &a.attr);
+	rc = re_entry_attr(e, &r->en, &a.attr);
 	if (rc == 0)
-		rc = store_read(e, &r->pstore, NULL, NULL, NULL, &vals, &st);
+		rc = re_store_read(e, &r->pstore, NULL, NULL, NULL, &vals, &st);
 	kvset_free(&vals);
 	if (rc < 0)
 		return rc;
@@ -608,13 +614,13 @@ op_stat(struct rados_engine *e, struct job *j)
 	if (rc < 0)
 		return rc;
 	re_key(ke, &s, "e.", m->name.p, m->name.len);
-	rc = store_read(e, &s, ke, NULL, NULL, &vals, &st);
+	rc = re_store_read(e, &s, ke, NULL, NULL, &vals, &st);
 	if (rc == 0 && (v = kvset_get(&vals, ke)) == NULL)
 		rc = -ENOENT;
 	if (rc == 0)
 		rc = ren_decode(v->v, v->vlen, &en);
 	if (rc == 0)
-		rc = entry_attr(e, &en, &a.attr);
+		rc = re_entry_attr(e, &en, &a.attr);
 	kvset_free(&vals);
 	if (rc < 0)
 		return rc;
@@ -655,7 +661,7 @@ op_watch(struct rados_engine *e, struct job *j)
 	if (rc == 0)
 		rc = re_dir_store(&r, &s);
 	if (rc == 0)
-		rc = store_read(e, &s, NULL, NULL, NULL, &vals, &st);
+		rc = re_store_read(e, &s, NULL, NULL, NULL, &vals, &st);
 	kvset_free(&vals);
 	return rc ? rc : reply_watch_rep(j, st.c);
 }
@@ -664,8 +670,8 @@ op_watch(struct rados_engine *e, struct job *j)
 
 /* Insert or remove a directory entry in store |s| (ONE guarded op):
  * |en| NULL removes |name| when it still holds |raw|. */
-static int
-dir_entry(struct rados_engine *e, const struct rstore *s, const char *name,
+int
+re_dir_entry(struct rados_engine *e, const struct rstore *s, const char *name,
     size_t nlen, struct rentry *en, const uint8_t *raw, struct rstate *out)
 {
 	char ke[RE_KEY_MAX], kn[RE_KEY_MAX], h[17];
@@ -682,11 +688,11 @@ dir_entry(struct rados_engine *e, const struct rstore *s, const char *name,
 	re_key(kn, s, "nd", NULL, 0);
 	pthread_mutex_lock(mu);
 	for (tries = 0; tries < RE_RETRIES; tries++) {
-		rc = store_read(e, s, ke, NULL, NULL, &vals, out);
+		rc = re_store_read(e, s, ke, NULL, NULL, &vals, out);
 		if (rc < 0)
 			break;
 		if (!out->live) {
-			rc = not_live(e, s, out);
+			rc = re_not_live(e, s, out);
 			if (rc < 0)
 				break;
 			continue;
@@ -756,8 +762,8 @@ is_sub_name(const char *p, size_t n)
 }
 
 /* Split |path| into its resolved parent directory and last name. */
-static int
-parent_of(struct rados_engine *e, struct mst_str path, struct rres *dir,
+int
+re_parent_of(struct rados_engine *e, struct mst_str path, struct rres *dir,
     struct rstore *s, const char **name, size_t *nlen)
 {
 	size_t dl;
@@ -765,7 +771,7 @@ parent_of(struct rados_engine *e, struct mst_str path, struct rres *dir,
 
 	if (path.len == 0)
 		return -EBUSY;
-	dl = dir_len(path.p, path.len);
+	dl = re_dir_len(path.p, path.len);
 	*name = path.p + (dl ? dl + 1 : 0);
 	*nlen = path.len - (size_t)(*name - path.p);
 	rc = re_resolve(e, path.p, dl, dir);
@@ -789,7 +795,7 @@ op_mkdir(struct rados_engine *e, struct job *j)
 	char oid[RE_OID_MAX];
 	int rc, kind;
 
-	rc = parent_of(e, m->path, &dir, &s, &name, &nlen);
+	rc = re_parent_of(e, m->path, &dir, &s, &name, &nlen);
 	if (rc < 0)
 		return rc;
 	kind = is_sub_name(name, nlen);
@@ -803,7 +809,7 @@ op_mkdir(struct rados_engine *e, struct job *j)
 	en.uid = m->uid;
 	en.gid = m->gid;
 	en.mtime = en.ctime = en.atime = (uint64_t)now;
-	rc = dir_entry(e, &s, name, nlen, &en, NULL, &st);
+	rc = re_dir_entry(e, &s, name, nlen, &en, NULL, &st);
 	if (rc < 0) {
 		re_oid(oid, 'd', en.id);
 		(void)rados_remove(e->io, oid);	/* never named: unused */
@@ -821,7 +827,7 @@ op_mkdir(struct rados_engine *e, struct job *j)
 	a.dir_change = st.c;
 	a.dir_mtime_ns = st.t;
 	rc = reply_attr_rep(j, &a);
-	return rc ? rc : notice_of(j, m->path.p, dir_len(m->path.p,
+	return rc ? rc : re_notice(j, m->path.p, re_dir_len(m->path.p,
 	    m->path.len), name, nlen, MST_EV_ADD, en.id, st.c);
 }
 
@@ -849,7 +855,7 @@ fence_empty(struct rados_engine *e, const struct rstore *s)
 			break;
 		re_state(s, &vals, 1, &st);
 		if (!st.live) {
-			rc = not_live(e, s, &st);
+			rc = re_not_live(e, s, &st);
 			if (rc < 0)
 				break;
 			continue;
@@ -899,7 +905,7 @@ op_rmdir(struct rados_engine *e, struct job *j)
 	re_dir_store(&r, &cs);
 	rc = fence_empty(e, &cs);
 	if (rc == 0 || rc == -ENOENT)
-		rc = dir_entry(e, &r.pstore, r.name, r.namelen, NULL, r.raw,
+		rc = re_dir_entry(e, &r.pstore, r.name, r.namelen, NULL, r.raw,
 		    &st);
 	if (rc < 0)
 		return rc;
@@ -908,16 +914,18 @@ op_rmdir(struct rados_engine *e, struct job *j)
 		log_warn("rados: removing head %s failed (left for scrub)",
 		    oid);
 	rc = reply_change_rep(j, st.c, st.t);
-	return rc ? rc : notice_of(j, p.p, dir_len(p.p, p.len), r.name,
+	return rc ? rc : re_notice(j, p.p, re_dir_len(p.p, p.len), r.name,
 	    r.namelen, MST_EV_REMOVE, r.id, st.c);
 }
 
 /* --- FETCH, GETATTR, OPEN, CLOSE --- */
 
-static int
-op_fetch(struct rados_engine *e, struct job *j)
+/* FETCH, and GET of a message: a data_rep of body |id| from |offset|;
+ * the whole body is verified against its checksum when |offset| is 0. */
+int
+re_fetch_body(struct rados_engine *e, struct job *j, uint64_t id,
+    uint64_t offset, uint32_t length)
 {
-	const struct mst_fetch_req *f = &j->req.fetch;
 	size_t room = j->max_frame - 16, n, got = 0, all = 0;
 	rados_read_op_t op;
 	rados_xattrs_iter_t xi = NULL;
@@ -928,8 +936,8 @@ op_fetch(struct rados_engine *e, struct job *j)
 	uint8_t *p = NULL, *whole = NULL;
 	int rc, r1 = 0, r2 = 0, r3 = 0, have_sum = 0;
 
-	re_oid(oid, 'b', f->id);
-	n = f->length < room ? f->length : room;
+	re_oid(oid, 'b', id);
+	n = length < room ? length : room;
 	if ((p = malloc(16 + n)) == NULL)
 		return -ENOMEM;
 	if ((op = rados_create_read_op()) == NULL) {
@@ -938,7 +946,7 @@ op_fetch(struct rados_engine *e, struct job *j)
 	}
 	rados_read_op_stat(op, &size, NULL, &r1);
 	rados_read_op_getxattrs(op, &xi, &r2);
-	rados_read_op_read(op, f->offset, n, (char *)p + 16, &got, &r3);
+	rados_read_op_read(op, offset, n, (char *)p + 16, &got, &r3);
 	rc = rados_read_op_operate(op, e->io, oid, 0);
 	if (rc == 0)
 		rc = r1 < 0 ? r1 : r2 < 0 ? r2 : r3;
@@ -951,7 +959,7 @@ op_fetch(struct rados_engine *e, struct job *j)
 	rados_release_read_op(op);
 	if (rc == -ENOENT) {
 		free(p);
-		re_oid(oid, 'd', f->id);
+		re_oid(oid, 'd', id);
 		return rados_stat(e->io, oid, NULL, NULL) == 0 ? -EISDIR :
 		    -ENOENT;
 	}
@@ -961,7 +969,7 @@ op_fetch(struct rados_engine *e, struct job *j)
 		free(p);
 		return re_err("fetch", oid, rc);
 	}
-	if (f->offset == 0) {
+	if (offset == 0) {
 		/* The whole body is verified before any of it is served. */
 		if (got == size) {
 			rc = mst_checksum(p + 16, got) == sum ? 0 : -EIO;
@@ -1029,7 +1037,7 @@ msg_attr(struct rados_engine *e, uint64_t id, struct mst_attr_rep *a)
 		s.pfx[2] = '\0';
 	}
 	s.dir = 0;
-	rc = store_read(e, &s, NULL, NULL, NULL, &vals, &st);
+	rc = re_store_read(e, &s, NULL, NULL, NULL, &vals, &st);
 	kvset_free(&vals);
 	if (rc < 0)
 		return rc;
@@ -1046,6 +1054,8 @@ op_getattr(struct rados_engine *e, struct job *j)
 	uint64_t id = j->req.fid.id;
 	int rc = msg_attr(e, id, &a);
 
+	if (rc == -ENOENT)
+		rc = re_file_attr(e, id, &a.attr, &a);
 	if (rc == -ENOENT) {
 		rc = re_dir_attr(e, id, &a.attr, NULL);
 		if (rc == 0) {
@@ -1065,8 +1075,11 @@ op_close(struct rados_engine *e, struct job *j)
 	re_oid(oid, 'b', j->req.fid.id);
 	if (rados_stat(e->io, oid, NULL, NULL) < 0) {
 		re_oid(oid, 'd', j->req.fid.id);
-		if (rados_stat(e->io, oid, NULL, NULL) < 0)
-			return -EBADF;
+		if (rados_stat(e->io, oid, NULL, NULL) < 0) {
+			re_oid(oid, 'f', j->req.fid.id);
+			if (rados_stat(e->io, oid, NULL, NULL) < 0)
+				return -EBADF;
+		}
 	}
 	p = malloc(1);
 	return p ? job_add_frame(j, p, 0) : -ENOMEM;
@@ -1094,7 +1107,7 @@ op_expunge(struct rados_engine *e, struct job *j)
 	if (rc < 0)
 		return rc;
 	re_key(ke, &s, "e.", m->name.p, m->name.len);
-	rc = store_read(e, &s, ke, NULL, NULL, &vals, &st);
+	rc = re_store_read(e, &s, ke, NULL, NULL, &vals, &st);
 	if (rc == 0 && (v = kvset_get(&vals, ke)) == NULL)
 		rc = -ENOENT;
 	if (rc == 0 && (v->vlen != RE_ENTRY_LEN ||
@@ -1109,12 +1122,12 @@ op_expunge(struct rados_engine *e, struct job *j)
 		return -EISDIR;
 	if (en.type != MST_T_MSG)
 		return -EOPNOTSUPP;	/* ordinary files: phase 2 */
-	rc = dir_entry(e, &s, m->name.p, m->name.len, NULL, raw, &st);
+	rc = re_dir_entry(e, &s, m->name.p, m->name.len, NULL, raw, &st);
 	if (rc < 0)
 		return rc;
-	remove_body(e, en.id);
+	re_remove_body(e, en.id);
 	rc = reply_change_rep(j, st.c, st.t);
-	return rc ? rc : notice_of(j, path, strlen(path), m->name.p,
+	return rc ? rc : re_notice(j, path, strlen(path), m->name.p,
 	    m->name.len, MST_EV_REMOVE, en.id, st.c);
 }
 
@@ -1150,13 +1163,13 @@ move_apply(struct rados_engine *e, struct job *j, const struct move *mv,
 	re_key(kf, mv->fs, "e.", mv->fname, mv->flen);
 	re_key(kt, mv->ts, "e.", mv->tname, mv->tlen);
 	for (tries = 0; tries < RE_RETRIES; tries++) {
-		rc = store_read(e, mv->fs, kf, kt, NULL, vals, &fst);
+		rc = re_store_read(e, mv->fs, kf, kt, NULL, vals, &fst);
 		if (rc < 0)
 			return rc;
 		if (!same) {
 			struct kvset tv2 = { 0 };
 
-			rc = store_read(e, mv->ts, NULL, NULL, NULL, &tv2,
+			rc = re_store_read(e, mv->ts, NULL, NULL, NULL, &tv2,
 			    &tst);
 			kvset_free(&tv2);
 			if (rc < 0)
@@ -1165,7 +1178,7 @@ move_apply(struct rados_engine *e, struct job *j, const struct move *mv,
 			tst = fst;
 		}
 		if (!fst.live || !tst.live) {
-			rc = not_live(e, fst.live ? mv->ts : mv->fs,
+			rc = re_not_live(e, fst.live ? mv->ts : mv->fs,
 			    fst.live ? &tst : &fst);
 			if (rc < 0)
 				return rc;
@@ -1183,7 +1196,7 @@ move_apply(struct rados_engine *e, struct job *j, const struct move *mv,
 		if (en.type == MST_T_FILE)
 			return -EOPNOTSUPP;	/* files: phase 2 */
 		if (tv && tg.id == en.id)
-			return reply_entry(j, &en, &tst);
+			return re_reply_entry(j, &en, &tst);
 		if (tv && mv->noreplace)
 			return -EEXIST;
 		if (tv && tg.type == MST_T_DIR)
@@ -1245,16 +1258,16 @@ move_apply(struct rados_engine *e, struct job *j, const struct move *mv,
 				    strerror(-rc));
 		}
 		if (tv && tg.type == MST_T_MSG)
-			remove_body(e, tg.id);
-		rc = reply_entry(j, &en, &tst);
+			re_remove_body(e, tg.id);
+		rc = re_reply_entry(j, &en, &tst);
 		if (rc == 0 && tv)
-			rc = notice_of(j, mv->tdir, mv->tdlen, mv->tname,
+			rc = re_notice(j, mv->tdir, mv->tdlen, mv->tname,
 			    mv->tlen, MST_EV_REMOVE, tg.id, tc);
 		if (rc == 0)
-			rc = notice_of(j, mv->fdir, mv->fdlen, mv->fname,
+			rc = re_notice(j, mv->fdir, mv->fdlen, mv->fname,
 			    mv->flen, MST_EV_REMOVE, en.id, c);
 		if (rc == 0)
-			rc = notice_of(j, mv->tdir, mv->tdlen, mv->tname,
+			rc = re_notice(j, mv->tdir, mv->tdlen, mv->tname,
 			    mv->tlen, MST_EV_ADD, en.id, tc);
 		return rc;
 	}
@@ -1318,7 +1331,7 @@ op_rename(struct rados_engine *e, struct job *j)
 	int rc = re_resolve(e, q->from.p, q->from.len, &from);
 
 	if (rc == 0)
-		rc = parent_of(e, q->to, &tdir, &ts, &tname, &tlen);
+		rc = re_parent_of(e, q->to, &tdir, &ts, &tname, &tlen);
 	if (rc < 0)
 		return rc;
 	if (from.root)
@@ -1334,8 +1347,8 @@ op_rename(struct rados_engine *e, struct job *j)
 	mv = (struct move){ .fs = &from.pstore, .ts = &ts,
 		.fname = from.name, .flen = from.namelen, .tname = tname,
 		.tlen = tlen, .noreplace = (q->flags & MST_RN_NOREPLACE) != 0,
-		.fdir = q->from.p, .fdlen = dir_len(q->from.p, q->from.len),
-		.tdir = q->to.p, .tdlen = dir_len(q->to.p, q->to.len),
+		.fdir = q->from.p, .fdlen = re_dir_len(q->from.p, q->from.len),
+		.tdir = q->to.p, .tdlen = re_dir_len(q->to.p, q->to.len),
 		.dir_ok = 1 };
 	return do_move(e, j, &mv);
 }
@@ -1376,7 +1389,20 @@ re_run(struct rados_engine *e, struct job *j)
 		rc = op_rmdir(e, j);
 		break;
 	case MST_OP_FETCH:
-		rc = op_fetch(e, j);
+		rc = re_fetch_body(e, j, j->req.fetch.id, j->req.fetch.offset,
+		    j->req.fetch.length);
+		if (rc == -ENOENT)
+			rc = re_file_get(e, j, j->req.fetch.id,
+			    j->req.fetch.offset, j->req.fetch.length);
+		break;
+	case MST_OP_PUT:
+		rc = re_op_put(e, j);
+		break;
+	case MST_OP_GET:
+		rc = re_op_get(e, j);
+		break;
+	case MST_OP_UNLINK:
+		rc = re_op_unlink(e, j);
 		break;
 	case MST_OP_GETATTR:
 	case MST_OP_OPEN:

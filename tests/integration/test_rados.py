@@ -18,6 +18,9 @@ tests/hostile_client.py):
   - SETINFO and EXPUNGE through one server are seen by the other, in
     full listings and in deltas since a counter;
   - a WATCH on server 1 hears of a delivery made through server 2;
+  - small ordinary files: PUT through one server, GET through the
+    other, PUT over it, UNLINK; racing exclusive PUTs of one lock file
+    have one winner;
   - operations the back-end does not have yet answer EOPNOTSUPP and the
     server stays up;
   - mount.mstore on server 1: a Postfix-style tmp/ -> new/ delivery is
@@ -286,9 +289,13 @@ def test_racing_rules_hold(env):
         box = "r.example/rm.%d" % i
         want((env.a.mkdir(box), env.a.mkdir(box + "/new")), (0, 0),
              "MKDIR " + box)
+        lag = 0.001 * (i % 4)   # shift the overlap round by round
+
+        def rmdir():
+            time.sleep(lag)
+            return env.a.call("RMDIR", hc.s(box + "/new"))[0]
         srm, (sdl, _) = race(
-            lambda: env.a.call("RMDIR", hc.s(box + "/new"))[0],
-            lambda: env.b.deliver("m", b"into a dying dir", box=box))
+            rmdir, lambda: env.b.deliver("m", b"into a dying dir", box=box))
         want((srm, sdl) in ((0, errno.ENOENT), (errno.ENOTEMPTY, 0)), True,
              "round %d: RMDIR %d and DELIVER %d" % (i, srm, sdl))
         outcomes[srm] = outcomes.get(srm, 0) + 1
@@ -368,9 +375,65 @@ def test_notice_across_servers(env):
         w.close()
 
 
+def put(c, path, body, excl=False):
+    st, parts = c.call("PUT", hc.s(path) + struct.pack(
+        ">IIIIQQQ", 1 if excl else 0, 0o644, 0, 0, 0, hc.xxh3(body),
+        len(body)) + body)
+    return st, (attr(parts[0]) if st == 0 else None)
+
+
+def get(c, path):
+    st, parts = c.call("GET", hc.s(path) + struct.pack(">QI", 0, 1 << 20))
+    if st:
+        return st, None, None
+    total, csum = struct.unpack_from(">QQ", parts[0])
+    data = b"".join(p[16:] for p in parts)
+    want(len(data), total, "GET " + path + ": whole file")
+    return st, csum, data
+
+
+def test_small_files_across_servers(env):
+    path = BOX + "/dovecot-uidlist"
+    st, a = put(env.a, path, b"3 V1 N1\n")
+    want(st, 0, "PUT a new file through server 1")
+    st, csum, data = get(env.b, path)
+    want((st, data, csum), (0, b"3 V1 N1\n", hc.xxh3(b"3 V1 N1\n")),
+         "GET through server 2")
+    st, a2 = put(env.b, path, b"3 V1 N2\n1 a\n")
+    want((st, a2["id"], a2["size"]), (0, a["id"], 12),
+         "PUT over it through server 2: same file, new size")
+    st, _, data = get(env.a, path)
+    want(data, b"3 V1 N2\n1 a\n", "the new contents through server 1")
+    st, parts = env.a.call("LOOKUP", hc.s(path))
+    want((st, attr(parts[0])["size"]), (0, 12), "LOOKUP's size")
+    want(put(env.a, path, b"x", excl=True)[0], errno.EEXIST,
+         "PUT EXCL of a taken name")
+    want(put(env.a, BOX + "/new", b"x")[0], errno.EISDIR, "PUT over a dir")
+    env.a.deliver("msg.put", b"m")
+    want(put(env.b, BOX + "/new/msg.put", b"x")[0], errno.EPERM,
+         "PUT over a message")
+    want(env.a.call("UNLINK", hc.s(path))[0], 0, "UNLINK through server 1")
+    want(get(env.b, path)[0], errno.ENOENT, "GET through server 2 after it")
+    wins = 0
+    for i in range(ROUNDS // 4):
+        lock = BOX + "/dovecot-uidlist.lock.%d" % i
+        (sa, _), (sb, _) = race(
+            lambda: put(env.a, lock, b"server 1", excl=True),
+            lambda: put(env.b, lock, b"server 2", excl=True))
+        want(sorted([sa, sb]), [0, errno.EEXIST],
+             "round %d: two exclusive PUTs of one lock file" % i)
+        want(get(env.a, lock)[2], b"server 1" if sa == 0 else b"server 2",
+             "round %d: the winner's contents" % i)
+        wins += sa == 0
+    print("  %d dotlock rounds: server 1 won %d" % (ROUNDS // 4, wins))
+
+
 def test_unsupported_is_eopnotsupp(env):
-    st, _ = env.a.call("PUT", hc.put_req(BOX + "/dovecot-uidlist", b"x"))
-    want(st, errno.EOPNOTSUPP, "PUT (ordinary files: phase 2)")
+    st, _ = env.a.call("SETATTR", hc.s(BOX) + struct.pack(
+        ">IIIIQQ", 1, 0o700, 0, 0, 0, 0))
+    want(st, errno.EOPNOTSUPP, "SETATTR (phase 2)")
+    st, _ = env.a.call("READ", struct.pack(">QQI", 1, 0, 10))
+    want(st, errno.EOPNOTSUPP, "READ (phase 2)")
     st, _ = env.a.call("ADMIN", hc.s("stats") + hc.s(""))
     want(st, errno.EOPNOTSUPP, "ADMIN")
     st, _, _, _ = env.a.list()
@@ -441,6 +504,7 @@ def main():
                    test_racing_rules_hold,
                    test_setinfo_expunge_seen_across,
                    test_notice_across_servers,
+                   test_small_files_across_servers,
                    test_unsupported_is_eopnotsupp,
                    test_mount_postfix_delivery,
                    test_storage_down_answers_eio):

@@ -1,0 +1,477 @@
+/*
+ * engine_rados_file.c - small ordinary files of the rados back-end
+ * (dovecot-uidlist, subscriptions, lock files): PUT, GET, UNLINK, and
+ * their attributes for LOOKUP, listings and GETATTR. A file is the
+ * object f.<id>: its data is the file, omap a its attributes. Never a
+ * check-then-write across two ops: the name is taken by the parent
+ * store's guarded write (absent name), contents are replaced by one
+ * write_full guarded by the attributes read (omap_cmp a), so readers see
+ * the old contents or the new, never a mix.
+ *
+ * Phase 1: one name per file (no LINK), no OPEN references (a file
+ * unlinked while open is gone at once), no WRITE/READ/SETATTR, no
+ * RENAME of files; a content change is a CHANGE record in the parent's
+ * log (the local engine's PRESENT in deltas), written after the content.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_rados.h"
+#include "log.h"
+#include "reply.h"
+
+#define PATHBUF (MST_PATH_MAX + 1)
+
+/* 'F' size mode uid gid mtime ctime atime nlink ver parent = 65 bytes. */
+#define FA_LEN 65u
+
+struct fattr {
+	uint64_t size;
+	uint32_t mode, uid, gid, nlink;
+	uint64_t mtime, ctime, atime, ver, parent;
+};
+
+static void
+p64(uint8_t *p, uint64_t v)
+{
+	int i;
+
+	for (i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void
+p32(uint8_t *p, uint32_t v)
+{
+	int i;
+
+	for (i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t
+g64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	int i;
+
+	for (i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static uint32_t
+g32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	    (uint32_t)p[3] << 24;
+}
+
+static void
+fa_encode(const struct fattr *a, uint8_t out[FA_LEN])
+{
+	out[0] = 'F';
+	p64(out + 1, a->size);
+	p32(out + 9, a->mode);
+	p32(out + 13, a->uid);
+	p32(out + 17, a->gid);
+	p32(out + 21, a->nlink);
+	p64(out + 25, a->mtime);
+	p64(out + 33, a->ctime);
+	p64(out + 41, a->atime);
+	p64(out + 49, a->ver);
+	p64(out + 57, a->parent);
+}
+
+static int
+fa_decode(const struct kv *v, struct fattr *a)
+{
+	const uint8_t *p = (const uint8_t *)v->v;
+
+	if (v->vlen != FA_LEN || p[0] != 'F')
+		return -EIO;
+	a->size = g64(p + 1);
+	a->mode = g32(p + 9);
+	a->uid = g32(p + 13);
+	a->gid = g32(p + 17);
+	a->nlink = g32(p + 21);
+	a->mtime = g64(p + 25);
+	a->ctime = g64(p + 33);
+	a->atime = g64(p + 41);
+	a->ver = g64(p + 49);
+	a->parent = g64(p + 57);
+	return 0;
+}
+
+/* Read f.<id>'s attributes (and the raw value for a cmp guard). */
+static int
+fa_read(struct rados_engine *e, uint64_t id, struct fattr *a,
+    uint8_t raw[FA_LEN])
+{
+	const char *keys[] = { "a", NULL };
+	struct kvset vals = { 0 };
+	const struct kv *v;
+	char oid[RE_OID_MAX];
+	int rc;
+
+	re_oid(oid, 'f', id);
+	rc = re_read(e, oid, keys, &vals, NULL, NULL, 0, NULL, NULL);
+	if (rc == 0) {
+		v = kvset_get(&vals, "a");
+		rc = v == NULL ? -ENOENT : fa_decode(v, a);
+		if (rc == 0 && raw)
+			memcpy(raw, v->v, FA_LEN);
+	}
+	kvset_free(&vals);
+	return rc;
+}
+
+static void
+fa_attr(uint64_t id, const struct fattr *f, struct mst_attr *a)
+{
+	memset(a, 0, sizeof *a);
+	a->type = MST_T_FILE;
+	a->id = id;
+	a->size = f->size;
+	a->mode = f->mode;
+	a->uid = f->uid;
+	a->gid = f->gid;
+	a->nlink = f->nlink;
+	a->mtime_ns = f->mtime;
+	a->ctime_ns = f->ctime;
+	a->atime_ns = f->atime;
+	a->change = f->ver;
+}
+
+int
+re_file_attr(struct rados_engine *e, uint64_t id, struct mst_attr *a,
+    struct mst_attr_rep *rep)
+{
+	struct mst_attr pa;
+	struct fattr f;
+	int rc = fa_read(e, id, &f, NULL);
+
+	if (rc < 0)
+		return rc;
+	fa_attr(id, &f, a);
+	if (rep && re_dir_attr(e, f.parent, &pa, NULL) == 0) {
+		rep->dir_change = pa.change;
+		rep->dir_mtime_ns = pa.mtime_ns;
+	}
+	return 0;
+}
+
+int
+re_file_get(struct rados_engine *e, struct job *j, uint64_t id,
+    uint64_t offset, uint32_t length)
+{
+	const char *keys[] = { "a", NULL };
+	size_t room = j->max_frame - 16, n = 0, got = 0;
+	struct kvset vals = { 0 };
+	rados_omap_iter_t it = NULL;
+	rados_read_op_t op;
+	const struct kv *v;
+	struct fattr f;
+	char oid[RE_OID_MAX];
+	uint8_t *buf, *p;
+	int rc, r1 = 0, r2 = 0, tries;
+
+	re_oid(oid, 'f', id);
+	for (tries = 0; tries < RE_RETRIES; tries++) {
+		rc = fa_read(e, id, &f, NULL);
+		if (rc < 0)
+			return rc;
+		/* One op reads the data and the size it was written with:
+		 * a PUT in between shows as a size that does not match. */
+		if ((buf = malloc(f.size + 1)) == NULL)
+			return -ENOMEM;
+		if ((op = rados_create_read_op()) == NULL) {
+			free(buf);
+			return -ENOMEM;
+		}
+		rados_read_op_read(op, 0, f.size + 1, (char *)buf, &got, &r1);
+		rados_read_op_omap_get_vals_by_keys(op, keys, 1, &it, &r2);
+		rc = rados_read_op_operate(op, e->io, oid, 0);
+		if (rc == 0)
+			rc = r1 < 0 ? r1 : r2;
+		kvset_free(&vals);
+		if (rc == 0 && it)
+			rc = kvset_fill_iter(&vals, it);
+		if (it)
+			rados_omap_get_end(it);
+		it = NULL;
+		rados_release_read_op(op);
+		if (rc == 0) {
+			v = kvset_get(&vals, "a");
+			rc = v == NULL ? -ENOENT : fa_decode(v, &f);
+		}
+		if (rc == 0 && got == f.size)
+			break;
+		free(buf);
+		if (rc < 0) {
+			kvset_free(&vals);
+			return rc == -ENOENT ? rc : re_err("get", oid, rc);
+		}
+	}
+	kvset_free(&vals);
+	if (tries == RE_RETRIES)
+		return re_err("get (changing under the read)", oid, -EAGAIN);
+	if (offset < f.size)
+		n = f.size - offset < length ? (size_t)(f.size - offset) :
+		    length;
+	if (n > room)
+		n = room;
+	if ((p = malloc(16 + n)) == NULL) {
+		free(buf);
+		return -ENOMEM;
+	}
+	if (n)
+		memcpy(p + 16, buf + offset, n);
+	rc = reply_data_frame(j, p, n, f.size, mst_checksum(buf, f.size), 0);
+	free(buf);
+	return rc;
+}
+
+/* Replace the contents of file |id| (named |name| in |s|): one guarded
+ * write_full, then a CHANGE record in the parent's log. */
+static int
+file_replace(struct rados_engine *e, struct job *j, const struct rstore *s,
+    uint64_t id, const char *name, size_t nlen, struct mst_attr_rep *rep)
+{
+	const struct mst_put_req *q = &j->req.put;
+	char oid[RE_OID_MAX], ke[RE_KEY_MAX];
+	uint8_t raw[FA_LEN], val[FA_LEN], eraw[RE_ENTRY_LEN];
+	struct kvset vals = { 0 };
+	const struct kv *v;
+	struct rentry en;
+	struct rstate st;
+	struct fattr f;
+	rados_write_op_t op;
+	int64_t now;
+	int rc, tries;
+
+	re_oid(oid, 'f', id);
+	for (tries = 0; tries < RE_RETRIES; tries++) {
+		rc = fa_read(e, id, &f, raw);
+		if (rc < 0)
+			return rc;
+		now = re_now();
+		f.size = j->body_len;
+		f.mtime = q->mtime_ns ? q->mtime_ns : (uint64_t)now;
+		f.ctime = (uint64_t)now;
+		f.ver++;
+		fa_encode(&f, val);
+		if ((op = rados_create_write_op()) == NULL)
+			return -ENOMEM;
+		re_cmp(op, "a", raw, FA_LEN);
+		rados_write_op_write_full(op, j->body_len ?
+		    (const char *)j->body : "", j->body_len);
+		re_set(op, "a", val, FA_LEN);
+		rc = re_write(e, oid, op);
+		if (rc == 0)
+			break;
+		if (rc != -ECANCELED)
+			return re_err("put", oid, rc);
+	}
+	if (tries == RE_RETRIES)
+		return re_err("put (too many races)", oid, -EAGAIN);
+	fa_attr(id, &f, &rep->attr);
+	/* The CHANGE record: best effort, the contents are in already. */
+	re_key(ke, s, "e.", name, nlen);
+	for (tries = 0; tries < RE_RETRIES; tries++) {
+		rc = re_store_read(e, s, ke, NULL, NULL, &vals, &st);
+		if (rc < 0 || !st.live || (v = kvset_get(&vals, ke)) == NULL ||
+		    v->vlen != RE_ENTRY_LEN || ren_decode(v->v, v->vlen, &en))
+			break;
+		memcpy(eraw, v->v, RE_ENTRY_LEN);
+		if ((op = rados_create_write_op()) == NULL)
+			break;
+		now = re_now();
+		re_guard_live(op, s);
+		re_cmp(op, ke, eraw, RE_ENTRY_LEN);
+		re_bump(op, s, st.c, st.c + 1, now);
+		en.size = f.size;
+		re_log(op, s, st.c + 1, MST_EV_CHANGE, &en, name, nlen);
+		rc = re_write(e, s->oid, op);
+		if (rc != -ECANCELED) {
+			if (rc == 0) {
+				st.c++;
+				st.t = (uint64_t)now;
+			}
+			break;
+		}
+	}
+	kvset_free(&vals);
+	rep->dir_change = st.c;
+	rep->dir_mtime_ns = st.t;
+	return 0;
+}
+
+int
+re_op_put(struct rados_engine *e, struct job *j)
+{
+	const struct mst_put_req *q = &j->req.put;
+	struct mst_attr_rep rep = { 0 };
+	struct rentry en = { .type = MST_T_FILE }, old;
+	struct kvset vals = { 0 };
+	const struct kv *v;
+	struct rstate st;
+	struct rstore s;
+	struct rres dir;
+	struct fattr f = { 0 };
+	uint8_t val[FA_LEN];
+	char oid[RE_OID_MAX], ke[RE_KEY_MAX];
+	const char *name;
+	size_t nlen;
+	rados_write_op_t op;
+	int64_t now = re_now();
+	int rc, tries;
+
+	rc = re_parent_of(e, q->path, &dir, &s, &name, &nlen);
+	if (rc < 0)
+		return rc;
+	if (j->body_len > e->conf.max_body)
+		return -EFBIG;
+	re_key(ke, &s, "e.", name, nlen);
+	for (tries = 0; tries < RE_RETRIES; tries++) {
+		rc = re_store_read(e, &s, ke, NULL, NULL, &vals, &st);
+		if (rc == 0 && !st.live) {
+			rc = re_not_live(e, &s, &st);
+			if (rc == 0)
+				continue;
+		}
+		if (rc < 0)
+			break;
+		v = kvset_get(&vals, ke);
+		if (v && ren_decode(v->v, v->vlen, &old) < 0) {
+			rc = -EIO;
+			break;
+		}
+		if (v && (q->flags & MST_PUT_EXCL))
+			rc = -EEXIST;
+		else if (v && old.type == MST_T_DIR)
+			rc = -EISDIR;
+		else if (v && old.type == MST_T_MSG)
+			rc = -EPERM;	/* message bodies are immutable */
+		else if (v)
+			rc = file_replace(e, j, &s, old.id, name, nlen, &rep);
+		if (v) {
+			kvset_free(&vals);
+			if (rc == 0) {
+				rc = reply_attr_rep(j, &rep);
+				if (rc == 0)
+					rc = re_notice(j, q->path.p,
+					    re_dir_len(q->path.p, q->path.len),
+					    name, nlen, MST_EV_CHANGE, old.id,
+					    rep.dir_change);
+			}
+			return rc;
+		}
+		/* A new file: its object whole, then its name. */
+		if (en.id == 0) {
+			rc = re_alloc_id(e, &en.id);
+			if (rc < 0)
+				break;
+			f = (struct fattr){ .size = j->body_len,
+				.mode = q->mode, .uid = q->uid, .gid = q->gid,
+				.nlink = 1, .ctime = (uint64_t)now,
+				.ver = 1, .parent = dir.id };
+			f.mtime = f.atime = q->mtime_ns ? q->mtime_ns :
+			    (uint64_t)now;
+			fa_encode(&f, val);
+			re_oid(oid, 'f', en.id);
+			if ((op = rados_create_write_op()) == NULL) {
+				rc = -ENOMEM;
+				break;
+			}
+			rados_write_op_create(op, LIBRADOS_CREATE_EXCLUSIVE,
+			    NULL);
+			rados_write_op_write_full(op, j->body_len ?
+			    (const char *)j->body : "", j->body_len);
+			re_set(op, "a", val, FA_LEN);
+			rc = re_write(e, oid, op);
+			if (rc < 0) {
+				rc = re_err("create", oid, rc);
+				en.id = 0;
+				break;
+			}
+		}
+		en.mode = q->mode;
+		en.uid = q->uid;
+		en.gid = q->gid;
+		en.mtime = f.mtime;
+		en.ctime = f.ctime;
+		en.atime = f.atime;
+		en.size = f.size;
+		kvset_free(&vals);
+		rc = re_dir_entry(e, &s, name, nlen, &en, NULL, &st);
+		if (rc == -EEXIST)
+			continue;	/* lost a race: read and decide again */
+		if (rc < 0)
+			break;
+		fa_attr(en.id, &f, &rep.attr);
+		rep.dir_change = st.c;
+		rep.dir_mtime_ns = st.t;
+		rc = reply_attr_rep(j, &rep);
+		if (rc == 0)
+			rc = re_notice(j, q->path.p, re_dir_len(q->path.p,
+			    q->path.len), name, nlen, MST_EV_ADD, en.id, st.c);
+		return rc;
+	}
+	kvset_free(&vals);
+	if (en.id) {			/* made, never named */
+		re_oid(oid, 'f', en.id);
+		(void)rados_remove(e->io, oid);	/* orphan otherwise: scrub */
+	}
+	return tries == RE_RETRIES ? re_err("put (too many races)", ke,
+	    -EAGAIN) : rc;
+}
+
+int
+re_op_get(struct rados_engine *e, struct job *j)
+{
+	const struct mst_get_req *q = &j->req.get;
+	struct rres r;
+	int rc = re_resolve(e, q->path.p, q->path.len, &r);
+
+	if (rc < 0)
+		return rc;
+	if (r.type == MST_T_DIR)
+		return -EISDIR;
+	if (r.type == MST_T_MSG)
+		return re_fetch_body(e, j, r.id, q->offset, q->length);
+	return re_file_get(e, j, r.id, q->offset, q->length);
+}
+
+int
+re_op_unlink(struct rados_engine *e, struct job *j)
+{
+	struct mst_str p = j->req.path.path;
+	struct rstate st;
+	struct rres r;
+	char oid[RE_OID_MAX];
+	int rc = re_resolve(e, p.p, p.len, &r);
+
+	if (rc < 0)
+		return rc;
+	if (r.root)
+		return -EBUSY;
+	if (r.type == MST_T_DIR)
+		return -EISDIR;
+	rc = re_dir_entry(e, &r.pstore, r.name, r.namelen, NULL, r.raw, &st);
+	if (rc < 0)
+		return rc;
+	if (r.type == MST_T_MSG) {
+		re_remove_body(e, r.id);
+	} else {
+		re_oid(oid, 'f', r.id);
+		rc = rados_remove(e->io, oid);
+		if (rc < 0 && rc != -ENOENT)
+			log_warn("rados: removing %s: %s (left for scrub)",
+			    oid, strerror(-rc));
+	}
+	rc = reply_change_rep(j, st.c, st.t);
+	return rc ? rc : re_notice(j, p.p, re_dir_len(p.p, p.len), r.name,
+	    r.namelen, MST_EV_REMOVE, r.id, st.c);
+}

@@ -619,12 +619,10 @@ re_claim(struct rados_engine *e, const struct rstore *s)
 			return 0;
 		if (st.dead)
 			return -ENOENT;
-		if (st.st_len && st.st_raw[0] == 'L') {
-			log_err("rados: store %s %s: held by directory %.16s, "
-			    "not %016" PRIx64 " that its parent names",
-			    s->oid, s->pfx, st.st_raw + 1, s->dir);
-			return -EIO;
-		}
+		/* Held by another directory of this name: ours was removed
+		 * and made again since it was resolved (a stale path). */
+		if (st.st_len && st.st_raw[0] == 'L')
+			return -ENOENT;
 		if ((op = rados_create_write_op()) == NULL)
 			return -ENOMEM;
 		rados_write_op_create(op, LIBRADOS_CREATE_IDEMPOTENT, NULL);
@@ -675,9 +673,167 @@ re_make_head(struct rados_engine *e, uint64_t id, uint64_t parent, int kind,
 
 /* --- resolution --- */
 
+/*
+ * The resolution cache: directory path -> its resolution, so that a
+ * delivery does not walk the tree object by object. Only directories
+ * are kept, each with all its ancestors (so a path that is not cached
+ * has no cached descendant), and only while the notice watch runs:
+ * every REMOVE notice, this server's or another's (a RMDIR, a RENAME of
+ * a directory), drops the name and everything below it, and a watch
+ * error drops everything. A removed directory found through a stale
+ * entry fails its own store's live guard (ENOENT); a directory renamed
+ * by another server can be reached under its old path until that
+ * server's notice arrives (milliseconds), which puts a delivery into the
+ * renamed folder as if it had come just before the rename.
+ */
+struct centry {
+	struct centry *next;
+	struct rres r;		/* name: offset into path, see below */
+	size_t nameoff;
+	size_t len;
+	char path[];
+};
+
+static uint64_t
+chash(const char *p, size_t len)
+{
+	uint64_t h = 1469598103934665603ull;
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		h = (h ^ (uint8_t)p[i]) * 1099511628211ull;
+	return h % RE_CACHE_BUCKETS;
+}
+
+static void
+cache_flush_locked(struct rados_engine *e)
+{
+	struct centry *c, *n;
+	size_t i;
+
+	for (i = 0; i < RE_CACHE_BUCKETS; i++) {
+		for (c = e->cache[i]; c; c = n) {
+			n = c->next;
+			free(c);
+		}
+		e->cache[i] = NULL;
+	}
+	e->ncache = 0;
+}
+
+void
+re_cache_flush(struct rados_engine *e)
+{
+	pthread_mutex_lock(&e->cmu);
+	cache_flush_locked(e);
+	pthread_mutex_unlock(&e->cmu);
+}
+
+void
+re_cache_drop(struct rados_engine *e, const char *dir, const char *name)
+{
+	char p[MST_PATH_MAX + 2];
+	struct centry **pp, *c;
+	size_t len, i;
+	int n = snprintf(p, sizeof p, "%s%s%s", dir, *dir ? "/" : "", name);
+
+	if (n < 0 || (size_t)n >= sizeof p)
+		return;
+	len = (size_t)n;
+	pthread_mutex_lock(&e->cmu);
+	for (c = e->cache[chash(p, len)]; c; c = c->next)
+		if (c->len == len && memcmp(c->path, p, len) == 0)
+			break;
+	for (i = 0; c && i < RE_CACHE_BUCKETS; i++) {
+		for (pp = &e->cache[i]; (c = *pp) != NULL;) {
+			if (c->len >= len && memcmp(c->path, p, len) == 0 &&
+			    (c->len == len || c->path[len] == '/')) {
+				*pp = c->next;
+				free(c);
+				e->ncache--;
+			} else {
+				pp = &c->next;
+			}
+		}
+	}
+	pthread_mutex_unlock(&e->cmu);
+}
+
+/* Per worker thread: does this job bypass the cache, did it use it. */
+static __thread int job_nocache, job_used;
+
 int
-re_resolve(struct rados_engine *e, const char *path, size_t len,
+re_cache_job(int nocache)
+{
+	int used = job_used;
+
+	job_nocache = nocache;
+	job_used = 0;
+	return used;
+}
+
+static int
+cache_get(struct rados_engine *e, const char *path, size_t len,
     struct rres *out)
+{
+	struct centry *c;
+	int hit = 0;
+
+	if (!e->watching || job_nocache)
+		return 0;
+	pthread_mutex_lock(&e->cmu);
+	for (c = e->cache[chash(path, len)]; c; c = c->next)
+		if (c->len == len && memcmp(c->path, path, len) == 0)
+			break;
+	if (c) {
+		*out = c->r;
+		out->name = path + c->nameoff;
+		hit = job_used = 1;
+	}
+	pthread_mutex_unlock(&e->cmu);
+	return hit;
+}
+
+static void
+cache_put(struct rados_engine *e, const char *path, size_t len,
+    const struct rres *r)
+{
+	struct centry *c, *p;
+	uint64_t h = chash(path, len);
+	size_t dl;
+
+	for (dl = len; dl > 0 && path[dl - 1] != '/'; dl--)
+		;
+	dl = dl ? dl - 1 : 0;
+	if (!e->watching || (c = malloc(sizeof *c + len)) == NULL)
+		return;
+	c->r = *r;
+	c->r.name = NULL;
+	c->nameoff = (size_t)(r->name - path);
+	c->len = len;
+	memcpy(c->path, path, len);
+	pthread_mutex_lock(&e->cmu);
+	/* Only below a cached parent: a flush since the parent was looked
+	 * up must not leave a child that re_cache_drop would not find. */
+	for (p = dl ? e->cache[chash(path, dl)] : NULL; p; p = p->next)
+		if (p->len == dl && memcmp(p->path, path, dl) == 0)
+			break;
+	if ((dl && p == NULL) || e->ncache >= RE_CACHE_MAX) {
+		if (e->ncache >= RE_CACHE_MAX)
+			cache_flush_locked(e);
+		pthread_mutex_unlock(&e->cmu);
+		free(c);
+		return;
+	}
+	c->next = e->cache[h];
+	e->cache[h] = c;
+	e->ncache++;
+	pthread_mutex_unlock(&e->cmu);
+}
+
+static int
+resolve(struct rados_engine *e, const char *path, size_t len,
+    struct rres *out, int use_cache)
 {
 	char key[RE_KEY_MAX];
 	const char *keys[] = { key, NULL };
@@ -685,7 +841,7 @@ re_resolve(struct rados_engine *e, const char *path, size_t len,
 	const struct kv *v;
 	struct rstore s;
 	uint64_t cur = RE_ROOT_ID;
-	size_t i = 0, n;
+	size_t i = 0, n, dl;
 	int rc;
 
 	memset(out, 0, sizeof *out);
@@ -693,6 +849,18 @@ re_resolve(struct rados_engine *e, const char *path, size_t len,
 	out->type = MST_T_DIR;
 	out->root = 1;
 	store_for_kind(&s, RE_ROOT_ID, 0, 0);
+	/* Start below the longest cached prefix: the path, or its parent. */
+	for (dl = len; dl > 0 && path[dl - 1] != '/'; dl--)
+		;
+	dl = dl ? dl - 1 : 0;
+	if (use_cache && len && cache_get(e, path, len, out))
+		i = len;
+	else if (use_cache && dl && cache_get(e, path, dl, out))
+		i = dl + 1;
+	if (i) {
+		cur = out->id;
+		re_store_of(&s, out->id, out->parent, out->name, out->namelen);
+	}
 	while (i < len) {
 		for (n = 0; i + n < len && path[i + n] != '/'; n++)
 			;
@@ -721,12 +889,29 @@ re_resolve(struct rados_engine *e, const char *path, size_t len,
 		out->namelen = n;
 		out->id = out->en.id;
 		out->type = out->en.type;
-		if (out->type == MST_T_DIR)
+		if (out->type == MST_T_DIR) {
 			re_store_of(&s, out->id, cur, path + i, n);
+			if (use_cache)
+				cache_put(e, path, i + n, out);
+		}
 		cur = out->id;
 		i += n + (i + n < len);
 	}
 	return 0;
+}
+
+int
+re_resolve(struct rados_engine *e, const char *path, size_t len,
+    struct rres *out)
+{
+	return resolve(e, path, len, out, 1);
+}
+
+int
+re_resolve_fresh(struct rados_engine *e, const char *path, size_t len,
+    struct rres *out)
+{
+	return resolve(e, path, len, out, 0);
 }
 
 int
@@ -966,6 +1151,8 @@ re_free(struct rados_engine *e)
 		rados_shutdown(e->cl);
 	for (i = 0; i < RE_STRIPES; i++)
 		pthread_mutex_destroy(&e->stripe[i]);
+	cache_flush_locked(e);
+	pthread_mutex_destroy(&e->cmu);
 	pthread_mutex_destroy(&e->mu);
 	pthread_cond_destroy(&e->cv);
 	free(e);
@@ -1002,6 +1189,7 @@ rados_open(const struct engine_conf *c, struct engine **out)
 		return -ENOMEM;
 	e->conf = *c;
 	pthread_mutex_init(&e->mu, NULL);
+	pthread_mutex_init(&e->cmu, NULL);
 	pthread_cond_init(&e->cv, NULL);
 	for (i = 0; i < RE_STRIPES; i++)
 		pthread_mutex_init(&e->stripe[i], NULL);

@@ -31,6 +31,8 @@
 #define RE_KEY_MAX	(8 + MST_NAME_MAX)
 #define RE_ROOT_ID	1u
 #define RE_ENTRY_LEN	94u	/* encoded entry: see ren_encode */
+#define RE_CACHE_BUCKETS 4096u
+#define RE_CACHE_MAX	65536u	/* resolutions cached, then flushed */
 
 struct rados_engine {
 	struct engine_conf conf;
@@ -46,6 +48,9 @@ struct rados_engine {
 	pthread_t threads[RE_THREADS];
 	int nthreads;
 	pthread_mutex_t stripe[RE_STRIPES];
+	pthread_mutex_t cmu;
+	struct centry *cache[RE_CACHE_BUCKETS];	/* guarded by cmu */
+	size_t ncache;				/* guarded by cmu */
 	/* Notices of other servers' changes (watch/notify). */
 	uint64_t watch_cookie;
 	int watching;
@@ -165,9 +170,19 @@ int re_write(struct rados_engine *e, const char *oid, rados_write_op_t op);
  */
 int re_claim(struct rados_engine *e, const struct rstore *s);
 
-/* Resolve |path| ("" is the root). */
+/* Resolve |path| ("" is the root), through the cache of directories. */
 int re_resolve(struct rados_engine *e, const char *path, size_t len,
     struct rres *out);
+/* The same from the objects only: for RMDIR and RENAME. */
+int re_resolve_fresh(struct rados_engine *e, const char *path, size_t len,
+    struct rres *out);
+/* Forget the directory |dir|/|name| and everything below it. */
+void re_cache_drop(struct rados_engine *e, const char *dir,
+    const char *name);
+void re_cache_flush(struct rados_engine *e);
+/* Start a job's run on this thread, bypassing the cache with |nocache|;
+ * returns whether the previous run used a cached resolution. */
+int re_cache_job(int nocache);
 /* MAILBOX[/FOLDER]/new|cur into |buf| (for notices), then resolve it. */
 int re_mail_dir(struct rados_engine *e, struct mst_str mailbox,
     struct mst_str folder, uint8_t sub, char *buf, size_t cap,

@@ -10,6 +10,9 @@
  * Payload: 'N', then per notice: event u8, id u64, change u64, dir
  * length u16, dir, name length u16, name (little-endian).
  *
+ * REMOVE notices, own and others', also drop cached resolutions
+ * (engine_rados.c); a watch error drops them all.
+ *
  * Phase 1 limits (mstored(8)): one notify object for the whole pool
  * (not 256 buckets); a watch that errors is re-established by a checker
  * thread every 2 s, but notices sent while it was down are not replayed
@@ -85,6 +88,10 @@ re_publish(struct rados_engine *e, const struct job *j)
 	rados_completion_t c;
 	int rc;
 
+	for (i = 0; i < j->nnotices; i++)
+		if (j->notices[i].event == MST_EV_REMOVE)
+			re_cache_drop(e, j->notices[i].dir,
+			    j->notices[i].name);
 	if (!e->watching || j->nnotices == 0)
 		return;
 	for (i = 0; i < j->nnotices; i++)
@@ -146,6 +153,8 @@ deliver(struct rados_engine *e, const uint8_t *p, size_t len)
 		name[nl] = '\0';
 		n.dir = dir;
 		n.name = name;
+		if (n.event == MST_EV_REMOVE)
+			re_cache_drop(e, dir, name);
 		e->conf.notice(e->conf.notice_arg, &n);
 		p += 21 + dl + nl;
 		len -= 21 + dl + nl;
@@ -169,9 +178,10 @@ on_notify(void *arg, uint64_t notify_id, uint64_t cookie,
 static void
 on_watch_error(void *arg, uint64_t cookie, int err)
 {
-	(void)arg;
 	log_warn("rados: watch %s (cookie %" PRIu64 ") lost: %s; "
 	    "re-establishing it", NTF_OID, cookie, strerror(-err));
+	/* Notices may be lost meanwhile: no cached path is trusted. */
+	re_cache_flush(arg);
 	pthread_mutex_lock(&ck_mu);
 	watch_broken = 1;
 	pthread_cond_signal(&ck_cv);
@@ -213,6 +223,7 @@ checker_main(void *arg)
 		if (!broken && rados_watch_check(e->io, e->watch_cookie) < 0)
 			broken = 1;
 		if (broken) {
+			re_cache_flush(e);
 			(void)rados_unwatch2(e->io, e->watch_cookie);
 			if (watch(e) == 0)
 				log_info("rados: watch %s re-established; "

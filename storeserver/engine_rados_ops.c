@@ -574,7 +574,10 @@ reply_resolved(struct rados_engine *e, struct job *j, const struct rres *r)
 		a.dir_mtime_ns = a.attr.mtime_ns;
 		return rc ? rc : reply_attr_rep(j, &a);
 	}
-	rc = re_entry_attr(e, &r->en, &a.attr);
+	/* A directory must still be there (a removed one is ENOENT, not
+	 * what it was, as a listing would show it). */
+	rc = r->type == MST_T_DIR ? re_dir_attr(e, r->id, &a.attr, NULL) :
+	    re_entry_attr(e, &r->en, &a.attr);
 	if (rc == 0)
 		rc = re_store_read(e, &r->pstore, NULL, NULL, NULL, &vals, &st);
 	kvset_free(&vals);
@@ -615,6 +618,8 @@ op_stat(struct rados_engine *e, struct job *j)
 		return rc;
 	re_key(ke, &s, "e.", m->name.p, m->name.len);
 	rc = re_store_read(e, &s, ke, NULL, NULL, &vals, &st);
+	if (rc == 0 && st.dead)
+		rc = -ENOENT;
 	if (rc == 0 && (v = kvset_get(&vals, ke)) == NULL)
 		rc = -ENOENT;
 	if (rc == 0)
@@ -662,6 +667,8 @@ op_watch(struct rados_engine *e, struct job *j)
 		rc = re_dir_store(&r, &s);
 	if (rc == 0)
 		rc = re_store_read(e, &s, NULL, NULL, NULL, &vals, &st);
+	if (rc == 0 && !st.live)
+		rc = re_not_live(e, &s, &st);
 	kvset_free(&vals);
 	return rc ? rc : reply_watch_rep(j, st.c);
 }
@@ -894,7 +901,7 @@ op_rmdir(struct rados_engine *e, struct job *j)
 	struct rstore cs;
 	struct rres r;
 	char oid[RE_OID_MAX];
-	int rc = re_resolve(e, p.p, p.len, &r);
+	int rc = re_resolve_fresh(e, p.p, p.len, &r);
 
 	if (rc < 0)
 		return rc;
@@ -1328,7 +1335,7 @@ op_rename(struct rados_engine *e, struct job *j)
 	struct move mv;
 	const char *tname;
 	size_t tlen;
-	int rc = re_resolve(e, q->from.p, q->from.len, &from);
+	int rc = re_resolve_fresh(e, q->from.p, q->from.len, &from);
 
 	if (rc == 0)
 		rc = re_parent_of(e, q->to, &tdir, &ts, &tname, &tlen);
@@ -1355,8 +1362,8 @@ op_rename(struct rados_engine *e, struct job *j)
 
 /* --- dispatch --- */
 
-void
-re_run(struct rados_engine *e, struct job *j)
+static int
+run_op(struct rados_engine *e, struct job *j)
 {
 	int rc;
 
@@ -1426,11 +1433,29 @@ re_run(struct rados_engine *e, struct job *j)
 	default:
 		rc = -EOPNOTSUPP;	/* phase 2: see mstored(8) */
 	}
+	return rc;
+}
+
+void
+re_run(struct rados_engine *e, struct job *j)
+{
+	size_t i;
+	int rc;
+
+	re_cache_job(0);
+	rc = run_op(e, j);
+	/* ENOENT through a cached path may be a directory that another
+	 * server removed and made again before its notice arrived: once
+	 * more from the objects (ENOENT changed nothing). */
+	if (rc == -ENOENT && re_cache_job(1)) {
+		for (i = 0; i < j->nframes; i++)
+			free(j->frames[i].p);
+		j->nframes = 0;
+		rc = run_op(e, j);
+	}
 	if (rc == -ETIMEDOUT)
 		rc = -EIO;
 	if (rc < 0 && j->nframes) {
-		size_t i;
-
 		for (i = 0; i < j->nframes; i++)
 			free(j->frames[i].p);
 		j->nframes = 0;

@@ -15,6 +15,8 @@ tests/hostile_client.py):
     NOREPLACE flag renames onto one name, and an RMDIR of an empty new/
     against a DELIVER into it (never an acknowledged message in a removed
     directory); one idem through both servers at once is stored once;
+  - a folder removed and made again through server 1 is at once the new
+    one through server 2 (which had the old one in its path cache);
   - SETINFO and EXPUNGE through one server are seen by the other, in
     full listings and in deltas since a counter;
   - a WATCH on server 1 hears of a delivery made through server 2;
@@ -316,6 +318,26 @@ def test_racing_rules_hold(env):
         outcomes.get(0, 0), outcomes.get(errno.ENOTEMPTY, 0)))
 
 
+def test_dir_remade_elsewhere(env):
+    """Server 2 knows a folder; server 1 removes it and makes it again:
+    server 2 delivers into the new one at once, never the dead one."""
+    for i in range(20):
+        box = "r.example/re.%d" % i
+        for d in (box, box + "/new"):
+            want(env.a.mkdir(d), 0, "MKDIR " + d)
+        want(env.b.deliver("first", b"1", box=box)[0], 0, "DELIVER first")
+        want(env.b.ref("EXPUNGE", "first", box=box)[0], 0, "EXPUNGE first")
+        want(env.a.call("RMDIR", hc.s(box + "/new"))[0], 0, "RMDIR new/")
+        want(env.b.call("LOOKUP", hc.s(box + "/new"))[0], errno.ENOENT,
+             "round %d: LOOKUP of the removed new/ through server 2" % i)
+        want(env.a.mkdir(box + "/new"), 0, "MKDIR new/ again")
+        st, a = env.b.deliver("second", b"2", box=box)
+        want(st, 0, "round %d: DELIVER into the new new/ via server 2" % i)
+        _, _, _, ents = env.a.list(box=box)
+        want(sorted(present(ents)), ["second"],
+             "round %d: the new new/ lists the delivery" % i)
+
+
 def test_setinfo_expunge_seen_across(env):
     st, a = env.a.deliver("flags.1", b"flag me")
     want(st, 0, "DELIVER")
@@ -502,6 +524,7 @@ def main():
                    test_idempotent_retry_across_servers,
                    test_racing_exclusive_creates_one_winner,
                    test_racing_rules_hold,
+                   test_dir_remade_elsewhere,
                    test_setinfo_expunge_seen_across,
                    test_notice_across_servers,
                    test_small_files_across_servers,

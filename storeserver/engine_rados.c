@@ -31,6 +31,9 @@
  *                      attributes {size mode uid gid nlink times ver
  *                      parent}; replaced by write_full guarded by a.
  *   mst.ntf            watched by every server: change notices.
+ *   q.<mailbox>        omap u = the mailbox's usage (bytes, messages),
+ *                      reserved by CAS before a body is written
+ *                      (engine_rados_quota.c).
  *
  * An entry store with prefix p holds: p st = 'L' or 'D' + the id of the
  * directory it belongs to (live or removed); p c = change counter; p t
@@ -1214,10 +1217,10 @@ rados_open(const struct engine_conf *c, struct engine **out)
 		re_free(e);
 		return rc;
 	}
-	if (c->quota_bytes || c->quota_messages || c->quota_file)
-		log_warn("rados: quotas are not enforced by the rados "
-		    "back-end yet (phase 1): quota_bytes, quota_messages "
-		    "and quota_file are ignored");
+	if (c->quota_file)
+		log_warn("rados: quota_file is not read by the rados back-end "
+		    "yet (phase 1): quota_bytes and quota_messages apply to "
+		    "every mailbox");
 	for (i = 0; i < RE_THREADS; i++) {
 		rc = pthread_create(&e->threads[i], NULL, worker_main, e);
 		if (rc != 0) {

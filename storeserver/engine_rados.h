@@ -235,6 +235,16 @@ int re_dir_entry(struct rados_engine *e, const struct rstore *s,
 int re_fetch_body(struct rados_engine *e, struct job *j, uint64_t id,
     uint64_t offset, uint32_t length);
 
+/* engine_rados_quota.c: per-mailbox usage in q.<mailbox>. */
+/* Reserve |size| bytes and one message: 0, -EDQUOT or an error. */
+int re_quota_take(struct rados_engine *e, const char *mbox, size_t len,
+    uint64_t size);
+/* Give a reservation or a removed message back (best effort, logged). */
+void re_quota_give(struct rados_engine *e, const char *mbox, size_t len,
+    uint64_t size);
+int re_quota_usage(struct rados_engine *e, const char *mbox, size_t len,
+    uint64_t *bytes, uint64_t *msgs);
+
 /* engine_rados_file.c: small ordinary files f.<id>. */
 /* A file's attributes; with |rep| also its parent's dir fields. */
 int re_file_attr(struct rados_engine *e, uint64_t id, struct mst_attr *a,

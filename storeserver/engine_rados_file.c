@@ -408,6 +408,8 @@ re_op_put(struct rados_engine *e, struct job *j)
 		rc = re_dir_entry(e, &s, name, nlen, &en, NULL, &st);
 		if (rc == -EEXIST)
 			continue;	/* lost a race: read and decide again */
+		if (rc < 0 && rc != -ENOENT)
+			en.id = 0;	/* a timed-out write may name it */
 		if (rc < 0)
 			break;
 		fa_attr(en.id, &f, &rep.attr);

@@ -104,14 +104,22 @@ re_dir_len(const char *path, size_t len)
 void
 re_remove_body(struct rados_engine *e, uint64_t id)
 {
-	char oid[RE_OID_MAX];
-	int rc;
+	char oid[RE_OID_MAX], mbox[MST_PATH_MAX + 1];
+	int quota = e->conf.quota_bytes || e->conf.quota_messages, n = 0, rc;
+	uint64_t size = 0;
 
 	re_oid(oid, 'b', id);
+	/* Its mailbox's quota gets the size back, once: only the remove
+	 * that found the body gives it. */
+	if (quota && ((n = rados_getxattr(e->io, oid, "mbox", mbox,
+	    sizeof mbox - 1)) < 0 || rados_stat(e->io, oid, &size, NULL) < 0))
+		quota = 0;
 	rc = rados_remove(e->io, oid);
 	if (rc < 0 && rc != -ENOENT)
 		log_warn("rados: removing body %s: %s (left for scrub)", oid,
 		    strerror(-rc));
+	if (rc == 0 && quota)
+		re_quota_give(e, mbox, (size_t)n, size);
 }
 
 /* --- DELIVER --- */
@@ -147,6 +155,8 @@ write_body(struct rados_engine *e, uint64_t id, const struct job *j,
 	    j->body_len);
 	rados_write_op_setxattr(op, "sum", h, 16);
 	rados_write_op_setxattr(op, "loc", loc, strlen(loc));
+	rados_write_op_setxattr(op, "mbox", j->req.deliver.mailbox.p,
+	    j->req.deliver.mailbox.len);
 	rc = re_write(e, oid, op);
 	return rc < 0 ? re_err("write body", oid, rc) : 0;
 }
@@ -181,11 +191,28 @@ op_deliver(struct rados_engine *e, struct job *j)
 	idem_key(ki, d->idem);
 	/* The body first, outside the store's lock: a retry that turns out
 	 * to be known, or a name that is taken, removes it again. */
+	rc = re_quota_take(e, d->mailbox.p, d->mailbox.len, j->body_len);
+	if (rc == -EDQUOT) {
+		/* A retry of a stored delivery is answered, not refused. */
+		rc = re_store_read(e, &s, ki, NULL, NULL, &vals, &st);
+		v = rc == 0 ? kvset_get(&vals, ki) : NULL;
+		rc = v == NULL ? (rc ? rc : -EDQUOT) :
+		    v->vlen >= 2 + RE_ENTRY_LEN ?
+		    ren_decode(v->v + 2, RE_ENTRY_LEN, &en) : -EIO;
+		if (rc == 0)
+			rc = re_reply_entry(j, &en, &st);
+		kvset_free(&vals);
+		return rc;
+	}
+	if (rc < 0)
+		return rc;
 	rc = re_alloc_id(e, &id);
 	if (rc == 0)
 		rc = write_body(e, id, j, d->checksum, &s, ke);
-	if (rc < 0)
+	if (rc < 0) {
+		re_quota_give(e, d->mailbox.p, d->mailbox.len, j->body_len);
 		return rc;
+	}
 	body = 1;
 	mu = re_stripe(e, s.oid);
 	pthread_mutex_lock(mu);
@@ -242,7 +269,11 @@ op_deliver(struct rados_engine *e, struct job *j)
 		if (rc == -ECANCELED)
 			continue;
 		if (rc < 0) {
+			/* A timed-out write may still land: its entry would
+			 * name this body, so the body stays (and its
+			 * reservation: usage too high, never too low). */
 			rc = re_err("deliver into", s.oid, rc);
+			body = 0;
 			break;
 		}
 		st.c++;
@@ -651,6 +682,14 @@ op_statfs(struct rados_engine *e, struct job *j)
 	    freeb - e->conf.reserve_bytes : 0;
 	r.files_total = cs.num_objects + r.bytes_free / 4096;
 	r.files_free = r.bytes_free / 4096;
+	if (e->conf.quota_bytes || e->conf.quota_messages) {
+		rc = re_quota_usage(e, j->req.path.path.p, j->req.path.path.len,
+		    &r.used_bytes, &r.used_msgs);
+		if (rc < 0)
+			return rc;
+		r.quota_bytes = e->conf.quota_bytes;
+		r.quota_msgs = e->conf.quota_messages;
+	}
 	return reply_statfs_rep(j, &r);
 }
 
@@ -817,11 +856,12 @@ op_mkdir(struct rados_engine *e, struct job *j)
 	en.gid = m->gid;
 	en.mtime = en.ctime = en.atime = (uint64_t)now;
 	rc = re_dir_entry(e, &s, name, nlen, &en, NULL, &st);
-	if (rc < 0) {
+	if (rc == -EEXIST || rc == -ENOENT) {
 		re_oid(oid, 'd', en.id);
 		(void)rados_remove(e->io, oid);	/* never named: unused */
-		return rc;
 	}
+	if (rc < 0)	/* else (EIO) it may be named: the head stays */
+		return rc;
 	if (kind) {
 		re_store_of(&cs, en.id, dir.id, name, nlen);
 		rc = re_claim(e, &cs);

@@ -23,6 +23,9 @@ tests/hostile_client.py):
   - small ordinary files: PUT through one server, GET through the
     other, PUT over it, UNLINK; racing exclusive PUTs of one lock file
     have one winner;
+  - with quota_bytes set, 16 deliveries at once through two servers store
+    exactly what fits, an EXPUNGE gives room back, a retry is not
+    counted twice;
   - operations the back-end does not have yet answer EOPNOTSUPP and the
     server stays up;
   - mount.mstore on server 1: a Postfix-style tmp/ -> new/ delivery is
@@ -338,6 +341,61 @@ def test_dir_remade_elsewhere(env):
              "round %d: the new new/ lists the delivery" % i)
 
 
+def statfs_usage(c, box):
+    st, parts = c.call("STATFS", hc.s(box))
+    want(st, 0, "STATFS " + box)
+    f = struct.unpack_from(">QQQQQQQQQI", parts[0])
+    return f[4], f[5], f[7]        # quota_bytes, used_bytes, used_msgs
+
+
+def test_quota_across_servers(env):
+    """Two more servers with quota_bytes = 1000 on the same pool: 16
+    deliveries of 100 bytes at once, half through each, and exactly 10
+    are stored; an expunge gives room back; a retry is not counted."""
+    conf = ("backend = rados\nceph_conf = %s\npool = %s\n"
+            "quota_bytes = 1000\n" % (env.cluster.conf, POOL))
+    s3, s4 = mstlib.Store(conf).start(), mstlib.Store(conf).start()
+    box = "r.example/q"
+    try:
+        c3 = Client(s3.port)
+        for d in (box, box + "/new"):
+            want(c3.mkdir(d), 0, "MKDIR " + d)
+        conns = [Client((s3 if i % 2 else s4).port) for i in range(16)]
+        out = [None] * 16
+        bar = threading.Barrier(16)
+
+        def run(i):
+            bar.wait()
+            out[i] = conns[i].deliver("q.%d" % i, b"%100d" % i, box=box)
+        ts = [threading.Thread(target=run, args=(i,)) for i in range(16)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        sts = sorted(st for st, _ in out)
+        want(sts, [0] * 10 + [errno.EDQUOT] * 6,
+             "16 deliveries of 100 bytes under a 1000-byte quota")
+        want(statfs_usage(c3, box), (1000, 1000, 10), "usage after them")
+        ok = [i for i in range(16) if out[i][0] == 0]
+        want(conns[0].ref("EXPUNGE", "q.%d" % ok[0], box=box)[0], 0,
+             "EXPUNGE one")
+        want(statfs_usage(c3, box)[1:], (900, 9), "usage after EXPUNGE")
+        idem = os.urandom(16)
+        want(c3.deliver("q.again", b"%100d" % 1, box=box, idem=idem)[0], 0,
+             "DELIVER into the room it gave back")
+        c4 = Client(s4.port)
+        want(c4.deliver("q.again", b"%100d" % 1, box=box, idem=idem)[0], 0,
+             "the same DELIVER retried through the other server")
+        want(statfs_usage(c4, box)[1:], (1000, 10), "a retry is not counted")
+        want(c4.deliver("q.full", b"x", box=box)[0], errno.EDQUOT,
+             "one byte over")
+        for c in conns + [c3, c4]:
+            c.close()
+    finally:
+        s3.kill()
+        s4.kill()
+
+
 def test_setinfo_expunge_seen_across(env):
     st, a = env.a.deliver("flags.1", b"flag me")
     want(st, 0, "DELIVER")
@@ -528,6 +586,7 @@ def main():
                    test_setinfo_expunge_seen_across,
                    test_notice_across_servers,
                    test_small_files_across_servers,
+                   test_quota_across_servers,
                    test_unsupported_is_eopnotsupp,
                    test_mount_postfix_delivery,
                    test_storage_down_answers_eio):

@@ -1,0 +1,127 @@
+/*
+ * engine_rados_quota.c - per-mailbox quotas of the rados back-end. A
+ * mailbox's usage is the omap value u of the object q.<mailbox>:
+ * 'Q' + bytes + messages (16 hex digits each). A DELIVER reserves its
+ * size by compare-and-swap of u (guarded by the value read, so two
+ * servers never both take the last room) BEFORE its body is written;
+ * whoever removes a message body afterwards (EXPUNGE, UNLINK, a
+ * replaced message, a delivery that did not happen) gives it back. So
+ * the limit holds across servers; a server that dies between the steps
+ * leaves the usage too high, never too low (a recount is phase 2).
+ * Limits are quota_bytes and quota_messages of mstore.conf(5), the same
+ * on every server; quota_file is not read yet. Without limits nothing
+ * is read or written here.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "engine_rados.h"
+#include "log.h"
+
+#define Q_LEN 33u
+
+static void
+q_oid(char *out, size_t cap, const char *mbox, size_t len)
+{
+	snprintf(out, cap, "q.%.*s", (int)len, mbox);
+}
+
+static int
+q_decode(const struct kv *v, uint64_t *bytes, uint64_t *msgs)
+{
+	if (v->vlen != Q_LEN || v->v[0] != 'Q' ||
+	    re_unhex(v->v + 1, 16, bytes) < 0 ||
+	    re_unhex(v->v + 17, 16, msgs) < 0)
+		return -EIO;
+	return 0;
+}
+
+int
+re_quota_usage(struct rados_engine *e, const char *mbox, size_t len,
+    uint64_t *bytes, uint64_t *msgs)
+{
+	char oid[MST_PATH_MAX + 8];
+	const char *keys[] = { "u", NULL };
+	struct kvset vals = { 0 };
+	const struct kv *v;
+	int rc;
+
+	*bytes = *msgs = 0;
+	q_oid(oid, sizeof oid, mbox, len);
+	rc = re_read(e, oid, keys, &vals, NULL, NULL, 0, NULL, NULL);
+	if (rc == 0 && (v = kvset_get(&vals, "u")) != NULL)
+		rc = q_decode(v, bytes, msgs);
+	kvset_free(&vals);
+	return rc == -ENOENT ? 0 : rc;
+}
+
+/* Add |dbytes| and |dmsgs| (signed) to the usage; with |check|, fail
+ * with -EDQUOT when the limits would be passed (the local engine's
+ * rule: bytes + size over quota_bytes, messages + 1 over
+ * quota_messages). */
+static int
+q_change(struct rados_engine *e, const char *mbox, size_t len,
+    int64_t dbytes, int64_t dmsgs, int check)
+{
+	char oid[MST_PATH_MAX + 8], old[Q_LEN + 1], new[Q_LEN + 1];
+	const char *keys[] = { "u", NULL };
+	struct kvset vals = { 0 };
+	const struct kv *v;
+	uint64_t b, m, qb = e->conf.quota_bytes, qm = e->conf.quota_messages;
+	rados_write_op_t op;
+	int rc, tries;
+
+	q_oid(oid, sizeof oid, mbox, len);
+	for (tries = 0; tries < RE_RETRIES; tries++) {
+		b = m = 0;
+		rc = re_read(e, oid, keys, &vals, NULL, NULL, 0, NULL, NULL);
+		v = rc == 0 ? kvset_get(&vals, "u") : NULL;
+		if (v && q_decode(v, &b, &m) < 0)
+			rc = -EIO;
+		if (v)
+			memcpy(old, v->v, Q_LEN);
+		kvset_free(&vals);
+		if (rc < 0 && rc != -ENOENT)
+			return rc;
+		if (check && ((qb && b + (uint64_t)dbytes > qb) ||
+		    (qm && m + 1 > qm)))
+			return -EDQUOT;
+		b = dbytes < 0 && (uint64_t)-dbytes > b ? 0 : b + (uint64_t)dbytes;
+		m = dmsgs < 0 && (uint64_t)-dmsgs > m ? 0 : m + (uint64_t)dmsgs;
+		new[0] = 'Q';
+		re_hex(new + 1, b);
+		re_hex(new + 17, m);
+		if ((op = rados_create_write_op()) == NULL)
+			return -ENOMEM;
+		rados_write_op_create(op, LIBRADOS_CREATE_IDEMPOTENT, NULL);
+		re_cmp(op, "u", v ? old : "", v ? Q_LEN : 0);
+		re_set(op, "u", new, Q_LEN);
+		rc = re_write(e, oid, op);
+		if (rc != -ECANCELED)
+			return rc < 0 ? re_err("quota", oid, rc) : 0;
+	}
+	return re_err("quota (too many races)", oid, -EAGAIN);
+}
+
+int
+re_quota_take(struct rados_engine *e, const char *mbox, size_t len,
+    uint64_t size)
+{
+	if (e->conf.quota_bytes == 0 && e->conf.quota_messages == 0)
+		return 0;
+	return q_change(e, mbox, len, (int64_t)size, 1, 1);
+}
+
+void
+re_quota_give(struct rados_engine *e, const char *mbox, size_t len,
+    uint64_t size)
+{
+	if (e->conf.quota_bytes == 0 && e->conf.quota_messages == 0)
+		return;
+	if (q_change(e, mbox, len, -(int64_t)size, -1, 0) < 0)
+		log_warn("rados: quota of %.*s: giving back %" PRIu64
+		    " bytes failed; its usage stays too high", (int)len, mbox,
+		    size);
+}

@@ -1007,6 +1007,71 @@ re_dir_attr(struct rados_engine *e, uint64_t id, struct mst_attr *a,
 	return 0;
 }
 
+int
+re_dir_setattr(struct rados_engine *e, uint64_t id,
+    const struct mst_fsetattr_req *q)
+{
+	const char *keys[] = { "a", NULL };
+	struct kvset vals = { 0 };
+	const struct kv *v;
+	char oid[RE_OID_MAX], raw[RE_HEAD_LEN];
+	uint8_t a[RE_HEAD_LEN];
+	struct rhead h;
+	struct rstore s;
+	rados_write_op_t op;
+	int rc, tries;
+
+	if (q->valid & MST_SA_SIZE)
+		return -EISDIR;
+	re_oid(oid, 'd', id);
+	for (tries = 0; tries < RE_RETRIES; tries++) {
+		rc = re_read(e, oid, keys, &vals, NULL, NULL, 0, NULL, NULL);
+		v = rc == 0 ? kvset_get(&vals, "a") : NULL;
+		if (rc == 0)
+			rc = v == NULL ? -ENOENT : head_decode(v, &h);
+		if (rc == 0)
+			memcpy(raw, v->v, RE_HEAD_LEN);
+		kvset_free(&vals);
+		if (rc < 0)
+			return rc;
+		if (q->valid & MST_SA_MODE)
+			h.mode = q->mode & 07777;
+		if (q->valid & MST_SA_UID)
+			h.uid = q->uid;
+		if (q->valid & MST_SA_GID)
+			h.gid = q->gid;
+		if (q->valid & MST_SA_ATIME)
+			h.atime = q->atime_ns;
+		h.ctime = (uint64_t)re_now();
+		head_encode(&h, a);
+		store_for_kind(&s, id, h.parent, h.kind);
+		if ((op = rados_create_write_op()) == NULL)
+			return -ENOMEM;
+		re_cmp(op, "a", raw, RE_HEAD_LEN);
+		re_set(op, "a", a, RE_HEAD_LEN);
+		if ((q->valid & MST_SA_MTIME) && s.pfx[0] == '\0')
+			set_time(op, &s, (int64_t)q->mtime_ns);
+		rc = re_write(e, oid, op);
+		if (rc == -ECANCELED)
+			continue;
+		if (rc < 0)
+			return re_err("set attributes of", oid, rc);
+		if ((q->valid & MST_SA_MTIME) && s.pfx[0] != '\0') {
+			/* A new/ or cur/ keeps its mtime in the folder's
+			 * object: set there while the store is this dir's. */
+			if ((op = rados_create_write_op()) == NULL)
+				return -ENOMEM;
+			re_guard_live(op, &s);
+			set_time(op, &s, (int64_t)q->mtime_ns);
+			rc = re_write(e, s.oid, op);
+			if (rc < 0 && rc != -ECANCELED)
+				return re_err("set mtime in", s.oid, rc);
+		}
+		return 0;
+	}
+	return re_err("set attributes (too many races)", oid, -EAGAIN);
+}
+
 /* --- start-up --- */
 
 static int

@@ -194,6 +194,10 @@ int re_dir_store(const struct rres *r, struct rstore *s);
 int re_dir_attr(struct rados_engine *e, uint64_t id, struct mst_attr *a,
     struct rstate *st_out);
 
+/* SETATTR/FSETATTR of directory |id| (mode uid gid mtime atime; SIZE:
+ * EISDIR), one CAS of its head: 0, -ENOENT or an error. */
+int re_dir_setattr(struct rados_engine *e, uint64_t id,
+    const struct mst_fsetattr_req *q);
 /* Create the head of directory |id| (and, for a plain one, its store):
  * 0, -EEXIST or an error. */
 int re_make_head(struct rados_engine *e, uint64_t id, uint64_t parent,

@@ -1240,8 +1240,8 @@ move_apply(struct rados_engine *e, struct job *j, const struct move *mv,
 			return -EIO;
 		if (en.type == MST_T_DIR && !mv->dir_ok)
 			return -EISDIR;
-		if (en.type == MST_T_FILE)
-			return -EOPNOTSUPP;	/* files: phase 2 */
+		if (en.type == MST_T_FILE && !same)
+			return -EOPNOTSUPP;	/* its parent would change */
 		if (tv && tg.id == en.id)
 			return re_reply_entry(j, &en, &tst);
 		if (tv && mv->noreplace)
@@ -1250,8 +1250,7 @@ move_apply(struct rados_engine *e, struct job *j, const struct move *mv,
 			return en.type == MST_T_DIR ? -EOPNOTSUPP : -EISDIR;
 		if (tv && en.type == MST_T_DIR)
 			return -ENOTDIR;
-		if (tv && tg.type != MST_T_MSG)
-			return -EOPNOTSUPP;
+
 		if ((op = rados_create_write_op()) == NULL)
 			return -ENOMEM;
 		now = re_now();
@@ -1306,6 +1305,15 @@ move_apply(struct rados_engine *e, struct job *j, const struct move *mv,
 		}
 		if (tv && tg.type == MST_T_MSG)
 			re_remove_body(e, tg.id);
+		if (tv && tg.type == MST_T_FILE) {
+			char foid[RE_OID_MAX];
+
+			re_oid(foid, 'f', tg.id);	/* its only name went */
+			rc = rados_remove(e->io, foid);
+			if (rc < 0 && rc != -ENOENT)
+				log_warn("rados: removing %s: %s (left for "
+				    "scrub)", foid, strerror(-rc));
+		}
 		rc = re_reply_entry(j, &en, &tst);
 		if (rc == 0 && tv)
 			rc = re_notice(j, mv->tdir, mv->tdlen, mv->tname,
@@ -1400,6 +1408,72 @@ op_rename(struct rados_engine *e, struct job *j)
 	return do_move(e, j, &mv);
 }
 
+/* --- SETATTR, FSETATTR: directories only in phase 1 --- */
+
+static int
+op_setattr(struct rados_engine *e, struct job *j)
+{
+	const struct mst_setattr_req *q = &j->req.setattr;
+	struct mst_fsetattr_req f = { .valid = q->valid, .mode = q->mode,
+		.uid = q->uid, .gid = q->gid, .size = q->size,
+		.mtime_ns = q->mtime_ns };
+	struct mst_attr_rep a = { 0 };
+	struct mst_attr pa;
+	struct rres r;
+	int rc;
+
+	if (q->valid & ~MST_SA_ALL)
+		return -EINVAL;
+	rc = re_resolve(e, q->path.p, q->path.len, &r);
+	if (rc < 0)
+		return rc;
+	if (r.type != MST_T_DIR)
+		return -EOPNOTSUPP;	/* messages and files: phase 2 */
+	rc = re_dir_setattr(e, r.id, &f);
+	if (rc == 0)
+		rc = re_dir_attr(e, r.id, &a.attr, NULL);
+	if (rc == 0)
+		rc = re_dir_attr(e, r.root ? r.id : r.parent, &pa, NULL);
+	if (rc < 0)
+		return rc;
+	a.dir_change = pa.change;
+	a.dir_mtime_ns = pa.mtime_ns;
+	rc = reply_attr_rep(j, &a);
+	if (rc == 0 && !r.root)
+		rc = re_notice(j, q->path.p, re_dir_len(q->path.p, q->path.len),
+		    r.name, r.namelen, MST_EV_CHANGE, r.id, pa.change);
+	return rc;
+}
+
+static int
+op_fsetattr(struct rados_engine *e, struct job *j)
+{
+	const struct mst_fsetattr_req *q = &j->req.fsetattr;
+	struct mst_attr_rep a = { 0 };
+	char oid[RE_OID_MAX];
+	int rc;
+
+	if (q->valid & ~MST_FSA_ALL)
+		return -EINVAL;
+	rc = re_dir_setattr(e, q->id, q);
+	if (rc == -ENOENT) {
+		re_oid(oid, 'b', q->id);
+		if (rados_stat(e->io, oid, NULL, NULL) == 0)
+			return -EOPNOTSUPP;
+		re_oid(oid, 'f', q->id);
+		if (rados_stat(e->io, oid, NULL, NULL) == 0)
+			return -EOPNOTSUPP;
+		return -ENOENT;
+	}
+	if (rc == 0)
+		rc = re_dir_attr(e, q->id, &a.attr, NULL);
+	if (rc < 0)
+		return rc;
+	a.dir_change = a.attr.change;
+	a.dir_mtime_ns = a.attr.mtime_ns;
+	return reply_attr_rep(j, &a);
+}
+
 /* --- dispatch --- */
 
 static int
@@ -1450,6 +1524,12 @@ run_op(struct rados_engine *e, struct job *j)
 		break;
 	case MST_OP_UNLINK:
 		rc = re_op_unlink(e, j);
+		break;
+	case MST_OP_SETATTR:
+		rc = op_setattr(e, j);
+		break;
+	case MST_OP_FSETATTR:
+		rc = op_fsetattr(e, j);
 		break;
 	case MST_OP_GETATTR:
 	case MST_OP_OPEN:

@@ -509,9 +509,17 @@ def test_small_files_across_servers(env):
 
 
 def test_unsupported_is_eopnotsupp(env):
-    st, _ = env.a.call("SETATTR", hc.s(BOX) + struct.pack(
-        ">IIIIQQ", 1, 0o700, 0, 0, 0, 0))
-    want(st, errno.EOPNOTSUPP, "SETATTR (phase 2)")
+    """And SETATTR of a directory, which is there."""
+    st, _ = env.a.call("SETATTR", hc.s(BOX + "/new/across.1") +
+                       struct.pack(">IIIIQQ", 1, 0o640, 0, 0, 0, 0))
+    want(st, errno.EOPNOTSUPP, "SETATTR of a message (phase 2)")
+    st, parts = env.a.call("SETATTR", hc.s(BOX + "/tmp") + struct.pack(
+        ">IIIIQQ", 7, 0o700, 5000, 5001, 0, 0))
+    want(st, 0, "SETATTR of a directory")
+    st, parts = env.b.call("LOOKUP", hc.s(BOX + "/tmp"))
+    t, oid, size, mode, uid, gid = struct.unpack_from(">BQQIII", parts[0])
+    want((mode & 0o7777, uid, gid), (0o700, 5000, 5001),
+         "its owner and mode through the other server")
     st, _ = env.a.call("READ", struct.pack(">QQI", 1, 0, 10))
     want(st, errno.EOPNOTSUPP, "READ (phase 2)")
     st, _ = env.a.call("ADMIN", hc.s("stats") + hc.s(""))

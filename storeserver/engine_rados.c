@@ -1021,8 +1021,6 @@ re_dir_setattr(struct rados_engine *e, uint64_t id,
 	rados_write_op_t op;
 	int rc, tries;
 
-	if (q->valid & MST_SA_SIZE)
-		return -EISDIR;
 	re_oid(oid, 'd', id);
 	for (tries = 0; tries < RE_RETRIES; tries++) {
 		rc = re_read(e, oid, keys, &vals, NULL, NULL, 0, NULL, NULL);
@@ -1034,6 +1032,8 @@ re_dir_setattr(struct rados_engine *e, uint64_t id,
 		kvset_free(&vals);
 		if (rc < 0)
 			return rc;
+		if (q->valid & MST_SA_SIZE)
+			return -EISDIR;
 		if (q->valid & MST_SA_MODE)
 			h.mode = q->mode & 07777;
 		if (q->valid & MST_SA_UID)

@@ -258,5 +258,13 @@ int re_file_get(struct rados_engine *e, struct job *j, uint64_t id,
 int re_op_put(struct rados_engine *e, struct job *j);
 int re_op_get(struct rados_engine *e, struct job *j);
 int re_op_unlink(struct rados_engine *e, struct job *j);
+int re_op_write(struct rados_engine *e, struct job *j);
+/* READ of a file, or of a message (re_read_body_range). */
+int re_op_read(struct rados_engine *e, struct job *j);
+int re_file_setattr(struct rados_engine *e, struct job *j, uint64_t id,
+    const struct mst_fsetattr_req *q);
+/* engine_rados_ops.c: READ of a message body (checksum of the range). */
+int re_read_body_range(struct rados_engine *e, struct job *j, uint64_t id,
+    uint64_t offset, uint32_t length);
 
 #endif /* MST_ENGINE_RADOS_H */

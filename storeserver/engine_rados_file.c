@@ -1,7 +1,8 @@
 /*
  * engine_rados_file.c - small ordinary files of the rados back-end
- * (dovecot-uidlist, subscriptions, lock files): PUT, GET, UNLINK, and
- * their attributes for LOOKUP, listings and GETATTR. A file is the
+ * (dovecot-uidlist, subscriptions, lock files): PUT, GET, UNLINK, WRITE,
+ * READ, SETATTR/FSETATTR, and their attributes for LOOKUP, listings and
+ * GETATTR. A file is the
  * object f.<id>: its data is the file, omap a its attributes. Never a
  * check-then-write across two ops: the name is taken by the parent
  * store's guarded write (absent name), contents are replaced by one
@@ -9,9 +10,11 @@
  * the old contents or the new, never a mix.
  *
  * Phase 1: one name per file (no LINK), no OPEN references (a file
- * unlinked while open is gone at once), no WRITE/READ/SETATTR, no
- * RENAME of files; a content change is a CHANGE record in the parent's
- * log (the local engine's PRESENT in deltas), written after the content.
+ * unlinked while open is gone at once), RENAME only within its
+ * directory; a PUT over a file is a CHANGE record in the parent's log
+ * (the local engine's PRESENT in deltas), written after the content;
+ * WRITE and FSETATTR by id log nothing and send no notice (the file's
+ * names are not kept with it yet).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -476,4 +479,200 @@ re_op_unlink(struct rados_engine *e, struct job *j)
 	rc = reply_change_rep(j, st.c, st.t);
 	return rc ? rc : re_notice(j, p.p, re_dir_len(p.p, p.len), r.name,
 	    r.namelen, MST_EV_REMOVE, r.id, st.c);
+}
+
+/* file_of: f.<id>'s attributes, or why there is no such file. */
+static int
+file_of(struct rados_engine *e, uint64_t id, struct fattr *f,
+    uint8_t raw[FA_LEN])
+{
+	char oid[RE_OID_MAX];
+	int rc = fa_read(e, id, f, raw);
+
+	if (rc != -ENOENT)
+		return rc;
+	re_oid(oid, 'b', id);
+	if (rados_stat(e->io, oid, NULL, NULL) == 0)
+		return -EPERM;		/* message bodies are immutable */
+	re_oid(oid, 'd', id);
+	if (rados_stat(e->io, oid, NULL, NULL) == 0)
+		return -EISDIR;
+	return -ENOENT;
+}
+
+/* Reply with the file's attributes as written and its parent's fields. */
+static int
+reply_fa(struct rados_engine *e, struct job *j, uint64_t id,
+    const struct fattr *f)
+{
+	struct mst_attr_rep rep = { 0 };
+	struct mst_attr pa;
+
+	fa_attr(id, f, &rep.attr);
+	if (re_dir_attr(e, f->parent, &pa, NULL) == 0) {
+		rep.dir_change = pa.change;
+		rep.dir_mtime_ns = pa.mtime_ns;
+	}
+	return reply_attr_rep(j, &rep);
+}
+
+/*
+ * WRITE: one op guarded by the attributes read, so an APPEND lands at
+ * the end it saw (the reply's size says where) and no reader sees part
+ * of it. Phase 1 sends no notice for it (the file's names are not kept
+ * with it yet).
+ */
+int
+re_op_write(struct rados_engine *e, struct job *j)
+{
+	const struct mst_write_req *q = &j->req.write;
+	uint8_t raw[FA_LEN], val[FA_LEN];
+	uint64_t off, len = j->body_len;
+	char oid[RE_OID_MAX];
+	struct fattr f;
+	rados_write_op_t op;
+	int64_t now;
+	int rc, tries;
+
+	if (q->flags & ~MST_WR_ALL)
+		return -EINVAL;
+	re_oid(oid, 'f', q->id);
+	for (tries = 0; tries < RE_RETRIES; tries++) {
+		rc = file_of(e, q->id, &f, raw);
+		if (rc < 0)
+			return rc;
+		off = (q->flags & MST_WR_APPEND) ? f.size : q->offset;
+		if (off > e->conf.max_body || len > e->conf.max_body - off)
+			return -EFBIG;
+		if (len == 0)
+			return reply_fa(e, j, q->id, &f);
+		now = re_now();
+		if (off + len > f.size)
+			f.size = off + len;
+		f.mtime = f.ctime = (uint64_t)now;
+		f.ver++;
+		fa_encode(&f, val);
+		if ((op = rados_create_write_op()) == NULL)
+			return -ENOMEM;
+		re_cmp(op, "a", raw, FA_LEN);
+		rados_write_op_write(op, (const char *)j->body, len, off);
+		re_set(op, "a", val, FA_LEN);
+		rc = re_write(e, oid, op);
+		if (rc == 0)
+			return reply_fa(e, j, q->id, &f);
+		if (rc != -ECANCELED)
+			return re_err("write", oid, rc);
+	}
+	return re_err("write (too many races)", oid, -EAGAIN);
+}
+
+/* READ of a file (a range; checksum of the bytes returned), or of a
+ * message body. */
+int
+re_op_read(struct rados_engine *e, struct job *j)
+{
+	const struct mst_read_req *q = &j->req.read;
+	const char *keys[] = { "a", NULL };
+	size_t room = j->max_frame - 16, n, got = 0;
+	struct kvset vals = { 0 };
+	rados_omap_iter_t it = NULL;
+	rados_read_op_t op;
+	const struct kv *v;
+	char oid[RE_OID_MAX];
+	struct fattr f;
+	uint8_t *p;
+	int rc, r1 = 0, r2 = 0;
+
+	n = q->length < room ? q->length : room;
+	if ((p = malloc(16 + n)) == NULL)
+		return -ENOMEM;
+	re_oid(oid, 'f', q->id);
+	if ((op = rados_create_read_op()) == NULL) {
+		free(p);
+		return -ENOMEM;
+	}
+	rados_read_op_read(op, q->offset, n, (char *)p + 16, &got, &r1);
+	rados_read_op_omap_get_vals_by_keys(op, keys, 1, &it, &r2);
+	rc = rados_read_op_operate(op, e->io, oid, 0);
+	if (rc == 0)
+		rc = r1 < 0 ? r1 : r2;
+	if (rc == 0 && it)
+		rc = kvset_fill_iter(&vals, it);
+	if (it)
+		rados_omap_get_end(it);
+	rados_release_read_op(op);
+	if (rc == 0) {
+		v = kvset_get(&vals, "a");
+		rc = v == NULL ? -ENOENT : fa_decode(v, &f);
+	}
+	kvset_free(&vals);
+	if (rc == -ENOENT) {
+		free(p);
+		rc = file_of(e, q->id, &f, NULL);
+		if (rc == -EPERM)	/* a message: its body, range summed */
+			return re_read_body_range(e, j, q->id, q->offset,
+			    q->length);
+		return rc < 0 ? rc : -EIO;
+	}
+	if (rc < 0) {
+		free(p);
+		return re_err("read", oid, rc);
+	}
+	if (got > f.size)
+		got = 0;
+	return reply_data_frame(j, p, got, f.size, 0, 1);
+}
+
+/* SETATTR/FSETATTR of a file: one CAS of its attributes (and a
+ * truncate in the same op), ext4's time rules. */
+int
+re_file_setattr(struct rados_engine *e, struct job *j, uint64_t id,
+    const struct mst_fsetattr_req *q)
+{
+	uint8_t raw[FA_LEN], val[FA_LEN];
+	char oid[RE_OID_MAX];
+	struct fattr f;
+	rados_write_op_t op;
+	uint64_t now;
+	int rc, tries;
+
+	if ((q->valid & MST_SA_SIZE) && q->size > e->conf.max_body)
+		return -EFBIG;
+	re_oid(oid, 'f', id);
+	for (tries = 0; tries < RE_RETRIES; tries++) {
+		rc = file_of(e, id, &f, raw);
+		if (rc < 0)
+			return rc;
+		now = (uint64_t)re_now();
+		if (q->valid & MST_SA_MODE)
+			f.mode = q->mode & 07777;
+		if (q->valid & MST_SA_UID)
+			f.uid = q->uid;
+		if (q->valid & MST_SA_GID)
+			f.gid = q->gid;
+		if (q->valid & MST_SA_SIZE) {
+			f.size = q->size;
+			f.mtime = now;
+		}
+		if (q->valid & MST_SA_MTIME)
+			f.mtime = q->mtime_ns;
+		if (q->valid & MST_SA_ATIME)
+			f.atime = q->atime_ns;
+		if (q->valid)
+			f.ctime = now;
+		f.ver++;
+		fa_encode(&f, val);
+		if ((op = rados_create_write_op()) == NULL)
+			return -ENOMEM;
+		re_cmp(op, "a", raw, FA_LEN);
+		if (q->valid & MST_SA_SIZE)
+			rados_write_op_truncate(op, q->size);
+		re_set(op, "a", val, FA_LEN);
+		rc = re_write(e, oid, op);
+		if (rc == 0)
+			return reply_fa(e, j, id, &f);
+		if (rc != -ECANCELED)
+			return re_err("set attributes of", oid, rc);
+	}
+	return re_err("set attributes (too many races)", oid, -EAGAIN);
 }

@@ -12,10 +12,10 @@
  * Phase 1 covers the namespace of directories and messages: MKDIR
  * LOOKUP READDIR RMDIR STATFS DELIVER LIST FETCH STAT EXPUNGE SETINFO
  * WATCH, RENAME of an entry inside one store object, and GETATTR OPEN
- * CLOSE by id; small ordinary files (PUT GET UNLINK) are
- * engine_rados_file.c's. WRITE READ LINK SETATTR FSETATTR, RENAME of
- * ordinary files, across store objects and of directories over others,
- * and ADMIN answer EOPNOTSUPP.
+ * CLOSE by id, SETATTR/FSETATTR of directories; ordinary files (PUT GET
+ * UNLINK WRITE READ, their attributes) are engine_rados_file.c's. LINK,
+ * SETATTR of messages, RENAME across store objects and of directories
+ * over others, and ADMIN answer EOPNOTSUPP.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -75,6 +75,18 @@ re_reply_entry(struct job *j, const struct rentry *en, const struct rstate *st)
 
 	ren_attr(en, &r.attr);
 	return reply_attr_rep(j, &r);
+}
+
+/* The same for an entry of any type: a file's or a directory's
+ * attributes live with it, not in the entry. */
+static int
+reply_any_entry(struct rados_engine *e, struct job *j,
+    const struct rentry *en, const struct rstate *st)
+{
+	struct mst_attr_rep r = { .dir_change = st->c, .dir_mtime_ns = st->t };
+	int rc = re_entry_attr(e, en, &r.attr);
+
+	return rc ? rc : reply_attr_rep(j, &r);
 }
 
 int
@@ -969,9 +981,9 @@ op_rmdir(struct rados_engine *e, struct job *j)
 
 /* FETCH, and GET of a message: a data_rep of body |id| from |offset|;
  * the whole body is verified against its checksum when |offset| is 0. */
-int
-re_fetch_body(struct rados_engine *e, struct job *j, uint64_t id,
-    uint64_t offset, uint32_t length)
+static int
+fetch_body(struct rados_engine *e, struct job *j, uint64_t id,
+    uint64_t offset, uint32_t length, int range_sum)
 {
 	size_t room = j->max_frame - 16, n, got = 0, all = 0;
 	rados_read_op_t op;
@@ -1041,7 +1053,21 @@ re_fetch_body(struct rados_engine *e, struct job *j, uint64_t id,
 			return rc;
 		}
 	}
-	return reply_data_frame(j, p, got, size, sum, 0);
+	return reply_data_frame(j, p, got, size, sum, range_sum);
+}
+
+int
+re_fetch_body(struct rados_engine *e, struct job *j, uint64_t id,
+    uint64_t offset, uint32_t length)
+{
+	return fetch_body(e, j, id, offset, length, 0);
+}
+
+int
+re_read_body_range(struct rados_engine *e, struct job *j, uint64_t id,
+    uint64_t offset, uint32_t length)
+{
+	return fetch_body(e, j, id, offset, length, 1);
 }
 
 /* A message's entry from its body's loc xattr ("OID KEY"). */
@@ -1243,7 +1269,7 @@ move_apply(struct rados_engine *e, struct job *j, const struct move *mv,
 		if (en.type == MST_T_FILE && !same)
 			return -EOPNOTSUPP;	/* its parent would change */
 		if (tv && tg.id == en.id)
-			return re_reply_entry(j, &en, &tst);
+			return reply_any_entry(e, j, &en, &tst);
 		if (tv && mv->noreplace)
 			return -EEXIST;
 		if (tv && tg.type == MST_T_DIR)
@@ -1314,7 +1340,7 @@ move_apply(struct rados_engine *e, struct job *j, const struct move *mv,
 				log_warn("rados: removing %s: %s (left for "
 				    "scrub)", foid, strerror(-rc));
 		}
-		rc = re_reply_entry(j, &en, &tst);
+		rc = reply_any_entry(e, j, &en, &tst);
 		if (rc == 0 && tv)
 			rc = re_notice(j, mv->tdir, mv->tdlen, mv->tname,
 			    mv->tlen, MST_EV_REMOVE, tg.id, tc);
@@ -1427,8 +1453,16 @@ op_setattr(struct rados_engine *e, struct job *j)
 	rc = re_resolve(e, q->path.p, q->path.len, &r);
 	if (rc < 0)
 		return rc;
+	if (r.type == MST_T_FILE) {
+		rc = re_file_setattr(e, j, r.id, &f);
+		if (rc == 0 && re_dir_attr(e, r.parent, &pa, NULL) == 0)
+			rc = re_notice(j, q->path.p, re_dir_len(q->path.p,
+			    q->path.len), r.name, r.namelen, MST_EV_CHANGE,
+			    r.id, pa.change);
+		return rc;
+	}
 	if (r.type != MST_T_DIR)
-		return -EOPNOTSUPP;	/* messages and files: phase 2 */
+		return -EOPNOTSUPP;	/* messages: phase 2 */
 	rc = re_dir_setattr(e, r.id, &f);
 	if (rc == 0)
 		rc = re_dir_attr(e, r.id, &a.attr, NULL);
@@ -1459,11 +1493,9 @@ op_fsetattr(struct rados_engine *e, struct job *j)
 	if (rc == -ENOENT) {
 		re_oid(oid, 'b', q->id);
 		if (rados_stat(e->io, oid, NULL, NULL) == 0)
-			return -EOPNOTSUPP;
-		re_oid(oid, 'f', q->id);
-		if (rados_stat(e->io, oid, NULL, NULL) == 0)
-			return -EOPNOTSUPP;
-		return -ENOENT;
+			return -EOPNOTSUPP;	/* messages: phase 2 */
+		rc = re_file_setattr(e, j, q->id, q);
+		return rc == -EISDIR ? -ENOENT : rc;
 	}
 	if (rc == 0)
 		rc = re_dir_attr(e, q->id, &a.attr, NULL);
@@ -1527,6 +1559,12 @@ run_op(struct rados_engine *e, struct job *j)
 		break;
 	case MST_OP_SETATTR:
 		rc = op_setattr(e, j);
+		break;
+	case MST_OP_WRITE:
+		rc = re_op_write(e, j);
+		break;
+	case MST_OP_READ:
+		rc = re_op_read(e, j);
 		break;
 	case MST_OP_FSETATTR:
 		rc = op_fsetattr(e, j);

@@ -21,8 +21,8 @@ tests/hostile_client.py):
     full listings and in deltas since a counter;
   - a WATCH on server 1 hears of a delivery made through server 2;
   - small ordinary files: PUT through one server, GET through the
-    other, PUT over it, UNLINK; racing exclusive PUTs of one lock file
-    have one winner;
+    other, PUT over it, WRITE APPEND, READ of a range, truncate, UNLINK;
+    racing exclusive PUTs of one lock file have one winner;
   - with quota_bytes set, 16 deliveries at once through two servers store
     exactly what fits, an EXPUNGE gives room back, a retry is not
     counted twice;
@@ -30,6 +30,7 @@ tests/hostile_client.py):
     server stays up;
   - mount.mstore on server 1: a Postfix-style tmp/ -> new/ delivery is
     read back through the mount and through server 2;
+  - the mount-level cases of test_mount.py pass on a mount of server 1;
   - with the cluster stopped, a request answers EIO within the storage
     timeout instead of hanging.
 
@@ -492,6 +493,20 @@ def test_small_files_across_servers(env):
     env.a.deliver("msg.put", b"m")
     want(put(env.b, BOX + "/new/msg.put", b"x")[0], errno.EPERM,
          "PUT over a message")
+    add = b"2 b\n"
+    st, parts = env.b.call("WRITE", struct.pack(">QQIQQ", a["id"], 0, 1,
+                                                hc.xxh3(add), len(add)) + add)
+    want((st, attr(parts[0])["size"] if st == 0 else None), (0, 16),
+         "WRITE APPEND through server 2")
+    st, parts = env.a.call("READ", struct.pack(">QQI", a["id"], 8, 100))
+    total, csum = struct.unpack_from(">QQ", parts[0]) if st == 0 else (0, 0)
+    want((st, total, parts[0][16:], csum),
+         (0, 16, b"1 a\n2 b\n", hc.xxh3(b"1 a\n2 b\n")),
+         "READ of a range through server 1")
+    st, _ = env.a.call("FSETATTR", struct.pack(">QIIIIQQQ", a["id"], 8, 0,
+                                               0, 0, 8, 0, 0))
+    want(st, 0, "FSETATTR size 8 (truncate) through server 1")
+    want(get(env.b, path)[2], b"3 V1 N2\n", "GET after the truncate")
     want(env.a.call("UNLINK", hc.s(path))[0], 0, "UNLINK through server 1")
     want(get(env.b, path)[0], errno.ENOENT, "GET through server 2 after it")
     wins = 0
@@ -520,8 +535,8 @@ def test_unsupported_is_eopnotsupp(env):
     t, oid, size, mode, uid, gid = struct.unpack_from(">BQQIII", parts[0])
     want((mode & 0o7777, uid, gid), (0o700, 5000, 5001),
          "its owner and mode through the other server")
-    st, _ = env.a.call("READ", struct.pack(">QQI", 1, 0, 10))
-    want(st, errno.EOPNOTSUPP, "READ (phase 2)")
+    st, _ = env.a.call("LINK", struct.pack(">Q", 1) + hc.s(BOX + "/l"))
+    want(st, errno.EOPNOTSUPP, "LINK (phase 2)")
     st, _ = env.a.call("ADMIN", hc.s("stats") + hc.s(""))
     want(st, errno.EOPNOTSUPP, "ADMIN")
     st, _, _, _ = env.a.list()
@@ -553,6 +568,32 @@ def test_mount_postfix_delivery(env):
         _, _, _, ents = env.b.list(sub=2)
         want(present(ents)["1.V1I1.host:2,S"]["id"], a["id"],
              "flag rename through the mount, seen on server 2")
+    finally:
+        m.unmount()
+
+
+def test_mount_suite_on_rados(env):
+    """test_mount.py's mount-level cases (qmail and Postfix sequences,
+    immutable messages, Dovecot's lock/rename/append/truncate files,
+    owners and modes, a 5 MiB message, statfs) on a mount of server 1."""
+    import test_mount
+    m = mstlib.Mount(env.s1.addr, "allow_other").start()
+    try:
+        for t in (test_mount.test_postfix_sequence,
+                  test_mount.test_qmail_rename_then_flags_and_expunge,
+                  test_mount.test_message_is_immutable,
+                  test_mount.test_direct_create_in_new_is_delivered_at_close,
+                  test_mount.test_dir_mtime_changes_with_contents,
+                  test_mount.test_dovecot_files_lock_and_rename_over,
+                  test_mount.test_owner_and_mode_are_kept,
+                  test_mount.test_large_message_spools_and_spans_frames,
+                  test_mount.test_statfs):
+            try:
+                t(m)
+            except Exception as e:
+                raise AssertionError("test_mount.%s on rados: %r" % (
+                    t.__name__, e))
+            print("  test_mount.%s: ok" % t.__name__)
     finally:
         m.unmount()
 
@@ -597,6 +638,7 @@ def main():
                    test_quota_across_servers,
                    test_unsupported_is_eopnotsupp,
                    test_mount_postfix_delivery,
+                   test_mount_suite_on_rados,
                    test_storage_down_answers_eio):
             r.run(fn, env)
         for s in (env.s1, env.s2):

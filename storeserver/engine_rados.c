@@ -50,6 +50,15 @@
  * memory: no two servers ever hand out the same id, nothing is written
  * per id, and every id stays below 2^56 (ENG_ID_LOCAL_MIN, the mount's).
  *
+ * Not yet (phase 2, mstored(8)): sharding a large folder's store over
+ * several objects (m.<P>.<gen>.<k> by a hash of the name before ':', so
+ * that a flag change stays in one shard, resharded past ~45,000 entries
+ * per shard, below Ceph's 200,000-key large-omap warning; LIST then
+ * reads the counter of every shard and raises the lower ones to the
+ * highest before reading their logs); expiry of i.<idem> records;
+ * OPEN references, LINK and cross-server locks; 256 notice buckets
+ * instead of one mst.ntf; a scrub of orphan bodies.
+ *
  * Timeouts: rados_osd_op_timeout, rados_mon_op_timeout and
  * client_mount_timeout are set before connecting, so every librados
  * call ends; a timed-out call answers the job with EIO.

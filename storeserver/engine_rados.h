@@ -238,6 +238,19 @@ int re_dir_entry(struct rados_engine *e, const struct rstore *s,
     struct rstate *out);
 int re_fetch_body(struct rados_engine *e, struct job *j, uint64_t id,
     uint64_t offset, uint32_t length);
+/* attr_rep of an entry of any type (files' and dirs' attributes live
+ * with them, not in the entry). */
+int re_reply_any_entry(struct rados_engine *e, struct job *j,
+    const struct rentry *en, const struct rstate *st);
+/* MST_SUB_NEW / MST_SUB_CUR for a name "new" / "cur", else 0. */
+int re_is_sub_name(const char *p, size_t n);
+
+/* engine_rados_move.c: EXPUNGE SETINFO RENAME SETATTR FSETATTR. */
+int re_op_expunge(struct rados_engine *e, struct job *j);
+int re_op_setinfo(struct rados_engine *e, struct job *j);
+int re_op_rename(struct rados_engine *e, struct job *j);
+int re_op_setattr(struct rados_engine *e, struct job *j);
+int re_op_fsetattr(struct rados_engine *e, struct job *j);
 
 /* engine_rados_quota.c: per-mailbox usage in q.<mailbox>. */
 /* Reserve |size| bytes and one message: 0, -EDQUOT or an error. */

@@ -1,0 +1,372 @@
+#!/usr/bin/env python3
+"""test_rados_osd - an OSD dies under delivery load on the rados back-end.
+
+Starts a real single-host Ceph cluster (tools/ceph-minicluster, bluestore:
+1 mon, 1 mgr, 3 OSDs; pool size 3, min_size 2), one mstored --backend
+rados and mount.mstore on it. Verifier threads deliver continuously the
+way Postfix does (write tmp/NAME, fsync, link it into new/NAME, unlink
+tmp/NAME) and log every acknowledged delivery with its checksum (SHA-256) and
+time. During the load osd.1 is SIGKILLed (ceph-minicluster kill-osd);
+after a while it is started again (start-osd --wait-clean). Then:
+
+  - the longest gap between two acknowledged deliveries (the stall the
+    OSD's death caused) is printed and stays below STALL_MAX;
+  - no delivery failed for good (a step that fails is retried under the
+    same name, as an MTA's retry would, until DELIVER_DEADLINE);
+  - every acknowledged message is present exactly once with the right
+    checksum, read through the mount and through a second mstored on the
+    same pool (LIST + FETCH);
+  - the cluster is active+clean again (ceph pg stat), and the time it took
+    after the restart is printed.
+
+Exits 77 (skipped) only when the Ceph daemons are not installed.
+"""
+import errno
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))
+import mstlib  # noqa: E402
+import hostile_client as hc  # noqa: E402
+import test_rados as tr  # noqa: E402
+
+SRC = os.path.abspath(os.path.join(HERE, "..", ".."))
+MINICLUSTER = os.path.join(SRC, "tools", "ceph-minicluster")
+POOL = "mstore"
+BOX = "o.example/load"
+WORKERS = 3
+LOAD_BEFORE = 4.0       # seconds of load before the kill
+DOWN_FOR = 10.0         # seconds the OSD stays dead under load
+LOAD_AFTER = 3.0        # seconds of load after active+clean again
+STALL_MAX = 12.0        # the longest gap between acknowledged deliveries
+DELIVER_DEADLINE = 60.0  # a message not stored by then failed for good
+OSD = 1
+
+
+def skip_unless_ceph():
+    missing = [b for b in ("ceph-mon", "ceph-osd", "ceph-mgr", "ceph")
+               if shutil.which(b) is None and
+               not os.path.exists("/usr/bin/" + b)]
+    if missing:
+        print("SKIP test_rados_osd: the Ceph packages are not installed "
+              "(missing %s)" % ", ".join(missing))
+        sys.exit(77)
+
+
+def mc(*args, timeout=180):
+    return subprocess.run([MINICLUSTER] + list(args), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+class Cluster:
+    """The minicluster; its daemons are ended by PID by `stop` (the tool
+    keeps them in DIR/daemons.json), also when the test fails."""
+
+    def __init__(self):
+        self.dir = mstlib.tmpdir("mst-ceph-osd-")
+        self.conf = None
+        self.running = False
+        self.store = None
+
+    def start(self):
+        for store in ("bluestore", "memstore"):
+            t0 = time.monotonic()
+            self.running = True
+            r = mc("start", self.dir, "--no-install", "--pool", POOL,
+                   "--store", store, "--timeout", "90")
+            if r.returncode == 0:
+                self.store = store
+                self.conf = r.stdout.strip().splitlines()[-1]
+                print("cluster (%s) active+clean after %.1f s" %
+                      (store, time.monotonic() - t0), flush=True)
+                return self
+            print("ceph-minicluster start --store %s failed:\n%s%s" %
+                  (store, r.stdout, r.stderr[-2000:]), flush=True)
+            self.stop()
+            shutil.rmtree(self.dir, ignore_errors=True)
+            os.makedirs(self.dir)
+        raise RuntimeError("no minicluster could be started")
+
+    def ceph_json(self, *args):
+        r = subprocess.run(["ceph", "-c", self.conf] + list(args) +
+                           ["-f", "json"], capture_output=True, text=True,
+                           timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError("ceph %s: %s" % (" ".join(args), r.stderr))
+        return json.loads(r.stdout)
+
+    def stop(self):
+        if self.running:
+            mc("stop", self.dir, "--timeout", "30", timeout=120)
+            self.running = False
+
+
+class Verifier:
+    """Postfix-style deliveries through the mount, every acknowledged one
+    logged (name, SHA-256, time) to a list and a log file."""
+
+    def __init__(self, mnt, logpath):
+        self.mnt = mnt
+        self.box = os.path.join(mnt, BOX)
+        self.acked = []              # (monotonic time, name, SHA-256)
+        self.failed = []             # (name, last error): failed for good
+        self.retried = 0             # steps that failed and were retried
+        self.errors = {}
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.log = open(logpath, "w")
+        self.threads = []
+
+    def deliver(self, w, i):
+        name = "%d.W%dI%d.osdtest" % (int(time.time()), w, i)
+        body = (b"From: v@o.example\r\nMessage-ID: <%s@o.example>\r\n\r\n" %
+                name.encode() + os.urandom(900).hex().encode() + b"\r\n")
+        csum = hashlib.sha256(body).hexdigest()
+        tmp = os.path.join(self.box, "tmp", name)
+        new = os.path.join(self.box, "new", name)
+        end = time.monotonic() + DELIVER_DEADLINE
+        stage = 0
+        last = None
+        while time.monotonic() < end:
+            try:
+                if stage == 0:
+                    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC,
+                                 0o600)
+                    try:
+                        os.write(fd, body)
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+                    stage = 1
+                if stage == 1:
+                    try:
+                        os.link(tmp, new)
+                    except FileExistsError:
+                        # An earlier link that answered an error had
+                        # been stored: it must be this very message.
+                        with open(new, "rb") as f:
+                            if f.read() != body:
+                                raise AssertionError(
+                                    "%s: another body under the name" % name)
+                    stage = 2
+                if stage == 2:
+                    try:
+                        os.unlink(tmp)
+                    except FileNotFoundError:
+                        pass
+                    now = time.monotonic()
+                    with self.lock:
+                        self.acked.append((now, name, csum))
+                        self.log.write("%.3f %s %s\n" % (now, name, csum))
+                    return
+            except OSError as e:
+                last = e
+                with self.lock:
+                    self.retried += 1
+                    k = errno.errorcode.get(e.errno, str(e.errno))
+                    self.errors[k] = self.errors.get(k, 0) + 1
+                time.sleep(0.2)
+        with self.lock:
+            self.failed.append((name, repr(last)))
+
+    def run(self, w):
+        i = 0
+        while not self.stop.is_set():
+            i += 1
+            self.deliver(w, i)
+
+    def start(self):
+        for w in range(WORKERS):
+            t = threading.Thread(target=self.run, args=(w,), daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def finish(self):
+        self.stop.set()
+        for t in self.threads:
+            t.join(DELIVER_DEADLINE + 10)
+        self.log.close()
+        return all(not t.is_alive() for t in self.threads)
+
+    def count(self):
+        with self.lock:
+            return len(self.acked)
+
+
+def longest_stall(acked, t_from, t_to):
+    """The longest gap between acknowledged deliveries in [t_from, t_to]."""
+    times = sorted(t for t, _, _ in acked)
+    times = [t_from] + [t for t in times if t_from <= t <= t_to] + [t_to]
+    gap, at = 0.0, t_from
+    for a, b in zip(times, times[1:]):
+        if b - a > gap:
+            gap, at = b - a, a
+    return gap, at
+
+
+def check_all_once(env, v):
+    """Every acknowledged message exactly once, right checksum, through
+    the mount and through the second server."""
+    want = {name: csum for _, name, csum in v.acked}
+    assert len(want) == len(v.acked), "a name acknowledged twice"
+    names = os.listdir(os.path.join(env.m.mnt, BOX, "new"))
+    dup = len(names) - len(set(names))
+    assert dup == 0, "%d names listed twice through the mount" % dup
+    got = set(names)
+    missing = sorted(set(want) - got)
+    assert not missing, "%d acknowledged messages missing through the " \
+        "mount, e.g. %s" % (len(missing), missing[:5])
+    extra = sorted(got - set(want))
+    # A message whose link never answered (the load stopped meanwhile)
+    # may exist without an acknowledgement; none may be listed twice.
+    bad = []
+    for n in want:
+        with open(os.path.join(env.m.mnt, BOX, "new", n), "rb") as f:
+            if hashlib.sha256(f.read()).hexdigest() != want[n]:
+                bad.append(n)
+    assert not bad, "wrong checksum through the mount: %s" % bad[:5]
+    c = tr.Client(env.s2.port)
+    try:
+        st, _, _, ents = c.list(box=BOX)
+        assert st == 0, "LIST through server 2: %d" % st
+        twice = [n for n, v2 in ents.items()
+                 if len([a for a in v2 if a["kind"] == "present"]) > 1]
+        assert not twice, "listed twice through server 2: %s" % twice[:5]
+        pres = tr.present(ents)
+        miss2 = sorted(set(want) - set(pres))
+        assert not miss2, "%d missing through server 2, e.g. %s" % (
+            len(miss2), miss2[:5])
+        bad = []
+        for n, csum in want.items():
+            st, total, fcsum, data = c.fetch(pres[n]["id"], box=BOX)
+            if st != 0 or len(data) != total or \
+                    hashlib.sha256(data).hexdigest() != csum:
+                bad.append((n, st))
+        assert not bad, "FETCH through server 2 wrong: %s" % bad[:5]
+    finally:
+        c.close()
+    return len(extra)
+
+
+class Env:
+    pass
+
+
+def test_osd_killed_under_load(env):
+    v = Verifier(env.m.mnt, os.path.join(env.cluster.dir, "acked.log"))
+    v.start()
+    t_start = time.monotonic()
+    try:
+        mstlib.wait_until(lambda: v.count() >= 20, 60,
+                          "the first 20 deliveries")
+        time.sleep(LOAD_BEFORE)
+        n_before = v.count()
+        t_kill = time.monotonic()
+        r = mc("kill-osd", env.cluster.dir, str(OSD), "--wait-down",
+               timeout=60)
+        assert r.returncode == 0, "kill-osd: %s%s" % (r.stdout, r.stderr)
+        print("osd.%d killed after %d deliveries (down in %.1f s)" %
+              (OSD, n_before, time.monotonic() - t_kill), flush=True)
+        time.sleep(DOWN_FOR)
+        n_down = v.count() - n_before
+        t_restart = time.monotonic()
+        r = mc("start-osd", env.cluster.dir, str(OSD), "--wait-clean",
+               "--timeout", "90", timeout=120)
+        t_clean = time.monotonic()
+        assert r.returncode == 0, "start-osd: %s%s" % (r.stdout, r.stderr)
+        print("osd.%d restarted: active+clean after %.1f s" %
+              (OSD, t_clean - t_restart), flush=True)
+        time.sleep(LOAD_AFTER)
+    finally:
+        joined = v.finish()
+    t_end = time.monotonic()
+    assert joined, "a verifier thread is stuck in a syscall"
+    before, _ = longest_stall(v.acked, t_start + 1, t_kill)
+    whole, at = longest_stall(v.acked, t_kill, t_end)
+    print("deliveries: %d acknowledged (%d while osd.%d was down), "
+          "%d steps retried %s, %d failed for good" %
+          (len(v.acked), n_down, OSD, v.retried, v.errors, len(v.failed)))
+    print("longest stall between acknowledged deliveries: %.2f s from "
+          "the kill on (it began %.1f s after the kill); %.2f s before it"
+          % (whole, at - t_kill, before))
+    print("time back to active+clean after start-osd: %.1f s" %
+          (t_clean - t_restart))
+    assert not v.failed, "deliveries failed for good: %s" % v.failed[:5]
+    assert n_down > 0, "no delivery while the OSD was down"
+    assert whole < STALL_MAX, "stall of %.1f s (max %.1f)" % (whole,
+                                                                STALL_MAX)
+    unacked = check_all_once(env, v)
+    print("all %d acknowledged messages present exactly once with the "
+          "right checksum (mount and server 2); %d unacknowledged extra"
+          % (len(v.acked), unacked))
+    st = env.cluster.ceph_json("pg", "stat")
+    pgs = st.get("pg_summary", st).get("num_pg_by_state", [])
+    states = {p["name"]: p["num"] for p in pgs}
+    assert list(states) == ["active+clean"], "PG states: %r" % states
+
+
+def main():
+    skip_unless_ceph()
+    r = mstlib.Runner("test_rados_osd", limit=170)
+    t0 = time.monotonic()
+    env = Env()
+    env.cluster = Cluster()
+
+    def on_signal(sig, frame):
+        env.cluster.stop()      # before mstlib removes its directory
+        mstlib._on_signal(sig, frame)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    try:
+        return run_all(r, env, t0)
+    finally:
+        env.cluster.stop()      # by the PIDs in DIR/daemons.json
+
+
+def run_all(r, env, t0):
+    ok = False
+    try:
+        env.cluster.start()
+        conf = ("backend = rados\nceph_conf = %s\npool = %s\n" %
+                (env.cluster.conf, POOL))
+        env.s1 = mstlib.Store(conf).start()
+        env.s2 = mstlib.Store(conf).start()
+        env.m = mstlib.Mount(env.s1.addr, "timeout=10").start()
+        for d in ("o.example", BOX, BOX + "/new", BOX + "/cur",
+                  BOX + "/tmp"):
+            os.makedirs(env.m.path(d), exist_ok=True)
+        ok = True
+    except Exception as e:
+        print("FAIL test_rados_osd.setup: %s" % e)
+        r.failed += 1
+    if ok:
+        r.run(test_osd_killed_under_load, env)
+        for s in (env.s1, env.s2):
+            if s.proc.poll() is not None:
+                print("FAIL mstored exited with %d" % s.proc.returncode)
+                r.failed += 1
+        if r.failed:
+            for s in (env.s1, env.s2):
+                print("--- %s" % s.log)
+                print(open(s.log).read()[-3000:])
+            print("--- %s" % env.m.log)
+            print(open(env.m.log).read()[-3000:])
+        env.m.unmount()
+        env.s1.kill()
+        env.s2.kill()
+    env.cluster.stop()
+    print("total %.1f s" % (time.monotonic() - t0))
+    return r.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

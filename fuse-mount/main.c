@@ -25,7 +25,7 @@
 #include "locktab.h"
 #include "mount.h"
 
-#define MAX_SERVERS 16
+#define MAX_SERVERS ROUTE_MAX
 
 struct opts {
 	char *servers;
@@ -34,6 +34,8 @@ struct opts {
 	int debug;
 	char *depth;		/* mailbox_depth=, accepted and ignored */
 	int timeout_s;
+	int health_ms;		/* health_interval= */
+	int failover_ms;	/* failover_timeout= */
 	char *spool;
 	char *keyfile;
 	int tls;		/* tls: TLS to every server */
@@ -64,6 +66,8 @@ usage(FILE *f)
 	    "     attr_timeout=SECS kernel attribute/entry cache (1.0)\n"
 	    "     max_threads=N     FUSE worker threads (4)\n"
 	    "     cache_mb=N        memory for cached inodes and listings (64)\n"
+	    "     health_interval=MS  PING each server this often (1000)\n"
+	    "     failover_timeout=MS a server silent this long is down (2000)\n"
 	    "     and FUSE options: allow_other, ... (default_permissions\n"
 	    "     is always on: the kernel checks owner and mode)\n"
 	    "  -h, --help         this text\n"
@@ -120,6 +124,14 @@ parse_opt(struct opts *o, char *w)
 		if (num_opt(val, 1, 3600, &v) < 0)
 			return -EINVAL;
 		o->timeout_s = (int)v;
+	} else if (KEY("health_interval")) {
+		if (num_opt(val, 10, 600000, &v) < 0)
+			return -EINVAL;
+		o->health_ms = (int)v;
+	} else if (KEY("failover_timeout")) {
+		if (num_opt(val, 10, 600000, &v) < 0)
+			return -EINVAL;
+		o->failover_ms = (int)v;
 	} else if (KEY("max_threads")) {
 		if (num_opt(val, 2, 1024, &v) < 0)
 			return -EINVAL;
@@ -305,6 +317,8 @@ run(struct mount *m, struct opts *o, const char **servers, int nservers,
 		.timeout_ms = m->timeout_ms, .name = "mount.mstore " VERSION,
 		.tls = o->tls, .cafile = o->cafile,
 		.notice = on_notice, .up = on_up, .arg = m };
+	struct route_opts ro = { .health_ms = o->health_ms,
+		.failover_ms = o->failover_ms, .moved = on_moved };
 	struct fuse_lowlevel_ops ops = mount_ops;
 	struct fuse_loop_config *lc = NULL;
 	char fsname[1024], *root = NULL;
@@ -343,7 +357,8 @@ run(struct mount *m, struct opts *o, const char **servers, int nservers,
 	/* Threads start after the fork of fuse_daemonize. */
 	if (fuse_daemonize(o->foreground) < 0)
 		goto out_unmount;
-	if (mconn_new(&co, &m->conn) < 0) {
+	ro.conn = co;
+	if (route_new(&ro, &m->route) < 0) {
 		syslog(LOG_ERR, "mount.mstore: cannot start the connection");
 		goto out_unmount;
 	}
@@ -381,7 +396,7 @@ out_notifier:
 	pthread_mutex_unlock(&m->nq_mu);
 	pthread_join(m->notifier, NULL);
 out_conn:
-	mconn_free(m->conn);
+	route_free(m->route);
 out_unmount:
 	fuse_session_unmount(m->se);
 out_signals:
@@ -400,7 +415,8 @@ main(int argc, char **argv)
 {
 	struct opts o = { .timeout_s = 10, .spool = "/var/tmp",
 		.attr_timeout = 1.0, .max_threads = 4,
-		.cache_mb = MNT_CACHE_MB };
+		.cache_mb = MNT_CACHE_MB, .health_ms = ROUTE_HEALTH_MS,
+		.failover_ms = ROUTE_FAILOVER_MS };
 	const char *servers[MAX_SERVERS];
 	uint8_t key[MST_KEY_MAX];
 	static char cafile[PATH_MAX];

@@ -1543,6 +1543,18 @@ mconn_call(struct mconn *c, unsigned op, const void *head, size_t hlen,
 	return out->status;
 }
 
+void
+mconn_fail_all(struct mconn *c)
+{
+	struct mreq *r, *done = NULL;
+
+	pthread_mutex_lock(&c->mu);
+	while ((r = TAILQ_FIRST(&c->all)) != NULL)
+		req_finish(c, r, -EIO, r->sent_gen != 0, &done);
+	pthread_mutex_unlock(&c->mu);
+	run_done(done);
+}
+
 int
 mconn_connected(struct mconn *c)
 {

@@ -116,6 +116,10 @@ int mconn_call(struct mconn *c, unsigned op, const void *head, size_t hlen,
  * last one while down; MST_FRAME_DEFAULT and MST_BODY_MAX before the
  * first). */
 int mconn_connected(struct mconn *c);
+/* The server is judged down (no answer in time): every request not yet
+ * completed fails with -EIO now, as at its deadline (written ones stay
+ * outstanding until the connection drops); the connection is kept. */
+void mconn_fail_all(struct mconn *c);
 uint32_t mconn_max_frame(struct mconn *c);
 uint64_t mconn_max_body(struct mconn *c);
 

@@ -51,6 +51,7 @@
 #include <sys/stat.h>
 
 #include "mconn.h"
+#include "route.h"
 #include "mstproto.h"
 
 #define MNT_LOCAL_BASE	(1ull << 56)	/* inode numbers of local files */
@@ -235,7 +236,7 @@ struct inval {
 
 struct mount {
 	struct fuse_session *se;
-	struct mconn *conn;
+	struct route *route;	/* the store servers (route.c) */
 	struct wake *wake;	/* new mail as local events; may be NULL */
 	char *spool;
 	int timeout_ms;
@@ -455,6 +456,8 @@ void watch_drop(struct mount *m, struct minode *dir);
 /* mconn callbacks. */
 void on_notice(void *arg, const struct mst_notify *n);
 void on_up(void *arg);
+/* route.c: mailboxes moved to other servers; watch them again there. */
+void on_moved(void *arg);
 /* Kernel invalidations, queued for the notifier thread. */
 void inval_queue(struct mount *m, fuse_ino_t parent, const char *name);
 /* Ask the kernel to drop |parent|/|name| to free memory: queued behind

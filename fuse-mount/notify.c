@@ -232,6 +232,21 @@ watch_done(void *arg, struct mreply *r)
 	free(w);
 }
 
+/* WATCH or UNWATCH |path| on its server: a mail folder's new/ and cur/
+ * on its mailbox's server (route.c), any other directory on the home
+ * server. */
+static int
+watch_call(struct mount *m, const char *path, unsigned op,
+    const uint8_t *buf, size_t n, mconn_cb *cb, void *arg)
+{
+	struct mst_str mb, folder;
+
+	if (inode_classify(NULL, path, &mb, &folder) == DK_PLAIN)
+		mb = mst_str_of(ROUTE_HOME);
+	return route_call_async(m->route, mb.p, mb.len, op, buf, n, NULL, 0,
+	    0, cb, arg);
+}
+
 /* Send a WATCH for directory |ino| if it wants one. watch_mu keeps it in
  * order with UNWATCHes of the same path (see unwatch_send). */
 static void
@@ -262,8 +277,8 @@ watch_ino(struct mount *m, fuse_ino_t ino)
 		}
 	}
 	pthread_mutex_unlock(&m->mu);
-	if (n >= 0 && mconn_call_async(m->conn, MST_OP_WATCH, buf, (size_t)n,
-	    NULL, 0, 0, watch_done, w) < 0) {
+	if (n >= 0 && watch_call(m, path, MST_OP_WATCH, buf, (size_t)n,
+	    watch_done, w) < 0) {
 		pthread_mutex_lock(&m->mu);
 		d = inode_get(m, ino);
 		if (d && d->watch_gen == w->gen) {
@@ -374,8 +389,8 @@ unwatch_send(struct mount *m, const char *path)
 	pthread_mutex_unlock(&m->mu);
 	/* If it cannot be sent, the watch ends with the connection; its
 	 * notices find no directory here meanwhile. */
-	if (!skip && mconn_call_async(m->conn, MST_OP_UNWATCH, buf,
-	    (size_t)n, NULL, 0, 0, unwatch_done, NULL) < 0)
+	if (!skip && watch_call(m, path, MST_OP_UNWATCH, buf, (size_t)n,
+	    unwatch_done, NULL) < 0)
 		syslog(LOG_DEBUG, "mount.mstore: UNWATCH %s not sent", path);
 	pthread_mutex_unlock(&m->watch_mu);
 }
@@ -436,10 +451,9 @@ lost_lock(void *arg, uint64_t ino, uint64_t owner, int kind)
  * suspect and every watch must be registered again. The WATCHes go from
  * the notifier thread (this is the connection's thread, and watch_ino
  * takes watch_mu, which a worker may hold while it sends). */
-void
-on_up(void *arg)
+static void
+renew_all(struct mount *m, int lost)
 {
-	struct mount *m = arg;
 	struct inval *iv = calloc(1, sizeof *iv);
 	struct minode *n;
 	size_t i, cap = 0;
@@ -456,7 +470,7 @@ on_up(void *arg)
 			}
 			/* The store dropped this mount's OPENs and locks
 			 * with the old connection. */
-			if (n->store_open)
+			if (lost && n->store_open)
 				(void)store_hold(m, n->attr.id);
 			if (n->wstate == W_NONE)
 				continue;
@@ -475,7 +489,8 @@ on_up(void *arg)
 				iv->rewatch[iv->nrewatch++] = n->ino;
 		}
 	/* The store released this mount's locks with the old connection. */
-	(void)locktab_clear(m->locks, lost_lock, NULL);
+	if (lost)
+		(void)locktab_clear(m->locks, lost_lock, NULL);
 	pthread_mutex_unlock(&m->mu);
 	if (iv && iv->nrewatch)
 		nq_push(m, iv, 0);
@@ -483,6 +498,23 @@ on_up(void *arg)
 		free(iv->rewatch);
 		free(iv);
 	}
+}
+
+void
+on_up(void *arg)
+{
+	renew_all(arg, 1);
+}
+
+/* Mailboxes moved between servers (one went down, came back, joined or
+ * left; route.c): their watches are sent again, now to their new server,
+ * and every folder cache is checked with a LIST delta. The home server's
+ * OPENs and locks are untouched: they move only when its connection is
+ * lost (on_up). */
+void
+on_moved(void *arg)
+{
+	renew_all(arg, 0);
 }
 
 void

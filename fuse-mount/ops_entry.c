@@ -213,7 +213,7 @@ do_getattr(struct mount *m, fuse_ino_t ino, struct stat *st)
 	 * stay usable, and the store's own calls fail with EIO anyway.
 	 */
 	if (fetch && rc == 0 && n->attr.type == MST_T_DIR &&
-	    !mconn_connected(m->conn))
+	    !route_connected(m->route))
 		fetch = 0;
 	if (fetch && rc == 0) {
 		rc = store_lookup(m, path, &a);

@@ -480,7 +480,7 @@ ofile_read(struct mount *m, fuse_req_t req, struct fhandle *h, size_t size,
     off_t off)
 {
 	struct io_wait *w;
-	uint32_t room = mconn_max_frame(m->conn) - 64;
+	uint32_t room = route_max_frame(m->route) - 64;
 	int rc;
 
 	if (size > room)
@@ -867,7 +867,7 @@ read_async(struct mount *m, fuse_req_t req, struct fhandle *h, size_t size,
 		.length = (uint32_t)size };
 	struct msg_read *w;
 
-	if (size + 64 > mconn_max_frame(m->conn))
+	if (size + 64 > route_max_frame(m->route))
 		return 0;
 	w = malloc(sizeof *w);
 	if (w == NULL)

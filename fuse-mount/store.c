@@ -18,11 +18,33 @@
 #include <sys/random.h>
 
 #include "mount.h"
+#include "route.h"
 #include "store.h"
 
 /* Large enough for any fixed part sent from here (a path and a few
  * integers). */
 #define HEAD_MAX (MST_PATH_MAX + 128)
+
+/*
+ * Routing (route.c): requests that name a mailbox go to that mailbox's
+ * server (MB_*, keyed by the mailbox); all others to the home server.
+ * |retry| 0 or 1 becomes MCONN_RETRY.
+ */
+#define HOME_CALL(m, op, h, hl, b, bl, retry, out) \
+	route_call((m)->route, ROUTE_HOME, 1, op, h, hl, b, bl, \
+	    (retry) ? MCONN_RETRY : 0, out)
+#define HOME_ASYNC(m, op, h, hl, b, bl, retry, cb, arg) \
+	route_call_async((m)->route, ROUTE_HOME, 1, op, h, hl, b, bl, \
+	    (retry) ? MCONN_RETRY : 0, cb, arg)
+#define HOME_FLAGS(m, op, h, hl, b, bl, flags, cb, arg) \
+	route_call_async((m)->route, ROUTE_HOME, 1, op, h, hl, b, bl, \
+	    flags, cb, arg)
+#define MB_CALL(m, mb, op, h, hl, b, bl, retry, out) \
+	route_call((m)->route, (mb).p, (mb).len, op, h, hl, b, bl, \
+	    (retry) ? MCONN_RETRY : 0, out)
+#define MB_ASYNC(m, mb, op, h, hl, b, bl, retry, cb, arg) \
+	route_call_async((m)->route, (mb).p, (mb).len, op, h, hl, b, bl, \
+	    (retry) ? MCONN_RETRY : 0, cb, arg)
 
 /* Read-only requests may be resent after a reconnection. */
 static int
@@ -44,7 +66,7 @@ call_path(struct mount *m, unsigned op, const char *path, struct mreply *r)
 		memset(r, 0, sizeof *r);	/* mreply_free is harmless */
 		return n;
 	}
-	return mconn_call(m->conn, op, buf, (size_t)n, NULL, 0, is_read(op),
+	return HOME_CALL(m, op, buf, (size_t)n, NULL, 0, is_read(op),
 	    r);
 }
 
@@ -58,7 +80,7 @@ store_path_async(struct mount *m, unsigned op, const char *path,
 
 	if (n < 0)
 		return n;
-	return mconn_call_async(m->conn, op, buf, (size_t)n, NULL, 0,
+	return HOME_ASYNC(m, op, buf, (size_t)n, NULL, 0,
 	    is_read(op), cb, arg);
 }
 
@@ -71,7 +93,7 @@ store_expunge(struct mount *m, const struct mst_msg_ref *q, mconn_cb *cb,
 
 	if (n < 0)
 		return n;
-	return mconn_call_async(m->conn, MST_OP_EXPUNGE, buf, (size_t)n, NULL,
+	return MB_ASYNC(m, q->mailbox, MST_OP_EXPUNGE, buf, (size_t)n, NULL,
 	    0, 0, cb, arg);
 }
 
@@ -84,7 +106,7 @@ store_rename(struct mount *m, const struct mst_rename_req *q, mconn_cb *cb,
 
 	if (n < 0)
 		return n;
-	return mconn_call_async(m->conn, MST_OP_RENAME, buf, (size_t)n, NULL,
+	return HOME_ASYNC(m, MST_OP_RENAME, buf, (size_t)n, NULL,
 	    0, 0, cb, arg);
 }
 
@@ -97,7 +119,7 @@ store_setinfo(struct mount *m, const struct mst_setinfo_req *q,
 
 	if (n < 0)
 		return n;
-	return mconn_call_async(m->conn, MST_OP_SETINFO, buf, (size_t)n, NULL,
+	return MB_ASYNC(m, q->mailbox, MST_OP_SETINFO, buf, (size_t)n, NULL,
 	    0, 0, cb, arg);
 }
 
@@ -168,7 +190,7 @@ store_mkdir(struct mount *m, const struct mst_mkdir_req *q,
 
 	if (len < 0)
 		return len;
-	rc = mconn_call(m->conn, MST_OP_MKDIR, buf, (size_t)len, NULL, 0, 0,
+	rc = HOME_CALL(m, MST_OP_MKDIR, buf, (size_t)len, NULL, 0, 0,
 	    &r);
 	if (rc == 0)
 		rc = attr_from(&r, out);
@@ -186,7 +208,7 @@ store_list(struct mount *m, const struct mst_list_req *q, struct mreply *r)
 		memset(r, 0, sizeof *r);
 		return n;
 	}
-	return mconn_call(m->conn, MST_OP_LIST, buf, (size_t)n, NULL, 0, 1, r);
+	return MB_CALL(m, q->mailbox, MST_OP_LIST, buf, (size_t)n, NULL, 0, 1, r);
 }
 
 int
@@ -208,7 +230,7 @@ put_buf(struct mount *m, const char *path, struct fbuf *b, int excl,
 	q.body_size = b->size;
 	q.checksum = mst_checksum(p, (size_t)b->size);
 	len = mst_put_req_encode(&q, head, sizeof head);
-	rc = mconn_call(m->conn, MST_OP_PUT, head, (size_t)len, p,
+	rc = HOME_CALL(m, MST_OP_PUT, head, (size_t)len, p,
 	    (size_t)b->size, 0, &r);
 	fbuf_unmap(b, p);
 	if (rc == 0)
@@ -253,7 +275,7 @@ store_fetch(struct mount *m, const struct mst_fetch_req *q, struct mreply *r)
 		memset(r, 0, sizeof *r);
 		return len;
 	}
-	return mconn_call(m->conn, MST_OP_FETCH, head, (size_t)len, NULL, 0, 1,
+	return MB_CALL(m, q->mailbox, MST_OP_FETCH, head, (size_t)len, NULL, 0, 1,
 	    r);
 }
 
@@ -266,17 +288,29 @@ store_fetch_async(struct mount *m, const struct mst_fetch_req *q,
 
 	if (len < 0)
 		return len;
-	return mconn_call_async(m->conn, MST_OP_FETCH, head, (size_t)len, NULL,
+	return MB_ASYNC(m, q->mailbox, MST_OP_FETCH, head, (size_t)len, NULL,
 	    0, 1, cb, arg);
 }
 
 /* A DELIVER carries a fresh idempotency id, so it may be resent after a
  * reconnection: the store keeps the message once. */
+/* The mailbox an encoded DELIVER names (its routing key); "" when the
+ * head cannot be read (the server will refuse it anyway). */
+static struct mst_str
+deliver_mailbox(const uint8_t *head, size_t len)
+{
+	struct mst_deliver_req q;
+
+	if (mst_deliver_req_decode(&q, head, len) < 0)
+		return mst_str_of("");
+	return q.mailbox;
+}
+
 int
 store_deliver(struct mount *m, const uint8_t *head, size_t len,
     const uint8_t *body, size_t size, struct mreply *r)
 {
-	return mconn_call(m->conn, MST_OP_DELIVER, head, len, body, size, 1,
+	return MB_CALL(m, deliver_mailbox(head, len), MST_OP_DELIVER, head, len, body, size, 1,
 	    r);
 }
 
@@ -284,7 +318,7 @@ int
 store_deliver_async(struct mount *m, const uint8_t *head, size_t len,
     const uint8_t *body, size_t size, mconn_cb *cb, void *arg)
 {
-	return mconn_call_async(m->conn, MST_OP_DELIVER, head, len, body, size,
+	return MB_ASYNC(m, deliver_mailbox(head, len), MST_OP_DELIVER, head, len, body, size,
 	    1, cb, arg);
 }
 
@@ -335,7 +369,7 @@ id_async(struct mount *m, unsigned op, uint64_t id, int retry, mconn_cb *cb,
 
 	if (len < 0)
 		return len;
-	return mconn_call_async(m->conn, op, head, (size_t)len, NULL, 0, retry,
+	return HOME_ASYNC(m, op, head, (size_t)len, NULL, 0, retry,
 	    cb, arg);
 }
 
@@ -351,7 +385,7 @@ id_call(struct mount *m, unsigned op, uint64_t id, struct mst_attr *out)
 
 	if (len < 0)
 		return len;
-	rc = mconn_call(m->conn, op, head, (size_t)len, NULL, 0, 1, &r);
+	rc = HOME_CALL(m, op, head, (size_t)len, NULL, 0, 1, &r);
 	if (rc == 0)
 		rc = store_attr_reply(&r, &ar);
 	if (rc == 0)
@@ -429,7 +463,7 @@ store_read(struct mount *m, uint64_t id, uint64_t off, uint32_t len,
 
 	if (n < 0)
 		return n;
-	return mconn_call_async(m->conn, MST_OP_READ, head, (size_t)n, NULL,
+	return HOME_ASYNC(m, MST_OP_READ, head, (size_t)n, NULL,
 	    0, 1, cb, arg);
 }
 
@@ -464,7 +498,7 @@ store_write(struct mount *m, uint64_t id, uint64_t off, int append,
 	 * same bytes land in the same place (a store restart under Dovecot
 	 * otherwise failed its log write with EIO). An append may not: it
 	 * would land twice. */
-	return mconn_call_async(m->conn, MST_OP_WRITE, head, (size_t)n, p, len,
+	return HOME_ASYNC(m, MST_OP_WRITE, head, (size_t)n, p, len,
 	    !append, cb, arg);
 }
 
@@ -481,7 +515,7 @@ store_fsetattr(struct mount *m, const struct mst_fsetattr_req *q,
 		return len;
 	/* Setting attributes to given values is idempotent: resent after a
 	 * reconnection like a write at an offset. */
-	rc = mconn_call(m->conn, MST_OP_FSETATTR, head, (size_t)len, NULL, 0,
+	rc = HOME_CALL(m, MST_OP_FSETATTR, head, (size_t)len, NULL, 0,
 	    1, &r);
 	if (rc == 0)
 		rc = store_attr_reply(&r, &ar);
@@ -502,7 +536,7 @@ store_link(struct mount *m, uint64_t id, const char *path,
 
 	if (len < 0)
 		return len;
-	rc = mconn_call(m->conn, MST_OP_LINK, head, (size_t)len, NULL, 0, 0,
+	rc = HOME_CALL(m, MST_OP_LINK, head, (size_t)len, NULL, 0, 0,
 	    &r);
 	if (rc == 0)
 		rc = store_attr_reply(&r, out);
@@ -520,7 +554,7 @@ store_lock(struct mount *m, const struct mst_lock_req *q, mconn_cb *cb,
 
 	if (len < 0)
 		return len;
-	return mconn_call_flags(m->conn, MST_OP_LOCK, head, (size_t)len, NULL,
+	return HOME_FLAGS(m, MST_OP_LOCK, head, (size_t)len, NULL,
 	    0, flags, cb, arg);
 }
 
@@ -533,7 +567,7 @@ store_lock_test(struct mount *m, const struct mst_lock_req *q, mconn_cb *cb,
 
 	if (len < 0)
 		return len;
-	return mconn_call_async(m->conn, MST_OP_LOCK, head, (size_t)len, NULL,
+	return HOME_ASYNC(m, MST_OP_LOCK, head, (size_t)len, NULL,
 	    0, 1, cb, arg);
 }
 
@@ -547,7 +581,7 @@ store_lock_sync(struct mount *m, const struct mst_lock_req *q,
 
 	if (len < 0)
 		return len;
-	rc = mconn_call(m->conn, MST_OP_LOCK, head, (size_t)len, NULL, 0, 0,
+	rc = HOME_CALL(m, MST_OP_LOCK, head, (size_t)len, NULL, 0, 0,
 	    &r);
 	if (rc == 0)
 		rc = store_lock_reply(&r, out);

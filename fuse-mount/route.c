@@ -1,0 +1,589 @@
+/*
+ * route.c - a mount's several store servers (see route.h). Owns one mconn
+ * per server ever listed, each server's health, the health thread, and
+ * the choice of a server for each request.
+ *
+ * Routing: rendezvous (highest random weight) hashing. A key's weight on
+ * a server is XXH3_64bits(key NUL server address); servers sorted by
+ * weight, highest first, are the key's order, and a request goes to the
+ * first healthy server in it. Adding a server moves to it only the keys
+ * it now wins (about 1/N); removing one moves only the keys it had. The
+ * key of a request that names a mailbox (DELIVER, LIST, STAT, FETCH,
+ * EXPUNGE, SETINFO, WATCH of new/ and cur/) is its mailbox; every other
+ * request (ordinary files, directories, locks, OPEN, READDIR, ...) uses
+ * the key "/", so they all go to one home server at a time, and so do
+ * all the locks of a file.
+ *
+ * Health (one thread): a server is down when its connection is down,
+ * or when its PING, sent every health_ms, has no answer after
+ * failover_ms. Going down fails its pending requests at once
+ * (mconn_fail_all); the retryable ones (reads, DELIVER with its
+ * idempotency id) are sent again by route_call_async to the next healthy
+ * server of their key. A down server is up again after ROUTE_UP_STREAK
+ * answered PINGs in a row; its keys then return to it. Every change is
+ * logged and reported to opts->moved.
+ *
+ * Lock: rt->mu guards the server table and health; never held across a
+ * call into mconn that may run callbacks.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <xxhash.h>
+
+#include "route.h"
+
+struct rsrv {
+	char *addr;
+	struct mconn *c;
+	struct route *rt;
+	int listed;		/* in the current list */
+	int healthy;		/* rt->mu */
+	int streak;		/* rt->mu: PINGs answered while down */
+	int64_t ping_at;	/* rt->mu: outstanding PING sent at, or 0 */
+	int64_t next_ping;	/* rt->mu */
+	uint64_t ping_seq;	/* rt->mu: the PING that counts */
+};
+
+struct route {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct rsrv *srv[ROUTE_MAX];
+	size_t n;
+	struct route_opts o;
+	int stop;
+	int started;		/* the health thread runs */
+	pthread_t thr;
+};
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+uint64_t
+route_weight(const char *key, size_t klen, const char *server)
+{
+	XXH3_state_t st;
+
+	XXH3_64bits_reset(&st);
+	XXH3_64bits_update(&st, key, klen);
+	XXH3_64bits_update(&st, "", 1);
+	XXH3_64bits_update(&st, server, strlen(server));
+	return XXH3_64bits_digest(&st);
+}
+
+void
+route_order(const char *key, size_t klen, const char *const *servers,
+    size_t n, size_t *idx)
+{
+	uint64_t w[ROUTE_MAX];
+	size_t i, j, t;
+
+	for (i = 0; i < n && i < ROUTE_MAX; i++) {
+		w[i] = route_weight(key, klen, servers[i]);
+		idx[i] = i;
+	}
+	/* Insertion sort: a few servers. Ties (never in practice) by
+	 * address, so every mount agrees. */
+	for (i = 1; i < n && i < ROUTE_MAX; i++)
+		for (j = i; j > 0; j--) {
+			size_t a = idx[j - 1], b = idx[j];
+
+			if (w[a] > w[b] || (w[a] == w[b] &&
+			    strcmp(servers[a], servers[b]) <= 0))
+				break;
+			t = idx[j - 1];
+			idx[j - 1] = idx[j];
+			idx[j] = t;
+		}
+}
+
+/* The server for |key| now, skipping |avoid| (or NULL); mu held. */
+static struct rsrv *
+pick(struct route *rt, const char *key, size_t klen, const struct rsrv *avoid)
+{
+	const char *addr[ROUTE_MAX];
+	struct rsrv *ls[ROUTE_MAX];
+	size_t idx[ROUTE_MAX], i, n = 0;
+
+	for (i = 0; i < rt->n; i++)
+		if (rt->srv[i]->listed) {
+			ls[n] = rt->srv[i];
+			addr[n++] = rt->srv[i]->addr;
+		}
+	if (n == 0)
+		return NULL;
+	route_order(key, klen, addr, n, idx);
+	for (i = 0; i < n; i++)
+		if (ls[idx[i]]->healthy && ls[idx[i]] != avoid)
+			return ls[idx[i]];
+	return avoid != NULL && ls[idx[0]] == avoid && n > 1 ? ls[idx[1]] :
+	    ls[idx[0]];
+}
+
+struct mconn *
+route_conn(struct route *rt, const char *key, size_t klen)
+{
+	struct rsrv *s;
+
+	pthread_mutex_lock(&rt->mu);
+	s = pick(rt, key, klen, NULL);
+	pthread_mutex_unlock(&rt->mu);
+	return s ? s->c : NULL;
+}
+
+/* --- requests, sent again elsewhere when their server goes down --- */
+
+struct rcall {
+	struct route *rt;
+	struct rsrv *s;		/* where it went last */
+	unsigned op, flags, tries;
+	mconn_cb *cb;
+	void *arg;
+	size_t klen, hlen, blen;
+	char *key;		/* these three in one allocation */
+	uint8_t *head, *body;
+};
+
+static void rcall_done(void *arg, struct mreply *r);
+
+static int
+rcall_send(struct rcall *x)
+{
+	return mconn_call_flags(x->s->c, x->op, x->head, x->hlen,
+	    x->blen ? x->body : NULL, x->blen, x->flags, rcall_done, x);
+}
+
+static void
+rcall_done(void *arg, struct mreply *r)
+{
+	struct rcall *x = arg;
+	struct route *rt = x->rt;
+	struct rsrv *next = NULL;
+
+	if (r->status == -EIO && x->tries < ROUTE_MAX) {
+		pthread_mutex_lock(&rt->mu);
+		if (!x->s->healthy || !x->s->listed) {
+			next = pick(rt, x->key, x->klen, x->s);
+			if (next == x->s || !next->healthy)
+				next = NULL;
+		}
+		pthread_mutex_unlock(&rt->mu);
+	}
+	if (next != NULL) {
+		syslog(LOG_INFO, "mount.mstore: request (op %u) for %.*s "
+		    "resent to %s after %s went down", x->op, (int)x->klen,
+		    x->key, next->addr, x->s->addr);
+		x->s = next;
+		x->tries++;
+		mreply_free(r);
+		if (rcall_send(x) == 0)
+			return;
+		r->status = -EIO;
+	}
+	x->cb(x->arg, r);
+	free(x);
+}
+
+int
+route_call_async(struct route *rt, const char *key, size_t klen,
+    unsigned op, const void *head, size_t hlen, const void *body,
+    size_t blen, unsigned flags, mconn_cb *cb, void *arg)
+{
+	struct rcall *x;
+	struct rsrv *s;
+	int rc;
+
+	pthread_mutex_lock(&rt->mu);
+	s = pick(rt, key, klen, NULL);
+	pthread_mutex_unlock(&rt->mu);
+	if (s == NULL)
+		return -ENOTCONN;
+	if (!(flags & MCONN_RETRY))
+		return mconn_call_flags(s->c, op, head, hlen, body, blen,
+		    flags, cb, arg);
+	x = malloc(sizeof *x + klen + 1 + hlen + blen);
+	if (x == NULL)
+		return -ENOMEM;
+	*x = (struct rcall){ .rt = rt, .s = s, .op = op, .flags = flags,
+		.cb = cb, .arg = arg, .klen = klen, .hlen = hlen,
+		.blen = blen };
+	x->key = (char *)(x + 1);
+	memcpy(x->key, key, klen);
+	x->key[klen] = '\0';
+	x->head = (uint8_t *)x->key + klen + 1;
+	memcpy(x->head, head, hlen);
+	x->body = x->head + hlen;
+	if (blen)
+		memcpy(x->body, body, blen);
+	rc = rcall_send(x);
+	if (rc < 0)
+		free(x);
+	return rc;
+}
+
+struct rwait {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int done;
+	struct mreply *out;
+};
+
+static void
+rwait_done(void *arg, struct mreply *r)
+{
+	struct rwait *w = arg;
+
+	pthread_mutex_lock(&w->mu);
+	*w->out = *r;
+	w->done = 1;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+int
+route_call(struct route *rt, const char *key, size_t klen, unsigned op,
+    const void *head, size_t hlen, const void *body, size_t blen,
+    unsigned flags, struct mreply *out)
+{
+	struct rwait w = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+		0, out };
+	int rc;
+
+	memset(out, 0, sizeof *out);
+	rc = route_call_async(rt, key, klen, op, head, hlen, body, blen,
+	    flags, rwait_done, &w);
+	if (rc < 0) {
+		out->status = rc;
+		return rc;
+	}
+	pthread_mutex_lock(&w.mu);
+	while (!w.done)
+		pthread_cond_wait(&w.cv, &w.mu);
+	pthread_mutex_unlock(&w.mu);
+	pthread_mutex_destroy(&w.mu);
+	pthread_cond_destroy(&w.cv);
+	return out->status;
+}
+
+int
+route_connected(struct route *rt)
+{
+	struct mconn *c = route_conn(rt, ROUTE_HOME, 1);
+
+	return c != NULL && mconn_connected(c);
+}
+
+uint32_t
+route_max_frame(struct route *rt)
+{
+	struct mconn *c = route_conn(rt, ROUTE_HOME, 1);
+
+	return c ? mconn_max_frame(c) : MST_FRAME_DEFAULT;
+}
+
+/* --- health --- */
+
+struct ping_arg {
+	struct rsrv *s;
+	uint64_t seq;
+};
+
+static void
+set_health(struct rsrv *s, int healthy, const char *why)
+{
+	s->healthy = healthy;
+	s->streak = 0;
+	syslog(healthy ? LOG_NOTICE : LOG_WARNING, "mount.mstore: store "
+	    "server %s is %s (%s); its mailboxes move to %s", s->addr,
+	    healthy ? "up" : "down", why, healthy ? "it again" :
+	    "the next server of each");
+}
+
+static void
+ping_done(void *arg, struct mreply *r)
+{
+	struct ping_arg *p = arg;
+	struct rsrv *s = p->s;
+	struct route *rt = s->rt;
+	int moved = 0;
+
+	pthread_mutex_lock(&rt->mu);
+	if (p->seq == s->ping_seq && s->ping_at != 0) {
+		s->ping_at = 0;
+		if (r->status == 0 && !s->healthy && s->listed &&
+		    ++s->streak >= ROUTE_UP_STREAK) {
+			set_health(s, 1, "health checks pass");
+			moved = 1;
+		} else if (r->status != 0) {
+			s->streak = 0;
+		}
+	}
+	pthread_mutex_unlock(&rt->mu);
+	mreply_free(r);
+	free(p);
+	if (moved && rt->o.moved)
+		rt->o.moved(rt->o.conn.arg);
+}
+
+static void
+send_ping(struct rsrv *s, int64_t now)
+{
+	struct mst_ping q = { (uint64_t)now };
+	struct ping_arg *p = malloc(sizeof *p);
+	uint8_t buf[16];
+	int n = mst_ping_encode(&q, buf, sizeof buf);
+
+	if (p == NULL || n < 0) {
+		free(p);
+		return;
+	}
+	pthread_mutex_lock(&s->rt->mu);
+	p->s = s;
+	p->seq = ++s->ping_seq;
+	s->ping_at = now;
+	pthread_mutex_unlock(&s->rt->mu);
+	if (mconn_call_async(s->c, MST_OP_PING, buf, (size_t)n, NULL, 0, 0,
+	    ping_done, p) < 0)
+		free(p);
+}
+
+static void *
+health_main(void *arg)
+{
+	struct route *rt = arg;
+	struct rsrv *ping[ROUTE_MAX], *fail[ROUTE_MAX];
+	size_t i, np, nf;
+	int64_t now;
+	int moved, tick = rt->o.health_ms < 400 ? rt->o.health_ms / 4 : 100;
+	struct timespec ts;
+
+	pthread_mutex_lock(&rt->mu);
+	while (!rt->stop) {
+		now = now_ms();
+		np = nf = 0;
+		moved = 0;
+		for (i = 0; i < rt->n; i++) {
+			struct rsrv *s = rt->srv[i];
+			int conn = mconn_connected(s->c);
+
+			if (!s->listed)
+				continue;
+			if (s->healthy && !conn) {
+				set_health(s, 0, "connection lost");
+				fail[nf++] = s;
+				moved = 1;
+			} else if (s->healthy && s->ping_at != 0 &&
+			    now - s->ping_at >= rt->o.failover_ms) {
+				set_health(s, 0, "no answer to a health "
+				    "check");
+				s->ping_at = 0;
+				fail[nf++] = s;
+				moved = 1;
+			} else if (!s->healthy && s->ping_at != 0 &&
+			    now - s->ping_at >= rt->o.failover_ms) {
+				s->ping_at = 0;
+				s->streak = 0;
+			}
+			if (conn && s->ping_at == 0 && now >= s->next_ping) {
+				s->next_ping = now + rt->o.health_ms;
+				ping[np++] = s;
+			}
+		}
+		pthread_mutex_unlock(&rt->mu);
+		for (i = 0; i < nf; i++)
+			mconn_fail_all(fail[i]->c);
+		for (i = 0; i < np; i++)
+			send_ping(ping[i], now);
+		if (moved && rt->o.moved)
+			rt->o.moved(rt->o.conn.arg);
+		pthread_mutex_lock(&rt->mu);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += (long)tick * 1000000;
+		ts.tv_sec += ts.tv_nsec / 1000000000;
+		ts.tv_nsec %= 1000000000;
+		if (!rt->stop)
+			(void)pthread_cond_timedwait(&rt->cv, &rt->mu, &ts);
+	}
+	pthread_mutex_unlock(&rt->mu);
+	return NULL;
+}
+
+/* --- the server table --- */
+
+/* The home server's connection came back: the mount re-registers what
+ * the store forgot with the old one. Other servers' reconnections are
+ * moves. */
+static void
+srv_up(void *arg)
+{
+	struct rsrv *s = arg;
+	struct route *rt = s->rt;
+	struct rsrv *home;
+
+	pthread_mutex_lock(&rt->mu);
+	home = pick(rt, ROUTE_HOME, 1, NULL);
+	pthread_mutex_unlock(&rt->mu);
+	if (home == s || home == NULL || !home->healthy) {
+		if (rt->o.conn.up)
+			rt->o.conn.up(rt->o.conn.arg);
+	} else if (rt->o.moved) {
+		rt->o.moved(rt->o.conn.arg);
+	}
+}
+
+static void
+srv_notice(void *arg, const struct mst_notify *n)
+{
+	struct rsrv *s = arg;
+
+	s->rt->o.conn.notice(s->rt->o.conn.arg, n);
+}
+
+/* A server and its connection; no lock held (mconn_new may run srv_up). */
+static struct rsrv *
+srv_new(struct route *rt, const char *addr)
+{
+	struct mconn_opts co = rt->o.conn;
+	const char *one[1] = { addr };
+	struct rsrv *s = calloc(1, sizeof *s);
+
+	if (s == NULL || (s->addr = strdup(addr)) == NULL) {
+		free(s);
+		return NULL;
+	}
+	s->rt = rt;
+	s->listed = 1;
+	co.servers = one;
+	co.nservers = 1;
+	co.up = srv_up;
+	co.notice = rt->o.conn.notice ? srv_notice : NULL;
+	co.arg = s;
+	if (mconn_new(&co, &s->c) < 0) {
+		free(s->addr);
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+int
+route_set_servers(struct route *rt, const char *const *servers, size_t n)
+{
+	struct rsrv *add[ROUTE_MAX];
+	size_t i, j, nadd = 0;
+	int rc = 0, moved = 0;
+
+	if (n == 0 || n > ROUTE_MAX)
+		return -EINVAL;
+	pthread_mutex_lock(&rt->mu);
+	for (i = 0; i < rt->n; i++) {
+		int keep = 0;
+
+		for (j = 0; j < n; j++)
+			keep |= strcmp(rt->srv[i]->addr, servers[j]) == 0;
+		if (rt->srv[i]->listed != keep) {
+			syslog(LOG_NOTICE, "mount.mstore: store server %s %s "
+			    "the list; its mailboxes move", rt->srv[i]->addr,
+			    keep ? "is back in" : "left");
+			moved = 1;
+		}
+		rt->srv[i]->listed = keep;
+	}
+	pthread_mutex_unlock(&rt->mu);
+	for (j = 0; j < n; j++) {
+		int known = 0;
+
+		for (i = 0; i < rt->n; i++)	/* only this thread adds */
+			known |= strcmp(rt->srv[i]->addr, servers[j]) == 0;
+		for (i = 0; i < nadd; i++)
+			known |= strcmp(add[i]->addr, servers[j]) == 0;
+		if (known)
+			continue;
+		if (rt->n + nadd == ROUTE_MAX) {
+			rc = -E2BIG;
+			break;
+		}
+		add[nadd] = srv_new(rt, servers[j]);
+		if (add[nadd] == NULL) {
+			rc = -ENOMEM;
+			break;
+		}
+		nadd++;
+	}
+	pthread_mutex_lock(&rt->mu);
+	for (i = 0; i < nadd; i++) {
+		add[i]->healthy = mconn_connected(add[i]->c);
+		syslog(LOG_NOTICE, "mount.mstore: store server %s joined "
+		    "(%s); it takes its share of mailboxes", add[i]->addr,
+		    add[i]->healthy ? "up" : "not reachable yet");
+		rt->srv[rt->n++] = add[i];
+		moved = 1;
+	}
+	pthread_cond_signal(&rt->cv);
+	pthread_mutex_unlock(&rt->mu);
+	if (moved && rt->started && rt->o.moved)
+		rt->o.moved(rt->o.conn.arg);
+	return rc;
+}
+
+int
+route_new(const struct route_opts *o, struct route **out)
+{
+	struct route *rt;
+	int rc;
+
+	if (o->conn.nservers == 0 || o->conn.nservers > ROUTE_MAX)
+		return -EINVAL;
+	rt = calloc(1, sizeof *rt);
+	if (rt == NULL)
+		return -ENOMEM;
+	pthread_mutex_init(&rt->mu, NULL);
+	pthread_cond_init(&rt->cv, NULL);
+	rt->o = *o;
+	if (rt->o.health_ms <= 0)
+		rt->o.health_ms = ROUTE_HEALTH_MS;
+	if (rt->o.failover_ms <= 0)
+		rt->o.failover_ms = ROUTE_FAILOVER_MS;
+	rc = route_set_servers(rt, o->conn.servers, o->conn.nservers);
+	if (rc == 0 && pthread_create(&rt->thr, NULL, health_main, rt) != 0)
+		rc = -EAGAIN;
+	rt->started = rc == 0;
+	if (rc < 0) {
+		route_free(rt);
+		return rc;
+	}
+	*out = rt;
+	return 0;
+}
+
+void
+route_free(struct route *rt)
+{
+	size_t i;
+
+	if (rt == NULL)
+		return;
+	pthread_mutex_lock(&rt->mu);
+	rt->stop = 1;
+	pthread_cond_signal(&rt->cv);
+	pthread_mutex_unlock(&rt->mu);
+	if (rt->started)
+		pthread_join(rt->thr, NULL);
+	for (i = 0; i < rt->n; i++) {
+		mconn_free(rt->srv[i]->c);
+		free(rt->srv[i]->addr);
+		free(rt->srv[i]);
+	}
+	pthread_mutex_destroy(&rt->mu);
+	pthread_cond_destroy(&rt->cv);
+	free(rt);
+}

@@ -1,0 +1,78 @@
+/*
+ * route.h - a mount's several store servers (layer 3, beside store.c; see
+ * route.c): one mconn per server, health checks, and the choice of a
+ * server for each request by rendezvous hashing. No FUSE types.
+ */
+#ifndef MST_ROUTE_H
+#define MST_ROUTE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mconn.h"
+
+#define ROUTE_MAX		64	/* servers ever listed in one mount */
+#define ROUTE_HEALTH_MS		1000	/* health_interval= default */
+#define ROUTE_FAILOVER_MS	2000	/* failover_timeout= default */
+#define ROUTE_UP_STREAK		2	/* passed checks before a return */
+
+struct route;
+
+/* Called on the health thread after a server went down or came back
+ * (mailboxes moved): watches and caches of moved mailboxes are to be
+ * renewed. Must not block on the store. */
+typedef void route_moved_fn(void *arg);
+
+struct route_opts {
+	struct mconn_opts conn;		/* servers, key, TLS, timeouts, and
+					   notice for every server; up runs
+					   only for the home server */
+	int health_ms;			/* PING period */
+	int failover_ms;		/* no answer for this long: down */
+	route_moved_fn *moved;		/* with conn.arg */
+};
+
+/* The weight of |server| for |key| (XXH3_64bits of key, NUL, server):
+ * the server of highest weight wins. Pure; for tests too. */
+uint64_t route_weight(const char *key, size_t klen, const char *server);
+/* Order |n| servers for |key|, highest weight first: |idx| gets the
+ * indices 0..n-1 of |servers| in that order. Pure. */
+void route_order(const char *key, size_t klen, const char *const *servers,
+    size_t n, size_t *idx);
+
+/* Start one connection per server and the health thread. 0 or a
+ * negative errno. */
+int route_new(const struct route_opts *o, struct route **out);
+void route_free(struct route *rt);
+/* Replace the server list: servers new to it are connected, those no
+ * longer in it stop receiving requests (their connection is kept until
+ * route_free, for requests already in flight). 0 or a negative errno. */
+int route_set_servers(struct route *rt, const char *const *servers,
+    size_t n);
+
+/* The key of the home server (ordinary files, directories, locks). */
+#define ROUTE_HOME	"/"
+
+/* The connection that serves |key| now: the first healthy server in
+ * |key|'s rendezvous order (the first listed one when none is healthy). */
+struct mconn *route_conn(struct route *rt, const char *key, size_t klen);
+
+/*
+ * mconn_call_flags through the server of |key|. With MCONN_RETRY, a
+ * request that fails with -EIO because its server went down is sent
+ * again, with the same bytes (a DELIVER keeps its idempotency id), to
+ * the next healthy server of |key|.
+ */
+int route_call_async(struct route *rt, const char *key, size_t klen,
+    unsigned op, const void *head, size_t hlen, const void *body,
+    size_t blen, unsigned flags, mconn_cb *cb, void *arg);
+/* The same, waiting; as mconn_call. */
+int route_call(struct route *rt, const char *key, size_t klen, unsigned op,
+    const void *head, size_t hlen, const void *body, size_t blen,
+    unsigned flags, struct mreply *out);
+
+/* Is the home server's connection up; limits of the home connection. */
+int route_connected(struct route *rt);
+uint32_t route_max_frame(struct route *rt);
+
+#endif /* MST_ROUTE_H */

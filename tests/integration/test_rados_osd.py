@@ -321,6 +321,8 @@ def test_osd_killed_under_load(env):
     assert n_down > 0, "no delivery while the OSD was down"
     assert whole < STALL_MAX, "stall of %.1f s (max %.1f)" % (whole,
                                                                 STALL_MAX)
+    assert v.slowest[0] < STALL_MAX, "a delivery took %.1f s (max %.1f)" % (
+        v.slowest[0], STALL_MAX)
     unacked = check_all_once(env, v)
     assert unacked == 0, "%d messages in new/ never acknowledged" % unacked
     print("all %d acknowledged messages present exactly once with the "

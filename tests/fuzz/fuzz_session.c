@@ -326,6 +326,10 @@ replies_check(struct client *s, const uint8_t *p, size_t n)
 		s->rskip = h.len;
 		if (h.op != MST_OP_HELLO)
 			continue;
+		if (h.status != 0) {
+			hello_done(s, &h);	/* a refusal: no payload kept */
+			continue;
+		}
 		if (h.len > sizeof s->rpay) {
 			fprintf(stderr, "fuzz_session: HELLO reply of %u "
 			    "bytes\n", h.len);

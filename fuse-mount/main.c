@@ -36,6 +36,7 @@ struct opts {
 	int timeout_s;
 	int health_ms;		/* health_interval= */
 	int failover_ms;	/* failover_timeout= */
+	char *servers_file;	/* servers_file= */
 	char *spool;
 	char *keyfile;
 	int tls;		/* tls: TLS to every server */
@@ -68,6 +69,7 @@ usage(FILE *f)
 	    "     cache_mb=N        memory for cached inodes and listings (64)\n"
 	    "     health_interval=MS  PING each server this often (1000)\n"
 	    "     failover_timeout=MS a server silent this long is down (2000)\n"
+	    "     servers_file=PATH the server list, read again when it changes\n"
 	    "     and FUSE options: allow_other, ... (default_permissions\n"
 	    "     is always on: the kernel checks owner and mode)\n"
 	    "  -h, --help         this text\n"
@@ -132,6 +134,8 @@ parse_opt(struct opts *o, char *w)
 		if (num_opt(val, 10, 600000, &v) < 0)
 			return -EINVAL;
 		o->failover_ms = (int)v;
+	} else if (KEY("servers_file")) {
+		o->servers_file = (char *)val;
 	} else if (KEY("max_threads")) {
 		if (num_opt(val, 2, 1024, &v) < 0)
 			return -EINVAL;
@@ -318,7 +322,8 @@ run(struct mount *m, struct opts *o, const char **servers, int nservers,
 		.tls = o->tls, .cafile = o->cafile,
 		.notice = on_notice, .up = on_up, .arg = m };
 	struct route_opts ro = { .health_ms = o->health_ms,
-		.failover_ms = o->failover_ms, .moved = on_moved };
+		.failover_ms = o->failover_ms, .moved = on_moved,
+		.servers_file = o->servers_file };
 	struct fuse_lowlevel_ops ops = mount_ops;
 	struct fuse_loop_config *lc = NULL;
 	char fsname[1024], *root = NULL;
@@ -419,7 +424,7 @@ main(int argc, char **argv)
 		.failover_ms = ROUTE_FAILOVER_MS };
 	const char *servers[MAX_SERVERS];
 	uint8_t key[MST_KEY_MAX];
-	static char cafile[PATH_MAX];
+	static char cafile[PATH_MAX], slist[PATH_MAX];
 	struct mount m = { 0 };
 	int nservers, keylen = 0, rc;
 
@@ -447,6 +452,15 @@ main(int argc, char **argv)
 	}
 	if (o.cafile)
 		o.cafile = cafile;
+	/* Read again from the health thread, after the move to "/". */
+	if (o.servers_file && (realpath(o.servers_file, slist) == NULL ||
+	    access(slist, R_OK) < 0)) {
+		fprintf(stderr, "mount.mstore: servers_file %s: %s\n",
+		    o.servers_file, strerror(errno));
+		return 1;
+	}
+	if (o.servers_file)
+		o.servers_file = slist;
 	if (o.keyfile) {
 		keylen = mst_key_load(o.keyfile, key, sizeof key);
 		if (keylen < 0) {

@@ -20,20 +20,27 @@
  * (mconn_fail_all); the retryable ones (reads, DELIVER with its
  * idempotency id) are sent again by route_call_async to the next healthy
  * server of their key. A down server is up again after ROUTE_UP_STREAK
- * answered PINGs in a row; its keys then return to it. Every change is
+ * answered PINGs in a row, one health interval apart; its keys then
+ * return to it. A server list file (servers_file=) is looked at on every
+ * tick of the health thread and read again when it changed. Every change is
  * logged and reported to opts->moved.
  *
  * Lock: rt->mu guards the server table and health; never held across a
  * call into mconn that may run callbacks.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 #include <xxhash.h>
 
+#include "mstclient.h"
 #include "route.h"
 
 struct rsrv {
@@ -55,6 +62,7 @@ struct route {
 	size_t n;
 	struct route_opts o;
 	int stop;
+	struct stat list_st;	/* health thread: servers_file last read */
 	int started;		/* the health thread runs */
 	pthread_t thr;
 };
@@ -290,7 +298,98 @@ route_max_frame(struct route *rt)
 	return c ? mconn_max_frame(c) : MST_FRAME_DEFAULT;
 }
 
+/* --- the list file --- */
+
+int
+route_read_list(const char *path, char *buf, size_t cap, const char **v)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	ssize_t got;
+	size_t len = 0;
+	char *p, *w, *save = NULL;
+	int fd, n = 0;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	while (len + 1 < cap && (got = read(fd, buf + len,
+	    cap - 1 - len)) > 0)
+		len += (size_t)got;
+	close(fd);
+	buf[len] = '\0';
+	for (p = buf; (p = strchr(p, '#')) != NULL;)
+		while (*p && *p != '\n')
+			*p++ = ' ';
+	for (w = strtok_r(buf, ", \t\r\n", &save); w;
+	    w = strtok_r(NULL, ", \t\r\n", &save)) {
+		if (n == ROUTE_MAX || mst_addr_parse(w, &ss, &sl) < 0)
+			return -EINVAL;
+		v[n++] = w;
+	}
+	return n ? n : -EINVAL;
+}
+
+/* On the health thread: the list file changed? Then it is the list. */
+static void
+reread_list(struct route *rt)
+{
+	const char *v[ROUTE_MAX];
+	char buf[ROUTE_MAX * 128];
+	struct stat st;
+	int n;
+
+	if (rt->o.servers_file == NULL ||
+	    stat(rt->o.servers_file, &st) < 0 ||
+	    (st.st_mtim.tv_sec == rt->list_st.st_mtim.tv_sec &&
+	    st.st_mtim.tv_nsec == rt->list_st.st_mtim.tv_nsec &&
+	    st.st_size == rt->list_st.st_size &&
+	    st.st_ino == rt->list_st.st_ino))
+		return;
+	rt->list_st = st;
+	n = route_read_list(rt->o.servers_file, buf, sizeof buf, v);
+	if (n < 0) {
+		syslog(LOG_ERR, "mount.mstore: %s: %s; the server list stays "
+		    "as it was", rt->o.servers_file, n == -EINVAL ?
+		    "no servers, a bad address or too many" : strerror(-n));
+		return;
+	}
+	syslog(LOG_NOTICE, "mount.mstore: server list read again from %s "
+	    "(%d servers)", rt->o.servers_file, n);
+	(void)route_set_servers(rt, v, (size_t)n);
+}
+
 /* --- health --- */
+
+/* The home server now; mu held. */
+static struct rsrv *
+home_of(struct route *rt)
+{
+	return pick(rt, ROUTE_HOME, 1, NULL);
+}
+
+/* Mailboxes moved (the home server was |home| before): tell the mount.
+ * A new home server has none of the OPENs and locks of the old one: for
+ * the mount that is a lost connection (conn.up); otherwise only watches
+ * and caches are renewed (moved). No lock held. */
+static void
+report_move(struct route *rt, const struct rsrv *home)
+{
+	struct rsrv *now;
+
+	pthread_mutex_lock(&rt->mu);
+	now = home_of(rt);
+	pthread_mutex_unlock(&rt->mu);
+	if (now != home) {
+		syslog(LOG_NOTICE, "mount.mstore: home server (ordinary "
+		    "files, directories, locks) is now %s",
+		    now ? now->addr : "none");
+		if (rt->o.conn.up)
+			rt->o.conn.up(rt->o.conn.arg);
+	} else if (rt->o.moved) {
+		rt->o.moved(rt->o.conn.arg);
+	}
+}
 
 struct ping_arg {
 	struct rsrv *s;
@@ -314,11 +413,15 @@ ping_done(void *arg, struct mreply *r)
 	struct ping_arg *p = arg;
 	struct rsrv *s = p->s;
 	struct route *rt = s->rt;
+	struct rsrv *home;
 	int moved = 0;
 
 	pthread_mutex_lock(&rt->mu);
+	home = home_of(rt);
 	if (p->seq == s->ping_seq && s->ping_at != 0) {
 		s->ping_at = 0;
+		/* Checks of a returning server are one interval apart. */
+		s->next_ping = now_ms() + rt->o.health_ms;
 		if (r->status == 0 && !s->healthy && s->listed &&
 		    ++s->streak >= ROUTE_UP_STREAK) {
 			set_health(s, 1, "health checks pass");
@@ -330,8 +433,8 @@ ping_done(void *arg, struct mreply *r)
 	pthread_mutex_unlock(&rt->mu);
 	mreply_free(r);
 	free(p);
-	if (moved && rt->o.moved)
-		rt->o.moved(rt->o.conn.arg);
+	if (moved)
+		report_move(rt, home);
 }
 
 static void
@@ -360,7 +463,7 @@ static void *
 health_main(void *arg)
 {
 	struct route *rt = arg;
-	struct rsrv *ping[ROUTE_MAX], *fail[ROUTE_MAX];
+	struct rsrv *ping[ROUTE_MAX], *fail[ROUTE_MAX], *home;
 	size_t i, np, nf;
 	int64_t now;
 	int moved, tick = rt->o.health_ms < 400 ? rt->o.health_ms / 4 : 100;
@@ -368,9 +471,13 @@ health_main(void *arg)
 
 	pthread_mutex_lock(&rt->mu);
 	while (!rt->stop) {
+		pthread_mutex_unlock(&rt->mu);
+		reread_list(rt);
+		pthread_mutex_lock(&rt->mu);
 		now = now_ms();
 		np = nf = 0;
 		moved = 0;
+		home = home_of(rt);
 		for (i = 0; i < rt->n; i++) {
 			struct rsrv *s = rt->srv[i];
 			int conn = mconn_connected(s->c);
@@ -403,8 +510,8 @@ health_main(void *arg)
 			mconn_fail_all(fail[i]->c);
 		for (i = 0; i < np; i++)
 			send_ping(ping[i], now);
-		if (moved && rt->o.moved)
-			rt->o.moved(rt->o.conn.arg);
+		if (moved)
+			report_move(rt, home);
 		pthread_mutex_lock(&rt->mu);
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += (long)tick * 1000000;
@@ -419,9 +526,9 @@ health_main(void *arg)
 
 /* --- the server table --- */
 
-/* The home server's connection came back: the mount re-registers what
- * the store forgot with the old one. Other servers' reconnections are
- * moves. */
+/* A server's connection came back. When it is the home server, the
+ * mount registers again what the store forgot with the old connection
+ * (conn.up); otherwise the mailboxes it serves renew their watches. */
 static void
 srv_up(void *arg)
 {
@@ -430,9 +537,9 @@ srv_up(void *arg)
 	struct rsrv *home;
 
 	pthread_mutex_lock(&rt->mu);
-	home = pick(rt, ROUTE_HOME, 1, NULL);
+	home = home_of(rt);
 	pthread_mutex_unlock(&rt->mu);
-	if (home == s || home == NULL || !home->healthy) {
+	if (home == s || home == NULL) {
 		if (rt->o.conn.up)
 			rt->o.conn.up(rt->o.conn.arg);
 	} else if (rt->o.moved) {
@@ -478,13 +585,14 @@ srv_new(struct route *rt, const char *addr)
 int
 route_set_servers(struct route *rt, const char *const *servers, size_t n)
 {
-	struct rsrv *add[ROUTE_MAX];
+	struct rsrv *add[ROUTE_MAX], *home;
 	size_t i, j, nadd = 0;
 	int rc = 0, moved = 0;
 
 	if (n == 0 || n > ROUTE_MAX)
 		return -EINVAL;
 	pthread_mutex_lock(&rt->mu);
+	home = home_of(rt);
 	for (i = 0; i < rt->n; i++) {
 		int keep = 0;
 
@@ -530,8 +638,8 @@ route_set_servers(struct route *rt, const char *const *servers, size_t n)
 	}
 	pthread_cond_signal(&rt->cv);
 	pthread_mutex_unlock(&rt->mu);
-	if (moved && rt->started && rt->o.moved)
-		rt->o.moved(rt->o.conn.arg);
+	if (moved && rt->started)
+		report_move(rt, home);
 	return rc;
 }
 

@@ -30,6 +30,8 @@ struct route_opts {
 	int health_ms;			/* PING period */
 	int failover_ms;		/* no answer for this long: down */
 	route_moved_fn *moved;		/* with conn.arg */
+	const char *servers_file;	/* or NULL: a server list read again
+					   whenever the file changes */
 };
 
 /* The weight of |server| for |key| (XXH3_64bits of key, NUL, server):
@@ -49,6 +51,14 @@ void route_free(struct route *rt);
  * route_free, for requests already in flight). 0 or a negative errno. */
 int route_set_servers(struct route *rt, const char *const *servers,
     size_t n);
+
+/* Read a server list file: addresses separated by commas, blanks or
+ * newlines, '#' to the end of a line a comment. Writes up to ROUTE_MAX
+ * pointers into |buf| (which it fills, NUL-terminated words) to |v|.
+ * The count, or a negative errno (-EINVAL: empty, a bad address or too
+ * many). */
+int route_read_list(const char *path, char *buf, size_t cap,
+    const char **v);
 
 /* The key of the home server (ordinary files, directories, locks). */
 #define ROUTE_HOME	"/"

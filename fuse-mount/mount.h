@@ -11,8 +11,10 @@
  *   4  notify.c wake.c   notices, watches, folder refresh, evictions,
  *                        kernel invalidations, the notifier thread
  *   3  store.c store.h   the store client: requests encoded, replies
- *                        decoded; no FUSE types. Below it mconn.c,
- *                        the connection (its own suite, check_mconn).
+ *                        decoded; no FUSE types. Below it route.c,
+ *                        the servers (one mconn each, health checks,
+ *                        the rendezvous choice per mailbox; check_route),
+ *                        and mconn.c, one connection (check_mconn).
  *                        WATCH and UNWATCH stay in notify.c, ordered
  *                        with the watch states they change.
  *   2  inode.c           the inode table, Maildir shapes, LRU/budget
@@ -36,8 +38,8 @@
  * lists and the memory account. It is never held across a network call
  * or a kernel notification. m->watch_mu orders WATCH and UNWATCH of one
  * directory on the wire (notify.c). Lock order: m->watch_mu, then m->mu,
- * then m->nq_mu (notifier queue); mconn's locks are below all three
- * (mconn never calls back into us while holding them).
+ * then m->nq_mu (notifier queue); route's and mconn's locks are below
+ * all three (neither calls back into us while holding them).
  */
 #ifndef MST_MOUNT_H
 #define MST_MOUNT_H

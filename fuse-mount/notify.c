@@ -23,7 +23,8 @@
  *     |  |   failure)       |  WATCH_RETRY_MS)             |
  *     |  +------------------+                              |
  *     +----------------------------------------------------+
- *       folder_evict, reconnection (on_up), directory freed
+ *       folder_evict, reconnection (on_up), its mailbox moved to
+ *       another server (on_moved), directory freed
  *
  * Only W_ACTIVE lets a cache be trusted; otherwise each use asks the
  * store (a LIST delta; LOOKUP and no kernel caching for names and

@@ -266,6 +266,15 @@ route_call(struct route *rt, const char *key, size_t klen, unsigned op,
 		0, out };
 	int rc;
 
+	if (!(flags & MCONN_RETRY)) {	/* nothing to send again */
+		struct mconn *c = route_conn(rt, key, klen);
+
+		if (c == NULL) {
+			memset(out, 0, sizeof *out);
+			return out->status = -ENOTCONN;
+		}
+		return mconn_call(c, op, head, hlen, body, blen, 0, out);
+	}
 	memset(out, 0, sizeof *out);
 	rc = route_call_async(rt, key, klen, op, head, hlen, body, blen,
 	    flags, rwait_done, &w);

@@ -76,7 +76,8 @@ struct mconn *route_conn(struct route *rt, const char *key, size_t klen);
 int route_call_async(struct route *rt, const char *key, size_t klen,
     unsigned op, const void *head, size_t hlen, const void *body,
     size_t blen, unsigned flags, mconn_cb *cb, void *arg);
-/* The same, waiting; as mconn_call. */
+/* The same, waiting; as mconn_call (but with MCONN_RETRY it must not be
+ * called from an mconn callback: it would wait for itself). */
 int route_call(struct route *rt, const char *key, size_t klen, unsigned op,
     const void *head, size_t hlen, const void *body, size_t blen,
     unsigned flags, struct mreply *out);

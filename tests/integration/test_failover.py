@@ -109,6 +109,17 @@ class Stream:
                 self.errors.append((time.monotonic(), box, name, e))
             i += 1
 
+    def resumed(self, since, boxes):
+        """No failure; seconds from |since| to the end of the first
+        delivery to one of |boxes| begun after it; the longest gap
+        between two deliveries."""
+        assert not self.errors, "deliveries failed: %s" % self.errors[:5]
+        after = [t for (t, box, _), t0 in zip(self.done, self.started)
+                 if t0 > since and box in boxes]
+        assert after, "no delivery to the moved mailboxes"
+        times = [t for t, _, _ in self.done]
+        return after[0] - since, max(y - x for x, y in zip(times, times[1:]))
+
     def __enter__(self):
         self.t.start()
         return self
@@ -130,13 +141,7 @@ def test_kill_during_deliveries(stores, a, state):
         t_kill = time.monotonic()
         victim.kill(signal.SIGKILL)
         time.sleep(8)
-    assert not st.errors, "deliveries failed: %s" % st.errors[:5]
-    after = [t for (t, box, _), t0 in zip(st.done, st.started)
-             if t0 > t_kill and box in moved]
-    assert after, "no delivery to a moved mailbox after the kill"
-    resume = after[0] - t_kill
-    times = [t for t, _, _ in st.done]
-    gap = max(b - a_ for a_, b in zip(times, times[1:]))
+    resume, gap = st.resumed(t_kill, moved)
     print("failover: killed %s (%d of %d mailboxes); the first delivery "
           "to one of its mailboxes begun after the kill ended %.2f s after "
           "it; longest gap between "
@@ -238,13 +243,7 @@ def test_hung_server_detected_by_health_checks(stores, a):
             time.sleep(7)
         finally:
             frozen.proc.send_signal(signal.SIGCONT)
-    assert not st.errors, "deliveries failed: %s" % st.errors[:5]
-    after = [t for (t, box, _), t0 in zip(st.done, st.started)
-             if t0 > t_stop and box in mine]
-    assert after, "no delivery to the hung server's mailboxes"
-    resume = after[0] - t_stop
-    times = [t for t, _, _ in st.done]
-    gap = max(y - x for x, y in zip(times, times[1:]))
+    resume, gap = st.resumed(t_stop, mine)
     print("hung server: %s stopped; its mailboxes served again after "
           "%.2f s; longest gap between deliveries %.2f s; %d delivered, "
           "0 failed" % (frozen.addr, resume, gap, len(st.done)))

@@ -17,9 +17,11 @@
  * Health (one thread): a server is down when its connection is down,
  * or when its PING, sent every health_ms, has no answer after
  * failover_ms. Going down fails its pending requests at once
- * (mconn_fail_all); the retryable ones (reads, DELIVER with its
- * idempotency id) are sent again by route_call_async to the next healthy
- * server of their key. A down server is up again after ROUTE_UP_STREAK
+ * (mconn_fail_all) when another server is healthy; the retryable ones
+ * (reads, DELIVER with its idempotency id) are sent again by
+ * route_call_async to the next healthy server of their key. With no
+ * healthy server left they stay queued on their connection, which sends
+ * them again when it is back (within the mount's timeout). A down server is up again after ROUTE_UP_STREAK
  * answered PINGs in a row, one health interval apart; its keys then
  * return to it. A server list file (servers_file=) is looked at on every
  * tick of the health thread and read again when it changed. Every change is
@@ -112,6 +114,18 @@ route_order(const char *key, size_t klen, const char *const *servers,
 			idx[j - 1] = idx[j];
 			idx[j] = t;
 		}
+}
+
+/* Whether a listed server is healthy; mu held. */
+static int
+any_healthy(const struct route *rt)
+{
+	size_t i;
+
+	for (i = 0; i < rt->n; i++)
+		if (rt->srv[i]->listed && rt->srv[i]->healthy)
+			return 1;
+	return 0;
 }
 
 /* The server for |key| now, skipping |avoid| (or NULL); mu held. */
@@ -514,6 +528,13 @@ health_main(void *arg)
 				ping[np++] = s;
 			}
 		}
+		/* Requests move only where a healthy server can take them.
+		 * With none (a single server, or all down) they stay with
+		 * their connection, which sends them again once it is back,
+		 * within the mount's timeout, as a one-server mount always
+		 * did. */
+		if (!any_healthy(rt))
+			nf = 0;
 		pthread_mutex_unlock(&rt->mu);
 		for (i = 0; i < nf; i++)
 			mconn_fail_all(fail[i]->c);

@@ -159,8 +159,8 @@ re_err(const char *what, const char *oid, int rc)
 
 /* --- values --- */
 
-static void
-put64(uint8_t *p, uint64_t v)
+void
+er_put64(uint8_t *p, uint64_t v)
 {
 	int i;
 
@@ -168,8 +168,8 @@ put64(uint8_t *p, uint64_t v)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
 
-static void
-put32(uint8_t *p, uint32_t v)
+void
+er_put32(uint8_t *p, uint32_t v)
 {
 	int i;
 
@@ -177,8 +177,8 @@ put32(uint8_t *p, uint32_t v)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
 
-static uint64_t
-get64(const uint8_t *p)
+uint64_t
+er_get64(const uint8_t *p)
 {
 	uint64_t v = 0;
 	int i;
@@ -188,8 +188,8 @@ get64(const uint8_t *p)
 	return v;
 }
 
-static uint32_t
-get32(const uint8_t *p)
+uint32_t
+er_get32(const uint8_t *p)
 {
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
 	    (uint32_t)p[3] << 24;
@@ -204,16 +204,16 @@ ren_encode(const struct rentry *en, uint8_t out[RE_ENTRY_LEN])
 
 	*p++ = 'E';
 	*p++ = en->type;
-	put64(p, en->id), p += 8;
-	put64(p, en->size), p += 8;
-	put64(p, en->checksum), p += 8;
-	put64(p, en->change), p += 8;
-	put32(p, en->mode), p += 4;
-	put32(p, en->uid), p += 4;
-	put32(p, en->gid), p += 4;
-	put64(p, en->mtime), p += 8;
-	put64(p, en->ctime), p += 8;
-	put64(p, en->atime), p += 8;
+	er_put64(p, en->id), p += 8;
+	er_put64(p, en->size), p += 8;
+	er_put64(p, en->checksum), p += 8;
+	er_put64(p, en->change), p += 8;
+	er_put32(p, en->mode), p += 4;
+	er_put32(p, en->uid), p += 4;
+	er_put32(p, en->gid), p += 4;
+	er_put64(p, en->mtime), p += 8;
+	er_put64(p, en->ctime), p += 8;
+	er_put64(p, en->atime), p += 8;
 	memcpy(p, en->idem, MST_IDEM_LEN);
 }
 
@@ -226,16 +226,16 @@ ren_decode(const void *v, size_t len, struct rentry *en)
 		return -EIO;
 	p++;
 	en->type = *p++;
-	en->id = get64(p), p += 8;
-	en->size = get64(p), p += 8;
-	en->checksum = get64(p), p += 8;
-	en->change = get64(p), p += 8;
-	en->mode = get32(p), p += 4;
-	en->uid = get32(p), p += 4;
-	en->gid = get32(p), p += 4;
-	en->mtime = get64(p), p += 8;
-	en->ctime = get64(p), p += 8;
-	en->atime = get64(p), p += 8;
+	en->id = er_get64(p), p += 8;
+	en->size = er_get64(p), p += 8;
+	en->checksum = er_get64(p), p += 8;
+	en->change = er_get64(p), p += 8;
+	en->mode = er_get32(p), p += 4;
+	en->uid = er_get32(p), p += 4;
+	en->gid = er_get32(p), p += 4;
+	en->mtime = er_get64(p), p += 8;
+	en->ctime = er_get64(p), p += 8;
+	en->atime = er_get64(p), p += 8;
 	memcpy(en->idem, p, MST_IDEM_LEN);
 	return 0;
 }
@@ -271,12 +271,12 @@ static void
 head_encode(const struct rhead *h, uint8_t out[RE_HEAD_LEN])
 {
 	out[0] = 'A';
-	put32(out + 1, h->mode);
-	put32(out + 5, h->uid);
-	put32(out + 9, h->gid);
-	put64(out + 13, h->ctime);
-	put64(out + 21, h->atime);
-	put64(out + 29, h->parent);
+	er_put32(out + 1, h->mode);
+	er_put32(out + 5, h->uid);
+	er_put32(out + 9, h->gid);
+	er_put64(out + 13, h->ctime);
+	er_put64(out + 21, h->atime);
+	er_put64(out + 29, h->parent);
 	out[37] = h->kind;
 }
 
@@ -287,12 +287,12 @@ head_decode(const struct kv *v, struct rhead *h)
 
 	if (v->vlen != RE_HEAD_LEN || p[0] != 'A')
 		return -EIO;
-	h->mode = get32(p + 1);
-	h->uid = get32(p + 5);
-	h->gid = get32(p + 9);
-	h->ctime = get64(p + 13);
-	h->atime = get64(p + 21);
-	h->parent = get64(p + 29);
+	h->mode = er_get32(p + 1);
+	h->uid = er_get32(p + 5);
+	h->gid = er_get32(p + 9);
+	h->ctime = er_get64(p + 13);
+	h->atime = er_get64(p + 21);
+	h->parent = er_get64(p + 29);
 	h->kind = p[37];
 	return 0;
 }
@@ -476,7 +476,7 @@ re_state(const struct rstore *s, const struct kvset *vals, int exists,
 		re_unhex(v->v, v->vlen, &out->nd);
 	re_key(k, s, "t", NULL, 0);
 	if ((v = kvset_get(vals, k)) != NULL && v->vlen == 9)
-		out->t = get64((const uint8_t *)v->v + 1);
+		out->t = er_get64((const uint8_t *)v->v + 1);
 }
 
 void
@@ -531,7 +531,7 @@ set_time(rados_write_op_t op, const struct rstore *s, int64_t now)
 	char key[RE_KEY_MAX];
 	uint8_t t[9] = { 'T' };
 
-	put64(t + 1, (uint64_t)now);
+	er_put64(t + 1, (uint64_t)now);
 	re_key(key, s, "t", NULL, 0);
 	re_set(op, key, t, sizeof t);
 }

@@ -280,4 +280,10 @@ int re_file_setattr(struct rados_engine *e, struct job *j, uint64_t id,
 int re_read_body_range(struct rados_engine *e, struct job *j, uint64_t id,
     uint64_t offset, uint32_t length);
 
+/* Little-endian integers in stored values (engine_rados.c). */
+void er_put64(uint8_t *p, uint64_t v);
+void er_put32(uint8_t *p, uint32_t v);
+uint64_t er_get64(const uint8_t *p);
+uint32_t er_get32(const uint8_t *p);
+
 #endif /* MST_ENGINE_RADOS_H */

@@ -35,56 +35,24 @@ struct fattr {
 	uint64_t mtime, ctime, atime, ver, parent;
 };
 
-static void
-p64(uint8_t *p, uint64_t v)
-{
-	int i;
 
-	for (i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
 
-static void
-p32(uint8_t *p, uint32_t v)
-{
-	int i;
 
-	for (i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t
-g64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	int i;
-
-	for (i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
-static uint32_t
-g32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	    (uint32_t)p[3] << 24;
-}
 
 static void
 fa_encode(const struct fattr *a, uint8_t out[FA_LEN])
 {
 	out[0] = 'F';
-	p64(out + 1, a->size);
-	p32(out + 9, a->mode);
-	p32(out + 13, a->uid);
-	p32(out + 17, a->gid);
-	p32(out + 21, a->nlink);
-	p64(out + 25, a->mtime);
-	p64(out + 33, a->ctime);
-	p64(out + 41, a->atime);
-	p64(out + 49, a->ver);
-	p64(out + 57, a->parent);
+	er_put64(out + 1, a->size);
+	er_put32(out + 9, a->mode);
+	er_put32(out + 13, a->uid);
+	er_put32(out + 17, a->gid);
+	er_put32(out + 21, a->nlink);
+	er_put64(out + 25, a->mtime);
+	er_put64(out + 33, a->ctime);
+	er_put64(out + 41, a->atime);
+	er_put64(out + 49, a->ver);
+	er_put64(out + 57, a->parent);
 }
 
 static int
@@ -94,16 +62,16 @@ fa_decode(const struct kv *v, struct fattr *a)
 
 	if (v->vlen != FA_LEN || p[0] != 'F')
 		return -EIO;
-	a->size = g64(p + 1);
-	a->mode = g32(p + 9);
-	a->uid = g32(p + 13);
-	a->gid = g32(p + 17);
-	a->nlink = g32(p + 21);
-	a->mtime = g64(p + 25);
-	a->ctime = g64(p + 33);
-	a->atime = g64(p + 41);
-	a->ver = g64(p + 49);
-	a->parent = g64(p + 57);
+	a->size = er_get64(p + 1);
+	a->mode = er_get32(p + 9);
+	a->uid = er_get32(p + 13);
+	a->gid = er_get32(p + 17);
+	a->nlink = er_get32(p + 21);
+	a->mtime = er_get64(p + 25);
+	a->ctime = er_get64(p + 33);
+	a->atime = er_get64(p + 41);
+	a->ver = er_get64(p + 49);
+	a->parent = er_get64(p + 57);
 	return 0;
 }
 

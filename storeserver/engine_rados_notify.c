@@ -47,25 +47,7 @@ put_str(uint8_t *p, const char *s, size_t len)
 	return 2 + len;
 }
 
-static void
-put64le(uint8_t *p, uint64_t v)
-{
-	int i;
 
-	for (i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t
-get64le(const uint8_t *p)
-{
-	uint64_t v = 0;
-	int i;
-
-	for (i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
 
 static void
 notify_done(rados_completion_t c, void *arg)
@@ -108,8 +90,8 @@ re_publish(struct rados_engine *e, const struct job *j)
 		dl = strlen(j->notices[i].dir);
 		nl = strlen(j->notices[i].name);
 		*p++ = j->notices[i].event;
-		put64le(p, j->notices[i].id);
-		put64le(p + 8, j->notices[i].change);
+		er_put64(p, j->notices[i].id);
+		er_put64(p + 8, j->notices[i].change);
 		p += 16;
 		p += put_str(p, j->notices[i].dir, dl);
 		p += put_str(p, j->notices[i].name, nl);
@@ -139,8 +121,8 @@ deliver(struct rados_engine *e, const uint8_t *p, size_t len)
 	p++, len--;
 	while (len >= 21) {
 		n.event = p[0];
-		n.id = get64le(p + 1);
-		n.change = get64le(p + 9);
+		n.id = er_get64(p + 1);
+		n.change = er_get64(p + 9);
 		dl = (size_t)p[17] | (size_t)p[18] << 8;
 		if (dl > MST_PATH_MAX || len < 19 + dl + 2)
 			return;

@@ -835,6 +835,50 @@ lock_table_list(const struct lock_table *t, uint64_t id,
 	return n;
 }
 
+int
+lock_load(struct lock_conn *lc, uint64_t id, const struct lock_info *li)
+{
+	struct mst_lock_req q;
+	struct lfile *f;
+	struct lk *l;
+
+	if ((li->type != MST_LK_RD && li->type != MST_LK_WR) ||
+	    li->start > li->end ||
+	    (li->flock && (li->start != 0 || li->end != MST_LK_EOF)))
+		return -EINVAL;
+	f = file_get(lc->t, id);
+	if (f == NULL)
+		return -ENOMEM;
+	memset(&q, 0, sizeof q);
+	q.id = id;
+	q.owner = li->owner;
+	q.pid = li->pid;
+	q.type = li->type;
+	q.flags = li->flock ? MST_LKF_FLOCK : 0;
+	q.start = li->start;
+	q.end = li->end;
+	l = lk_new(f, lc, &q);
+	if (l == NULL) {
+		file_maybe_free(lc->t, f);
+		return -ENOMEM;
+	}
+	lk_attach(l);
+	return 0;
+}
+
+int
+lock_conflict(struct lock_conn *lc, const struct mst_lock_req *q,
+    struct lock_info *out)
+{
+	struct lfile *f = file_find(lc->t, q->id);
+	struct lk *l = f != NULL ? find_conflict(f, lc, q) : NULL;
+
+	if (l == NULL)
+		return 0;
+	info_of(l, out);
+	return 1;
+}
+
 size_t
 lock_conn_nlocks(const struct lock_conn *lc)
 {

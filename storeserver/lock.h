@@ -116,6 +116,24 @@ struct lock_info {
 size_t lock_table_list(const struct lock_table *t, uint64_t id,
     struct lock_info *out, size_t cap);
 
+/*
+ * A file's table kept elsewhere (the rados back-end keeps one per file in
+ * the pool and runs this algorithm on a copy, see engine_rados_lock.c):
+ *
+ * lock_load attaches a held lock to |lc| on object |id| exactly as
+ * |li| describes it (li->conn is ignored), without the conflict and
+ * merge rules: the caller loads a table that obeyed them when it was
+ * dumped with lock_table_list, in its order. 0, -EINVAL (type not RD or
+ * WR, start after end, a flock lock that is not whole-file) or -ENOMEM.
+ *
+ * lock_conflict fills |out| with the first lock of another owner that
+ * |q| (RD or WR) conflicts with, as lock_request would find it, owner
+ * and connection included: 1, or 0 when there is none.
+ */
+int lock_load(struct lock_conn *lc, uint64_t id, const struct lock_info *li);
+int lock_conflict(struct lock_conn *lc, const struct mst_lock_req *q,
+    struct lock_info *out);
+
 /* Counters for tests and stats. */
 size_t lock_conn_nlocks(const struct lock_conn *lc);
 size_t lock_conn_nwaiters(const struct lock_conn *lc);

@@ -2,7 +2,8 @@
  * check_lock.c - Check suite for storeserver/lock.c, the lock table,
  * driven directly (no sockets): POSIX range merge, split and conversion,
  * conflicts, EAGAIN, waiting and FIFO wake order, EDEADLK, cancel, a closed
- * connection waking waiters, flock beside POSIX, F_GETLK, the bounds.
+ * connection waking waiters, flock beside POSIX, F_GETLK, the bounds,
+ * and a table dumped and loaded into another (lock_load, lock_conflict).
  */
 #include <check.h>
 #include <errno.h>
@@ -654,6 +655,68 @@ START_TEST(many_objects_each_in_its_own_entry)
 }
 END_TEST
 
+/* ---- a table kept elsewhere: dump, load into a fresh table, go on ---- */
+
+START_TEST(dumped_table_loads_into_another_and_behaves_the_same)
+{
+	struct lock_table *t2 = lock_table_new();
+	struct lock_conn *la = lock_conn_new(t2, &ctx_a);
+	struct lock_conn *lb = lock_conn_new(t2, &ctx_b);
+	struct lock_info li[8], li2[8], c;
+	struct mst_lock_req q = { .id = FILE_ID, .owner = 2, .pid = 1002,
+	    .type = WR, .start = 15, .end = 15 };
+	struct mst_lock_rep r;
+	size_t n, i;
+
+	ck_assert(t2 && la && lb);
+	ck_assert_int_eq(posix(ca, 1, RD, 0, 9), 0);
+	ck_assert_int_eq(posix(ca, 1, WR, 20, 29), 0);
+	ck_assert_int_eq(posix(cb, 2, RD, 5, 12), 0);
+	ck_assert_int_eq(req(cb, 1, 3, WR, MST_LKF_FLOCK, 0, 0, NULL), 0);
+	n = lock_table_list(t, FILE_ID, li, 8);
+	ck_assert_uint_eq(n, 4);
+	for (i = 0; i < n; i++)
+		ck_assert_int_eq(lock_load(li[i].conn == ca ? la : lb,
+		    FILE_ID, &li[i]), 0);
+	ck_assert_uint_eq(lock_table_list(t2, FILE_ID, li2, 8), n);
+	for (i = 0; i < n; i++) {
+		ck_assert(li2[i].conn == (li[i].conn == ca ? la : lb));
+		ck_assert(li2[i].owner == li[i].owner &&
+		    li2[i].pid == li[i].pid && li2[i].type == li[i].type &&
+		    li2[i].flock == li[i].flock &&
+		    li2[i].start == li[i].start && li2[i].end == li[i].end);
+	}
+	/* The loaded copy decides as the original does. */
+	ck_assert_int_eq(lock_conflict(lb, &q, &c), 0);
+	q.start = q.end = 25;
+	ck_assert_int_eq(lock_conflict(lb, &q, &c), 1);
+	ck_assert(c.conn == la && c.owner == 1 && c.pid == 1001 &&
+	    c.type == WR && c.start == 20 && c.end == 29);
+	ck_assert_int_eq(lock_request(lb, 1, &q, &r), -EAGAIN);
+	ck_assert_int_eq(lock_request(la, 1, &(struct
+	    mst_lock_req){ .id = FILE_ID, .owner = 1, .type = UN,
+	    .start = 0, .end = EOF_ }, &r), 0);
+	ck_assert_int_eq(lock_request(lb, 1, &q, &r), 0);
+	q.flags = MST_LKF_FLOCK;
+	q.owner = 9;
+	ck_assert_int_eq(lock_conflict(la, &q, &c), 1);
+	ck_assert(c.conn == lb && c.owner == 3 && c.flock);
+	/* Bad records are refused. */
+	li[0].type = UN;
+	ck_assert_int_eq(lock_load(la, FILE_ID, &li[0]), -EINVAL);
+	li[0].type = RD;
+	li[0].start = 10;
+	li[0].end = 9;
+	ck_assert_int_eq(lock_load(la, FILE_ID, &li[0]), -EINVAL);
+	li[3].start = 1;
+	ck_assert_int_eq(lock_load(la, FILE_ID, &li[3]), -EINVAL);
+	lock_conn_free(la);
+	lock_conn_free(lb);
+	ck_assert_uint_eq(lock_table_nfiles(t2), 0);
+	lock_table_free(t2);
+}
+END_TEST
+
 static Suite *
 lock_suite(void)
 {
@@ -673,6 +736,8 @@ lock_suite(void)
 	tcase_add_test(tr, eagain_leaves_the_requesters_locks_as_they_were);
 	tcase_add_test(tr, grant_reply_is_the_lock_as_requested);
 	tcase_add_test(tr, test_reports_the_first_conflict_and_takes_nothing);
+	tcase_add_test(tr,
+	    dumped_table_loads_into_another_and_behaves_the_same);
 	suite_add_tcase(s, tr);
 
 	tcase_add_checked_fixture(tw, setup, teardown);

@@ -38,10 +38,7 @@ Exits 77 (skipped) only when the Ceph daemons are not installed.
 """
 import errno
 import os
-import shutil
-import socket
 import struct
-import subprocess
 import sys
 import threading
 import time
@@ -52,131 +49,10 @@ sys.path.insert(0, os.path.dirname(HERE))
 import mstlib  # noqa: E402
 import hostile_client as hc  # noqa: E402
 
-SRC = os.path.abspath(os.path.join(HERE, "..", ".."))
-MINICLUSTER = os.path.join(SRC, "tools", "ceph-minicluster")
-POOL = "mstore"
-BOX = "r.example/al"
+import radoslib  # noqa: E402
+from radoslib import BOX, Client, attr, entries, present  # noqa: E402
+
 ROUNDS = 200
-
-
-def skip_unless_ceph():
-    missing = [b for b in ("ceph-mon", "ceph-osd", "ceph-mgr", "ceph")
-               if shutil.which(b) is None and
-               not os.path.exists("/usr/bin/" + b)]
-    if missing:
-        print("SKIP test_rados: the Ceph packages are not installed "
-              "(missing %s; apt-get install ceph-mon ceph-osd ceph-mgr "
-              "ceph-common)" % ", ".join(missing))
-        sys.exit(77)
-    out = subprocess.run([mstlib.MSTORED, "--help"], capture_output=True,
-                         text=True).stdout
-    if "rados (a Ceph pool" not in out or "not built in" in out:
-        print("FAIL test_rados: Ceph is installed but %s was built without "
-              "the rados back-end (configure --with-rados, librados-dev)"
-              % mstlib.MSTORED)
-        sys.exit(1)
-
-
-class Cluster:
-    def __init__(self):
-        self.dir = mstlib.tmpdir("mst-ceph-")
-        self.conf = None
-        self.running = False
-
-    def start(self):
-        r = subprocess.run([MINICLUSTER, "start", self.dir, "--no-install",
-                            "--pool", POOL, "--timeout", "120"],
-                           capture_output=True, text=True, timeout=180)
-        if r.returncode != 0:
-            raise RuntimeError("ceph-minicluster start failed:\n%s%s" %
-                               (r.stdout, r.stderr))
-        self.running = True
-        self.conf = r.stdout.strip().splitlines()[-1]
-        return self
-
-    def stop(self):
-        if self.running:
-            subprocess.run([MINICLUSTER, "stop", self.dir, "--timeout", "30"],
-                           capture_output=True, timeout=120)
-            self.running = False
-
-
-class Client:
-    """One protocol connection, no key (the servers listen on loopback)."""
-
-    def __init__(self, port):
-        self.c = hc.Conn(port)
-        self.rid = 10
-        st, _ = self.c.call("HELLO", hc.hello_payload(name=b"test_rados"))
-        assert st == 0, "HELLO: status %d" % st
-
-    def call(self, op, payload, timeout=20.0):
-        self.rid += 1
-        return self.c.call(op, payload, rid=self.rid, timeout=timeout)
-
-    def close(self):
-        self.c.close()
-
-    def mkdir(self, path):
-        return self.call("MKDIR", hc.mkdir_req(path))[0]
-
-    def deliver(self, name, body, sub=1, idem=None, box=BOX):
-        st, parts = self.call("DELIVER", hc.deliver_req(
-            name, body, sub=sub, idem=idem, box=box))
-        return st, (attr(parts[0]) if st == 0 else None)
-
-    def list(self, sub=1, since=0, box=BOX):
-        st, parts = self.call("LIST", hc.s(box) + hc.s("") + bytes([sub]) +
-                              struct.pack(">Q", since))
-        if st:
-            return st, None, None, None
-        change, _mt, flags = struct.unpack_from(">QQB", parts[0])
-        return st, change, flags, entries(parts)
-
-    def fetch(self, oid, box=BOX):
-        st, parts = self.call("FETCH", hc.s(box) + struct.pack(
-            ">QQI", oid, 0, 1 << 20))
-        if st:
-            return st, None, None, None
-        total, csum = struct.unpack_from(">QQ", parts[0])
-        return st, total, csum, b"".join(p[16:] for p in parts)
-
-    def ref(self, op, name, sub=1, box=BOX):
-        return self.call(op, hc.s(box) + hc.s("") + bytes([sub]) +
-                         hc.s(name))
-
-    def setinfo(self, fsub, fname, tsub, tname, flags=0, box=BOX):
-        return self.call("SETINFO", hc.s(box) + hc.s("") + bytes([fsub]) +
-                         hc.s(fname) + bytes([tsub]) + hc.s(tname) +
-                         struct.pack(">I", flags))[0]
-
-
-def attr(p):
-    t, oid, size, mode, uid, gid, nlink, mt, ct, change, at = \
-        struct.unpack_from(">BQQIIIIQQQQ", p)
-    return dict(type=t, id=oid, size=size, change=change, nlink=nlink)
-
-
-def entries(parts):
-    out = {}
-    for p in parts:
-        count = struct.unpack_from(">I", p, 17)[0]
-        o = 21
-        for _ in range(count):
-            kind = p[o]
-            n = struct.unpack_from(">H", p, o + 1)[0]
-            name = p[o + 3:o + 3 + n].decode()
-            a = attr(p[o + 3 + n:])
-            a["kind"] = "present" if kind == 1 else "removed"
-            out.setdefault(name, []).append(a)
-            o += 3 + n + 65
-    return out
-
-
-def present(ents):
-    return {n: [a for a in v if a["kind"] == "present"][0]
-            for n, v in ents.items()
-            if any(a["kind"] == "present" for a in v)}
 
 
 def want(got, exp, what):
@@ -191,10 +67,7 @@ class Env:
 def setup(cluster):
     env = Env()
     env.cluster = cluster.start()
-    conf = ("backend = rados\nceph_conf = %s\npool = %s\n" %
-            (env.cluster.conf, POOL))
-    env.s1 = mstlib.Store(conf).start()
-    env.s2 = mstlib.Store(conf).start()
+    env.s1, env.s2 = radoslib.servers(env.cluster, 2)
     env.a = Client(env.s1.port)
     env.b = Client(env.s2.port)
     for d in ("r.example", BOX, BOX + "/new", BOX + "/cur", BOX + "/tmp"):
@@ -353,9 +226,7 @@ def test_quota_across_servers(env):
     """Two more servers with quota_bytes = 1000 on the same pool: 16
     deliveries of 100 bytes at once, half through each, and exactly 10
     are stored; an expunge gives room back; a retry is not counted."""
-    conf = ("backend = rados\nceph_conf = %s\npool = %s\n"
-            "quota_bytes = 1000\n" % (env.cluster.conf, POOL))
-    s3, s4 = mstlib.Store(conf).start(), mstlib.Store(conf).start()
+    s3, s4 = radoslib.servers(env.cluster, 2, "quota_bytes = 1000\n")
     box = "r.example/q"
     try:
         c3 = Client(s3.port)
@@ -609,11 +480,11 @@ def test_storage_down_answers_eio(env):
 
 
 def main():
-    skip_unless_ceph()
+    radoslib.skip_unless_ceph("test_rados")
     r = mstlib.Runner("test_rados", limit=150)
     t0 = time.monotonic()
     env = None
-    cluster = Cluster()
+    cluster = radoslib.Cluster()
     try:
         env = setup(cluster)
         print("cluster and two servers up after %.1f s" %

@@ -25,11 +25,7 @@ Exits 77 (skipped) only when the Ceph daemons are not installed.
 """
 import errno
 import hashlib
-import json
 import os
-import shutil
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -38,11 +34,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 import mstlib  # noqa: E402
-import test_rados as tr  # noqa: E402
+import radoslib  # noqa: E402
+from radoslib import mc  # noqa: E402
 
-SRC = os.path.abspath(os.path.join(HERE, "..", ".."))
-MINICLUSTER = os.path.join(SRC, "tools", "ceph-minicluster")
-POOL = "mstore"
 # Several mailboxes, so that their entry objects lie in several placement
 # groups: some have the killed OSD as primary, some as a replica.
 BOXES = ["o.example/load%d" % i for i in range(8)]
@@ -53,64 +47,6 @@ LOAD_AFTER = 3.0        # seconds of load after active+clean again
 STALL_MAX = 12.0        # the longest gap between acknowledged deliveries
 DELIVER_DEADLINE = 60.0  # a message not stored by then failed for good
 OSD = 1
-
-
-def skip_unless_ceph():
-    missing = [b for b in ("ceph-mon", "ceph-osd", "ceph-mgr", "ceph")
-               if shutil.which(b) is None and
-               not os.path.exists("/usr/bin/" + b)]
-    if missing:
-        print("SKIP test_rados_osd: the Ceph packages are not installed "
-              "(missing %s)" % ", ".join(missing))
-        sys.exit(77)
-
-
-def mc(*args, timeout=180):
-    return subprocess.run([MINICLUSTER] + list(args), capture_output=True,
-                          text=True, timeout=timeout)
-
-
-class Cluster:
-    """The minicluster; its daemons are ended by PID by `stop` (the tool
-    keeps them in DIR/daemons.json), also when the test fails."""
-
-    def __init__(self):
-        self.dir = mstlib.tmpdir("mst-ceph-osd-")
-        self.conf = None
-        self.running = False
-        self.store = None
-
-    def start(self):
-        for store in ("bluestore", "memstore"):
-            t0 = time.monotonic()
-            self.running = True
-            r = mc("start", self.dir, "--no-install", "--pool", POOL,
-                   "--store", store, "--timeout", "90")
-            if r.returncode == 0:
-                self.store = store
-                self.conf = r.stdout.strip().splitlines()[-1]
-                print("cluster (%s) active+clean after %.1f s" %
-                      (store, time.monotonic() - t0), flush=True)
-                return self
-            print("ceph-minicluster start --store %s failed:\n%s%s" %
-                  (store, r.stdout, r.stderr[-2000:]), flush=True)
-            self.stop()
-            shutil.rmtree(self.dir, ignore_errors=True)
-            os.makedirs(self.dir)
-        raise RuntimeError("no minicluster could be started")
-
-    def ceph_json(self, *args):
-        r = subprocess.run(["ceph", "-c", self.conf] + list(args) +
-                           ["-f", "json"], capture_output=True, text=True,
-                           timeout=60)
-        if r.returncode != 0:
-            raise RuntimeError("ceph %s: %s" % (" ".join(args), r.stderr))
-        return json.loads(r.stdout)
-
-    def stop(self):
-        if self.running:
-            mc("stop", self.dir, "--timeout", "30", timeout=120)
-            self.running = False
 
 
 class Verifier:
@@ -249,14 +185,14 @@ def check_box(env, box, acked):
             if hashlib.sha256(f.read()).hexdigest() != want[n]:
                 bad.append(n)
     assert not bad, "wrong checksum through the mount: %s" % bad[:5]
-    c = tr.Client(env.s2.port)
+    c = radoslib.Client(env.s2.port)
     try:
         st, _, _, ents = c.list(box=box)
         assert st == 0, "LIST through server 2: %d" % st
         twice = [n for n, v2 in ents.items()
                  if len([a for a in v2 if a["kind"] == "present"]) > 1]
         assert not twice, "listed twice through server 2: %s" % twice[:5]
-        pres = tr.present(ents)
+        pres = radoslib.present(ents)
         miss2 = sorted(set(want) - set(pres))
         assert not miss2, "%d missing through server 2, e.g. %s" % (
             len(miss2), miss2[:5])
@@ -334,17 +270,14 @@ def test_osd_killed_under_load(env):
 
 
 def main():
-    skip_unless_ceph()
+    radoslib.skip_unless_ceph("test_rados_osd")
     r = mstlib.Runner("test_rados_osd", limit=170)
     t0 = time.monotonic()
     env = Env()
-    env.cluster = Cluster()
-
-    def on_signal(sig, frame):
-        env.cluster.stop()      # before mstlib removes its directory
-        mstlib._on_signal(sig, frame)
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, on_signal)
+    # Bluestore for a restart that keeps the OSD's data; memstore when
+    # sparse files cannot be made here.
+    env.cluster = radoslib.Cluster("mst-ceph-osd-",
+                                   ("bluestore", "memstore"), 90)
     try:
         return run_all(r, env, t0)
     finally:
@@ -355,10 +288,7 @@ def run_all(r, env, t0):
     ok = False
     try:
         env.cluster.start()
-        conf = ("backend = rados\nceph_conf = %s\npool = %s\n" %
-                (env.cluster.conf, POOL))
-        env.s1 = mstlib.Store(conf).start()
-        env.s2 = mstlib.Store(conf).start()
+        env.s1, env.s2 = radoslib.servers(env.cluster, 2)
         env.m = mstlib.Mount(env.s1.addr, "timeout=10").start()
         os.makedirs(env.m.path("o.example"))
         for b in BOXES:
@@ -370,16 +300,9 @@ def run_all(r, env, t0):
         r.failed += 1
     if ok:
         r.run(test_osd_killed_under_load, env)
-        for s in (env.s1, env.s2):
-            if s.proc.poll() is not None:
-                print("FAIL mstored exited with %d" % s.proc.returncode)
-                r.failed += 1
+        r.failed += radoslib.dead_servers((env.s1, env.s2))
         if r.failed:
-            for s in (env.s1, env.s2):
-                print("--- %s" % s.log)
-                print(open(s.log).read()[-3000:])
-            print("--- %s" % env.m.log)
-            print(open(env.m.log).read()[-3000:])
+            radoslib.dump_logs((env.s1, env.s2), (env.m,))
         env.m.unmount()
         env.s1.kill()
         env.s2.kill()

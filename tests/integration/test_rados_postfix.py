@@ -17,9 +17,7 @@ same 100 Maildirs. Then, read back through both mounts:
 Exits 77 (skipped) only when the Ceph daemons are not installed.
 """
 import os
-import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -28,49 +26,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tools"))
 import mstlib  # noqa: E402
+import radoslib  # noqa: E402
 import postfixlib  # noqa: E402
 
-SRC = os.path.abspath(os.path.join(HERE, "..", ".."))
-MINICLUSTER = os.path.join(SRC, "tools", "ceph-minicluster")
-POOL = "mstore"
 USERS = 100
 PER_USER = 5                    # messages per user per instance
 ADDRESSES = USERS * PER_USER    # 1..500, user N % 100
 SESSIONS = 8
-
-
-def skip_unless_ceph():
-    missing = [b for b in ("ceph-mon", "ceph-osd", "ceph-mgr", "ceph")
-               if shutil.which(b) is None and
-               not os.path.exists("/usr/bin/" + b)]
-    if missing:
-        print("SKIP test_rados_postfix: the Ceph packages are not installed "
-              "(missing %s)" % ", ".join(missing))
-        sys.exit(77)
-
-
-class Cluster:
-    def __init__(self):
-        self.dir = mstlib.tmpdir("mst-ceph-pf-")
-        self.conf = None
-        self.running = False
-
-    def start(self):
-        self.running = True
-        r = subprocess.run([MINICLUSTER, "start", self.dir, "--no-install",
-                            "--pool", POOL, "--timeout", "90"],
-                           capture_output=True, text=True, timeout=150)
-        if r.returncode != 0:
-            raise RuntimeError("ceph-minicluster start failed:\n%s%s" %
-                               (r.stdout, r.stderr))
-        self.conf = r.stdout.strip().splitlines()[-1]
-        return self
-
-    def stop(self):
-        if self.running:    # ends the daemons by their recorded PIDs
-            subprocess.run([MINICLUSTER, "stop", self.dir, "--timeout", "30"],
-                           capture_output=True, timeout=120)
-            self.running = False
 
 
 def header(data, name):
@@ -213,10 +175,7 @@ def run_all(r, env, t0):
         env.cluster.start()
         print("cluster up after %.1f s" % (time.monotonic() - t0),
               flush=True)
-        conf = ("backend = rados\nceph_conf = %s\npool = %s\n" %
-                (env.cluster.conf, POOL))
-        env.s1 = mstlib.Store(conf).start()
-        env.s2 = mstlib.Store(conf).start()
+        env.s1, env.s2 = radoslib.servers(env.cluster, 2)
         env.m1 = mstlib.Mount(env.s1.addr, "allow_other,timeout=10").start()
         env.m2 = mstlib.Mount(env.s2.addr, "allow_other,timeout=10").start()
         ok = True
@@ -228,14 +187,9 @@ def run_all(r, env, t0):
         for pf in env.postfixes:
             pf.stop()
         env.postfixes = []
-        for s in (env.s1, env.s2):
-            if s.proc.poll() is not None:
-                print("FAIL mstored exited with %d" % s.proc.returncode)
-                r.failed += 1
+        r.failed += radoslib.dead_servers((env.s1, env.s2))
         if r.failed:
-            for log in (env.s1.log, env.s2.log, env.m1.log, env.m2.log):
-                print("--- %s" % log)
-                print(open(log).read()[-3000:])
+            radoslib.dump_logs((env.s1, env.s2), (env.m1, env.m2))
         env.m1.unmount()
         env.m2.unmount()
         env.s1.kill()
@@ -246,7 +200,7 @@ def run_all(r, env, t0):
 
 
 def main():
-    skip_unless_ceph()
+    radoslib.skip_unless_ceph("test_rados_postfix")
     if not postfixlib.have_postfix():
         print("FAIL test_rados_postfix: Postfix is not installed "
               "(tools/install-deps installs it)")
@@ -254,7 +208,7 @@ def main():
     r = mstlib.Runner("test_rados_postfix", limit=150)
     t0 = time.monotonic()
     env = Env()
-    env.cluster = Cluster()
+    env.cluster = radoslib.Cluster("mst-ceph-pf-", timeout=90)
     env.postfixes = []
 
     def stop_all():
@@ -265,7 +219,7 @@ def main():
 
     def on_signal(sig, frame):
         stop_all()                  # before mstlib removes their directories
-        mstlib._on_signal(sig, frame)
+        radoslib._on_signal(sig, frame)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
     try:

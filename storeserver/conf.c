@@ -412,6 +412,7 @@ conf_finish(struct conf *c)
 	if (c->data == NULL)
 		return -EDESTADDRREQ;
 	if (c->backend != NULL && strcmp(c->backend, "local") != 0 &&
+	    strcmp(c->backend, "memory") != 0 &&
 	    strcmp(c->backend, "rados") != 0)
 		return -EPROTONOSUPPORT;
 	if (c->backend != NULL && strcmp(c->backend, "rados") == 0 &&

@@ -16,7 +16,8 @@
 struct conf {
 	char *data;			/* data directory (local state, and
 					   the store with backend local) */
-	char *backend;			/* "local" (default) or "rados" */
+	char *backend;			/* "local" (default), "memory" or
+					   "rados" */
 	char *ceph_conf;		/* rados: the cluster's ceph.conf */
 	char *pool;			/* rados: the pool holding the store */
 	char *ceph_id;			/* rados: client name (default admin) */

@@ -1,6 +1,8 @@
 /*
  * eng.h - private to the local engine (engine_local.c, eng_store.c,
- * eng_base.c, eng_ops.c, eng_file.c, eng_admin.c).
+ * eng_base.c, eng_ops.c, eng_file.c, eng_admin.c) and to the memory
+ * engine (engine_memory.c), which is the same engine with its segments
+ * and checkpoint in memory (struct store_media).
  *
  * Threads and locks:
  *  - one writer thread runs every mutation, appends the batch to the
@@ -61,11 +63,49 @@ struct oref {
 #define ENG_OREF_BUCKETS 64u	/* hashed by owner: a connection's
 				   references share a chain */
 
+struct engine;
+
+/*
+ * Where the segments and the checkpoint live: files under the data
+ * directory (store_files, eng_store.c) or anonymous memory files that
+ * vanish with the process (store_memory, engine_memory.c). Records,
+ * replay, the index, every operation's rules, group commit, compaction
+ * and scrub are the same code over either; only these calls differ.
+ */
+struct store_media {
+	const char *name;
+	/* Take the store (directories, lock) and put the segments it
+	 * already has in the table. */
+	int (*attach)(struct engine *e);
+	/* A new empty segment |no| whose existence is durable, or NULL
+	 * (logged). */
+	struct seg *(*seg_create)(struct engine *e, uint32_t no);
+	/* A segment replay no longer needs leaves the store (the table's
+	 * reference is dropped by the caller). */
+	void (*seg_remove)(struct engine *e, struct seg *s);
+	/* The last checkpoint, read from its start: a descriptor the
+	 * caller closes, or -ENOENT when there is none. */
+	int (*ckpt_open)(struct engine *e);
+	/* Save the index as the new checkpoint, naming the end of the
+	 * active segment; replaces the old one once durable. */
+	int (*ckpt_save)(struct engine *e);
+	/* Room for the store: total and free bytes (before the reserve). */
+	int (*space)(struct engine *e, uint64_t *total_out,
+	    uint64_t *free_out);
+	/* Release what attach took. */
+	void (*detach)(struct engine *e);
+};
+
+extern const struct store_media store_files;
+extern const struct store_media store_memory;
+
 struct engine {
 	struct engine_conf conf;
-	char *dir;
+	const struct store_media *media;
+	char *dir;			/* data directory, or the media name */
 	int lock_fd;
 	int log_dirfd;
+	int ckpt_fd;			/* store_memory: the checkpoint */
 	pthread_rwlock_t mu;
 	struct index *ix;		/* guarded by mu */
 	struct seg **segs;		/* by number; guarded by mu */
@@ -114,6 +154,9 @@ struct reloc {
 };
 
 /* eng_store.c: segments, replay, checkpoints. */
+/* A table entry for segment |no| open as |fd| (takes ownership of it):
+ * NULL when out of memory (|fd| is closed). */
+struct seg *seg_new(struct engine *e, uint32_t no, int fd);
 int store_open(struct engine *e);
 void store_close(struct engine *e);
 int store_rotate(struct engine *e);
@@ -272,6 +315,11 @@ void admin_run(struct engine *e, struct job *j);
 void compact_kick(struct engine *e);
 
 /* engine_local.c */
+/* The engine over |m|: engine_local's open is this over store_files. */
+int engine_open_media(const struct engine_conf *c,
+    const struct store_media *m, struct engine **out);
+void engine_submit(struct engine *e, struct job *j);
+void engine_close(struct engine *e);
 void engine_enqueue(struct jq *q, struct job *j);
 /* Reply text for ADMIN as a single admin_rep frame. */
 int reply_text(struct job *j, const char *text, size_t len);

@@ -16,7 +16,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/statvfs.h>
 
 #include "eng.h"
 #include "reply.h"
@@ -517,14 +516,13 @@ do_statfs(struct engine *e, struct job *j)
 {
 	struct mst_statfs_rep r = { .max_body = e->conf.max_body,
 		.name_max = MST_NAME_MAX };
-	struct statvfs sv;
 	struct mbox *m;
 	uint64_t freeb;
+	int rc;
 
-	if (statvfs(e->dir, &sv) < 0)
-		return -errno;
-	freeb = (uint64_t)sv.f_bavail * sv.f_frsize;
-	r.bytes_total = (uint64_t)sv.f_blocks * sv.f_frsize;
+	rc = e->media->space(e, &r.bytes_total, &freeb);
+	if (rc < 0)
+		return rc;
 	r.bytes_free = freeb > e->conf.reserve_bytes ?
 	    freeb - e->conf.reserve_bytes : 0;
 	pthread_rwlock_rdlock(&e->mu);

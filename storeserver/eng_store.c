@@ -1,7 +1,9 @@
 /*
- * eng_store.c - the local engine's files: segment files under DIR/log,
- * the checkpoint DIR/checkpoint, the lock DIR/LOCK; replay of the log
- * after the checkpoint at start and after a failed write.
+ * eng_store.c - the engine's segments and checkpoint, and replay of the
+ * log after the checkpoint at start and after a failed write. Here too
+ * their media for the local engine (store_files): segment files under
+ * DIR/log, the checkpoint DIR/checkpoint, the lock DIR/LOCK; the memory
+ * engine's media are in engine_memory.c.
  *
  * Durability order (what makes kill -9 safe):
  *  1. A batch is written at the end of the active segment, then one
@@ -24,6 +26,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,8 +38,8 @@
 
 #define SCAN_BUF (4u << 20)
 
-static struct seg *
-seg_open(struct engine *e, uint32_t no, int create)
+struct seg *
+seg_new(struct engine *e, uint32_t no, int fd)
 {
 	char name[32];
 	struct seg *s;
@@ -45,16 +48,16 @@ seg_open(struct engine *e, uint32_t no, int create)
 
 	snprintf(name, sizeof name, SEG_NAME_FMT, no);
 	s = calloc(1, sizeof *s + dl + 6 + strlen(name));
-	if (s == NULL)
+	if (s == NULL) {
+		close(fd);
 		return NULL;
+	}
 	sprintf(s->path, "%s/log/%s", e->dir, name);
 	s->no = no;
-	s->fd = open(s->path, O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_EXCL :
-	    0), 0600);
-	if (s->fd < 0 || fstat(s->fd, &st) < 0) {
-		log_err("open %s: %s", s->path, strerror(errno));
-		if (s->fd >= 0)
-			close(s->fd);
+	s->fd = fd;
+	if (fstat(fd, &st) < 0) {
+		log_err("fstat %s: %s", s->path, strerror(errno));
+		close(fd);
 		free(s);
 		return NULL;
 	}
@@ -62,6 +65,23 @@ seg_open(struct engine *e, uint32_t no, int create)
 	atomic_init(&s->written, s->size);
 	atomic_init(&s->refs, 1);
 	return s;
+}
+
+/* store_files: the segment file |no| under DIR/log. */
+static struct seg *
+files_seg_open(struct engine *e, uint32_t no, int create)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	snprintf(path, sizeof path, "%s/log/" SEG_NAME_FMT, e->dir, no);
+	fd = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0),
+	    0600);
+	if (fd < 0) {
+		log_err("open %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	return seg_new(e, no, fd);
 }
 
 struct seg *
@@ -109,10 +129,7 @@ seg_drop(struct engine *e, uint32_t no)
 	if (s == NULL || s == e->active)
 		return;
 	e->segs[no] = NULL;
-	if (unlink(s->path) < 0)
-		log_warn("unlink %s: %s", s->path, strerror(errno));
-	else
-		log_info("segment %s reclaimed", s->path);
+	e->media->seg_remove(e, s);
 	seg_put(s);
 }
 
@@ -362,7 +379,6 @@ ckpt_body(void *arg, uint32_t seg, uint64_t off, void *buf, size_t len)
 static int
 build_index(struct engine *e)
 {
-	char path[PATH_MAX];
 	uint32_t seg = 0;
 	uint64_t off = 0;
 	int fd, rc;
@@ -370,19 +386,17 @@ build_index(struct engine *e)
 	e->ix = index_new(e->conf.quota_bytes, e->conf.quota_messages);
 	if (e->ix == NULL)
 		return -ENOMEM;
-	snprintf(path, sizeof path, "%s/checkpoint", e->dir);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = e->media->ckpt_open(e);
 	if (fd >= 0) {
 		rc = index_load(e->ix, fd, ckpt_body, e, &seg, &off);
 		close(fd);
 		if (rc < 0) {
-			log_err("%s: %s: refusing to start", path,
+			log_err("%s/checkpoint: %s: refusing to start", e->dir,
 			    strerror(-rc));
 			return rc;
 		}
-	} else if (errno != ENOENT) {
-		log_err("open %s: %s", path, strerror(errno));
-		return -errno;
+	} else if (fd != -ENOENT) {
+		return fd;
 	}
 	e->ckpt_seg = seg;
 	e->ckpt_lsn = e->ix->lsn;
@@ -399,7 +413,7 @@ store_reload(struct engine *e)
 }
 
 static int
-open_segments(struct engine *e)
+files_open_segments(struct engine *e)
 {
 	char path[PATH_MAX];
 	struct dirent *d;
@@ -417,7 +431,7 @@ open_segments(struct engine *e)
 		if (sscanf(d->d_name, "%8x.se%c", &no, &tail) != 2 ||
 		    tail != 'g' || strlen(d->d_name) != 12)
 			continue;
-		s = seg_open(e, no, 0);
+		s = files_seg_open(e, no, 0);
 		rc = s ? seg_table_add(e, s) : -EIO;
 		if (rc < 0)
 			seg_put(s);
@@ -431,17 +445,12 @@ open_segments(struct engine *e)
 int
 store_rotate(struct engine *e)
 {
-	struct seg *s = seg_open(e, e->active ? e->active->no + 1 : 1, 1);
+	struct seg *s;
 	int rc;
 
+	s = e->media->seg_create(e, e->active ? e->active->no + 1 : 1);
 	if (s == NULL)
 		return -EIO;
-	if (fsync(e->log_dirfd) < 0) {
-		rc = -errno;
-		log_err("fsync %s/log: %s", e->dir, strerror(errno));
-		seg_put(s);
-		return rc;
-	}
 	pthread_rwlock_wrlock(&e->mu);
 	rc = seg_table_add(e, s);
 	if (rc == 0)
@@ -452,8 +461,9 @@ store_rotate(struct engine *e)
 	return rc;
 }
 
-int
-store_open(struct engine *e)
+/* store_files: DIR/log, DIR/LOCK held with flock, the segments. */
+static int
+files_attach(struct engine *e)
 {
 	char path[PATH_MAX];
 	int rc;
@@ -477,12 +487,59 @@ store_open(struct engine *e)
 		log_err("%s is in use by another mstored", e->dir);
 		return -EBUSY;
 	}
-	rc = open_segments(e);
+	return files_open_segments(e);
+}
+
+int
+store_open(struct engine *e)
+{
+	int rc = e->media->attach(e);
+
 	if (rc == 0)
 		rc = build_index(e);
 	if (rc == 0 && e->active == NULL)
 		rc = store_rotate(e);
 	return rc;
+}
+
+/* store_files: a new segment file, and its name synced in DIR/log. */
+static struct seg *
+files_seg_create(struct engine *e, uint32_t no)
+{
+	struct seg *s = files_seg_open(e, no, 1);
+
+	if (s != NULL && fsync(e->log_dirfd) < 0) {
+		log_err("fsync %s/log: %s", e->dir, strerror(errno));
+		seg_put(s);
+		return NULL;
+	}
+	return s;
+}
+
+static void
+files_seg_remove(struct engine *e, struct seg *s)
+{
+	(void)e;
+	if (unlink(s->path) < 0)
+		log_warn("unlink %s: %s", s->path, strerror(errno));
+	else
+		log_info("segment %s reclaimed", s->path);
+}
+
+static int
+files_ckpt_open(struct engine *e)
+{
+	char path[PATH_MAX];
+	int fd, rc;
+
+	snprintf(path, sizeof path, "%s/checkpoint", e->dir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && errno != ENOENT) {
+		rc = -errno;
+		log_err("open %s: %s", path, strerror(errno));
+		return rc;
+	}
+	return fd < 0 ? -ENOENT : fd;
 }
 
 static int
@@ -498,24 +555,20 @@ sync_dir(const char *dir)
 	return rc;
 }
 
-/* Writer thread. Segments older than the new checkpoint with nothing live
- * in them are reclaimed afterwards (invariant 4). */
-int
-store_checkpoint(struct engine *e)
+/* store_files: checkpoint.tmp written, synced, renamed over checkpoint,
+ * the directory synced (invariant 3). The writer is the only thread that
+ * changes the index, so reading it here needs no lock. */
+static int
+files_ckpt_save(struct engine *e)
 {
 	char tmp[PATH_MAX], path[PATH_MAX];
-	uint32_t no;
 	int fd, rc;
 
 	snprintf(tmp, sizeof tmp, "%s/checkpoint.tmp", e->dir);
 	snprintf(path, sizeof path, "%s/checkpoint", e->dir);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		rc = -errno;
-		goto fail;
-	}
-	/* The writer is the only thread that changes the index, so reading
-	 * it here needs no lock. */
+	if (fd < 0)
+		return -errno;
 	rc = index_save(e->ix, fd, e->active->no, e->active->size);
 	if (rc == 0 && fdatasync(fd) < 0)
 		rc = -errno;
@@ -524,8 +577,55 @@ store_checkpoint(struct engine *e)
 		rc = -errno;
 	if (rc == 0)
 		rc = sync_dir(e->dir);
-	if (rc < 0)
-		goto fail;
+	return rc;
+}
+
+static int
+files_space(struct engine *e, uint64_t *total_out, uint64_t *free_out)
+{
+	struct statvfs sv;
+
+	if (statvfs(e->dir, &sv) < 0)
+		return -errno;
+	*total_out = (uint64_t)sv.f_blocks * sv.f_frsize;
+	*free_out = (uint64_t)sv.f_bavail * sv.f_frsize;
+	return 0;
+}
+
+static void
+files_detach(struct engine *e)
+{
+	if (e->log_dirfd >= 0)
+		close(e->log_dirfd);
+	if (e->lock_fd >= 0)
+		close(e->lock_fd);
+	e->log_dirfd = e->lock_fd = -1;
+}
+
+const struct store_media store_files = {
+	.name = "files",
+	.attach = files_attach,
+	.seg_create = files_seg_create,
+	.seg_remove = files_seg_remove,
+	.ckpt_open = files_ckpt_open,
+	.ckpt_save = files_ckpt_save,
+	.space = files_space,
+	.detach = files_detach,
+};
+
+/* Writer thread. Segments older than the new checkpoint with nothing live
+ * in them are reclaimed afterwards (invariant 4). */
+int
+store_checkpoint(struct engine *e)
+{
+	uint32_t no;
+	int rc;
+
+	rc = e->media->ckpt_save(e);
+	if (rc < 0) {
+		log_err("checkpoint of %s: %s", e->dir, strerror(-rc));
+		return rc;
+	}
 	e->ckpt_seg = e->active->no;
 	e->ckpt_lsn = e->ix->lsn;
 	e->since_ckpt = 0;
@@ -538,9 +638,6 @@ store_checkpoint(struct engine *e)
 	    (unsigned long long)e->ckpt_lsn,
 	    (unsigned long long)e->ix->msgs, (unsigned long long)e->ix->nodes);
 	return 0;
-fail:
-	log_err("checkpoint %s: %s", tmp, strerror(-rc));
-	return rc;
 }
 
 void
@@ -554,10 +651,7 @@ store_close(struct engine *e)
 	e->segs = NULL;
 	index_free(e->ix);
 	e->ix = NULL;
-	if (e->log_dirfd >= 0)
-		close(e->log_dirfd);
-	if (e->lock_fd >= 0)
-		close(e->lock_fd);
+	e->media->detach(e);
 }
 
 int

@@ -171,6 +171,8 @@ struct engine_ops {
 };
 
 extern const struct engine_ops engine_local;
+/* The local engine with its log and checkpoint in RAM: for tests. */
+extern const struct engine_ops engine_memory;
 /* Built with configure --with-rados (HAVE_RADOS) only. */
 extern const struct engine_ops engine_rados;
 

@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -178,16 +177,14 @@ mono_ms(void)
 static uint64_t
 space_left(struct engine *e)
 {
-	struct statvfs sv;
-	uint64_t freeb, grown = e->log_bytes - e->space_log_bytes;
+	uint64_t total, freeb, grown = e->log_bytes - e->space_log_bytes;
 	int64_t now = mono_ms();
 
 	if (now - e->space_at_ms < SPACE_FRESH_MS &&
 	    e->space_free > grown + SPACE_SLACK)
 		return e->space_free - grown;
-	if (statvfs(e->dir, &sv) < 0)
+	if (e->media->space(e, &total, &freeb) < 0)
 		return UINT64_MAX;	/* the write itself will tell */
-	freeb = (uint64_t)sv.f_bavail * sv.f_frsize;
 	e->space_free = freeb > e->conf.reserve_bytes ?
 	    freeb - e->conf.reserve_bytes : 0;
 	e->space_at_ms = now;
@@ -452,10 +449,9 @@ load_quotas(struct engine *e)
 	return 0;
 }
 
-static void local_close(struct engine *e);
-
-static int
-local_open(const struct engine_conf *c, struct engine **out)
+int
+engine_open_media(const struct engine_conf *c, const struct store_media *m,
+    struct engine **out)
 {
 	struct engine *e = calloc(1, sizeof *e);
 	pthread_rwlockattr_t ra;
@@ -464,8 +460,9 @@ local_open(const struct engine_conf *c, struct engine **out)
 	if (e == NULL)
 		return -ENOMEM;
 	e->conf = *c;
-	e->lock_fd = e->log_dirfd = -1;
-	e->dir = strdup(c->data_dir);
+	e->media = m;
+	e->lock_fd = e->log_dirfd = e->ckpt_fd = -1;
+	e->dir = strdup(m == &store_files ? c->data_dir : m->name);
 	pthread_rwlockattr_init(&ra);
 	/* Readers must not starve the writer, or deliveries would wait. */
 	pthread_rwlockattr_setkind_np(&ra,
@@ -487,7 +484,7 @@ local_open(const struct engine_conf *c, struct engine **out)
 		rc = store_open(e);
 	if (rc < 0) {
 		store_close(e);
-		local_close(e);
+		engine_close(e);
 		return rc;
 	}
 	log_info("store %s: %llu messages, %llu bytes, %llu mailboxes, lsn "
@@ -501,13 +498,13 @@ local_open(const struct engine_conf *c, struct engine **out)
 	if (rc < 0) {
 		log_err("store %s: cannot start the writer thread: %s", e->dir,
 		    strerror(-rc));
-		/* No thread runs yet. local_close joins every thread (and
+		/* No thread runs yet. engine_close joins every thread (and
 		 * closes the store) when e->readers is set, so clear it:
 		 * joining a thread never started is undefined behaviour. */
 		free(e->readers);
 		e->readers = NULL;
 		store_close(e);
-		local_close(e);
+		engine_close(e);
 		return rc;
 	}
 	for (i = 0; i < e->nreaders; i++)
@@ -519,8 +516,14 @@ local_open(const struct engine_conf *c, struct engine **out)
 	return 0;
 }
 
-static void
-local_submit(struct engine *e, struct job *j)
+static int
+local_open(const struct engine_conf *c, struct engine **out)
+{
+	return engine_open_media(c, &store_files, out);
+}
+
+void
+engine_submit(struct engine *e, struct job *j)
 {
 	j->status = 0;
 	j->kind = JK_OP;
@@ -568,8 +571,8 @@ local_submit(struct engine *e, struct job *j)
 }
 
 /* Threads first (the writer checkpoints on its way out), then files. */
-static void
-local_close(struct engine *e)
+void
+engine_close(struct engine *e)
 {
 	struct quota_ovr *q;
 	int i;
@@ -613,6 +616,6 @@ engine_internal(struct engine *e, struct job *j, struct waiter *w)
 const struct engine_ops engine_local = {
 	.name = "local",
 	.open = local_open,
-	.submit = local_submit,
-	.close = local_close,
+	.submit = engine_submit,
+	.close = engine_close,
 };

@@ -87,8 +87,8 @@ usage(FILE *f)
 	    "               [--config FILE] [--foreground] [--user NAME] "
 	    "[--insecure]\n"
 	    "               [--tls-cert FILE --tls-key FILE]\n"
-	    "               [--backend local|rados --ceph-conf FILE --pool NAME "
-	    "[--ceph-id NAME]]\n"
+	    "               [--backend local|memory|rados --ceph-conf FILE "
+	    "--pool NAME [--ceph-id NAME]]\n"
 	    "       mstored --help | --version\n"
 	    "\n"
 	    "The mstore store server: keeps the mail that mount.mstore "
@@ -99,7 +99,9 @@ usage(FILE *f)
 	    "                        local back-end; local state (logs, keys) "
 	    "always\n"
 	    "      --backend NAME    storage back-end: local (default, in "
-	    "--data) or\n"
+	    "--data),\n"
+	    "                        memory (in RAM, lost at exit: for "
+	    "tests) or\n"
 	    "                        rados (a Ceph pool, shared by several "
 	    "mstored;\n"
 	    "                        %s)\n"
@@ -295,8 +297,8 @@ load_conf(struct conf *c, const struct args *a)
 		return usage_error();
 	}
 	if (rc == -EPROTONOSUPPORT) {
-		fprintf(stderr, "mstored: backend '%s': expected local or "
-		    "rados\n", c->backend);
+		fprintf(stderr, "mstored: backend '%s': expected local, memory "
+		    "or rados\n", c->backend);
 		return usage_error();
 	}
 	if (rc == -ENOPROTOOPT) {
@@ -325,6 +327,8 @@ backend_ops(const struct conf *c)
 {
 	if (c->backend != NULL && strcmp(c->backend, "rados") == 0)
 		return RADOS_OPS;
+	if (c->backend != NULL && strcmp(c->backend, "memory") == 0)
+		return &engine_memory;
 	return &engine_local;
 }
 
@@ -631,7 +635,8 @@ engine_open(struct server *srv, const struct conf *c,
 	(void)pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc < 0)
 		log_err("engine %s: opening %s: %s", ops->name,
-		    ops == &engine_local ? c->data : c->pool, strerror(-rc));
+		    ops == &engine_local ? c->data : ops == &engine_memory ?
+		    "the store" : c->pool, strerror(-rc));
 	return rc;
 }
 

@@ -1,0 +1,148 @@
+/*
+ * engine_memory.c - the memory storage engine (mstored --backend memory):
+ * the local engine over media that live in RAM and die with the process.
+ * Meant for tests, where a store that needs no directory, no fdatasync
+ * and no cleanup runs the suites quickly.
+ *
+ * Only the media differ (struct store_media in eng.h): each segment is
+ * an anonymous memory file (memfd_create), and a checkpoint is another
+ * one that replaces the last. Everything else -- records, the index,
+ * the rules of every operation, group commit, OPEN references, LIST
+ * deltas, compaction, scrub, and the rollback of a failed batch by
+ * replay from the checkpoint -- is the local engine's own code, so every
+ * rule it enforces holds here too. What the memory engine never gives is
+ * durability: a reply still waits for its batch (and its fdatasync,
+ * which on a memory file costs nothing and keeps fault injection
+ * working), but a restart starts from an empty store.
+ *
+ * No directory is touched: the data directory (still required by
+ * mstored for its local state) is not read or written by this engine.
+ * The room it reports and enforces (STATFS, reserve_bytes, ENOSPC) is
+ * the machine's free RAM.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
+
+#include "eng.h"
+#include "log.h"
+
+static int
+memory_attach(struct engine *e)
+{
+	(void)e;
+	return 0;		/* a new store has no segments */
+}
+
+static int
+memory_file(const char *what, const char *name)
+{
+	int fd = memfd_create(name, MFD_CLOEXEC);
+
+	if (fd < 0)
+		log_err("memfd_create %s %s: %s", what, name, strerror(errno));
+	return fd;
+}
+
+static struct seg *
+memory_seg_create(struct engine *e, uint32_t no)
+{
+	char name[32];
+	int fd;
+
+	snprintf(name, sizeof name, SEG_NAME_FMT, no);
+	fd = memory_file("segment", name);
+	return fd < 0 ? NULL : seg_new(e, no, fd);
+}
+
+static void
+memory_seg_remove(struct engine *e, struct seg *s)
+{
+	(void)e;
+	log_info("segment %s reclaimed", s->path);	/* freed at seg_put */
+}
+
+/* index_load reads from the current offset and closes what it is given:
+ * a duplicate, rewound. Only the opening thread and the writer read the
+ * checkpoint, never at once. */
+static int
+memory_ckpt_open(struct engine *e)
+{
+	int fd;
+
+	if (e->ckpt_fd < 0)
+		return -ENOENT;
+	if (lseek(e->ckpt_fd, 0, SEEK_SET) < 0 ||
+	    (fd = dup(e->ckpt_fd)) < 0) {
+		log_err("memory checkpoint: %s", strerror(errno));
+		return -EIO;
+	}
+	return fd;
+}
+
+/* Writer thread; the old checkpoint stays until the new one is whole. */
+static int
+memory_ckpt_save(struct engine *e)
+{
+	int fd = memory_file("checkpoint", "checkpoint"), rc;
+
+	if (fd < 0)
+		return -EIO;
+	rc = index_save(e->ix, fd, e->active->no, e->active->size);
+	if (rc < 0) {
+		close(fd);
+		return rc;
+	}
+	if (e->ckpt_fd >= 0)
+		close(e->ckpt_fd);
+	e->ckpt_fd = fd;
+	return 0;
+}
+
+static int
+memory_space(struct engine *e, uint64_t *total_out, uint64_t *free_out)
+{
+	struct sysinfo si;
+
+	(void)e;
+	if (sysinfo(&si) < 0)
+		return -errno;
+	*total_out = (uint64_t)si.totalram * si.mem_unit;
+	*free_out = (uint64_t)si.freeram * si.mem_unit;
+	return 0;
+}
+
+static void
+memory_detach(struct engine *e)
+{
+	if (e->ckpt_fd >= 0)
+		close(e->ckpt_fd);
+	e->ckpt_fd = -1;
+}
+
+const struct store_media store_memory = {
+	.name = "memory",
+	.attach = memory_attach,
+	.seg_create = memory_seg_create,
+	.seg_remove = memory_seg_remove,
+	.ckpt_open = memory_ckpt_open,
+	.ckpt_save = memory_ckpt_save,
+	.space = memory_space,
+	.detach = memory_detach,
+};
+
+static int
+memory_open(const struct engine_conf *c, struct engine **out)
+{
+	return engine_open_media(c, &store_memory, out);
+}
+
+const struct engine_ops engine_memory = {
+	.name = "memory",
+	.open = memory_open,
+	.submit = engine_submit,
+	.close = engine_close,
+};

@@ -1,5 +1,7 @@
 /*
- * check_engine.c - Check suite for the local storage engine: append and
+ * check_engine.c - Check suite for the storage engine, local and memory
+ * (the same engine over other media; the cases that need no files or
+ * restart run on both, see engine_suite): append and
  * read back, rebuild equals live, torn-tail recovery at every byte offset,
  * compaction, scrub, idempotency, exclusive create, rename-replace,
  * quotas, fault injection, LIST deltas; ordinary files by id: block
@@ -10,6 +12,7 @@
  * empty bodies.
  */
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -40,12 +43,25 @@ rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
 }
 
 static void
-setup(void)
+setup_on(const struct engine_ops *ops)
 {
 	strcpy(tmpl, "/tmp/mst-engine-XXXXXX");
 	ck_assert_ptr_nonnull(mkdtemp(tmpl));
 	tconf(&T, tmpl);
+	T.ops = ops;
 	ck_assert_int_eq(topen(&T), 0);
+}
+
+static void
+setup(void)
+{
+	setup_on(&engine_local);
+}
+
+static void
+setup_memory(void)
+{
+	setup_on(&engine_memory);
 }
 
 static void
@@ -58,9 +74,14 @@ teardown(void)
 	nftw(tmpl, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* Restart the engine. The memory engine keeps nothing across a restart,
+ * so there a case leaves the restart out and makes the checks that
+ * follow it on the live store. */
 static void
 reopen(void)
 {
+	if (T.ops == &engine_memory)
+		return;
 	tclose(&T);
 	ck_assert_int_eq(topen(&T), 0);
 }
@@ -2209,6 +2230,50 @@ START_TEST(empty_bodies_read_back_as_empty)
 }
 END_TEST
 
+/* The memory engine: nothing in the data directory, nothing kept across
+ * a restart; scrub of its segments passes and a failed write rolls back
+ * from its checkpoint as on disk. */
+START_TEST(memory_store_writes_no_file_and_restarts_empty)
+{
+	char text[2048], *dump;
+	struct dirent *d;
+	DIR *dp;
+	int n = 0;
+
+	ck_assert_int_eq(t_mkdirs(&T, "m"), 0);
+	ck_assert_int_eq(t_deliver(&T, "m", MST_SUB_NEW, "1", "body", 4, NULL,
+	    NULL), 0);
+	ck_assert_int_eq(t_admin(&T, "checkpoint", NULL, 0), 0);
+	ck_assert_int_eq(t_admin(&T, "scrub", text, sizeof text), 0);
+	ck_assert_ptr_nonnull(strstr(text, "bad_records=0"));
+	/* A failed batch rolls back by replay from the memory checkpoint. */
+	ck_assert_int_eq(t_deliver(&T, "m", MST_SUB_NEW, "2", "two", 3, NULL,
+	    NULL), 0);
+	dio_fail_at(DIO_WRITE, 1, EIO);
+	ck_assert_int_eq(t_deliver(&T, "m", MST_SUB_NEW, "3", "bad", 3, NULL,
+	    NULL), -EIO);
+	dump = t_dump(&T);
+	ck_assert_ptr_nonnull(strstr(dump, "m/new/1 "));
+	ck_assert_ptr_nonnull(strstr(dump, "m/new/2 "));
+	ck_assert_ptr_null(strstr(dump, "m/new/3"));
+	free(dump);
+	dp = opendir(tmpl);
+	ck_assert_ptr_nonnull(dp);
+	while ((d = readdir(dp)) != NULL)
+		if (strcmp(d->d_name, ".") != 0 && strcmp(d->d_name, "..") != 0)
+			n++;
+	closedir(dp);
+	ck_assert_msg(n == 0, "got %d entries in the data directory, want 0",
+	    n);
+	tclose(&T);
+	ck_assert_int_eq(topen(&T), 0);
+	dump = t_dump(&T);
+	ck_assert_ptr_null(strstr(dump, "m/new/1"));
+	free(dump);
+	ck_assert_int_eq(t_lookup(&T, "m", NULL), -ENOENT);
+}
+END_TEST
+
 static Suite *
 engine_suite(void)
 {
@@ -2266,6 +2331,47 @@ engine_suite(void)
 	    failed_sync_of_a_cut_torn_tail_fails_open_with_its_error);
 	tcase_add_test(tc, open_fails_cleanly_when_the_writer_cannot_start);
 	tcase_add_test(tc, empty_bodies_read_back_as_empty);
+	suite_add_tcase(s, tc);
+
+	/* The same rules on the memory engine. Left out: the cases about
+	 * files, torn tails, checkpoints on disk and what a restart keeps,
+	 * which a store in RAM does not have, and those that set up their
+	 * store before a restart. */
+	tc = tcase_create("memory");
+	tcase_add_checked_fixture(tc, setup_memory, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, deliver_then_fetch_returns_same_bytes);
+	tcase_add_test(tc, delivery_errors);
+	tcase_add_test(tc, idempotent_deliver_stores_once);
+	tcase_add_test(tc, concurrent_excl_and_idempotent_have_one_winner);
+	tcase_add_test(tc, rename_replaces_atomically);
+	tcase_add_test(tc, quota_gives_edquot);
+	tcase_add_test(tc, failed_write_or_sync_rolls_back_and_service_continues);
+	tcase_add_test(tc, reserve_gives_enospc);
+	tcase_add_test(tc, compaction_keeps_every_live_message);
+	tcase_add_test(tc, list_since_returns_only_changes);
+	tcase_add_test(tc, big_listing_spans_frames);
+	tcase_add_test(tc, read_back_ranges_across_blocks_and_holes);
+	tcase_add_test(tc, truncate_shrinks_and_extends_with_zeros);
+	tcase_add_test(tc, write_rules_for_messages_dirs_and_limits);
+	tcase_add_test(tc, links_share_content_and_nlink);
+	tcase_add_test(tc, directory_nlink_counts_subdirectories);
+	tcase_add_test(tc, times_follow_ext4_rules);
+	tcase_add_test(tc, open_file_survives_unlink_until_close);
+	tcase_add_test(tc, compaction_relocates_live_file_blocks);
+	tcase_add_test(tc, appends_in_one_batch_build_on_each_other);
+	tcase_add_test(tc, put_over_a_file_is_atomic_for_readers);
+	tcase_add_test(tc,
+	    failed_write_of_blocks_rolls_back_and_keeps_references);
+	tcase_add_test(tc, file_changes_notify_every_name);
+	tcase_add_test(tc, rename_over_notifies_the_replaced_file);
+	tcase_add_test(tc, delivery_keeps_its_mtime_and_dates_the_folder_now);
+	tcase_add_test(tc, a_write_of_several_records_is_atomic_for_readers);
+	tcase_add_test(tc,
+	    writes_after_a_put_in_one_batch_merge_its_unwritten_blocks);
+	tcase_add_test(tc, refused_size_change_applies_no_other_attribute);
+	tcase_add_test(tc, empty_bodies_read_back_as_empty);
+	tcase_add_test(tc, memory_store_writes_no_file_and_restarts_empty);
 	suite_add_tcase(s, tc);
 	return s;
 }

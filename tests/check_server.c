@@ -23,6 +23,7 @@
 #include <config.h>
 
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -2251,6 +2252,57 @@ START_TEST(sigterm_exits_zero)
 }
 END_TEST
 
+/* backend = memory serves the same protocol from RAM: a mailbox, a
+ * delivery and a file read back, nothing written to the data directory,
+ * a clean SIGTERM; an unknown back-end is a usage error. */
+START_TEST(memory_backend_serves_and_writes_no_file)
+{
+	const char *bogus[] = { "--data", "/tmp", "--backend", "paper",
+		NULL };
+	uint8_t *body = make_body(3000, 7);
+	struct mst_client *c;
+	const uint8_t *rp;
+	struct mst_hdr h;
+	struct server s;
+	struct dirent *d;
+	uint64_t id;
+	DIR *dp;
+	int ws, n = 0;
+
+	expect_run(bogus, 2, "expected local, memory or rados");
+	ck_assert_int_eq(server_start(&s, 0, "backend = memory\n"), 0);
+	srv = s;	/* client_at checks srv.pid */
+	c = client_at(s.unix_addr, NULL, 0);
+	ping_ok(c, 11);
+	ck_assert_int_eq(make_mailbox(c, "m"), 0);
+	ck_assert_int_eq(deliver(c, "m", "one", body, 3000,
+	    mst_checksum(body, 3000), &h, &rp), 0);
+	ck_assert_int_eq(deliver(c, "m", "one", body, 3000,
+	    mst_checksum(body, 3000), &h, &rp), -EEXIST);
+	id = put_file(c, "m/f", "in memory");
+	read_is(c, id, "in memory");
+	dp = opendir(s.data);
+	ck_assert_ptr_nonnull(dp);
+	while ((d = readdir(dp)) != NULL)
+		if (strcmp(d->d_name, ".") != 0 && strcmp(d->d_name, "..") != 0)
+			n++;
+	closedir(dp);
+	ck_assert_msg(n == 0, "got %d entries in %s, want 0", n, s.data);
+	ck_assert_int_eq(kill(s.pid, SIGTERM), 0);
+	ws = wait_exit(s.pid, START_MS);
+	if (ws < 0)
+		server_stop(&s);
+	ck_assert_msg(ws >= 0, "mstored did not exit after SIGTERM");
+	ck_assert_msg(WIFEXITED(ws) && WEXITSTATUS(ws) == 0,
+	    "wait status %#x, want exit 0", ws);
+	mst_client_free(c);
+	free(body);
+	s.pid = -1;
+	server_stop(&s);
+	srv.pid = -1;
+}
+END_TEST
+
 /* Lines of |path| holding |text| (and |also|, unless NULL). */
 static int
 count_lines_with(const char *path, const char *also, const char *text)
@@ -3271,6 +3323,7 @@ server_suite(void)
 
 	tcase_add_test(tl, help_and_version_exit_zero);
 	tcase_add_test(tl, bad_usage_exits_two);
+	tcase_add_test(tl, memory_backend_serves_and_writes_no_file);
 	tcase_add_test(tl, unworkable_security_settings_are_refused);
 	tcase_add_test(tl, bad_config_exits_two_naming_file_and_line);
 	tcase_add_test(tl, unusable_files_exit_one);

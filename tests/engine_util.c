@@ -66,6 +66,7 @@ tconf(struct tengine *t, const char *dir)
 {
 	memset(t, 0, sizeof *t);
 	snprintf(t->dir, sizeof t->dir, "%s", dir);
+	t->ops = &engine_local;
 	t->conf.data_dir = t->dir;
 	t->conf.max_body = 64u << 20;
 	t->conf.segment_size = 64u << 20;
@@ -79,14 +80,14 @@ tconf(struct tengine *t, const char *dir)
 int
 topen(struct tengine *t)
 {
-	return engine_local.open(&t->conf, &t->e);
+	return t->ops->open(&t->conf, &t->e);
 }
 
 void
 tclose(struct tengine *t)
 {
 	if (t->e)
-		engine_local.close(t->e);
+		t->ops->close(t->e);
 	t->e = NULL;
 }
 
@@ -166,7 +167,7 @@ tbuild(struct tengine *t, unsigned op, const void *payload, size_t len,
 void
 tsubmit(struct tengine *t, struct job *j)
 {
-	engine_local.submit(t->e, j);
+	t->ops->submit(t->e, j);
 }
 
 void

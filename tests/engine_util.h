@@ -8,12 +8,14 @@
 #include "engine.h"
 
 struct tengine {
+	const struct engine_ops *ops;	/* engine_local unless set */
 	struct engine *e;
 	struct engine_conf conf;
 	char dir[256];
 };
 
-/* Defaults suitable for tests in |dir|; override fields before topen. */
+/* Defaults suitable for tests in |dir| on the local engine; override
+ * fields (ops among them) before topen. */
 void tconf(struct tengine *t, const char *dir);
 int topen(struct tengine *t);
 void tclose(struct tengine *t);

@@ -203,7 +203,7 @@ ren_encode(const struct rentry *en, uint8_t out[RE_ENTRY_LEN])
 	uint8_t *p = out;
 
 	*p++ = 'E';
-	*p++ = en->type;
+	*p++ = (uint8_t)(en->type | (en->moving ? 0x80 : 0));
 	er_put64(p, en->id), p += 8;
 	er_put64(p, en->size), p += 8;
 	er_put64(p, en->checksum), p += 8;
@@ -225,7 +225,8 @@ ren_decode(const void *v, size_t len, struct rentry *en)
 	if (len != RE_ENTRY_LEN || p[0] != 'E')
 		return -EIO;
 	p++;
-	en->type = *p++;
+	en->type = *p & 0x7f;
+	en->moving = *p++ >> 7;
 	en->id = er_get64(p), p += 8;
 	en->size = er_get64(p), p += 8;
 	en->checksum = er_get64(p), p += 8;
@@ -1229,6 +1230,8 @@ re_free(struct rados_engine *e)
 	for (i = 0; i < RE_STRIPES; i++)
 		pthread_mutex_destroy(&e->stripe[i]);
 	cache_flush_locked(e);
+	re_orefs_free(e);
+	pthread_mutex_destroy(&e->omu);
 	pthread_mutex_destroy(&e->cmu);
 	pthread_mutex_destroy(&e->mu);
 	pthread_cond_destroy(&e->cv);
@@ -1267,6 +1270,7 @@ rados_open(const struct engine_conf *c, struct engine **out)
 	e->conf = *c;
 	pthread_mutex_init(&e->mu, NULL);
 	pthread_mutex_init(&e->cmu, NULL);
+	pthread_mutex_init(&e->omu, NULL);
 	pthread_cond_init(&e->cv, NULL);
 	for (i = 0; i < RE_STRIPES; i++)
 		pthread_mutex_init(&e->stripe[i], NULL);

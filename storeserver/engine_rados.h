@@ -33,6 +33,18 @@
 #define RE_ENTRY_LEN	94u	/* encoded entry: see ren_encode */
 #define RE_CACHE_BUCKETS 4096u
 #define RE_CACHE_MAX	65536u	/* resolutions cached, then flushed */
+#define RE_OREF_BUCKETS	256u
+#define RE_MOVE_STALE_NS (15 * 1000000000ll)	/* a move left this long is
+						 * finished by whoever meets it */
+#define RE_MOVE_WAIT_NS	(5 * 1000000000ll)	/* waiting for a move: EIO */
+
+/* OPEN references of this server's connections (engine_rados_link.c):
+ * |count| by (owner, id), all owners of one id in one bucket. */
+struct roref {
+	struct roref *next;
+	uint64_t owner, id;
+	uint32_t count;
+};
 
 struct rados_engine {
 	struct engine_conf conf;
@@ -54,6 +66,8 @@ struct rados_engine {
 	/* Notices of other servers' changes (watch/notify). */
 	uint64_t watch_cookie;
 	int watching;
+	pthread_mutex_t omu;
+	struct roref *orefs[RE_OREF_BUCKETS];	/* guarded by omu */
 	atomic_uint_fast64_t delivered, cancels;
 };
 
@@ -64,6 +78,9 @@ struct rentry {
 	uint32_t mode, uid, gid;
 	uint64_t mtime, ctime, atime, change;
 	uint8_t idem[MST_IDEM_LEN];
+	uint8_t moving;		/* claimed by a move to another store object
+				 * (stored as bit 7 of the type byte); its
+				 * intent is the store's key x.<name> */
 };
 
 /* Where a directory keeps its entries: object |oid|, keys |pfx|...; the
@@ -236,6 +253,9 @@ int re_parent_of(struct rados_engine *e, struct mst_str path,
 int re_dir_entry(struct rados_engine *e, const struct rstore *s,
     const char *name, size_t nlen, struct rentry *en, const uint8_t *raw,
     struct rstate *out);
+/* Fence the empty directory store |s| (st = dead, guarded by its
+ * counter): 0, -ENOTEMPTY, -ENOENT (not live) or an error. */
+int re_fence_empty(struct rados_engine *e, const struct rstore *s);
 int re_fetch_body(struct rados_engine *e, struct job *j, uint64_t id,
     uint64_t offset, uint32_t length);
 /* attr_rep of an entry of any type (files' and dirs' attributes live
@@ -262,7 +282,24 @@ void re_quota_give(struct rados_engine *e, const char *mbox, size_t len,
 int re_quota_usage(struct rados_engine *e, const char *mbox, size_t len,
     uint64_t *bytes, uint64_t *msgs);
 
-/* engine_rados_file.c: small ordinary files f.<id>. */
+/* engine_rados_file.c: small ordinary files f.<id>. Omap a = the
+ * attributes, 'F' size mode uid gid nlink mtime ctime atime ver parent
+ * (65 bytes); on = how many servers hold OPEN references (16 hex,
+ * absent when none), o.<inc> = 1 while server <inc> holds some. The
+ * object goes when nlink and on are both 0, by ONE op guarded by both. */
+#define RE_FA_LEN 65u
+
+struct fattr {
+	uint64_t size;
+	uint32_t mode, uid, gid, nlink;
+	uint64_t mtime, ctime, atime, ver, parent;
+};
+
+void re_fa_encode(const struct fattr *a, uint8_t out[RE_FA_LEN]);
+/* f.<id>'s attributes, the raw value (may be NULL) for a cmp guard and
+ * its open count (may be NULL): 0, -ENOENT or an error. */
+int re_fa_read(struct rados_engine *e, uint64_t id, struct fattr *a,
+    uint8_t raw[RE_FA_LEN], uint64_t *on_out);
 /* A file's attributes; with |rep| also its parent's dir fields. */
 int re_file_attr(struct rados_engine *e, uint64_t id, struct mst_attr *a,
     struct mst_attr_rep *rep);
@@ -276,6 +313,27 @@ int re_op_write(struct rados_engine *e, struct job *j);
 int re_op_read(struct rados_engine *e, struct job *j);
 int re_file_setattr(struct rados_engine *e, struct job *j, uint64_t id,
     const struct mst_fsetattr_req *q);
+/* engine_rados_link.c: LINK, OPEN references, and a file losing a name. */
+int re_op_link(struct rados_engine *e, struct job *j);
+/* OPEN of a file: a reference of j->owner; -ENOENT when |id| is no file
+ * (a directory's or message's OPEN is a GETATTR). */
+int re_op_open(struct rados_engine *e, struct job *j);
+/* CLOSE of a file: 0, -EBADF without a reference, -ENOENT when |id| is
+ * no file. */
+int re_op_close(struct rados_engine *e, struct job *j);
+void re_close_owner(struct rados_engine *e, uint64_t owner);
+void re_orefs_free(struct rados_engine *e);
+/* File |id| lost one name: nlink - 1, and the object goes with its last
+ * name unless some server holds it open (best effort, logged). */
+void re_file_unlinked(struct rados_engine *e, uint64_t id);
+
+/* engine_rados_move.c: the entry |name| of |s| is marked moving (a move
+ * to another store object claimed it): wait for the move (0: read
+ * again), finish or undo it when its server left it (0), or -EIO after
+ * RE_MOVE_WAIT_NS. |*since| (0 at first) is the wait's start. */
+int re_moving_wait(struct rados_engine *e, const struct rstore *s,
+    const char *name, size_t nlen, int64_t *since);
+
 /* engine_rados_ops.c: READ of a message body (checksum of the range). */
 int re_read_body_range(struct rados_engine *e, struct job *j, uint64_t id,
     uint64_t offset, uint32_t length);

@@ -9,12 +9,11 @@
  * write_full guarded by the attributes read (omap_cmp a), so readers see
  * the old contents or the new, never a mix.
  *
- * Phase 1: one name per file (no LINK), no OPEN references (a file
- * unlinked while open is gone at once), RENAME only within its
- * directory; a PUT over a file is a CHANGE record in the parent's log
- * (the local engine's PRESENT in deltas), written after the content;
- * WRITE and FSETATTR by id log nothing and send no notice (the file's
- * names are not kept with it yet).
+ * A file may have several names (LINK) and outlive them while open
+ * (engine_rados_link.c); a PUT over a file is a CHANGE record in the
+ * parent's log (the local engine's PRESENT in deltas), written after
+ * the content; WRITE and FSETATTR by id log nothing and send no notice
+ * (the file's names are not kept with it).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -26,21 +25,10 @@
 
 #define PATHBUF (MST_PATH_MAX + 1)
 
-/* 'F' size mode uid gid mtime ctime atime nlink ver parent = 65 bytes. */
-#define FA_LEN 65u
+#define FA_LEN RE_FA_LEN
 
-struct fattr {
-	uint64_t size;
-	uint32_t mode, uid, gid, nlink;
-	uint64_t mtime, ctime, atime, ver, parent;
-};
-
-
-
-
-
-static void
-fa_encode(const struct fattr *a, uint8_t out[FA_LEN])
+void
+re_fa_encode(const struct fattr *a, uint8_t out[FA_LEN])
 {
 	out[0] = 'F';
 	er_put64(out + 1, a->size);
@@ -75,12 +63,11 @@ fa_decode(const struct kv *v, struct fattr *a)
 	return 0;
 }
 
-/* Read f.<id>'s attributes (and the raw value for a cmp guard). */
-static int
-fa_read(struct rados_engine *e, uint64_t id, struct fattr *a,
-    uint8_t raw[FA_LEN])
+int
+re_fa_read(struct rados_engine *e, uint64_t id, struct fattr *a,
+    uint8_t raw[FA_LEN], uint64_t *on_out)
 {
-	const char *keys[] = { "a", NULL };
+	const char *keys[] = { "a", "on", NULL };
 	struct kvset vals = { 0 };
 	const struct kv *v;
 	char oid[RE_OID_MAX];
@@ -93,6 +80,11 @@ fa_read(struct rados_engine *e, uint64_t id, struct fattr *a,
 		rc = v == NULL ? -ENOENT : fa_decode(v, a);
 		if (rc == 0 && raw)
 			memcpy(raw, v->v, FA_LEN);
+		v = kvset_get(&vals, "on");
+		if (on_out)
+			*on_out = 0;
+		if (rc == 0 && v && on_out)
+			rc = re_unhex(v->v, v->vlen, on_out);
 	}
 	kvset_free(&vals);
 	return rc;
@@ -121,12 +113,12 @@ re_file_attr(struct rados_engine *e, uint64_t id, struct mst_attr *a,
 {
 	struct mst_attr pa;
 	struct fattr f;
-	int rc = fa_read(e, id, &f, NULL);
+	int rc = re_fa_read(e, id, &f, NULL, NULL);
 
 	if (rc < 0)
 		return rc;
 	fa_attr(id, &f, a);
-	if (rep && re_dir_attr(e, f.parent, &pa, NULL) == 0) {
+	if (rep && f.nlink && re_dir_attr(e, f.parent, &pa, NULL) == 0) {
 		rep->dir_change = pa.change;
 		rep->dir_mtime_ns = pa.mtime_ns;
 	}
@@ -150,7 +142,7 @@ re_file_get(struct rados_engine *e, struct job *j, uint64_t id,
 
 	re_oid(oid, 'f', id);
 	for (tries = 0; tries < RE_RETRIES; tries++) {
-		rc = fa_read(e, id, &f, NULL);
+		rc = re_fa_read(e, id, &f, NULL, NULL);
 		if (rc < 0)
 			return rc;
 		/* One op reads the data and the size it was written with:
@@ -224,7 +216,7 @@ file_replace(struct rados_engine *e, struct job *j, const struct rstore *s,
 
 	re_oid(oid, 'f', id);
 	for (tries = 0; tries < RE_RETRIES; tries++) {
-		rc = fa_read(e, id, &f, raw);
+		rc = re_fa_read(e, id, &f, raw, NULL);
 		if (rc < 0)
 			return rc;
 		now = re_now();
@@ -232,7 +224,7 @@ file_replace(struct rados_engine *e, struct job *j, const struct rstore *s,
 		f.mtime = q->mtime_ns ? q->mtime_ns : (uint64_t)now;
 		f.ctime = (uint64_t)now;
 		f.ver++;
-		fa_encode(&f, val);
+		re_fa_encode(&f, val);
 		if ((op = rados_create_write_op()) == NULL)
 			return -ENOMEM;
 		re_cmp(op, "a", raw, FA_LEN);
@@ -350,7 +342,7 @@ re_op_put(struct rados_engine *e, struct job *j)
 				.ver = 1, .parent = dir.id };
 			f.mtime = f.atime = q->mtime_ns ? q->mtime_ns :
 			    (uint64_t)now;
-			fa_encode(&f, val);
+			re_fa_encode(&f, val);
 			re_oid(oid, 'f', en.id);
 			if ((op = rados_create_write_op()) == NULL) {
 				rc = -ENOMEM;
@@ -423,7 +415,6 @@ re_op_unlink(struct rados_engine *e, struct job *j)
 	struct mst_str p = j->req.path.path;
 	struct rstate st;
 	struct rres r;
-	char oid[RE_OID_MAX];
 	int rc = re_resolve(e, p.p, p.len, &r);
 
 	if (rc < 0)
@@ -435,15 +426,10 @@ re_op_unlink(struct rados_engine *e, struct job *j)
 	rc = re_dir_entry(e, &r.pstore, r.name, r.namelen, NULL, r.raw, &st);
 	if (rc < 0)
 		return rc;
-	if (r.type == MST_T_MSG) {
+	if (r.type == MST_T_MSG)
 		re_remove_body(e, r.id);
-	} else {
-		re_oid(oid, 'f', r.id);
-		rc = rados_remove(e->io, oid);
-		if (rc < 0 && rc != -ENOENT)
-			log_warn("rados: removing %s: %s (left for scrub)",
-			    oid, strerror(-rc));
-	}
+	else
+		re_file_unlinked(e, r.id);
 	rc = reply_change_rep(j, st.c, st.t);
 	return rc ? rc : re_notice(j, p.p, re_dir_len(p.p, p.len), r.name,
 	    r.namelen, MST_EV_REMOVE, r.id, st.c);
@@ -455,7 +441,7 @@ file_of(struct rados_engine *e, uint64_t id, struct fattr *f,
     uint8_t raw[FA_LEN])
 {
 	char oid[RE_OID_MAX];
-	int rc = fa_read(e, id, f, raw);
+	int rc = re_fa_read(e, id, f, raw, NULL);
 
 	if (rc != -ENOENT)
 		return rc;
@@ -519,7 +505,7 @@ re_op_write(struct rados_engine *e, struct job *j)
 			f.size = off + len;
 		f.mtime = f.ctime = (uint64_t)now;
 		f.ver++;
-		fa_encode(&f, val);
+		re_fa_encode(&f, val);
 		if ((op = rados_create_write_op()) == NULL)
 			return -ENOMEM;
 		re_cmp(op, "a", raw, FA_LEN);
@@ -629,7 +615,7 @@ re_file_setattr(struct rados_engine *e, struct job *j, uint64_t id,
 		if (q->valid)
 			f.ctime = now;
 		f.ver++;
-		fa_encode(&f, val);
+		re_fa_encode(&f, val);
 		if ((op = rados_create_write_op()) == NULL)
 			return -ENOMEM;
 		re_cmp(op, "a", raw, FA_LEN);

@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
+#include <time.h>
 
 #include "engine_rados.h"
 #include "log.h"
@@ -67,9 +69,29 @@ re_op_expunge(struct rados_engine *e, struct job *j)
 }
 
 /*
- * Move the entry |fname| of store |fs| to |tname| of store |ts| (the
- * same object), replacing a message there unless |noreplace|: ONE write
- * op guarded by both stores' state and counters and both entries.
+ * Moving an entry: |fname| of store |fs| to |tname| of store |ts|,
+ * replacing what is there unless |noreplace|.
+ *
+ * In one store object (a rename inside a directory, new/ <-> cur/ of one
+ * folder) it is ONE write op guarded by both stores' state and counters
+ * and both entries.
+ *
+ * Across store objects it is three guarded writes, crash-safe by an
+ * intent: (1) in the source, the entry is marked moving (bit 7 of its
+ * type) and x.<name> = {time, destination} is set, guarded by the entry
+ * read; (2) in the destination, the entry is set, guarded by the target
+ * read (absent or the entry replaced) and the counter; (3) in the
+ * source, the marked entry and its intent go, guarded by both. Every
+ * operation that would change a marked entry (UNLINK, RENAME, SETINFO,
+ * EXPUNGE, a rename over it) waits for the move (re_moving_wait); one
+ * that finds the intent older than RE_MOVE_STALE_NS finishes it (step 3
+ * when the destination holds the id, else undoes step 1). Between (2)
+ * and (3) both names are visible for a moment (the local engine shows
+ * one): a documented difference. A directory moving to another parent
+ * takes the cluster lock mst.renamelock around the cycle check and the
+ * three steps, so that two servers never move two directories into each
+ * other. What a move replaces (a body, a file's name, an empty
+ * directory's head) goes only after the move committed.
  */
 struct move {
 	const struct rstore *fs, *ts;
@@ -81,17 +103,182 @@ struct move {
 	int dir_ok;			/* a directory may move */
 };
 
+/* The rules of a move of |en| onto |tg| (|has_t|): 0 to go on, 1 for a
+ * no-op (the same object), or an error. A directory target is fenced
+ * (it must be empty) before it is replaced. */
 static int
-move_apply(struct rados_engine *e, struct job *j, const struct move *mv,
-    struct kvset *vals)
+move_rules(struct rados_engine *e, const struct move *mv,
+    const struct rentry *en, int has_t, const struct rentry *tg,
+    uint64_t *fenced)
+{
+	struct rstore ds;
+	char oid[RE_OID_MAX];
+	int rc;
+
+	if (en->type == MST_T_DIR && !mv->dir_ok)
+		return -EISDIR;
+	if (has_t && tg->id == en->id)
+		return 1;
+	if (has_t && mv->noreplace)
+		return -EEXIST;
+	if (has_t && tg->type == MST_T_DIR && en->type != MST_T_DIR)
+		return -EISDIR;
+	if (has_t && en->type == MST_T_DIR && tg->type != MST_T_DIR)
+		return -ENOTDIR;
+	if (has_t && tg->type == MST_T_DIR) {
+		/* Its store is ts's child: plain (d.<id>) or new/cur of a
+		 * folder, whose name is the target's. */
+		re_store_of(&ds, tg->id, mv->ts->dir, mv->tname, mv->tlen);
+		rc = re_fence_empty(e, &ds);
+		if (rc == 0)
+			*fenced = tg->id;
+		if (rc == -ENOENT)
+			rc = 0;		/* fenced already (a retry) */
+		if (rc < 0)
+			return rc;
+	}
+	if (en->type == MST_T_MSG && strcmp(mv->fs->oid, mv->ts->oid)) {
+		/* Its quota is its mailbox's: not across mailboxes. */
+		char mbox[MST_PATH_MAX + 1];
+		int n;
+
+		re_oid(oid, 'b', en->id);
+		n = rados_getxattr(e->io, oid, "mbox", mbox, sizeof mbox - 1);
+		if (n > 0 && ((size_t)n > mv->tdlen ||
+		    memcmp(mbox, mv->tdir, (size_t)n) != 0 ||
+		    ((size_t)n < mv->tdlen && mv->tdir[n] != '/')))
+			return -EXDEV;
+	}
+	return 0;
+}
+
+/* A move that fenced the empty directory target |id| named |mv->tname|
+ * did not happen: it is live again. */
+static void
+unfence(struct rados_engine *e, const struct move *mv, uint64_t id)
+{
+	char k[RE_KEY_MAX], d[18], l[18];
+	struct rstore ds;
+	rados_write_op_t op;
+	int rc;
+
+	if (id == 0 || (op = rados_create_write_op()) == NULL)
+		return;
+	re_store_of(&ds, id, mv->ts->dir, mv->tname, mv->tlen);
+	re_key(k, &ds, "st", NULL, 0);
+	d[0] = 'D';
+	l[0] = 'L';
+	re_hex(d + 1, id);
+	re_hex(l + 1, id);
+	re_cmp(op, k, d, 17);
+	re_set(op, k, l, 17);
+	rc = re_write(e, ds.oid, op);
+	if (rc < 0 && rc != -ECANCELED && rc != -ENOENT)
+		log_warn("rados: %s: a fenced directory stays fenced: %s",
+		    ds.oid, strerror(-rc));
+}
+
+/* After a committed move: the body's loc, and what was replaced. */
+static void
+move_cleanup(struct rados_engine *e, const struct move *mv,
+    const struct rentry *en, int has_t, const struct rentry *tg)
+{
+	char oid[RE_OID_MAX], kt[RE_KEY_MAX];
+	char loc[RE_OID_MAX + 2 + RE_KEY_MAX];
+	int rc;
+
+	if (en->type == MST_T_MSG) {
+		re_key(kt, mv->ts, "e.", mv->tname, mv->tlen);
+		re_oid(oid, 'b', en->id);
+		snprintf(loc, sizeof loc, "%s %s", mv->ts->oid, kt);
+		rc = rados_setxattr(e->io, oid, "loc", loc, strlen(loc));
+		if (rc < 0)
+			log_warn("rados: %s loc: %s", oid, strerror(-rc));
+	}
+	if (!has_t)
+		return;
+	if (tg->type == MST_T_MSG)
+		re_remove_body(e, tg->id);
+	else if (tg->type == MST_T_FILE)
+		re_file_unlinked(e, tg->id);
+	else if (tg->type == MST_T_DIR) {
+		re_oid(oid, 'd', tg->id);
+		rc = rados_remove(e->io, oid);
+		if (rc < 0 && rc != -ENOENT)
+			log_warn("rados: removing head %s: %s (left for scrub)",
+			    oid, strerror(-rc));
+	}
+}
+
+static int
+move_reply(struct rados_engine *e, struct job *j, const struct move *mv,
+    const struct rentry *en, int has_t, const struct rentry *tg,
+    uint64_t c, uint64_t tc, const struct rstate *tst)
+{
+	int rc = re_reply_any_entry(e, j, en, tst);
+
+	if (rc == 0 && has_t)
+		rc = re_notice(j, mv->tdir, mv->tdlen, mv->tname, mv->tlen,
+		    MST_EV_REMOVE, tg->id, tc);
+	if (rc == 0)
+		rc = re_notice(j, mv->fdir, mv->fdlen, mv->fname, mv->flen,
+		    MST_EV_REMOVE, en->id, c);
+	if (rc == 0)
+		rc = re_notice(j, mv->tdir, mv->tdlen, mv->tname, mv->tlen,
+		    MST_EV_ADD, en->id, tc);
+	return rc;
+}
+
+/* Guard the subdirectory count of |s| (|old|) and set it to |new|. */
+static void
+nd_guard_set(rados_write_op_t op, const struct rstore *s, uint64_t old,
+    uint64_t new)
+{
+	char kn[RE_KEY_MAX], h[17];
+
+	re_key(kn, s, "nd", NULL, 0);
+	re_hex(h, old);
+	re_cmp(op, kn, h, 16);
+	if (new != old) {
+		re_hex(h, new);
+		re_set(op, kn, h, 16);
+	}
+}
+
+/* Both stores live, or why not (0: read again). */
+static int
+move_live(struct rados_engine *e, const struct move *mv,
+    const struct rstate *fst, const struct rstate *tst)
+{
+	if (!fst->live)
+		return re_not_live(e, mv->fs, fst);
+	if (!tst->live)
+		return re_not_live(e, mv->ts, tst);
+	return 1;
+}
+
+/* Decode |v| (may be NULL: *has = 0). */
+static int
+entry_of(const struct kv *v, struct rentry *en, int *has)
+{
+	*has = v != NULL;
+	return v && ren_decode(v->v, v->vlen, en) < 0 ? -EIO : 0;
+}
+
+/* In one store object: ONE guarded write. */
+static int
+move_one_try(struct rados_engine *e, struct job *j, const struct move *mv,
+    struct kvset *vals, uint64_t *fenced)
 {
 	char kf[RE_KEY_MAX], kt[RE_KEY_MAX];
 	struct rstate fst, tst;
 	const struct kv *fv, *tv;
 	struct rentry en, tg;
 	uint8_t raw[RE_ENTRY_LEN];
-	int same = strcmp(mv->fs->pfx, mv->ts->pfx) == 0, rc, tries;
-	uint64_t c, tc;
+	int same = strcmp(mv->fs->pfx, mv->ts->pfx) == 0, rc, tries, has_f,
+	    has_t;
+	int64_t waited = 0;
+	uint64_t c, tc, nd;
 	int64_t now;
 	rados_write_op_t op;
 
@@ -112,39 +299,39 @@ move_apply(struct rados_engine *e, struct job *j, const struct move *mv,
 		} else {
 			tst = fst;
 		}
-		if (!fst.live || !tst.live) {
-			rc = re_not_live(e, fst.live ? mv->ts : mv->fs,
-			    fst.live ? &tst : &fst);
+		if ((rc = move_live(e, mv, &fst, &tst)) <= 0) {
 			if (rc < 0)
 				return rc;
 			continue;
 		}
-		if ((fv = kvset_get(vals, kf)) == NULL)
-			return -ENOENT;
-		if (ren_decode(fv->v, fv->vlen, &en) < 0)
-			return -EIO;
+		fv = kvset_get(vals, kf);
 		tv = kvset_get(vals, kt);
-		if (tv && ren_decode(tv->v, tv->vlen, &tg) < 0)
-			return -EIO;
-		if (en.type == MST_T_DIR && !mv->dir_ok)
-			return -EISDIR;
-		if (en.type == MST_T_FILE && !same)
-			return -EOPNOTSUPP;	/* its parent would change */
-		if (tv && tg.id == en.id)
+		if ((rc = entry_of(fv, &en, &has_f)) < 0 ||
+		    (rc = entry_of(tv, &tg, &has_t)) < 0)
+			return rc;
+		if (!has_f)
+			return -ENOENT;
+		if (en.moving || (has_t && tg.moving)) {
+			rc = re_moving_wait(e, en.moving ? mv->fs : mv->ts,
+			    en.moving ? mv->fname : mv->tname,
+			    en.moving ? mv->flen : mv->tlen, &waited);
+			if (rc < 0)
+				return rc;
+			tries--;
+			continue;
+		}
+		rc = move_rules(e, mv, &en, has_t, &tg, fenced);
+		if (rc == 1)
 			return re_reply_any_entry(e, j, &en, &tst);
-		if (tv && mv->noreplace)
-			return -EEXIST;
-		if (tv && tg.type == MST_T_DIR)
-			return en.type == MST_T_DIR ? -EOPNOTSUPP : -EISDIR;
-		if (tv && en.type == MST_T_DIR)
-			return -ENOTDIR;
+		if (rc < 0)
+			return rc;
 
 		if ((op = rados_create_write_op()) == NULL)
 			return -ENOMEM;
 		now = re_now();
 		re_guard_live(op, mv->fs);
 		re_cmp(op, kf, fv->v, fv->vlen);
-		re_cmp(op, kt, tv ? tv->v : "", tv ? tv->vlen : 0);
+		re_cmp(op, kt, has_t ? tv->v : "", has_t ? tv->vlen : 0);
 		/* One log record per counter value. In one store: REMOVE of
 		 * the replaced entry, REMOVE of the old name, ADD of the new;
 		 * across new/ and cur/ each store counts its own. */
@@ -152,7 +339,7 @@ move_apply(struct rados_engine *e, struct job *j, const struct move *mv,
 		tc = same ? c : tst.c;
 		if (!same)
 			re_guard_live(op, mv->ts);
-		if (tv) {
+		if (has_t) {
 			tc++;
 			re_log(op, mv->ts, tc, MST_EV_REMOVE, &tg, mv->tname,
 			    mv->tlen);
@@ -172,6 +359,10 @@ move_apply(struct rados_engine *e, struct job *j, const struct move *mv,
 		re_bump(op, mv->fs, fst.c, c, now);
 		if (!same)
 			re_bump(op, mv->ts, tst.c, tc, now);
+		if (has_t && tg.type == MST_T_DIR) {
+			nd = tst.nd;
+			nd_guard_set(op, mv->ts, nd, nd ? nd - 1 : 0);
+		}
 		rc = re_write(e, mv->fs->oid, op);
 		if (rc == -ECANCELED)
 			continue;
@@ -179,42 +370,350 @@ move_apply(struct rados_engine *e, struct job *j, const struct move *mv,
 			return re_err("move entry in", mv->fs->oid, rc);
 		tst.c = tc;
 		tst.t = (uint64_t)now;
-		if (en.type == MST_T_MSG) {
-			char oid[RE_OID_MAX], loc[RE_OID_MAX + 2 +
-			    RE_KEY_MAX];
-
-			re_oid(oid, 'b', en.id);
-			snprintf(loc, sizeof loc, "%s %s", mv->ts->oid, kt);
-			rc = rados_setxattr(e->io, oid, "loc", loc,
-			    strlen(loc));
-			if (rc < 0)
-				log_warn("rados: %s loc: %s", oid,
-				    strerror(-rc));
-		}
-		if (tv && tg.type == MST_T_MSG)
-			re_remove_body(e, tg.id);
-		if (tv && tg.type == MST_T_FILE) {
-			char foid[RE_OID_MAX];
-
-			re_oid(foid, 'f', tg.id);	/* its only name went */
-			rc = rados_remove(e->io, foid);
-			if (rc < 0 && rc != -ENOENT)
-				log_warn("rados: removing %s: %s (left for "
-				    "scrub)", foid, strerror(-rc));
-		}
-		rc = re_reply_any_entry(e, j, &en, &tst);
-		if (rc == 0 && tv)
-			rc = re_notice(j, mv->tdir, mv->tdlen, mv->tname,
-			    mv->tlen, MST_EV_REMOVE, tg.id, tc);
-		if (rc == 0)
-			rc = re_notice(j, mv->fdir, mv->fdlen, mv->fname,
-			    mv->flen, MST_EV_REMOVE, en.id, c);
-		if (rc == 0)
-			rc = re_notice(j, mv->tdir, mv->tdlen, mv->tname,
-			    mv->tlen, MST_EV_ADD, en.id, tc);
-		return rc;
+		move_cleanup(e, mv, &en, has_t, &tg);
+		return move_reply(e, j, mv, &en, has_t, &tg, c, tc, &tst);
 	}
 	return re_err("move entry (too many races)", mv->fs->oid, -EAGAIN);
+}
+
+static int
+move_one(struct rados_engine *e, struct job *j, const struct move *mv,
+    struct kvset *vals)
+{
+	uint64_t fenced = 0;
+	int rc = move_one_try(e, j, mv, vals, &fenced);
+
+	if (rc < 0)
+		unfence(e, mv, fenced);
+	return rc;
+}
+
+/* x.<name>: 'X' time(8) oid-length(1) oid pfx(2) name-length(2) name. */
+#define XI_MAX (1 + 8 + 1 + RE_OID_MAX + 2 + 2 + MST_NAME_MAX)
+
+struct xintent {
+	int64_t time;
+	struct rstore ts;
+	char name[MST_NAME_MAX + 1];
+	size_t nlen;
+};
+
+static size_t
+xi_encode(const struct move *mv, int64_t now, uint8_t *out)
+{
+	size_t ol = strlen(mv->ts->oid), n = 0;
+
+	out[n++] = 'X';
+	er_put64(out + n, (uint64_t)now), n += 8;
+	out[n++] = (uint8_t)ol;
+	memcpy(out + n, mv->ts->oid, ol), n += ol;
+	out[n++] = (uint8_t)mv->ts->pfx[0];
+	out[n++] = (uint8_t)mv->ts->pfx[1];
+	out[n++] = (uint8_t)mv->tlen;
+	out[n++] = (uint8_t)(mv->tlen >> 8);
+	memcpy(out + n, mv->tname, mv->tlen), n += mv->tlen;
+	return n;
+}
+
+static int
+xi_decode(const struct kv *v, struct xintent *x)
+{
+	const uint8_t *p = (const uint8_t *)v->v;
+	size_t ol, n = 10;
+
+	if (v->vlen < 14 || p[0] != 'X' || (ol = p[9]) >= RE_OID_MAX ||
+	    v->vlen < n + ol + 4)
+		return -EIO;
+	memset(x, 0, sizeof *x);
+	x->time = (int64_t)er_get64(p + 1);
+	memcpy(x->ts.oid, p + n, ol), n += ol;
+	x->ts.pfx[0] = (char)p[n++];
+	x->ts.pfx[1] = (char)p[n++];
+	x->nlen = (size_t)p[n] | (size_t)p[n + 1] << 8;
+	n += 2;
+	if (x->nlen > MST_NAME_MAX || v->vlen != n + x->nlen)
+		return -EIO;
+	memcpy(x->name, p + n, x->nlen);
+	return 0;
+}
+
+/* Step 3, or undoing step 1: the marked entry |raw| of |name| in |s|
+ * with its intent |xv| goes (|finish|) or is unmarked. */
+static int
+xmove_end(struct rados_engine *e, const struct rstore *s, const char *name,
+    size_t nlen, const uint8_t *raw, const struct kv *xv, int finish)
+{
+	char ke[RE_KEY_MAX], kx[RE_KEY_MAX];
+	uint8_t val[RE_ENTRY_LEN];
+	struct kvset vals = { 0 };
+	struct rentry en;
+	struct rstate st;
+	rados_write_op_t op;
+	int64_t now;
+	int rc, tries;
+
+	re_key(ke, s, "e.", name, nlen);
+	re_key(kx, s, "x.", name, nlen);
+	ren_decode(raw, RE_ENTRY_LEN, &en);
+	for (tries = 0; tries < RE_RETRIES; tries++) {
+		rc = re_store_read(e, s, NULL, NULL, NULL, &vals, &st);
+		kvset_free(&vals);
+		if (rc < 0)
+			return rc;
+		if ((op = rados_create_write_op()) == NULL)
+			return -ENOMEM;
+		re_cmp(op, ke, raw, RE_ENTRY_LEN);
+		re_cmp(op, kx, xv->v, xv->vlen);
+		re_rm(op, kx);
+		if (finish) {
+			now = re_now();
+			re_bump(op, s, st.c, st.c + 1, now);
+			re_rm(op, ke);
+			en.moving = 0;
+			re_log(op, s, st.c + 1, MST_EV_REMOVE, &en, name, nlen);
+			if (en.type == MST_T_DIR)
+				nd_guard_set(op, s, st.nd, st.nd ? st.nd - 1 :
+				    0);
+		} else {
+			en.moving = 0;
+			ren_encode(&en, val);
+			re_set(op, ke, val, RE_ENTRY_LEN);
+		}
+		rc = re_write(e, s->oid, op);
+		if (rc != -ECANCELED)
+			return rc < 0 && rc != -ENOENT ?
+			    re_err("end a move in", s->oid, rc) : 0;
+		/* The counter moved, or the entry is no longer ours. */
+		rc = re_read(e, s->oid, (const char *[]){ ke, kx, NULL },
+		    &vals, NULL, NULL, 0, NULL, NULL);
+		if (rc == 0 && (kvset_get(&vals, ke) == NULL ||
+		    kvset_get(&vals, ke)->vlen != RE_ENTRY_LEN ||
+		    memcmp(kvset_get(&vals, ke)->v, raw, RE_ENTRY_LEN) != 0 ||
+		    kvset_get(&vals, kx) == NULL))
+			rc = 1;
+		kvset_free(&vals);
+		if (rc)
+			return rc < 0 ? rc : 0;	/* someone else ended it */
+	}
+	return re_err("end a move (too many races)", s->oid, -EAGAIN);
+}
+
+int
+re_moving_wait(struct rados_engine *e, const struct rstore *s,
+    const char *name, size_t nlen, int64_t *since)
+{
+	char ke[RE_KEY_MAX], kx[RE_KEY_MAX], kt[RE_KEY_MAX];
+	const char *keys[] = { ke, kx, NULL };
+	struct kvset vals = { 0 }, tv = { 0 };
+	const struct kv *v, *xv, *t;
+	struct xintent x;
+	struct rentry en, tg;
+	uint8_t raw[RE_ENTRY_LEN];
+	int64_t now = re_now();
+	int rc;
+
+	if (*since == 0)
+		*since = now;
+	re_key(ke, s, "e.", name, nlen);
+	re_key(kx, s, "x.", name, nlen);
+	rc = re_read(e, s->oid, keys, &vals, NULL, NULL, 0, NULL, NULL);
+	v = rc == 0 ? kvset_get(&vals, ke) : NULL;
+	xv = rc == 0 ? kvset_get(&vals, kx) : NULL;
+	if (rc < 0 || v == NULL || ren_decode(v->v, v->vlen, &en) < 0 ||
+	    !en.moving) {
+		kvset_free(&vals);
+		return rc == -ENOENT ? 0 : rc;	/* moved on: read again */
+	}
+	memcpy(raw, v->v, RE_ENTRY_LEN);
+	if (xv == NULL || xi_decode(xv, &x) < 0) {
+		/* A mark without its intent: never written so; undone. */
+		log_warn("rados: %s %s: moving without an intent", s->oid, ke);
+		rc = -EIO;
+	} else if (now - x.time > RE_MOVE_STALE_NS) {
+		/* Its server left it: finish it if the destination names
+		 * the object, else undo the mark. */
+		re_key(kt, &x.ts, "e.", x.name, x.nlen);
+		rc = re_read(e, x.ts.oid, (const char *[]){ kt, NULL }, &tv,
+		    NULL, NULL, 0, NULL, NULL);
+		t = rc == 0 ? kvset_get(&tv, kt) : NULL;
+		if (rc == 0 || rc == -ENOENT)
+			rc = xmove_end(e, s, name, nlen, raw, xv, t &&
+			    ren_decode(t->v, t->vlen, &tg) == 0 &&
+			    tg.id == en.id);
+		kvset_free(&tv);
+		if (rc == 0)
+			log_info("rados: %s %.*s: a move left by its server "
+			    "was ended", s->oid, (int)nlen, name);
+	} else if (now - *since > RE_MOVE_WAIT_NS) {
+		rc = re_err("wait for a move of", ke, -ETIMEDOUT);
+	} else {
+		struct timespec ts = { 0, 5 * 1000 * 1000 };
+
+		nanosleep(&ts, NULL);
+	}
+	kvset_free(&vals);
+	return rc;
+}
+
+/* Step 1: claim the source entry |raw| (mark it, set the intent). */
+static int
+xmove_claim(struct rados_engine *e, const struct move *mv, const char *kf,
+    const uint8_t *raw, uint8_t *marked, uint8_t *xi, size_t *xlen)
+{
+	char kx[RE_KEY_MAX];
+	struct rentry en;
+	rados_write_op_t op;
+	int rc;
+
+	re_key(kx, mv->fs, "x.", mv->fname, mv->flen);
+	ren_decode(raw, RE_ENTRY_LEN, &en);
+	en.moving = 1;
+	ren_encode(&en, marked);
+	*xlen = xi_encode(mv, re_now(), xi);
+	if ((op = rados_create_write_op()) == NULL)
+		return -ENOMEM;
+	re_guard_live(op, mv->fs);
+	re_cmp(op, kf, raw, RE_ENTRY_LEN);
+	re_cmp(op, kx, "", 0);
+	re_set(op, kf, marked, RE_ENTRY_LEN);
+	re_set(op, kx, xi, *xlen);
+	rc = re_write(e, mv->fs->oid, op);
+	return rc < 0 && rc != -ECANCELED ? re_err("claim a move in",
+	    mv->fs->oid, rc) : rc;
+}
+
+/* Across store objects: claim, name in the destination, unname. */
+static int
+move_across(struct rados_engine *e, struct job *j, const struct move *mv)
+{
+	char kf[RE_KEY_MAX], kt[RE_KEY_MAX];
+	uint8_t raw[RE_ENTRY_LEN], marked[RE_ENTRY_LEN], xi[XI_MAX];
+	uint8_t val[RE_ENTRY_LEN];
+	struct kvset fv = { 0 }, tv = { 0 };
+	struct rstate fst, tst;
+	const struct kv *f, *t;
+	struct rentry en, tg;
+	struct kv xkv;
+	size_t xlen = 0;
+	int64_t waited = 0, now;
+	int rc = 0, tries, has_f, has_t = 0, claimed = 0, named = 0;
+	uint64_t tc = 0, fenced = 0;
+	rados_write_op_t op;
+
+	re_key(kf, mv->fs, "e.", mv->fname, mv->flen);
+	re_key(kt, mv->ts, "e.", mv->tname, mv->tlen);
+	for (tries = 0; tries < RE_RETRIES && !named; tries++) {
+		rc = claimed ? 0 : re_store_read(e, mv->fs, kf, NULL, NULL,
+		    &fv, &fst);
+		if (rc == 0)
+			rc = re_store_read(e, mv->ts, kt, NULL, NULL, &tv,
+			    &tst);
+		if (rc < 0)
+			break;
+		if ((rc = move_live(e, mv, claimed ? &tst : &fst, &tst)) <= 0) {
+			if (rc < 0)
+				break;
+			continue;
+		}
+		f = claimed ? NULL : kvset_get(&fv, kf);
+		t = kvset_get(&tv, kt);
+		if ((!claimed && (rc = entry_of(f, &en, &has_f)) < 0) ||
+		    (rc = entry_of(t, &tg, &has_t)) < 0)
+			break;
+		if (!claimed && !has_f) {
+			rc = -ENOENT;
+			break;
+		}
+		if ((!claimed && en.moving) || (has_t && tg.moving)) {
+			rc = (!claimed && en.moving) ?
+			    re_moving_wait(e, mv->fs, mv->fname, mv->flen,
+			    &waited) : re_moving_wait(e, mv->ts, mv->tname,
+			    mv->tlen, &waited);
+			if (rc < 0)
+				break;
+			tries--;
+			continue;
+		}
+		rc = move_rules(e, mv, &en, has_t, &tg, &fenced);
+		if (rc == 1 && !claimed) {
+			rc = re_reply_any_entry(e, j, &en, &tst);
+			break;
+		}
+		if (rc != 0)		/* (1: a second name of a file) */
+			break;
+		if (!claimed) {
+			memcpy(raw, f->v, RE_ENTRY_LEN);
+			rc = xmove_claim(e, mv, kf, raw, marked, xi, &xlen);
+			if (rc == -ECANCELED)
+				continue;
+			if (rc < 0)
+				break;
+			claimed = 1;
+		}
+		/* Step 2. */
+		if ((op = rados_create_write_op()) == NULL) {
+			rc = -ENOMEM;
+			break;
+		}
+		now = re_now();
+		tc = tst.c;
+		re_guard_live(op, mv->ts);
+		re_cmp(op, kt, has_t ? t->v : "", has_t ? t->vlen : 0);
+		if (has_t)
+			re_log(op, mv->ts, ++tc, MST_EV_REMOVE, &tg, mv->tname,
+			    mv->tlen);
+		en.moving = 0;
+		en.change = ++tc;
+		en.ctime = (uint64_t)now;
+		ren_encode(&en, val);
+		re_set(op, kt, val, RE_ENTRY_LEN);
+		re_log(op, mv->ts, tc, MST_EV_ADD, &en, mv->tname, mv->tlen);
+		re_bump(op, mv->ts, tst.c, tc, now);
+		nd_guard_set(op, mv->ts, tst.nd, tst.nd +
+		    (en.type == MST_T_DIR) - (has_t && tg.type == MST_T_DIR));
+		rc = re_write(e, mv->ts->oid, op);
+		if (rc == -ECANCELED)
+			continue;
+		if (rc < 0) {
+			rc = re_err("move entry into", mv->ts->oid, rc);
+			claimed = 0;	/* may have landed: left to roll on */
+			break;
+		}
+		named = 1;
+		tst.c = tc;
+		tst.t = (uint64_t)now;
+	}
+	kvset_free(&fv);
+	kvset_free(&tv);
+	xkv = (struct kv){ .v = (char *)xi, .vlen = xlen };
+	if (!named && claimed) {	/* undo step 1 */
+		int r2 = xmove_end(e, mv->fs, mv->fname, mv->flen, marked,
+		    &xkv, 0);
+
+		if (r2 < 0)
+			log_warn("rados: undoing a move's claim in %s: %s "
+			    "(ended by the next one to meet it)", mv->fs->oid,
+			    strerror(-r2));
+		if (rc == 1)	/* the target is another name of the file */
+			rc = re_reply_any_entry(e, j, &en, &tst);
+	}
+	if (!named && rc != 0)
+		unfence(e, mv, fenced);
+	if (!named)
+		return tries == RE_RETRIES ? re_err("move (too many races)",
+		    mv->ts->oid, -EAGAIN) : rc;
+	/* Step 3. */
+	rc = xmove_end(e, mv->fs, mv->fname, mv->flen, marked, &xkv, 1);
+	if (rc < 0)
+		log_warn("rados: a move into %s is not finished in %s: %s "
+		    "(finished by the next one to meet it)", mv->ts->oid,
+		    mv->fs->oid, strerror(-rc));
+	rc = re_store_read(e, mv->fs, NULL, NULL, NULL, &fv, &fst);
+	kvset_free(&fv);
+	if (rc < 0)
+		fst.c = 0;
+	move_cleanup(e, mv, &en, has_t, &tg);
+	return move_reply(e, j, mv, &en, has_t, &tg, fst.c, tc, &tst);
 }
 
 static int
@@ -225,9 +724,9 @@ do_move(struct rados_engine *e, struct job *j, const struct move *mv)
 	int rc;
 
 	if (strcmp(mv->fs->oid, mv->ts->oid) != 0)
-		return -EOPNOTSUPP;	/* across store objects: phase 2 */
+		return move_across(e, j, mv);
 	pthread_mutex_lock(mu);
-	rc = move_apply(e, j, mv, &vals);
+	rc = move_one(e, j, mv, &vals);
 	pthread_mutex_unlock(mu);
 	kvset_free(&vals);
 	return rc;
@@ -262,6 +761,59 @@ re_op_setinfo(struct rados_engine *e, struct job *j)
 	return do_move(e, j, &mv);
 }
 
+/* The cluster-wide lock of directory moves across parents. */
+static int
+rename_lock(struct rados_engine *e, char cookie[17], int take)
+{
+	static atomic_uint_fast64_t n;
+	struct timeval tv = { 30, 0 };
+	int64_t end = re_now() + RE_MOVE_WAIT_NS * 2;
+	struct timespec ts = { 0, 5 * 1000 * 1000 };
+	int rc;
+
+	if (!take) {
+		rc = rados_unlock(e->io, "mst.renamelock", "rename", cookie);
+		if (rc < 0)
+			log_warn("rados: unlocking mst.renamelock: %s (it "
+			    "expires in 30 s)", strerror(-rc));
+		return 0;
+	}
+	re_hex(cookie, e->inc << 36 | (atomic_fetch_add(&n, 1) &
+	    0xfffffffffull));
+	for (;;) {
+		rc = rados_lock_exclusive(e->io, "mst.renamelock", "rename",
+		    cookie, "directory move across parents", &tv, 0);
+		if (rc == 0)
+			return 0;
+		if (rc != -EBUSY && rc != -EEXIST)
+			return re_err("lock", "mst.renamelock", rc);
+		if (re_now() > end)
+			return re_err("lock", "mst.renamelock", -ETIMEDOUT);
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* EINVAL when directory |id| is |to|'s directory or one of its
+ * ancestors (under the rename lock, ancestry does not change). */
+static int
+not_into_itself(struct rados_engine *e, uint64_t id, struct mst_str to)
+{
+	struct rres r;
+	size_t i, dl = re_dir_len(to.p, to.len);
+	int rc;
+
+	for (i = 1; i <= dl; i++) {
+		if (i < dl && to.p[i] != '/')
+			continue;
+		rc = re_resolve_fresh(e, to.p, i, &r);
+		if (rc < 0)
+			return rc;
+		if (r.id == id)
+			return -EINVAL;
+	}
+	return 0;
+}
+
 int
 re_op_rename(struct rados_engine *e, struct job *j)
 {
@@ -270,8 +822,9 @@ re_op_rename(struct rados_engine *e, struct job *j)
 	struct rstore ts;
 	struct move mv;
 	const char *tname;
+	char cookie[17];
 	size_t tlen;
-	int rc = re_resolve_fresh(e, q->from.p, q->from.len, &from);
+	int rc = re_resolve_fresh(e, q->from.p, q->from.len, &from), locked;
 
 	if (rc == 0)
 		rc = re_parent_of(e, q->to, &tdir, &ts, &tname, &tlen);
@@ -280,20 +833,34 @@ re_op_rename(struct rados_engine *e, struct job *j)
 	if (from.root)
 		return -EBUSY;
 	/* A directory whose name makes it new/ or cur/ (or stops) would
-	 * change where its entries live: phase 2. */
+	 * change where its entries live. */
 	if (from.type == MST_T_DIR && (re_is_sub_name(from.name, from.namelen) ||
 	    re_is_sub_name(tname, tlen)) && (from.namelen != tlen ||
 	    memcmp(from.name, tname, tlen) != 0 || from.parent != tdir.id))
 		return -EOPNOTSUPP;
-	if (from.type == MST_T_DIR && from.parent != tdir.id)
-		return -EOPNOTSUPP;	/* cycle checks across parents */
+	locked = from.type == MST_T_DIR && from.parent != tdir.id;
+	if (locked) {
+		if ((rc = rename_lock(e, cookie, 1)) < 0)
+			return rc;
+		rc = re_resolve_fresh(e, q->from.p, q->from.len, &from);
+		if (rc == 0)
+			rc = from.type == MST_T_DIR ?
+			    not_into_itself(e, from.id, q->to) : -EAGAIN;
+		if (rc < 0) {
+			rename_lock(e, cookie, 0);
+			return rc == -EAGAIN ? re_op_rename(e, j) : rc;
+		}
+	}
 	mv = (struct move){ .fs = &from.pstore, .ts = &ts,
 		.fname = from.name, .flen = from.namelen, .tname = tname,
 		.tlen = tlen, .noreplace = (q->flags & MST_RN_NOREPLACE) != 0,
 		.fdir = q->from.p, .fdlen = re_dir_len(q->from.p, q->from.len),
 		.tdir = q->to.p, .tdlen = re_dir_len(q->to.p, q->to.len),
 		.dir_ok = 1 };
-	return do_move(e, j, &mv);
+	rc = do_move(e, j, &mv);
+	if (locked)
+		rename_lock(e, cookie, 0);
+	return rc;
 }
 
 /* --- SETATTR, FSETATTR: directories only in phase 1 --- */

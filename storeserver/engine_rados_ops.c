@@ -740,7 +740,7 @@ re_dir_entry(struct rados_engine *e, const struct rstore *s, const char *name,
 	struct rentry old;
 	pthread_mutex_t *mu = re_stripe(e, s->oid);
 	rados_write_op_t op;
-	int64_t now;
+	int64_t now, waited = 0;
 	int rc, tries;
 
 	re_key(ke, s, "e.", name, nlen);
@@ -760,6 +760,14 @@ re_dir_entry(struct rados_engine *e, const struct rstore *s, const char *name,
 		if (en && v) {
 			rc = -EEXIST;
 			break;
+		}
+		if (!en && v && ren_decode(v->v, v->vlen, &old) == 0 &&
+		    old.moving) {	/* wait for the move that claimed it */
+			rc = re_moving_wait(e, s, name, nlen, &waited);
+			if (rc < 0)
+				break;
+			tries--;
+			continue;
 		}
 		if (!en && (v == NULL || v->vlen != RE_ENTRY_LEN ||
 		    memcmp(v->v, raw, RE_ENTRY_LEN) != 0)) {
@@ -893,8 +901,8 @@ op_mkdir(struct rados_engine *e, struct job *j)
 
 /* Fence an empty directory's store: st = dead, guarded by its counter
  * and the absence of entries. */
-static int
-fence_empty(struct rados_engine *e, const struct rstore *s)
+int
+re_fence_empty(struct rados_engine *e, const struct rstore *s)
 {
 	char pfx[RE_KEY_MAX], kst[RE_KEY_MAX], kc[RE_KEY_MAX], h[17], v[18];
 	const char *keys[] = { kst, kc, NULL };
@@ -963,7 +971,7 @@ op_rmdir(struct rados_engine *e, struct job *j)
 	if (r.type != MST_T_DIR)
 		return -ENOTDIR;
 	re_dir_store(&r, &cs);
-	rc = fence_empty(e, &cs);
+	rc = re_fence_empty(e, &cs);
 	if (rc == 0 || rc == -ENOENT)
 		rc = re_dir_entry(e, &r.pstore, r.name, r.namelen, NULL, r.raw,
 		    &st);
@@ -1149,11 +1157,8 @@ op_close(struct rados_engine *e, struct job *j)
 	re_oid(oid, 'b', j->req.fid.id);
 	if (rados_stat(e->io, oid, NULL, NULL) < 0) {
 		re_oid(oid, 'd', j->req.fid.id);
-		if (rados_stat(e->io, oid, NULL, NULL) < 0) {
-			re_oid(oid, 'f', j->req.fid.id);
-			if (rados_stat(e->io, oid, NULL, NULL) < 0)
-				return -EBADF;
-		}
+		if (rados_stat(e->io, oid, NULL, NULL) < 0)
+			return -ENOENT;
 	}
 	p = malloc(1);
 	return p ? job_add_frame(j, p, 0) : -ENOMEM;
@@ -1222,15 +1227,25 @@ run_op(struct rados_engine *e, struct job *j)
 	case MST_OP_FSETATTR:
 		rc = re_op_fsetattr(e, j);
 		break;
-	case MST_OP_GETATTR:
 	case MST_OP_OPEN:
+		rc = re_op_open(e, j);
+		if (rc == -ENOENT)	/* no file: a message or a dir */
+			rc = op_getattr(e, j);
+		break;
+	case MST_OP_GETATTR:
 		rc = op_getattr(e, j);
 		break;
 	case MST_OP_CLOSE:
-		rc = op_close(e, j);
+		rc = re_op_close(e, j);
+		if (rc == -ENOENT)
+			rc = op_close(e, j);
 		break;
 	case ENG_OP_CLOSE_OWNER:
-		rc = 0;		/* no references are kept yet */
+		re_close_owner(e, j->owner);
+		rc = 0;
+		break;
+	case MST_OP_LINK:
+		rc = re_op_link(e, j);
 		break;
 	case MST_OP_EXPUNGE:
 		rc = re_op_expunge(e, j);

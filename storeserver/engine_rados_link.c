@@ -1,0 +1,413 @@
+/*
+ * engine_rados_link.c - the lives of the rados back-end's ordinary
+ * files beyond one name: LINK (a second name), the OPEN references that
+ * keep a file whose last name went (R8 of the local engine, eng_file.c),
+ * and what a file losing a name does to its object f.<id>.
+ *
+ * References: per connection (j->owner) they are counted in this
+ * server's memory, as the local engine does; the store knows only which
+ * servers hold some: f.<id> omap o.<inc> = "1" and on = how many such
+ * keys (16 hex, absent when 0). A server's first reference to a file
+ * and its last are ONE write each, guarded by o.<inc> and on; the name
+ * count nlink lives in omap a. The object is removed only by a write
+ * guarded by both a (nlink 0) and on (absent), so an UNLINK on one
+ * server and the last CLOSE on another never both leave it, nor both
+ * miss removing it. |e->omu| guards the in-memory table; the stripe
+ * lock of f.<id> is held around a reference's change and the write it
+ * may need, so that two of this server's workers do not race on
+ * o.<inc>. Lock order: the stripe lock, then omu (never held across a
+ * call to the cluster).
+ *
+ * LINK raises nlink first and names the file second, so a crash in
+ * between leaves nlink too high (the file outlives its names: scrub),
+ * never too low (a name pointing at a removed object).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_rados.h"
+#include "log.h"
+#include "reply.h"
+
+static void
+on_hex(char *out, uint64_t v)
+{
+	re_hex(out, v);
+}
+
+/* Guard that the open count is still |on| (absent when 0). */
+static void
+cmp_on(rados_write_op_t op, uint64_t on)
+{
+	char h[17];
+
+	on_hex(h, on);
+	re_cmp(op, "on", on ? h : "", on ? 16 : 0);
+}
+
+static void
+set_on(rados_write_op_t op, uint64_t on)
+{
+	char h[17];
+
+	if (on == 0) {
+		re_rm(op, "on");
+		return;
+	}
+	on_hex(h, on);
+	re_set(op, "on", h, 16);
+}
+
+/* --- a name goes --- */
+
+void
+re_file_unlinked(struct rados_engine *e, uint64_t id)
+{
+	uint8_t raw[RE_FA_LEN], val[RE_FA_LEN];
+	char oid[RE_OID_MAX];
+	struct fattr f;
+	rados_write_op_t op;
+	uint64_t on;
+	int rc, tries;
+
+	re_oid(oid, 'f', id);
+	for (tries = 0; tries < RE_RETRIES; tries++) {
+		rc = re_fa_read(e, id, &f, raw, &on);
+		if (rc == -ENOENT)
+			return;
+		if (rc < 0)
+			break;
+		if ((op = rados_create_write_op()) == NULL) {
+			rc = -ENOMEM;
+			break;
+		}
+		re_cmp(op, "a", raw, RE_FA_LEN);
+		cmp_on(op, on);
+		if (f.nlink)
+			f.nlink--;
+		if (f.nlink == 0 && on == 0) {
+			rados_write_op_remove(op);
+		} else {
+			f.ctime = (uint64_t)re_now();
+			f.ver++;
+			re_fa_encode(&f, val);
+			re_set(op, "a", val, RE_FA_LEN);
+		}
+		rc = re_write(e, oid, op);
+		if (rc != -ECANCELED)
+			break;
+	}
+	if (rc < 0 && rc != -ENOENT)
+		log_warn("rados: %s lost a name, its link count not: %s (left "
+		    "for scrub)", oid, strerror(rc == -ECANCELED ? EAGAIN :
+		    -rc));
+}
+
+/* --- LINK --- */
+
+/* nlink + |d| of file |id| by CAS: 0, -ENOENT (no file, or no names
+ * left when adding), -EMLINK, or an error; |f| the attributes after. */
+static int
+add_link(struct rados_engine *e, uint64_t id, struct fattr *f)
+{
+	uint8_t raw[RE_FA_LEN], val[RE_FA_LEN];
+	char oid[RE_OID_MAX];
+	rados_write_op_t op;
+	int rc, tries;
+
+	re_oid(oid, 'f', id);
+	for (tries = 0; tries < RE_RETRIES; tries++) {
+		rc = re_fa_read(e, id, f, raw, NULL);
+		if (rc < 0)
+			return rc;
+		if (f->nlink == 0)
+			return -ENOENT;	/* as linkat of an unlinked file */
+		if (f->nlink >= 65000)
+			return -EMLINK;
+		f->nlink++;
+		f->ctime = (uint64_t)re_now();
+		f->ver++;
+		re_fa_encode(f, val);
+		if ((op = rados_create_write_op()) == NULL)
+			return -ENOMEM;
+		re_cmp(op, "a", raw, RE_FA_LEN);
+		re_set(op, "a", val, RE_FA_LEN);
+		rc = re_write(e, oid, op);
+		if (rc != -ECANCELED)
+			return rc < 0 ? re_err("link", oid, rc) : 0;
+	}
+	return re_err("link (too many races)", oid, -EAGAIN);
+}
+
+int
+re_op_link(struct rados_engine *e, struct job *j)
+{
+	const struct mst_link_req *l = &j->req.link;
+	struct mst_attr_rep rep = { 0 };
+	struct rentry en = { .type = MST_T_FILE, .id = l->id };
+	char oid[RE_OID_MAX];
+	struct rstate st;
+	struct rstore s;
+	struct rres dir;
+	struct fattr f;
+	const char *name;
+	size_t nlen;
+	int rc;
+
+	rc = re_fa_read(e, l->id, &f, NULL, NULL);
+	if (rc == -ENOENT) {
+		re_oid(oid, 'b', l->id);
+		if (rados_stat(e->io, oid, NULL, NULL) == 0)
+			return -EXDEV;	/* messages: one name, one folder */
+		re_oid(oid, 'd', l->id);
+		return rados_stat(e->io, oid, NULL, NULL) == 0 ? -EPERM :
+		    -ENOENT;
+	}
+	if (rc < 0)
+		return rc;
+	if (f.nlink == 0)
+		return -ENOENT;
+	if (l->path.len == 0)
+		return -EEXIST;		/* the root */
+	rc = re_parent_of(e, l->path, &dir, &s, &name, &nlen);
+	if (rc < 0)
+		return rc;
+	rc = add_link(e, l->id, &f);
+	if (rc < 0)
+		return rc;
+	en.mode = f.mode;
+	en.uid = f.uid;
+	en.gid = f.gid;
+	en.mtime = f.mtime;
+	en.ctime = f.ctime;
+	en.atime = f.atime;
+	en.size = f.size;
+	rc = re_dir_entry(e, &s, name, nlen, &en, NULL, &st);
+	if (rc == -EEXIST || rc == -ENOENT) {
+		re_file_unlinked(e, l->id);	/* never named: undo */
+		return rc;
+	}
+	if (rc < 0)		/* a timed-out write may name it: nlink stays */
+		return rc;
+	rc = re_file_attr(e, l->id, &rep.attr, NULL);
+	if (rc < 0)
+		return rc;
+	rep.dir_change = st.c;
+	rep.dir_mtime_ns = st.t;
+	rc = reply_attr_rep(j, &rep);
+	return rc ? rc : re_notice(j, l->path.p, re_dir_len(l->path.p,
+	    l->path.len), name, nlen, MST_EV_ADD, l->id, st.c);
+}
+
+/* --- OPEN references --- */
+
+static struct roref **
+oref_slot(struct rados_engine *e, uint64_t owner, uint64_t id)
+{
+	struct roref **pp = &e->orefs[(id * 0x9e3779b97f4a7c15ull) >> 56];
+
+	while (*pp && ((*pp)->owner != owner || (*pp)->id != id))
+		pp = &(*pp)->next;
+	return pp;
+}
+
+/* How many references this server holds on |id| (omu held). */
+static uint64_t
+oref_server_count(struct rados_engine *e, uint64_t id)
+{
+	struct roref *o = e->orefs[(id * 0x9e3779b97f4a7c15ull) >> 56];
+	uint64_t n = 0;
+
+	for (; o; o = o->next)
+		if (o->id == id)
+			n += o->count;
+	return n;
+}
+
+/*
+ * This server starts (|take|) or stops holding file |id|: ONE write of
+ * o.<inc> and on; stopping removes the object when it has no name and
+ * no other server holds it. 0, -ENOENT (taking: the file is gone), or
+ * an error.
+ */
+static int
+server_hold(struct rados_engine *e, uint64_t id, int take)
+{
+	uint8_t raw[RE_FA_LEN];
+	char oid[RE_OID_MAX], ko[RE_OID_MAX];
+	struct fattr f;
+	rados_write_op_t op;
+	uint64_t on;
+	int rc, tries;
+
+	re_oid(oid, 'f', id);
+	re_oid(ko, 'o', e->inc);
+	for (tries = 0; tries < RE_RETRIES; tries++) {
+		rc = re_fa_read(e, id, &f, raw, &on);
+		if (rc < 0)
+			return rc;
+		if ((op = rados_create_write_op()) == NULL)
+			return -ENOMEM;
+		cmp_on(op, on);
+		if (take) {
+			re_cmp(op, ko, "", 0);
+			re_set(op, ko, "1", 1);
+			set_on(op, on + 1);
+		} else if (on <= 1 && f.nlink == 0) {
+			re_cmp(op, ko, "1", 1);
+			re_cmp(op, "a", raw, RE_FA_LEN);
+			rados_write_op_remove(op);
+		} else {
+			re_cmp(op, ko, "1", 1);
+			re_rm(op, ko);
+			set_on(op, on ? on - 1 : 0);
+		}
+		rc = re_write(e, oid, op);
+		if (rc == -ECANCELED)
+			continue;
+		if (rc == -ENOENT)
+			return take ? -ENOENT : 0;
+		return rc < 0 ? re_err(take ? "open" : "close", oid, rc) : 0;
+	}
+	return re_err("open/close (too many races)", oid, -EAGAIN);
+}
+
+/* Take (|d| = 1) or drop (|d| = -1, or all of them with |all|) the
+ * references of |owner| on |id|: 0, -EBADF (none to drop), -ENOENT. */
+static int
+oref_change(struct rados_engine *e, uint64_t owner, uint64_t id, int d,
+    int all)
+{
+	char oid[RE_OID_MAX];
+	pthread_mutex_t *mu;
+	struct roref **pp, *o;
+	uint64_t before, after;
+	int rc = 0, held = 0;
+
+	re_oid(oid, 'f', id);
+	mu = re_stripe(e, oid);
+	pthread_mutex_lock(mu);
+	pthread_mutex_lock(&e->omu);
+	pp = oref_slot(e, owner, id);
+	before = oref_server_count(e, id);
+	pthread_mutex_unlock(&e->omu);
+	if (d < 0 && *pp == NULL) {
+		pthread_mutex_unlock(mu);
+		return -EBADF;
+	}
+	if (d > 0 && before == 0) {
+		rc = server_hold(e, id, 1);
+		held = rc == 0;
+	}
+	pthread_mutex_lock(&e->omu);
+	pp = oref_slot(e, owner, id);
+	if (rc == 0 && d > 0 && *pp == NULL) {
+		if ((o = calloc(1, sizeof *o)) == NULL) {
+			rc = -ENOMEM;
+		} else {
+			o->owner = owner;
+			o->id = id;
+			*pp = o;
+		}
+	}
+	if (rc == 0 && d > 0)
+		(*pp)->count++;
+	if (rc == 0 && d < 0) {
+		o = *pp;
+		o->count -= all ? o->count : 1;
+		if (o->count == 0) {
+			*pp = o->next;
+			free(o);
+		}
+	}
+	after = oref_server_count(e, id);
+	pthread_mutex_unlock(&e->omu);
+	if ((before || held) && after == 0) {
+		int r2 = server_hold(e, id, 0);
+
+		if (r2 < 0)
+			log_warn("rados: %s: dropping this server's hold: %s",
+			    oid, strerror(-r2));
+	}
+	pthread_mutex_unlock(mu);
+	return rc;
+}
+
+int
+re_op_open(struct rados_engine *e, struct job *j)
+{
+	struct mst_attr_rep rep = { 0 };
+	uint64_t id = j->req.fid.id;
+	struct fattr f;
+	int rc;
+
+	if (j->owner == 0)
+		return -EINVAL;
+	rc = re_fa_read(e, id, &f, NULL, NULL);
+	if (rc < 0)
+		return rc;
+	rc = oref_change(e, j->owner, id, 1, 0);
+	if (rc == 0)
+		rc = re_file_attr(e, id, &rep.attr, &rep);
+	if (rc == 0)
+		rc = reply_attr_rep(j, &rep);
+	return rc;
+}
+
+int
+re_op_close(struct rados_engine *e, struct job *j)
+{
+	uint8_t *p;
+	struct fattr f;
+	int rc;
+
+	if (j->owner == 0)
+		return -EINVAL;
+	rc = oref_change(e, j->owner, j->req.fid.id, -1, 0);
+	if (rc == -EBADF) {
+		rc = re_fa_read(e, j->req.fid.id, &f, NULL, NULL);
+		if (rc == 0)
+			rc = -EBADF;	/* never opened by this owner */
+	}
+	if (rc < 0)
+		return rc;
+	p = malloc(1);
+	return p ? job_add_frame(j, p, 0) : -ENOMEM;
+}
+
+void
+re_close_owner(struct rados_engine *e, uint64_t owner)
+{
+	struct roref *o;
+	uint64_t id;
+	size_t i;
+
+	for (i = 0; i < RE_OREF_BUCKETS; i++) {
+		for (;;) {
+			pthread_mutex_lock(&e->omu);
+			for (o = e->orefs[i]; o && o->owner != owner;
+			    o = o->next)
+				;
+			id = o ? o->id : 0;
+			pthread_mutex_unlock(&e->omu);
+			if (o == NULL)
+				break;
+			(void)oref_change(e, owner, id, -1, 1); /* logged */
+		}
+	}
+}
+
+void
+re_orefs_free(struct rados_engine *e)
+{
+	struct roref *o;
+	size_t i;
+
+	for (i = 0; i < RE_OREF_BUCKETS; i++)
+		while ((o = e->orefs[i]) != NULL) {
+			e->orefs[i] = o->next;
+			free(o);
+		}
+}

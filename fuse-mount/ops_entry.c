@@ -30,8 +30,14 @@ reply_entry(fuse_req_t req, struct mount *m, struct minode *n)
 	/* Under a watched directory a change anywhere invalidates names at
 	 * once: directory names may stay cached long, which also keeps paths
 	 * to tmp/ resolvable while the store is briefly unreachable. Under
-	 * an unwatched one (see folder.c) the kernel must ask every time. */
-	if (n->parent == NULL || !inode_dir_trusted(n->parent))
+	 * an unwatched one (see folder.c) the kernel must ask every time.
+	 * The names of ordinary files are never cached: a notice's
+	 * invalidation runs on the notifier thread, after the reply that
+	 * follows the notice may already have let a process go on (a lock
+	 * taken), and a name kept that long would show that process the
+	 * file its holder had just replaced by rename. */
+	if (n->parent == NULL || !inode_dir_trusted(n->parent) ||
+	    is_ofile(n))
 		e.entry_timeout = 0;
 	else if (n->attr.type == MST_T_DIR && m->entry_timeout < 60)
 		e.entry_timeout = 60;

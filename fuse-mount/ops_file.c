@@ -718,7 +718,7 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	fi->noflush = h->n->local && h->n->parent->dkind == DK_TMP;
 	e.ino = h->n->ino;
 	e.generation = 1;
-	e.entry_timeout = m->entry_timeout;
+	e.entry_timeout = h->ofile ? 0 : m->entry_timeout;	/* see reply_entry */
 	e.attr_timeout = h->ofile ? 0 : m->entry_timeout;
 	pthread_mutex_lock(&m->mu);
 	inode_stat(h->n, &e.attr);

@@ -42,6 +42,7 @@ static const struct conf_key conf_keys[] = {
 	KEY(ceph_conf, CT_STR, 0, 0),
 	KEY(pool, CT_STR, 0, 0),
 	KEY(ceph_id, CT_STR, 0, 0),
+	KEY(namespace, CT_STR, 0, 0),
 	KEY(listen, CT_LISTEN, 0, 0),
 	KEY(key_file, CT_STR, 0, 0),
 	KEY(key_file_next, CT_STR, 0, 0),
@@ -114,6 +115,7 @@ conf_free(struct conf *c)
 	free(c->ceph_conf);
 	free(c->pool);
 	free(c->ceph_id);
+	free(c->namespace);
 	free_listen(c);
 	free(c->key_file);
 	free(c->key_file_next);
@@ -459,5 +461,6 @@ conf_engine(const struct conf *c, struct engine_conf *e)
 		.ceph_conf = c->ceph_conf,
 		.pool = c->pool,
 		.ceph_id = c->ceph_id,
+		.ceph_namespace = c->namespace,
 	};
 }

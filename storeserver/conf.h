@@ -21,6 +21,8 @@ struct conf {
 	char *ceph_conf;		/* rados: the cluster's ceph.conf */
 	char *pool;			/* rados: the pool holding the store */
 	char *ceph_id;			/* rados: client name (default admin) */
+	char *namespace;		/* rados: the store's namespace in the
+					   pool (default: none) */
 	char **listen;			/* "ADDR:PORT" or "unix:PATH" */
 	size_t nlisten;
 	char *key_file;			/* NULL: no AUTH */

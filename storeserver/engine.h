@@ -153,6 +153,8 @@ struct engine_conf {
 	const char *ceph_conf;		/* rados: ceph.conf path */
 	const char *pool;		/* rados: the pool */
 	const char *ceph_id;		/* rados: client name, NULL: admin */
+	const char *ceph_namespace;	/* rados: the store's namespace in
+					   the pool, NULL: the default one */
 	engine_done_fn *done;		/* called from engine threads */
 	void *done_arg;
 	engine_notice_fn *notice;	/* others' changes, engine threads;

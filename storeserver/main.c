@@ -50,6 +50,7 @@ struct args {
 	const char *ceph_conf;
 	const char *pool;
 	const char *ceph_id;
+	const char *ns;
 	const char *config;
 	char **listen;
 	size_t nlisten;
@@ -73,6 +74,7 @@ static const struct option long_opts[] = {
 	{ .name = "ceph-conf", .has_arg = required_argument, .val = 'P' },
 	{ .name = "pool", .has_arg = required_argument, .val = 'O' },
 	{ .name = "ceph-id", .has_arg = required_argument, .val = 'U' },
+	{ .name = "namespace", .has_arg = required_argument, .val = 'N' },
 	{ .name = "help", .has_arg = no_argument, .val = 'h' },
 	{ .name = "version", .has_arg = no_argument, .val = 'V' },
 	{ 0 },
@@ -87,8 +89,9 @@ usage(FILE *f)
 	    "               [--config FILE] [--foreground] [--user NAME] "
 	    "[--insecure]\n"
 	    "               [--tls-cert FILE --tls-key FILE]\n"
-	    "               [--backend local|memory|rados --ceph-conf FILE "
-	    "--pool NAME [--ceph-id NAME]]\n"
+	    "               [--backend local|memory|rados]\n"
+	    "               [--ceph-conf FILE --pool NAME [--ceph-id NAME] "
+	    "[--namespace NAME]]\n"
 	    "       mstored --help | --version\n"
 	    "\n"
 	    "The mstore store server: keeps the mail that mount.mstore "
@@ -111,6 +114,9 @@ usage(FILE *f)
 	    "      --ceph-id NAME    rados: Ceph client name (default admin, "
 	    "i.e.\n"
 	    "                        client.admin)\n"
+	    "      --namespace NAME  rados: keep the store in this namespace "
+	    "of the\n"
+	    "                        pool, apart from other stores in it\n"
 	    "  -l, --listen ADDR     listen on HOST:PORT, [V6]:PORT or "
 	    "unix:PATH;\n"
 	    "                        repeatable (default %s)\n"
@@ -217,6 +223,9 @@ parse_args(int argc, char **argv, struct args *a)
 		case 'U':
 			a->ceph_id = optarg;
 			break;
+		case 'N':
+			a->ns = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return EXIT_OK;
@@ -270,6 +279,10 @@ load_conf(struct conf *c, const struct args *a)
 	if (a->ceph_id != NULL &&
 	    conf_set(c, "ceph_id", a->ceph_id, &why) < 0) {
 		fprintf(stderr, "mstored: --ceph-id: %s\n", why);
+		return usage_error();
+	}
+	if (a->ns != NULL && conf_set(c, "namespace", a->ns, &why) < 0) {
+		fprintf(stderr, "mstored: --namespace: %s\n", why);
 		return usage_error();
 	}
 	if (a->user != NULL && conf_set(c, "user", a->user, &why) < 0) {

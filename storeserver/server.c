@@ -161,6 +161,7 @@ struct conn {
 	LIST_ENTRY(conn) link;	/* s->conns, until CLOSED */
 	uint64_t token;		/* job.owner: nonzero, never reused */
 	int opened;		/* sent an OPEN: CLOSE_OWNER at the end */
+	int watched;		/* sent a WATCH: CLOSE_OWNER at the end */
 	struct lock_conn *locks;	/* NULL until its first LOCK */
 };
 
@@ -489,7 +490,7 @@ conn_close(struct conn *c, const char *why)
 	c->state = CS_CLOSED;
 	LIST_REMOVE(c, link);
 	srv->nconns--;
-	if (c->opened)
+	if (c->opened || c->watched)
 		close_owner(c);
 	conn_unref(c);		/* the socket's reference */
 	server_check_stop(srv);
@@ -678,8 +679,9 @@ job_submit(struct conn *c, struct job *j)
 }
 
 /*
- * |c| has ended after an OPEN: have the engine drop the references it
- * still holds, so that files unlinked while open are freed. The job
+ * |c| has ended after an OPEN or a WATCH: have the engine drop the
+ * references it still holds, so that files unlinked while open are
+ * freed, and what it keeps of its watches (rados). The job
  * keeps the closed conn alive until it completes (its reply is dropped).
  * Not after the engine is closed (server_free): its references died
  * with it.
@@ -1171,6 +1173,8 @@ do_request(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
 	}
 	if (h->op == MST_OP_OPEN)
 		c->opened = 1;
+	if (h->op == MST_OP_WATCH)
+		c->watched = 1;	/* the engine may track its watches */
 	job_submit(c, j);
 }
 

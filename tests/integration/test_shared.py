@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Two SMTP hosts on one store: what one mount does, the other sees (by
 push notices, not timeouts); a dotlock race across both mounts has
-exactly one holder at a time; a file mapped by readers survives being
+exactly one holder at a time, and a file replaced by rename under it is
+the new file to the next holder on either mount; a file mapped by readers survives being
 renamed over, or appended to, on the same host (no SIGBUS); a store
 outage gives EIO, not a hang, and
 the mount carries on by itself when the store is back."""
@@ -132,6 +133,79 @@ def test_dotlock_race_has_one_holder(a, b):
     assert bad == 0, "%d times two processes held the lock at once" % bad
     assert per_mount[0] > 0 and per_mount[1] > 0, per_mount
     assert not exists(a.path(BOX, "dovecot-uidlist.lock"))
+
+
+def counter_racer(lock, path, seconds):
+    """Dovecot's dovecot-uidlist pattern: under a dotlock, read a file,
+    write its successor to a temporary name and rename it over the file.
+    Returns the number of increments made."""
+    done = 0
+    cur = None
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            time.sleep(0.0005)
+            continue
+        os.close(fd)
+        # Like Dovecot: keep the file open, and reopen it only when
+        # stat() of its name shows another inode.
+        st = os.stat(path)
+        if cur is None or (st.st_ino, st.st_dev) != cur[1]:
+            if cur is not None:
+                os.close(cur[0])
+            cur = (os.open(path, os.O_RDONLY), (st.st_ino, st.st_dev))
+        v = int(os.pread(cur[0], 64, 0))
+        tmp = path + ".%d" % os.getpid()
+        with open(tmp, "wb") as f:
+            f.write(b"%d\n" % (v + 1))
+        os.rename(tmp, path)
+        done += 1
+        os.unlink(lock)
+    if cur is not None:
+        os.close(cur[0])
+    return done
+
+
+def test_replaced_file_under_dotlock(a, b):
+    """A file replaced by rename through one mount is what the other
+    mount opens once it holds the dotlock the replacer let go: the
+    kernel's cached name of the old file must not outlive the store's
+    order (a stale name here lost Dovecot's index and uidlist updates).
+    4 processes per mount increment a counter; none may be lost."""
+    os.makedirs(a.path(BOX), exist_ok=True)
+    with open(a.path(BOX, "counter"), "wb") as f:
+        f.write(b"0\n")
+    results = mstlib.tmpdir("mst-ctr-res-")
+    pids = []
+    for i in range(8):
+        m = a if i % 2 == 0 else b
+        pid = os.fork()
+        if pid == 0:
+            try:
+                n = counter_racer(m.path(BOX, "counter.lock"),
+                                  m.path(BOX, "counter"), 4.0)
+                with open(os.path.join(results, str(i)), "w") as f:
+                    f.write("%d\n" % n)
+                os._exit(0)
+            except BaseException as e:
+                print("counter racer %d: %r" % (i, e), flush=True)
+                os._exit(1)
+        pids.append(pid)
+    bad = 0
+    for pid in pids:
+        _, st = os.waitpid(pid, 0)
+        bad += st != 0
+    assert bad == 0, "%d counter racers failed" % bad
+    made = [int(open(os.path.join(results, str(i))).read()) for i in range(8)]
+    with open(b.path(BOX, "counter"), "rb") as f:
+        got = int(f.read())
+    print("counter under a dotlock: %d increments (mount A %d, mount B %d), "
+          "file says %d" % (sum(made), sum(made[0::2]), sum(made[1::2]), got))
+    assert sum(made[0::2]) > 0 and sum(made[1::2]) > 0, made
+    assert got == sum(made), "%d increments lost: a holder read a replaced " \
+        "file through a stale name" % (sum(made) - got)
 
 
 def fork_readers(fn, path, n=3, seconds=6.0):
@@ -294,6 +368,7 @@ def main():
     r.run(test_delivery_seen_by_other_mount, a, b)
     r.run(test_small_file_rewrite_seen_by_other_mount, a, b)
     r.run(test_dotlock_race_has_one_holder, a, b)
+    r.run(test_replaced_file_under_dotlock, a, b)
     r.run(test_replaced_while_mapped, a, b)
     r.run(test_appended_while_mapped, a, b)
     r.run(test_store_outage_gives_eio_then_recovers, store, a)

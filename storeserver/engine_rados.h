@@ -225,6 +225,9 @@ int re_watch_start(struct rados_engine *e);
 void re_watch_stop(struct rados_engine *e);
 /* Publish a completed job's notices to the other servers. */
 void re_publish(struct rados_engine *e, const struct job *j);
+/* Watched directories, RESETs sent, watches re-made, re-reads. */
+void re_watch_stats(size_t *dirs, uint64_t *resets, uint64_t *rewatches,
+    uint64_t *rechecks);
 
 /* engine_rados_ops.c: the operations, and what engine_rados_file.c
  * shares with them. */

@@ -1,11 +1,12 @@
 /*
  * engine_rados_notify.c - change notices between the mstored that share
- * one pool (RADOS watch/notify). Every server watches the object
- * mst.ntf; after a job's change is durable, its notices go out in one
- * notify (fire and forget: the change is already committed); a server
- * hands the notices it receives from others to engine_conf.notice and
- * skips its own (its watchers were told by the job itself). It never
- * blocks a worker on a notify and never holds a lock in a callback.
+ * one pool (RADOS watch/notify), and their repair. Every server watches
+ * the object mst.ntf; after a job's change is durable, its notices go
+ * out in one notify (fire and forget: the change is already committed);
+ * a server hands the notices it receives from others to
+ * engine_conf.notice and skips its own (its watchers were told by the
+ * job itself). It never blocks a worker on a notify and never holds a
+ * lock in a callback.
  *
  * Payload: 'N', then per notice: event u8, id u64, change u64, dir
  * length u16, dir, name length u16, name (little-endian).
@@ -13,10 +14,33 @@
  * REMOVE notices, own and others', also drop cached resolutions
  * (engine_rados.c); a watch error drops them all.
  *
- * Phase 1 limits (mstored(8)): one notify object for the whole pool
- * (not 256 buckets); a watch that errors is re-established by a checker
- * thread every 2 s, but notices sent while it was down are not replayed
- * (no RESET is sent for them yet).
+ * No notice is lost for good. Notices travel outside the store, so two
+ * things can lose them: this server's watch errs (the OSD timed it out
+ * while the server stalled, or could not re-register it after a
+ * failure), and another server dies between its commit and its notify.
+ * Both are repaired from the change counters. This file keeps the table
+ * of directories that this server's connections WATCH (from the WATCH
+ * jobs; a connection's entries go with its ENG_OP_CLOSE_OWNER job) with
+ * the highest counter its watchers have been told of: the WATCH reply's,
+ * then every notice's, own or received. A checker thread
+ *  - polls rados_watch_check every second (and wakes at once on the
+ *    watch's error callback); a broken watch is dropped and made again,
+ *    and then every watched directory's counter is read: one that moved
+ *    past what its watchers were told gets MST_EV_RESET (re-list) at
+ *    once;
+ *  - re-reads every watched directory's counter every RECHECK_MS; a
+ *    counter found past the told one on two reads in a row (so not a
+ *    notify still on its way) gets RESET too. That catches the notifier
+ *    that died between commit and notify within 2 x RECHECK_MS.
+ * A RESET carries the counter read, so the network layer sends it to
+ * every watcher whose WATCH reply was older; a directory removed
+ * meanwhile gets one RESET with counter UINT64_MAX.
+ *
+ * Limits (mstored(8)): one notify object for the whole pool (not 256
+ * buckets); the re-reads are one omap read per watched directory, one
+ * after another; an UNWATCH is not seen here, so a directory stays in
+ * the table (re-read, never wrongly notified: the network layer has no
+ * watcher for it) until its connection ends.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -30,6 +54,21 @@
 #define NTF_OID		"mst.ntf"
 #define NTF_MAX		(64u << 10)	/* bytes per notify */
 #define NTF_TIMEOUT_MS	5000u
+#define CHECK_MS	1000		/* rados_watch_check poll */
+#define RECHECK_MS	3000		/* counters of watched dirs re-read */
+#define WT_BUCKETS	1024u
+#define WT_MAX		65536u		/* watched directories tracked */
+#define GONE		UINT64_MAX	/* counter of a removed directory */
+
+/* A directory some connection of this server watches. */
+struct wdir {
+	struct wdir *next;		/* hash chain */
+	uint64_t told;			/* highest counter its watchers know */
+	uint64_t gap;			/* counter past |told| read last time */
+	uint64_t *owners;		/* connections (job.owner) watching */
+	size_t nown, capown;
+	char path[];
+};
 
 static pthread_t checker;
 static int checker_on;
@@ -37,6 +76,12 @@ static pthread_mutex_t ck_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t ck_cv = PTHREAD_COND_INITIALIZER;
 static int ck_stop;			/* guarded by ck_mu */
 static int watch_broken;		/* guarded by ck_mu */
+
+static pthread_mutex_t wt_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct wdir *wt[WT_BUCKETS];	/* guarded by wt_mu */
+static size_t wt_n;			/* guarded by wt_mu */
+static int wt_full_logged;		/* guarded by wt_mu */
+static atomic_uint_fast64_t n_resets, n_rewatch, n_rechecks;
 
 static size_t
 put_str(uint8_t *p, const char *s, size_t len)
@@ -47,7 +92,223 @@ put_str(uint8_t *p, const char *s, size_t len)
 	return 2 + len;
 }
 
+/* --- the table of watched directories --- */
 
+static unsigned
+wt_hash(const char *path)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (; *path; path++)
+		h = (h ^ (uint8_t)*path) * 1099511628211ull;
+	return (unsigned)(h % WT_BUCKETS);
+}
+
+/* Caller holds wt_mu. */
+static struct wdir *
+wt_find(const char *path, struct wdir ***pp_out)
+{
+	struct wdir **pp = &wt[wt_hash(path)];
+
+	for (; *pp != NULL; pp = &(*pp)->next)
+		if (strcmp((*pp)->path, path) == 0)
+			break;
+	if (pp_out)
+		*pp_out = pp;
+	return *pp;
+}
+
+/* A WATCH of |path| by |owner| answered counter |c|. */
+static void
+wt_watch(const char *path, size_t len, uint64_t owner, uint64_t c)
+{
+	struct wdir *d, **pp;
+	uint64_t *o;
+	size_t i;
+	char p[MST_PATH_MAX + 1];
+
+	if (len > MST_PATH_MAX)
+		return;
+	memcpy(p, path, len);
+	p[len] = '\0';
+	pthread_mutex_lock(&wt_mu);
+	d = wt_find(p, &pp);
+	if (d == NULL) {
+		if (wt_n >= WT_MAX) {
+			if (!wt_full_logged)
+				log_warn("rados: over %u watched directories: "
+				    "notices lost for the others are not "
+				    "repaired", WT_MAX);
+			wt_full_logged = 1;
+			goto out;
+		}
+		d = calloc(1, sizeof *d + len + 1);
+		if (d == NULL)
+			goto out;
+		memcpy(d->path, p, len + 1);
+		d->told = c;
+		*pp = d;
+		wt_n++;
+	}
+	/* A second watcher's reply does not raise |told|: the first may
+	 * have missed what lies between (only notices raise it). */
+	if (d->told == GONE)
+		d->told = c;		/* made again and watched anew */
+	for (i = 0; i < d->nown; i++)
+		if (d->owners[i] == owner)
+			goto out;
+	if (d->nown == d->capown) {
+		o = realloc(d->owners, (d->capown ? d->capown * 2 : 2) *
+		    sizeof *o);
+		if (o == NULL)
+			goto out;
+		d->owners = o;
+		d->capown = d->capown ? d->capown * 2 : 2;
+	}
+	d->owners[d->nown++] = owner;
+out:
+	pthread_mutex_unlock(&wt_mu);
+}
+
+/* Connection |owner| ended: its watches with it. */
+static void
+wt_drop_owner(uint64_t owner)
+{
+	struct wdir **pp, *d;
+	unsigned b;
+	size_t i;
+
+	pthread_mutex_lock(&wt_mu);
+	for (b = 0; b < WT_BUCKETS; b++) {
+		for (pp = &wt[b]; (d = *pp) != NULL;) {
+			for (i = 0; i < d->nown; i++)
+				if (d->owners[i] == owner) {
+					d->owners[i] = d->owners[--d->nown];
+					break;
+				}
+			if (d->nown) {
+				pp = &d->next;
+				continue;
+			}
+			*pp = d->next;
+			free(d->owners);
+			free(d);
+			wt_n--;
+		}
+	}
+	pthread_mutex_unlock(&wt_mu);
+}
+
+/* Watchers of |dir| have been told of counter |c|. */
+static void
+wt_told(const char *dir, uint64_t c)
+{
+	struct wdir *d;
+
+	pthread_mutex_lock(&wt_mu);
+	d = wt_n ? wt_find(dir, NULL) : NULL;
+	if (d && d->told != GONE && c > d->told)
+		d->told = c;
+	pthread_mutex_unlock(&wt_mu);
+}
+
+/* The counter of directory |path| from the store: 0, GONE for a removed
+ * directory, or an error (not known now). */
+static int
+dir_counter(struct rados_engine *e, const char *path, uint64_t *c)
+{
+	struct kvset vals = { 0 };
+	struct rstate st;
+	struct rstore s;
+	struct rres r;
+	int rc, fresh;
+
+	for (fresh = 0; fresh < 2; fresh++) {
+		/* The cache first; a removal is believed only fresh. */
+		re_cache_job(fresh);
+		rc = re_resolve(e, path, strlen(path), &r);
+		if (rc == 0)
+			rc = re_dir_store(&r, &s);
+		if (rc == 0)
+			rc = re_store_read(e, &s, NULL, NULL, NULL, &vals, &st);
+		kvset_free(&vals);
+		if (rc == 0 && st.dead)
+			rc = -ENOENT;
+		if (rc != -ENOENT && rc != -ENOTDIR)
+			break;
+	}
+	re_cache_job(0);
+	if (rc == -ENOENT || rc == -ENOTDIR) {
+		*c = GONE;
+		return 0;
+	}
+	if (rc == 0)
+		*c = st.c;
+	return rc;
+}
+
+static void
+send_reset(struct rados_engine *e, const char *path, uint64_t c)
+{
+	struct jnotice n = { .dir = (char *)path, .name = (char *)"",
+		.event = MST_EV_RESET, .id = 0, .change = c };
+
+	atomic_fetch_add(&n_resets, 1);
+	log_info("rados: notices of %s may be lost (counter %s%" PRIu64
+	    "): RESET to its watchers", path, c == GONE ? "gone, " : "",
+	    c == GONE ? 0 : c);
+	e->conf.notice(e->conf.notice_arg, &n);
+}
+
+/*
+ * Read every watched directory's counter. With |now| (the watch was
+ * lost) a counter past the told one gets RESET at once; otherwise only
+ * when it was past it at the previous re-read too.
+ */
+static void
+recheck(struct rados_engine *e, int now)
+{
+	char **paths = NULL;
+	struct wdir *d;
+	size_t n = 0, i;
+	unsigned b;
+	uint64_t c;
+	int reset;
+
+	pthread_mutex_lock(&wt_mu);
+	if (wt_n)
+		paths = calloc(wt_n, sizeof *paths);
+	for (b = 0; paths && b < WT_BUCKETS; b++)
+		for (d = wt[b]; d != NULL; d = d->next)
+			if ((paths[n] = strdup(d->path)) != NULL)
+				n++;
+	pthread_mutex_unlock(&wt_mu);
+	atomic_fetch_add(&n_rechecks, 1);
+	for (i = 0; i < n; i++) {
+		if (dir_counter(e, paths[i], &c) < 0)
+			continue;	/* storage trouble: next time */
+		reset = 0;
+		pthread_mutex_lock(&wt_mu);
+		d = wt_find(paths[i], NULL);
+		if (d == NULL || d->told == GONE || c <= d->told) {
+			if (d)
+				d->gap = 0;
+		} else if (now || (d->gap && d->gap > d->told)) {
+			d->told = c;
+			d->gap = 0;
+			reset = 1;
+		} else {
+			d->gap = c;	/* a notify may be on its way */
+		}
+		pthread_mutex_unlock(&wt_mu);
+		if (reset)
+			send_reset(e, paths[i], c);
+		free(paths[i]);
+	}
+	free(paths);
+}
+
+/* --- publishing and receiving --- */
 
 static void
 notify_done(rados_completion_t c, void *arg)
@@ -62,6 +323,23 @@ notify_done(rados_completion_t c, void *arg)
 	rados_aio_release(c);
 }
 
+/* What a completed job tells the table of watched directories. */
+static void
+note_job(const struct job *j)
+{
+	struct mst_watch_rep r;
+	size_t i;
+
+	if (j->op == MST_OP_WATCH && j->nframes &&
+	    mst_watch_rep_decode(&r, j->frames[0].p, j->frames[0].len) == 0)
+		wt_watch(j->req.path.path.p, j->req.path.path.len, j->owner,
+		    r.change);
+	if (j->op == ENG_OP_CLOSE_OWNER)
+		wt_drop_owner(j->owner);
+	for (i = 0; i < j->nnotices; i++)
+		wt_told(j->notices[i].dir, j->notices[i].change);
+}
+
 void
 re_publish(struct rados_engine *e, const struct job *j)
 {
@@ -74,14 +352,17 @@ re_publish(struct rados_engine *e, const struct job *j)
 		if (j->notices[i].event == MST_EV_REMOVE)
 			re_cache_drop(e, j->notices[i].dir,
 			    j->notices[i].name);
-	if (!e->watching || j->nnotices == 0)
+	if (!e->watching)
+		return;
+	note_job(j);
+	if (j->nnotices == 0)
 		return;
 	for (i = 0; i < j->nnotices; i++)
 		need += 21 + strlen(j->notices[i].dir) +
 		    strlen(j->notices[i].name);
 	if (need > NTF_MAX || (buf = malloc(need)) == NULL) {
 		log_warn("rados: notices of one job too large or no memory: "
-		    "other servers' watchers miss them");
+		    "other servers' watchers get RESET instead");
 		return;
 	}
 	p = buf;
@@ -137,6 +418,7 @@ deliver(struct rados_engine *e, const uint8_t *p, size_t len)
 		n.name = name;
 		if (n.event == MST_EV_REMOVE)
 			re_cache_drop(e, dir, name);
+		wt_told(dir, n.change);
 		e->conf.notice(e->conf.notice_arg, &n);
 		p += 21 + dl + nl;
 		len -= 21 + dl + nl;
@@ -183,18 +465,32 @@ watch(struct rados_engine *e)
 	return rc;
 }
 
-/* Every 2 s (or at once after an error): a broken watch is made anew. */
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Every CHECK_MS (or at once after an error): a broken watch is made
+ * anew and the watched directories' counters are read; every RECHECK_MS
+ * they are read anyway (see the top of the file).
+ */
 static void *
 checker_main(void *arg)
 {
 	struct rados_engine *e = arg;
 	struct timespec ts;
-	int broken;
+	int64_t next = mono_ms() + RECHECK_MS;
+	int broken, repaired = 0;
 
 	pthread_mutex_lock(&ck_mu);
 	while (!ck_stop) {
 		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += 2;
+		ts.tv_sec += CHECK_MS / 1000;
 		if (!watch_broken)
 			pthread_cond_timedwait(&ck_cv, &ck_mu, &ts);
 		if (ck_stop)
@@ -207,20 +503,42 @@ checker_main(void *arg)
 		if (broken) {
 			re_cache_flush(e);
 			(void)rados_unwatch2(e->io, e->watch_cookie);
-			if (watch(e) == 0)
+			if (watch(e) == 0) {
+				atomic_fetch_add(&n_rewatch, 1);
 				log_info("rados: watch %s re-established; "
-				    "notices sent meanwhile are lost", NTF_OID);
-			else {
+				    "reading the watched directories' "
+				    "counters", NTF_OID);
+				repaired = 1;
+			} else {
 				pthread_mutex_lock(&ck_mu);
 				watch_broken = 1;
 				pthread_mutex_unlock(&ck_mu);
 				sleep(1);
 			}
 		}
+		if (repaired || mono_ms() >= next) {
+			/* Notices may have been lost while the watch was
+			 * down: what moved is RESET at once. */
+			recheck(e, repaired);
+			repaired = 0;
+			next = mono_ms() + RECHECK_MS;
+		}
 		pthread_mutex_lock(&ck_mu);
 	}
 	pthread_mutex_unlock(&ck_mu);
 	return NULL;
+}
+
+void
+re_watch_stats(size_t *dirs, uint64_t *resets, uint64_t *rewatches,
+    uint64_t *rechecks)
+{
+	pthread_mutex_lock(&wt_mu);
+	*dirs = wt_n;
+	pthread_mutex_unlock(&wt_mu);
+	*resets = atomic_load(&n_resets);
+	*rewatches = atomic_load(&n_rewatch);
+	*rechecks = atomic_load(&n_rechecks);
 }
 
 int
@@ -249,6 +567,9 @@ re_watch_start(struct rados_engine *e)
 void
 re_watch_stop(struct rados_engine *e)
 {
+	struct wdir *d;
+	unsigned b;
+
 	if (checker_on) {
 		pthread_mutex_lock(&ck_mu);
 		ck_stop = 1;
@@ -262,4 +583,13 @@ re_watch_stop(struct rados_engine *e)
 		(void)rados_watch_flush(e->cl);
 		e->watching = 0;
 	}
+	pthread_mutex_lock(&wt_mu);
+	for (b = 0; b < WT_BUCKETS; b++)
+		while ((d = wt[b]) != NULL) {
+			wt[b] = d->next;
+			free(d->owners);
+			free(d);
+		}
+	wt_n = 0;
+	pthread_mutex_unlock(&wt_mu);
 }

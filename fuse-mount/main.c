@@ -308,6 +308,8 @@ static const struct fuse_lowlevel_ops mount_ops = {
 	.release = op_release,
 	.link = op_link,
 	.rename = op_rename,
+	.getxattr = op_getxattr,
+	.listxattr = op_listxattr,
 };
 
 static int

@@ -548,6 +548,9 @@ int ofile_getattr(struct mount *m, struct minode *n);
 void op_link(fuse_req_t, fuse_ino_t, fuse_ino_t, const char *);
 void op_rename(fuse_req_t, fuse_ino_t, const char *, fuse_ino_t,
     const char *, unsigned int);
+/* ops_xattr.c: the routing view (user.mstore.servers, .server) */
+void op_getxattr(fuse_req_t, fuse_ino_t, const char *, size_t);
+void op_listxattr(fuse_req_t, fuse_ino_t, size_t);
 /* ops_lock.c */
 void op_getlk(fuse_req_t, fuse_ino_t, struct fuse_file_info *,
     struct flock *);

@@ -33,6 +33,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -160,6 +161,51 @@ route_conn(struct route *rt, const char *key, size_t klen)
 	s = pick(rt, key, klen, NULL);
 	pthread_mutex_unlock(&rt->mu);
 	return s ? s->c : NULL;
+}
+
+static struct rsrv *home_of(struct route *rt);
+
+size_t
+route_view(struct route *rt, char *buf, size_t cap)
+{
+	struct rsrv *home;
+	size_t i, len = 0;
+	int n;
+
+	pthread_mutex_lock(&rt->mu);
+	home = home_of(rt);
+	for (i = 0; i < rt->n; i++) {
+		const struct rsrv *s = rt->srv[i];
+
+		n = snprintf(buf + (len < cap ? len : cap),
+		    len < cap ? cap - len : 0, "%s %s%s\n", s->addr,
+		    !s->listed ? "left" : s->healthy ? "up" : "down",
+		    s == home ? " home" : "");
+		if (n > 0)
+			len += (size_t)n;
+	}
+	pthread_mutex_unlock(&rt->mu);
+	return len;
+}
+
+int
+route_server_of(struct route *rt, const char *key, size_t klen, char *buf,
+    size_t cap)
+{
+	struct rsrv *s;
+	size_t n = 0;
+	int rc = -ENOTCONN;
+
+	pthread_mutex_lock(&rt->mu);
+	s = pick(rt, key, klen, NULL);
+	if (s != NULL) {
+		n = strlen(s->addr);
+		rc = n < cap ? (int)n : -ERANGE;
+		if (rc >= 0)
+			memcpy(buf, s->addr, n + 1);
+	}
+	pthread_mutex_unlock(&rt->mu);
+	return rc;
 }
 
 /* --- requests, sent again elsewhere when their server goes down --- */

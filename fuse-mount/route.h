@@ -82,6 +82,20 @@ int route_call(struct route *rt, const char *key, size_t klen, unsigned op,
     const void *head, size_t hlen, const void *body, size_t blen,
     unsigned flags, struct mreply *out);
 
+/*
+ * The routing view, for operators (ops_xattr.c shows it): one line per
+ * server ever listed, in list order, "ADDR up|down|left[ home]\n" (left:
+ * no longer listed; home: the server of ROUTE_HOME). Writes at most
+ * |cap| bytes, no NUL. Returns the whole view's length (more than |cap|
+ * when it did not fit).
+ */
+size_t route_view(struct route *rt, char *buf, size_t cap);
+/* The address of the server that serves |key| now (as route_conn picks
+ * it) into |buf|, NUL-terminated. Its length, or -ENOTCONN (none
+ * listed), or -ERANGE. */
+int route_server_of(struct route *rt, const char *key, size_t klen,
+    char *buf, size_t cap);
+
 /* Is the home server's connection up; limits of the home connection. */
 int route_connected(struct route *rt);
 uint32_t route_max_frame(struct route *rt);

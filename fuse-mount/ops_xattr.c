@@ -1,0 +1,132 @@
+/*
+ * ops_xattr.c - the mount's routing view, read-only, as extended
+ * attributes (what `mstore-ctl cluster status` reads; see route.c):
+ *
+ *   user.mstore.servers  on the mount's root: one line per server ever
+ *                        listed, "ADDR up|down|left[ home]";
+ *   user.mstore.server   on any directory: the address of the server
+ *                        that serves it as a mailbox now (DELIVER, LIST,
+ *                        FETCH of its new/ and cur/), as the mount picks
+ *                        it; on the root, and on a directory that cannot
+ *                        be a mailbox, the home server.
+ *
+ * Nothing goes to the store: the answers come from the router's table.
+ * Every other name is ENODATA; nothing can be set (the kernel answers
+ * EOPNOTSUPP, there being no setxattr).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mount.h"
+
+#define XA_SERVERS	"user.mstore.servers"
+#define XA_SERVER	"user.mstore.server"
+#define XA_VIEW_MAX	(ROUTE_MAX * 80)
+
+/* Reply with |len| bytes of |v| as xattr data (size 0: the length). */
+static void
+reply_value(fuse_req_t req, const char *v, size_t len, size_t size)
+{
+	if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, v, len);
+}
+
+/* The routing key of directory |ino|: its mailbox, as for the new/ in
+ * it (or itself when it is a tmp/, new/ or cur/); "/" for the root and
+ * for what cannot be a mailbox. 0, -ENOTDIR or -ESTALE. */
+static int
+dir_key(struct mount *m, fuse_ino_t ino, char *path, size_t cap,
+    struct mst_str *key)
+{
+	struct mst_str folder;
+	struct minode *n;
+	size_t len;
+	int rc;
+
+	pthread_mutex_lock(&m->mu);
+	n = inode_get(m, ino);
+	if (n == NULL)
+		rc = -ESTALE;
+	else if (n->attr.type != MST_T_DIR)
+		rc = -ENOTDIR;
+	else
+		rc = inode_path(n, path, cap - 4);
+	pthread_mutex_unlock(&m->mu);
+	if (rc < 0)
+		return rc;
+	*key = mst_str_of(ROUTE_HOME);
+	if (inode_classify(m, path, key, &folder) != DK_PLAIN)
+		return 0;
+	len = strlen(path);
+	memcpy(path + len, "/new", 5);
+	if (inode_classify(m, path, key, &folder) == DK_PLAIN)
+		*key = mst_str_of(ROUTE_HOME);
+	return 0;
+}
+
+void
+op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct mount *m = mount_of(req);
+	char path[MST_PATH_MAX + 8], addr[256];
+	struct mst_str key;
+	char *view;
+	size_t len;
+	int rc;
+
+	if (ino == FUSE_ROOT_ID && strcmp(name, XA_SERVERS) == 0) {
+		view = malloc(XA_VIEW_MAX);
+		if (view == NULL) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		len = route_view(m->route, view, XA_VIEW_MAX);
+		if (len > XA_VIEW_MAX)
+			fuse_reply_err(req, E2BIG);
+		else
+			reply_value(req, view, len, size);
+		free(view);
+		return;
+	}
+	if (strcmp(name, XA_SERVER) != 0) {
+		fuse_reply_err(req, ENODATA);
+		return;
+	}
+	rc = dir_key(m, ino, path, sizeof path, &key);
+	if (rc == -ENOTDIR) {
+		fuse_reply_err(req, ENODATA);
+		return;
+	}
+	if (rc == 0)
+		rc = route_server_of(m->route, key.p, key.len, addr,
+		    sizeof addr);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		reply_value(req, addr, (size_t)rc, size);
+}
+
+void
+op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct mount *m = mount_of(req);
+	static const char both[] = XA_SERVERS "\0" XA_SERVER;
+	struct minode *n;
+	int dir;
+
+	pthread_mutex_lock(&m->mu);
+	n = inode_get(m, ino);
+	dir = n != NULL && n->attr.type == MST_T_DIR;
+	pthread_mutex_unlock(&m->mu);
+	if (ino == FUSE_ROOT_ID)
+		reply_value(req, both, sizeof both, size);
+	else if (dir)
+		reply_value(req, XA_SERVER, sizeof XA_SERVER, size);
+	else
+		reply_value(req, "", 0, size);
+}

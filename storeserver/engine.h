@@ -11,7 +11,8 @@
  * the network layer again afterwards (it frees it with job_free).
  *
  * Ordinary files by object id (GETATTR OPEN CLOSE READ WRITE FSETATTR
- * LINK; LOCK is the network layer's own):
+ * LINK; LOCK is the network layer's own unless the engine sets
+ * engine_ops.locks, see below):
  *  - the network layer sets j->op to the MST_OP_* opcode and fills the
  *    matching j->req member (fid, read, write, fsetattr, link); WRITE's
  *    body goes in j->body/body_len as for PUT (checksum verified before
@@ -37,6 +38,16 @@
  *    FETCH (at most max_frame - 16 bytes of data, total_size = file size,
  *    checksum = xxh3-64 of the bytes in this reply); CLOSE gives one
  *    empty frame (len 0).
+ * LOCK in the engine (engine_ops.locks set, for storage that several
+ * servers share): the network layer submits each LOCK as a job with
+ * j->req.lock decoded and j->owner set, and the engine answers it as
+ * lock.c would (mstore-protocol(7), LOCK): one lock_rep frame, or an
+ * error; a request that waits keeps its job until it is granted,
+ * cancelled or the connection ends. When a connection that sent LOCK
+ * ends or starts draining, the network layer submits one job with
+ * j->op = ENG_OP_UNLOCK_OWNER and j->owner set: its locks go, its
+ * waiting requests are answered EINTR, then the job completes with
+ * status 0 and no frames (send nothing).
  * Changes made by another server that shares the storage reach the
  * network layer through engine_conf.notice (see engine_notice_fn); an
  * engine that shares nothing (local) leaves it unused.
@@ -60,6 +71,9 @@ struct job;
 
 /* Internal opcode: drop every OPEN reference of j->owner (see above). */
 #define ENG_OP_CLOSE_OWNER	0xF0
+/* Internal opcode: drop every lock and waiting LOCK of j->owner (engines
+ * with engine_ops.locks only). */
+#define ENG_OP_UNLOCK_OWNER	0xF1
 /* First object id reserved for the mount's local files (2^56). */
 #define ENG_ID_LOCAL_MIN	((uint64_t)1 << 56)
 
@@ -109,6 +123,7 @@ struct job {
 		struct mst_write_req write;	/* body in j->body */
 		struct mst_fsetattr_req fsetattr;
 		struct mst_link_req link;
+		struct mst_lock_req lock;	/* engine_ops.locks */
 	} req;
 
 	/* Filled by the engine. */
@@ -170,6 +185,9 @@ struct engine_ops {
 	void (*submit)(struct engine *e, struct job *j);
 	/* Finish queued work, checkpoint, stop threads, free. */
 	void (*close)(struct engine *e);
+	/* 1: LOCK goes to the engine (its locks must hold across servers
+	 * that share the storage); 0: the network layer's lock.c. */
+	int locks;
 };
 
 extern const struct engine_ops engine_local;

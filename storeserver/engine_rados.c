@@ -1207,6 +1207,10 @@ rados_submit(struct engine *eng, struct job *j)
 {
 	struct rados_engine *e = (struct rados_engine *)eng;
 
+	if (j->op == MST_OP_LOCK || j->op == ENG_OP_UNLOCK_OWNER) {
+		re_lock_submit(e, j);	/* engine_rados_lock.c */
+		return;
+	}
 	j->next = NULL;
 	pthread_mutex_lock(&e->mu);
 	if (e->tail)
@@ -1252,6 +1256,7 @@ rados_close(struct engine *eng)
 	pthread_mutex_unlock(&e->mu);
 	for (i = 0; i < e->nthreads; i++)
 		pthread_join(e->threads[i], NULL);
+	re_lock_stop(e);
 	re_watch_stop(e);
 	log_info("rados: closed (incarnation %" PRIu64 ", %" PRIu64
 	    " deliveries, %" PRIu64 " guarded writes cancelled by a race)",
@@ -1321,4 +1326,5 @@ const struct engine_ops engine_rados = {
 	.open = rados_open,
 	.submit = rados_submit,
 	.close = rados_close,
+	.locks = 1,
 };

@@ -341,6 +341,12 @@ int re_moving_wait(struct rados_engine *e, const struct rstore *s,
 int re_read_body_range(struct rados_engine *e, struct job *j, uint64_t id,
     uint64_t offset, uint32_t length);
 
+/* engine_rados_lock.c: LOCK and ENG_OP_UNLOCK_OWNER jobs, run by its own
+ * thread (started at the first); stop answers waiters EINTR and gives
+ * up the lease. */
+void re_lock_submit(struct rados_engine *e, struct job *j);
+void re_lock_stop(struct rados_engine *e);
+
 /* Little-endian integers in stored values (engine_rados.c). */
 void er_put64(uint8_t *p, uint64_t v);
 void er_put32(uint8_t *p, uint32_t v);

@@ -13,7 +13,10 @@
  *
  * LOCK requests never reach the engine: the lock table (lock.c) is
  * memory of this thread, answered at once or, for a request that waits,
- * when another connection's unlock or end grants it.
+ * when another connection's unlock or end grants it. An engine whose
+ * storage other servers share sets engine_ops.locks and gets every LOCK
+ * as a job instead (engine.h), and one ENG_OP_UNLOCK_OWNER job when a
+ * connection that sent LOCK drains or closes.
  *
  * Connection states:
  *
@@ -163,6 +166,7 @@ struct conn {
 	int opened;		/* sent an OPEN: CLOSE_OWNER at the end */
 	int watched;		/* sent a WATCH: CLOSE_OWNER at the end */
 	struct lock_conn *locks;	/* NULL until its first LOCK */
+	int elocks;		/* sent LOCK to the engine: UNLOCK_OWNER due */
 };
 
 /* Failed logins of one peer address: logged once per LIMIT_LOG_SECONDS,
@@ -460,6 +464,7 @@ drop_streams(struct conn *c)
 static void server_check_stop(struct server *srv);
 static void locks_kick(struct server *srv);
 static void close_owner(struct conn *c);
+static void unlock_owner(struct conn *c);
 
 /*
  * Tear down the socket now. |why| is logged at debug level (protocol
@@ -492,6 +497,8 @@ conn_close(struct conn *c, const char *why)
 	srv->nconns--;
 	if (c->opened || c->watched)
 		close_owner(c);
+	if (c->elocks)
+		unlock_owner(c);
 	conn_unref(c);		/* the socket's reference */
 	server_check_stop(srv);
 }
@@ -505,6 +512,9 @@ conn_drain(struct conn *c)
 		return;
 	c->state = CS_DRAIN;
 	drop_streams(c);
+	/* Its waiting LOCKs would hold the drain: answered EINTR now. */
+	if (c->elocks)
+		unlock_owner(c);
 	conn_set_timeouts(c);
 	conn_update(c);
 }
@@ -642,6 +652,8 @@ decode_req(struct job *j, const uint8_t *p, size_t len)
 		return mst_fsetattr_req_decode(&j->req.fsetattr, p, len);
 	case MST_OP_LINK:
 		return mst_link_req_decode(&j->req.link, p, len);
+	case MST_OP_LOCK:	/* engine_ops.locks only (do_lock) */
+		return mst_lock_req_decode(&j->req.lock, p, len);
 	default:
 		return -EOPNOTSUPP;
 	}
@@ -706,6 +718,30 @@ close_owner(struct conn *c)
 	job_submit(c, j);
 }
 
+/*
+ * |c| sent LOCK to the engine and ends or drains: have the engine drop
+ * its locks and answer its waiting LOCKs. Once per connection.
+ */
+static void
+unlock_owner(struct conn *c)
+{
+	struct job *j;
+
+	c->elocks = 0;
+	if (c->srv->ops == NULL)
+		return;
+	j = calloc(1, sizeof *j);
+	if (j == NULL) {
+		log_err("%s: out of memory releasing its locks; they stay "
+		    "until its server restarts", c->peer);
+		return;
+	}
+	j->op = ENG_OP_UNLOCK_OWNER;
+	j->max_frame = c->max_frame;
+	j->conn = c;
+	job_submit(c, j);
+}
+
 /* Send the reply frames of a completed job. */
 static void
 job_reply(struct conn *c, const struct job *j)
@@ -749,7 +785,7 @@ job_complete(struct server *srv, struct job *j)
 	c->njobs--;
 	c->job_bytes -= j->payload_len + j->body_len;
 	srv->njobs--;
-	if (c->state != CS_CLOSED)
+	if (c->state != CS_CLOSED && j->op != ENG_OP_UNLOCK_OWNER)
 		job_reply(c, j);
 	/* A closed connection's watchers are gone already. */
 	if (j->op == MST_OP_WATCH && c->state != CS_CLOSED)
@@ -1264,8 +1300,14 @@ do_lock(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
 	struct server *srv = c->srv;
 	struct mst_lock_req q;
 	struct mst_lock_rep r;
-	int rc = mst_lock_req_decode(&q, p, h->len);
+	int rc;
 
+	if (srv->ops != NULL && srv->ops->locks) {
+		c->elocks = 1;
+		do_request(c, h, p);	/* decoded there, as a job */
+		return;
+	}
+	rc = mst_lock_req_decode(&q, p, h->len);
 	if (rc < 0) {
 		conn_reply_error(c, h->op, h->id, rc, "malformed LOCK");
 		return;

@@ -1,0 +1,1290 @@
+/*
+ * engine_rados_lock.c - LOCK on the rados back-end: POSIX record locks
+ * and flock(2) locks that hold across every mstored on one pool, with
+ * the semantics lock.c gives them in one server (mstore-protocol(7),
+ * LOCK). Owns the lock tables in the pool, this server's liveness lease,
+ * its waiting LOCK jobs, and the one thread that runs every LOCK and
+ * ENG_OP_UNLOCK_OWNER job of this server in arrival order (so this
+ * server never races itself on a table, and no mutex but the queue's is
+ * needed).
+ *
+ * Objects:
+ *   k.<id>         file <id>'s lock table: omap g = generation (16 hex),
+ *                  t = 'K' then one 46-byte record per held lock: server
+ *                  sid u64, connection token u64, owner u64, pid u32,
+ *                  type u8, flock u8, start u64, end u64 (little-endian),
+ *                  POSIX locks by start, then flock locks in grant order
+ *                  (lock_table_list's order). Changed only by ONE write
+ *                  guarded by omap_cmp(g) (or an exclusive create), so two
+ *                  servers never both decide on one version. Emptied, not
+ *                  removed, when its last lock goes.
+ *   mst.srv.<sid>  this server's lease: a cls_lock exclusive lock "live"
+ *                  of RL_LEASE_S seconds, taken before its first record is
+ *                  written and renewed every RL_RENEW_MS. sid = incarnation
+ *                  << 16 | epoch. A record whose lease has no locker (its
+ *                  server died, or stopped: the lease is unlocked at
+ *                  close) is dropped by whichever server next reads that
+ *                  table, and the waiters it blocked are granted.
+ *
+ * One LOCK: read k.<id>, load it into a fresh lock.c table (one lock_conn
+ * per (sid, token), records of dead servers left out), apply the request
+ * with lock_request (without MST_LKF_WAIT: waiting is done here), dump
+ * it, write it if it changed, answer after the write. On a write that
+ * released anything, k.<id> is notified (fire and forget). A conflict
+ * with MST_LKF_WAIT parks the job in this server's memory: the thread
+ * watches k.<id> while it has waiters there and retries them all, in
+ * arrival order and in one write, on a notify from another server, after
+ * a release of its own, and every RL_POLL_MS against lost notifies and
+ * dead holders. A grant is held from the write on; its reply follows.
+ *
+ * If the lease cannot be renewed for RL_FENCE_MS (below its duration,
+ * by this server's monotonic clock from the send of the last renewal
+ * that succeeded), this server stops using its records: it takes a new
+ * epoch (a new sid and lease), and its old records are dropped by
+ * everyone once the old lease lapses. Its clients are not told.
+ *
+ * Differences from lock.c in one server (mstored(8), BACK-ENDS):
+ *  - EDEADLK is found along chains of waiting owners of THIS server
+ *    only (each server knows its own waiters; they are not in the
+ *    table). A cycle through owners on two servers waits until one
+ *    gives up (CANCEL, a signal in the caller).
+ *  - LOCK_CONN_LOCKS_MAX counts one connection's locks per file.
+ *  - A holder's locks outlive a SIGKILLed server by up to RL_LEASE_S.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine_rados.h"
+#include "lock.h"
+#include "log.h"
+
+#define RL_LEASE_S	10		/* lease duration, seconds */
+#define RL_RENEW_MS	2000
+#define RL_FENCE_MS	((RL_LEASE_S - 3) * 1000)
+#define RL_POLL_MS	1000		/* waiters retried at least this often */
+#define RL_ALIVE_MS	1000		/* a live lease is trusted this long */
+#define RL_REC_LEN	46u
+#define RL_TRIES	64		/* CAS attempts, then EIO */
+#define RL_NOTIFY_MS	5000u
+#define RL_LOCK_NAME	"live"
+#define RL_COOKIE	"mstored"
+
+enum { RL_JOB, RL_RETRY };
+
+/* One thing for the thread to do. */
+struct rl_item {
+	struct rl_item *next;
+	int kind;
+	struct job *j;		/* RL_JOB */
+	uint64_t fid;		/* RL_RETRY */
+};
+
+/* A parked LOCK job and the owner in its way. */
+struct rl_wait {
+	struct rl_wait *next;
+	struct job *j;
+	uint64_t bsid, btok, bown;
+	/* One retry's verdict, applied once its write is done. */
+	int rc;
+	int decided;
+	struct mst_lock_rep rep;
+};
+
+/* What a watch callback knows: the file. Freed at stop, never before
+ * (a callback may still run after its unwatch). */
+struct rl_wctx {
+	struct rl_wctx *next;
+	uint64_t fid;
+};
+
+/* A file with waiters of this server. */
+struct rl_file {
+	struct rl_file *next;
+	uint64_t fid;
+	struct rl_wait *waiters;	/* arrival order */
+	uint64_t cookie;
+	int watching;
+};
+
+/* A connection of this server that sent LOCK. */
+struct rl_conn {
+	struct rl_conn *next;
+	uint64_t token;
+	uint64_t *fids;		/* files where it holds records */
+	size_t nfids, cap;
+	unsigned nwait;
+};
+
+/* What is known of another server's (or an old epoch's) lease. */
+struct rl_peer {
+	struct rl_peer *next;
+	uint64_t sid;
+	int dead;
+	int64_t at;		/* when it was last seen alive */
+};
+
+/* A table as read. */
+struct rl_tab {
+	int exists;
+	uint64_t gen;
+	uint8_t *t;		/* records only (after 'K') */
+	size_t n;		/* records */
+};
+
+/* A table loaded into lock.c. */
+struct rl_stub {
+	uint64_t sid, tok;
+	struct lock_conn *lc;
+};
+
+struct rl_work {
+	uint64_t fid;
+	struct lock_table *t;
+	struct rl_stub *st;
+	size_t nst, cap;
+};
+
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct rl_item *qh, *qt;	/* guarded by mu */
+	int stop;			/* guarded by mu */
+	int started;			/* guarded by mu */
+	pthread_t thr;
+	struct rados_engine *e;
+	/* The thread's own from here on. */
+	uint64_t sid;
+	int leased;
+	int64_t lease_ok;		/* send time of the last renewal */
+	int64_t next_renew, next_poll;
+	struct rl_file *files;
+	struct rl_conn *conns;
+	struct rl_peer *peers;
+	struct rl_wctx *wctx;		/* guarded by mu */
+	uint64_t grants, waits, purged;
+} rl = {
+	.mu = PTHREAD_MUTEX_INITIALIZER,
+	.cv = PTHREAD_COND_INITIALIZER,
+};
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+tab_oid(char *out, uint64_t fid)
+{
+	re_oid(out, 'k', fid);
+}
+
+static void
+lease_oid(char *out, size_t cap, uint64_t sid)
+{
+	char hex[17];
+
+	re_hex(hex, sid);
+	snprintf(out, cap, "mst.srv.%s", hex);
+}
+
+/* ---- the queue ---- */
+
+static void
+push(struct rl_item *it)
+{
+	it->next = NULL;
+	pthread_mutex_lock(&rl.mu);
+	if (rl.qt != NULL)
+		rl.qt->next = it;
+	else
+		rl.qh = it;
+	rl.qt = it;
+	pthread_cond_signal(&rl.cv);
+	pthread_mutex_unlock(&rl.mu);
+}
+
+static void
+push_retry(uint64_t fid)
+{
+	struct rl_item *it = calloc(1, sizeof *it);
+
+	if (it == NULL)
+		return;		/* the poll retries it */
+	it->kind = RL_RETRY;
+	it->fid = fid;
+	push(it);
+}
+
+/* ---- replies ---- */
+
+static void
+finish(struct job *j, int rc, const struct mst_lock_rep *rep)
+{
+	uint8_t *buf;
+	int n;
+
+	if (rc == 0 && j->op == MST_OP_LOCK) {
+		buf = malloc(32);
+		n = buf != NULL ? mst_lock_rep_encode(rep, buf, 32) : -ENOMEM;
+		if (n < 0) {
+			free(buf);
+			rc = -ENOMEM;
+		} else if (job_add_frame(j, buf, (size_t)n) < 0) {
+			rc = -ENOMEM;
+		}
+	}
+	j->status = rc;
+	rl.e->conf.done(rl.e->conf.done_arg, j);
+}
+
+/* ---- connections and files of this server ---- */
+
+static struct rl_conn *
+conn_find(uint64_t token, int make)
+{
+	struct rl_conn *c;
+
+	for (c = rl.conns; c != NULL; c = c->next)
+		if (c->token == token)
+			return c;
+	if (!make || (c = calloc(1, sizeof *c)) == NULL)
+		return NULL;
+	c->token = token;
+	c->next = rl.conns;
+	rl.conns = c;
+	return c;
+}
+
+/* Remember whether connection |token| holds records in |fid|. */
+static void
+conn_note(uint64_t token, uint64_t fid, int holds)
+{
+	struct rl_conn *c = conn_find(token, holds);
+	uint64_t *n;
+	size_t i;
+
+	if (c == NULL)
+		return;
+	for (i = 0; i < c->nfids; i++)
+		if (c->fids[i] == fid)
+			break;
+	if (i < c->nfids && !holds)
+		c->fids[i] = c->fids[--c->nfids];
+	if (i < c->nfids || !holds)
+		return;
+	if (c->nfids == c->cap) {
+		n = realloc(c->fids, (c->cap ? c->cap * 2 : 8) * sizeof *n);
+		if (n == NULL) {
+			log_err("rados: out of memory noting a lock of a "
+			    "connection: it stays until its server's lease "
+			    "lapses");
+			return;
+		}
+		c->fids = n;
+		c->cap = c->cap ? c->cap * 2 : 8;
+	}
+	c->fids[c->nfids++] = fid;
+}
+
+static struct rl_file *
+file_find(uint64_t fid)
+{
+	struct rl_file *f;
+
+	for (f = rl.files; f != NULL; f = f->next)
+		if (f->fid == fid)
+			return f;
+	return NULL;
+}
+
+static void
+on_notify(void *arg, uint64_t notify_id, uint64_t cookie,
+    uint64_t notifier_id, void *data, size_t len)
+{
+	struct rl_wctx *x = arg;
+	char oid[RE_OID_MAX];
+
+	(void)data;
+	(void)len;
+	tab_oid(oid, x->fid);
+	(void)rados_notify_ack(rl.e->io, oid, notify_id, cookie, NULL, 0);
+	if (notifier_id != rl.e->instance)
+		push_retry(x->fid);	/* own releases retry at once */
+}
+
+static void
+on_watch_error(void *arg, uint64_t cookie, int err)
+{
+	struct rl_wctx *x = arg;
+
+	(void)cookie;
+	log_warn("rados: lock watch of file %" PRIu64 " lost: %s (polled "
+	    "until it is made anew)", x->fid, strerror(-err));
+	push_retry(x->fid);
+}
+
+static void
+file_watch(struct rl_file *f)
+{
+	struct rl_wctx *x = calloc(1, sizeof *x);
+	char oid[RE_OID_MAX];
+	int rc;
+
+	if (x == NULL)
+		return;		/* polled */
+	x->fid = f->fid;
+	pthread_mutex_lock(&rl.mu);
+	x->next = rl.wctx;
+	rl.wctx = x;
+	pthread_mutex_unlock(&rl.mu);
+	tab_oid(oid, f->fid);
+	rc = rados_watch2(rl.e->io, oid, &f->cookie, on_notify,
+	    on_watch_error, x);
+	if (rc < 0)
+		log_warn("rados: watching %s: %s (its waiters are polled)",
+		    oid, strerror(-rc));
+	f->watching = rc == 0;
+}
+
+static void
+file_unwatch(struct rl_file *f)
+{
+	if (f->watching)
+		(void)rados_unwatch2(rl.e->io, f->cookie);
+	f->watching = 0;
+}
+
+/* Drop |f| once no waiter is left. */
+static void
+file_maybe_free(struct rl_file *f)
+{
+	struct rl_file **pp;
+
+	if (f->waiters != NULL)
+		return;
+	file_unwatch(f);
+	for (pp = &rl.files; *pp != f; pp = &(*pp)->next)
+		;
+	*pp = f->next;
+	free(f);
+}
+
+/* ---- leases ---- */
+
+static int
+lease_lock(uint64_t sid, uint8_t flags)
+{
+	struct timeval d = { .tv_sec = RL_LEASE_S };
+	char oid[RE_OID_MAX + 8];
+
+	lease_oid(oid, sizeof oid, sid);
+	return rados_lock_exclusive(rl.e->io, oid, RL_LOCK_NAME, RL_COOKIE,
+	    "mstored lock lease", &d, flags);
+}
+
+static void
+lease_drop(uint64_t sid)
+{
+	char oid[RE_OID_MAX + 8];
+
+	lease_oid(oid, sizeof oid, sid);
+	(void)rados_unlock(rl.e->io, oid, RL_LOCK_NAME, RL_COOKIE);
+}
+
+/* The lease was not renewed in time: records under this sid may be
+ * dropped by others at any moment, so none is used again. */
+static void
+fence(void)
+{
+	struct rl_conn *c;
+
+	log_err("rados: lock lease of sid %016" PRIx64 " not renewed for "
+	    "%d s: its locks may be taken by others and are given up; "
+	    "continuing under a new lease", rl.sid, RL_FENCE_MS / 1000);
+	lease_drop(rl.sid);
+	rl.sid++;
+	rl.leased = 0;
+	for (c = rl.conns; c != NULL; c = c->next)
+		c->nfids = 0;
+}
+
+/* Before a record of this server is written. 0 or -EIO. */
+static int
+lease_ensure(void)
+{
+	int64_t t0 = now_ms();
+	int rc;
+
+	if (rl.leased && t0 - rl.lease_ok > RL_FENCE_MS)
+		fence();
+	if (rl.leased)
+		return 0;
+	rc = lease_lock(rl.sid, 0);
+	if (rc < 0) {
+		log_err("rados: taking the lock lease of sid %016" PRIx64
+		    ": %s", rl.sid, strerror(-rc));
+		return -EIO;
+	}
+	rl.leased = 1;
+	rl.lease_ok = t0;
+	rl.next_renew = t0 + RL_RENEW_MS;
+	return 0;
+}
+
+static void
+lease_renew(void)
+{
+	int64_t t0 = now_ms();
+	int rc = lease_lock(rl.sid, LIBRADOS_LOCK_FLAG_MUST_RENEW);
+
+	if (rc == 0) {
+		rl.lease_ok = t0;
+		rl.next_renew = t0 + RL_RENEW_MS;
+		return;
+	}
+	log_warn("rados: renewing the lock lease of sid %016" PRIx64 ": %s",
+	    rl.sid, strerror(-rc));
+	rl.next_renew = now_ms() + 500;
+	if (rc == -ENOENT || now_ms() - rl.lease_ok > RL_FENCE_MS)
+		fence();
+}
+
+/* Is the server that wrote records under |sid| gone? */
+static int
+peer_dead(uint64_t sid)
+{
+	char oid[RE_OID_MAX + 8], tag[64], clients[256], cookies[256];
+	char addrs[256];
+	size_t tl = sizeof tag, cl = sizeof clients, kl = sizeof cookies;
+	size_t al = sizeof addrs;
+	struct rl_peer *p;
+	int excl;
+	ssize_t n;
+
+	if (sid == rl.sid)
+		return 0;
+	for (p = rl.peers; p != NULL; p = p->next)
+		if (p->sid == sid)
+			break;
+	if (p != NULL && (p->dead || now_ms() - p->at < RL_ALIVE_MS))
+		return p->dead;
+	if (p == NULL) {
+		p = calloc(1, sizeof *p);
+		if (p == NULL)
+			return 0;
+		p->sid = sid;
+		p->next = rl.peers;
+		rl.peers = p;
+	}
+	lease_oid(oid, sizeof oid, sid);
+	n = rados_list_lockers(rl.e->io, oid, RL_LOCK_NAME, &excl, tag, &tl,
+	    clients, &cl, cookies, &kl, addrs, &al);
+	if (n == 0 || n == -ENOENT) {
+		p->dead = 1;
+		log_info("rados: lock lease of sid %016" PRIx64 " has lapsed: "
+		    "its locks are dropped", sid);
+	} else {
+		if (n < 0 && n != -ERANGE)
+			log_warn("rados: reading lease %s: %s (taken as alive)",
+			    oid, strerror((int)-n));
+		p->at = now_ms();
+	}
+	return p->dead;
+}
+
+/* ---- tables ---- */
+
+static void
+tab_free(struct rl_tab *tb)
+{
+	free(tb->t);
+	memset(tb, 0, sizeof *tb);
+}
+
+static int
+tab_read(uint64_t fid, struct rl_tab *tb)
+{
+	static const char *const keys[] = { "g", "t", NULL };
+	struct kvset vals = { 0 };
+	const struct kv *g, *t;
+	char oid[RE_OID_MAX];
+	int rc;
+
+	memset(tb, 0, sizeof *tb);
+	tab_oid(oid, fid);
+	rc = re_read(rl.e, oid, keys, &vals, NULL, NULL, 0, NULL, NULL);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc < 0)
+		return rc;
+	g = kvset_get(&vals, "g");
+	t = kvset_get(&vals, "t");
+	rc = -EIO;
+	if (g == NULL || t == NULL || re_unhex(g->v, g->vlen, &tb->gen) < 0 ||
+	    t->vlen < 1 || t->v[0] != 'K' || (t->vlen - 1) % RL_REC_LEN) {
+		log_err("rados: lock table %s is malformed", oid);
+		goto out;
+	}
+	tb->n = (t->vlen - 1) / RL_REC_LEN;
+	tb->t = malloc(t->vlen);
+	if (tb->t == NULL) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	memcpy(tb->t, t->v + 1, t->vlen - 1);
+	tb->exists = 1;
+	rc = 0;
+out:
+	kvset_free(&vals);
+	return rc;
+}
+
+static struct lock_conn *
+stub(struct rl_work *w, uint64_t sid, uint64_t tok)
+{
+	struct rl_stub *n;
+	size_t i;
+
+	for (i = 0; i < w->nst; i++)
+		if (w->st[i].sid == sid && w->st[i].tok == tok)
+			return w->st[i].lc;
+	if (w->nst == w->cap) {
+		n = realloc(w->st, (w->cap ? w->cap * 2 : 4) * sizeof *n);
+		if (n == NULL)
+			return NULL;
+		w->st = n;
+		w->cap = w->cap ? w->cap * 2 : 4;
+	}
+	n = &w->st[w->nst];
+	n->sid = sid;
+	n->tok = tok;
+	n->lc = lock_conn_new(w->t, n);
+	if (n->lc == NULL)
+		return NULL;
+	w->nst++;
+	return n->lc;
+}
+
+static const struct rl_stub *
+stub_of(const struct rl_work *w, const struct lock_conn *lc)
+{
+	size_t i;
+
+	for (i = 0; i < w->nst; i++)
+		if (w->st[i].lc == lc)
+			return &w->st[i];
+	return NULL;
+}
+
+static void
+work_free(struct rl_work *w)
+{
+	size_t i;
+
+	for (i = 0; i < w->nst; i++)
+		lock_conn_free(w->st[i].lc);
+	free(w->st);
+	lock_table_free(w->t);
+	memset(w, 0, sizeof *w);
+}
+
+/*
+ * Load |tb| into a fresh lock.c table, leaving out the records of dead
+ * servers and, when |drop| is set, those of this server's connection
+ * |drop_tok|. 0, -ENOMEM or -EIO.
+ */
+static int
+work_load(struct rl_work *w, uint64_t fid, const struct rl_tab *tb,
+    int drop, uint64_t drop_tok)
+{
+	struct lock_conn *lc;
+	struct lock_info li;
+	const uint8_t *p;
+	uint64_t sid, tok;
+	size_t i;
+	int rc;
+
+	memset(w, 0, sizeof *w);
+	w->fid = fid;
+	w->t = lock_table_new();
+	if (w->t == NULL)
+		return -ENOMEM;
+	for (i = 0; i < tb->n; i++) {
+		p = tb->t + i * RL_REC_LEN;
+		sid = er_get64(p);
+		tok = er_get64(p + 8);
+		if (drop && sid == rl.sid && tok == drop_tok)
+			continue;
+		if (peer_dead(sid)) {
+			rl.purged++;
+			continue;
+		}
+		memset(&li, 0, sizeof li);
+		li.owner = er_get64(p + 16);
+		li.pid = er_get32(p + 24);
+		li.type = p[28];
+		li.flock = p[29];
+		li.start = er_get64(p + 30);
+		li.end = er_get64(p + 38);
+		lc = stub(w, sid, tok);
+		if (lc == NULL)
+			return -ENOMEM;
+		rc = lock_load(lc, fid, &li);
+		if (rc < 0) {
+			log_err("rados: lock table of file %" PRIu64 " has a "
+			    "bad record", fid);
+			return rc == -ENOMEM ? rc : -EIO;
+		}
+	}
+	return 0;
+}
+
+/* The records of |w|, in lock_table_list's order; *out malloc'ed. */
+static int
+work_dump(const struct rl_work *w, uint8_t **out, size_t *nout)
+{
+	size_t n = lock_table_list(w->t, w->fid, NULL, 0), i;
+	struct lock_info *li = calloc(n ? n : 1, sizeof *li);
+	uint8_t *buf = malloc(1 + n * RL_REC_LEN), *p;
+	const struct rl_stub *s;
+
+	if (li == NULL || buf == NULL) {
+		free(li);
+		free(buf);
+		return -ENOMEM;
+	}
+	lock_table_list(w->t, w->fid, li, n);
+	buf[0] = 'K';
+	for (i = 0; i < n; i++) {
+		p = buf + 1 + i * RL_REC_LEN;
+		s = stub_of(w, li[i].conn);
+		er_put64(p, s->sid);
+		er_put64(p + 8, s->tok);
+		er_put64(p + 16, li[i].owner);
+		er_put32(p + 24, li[i].pid);
+		p[28] = li[i].type;
+		p[29] = li[i].flock;
+		er_put64(p + 30, li[i].start);
+		er_put64(p + 38, li[i].end);
+	}
+	free(li);
+	*out = buf;
+	*nout = n;
+	return 0;
+}
+
+static void
+notify_done(rados_completion_t c, void *arg)
+{
+	(void)arg;
+	rados_aio_release(c);
+}
+
+/* Wake the waiters of other servers on |fid| (fire and forget: the
+ * change is written, and they poll anyway). */
+static void
+notify_file(uint64_t fid)
+{
+	char oid[RE_OID_MAX];
+	rados_completion_t c;
+	int rc;
+
+	tab_oid(oid, fid);
+	rc = rados_aio_create_completion2(NULL, notify_done, &c);
+	if (rc < 0)
+		return;
+	rc = rados_aio_notify(rl.e->io, oid, c, "K", 1, RL_NOTIFY_MS, NULL,
+	    NULL);
+	if (rc < 0)
+		rados_aio_release(c);
+}
+
+/*
+ * Write |w| over |tb| if it differs. 0 (written or nothing to write),
+ * -EAGAIN (another server wrote first: read again) or an error. Notes
+ * which of this server's connections hold records now, and notifies on
+ * any release.
+ */
+static int
+commit(const struct rl_tab *tb, const struct rl_work *w)
+{
+	char oid[RE_OID_MAX], g[17];
+	rados_write_op_t op;
+	uint64_t sid;
+	uint8_t *buf;
+	size_t n, i, k;
+	int rc, released = 0, mine = 0;
+
+	rc = work_dump(w, &buf, &n);
+	if (rc < 0)
+		return rc;
+	if (n == tb->n && (n == 0 ||
+	    memcmp(buf + 1, tb->t, n * RL_REC_LEN) == 0)) {
+		free(buf);
+		goto noted;
+	}
+	for (i = 0; i < tb->n && !released; i++) {
+		for (k = 0; k < n; k++)
+			if (memcmp(tb->t + i * RL_REC_LEN,
+			    buf + 1 + k * RL_REC_LEN, RL_REC_LEN) == 0)
+				break;
+		released = k == n;
+	}
+	for (k = 0; k < n; k++)
+		if (er_get64(buf + 1 + k * RL_REC_LEN) == rl.sid)
+			mine = 1;
+	sid = rl.sid;
+	if (mine && (rc = lease_ensure()) < 0) {
+		free(buf);
+		return rc;
+	}
+	if (sid != rl.sid) {
+		free(buf);
+		return -EAGAIN;		/* fenced: again under the new sid */
+	}
+	op = rados_create_write_op();
+	if (op == NULL) {
+		free(buf);
+		return -ENOMEM;
+	}
+	if (tb->exists) {
+		re_hex(g, tb->gen);
+		re_cmp(op, "g", g, 16);
+	} else {
+		rados_write_op_create(op, LIBRADOS_CREATE_EXCLUSIVE, NULL);
+	}
+	re_hex(g, tb->gen + 1);
+	re_set(op, "g", g, 16);
+	re_set(op, "t", buf, 1 + n * RL_REC_LEN);
+	free(buf);
+	tab_oid(oid, w->fid);
+	rc = re_write(rl.e, oid, op);
+	if (rc == -ECANCELED || rc == -EEXIST)
+		return -EAGAIN;
+	if (rc < 0)
+		return re_err("lock table write", oid, rc);
+	if (released) {
+		notify_file(w->fid);
+		if (file_find(w->fid) != NULL)
+			push_retry(w->fid);
+	}
+noted:
+	for (i = 0; i < w->nst; i++)
+		if (w->st[i].sid == rl.sid)
+			conn_note(w->st[i].tok, w->fid,
+			    lock_conn_nlocks(w->st[i].lc) > 0);
+	return 0;
+}
+
+/* ---- deadlocks (this server's waiters only) ---- */
+
+static struct rl_wait *
+waiter_of(uint64_t tok, uint64_t owner)
+{
+	struct rl_file *f;
+	struct rl_wait *w;
+
+	for (f = rl.files; f != NULL; f = f->next)
+		for (w = f->waiters; w != NULL; w = w->next)
+			if (w->j->owner == tok &&
+			    w->j->req.lock.owner == owner &&
+			    !(w->j->req.lock.flags & MST_LKF_FLOCK))
+				return w;
+	return NULL;
+}
+
+/* Would POSIX owner (tok, owner), blocked by (bsid, btok, bown), wait
+ * for itself? lock.c's walk, over this server's waiters. */
+static int
+would_deadlock(const struct mst_lock_req *q, uint64_t tok, uint64_t bsid,
+    uint64_t btok, uint64_t bown)
+{
+	struct rl_wait *w;
+	int i;
+
+	if (q->flags & MST_LKF_FLOCK)
+		return 0;
+	for (i = 0; i < 10; i++) {
+		if (bsid != rl.sid)
+			return 0;
+		w = waiter_of(btok, bown);
+		if (w == NULL)
+			return 0;
+		bsid = w->bsid;
+		btok = w->btok;
+		bown = w->bown;
+		if (bsid == rl.sid && btok == tok && bown == q->owner)
+			return 1;
+	}
+	return 0;
+}
+
+/* The owner |q| of |lc| conflicts with in |w|. */
+static void
+blocker(const struct rl_work *w, struct lock_conn *lc,
+    const struct mst_lock_req *q, uint64_t *bsid, uint64_t *btok,
+    uint64_t *bown)
+{
+	struct lock_info li;
+	const struct rl_stub *s;
+
+	*bsid = *btok = *bown = 0;
+	if (!lock_conflict(lc, q, &li))
+		return;
+	s = stub_of(w, li.conn);
+	*bsid = s->sid;
+	*btok = s->tok;
+	*bown = li.owner;
+}
+
+/* ---- the jobs ---- */
+
+static void
+park(struct job *j, uint64_t bsid, uint64_t btok, uint64_t bown)
+{
+	uint64_t fid = j->req.lock.id;
+	struct rl_file *f = file_find(fid);
+	struct rl_wait *w = calloc(1, sizeof *w), **pp;
+	struct rl_conn *c = conn_find(j->owner, 1);
+	int fresh = f == NULL;
+
+	if (w == NULL || c == NULL || (f == NULL &&
+	    (f = calloc(1, sizeof *f)) == NULL)) {
+		free(w);
+		finish(j, -ENOMEM, NULL);
+		return;
+	}
+	if (fresh) {
+		f->fid = fid;
+		f->next = rl.files;
+		rl.files = f;
+	}
+	w->j = j;
+	w->bsid = bsid;
+	w->btok = btok;
+	w->bown = bown;
+	for (pp = &f->waiters; *pp != NULL; pp = &(*pp)->next)
+		;
+	*pp = w;
+	c->nwait++;
+	rl.waits++;
+	if (!f->watching) {
+		file_watch(f);
+		push_retry(fid);	/* a release before the watch */
+	}
+}
+
+static void
+cancel(struct job *j)
+{
+	const struct mst_lock_req *q = &j->req.lock;
+	struct lock_table *t = lock_table_new();
+	struct lock_conn *lc = t != NULL ? lock_conn_new(t, NULL) : NULL;
+	struct rl_wait *w, **pp;
+	struct mst_lock_rep rep;
+	struct rl_conn *c;
+	struct rl_file *f;
+	int rc = -ENOMEM;
+
+	/* lock.c's checks and reply, on an empty table. */
+	if (lc != NULL)
+		rc = lock_request(lc, j->id, q, &rep);
+	lock_conn_free(lc);
+	lock_table_free(t);
+	if (rc == 0 && (f = file_find(q->id)) != NULL) {
+		c = conn_find(j->owner, 0);
+		for (pp = &f->waiters; (w = *pp) != NULL;) {
+			if (w->j->owner != j->owner ||
+			    w->j->req.lock.owner != q->owner) {
+				pp = &w->next;
+				continue;
+			}
+			*pp = w->next;
+			if (c != NULL)
+				c->nwait--;
+			finish(w->j, -EINTR, NULL);
+			free(w);
+		}
+		file_maybe_free(f);
+	}
+	finish(j, rc, &rep);
+}
+
+static void
+run_lock(struct job *j)
+{
+	struct mst_lock_req q = j->req.lock;
+	struct mst_lock_rep rep;
+	uint64_t bsid = 0, btok = 0, bown = 0;
+	struct lock_conn *lc;
+	struct rl_conn *c;
+	struct rl_work w;
+	struct rl_tab tb;
+	int rc = -EIO, wrc, tries, waits = 0;
+
+	if (q.flags & MST_LKF_CANCEL) {
+		cancel(j);
+		return;
+	}
+	q.flags &= (uint8_t)~MST_LKF_WAIT;
+	for (tries = 0; tries < RL_TRIES; tries++) {
+		waits = 0;
+		rc = tab_read(q.id, &tb);
+		if (rc < 0)
+			break;
+		rc = work_load(&w, q.id, &tb, 0, 0);
+		lc = rc == 0 ? stub(&w, rl.sid, j->owner) : NULL;
+		if (rc == 0 && lc == NULL)
+			rc = -ENOMEM;
+		if (rc == 0)
+			rc = lock_request(lc, j->id, &q, &rep);
+		if (rc == -EAGAIN && (j->req.lock.flags & MST_LKF_WAIT)) {
+			blocker(&w, lc, &q, &bsid, &btok, &bown);
+			c = conn_find(j->owner, 0);
+			if (would_deadlock(&q, j->owner, bsid, btok, bown))
+				rc = -EDEADLK;
+			else if (c != NULL && c->nwait >= LOCK_CONN_WAITERS_MAX)
+				rc = -ENOLCK;
+			else
+				waits = 1;
+		}
+		/* Even a refusal may have changed the table: a flock
+		 * conversion gives up the old lock first, dead servers'
+		 * records are left out. */
+		wrc = rc == -ENOMEM || rc == -EIO ? rc : commit(&tb, &w);
+		work_free(&w);
+		tab_free(&tb);
+		if (wrc == -EAGAIN)
+			continue;
+		if (wrc < 0)
+			rc = wrc;
+		break;
+	}
+	if (tries == RL_TRIES) {
+		log_err("rados: lock table of file %" PRIu64 ": %d writes "
+		    "raced, giving up with EIO", q.id, RL_TRIES);
+		rc = -EIO;
+	}
+	if (waits && rc == -EAGAIN) {
+		park(j, bsid, btok, bown);
+		return;
+	}
+	if (rc == 0 && !(q.flags & MST_LKF_TEST) && q.type != MST_LK_UN)
+		rl.grants++;
+	finish(j, rc, &rep);
+}
+
+/* Retry every waiter of |fid| in arrival order, in one write. */
+static void
+run_retry(uint64_t fid)
+{
+	struct rl_file *f = file_find(fid);
+	struct mst_lock_req q;
+	struct lock_conn *lc;
+	struct rl_wait *x, **pp;
+	struct rl_conn *c;
+	struct rl_work w;
+	struct rl_tab tb;
+	int rc, tries, again;
+
+	if (f == NULL)
+		return;
+	for (tries = 0; tries < RL_TRIES; tries++) {
+		for (x = f->waiters; x != NULL; x = x->next)
+			x->decided = 0;
+		rc = tab_read(fid, &tb);
+		if (rc < 0)
+			return;		/* logged; polled again */
+		rc = work_load(&w, fid, &tb, 0, 0);
+		do {
+			again = 0;
+			for (x = f->waiters; rc == 0 && x != NULL;
+			    x = x->next) {
+				if (x->decided)
+					continue;
+				q = x->j->req.lock;
+				q.flags &= (uint8_t)~MST_LKF_WAIT;
+				lc = stub(&w, rl.sid, x->j->owner);
+				if (lc == NULL) {
+					rc = -ENOMEM;
+					break;
+				}
+				x->rc = lock_request(lc, x->j->id, &q,
+				    &x->rep);
+				if (x->rc == -EAGAIN) {
+					blocker(&w, lc, &q, &x->bsid,
+					    &x->btok, &x->bown);
+					if (!would_deadlock(&q, x->j->owner,
+					    x->bsid, x->btok, x->bown))
+						continue;
+					x->rc = -EDEADLK;
+				}
+				x->decided = 1;
+				if (x->rc == 0)
+					again = 1;	/* may free more */
+			}
+		} while (again && rc == 0);
+		if (rc == 0)
+			rc = commit(&tb, &w);
+		work_free(&w);
+		tab_free(&tb);
+		if (rc != -EAGAIN)
+			break;
+	}
+	if (rc < 0)
+		return;		/* EAGAIN after RL_TRIES, or I/O: polled */
+	for (pp = &f->waiters; (x = *pp) != NULL;) {
+		if (!x->decided) {
+			pp = &x->next;
+			continue;
+		}
+		*pp = x->next;
+		c = conn_find(x->j->owner, 0);
+		if (c != NULL)
+			c->nwait--;
+		if (x->rc == 0)
+			rl.grants++;
+		finish(x->j, x->rc, &x->rep);
+		free(x);
+	}
+	file_maybe_free(f);
+}
+
+/* A connection ended or drains: its waiters get EINTR, its locks go. */
+static void
+run_end(struct job *j)
+{
+	uint64_t tok = j->owner, fid;
+	struct rl_file *f, *next;
+	struct rl_wait *x, **pp;
+	struct rl_conn *c = conn_find(tok, 0), **cp;
+	struct rl_work w;
+	struct rl_tab tb;
+	int rc, tries;
+
+	for (f = rl.files; f != NULL; f = next) {
+		next = f->next;
+		for (pp = &f->waiters; (x = *pp) != NULL;) {
+			if (x->j->owner != tok) {
+				pp = &x->next;
+				continue;
+			}
+			*pp = x->next;
+			finish(x->j, -EINTR, NULL);
+			free(x);
+		}
+		file_maybe_free(f);
+	}
+	while (c != NULL && c->nfids > 0) {
+		fid = c->fids[c->nfids - 1];
+		rc = -EIO;
+		for (tries = 0; tries < RL_TRIES; tries++) {
+			rc = tab_read(fid, &tb);
+			if (rc < 0)
+				break;
+			rc = work_load(&w, fid, &tb, 1, tok);
+			if (rc == 0)
+				rc = commit(&tb, &w);
+			work_free(&w);
+			tab_free(&tb);
+			if (rc != -EAGAIN)
+				break;
+		}
+		if (rc < 0)
+			log_err("rados: the locks of a closed connection on "
+			    "file %" PRIu64 " could not be removed (%s): they "
+			    "stay until this server's lease lapses", fid,
+			    strerror(-rc));
+		/* commit noted it gone; a failure must not loop */
+		if (c->nfids > 0 && c->fids[c->nfids - 1] == fid)
+			c->nfids--;
+	}
+	if (c != NULL) {
+		for (cp = &rl.conns; *cp != c; cp = &(*cp)->next)
+			;
+		*cp = c->next;
+		free(c->fids);
+		free(c);
+	}
+	finish(j, 0, NULL);
+}
+
+/* ---- the thread ---- */
+
+static void
+tick(void)
+{
+	struct rl_file *f, *next;
+	int64_t t = now_ms();
+
+	if (rl.leased && t >= rl.next_renew)
+		lease_renew();
+	if (t < rl.next_poll)
+		return;
+	rl.next_poll = t + RL_POLL_MS;
+	for (f = rl.files; f != NULL; f = next) {
+		next = f->next;		/* run_retry may free f */
+		if (f->watching &&
+		    rados_watch_check(rl.e->io, f->cookie) < 0) {
+			file_unwatch(f);
+			file_watch(f);
+		}
+		run_retry(f->fid);
+	}
+}
+
+static void
+handle(struct rl_item *it)
+{
+	if (it->kind == RL_RETRY)
+		run_retry(it->fid);
+	else if (it->j->op == ENG_OP_UNLOCK_OWNER)
+		run_end(it->j);
+	else
+		run_lock(it->j);
+}
+
+static void *
+lock_main(void *arg)
+{
+	struct rl_item *it;
+	struct timespec ts;
+	int64_t due;
+	int stop;
+
+	(void)arg;
+	rl.next_poll = now_ms() + RL_POLL_MS;
+	for (;;) {
+		pthread_mutex_lock(&rl.mu);
+		while (rl.qh == NULL && !rl.stop) {
+			due = rl.next_poll;
+			if (rl.leased && rl.next_renew < due)
+				due = rl.next_renew;
+			if (rl.files == NULL && !rl.leased)
+				due = now_ms() + 60000;
+			due -= now_ms();
+			if (due <= 0)
+				break;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			ts.tv_sec += due / 1000;
+			ts.tv_nsec += (due % 1000) * 1000000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			if (pthread_cond_timedwait(&rl.cv, &rl.mu, &ts) ==
+			    ETIMEDOUT)
+				break;
+		}
+		it = rl.qh;
+		if (it != NULL) {
+			rl.qh = it->next;
+			if (rl.qh == NULL)
+				rl.qt = NULL;
+		}
+		stop = rl.stop;
+		pthread_mutex_unlock(&rl.mu);
+		if (it != NULL) {
+			handle(it);
+			free(it);
+		} else if (stop) {
+			break;
+		}
+		tick();
+	}
+	return NULL;
+}
+
+void
+re_lock_submit(struct rados_engine *e, struct job *j)
+{
+	struct rl_item *it = calloc(1, sizeof *it);
+	pthread_condattr_t ca;
+	int rc = 0;
+
+	if (it == NULL) {
+		j->status = -ENOMEM;
+		e->conf.done(e->conf.done_arg, j);
+		return;
+	}
+	pthread_mutex_lock(&rl.mu);
+	if (!rl.started) {
+		rl.e = e;
+		rl.sid = e->inc << 16 | 1;
+		pthread_cond_destroy(&rl.cv);
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&rl.cv, &ca);
+		pthread_condattr_destroy(&ca);
+		rc = pthread_create(&rl.thr, NULL, lock_main, NULL);
+		rl.started = rc == 0;
+	}
+	pthread_mutex_unlock(&rl.mu);
+	if (rc != 0) {
+		log_err("rados: starting the lock thread: %s", strerror(rc));
+		free(it);
+		j->status = -ENOMEM;
+		e->conf.done(e->conf.done_arg, j);
+		return;
+	}
+	it->kind = RL_JOB;
+	it->j = j;
+	push(it);
+}
+
+void
+re_lock_stop(struct rados_engine *e)
+{
+	struct rl_file *f;
+	struct rl_wait *x;
+	struct rl_conn *c;
+	struct rl_peer *p;
+	struct rl_wctx *w;
+	int started;
+
+	pthread_mutex_lock(&rl.mu);
+	rl.stop = 1;
+	started = rl.started;
+	pthread_cond_signal(&rl.cv);
+	pthread_mutex_unlock(&rl.mu);
+	if (!started)
+		return;
+	pthread_join(rl.thr, NULL);
+	while ((f = rl.files) != NULL) {
+		while ((x = f->waiters) != NULL) {
+			f->waiters = x->next;
+			finish(x->j, -EINTR, NULL);
+			free(x);
+		}
+		file_maybe_free(f);
+	}
+	(void)rados_watch_flush(e->cl);
+	if (rl.leased)
+		lease_drop(rl.sid);	/* others drop our records at once */
+	log_info("rados: locks: %" PRIu64 " granted, %" PRIu64 " waited, %"
+	    PRIu64 " records of lapsed leases dropped", rl.grants, rl.waits,
+	    rl.purged);
+	while ((c = rl.conns) != NULL) {
+		rl.conns = c->next;
+		free(c->fids);
+		free(c);
+	}
+	while ((p = rl.peers) != NULL) {
+		rl.peers = p->next;
+		free(p);
+	}
+	while ((w = rl.wctx) != NULL) {
+		rl.wctx = w->next;
+		free(w);
+	}
+	rl.started = 0;
+	rl.leased = 0;
+}

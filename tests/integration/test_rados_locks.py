@@ -1,0 +1,362 @@
+#!/usr/bin/env python3
+"""test_rados_locks - LOCK across mstored that share one RADOS pool.
+
+Starts a real single-host Ceph cluster (tools/ceph-minicluster, memstore),
+then mstored --backend rados on one pool, and speaks LOCK to them
+(mstore-protocol(7)); a lock taken through one server must hold against
+every other:
+
+  - F_SETLK conflicts give EAGAIN both ways, disjoint ranges do not
+    conflict, and an unlock through one server frees the range for the
+    other;
+  - an F_SETLKW through server B waits, and is granted when the holder on
+    server A unlocks (latency printed, p50 and max of several rounds);
+  - F_GETLK through B names A's holder: type, pid and range;
+  - flock(2) locks exclude each other across servers, shared ones share,
+    and never conflict with POSIX locks;
+  - the holder's connection closed: its locks are gone and B's waiter is
+    granted;
+  - CANCEL of a waiting request answers it EINTR; a cycle of two owners
+    of one server waiting for each other is EDEADLK;
+  - mstored killed with SIGKILL while holding a lock: the lock is dropped
+    once its lease lapses (the time is printed) and B's waiter is granted;
+    a server stopped with SIGTERM gives its locks up at once;
+  - 50 rounds of two exclusive F_SETLKs racing through two servers: one
+    winner each round.
+
+Exits 77 (skipped) only when the Ceph daemons are not installed.
+"""
+import errno
+import os
+import statistics
+import struct
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))
+import mstlib  # noqa: E402
+import hostile_client as hc  # noqa: E402
+
+import radoslib  # noqa: E402
+from radoslib import Client  # noqa: E402
+
+RD, WR, UN = 1, 2, 3
+WAIT, FLOCK, TEST, CANCEL = 0x01, 0x02, 0x04, 0x08
+EOF = (1 << 64) - 1
+LEASE = 10          # seconds: RL_LEASE_S of engine_rados_lock.c
+ROUNDS = 50
+_fid = [int.from_bytes(os.urandom(4), "big") << 8]
+
+
+def want(got, exp, what):
+    if got != exp:
+        raise AssertionError("%s: got %r, want %r" % (what, got, exp))
+
+
+def new_fid():
+    _fid[0] += 1
+    return _fid[0]
+
+
+class Locker(Client):
+    """A protocol connection that speaks LOCK."""
+
+    def lock(self, fid, owner, typ, flags=0, start=0, end=EOF, pid=None,
+             timeout=20.0):
+        st, parts = self.call("LOCK", self.req(fid, owner, typ, flags, start,
+                                               end, pid), timeout=timeout)
+        return st, (rep(parts[0]) if st == 0 else None)
+
+    def req(self, fid, owner, typ, flags, start, end, pid):
+        return struct.pack(">QQIBBQQ", fid, owner,
+                           1000 + owner if pid is None else pid, typ, flags,
+                           start, end)
+
+    def send_lock(self, fid, owner, typ, flags=WAIT, start=0, end=EOF,
+                  pid=None):
+        """Send a LOCK without waiting for its reply; its request id."""
+        self.rid += 1
+        self.c.send(hc.frame("LOCK", self.req(fid, owner, typ, flags, start,
+                                               end, pid), self.rid))
+        return self.rid
+
+    def reply(self, rid, timeout):
+        st, parts = self.c.reply(rid, timeout)
+        return st, (rep(parts[0]) if st == 0 else None)
+
+    def replies(self, rids, timeout):
+        """The statuses of several requests' replies, in any order."""
+        got, end = {}, time.monotonic() + timeout
+        while len(got) < len(rids):
+            _, flags, status, rid, _ = self.c.recv(end - time.monotonic())
+            if flags & hc.F_REPLY and rid in rids:
+                got[rid] = status
+        return [got[r] for r in rids]
+
+    def no_reply(self, rid, secs):
+        try:
+            st, _ = self.c.reply(rid, secs)
+        except Exception:   # socket.timeout: still waiting, as wanted
+            return
+        raise AssertionError("request %d answered %d while it should "
+                             "wait" % (rid, st))
+
+
+def rep(p):
+    t, pid, start, end = struct.unpack_from(">BIQQ", p)
+    return dict(type=t, pid=pid, start=start, end=end)
+
+
+class Env:
+    pass
+
+
+def setup(cluster):
+    env = Env()
+    env.cluster = cluster.start()
+    env.s1, env.s2 = radoslib.servers(env.cluster, 2)
+    env.a = Locker(env.s1.port)
+    env.b = Locker(env.s2.port)
+    return env
+
+
+def test_setlk_conflicts_both_ways(env):
+    a, b, f = env.a, env.b, new_fid()
+    want(a.lock(f, 1, WR, start=0, end=99)[0], 0, "A: F_SETLK WR [0,99]")
+    want(b.lock(f, 2, WR, start=50, end=60)[0], errno.EAGAIN,
+         "B: WR over A's WR")
+    want(b.lock(f, 2, RD, start=99, end=99)[0], errno.EAGAIN,
+         "B: RD over A's WR")
+    want(b.lock(f, 2, WR, start=100, end=199)[0], 0, "B: WR beside it")
+    want(a.lock(f, 1, RD, start=150, end=150)[0], errno.EAGAIN,
+         "A: RD over B's WR")
+    want(a.lock(f, 1, UN, start=0, end=49)[0], 0, "A: unlock [0,49]")
+    want(b.lock(f, 2, WR, start=0, end=49)[0], 0, "B: WR on the freed part")
+    want(b.lock(f, 2, WR, start=49, end=50)[0], errno.EAGAIN,
+         "B: WR across into A's remaining [50,99]")
+    # Shared locks share across servers.
+    g = new_fid()
+    want(a.lock(g, 1, RD)[0], 0, "A: RD whole file")
+    want(b.lock(g, 2, RD)[0], 0, "B: RD whole file too")
+    want(b.lock(g, 2, WR)[0], errno.EAGAIN, "B: upgrade while A reads")
+    want(a.lock(g, 1, UN)[0], 0, "A: unlock")
+    want(b.lock(g, 2, WR)[0], 0, "B: upgrade once A is gone")
+    for c, o, x in ((a, 1, f), (b, 2, f), (b, 2, g)):
+        want(c.lock(x, o, UN)[0], 0, "cleanup unlock")
+
+
+def test_setlkw_wakes_on_unlock_across(env):
+    a, b = env.a, env.b
+    lat = []
+    for i in range(8):
+        f = new_fid()
+        want(a.lock(f, 1, WR)[0], 0, "round %d: A: WR" % i)
+        rid = b.send_lock(f, 2, WR, WAIT)
+        b.no_reply(rid, 0.3)
+        t0 = time.monotonic()
+        want(a.lock(f, 1, UN)[0], 0, "round %d: A: unlock" % i)
+        st, r = b.reply(rid, 10)
+        lat.append(time.monotonic() - t0)
+        want(st, 0, "round %d: B's F_SETLKW after A's unlock" % i)
+        want((r["type"], r["start"], r["end"]), (WR, 0, EOF),
+             "round %d: granted lock" % i)
+        want(a.lock(f, 1, WR)[0], errno.EAGAIN, "round %d: A: WR now" % i)
+        want(b.lock(f, 2, UN)[0], 0, "round %d: B: unlock" % i)
+    print("F_SETLKW through B granted after A's unlock: p50 %.1f ms, max "
+          "%.1f ms (%d rounds, unlock reply to grant reply)" %
+          (statistics.median(lat) * 1e3, max(lat) * 1e3, len(lat)),
+          flush=True)
+    if max(lat) > 2.0:
+        raise AssertionError("a waiter took %.2f s to wake" % max(lat))
+
+
+def test_getlk_names_the_holder(env):
+    a, b, f = env.a, env.b, new_fid()
+    want(a.lock(f, 1, WR, start=100, end=199, pid=4242)[0], 0, "A: WR")
+    st, r = b.lock(f, 2, WR, TEST, start=150, end=160)
+    want(st, 0, "B: F_GETLK")
+    want(r, dict(type=WR, pid=4242, start=100, end=199), "B: holder")
+    st, r = b.lock(f, 2, RD, TEST, start=200, end=300)
+    want((st, r["type"]), (0, UN), "B: F_GETLK beside it: none")
+    want(b.lock(f, 2, RD, start=200, end=300)[0], 0, "B: RD beside it")
+    st, r = a.lock(f, 1, WR, TEST, start=0, end=EOF)
+    want(r, dict(type=RD, pid=1002, start=200, end=300), "A: B's holder")
+    want(a.lock(f, 1, UN)[0], 0, "A: unlock")
+    st, r = b.lock(f, 2, WR, TEST, start=150, end=160)
+    want(r["type"], UN, "B: F_GETLK after A's unlock")
+    want(b.lock(f, 2, UN)[0], 0, "B: unlock")
+
+
+def test_flock_across(env):
+    a, b, f = env.a, env.b, new_fid()
+    want(a.lock(f, 7, WR, FLOCK)[0], 0, "A: LOCK_EX")
+    want(b.lock(f, 8, WR, FLOCK)[0], errno.EAGAIN, "B: LOCK_EX|LOCK_NB")
+    want(b.lock(f, 8, RD, FLOCK)[0], errno.EAGAIN, "B: LOCK_SH|LOCK_NB")
+    want(b.lock(f, 9, WR)[0], 0, "B: a POSIX lock beside flock")
+    st, r = b.lock(f, 8, WR, FLOCK | TEST)
+    want((st, r["type"], r["pid"]), (0, WR, 1007), "B: flock holder")
+    want(a.lock(f, 7, RD, FLOCK)[0], 0, "A: convert to LOCK_SH")
+    want(b.lock(f, 8, RD, FLOCK)[0], 0, "B: LOCK_SH shares")
+    want(a.lock(f, 7, WR, FLOCK)[0], errno.EAGAIN, "A: LOCK_EX vs B's SH")
+    # A failed flock conversion has given up the old lock (flock(2)).
+    want(b.lock(f, 8, WR, FLOCK)[0], 0, "B: LOCK_EX after A's try")
+    rid = a.send_lock(f, 7, WR, FLOCK | WAIT)
+    a.no_reply(rid, 0.3)
+    want(b.lock(f, 8, UN, FLOCK)[0], 0, "B: LOCK_UN")
+    want(a.reply(rid, 10)[0], 0, "A: blocking LOCK_EX granted")
+    for c, o, fl in ((a, 7, FLOCK), (b, 9, 0)):
+        want(c.lock(f, o, UN, fl)[0], 0, "cleanup")
+
+
+def test_closed_connection_drops_its_locks(env):
+    f, g = new_fid(), new_fid()
+    c = Locker(env.s1.port)
+    want(c.lock(f, 1, WR, start=0, end=9)[0], 0, "C on A: WR [0,9]")
+    want(c.lock(g, 1, WR, FLOCK)[0], 0, "C on A: flock EX")
+    want(env.b.lock(f, 2, WR, start=5, end=5)[0], errno.EAGAIN, "B: WR")
+    rid = env.b.send_lock(f, 2, WR, WAIT, start=5, end=5)
+    env.b.no_reply(rid, 0.3)
+    t0 = time.monotonic()
+    c.close()
+    st, _ = env.b.reply(rid, 10)
+    print("holder's connection closed: B's waiter granted after %.1f ms" %
+          ((time.monotonic() - t0) * 1e3), flush=True)
+    want(st, 0, "B's F_SETLKW once the holder's connection closed")
+    want(env.b.lock(g, 2, WR, FLOCK)[0], 0, "B: flock EX once it closed")
+    want(env.b.lock(f, 2, UN)[0], 0, "cleanup")
+    want(env.b.lock(g, 2, UN, FLOCK)[0], 0, "cleanup")
+
+
+def test_cancel_and_local_deadlock(env):
+    a, b, f, g = env.a, env.b, new_fid(), new_fid()
+    want(a.lock(f, 1, WR)[0], 0, "A: WR f")
+    rid = b.send_lock(f, 2, WR, WAIT)
+    b.no_reply(rid, 0.2)
+    cid = b.send_lock(f, 2, WR, CANCEL)
+    want(b.replies([cid, rid], 5), [0, errno.EINTR],
+         "B: CANCEL answered, the cancelled F_SETLKW EINTR")
+    want(b.lock(f, 2, WR)[0], errno.EAGAIN, "B: nothing was granted")
+    # Owners 1 and 3 of one server: 1 holds f, 3 holds g; 1 waits on g;
+    # 3 asking for f would wait for itself.
+    want(a.lock(g, 3, WR)[0], 0, "A owner 3: WR g")
+    rid = a.send_lock(g, 1, WR, WAIT)
+    a.no_reply(rid, 0.2)
+    want(a.lock(f, 3, WR, WAIT)[0], errno.EDEADLK,
+         "A owner 3: F_SETLKW on f closes a cycle")
+    want(a.lock(g, 3, UN)[0], 0, "A owner 3: unlock g")
+    want(a.reply(rid, 5)[0], 0, "owner 1 granted g")
+    for x in (f, g):
+        want(a.lock(x, 1, UN)[0], 0, "cleanup")
+
+
+def test_racing_exclusive_locks_one_winner(env):
+    out = [None, None]
+    fid = new_fid()
+
+    def run(i, c, owner, bar, fid):
+        bar.wait()
+        out[i] = c.lock(fid, owner, WR)[0]
+    for i in range(ROUNDS):
+        bar = threading.Barrier(2)
+        f = fid + i * 2
+        ts = [threading.Thread(target=run, args=(0, env.a, 1, bar, f)),
+              threading.Thread(target=run, args=(1, env.b, 2, bar, f))]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        want(sorted(out), [0, errno.EAGAIN],
+             "round %d: two exclusive F_SETLKs through two servers" % i)
+        win = env.a if out[0] == 0 else env.b
+        want(win.lock(f, 1 if out[0] == 0 else 2, UN)[0], 0,
+             "round %d: unlock" % i)
+    _fid[0] = fid + ROUNDS * 2
+
+
+def test_server_killed_its_locks_lapse(env):
+    s3 = radoslib.servers(env.cluster, 1)[0]
+    try:
+        c = Locker(s3.port)
+        f, g = new_fid(), new_fid()
+        want(c.lock(f, 1, WR, pid=777)[0], 0, "C on server 3: WR")
+        want(c.lock(g, 1, WR, FLOCK)[0], 0, "C on server 3: flock EX")
+        rid = env.b.send_lock(f, 2, WR, WAIT)
+        env.b.no_reply(rid, 0.3)
+        t0 = time.monotonic()
+        s3.kill()               # SIGKILL: no goodbye, the lease lapses
+        st, r = env.a.lock(f, 3, RD, TEST)
+        want((st, r["pid"]), (0, 777), "F_GETLK right after the kill")
+        st, _ = env.b.reply(rid, LEASE + 10)
+        dt = time.monotonic() - t0
+        print("mstored killed with SIGKILL: its lock released and B's "
+              "waiter granted after %.1f s (lease %d s)" % (dt, LEASE),
+              flush=True)
+        want(st, 0, "B's F_SETLKW after the holder's server died")
+        if dt > LEASE + 3:
+            raise AssertionError("took %.1f s, lease is %d s" % (dt, LEASE))
+        want(env.a.lock(g, 3, WR, FLOCK)[0], 0, "A: flock EX of the dead")
+        want(env.b.lock(f, 2, UN)[0], 0, "cleanup")
+        want(env.a.lock(g, 3, UN, FLOCK)[0], 0, "cleanup")
+        c.close()
+    finally:
+        s3.kill()
+    s4 = radoslib.servers(env.cluster, 1)[0]
+    try:
+        c = Locker(s4.port)
+        f = new_fid()
+        want(c.lock(f, 1, WR)[0], 0, "C on server 4: WR")
+        rid = env.b.send_lock(f, 2, WR, WAIT)
+        env.b.no_reply(rid, 0.3)
+        t0 = time.monotonic()
+        s4.stop()               # SIGTERM: the lease is given up
+        st, _ = env.b.reply(rid, LEASE + 10)
+        dt = time.monotonic() - t0
+        print("mstored stopped with SIGTERM: B's waiter granted after "
+              "%.2f s" % dt, flush=True)
+        want(st, 0, "B's F_SETLKW after the holder's server stopped")
+        if dt > 3:
+            raise AssertionError("took %.1f s after a clean stop" % dt)
+        want(env.b.lock(f, 2, UN)[0], 0, "cleanup")
+    finally:
+        s4.kill()
+
+
+def main():
+    radoslib.skip_unless_ceph("test_rados_locks")
+    r = mstlib.Runner("test_rados_locks", limit=90)
+    t0 = time.monotonic()
+    env = None
+    cluster = radoslib.Cluster()
+    try:
+        env = setup(cluster)
+        print("cluster and two servers up after %.1f s" %
+              (time.monotonic() - t0), flush=True)
+    except Exception as e:
+        print("FAIL test_rados_locks.setup: %s" % e)
+        r.failed += 1
+        cluster.stop()
+    if env is not None:
+        for fn in (test_setlk_conflicts_both_ways,
+                   test_setlkw_wakes_on_unlock_across,
+                   test_getlk_names_the_holder,
+                   test_flock_across,
+                   test_closed_connection_drops_its_locks,
+                   test_cancel_and_local_deadlock,
+                   test_racing_exclusive_locks_one_winner,
+                   test_server_killed_its_locks_lapse):
+            r.run(fn, env)
+        r.failed += radoslib.dead_servers([env.s1, env.s2])
+        if r.failed:
+            radoslib.dump_logs([env.s1, env.s2])
+        for s in (env.s1, env.s2):
+            s.kill()
+        env.cluster.stop()
+    print("total %.1f s" % (time.monotonic() - t0))
+    return r.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

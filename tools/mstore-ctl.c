@@ -18,6 +18,7 @@
 #include <xxhash.h>
 
 #include "cli.h"
+#include "ctl_cluster.h"
 #include "mstclient.h"
 
 #define PROG			"mstore-ctl"
@@ -781,6 +782,17 @@ cmd_statfs(struct ctl *x, int argc, char **argv)
 	return CLI_EXIT_OK;
 }
 
+/* --- a cluster of servers (ctl_cluster.c) --- */
+
+static int
+cmd_cluster(struct ctl *x, int argc, char **argv)
+{
+	if (strcmp(argv[1], "status") != 0)
+		return usage_error("cluster: unknown subcommand '%s' (there "
+		    "is: status)", argv[1]);
+	return ctl_cluster_status(PROG, &x->o, argc - 1, argv + 1);
+}
+
 /* --- command table and main --- */
 
 static const struct command commands[] = {
@@ -808,6 +820,12 @@ static const struct command commands[] = {
 	    cmd_rm, 0 },
 	{ "statfs", "[PATH]", "space, counts and quota of the mailbox "
 	    "holding PATH", 0, 1, cmd_statfs, 0 },
+	{ "cluster", "status [OPTS] [MAILBOX]...", "servers and their "
+	    "health, each mailbox's server,\n"
+	    "                                   Ceph's health; OPTS: "
+	    "--mount DIR or\n"
+	    "                                   --servers LIST, --ceph-conf "
+	    "FILE", 1, 64, cmd_cluster, 0 },
 };
 
 static const struct command *
@@ -960,7 +978,9 @@ main(int argc, char **argv)
 	if (!x.timeout_given)
 		x.o.timeout_ms = cmd->long_timeout ? TIMEOUT_SCRUB_MS :
 		    TIMEOUT_DEFAULT_MS;
-	if (cli_connect(PROG, x.server, &x.o, &x.c) < 0)
+	/* cluster talks to servers of its own choosing */
+	if (cmd->run != cmd_cluster &&
+	    cli_connect(PROG, x.server, &x.o, &x.c) < 0)
 		return CLI_EXIT_FAIL;
 	rc = cmd->run(&x, argc - optind, argv + optind);
 	mst_client_free(x.c);

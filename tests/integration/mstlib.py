@@ -256,7 +256,7 @@ class Runner:
         self.skipped = 0
 
     def run(self, fn, *args):
-        why = NOT_ON_BACKEND[BACKEND].get("%s.%s" % (self.name, fn.__name__))
+        why = NOT_ON_BACKEND.get(BACKEND, {}).get("%s.%s" % (self.name, fn.__name__))
         if why and os.environ.get("MST_RUN_ALL") != "1":
             self.skipped += 1
             print("SKIP %s.%s: not run on the %s back-end: %s" % (

@@ -275,7 +275,33 @@ int re_op_rename(struct rados_engine *e, struct job *j);
 int re_op_setattr(struct rados_engine *e, struct job *j);
 int re_op_fsetattr(struct rados_engine *e, struct job *j);
 
+/* engine_rados_admin.c: ADMIN (stats scrub compact checkpoint), and a
+ * growing text for its replies. */
+struct re_text {
+	char *p;
+	size_t len, cap;
+	int failed;
+};
+void re_text_init(struct re_text *t);
+void re_text_add(struct re_text *t, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* The text as the job's ADMIN reply (frees it). */
+int re_text_reply(struct job *j, struct re_text *t);
+/* KEY=N in the ADMIN argument (space-separated words): 1 and *out, 0
+ * when absent, -EINVAL when not a number. */
+int re_admin_arg(struct mst_str arg, const char *key, uint64_t *out);
+int re_op_admin(struct rados_engine *e, struct job *j);
+/* engine_rados_scrub.c: the scrub of orphan bodies, expired idempotency
+ * records and quota usage. */
+int re_scrub(struct rados_engine *e, struct job *j);
+
 /* engine_rados_quota.c: per-mailbox usage in q.<mailbox>. */
+/* The usage value: 'Q' + bytes + messages, 16 hex digits each. */
+#define RE_QUOTA_LEN 33u
+void re_quota_value(char out[RE_QUOTA_LEN + 1], uint64_t bytes,
+    uint64_t msgs);
+int re_quota_decode(const char *v, size_t len, uint64_t *bytes,
+    uint64_t *msgs);
 /* Reserve |size| bytes and one message: 0, -EDQUOT or an error. */
 int re_quota_take(struct rados_engine *e, const char *mbox, size_t len,
     uint64_t size);

@@ -16,7 +16,7 @@
  * FSETATTR are engine_rados_move.c's, ordinary files (PUT GET UNLINK
  * WRITE READ, their attributes) engine_rados_file.c's. LINK,
  * SETATTR of messages, RENAME across store objects and of directories
- * over others, and ADMIN answer EOPNOTSUPP.
+ * over others answer EOPNOTSUPP; ADMIN is engine_rados_admin.c's.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -1255,6 +1255,9 @@ run_op(struct rados_engine *e, struct job *j)
 		break;
 	case MST_OP_RENAME:
 		rc = re_op_rename(e, j);
+		break;
+	case MST_OP_ADMIN:
+		rc = re_op_admin(e, j);	/* engine_rados_admin.c */
 		break;
 	default:
 		rc = -EOPNOTSUPP;	/* phase 2: see mstored(8) */

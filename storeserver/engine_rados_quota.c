@@ -7,7 +7,8 @@
  * whoever removes a message body afterwards (EXPUNGE, UNLINK, a
  * replaced message, a delivery that did not happen) gives it back. So
  * the limit holds across servers; a server that dies between the steps
- * leaves the usage too high, never too low (a recount is phase 2).
+ * leaves the usage too high, never too low, until a scrub counts it
+ * again (engine_rados_scrub.c).
  * Limits are quota_bytes and quota_messages of mstore.conf(5), the same
  * on every server; quota_file is not read yet. Without limits nothing
  * is read or written here.
@@ -20,7 +21,7 @@
 #include "engine_rados.h"
 #include "log.h"
 
-#define Q_LEN 33u
+#define Q_LEN RE_QUOTA_LEN
 
 static void
 q_oid(char *out, size_t cap, const char *mbox, size_t len)
@@ -28,14 +29,27 @@ q_oid(char *out, size_t cap, const char *mbox, size_t len)
 	snprintf(out, cap, "q.%.*s", (int)len, mbox);
 }
 
+int
+re_quota_decode(const char *v, size_t len, uint64_t *bytes, uint64_t *msgs)
+{
+	if (len != Q_LEN || v[0] != 'Q' || re_unhex(v + 1, 16, bytes) < 0 ||
+	    re_unhex(v + 17, 16, msgs) < 0)
+		return -EIO;
+	return 0;
+}
+
 static int
 q_decode(const struct kv *v, uint64_t *bytes, uint64_t *msgs)
 {
-	if (v->vlen != Q_LEN || v->v[0] != 'Q' ||
-	    re_unhex(v->v + 1, 16, bytes) < 0 ||
-	    re_unhex(v->v + 17, 16, msgs) < 0)
-		return -EIO;
-	return 0;
+	return re_quota_decode(v->v, v->vlen, bytes, msgs);
+}
+
+void
+re_quota_value(char out[RE_QUOTA_LEN + 1], uint64_t bytes, uint64_t msgs)
+{
+	out[0] = 'Q';
+	re_hex(out + 1, bytes);
+	re_hex(out + 17, msgs);
 }
 
 int
@@ -90,9 +104,7 @@ q_change(struct rados_engine *e, const char *mbox, size_t len,
 			return -EDQUOT;
 		b = dbytes < 0 && (uint64_t)-dbytes > b ? 0 : b + (uint64_t)dbytes;
 		m = dmsgs < 0 && (uint64_t)-dmsgs > m ? 0 : m + (uint64_t)dmsgs;
-		new[0] = 'Q';
-		re_hex(new + 1, b);
-		re_hex(new + 17, m);
+		re_quota_value(new, b, m);
 		if ((op = rados_create_write_op()) == NULL)
 			return -ENOMEM;
 		rados_write_op_create(op, LIBRADOS_CREATE_IDEMPOTENT, NULL);

@@ -238,14 +238,16 @@ cmd_status(struct ctl *x, int argc, char **argv)
 	return CLI_EXIT_OK;
 }
 
-/* stats, scrub, compact, checkpoint: the command name is the ADMIN cmd. */
+/* stats, scrub, compact, checkpoint: the command name is the ADMIN cmd;
+ * |arg| its argument ("" for none). */
 static int
-cmd_admin(struct ctl *x, const char *cmd, struct mst_admin_rep *r)
+cmd_admin(struct ctl *x, const char *cmd, const char *arg,
+    struct mst_admin_rep *r)
 {
-	struct mst_admin_req q = { mst_str_of(cmd), mst_str_of("") };
+	struct mst_admin_req q = { mst_str_of(cmd), mst_str_of(arg) };
 	struct mst_hdr h = { 0 };
 	const uint8_t *rp = NULL;
-	uint8_t buf[64];
+	uint8_t buf[64 + 512];
 	int n, rc;
 
 	n = mst_admin_req_encode(&q, buf, sizeof buf);
@@ -268,7 +270,7 @@ cmd_admin_print(struct ctl *x, int argc, char **argv)
 	int rc;
 
 	(void)argc;
-	rc = cmd_admin(x, argv[0], &r);
+	rc = cmd_admin(x, argv[0], "", &r);
 	if (rc == CLI_EXIT_OK)
 		print_admin_text(&r);
 	return rc;
@@ -295,11 +297,21 @@ static int
 cmd_scrub(struct ctl *x, int argc, char **argv)
 {
 	struct mst_admin_rep r;
-	int rc;
+	char arg[512] = "";
+	size_t len = 0;
+	int rc, i;
 
-	(void)argc;
-	(void)argv;
-	rc = cmd_admin(x, "scrub", &r);
+	/* KEY=VALUE words (the rados back-end's grace=, idem_expiry=...),
+	 * passed on as the ADMIN argument. */
+	for (i = 1; i < argc; i++) {
+		if (strchr(argv[i], '=') == NULL ||
+		    len + strlen(argv[i]) + 2 > sizeof arg)
+			return usage_error("scrub: '%s' is not KEY=VALUE or "
+			    "too long", argv[i]);
+		len += (size_t)snprintf(arg + len, sizeof arg - len, "%s%s",
+		    len ? " " : "", argv[i]);
+	}
+	rc = cmd_admin(x, "scrub", arg, &r);
 	if (rc != CLI_EXIT_OK)
 		return rc;
 	print_admin_text(&r);
@@ -801,8 +813,9 @@ static const struct command commands[] = {
 	    "limits, features", 0, 0, cmd_status, 0 },
 	{ "stats", "", "server counters (ADMIN stats)", 0, 0,
 	    cmd_admin_print, 0 },
-	{ "scrub", "", "verify every checksum on the store; exit 1 if "
-	    "damaged", 0, 0, cmd_scrub, 1 },
+	{ "scrub", "[KEY=VALUE]...", "verify every checksum on the store "
+	    "(rados: and remove orphans); exit 1 if damaged", 0, 8,
+	    cmd_scrub, 1 },
 	{ "compact", "", "start reclaiming the space of removed data", 0, 0,
 	    cmd_admin_print, 0 },
 	{ "checkpoint", "", "write an index checkpoint now", 0, 0,

@@ -192,6 +192,9 @@ move_cleanup(struct rados_engine *e, const struct move *mv,
 		re_oid(oid, 'b', en->id);
 		snprintf(loc, sizeof loc, "%s %s", mv->ts->oid, kt);
 		rc = rados_setxattr(e->io, oid, "loc", loc, strlen(loc));
+		if (rc == 0)
+			rc = rados_setxattr(e->io, oid, "dir", mv->tdir,
+			    mv->tdlen);
 		if (rc < 0)
 			log_warn("rados: %s loc: %s", oid, strerror(-rc));
 	}
@@ -863,7 +866,162 @@ re_op_rename(struct rados_engine *e, struct job *j)
 	return rc;
 }
 
-/* --- SETATTR, FSETATTR: directories only in phase 1 --- */
+/* --- SETATTR, FSETATTR --- */
+
+/*
+ * SETATTR/FSETATTR of the message |name| in store |s| (ext4's rules as
+ * the local engine's file_set_attrs: a size other than its own is
+ * EPERM, any change sets ctime): ONE write guarded by the entry and the
+ * counter, with a CHANGE record. |dir| names the directory for the
+ * notice (NULL: none, FSETATTR by id).
+ */
+static int
+msg_setattr(struct rados_engine *e, struct job *j, const struct rstore *s,
+    const char *name, size_t nlen, const char *dir, size_t dlen,
+    const struct mst_fsetattr_req *q)
+{
+	char ke[RE_KEY_MAX];
+	uint8_t val[RE_ENTRY_LEN];
+	struct kvset vals = { 0 };
+	const struct kv *v;
+	struct rentry en;
+	struct rstate st;
+	rados_write_op_t op;
+	uint32_t valid = q->valid;
+	int64_t now, waited = 0;
+	int rc, tries;
+
+	re_key(ke, s, "e.", name, nlen);
+	for (tries = 0; tries < RE_RETRIES; tries++) {
+		rc = re_store_read(e, s, ke, NULL, NULL, &vals, &st);
+		if (rc == 0 && !st.live) {
+			rc = re_not_live(e, s, &st);
+			if (rc == 0)
+				continue;
+		}
+		if (rc < 0)
+			break;
+		if ((v = kvset_get(&vals, ke)) == NULL) {
+			rc = -ENOENT;
+			break;
+		}
+		if (ren_decode(v->v, v->vlen, &en) < 0) {
+			rc = re_err("decode entry", ke, -EIO);
+			break;
+		}
+		if (en.type != MST_T_MSG) {
+			rc = -ENOENT;	/* replaced since it was resolved */
+			break;
+		}
+		if (en.moving) {
+			rc = re_moving_wait(e, s, name, nlen, &waited);
+			if (rc < 0)
+				break;
+			tries--;
+			continue;
+		}
+		if ((valid & MST_SA_SIZE) && q->size != en.size) {
+			rc = -EPERM;	/* message bodies are immutable */
+			break;
+		}
+		valid &= ~MST_SA_SIZE;
+		if (valid == 0) {
+			rc = re_reply_entry(j, &en, &st);
+			break;
+		}
+		now = re_now();
+		if (valid & MST_SA_MODE)
+			en.mode = q->mode & 07777;
+		if (valid & MST_SA_UID)
+			en.uid = q->uid;
+		if (valid & MST_SA_GID)
+			en.gid = q->gid;
+		if (valid & MST_SA_MTIME)
+			en.mtime = q->mtime_ns;
+		if (valid & MST_SA_ATIME)
+			en.atime = q->atime_ns;
+		en.ctime = (uint64_t)now;
+		en.change = st.c + 1;
+		ren_encode(&en, val);
+		if ((op = rados_create_write_op()) == NULL) {
+			rc = -ENOMEM;
+			break;
+		}
+		re_guard_live(op, s);
+		re_cmp(op, ke, v->v, v->vlen);
+		re_bump(op, s, st.c, st.c + 1, now);
+		re_set(op, ke, val, RE_ENTRY_LEN);
+		re_log(op, s, st.c + 1, MST_EV_CHANGE, &en, name, nlen);
+		rc = re_write(e, s->oid, op);
+		if (rc == -ECANCELED)
+			continue;
+		if (rc < 0) {
+			rc = re_err("set attributes in", s->oid, rc);
+			break;
+		}
+		st.c++;
+		st.t = (uint64_t)now;
+		rc = re_reply_entry(j, &en, &st);
+		if (rc == 0 && dir)
+			rc = re_notice(j, dir, dlen, name, nlen, MST_EV_CHANGE,
+			    en.id, st.c);
+		break;
+	}
+	kvset_free(&vals);
+	if (tries == RE_RETRIES)
+		rc = re_err("set attributes (too many races)", s->oid, -EAGAIN);
+	return rc;
+}
+
+/* FSETATTR of message |id|: its store and name from its body's loc
+ * ("OID KEY"), the store's directory from its st. */
+static int
+msg_fsetattr(struct rados_engine *e, struct job *j,
+    const struct mst_fsetattr_req *q)
+{
+	char oid[RE_OID_MAX], loc[RE_OID_MAX + 2 + RE_KEY_MAX + 1], *sp, *k;
+	char kst[RE_KEY_MAX], dir[MST_PATH_MAX + 1];
+	const char *keys[] = { kst, NULL };
+	struct kvset vals = { 0 };
+	const struct kv *v;
+	struct rstore s = { .pfx = "" };
+	int rc, n;
+
+	re_oid(oid, 'b', q->id);
+	rc = rados_getxattr(e->io, oid, "loc", loc, sizeof loc - 1);
+	if (rc < 0)
+		return rc == -ENOENT || rc == -ENODATA ? -ENOENT :
+		    re_err("getxattr loc", oid, rc);
+	loc[rc] = '\0';
+	sp = strchr(loc, ' ');
+	if (sp == NULL || (size_t)(sp - loc) >= sizeof s.oid)
+		return -EIO;
+	memcpy(s.oid, loc, (size_t)(sp - loc));
+	s.oid[sp - loc] = '\0';
+	k = sp + 1;
+	if ((k[0] == 'N' || k[0] == 'C') && k[1] == '.') {
+		s.pfx[0] = k[0];
+		s.pfx[1] = '.';
+		s.pfx[2] = '\0';
+		k += 2;
+	}
+	if (strncmp(k, "e.", 2) != 0)
+		return -EIO;
+	re_key(kst, &s, "st", NULL, 0);
+	rc = re_read(e, s.oid, keys, &vals, NULL, NULL, 0, NULL, NULL);
+	v = rc == 0 ? kvset_get(&vals, kst) : NULL;
+	if (rc == 0 && (v == NULL || v->vlen != 17 ||
+	    re_unhex(v->v + 1, 16, &s.dir) < 0))
+		rc = -ENOENT;
+	kvset_free(&vals);
+	if (rc < 0)
+		return rc;
+	/* Its directory's path for the notice (none if unknown). */
+	n = rados_getxattr(e->io, oid, "dir", dir, sizeof dir - 1);
+	return msg_setattr(e, j, &s, k + 2, strlen(k + 2), n >= 0 ? dir :
+	    NULL, n >= 0 ? (size_t)n : 0, q);
+}
+
 
 int
 re_op_setattr(struct rados_engine *e, struct job *j)
@@ -890,8 +1048,9 @@ re_op_setattr(struct rados_engine *e, struct job *j)
 			    r.id, pa.change);
 		return rc;
 	}
-	if (r.type != MST_T_DIR)
-		return -EOPNOTSUPP;	/* messages: phase 2 */
+	if (r.type == MST_T_MSG)
+		return msg_setattr(e, j, &r.pstore, r.name, r.namelen,
+		    q->path.p, re_dir_len(q->path.p, q->path.len), &f);
 	rc = re_dir_setattr(e, r.id, &f);
 	if (rc == 0)
 		rc = re_dir_attr(e, r.id, &a.attr, NULL);
@@ -922,7 +1081,7 @@ re_op_fsetattr(struct rados_engine *e, struct job *j)
 	if (rc == -ENOENT) {
 		re_oid(oid, 'b', q->id);
 		if (rados_stat(e->io, oid, NULL, NULL) == 0)
-			return -EOPNOTSUPP;	/* messages: phase 2 */
+			return msg_fsetattr(e, j, q);
 		rc = re_file_setattr(e, j, q->id, q);
 		return rc == -EISDIR ? -ENOENT : rc;
 	}

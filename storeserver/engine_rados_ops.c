@@ -149,10 +149,11 @@ idem_key(char *out, const uint8_t idem[MST_IDEM_LEN])
 		snprintf(out + 2 + 2 * i, 3, "%02x", idem[i]);
 }
 
-/* The body object, with loc = "STORE-OID ENTRY-KEY" for GETATTR by id. */
+/* The body object, with loc = "STORE-OID ENTRY-KEY" for GETATTR by id
+ * and dir = its directory's path for notices of FSETATTR by id. */
 static int
 write_body(struct rados_engine *e, uint64_t id, const struct job *j,
-    uint64_t sum, const struct rstore *s, const char *key)
+    uint64_t sum, const struct rstore *s, const char *key, const char *dir)
 {
 	rados_write_op_t op = rados_create_write_op();
 	char oid[RE_OID_MAX], h[17], loc[RE_OID_MAX + 2 + RE_KEY_MAX];
@@ -168,6 +169,7 @@ write_body(struct rados_engine *e, uint64_t id, const struct job *j,
 	    j->body_len);
 	rados_write_op_setxattr(op, "sum", h, 16);
 	rados_write_op_setxattr(op, "loc", loc, strlen(loc));
+	rados_write_op_setxattr(op, "dir", dir, strlen(dir));
 	rados_write_op_setxattr(op, "mbox", j->req.deliver.mailbox.p,
 	    j->req.deliver.mailbox.len);
 	rc = re_write(e, oid, op);
@@ -221,7 +223,7 @@ op_deliver(struct rados_engine *e, struct job *j)
 		return rc;
 	rc = re_alloc_id(e, &id);
 	if (rc == 0)
-		rc = write_body(e, id, j, d->checksum, &s, ke);
+		rc = write_body(e, id, j, d->checksum, &s, ke, path);
 	if (rc < 0) {
 		re_quota_give(e, d->mailbox.p, d->mailbox.len, j->body_len);
 		return rc;

@@ -23,11 +23,24 @@ tests/hostile_client.py):
   - small ordinary files: PUT through one server, GET through the
     other, PUT over it, WRITE APPEND, READ of a range, truncate, UNLINK;
     racing exclusive PUTs of one lock file have one winner;
+  - LINK of a file through the other server (nlink 2, one name
+    unlinked, the other keeps it); RENAME of files, messages and
+    directories between directories, over files and empty directories,
+    NOREPLACE, never a directory into its own subtree, EXDEV for a
+    message leaving its mailbox;
+  - a file opened through server 1 and renamed over or unlinked through
+    server 2 stays readable until its last CLOSE or its connection's end,
+    then is gone (OPEN answers ENOENT);
+  - racing cross-directory renames through both servers: two over one
+    name both land in some order, NOREPLACE has one winner, one source
+    moved to two places moves once, two directories moved into each
+    other never both move;
   - with quota_bytes set, 16 deliveries at once through two servers store
     exactly what fits, an EXPUNGE gives room back, a retry is not
     counted twice;
-  - operations the back-end does not have yet answer EOPNOTSUPP and the
-    server stays up;
+  - SETATTR and FSETATTR of a message (mode; a new size is EPERM) are
+    seen through the other server; operations the back-end does not
+    have yet answer EOPNOTSUPP and the server stays up;
   - mount.mstore on server 1: a Postfix-style tmp/ -> new/ delivery is
     read back through the mount and through server 2;
   - the mount-level cases of test_mount.py pass on a mount of server 1;
@@ -394,11 +407,254 @@ def test_small_files_across_servers(env):
     print("  %d dotlock rounds: server 1 won %d" % (ROUNDS // 4, wins))
 
 
+# --- namespace operations across store objects (LINK, RENAME, OPEN) ---
+
+
+def rename(c, a, b, flags=0):
+    return c.call("RENAME", hc.s(a) + hc.s(b) + struct.pack(">I", flags))[0]
+
+
+def lookup(c, path):
+    st, parts = c.call("LOOKUP", hc.s(path))
+    return st, (attr(parts[0]) if st == 0 else None)
+
+
+def readdir_names(c, path):
+    st, parts = c.call("READDIR", hc.s(path))
+    want(st, 0, "READDIR " + path)
+    return sorted(n for n, v in entries(parts).items()
+                  if any(a["kind"] == "present" for a in v))
+
+
+def by_id(c, op, oid):
+    st, parts = c.call(op, struct.pack(">Q", oid))
+    return st, (attr(parts[0]) if st == 0 and parts and parts[0] else None)
+
+
+def test_link_and_rename_files_across_dirs(env):
+    """LINK gives a file a second name (nlink 2), seen through the other
+    server; RENAME moves files, messages and directories between
+    directories; a directory cannot move into its own subtree; EXDEV for
+    a message leaving its mailbox, EXDEV/EPERM for LINK of a message or a
+    directory, as the local engine answers."""
+    top = BOX + "/ns"
+    for d in (top, top + "/d1", top + "/d2", top + "/d1/sub"):
+        want(env.a.mkdir(d), 0, "MKDIR " + d)
+    st, f = put(env.a, top + "/d1/f", b"file one")
+    want(st, 0, "PUT d1/f")
+    st, parts = env.b.call("LINK", struct.pack(">Q", f["id"]) +
+                           hc.s(top + "/d2/g"))
+    want(st, 0, "LINK d1/f -> d2/g through server 2")
+    want(attr(parts[0])["nlink"], 2, "nlink after LINK")
+    want(lookup(env.a, top + "/d2/g")[1]["id"], f["id"], "d2/g is d1/f")
+    want(get(env.a, top + "/d2/g")[2], b"file one", "GET d2/g")
+    st, _ = env.a.call("LINK", struct.pack(">Q", f["id"]) +
+                       hc.s(top + "/d2/g"))
+    want(st, errno.EEXIST, "LINK onto a taken name")
+    st, m = env.a.deliver("linkme", b"m")
+    want(env.a.call("LINK", struct.pack(">Q", m["id"]) +
+                    hc.s(top + "/m"))[0], errno.EXDEV, "LINK of a message")
+    want(env.a.call("LINK", struct.pack(">Q", lookup(env.a, top)[1]["id"]) +
+                    hc.s(top + "/dl"))[0], errno.EPERM, "LINK of a dir")
+    # UNLINK one name: the other keeps the file.
+    want(env.b.call("UNLINK", hc.s(top + "/d1/f"))[0], 0, "UNLINK d1/f")
+    want((get(env.a, top + "/d2/g")[2], lookup(env.a, top + "/d2/g")[1]
+          ["nlink"]), (b"file one", 1), "d2/g after the other name went")
+    # RENAME a file to another directory, then over another file there.
+    want(rename(env.a, top + "/d2/g", top + "/d1/h"), 0,
+         "RENAME d2/g -> d1/h (another directory)")
+    want(lookup(env.b, top + "/d2/g")[0], errno.ENOENT, "d2/g gone")
+    want(get(env.b, top + "/d1/h")[2], b"file one", "d1/h through server 2")
+    st, o = put(env.b, top + "/d2/other", b"other")
+    want(rename(env.b, top + "/d1/h", top + "/d2/other"), 0,
+         "RENAME d1/h over d2/other")
+    want(get(env.a, top + "/d2/other")[2], b"file one", "d2/other now")
+    want(by_id(env.a, "GETATTR", o["id"])[0], errno.ENOENT,
+         "the replaced file is gone")
+    want(rename(env.a, top + "/d2/other", top + "/d1/h", flags=1), 0,
+         "RENAME NOREPLACE onto a free name in another directory")
+    put(env.a, top + "/d2/taken", b"t")
+    want(rename(env.a, top + "/d1/h", top + "/d2/taken", flags=1),
+         errno.EEXIST, "RENAME NOREPLACE onto a taken name")
+    # Directories: into another parent, over an empty one, not into itself.
+    want(rename(env.a, top + "/d1/sub", top + "/d2/sub"), 0,
+         "RENAME of a directory to another parent")
+    want(env.b.mkdir(top + "/d2/sub/deeper"), 0, "MKDIR in the moved dir")
+    want(readdir_names(env.b, top + "/d1"), ["h"], "d1 after the moves")
+    want(readdir_names(env.a, top + "/d2"), ["sub", "taken"],
+         "d2 after the moves")
+    want(rename(env.b, top + "/d2", top + "/d2/sub/deeper/d2"),
+         errno.EINVAL, "RENAME of a directory into its own subtree")
+    want(rename(env.b, top + "/d2/sub", top + "/d2/sub/deeper/x"),
+         errno.EINVAL, "... into its own child")
+    want(env.a.mkdir(top + "/d1/empty"), 0, "MKDIR d1/empty")
+    want(rename(env.a, top + "/d2/sub", top + "/d1/h"), errno.ENOTDIR,
+         "a directory over a file")
+    want(rename(env.a, top + "/d1/h", top + "/d1/empty"), errno.EISDIR,
+         "a file over a directory")
+    want(rename(env.a, top + "/d1", top + "/d2/sub"), errno.ENOTEMPTY,
+         "a directory over a non-empty one")
+    want(rename(env.a, top + "/d2/sub", top + "/d1/empty"), 0,
+         "a directory over an empty one in another parent")
+    want(lookup(env.b, top + "/d1/empty/deeper")[0], 0,
+         "its contents under the new name")
+    # Messages between folders of one mailbox, not to another mailbox.
+    want(env.a.mkdir(BOX + "/.Sent"), 0, "MKDIR .Sent")
+    for d in ("new", "cur"):
+        env.a.mkdir(BOX + "/.Sent/" + d)
+    st, m2 = env.a.deliver("tomove", b"moving message")
+    want(rename(env.b, BOX + "/new/tomove", BOX + "/.Sent/cur/tomove:2,S"),
+         0, "RENAME of a message into another folder")
+    st, parts = env.a.call("LIST", hc.s(BOX) + hc.s(".Sent") + bytes([2]) +
+                           struct.pack(">Q", 0))
+    want(present(entries(parts))["tomove:2,S"]["id"], m2["id"],
+         "the message listed in the other folder")
+    want(env.a.fetch(m2["id"])[3], b"moving message", "and fetched")
+    _, _, _, ents = env.a.list()
+    want("tomove" in present(ents), False, "gone from new/")
+    for d in ("r.example/other", "r.example/other/new"):
+        env.a.mkdir(d)
+    want(rename(env.a, BOX + "/.Sent/cur/tomove:2,S",
+                "r.example/other/new/x"), errno.EXDEV,
+         "RENAME of a message to another mailbox")
+
+
+def test_open_references_across_servers(env):
+    """A file opened through server 1 and unlinked (or renamed over)
+    through server 2 stays readable by id until its last CLOSE, then is
+    gone; OPEN of the gone id is ENOENT (the mount's ESTALE); CLOSE
+    without an OPEN is EBADF; a connection's end drops its references."""
+    top = BOX + "/open"
+    want(env.a.mkdir(top), 0, "MKDIR " + top)
+    st, f = put(env.a, top + "/idx", b"old index")
+    o1 = Client(env.s1.port)
+    o2 = Client(env.s1.port)
+    try:
+        want(by_id(env.a, "CLOSE", f["id"])[0], errno.EBADF,
+             "CLOSE without OPEN")
+        want(by_id(o1, "OPEN", f["id"])[0], 0, "OPEN on server 1")
+        want(by_id(o2, "OPEN", f["id"])[0], 0, "OPEN by a second connection")
+        put(env.b, top + "/idx.tmp", b"new index")
+        want(rename(env.b, top + "/idx.tmp", top + "/idx"), 0,
+             "RENAME over the open file through server 2")
+        st, a = by_id(env.b, "GETATTR", f["id"])
+        want((st, a["nlink"]), (0, 0), "the replaced file: nlink 0")
+        st, parts = env.b.call("READ", struct.pack(">QQI", f["id"], 0, 100))
+        want((st, parts[0][16:] if st == 0 else None), (0, b"old index"),
+             "READ of the open orphan through server 2")
+        want(get(env.a, top + "/idx")[2], b"new index", "the new file")
+        want(by_id(o1, "CLOSE", f["id"])[0], 0, "CLOSE by one")
+        want(by_id(env.b, "GETATTR", f["id"])[0], 0,
+             "still there while the other holds it")
+        o2.close()              # the connection's end drops its reference
+        o2 = None
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if by_id(env.b, "GETATTR", f["id"])[0] == errno.ENOENT:
+                break
+            time.sleep(0.05)
+        want(by_id(env.b, "GETATTR", f["id"])[0], errno.ENOENT,
+             "gone after the last reference")
+        want(by_id(env.a, "OPEN", f["id"])[0], errno.ENOENT,
+             "OPEN of a gone file")
+        # Unlinked on server 2 while open on server 1: each round.
+        for i in range(ROUNDS // 10):
+            st, g = put(env.a, top + "/u.%d" % i, b"round %d" % i)
+            (so, _), su = race(
+                lambda: by_id(o1, "OPEN", g["id"]),
+                lambda: env.b.call("UNLINK", hc.s(top + "/u.%d" % i))[0])
+            want(su, 0, "round %d: UNLINK" % i)
+            if so == 0:
+                st, parts = o1.call("READ", struct.pack(">QQI", g["id"], 0,
+                                                        100))
+                want((st, parts[0][16:]), (0, b"round %d" % i),
+                     "round %d: READ after the unlink elsewhere" % i)
+                want(by_id(o1, "CLOSE", g["id"])[0], 0, "CLOSE")
+            else:
+                want(so, errno.ENOENT, "round %d: OPEN after UNLINK" % i)
+            want(by_id(env.b, "GETATTR", g["id"])[0], errno.ENOENT,
+                 "round %d: gone after UNLINK and CLOSE" % i)
+    finally:
+        o1.close()
+        if o2:
+            o2.close()
+
+
+def test_racing_moves_across_dirs(env):
+    """Two servers racing cross-directory renames keep the local engine's
+    rules: over one name both land in some order (one file left, the
+    other gone); with NOREPLACE one wins; one source moved to two places
+    moves once; two directories moved into each other never both move."""
+    top = BOX + "/xr"
+    want(env.a.mkdir(top), 0, "MKDIR " + top)
+    outcomes = {}
+    for i in range(ROUNDS // 10):
+        r = "%s/%d" % (top, i)
+        for d in (r, r + "/p", r + "/q", r + "/t", r + "/x", r + "/y"):
+            want(env.a.mkdir(d), 0, "MKDIR " + d)
+        _, fa = put(env.a, r + "/p/a", b"a")
+        _, fb = put(env.a, r + "/q/b", b"b")
+        sa, sb = race(lambda: rename(env.a, r + "/p/a", r + "/t/n"),
+                      lambda: rename(env.b, r + "/q/b", r + "/t/n"))
+        want((sa, sb), (0, 0), "round %d: two renames over one name" % i)
+        _, n = lookup(env.a, r + "/t/n")
+        want(n["id"] in (fa["id"], fb["id"]), True, "round %d: t/n" % i)
+        lost = fb["id"] if n["id"] == fa["id"] else fa["id"]
+        want(by_id(env.b, "GETATTR", lost)[0], errno.ENOENT,
+             "round %d: the file renamed over is gone" % i)
+        want((readdir_names(env.b, r + "/p"), readdir_names(env.b, r + "/q"),
+              readdir_names(env.b, r + "/t")), ([], [], ["n"]),
+             "round %d: the directories after it" % i)
+        _, fc = put(env.a, r + "/p/c", b"c")
+        _, fd = put(env.a, r + "/q/d", b"d")
+        sa, sb = race(lambda: rename(env.a, r + "/p/c", r + "/t/m", 1),
+                      lambda: rename(env.b, r + "/q/d", r + "/t/m", 1))
+        want(sorted([sa, sb]), [0, errno.EEXIST],
+             "round %d: two NOREPLACE renames onto one name" % i)
+        want(len(readdir_names(env.a, r + "/p")) +
+             len(readdir_names(env.a, r + "/q")), 1,
+             "round %d: the loser keeps its name" % i)
+        sa, sb = race(lambda: rename(env.a, r + "/t/n", r + "/p/n"),
+                      lambda: rename(env.b, r + "/t/n", r + "/q/n"))
+        want(sorted([sa, sb]), [0, errno.ENOENT],
+             "round %d: one source renamed to two places" % i)
+        want(len(readdir_names(env.b, r + "/p")) +
+             len(readdir_names(env.b, r + "/q")), 2,
+             "round %d: it moved once" % i)
+        sa, sb = race(lambda: rename(env.a, r + "/x", r + "/y/x"),
+                      lambda: rename(env.b, r + "/y", r + "/x/y"))
+        want(0 in (sa, sb) and (sa, sb) != (0, 0), True,
+             "round %d: x into y and y into x: %d, %d" % (i, sa, sb))
+        want(sa in (0, errno.ENOENT, errno.EINVAL) and
+             sb in (0, errno.ENOENT, errno.EINVAL), True,
+             "round %d: the loser's status %d, %d" % (i, sa, sb))
+        left = [n for n in ("x", "y") if n in readdir_names(env.a, r)]
+        want(len(left), 1, "round %d: one of x, y left in the parent" % i)
+        other = "y" if left == ["x"] else "x"
+        want(lookup(env.b, "%s/%s/%s" % (r, left[0], other))[0], 0,
+             "round %d: the other inside it" % i)
+        outcomes[(sa, sb)] = outcomes.get((sa, sb), 0) + 1
+    print("  directory move races (server 1, server 2): %s" % outcomes)
+
+
 def test_unsupported_is_eopnotsupp(env):
-    """And SETATTR of a directory, which is there."""
-    st, _ = env.a.call("SETATTR", hc.s(BOX + "/new/across.1") +
-                       struct.pack(">IIIIQQ", 1, 0o640, 0, 0, 0, 0))
-    want(st, errno.EOPNOTSUPP, "SETATTR of a message (phase 2)")
+    """And SETATTR of a directory and of a message, which are there."""
+    st, parts = env.a.call("SETATTR", hc.s(BOX + "/new/across.1") +
+                           struct.pack(">IIIIQQ", 1, 0o640, 0, 0, 0, 0))
+    want(st, 0, "SETATTR (mode) of a message")
+    st, parts = env.b.ref("STAT", "across.1")
+    want(struct.unpack_from(">BQQI", parts[0])[3] & 0o7777, 0o640,
+         "the message's mode through the other server")
+    oid = attr(parts[0])["id"]
+    st, _ = env.b.call("FSETATTR", struct.pack(">QIIIIQQQ", oid, 8, 0, 0,
+                                               0, 1, 0, 0))
+    want(st, errno.EPERM, "FSETATTR size of a message (immutable)")
+    st, _ = env.b.call("FSETATTR", struct.pack(">QIIIIQQQ", oid, 1, 0o600,
+                                               0, 0, 0, 0, 0))
+    want(st, 0, "FSETATTR (mode) of a message by id")
+    st, parts = env.a.ref("STAT", "across.1")
+    want(struct.unpack_from(">BQQI", parts[0])[3] & 0o7777, 0o600,
+         "its mode through server 1")
     st, parts = env.a.call("SETATTR", hc.s(BOX + "/tmp") + struct.pack(
         ">IIIIQQ", 7, 0o700, 5000, 5001, 0, 0))
     want(st, 0, "SETATTR of a directory")
@@ -406,8 +662,6 @@ def test_unsupported_is_eopnotsupp(env):
     t, oid, size, mode, uid, gid = struct.unpack_from(">BQQIII", parts[0])
     want((mode & 0o7777, uid, gid), (0o700, 5000, 5001),
          "its owner and mode through the other server")
-    st, _ = env.a.call("LINK", struct.pack(">Q", 1) + hc.s(BOX + "/l"))
-    want(st, errno.EOPNOTSUPP, "LINK (phase 2)")
     st, _ = env.a.call("ADMIN", hc.s("stats") + hc.s(""))
     want(st, 0, "ADMIN stats (test_rados_ops.py has the rest)")
     st, _, _, _ = env.a.list()
@@ -506,6 +760,9 @@ def main():
                    test_setinfo_expunge_seen_across,
                    test_notice_across_servers,
                    test_small_files_across_servers,
+                   test_link_and_rename_files_across_dirs,
+                   test_open_references_across_servers,
+                   test_racing_moves_across_dirs,
                    test_quota_across_servers,
                    test_unsupported_is_eopnotsupp,
                    test_mount_postfix_delivery,

@@ -22,7 +22,11 @@ every other:
     once its lease lapses (the time is printed) and B's waiter is granted;
     a server stopped with SIGTERM gives its locks up at once;
   - 50 rounds of two exclusive F_SETLKs racing through two servers: one
-    winner each round.
+    winner each round;
+  - the cases of test_locks.py with mount A over server 1 and mount B over
+    server 2 (fcntl and flock from many processes through both mounts,
+    EAGAIN, F_GETLK, a killed holder, an interrupted wait, a holder's
+    mount killed).
 
 Exits 77 (skipped) only when the Ceph daemons are not installed.
 """
@@ -41,6 +45,7 @@ import mstlib  # noqa: E402
 import hostile_client as hc  # noqa: E402
 
 import radoslib  # noqa: E402
+import test_locks  # noqa: E402
 from radoslib import Client  # noqa: E402
 
 RD, WR, UN = 1, 2, 3
@@ -348,9 +353,28 @@ def main():
                    test_racing_exclusive_locks_one_winner,
                    test_server_killed_its_locks_lapse):
             r.run(fn, env)
+        mounts = []
+        try:
+            mounts = [mstlib.Mount(env.s1.addr, "timeout=5").start(),
+                      mstlib.Mount(env.s2.addr, "timeout=5").start()]
+            os.makedirs(mounts[0].path(test_locks.DIR), exist_ok=True)
+        except Exception as e:
+            print("FAIL test_rados_locks: mounts: %s" % e)
+            r.failed += 1
+        if len(mounts) == 2:
+            a, b = mounts
+            for fn in (test_locks.test_fcntl_mutual_exclusion_across_mounts,
+                       test_locks.test_flock_mutual_exclusion_across_mounts,
+                       test_locks.test_setlk_eagain_and_getlk_names_holder,
+                       test_locks.test_lock_freed_when_holder_killed,
+                       test_locks.test_waiting_lock_interrupted_by_signal):
+                r.run(fn, a, b)
+            r.run(test_locks.test_lock_freed_when_mount_goes, env.s1, b)
+        for m in mounts:
+            m.unmount()
         r.failed += radoslib.dead_servers([env.s1, env.s2])
         if r.failed:
-            radoslib.dump_logs([env.s1, env.s2])
+            radoslib.dump_logs([env.s1, env.s2], mounts)
         for s in (env.s1, env.s2):
             s.kill()
         env.cluster.stop()

@@ -1169,6 +1169,10 @@ connect_cluster(struct rados_engine *e)
 		    "it must be replicated, omap needs it)" : "");
 		return rc;
 	}
+	/* Every object and watch of this store, apart from other stores
+	 * in the pool. */
+	if (c->ceph_namespace != NULL)
+		rados_ioctx_set_namespace(e->io, c->ceph_namespace);
 	e->instance = rados_get_instance_id(e->cl);
 	return 0;
 }

@@ -51,6 +51,9 @@
 #define DAMAGE_LINES	100	/* damage= lines in the reply, at most */
 #define READ_CHUNK	(4u << 20)
 #define IDEM_VLEN_MIN	(4 + RE_ENTRY_LEN)
+/* Omap keys per object reported as large: half of Ceph's deep-scrub
+ * warning (osd_deep_scrub_large_omap_object_key_threshold, 200000). */
+#define LARGE_KEYS	100000u
 
 struct idvec {
 	uint64_t *v;
@@ -82,7 +85,8 @@ struct scrub {
 	uint64_t objects, entries, messages, idems, idem_expired;
 	uint64_t bad_values, bad_bodies, missing, orphans, removed, young;
 	uint64_t kept_moved, verified, qfixed, qbusy, errors, lines;
-	uint64_t nbodies_done;
+	uint64_t max_keys, large;
+	char max_oid[RE_OID_MAX];
 };
 
 static int
@@ -175,6 +179,8 @@ damage(struct scrub *sc, const char *fmt, ...)
 	re_text_add(&sc->t, "damage=%s\n", line);
 }
 
+static int qsnap_cmp(const void *a, const void *b);
+
 /* 1: every object, by kind. */
 static int
 list_pool(struct scrub *sc)
@@ -221,6 +227,8 @@ list_pool(struct scrub *sc)
 		return rc == -ENOMEM ? rc : re_err("list objects of",
 		    sc->e->conf.pool, rc);
 	qsort(sc->bodies.v, sc->bodies.n, sizeof *sc->bodies.v, u64_cmp);
+	if (sc->nq)
+		qsort(sc->q, sc->nq, sizeof *sc->q, qsnap_cmp);
 	return 0;
 }
 
@@ -327,7 +335,7 @@ scan_store(struct scrub *sc, const char *oid)
 	char after[RE_KEY_MAX + 64] = "";
 	struct rentry en;
 	const struct kv *v;
-	uint64_t cutoff, now = (uint64_t)re_now();
+	uint64_t cutoff, now = (uint64_t)re_now(), keys = 0;
 	size_t i;
 	int more = 1, rc = 0;
 
@@ -339,6 +347,7 @@ scan_store(struct scrub *sc, const char *oid)
 		    &more);
 		if (rc < 0)
 			break;
+		keys += page.n;
 		for (i = 0; i < page.n; i++) {
 			v = &page.a[i];
 			if (entry_key(v->k, v->klen)) {
@@ -410,6 +419,19 @@ scan_store(struct scrub *sc, const char *oid)
 	}
 	kvset_free(&page);
 	kvset_free(&ex);
+	if (keys > sc->max_keys) {
+		sc->max_keys = keys;
+		snprintf(sc->max_oid, sizeof sc->max_oid, "%s", oid);
+	}
+	if (keys > LARGE_KEYS) {
+		/* One object per folder until sharding comes (mstored(8)):
+		 * Ceph warns past 200000 keys. */
+		sc->large++;
+		re_text_add(&sc->t, "large_store=%s %" PRIu64 " omap keys\n",
+		    oid, keys);
+		log_warn("rados: scrub: %s holds %" PRIu64 " omap keys; Ceph "
+		    "warns of large omap objects past 200000", oid, keys);
+	}
 	if (rc == -ENOENT)
 		rc = 0;		/* removed meanwhile */
 	return rc;
@@ -532,15 +554,20 @@ orphan(struct scrub *sc, uint64_t id)
 	}
 }
 
+static int
+qsnap_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct qsnap *)a)->mbox,
+	    ((const struct qsnap *)b)->mbox);
+}
+
+/* The usage object of |mbox| (sc->q is sorted by list_pool). */
 static struct qsnap *
 quota_of(struct scrub *sc, const char *mbox)
 {
-	size_t i;
+	struct qsnap key = { .mbox = (char *)mbox };
 
-	for (i = 0; i < sc->nq; i++)	/* few mailboxes per pool here */
-		if (strcmp(sc->q[i].mbox, mbox) == 0)
-			return &sc->q[i];
-	return NULL;
+	return bsearch(&key, sc->q, sc->nq, sizeof *sc->q, qsnap_cmp);
 }
 
 /* 4: every body. */
@@ -730,11 +757,13 @@ re_scrub(struct rados_engine *e, struct job *j)
 	    "\norphans_in_grace=%" PRIu64 "\nidem_records=%" PRIu64
 	    "\nidem_expired=%" PRIu64 "\nquota_mailboxes=%zu\n"
 	    "quota_recounted=%" PRIu64 "\nquota_busy=%" PRIu64
+	    "\nlargest_store=%s %" PRIu64 " keys\nlarge_stores=%" PRIu64
 	    "\nerrors=%" PRIu64 "\nseconds=%" PRId64 "\nresult=%s\n",
 	    sc.objects, sc.stores.n, sc.entries, sc.messages, sc.bodies.n,
 	    sc.verified, sc.bad_bodies, sc.missing, sc.bad_values, sc.orphans,
 	    sc.removed, sc.young, sc.idems, sc.idem_expired, sc.nq, sc.qfixed,
-	    sc.qbusy, sc.errors, mono_s() - t0,
+	    sc.qbusy, sc.max_oid[0] ? sc.max_oid : "-", sc.max_keys,
+	    sc.large, sc.errors, mono_s() - t0,
 	    damaged ? "damaged" : "clean");
 	if (damaged)
 		log_err("rados: scrub of %s: %" PRIu64 " bad bodies, %" PRIu64

@@ -291,6 +291,8 @@ def test_scrub(env):
     want(r["result"], "clean", "first scrub")
     want((r["orphan_bodies"], r["orphans_in_grace"]), ("0", "1"),
          "a young orphan is kept (grace)")
+    want((r["largest_store"][:2] in ("m.", "d."), r["large_stores"]),
+         (True, "0"), "the largest store is named, none is large")
     want(rados(env, "stat", orphan, check=False).returncode, 0,
          "orphan still there")
     print("  scrub 1: %s messages, %s bodies verified in %.1f s" % (

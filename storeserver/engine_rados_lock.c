@@ -117,6 +117,8 @@ struct rl_conn {
 	uint64_t *fids;		/* files where it holds records */
 	size_t nfids, cap;
 	unsigned nwait;
+	int ended;		/* its records could not all be removed:
+				   tried again every RL_POLL_MS */
 };
 
 /* What is known of another server's (or an old epoch's) lease. */
@@ -1058,22 +1060,72 @@ run_retry(uint64_t fid)
 	file_maybe_free(f);
 }
 
+/*
+ * Remove the records of ended connection |c| from every table it holds
+ * some in, keeping the files where that failed (storage errors) for the
+ * next try. 1 when none is left.
+ */
+static int
+conn_drop_locks(struct rl_conn *c)
+{
+	struct rl_work w;
+	struct rl_tab tb;
+	uint64_t fid;
+	size_t i = 0;
+	int rc, tries;
+
+	while (i < c->nfids) {
+		fid = c->fids[i];
+		rc = -EIO;
+		for (tries = 0; tries < RL_TRIES; tries++) {
+			rc = tab_read(fid, &tb);
+			if (rc < 0)
+				break;
+			rc = work_load(&w, fid, &tb, 1, c->token);
+			if (rc == 0)
+				rc = commit(&tb, &w);
+			work_free(&w);
+			tab_free(&tb);
+			if (rc != -EAGAIN)
+				break;
+		}
+		if (rc == 0) {
+			c->fids[i] = c->fids[--c->nfids];
+			continue;
+		}
+		if (!c->ended)
+			log_err("rados: the locks of a closed connection on "
+			    "file %" PRIu64 " could not be removed yet (%s): "
+			    "tried again every second", fid, strerror(-rc));
+		i++;
+	}
+	return c->nfids == 0;
+}
+
+static void
+conn_free(struct rl_conn *c)
+{
+	struct rl_conn **cp;
+
+	for (cp = &rl.conns; *cp != c; cp = &(*cp)->next)
+		;
+	*cp = c->next;
+	free(c->fids);
+	free(c);
+}
+
 /* A connection ended or drains: its waiters get EINTR, its locks go. */
 static void
 run_end(struct job *j)
 {
-	uint64_t tok = j->owner, fid;
+	struct rl_conn *c = conn_find(j->owner, 0);
 	struct rl_file *f, *next;
 	struct rl_wait *x, **pp;
-	struct rl_conn *c = conn_find(tok, 0), **cp;
-	struct rl_work w;
-	struct rl_tab tb;
-	int rc, tries;
 
 	for (f = rl.files; f != NULL; f = next) {
 		next = f->next;
 		for (pp = &f->waiters; (x = *pp) != NULL;) {
-			if (x->j->owner != tok) {
+			if (x->j->owner != j->owner) {
 				pp = &x->next;
 				continue;
 			}
@@ -1083,36 +1135,12 @@ run_end(struct job *j)
 		}
 		file_maybe_free(f);
 	}
-	while (c != NULL && c->nfids > 0) {
-		fid = c->fids[c->nfids - 1];
-		rc = -EIO;
-		for (tries = 0; tries < RL_TRIES; tries++) {
-			rc = tab_read(fid, &tb);
-			if (rc < 0)
-				break;
-			rc = work_load(&w, fid, &tb, 1, tok);
-			if (rc == 0)
-				rc = commit(&tb, &w);
-			work_free(&w);
-			tab_free(&tb);
-			if (rc != -EAGAIN)
-				break;
-		}
-		if (rc < 0)
-			log_err("rados: the locks of a closed connection on "
-			    "file %" PRIu64 " could not be removed (%s): they "
-			    "stay until this server's lease lapses", fid,
-			    strerror(-rc));
-		/* commit noted it gone; a failure must not loop */
-		if (c->nfids > 0 && c->fids[c->nfids - 1] == fid)
-			c->nfids--;
-	}
 	if (c != NULL) {
-		for (cp = &rl.conns; *cp != c; cp = &(*cp)->next)
-			;
-		*cp = c->next;
-		free(c->fids);
-		free(c);
+		c->nwait = 0;
+		if (conn_drop_locks(c))
+			conn_free(c);
+		else
+			c->ended = 1;
 	}
 	finish(j, 0, NULL);
 }
@@ -1123,6 +1151,7 @@ static void
 tick(void)
 {
 	struct rl_file *f, *next;
+	struct rl_conn *c, *cn;
 	int64_t t = now_ms();
 
 	if (rl.leased && t >= rl.next_renew)
@@ -1130,6 +1159,11 @@ tick(void)
 	if (t < rl.next_poll)
 		return;
 	rl.next_poll = t + RL_POLL_MS;
+	for (c = rl.conns; c != NULL; c = cn) {
+		cn = c->next;
+		if (c->ended && conn_drop_locks(c))
+			conn_free(c);
+	}
 	for (f = rl.files; f != NULL; f = next) {
 		next = f->next;		/* run_retry may free f */
 		if (f->watching &&

@@ -21,6 +21,9 @@ every other:
   - mstored killed with SIGKILL while holding a lock: the lock is dropped
     once its lease lapses (the time is printed) and B's waiter is granted;
     a server stopped with SIGTERM gives its locks up at once;
+  - mstored stopped (SIGSTOP) past its lease: its lock goes to B's waiter,
+    and once continued it has given up its records and goes on under a
+    new lease (its own later requests see B's lock);
   - 50 rounds of two exclusive F_SETLKs racing through two servers: one
     winner each round;
   - the cases of test_locks.py with mount A over server 1 and mount B over
@@ -32,6 +35,7 @@ Exits 77 (skipped) only when the Ceph daemons are not installed.
 """
 import errno
 import os
+import signal
 import statistics
 import struct
 import sys
@@ -329,6 +333,41 @@ def test_server_killed_its_locks_lapse(env):
         s4.kill()
 
 
+def test_stalled_server_gives_up_its_locks(env):
+    s5 = radoslib.servers(env.cluster, 1)[0]
+    try:
+        c = Locker(s5.port)
+        f = new_fid()
+        want(c.lock(f, 1, WR)[0], 0, "C on server 5: WR")
+        rid = env.b.send_lock(f, 2, WR, WAIT)
+        env.b.no_reply(rid, 0.3)
+        t0 = time.monotonic()
+        s5.kill(signal.SIGSTOP)
+        st, _ = env.b.reply(rid, LEASE + 10)
+        dt = time.monotonic() - t0
+        print("mstored stalled (SIGSTOP): B's waiter granted after %.1f s"
+              % dt, flush=True)
+        want(st, 0, "B's F_SETLKW while the holder's server is stopped")
+        s5.kill(signal.SIGCONT)
+        # Its records are gone: another owner through it meets B's lock,
+        # and F_GETLK through it names B's holder.
+        want(c.lock(f, 3, WR, timeout=30)[0], errno.EAGAIN,
+             "server 5 after SIGCONT: WR against B's lock")
+        st, r = c.lock(f, 3, WR, TEST)
+        want((st, r["pid"]), (0, 1002), "server 5: F_GETLK names B")
+        want(env.b.lock(f, 2, UN)[0], 0, "B: unlock")
+        want(c.lock(f, 3, WR)[0], 0, "server 5: WR under its new lease")
+        want(env.b.lock(f, 2, WR)[0], errno.EAGAIN, "B: WR against it")
+        want(c.lock(f, 3, UN)[0], 0, "cleanup")
+        log = open(s5.log).read()
+        if "not renewed" not in log:
+            raise AssertionError("server 5 did not log giving up its "
+                                 "lease:\n" + log[-2000:])
+    finally:
+        s5.kill(signal.SIGCONT)
+        s5.kill()
+
+
 def main():
     radoslib.skip_unless_ceph("test_rados_locks")
     r = mstlib.Runner("test_rados_locks", limit=90)
@@ -351,7 +390,8 @@ def main():
                    test_closed_connection_drops_its_locks,
                    test_cancel_and_local_deadlock,
                    test_racing_exclusive_locks_one_winner,
-                   test_server_killed_its_locks_lapse):
+                   test_server_killed_its_locks_lapse,
+                   test_stalled_server_gives_up_its_locks):
             r.run(fn, env)
         mounts = []
         try:

@@ -390,9 +390,10 @@ run(struct mount *m, struct opts *o, const char **servers, int nservers,
 	fuse_loop_cfg_destroy(lc);
 	pthread_mutex_lock(&m->mu);
 	syslog(LOG_INFO, "mount.mstore: %s unmounted from %s (cache: peak "
-	    "%zu KiB of %zu, %llu evictions)", o->servers, o->mountpoint,
-	    m->mem_peak >> 10, m->mem_budget >> 10,
-	    (unsigned long long)m->evictions);
+	    "%zu KiB of %zu, %llu evictions, %llu throttled)", o->servers,
+	    o->mountpoint, m->mem_peak >> 10, m->mem_budget >> 10,
+	    (unsigned long long)m->evictions,
+	    (unsigned long long)m->throttled);
 	pthread_mutex_unlock(&m->mu);
 out_notifier:
 	wake_stop(m);

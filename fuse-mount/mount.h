@@ -258,6 +258,7 @@ struct mount {
 	size_t mem_evicting;	/* of that, nodes the kernel was asked to drop */
 	size_t mem_peak;
 	uint64_t evictions;	/* nodes and folder caches evicted */
+	uint64_t throttled;	/* waits in mem_throttle */
 	uint64_t tick;		/* use counter for the LRU order */
 	struct lru ilru;	/* nodes the kernel may be asked to drop */
 	struct lru elru;	/* nodes it was asked to drop, oldest first */
@@ -445,6 +446,10 @@ struct minode *node_remote(struct mount *m, struct minode *parent,
  * ask the kernel to drop its coldest inodes, down to 90% of it. Called
  * after operations that allocate; mu NOT held. */
 void mem_check(struct mount *m);
+/* Far past the budget, wait (100 ms at most) for the kernel to let go of
+ * evicted entries. Only after the kernel has had its answer; mu NOT
+ * held. */
+void mem_throttle(struct mount *m);
 /* Bring a new/ or cur/ cache up to date; mu NOT held. */
 int folder_refresh(struct mount *m, struct minode *dir);
 /* WATCH |dir| unless watched or a WATCH is under way (async; a failed

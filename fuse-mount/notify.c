@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <time.h>
 
 #include "mount.h"
 #include "locktab.h"
@@ -111,6 +112,39 @@ mem_check(struct mount *m)
 		}
 	}
 	pthread_mutex_unlock(&m->mu);
+}
+
+/*
+ * Past the budget by a thirty-second, what the kernel has not yet let go of
+ * is what holds the account up: the notifier's evictions lag, and the
+ * kernel's FORGETs follow them. A worker that has just answered the
+ * kernel (so holds none of its directory locks) then waits for them, at
+ * most MEM_THROTTLE_MS, before it takes another request; a walk that
+ * outruns the evictions slows down instead of growing the caches.
+ */
+#define MEM_THROTTLE_MS	100
+
+void
+mem_throttle(struct mount *m)
+{
+	const struct timespec step = { 0, 2 * 1000 * 1000 };
+	int64_t until = 0;
+	int over;
+
+	for (;;) {
+		pthread_mutex_lock(&m->mu);
+		over = m->mem_used > m->mem_budget + m->mem_budget / 32;
+		if (over && until == 0)
+			m->throttled++;
+		pthread_mutex_unlock(&m->mu);
+		if (!over)
+			return;
+		if (until == 0)
+			until = mono_ms() + MEM_THROTTLE_MS;
+		else if (mono_ms() >= until)
+			return;
+		(void)nanosleep(&step, NULL);	/* EINTR: just check again */
+	}
 }
 
 /*

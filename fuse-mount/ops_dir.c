@@ -165,6 +165,7 @@ op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		dirh_free(d);		/* interrupted: no releasedir */
 	mem_check(m);		/* a listing may have grown a cache */
+	mem_throttle(m);
 }
 
 void

@@ -122,6 +122,7 @@ op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	else
 		reply_entry(req, m, n);
 	mem_check(m);
+	mem_throttle(m);
 }
 
 /* The kernel drops |count| references (numbers it does not know, such

@@ -51,7 +51,10 @@ RSS_MAX_KIB = int(os.environ.get("MST_MEM_RSS_MIB", "64")) * 1024
 # The account may pass the budget by what the operations in flight add
 # before the checks that follow them evict: each of the four FUSE workers
 # may be filling a listing (a new/ of 1,000 messages is about 200 KiB)
-# while the kernel forgets the last batch. Seen: up to 680 KiB.
+# while the kernel forgets the last batch. Past 1/32 of the budget the
+# workers wait for the kernel (mem_throttle), so a loaded machine, whose
+# notifier thread lags, does not add to it. Seen: up to 1,134 KiB at a
+# load average of 12 (6,800 KiB before the workers waited).
 ACCOUNT_SLACK_KIB = 2048
 SAMPLE = min(int(os.environ.get("MST_MEM_SAMPLE", "100")), MAILBOXES)
 BENCH = os.environ.get("MSTORE_BENCH") or os.path.join(
@@ -99,11 +102,11 @@ def check_rss(peak_kib):
 
 def cache_account(mount):
     """The mount's last word on its caches: (peak KiB, budget KiB,
-    evictions), from the line it logs at unmount."""
-    m = re.search(r"cache: peak (\d+) KiB of (\d+), (\d+) evictions",
-                  open(mount.log).read())
+    evictions, throttle waits), from the line it logs at unmount."""
+    m = re.search(r"cache: peak (\d+) KiB of (\d+), (\d+) evictions, "
+                  r"(\d+) throttled", open(mount.log).read())
     assert m, "no cache account in the log of %s" % mount.mnt
-    return int(m.group(1)), int(m.group(2)), int(m.group(3))
+    return tuple(int(g) for g in m.groups())
 
 
 def fill(store):
@@ -236,9 +239,10 @@ def test_big_store_within_budget():
     check_rss(sampler.peak)
     b.unmount()
     a.unmount()
-    peak, budget, evictions = cache_account(a)
-    print("mount A's account: peak %d KiB of %d, %d evictions" % (
-        peak, budget, evictions), flush=True)
+    peak, budget, evictions, throttled = cache_account(a)
+    print("mount A's account: peak %d KiB of %d, %d evictions, %d waits "
+          "for the kernel to let go" % (peak, budget, evictions, throttled),
+          flush=True)
     assert budget == CACHE_MB * 1024, "budget %d KiB, want %d" % (
         budget, CACHE_MB * 1024)
     assert evictions > 0, "mount A evicted nothing"

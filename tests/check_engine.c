@@ -2277,102 +2277,88 @@ END_TEST
 static Suite *
 engine_suite(void)
 {
+	/*
+	 * Every case, and the engines it runs on: the memory engine is the
+	 * local one over other media, so it gets every case but those about
+	 * files, torn tails, checkpoints on disk and what a restart keeps
+	 * (which a store in RAM does not have), and those that set up their
+	 * store before a restart.
+	 */
+	enum { ON_LOCAL = 1, ON_MEMORY = 2, ON_BOTH = 3 };
+	const struct {
+		const TTest *test;
+		int on;
+	} cases[] = {
+		{ deliver_then_fetch_returns_same_bytes, ON_BOTH },
+		{ delivery_errors, ON_BOTH },
+		{ rebuilt_index_equals_live_index, ON_LOCAL },
+		{ recovery_after_truncation_at_every_offset, ON_LOCAL },
+		{ torn_middle_record_refuses_to_start, ON_LOCAL },
+		{ idempotent_deliver_stores_once, ON_BOTH },
+		{ concurrent_excl_and_idempotent_have_one_winner, ON_BOTH },
+		{ rename_replaces_atomically, ON_BOTH },
+		{ quota_gives_edquot, ON_BOTH },
+		{ failed_write_or_sync_rolls_back_and_service_continues,
+		    ON_BOTH },
+		{ reserve_gives_enospc, ON_BOTH },
+		{ compaction_keeps_every_live_message, ON_BOTH },
+		{ scrub_finds_a_flipped_bit, ON_LOCAL },
+		{ list_since_returns_only_changes, ON_BOTH },
+		{ big_listing_spans_frames, ON_BOTH },
+		{ big_checkpoint_round_trips_and_damage_is_refused, ON_LOCAL },
+		{ big_torn_tail_is_cut_and_damage_before_a_record_is_not,
+		    ON_LOCAL },
+		{ small_appends_cost_the_log_a_bounded_amount, ON_LOCAL },
+		{ read_back_ranges_across_blocks_and_holes, ON_BOTH },
+		{ truncate_shrinks_and_extends_with_zeros, ON_BOTH },
+		{ write_rules_for_messages_dirs_and_limits, ON_BOTH },
+		{ links_share_content_and_nlink, ON_BOTH },
+		{ directory_nlink_counts_subdirectories, ON_BOTH },
+		{ times_follow_ext4_rules, ON_BOTH },
+		{ open_file_survives_unlink_until_close, ON_BOTH },
+		{ close_owner_drops_every_reference_of_that_owner, ON_LOCAL },
+		{ restart_preserves_file_contents_links_and_times, ON_LOCAL },
+		{ compaction_relocates_live_file_blocks, ON_BOTH },
+		{ scrub_checks_file_blocks_and_reads_refuse_a_bad_one,
+		    ON_LOCAL },
+		{ torn_block_write_is_never_served, ON_LOCAL },
+		{ ids_stop_below_the_mounts_local_range, ON_LOCAL },
+		{ appends_in_one_batch_build_on_each_other, ON_BOTH },
+		{ put_over_a_file_is_atomic_for_readers, ON_BOTH },
+		{ first_format_log_and_checkpoint_still_load, ON_LOCAL },
+		{ failed_write_of_blocks_rolls_back_and_keeps_references,
+		    ON_BOTH },
+		{ file_changes_notify_every_name, ON_BOTH },
+		{ rename_over_notifies_the_replaced_file, ON_BOTH },
+		{ delivery_keeps_its_mtime_and_dates_the_folder_now, ON_BOTH },
+		{ a_write_of_several_records_is_atomic_for_readers, ON_BOTH },
+		{ writes_after_a_put_in_one_batch_merge_its_unwritten_blocks,
+		    ON_BOTH },
+		{ put_over_a_file_that_does_not_fit_keeps_the_old_contents,
+		    ON_LOCAL },
+		{ refused_size_change_applies_no_other_attribute, ON_BOTH },
+		{ failed_sync_of_a_cut_torn_tail_fails_open_with_its_error,
+		    ON_LOCAL },
+		{ open_fails_cleanly_when_the_writer_cannot_start, ON_LOCAL },
+		{ empty_bodies_read_back_as_empty, ON_BOTH },
+		{ memory_store_writes_no_file_and_restarts_empty, ON_MEMORY },
+	};
 	Suite *s = suite_create("engine");
-	TCase *tc = tcase_create("local");
+	TCase *tl = tcase_create("local"), *tm = tcase_create("memory");
+	size_t i;
 
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, deliver_then_fetch_returns_same_bytes);
-	tcase_add_test(tc, delivery_errors);
-	tcase_add_test(tc, rebuilt_index_equals_live_index);
-	tcase_add_test(tc, recovery_after_truncation_at_every_offset);
-	tcase_add_test(tc, torn_middle_record_refuses_to_start);
-	tcase_add_test(tc, idempotent_deliver_stores_once);
-	tcase_add_test(tc, concurrent_excl_and_idempotent_have_one_winner);
-	tcase_add_test(tc, rename_replaces_atomically);
-	tcase_add_test(tc, quota_gives_edquot);
-	tcase_add_test(tc, failed_write_or_sync_rolls_back_and_service_continues);
-	tcase_add_test(tc, reserve_gives_enospc);
-	tcase_add_test(tc, compaction_keeps_every_live_message);
-	tcase_add_test(tc, scrub_finds_a_flipped_bit);
-	tcase_add_test(tc, list_since_returns_only_changes);
-	tcase_add_test(tc, big_listing_spans_frames);
-	tcase_add_test(tc, big_checkpoint_round_trips_and_damage_is_refused);
-	tcase_add_test(tc, big_torn_tail_is_cut_and_damage_before_a_record_is_not);
-	tcase_add_test(tc, small_appends_cost_the_log_a_bounded_amount);
-	tcase_add_test(tc, read_back_ranges_across_blocks_and_holes);
-	tcase_add_test(tc, truncate_shrinks_and_extends_with_zeros);
-	tcase_add_test(tc, write_rules_for_messages_dirs_and_limits);
-	tcase_add_test(tc, links_share_content_and_nlink);
-	tcase_add_test(tc, directory_nlink_counts_subdirectories);
-	tcase_add_test(tc, times_follow_ext4_rules);
-	tcase_add_test(tc, open_file_survives_unlink_until_close);
-	tcase_add_test(tc, close_owner_drops_every_reference_of_that_owner);
-	tcase_add_test(tc, restart_preserves_file_contents_links_and_times);
-	tcase_add_test(tc, compaction_relocates_live_file_blocks);
-	tcase_add_test(tc, scrub_checks_file_blocks_and_reads_refuse_a_bad_one);
-	tcase_add_test(tc, torn_block_write_is_never_served);
-	tcase_add_test(tc, ids_stop_below_the_mounts_local_range);
-	tcase_add_test(tc, appends_in_one_batch_build_on_each_other);
-	tcase_add_test(tc, put_over_a_file_is_atomic_for_readers);
-	tcase_add_test(tc, first_format_log_and_checkpoint_still_load);
-	tcase_add_test(tc,
-	    failed_write_of_blocks_rolls_back_and_keeps_references);
-	tcase_add_test(tc, file_changes_notify_every_name);
-	tcase_add_test(tc, rename_over_notifies_the_replaced_file);
-	tcase_add_test(tc, delivery_keeps_its_mtime_and_dates_the_folder_now);
-	tcase_add_test(tc, a_write_of_several_records_is_atomic_for_readers);
-	tcase_add_test(tc,
-	    writes_after_a_put_in_one_batch_merge_its_unwritten_blocks);
-	tcase_add_test(tc,
-	    put_over_a_file_that_does_not_fit_keeps_the_old_contents);
-	tcase_add_test(tc, refused_size_change_applies_no_other_attribute);
-	tcase_add_test(tc,
-	    failed_sync_of_a_cut_torn_tail_fails_open_with_its_error);
-	tcase_add_test(tc, open_fails_cleanly_when_the_writer_cannot_start);
-	tcase_add_test(tc, empty_bodies_read_back_as_empty);
-	suite_add_tcase(s, tc);
-
-	/* The same rules on the memory engine. Left out: the cases about
-	 * files, torn tails, checkpoints on disk and what a restart keeps,
-	 * which a store in RAM does not have, and those that set up their
-	 * store before a restart. */
-	tc = tcase_create("memory");
-	tcase_add_checked_fixture(tc, setup_memory, teardown);
-	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, deliver_then_fetch_returns_same_bytes);
-	tcase_add_test(tc, delivery_errors);
-	tcase_add_test(tc, idempotent_deliver_stores_once);
-	tcase_add_test(tc, concurrent_excl_and_idempotent_have_one_winner);
-	tcase_add_test(tc, rename_replaces_atomically);
-	tcase_add_test(tc, quota_gives_edquot);
-	tcase_add_test(tc, failed_write_or_sync_rolls_back_and_service_continues);
-	tcase_add_test(tc, reserve_gives_enospc);
-	tcase_add_test(tc, compaction_keeps_every_live_message);
-	tcase_add_test(tc, list_since_returns_only_changes);
-	tcase_add_test(tc, big_listing_spans_frames);
-	tcase_add_test(tc, read_back_ranges_across_blocks_and_holes);
-	tcase_add_test(tc, truncate_shrinks_and_extends_with_zeros);
-	tcase_add_test(tc, write_rules_for_messages_dirs_and_limits);
-	tcase_add_test(tc, links_share_content_and_nlink);
-	tcase_add_test(tc, directory_nlink_counts_subdirectories);
-	tcase_add_test(tc, times_follow_ext4_rules);
-	tcase_add_test(tc, open_file_survives_unlink_until_close);
-	tcase_add_test(tc, compaction_relocates_live_file_blocks);
-	tcase_add_test(tc, appends_in_one_batch_build_on_each_other);
-	tcase_add_test(tc, put_over_a_file_is_atomic_for_readers);
-	tcase_add_test(tc,
-	    failed_write_of_blocks_rolls_back_and_keeps_references);
-	tcase_add_test(tc, file_changes_notify_every_name);
-	tcase_add_test(tc, rename_over_notifies_the_replaced_file);
-	tcase_add_test(tc, delivery_keeps_its_mtime_and_dates_the_folder_now);
-	tcase_add_test(tc, a_write_of_several_records_is_atomic_for_readers);
-	tcase_add_test(tc,
-	    writes_after_a_put_in_one_batch_merge_its_unwritten_blocks);
-	tcase_add_test(tc, refused_size_change_applies_no_other_attribute);
-	tcase_add_test(tc, empty_bodies_read_back_as_empty);
-	tcase_add_test(tc, memory_store_writes_no_file_and_restarts_empty);
-	suite_add_tcase(s, tc);
+	tcase_add_checked_fixture(tl, setup, teardown);
+	tcase_set_timeout(tl, 120);
+	tcase_add_checked_fixture(tm, setup_memory, teardown);
+	tcase_set_timeout(tm, 120);
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		if (cases[i].on & ON_LOCAL)
+			tcase_add_test(tl, cases[i].test);
+		if (cases[i].on & ON_MEMORY)
+			tcase_add_test(tm, cases[i].test);
+	}
+	suite_add_tcase(s, tl);
+	suite_add_tcase(s, tm);
 	return s;
 }
 

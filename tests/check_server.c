@@ -2225,6 +2225,21 @@ START_TEST(live_unix_socket_is_not_taken_over)
 }
 END_TEST
 
+/* SIGTERM |s|'s mstored: it must exit 0 in time. */
+static void
+sigterm_expect_exit_zero(struct server *s)
+{
+	int ws;
+
+	ck_assert_int_eq(kill(s->pid, SIGTERM), 0);
+	ws = wait_exit(s->pid, START_MS);
+	if (ws < 0)
+		server_stop(s);
+	ck_assert_msg(ws >= 0, "mstored did not exit after SIGTERM");
+	ck_assert_msg(WIFEXITED(ws) && WEXITSTATUS(ws) == 0,
+	    "wait status %#x, want exit 0", ws);
+}
+
 /* SIGTERM with a client connected: exit 0, socket file removed. The
  * server starts over a stale socket file, which it must replace. */
 START_TEST(sigterm_exits_zero)
@@ -2232,19 +2247,12 @@ START_TEST(sigterm_exits_zero)
 	struct server s;
 	struct mst_client *c;
 	struct stat st;
-	int ws;
 
 	ck_assert_int_eq(server_start(&s, SRV_STALE_SOCKET, NULL), 0);
 	srv = s;	/* client_at checks srv.pid */
 	c = client_at(s.unix_addr, NULL, 0);
 	ping_ok(c, 10);
-	ck_assert_int_eq(kill(s.pid, SIGTERM), 0);
-	ws = wait_exit(s.pid, START_MS);
-	if (ws < 0)
-		server_stop(&s);
-	ck_assert_msg(ws >= 0, "mstored did not exit after SIGTERM");
-	ck_assert_msg(WIFEXITED(ws) && WEXITSTATUS(ws) == 0,
-	    "wait status %#x, want exit 0", ws);
+	sigterm_expect_exit_zero(&s);
 	ck_assert_int_ne(stat(s.sock, &st), 0);
 	mst_client_free(c);
 	s.pid = -1;
@@ -2267,7 +2275,7 @@ START_TEST(memory_backend_serves_and_writes_no_file)
 	struct dirent *d;
 	uint64_t id;
 	DIR *dp;
-	int ws, n = 0;
+	int n = 0;
 
 	expect_run(bogus, 2, "expected local, memory or rados");
 	ck_assert_int_eq(server_start(&s, 0, "backend = memory\n"), 0);
@@ -2288,13 +2296,7 @@ START_TEST(memory_backend_serves_and_writes_no_file)
 			n++;
 	closedir(dp);
 	ck_assert_msg(n == 0, "got %d entries in %s, want 0", n, s.data);
-	ck_assert_int_eq(kill(s.pid, SIGTERM), 0);
-	ws = wait_exit(s.pid, START_MS);
-	if (ws < 0)
-		server_stop(&s);
-	ck_assert_msg(ws >= 0, "mstored did not exit after SIGTERM");
-	ck_assert_msg(WIFEXITED(ws) && WEXITSTATUS(ws) == 0,
-	    "wait status %#x, want exit 0", ws);
+	sigterm_expect_exit_zero(&s);
 	mst_client_free(c);
 	free(body);
 	s.pid = -1;

@@ -748,7 +748,8 @@ re_cache_drop(struct rados_engine *e, const char *dir, const char *name)
 	char p[MST_PATH_MAX + 2];
 	struct centry **pp, *c;
 	size_t len, i;
-	int n = snprintf(p, sizeof p, "%s%s%s", dir, *dir ? "/" : "", name);
+	int found, n = snprintf(p, sizeof p, "%s%s%s", dir, *dir ? "/" : "",
+	    name);
 
 	if (n < 0 || (size_t)n >= sizeof p)
 		return;
@@ -757,7 +758,9 @@ re_cache_drop(struct rados_engine *e, const char *dir, const char *name)
 	for (c = e->cache[chash(p, len)]; c; c = c->next)
 		if (c->len == len && memcmp(c->path, p, len) == 0)
 			break;
-	for (i = 0; c && i < RE_CACHE_BUCKETS; i++) {
+	/* Everything below it too (in any bucket); none is cached when it
+	 * is not (cache_put keeps ancestors). */
+	for (i = 0, found = c != NULL; found && i < RE_CACHE_BUCKETS; i++) {
 		for (pp = &e->cache[i]; (c = *pp) != NULL;) {
 			if (c->len >= len && memcmp(c->path, p, len) == 0 &&
 			    (c->len == len || c->path[len] == '/')) {
@@ -1239,6 +1242,7 @@ re_free(struct rados_engine *e)
 		pthread_mutex_destroy(&e->stripe[i]);
 	cache_flush_locked(e);
 	re_orefs_free(e);
+	pthread_cond_destroy(&e->ocv);
 	pthread_mutex_destroy(&e->omu);
 	pthread_mutex_destroy(&e->cmu);
 	pthread_mutex_destroy(&e->mu);
@@ -1261,6 +1265,7 @@ rados_close(struct engine *eng)
 	for (i = 0; i < e->nthreads; i++)
 		pthread_join(e->threads[i], NULL);
 	re_lock_stop(e);
+	re_orefs_stop(e);
 	re_watch_stop(e);
 	log_info("rados: closed (incarnation %" PRIu64 ", %" PRIu64
 	    " deliveries, %" PRIu64 " guarded writes cancelled by a race)",
@@ -1280,6 +1285,7 @@ rados_open(const struct engine_conf *c, struct engine **out)
 	pthread_mutex_init(&e->mu, NULL);
 	pthread_mutex_init(&e->cmu, NULL);
 	pthread_mutex_init(&e->omu, NULL);
+	pthread_cond_init(&e->ocv, NULL);
 	pthread_cond_init(&e->cv, NULL);
 	for (i = 0; i < RE_STRIPES; i++)
 		pthread_mutex_init(&e->stripe[i], NULL);
@@ -1308,6 +1314,7 @@ rados_open(const struct engine_conf *c, struct engine **out)
 		log_warn("rados: quota_file is not read by the rados back-end "
 		    "yet (phase 1): quota_bytes and quota_messages apply to "
 		    "every mailbox");
+	re_orefs_start(e);
 	for (i = 0; i < RE_THREADS; i++) {
 		rc = pthread_create(&e->threads[i], NULL, worker_main, e);
 		if (rc != 0) {

@@ -68,6 +68,9 @@ struct rados_engine {
 	int watching;
 	pthread_mutex_t omu;
 	struct roref *orefs[RE_OREF_BUCKETS];	/* guarded by omu */
+	pthread_cond_t ocv;		/* the sweeper's sleep, with omu */
+	pthread_t osweeper;
+	int osweeping, ostop;		/* guarded by omu */
 	atomic_uint_fast64_t delivered, cancels;
 };
 
@@ -351,10 +354,18 @@ int re_op_open(struct rados_engine *e, struct job *j);
  * no file. */
 int re_op_close(struct rados_engine *e, struct job *j);
 void re_close_owner(struct rados_engine *e, uint64_t owner);
+/* Take this server's open lease mst.open.<inc> and start the thread
+ * that renews it and drops dead servers' references (a failure is
+ * logged: references then outlive this server until scrubbed). */
+void re_orefs_start(struct rados_engine *e);
+/* Stop it, drop every reference left, give the lease up. */
+void re_orefs_stop(struct rados_engine *e);
 void re_orefs_free(struct rados_engine *e);
 /* File |id| lost one name: nlink - 1, and the object goes with its last
  * name unless some server holds it open (best effort, logged). */
 void re_file_unlinked(struct rados_engine *e, uint64_t id);
+/* A file's ctime after a rename (best effort, logged). */
+void re_file_touch(struct rados_engine *e, uint64_t id);
 
 /* engine_rados_move.c: the entry |name| of |s| is marked moving (a move
  * to another store object claimed it): wait for the move (0: read

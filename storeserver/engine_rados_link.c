@@ -18,6 +18,14 @@
  * o.<inc>. Lock order: the stripe lock, then omu (never held across a
  * call to the cluster).
  *
+ * A server that dies keeps its o.<inc> keys: every server holds a lease
+ * mst.open.<inc> (cls_lock "live", OPEN_LEASE_S, renewed by a thread),
+ * a file that loses its last name while held is first noted in
+ * mst.orphans, and every OPEN_SWEEP_MS each server drops, from each
+ * noted file, the keys of servers whose lease lapsed (one guarded write
+ * each, removing the object with the last). A server cut off from the
+ * cluster longer than the lease loses its references the same way.
+ *
  * LINK raises nlink first and names the file second, so a crash in
  * between leaves nlink too high (the file outlives its names: scrub),
  * never too low (a name pointing at a removed object).
@@ -26,6 +34,8 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
+#include <time.h>
 
 #include "engine_rados.h"
 #include "log.h"
@@ -60,6 +70,51 @@ set_on(rados_write_op_t op, uint64_t on)
 	re_set(op, "on", h, 16);
 }
 
+/* --- orphans: files that lost their last name while held open --- */
+
+#define ORPHANS		"mst.orphans"
+#define OPEN_LEASE_S	10	/* a server's open lease, seconds */
+#define OPEN_RENEW_MS	3000
+#define OPEN_SWEEP_MS	5000
+
+static void
+lease_oid(char *out, uint64_t inc)
+{
+	memcpy(out, "mst.open.", 9);
+	re_hex(out + 9, inc);
+}
+
+/* Record |id| in mst.orphans, before it may become one (so that a sweep
+ * finds it however the servers holding it end). */
+static int
+orphan_note(struct rados_engine *e, uint64_t id)
+{
+	rados_write_op_t op = rados_create_write_op();
+	char k[17];
+	int rc;
+
+	if (op == NULL)
+		return -ENOMEM;
+	re_hex(k, id);
+	rados_write_op_create(op, LIBRADOS_CREATE_IDEMPOTENT, NULL);
+	re_set(op, k, "1", 1);
+	rc = re_write(e, ORPHANS, op);
+	return rc < 0 ? re_err("note an orphan in", ORPHANS, rc) : 0;
+}
+
+static void
+orphan_forget(struct rados_engine *e, uint64_t id)
+{
+	rados_write_op_t op = rados_create_write_op();
+	char k[17];
+
+	if (op == NULL)
+		return;
+	re_hex(k, id);
+	re_rm(op, k);
+	(void)re_write(e, ORPHANS, op);	/* a leftover costs one read */
+}
+
 /* --- a name goes --- */
 
 void
@@ -87,6 +142,8 @@ re_file_unlinked(struct rados_engine *e, uint64_t id)
 		cmp_on(op, on);
 		if (f.nlink)
 			f.nlink--;
+		if (f.nlink == 0 && on && orphan_note(e, id) < 0)
+			break;
 		if (f.nlink == 0 && on == 0) {
 			rados_write_op_remove(op);
 		} else {
@@ -103,6 +160,38 @@ re_file_unlinked(struct rados_engine *e, uint64_t id)
 		log_warn("rados: %s lost a name, its link count not: %s (left "
 		    "for scrub)", oid, strerror(rc == -ECANCELED ? EAGAIN :
 		    -rc));
+}
+
+void
+re_file_touch(struct rados_engine *e, uint64_t id)
+{
+	uint8_t raw[RE_FA_LEN], val[RE_FA_LEN];
+	char oid[RE_OID_MAX];
+	struct fattr f;
+	rados_write_op_t op;
+	int rc, tries;
+
+	re_oid(oid, 'f', id);
+	for (tries = 0; tries < RE_RETRIES; tries++) {
+		rc = re_fa_read(e, id, &f, raw, NULL);
+		if (rc < 0)
+			break;
+		f.ctime = (uint64_t)re_now();
+		f.ver++;
+		re_fa_encode(&f, val);
+		if ((op = rados_create_write_op()) == NULL) {
+			rc = -ENOMEM;
+			break;
+		}
+		re_cmp(op, "a", raw, RE_FA_LEN);
+		re_set(op, "a", val, RE_FA_LEN);
+		rc = re_write(e, oid, op);
+		if (rc != -ECANCELED)
+			break;
+	}
+	if (rc < 0 && rc != -ENOENT)
+		log_warn("rados: %s: ctime after a rename: %s", oid,
+		    strerror(rc == -ECANCELED ? EAGAIN : -rc));
 }
 
 /* --- LINK --- */
@@ -269,6 +358,8 @@ server_hold(struct rados_engine *e, uint64_t id, int take)
 			continue;
 		if (rc == -ENOENT)
 			return take ? -ENOENT : 0;
+		if (rc == 0 && !take && on <= 1 && f.nlink == 0)
+			orphan_forget(e, id);
 		return rc < 0 ? re_err(take ? "open" : "close", oid, rc) : 0;
 	}
 	return re_err("open/close (too many races)", oid, -EAGAIN);
@@ -410,4 +501,198 @@ re_orefs_free(struct rados_engine *e)
 			e->orefs[i] = o->next;
 			free(o);
 		}
+}
+
+/* --- the open lease and the sweep of dead servers' references --- */
+
+static int
+lease_take(struct rados_engine *e, uint8_t flags)
+{
+	struct timeval tv = { OPEN_LEASE_S, 0 };
+	char oid[RE_OID_MAX];
+
+	lease_oid(oid, e->inc);
+	return rados_lock_exclusive(e->io, oid, "live", "mstored",
+	    "mstored open references", &tv, flags);
+}
+
+/* Does server |inc| still hold its lease? 1, 0, or an error. */
+static int
+inc_alive(struct rados_engine *e, uint64_t inc)
+{
+	char oid[RE_OID_MAX], tag[64], clients[256], cookies[256], addrs[256];
+	size_t tl = sizeof tag, cl = sizeof clients, kl = sizeof cookies,
+	    al = sizeof addrs;
+	int excl = 0;
+	ssize_t n;
+
+	if (inc == e->inc)
+		return 1;
+	lease_oid(oid, inc);
+	n = rados_list_lockers(e->io, oid, "live", &excl, tag, &tl, clients,
+	    &cl, cookies, &kl, addrs, &al);
+	if (n == -ENOENT)
+		return 0;
+	if (n < 0)
+		return re_err("list lockers of", oid, (int)n);
+	return n > 0;
+}
+
+/* Drop the references of dead servers on orphan |id|; the object goes
+ * with the last. */
+static void
+sweep_one(struct rados_engine *e, uint64_t id)
+{
+	uint8_t raw[RE_FA_LEN];
+	char oid[RE_OID_MAX];
+	struct kvset page = { 0 };
+	struct fattr f;
+	rados_write_op_t op;
+	uint64_t on, inc;
+	size_t i;
+	int rc, more = 0, dropped = 0;
+
+	re_oid(oid, 'f', id);
+	rc = re_fa_read(e, id, &f, raw, &on);
+	if (rc == -ENOENT || (rc == 0 && (f.nlink || on == 0))) {
+		orphan_forget(e, id);	/* gone, named again, or held by none */
+		return;
+	}
+	if (rc == 0)
+		rc = re_read(e, oid, NULL, NULL, "o.", "o.", 1024, &page,
+		    &more);
+	for (i = 0; rc == 0 && i < page.n; i++) {
+		if (re_unhex(page.a[i].k + 2, page.a[i].klen - 2, &inc) < 0 ||
+		    inc_alive(e, inc) != 0)
+			continue;
+		/* One server at a time, each guarded by what was read. */
+		if ((op = rados_create_write_op()) == NULL)
+			break;
+		cmp_on(op, on);
+		re_cmp(op, page.a[i].k, "1", 1);
+		if (on <= 1) {
+			re_cmp(op, "a", raw, RE_FA_LEN);
+			rados_write_op_remove(op);
+		} else {
+			re_rm(op, page.a[i].k);
+			set_on(op, on - 1);
+		}
+		rc = re_write(e, oid, op);
+		if (rc < 0)
+			break;		/* changed meanwhile: the next sweep */
+		dropped++;
+		if (--on == 0) {
+			orphan_forget(e, id);
+			log_info("rados: %s: removed, unlinked and held open "
+			    "only by servers that are gone", oid);
+		}
+	}
+	if (dropped && on)
+		log_info("rados: %s: dropped the references of %d gone "
+		    "server(s)", oid, dropped);
+	kvset_free(&page);
+}
+
+static void
+sweep(struct rados_engine *e)
+{
+	struct kvset page = { 0 };
+	uint64_t id;
+	size_t i;
+	int more = 0;
+
+	if (re_read(e, ORPHANS, NULL, NULL, "", "", 1024, &page, &more) < 0) {
+		kvset_free(&page);
+		return;
+	}
+	for (i = 0; i < page.n; i++)
+		if (re_unhex(page.a[i].k, page.a[i].klen, &id) == 0)
+			sweep_one(e, id);
+	kvset_free(&page);
+}
+
+static void *
+sweeper_main(void *arg)
+{
+	struct rados_engine *e = arg;
+	struct timespec ts;
+	int64_t last_sweep = 0, now;
+	int rc;
+
+	pthread_mutex_lock(&e->omu);
+	while (!e->ostop) {
+		pthread_mutex_unlock(&e->omu);
+		rc = lease_take(e, LIBRADOS_LOCK_FLAG_MUST_RENEW);
+		if (rc == -ENOENT)	/* lapsed: take it again */
+			rc = lease_take(e, 0);
+		if (rc < 0)
+			log_warn("rados: renewing the open lease: %s (other "
+			    "servers may drop this server's references)",
+			    strerror(-rc));
+		now = re_now();
+		if (now - last_sweep >= OPEN_SWEEP_MS * 1000000ll) {
+			sweep(e);
+			last_sweep = now;
+		}
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += OPEN_RENEW_MS / 1000;
+		pthread_mutex_lock(&e->omu);
+		if (!e->ostop)
+			pthread_cond_timedwait(&e->ocv, &e->omu, &ts);
+	}
+	pthread_mutex_unlock(&e->omu);
+	return NULL;
+}
+
+void
+re_orefs_start(struct rados_engine *e)
+{
+	int rc = lease_take(e, 0);
+
+	if (rc < 0) {
+		log_warn("rados: taking the open lease: %s (this server's "
+		    "OPEN references may be dropped by others)",
+		    strerror(-rc));
+	}
+	rc = pthread_create(&e->osweeper, NULL, sweeper_main, e);
+	if (rc != 0) {
+		log_err("rados: starting the open-lease thread: %s",
+		    strerror(rc));
+		return;
+	}
+	e->osweeping = 1;
+}
+
+void
+re_orefs_stop(struct rados_engine *e)
+{
+	struct roref *o;
+	uint64_t owner;
+	size_t i;
+	char oid[RE_OID_MAX];
+	int rc;
+
+	if (e->osweeping) {
+		pthread_mutex_lock(&e->omu);
+		e->ostop = 1;
+		pthread_cond_broadcast(&e->ocv);
+		pthread_mutex_unlock(&e->omu);
+		pthread_join(e->osweeper, NULL);
+		e->osweeping = 0;
+	}
+	/* References still held (connections not ended) go now. */
+	for (i = 0; i < RE_OREF_BUCKETS;) {
+		pthread_mutex_lock(&e->omu);
+		o = e->orefs[i];
+		owner = o ? o->owner : 0;
+		pthread_mutex_unlock(&e->omu);
+		if (o)
+			re_close_owner(e, owner);	/* frees them all */
+		else
+			i++;
+	}
+	lease_oid(oid, e->inc);
+	rc = rados_unlock(e->io, oid, "live", "mstored");
+	if (rc < 0 && rc != -ENOENT)
+		log_warn("rados: giving up the open lease: %s", strerror(-rc));
 }

@@ -178,14 +178,23 @@ unfence(struct rados_engine *e, const struct move *mv, uint64_t id)
 		    ds.oid, strerror(-rc));
 }
 
-/* After a committed move: the body's loc, and what was replaced. */
+/* After a committed move: the moved object's ctime (ext4's: a rename
+ * changes the inode), the body's loc, and what was replaced. */
 static void
 move_cleanup(struct rados_engine *e, const struct move *mv,
     const struct rentry *en, int has_t, const struct rentry *tg)
 {
+	const struct mst_fsetattr_req none = { .valid = 0 };
 	char oid[RE_OID_MAX], kt[RE_KEY_MAX];
 	char loc[RE_OID_MAX + 2 + RE_KEY_MAX];
 	int rc;
+
+	if (en->type == MST_T_FILE)
+		re_file_touch(e, en->id);
+	if (en->type == MST_T_DIR && (rc = re_dir_setattr(e, en->id,
+	    &none)) < 0 && rc != -ENOENT)
+		log_warn("rados: directory %" PRIu64 ": ctime after a rename: "
+		    "%s", en->id, strerror(-rc));
 
 	if (en->type == MST_T_MSG) {
 		re_key(kt, mv->ts, "e.", mv->tname, mv->tlen);

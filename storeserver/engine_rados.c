@@ -1305,15 +1305,13 @@ rados_open(const struct engine_conf *c, struct engine **out)
 			rc = 0;
 	}
 	if (rc == 0)
+		rc = re_quota_load(e);
+	if (rc == 0)
 		rc = re_watch_start(e);
 	if (rc < 0) {
 		re_free(e);
 		return rc;
 	}
-	if (c->quota_file)
-		log_warn("rados: quota_file is not read by the rados back-end "
-		    "yet (phase 1): quota_bytes and quota_messages apply to "
-		    "every mailbox");
 	re_orefs_start(e);
 	for (i = 0; i < RE_THREADS; i++) {
 		rc = pthread_create(&e->threads[i], NULL, worker_main, e);

@@ -305,6 +305,13 @@ void re_quota_value(char out[RE_QUOTA_LEN + 1], uint64_t bytes,
     uint64_t msgs);
 int re_quota_decode(const char *v, size_t len, uint64_t *bytes,
     uint64_t *msgs);
+/* Read quota_file (if any): 0, or an error to refuse to start with. */
+int re_quota_load(struct rados_engine *e);
+/* Is usage kept (some limit is set)? */
+int re_quota_on(const struct rados_engine *e);
+/* The limits of mailbox |mbox| (0: none). */
+void re_quota_limits(const struct rados_engine *e, const char *mbox,
+    size_t len, uint64_t *bytes, uint64_t *msgs);
 /* Reserve |size| bytes and one message: 0, -EDQUOT or an error. */
 int re_quota_take(struct rados_engine *e, const char *mbox, size_t len,
     uint64_t size);

@@ -118,7 +118,7 @@ void
 re_remove_body(struct rados_engine *e, uint64_t id)
 {
 	char oid[RE_OID_MAX], mbox[MST_PATH_MAX + 1];
-	int quota = e->conf.quota_bytes || e->conf.quota_messages, n = 0, rc;
+	int quota = re_quota_on(e), n = 0, rc;
 	uint64_t size = 0;
 
 	re_oid(oid, 'b', id);
@@ -697,13 +697,13 @@ op_statfs(struct rados_engine *e, struct job *j)
 	    freeb - e->conf.reserve_bytes : 0;
 	r.files_total = cs.num_objects + r.bytes_free / 4096;
 	r.files_free = r.bytes_free / 4096;
-	if (e->conf.quota_bytes || e->conf.quota_messages) {
+	if (re_quota_on(e)) {
 		rc = re_quota_usage(e, j->req.path.path.p, j->req.path.path.len,
 		    &r.used_bytes, &r.used_msgs);
 		if (rc < 0)
 			return rc;
-		r.quota_bytes = e->conf.quota_bytes;
-		r.quota_msgs = e->conf.quota_messages;
+		re_quota_limits(e, j->req.path.path.p, j->req.path.path.len,
+		    &r.quota_bytes, &r.quota_msgs);
 	}
 	return reply_statfs_rep(j, &r);
 }

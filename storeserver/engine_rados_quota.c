@@ -9,19 +9,122 @@
  * the limit holds across servers; a server that dies between the steps
  * leaves the usage too high, never too low, until a scrub counts it
  * again (engine_rados_scrub.c).
- * Limits are quota_bytes and quota_messages of mstore.conf(5), the same
- * on every server; quota_file is not read yet. Without limits nothing
+ * Limits are quota_bytes and quota_messages of mstore.conf(5), and per
+ * mailbox the lines of quota_file (read when the store opens, the local
+ * engine's format), the same on every server. Without any limit nothing
  * is read or written here.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "engine_rados.h"
 #include "log.h"
 
 #define Q_LEN RE_QUOTA_LEN
+
+/* quota_file's lines, sorted by mailbox; set once at open. */
+struct qovr {
+	char *mbox;
+	uint64_t bytes, msgs;
+};
+static struct qovr *ovr;
+static size_t novr;
+
+static int
+ovr_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct qovr *)a)->mbox,
+	    ((const struct qovr *)b)->mbox);
+}
+
+static void
+quota_unload(void)
+{
+	size_t i;
+
+	for (i = 0; i < novr; i++)
+		free(ovr[i].mbox);
+	free(ovr);
+	ovr = NULL;
+	novr = 0;
+}
+
+int
+re_quota_load(struct rados_engine *e)
+{
+	char line[1024], name[MST_PATH_MAX + 1];
+	unsigned long long bytes, msgs;
+	const char *path = e->conf.quota_file;
+	struct qovr *v;
+	int lineno = 0, rc = 0;
+	FILE *f;
+
+	if (path == NULL)
+		return 0;
+	if ((f = fopen(path, "r")) == NULL) {
+		rc = -errno;
+		log_err("quota file %s: %s", path, strerror(-rc));
+		return rc;
+	}
+	while (rc == 0 && fgets(line, sizeof line, f)) {
+		lineno++;
+		if (line[strspn(line, " \t")] == '#' ||
+		    line[strspn(line, " \t\r\n")] == '\0')
+			continue;
+		if (sscanf(line, "%4095s %llu %llu", name, &bytes,
+		    &msgs) != 3) {
+			log_err("%s:%d: want 'MAILBOX BYTES MESSAGES'", path,
+			    lineno);
+			rc = -EINVAL;
+		} else if ((v = realloc(ovr, (novr + 1) * sizeof *v)) == NULL) {
+			rc = -ENOMEM;
+		} else {
+			ovr = v;
+			ovr[novr].bytes = bytes;
+			ovr[novr].msgs = msgs;
+			if ((ovr[novr].mbox = strdup(name)) == NULL)
+				rc = -ENOMEM;
+			else
+				novr++;
+		}
+	}
+	fclose(f);
+	if (rc < 0) {
+		quota_unload();
+		return rc;
+	}
+	qsort(ovr, novr, sizeof *ovr, ovr_cmp);
+	log_info("rados: %zu mailbox quotas from %s", novr, path);
+	return 0;
+}
+
+int
+re_quota_on(const struct rados_engine *e)
+{
+	return e->conf.quota_bytes || e->conf.quota_messages || novr;
+}
+
+void
+re_quota_limits(const struct rados_engine *e, const char *mbox, size_t len,
+    uint64_t *bytes, uint64_t *msgs)
+{
+	char name[MST_PATH_MAX + 1];
+	struct qovr key = { .mbox = name }, *o;
+
+	*bytes = e->conf.quota_bytes;
+	*msgs = e->conf.quota_messages;
+	if (novr == 0 || len > MST_PATH_MAX)
+		return;
+	memcpy(name, mbox, len);
+	name[len] = '\0';
+	if ((o = bsearch(&key, ovr, novr, sizeof *ovr, ovr_cmp)) != NULL) {
+		*bytes = o->bytes;
+		*msgs = o->msgs;
+	}
+}
 
 static void
 q_oid(char *out, size_t cap, const char *mbox, size_t len)
@@ -83,10 +186,11 @@ q_change(struct rados_engine *e, const char *mbox, size_t len,
 	const char *keys[] = { "u", NULL };
 	struct kvset vals = { 0 };
 	const struct kv *v;
-	uint64_t b, m, qb = e->conf.quota_bytes, qm = e->conf.quota_messages;
+	uint64_t b, m, qb, qm;
 	rados_write_op_t op;
 	int rc, tries;
 
+	re_quota_limits(e, mbox, len, &qb, &qm);
 	q_oid(oid, sizeof oid, mbox, len);
 	for (tries = 0; tries < RE_RETRIES; tries++) {
 		b = m = 0;
@@ -121,7 +225,7 @@ int
 re_quota_take(struct rados_engine *e, const char *mbox, size_t len,
     uint64_t size)
 {
-	if (e->conf.quota_bytes == 0 && e->conf.quota_messages == 0)
+	if (!re_quota_on(e))
 		return 0;
 	return q_change(e, mbox, len, (int64_t)size, 1, 1);
 }
@@ -130,7 +234,7 @@ void
 re_quota_give(struct rados_engine *e, const char *mbox, size_t len,
     uint64_t size)
 {
-	if (e->conf.quota_bytes == 0 && e->conf.quota_messages == 0)
+	if (!re_quota_on(e))
 		return;
 	if (q_change(e, mbox, len, -(int64_t)size, -1, 0) < 0)
 		log_warn("rados: quota of %.*s: giving back %" PRIu64

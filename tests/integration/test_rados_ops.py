@@ -13,6 +13,7 @@ memstore) with two mstored on one pool:
     through the periodic re-read;
   - ordinary traffic gives the events and no RESET;
   - mstore-ctl status, stats, compact and checkpoint work on rados;
+  - quota_file's per-mailbox limits hold (and show in STATFS);
   - scrub: an orphan body (written, never named: what a server that
     died between body and entry leaves) is kept within the grace period
     and removed after it, while every named message stays fetchable; an
@@ -250,6 +251,33 @@ def test_ctl_status_stats(env):
         want(cmd + "=" in out, True, cmd + " says what it did")
 
 
+def test_quota_file(env):
+    """quota_file's per-mailbox limits hold on rados; other mailboxes
+    keep the defaults (none here)."""
+    qf = os.path.join(env.s1.dir, "quotas")
+    with open(qf, "w") as f:
+        f.write("# MAILBOX BYTES MESSAGES\nr.example/qf 250 0\n")
+    s3 = UStore(env.cluster.rados_conf("quota_file = %s\n" % qf)).start()
+    c = Client(s3.port)
+    try:
+        box = "r.example/qf"
+        for d in (box, box + "/new"):
+            want(c.mkdir(d), 0, "MKDIR " + d)
+        sts = [c.deliver("q.%d" % i, b"x" * 100, box=box)[0]
+               for i in range(3)]
+        want(sts, [0, 0, errno.EDQUOT], "3 x 100 bytes under 250")
+        rc, out, err = ctl(s3, "statfs", box)
+        want(rc, 0, "statfs: " + err)
+        s = kv(out)
+        want((s["quota_bytes"], s["used_bytes"], s["used_msgs"]),
+             ("250", "200", "2"), "statfs of the mailbox")
+        want(c.deliver("big.1", b"y" * 120)[0], 0,
+             "another mailbox keeps the default (no limit)")
+    finally:
+        c.close()
+        s3.kill()
+
+
 def scrub(env, *args, expect=0):
     t0 = time.monotonic()
     rc, out, err = ctl(env.s1, "scrub", "verify=1", *args)
@@ -362,6 +390,7 @@ def main():
                    test_lost_watch_repaired,
                    test_dead_notifier_repaired,
                    test_ctl_status_stats,
+                   test_quota_file,
                    test_scrub):
             r.run(fn, env)
         dead = radoslib.dead_servers((env.s1, env.s2))

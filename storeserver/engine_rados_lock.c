@@ -920,129 +920,159 @@ cancel(struct job *j)
 	finish(j, rc, &rep);
 }
 
-static void
-run_lock(struct job *j)
+/*
+ * Decides on a loaded table (and may change it): 0 to write what it left,
+ * or an error that ends table_cas without writing.
+ */
+typedef int rl_step_fn(struct rl_work *w, void *arg);
+
+/*
+ * One change of file |fid|'s table: read it, load it (without the
+ * records of this server's connection |drop_tok| when |drop|), run
+ * |step| on it, write it if it changed; again from the read while
+ * another server wrote first. 0 or an error.
+ */
+static int
+table_cas(uint64_t fid, int drop, uint64_t drop_tok, rl_step_fn *step,
+    void *arg)
 {
-	struct mst_lock_req q = j->req.lock;
-	struct mst_lock_rep rep;
-	uint64_t bsid = 0, btok = 0, bown = 0;
-	struct lock_conn *lc;
-	struct rl_conn *c;
 	struct rl_work w;
 	struct rl_tab tb;
-	int rc = -EIO, wrc, tries, waits = 0;
+	int rc, tries;
 
-	if (q.flags & MST_LKF_CANCEL) {
-		cancel(j);
-		return;
-	}
-	q.flags &= (uint8_t)~MST_LKF_WAIT;
 	for (tries = 0; tries < RL_TRIES; tries++) {
-		waits = 0;
-		rc = tab_read(q.id, &tb);
-		if (rc < 0)
-			break;
-		rc = work_load(&w, q.id, &tb, 0, 0);
-		lc = rc == 0 ? stub(&w, rl.sid, j->owner) : NULL;
-		if (rc == 0 && lc == NULL)
-			rc = -ENOMEM;
-		if (rc == 0)
-			rc = lock_request(lc, j->id, &q, &rep);
-		if (rc == -EAGAIN && (j->req.lock.flags & MST_LKF_WAIT)) {
-			blocker(&w, lc, &q, &bsid, &btok, &bown);
-			c = conn_find(j->owner, 0);
-			if (would_deadlock(&q, j->owner, bsid, btok, bown))
-				rc = -EDEADLK;
-			else if (c != NULL && c->nwait >= LOCK_CONN_WAITERS_MAX)
-				rc = -ENOLCK;
-			else
-				waits = 1;
-		}
-		/* Even a refusal may have changed the table: a flock
-		 * conversion gives up the old lock first, dead servers'
-		 * records are left out. */
-		wrc = rc == -ENOMEM || rc == -EIO ? rc : commit(&tb, &w);
-		work_free(&w);
-		tab_free(&tb);
-		if (wrc == -EAGAIN)
-			continue;
-		if (wrc < 0)
-			rc = wrc;
-		break;
-	}
-	if (tries == RL_TRIES) {
-		log_err("rados: lock table of file %" PRIu64 ": %d writes "
-		    "raced, giving up with EIO", q.id, RL_TRIES);
-		rc = -EIO;
-	}
-	if (waits && rc == -EAGAIN) {
-		park(j, bsid, btok, bown);
-		return;
-	}
-	if (rc == 0 && !(q.flags & MST_LKF_TEST) && q.type != MST_LK_UN)
-		rl.grants++;
-	finish(j, rc, &rep);
-}
-
-/* Retry every waiter of |fid| in arrival order, in one write. */
-static void
-run_retry(uint64_t fid)
-{
-	struct rl_file *f = file_find(fid);
-	struct mst_lock_req q;
-	struct lock_conn *lc;
-	struct rl_wait *x, **pp;
-	struct rl_conn *c;
-	struct rl_work w;
-	struct rl_tab tb;
-	int rc, tries, again;
-
-	if (f == NULL)
-		return;
-	for (tries = 0; tries < RL_TRIES; tries++) {
-		for (x = f->waiters; x != NULL; x = x->next)
-			x->decided = 0;
 		rc = tab_read(fid, &tb);
 		if (rc < 0)
-			return;		/* logged; polled again */
-		rc = work_load(&w, fid, &tb, 0, 0);
-		do {
-			again = 0;
-			for (x = f->waiters; rc == 0 && x != NULL;
-			    x = x->next) {
-				if (x->decided)
-					continue;
-				q = x->j->req.lock;
-				q.flags &= (uint8_t)~MST_LKF_WAIT;
-				lc = stub(&w, rl.sid, x->j->owner);
-				if (lc == NULL) {
-					rc = -ENOMEM;
-					break;
-				}
-				x->rc = lock_request(lc, x->j->id, &q,
-				    &x->rep);
-				if (x->rc == -EAGAIN) {
-					blocker(&w, lc, &q, &x->bsid,
-					    &x->btok, &x->bown);
-					if (!would_deadlock(&q, x->j->owner,
-					    x->bsid, x->btok, x->bown))
-						continue;
-					x->rc = -EDEADLK;
-				}
-				x->decided = 1;
-				if (x->rc == 0)
-					again = 1;	/* may free more */
-			}
-		} while (again && rc == 0);
+			return rc;
+		rc = work_load(&w, fid, &tb, drop, drop_tok);
+		if (rc == 0 && step != NULL)
+			rc = step(&w, arg);
 		if (rc == 0)
 			rc = commit(&tb, &w);
 		work_free(&w);
 		tab_free(&tb);
 		if (rc != -EAGAIN)
-			break;
+			return rc;
 	}
-	if (rc < 0)
-		return;		/* EAGAIN after RL_TRIES, or I/O: polled */
+	log_err("rados: lock table of file %" PRIu64 ": %d writes raced, "
+	    "giving up with EIO", fid, RL_TRIES);
+	return -EIO;
+}
+
+/* One LOCK request on a loaded table. */
+struct lock_step {
+	struct job *j;
+	struct mst_lock_req q;		/* without MST_LKF_WAIT */
+	struct mst_lock_rep rep;
+	int rc;				/* lock_request's, or EDEADLK */
+	int waits;
+	uint64_t bsid, btok, bown;	/* with |waits|: in its way */
+};
+
+static int
+step_lock(struct rl_work *w, void *arg)
+{
+	struct lock_step *s = arg;
+	struct lock_conn *lc = stub(w, rl.sid, s->j->owner);
+	struct rl_conn *c;
+
+	if (lc == NULL)
+		return -ENOMEM;
+	s->waits = 0;
+	s->rc = lock_request(lc, s->j->id, &s->q, &s->rep);
+	if (s->rc != -EAGAIN || !(s->j->req.lock.flags & MST_LKF_WAIT))
+		return 0;
+	blocker(w, lc, &s->q, &s->bsid, &s->btok, &s->bown);
+	c = conn_find(s->j->owner, 0);
+	if (would_deadlock(&s->q, s->j->owner, s->bsid, s->btok, s->bown))
+		s->rc = -EDEADLK;
+	else if (c != NULL && c->nwait >= LOCK_CONN_WAITERS_MAX)
+		s->rc = -ENOLCK;
+	else
+		s->waits = 1;
+	/* Written even so: a flock conversion gives up the old lock
+	 * first, and dead servers' records were left out. */
+	return 0;
+}
+
+static void
+run_lock(struct job *j)
+{
+	struct lock_step s = { .j = j, .q = j->req.lock };
+	int rc;
+
+	if (s.q.flags & MST_LKF_CANCEL) {
+		cancel(j);
+		return;
+	}
+	s.q.flags &= (uint8_t)~MST_LKF_WAIT;
+	rc = table_cas(s.q.id, 0, 0, step_lock, &s);
+	if (rc < 0) {
+		finish(j, rc, NULL);
+		return;
+	}
+	if (s.waits) {
+		park(j, s.bsid, s.btok, s.bown);
+		return;
+	}
+	if (s.rc == 0 && !(s.q.flags & MST_LKF_TEST) && s.q.type != MST_LK_UN)
+		rl.grants++;
+	finish(j, s.rc, &s.rep);
+}
+
+/*
+ * Every waiter of |f| in arrival order on a loaded table; a grant can
+ * free a range (a downgrade), so passes repeat until one grants nothing.
+ * Each decided waiter is answered once the table is written.
+ */
+static int
+step_retry(struct rl_work *w, void *arg)
+{
+	struct rl_file *f = arg;
+	struct mst_lock_req q;
+	struct lock_conn *lc;
+	struct rl_wait *x;
+	int again;
+
+	for (x = f->waiters; x != NULL; x = x->next)
+		x->decided = 0;
+	do {
+		again = 0;
+		for (x = f->waiters; x != NULL; x = x->next) {
+			if (x->decided)
+				continue;
+			q = x->j->req.lock;
+			q.flags &= (uint8_t)~MST_LKF_WAIT;
+			lc = stub(w, rl.sid, x->j->owner);
+			if (lc == NULL)
+				return -ENOMEM;
+			x->rc = lock_request(lc, x->j->id, &q, &x->rep);
+			if (x->rc == -EAGAIN) {
+				blocker(w, lc, &q, &x->bsid, &x->btok,
+				    &x->bown);
+				if (!would_deadlock(&q, x->j->owner, x->bsid,
+				    x->btok, x->bown))
+					continue;
+				x->rc = -EDEADLK;
+			}
+			x->decided = 1;
+			if (x->rc == 0)
+				again = 1;
+		}
+	} while (again);
+	return 0;
+}
+
+/* Retry every waiter of |fid|, in one write. */
+static void
+run_retry(uint64_t fid)
+{
+	struct rl_file *f = file_find(fid);
+	struct rl_wait *x, **pp;
+	struct rl_conn *c;
+
+	if (f == NULL || table_cas(fid, 0, 0, step_retry, f) < 0)
+		return;		/* logged; polled again */
 	for (pp = &f->waiters; (x = *pp) != NULL;) {
 		if (!x->decided) {
 			pp = &x->next;
@@ -1068,27 +1098,11 @@ run_retry(uint64_t fid)
 static int
 conn_drop_locks(struct rl_conn *c)
 {
-	struct rl_work w;
-	struct rl_tab tb;
-	uint64_t fid;
 	size_t i = 0;
-	int rc, tries;
+	int rc;
 
 	while (i < c->nfids) {
-		fid = c->fids[i];
-		rc = -EIO;
-		for (tries = 0; tries < RL_TRIES; tries++) {
-			rc = tab_read(fid, &tb);
-			if (rc < 0)
-				break;
-			rc = work_load(&w, fid, &tb, 1, c->token);
-			if (rc == 0)
-				rc = commit(&tb, &w);
-			work_free(&w);
-			tab_free(&tb);
-			if (rc != -EAGAIN)
-				break;
-		}
+		rc = table_cas(c->fids[i], 1, c->token, NULL, NULL);
 		if (rc == 0) {
 			c->fids[i] = c->fids[--c->nfids];
 			continue;
@@ -1096,7 +1110,8 @@ conn_drop_locks(struct rl_conn *c)
 		if (!c->ended)
 			log_err("rados: the locks of a closed connection on "
 			    "file %" PRIu64 " could not be removed yet (%s): "
-			    "tried again every second", fid, strerror(-rc));
+			    "tried again every second", c->fids[i],
+			    strerror(-rc));
 		i++;
 	}
 	return c->nfids == 0;

@@ -285,87 +285,90 @@ def test_racing_exclusive_locks_one_winner(env):
     _fid[0] = fid + ROUNDS * 2
 
 
-def test_server_killed_its_locks_lapse(env):
-    s3 = radoslib.servers(env.cluster, 1)[0]
-    try:
-        c = Locker(s3.port)
-        f, g = new_fid(), new_fid()
-        want(c.lock(f, 1, WR, pid=777)[0], 0, "C on server 3: WR")
-        want(c.lock(g, 1, WR, FLOCK)[0], 0, "C on server 3: flock EX")
-        rid = env.b.send_lock(f, 2, WR, WAIT)
-        env.b.no_reply(rid, 0.3)
+class Holder:
+    """A server of its own (killed at the end) with a client holding WR
+    on a new file (pid 777), and B's F_SETLKW waiting behind it."""
+
+    def __init__(self, env):
+        self.env = env
+        self.s = radoslib.servers(env.cluster, 1)[0]
+        self.c = Locker(self.s.port)
+        self.f = new_fid()
+        want(self.c.lock(self.f, 1, WR, pid=777)[0], 0, "holder: WR")
+        self.rid = env.b.send_lock(self.f, 2, WR, WAIT)
+        env.b.no_reply(self.rid, 0.3)
+
+    def signal_and_wait(self, sig, what, then=None):
+        """Send |sig| to the holder's server (then call |then|); B's
+        grant, its seconds."""
         t0 = time.monotonic()
-        s3.kill()               # SIGKILL: no goodbye, the lease lapses
-        st, r = env.a.lock(f, 3, RD, TEST)
-        want((st, r["pid"]), (0, 777), "F_GETLK right after the kill")
-        st, _ = env.b.reply(rid, LEASE + 10)
+        self.s.kill(sig)
+        if then is not None:
+            then()
+        st, _ = self.env.b.reply(self.rid, LEASE + 10)
         dt = time.monotonic() - t0
-        print("mstored killed with SIGKILL: its lock released and B's "
-              "waiter granted after %.1f s (lease %d s)" % (dt, LEASE),
-              flush=True)
-        want(st, 0, "B's F_SETLKW after the holder's server died")
+        print("mstored %s: B's waiter granted after %.2f s (lease %d s)" %
+              (what, dt, LEASE), flush=True)
+        want(st, 0, "B's F_SETLKW once the holder's server is %s" % what)
+        return dt
+
+    def end(self):
+        self.s.kill(signal.SIGCONT)
+        self.s.kill()
+
+
+def test_server_killed_its_locks_lapse(env):
+    h = Holder(env)
+    try:
+        g = new_fid()
+        want(h.c.lock(g, 1, WR, FLOCK)[0], 0, "holder: flock EX")
+
+        def getlk():    # the dead holder is named until its lease lapses
+            st, r = env.a.lock(h.f, 3, RD, TEST)
+            want((st, r["pid"]), (0, 777), "F_GETLK right after the kill")
+        dt = h.signal_and_wait(signal.SIGKILL, "killed with SIGKILL", getlk)
         if dt > LEASE + 3:
             raise AssertionError("took %.1f s, lease is %d s" % (dt, LEASE))
         want(env.a.lock(g, 3, WR, FLOCK)[0], 0, "A: flock EX of the dead")
-        want(env.b.lock(f, 2, UN)[0], 0, "cleanup")
+        want(env.b.lock(h.f, 2, UN)[0], 0, "cleanup")
         want(env.a.lock(g, 3, UN, FLOCK)[0], 0, "cleanup")
-        c.close()
     finally:
-        s3.kill()
-    s4 = radoslib.servers(env.cluster, 1)[0]
+        h.end()
+
+
+def test_server_stopped_gives_its_locks_up_at_once(env):
+    h = Holder(env)
     try:
-        c = Locker(s4.port)
-        f = new_fid()
-        want(c.lock(f, 1, WR)[0], 0, "C on server 4: WR")
-        rid = env.b.send_lock(f, 2, WR, WAIT)
-        env.b.no_reply(rid, 0.3)
-        t0 = time.monotonic()
-        s4.stop()               # SIGTERM: the lease is given up
-        st, _ = env.b.reply(rid, LEASE + 10)
-        dt = time.monotonic() - t0
-        print("mstored stopped with SIGTERM: B's waiter granted after "
-              "%.2f s" % dt, flush=True)
-        want(st, 0, "B's F_SETLKW after the holder's server stopped")
+        dt = h.signal_and_wait(signal.SIGTERM, "stopped with SIGTERM")
         if dt > 3:
             raise AssertionError("took %.1f s after a clean stop" % dt)
-        want(env.b.lock(f, 2, UN)[0], 0, "cleanup")
+        want(env.b.lock(h.f, 2, UN)[0], 0, "cleanup")
     finally:
-        s4.kill()
+        h.end()
 
 
 def test_stalled_server_gives_up_its_locks(env):
-    s5 = radoslib.servers(env.cluster, 1)[0]
+    h = Holder(env)
     try:
-        c = Locker(s5.port)
-        f = new_fid()
-        want(c.lock(f, 1, WR)[0], 0, "C on server 5: WR")
-        rid = env.b.send_lock(f, 2, WR, WAIT)
-        env.b.no_reply(rid, 0.3)
-        t0 = time.monotonic()
-        s5.kill(signal.SIGSTOP)
-        st, _ = env.b.reply(rid, LEASE + 10)
-        dt = time.monotonic() - t0
-        print("mstored stalled (SIGSTOP): B's waiter granted after %.1f s"
-              % dt, flush=True)
-        want(st, 0, "B's F_SETLKW while the holder's server is stopped")
-        s5.kill(signal.SIGCONT)
+        h.signal_and_wait(signal.SIGSTOP, "stalled (SIGSTOP)")
+        h.s.kill(signal.SIGCONT)
         # Its records are gone: another owner through it meets B's lock,
         # and F_GETLK through it names B's holder.
+        c, f = h.c, h.f
         want(c.lock(f, 3, WR, timeout=30)[0], errno.EAGAIN,
-             "server 5 after SIGCONT: WR against B's lock")
+             "stalled server after SIGCONT: WR against B's lock")
         st, r = c.lock(f, 3, WR, TEST)
-        want((st, r["pid"]), (0, 1002), "server 5: F_GETLK names B")
+        want((st, r["pid"]), (0, 1002), "stalled server: F_GETLK names B")
         want(env.b.lock(f, 2, UN)[0], 0, "B: unlock")
-        want(c.lock(f, 3, WR)[0], 0, "server 5: WR under its new lease")
+        want(c.lock(f, 3, WR)[0], 0, "stalled server: WR, new lease")
         want(env.b.lock(f, 2, WR)[0], errno.EAGAIN, "B: WR against it")
         want(c.lock(f, 3, UN)[0], 0, "cleanup")
-        log = open(s5.log).read()
+        log = open(h.s.log).read()
         if "not renewed" not in log:
-            raise AssertionError("server 5 did not log giving up its "
-                                 "lease:\n" + log[-2000:])
+            raise AssertionError("the stalled server did not log giving "
+                                 "up its lease:\n" + log[-2000:])
     finally:
-        s5.kill(signal.SIGCONT)
-        s5.kill()
+        h.end()
 
 
 def main():
@@ -391,6 +394,7 @@ def main():
                    test_cancel_and_local_deadlock,
                    test_racing_exclusive_locks_one_winner,
                    test_server_killed_its_locks_lapse,
+                   test_server_stopped_gives_its_locks_up_at_once,
                    test_stalled_server_gives_up_its_locks):
             r.run(fn, env)
         mounts = []

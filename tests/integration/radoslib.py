@@ -172,6 +172,42 @@ def dump_logs(stores, mounts=(), tail=3000):
             print(e)
 
 
+def run_suite(name, setup, tests, limit=90):
+    """The main() of a rados suite: skip_unless_ceph, a Cluster, then
+    env = setup(cluster) (with env.cluster and env.servers), each of
+    |tests| under mstlib.Runner with |limit| s, a server that exited
+    counted as a failure, the servers' logs after any, everything
+    stopped. Returns the exit status."""
+    skip_unless_ceph(name)
+    r = mstlib.Runner(name, limit=limit)
+    t0 = time.monotonic()
+    env = None
+    cluster = Cluster()
+    try:
+        env = setup(cluster)
+        print("cluster and %d servers up after %.1f s" % (
+            len(env.servers), time.monotonic() - t0), flush=True)
+    except Exception as e:
+        print("FAIL %s.setup: %s" % (name, e))
+        r.failed += 1
+        for d in mstlib._dirs:
+            log = os.path.join(d, "mstored.log")
+            if os.path.exists(log):
+                print(open(log, errors="replace").read()[-3000:])
+        cluster.stop()
+    if env is not None:
+        for fn in tests:
+            r.run(fn, env)
+        r.failed += dead_servers(env.servers)
+        if r.failed:
+            dump_logs(env.servers)
+        for s in env.servers:
+            s.kill()
+        env.cluster.stop()
+    print("total %.1f s" % (time.monotonic() - t0))
+    return r.finish()
+
+
 class Client:
     """One protocol connection, no key (the servers listen on loopback)."""
 

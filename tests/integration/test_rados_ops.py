@@ -111,6 +111,7 @@ def setup(cluster):
     conf = env.cluster.rados_conf("quota_bytes = 100000000\n")
     env.s1 = UStore(conf).start()
     env.s2 = UStore(conf).start()
+    env.servers = (env.s1, env.s2)
     env.a = Client(env.s1.port)
     env.b = Client(env.s2.port)
     for d in ("r.example", BOX, BOX + "/new", BOX + "/cur", BOX + "/tmp"):
@@ -372,36 +373,13 @@ def test_scrub(env):
 
 
 def main():
-    radoslib.skip_unless_ceph("test_rados_ops")
-    r = mstlib.Runner("test_rados_ops", limit=90)
-    t0 = time.monotonic()
-    env = None
-    cluster = radoslib.Cluster()
-    try:
-        env = setup(cluster)
-        print("cluster and two servers up after %.1f s" %
-              (time.monotonic() - t0), flush=True)
-    except Exception as e:
-        print("FAIL test_rados_ops.setup: %s" % e)
-        r.failed += 1
-        cluster.stop()
-    if env is not None:
-        for fn in (test_events_without_reset,
-                   test_lost_watch_repaired,
-                   test_dead_notifier_repaired,
-                   test_ctl_status_stats,
-                   test_quota_file,
-                   test_scrub):
-            r.run(fn, env)
-        dead = radoslib.dead_servers((env.s1, env.s2))
-        r.failed += dead
-        if r.failed:
-            radoslib.dump_logs((env.s1, env.s2))
-        for s in (env.s1, env.s2):
-            s.kill()
-        env.cluster.stop()
-    print("total %.1f s" % (time.monotonic() - t0))
-    return r.finish()
+    return radoslib.run_suite("test_rados_ops", setup, (
+        test_events_without_reset,
+        test_lost_watch_repaired,
+        test_dead_notifier_repaired,
+        test_ctl_status_stats,
+        test_quota_file,
+        test_scrub))
 
 
 if __name__ == "__main__":

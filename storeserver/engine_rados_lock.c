@@ -69,6 +69,7 @@
 #define RL_ALIVE_MS	1000		/* a live lease is trusted this long */
 #define RL_REC_LEN	46u
 #define RL_TRIES	64		/* CAS attempts, then EIO */
+#define RL_QUEUED_MS	10000		/* a LOCK queued longer: EIO */
 #define RL_NOTIFY_MS	5000u
 #define RL_LOCK_NAME	"live"
 #define RL_COOKIE	"mstored"
@@ -81,6 +82,7 @@ struct rl_item {
 	int kind;
 	struct job *j;		/* RL_JOB */
 	uint64_t fid;		/* RL_RETRY */
+	int64_t at;		/* queued */
 };
 
 /* A parked LOCK job and the owner in its way. */
@@ -203,6 +205,7 @@ static void
 push(struct rl_item *it)
 {
 	it->next = NULL;
+	it->at = now_ms();
 	pthread_mutex_lock(&rl.mu);
 	if (rl.qt != NULL)
 		rl.qt->next = it;
@@ -1193,7 +1196,15 @@ tick(void)
 static void
 handle(struct rl_item *it)
 {
-	if (it->kind == RL_RETRY)
+	/* The storage is so slow that the jobs before it took its time
+	 * (each op times out after 5 s): answer as a timeout would. An
+	 * UNLOCK_OWNER is never given up; retries cost nothing. */
+	if (it->kind == RL_JOB && it->j->op == MST_OP_LOCK &&
+	    now_ms() - it->at > RL_QUEUED_MS) {
+		log_warn("rados: a LOCK waited %d s for earlier ones: storage "
+		    "too slow, answering EIO", RL_QUEUED_MS / 1000);
+		finish(it->j, -EIO, NULL);
+	} else if (it->kind == RL_RETRY)
 		run_retry(it->fid);
 	else if (it->j->op == ENG_OP_UNLOCK_OWNER)
 		run_end(it->j);

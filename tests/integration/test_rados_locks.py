@@ -29,7 +29,9 @@ every other:
   - the cases of test_locks.py with mount A over server 1 and mount B over
     server 2 (fcntl and flock from many processes through both mounts,
     EAGAIN, F_GETLK, a killed holder, an interrupted wait, a holder's
-    mount killed).
+    mount killed);
+  - with the cluster stopped, LOCKs sent at once all answer EIO within
+    the storage timeout, never a hang.
 
 Exits 77 (skipped) only when the Ceph daemons are not installed.
 """
@@ -371,6 +373,19 @@ def test_stalled_server_gives_up_its_locks(env):
         h.end()
 
 
+def test_storage_down_answers_eio(env):
+    env.cluster.stop()
+    t0 = time.monotonic()
+    rids = [env.a.send_lock(new_fid(), 1, WR, 0) for _ in range(4)]
+    sts = env.a.replies(rids, 40)
+    took = time.monotonic() - t0
+    want(sts, [errno.EIO] * 4, "4 LOCKs with the cluster stopped")
+    print("4 LOCKs with the cluster stopped: all EIO after %.1f s" % took,
+          flush=True)
+    if took > 20:
+        raise AssertionError("EIO only after %.1f s" % took)
+
+
 def main():
     radoslib.skip_unless_ceph("test_rados_locks")
     r = mstlib.Runner("test_rados_locks", limit=90)
@@ -416,6 +431,7 @@ def main():
             r.run(test_locks.test_lock_freed_when_mount_goes, env.s1, b)
         for m in mounts:
             m.unmount()
+        r.run(test_storage_down_answers_eio, env)
         r.failed += radoslib.dead_servers([env.s1, env.s2])
         if r.failed:
             radoslib.dump_logs([env.s1, env.s2], mounts)

@@ -368,11 +368,26 @@ void re_orefs_start(struct rados_engine *e);
 /* Stop it, drop every reference left, give the lease up. */
 void re_orefs_stop(struct rados_engine *e);
 void re_orefs_free(struct rados_engine *e);
-/* File |id| lost one name: nlink - 1, and the object goes with its last
- * name unless some server holds it open (best effort, logged). */
-void re_file_unlinked(struct rados_engine *e, uint64_t id);
-/* A file's ctime after a rename (best effort, logged). */
-void re_file_touch(struct rados_engine *e, uint64_t id);
+/* A file's names are kept with it as omap keys n.<path> (for the
+ * notices of its changes; an ancestor's rename leaves them stale, and
+ * those notices then reach nobody). re_name_key: the key of |path|
+ * (|out| RE_NKEY_MAX bytes). */
+#define RE_NKEY_MAX (2 + MST_PATH_MAX + 1)
+void re_name_key(char *out, const char *path, size_t len);
+/* File |id| lost its name |path|: nlink - 1, and the object goes with
+ * its last name unless some server holds it open (best effort,
+ * logged). */
+void re_file_unlinked(struct rados_engine *e, uint64_t id, const char *path,
+    size_t plen);
+/* A file renamed from |from| to |to|: its ctime, its name key (best
+ * effort, logged). */
+void re_file_touch(struct rados_engine *e, uint64_t id, const char *from,
+    size_t flen, const char *to, size_t tlen);
+/* CHANGE of file |id| for every name it has: a CHANGE record in each
+ * name's directory (so deltas and watchers see it) and a notice;
+ * |except| (may be NULL) is a name already done. Best effort. */
+void re_file_changed(struct rados_engine *e, struct job *j, uint64_t id,
+    const char *except, size_t elen);
 
 /* engine_rados_move.c: the entry |name| of |s| is marked moving (a move
  * to another store object claimed it): wait for the move (0: read

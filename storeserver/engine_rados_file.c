@@ -12,8 +12,8 @@
  * A file may have several names (LINK) and outlive them while open
  * (engine_rados_link.c); a PUT over a file is a CHANGE record in the
  * parent's log (the local engine's PRESENT in deltas), written after
- * the content; WRITE and FSETATTR by id log nothing and send no notice
- * (the file's names are not kept with it).
+ * the content, and so is every change of a file by id (WRITE,
+ * FSETATTR), for each of its names (omap n.<path> of f.<id>).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -196,19 +196,109 @@ re_file_get(struct rados_engine *e, struct job *j, uint64_t id,
 	return rc;
 }
 
+/*
+ * A CHANGE record for |name| in store |s| while it names file |id|: ONE
+ * write guarded by the entry and the counter. 0 (*st the store after),
+ * -ENOENT when the name is gone or names another object, or an error.
+ */
+static int
+change_record(struct rados_engine *e, const struct rstore *s,
+    const char *name, size_t nlen, uint64_t id, uint64_t size,
+    struct rstate *st)
+{
+	char ke[RE_KEY_MAX];
+	struct kvset vals = { 0 };
+	const struct kv *v;
+	struct rentry en;
+	rados_write_op_t op;
+	int64_t now;
+	int rc, tries;
+
+	re_key(ke, s, "e.", name, nlen);
+	for (tries = 0; tries < RE_RETRIES; tries++) {
+		rc = re_store_read(e, s, ke, NULL, NULL, &vals, st);
+		if (rc < 0)
+			break;
+		if (!st->live || (v = kvset_get(&vals, ke)) == NULL ||
+		    ren_decode(v->v, v->vlen, &en) < 0 || en.id != id) {
+			rc = -ENOENT;
+			break;
+		}
+		if ((op = rados_create_write_op()) == NULL) {
+			rc = -ENOMEM;
+			break;
+		}
+		now = re_now();
+		re_guard_live(op, s);
+		re_cmp(op, ke, v->v, v->vlen);
+		re_bump(op, s, st->c, st->c + 1, now);
+		en.size = size;
+		en.moving = 0;
+		re_log(op, s, st->c + 1, MST_EV_CHANGE, &en, name, nlen);
+		rc = re_write(e, s->oid, op);
+		if (rc == 0) {
+			st->c++;
+			st->t = (uint64_t)now;
+		}
+		if (rc != -ECANCELED)
+			break;
+	}
+	kvset_free(&vals);
+	if (rc < 0 && rc != -ENOENT && rc != -ENOMEM)
+		rc = re_err("log a change in", s->oid, rc);
+	return rc;
+}
+
+void
+re_file_changed(struct rados_engine *e, struct job *j, uint64_t id,
+    const char *except, size_t elen)
+{
+	char oid[RE_OID_MAX];
+	struct kvset page = { 0 };
+	struct fattr f;
+	struct rstate st;
+	struct rstore s;
+	struct rres r;
+	const char *path, *name;
+	size_t i, plen, dl;
+	int more = 0, rc;
+
+	re_oid(oid, 'f', id);
+	if (re_fa_read(e, id, &f, NULL, NULL) < 0 ||
+	    re_read(e, oid, NULL, NULL, "n.", "n.", 64, &page, &more) < 0) {
+		kvset_free(&page);
+		return;
+	}
+	for (i = 0; i < page.n; i++) {
+		path = page.a[i].k + 2;
+		plen = page.a[i].klen - 2;
+		if (except && plen == elen && memcmp(path, except, elen) == 0)
+			continue;
+		dl = re_dir_len(path, plen);
+		name = path + (dl ? dl + 1 : 0);
+		rc = re_resolve(e, path, dl, &r);
+		if (rc == 0)
+			rc = re_dir_store(&r, &s);
+		if (rc == 0)
+			rc = change_record(e, &s, name, plen - (size_t)(name -
+			    path), id, f.size, &st);
+		if (rc == 0)
+			(void)re_notice(j, path, dl, name, plen -
+			    (size_t)(name - path), MST_EV_CHANGE, id, st.c);
+	}
+	kvset_free(&page);
+}
+
 /* Replace the contents of file |id| (named |name| in |s|): one guarded
- * write_full, then a CHANGE record in the parent's log. */
+ * write_full, then a CHANGE record in each of its names' directories. */
 static int
 file_replace(struct rados_engine *e, struct job *j, const struct rstore *s,
     uint64_t id, const char *name, size_t nlen, struct mst_attr_rep *rep)
 {
 	const struct mst_put_req *q = &j->req.put;
-	char oid[RE_OID_MAX], ke[RE_KEY_MAX];
-	uint8_t raw[FA_LEN], val[FA_LEN], eraw[RE_ENTRY_LEN];
-	struct kvset vals = { 0 };
-	const struct kv *v;
-	struct rentry en;
-	struct rstate st;
+	char oid[RE_OID_MAX];
+	uint8_t raw[FA_LEN], val[FA_LEN];
+	struct rstate st = { 0 };
 	struct fattr f;
 	rados_write_op_t op;
 	int64_t now;
@@ -240,32 +330,9 @@ file_replace(struct rados_engine *e, struct job *j, const struct rstore *s,
 	if (tries == RE_RETRIES)
 		return re_err("put (too many races)", oid, -EAGAIN);
 	fa_attr(id, &f, &rep->attr);
-	/* The CHANGE record: best effort, the contents are in already. */
-	re_key(ke, s, "e.", name, nlen);
-	for (tries = 0; tries < RE_RETRIES; tries++) {
-		rc = re_store_read(e, s, ke, NULL, NULL, &vals, &st);
-		if (rc < 0 || !st.live || (v = kvset_get(&vals, ke)) == NULL ||
-		    v->vlen != RE_ENTRY_LEN || ren_decode(v->v, v->vlen, &en))
-			break;
-		memcpy(eraw, v->v, RE_ENTRY_LEN);
-		if ((op = rados_create_write_op()) == NULL)
-			break;
-		now = re_now();
-		re_guard_live(op, s);
-		re_cmp(op, ke, eraw, RE_ENTRY_LEN);
-		re_bump(op, s, st.c, st.c + 1, now);
-		en.size = f.size;
-		re_log(op, s, st.c + 1, MST_EV_CHANGE, &en, name, nlen);
-		rc = re_write(e, s->oid, op);
-		if (rc != -ECANCELED) {
-			if (rc == 0) {
-				st.c++;
-				st.t = (uint64_t)now;
-			}
-			break;
-		}
-	}
-	kvset_free(&vals);
+	/* The CHANGE records: best effort, the contents are in already. */
+	(void)change_record(e, s, name, nlen, id, f.size, &st);
+	re_file_changed(e, j, id, q->path.p, q->path.len);
 	rep->dir_change = st.c;
 	rep->dir_mtime_ns = st.t;
 	return 0;
@@ -284,7 +351,7 @@ re_op_put(struct rados_engine *e, struct job *j)
 	struct rres dir;
 	struct fattr f = { 0 };
 	uint8_t val[FA_LEN];
-	char oid[RE_OID_MAX], ke[RE_KEY_MAX];
+	char oid[RE_OID_MAX], ke[RE_KEY_MAX], kn[RE_NKEY_MAX];
 	const char *name;
 	size_t nlen;
 	rados_write_op_t op;
@@ -353,6 +420,8 @@ re_op_put(struct rados_engine *e, struct job *j)
 			rados_write_op_write_full(op, j->body_len ?
 			    (const char *)j->body : "", j->body_len);
 			re_set(op, "a", val, FA_LEN);
+			re_name_key(kn, q->path.p, q->path.len);
+			re_set(op, kn, "1", 1);
 			rc = re_write(e, oid, op);
 			if (rc < 0) {
 				rc = re_err("create", oid, rc);
@@ -426,10 +495,12 @@ re_op_unlink(struct rados_engine *e, struct job *j)
 	rc = re_dir_entry(e, &r.pstore, r.name, r.namelen, NULL, r.raw, &st);
 	if (rc < 0)
 		return rc;
-	if (r.type == MST_T_MSG)
+	if (r.type == MST_T_MSG) {
 		re_remove_body(e, r.id);
-	else
-		re_file_unlinked(e, r.id);
+	} else {
+		re_file_unlinked(e, r.id, p.p, p.len);
+		re_file_changed(e, j, r.id, NULL, 0);	/* its other names */
+	}
 	rc = reply_change_rep(j, st.c, st.t);
 	return rc ? rc : re_notice(j, p.p, re_dir_len(p.p, p.len), r.name,
 	    r.namelen, MST_EV_REMOVE, r.id, st.c);
@@ -512,8 +583,12 @@ re_op_write(struct rados_engine *e, struct job *j)
 		rados_write_op_write(op, (const char *)j->body, len, off);
 		re_set(op, "a", val, FA_LEN);
 		rc = re_write(e, oid, op);
-		if (rc == 0)
-			return reply_fa(e, j, q->id, &f);
+		if (rc == 0) {
+			rc = reply_fa(e, j, q->id, &f);
+			if (rc == 0)
+				re_file_changed(e, j, q->id, NULL, 0);
+			return rc;
+		}
 		if (rc != -ECANCELED)
 			return re_err("write", oid, rc);
 	}
@@ -623,8 +698,12 @@ re_file_setattr(struct rados_engine *e, struct job *j, uint64_t id,
 			rados_write_op_truncate(op, q->size);
 		re_set(op, "a", val, FA_LEN);
 		rc = re_write(e, oid, op);
-		if (rc == 0)
-			return reply_fa(e, j, id, &f);
+		if (rc == 0) {
+			rc = reply_fa(e, j, id, &f);
+			if (rc == 0 && q->valid)
+				re_file_changed(e, j, id, NULL, 0);
+			return rc;
+		}
 		if (rc != -ECANCELED)
 			return re_err("set attributes of", oid, rc);
 	}

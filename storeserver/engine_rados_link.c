@@ -118,10 +118,20 @@ orphan_forget(struct rados_engine *e, uint64_t id)
 /* --- a name goes --- */
 
 void
-re_file_unlinked(struct rados_engine *e, uint64_t id)
+re_name_key(char *out, const char *path, size_t len)
+{
+	out[0] = 'n';
+	out[1] = '.';
+	memcpy(out + 2, path, len);
+	out[2 + len] = '\0';
+}
+
+void
+re_file_unlinked(struct rados_engine *e, uint64_t id, const char *path,
+    size_t plen)
 {
 	uint8_t raw[RE_FA_LEN], val[RE_FA_LEN];
-	char oid[RE_OID_MAX];
+	char oid[RE_OID_MAX], kn[RE_NKEY_MAX];
 	struct fattr f;
 	rados_write_op_t op;
 	uint64_t on;
@@ -151,6 +161,8 @@ re_file_unlinked(struct rados_engine *e, uint64_t id)
 			f.ver++;
 			re_fa_encode(&f, val);
 			re_set(op, "a", val, RE_FA_LEN);
+			re_name_key(kn, path, plen);
+			re_rm(op, kn);
 		}
 		rc = re_write(e, oid, op);
 		if (rc != -ECANCELED)
@@ -163,10 +175,11 @@ re_file_unlinked(struct rados_engine *e, uint64_t id)
 }
 
 void
-re_file_touch(struct rados_engine *e, uint64_t id)
+re_file_touch(struct rados_engine *e, uint64_t id, const char *from,
+    size_t flen, const char *to, size_t tlen)
 {
 	uint8_t raw[RE_FA_LEN], val[RE_FA_LEN];
-	char oid[RE_OID_MAX];
+	char oid[RE_OID_MAX], kf[RE_NKEY_MAX], kt[RE_NKEY_MAX];
 	struct fattr f;
 	rados_write_op_t op;
 	int rc, tries;
@@ -185,6 +198,10 @@ re_file_touch(struct rados_engine *e, uint64_t id)
 		}
 		re_cmp(op, "a", raw, RE_FA_LEN);
 		re_set(op, "a", val, RE_FA_LEN);
+		re_name_key(kf, from, flen);
+		re_name_key(kt, to, tlen);
+		re_rm(op, kf);
+		re_set(op, kt, "1", 1);
 		rc = re_write(e, oid, op);
 		if (rc != -ECANCELED)
 			break;
@@ -199,10 +216,11 @@ re_file_touch(struct rados_engine *e, uint64_t id)
 /* nlink + |d| of file |id| by CAS: 0, -ENOENT (no file, or no names
  * left when adding), -EMLINK, or an error; |f| the attributes after. */
 static int
-add_link(struct rados_engine *e, uint64_t id, struct fattr *f)
+add_link(struct rados_engine *e, uint64_t id, struct mst_str path,
+    struct fattr *f)
 {
 	uint8_t raw[RE_FA_LEN], val[RE_FA_LEN];
-	char oid[RE_OID_MAX];
+	char oid[RE_OID_MAX], kn[RE_NKEY_MAX];
 	rados_write_op_t op;
 	int rc, tries;
 
@@ -223,6 +241,8 @@ add_link(struct rados_engine *e, uint64_t id, struct fattr *f)
 			return -ENOMEM;
 		re_cmp(op, "a", raw, RE_FA_LEN);
 		re_set(op, "a", val, RE_FA_LEN);
+		re_name_key(kn, path.p, path.len);
+		re_set(op, kn, "1", 1);
 		rc = re_write(e, oid, op);
 		if (rc != -ECANCELED)
 			return rc < 0 ? re_err("link", oid, rc) : 0;
@@ -263,7 +283,7 @@ re_op_link(struct rados_engine *e, struct job *j)
 	rc = re_parent_of(e, l->path, &dir, &s, &name, &nlen);
 	if (rc < 0)
 		return rc;
-	rc = add_link(e, l->id, &f);
+	rc = add_link(e, l->id, l->path, &f);
 	if (rc < 0)
 		return rc;
 	en.mode = f.mode;
@@ -275,7 +295,8 @@ re_op_link(struct rados_engine *e, struct job *j)
 	en.size = f.size;
 	rc = re_dir_entry(e, &s, name, nlen, &en, NULL, &st);
 	if (rc == -EEXIST || rc == -ENOENT) {
-		re_file_unlinked(e, l->id);	/* never named: undo */
+		/* never named: undo */
+		re_file_unlinked(e, l->id, l->path.p, l->path.len);
 		return rc;
 	}
 	if (rc < 0)		/* a timed-out write may name it: nlink stays */
@@ -286,8 +307,12 @@ re_op_link(struct rados_engine *e, struct job *j)
 	rep.dir_change = st.c;
 	rep.dir_mtime_ns = st.t;
 	rc = reply_attr_rep(j, &rep);
-	return rc ? rc : re_notice(j, l->path.p, re_dir_len(l->path.p,
-	    l->path.len), name, nlen, MST_EV_ADD, l->id, st.c);
+	if (rc == 0)
+		rc = re_notice(j, l->path.p, re_dir_len(l->path.p,
+		    l->path.len), name, nlen, MST_EV_ADD, l->id, st.c);
+	if (rc == 0)	/* its other names: a new ctime and link count */
+		re_file_changed(e, j, l->id, l->path.p, l->path.len);
+	return rc;
 }
 
 /* --- OPEN references --- */

@@ -189,8 +189,19 @@ move_cleanup(struct rados_engine *e, const struct move *mv,
 	char loc[RE_OID_MAX + 2 + RE_KEY_MAX];
 	int rc;
 
-	if (en->type == MST_T_FILE)
-		re_file_touch(e, en->id);
+	if (en->type == MST_T_FILE) {
+		char from[MST_PATH_MAX + 1], to[MST_PATH_MAX + 1];
+		int fl = snprintf(from, sizeof from, "%.*s%s%.*s",
+		    (int)mv->fdlen, mv->fdir, mv->fdlen ? "/" : "",
+		    (int)mv->flen, mv->fname);
+		int tl = snprintf(to, sizeof to, "%.*s%s%.*s", (int)mv->tdlen,
+		    mv->tdir, mv->tdlen ? "/" : "", (int)mv->tlen, mv->tname);
+
+		if (fl > 0 && tl > 0 && (size_t)fl < sizeof from &&
+		    (size_t)tl < sizeof to)
+			re_file_touch(e, en->id, from, (size_t)fl, to,
+			    (size_t)tl);
+	}
 	if (en->type == MST_T_DIR && (rc = re_dir_setattr(e, en->id,
 	    &none)) < 0 && rc != -ENOENT)
 		log_warn("rados: directory %" PRIu64 ": ctime after a rename: "
@@ -211,8 +222,14 @@ move_cleanup(struct rados_engine *e, const struct move *mv,
 		return;
 	if (tg->type == MST_T_MSG)
 		re_remove_body(e, tg->id);
-	else if (tg->type == MST_T_FILE)
-		re_file_unlinked(e, tg->id);
+	else if (tg->type == MST_T_FILE) {
+		char to[MST_PATH_MAX + 1];
+		int tl = snprintf(to, sizeof to, "%.*s%s%.*s", (int)mv->tdlen,
+		    mv->tdir, mv->tdlen ? "/" : "", (int)mv->tlen, mv->tname);
+
+		re_file_unlinked(e, tg->id, to, tl > 0 && (size_t)tl <
+		    sizeof to ? (size_t)tl : 0);
+	}
 	else if (tg->type == MST_T_DIR) {
 		re_oid(oid, 'd', tg->id);
 		rc = rados_remove(e->io, oid);
@@ -1049,14 +1066,8 @@ re_op_setattr(struct rados_engine *e, struct job *j)
 	rc = re_resolve(e, q->path.p, q->path.len, &r);
 	if (rc < 0)
 		return rc;
-	if (r.type == MST_T_FILE) {
-		rc = re_file_setattr(e, j, r.id, &f);
-		if (rc == 0 && re_dir_attr(e, r.parent, &pa, NULL) == 0)
-			rc = re_notice(j, q->path.p, re_dir_len(q->path.p,
-			    q->path.len), r.name, r.namelen, MST_EV_CHANGE,
-			    r.id, pa.change);
-		return rc;
-	}
+	if (r.type == MST_T_FILE)	/* notices for each of its names */
+		return re_file_setattr(e, j, r.id, &f);
 	if (r.type == MST_T_MSG)
 		return msg_setattr(e, j, &r.pstore, r.name, r.namelen,
 		    q->path.p, re_dir_len(q->path.p, q->path.len), &f);

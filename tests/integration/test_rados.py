@@ -30,7 +30,10 @@ tests/hostile_client.py):
     message leaving its mailbox;
   - a file opened through server 1 and renamed over or unlinked through
     server 2 stays readable until its last CLOSE or its connection's end,
-    then is gone (OPEN answers ENOENT);
+    then is gone (OPEN answers ENOENT); one held only through a server
+    that is then killed goes once that server's open lease lapses;
+  - a WRITE through server 2 to a file with two names is a CHANGE
+    notice on server 1 for the name in the watched directory;
   - racing cross-directory renames through both servers: two over one
     name both land in some order, NOREPLACE has one winner, one source
     moved to two places moves once, two directories moved into each
@@ -637,6 +640,79 @@ def test_racing_moves_across_dirs(env):
     print("  directory move races (server 1, server 2): %s" % outcomes)
 
 
+def test_dead_openers_references_dropped(env):
+    """A file held open only through a server that is killed (SIGKILL)
+    after its last name went is removed by the others once that server's
+    open lease lapses; one held through a live server stays."""
+    s3 = mstlib.Store(open(env.s1.conf).read()).start()
+    top = BOX + "/dead-open"
+    want(env.a.mkdir(top), 0, "MKDIR " + top)
+    _, f = put(env.a, top + "/held", b"held by a dying server")
+    _, g = put(env.a, top + "/kept", b"held by a live server")
+    c3 = Client(s3.port)
+    o1 = Client(env.s1.port)
+    try:
+        want(by_id(c3, "OPEN", f["id"])[0], 0, "OPEN on server 3")
+        want(by_id(o1, "OPEN", g["id"])[0], 0, "OPEN on server 1")
+        for n in ("held", "kept"):
+            want(env.b.call("UNLINK", hc.s(top + "/" + n))[0], 0,
+                 "UNLINK " + n + " through server 2")
+        s3.kill()
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 30:
+            if by_id(env.b, "GETATTR", f["id"])[0] == errno.ENOENT:
+                break
+            time.sleep(0.2)
+        took = time.monotonic() - t0
+        want(by_id(env.b, "GETATTR", f["id"])[0], errno.ENOENT,
+             "the dead server's orphan is removed")
+        st, parts = o1.call("READ", struct.pack(">QQI", g["id"], 0, 100))
+        want((st, parts[0][16:] if st == 0 else None),
+             (0, b"held by a live server"), "the live server's stays")
+        print("  the dead server's orphan removed %.1f s after the kill"
+              % took)
+    finally:
+        o1.close()
+        c3.close()
+        s3.kill()
+
+
+def test_file_changes_notified_for_each_name(env):
+    """A WRITE by id through server 2 to a file with two names is a
+    CHANGE notice on server 1 for the name in the watched directory, and
+    the listing there shows the new size."""
+    top = BOX + "/fnote"
+    for d in (top, top + "/w", top + "/o"):
+        want(env.a.mkdir(d), 0, "MKDIR " + d)
+    _, f = put(env.a, top + "/o/file", b"1\n")
+    want(env.b.call("LINK", struct.pack(">Q", f["id"]) +
+                    hc.s(top + "/w/name"))[0], 0, "LINK into the watched dir")
+    w = Client(env.s1.port)
+    try:
+        st, parts = w.call("WATCH", hc.s(top + "/w"))
+        want(st, 0, "WATCH on server 1")
+        add = b"2\n"
+        st, _ = env.b.call("WRITE", struct.pack(">QQIQQ", f["id"], 0, 1,
+                                                hc.xxh3(add), len(add)) + add)
+        want(st, 0, "WRITE APPEND through server 2")
+        got = None
+        end = time.monotonic() + 5
+        while got is None and time.monotonic() < end:
+            op, flags, st, rid, p = w.c.recv(end - time.monotonic())
+            if flags & hc.F_NOTICE and op == hc.OP["NOTIFY"]:
+                n = struct.unpack_from(">H", p)[0]
+                m = struct.unpack_from(">H", p, 3 + n)[0]
+                got = (p[2:2 + n].decode(), p[2 + n],
+                       p[5 + n:5 + n + m].decode(),
+                       struct.unpack_from(">Q", p, 5 + n + m)[0])
+        want(got, (top + "/w", 3, "name", f["id"]),
+             "NOTIFY CHANGE on server 1 of a WRITE through server 2")
+        st, parts = env.a.call("READDIR", hc.s(top + "/w"))
+        want(entries(parts)["name"][0]["size"], 4, "the size listed")
+    finally:
+        w.close()
+
+
 def test_unsupported_is_eopnotsupp(env):
     """And SETATTR of a directory and of a message, which are there."""
     st, parts = env.a.call("SETATTR", hc.s(BOX + "/new/across.1") +
@@ -763,6 +839,8 @@ def main():
                    test_link_and_rename_files_across_dirs,
                    test_open_references_across_servers,
                    test_racing_moves_across_dirs,
+                   test_file_changes_notified_for_each_name,
+                   test_dead_openers_references_dropped,
                    test_quota_across_servers,
                    test_unsupported_is_eopnotsupp,
                    test_mount_postfix_delivery,

@@ -37,8 +37,8 @@
  * meanwhile gets one RESET with counter UINT64_MAX.
  *
  * Limits (mstored(8)): one notify object for the whole pool (not 256
- * buckets); the re-reads are one omap read per watched directory, one
- * after another; an UNWATCH is not seen here, so a directory stays in
+ * buckets); the re-reads are one omap read per watched directory (64 in
+ * flight at once); an UNWATCH is not seen here, so a directory stays in
  * the table (re-read, never wrongly notified: the network layer has no
  * watcher for it) until its connection ends.
  */
@@ -260,36 +260,125 @@ send_reset(struct rados_engine *e, const char *path, uint64_t c)
 	e->conf.notice(e->conf.notice_arg, &n);
 }
 
+/* One watched directory's counter read in flight. */
+struct rd {
+	char *path;
+	struct rstore s;
+	rados_read_op_t op;
+	rados_completion_t c;
+	rados_omap_iter_t it;
+	int prval;
+};
+
+/* Start the read of |x|'s state and counter: 0, or an error (then the
+ * slow path decides). */
+static int
+rd_start(struct rados_engine *e, struct rd *x)
+{
+	char kst[RE_KEY_MAX], kc[RE_KEY_MAX];
+	const char *keys[] = { kst, kc };
+	struct rres r;
+	int rc;
+
+	rc = re_resolve(e, x->path, strlen(x->path), &r);	/* cached */
+	if (rc == 0)
+		rc = re_dir_store(&r, &x->s);
+	if (rc < 0)
+		return rc;
+	re_key(kst, &x->s, "st", NULL, 0);
+	re_key(kc, &x->s, "c", NULL, 0);
+	if ((x->op = rados_create_read_op()) == NULL)
+		return -ENOMEM;
+	rados_read_op_omap_get_vals_by_keys(x->op, keys, 2, &x->it,
+	    &x->prval);
+	rc = rados_aio_create_completion2(NULL, NULL, &x->c);
+	if (rc == 0)
+		rc = rados_aio_read_op_operate(x->op, e->io, x->c, x->s.oid,
+		    0);
+	if (rc < 0) {
+		if (x->c)
+			rados_aio_release(x->c);
+		rados_release_read_op(x->op);
+		x->c = NULL;
+		x->op = NULL;
+	}
+	return rc;
+}
+
+/* Wait for |x|'s read: its counter, GONE, or an error (not known now).
+ * A directory that looks removed is read again from the objects. */
+static int
+rd_finish(struct rados_engine *e, struct rd *x, int started, uint64_t *c)
+{
+	struct kvset vals = { 0 };
+	struct rstate st;
+	int rc = started;
+
+	if (started == 0) {
+		rados_aio_wait_for_complete(x->c);
+		rc = rados_aio_get_return_value(x->c);
+		if (rc == 0 && x->prval < 0)
+			rc = x->prval;
+		if (rc == 0)
+			rc = kvset_fill_iter(&vals, x->it);
+		if (x->it)
+			rados_omap_get_end(x->it);
+		rados_aio_release(x->c);
+		rados_release_read_op(x->op);
+		if (rc == 0) {
+			re_state(&x->s, &vals, 1, &st);
+			if (!st.dead && (st.live || st.st_len == 0))
+				*c = st.c;
+			else
+				rc = -ENOENT;
+		}
+		kvset_free(&vals);
+	}
+	if (rc == -ENOENT || rc == -ENOTDIR)
+		return dir_counter(e, x->path, c);	/* sure it is gone? */
+	return rc;
+}
+
 /*
- * Read every watched directory's counter. With |now| (the watch was
- * lost) a counter past the told one gets RESET at once; otherwise only
- * when it was past it at the previous re-read too.
+ * Read every watched directory's counter, RECHECK_WINDOW reads in
+ * flight at once. With |now| (the watch was lost) a counter past the
+ * told one gets RESET at once; otherwise only when it was past it at
+ * the previous re-read too.
  */
+#define RECHECK_WINDOW 64
+
 static void
 recheck(struct rados_engine *e, int now)
 {
-	char **paths = NULL;
+	int started[RECHECK_WINDOW];
+	struct rd *x = NULL;
 	struct wdir *d;
-	size_t n = 0, i;
+	size_t n = 0, i, k;
 	unsigned b;
 	uint64_t c;
 	int reset;
 
 	pthread_mutex_lock(&wt_mu);
 	if (wt_n)
-		paths = calloc(wt_n, sizeof *paths);
-	for (b = 0; paths && b < WT_BUCKETS; b++)
+		x = calloc(wt_n, sizeof *x);
+	for (b = 0; x && b < WT_BUCKETS; b++)
 		for (d = wt[b]; d != NULL; d = d->next)
-			if ((paths[n] = strdup(d->path)) != NULL)
+			if ((x[n].path = strdup(d->path)) != NULL)
 				n++;
 	pthread_mutex_unlock(&wt_mu);
 	atomic_fetch_add(&n_rechecks, 1);
-	for (i = 0; i < n; i++) {
-		if (dir_counter(e, paths[i], &c) < 0)
+	re_cache_job(0);
+	for (i = 0; i < n + RECHECK_WINDOW; i++) {
+		if (i < n)
+			started[i % RECHECK_WINDOW] = rd_start(e, &x[i]);
+		if (i < RECHECK_WINDOW - 1 || i - (RECHECK_WINDOW - 1) >= n)
+			continue;
+		k = i - (RECHECK_WINDOW - 1);	/* the oldest in flight */
+		if (rd_finish(e, &x[k], started[k % RECHECK_WINDOW], &c) < 0)
 			continue;	/* storage trouble: next time */
 		reset = 0;
 		pthread_mutex_lock(&wt_mu);
-		d = wt_find(paths[i], NULL);
+		d = wt_find(x[k].path, NULL);
 		if (d == NULL || d->told == GONE || c <= d->told) {
 			if (d)
 				d->gap = 0;
@@ -302,10 +391,11 @@ recheck(struct rados_engine *e, int now)
 		}
 		pthread_mutex_unlock(&wt_mu);
 		if (reset)
-			send_reset(e, paths[i], c);
-		free(paths[i]);
+			send_reset(e, x[k].path, c);
 	}
-	free(paths);
+	for (i = 0; i < n; i++)
+		free(x[i].path);
+	free(x);
 }
 
 /* --- publishing and receiving --- */

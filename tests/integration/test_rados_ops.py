@@ -215,6 +215,13 @@ def test_dead_notifier_repaired(env):
     periodic re-read of the counters."""
     w = Client(env.s1.port)
     try:
+        # 60 other watched folders ride along: read in parallel, none
+        # moved, none gets a RESET.
+        others = ["r.example/w.%d" % i for i in range(60)]
+        for d in others:
+            want((env.b.mkdir(d), env.b.mkdir(d + "/new")), (0, 0),
+                 "MKDIR " + d)
+            want(w.call("WATCH", hc.s(d + "/new"))[0], 0, "WATCH " + d)
         want(w.call("WATCH", hc.s(BOX + "/cur"))[0], 0, "WATCH")
         oid = m_oid(env, BOX)
         path = os.path.join(env.s1.dir, "c.val")
@@ -227,6 +234,9 @@ def test_dead_notifier_repaired(env):
         resets = [x for x in got if x[2] == 4 and x[1] == BOX + "/cur"]
         want(bool(resets), True, "RESET of %s/cur within %.0f s" % (
             BOX, RESET_BOUND))
+        got += notices(w, time.monotonic() + 3.5)
+        want([x[1] for x in got if x[2] == 4 and x[1] != BOX + "/cur"],
+             [], "RESETs of the 60 folders that did not change")
         print("  RESET %.2f s after the silent commit (counter %d -> %d)"
               % (resets[0][0] - t0, c, c + 1))
     finally:

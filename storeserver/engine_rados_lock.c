@@ -96,8 +96,8 @@ struct rl_wait {
 	struct mst_lock_rep rep;
 };
 
-/* What a watch callback knows: the file. Freed at stop, never before
- * (a callback may still run after its unwatch). */
+/* What a watch callback knows: the file. After its unwatch it waits in
+ * rl.dead until a rados_watch_flush has seen every callback out. */
 struct rl_wctx {
 	struct rl_wctx *next;
 	uint64_t fid;
@@ -110,6 +110,7 @@ struct rl_file {
 	struct rl_wait *waiters;	/* arrival order */
 	uint64_t cookie;
 	int watching;
+	struct rl_wctx *x;	/* the watch's argument, or NULL */
 };
 
 /* A connection of this server that sent LOCK. */
@@ -168,7 +169,7 @@ static struct {
 	struct rl_file *files;
 	struct rl_conn *conns;
 	struct rl_peer *peers;
-	struct rl_wctx *wctx;		/* guarded by mu */
+	struct rl_wctx *dead;		/* unwatched, to free after a flush */
 	uint64_t grants, waits, purged;
 } rl = {
 	.mu = PTHREAD_MUTEX_INITIALIZER,
@@ -346,10 +347,7 @@ file_watch(struct rl_file *f)
 	if (x == NULL)
 		return;		/* polled */
 	x->fid = f->fid;
-	pthread_mutex_lock(&rl.mu);
-	x->next = rl.wctx;
-	rl.wctx = x;
-	pthread_mutex_unlock(&rl.mu);
+	f->x = x;
 	tab_oid(oid, f->fid);
 	rc = rados_watch2(rl.e->io, oid, &f->cookie, on_notify,
 	    on_watch_error, x);
@@ -365,6 +363,26 @@ file_unwatch(struct rl_file *f)
 	if (f->watching)
 		(void)rados_unwatch2(rl.e->io, f->cookie);
 	f->watching = 0;
+	if (f->x != NULL) {
+		f->x->next = rl.dead;
+		rl.dead = f->x;
+		f->x = NULL;
+	}
+}
+
+/* Free the arguments of ended watches once no callback can use them. */
+static void
+dead_free(void)
+{
+	struct rl_wctx *x;
+
+	if (rl.dead == NULL)
+		return;
+	(void)rados_watch_flush(rl.e->cl);
+	while ((x = rl.dead) != NULL) {
+		rl.dead = x->next;
+		free(x);
+	}
 }
 
 /* Drop |f| once no waiter is left. */
@@ -1177,6 +1195,7 @@ tick(void)
 	if (t < rl.next_poll)
 		return;
 	rl.next_poll = t + RL_POLL_MS;
+	dead_free();
 	for (c = rl.conns; c != NULL; c = cn) {
 		cn = c->next;
 		if (c->ended && conn_drop_locks(c))
@@ -1307,9 +1326,9 @@ re_lock_stop(struct rados_engine *e)
 	struct rl_wait *x;
 	struct rl_conn *c;
 	struct rl_peer *p;
-	struct rl_wctx *w;
 	int started;
 
+	(void)e;		/* rl.e since the first LOCK */
 	pthread_mutex_lock(&rl.mu);
 	rl.stop = 1;
 	started = rl.started;
@@ -1326,7 +1345,7 @@ re_lock_stop(struct rados_engine *e)
 		}
 		file_maybe_free(f);
 	}
-	(void)rados_watch_flush(e->cl);
+	dead_free();
 	if (rl.leased)
 		lease_drop(rl.sid);	/* others drop our records at once */
 	log_info("rados: locks: %" PRIu64 " granted, %" PRIu64 " waited, %"
@@ -1340,10 +1359,6 @@ re_lock_stop(struct rados_engine *e)
 	while ((p = rl.peers) != NULL) {
 		rl.peers = p->next;
 		free(p);
-	}
-	while ((w = rl.wctx) != NULL) {
-		rl.wctx = w->next;
-		free(w);
 	}
 	rl.started = 0;
 	rl.leased = 0;

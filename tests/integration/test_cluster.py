@@ -61,6 +61,7 @@ RACE_ROUNDS = 100
 LOCK_ROUNDS = 50
 WRITERS = 2                 # delivering threads per mount
 PER_WRITER_MAX = 3000       # a bound on each writer's deliveries
+PACE = 0.025                # and on their rate: one per 25 ms at most
 DELIVER_TIMEOUT = 20.0      # one delivery slower than this is a failure
 LOAD_BEFORE = 2.0           # seconds of load before each kill
 DOWN_FOR = 4.0              # seconds a killed server stays down
@@ -388,6 +389,7 @@ class Load:
                 self.acked.append((now, name, csum, box, t0))
                 self.log.write("%.3f %s/new/%s %s\n" % (now, box, name, csum))
                 self.slowest = max(self.slowest, now - t0)
+            time.sleep(max(0.0, t0 + PACE - time.monotonic()))
 
     def start(self):
         for mi in range(len(self.mounts)):

@@ -551,7 +551,8 @@ re_bump(rados_write_op_t op, const struct rstore *s, uint64_t old,
 	else
 		re_cmp(op, key, "", 0);
 	set_hex(op, s, "c", new);
-	set_time(op, s, now);
+	if (now >= 0)
+		set_time(op, s, now);
 	if (old >> 8 != new >> 8 && new > RE_LOG_KEEP) {
 		floor = new - RE_LOG_KEEP;
 		re_key(lo, s, "l.", NULL, 0);

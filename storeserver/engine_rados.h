@@ -174,7 +174,9 @@ void re_set(rados_write_op_t op, const char *key, const void *val,
     size_t len);
 void re_rm(rados_write_op_t op, const char *key);
 /* Compare the counter with |old| and set it to |new|, and the dir's
- * mtime; trim the log when it crosses a multiple of 256. */
+ * mtime to |now| unless it is negative (a change of an entry's object,
+ * not of the directory); trim the log when it crosses a multiple of
+ * 256. */
 void re_bump(rados_write_op_t op, const struct rstore *s, uint64_t old,
     uint64_t new, int64_t now);
 /* A log record at counter |c|. */

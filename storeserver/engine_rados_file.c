@@ -211,7 +211,6 @@ change_record(struct rados_engine *e, const struct rstore *s,
 	const struct kv *v;
 	struct rentry en;
 	rados_write_op_t op;
-	int64_t now;
 	int rc, tries;
 
 	re_key(ke, s, "e.", name, nlen);
@@ -228,18 +227,15 @@ change_record(struct rados_engine *e, const struct rstore *s,
 			rc = -ENOMEM;
 			break;
 		}
-		now = re_now();
 		re_guard_live(op, s);
 		re_cmp(op, ke, v->v, v->vlen);
-		re_bump(op, s, st->c, st->c + 1, now);
+		re_bump(op, s, st->c, st->c + 1, -1);	/* the dir's mtime stays */
 		en.size = size;
 		en.moving = 0;
 		re_log(op, s, st->c + 1, MST_EV_CHANGE, &en, name, nlen);
 		rc = re_write(e, s->oid, op);
-		if (rc == 0) {
+		if (rc == 0)
 			st->c++;
-			st->t = (uint64_t)now;
-		}
 		if (rc != -ECANCELED)
 			break;
 	}
@@ -253,8 +249,10 @@ void
 re_file_changed(struct rados_engine *e, struct job *j, uint64_t id,
     const char *except, size_t elen)
 {
+	const char *keys[] = { "a", NULL };
 	char oid[RE_OID_MAX];
-	struct kvset page = { 0 };
+	struct kvset page = { 0 }, vals = { 0 };
+	const struct kv *v;
 	struct fattr f;
 	struct rstate st;
 	struct rstore s;
@@ -263,9 +261,14 @@ re_file_changed(struct rados_engine *e, struct job *j, uint64_t id,
 	size_t i, plen, dl;
 	int more = 0, rc;
 
+	/* Its attributes and names in one read. */
 	re_oid(oid, 'f', id);
-	if (re_fa_read(e, id, &f, NULL, NULL) < 0 ||
-	    re_read(e, oid, NULL, NULL, "n.", "n.", 64, &page, &more) < 0) {
+	rc = re_read(e, oid, keys, &vals, "n.", "n.", 64, &page, &more);
+	if (rc == 0)
+		rc = (v = kvset_get(&vals, "a")) == NULL ? -ENOENT :
+		    fa_decode(v, &f);
+	kvset_free(&vals);
+	if (rc < 0) {
 		kvset_free(&page);
 		return;
 	}

@@ -975,7 +975,7 @@ msg_setattr(struct rados_engine *e, struct job *j, const struct rstore *s,
 		}
 		re_guard_live(op, s);
 		re_cmp(op, ke, v->v, v->vlen);
-		re_bump(op, s, st.c, st.c + 1, now);
+		re_bump(op, s, st.c, st.c + 1, -1);	/* the dir's mtime stays */
 		re_set(op, ke, val, RE_ENTRY_LEN);
 		re_log(op, s, st.c + 1, MST_EV_CHANGE, &en, name, nlen);
 		rc = re_write(e, s->oid, op);
@@ -986,7 +986,6 @@ msg_setattr(struct rados_engine *e, struct job *j, const struct rstore *s,
 			break;
 		}
 		st.c++;
-		st.t = (uint64_t)now;
 		rc = re_reply_entry(j, &en, &st);
 		if (rc == 0 && dir)
 			rc = re_notice(j, dir, dlen, name, nlen, MST_EV_CHANGE,

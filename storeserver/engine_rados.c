@@ -685,6 +685,33 @@ re_make_head(struct rados_engine *e, uint64_t id, uint64_t parent, int kind,
 	return rc;
 }
 
+int
+re_msg_loc(struct rados_engine *e, uint64_t id, struct rstore *s,
+    char key[RE_KEY_MAX])
+{
+	char oid[RE_OID_MAX], loc[RE_OID_MAX + 2 + RE_KEY_MAX + 1], *sp;
+	int rc;
+
+	re_oid(oid, 'b', id);
+	rc = rados_getxattr(e->io, oid, "loc", loc, sizeof loc - 1);
+	if (rc < 0)
+		return rc == -ENOENT || rc == -ENODATA ? -ENOENT :
+		    re_err("getxattr loc", oid, rc);
+	loc[rc] = '\0';
+	sp = strchr(loc, ' ');
+	if (sp == NULL || (size_t)(sp - loc) >= sizeof s->oid ||
+	    strlen(sp + 1) >= RE_KEY_MAX)
+		return re_err("decode loc of", oid, -EIO);
+	memset(s, 0, sizeof *s);
+	memcpy(s->oid, loc, (size_t)(sp - loc));
+	strcpy(key, sp + 1);
+	if ((key[0] == 'N' || key[0] == 'C') && key[1] == '.') {
+		s->pfx[0] = key[0];
+		s->pfx[1] = '.';
+	}
+	return 0;
+}
+
 /* --- resolution --- */
 
 /*

@@ -192,6 +192,11 @@ int re_write(struct rados_engine *e, const char *oid, rados_write_op_t op);
  */
 int re_claim(struct rados_engine *e, const struct rstore *s);
 
+/* Where message |id| is named, from its body's loc xattr ("OID KEY"):
+ * its store (s->dir unknown: 0) and the entry's key. 0, -ENOENT (no
+ * such body) or -EIO. */
+int re_msg_loc(struct rados_engine *e, uint64_t id, struct rstore *s,
+    char key[RE_KEY_MAX]);
 /* Resolve |path| ("" is the root), through the cache of directories. */
 int re_resolve(struct rados_engine *e, const char *path, size_t len,
     struct rres *out);

@@ -115,7 +115,79 @@ orphan_forget(struct rados_engine *e, uint64_t id)
 	(void)re_write(e, ORPHANS, op);	/* a leftover costs one read */
 }
 
-/* --- a name goes --- */
+/* --- one guarded update of a file --- */
+
+/*
+ * What an update does to f.<id>, given its attributes |f| and open count
+ * |on| as read: adds to |op| (which already guards a and on) and
+ * returns 0 to write it, or an error to write nothing.
+ */
+typedef int fa_edit_fn(struct rados_engine *e, uint64_t id, struct fattr *f,
+    uint64_t on, rados_write_op_t op, void *arg);
+
+/* Read f.<id>, edit, write guarded by what was read; again when another
+ * write came first. 0, -ENOENT (no such file), the edit's error, or an
+ * error (logged, |what| names the update). */
+static int
+fa_update(struct rados_engine *e, uint64_t id, fa_edit_fn *edit, void *arg,
+    const char *what)
+{
+	uint8_t raw[RE_FA_LEN];
+	char oid[RE_OID_MAX];
+	struct fattr f;
+	rados_write_op_t op;
+	uint64_t on;
+	int rc, tries;
+
+	re_oid(oid, 'f', id);
+	for (tries = 0; tries < RE_RETRIES; tries++) {
+		rc = re_fa_read(e, id, &f, raw, &on);
+		if (rc < 0)
+			return rc;
+		if ((op = rados_create_write_op()) == NULL)
+			return -ENOMEM;
+		re_cmp(op, "a", raw, RE_FA_LEN);
+		cmp_on(op, on);
+		rc = edit(e, id, &f, on, op, arg);
+		if (rc < 0) {
+			rados_release_write_op(op);
+			return rc;
+		}
+		rc = re_write(e, oid, op);
+		if (rc == 0 || rc == -ENOENT)
+			return rc;
+		if (rc != -ECANCELED)
+			return re_err(what, oid, rc);
+	}
+	return re_err(what, oid, -EAGAIN);	/* too many races */
+}
+
+/* Set the attributes |f| with a new ctime and version. */
+static void
+fa_set_changed(rados_write_op_t op, struct fattr *f)
+{
+	uint8_t val[RE_FA_LEN];
+
+	f->ctime = (uint64_t)re_now();
+	f->ver++;
+	re_fa_encode(f, val);
+	re_set(op, "a", val, RE_FA_LEN);
+}
+
+/* Set (|set|) or remove the name key of |path|. */
+static void
+fa_name(rados_write_op_t op, struct mst_str path, int set)
+{
+	char kn[RE_NKEY_MAX];
+
+	re_name_key(kn, path.p, path.len);
+	if (set)
+		re_set(op, kn, "1", 1);
+	else
+		re_rm(op, kn);
+}
+
+/* --- a name goes, a name moves --- */
 
 void
 re_name_key(char *out, const char *path, size_t len)
@@ -126,128 +198,86 @@ re_name_key(char *out, const char *path, size_t len)
 	out[2 + len] = '\0';
 }
 
+static int
+edit_unlinked(struct rados_engine *e, uint64_t id, struct fattr *f,
+    uint64_t on, rados_write_op_t op, void *arg)
+{
+	int rc;
+
+	if (f->nlink)
+		f->nlink--;
+	if (f->nlink == 0 && on && (rc = orphan_note(e, id)) < 0)
+		return rc;
+	if (f->nlink == 0 && on == 0) {
+		rados_write_op_remove(op);
+		return 0;
+	}
+	fa_set_changed(op, f);
+	fa_name(op, *(struct mst_str *)arg, 0);
+	return 0;
+}
+
 void
 re_file_unlinked(struct rados_engine *e, uint64_t id, const char *path,
     size_t plen)
 {
-	uint8_t raw[RE_FA_LEN], val[RE_FA_LEN];
-	char oid[RE_OID_MAX], kn[RE_NKEY_MAX];
-	struct fattr f;
-	rados_write_op_t op;
-	uint64_t on;
-	int rc, tries;
+	struct mst_str p = { path, (uint16_t)plen };
+	int rc = fa_update(e, id, edit_unlinked, &p, "unlink");
 
-	re_oid(oid, 'f', id);
-	for (tries = 0; tries < RE_RETRIES; tries++) {
-		rc = re_fa_read(e, id, &f, raw, &on);
-		if (rc == -ENOENT)
-			return;
-		if (rc < 0)
-			break;
-		if ((op = rados_create_write_op()) == NULL) {
-			rc = -ENOMEM;
-			break;
-		}
-		re_cmp(op, "a", raw, RE_FA_LEN);
-		cmp_on(op, on);
-		if (f.nlink)
-			f.nlink--;
-		if (f.nlink == 0 && on && orphan_note(e, id) < 0)
-			break;
-		if (f.nlink == 0 && on == 0) {
-			rados_write_op_remove(op);
-		} else {
-			f.ctime = (uint64_t)re_now();
-			f.ver++;
-			re_fa_encode(&f, val);
-			re_set(op, "a", val, RE_FA_LEN);
-			re_name_key(kn, path, plen);
-			re_rm(op, kn);
-		}
-		rc = re_write(e, oid, op);
-		if (rc != -ECANCELED)
-			break;
-	}
 	if (rc < 0 && rc != -ENOENT)
-		log_warn("rados: %s lost a name, its link count not: %s (left "
-		    "for scrub)", oid, strerror(rc == -ECANCELED ? EAGAIN :
-		    -rc));
+		log_warn("rados: file %016" PRIx64 " lost a name, its link "
+		    "count not: %s (left for scrub)", id, strerror(-rc));
+}
+
+static int
+edit_renamed(struct rados_engine *e, uint64_t id, struct fattr *f,
+    uint64_t on, rados_write_op_t op, void *arg)
+{
+	const struct mst_str *names = arg;
+
+	(void)e, (void)id, (void)on;
+	fa_set_changed(op, f);
+	fa_name(op, names[0], 0);
+	fa_name(op, names[1], 1);
+	return 0;
 }
 
 void
 re_file_touch(struct rados_engine *e, uint64_t id, const char *from,
     size_t flen, const char *to, size_t tlen)
 {
-	uint8_t raw[RE_FA_LEN], val[RE_FA_LEN];
-	char oid[RE_OID_MAX], kf[RE_NKEY_MAX], kt[RE_NKEY_MAX];
-	struct fattr f;
-	rados_write_op_t op;
-	int rc, tries;
+	struct mst_str names[2] = { { from, (uint16_t)flen },
+		{ to, (uint16_t)tlen } };
+	int rc = fa_update(e, id, edit_renamed, names, "rename");
 
-	re_oid(oid, 'f', id);
-	for (tries = 0; tries < RE_RETRIES; tries++) {
-		rc = re_fa_read(e, id, &f, raw, NULL);
-		if (rc < 0)
-			break;
-		f.ctime = (uint64_t)re_now();
-		f.ver++;
-		re_fa_encode(&f, val);
-		if ((op = rados_create_write_op()) == NULL) {
-			rc = -ENOMEM;
-			break;
-		}
-		re_cmp(op, "a", raw, RE_FA_LEN);
-		re_set(op, "a", val, RE_FA_LEN);
-		re_name_key(kf, from, flen);
-		re_name_key(kt, to, tlen);
-		re_rm(op, kf);
-		re_set(op, kt, "1", 1);
-		rc = re_write(e, oid, op);
-		if (rc != -ECANCELED)
-			break;
-	}
 	if (rc < 0 && rc != -ENOENT)
-		log_warn("rados: %s: ctime after a rename: %s", oid,
-		    strerror(rc == -ECANCELED ? EAGAIN : -rc));
+		log_warn("rados: file %016" PRIx64 ": ctime after a rename: "
+		    "%s", id, strerror(-rc));
 }
 
 /* --- LINK --- */
 
-/* nlink + |d| of file |id| by CAS: 0, -ENOENT (no file, or no names
- * left when adding), -EMLINK, or an error; |f| the attributes after. */
-static int
-add_link(struct rados_engine *e, uint64_t id, struct mst_str path,
-    struct fattr *f)
-{
-	uint8_t raw[RE_FA_LEN], val[RE_FA_LEN];
-	char oid[RE_OID_MAX], kn[RE_NKEY_MAX];
-	rados_write_op_t op;
-	int rc, tries;
+struct link_arg {
+	struct mst_str path;
+	struct fattr *out;	/* the attributes written */
+};
 
-	re_oid(oid, 'f', id);
-	for (tries = 0; tries < RE_RETRIES; tries++) {
-		rc = re_fa_read(e, id, f, raw, NULL);
-		if (rc < 0)
-			return rc;
-		if (f->nlink == 0)
-			return -ENOENT;	/* as linkat of an unlinked file */
-		if (f->nlink >= 65000)
-			return -EMLINK;
-		f->nlink++;
-		f->ctime = (uint64_t)re_now();
-		f->ver++;
-		re_fa_encode(f, val);
-		if ((op = rados_create_write_op()) == NULL)
-			return -ENOMEM;
-		re_cmp(op, "a", raw, RE_FA_LEN);
-		re_set(op, "a", val, RE_FA_LEN);
-		re_name_key(kn, path.p, path.len);
-		re_set(op, kn, "1", 1);
-		rc = re_write(e, oid, op);
-		if (rc != -ECANCELED)
-			return rc < 0 ? re_err("link", oid, rc) : 0;
-	}
-	return re_err("link (too many races)", oid, -EAGAIN);
+static int
+edit_link(struct rados_engine *e, uint64_t id, struct fattr *f,
+    uint64_t on, rados_write_op_t op, void *arg)
+{
+	struct link_arg *l = arg;
+
+	(void)e, (void)id, (void)on;
+	if (f->nlink == 0)
+		return -ENOENT;		/* as linkat of an unlinked file */
+	if (f->nlink >= 65000)
+		return -EMLINK;
+	f->nlink++;
+	fa_set_changed(op, f);
+	fa_name(op, l->path, 1);
+	*l->out = *f;
+	return 0;
 }
 
 int
@@ -283,7 +313,8 @@ re_op_link(struct rados_engine *e, struct job *j)
 	rc = re_parent_of(e, l->path, &dir, &s, &name, &nlen);
 	if (rc < 0)
 		return rc;
-	rc = add_link(e, l->id, l->path, &f);
+	rc = fa_update(e, l->id, edit_link, &(struct link_arg){ l->path,
+	    &f }, "link");
 	if (rc < 0)
 		return rc;
 	en.mode = f.mode;
@@ -340,6 +371,37 @@ oref_server_count(struct rados_engine *e, uint64_t id)
 	return n;
 }
 
+struct hold_arg {
+	int take;
+	char ko[RE_OID_MAX];	/* o.<this server's incarnation> */
+	int removed;
+};
+
+static int
+edit_hold(struct rados_engine *e, uint64_t id, struct fattr *f, uint64_t on,
+    rados_write_op_t op, void *arg)
+{
+	struct hold_arg *h = arg;
+
+	(void)e, (void)id;
+	h->removed = 0;
+	if (h->take) {
+		re_cmp(op, h->ko, "", 0);
+		re_set(op, h->ko, "1", 1);
+		set_on(op, on + 1);
+		return 0;
+	}
+	re_cmp(op, h->ko, "1", 1);
+	if (on <= 1 && f->nlink == 0) {
+		rados_write_op_remove(op);
+		h->removed = 1;
+		return 0;
+	}
+	re_rm(op, h->ko);
+	set_on(op, on ? on - 1 : 0);
+	return 0;
+}
+
 /*
  * This server starts (|take|) or stops holding file |id|: ONE write of
  * o.<inc> and on; stopping removes the object when it has no name and
@@ -349,45 +411,14 @@ oref_server_count(struct rados_engine *e, uint64_t id)
 static int
 server_hold(struct rados_engine *e, uint64_t id, int take)
 {
-	uint8_t raw[RE_FA_LEN];
-	char oid[RE_OID_MAX], ko[RE_OID_MAX];
-	struct fattr f;
-	rados_write_op_t op;
-	uint64_t on;
-	int rc, tries;
+	struct hold_arg h = { .take = take };
+	int rc;
 
-	re_oid(oid, 'f', id);
-	re_oid(ko, 'o', e->inc);
-	for (tries = 0; tries < RE_RETRIES; tries++) {
-		rc = re_fa_read(e, id, &f, raw, &on);
-		if (rc < 0)
-			return rc;
-		if ((op = rados_create_write_op()) == NULL)
-			return -ENOMEM;
-		cmp_on(op, on);
-		if (take) {
-			re_cmp(op, ko, "", 0);
-			re_set(op, ko, "1", 1);
-			set_on(op, on + 1);
-		} else if (on <= 1 && f.nlink == 0) {
-			re_cmp(op, ko, "1", 1);
-			re_cmp(op, "a", raw, RE_FA_LEN);
-			rados_write_op_remove(op);
-		} else {
-			re_cmp(op, ko, "1", 1);
-			re_rm(op, ko);
-			set_on(op, on ? on - 1 : 0);
-		}
-		rc = re_write(e, oid, op);
-		if (rc == -ECANCELED)
-			continue;
-		if (rc == -ENOENT)
-			return take ? -ENOENT : 0;
-		if (rc == 0 && !take && on <= 1 && f.nlink == 0)
-			orphan_forget(e, id);
-		return rc < 0 ? re_err(take ? "open" : "close", oid, rc) : 0;
-	}
-	return re_err("open/close (too many races)", oid, -EAGAIN);
+	re_oid(h.ko, 'o', e->inc);
+	rc = fa_update(e, id, edit_hold, &h, take ? "open" : "close");
+	if (rc == 0 && h.removed)
+		orphan_forget(e, id);
+	return rc == -ENOENT && !take ? 0 : rc;
 }
 
 /* Take (|d| = 1) or drop (|d| = -1, or all of them with |all|) the

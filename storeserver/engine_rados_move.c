@@ -1004,33 +1004,19 @@ static int
 msg_fsetattr(struct rados_engine *e, struct job *j,
     const struct mst_fsetattr_req *q)
 {
-	char oid[RE_OID_MAX], loc[RE_OID_MAX + 2 + RE_KEY_MAX + 1], *sp, *k;
-	char kst[RE_KEY_MAX], dir[MST_PATH_MAX + 1];
+	char oid[RE_OID_MAX], key[RE_KEY_MAX], kst[RE_KEY_MAX];
+	char dir[MST_PATH_MAX + 1];
 	const char *keys[] = { kst, NULL };
 	struct kvset vals = { 0 };
 	const struct kv *v;
-	struct rstore s = { .pfx = "" };
-	int rc, n;
+	struct rstore s;
+	size_t pl;
+	int rc = re_msg_loc(e, q->id, &s, key), n;
 
-	re_oid(oid, 'b', q->id);
-	rc = rados_getxattr(e->io, oid, "loc", loc, sizeof loc - 1);
 	if (rc < 0)
-		return rc == -ENOENT || rc == -ENODATA ? -ENOENT :
-		    re_err("getxattr loc", oid, rc);
-	loc[rc] = '\0';
-	sp = strchr(loc, ' ');
-	if (sp == NULL || (size_t)(sp - loc) >= sizeof s.oid)
-		return -EIO;
-	memcpy(s.oid, loc, (size_t)(sp - loc));
-	s.oid[sp - loc] = '\0';
-	k = sp + 1;
-	if ((k[0] == 'N' || k[0] == 'C') && k[1] == '.') {
-		s.pfx[0] = k[0];
-		s.pfx[1] = '.';
-		s.pfx[2] = '\0';
-		k += 2;
-	}
-	if (strncmp(k, "e.", 2) != 0)
+		return rc;
+	pl = strlen(s.pfx);
+	if (strncmp(key + pl, "e.", 2) != 0)
 		return -EIO;
 	re_key(kst, &s, "st", NULL, 0);
 	rc = re_read(e, s.oid, keys, &vals, NULL, NULL, 0, NULL, NULL);
@@ -1042,9 +1028,10 @@ msg_fsetattr(struct rados_engine *e, struct job *j,
 	if (rc < 0)
 		return rc;
 	/* Its directory's path for the notice (none if unknown). */
+	re_oid(oid, 'b', q->id);
 	n = rados_getxattr(e->io, oid, "dir", dir, sizeof dir - 1);
-	return msg_setattr(e, j, &s, k + 2, strlen(k + 2), n >= 0 ? dir :
-	    NULL, n >= 0 ? (size_t)n : 0, q);
+	return msg_setattr(e, j, &s, key + pl + 2, strlen(key + pl + 2),
+	    n >= 0 ? dir : NULL, n >= 0 ? (size_t)n : 0, q);
 }
 
 

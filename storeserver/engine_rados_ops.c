@@ -1085,42 +1085,25 @@ re_read_body_range(struct rados_engine *e, struct job *j, uint64_t id,
 static int
 msg_attr(struct rados_engine *e, uint64_t id, struct mst_attr_rep *a)
 {
-	char oid[RE_OID_MAX], loc[RE_OID_MAX + 2 + RE_KEY_MAX + 1], *sp;
-	const char *keys[2] = { NULL, NULL };
+	char key[RE_KEY_MAX];
+	const char *keys[2] = { key, NULL };
 	struct kvset vals = { 0 };
 	const struct kv *v;
 	struct rentry en;
 	struct rstore s;
 	struct rstate st;
-	int rc;
+	int rc = re_msg_loc(e, id, &s, key);
 
-	re_oid(oid, 'b', id);
-	rc = rados_getxattr(e->io, oid, "loc", loc, sizeof loc - 1);
 	if (rc < 0)
-		return rc == -ENOENT || rc == -ENODATA ? -ENOENT :
-		    re_err("getxattr loc", oid, rc);
-	loc[rc] = '\0';
-	sp = strchr(loc, ' ');
-	if (sp == NULL || (size_t)(sp - loc) >= sizeof s.oid)
-		return -EIO;
-	*sp = '\0';
-	memcpy(s.oid, loc, (size_t)(sp - loc) + 1);
-	keys[0] = sp + 1;
+		return rc;
 	rc = re_read(e, s.oid, keys, &vals, NULL, NULL, 0, NULL, NULL);
-	v = rc == 0 ? kvset_get(&vals, sp + 1) : NULL;
+	v = rc == 0 ? kvset_get(&vals, key) : NULL;
 	if (rc == 0 && (v == NULL || ren_decode(v->v, v->vlen, &en) < 0 ||
 	    en.id != id))
 		rc = -ENOENT;	/* expunged, or moved under another name */
 	kvset_free(&vals);
 	if (rc < 0)
 		return rc;
-	s.pfx[0] = '\0';
-	if (sp[1] == 'N' || sp[1] == 'C') {
-		s.pfx[0] = sp[1];
-		s.pfx[1] = '.';
-		s.pfx[2] = '\0';
-	}
-	s.dir = 0;
 	rc = re_store_read(e, &s, NULL, NULL, NULL, &vals, &st);
 	kvset_free(&vals);
 	if (rc < 0)

@@ -315,6 +315,23 @@ def test_setinfo_expunge_seen_across(env):
     want(st, errno.ENOENT, "a second EXPUNGE")
 
 
+def next_notice(w, name, timeout=5.0):
+    """The first NOTIFY for |name| on connection |w| within |timeout|:
+    (path, event, name, id), or None."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        op, flags, st, rid, p = w.c.recv(end - time.monotonic())
+        if flags & hc.F_NOTICE and op == hc.OP["NOTIFY"]:
+            n = struct.unpack_from(">H", p)[0]
+            m = struct.unpack_from(">H", p, 3 + n)[0]
+            got = (p[2:2 + n].decode(), p[2 + n],
+                   p[5 + n:5 + n + m].decode(),
+                   struct.unpack_from(">Q", p, 5 + n + m)[0])
+            if got[2] == name:
+                return got
+    return None
+
+
 def test_notice_across_servers(env):
     w = Client(env.s1.port)
     try:
@@ -323,20 +340,8 @@ def test_notice_across_servers(env):
         t0 = time.monotonic()
         st, a = env.b.deliver("notice.1", b"notice me")
         want(st, 0, "DELIVER through server 2")
-        got = None
-        end = time.monotonic() + 5
-        while got is None and time.monotonic() < end:
-            op, flags, st, rid, p = w.c.recv(end - time.monotonic())
-            if flags & hc.F_NOTICE and op == hc.OP["NOTIFY"]:
-                n = struct.unpack_from(">H", p)[0]
-                path = p[2:2 + n].decode()
-                ev = p[2 + n]
-                m = struct.unpack_from(">H", p, 3 + n)[0]
-                name = p[5 + n:5 + n + m].decode()
-                oid = struct.unpack_from(">Q", p, 5 + n + m)[0]
-                if name == "notice.1":
-                    got = (path, ev, oid)
-        want(got, (BOX + "/new", 1, a["id"]),
+        got = next_notice(w, "notice.1")
+        want(got and (got[0], got[1], got[3]), (BOX + "/new", 1, a["id"]),
              "NOTIFY on server 1 of a delivery through server 2")
         print("  notice after %.1f ms" % ((time.monotonic() - t0) * 1000))
     finally:
@@ -583,6 +588,13 @@ def test_open_references_across_servers(env):
             o2.close()
 
 
+def race_renames(env, r, a, b, flags=0):
+    """RENAME r+a[0] to r+a[1] through server 1 and r+b[0] to r+b[1]
+    through server 2 at once."""
+    return race(lambda: rename(env.a, r + a[0], r + a[1], flags),
+                lambda: rename(env.b, r + b[0], r + b[1], flags))
+
+
 def test_racing_moves_across_dirs(env):
     """Two servers racing cross-directory renames keep the local engine's
     rules: over one name both land in some order (one file left, the
@@ -597,8 +609,7 @@ def test_racing_moves_across_dirs(env):
             want(env.a.mkdir(d), 0, "MKDIR " + d)
         _, fa = put(env.a, r + "/p/a", b"a")
         _, fb = put(env.a, r + "/q/b", b"b")
-        sa, sb = race(lambda: rename(env.a, r + "/p/a", r + "/t/n"),
-                      lambda: rename(env.b, r + "/q/b", r + "/t/n"))
+        sa, sb = race_renames(env, r, ("/p/a", "/t/n"), ("/q/b", "/t/n"))
         want((sa, sb), (0, 0), "round %d: two renames over one name" % i)
         _, n = lookup(env.a, r + "/t/n")
         want(n["id"] in (fa["id"], fb["id"]), True, "round %d: t/n" % i)
@@ -608,24 +619,18 @@ def test_racing_moves_across_dirs(env):
         want((readdir_names(env.b, r + "/p"), readdir_names(env.b, r + "/q"),
               readdir_names(env.b, r + "/t")), ([], [], ["n"]),
              "round %d: the directories after it" % i)
-        _, fc = put(env.a, r + "/p/c", b"c")
-        _, fd = put(env.a, r + "/q/d", b"d")
-        sa, sb = race(lambda: rename(env.a, r + "/p/c", r + "/t/m", 1),
-                      lambda: rename(env.b, r + "/q/d", r + "/t/m", 1))
-        want(sorted([sa, sb]), [0, errno.EEXIST],
-             "round %d: two NOREPLACE renames onto one name" % i)
-        want(len(readdir_names(env.a, r + "/p")) +
-             len(readdir_names(env.a, r + "/q")), 1,
-             "round %d: the loser keeps its name" % i)
-        sa, sb = race(lambda: rename(env.a, r + "/t/n", r + "/p/n"),
-                      lambda: rename(env.b, r + "/t/n", r + "/q/n"))
-        want(sorted([sa, sb]), [0, errno.ENOENT],
-             "round %d: one source renamed to two places" % i)
-        want(len(readdir_names(env.b, r + "/p")) +
-             len(readdir_names(env.b, r + "/q")), 2,
-             "round %d: it moved once" % i)
-        sa, sb = race(lambda: rename(env.a, r + "/x", r + "/y/x"),
-                      lambda: rename(env.b, r + "/y", r + "/x/y"))
+        put(env.a, r + "/p/c", b"c")
+        put(env.a, r + "/q/d", b"d")
+        for (a, b, flags, lose, left, what) in (
+                (("/p/c", "/t/m"), ("/q/d", "/t/m"), 1, errno.EEXIST, 1,
+                 "two NOREPLACE renames onto one name"),
+                (("/t/n", "/p/n"), ("/t/n", "/q/n"), 0, errno.ENOENT, 2,
+                 "one source renamed to two places")):
+            sa, sb = race_renames(env, r, a, b, flags)
+            want(sorted([sa, sb]), [0, lose], "round %d: %s" % (i, what))
+            want(sum(len(readdir_names(env.b, r + d)) for d in ("/p", "/q")),
+                 left, "round %d: %s: what is left" % (i, what))
+        sa, sb = race_renames(env, r, ("/x", "/y/x"), ("/y", "/x/y"))
         want(0 in (sa, sb) and (sa, sb) != (0, 0), True,
              "round %d: x into y and y into x: %d, %d" % (i, sa, sb))
         want(sa in (0, errno.ENOENT, errno.EINVAL) and
@@ -695,17 +700,7 @@ def test_file_changes_notified_for_each_name(env):
         st, _ = env.b.call("WRITE", struct.pack(">QQIQQ", f["id"], 0, 1,
                                                 hc.xxh3(add), len(add)) + add)
         want(st, 0, "WRITE APPEND through server 2")
-        got = None
-        end = time.monotonic() + 5
-        while got is None and time.monotonic() < end:
-            op, flags, st, rid, p = w.c.recv(end - time.monotonic())
-            if flags & hc.F_NOTICE and op == hc.OP["NOTIFY"]:
-                n = struct.unpack_from(">H", p)[0]
-                m = struct.unpack_from(">H", p, 3 + n)[0]
-                got = (p[2:2 + n].decode(), p[2 + n],
-                       p[5 + n:5 + n + m].decode(),
-                       struct.unpack_from(">Q", p, 5 + n + m)[0])
-        want(got, (top + "/w", 3, "name", f["id"]),
+        want(next_notice(w, "name"), (top + "/w", 3, "name", f["id"]),
              "NOTIFY CHANGE on server 1 of a WRITE through server 2")
         st, parts = env.a.call("READDIR", hc.s(top + "/w"))
         want(entries(parts)["name"][0]["size"], 4, "the size listed")

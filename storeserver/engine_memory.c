@@ -18,7 +18,7 @@
  * No directory is touched: the data directory (still required by
  * mstored for its local state) is not read or written by this engine.
  * The room it reports and enforces (STATFS, reserve_bytes, ENOSPC) is
- * the machine's free RAM.
+ * the machine's available RAM.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -102,16 +102,31 @@ memory_ckpt_save(struct engine *e)
 	return 0;
 }
 
+/* Free: MemAvailable (what can still be had without swapping, page
+ * cache included; sysinfo's free RAM leaves that out and can be small on
+ * a busy host), or the free RAM where /proc is not mounted. */
 static int
 memory_space(struct engine *e, uint64_t *total_out, uint64_t *free_out)
 {
+	unsigned long long kib;
 	struct sysinfo si;
+	char line[128];
+	FILE *f;
 
 	(void)e;
 	if (sysinfo(&si) < 0)
 		return -errno;
 	*total_out = (uint64_t)si.totalram * si.mem_unit;
 	*free_out = (uint64_t)si.freeram * si.mem_unit;
+	f = fopen("/proc/meminfo", "re");
+	if (f == NULL)
+		return 0;
+	while (fgets(line, sizeof line, f) != NULL)
+		if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1) {
+			*free_out = (uint64_t)kib * 1024;
+			break;
+		}
+	fclose(f);
 	return 0;
 }
 

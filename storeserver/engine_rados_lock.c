@@ -22,9 +22,11 @@
  *                  of RL_LEASE_S seconds, taken before its first record is
  *                  written and renewed every RL_RENEW_MS. sid = incarnation
  *                  << 16 | epoch. A record whose lease has no locker (its
- *                  server died, or stopped: the lease is unlocked at
+ *                  server died, or stopped: the object is removed at
  *                  close) is dropped by whichever server next reads that
- *                  table, and the waiters it blocked are granted.
+ *                  table, and the waiters it blocked are granted. Its
+ *                  omap w.<token>.<owner> = the owner each POSIX request
+ *                  waiting in this server waits for (deadlock walks).
  *
  * One LOCK: read k.<id>, load it into a fresh lock.c table (one lock_conn
  * per (sid, token), records of dead servers left out), apply the request
@@ -43,13 +45,16 @@
  * epoch (a new sid and lease), and its old records are dropped by
  * everyone once the old lease lapses. Its clients are not told.
  *
+ * EDEADLK: a POSIX request about to wait publishes its blocker under
+ * w. first, then follows the chain of waiting owners (this server's in
+ * memory, others' through their w. keys), at most 10, as lock.c does;
+ * again whenever a retry finds a new blocker.
+ *
  * Differences from lock.c in one server (mstored(8), BACK-ENDS):
- *  - EDEADLK is found along chains of waiting owners of THIS server
- *    only (each server knows its own waiters; they are not in the
- *    table). A cycle through owners on two servers waits until one
- *    gives up (CANCEL, a signal in the caller).
- *  - LOCK_CONN_LOCKS_MAX counts one connection's locks per file.
- *  - A holder's locks outlive a SIGKILLed server by up to RL_LEASE_S.
+ *  - two requests closing one deadlock cycle through two servers at the
+ *    same instant may both get EDEADLK (Linux fails one of them);
+ *  - LOCK_CONN_LOCKS_MAX counts one connection's locks per file;
+ *  - a holder's locks outlive a SIGKILLed server by up to RL_LEASE_S.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -94,6 +99,9 @@ struct rl_wait {
 	int rc;
 	int decided;
 	struct mst_lock_rep rep;
+	/* What this server's w. key for it says (registered set). */
+	int registered;
+	uint64_t rsid, rtok, rown;
 };
 
 /* What a watch callback knows: the file. After its unwatch it waits in
@@ -175,6 +183,8 @@ static struct {
 	.mu = PTHREAD_MUTEX_INITIALIZER,
 	.cv = PTHREAD_COND_INITIALIZER,
 };
+
+static void reg_put(struct rl_wait *x, int set);
 
 static int64_t
 now_ms(void)
@@ -418,8 +428,10 @@ lease_drop(uint64_t sid)
 {
 	char oid[RE_OID_MAX + 8];
 
+	/* The lease and the waiters' keys with it: others read ENOENT,
+	 * which is a dead server. If this fails, the lease lapses. */
 	lease_oid(oid, sizeof oid, sid);
-	(void)rados_unlock(rl.e->io, oid, RL_LOCK_NAME, RL_COOKIE);
+	(void)rados_remove(rl.e->io, oid);
 }
 
 /* The lease was not renewed in time: records under this sid may be
@@ -428,6 +440,8 @@ static void
 fence(void)
 {
 	struct rl_conn *c;
+	struct rl_file *f;
+	struct rl_wait *x;
 
 	log_err("rados: lock lease of sid %016" PRIx64 " not renewed for "
 	    "%d s: its locks may be taken by others and are given up; "
@@ -437,6 +451,11 @@ fence(void)
 	rl.leased = 0;
 	for (c = rl.conns; c != NULL; c = c->next)
 		c->nfids = 0;
+	/* The waiters' keys, under the new sid. */
+	for (f = rl.files; f != NULL; f = f->next)
+		for (x = f->waiters; x != NULL; x = x->next)
+			if (x->registered)
+				reg_put(x, 1);
 }
 
 /* Before a record of this server is written. 0 or -EIO. */
@@ -868,6 +887,169 @@ blocker(const struct rl_work *w, struct lock_conn *lc,
 	*bown = li.owner;
 }
 
+/* ---- this server's waiters, as other servers see them ---- */
+
+/*
+ * Every POSIX request waiting in this server has a key w.<token>.<owner>
+ * in the omap of mst.srv.<sid> naming the owner in its way (sid, token,
+ * owner, 24 bytes little-endian), so that another server can follow a
+ * chain of waiting owners through this one (deadlock_across). Written
+ * before the walk that could find a cycle, so two requests closing one
+ * cycle at the same time both see it (both get EDEADLK: Linux fails
+ * one). Removed when the request ends; the object goes at stop.
+ */
+static void
+reg_key(char *out, size_t cap, uint64_t tok, uint64_t owner)
+{
+	char a[17], b[17];
+
+	re_hex(a, tok);
+	re_hex(b, owner);
+	snprintf(out, cap, "w.%s.%s", a, b);
+}
+
+/* Publish |x|'s blocker, or with |set| 0 withdraw its key. */
+static void
+reg_put(struct rl_wait *x, int set)
+{
+	char oid[RE_OID_MAX + 8], k[40];
+	rados_write_op_t op;
+	uint8_t v[24];
+	int rc;
+
+	if (x->j->req.lock.flags & MST_LKF_FLOCK)
+		return;
+	op = rados_create_write_op();
+	if (op == NULL)
+		return;
+	reg_key(k, sizeof k, x->j->owner, x->j->req.lock.owner);
+	if (set) {
+		er_put64(v, x->bsid);
+		er_put64(v + 8, x->btok);
+		er_put64(v + 16, x->bown);
+		re_set(op, k, v, sizeof v);
+	} else {
+		re_rm(op, k);
+	}
+	lease_oid(oid, sizeof oid, rl.sid);
+	rc = re_write(rl.e, oid, op);
+	if (rc < 0)
+		log_warn("rados: %s waiting owner in %s: %s (deadlocks through "
+		    "it may go unseen)", set ? "publishing a" : "withdrawing a",
+		    oid, strerror(-rc));
+	x->registered = set;
+	x->rsid = x->bsid;
+	x->rtok = x->btok;
+	x->rown = x->bown;
+}
+
+/* The owner (sid, tok, owner) waits for, from its server's keys: 1, or
+ * 0 when it does not wait (or that cannot be read). */
+static int
+reg_get(uint64_t sid, uint64_t tok, uint64_t owner, uint64_t out[3])
+{
+	char oid[RE_OID_MAX + 8], k[40];
+	const char *keys[] = { k, NULL };
+	struct kvset vals = { 0 };
+	const struct kv *v;
+	int rc, found = 0;
+
+	reg_key(k, sizeof k, tok, owner);
+	lease_oid(oid, sizeof oid, sid);
+	rc = re_read(rl.e, oid, keys, &vals, NULL, NULL, 0, NULL, NULL);
+	v = rc == 0 ? kvset_get(&vals, k) : NULL;
+	if (v != NULL && v->vlen == 24) {
+		out[0] = er_get64((const uint8_t *)v->v);
+		out[1] = er_get64((const uint8_t *)v->v + 8);
+		out[2] = er_get64((const uint8_t *)v->v + 16);
+		found = 1;
+	}
+	kvset_free(&vals);
+	return found;
+}
+
+/*
+ * Would POSIX owner (tok, owner), blocked by (bsid, btok, bown), wait
+ * for itself? lock.c's walk of at most 10 waiting owners, through this
+ * server's waiters in memory and other servers' w. keys.
+ */
+static int
+deadlock_across(uint64_t tok, uint64_t owner, uint64_t bsid, uint64_t btok,
+    uint64_t bown)
+{
+	struct rl_wait *w;
+	uint64_t b[3];
+	int i;
+
+	for (i = 0; i < 10; i++) {
+		if (bsid == rl.sid) {
+			w = waiter_of(btok, bown);
+			if (w == NULL)
+				return 0;
+			b[0] = w->bsid;
+			b[1] = w->btok;
+			b[2] = w->bown;
+		} else if (!reg_get(bsid, btok, bown, b)) {
+			return 0;
+		}
+		bsid = b[0];
+		btok = b[1];
+		bown = b[2];
+		if (bsid == rl.sid && btok == tok && bown == owner)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * |x|, already off its file's list, is answered; its key goes (or names
+ * the blocker of another request of the same owner that still waits).
+ */
+static void
+waiter_end(struct rl_wait *x, int rc, const struct mst_lock_rep *rep)
+{
+	struct rl_conn *c = conn_find(x->j->owner, 0);
+	struct rl_wait *o;
+
+	if (c != NULL && c->nwait > 0)
+		c->nwait--;
+	if (x->registered) {
+		o = waiter_of(x->j->owner, x->j->req.lock.owner);
+		if (o != NULL)
+			reg_put(o, 1);
+		else
+			reg_put(x, 0);
+	}
+	finish(x->j, rc, rep);
+	free(x);
+}
+
+/*
+ * A POSIX waiter of |f| (on its list) with a new blocker: published,
+ * then checked for a cycle through other servers. 1 when it ended with
+ * EDEADLK (and is off the list).
+ */
+static int
+waiter_blocked(struct rl_file *f, struct rl_wait *x)
+{
+	struct rl_wait **pp;
+
+	if (x->j->req.lock.flags & MST_LKF_FLOCK)
+		return 0;
+	if (x->registered && x->rsid == x->bsid && x->rtok == x->btok &&
+	    x->rown == x->bown)
+		return 0;
+	reg_put(x, 1);
+	if (!deadlock_across(x->j->owner, x->j->req.lock.owner, x->bsid,
+	    x->btok, x->bown))
+		return 0;
+	for (pp = &f->waiters; *pp != x; pp = &(*pp)->next)
+		;
+	*pp = x->next;
+	waiter_end(x, -EDEADLK, NULL);
+	return 1;
+}
+
 /* ---- the jobs ---- */
 
 static void
@@ -899,6 +1081,10 @@ park(struct job *j, uint64_t bsid, uint64_t btok, uint64_t bown)
 	*pp = w;
 	c->nwait++;
 	rl.waits++;
+	if (waiter_blocked(f, w)) {
+		file_maybe_free(f);
+		return;
+	}
 	if (!f->watching) {
 		file_watch(f);
 		push_retry(fid);	/* a release before the watch */
@@ -913,7 +1099,6 @@ cancel(struct job *j)
 	struct lock_conn *lc = t != NULL ? lock_conn_new(t, NULL) : NULL;
 	struct rl_wait *w, **pp;
 	struct mst_lock_rep rep;
-	struct rl_conn *c;
 	struct rl_file *f;
 	int rc = -ENOMEM;
 
@@ -923,7 +1108,6 @@ cancel(struct job *j)
 	lock_conn_free(lc);
 	lock_table_free(t);
 	if (rc == 0 && (f = file_find(q->id)) != NULL) {
-		c = conn_find(j->owner, 0);
 		for (pp = &f->waiters; (w = *pp) != NULL;) {
 			if (w->j->owner != j->owner ||
 			    w->j->req.lock.owner != q->owner) {
@@ -931,10 +1115,7 @@ cancel(struct job *j)
 				continue;
 			}
 			*pp = w->next;
-			if (c != NULL)
-				c->nwait--;
-			finish(w->j, -EINTR, NULL);
-			free(w);
+			waiter_end(w, -EINTR, NULL);
 		}
 		file_maybe_free(f);
 	}
@@ -1089,8 +1270,7 @@ static void
 run_retry(uint64_t fid)
 {
 	struct rl_file *f = file_find(fid);
-	struct rl_wait *x, **pp;
-	struct rl_conn *c;
+	struct rl_wait *x, *next, **pp;
 
 	if (f == NULL || table_cas(fid, 0, 0, step_retry, f) < 0)
 		return;		/* logged; polled again */
@@ -1100,13 +1280,14 @@ run_retry(uint64_t fid)
 			continue;
 		}
 		*pp = x->next;
-		c = conn_find(x->j->owner, 0);
-		if (c != NULL)
-			c->nwait--;
 		if (x->rc == 0)
 			rl.grants++;
-		finish(x->j, x->rc, &x->rep);
-		free(x);
+		waiter_end(x, x->rc, &x->rep);
+	}
+	/* Those still waiting may wait for someone else now. */
+	for (x = f->waiters; x != NULL; x = next) {
+		next = x->next;
+		(void)waiter_blocked(f, x);
 	}
 	file_maybe_free(f);
 }
@@ -1166,13 +1347,11 @@ run_end(struct job *j)
 				continue;
 			}
 			*pp = x->next;
-			finish(x->j, -EINTR, NULL);
-			free(x);
+			waiter_end(x, -EINTR, NULL);
 		}
 		file_maybe_free(f);
 	}
 	if (c != NULL) {
-		c->nwait = 0;
 		if (conn_drop_locks(c))
 			conn_free(c);
 		else

@@ -17,7 +17,8 @@ every other:
   - the holder's connection closed: its locks are gone and B's waiter is
     granted;
   - CANCEL of a waiting request answers it EINTR; a cycle of two owners
-    of one server waiting for each other is EDEADLK;
+    of one server waiting for each other is EDEADLK, and so is a cycle
+    of owners waiting in two servers; a chain without a cycle waits;
   - mstored killed with SIGKILL while holding a lock: the lock is dropped
     once its lease lapses (the time is printed) and B's waiter is granted;
     a server stopped with SIGTERM gives its locks up at once;
@@ -263,6 +264,30 @@ def test_cancel_and_local_deadlock(env):
         want(a.lock(x, 1, UN)[0], 0, "cleanup")
 
 
+def test_deadlock_across_servers(env):
+    a, b, f, g, h = env.a, env.b, new_fid(), new_fid(), new_fid()
+    want(a.lock(f, 1, WR)[0], 0, "A owner 1: WR f")
+    want(b.lock(g, 2, WR)[0], 0, "B owner 2: WR g")
+    rid = a.send_lock(g, 1, WR, WAIT)       # 1 waits for 2 (on B)
+    a.no_reply(rid, 0.3)
+    want(b.lock(f, 2, WR, WAIT)[0], errno.EDEADLK,
+         "B owner 2: F_SETLKW on f closes a cycle through A")
+    want(b.lock(f, 2, WR, WAIT | FLOCK)[0], 0,
+         "B owner 2: flock on f (flock never deadlocks with POSIX)")
+    want(b.lock(f, 2, UN, FLOCK)[0], 0, "B owner 2: flock unlock")
+    # A chain without a cycle waits: 4 (on B) waits for 1, who waits
+    # for 2, who waits for nobody.
+    want(a.lock(h, 3, WR)[0], 0, "A owner 3: WR h")
+    rid4 = b.send_lock(f, 4, WR, WAIT)
+    b.no_reply(rid4, 0.5)
+    want(b.lock(g, 2, UN)[0], 0, "B owner 2: unlock g")
+    want(a.reply(rid, 10)[0], 0, "A owner 1: granted g")
+    want(a.lock(f, 1, UN)[0], 0, "A owner 1: unlock f")
+    want(b.reply(rid4, 10)[0], 0, "B owner 4: granted f")
+    for c, o, x in ((a, 1, g), (a, 3, h), (b, 4, f)):
+        want(c.lock(x, o, UN)[0], 0, "cleanup")
+
+
 def test_racing_exclusive_locks_one_winner(env):
     out = [None, None]
     fid = new_fid()
@@ -407,6 +432,7 @@ def main():
                    test_flock_across,
                    test_closed_connection_drops_its_locks,
                    test_cancel_and_local_deadlock,
+                   test_deadlock_across_servers,
                    test_racing_exclusive_locks_one_winner,
                    test_server_killed_its_locks_lapse,
                    test_server_stopped_gives_its_locks_up_at_once,

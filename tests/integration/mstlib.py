@@ -55,14 +55,7 @@ NOT_ON_BACKEND = {
     "memory": {
         "shared.test_store_outage_gives_eio_then_recovers": _NO_RESTART,
     },
-    "rados": {
-        "posix.rename": "a directory renamed over an empty one is still "
-        "found by LOOKUP under its old name (READDIR no longer lists it)",
-        "posix.rename_open": "RENAME does not change the renamed file's "
-        "ctime",
-        "posix.x_append_both": "WRITE sends no change notice, so another "
-        "mount sees an append without a lock only once its cache expires",
-    },
+    "rados": {},
 }
 
 

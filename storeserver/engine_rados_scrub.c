@@ -14,7 +14,8 @@
  *     meanwhile stays);
  *  4. each body: named by an entry, its checksum verified (|verify|) and
  *     its size added to its mailbox (xattr mbox, the same that gives
- *     usage back when a body goes); named by none and older than |grace|
+ *     usage back when a body goes; an unnamed one within |grace| counts
+ *     too: a delivery in flight); named by none and older than |grace|
  *     (object mtime), an orphan: a DELIVER whose server died between the
  *     body and the entry, a loser of a race whose removal failed, an
  *     EXPUNGE that stopped after the entry. Before it goes its loc entry
@@ -510,8 +511,10 @@ loc_names(struct scrub *sc, uint64_t id, char *loc, size_t cap, int *len)
 }
 
 /* An orphan body older than the grace period goes, guarded by its loc
- * (a body renamed meanwhile has a new loc and stays). */
-static void
+ * (a body renamed meanwhile has a new loc and stays). Returns 1 when it
+ * stays: young (a delivery in flight, whose reservation counts), or
+ * named after all. */
+static int
 orphan(struct scrub *sc, uint64_t id)
 {
 	char oid[RE_OID_MAX], loc[RE_OID_MAX + 2 + RE_KEY_MAX + 1];
@@ -523,20 +526,22 @@ orphan(struct scrub *sc, uint64_t id)
 	re_oid(oid, 'b', id);
 	rc = rados_stat(sc->e->io, oid, &size, &mt);
 	if (rc < 0)
-		return;		/* removed meanwhile */
-	if ((uint64_t)(time(NULL) - mt) < sc->grace) {
+		return 0;	/* removed meanwhile */
+	/* Signed: a server whose clock runs ahead writes mtimes in the
+	 * future, and those bodies are young. */
+	if ((int64_t)time(NULL) - (int64_t)mt < (int64_t)sc->grace) {
 		sc->young++;
-		return;
+		return 1;
 	}
 	if (loc_names(sc, id, loc, sizeof loc, &len)) {
 		sc->kept_moved++;	/* named again during the pass */
-		return;
+		return 1;
 	}
 	sc->orphans++;
 	if (sc->dry_run)
-		return;
+		return 0;
 	if ((op = rados_create_write_op()) == NULL)
-		return;
+		return 0;
 	if (len >= 0)
 		rados_write_op_cmpxattr(op, "loc", LIBRADOS_CMPXATTR_OP_EQ,
 		    loc, (size_t)len);
@@ -552,6 +557,7 @@ orphan(struct scrub *sc, uint64_t id)
 		sc->errors++;
 		log_warn("rados: scrub: removing %s: %s", oid, strerror(-rc));
 	}
+	return 0;
 }
 
 static int
@@ -578,20 +584,21 @@ check_bodies(struct scrub *sc)
 	struct qsnap *q;
 	uint64_t id, size;
 	size_t i;
-	int n;
+	int n, named;
 
 	qsort(sc->named.v, sc->named.n, sizeof *sc->named.v, u64_cmp);
 	for (i = 0; i < sc->bodies.n; i++) {
 		progress(sc, "bodies checked", i, sc->bodies.n);
 		id = sc->bodies.v[i];
 		re_oid(oid, 'b', id);
-		if (!idvec_has(&sc->named, id)) {
-			orphan(sc, id);
+		named = idvec_has(&sc->named, id);
+		/* A young unnamed body is a delivery in flight: its
+		 * reservation counts (usage too high, never too low). */
+		if (!named && !orphan(sc, id))
 			continue;
-		}
 		if (rados_stat(sc->e->io, oid, &size, NULL) < 0)
 			continue;	/* expunged meanwhile */
-		if (sc->verify && verify_body(sc, oid, size)) {
+		if (named && sc->verify && verify_body(sc, oid, size)) {
 			sc->bad_bodies++;
 			damage(sc, "%s: body checksum mismatch (%" PRIu64
 			    " bytes)", oid, size);

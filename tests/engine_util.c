@@ -611,7 +611,8 @@ t_dump(struct tengine *t)
 		v = realloc(v, (n + 1) * sizeof *v);
 		v[n++] = s;
 	}
-	qsort(v, n, sizeof *v, cmp_lines);
+	if (n > 0)		/* an empty store: v is NULL */
+		qsort(v, n, sizeof *v, cmp_lines);
 	sb_add(&out, "");
 	for (i = 0; i < n; i++)
 		sb_add(&out, v[i]);

@@ -35,7 +35,7 @@ mkdir "$tmp/w" || exit 99
 # cluster-bench ends what it started on SIGTERM, which timeout(1) sends.
 t0=$(date +%s)
 timeout 240 "$srcdir/tools/cluster-bench" --build "$build" --servers 1,2 \
-    --warmup 0 --measure 2 --margin 4 -w 2 -m 5 --no-install \
+    --warmup 0 --measure 2 --margin 6 -w 2 -m 5 --no-install \
     --workdir "$tmp/w" --json "$tmp/r.json" >"$tmp/out" 2>"$tmp/err"
 rc=$?
 t1=$(date +%s)

@@ -169,11 +169,19 @@ static struct {
 	int started;			/* guarded by mu */
 	pthread_t thr;
 	struct rados_engine *e;
-	/* The thread's own from here on. */
+	/* The lease, renewed by its own thread so that slow lock work
+	 * never delays it. */
+	pthread_cond_t lcv;
+	pthread_t lthr;
+	int lstarted;
+	int leased;			/* guarded by mu */
+	uint64_t lease_sid;		/* guarded by mu */
+	int64_t lease_ok;		/* guarded by mu: send time of the
+					   last renewal that succeeded */
+	int lease_lost;			/* guarded by mu: renewal said ENOENT */
+	/* The lock thread's own from here on. */
 	uint64_t sid;
-	int leased;
-	int64_t lease_ok;		/* send time of the last renewal */
-	int64_t next_renew, next_poll;
+	int64_t next_poll;
 	struct rl_file *files;
 	struct rl_conn *conns;
 	struct rl_peer *peers;
@@ -182,6 +190,7 @@ static struct {
 } rl = {
 	.mu = PTHREAD_MUTEX_INITIALIZER,
 	.cv = PTHREAD_COND_INITIALIZER,
+	.lcv = PTHREAD_COND_INITIALIZER,
 };
 
 static void reg_put(struct rl_wait *x, int set);
@@ -446,9 +455,11 @@ fence(void)
 	log_err("rados: lock lease of sid %016" PRIx64 " not renewed for "
 	    "%d s: its locks may be taken by others and are given up; "
 	    "continuing under a new lease", rl.sid, RL_FENCE_MS / 1000);
+	pthread_mutex_lock(&rl.mu);
+	rl.leased = 0;
+	pthread_mutex_unlock(&rl.mu);
 	lease_drop(rl.sid);
 	rl.sid++;
-	rl.leased = 0;
 	for (c = rl.conns; c != NULL; c = c->next)
 		c->nfids = 0;
 	/* The waiters' keys, under the new sid. */
@@ -458,16 +469,75 @@ fence(void)
 				reg_put(x, 1);
 }
 
+/* Is the lease held but no longer to be trusted? */
+static int
+lease_lapsing(void)
+{
+	int bad;
+
+	pthread_mutex_lock(&rl.mu);
+	bad = rl.leased && (rl.lease_lost ||
+	    now_ms() - rl.lease_ok > RL_FENCE_MS);
+	pthread_mutex_unlock(&rl.mu);
+	return bad;
+}
+
+/* The lease thread: renews the lease every RL_RENEW_MS while held. */
+static void *
+lease_main(void *arg)
+{
+	struct timespec ts;
+	uint64_t sid;
+	int64_t t0;
+	int rc;
+
+	(void)arg;
+	pthread_mutex_lock(&rl.mu);
+	while (!rl.stop) {
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += RL_RENEW_MS / 1000;
+		(void)pthread_cond_timedwait(&rl.lcv, &rl.mu, &ts);
+		if (rl.stop || !rl.leased || rl.lease_lost)
+			continue;
+		/* Past RL_FENCE_MS others may have found it lapsed and
+		 * dropped its records (and remember it dead): never renewed
+		 * again, whatever the OSD would say now. */
+		if (now_ms() - rl.lease_ok > RL_FENCE_MS) {
+			rl.lease_lost = 1;
+			continue;
+		}
+		sid = rl.lease_sid;
+		pthread_mutex_unlock(&rl.mu);
+		t0 = now_ms();
+		rc = lease_lock(sid, LIBRADOS_LOCK_FLAG_MUST_RENEW);
+		if (rc < 0)
+			log_warn("rados: renewing the lock lease of sid %016"
+			    PRIx64 ": %s", sid, strerror(-rc));
+		pthread_mutex_lock(&rl.mu);
+		if (!rl.leased || rl.lease_sid != sid)
+			continue;
+		if (rc == 0)
+			rl.lease_ok = t0;
+		else if (rc == -ENOENT)
+			rl.lease_lost = 1;	/* lapsed and taken away */
+	}
+	pthread_mutex_unlock(&rl.mu);
+	return NULL;
+}
+
 /* Before a record of this server is written. 0 or -EIO. */
 static int
 lease_ensure(void)
 {
 	int64_t t0 = now_ms();
-	int rc;
+	int rc, leased;
 
-	if (rl.leased && t0 - rl.lease_ok > RL_FENCE_MS)
+	if (lease_lapsing())
 		fence();
-	if (rl.leased)
+	pthread_mutex_lock(&rl.mu);
+	leased = rl.leased;
+	pthread_mutex_unlock(&rl.mu);
+	if (leased)
 		return 0;
 	rc = lease_lock(rl.sid, 0);
 	if (rc < 0) {
@@ -475,28 +545,19 @@ lease_ensure(void)
 		    ": %s", rl.sid, strerror(-rc));
 		return -EIO;
 	}
+	pthread_mutex_lock(&rl.mu);
 	rl.leased = 1;
+	rl.lease_sid = rl.sid;
 	rl.lease_ok = t0;
-	rl.next_renew = t0 + RL_RENEW_MS;
-	return 0;
-}
-
-static void
-lease_renew(void)
-{
-	int64_t t0 = now_ms();
-	int rc = lease_lock(rl.sid, LIBRADOS_LOCK_FLAG_MUST_RENEW);
-
-	if (rc == 0) {
-		rl.lease_ok = t0;
-		rl.next_renew = t0 + RL_RENEW_MS;
-		return;
-	}
-	log_warn("rados: renewing the lock lease of sid %016" PRIx64 ": %s",
-	    rl.sid, strerror(-rc));
-	rl.next_renew = now_ms() + 500;
-	if (rc == -ENOENT || now_ms() - rl.lease_ok > RL_FENCE_MS)
-		fence();
+	rl.lease_lost = 0;
+	if (!rl.lstarted)
+		rl.lstarted = pthread_create(&rl.lthr, NULL, lease_main,
+		    NULL) == 0;
+	rc = rl.lstarted ? 0 : -EIO;
+	pthread_mutex_unlock(&rl.mu);
+	if (rc < 0)
+		log_err("rados: starting the lock lease thread failed");
+	return rc;
 }
 
 /* Is the server that wrote records under |sid| gone? */
@@ -1369,8 +1430,8 @@ tick(void)
 	struct rl_conn *c, *cn;
 	int64_t t = now_ms();
 
-	if (rl.leased && t >= rl.next_renew)
-		lease_renew();
+	if (lease_lapsing())
+		fence();
 	if (t < rl.next_poll)
 		return;
 	rl.next_poll = t + RL_POLL_MS;
@@ -1424,8 +1485,6 @@ lock_main(void *arg)
 		pthread_mutex_lock(&rl.mu);
 		while (rl.qh == NULL && !rl.stop) {
 			due = rl.next_poll;
-			if (rl.leased && rl.next_renew < due)
-				due = rl.next_renew;
 			if (rl.files == NULL && !rl.leased)
 				due = now_ms() + 60000;
 			due -= now_ms();
@@ -1478,9 +1537,11 @@ re_lock_submit(struct rados_engine *e, struct job *j)
 		rl.e = e;
 		rl.sid = e->inc << 16 | 1;
 		pthread_cond_destroy(&rl.cv);
+		pthread_cond_destroy(&rl.lcv);
 		pthread_condattr_init(&ca);
 		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 		pthread_cond_init(&rl.cv, &ca);
+		pthread_cond_init(&rl.lcv, &ca);
 		pthread_condattr_destroy(&ca);
 		rc = pthread_create(&rl.thr, NULL, lock_main, NULL);
 		rl.started = rc == 0;
@@ -1505,17 +1566,23 @@ re_lock_stop(struct rados_engine *e)
 	struct rl_wait *x;
 	struct rl_conn *c;
 	struct rl_peer *p;
-	int started;
+	int started, lstarted;
 
 	(void)e;		/* rl.e since the first LOCK */
 	pthread_mutex_lock(&rl.mu);
 	rl.stop = 1;
 	started = rl.started;
 	pthread_cond_signal(&rl.cv);
+	pthread_cond_signal(&rl.lcv);
 	pthread_mutex_unlock(&rl.mu);
 	if (!started)
 		return;
 	pthread_join(rl.thr, NULL);
+	pthread_mutex_lock(&rl.mu);
+	lstarted = rl.lstarted;		/* set by the lock thread only */
+	pthread_mutex_unlock(&rl.mu);
+	if (lstarted)
+		pthread_join(rl.lthr, NULL);
 	while ((f = rl.files) != NULL) {
 		while ((x = f->waiters) != NULL) {
 			f->waiters = x->next;
@@ -1540,5 +1607,6 @@ re_lock_stop(struct rados_engine *e)
 		free(p);
 	}
 	rl.started = 0;
+	rl.lstarted = 0;
 	rl.leased = 0;
 }

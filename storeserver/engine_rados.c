@@ -31,6 +31,8 @@
  *                      attributes {size mode uid gid nlink times ver
  *                      parent}; replaced by write_full guarded by a.
  *   mst.ntf            watched by every server: change notices.
+ *   k.<id>, mst.srv.<sid>  lock tables and server leases: LOCK across
+ *                      servers (engine_rados_lock.c).
  *   q.<mailbox>        omap u = the mailbox's usage (bytes, messages),
  *                      reserved by CAS before a body is written
  *                      (engine_rados_quota.c).
@@ -56,7 +58,7 @@
  * per shard, below Ceph's 200,000-key large-omap warning; LIST then
  * reads the counter of every shard and raises the lower ones to the
  * highest before reading their logs); expiry of i.<idem> records;
- * OPEN references, LINK and cross-server locks; 256 notice buckets
+ * OPEN references and LINK; 256 notice buckets
  * instead of one mst.ntf; a scrub of orphan bodies.
  *
  * Timeouts: rados_osd_op_timeout, rados_mon_op_timeout and

@@ -414,12 +414,13 @@ stats(struct engine *e, struct job *j)
 			log_bytes += e->segs[no]->size;
 		}
 	n = snprintf(buf, sizeof buf,
-	    "engine=local\nmessages=%llu\nmessage_bytes=%llu\nnodes=%llu\n"
+	    "engine=%s\nmessages=%llu\nmessage_bytes=%llu\nnodes=%llu\n"
 	    "files=%llu\nopen_orphans=%llu\n"
 	    "mailboxes=%llu\nsegments=%llu\nlog_bytes=%llu\nlsn=%llu\n"
 	    "batches=%llu\nbatched_records=%llu\nsyncs=%llu\n"
 	    "compactions=%llu\nrelocated_bytes=%llu\n"
 	    "index_bytes_estimate=%llu\n",
+	    e->media == &store_memory ? "memory" : "local",
 	    (unsigned long long)ix->msgs, (unsigned long long)ix->bytes,
 	    (unsigned long long)ix->nodes, (unsigned long long)ix->nfiles,
 	    (unsigned long long)ix->orphans, (unsigned long long)ix->nmbox,

@@ -2246,6 +2246,9 @@ START_TEST(memory_store_writes_no_file_and_restarts_empty)
 	ck_assert_int_eq(t_admin(&T, "checkpoint", NULL, 0), 0);
 	ck_assert_int_eq(t_admin(&T, "scrub", text, sizeof text), 0);
 	ck_assert_ptr_nonnull(strstr(text, "bad_records=0"));
+	ck_assert_int_eq(t_admin(&T, "stats", text, sizeof text), 0);
+	ck_assert_msg(strncmp(text, "engine=memory\n", 14) == 0, "stats: %s",
+	    text);
 	/* A failed batch rolls back by replay from the memory checkpoint. */
 	ck_assert_int_eq(t_deliver(&T, "m", MST_SUB_NEW, "2", "two", 3, NULL,
 	    NULL), 0);

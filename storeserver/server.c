@@ -690,6 +690,26 @@ job_submit(struct conn *c, struct job *j)
 	conn_update(c);
 }
 
+/* One internal job for |c|'s token (j->owner), |op| an ENG_OP_*; it
+ * keeps the conn alive until it completes, and gets no reply. */
+static void
+owner_job(struct conn *c, uint8_t op, const char *oom)
+{
+	struct job *j;
+
+	if (c->srv->ops == NULL)
+		return;
+	j = calloc(1, sizeof *j);
+	if (j == NULL) {
+		log_err("%s: out of memory %s", c->peer, oom);
+		return;
+	}
+	j->op = op;
+	j->max_frame = c->max_frame;
+	j->conn = c;
+	job_submit(c, j);
+}
+
 /*
  * |c| has ended after an OPEN or a WATCH: have the engine drop the
  * references it still holds, so that files unlinked while open are
@@ -701,21 +721,8 @@ job_submit(struct conn *c, struct job *j)
 static void
 close_owner(struct conn *c)
 {
-	struct server *srv = c->srv;
-	struct job *j;
-
-	if (srv->ops == NULL)
-		return;
-	j = calloc(1, sizeof *j);
-	if (j == NULL) {
-		log_err("%s: out of memory closing its open files; they stay "
-		    "referenced until restart", c->peer);
-		return;
-	}
-	j->op = ENG_OP_CLOSE_OWNER;
-	j->max_frame = c->max_frame;
-	j->conn = c;
-	job_submit(c, j);
+	owner_job(c, ENG_OP_CLOSE_OWNER, "closing its open files; they stay "
+	    "referenced until restart");
 }
 
 /*
@@ -725,21 +732,9 @@ close_owner(struct conn *c)
 static void
 unlock_owner(struct conn *c)
 {
-	struct job *j;
-
 	c->elocks = 0;
-	if (c->srv->ops == NULL)
-		return;
-	j = calloc(1, sizeof *j);
-	if (j == NULL) {
-		log_err("%s: out of memory releasing its locks; they stay "
-		    "until its server restarts", c->peer);
-		return;
-	}
-	j->op = ENG_OP_UNLOCK_OWNER;
-	j->max_frame = c->max_frame;
-	j->conn = c;
-	job_submit(c, j);
+	owner_job(c, ENG_OP_UNLOCK_OWNER, "releasing its locks; they stay "
+	    "until its server restarts");
 }
 
 /* Send the reply frames of a completed job. */

@@ -38,6 +38,9 @@ tests/hostile_client.py):
     name both land in some order, NOREPLACE has one winner, one source
     moved to two places moves once, two directories moved into each
     other never both move;
+  - racing LINKs of two files onto one name have one winner and leave
+    the loser's link count alone; a LINK racing the UNLINK of the file's
+    last name leaves the file with exactly the names it has;
   - with quota_bytes set, 16 deliveries at once through two servers store
     exactly what fits, an EXPUNGE gives room back, a retry is not
     counted twice;
@@ -645,6 +648,48 @@ def test_racing_moves_across_dirs(env):
     print("  directory move races (server 1, server 2): %s" % outcomes)
 
 
+def test_racing_links(env):
+    """LINK of two files onto one name through both servers: one wins,
+    the loser's link count is unchanged; LINK against the UNLINK of the
+    file's last name: the file ends with exactly the names it has."""
+    top = BOX + "/lr"
+    want(env.a.mkdir(top), 0, "MKDIR " + top)
+    outcomes = {}
+    for i in range(ROUNDS // 10):
+        _, fa = put(env.a, "%s/a.%d" % (top, i), b"a")
+        _, fb = put(env.a, "%s/b.%d" % (top, i), b"b")
+        to = "%s/l.%d" % (top, i)
+        sa, sb = race(
+            lambda: env.a.call("LINK", struct.pack(">Q", fa["id"]) +
+                               hc.s(to))[0],
+            lambda: env.b.call("LINK", struct.pack(">Q", fb["id"]) +
+                               hc.s(to))[0])
+        want(sorted([sa, sb]), [0, errno.EEXIST],
+             "round %d: two LINKs onto one name" % i)
+        won, lost = (fa, fb) if sa == 0 else (fb, fa)
+        want((lookup(env.b, to)[1]["id"],
+              by_id(env.b, "GETATTR", won["id"])[1]["nlink"],
+              by_id(env.b, "GETATTR", lost["id"])[1]["nlink"]),
+             (won["id"], 2, 1), "round %d: the names and link counts" % i)
+        last = "%s/%s.%d" % (top, "b" if lost is fb else "a", i)
+        sl, su = race(
+            lambda: env.a.call("LINK", struct.pack(">Q", lost["id"]) +
+                               hc.s("%s/m.%d" % (top, i)))[0],
+            lambda: env.b.call("UNLINK", hc.s(last))[0])
+        want(su, 0, "round %d: UNLINK of the last name" % i)
+        want(sl in (0, errno.ENOENT), True, "round %d: LINK %d" % (i, sl))
+        st, a = by_id(env.a, "GETATTR", lost["id"])
+        named = lookup(env.a, "%s/m.%d" % (top, i))[0] == 0
+        if sl == 0:
+            want((st, a["nlink"], named), (0, 1, True),
+                 "round %d: linked before the unlink took it" % i)
+        else:
+            want((st, named), (errno.ENOENT, False),
+                 "round %d: unlinked first, gone" % i)
+        outcomes[sl] = outcomes.get(sl, 0) + 1
+    print("  LINK against the last UNLINK: %s" % outcomes)
+
+
 def test_dead_openers_references_dropped(env):
     """A file held open only through a server that is killed (SIGKILL)
     after its last name went is removed by the others once that server's
@@ -834,6 +879,7 @@ def main():
                    test_link_and_rename_files_across_dirs,
                    test_open_references_across_servers,
                    test_racing_moves_across_dirs,
+                   test_racing_links,
                    test_file_changes_notified_for_each_name,
                    test_dead_openers_references_dropped,
                    test_quota_across_servers,

@@ -342,6 +342,19 @@ struct fattr {
 };
 
 void re_fa_encode(const struct fattr *a, uint8_t out[RE_FA_LEN]);
+/*
+ * What an update does to f.<id>, given its attributes |f| and open count
+ * |on| as read: adds to |op| (which already guards a and on) and returns
+ * 0 to write it, 1 to write nothing, or an error to write nothing.
+ */
+typedef int re_fa_edit_fn(struct rados_engine *e, uint64_t id,
+    struct fattr *f, uint64_t on, rados_write_op_t op, void *arg);
+/* Read f.<id>, edit, write guarded by what was read; again when another
+ * write came first (engine_rados_link.c). 0, 1 (the edit wrote
+ * nothing), -ENOENT (no such file), the edit's error, or an error
+ * (logged, |what| names the update). */
+int re_fa_update(struct rados_engine *e, uint64_t id, re_fa_edit_fn *edit,
+    void *arg, const char *what);
 /* f.<id>'s attributes, the raw value (may be NULL) for a cmp guard and
  * its open count (may be NULL): 0, -ENOENT or an error. */
 int re_fa_read(struct rados_engine *e, uint64_t id, struct fattr *a,

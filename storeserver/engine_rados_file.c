@@ -292,6 +292,36 @@ re_file_changed(struct rados_engine *e, struct job *j, uint64_t id,
 	kvset_free(&page);
 }
 
+/* An update's request and the attributes it wrote. */
+struct fedit {
+	const struct job *j;
+	const struct mst_fsetattr_req *sa;	/* SETATTR and FSETATTR */
+	uint64_t max;		/* e->conf.max_body */
+	struct fattr out;
+};
+
+static int
+edit_replace(struct rados_engine *e, uint64_t id, struct fattr *f,
+    uint64_t on, rados_write_op_t op, void *arg)
+{
+	struct fedit *x = arg;
+	const struct job *j = x->j;
+	uint8_t val[FA_LEN];
+	int64_t now = re_now();
+
+	(void)e, (void)id, (void)on;
+	f->size = j->body_len;
+	f->mtime = j->req.put.mtime_ns ? j->req.put.mtime_ns : (uint64_t)now;
+	f->ctime = (uint64_t)now;
+	f->ver++;
+	re_fa_encode(f, val);
+	rados_write_op_write_full(op, j->body_len ? (const char *)j->body :
+	    "", j->body_len);
+	re_set(op, "a", val, FA_LEN);
+	x->out = *f;
+	return 0;
+}
+
 /* Replace the contents of file |id| (named |name| in |s|): one guarded
  * write_full, then a CHANGE record in each of its names' directories. */
 static int
@@ -299,42 +329,15 @@ file_replace(struct rados_engine *e, struct job *j, const struct rstore *s,
     uint64_t id, const char *name, size_t nlen, struct mst_attr_rep *rep)
 {
 	const struct mst_put_req *q = &j->req.put;
-	char oid[RE_OID_MAX];
-	uint8_t raw[FA_LEN], val[FA_LEN];
 	struct rstate st = { 0 };
-	struct fattr f;
-	rados_write_op_t op;
-	int64_t now;
-	int rc, tries;
+	struct fedit x = { .j = j };
+	int rc = re_fa_update(e, id, edit_replace, &x, "put");
 
-	re_oid(oid, 'f', id);
-	for (tries = 0; tries < RE_RETRIES; tries++) {
-		rc = re_fa_read(e, id, &f, raw, NULL);
-		if (rc < 0)
-			return rc;
-		now = re_now();
-		f.size = j->body_len;
-		f.mtime = q->mtime_ns ? q->mtime_ns : (uint64_t)now;
-		f.ctime = (uint64_t)now;
-		f.ver++;
-		re_fa_encode(&f, val);
-		if ((op = rados_create_write_op()) == NULL)
-			return -ENOMEM;
-		re_cmp(op, "a", raw, FA_LEN);
-		rados_write_op_write_full(op, j->body_len ?
-		    (const char *)j->body : "", j->body_len);
-		re_set(op, "a", val, FA_LEN);
-		rc = re_write(e, oid, op);
-		if (rc == 0)
-			break;
-		if (rc != -ECANCELED)
-			return re_err("put", oid, rc);
-	}
-	if (tries == RE_RETRIES)
-		return re_err("put (too many races)", oid, -EAGAIN);
-	fa_attr(id, &f, &rep->attr);
+	if (rc < 0)
+		return rc;
+	fa_attr(id, &x.out, &rep->attr);
 	/* The CHANGE records: best effort, the contents are in already. */
-	(void)change_record(e, s, name, nlen, id, f.size, &st);
+	(void)change_record(e, s, name, nlen, id, x.out.size, &st);
 	re_file_changed(e, j, id, q->path.p, q->path.len);
 	rep->dir_change = st.c;
 	rep->dir_mtime_ns = st.t;
@@ -550,52 +553,52 @@ reply_fa(struct rados_engine *e, struct job *j, uint64_t id,
  * of it. Phase 1 sends no notice for it (the file's names are not kept
  * with it yet).
  */
+static int
+edit_write(struct rados_engine *e, uint64_t id, struct fattr *f,
+    uint64_t on, rados_write_op_t op, void *arg)
+{
+	struct fedit *x = arg;
+	const struct mst_write_req *q = &x->j->req.write;
+	uint64_t off = (q->flags & MST_WR_APPEND) ? f->size : q->offset,
+	    len = x->j->body_len;
+	uint8_t val[FA_LEN];
+
+	(void)e, (void)id, (void)on;
+	x->out = *f;
+	if (off > x->max || len > x->max - off)
+		return -EFBIG;
+	if (len == 0)
+		return 1;
+	if (off + len > f->size)
+		f->size = off + len;
+	f->mtime = f->ctime = (uint64_t)re_now();
+	f->ver++;
+	re_fa_encode(f, val);
+	rados_write_op_write(op, (const char *)x->j->body, len, off);
+	re_set(op, "a", val, FA_LEN);
+	x->out = *f;
+	return 0;
+}
+
 int
 re_op_write(struct rados_engine *e, struct job *j)
 {
 	const struct mst_write_req *q = &j->req.write;
-	uint8_t raw[FA_LEN], val[FA_LEN];
-	uint64_t off, len = j->body_len;
-	char oid[RE_OID_MAX];
+	struct fedit x = { .j = j, .max = e->conf.max_body };
 	struct fattr f;
-	rados_write_op_t op;
-	int64_t now;
-	int rc, tries;
+	int rc;
 
 	if (q->flags & ~MST_WR_ALL)
 		return -EINVAL;
-	re_oid(oid, 'f', q->id);
-	for (tries = 0; tries < RE_RETRIES; tries++) {
-		rc = file_of(e, q->id, &f, raw);
-		if (rc < 0)
-			return rc;
-		off = (q->flags & MST_WR_APPEND) ? f.size : q->offset;
-		if (off > e->conf.max_body || len > e->conf.max_body - off)
-			return -EFBIG;
-		if (len == 0)
-			return reply_fa(e, j, q->id, &f);
-		now = re_now();
-		if (off + len > f.size)
-			f.size = off + len;
-		f.mtime = f.ctime = (uint64_t)now;
-		f.ver++;
-		re_fa_encode(&f, val);
-		if ((op = rados_create_write_op()) == NULL)
-			return -ENOMEM;
-		re_cmp(op, "a", raw, FA_LEN);
-		rados_write_op_write(op, (const char *)j->body, len, off);
-		re_set(op, "a", val, FA_LEN);
-		rc = re_write(e, oid, op);
-		if (rc == 0) {
-			rc = reply_fa(e, j, q->id, &f);
-			if (rc == 0)
-				re_file_changed(e, j, q->id, NULL, 0);
-			return rc;
-		}
-		if (rc != -ECANCELED)
-			return re_err("write", oid, rc);
-	}
-	return re_err("write (too many races)", oid, -EAGAIN);
+	rc = re_fa_update(e, q->id, edit_write, &x, "write");
+	if (rc == -ENOENT)	/* a message (EPERM), a dir, or nothing */
+		return (rc = file_of(e, q->id, &f, NULL)) ? rc : -ENOENT;
+	if (rc < 0)
+		return rc;
+	rc = reply_fa(e, j, q->id, &x.out);
+	if (rc == 0 && j->body_len)
+		re_file_changed(e, j, q->id, NULL, 0);
+	return rc;
 }
 
 /* READ of a file (a range; checksum of the bytes returned), or of a
@@ -655,60 +658,59 @@ re_op_read(struct rados_engine *e, struct job *j)
 	return reply_data_frame(j, p, got, f.size, 0, 1);
 }
 
+static int
+edit_setattr(struct rados_engine *e, uint64_t id, struct fattr *f,
+    uint64_t on, rados_write_op_t op, void *arg)
+{
+	struct fedit *x = arg;
+	const struct mst_fsetattr_req *q = x->sa;
+	uint64_t now = (uint64_t)re_now();
+	uint8_t val[FA_LEN];
+
+	(void)e, (void)id, (void)on;
+	if (q->valid & MST_SA_MODE)
+		f->mode = q->mode & 07777;
+	if (q->valid & MST_SA_UID)
+		f->uid = q->uid;
+	if (q->valid & MST_SA_GID)
+		f->gid = q->gid;
+	if (q->valid & MST_SA_SIZE) {
+		f->size = q->size;
+		f->mtime = now;
+		rados_write_op_truncate(op, q->size);
+	}
+	if (q->valid & MST_SA_MTIME)
+		f->mtime = q->mtime_ns;
+	if (q->valid & MST_SA_ATIME)
+		f->atime = q->atime_ns;
+	if (q->valid)
+		f->ctime = now;
+	f->ver++;
+	re_fa_encode(f, val);
+	re_set(op, "a", val, FA_LEN);
+	x->out = *f;
+	return 0;
+}
+
 /* SETATTR/FSETATTR of a file: one CAS of its attributes (and a
  * truncate in the same op), ext4's time rules. */
 int
 re_file_setattr(struct rados_engine *e, struct job *j, uint64_t id,
     const struct mst_fsetattr_req *q)
 {
-	uint8_t raw[FA_LEN], val[FA_LEN];
-	char oid[RE_OID_MAX];
+	struct fedit x = { .j = j, .sa = q };
 	struct fattr f;
-	rados_write_op_t op;
-	uint64_t now;
-	int rc, tries;
+	int rc;
 
 	if ((q->valid & MST_SA_SIZE) && q->size > e->conf.max_body)
 		return -EFBIG;
-	re_oid(oid, 'f', id);
-	for (tries = 0; tries < RE_RETRIES; tries++) {
-		rc = file_of(e, id, &f, raw);
-		if (rc < 0)
-			return rc;
-		now = (uint64_t)re_now();
-		if (q->valid & MST_SA_MODE)
-			f.mode = q->mode & 07777;
-		if (q->valid & MST_SA_UID)
-			f.uid = q->uid;
-		if (q->valid & MST_SA_GID)
-			f.gid = q->gid;
-		if (q->valid & MST_SA_SIZE) {
-			f.size = q->size;
-			f.mtime = now;
-		}
-		if (q->valid & MST_SA_MTIME)
-			f.mtime = q->mtime_ns;
-		if (q->valid & MST_SA_ATIME)
-			f.atime = q->atime_ns;
-		if (q->valid)
-			f.ctime = now;
-		f.ver++;
-		re_fa_encode(&f, val);
-		if ((op = rados_create_write_op()) == NULL)
-			return -ENOMEM;
-		re_cmp(op, "a", raw, FA_LEN);
-		if (q->valid & MST_SA_SIZE)
-			rados_write_op_truncate(op, q->size);
-		re_set(op, "a", val, FA_LEN);
-		rc = re_write(e, oid, op);
-		if (rc == 0) {
-			rc = reply_fa(e, j, id, &f);
-			if (rc == 0 && q->valid)
-				re_file_changed(e, j, id, NULL, 0);
-			return rc;
-		}
-		if (rc != -ECANCELED)
-			return re_err("set attributes of", oid, rc);
-	}
-	return re_err("set attributes (too many races)", oid, -EAGAIN);
+	rc = re_fa_update(e, id, edit_setattr, &x, "set attributes of");
+	if (rc == -ENOENT)	/* a message (EPERM), a dir, or nothing */
+		return (rc = file_of(e, id, &f, NULL)) ? rc : -ENOENT;
+	if (rc < 0)
+		return rc;
+	rc = reply_fa(e, j, id, &x.out);
+	if (rc == 0 && q->valid)
+		re_file_changed(e, j, id, NULL, 0);
+	return rc;
 }

@@ -117,20 +117,9 @@ orphan_forget(struct rados_engine *e, uint64_t id)
 
 /* --- one guarded update of a file --- */
 
-/*
- * What an update does to f.<id>, given its attributes |f| and open count
- * |on| as read: adds to |op| (which already guards a and on) and
- * returns 0 to write it, or an error to write nothing.
- */
-typedef int fa_edit_fn(struct rados_engine *e, uint64_t id, struct fattr *f,
-    uint64_t on, rados_write_op_t op, void *arg);
-
-/* Read f.<id>, edit, write guarded by what was read; again when another
- * write came first. 0, -ENOENT (no such file), the edit's error, or an
- * error (logged, |what| names the update). */
-static int
-fa_update(struct rados_engine *e, uint64_t id, fa_edit_fn *edit, void *arg,
-    const char *what)
+int
+re_fa_update(struct rados_engine *e, uint64_t id, re_fa_edit_fn *edit,
+    void *arg, const char *what)
 {
 	uint8_t raw[RE_FA_LEN];
 	char oid[RE_OID_MAX];
@@ -149,7 +138,7 @@ fa_update(struct rados_engine *e, uint64_t id, fa_edit_fn *edit, void *arg,
 		re_cmp(op, "a", raw, RE_FA_LEN);
 		cmp_on(op, on);
 		rc = edit(e, id, &f, on, op, arg);
-		if (rc < 0) {
+		if (rc != 0) {
 			rados_release_write_op(op);
 			return rc;
 		}
@@ -222,7 +211,7 @@ re_file_unlinked(struct rados_engine *e, uint64_t id, const char *path,
     size_t plen)
 {
 	struct mst_str p = { path, (uint16_t)plen };
-	int rc = fa_update(e, id, edit_unlinked, &p, "unlink");
+	int rc = re_fa_update(e, id, edit_unlinked, &p, "unlink");
 
 	if (rc < 0 && rc != -ENOENT)
 		log_warn("rados: file %016" PRIx64 " lost a name, its link "
@@ -248,7 +237,7 @@ re_file_touch(struct rados_engine *e, uint64_t id, const char *from,
 {
 	struct mst_str names[2] = { { from, (uint16_t)flen },
 		{ to, (uint16_t)tlen } };
-	int rc = fa_update(e, id, edit_renamed, names, "rename");
+	int rc = re_fa_update(e, id, edit_renamed, names, "rename");
 
 	if (rc < 0 && rc != -ENOENT)
 		log_warn("rados: file %016" PRIx64 ": ctime after a rename: "
@@ -313,7 +302,7 @@ re_op_link(struct rados_engine *e, struct job *j)
 	rc = re_parent_of(e, l->path, &dir, &s, &name, &nlen);
 	if (rc < 0)
 		return rc;
-	rc = fa_update(e, l->id, edit_link, &(struct link_arg){ l->path,
+	rc = re_fa_update(e, l->id, edit_link, &(struct link_arg){ l->path,
 	    &f }, "link");
 	if (rc < 0)
 		return rc;
@@ -415,7 +404,7 @@ server_hold(struct rados_engine *e, uint64_t id, int take)
 	int rc;
 
 	re_oid(h.ko, 'o', e->inc);
-	rc = fa_update(e, id, edit_hold, &h, take ? "open" : "close");
+	rc = re_fa_update(e, id, edit_hold, &h, take ? "open" : "close");
 	if (rc == 0 && h.removed)
 		orphan_forget(e, id);
 	return rc == -ENOENT && !take ? 0 : rc;

@@ -57,12 +57,20 @@ re_op_expunge(struct rados_engine *e, struct job *j)
 		return rc;
 	if (en.type == MST_T_DIR)
 		return -EISDIR;
-	if (en.type != MST_T_MSG)
-		return -EOPNOTSUPP;	/* ordinary files: phase 2 */
 	rc = re_dir_entry(e, &s, m->name.p, m->name.len, NULL, raw, &st);
 	if (rc < 0)
 		return rc;
-	re_remove_body(e, en.id);
+	if (en.type == MST_T_MSG) {
+		re_remove_body(e, en.id);
+	} else {		/* an ordinary file there: one of its names */
+		char fp[PATHBUF];
+		int n = snprintf(fp, sizeof fp, "%s/%.*s", path,
+		    (int)m->name.len, m->name.p);
+
+		re_file_unlinked(e, en.id, fp, n > 0 && (size_t)n < sizeof fp ?
+		    (size_t)n : 0);
+		re_file_changed(e, j, en.id, NULL, 0);
+	}
 	rc = reply_change_rep(j, st.c, st.t);
 	return rc ? rc : re_notice(j, path, strlen(path), m->name.p,
 	    m->name.len, MST_EV_REMOVE, en.id, st.c);

@@ -528,6 +528,10 @@ def test_link_and_rename_files_across_dirs(env):
     want(rename(env.a, BOX + "/.Sent/cur/tomove:2,S",
                 "r.example/other/new/x"), errno.EXDEV,
          "RENAME of a message to another mailbox")
+    # An ordinary file in new/ is EXPUNGEd like a message (its name goes).
+    st, x = put(env.a, BOX + "/new/plain-file", b"not a message")
+    want(env.b.ref("EXPUNGE", "plain-file")[0], 0, "EXPUNGE of a file in new/")
+    want(by_id(env.a, "GETATTR", x["id"])[0], errno.ENOENT, "the file is gone")
 
 
 def test_open_references_across_servers(env):

@@ -29,7 +29,13 @@
  *                      entry exists; never changed afterwards.
  *   f.<id>             a small ordinary file: data = contents, omap a =
  *                      attributes {size mode uid gid nlink times ver
- *                      parent}; replaced by write_full guarded by a.
+ *                      parent}; replaced by write_full guarded by a;
+ *                      n.<path> its names, o.<inc> and on the servers
+ *                      holding it open (engine_rados_link.c).
+ *   mst.open.<inc>, mst.orphans  open leases, files held open without
+ *                      a name (engine_rados_link.c).
+ *   mst.renamelock     the lock of directory moves across parents
+ *                      (engine_rados_move.c).
  *   mst.ntf            watched by every server: change notices.
  *   k.<id>, mst.srv.<sid>  lock tables and server leases: LOCK across
  *                      servers (engine_rados_lock.c).
@@ -41,8 +47,10 @@
  * directory it belongs to (live or removed); p c = change counter; p t
  * = the directory's mtime; p nd = subdirectory count; p lf = log floor;
  * p e.<name> = entry {type id size checksum mode uid gid times change
- * idem}; p l.<counter> = log record {event, entry, name}, one per
- * counter value, the last RE_LOG_KEEP kept. Every mutation of a store
+ * idem} (bit 7 of type: claimed by a move to another store, whose
+ * intent is p x.<name>); p l.<counter> = log record {event, entry,
+ * name}, one per counter value, the last RE_LOG_KEEP kept; a CHANGE
+ * record of an entry's object leaves p t alone. Every mutation of a store
  * is ONE write op: omap_cmp(st = live), omap_cmp(c = the value read),
  * the rule's guards (absent name, entry unchanged, absent idem), then
  * the new entry, counter, mtime and log record.
@@ -57,9 +65,8 @@
  * that a flag change stays in one shard, resharded past ~45,000 entries
  * per shard, below Ceph's 200,000-key large-omap warning; LIST then
  * reads the counter of every shard and raises the lower ones to the
- * highest before reading their logs); expiry of i.<idem> records;
- * OPEN references and LINK; 256 notice buckets
- * instead of one mst.ntf; a scrub of orphan bodies.
+ * highest before reading their logs); 256 notice buckets instead of
+ * one mst.ntf.
  *
  * Timeouts: rados_osd_op_timeout, rados_mon_op_timeout and
  * client_mount_timeout are set before connecting, so every librados

@@ -1,12 +1,13 @@
 /*
  * engine_rados_move.c - the rados back-end's operations that take a name
  * away or move it: EXPUNGE, SETINFO (new/ <-> cur/ flag renames), RENAME
- * within one store object, and SETATTR/FSETATTR. Each decides on one
- * read of the store and commits with ONE write op guarded by both
- * stores' state and counters and both entries (the name taken, the name
- * replaced or absent), so two servers renaming onto one name with
- * NOREPLACE get one winner. What a move replaces (a body, a file object)
- * is removed only after the move committed.
+ * (in one store object, or across them with a claimed intent: see "Moving
+ * an entry" below), and SETATTR/FSETATTR of directories and messages.
+ * Each decides on what it read and commits with write ops guarded by
+ * the stores' state and counters and the entries involved (the name
+ * taken, the name replaced or absent), so two servers renaming onto one
+ * name with NOREPLACE get one winner. What a move replaces (a body, a
+ * file's name, an empty directory) goes only after the move committed.
  */
 #include <errno.h>
 #include <inttypes.h>

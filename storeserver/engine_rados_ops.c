@@ -9,14 +9,12 @@
  * named them is gone, so an entry never points at a missing body; a
  * failure in between leaves at most an orphan body (scrub's to remove).
  *
- * Phase 1 covers the namespace of directories and messages: MKDIR
- * LOOKUP READDIR RMDIR STATFS DELIVER LIST FETCH STAT EXPUNGE SETINFO
- * WATCH, RENAME of an entry inside one store object, and GETATTR OPEN
- * CLOSE by id, and the dispatch; EXPUNGE SETINFO RENAME SETATTR
+ * Here: MKDIR LOOKUP READDIR RMDIR STATFS DELIVER LIST FETCH STAT
+ * WATCH, GETATTR by id, and the dispatch. EXPUNGE SETINFO RENAME SETATTR
  * FSETATTR are engine_rados_move.c's, ordinary files (PUT GET UNLINK
- * WRITE READ, their attributes) engine_rados_file.c's. LINK,
- * SETATTR of messages, RENAME across store objects and of directories
- * over others answer EOPNOTSUPP; ADMIN is engine_rados_admin.c's.
+ * WRITE READ, their attributes) engine_rados_file.c's, LINK OPEN CLOSE
+ * engine_rados_link.c's, LOCK engine_rados_lock.c's, ADMIN
+ * engine_rados_admin.c's.
  */
 #include <errno.h>
 #include <inttypes.h>

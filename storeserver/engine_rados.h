@@ -399,10 +399,10 @@ void re_name_key(char *out, const char *path, size_t len);
  * logged). */
 void re_file_unlinked(struct rados_engine *e, uint64_t id, const char *path,
     size_t plen);
-/* A file renamed from |from| to |to|: its ctime, its name key (best
- * effort, logged). */
+/* A file renamed from |from| to |to| in directory |parent|: its ctime,
+ * name key and parent (best effort, logged). */
 void re_file_touch(struct rados_engine *e, uint64_t id, const char *from,
-    size_t flen, const char *to, size_t tlen);
+    size_t flen, const char *to, size_t tlen, uint64_t parent);
 /* CHANGE of file |id| for every name it has: a CHANGE record in each
  * name's directory (so deltas and watchers see it) and a notice;
  * |except| (may be NULL) is a name already done. Best effort. */

@@ -218,26 +218,32 @@ re_file_unlinked(struct rados_engine *e, uint64_t id, const char *path,
 		    "count not: %s (left for scrub)", id, strerror(-rc));
 }
 
+struct rename_arg {
+	struct mst_str from, to;
+	uint64_t parent;
+};
+
 static int
 edit_renamed(struct rados_engine *e, uint64_t id, struct fattr *f,
     uint64_t on, rados_write_op_t op, void *arg)
 {
-	const struct mst_str *names = arg;
+	const struct rename_arg *r = arg;
 
 	(void)e, (void)id, (void)on;
+	f->parent = r->parent;		/* for GETATTR's dir fields */
 	fa_set_changed(op, f);
-	fa_name(op, names[0], 0);
-	fa_name(op, names[1], 1);
+	fa_name(op, r->from, 0);
+	fa_name(op, r->to, 1);
 	return 0;
 }
 
 void
 re_file_touch(struct rados_engine *e, uint64_t id, const char *from,
-    size_t flen, const char *to, size_t tlen)
+    size_t flen, const char *to, size_t tlen, uint64_t parent)
 {
-	struct mst_str names[2] = { { from, (uint16_t)flen },
-		{ to, (uint16_t)tlen } };
-	int rc = re_fa_update(e, id, edit_renamed, names, "rename");
+	struct rename_arg r = { { from, (uint16_t)flen },
+		{ to, (uint16_t)tlen }, parent };
+	int rc = re_fa_update(e, id, edit_renamed, &r, "rename");
 
 	if (rc < 0 && rc != -ENOENT)
 		log_warn("rados: file %016" PRIx64 ": ctime after a rename: "

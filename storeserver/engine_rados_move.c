@@ -209,7 +209,7 @@ move_cleanup(struct rados_engine *e, const struct move *mv,
 		if (fl > 0 && tl > 0 && (size_t)fl < sizeof from &&
 		    (size_t)tl < sizeof to)
 			re_file_touch(e, en->id, from, (size_t)fl, to,
-			    (size_t)tl);
+			    (size_t)tl, mv->ts->dir);
 	}
 	if (en->type == MST_T_DIR && (rc = re_dir_setattr(e, en->id,
 	    &none)) < 0 && rc != -ENOENT)

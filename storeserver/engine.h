@@ -48,6 +48,11 @@
  * j->op = ENG_OP_UNLOCK_OWNER and j->owner set: its locks go, its
  * waiting requests are answered EINTR, then the job completes with
  * status 0 and no frames (send nothing).
+ * An engine with engine_ops.watches set sees WATCH jobs and, after each
+ * UNWATCH the network layer answered, one job with j->op =
+ * ENG_OP_UNWATCH, j->owner and j->req.path set (complete it with status
+ * 0 and no frames; nothing is sent): rados keeps the directories its
+ * connections watch, to repair notices lost on the way.
  * Changes made by another server that shares the storage reach the
  * network layer through engine_conf.notice (see engine_notice_fn); an
  * engine that shares nothing (local) leaves it unused.
@@ -74,6 +79,9 @@ struct job;
 /* Internal opcode: drop every lock and waiting LOCK of j->owner (engines
  * with engine_ops.locks only). */
 #define ENG_OP_UNLOCK_OWNER	0xF1
+/* Internal opcode: j->owner no longer watches j->req.path (engines with
+ * engine_ops.watches only). */
+#define ENG_OP_UNWATCH		0xF2
 /* First object id reserved for the mount's local files (2^56). */
 #define ENG_ID_LOCAL_MIN	((uint64_t)1 << 56)
 
@@ -188,6 +196,8 @@ struct engine_ops {
 	/* 1: LOCK goes to the engine (its locks must hold across servers
 	 * that share the storage); 0: the network layer's lock.c. */
 	int locks;
+	/* 1: the engine is told of UNWATCH too (ENG_OP_UNWATCH). */
+	int watches;
 };
 
 extern const struct engine_ops engine_local;

@@ -1373,4 +1373,5 @@ const struct engine_ops engine_rados = {
 	.submit = rados_submit,
 	.close = rados_close,
 	.locks = 1,
+	.watches = 1,
 };

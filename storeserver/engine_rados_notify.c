@@ -20,7 +20,7 @@
  * failure), and another server dies between its commit and its notify.
  * Both are repaired from the change counters. This file keeps the table
  * of directories that this server's connections WATCH (from the WATCH
- * jobs; a connection's entries go with its ENG_OP_CLOSE_OWNER job) with
+ * jobs; they go with its ENG_OP_UNWATCH and ENG_OP_CLOSE_OWNER jobs) with
  * the highest counter its watchers have been told of: the WATCH reply's,
  * then every notice's, own or received. A checker thread
  *  - polls rados_watch_check every second (and wakes at once on the
@@ -38,9 +38,7 @@
  *
  * Limits (mstored(8)): one notify object for the whole pool (not 256
  * buckets); the re-reads are one omap read per watched directory (64 in
- * flight at once); an UNWATCH is not seen here, so a directory stays in
- * the table (re-read, never wrongly notified: the network layer has no
- * watcher for it) until its connection ends.
+ * flight at once).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -170,32 +168,57 @@ out:
 	pthread_mutex_unlock(&wt_mu);
 }
 
+/* Unlink |owner| from |d|; free |d| (unlinked from *pp) when it was the
+ * last. Caller holds wt_mu. Returns whether |d| is gone. */
+static int
+wt_unown(struct wdir **pp, struct wdir *d, uint64_t owner)
+{
+	size_t i;
+
+	for (i = 0; i < d->nown; i++)
+		if (d->owners[i] == owner) {
+			d->owners[i] = d->owners[--d->nown];
+			break;
+		}
+	if (d->nown)
+		return 0;
+	*pp = d->next;
+	free(d->owners);
+	free(d);
+	wt_n--;
+	return 1;
+}
+
+/* |owner| sent UNWATCH of |path|. A WATCH of it still in flight may add
+ * it again, as the network layer starts that watcher again too. */
+static void
+wt_unwatch(const char *path, size_t len, uint64_t owner)
+{
+	char p[MST_PATH_MAX + 1];
+	struct wdir *d, **pp;
+
+	if (len > MST_PATH_MAX)
+		return;
+	memcpy(p, path, len);
+	p[len] = '\0';
+	pthread_mutex_lock(&wt_mu);
+	if ((d = wt_find(p, &pp)) != NULL)
+		(void)wt_unown(pp, d, owner);
+	pthread_mutex_unlock(&wt_mu);
+}
+
 /* Connection |owner| ended: its watches with it. */
 static void
 wt_drop_owner(uint64_t owner)
 {
 	struct wdir **pp, *d;
 	unsigned b;
-	size_t i;
 
 	pthread_mutex_lock(&wt_mu);
-	for (b = 0; b < WT_BUCKETS; b++) {
-		for (pp = &wt[b]; (d = *pp) != NULL;) {
-			for (i = 0; i < d->nown; i++)
-				if (d->owners[i] == owner) {
-					d->owners[i] = d->owners[--d->nown];
-					break;
-				}
-			if (d->nown) {
+	for (b = 0; b < WT_BUCKETS; b++)
+		for (pp = &wt[b]; (d = *pp) != NULL;)
+			if (!wt_unown(pp, d, owner))
 				pp = &d->next;
-				continue;
-			}
-			*pp = d->next;
-			free(d->owners);
-			free(d);
-			wt_n--;
-		}
-	}
 	pthread_mutex_unlock(&wt_mu);
 }
 
@@ -424,6 +447,8 @@ note_job(const struct job *j)
 	    mst_watch_rep_decode(&r, j->frames[0].p, j->frames[0].len) == 0)
 		wt_watch(j->req.path.path.p, j->req.path.path.len, j->owner,
 		    r.change);
+	if (j->op == ENG_OP_UNWATCH)
+		wt_unwatch(j->req.path.path.p, j->req.path.path.len, j->owner);
 	if (j->op == ENG_OP_CLOSE_OWNER)
 		wt_drop_owner(j->owner);
 	for (i = 0; i < j->nnotices; i++)

@@ -1242,6 +1242,9 @@ run_op(struct rados_engine *e, struct job *j)
 	case MST_OP_ADMIN:
 		rc = re_op_admin(e, j);	/* engine_rados_admin.c */
 		break;
+	case ENG_OP_UNWATCH:
+		rc = 0;		/* engine_rados_notify.c forgets it */
+		break;
 	default:
 		rc = -EOPNOTSUPP;	/* phase 2: see mstored(8) */
 	}

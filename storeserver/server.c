@@ -780,7 +780,8 @@ job_complete(struct server *srv, struct job *j)
 	c->njobs--;
 	c->job_bytes -= j->payload_len + j->body_len;
 	srv->njobs--;
-	if (c->state != CS_CLOSED && j->op != ENG_OP_UNLOCK_OWNER)
+	if (c->state != CS_CLOSED && j->op != ENG_OP_UNLOCK_OWNER &&
+	    j->op != ENG_OP_UNWATCH)
 		job_reply(c, j);
 	/* A closed connection's watchers are gone already. */
 	if (j->op == MST_OP_WATCH && c->state != CS_CLOSED)
@@ -1224,6 +1225,35 @@ do_ping(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
 	conn_send(c, MST_OP_PING, MST_F_REPLY, 0, h->id, buf, (size_t)n);
 }
 
+/* Tell an engine that keeps watches (engine_ops.watches) of an UNWATCH
+ * answered; its job sends nothing. Out of memory, the engine keeps the
+ * directory until the connection ends (CLOSE_OWNER). */
+static void
+unwatch_job(struct conn *c, const uint8_t *p, size_t len)
+{
+	struct job *j = calloc(1, sizeof *j);
+
+	if (j == NULL)
+		return;
+	j->op = ENG_OP_UNWATCH;
+	j->max_frame = c->max_frame;
+	j->conn = c;
+	/* Decoded here: decode_req takes no internal opcode from a peer. */
+	j->payload = malloc(len ? len : 1);
+	if (j->payload == NULL) {
+		job_free(j);
+		return;
+	}
+	if (len)
+		memcpy(j->payload, p, len);
+	j->payload_len = len;
+	if (mst_path_req_decode(&j->req.path, j->payload, len) < 0) {
+		job_free(j);
+		return;
+	}
+	job_submit(c, j);
+}
+
 static void
 do_unwatch(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
 {
@@ -1239,6 +1269,8 @@ do_unwatch(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
 		return;
 	}
 	conn_send(c, h->op, MST_F_REPLY, 0, h->id, NULL, 0);
+	if (c->srv->ops != NULL && c->srv->ops->watches)
+		unwatch_job(c, p, h->len);
 }
 
 /* ---- locks ---- */

@@ -168,6 +168,24 @@ def test_events_without_reset(env):
         w.close()
 
 
+def test_watched_dirs_follow_unwatch(env):
+    """What the server keeps to repair notices follows WATCH, UNWATCH and
+    the end of the connection."""
+    base = int(stats(env.s1)["watched_dirs"])
+    w = Client(env.s1.port)
+    try:
+        for d in ("/new", "/cur"):
+            want(w.call("WATCH", hc.s(BOX + d))[0], 0, "WATCH " + d)
+        want(int(stats(env.s1)["watched_dirs"]), base + 2, "two watched")
+        want(w.call("UNWATCH", hc.s(BOX + "/new"))[0], 0, "UNWATCH")
+        mstlib.wait_until(lambda: int(stats(env.s1)["watched_dirs"]) ==
+                          base + 1, 5, "the UNWATCH to reach the engine")
+    finally:
+        w.close()
+    mstlib.wait_until(lambda: int(stats(env.s1)["watched_dirs"]) == base,
+                      5, "the connection's end to reach the engine")
+
+
 def test_lost_watch_repaired(env):
     w = Client(env.s1.port)
     try:
@@ -422,6 +440,7 @@ def test_scrub(env):
 def main():
     return radoslib.run_suite("test_rados_ops", setup, (
         test_events_without_reset,
+        test_watched_dirs_follow_unwatch,
         test_lost_watch_repaired,
         test_dead_notifier_repaired,
         test_notify_osd_killed,

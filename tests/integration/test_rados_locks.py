@@ -25,8 +25,8 @@ every other:
   - mstored stopped (SIGSTOP) past its lease: its lock goes to B's waiter,
     and once continued it has given up its records and goes on under a
     new lease (its own later requests see B's lock);
-  - 50 rounds of two exclusive F_SETLKs racing through two servers: one
-    winner each round;
+  - 50 rounds of two exclusive F_SETLKs racing through two servers, and
+    of three through three: one winner each round;
   - the cases of test_locks.py with mount A over server 1 and mount B over
     server 2 (fcntl and flock from many processes through both mounts,
     EAGAIN, F_GETLK, a killed holder, an interrupted wait, a holder's
@@ -301,29 +301,49 @@ def test_deadlock_across_servers(env):
         want(c.lock(x, o, UN)[0], 0, "cleanup")
 
 
-def test_racing_exclusive_locks_one_winner(env):
-    out = [None, None]
+def race_rounds(clients, what):
+    """ROUNDS rounds of exclusive F_SETLKs of |clients| at once (owner
+    i + 1 each): exactly one winner every round."""
+    n = len(clients)
+    out = [None] * n
     fid = new_fid()
 
-    def run(i, c, owner, bar, fid):
+    def run(i, bar, f):
         bar.wait()
-        out[i] = c.lock(fid, owner, WR)[0]
-    for i in range(ROUNDS):
-        bar = threading.Barrier(2)
+        out[i] = clients[i].lock(f, i + 1, WR)[0]
+    wins = [0] * n
+    for k in range(ROUNDS):
+        bar = threading.Barrier(n)
         # Even rounds race to create a table, odd ones to change one.
-        f = fid + i * 2 if i % 2 == 0 else fid + 1
-        ts = [threading.Thread(target=run, args=(0, env.a, 1, bar, f)),
-              threading.Thread(target=run, args=(1, env.b, 2, bar, f))]
+        f = fid + k * 2 if k % 2 == 0 else fid + 1
+        ts = [threading.Thread(target=run, args=(i, bar, f))
+              for i in range(n)]
         for t in ts:
             t.start()
         for t in ts:
             t.join()
-        want(sorted(out), [0, errno.EAGAIN],
-             "round %d: two exclusive F_SETLKs through two servers" % i)
-        win = env.a if out[0] == 0 else env.b
-        want(win.lock(f, 1 if out[0] == 0 else 2, UN)[0], 0,
-             "round %d: unlock" % i)
+        want(sorted(out), [0] + [errno.EAGAIN] * (n - 1),
+             "round %d: %s" % (k, what))
+        w = out.index(0)
+        wins[w] += 1
+        want(clients[w].lock(f, w + 1, UN)[0], 0, "round %d: unlock" % k)
     _fid[0] = fid + ROUNDS * 2
+    print("%s: winners by server %s over %d rounds" % (what, wins, ROUNDS),
+          flush=True)
+
+
+def test_racing_exclusive_locks_one_winner(env):
+    race_rounds([env.a, env.b], "two exclusive F_SETLKs through two "
+                "servers")
+
+
+def test_racing_through_three_servers(env):
+    s3 = radoslib.servers(env.cluster, 1)[0]
+    try:
+        race_rounds([env.a, env.b, Locker(s3.port)], "three exclusive "
+                    "F_SETLKs through three servers")
+    finally:
+        s3.kill()
 
 
 class Holder:
@@ -449,6 +469,7 @@ def main():
                    test_cancel_and_local_deadlock,
                    test_deadlock_across_servers,
                    test_racing_exclusive_locks_one_winner,
+                   test_racing_through_three_servers,
                    test_server_killed_its_locks_lapse,
                    test_server_stopped_gives_its_locks_up_at_once,
                    test_stalled_server_gives_up_its_locks):

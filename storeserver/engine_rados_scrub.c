@@ -197,12 +197,17 @@ list_pool(struct scrub *sc)
 	while ((rc = rados_nobjects_list_next(ctx, &oid, NULL, NULL)) == 0) {
 		sc->objects++;
 		progress(sc, "objects listed", sc->objects, 0);
-		if (oid[0] && oid[1] == '.' && strlen(oid) == 18 &&
+		if (oid[0] == 'b' && oid[1] == '.' && strlen(oid) == 18 &&
 		    re_unhex(oid + 2, 16, &id) == 0) {
-			if (oid[0] == 'b')
-				rc = idvec_add(&sc->bodies, id);
-			else if (oid[0] == 'd' || oid[0] == 'm')
-				rc = strvec_add(&sc->stores, oid);
+			rc = idvec_add(&sc->bodies, id);
+		} else if ((oid[0] == 'd' || oid[0] == 'm') &&
+		    oid[1] == '.') {
+			/* Every entry store, whatever follows the id (a
+			 * shard's suffix one day): a store missed here
+			 * would make its messages' bodies look orphaned
+			 * (the loc check before a removal still keeps
+			 * them). */
+			rc = strvec_add(&sc->stores, oid);
 		} else if (oid[0] == 'q' && oid[1] == '.') {
 			struct qsnap *q = realloc(sc->q, (sc->nq + 1) *
 			    sizeof *q);

@@ -874,6 +874,13 @@ commit(const struct rl_tab *tb, const struct rl_work *w)
 		return -EAGAIN;
 	if (rc < 0)
 		return re_err("lock table write", oid, rc);
+	/* A write that took so long that the lease may have lapsed before
+	 * it landed: others may take these records for a dead server's,
+	 * so they are given up and the request decided again. */
+	if (mine && lease_lapsing()) {
+		fence();
+		return -EAGAIN;
+	}
 	if (released) {
 		notify_file(w->fid);
 		if (file_find(w->fid) != NULL)

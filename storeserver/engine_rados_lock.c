@@ -356,6 +356,8 @@ on_watch_error(void *arg, uint64_t cookie, int err)
 	push_retry(x->fid);
 }
 
+static void file_unwatch(struct rl_file *f);
+
 static void
 file_watch(struct rl_file *f)
 {
@@ -370,10 +372,12 @@ file_watch(struct rl_file *f)
 	tab_oid(oid, f->fid);
 	rc = rados_watch2(rl.e->io, oid, &f->cookie, on_notify,
 	    on_watch_error, x);
-	if (rc < 0)
+	f->watching = rc == 0;
+	if (rc < 0) {
 		log_warn("rados: watching %s: %s (its waiters are polled)",
 		    oid, strerror(-rc));
-	f->watching = rc == 0;
+		file_unwatch(f);	/* x to rl.dead */
+	}
 }
 
 static void
@@ -1450,7 +1454,8 @@ tick(void)
 	}
 	for (f = rl.files; f != NULL; f = next) {
 		next = f->next;		/* run_retry may free f */
-		if (f->watching &&
+		/* A watch that failed or erred is made anew. */
+		if (!f->watching ||
 		    rados_watch_check(rl.e->io, f->cookie) < 0) {
 			file_unwatch(f);
 			file_watch(f);

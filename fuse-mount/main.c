@@ -312,6 +312,21 @@ static const struct fuse_lowlevel_ops mount_ops = {
 	.listxattr = op_listxattr,
 };
 
+/* The requests this mount served, one log line: what a workload cost. */
+static void
+log_counts(const struct opts *o)
+{
+	char buf[2048], *p;
+	size_t len = opcount_format(buf, sizeof buf);
+
+	if (len >= sizeof buf)
+		len = sizeof buf - 1;
+	buf[len] = '\0';
+	for (p = buf; (p = strchr(p, '\n')) != NULL; )
+		*p = p[1] ? ',' : '\0';
+	syslog(LOG_INFO, "mount.mstore: %s requests: %s", o->mountpoint, buf);
+}
+
 static int
 run(struct mount *m, struct opts *o, const char **servers, int nservers,
     const uint8_t *key, int keylen)
@@ -346,6 +361,7 @@ run(struct mount *m, struct opts *o, const char **servers, int nservers,
 	    (o->debug && fuse_opt_add_arg(&args, "-d") < 0))
 		goto out;
 	wake_ops(&ops);
+	opcount_wrap(&ops);	/* outermost: every request is counted */
 	m->se = fuse_session_new(&args, &ops, sizeof ops, m);
 	if (m->se == NULL)
 		goto out;
@@ -395,6 +411,7 @@ run(struct mount *m, struct opts *o, const char **servers, int nservers,
 	    (unsigned long long)m->evictions,
 	    (unsigned long long)m->throttled);
 	pthread_mutex_unlock(&m->mu);
+	log_counts(o);
 out_notifier:
 	wake_stop(m);
 	settler_stop(m);

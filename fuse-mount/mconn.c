@@ -1432,6 +1432,17 @@ write_own(struct mconn *c, struct mreq *r)
 	pthread_mutex_unlock(&c->send_mu);
 }
 
+/* Requests submitted, by op, over every connection of this process:
+ * what mconn_op_count reports. Relaxed: counts, not order. */
+static atomic_uint_fast64_t op_sent[256];
+
+uint64_t
+mconn_op_count(unsigned op)
+{
+	return op < 256 ? atomic_load_explicit(&op_sent[op],
+	    memory_order_relaxed) : 0;
+}
+
 int
 mconn_call_async(struct mconn *c, unsigned op, const void *head,
     size_t hlen, const void *body, size_t blen, int retry, mconn_cb *cb,
@@ -1452,6 +1463,8 @@ mconn_call_flags(struct mconn *c, unsigned op, const void *head,
 	rc = check_call(c, op, head, hlen, body, blen, cb);
 	if (rc < 0)
 		return rc;
+	atomic_fetch_add_explicit(&op_sent[op & 0xff], 1,
+	    memory_order_relaxed);
 	r = calloc(1, sizeof *r);
 	if (r == NULL)
 		return -ENOMEM;

@@ -121,6 +121,9 @@ int mconn_connected(struct mconn *c);
  * outstanding until the connection drops); the connection is kept. */
 void mconn_fail_all(struct mconn *c);
 uint32_t mconn_max_frame(struct mconn *c);
+/* Requests submitted with |op| so far by this process, over every
+ * connection (a resend after a reconnection is not counted again). */
+uint64_t mconn_op_count(unsigned op);
 uint64_t mconn_max_body(struct mconn *c);
 
 #endif /* MST_MCONN_H */

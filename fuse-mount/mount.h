@@ -496,6 +496,10 @@ void wake_free(struct mount *m);
  * it replaces are kept and called for everything else). */
 void wake_ops(struct fuse_lowlevel_ops *ops);
 
+/* opcount.c: requests by kind, kernel's and store's. */
+void opcount_wrap(struct fuse_lowlevel_ops *ops);
+size_t opcount_format(char *buf, size_t cap);
+
 /* ------------------------------------------------------------------
  * Layer 5: ops_*.c, the FUSE operations: each op_* a thin adapter over
  * a do_* core that returns 0 or a negative errno. main.c puts them in

@@ -8,7 +8,11 @@
  *                        that serves it as a mailbox now (DELIVER, LIST,
  *                        FETCH of its new/ and cur/), as the mount picks
  *                        it; on the root, and on a directory that cannot
- *                        be a mailbox, the home server.
+ *                        be a mailbox, the home server;
+ *   user.mstore.requests on the mount's root: the requests served so far
+ *                        by kind, "kernel OP N" and "store OP N" lines
+ *                        (opcount.c), for measuring what a workload
+ *                        costs (tools/mount-requests).
  *
  * Nothing goes to the store: the answers come from the router's table.
  * Every other name is ENODATA; nothing can be set (the kernel answers
@@ -22,6 +26,8 @@
 
 #define XA_SERVERS	"user.mstore.servers"
 #define XA_SERVER	"user.mstore.server"
+#define XA_REQUESTS	"user.mstore.requests"
+#define XA_COUNTS_MAX	4096
 #define XA_VIEW_MAX	(ROUTE_MAX * 80)
 
 /* Reply with |len| bytes of |v| as xattr data (size 0: the length). */
@@ -93,6 +99,16 @@ op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 		free(view);
 		return;
 	}
+	if (ino == FUSE_ROOT_ID && strcmp(name, XA_REQUESTS) == 0) {
+		char counts[XA_COUNTS_MAX];
+
+		len = opcount_format(counts, sizeof counts);
+		if (len >= sizeof counts)
+			fuse_reply_err(req, E2BIG);
+		else
+			reply_value(req, counts, len, size);
+		return;
+	}
 	if (strcmp(name, XA_SERVER) != 0) {
 		fuse_reply_err(req, ENODATA);
 		return;
@@ -115,7 +131,8 @@ void
 op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	struct mount *m = mount_of(req);
-	static const char both[] = XA_SERVERS "\0" XA_SERVER;
+	static const char both[] = XA_SERVERS "\0" XA_SERVER "\0"
+	    XA_REQUESTS;
 	struct minode *n;
 	int dir;
 

@@ -204,12 +204,16 @@ er_get32(const uint8_t *p)
 	    (uint32_t)p[3] << 24;
 }
 
-/* 'E' type id size checksum mode uid gid mtime ctime atime change idem:
- * 1 + 1 + 4*8 + 3*4 + 4*8 + 16 = 94 bytes. */
+/* 'E' type id size checksum change mode uid gid mtime ctime atime idem:
+ * 1 + 1 + 4*8 + 3*4 + 3*8 + 16 = 86 bytes, then 8 zero bytes (to 94;
+ * stores written before they were zeroed may hold anything there, so
+ * a stored entry is compared as stored, never as re-encoded). */
 void
 ren_encode(const struct rentry *en, uint8_t out[RE_ENTRY_LEN])
 {
 	uint8_t *p = out;
+
+	memset(out, 0, RE_ENTRY_LEN);
 
 	*p++ = 'E';
 	*p++ = (uint8_t)(en->type | (en->moving ? 0x80 : 0));

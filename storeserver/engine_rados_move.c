@@ -512,9 +512,9 @@ xmove_end(struct rados_engine *e, const struct rstore *s, const char *name,
 			if (en.type == MST_T_DIR)
 				nd_guard_set(op, s, st.nd, st.nd ? st.nd - 1 :
 				    0);
-		} else {
-			en.moving = 0;
-			ren_encode(&en, val);
+		} else {	/* the entry as stored before the claim */
+			memcpy(val, raw, RE_ENTRY_LEN);
+			val[1] &= 0x7f;
 			re_set(op, ke, val, RE_ENTRY_LEN);
 		}
 		rc = re_write(e, s->oid, op);
@@ -599,14 +599,12 @@ xmove_claim(struct rados_engine *e, const struct move *mv, const char *kf,
     const uint8_t *raw, uint8_t *marked, uint8_t *xi, size_t *xlen)
 {
 	char kx[RE_KEY_MAX];
-	struct rentry en;
 	rados_write_op_t op;
 	int rc;
 
 	re_key(kx, mv->fs, "x.", mv->fname, mv->flen);
-	ren_decode(raw, RE_ENTRY_LEN, &en);
-	en.moving = 1;
-	ren_encode(&en, marked);
+	memcpy(marked, raw, RE_ENTRY_LEN);	/* as stored, bit 7 set */
+	marked[1] |= 0x80;
 	*xlen = xi_encode(mv, re_now(), xi);
 	if ((op = rados_create_write_op()) == NULL)
 		return -ENOMEM;

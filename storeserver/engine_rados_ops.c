@@ -735,7 +735,7 @@ re_dir_entry(struct rados_engine *e, const struct rstore *s, const char *name,
 {
 	char ke[RE_KEY_MAX], kn[RE_KEY_MAX], h[17];
 	struct kvset vals = { 0 };
-	uint8_t val[RE_ENTRY_LEN];
+	uint8_t val[RE_ENTRY_LEN], want[RE_ENTRY_LEN];
 	const struct kv *v;
 	struct rentry old;
 	pthread_mutex_t *mu = re_stripe(e, s->oid);
@@ -745,6 +745,10 @@ re_dir_entry(struct rados_engine *e, const struct rstore *s, const char *name,
 
 	re_key(ke, s, "e.", name, nlen);
 	re_key(kn, s, "nd", NULL, 0);
+	if (raw) {	/* as it is when no move claims it */
+		memcpy(want, raw, RE_ENTRY_LEN);
+		want[1] &= 0x7f;
+	}
 	pthread_mutex_lock(mu);
 	for (tries = 0; tries < RE_RETRIES; tries++) {
 		rc = re_store_read(e, s, ke, NULL, NULL, &vals, out);
@@ -770,7 +774,7 @@ re_dir_entry(struct rados_engine *e, const struct rstore *s, const char *name,
 			continue;
 		}
 		if (!en && (v == NULL || v->vlen != RE_ENTRY_LEN ||
-		    memcmp(v->v, raw, RE_ENTRY_LEN) != 0)) {
+		    memcmp(v->v, want, RE_ENTRY_LEN) != 0)) {
 			rc = -ENOENT;
 			break;
 		}
@@ -790,9 +794,9 @@ re_dir_entry(struct rados_engine *e, const struct rstore *s, const char *name,
 			re_set(op, ke, val, RE_ENTRY_LEN);
 			re_log(op, s, out->c + 1, MST_EV_ADD, en, name, nlen);
 		} else {
-			re_cmp(op, ke, raw, RE_ENTRY_LEN);
+			re_cmp(op, ke, want, RE_ENTRY_LEN);
 			re_rm(op, ke);
-			ren_decode(raw, RE_ENTRY_LEN, &old);
+			ren_decode(want, RE_ENTRY_LEN, &old);
 			re_log(op, s, out->c + 1, MST_EV_REMOVE, &old, name,
 			    nlen);
 		}

@@ -38,6 +38,9 @@ tests/hostile_client.py):
     name both land in some order, NOREPLACE has one winner, one source
     moved to two places moves once, two directories moved into each
     other never both move;
+  - a move left by a server that died after its first step (claim) is
+    undone, and one that died after its second (destination named) is
+    finished, by the next operation on the name once the claim is stale;
   - racing LINKs of two files onto one name have one winner and leave
     the loser's link count alone; a LINK racing the UNLINK of the file's
     last name leaves the file with exactly the names it has;
@@ -58,6 +61,7 @@ Exits 77 (skipped) only when the Ceph daemons are not installed.
 import errno
 import os
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -694,6 +698,73 @@ def test_racing_links(env):
     print("  LINK against the last UNLINK: %s" % outcomes)
 
 
+def rados_cli(env, *args, data=None):
+    """The rados CLI on the test pool (what a dead server leaves behind
+    is written with it)."""
+    r = subprocess.run(["rados", "-c", env.cluster.conf, "-p",
+                        radoslib.POOL] + list(args), input=data,
+                       capture_output=True, timeout=60)
+    if r.returncode != 0:
+        raise AssertionError("rados %s: %s" % (" ".join(args), r.stderr))
+    return r.stdout
+
+
+def leave_a_move(env, src, name, dst, age_s):
+    """Claim entry |name| of directory |src| for a move to |dst| as a
+    server does in a move's first step, dated |age_s| seconds ago (the
+    server then dies)."""
+    soid = "d.%016x" % lookup(env.a, src)[1]["id"]
+    doid = "d.%016x" % lookup(env.a, dst)[1]["id"]
+    tmp = os.path.join(mstlib.tmpdir("mst-rf-"), "v")
+    rados_cli(env, "getomapval", soid, "e." + name, tmp)
+    raw = open(tmp, "rb").read()
+    marked = raw[:1] + bytes([raw[1] | 0x80]) + raw[2:]
+    when = time.time_ns() - int(age_s * 1e9)
+    intent = (b"X" + struct.pack("<Q", when) + bytes([len(doid)]) +
+              doid.encode() + b"\0\0" + struct.pack("<H", len(name)) +
+              name.encode())
+    for key, val in (("e." + name, marked), ("x." + name, intent)):
+        with open(tmp, "wb") as f:
+            f.write(val)
+        rados_cli(env, "setomapval", soid, key, "--input-file", tmp)
+    return doid, raw
+
+
+def test_move_left_by_dead_server_is_ended(env):
+    """A move whose server died after claiming its source (step 1) is
+    undone by the next server to meet it once its intent is stale, so an
+    UNLINK of the name succeeds; one that died after naming the
+    destination (step 2) is finished: the source goes, the destination
+    keeps the file. A fresh claim makes others wait, not fail."""
+    top = BOX + "/rf"
+    for d in (top, top + "/src", top + "/dst"):
+        want(env.a.mkdir(d), 0, "MKDIR " + d)
+    _, f1 = put(env.a, top + "/src/f1", b"one")
+    leave_a_move(env, top + "/src", "f1", top + "/dst", 20)
+    want(env.b.call("UNLINK", hc.s(top + "/src/f1"))[0], 0,
+         "UNLINK of a name a dead server's move claimed (undone)")
+    want(lookup(env.a, top + "/dst/f1")[0], errno.ENOENT,
+         "the undone move named nothing")
+    _, f2 = put(env.a, top + "/src/f2", b"two")
+    doid, raw = leave_a_move(env, top + "/src", "f2", top + "/dst", 20)
+    tmp = os.path.join(mstlib.tmpdir("mst-rf-"), "v")
+    with open(tmp, "wb") as f:
+        f.write(raw)
+    rados_cli(env, "setomapval", doid, "e.f2", "--input-file", tmp)
+    want(rename(env.b, top + "/src/f2", top + "/src/f3"), errno.ENOENT,
+         "RENAME of a name whose move reached its destination (finished)")
+    want((lookup(env.a, top + "/src/f2")[0],
+          lookup(env.a, top + "/dst/f2")[1]["id"]), (errno.ENOENT, f2["id"]),
+         "the finished move: the source gone, the destination kept")
+    _, f4 = put(env.a, top + "/src/f4", b"four")
+    leave_a_move(env, top + "/src", "f4", top + "/dst", 13)
+    t0 = time.monotonic()
+    want(env.b.call("UNLINK", hc.s(top + "/src/f4"))[0], 0,
+         "UNLINK of a name claimed 13 s ago: waits, then undoes it")
+    print("  the UNLINK waited %.1f s for the claim to go stale" %
+          (time.monotonic() - t0))
+
+
 def test_dead_openers_references_dropped(env):
     """A file held open only through a server that is killed (SIGKILL)
     after its last name went is removed by the others once that server's
@@ -884,6 +955,7 @@ def main():
                    test_open_references_across_servers,
                    test_racing_moves_across_dirs,
                    test_racing_links,
+                   test_move_left_by_dead_server_is_ended,
                    test_file_changes_notified_for_each_name,
                    test_dead_openers_references_dropped,
                    test_quota_across_servers,

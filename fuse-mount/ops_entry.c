@@ -530,6 +530,9 @@ op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	(void)userdata;
 	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+	/* A write(2) of up to 1 MiB is one WRITE (libfuse asks the kernel
+	 * for the pages, max_pages, that this needs). */
+	conn->max_write = MNT_MEM_MAX;
 	if (conn->capable & FUSE_CAP_POSIX_LOCKS)
 		conn->want |= FUSE_CAP_POSIX_LOCKS;
 	if (conn->capable & FUSE_CAP_FLOCK_LOCKS)

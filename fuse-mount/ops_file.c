@@ -88,6 +88,31 @@ handle_new(struct minode *n, int flags)
 	return h;
 }
 
+/*
+ * Local files (tmp/ files, and direct creates in new/ or cur/ until
+ * delivered) are opened for direct I/O: each write(2) comes here as it
+ * is (up to max_write, 1 MiB, in one WRITE) and never goes through the
+ * kernel's page cache. Through the page cache, every write(2) would
+ * first cost a GETXATTR of security.capability (FUSE file systems never
+ * get the kernel's no-setuid shortcut, and ops_xattr.c answers getxattr,
+ * so the kernel must ask each time whether privileges need dropping):
+ * one request more per write(2), 256 of them for a 1 MiB message written
+ * in 4 KiB pieces. Their contents live here (fbuf) anyway; reads come
+ * from there. A tmp/ file cannot be mapped shared and writable (the
+ * kernel answers mmap with ENODEV); no Maildir writer does that. The
+ * privilege drop the kernel no longer makes is do_write's.
+ */
+static int
+local_direct(struct mount *m, const struct fhandle *h)
+{
+	int local;
+
+	pthread_mutex_lock(&m->mu);
+	local = h->n->local;
+	pthread_mutex_unlock(&m->mu);
+	return local;
+}
+
 /* Never touches h->n: it may be gone once the handle is closed. */
 static void
 handle_free(struct fhandle *h)
@@ -716,6 +741,7 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	fi->fh = (uintptr_t)h;
 	/* tmp/ files owe the store nothing at close: skip FLUSH. */
 	fi->noflush = h->n->local && h->n->parent->dkind == DK_TMP;
+	fi->direct_io = local_direct(m, h);
 	e.ino = h->n->ino;
 	e.generation = 1;
 	e.entry_timeout = h->ofile ? 0 : m->entry_timeout;	/* see reply_entry */
@@ -794,6 +820,7 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	fi->fh = (uintptr_t)h;
+	fi->direct_io = local_direct(m, h);
 	if (fuse_reply_open(req, fi) == -ENOENT) {
 		if (h->ofile)
 			ofile_unhold(m, h->n);
@@ -948,6 +975,12 @@ do_write(struct mount *m, fuse_req_t req, struct fhandle *h, const char *p,
 		return -EBADF;
 	pthread_mutex_lock(&m->mu);
 	rc = fbuf_write(h->buf, m, p, size, (uint64_t)off);
+	/* As the kernel does for a write through its page cache (which a
+	 * local file skips, see local_direct): a written file is no longer
+	 * set-user-ID, nor set-group-ID if group-executable. */
+	if (rc == 0 && (h->n->attr.mode & (S_ISUID | S_ISGID)))
+		h->n->attr.mode &= ~(S_ISUID | ((h->n->attr.mode & S_IXGRP) ?
+		    S_ISGID : 0));
 	pthread_mutex_unlock(&m->mu);
 	return rc;
 }

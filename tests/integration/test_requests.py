@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""What a delivery costs through mount.mstore, in requests: the mount's
+own counters (the root's user.mstore.requests) are read around each
+Maildir delivery and the counts asserted, never timings. Large writes
+are one WRITE each; a write(2) to a tmp/ file costs no GETXATTR; one
+delivery is one DELIVER to the store, whatever the size, also for a body
+spooled to disk; every body arrives intact; a write still clears the
+set-user-ID bit; the routing view still answers."""
+import mmap
+import os
+import stat
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+import mstlib  # noqa: E402
+
+BOX = "example.com/req"
+
+
+def counters(m):
+    out = {}
+    for line in os.getxattr(m.mnt, "user.mstore.requests").decode().splitlines():
+        side, name, val = line.split()
+        out["%s %s" % (side, name)] = int(val)
+    return out
+
+
+class Count:
+    """The requests made between enter and exit, less those that read
+    the counters."""
+
+    def __init__(self, m):
+        self.m = m
+
+    def __enter__(self):
+        c0 = counters(self.m)
+        self.before = counters(self.m)
+        self.reading = {k: self.before.get(k, 0) - c0.get(k, 0)
+                        for k in self.before}
+        return self
+
+    def __exit__(self, *exc):
+        after = counters(self.m)
+        self.d = {k: after.get(k, 0) - self.before.get(k, 0) -
+                  self.reading.get(k, 0) for k in after}
+        return False
+
+    def __getitem__(self, k):
+        return self.d.get(k, 0)
+
+
+def maildir(m):
+    for sub in ("", "/tmp", "/new", "/cur"):
+        os.makedirs(m.path(BOX + sub), mode=0o700, exist_ok=True)
+
+
+def body_of(size, seed):
+    return bytes(((i * 31 + seed) >> 3) & 0xff for i in range(size))
+
+
+def deliver(m, name, body, chunk):
+    """Postfix's sequence: open O_EXCL, fstat, write in |chunk| pieces,
+    fsync, close, link into new/, unlink."""
+    tmp, dst = m.path(BOX, "tmp", name), m.path(BOX, "new", name)
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    try:
+        os.fstat(fd)
+        for off in range(0, len(body), chunk):
+            assert os.write(fd, body[off:off + chunk]) == len(body[off:off + chunk])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.link(tmp, dst)
+    os.unlink(tmp)
+    return dst
+
+
+def check_arrived(path, body):
+    with open(path, "rb") as f:
+        got = f.read()
+    assert got == body, "%s: %d bytes back, %d written%s" % (
+        path, len(got), len(body),
+        "" if len(got) != len(body) else ", contents differ")
+
+
+def test_one_mib_in_4k_writes(m):
+    maildir(m)
+    body = body_of(1 << 20, 1)
+    deliver(m, "warm", b"warm\n", 4096)     # the Maildir's first delivery
+    with Count(m) as c:
+        dst = deliver(m, "1m.4k", body, 4096)
+    check_arrived(dst, body)
+    assert c["kernel WRITE"] == 256, c.d
+    assert c["kernel WRITE_BYTES"] == 1 << 20, c.d
+    assert c["kernel GETXATTR"] == 0, "GETXATTR per write: %r" % c.d
+    assert c["store DELIVER"] == 1, c.d
+    # PING: the health check, once a second, not the delivery's.
+    store = sum(v for k, v in c.d.items()
+                if k.startswith("store ") and k != "store PING")
+    assert store == 1, "store requests besides the DELIVER: %r" % c.d
+    # create (with its lookup), fsync, release, link (with its lookup),
+    # unlink, forget, and the kernel's permission checks on tmp/, new/.
+    other = sum(v for k, v in c.d.items() if k.startswith("kernel ") and
+                k not in ("kernel WRITE", "kernel WRITE_BYTES"))
+    assert other <= 12, "kernel requests besides WRITE: %r" % c.d
+
+
+def test_one_mib_in_one_write_is_one_write_request(m):
+    """max_write and max_pages are 1 MiB: a page-aligned 1 MiB write(2)
+    is one WRITE; an unaligned one spans 257 pages and takes two."""
+    maildir(m)
+    body = body_of(1 << 20, 2)
+    aligned = mmap.mmap(-1, len(body))
+    aligned[:] = body
+    tmp = m.path(BOX, "tmp", "1m.1")
+    with Count(m) as c:
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        assert os.write(fd, aligned) == len(body)
+        os.fsync(fd)
+        os.close(fd)
+    check_arrived(tmp, body)
+    assert c["kernel WRITE"] == 1, "max_write below 1 MiB: %r" % c.d
+    os.unlink(tmp)
+    with Count(m) as c:
+        dst = deliver(m, "1m.2", body, 1 << 20)
+    check_arrived(dst, body)
+    assert c["kernel WRITE"] <= 2, c.d
+    assert c["store DELIVER"] == 1, c.d
+
+
+def test_spooled_body_is_one_deliver(m):
+    """Past 1 MiB the body lives in a spool file and goes to the store
+    from a mapping of it, in one DELIVER."""
+    maildir(m)
+    size = 3 * (1 << 20) + 4321
+    body = body_of(size, 3)
+    with Count(m) as c:
+        dst = deliver(m, "3m.64k", body, 64 << 10)
+    check_arrived(dst, body)
+    assert c["kernel WRITE"] == (size + (64 << 10) - 1) // (64 << 10), c.d
+    assert c["kernel GETXATTR"] == 0, c.d
+    assert c["store DELIVER"] == 1, c.d
+
+
+def test_dovecot_rename_costs_the_same(m):
+    maildir(m)
+    body = body_of(64 << 10, 4)
+    tmp, dst = m.path(BOX, "tmp", "dv.1"), m.path(BOX, "new", "dv.1")
+    with Count(m) as c:
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        for off in range(0, len(body), 8192):
+            os.write(fd, body[off:off + 8192])
+        os.fsync(fd)
+        os.close(fd)
+        os.rename(tmp, dst)
+    check_arrived(dst, body)
+    assert c["kernel WRITE"] == 8, c.d
+    assert c["kernel GETXATTR"] == 0, c.d
+    assert c["store DELIVER"] == 1, c.d
+
+
+def test_write_clears_setuid_of_a_tmp_file(m):
+    """The kernel skips its own privilege drop for tmp/ files (direct
+    I/O); the mount makes it."""
+    maildir(m)
+    tmp = m.path(BOX, "tmp", "suid")
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    try:
+        os.fchmod(fd, 0o6750)
+        assert stat.S_IMODE(os.fstat(fd).st_mode) == 0o6750
+        os.write(fd, b"x")
+    finally:
+        os.close(fd)
+    assert stat.S_IMODE(os.stat(tmp).st_mode) == 0o0750
+    os.unlink(tmp)
+
+
+def test_routing_view_still_answers(m):
+    maildir(m)
+    assert os.getxattr(m.path(BOX), "user.mstore.server").decode()
+    assert "user.mstore.requests" in os.listxattr(m.mnt)
+
+
+def main():
+    r = mstlib.Runner("requests")
+    store = mstlib.Store().start()
+    m = mstlib.Mount(store.addr, "allow_other").start()
+    for t in (test_one_mib_in_4k_writes,
+              test_one_mib_in_one_write_is_one_write_request,
+              test_spooled_body_is_one_deliver,
+              test_dovecot_rename_costs_the_same,
+              test_write_clears_setuid_of_a_tmp_file,
+              test_routing_view_still_answers):
+        r.run(t, m)
+    m.unmount()
+    store.stop()
+    return r.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -2,7 +2,9 @@
  * fbuf.c - local file contents for tmp/ files, pending deliveries and
  * open small files: in memory up to MNT_MEM_MAX, then in an unlinked file
  * in the spool directory, so a large message never sits in RAM. Never
- * talks to the store.
+ * talks to the store. A DELIVER sends the body from fbuf_map's view
+ * (the memory itself, or a mapping of the spool file), never a copy; the
+ * buffer is pinned meanwhile so that the view cannot change under it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -88,6 +90,8 @@ fbuf_write(struct fbuf *b, const struct mount *m, const void *p, size_t len,
 	uint8_t *nm;
 	int rc;
 
+	if (b->pinned)
+		return -ETXTBSY;
 	if (b->fd < 0 && end > MNT_MEM_MAX) {
 		rc = spill(b, m);
 		if (rc < 0)
@@ -142,6 +146,8 @@ fbuf_truncate(struct fbuf *b, const struct mount *m, uint64_t size)
 {
 	static const uint8_t zero = 0;
 
+	if (b->pinned)
+		return -ETXTBSY;
 	if (size > b->size)		/* extend with zeros */
 		return fbuf_write(b, m, &zero, 1, size - 1);
 	if (b->fd >= 0 && ftruncate(b->fd, (off_t)size) < 0)
@@ -175,6 +181,19 @@ fbuf_map(struct fbuf *b, const uint8_t **p_out)
 		return -errno;
 	*p_out = p;
 	return 0;
+}
+
+void
+fbuf_pin(struct fbuf *b)
+{
+	b->pinned++;
+}
+
+void
+fbuf_unpin(struct fbuf *b)
+{
+	if (b->pinned > 0)
+		b->pinned--;
 }
 
 void

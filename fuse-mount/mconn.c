@@ -113,6 +113,8 @@ struct mreq {
 	uint8_t op;
 	uint8_t retry;
 	uint8_t untimed;	/* no deadline: a waiting LOCK */
+	uint8_t borrow;		/* |body| is the caller's (MCONN_BORROW) */
+	const uint8_t *body;	/* in |buf| after the head, or the caller's */
 	int64_t deadline;	/* CLOCK_MONOTONIC ms; INT64_MAX if untimed */
 	mconn_cb *cb;
 	void *arg;
@@ -130,6 +132,8 @@ struct mreq {
 	uint8_t writing;		/* a writer is using |buf| */
 	uint8_t zombie;			/* completed; id still outstanding */
 	uint8_t done;			/* callback owns |rep| */
+	uint8_t cb_held;		/* completed while a writer sends the
+					 * borrowed body: write_end calls back */
 	uint64_t sent_gen;		/* 0, or c->gen it was written on */
 	uint8_t *buf;			/* head then body; NULL once unneeded */
 	struct mreply rep;		/* frames gathered so far */
@@ -384,6 +388,12 @@ req_finish(struct mconn *c, struct mreq *r, int status, int outstanding,
 	} else {
 		tab_del(c, r);
 	}
+	/* The caller may free a borrowed body once called back: not while
+	 * a writer still sends from it. The batch's reference waits too. */
+	if (r->borrow && r->writing) {
+		r->cb_held = 1;
+		return;
+	}
 	r->dnext = *done;
 	*done = r;
 }
@@ -505,8 +515,8 @@ send_req(struct mconn *c, struct mst_client *cl, uint32_t mf, struct mreq *r,
 		.id = r->id,
 	};
 	uint8_t hb[MST_HDR_LEN];
-	struct iovec iov[2];
-	const uint8_t *p = r->buf;
+	struct iovec iov[3];
+	const uint8_t *p = r->body;
 	size_t left = r->blen, chunk, first = r->hlen;
 	int rc;
 
@@ -519,11 +529,13 @@ send_req(struct mconn *c, struct mst_client *cl, uint32_t mf, struct mreq *r,
 		if (rc < 0)
 			return rc;
 		iov[0] = (struct iovec){ .iov_base = hb, .iov_len = sizeof hb };
-		iov[1] = (struct iovec){ .iov_base = (void *)p,
-		    .iov_len = first + chunk };
-		rc = io_writev(c, cl, iov, 2, write_deadline(c, r), serve,
+		iov[1] = (struct iovec){ .iov_base = r->buf,
+		    .iov_len = first };
+		iov[2] = (struct iovec){ .iov_base = (void *)p,
+		    .iov_len = chunk };
+		rc = io_writev(c, cl, iov, 3, write_deadline(c, r), serve,
 		    wrote);
-		p += first + chunk;
+		p += chunk;
 		first = 0;
 		h.op = MST_OP_DATA;
 	} while (rc == 0 && left > 0);
@@ -561,7 +573,7 @@ write_begin(struct mconn *c, struct mreq *r)
 static void
 write_end(struct mconn *c, struct mreq *r, int rc, size_t wrote)
 {
-	int unsent = rc == -ETIMEDOUT && wrote == 0;
+	int unsent = rc == -ETIMEDOUT && wrote == 0, call = 0;
 
 	if (rc < 0 && !unsent)
 		(void)shutdown(c->fd, SHUT_RDWR);	/* conn thread logs */
@@ -571,6 +583,10 @@ write_end(struct mconn *c, struct mreq *r, int rc, size_t wrote)
 	r->writing = 0;
 	if (!r->retry || r->done)
 		buf_release(r);
+	if (r->cb_held) {	/* completed meanwhile (req_finish) */
+		r->cb_held = 0;
+		call = 1;
+	}
 	if (unsent) {
 		r->sent_gen = 0;
 		if (r->zombie) {
@@ -580,6 +596,10 @@ write_end(struct mconn *c, struct mreq *r, int rc, size_t wrote)
 		}
 	}
 	pthread_mutex_unlock(&c->mu);
+	if (call) {
+		r->cb(r->arg, &r->rep);
+		req_unref(r);	/* the batch's, held by req_finish */
+	}
 	req_unref(r);		/* the writer's */
 }
 
@@ -1468,14 +1488,16 @@ mconn_call_flags(struct mconn *c, unsigned op, const void *head,
 	r = calloc(1, sizeof *r);
 	if (r == NULL)
 		return -ENOMEM;
-	r->buf = malloc(hlen + blen ? hlen + blen : 1);
+	r->borrow = (flags & MCONN_BORROW) != 0;
+	r->buf = malloc(hlen + (r->borrow ? 0 : blen) + 1);
 	if (r->buf == NULL) {
 		free(r);
 		return -ENOMEM;
 	}
 	if (hlen > 0)
 		memcpy(r->buf, head, hlen);
-	if (blen > 0)
+	r->body = r->borrow ? body : r->buf + hlen;
+	if (blen > 0 && !r->borrow)
 		memcpy(r->buf + hlen, body, blen);
 	r->op = (uint8_t)op;
 	r->retry = (flags & MCONN_RETRY) != 0;

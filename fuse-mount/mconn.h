@@ -82,7 +82,7 @@ void mconn_free(struct mconn *c);
  * Send a request. |head| is the encoded payload of the first frame
  * without body bytes; |body| (may be NULL) follows it, split into DATA
  * frames as the negotiated frame size requires. mconn copies what it
- * needs before returning.
+ * needs before returning (the body too, unless MCONN_BORROW).
  *
  * |retry|: the request may be sent again after a reconnection (reads,
  * and DELIVER, which is idempotent by its id). Otherwise a request in
@@ -103,6 +103,11 @@ int mconn_call_async(struct mconn *c, unsigned op, const void *head,
  * still fails with -EIO when the connection drops). */
 #define MCONN_RETRY	0x01u
 #define MCONN_UNTIMED	0x02u
+/* MCONN_BORROW: |body| is not copied. The caller keeps it valid and
+ * unchanged until |cb| has run (also across resends), and |cb| runs only
+ * once no write from it is under way. A large DELIVER is sent from the
+ * caller's buffer or mapping without a copy. */
+#define MCONN_BORROW	0x04u
 int mconn_call_flags(struct mconn *c, unsigned op, const void *head,
     size_t hlen, const void *body, size_t blen, unsigned flags,
     mconn_cb *cb, void *arg);

@@ -145,6 +145,7 @@ struct fbuf {
 	size_t len, cap;
 	int fd;			/* spool file or -1 */
 	uint64_t size;		/* logical size */
+	unsigned pinned;	/* DELIVERs sending from a view of it */
 };
 
 /* One entry of a mail folder cache. */
@@ -309,6 +310,11 @@ int fbuf_truncate(struct fbuf *b, const struct mount *m, uint64_t size);
 /* A contiguous view of the whole contents (maps a spool file). */
 int fbuf_map(struct fbuf *b, const uint8_t **p_out);
 void fbuf_unmap(struct fbuf *b, const uint8_t *p);
+/* While pinned (a store request sends from a view, not a copy), writes
+ * and truncation fail with -ETXTBSY: the view must not change or move.
+ * Pins nest; the caller serialises them with the writes. */
+void fbuf_pin(struct fbuf *b);
+void fbuf_unpin(struct fbuf *b);
 /* Replace the contents with |len| bytes. */
 int fbuf_set(struct fbuf *b, const struct mount *m, const void *p,
     size_t len);

@@ -8,6 +8,11 @@
  * ordinary file is one LINK in the store; a link of a message into
  * another folder gets EXDEV, which Maildir writers (Dovecot's COPY)
  * answer by copying.
+ *
+ * The body goes out from the tmp/ file's own buffer (memory, or a
+ * mapping of its spool file), not from a copy: the buffer is pinned
+ * (fbuf_pin) from before the DELIVER is encoded until its answer is in,
+ * and a write to the file meanwhile fails with ETXTBSY.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -18,7 +23,8 @@
 #include "store.h"
 
 /* Encode a DELIVER of |b| as |dir|/|name| into |head| and map its body
- * (*body_out; fbuf_unmap it once sent). Returns the head's length. */
+ * (*body_out; body_done once answered). |b| is pinned by the caller.
+ * Returns the head's length. */
 static int
 deliver_encode(struct mount *m, struct minode *dir, const char *name,
     struct fbuf *b, const struct mst_attr *sa, uint8_t *head, size_t cap,
@@ -36,6 +42,18 @@ deliver_encode(struct mount *m, struct minode *dir, const char *name,
 		return rc;
 	return store_deliver_encode(dpath, sub, name, b, sa, head, cap,
 	    body_out);
+}
+
+/* The DELIVER that sent |b|'s view |p| is answered (or was never sent:
+ * then |p| may be NULL, nothing was mapped). */
+static void
+body_done(struct mount *m, struct fbuf *b, const uint8_t *p)
+{
+	if (p != NULL)
+		fbuf_unmap(b, p);
+	pthread_mutex_lock(&m->mu);
+	fbuf_unpin(b);
+	pthread_mutex_unlock(&m->mu);
 }
 
 /* The store's answer to a DELIVER: the new entry joins the folder cache
@@ -67,15 +85,20 @@ do_deliver(struct mount *m, struct minode *dir, const char *name,
 {
 	struct mst_attr sa = { .mode = mode, .uid = uid, .gid = gid };
 	uint8_t head[2 * MST_PATH_MAX + 128];
-	const uint8_t *p;
+	const uint8_t *p = NULL;
 	struct mreply r;
 	int rc, len;
 
+	pthread_mutex_lock(&m->mu);
+	fbuf_pin(b);
+	pthread_mutex_unlock(&m->mu);
 	len = deliver_encode(m, dir, name, b, &sa, head, sizeof head, &p);
-	if (len < 0)
+	if (len < 0) {
+		body_done(m, b, NULL);
 		return len;
+	}
 	rc = store_deliver(m, head, (size_t)len, p, (size_t)b->size, &r);
-	fbuf_unmap(b, p);
+	body_done(m, b, p);
 	if (rc == 0)
 		rc = deliver_finish(m, dir, name, &r, attr_out);
 	mreply_free(&r);
@@ -87,6 +110,8 @@ struct link_wait {
 	fuse_req_t req;
 	struct mount *m;
 	struct minode *src, *dir;
+	struct fbuf *b;		/* src's, pinned */
+	const uint8_t *body;	/* its view, sent */
 	char name[MST_NAME_MAX + 1];
 };
 
@@ -100,6 +125,7 @@ link_done(void *arg, struct mreply *r)
 	int rc = deliver_finish(m, w->dir, w->name, r, &a);
 
 	mreply_free(r);
+	body_done(m, w->b, w->body);
 	pthread_mutex_lock(&m->mu);
 	inode_close(m, w->src);
 	if (rc == 0 && (n = node_remote(m, w->dir, w->name, &a, 1)) == NULL)
@@ -125,9 +151,9 @@ do_link(struct mount *m, fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 	uint8_t head[2 * MST_PATH_MAX + 128];
 	struct link_wait *w;
 	struct minode *src, *dir;
-	const uint8_t *p;
+	const uint8_t *p = NULL;
 	struct mst_attr sa;
-	struct fbuf *b;
+	struct fbuf *b = NULL;
 	int rc, len;
 
 	if (strlen(newname) > MST_NAME_MAX)
@@ -157,6 +183,7 @@ do_link(struct mount *m, fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 		 * returns. */
 		src->nopen += 2;
 		b = src->buf;
+		fbuf_pin(b);	/* until link_done */
 		sa = src->attr;
 	}
 	pthread_mutex_unlock(&m->mu);
@@ -170,15 +197,19 @@ do_link(struct mount *m, fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 		w->m = m;
 		w->src = src;
 		w->dir = dir;
+		w->b = b;
+		w->body = p;
 		strcpy(w->name, newname);
 		rc = store_deliver_async(m, head, (size_t)len, p,
 		    (size_t)b->size, link_done, w);
-		fbuf_unmap(b, p);	/* mconn has its own copy */
 	} else {
 		rc = len;
+		p = NULL;	/* nothing mapped */
 	}
-	if (rc < 0)
-		free(w);		/* link_done will not run */
+	if (rc < 0) {		/* link_done will not run */
+		free(w);
+		body_done(m, b, p);
+	}
 	pthread_mutex_lock(&m->mu);
 	inode_close(m, src);
 	if (rc < 0)
@@ -223,6 +254,7 @@ struct rename_wait {
 	fuse_req_t req;
 	struct mount *m;
 	struct minode *n, *dir;
+	const uint8_t *body;	/* n->buf's view, sent; n->buf is pinned */
 	char name[MST_NAME_MAX + 1];
 };
 
@@ -235,6 +267,7 @@ rename_done(void *arg, struct mreply *r)
 	int rc = deliver_finish(m, w->dir, w->name, r, &a);
 
 	mreply_free(r);
+	body_done(m, w->n->buf, w->body);	/* before it can be freed */
 	pthread_mutex_lock(&m->mu);
 	if (rc == 0) {
 		rc = inode_move(m, w->n, w->dir, w->name);
@@ -251,14 +284,14 @@ rename_done(void *arg, struct mreply *r)
 
 /* Send the DELIVER for rename(tmp/X, new/Y); 1 when rename_done will
  * answer the kernel, or a negative errno. n->nopen holds two references
- * for us on entry (see do_link). */
+ * for us on entry (see do_link), and n->buf is pinned. */
 static int
 rename_deliver(struct mount *m, fuse_req_t req, struct minode *n,
     struct minode *np, const char *newname, const struct mst_attr *a)
 {
 	uint8_t head[2 * MST_PATH_MAX + 128];
 	struct rename_wait *w = calloc(1, sizeof *w);
-	const uint8_t *p;
+	const uint8_t *p = NULL;
 	int rc, len;
 
 	len = w ? deliver_encode(m, np, newname, n->buf, a, head, sizeof head,
@@ -268,15 +301,18 @@ rename_deliver(struct mount *m, fuse_req_t req, struct minode *n,
 		w->m = m;
 		w->n = n;
 		w->dir = np;
+		w->body = p;
 		strcpy(w->name, newname);
 		rc = store_deliver_async(m, head, (size_t)len, p,
 		    (size_t)n->buf->size, rename_done, w);
-		fbuf_unmap(n->buf, p);
 	} else {
 		rc = len;
+		p = NULL;	/* nothing mapped */
 	}
-	if (rc < 0)
+	if (rc < 0) {		/* rename_done will not run */
 		free(w);
+		body_done(m, n->buf, p);
+	}
 	pthread_mutex_lock(&m->mu);
 	inode_close(m, n);
 	if (rc < 0)
@@ -313,6 +349,7 @@ rename_local(struct mount *m, fuse_req_t req, struct minode *n,
 			return -ENAMETOOLONG;
 		}
 		n->nopen += 2;
+		fbuf_pin(n->buf);	/* until rename_done */
 		pthread_mutex_unlock(&m->mu);
 		return rename_deliver(m, req, n, np, newname, &a);
 	}

@@ -278,7 +278,9 @@ route_call_async(struct route *rt, const char *key, size_t klen,
 	if (!(flags & MCONN_RETRY))
 		return mconn_call_flags(s->c, op, head, hlen, body, blen,
 		    flags, cb, arg);
-	x = malloc(sizeof *x + klen + 1 + hlen + blen);
+	/* A borrowed body stays the caller's until x->cb has run. */
+	x = malloc(sizeof *x + klen + 1 + hlen +
+	    (flags & MCONN_BORROW ? 0 : blen));
 	if (x == NULL)
 		return -ENOMEM;
 	*x = (struct rcall){ .rt = rt, .s = s, .op = op, .flags = flags,
@@ -289,9 +291,13 @@ route_call_async(struct route *rt, const char *key, size_t klen,
 	x->key[klen] = '\0';
 	x->head = (uint8_t *)x->key + klen + 1;
 	memcpy(x->head, head, hlen);
-	x->body = x->head + hlen;
-	if (blen)
-		memcpy(x->body, body, blen);
+	if (flags & MCONN_BORROW) {
+		x->body = (uint8_t *)body;
+	} else {
+		x->body = x->head + hlen;
+		if (blen)
+			memcpy(x->body, body, blen);
+	}
 	rc = rcall_send(x);
 	if (rc < 0)
 		free(x);

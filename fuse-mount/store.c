@@ -310,16 +310,23 @@ int
 store_deliver(struct mount *m, const uint8_t *head, size_t len,
     const uint8_t *body, size_t size, struct mreply *r)
 {
-	return MB_CALL(m, deliver_mailbox(head, len), MST_OP_DELIVER, head, len, body, size, 1,
-	    r);
+	struct mst_str mb = deliver_mailbox(head, len);
+
+	/* The body is sent from the caller's buffer, which outlives the
+	 * call (MCONN_BORROW). */
+	return route_call(m->route, mb.p, mb.len, MST_OP_DELIVER, head, len,
+	    body, size, MCONN_RETRY | MCONN_BORROW, r);
 }
 
 int
 store_deliver_async(struct mount *m, const uint8_t *head, size_t len,
     const uint8_t *body, size_t size, mconn_cb *cb, void *arg)
 {
-	return MB_ASYNC(m, deliver_mailbox(head, len), MST_OP_DELIVER, head, len, body, size,
-	    1, cb, arg);
+	struct mst_str mb = deliver_mailbox(head, len);
+
+	/* The caller keeps |body| until |cb| has run (MCONN_BORROW). */
+	return route_call_async(m->route, mb.p, mb.len, MST_OP_DELIVER, head,
+	    len, body, size, MCONN_RETRY | MCONN_BORROW, cb, arg);
 }
 
 int

@@ -100,8 +100,10 @@ int store_fetch(struct mount *m, const struct mst_fetch_req *q,
 int store_fetch_async(struct mount *m, const struct mst_fetch_req *q,
     mconn_cb *cb, void *arg);
 
-/* Send an encoded DELIVER with its mapped body (copied before these
- * return); resent after a reconnection. */
+/* Send an encoded DELIVER with its mapped body, which is not copied: it
+ * must stay mapped and unchanged until store_deliver returns or the
+ * callback of store_deliver_async has run (fbuf_pin). Resent after a
+ * reconnection. */
 int store_deliver(struct mount *m, const uint8_t *head, size_t len,
     const uint8_t *body, size_t size, struct mreply *r);
 int store_deliver_async(struct mount *m, const uint8_t *head, size_t len,

@@ -2,7 +2,9 @@
  * check_fbuf.c - local file buffers (fuse-mount/fbuf.c), without FUSE:
  * writes, reads and truncation with holes, the spill from memory to an
  * unlinked spool file past MNT_MEM_MAX and reads across that boundary,
- * fbuf_map/fbuf_unmap of both kinds, fbuf_set, and errors. Links only
+ * fbuf_map/fbuf_unmap of both kinds, fbuf_set, pins (a view being sent
+ * cannot change: writes and truncation fail with ETXTBSY), and errors.
+ * Links only
  * fbuf.c and util.c (layer 1, see fuse-mount/mount.h).
  */
 #include <check.h>
@@ -252,6 +254,42 @@ START_TEST(map_of_memory_and_of_spool)
 }
 END_TEST
 
+/* A pinned buffer's view stays as it was: no write, no truncation, no
+ * spill may move or change it; nested pins all have to go. */
+START_TEST(pinned_buffer_refuses_changes_until_unpinned)
+{
+	const uint8_t *v = NULL;
+	uint8_t *p = pattern(MNT_MEM_MAX + 1, 5);
+
+	ck_assert_int_eq(fbuf_set(b, &m, "body", 4), 0);
+	fbuf_pin(b);
+	fbuf_pin(b);
+	ck_assert_int_eq(fbuf_map(b, &v), 0);
+	ck_assert_int_eq(fbuf_write(b, &m, "X", 1, 0), -ETXTBSY);
+	ck_assert_int_eq(fbuf_write(b, &m, p, MNT_MEM_MAX + 1, 0), -ETXTBSY);
+	ck_assert_int_eq(fbuf_truncate(b, &m, 0), -ETXTBSY);
+	ck_assert_int_eq(fbuf_truncate(b, &m, 100), -ETXTBSY);
+	ck_assert_int_eq(fbuf_set(b, &m, "other", 5), -ETXTBSY);
+	ck_assert_int_lt(b->fd, 0);		/* not spilled */
+	ck_assert_mem_eq(v, "body", 4);
+	fbuf_unmap(b, v);
+	fbuf_unpin(b);
+	ck_assert_int_eq(fbuf_write(b, &m, "X", 1, 0), -ETXTBSY);
+	fbuf_unpin(b);
+	ck_assert_int_eq(fbuf_write(b, &m, "B", 1, 0), 0);
+	expect_contents((const uint8_t *)"Body", 4);
+	/* A spooled one the same. */
+	ck_assert_int_eq(fbuf_set(b, &m, p, MNT_MEM_MAX + 1), 0);
+	fbuf_pin(b);
+	ck_assert_int_eq(fbuf_truncate(b, &m, 1), -ETXTBSY);
+	ck_assert_int_eq(fbuf_write(b, &m, "X", 1, 7), -ETXTBSY);
+	fbuf_unpin(b);
+	fbuf_unpin(b);		/* one too many: no effect */
+	expect_contents(p, MNT_MEM_MAX + 1);
+	free(p);
+}
+END_TEST
+
 START_TEST(set_replaces_the_contents)
 {
 	ck_assert_int_eq(fbuf_set(b, &m, "a long first text", 17), 0);
@@ -304,6 +342,7 @@ fbuf_suite(void)
 	tcase_add_test(tc, exactly_mem_max_stays_in_memory);
 	tcase_add_test(tc, map_of_memory_and_of_spool);
 	tcase_add_test(tc, set_replaces_the_contents);
+	tcase_add_test(tc, pinned_buffer_refuses_changes_until_unpinned);
 	tcase_add_test(tc, spill_into_a_missing_spool_fails_and_keeps_memory);
 	tcase_add_test(tc, free_of_null_does_nothing);
 	tcase_add_test(tc, map_of_a_spooled_buffer_cut_to_zero);

@@ -38,6 +38,8 @@ struct bench_opts {
 	int size_dist;			/* -s dist: sizes of real mail */
 	uint64_t size_max;		/* largest message of the run */
 	uint64_t seed;			/* --seed: sizes and the op mix */
+	uint64_t write_size;		/* --write-size: bytes per write(2)
+					 * of dir: deliveries; 0: whole */
 	unsigned mailboxes;		/* -m */
 	uint64_t per_mailbox;		/* messages in each mailbox at setup */
 	unsigned mix[BENCH_KINDS];	/* --mix: percent of each kind */

@@ -23,6 +23,7 @@
 
 struct bench_target {
 	char base[4096];	/* PATH/bench-PID */
+	uint64_t write_size;	/* --write-size, 0: one write(2) */
 };
 
 struct bench_session {
@@ -76,6 +77,27 @@ mbox_path(const struct bench_target *t, char *buf, size_t cap, unsigned mbox,
 	return 0;
 }
 
+/* |len| bytes in write(2)s of at most |piece| bytes (0: no limit), as
+ * an MTA writes through its stream buffer (Postfix: 4096 bytes). */
+static int
+body_write(int fd, const uint8_t *p, size_t len, uint64_t piece)
+{
+	size_t n;
+	int rc;
+
+	if (piece == 0)
+		return cli_write_all(fd, p, len);
+	while (len > 0) {
+		n = len < piece ? len : (size_t)piece;
+		rc = cli_write_all(fd, p, n);
+		if (rc < 0)
+			return rc;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
 static int
 dir_open(const char *loc, const struct bench_opts *o,
     struct bench_target **out, struct bench_err *e)
@@ -88,6 +110,7 @@ dir_open(const char *loc, const struct bench_opts *o,
 
 	if (t == NULL)
 		return -ENOMEM;
+	t->write_size = o->write_size;
 	if (stat(loc, &st) < 0) {
 		rc = sys_fail(e, "stat", loc);
 		goto fail;
@@ -172,7 +195,7 @@ dir_deliver(struct bench_session *s, const struct bench_msg *m,
 	fd = open(s->tmp, O_CREAT | O_EXCL | O_WRONLY, 0600);
 	if (fd < 0)
 		return sys_fail(e, "open", s->tmp);
-	rc = cli_write_all(fd, m->body, m->len);
+	rc = body_write(fd, m->body, m->len, s->t->write_size);
 	if (rc < 0) {
 		snprintf(e->what, sizeof e->what, "write(%.480s)", s->tmp);
 		goto fail;

@@ -768,6 +768,10 @@ usage(FILE *f)
 	    "                         (default 70:25:5)\n"
 	    "      --seed N           seed of the -s dist sizes and the mix "
 	    "(default random)\n"
+	    "      --write-size N     dir: targets write each message in "
+	    "write()s of at most\n"
+	    "                         N bytes, K/M suffixes (Postfix: 4096; "
+	    "default: one)\n"
 	    "  -k, --key KEYFILE      shared key for mstore:// targets\n"
 	    "  -t, --timeout SECS     timeout of mstore:// and nfs:// calls "
 	    "(default 10)\n"
@@ -955,7 +959,7 @@ static int
 parse_args(int argc, char **argv, struct cfg *c)
 {
 	enum { O_JSON = 256, O_KEEP, O_WORKLOAD, O_PER_MAILBOX, O_MIX,
-		O_SEED };
+		O_SEED, O_WRITE_SIZE };
 	static const struct option opts[] = {
 		{ "writers", required_argument, NULL, 'w' },
 		{ "size", required_argument, NULL, 's' },
@@ -968,6 +972,7 @@ parse_args(int argc, char **argv, struct cfg *c)
 		{ "per-mailbox", required_argument, NULL, O_PER_MAILBOX },
 		{ "mix", required_argument, NULL, O_MIX },
 		{ "seed", required_argument, NULL, O_SEED },
+		{ "write-size", required_argument, NULL, O_WRITE_SIZE },
 		{ "json", no_argument, NULL, O_JSON },
 		{ "keep", no_argument, NULL, O_KEEP },
 		{ "quiet", no_argument, NULL, 'q' },
@@ -1032,6 +1037,13 @@ parse_args(int argc, char **argv, struct cfg *c)
 			rc = opt_count("--seed", optarg, 0, UINT64_MAX,
 			    &c->o.seed);
 			c->seed_given = 1;
+			break;
+		case O_WRITE_SIZE:
+			if (cli_parse_size(optarg, SIZE_MAX_BYTES,
+			    &c->o.write_size) < 0 || c->o.write_size == 0)
+				return usage_error("--write-size %s: expected "
+				    "bytes with an optional K, M or G suffix, "
+				    "more than 0, at most %s", optarg, "1G");
 			break;
 		case O_JSON:
 			c->json = 1;

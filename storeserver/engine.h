@@ -56,6 +56,12 @@
  * Changes made by another server that shares the storage reach the
  * network layer through engine_conf.notice (see engine_notice_fn); an
  * engine that shares nothing (local) leaves it unused.
+ * An engine whose locks hold across servers through a lease (rados)
+ * that could not renew it in time calls engine_conf.fence with the
+ * tokens of every connection holding or waiting for a lock: the network
+ * layer closes them (their clients see a lost connection, as after a
+ * restart, and know their locks are gone) before the engine gives the
+ * records up for other servers to grant (see engine_fence_fn).
  *
  * Object id ranges: ids below ENG_ID_LOCAL_MIN (2^56) are the store's,
  * and every id an engine hands out (object ids, and the message ids of
@@ -82,6 +88,9 @@ struct job;
 /* Internal opcode: j->owner no longer watches j->req.path (engines with
  * engine_ops.watches only). */
 #define ENG_OP_UNWATCH		0xF2
+/* Internal opcode of the network layer only: a fence (engine_fence_fn)
+ * carried to its loop; never submitted to an engine. */
+#define ENG_OP_FENCE		0xF3
 /* First object id reserved for the mount's local files (2^56). */
 #define ENG_ID_LOCAL_MIN	((uint64_t)1 << 56)
 
@@ -161,6 +170,12 @@ typedef void engine_done_fn(void *arg, struct job *j);
  * are only borrowed for the call. The network layer fans it out to
  * watchers of n->dir exactly like a job's notices. */
 typedef void engine_notice_fn(void *arg, const struct jnotice *n);
+/* Self-fencing: close every connection whose token is among |owners|
+ * (|n| of them, borrowed for the call). Called from an engine thread,
+ * never the network layer's; returns once the connections are closed
+ * (or after a bounded wait if the network layer is not running), so the
+ * engine may then let others take the locks they held. */
+typedef void engine_fence_fn(void *arg, const uint64_t *owners, size_t n);
 
 struct engine_conf {
 	const char *data_dir;
@@ -183,6 +198,9 @@ struct engine_conf {
 	engine_notice_fn *notice;	/* others' changes, engine threads;
 					   NULL/unused by the local engine */
 	void *notice_arg;
+	engine_fence_fn *fence;		/* lock lease lapsed, engine threads;
+					   NULL: nobody to close */
+	void *fence_arg;
 };
 
 struct engine_ops {

@@ -634,6 +634,8 @@ engine_open(struct server *srv, const struct conf *c,
 	ec.done_arg = srv;
 	ec.notice = server_engine_notice;
 	ec.notice_arg = srv;
+	ec.fence = server_engine_fence;
+	ec.fence_arg = srv;
 	sigemptyset(&stop);
 	sigaddset(&stop, SIGTERM);
 	sigaddset(&stop, SIGINT);

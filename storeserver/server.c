@@ -6,8 +6,8 @@
  * table (watch.c) for NOTIFY. The listeners (listen.c) give it accepted
  * sockets. Runs on one thread and never blocks: the engine's threads
  * only touch |s->mu| and the eventfd (server_job_done,
- * server_engine_notice), and bad bytes from a peer end that peer's
- * connection, never the process.
+ * server_engine_notice, server_engine_fence), and bad bytes from a peer
+ * end that peer's connection, never the process.
  *
  * Lock order: s->mu only; nothing else is shared between threads.
  *
@@ -16,7 +16,10 @@
  * when another connection's unlock or end grants it. An engine whose
  * storage other servers share sets engine_ops.locks and gets every LOCK
  * as a job instead (engine.h), and one ENG_OP_UNLOCK_OWNER job when a
- * connection that sent LOCK drains or closes.
+ * connection that sent LOCK drains or closes. Such an engine that lost
+ * its lock lease names the connections holding or waiting for its locks
+ * (server_engine_fence): they are closed here, on the loop, before it
+ * lets other servers grant what they held.
  *
  * Connection states:
  *
@@ -187,6 +190,9 @@ struct server {
 	pthread_mutex_t mu;
 	struct job *done_head;	/* guarded by mu */
 	struct job *done_tail;	/* guarded by mu */
+	pthread_cond_t fence_cv;	/* fence_done moved */
+	uint64_t fence_asked;	/* guarded by mu: fences sent to the loop */
+	uint64_t fence_done;	/* guarded by mu: and carried out */
 
 	const struct engine_ops *ops;
 	struct engine *eng;
@@ -809,6 +815,44 @@ notices_complete(struct server *srv, struct job *j)
 	job_free(j);
 }
 
+/*
+ * On the loop: the engine lost its lock lease (server_engine_fence).
+ * Every connection named is closed now, so that none of their clients
+ * goes on believing it holds a lock that another server may grant; then
+ * the waiting engine thread is released.
+ */
+static void
+fence_complete(struct server *srv, struct job *j)
+{
+	const uint8_t *p = j->payload;
+	size_t i, n = j->payload_len / 8, closed = 0;
+	struct conn *c, *next;
+	uint64_t tok;
+
+	for (c = LIST_FIRST(&srv->conns); c != NULL; c = next) {
+		next = LIST_NEXT(c, link);
+		for (i = 0; i < n; i++) {
+			memcpy(&tok, p + i * 8, 8);
+			if (tok == c->token)
+				break;
+		}
+		if (i == n)
+			continue;
+		log_info("%s: closed: its locks went with the lapsed lock "
+		    "lease", c->peer);
+		conn_close(c, NULL);
+		closed++;
+	}
+	if (closed > 0)
+		log_info("lock lease lapsed: %zu connection(s) closed", closed);
+	pthread_mutex_lock(&srv->mu);
+	if (srv->fence_done < j->lsn)
+		srv->fence_done = j->lsn;
+	pthread_cond_broadcast(&srv->fence_cv);
+	pthread_mutex_unlock(&srv->mu);
+	job_free(j);
+}
+
 /* Take the completed jobs off the shared list, oldest first. */
 static struct job *
 take_done(struct server *srv)
@@ -838,7 +882,9 @@ on_done(evutil_socket_t fd, short what, void *arg)
 	while (r < 0 && errno == EINTR);
 	for (j = take_done(srv); j != NULL; j = next) {
 		next = j->next;
-		if (j->conn == NULL)
+		if (j->conn == NULL && j->op == ENG_OP_FENCE)
+			fence_complete(srv, j);
+		else if (j->conn == NULL)
 			notices_complete(srv, j);
 		else
 			job_complete(srv, j);
@@ -897,6 +943,49 @@ server_engine_notice(void *arg, const struct jnotice *n)
 		return;
 	}
 	done_push(arg, j);
+}
+
+/*
+ * Closing connections is the loop's to do: the tokens travel there as a
+ * job without a connection (like a notice), and the engine thread waits
+ * until the loop has closed them, at most FENCE_WAIT_MS (a loop that is
+ * not running any more closes every connection anyway).
+ */
+#define FENCE_WAIT_MS	2000
+
+void
+server_engine_fence(void *arg, const uint64_t *owners, size_t n)
+{
+	struct server *srv = arg;
+	struct job *j = calloc(1, sizeof *j);
+	struct timespec ts;
+	uint64_t seq;
+
+	if (j == NULL || (n > 0 && (j->payload = malloc(n * 8)) == NULL)) {
+		log_err("fence: out of memory: the connections holding locks "
+		    "given up are not closed");
+		free(j);
+		return;
+	}
+	if (n > 0)
+		memcpy(j->payload, owners, n * 8);
+	j->payload_len = n * 8;
+	j->op = ENG_OP_FENCE;
+	pthread_mutex_lock(&srv->mu);
+	seq = ++srv->fence_asked;
+	pthread_mutex_unlock(&srv->mu);
+	j->lsn = seq;
+	done_push(srv, j);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += FENCE_WAIT_MS / 1000;
+	pthread_mutex_lock(&srv->mu);
+	while (srv->fence_done < seq &&
+	    pthread_cond_timedwait(&srv->fence_cv, &srv->mu, &ts) == 0)
+		;
+	if (srv->fence_done < seq)
+		log_warn("fence: the connections holding locks were not "
+		    "closed within %d ms", FENCE_WAIT_MS);
+	pthread_mutex_unlock(&srv->mu);
 }
 
 /* ---- bodies ---- */
@@ -1907,12 +1996,17 @@ server_new(const struct conf *c, const struct server_key *keys,
     size_t nkeys, struct server **out)
 {
 	struct server *srv = calloc(1, sizeof *srv);
+	pthread_condattr_t ca;
 	int rc = -ENOMEM;
 
 	if (srv == NULL)
 		return -ENOMEM;
 	srv->efd = -1;
 	pthread_mutex_init(&srv->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&srv->fence_cv, &ca);
+	pthread_condattr_destroy(&ca);
 	LIST_INIT(&srv->conns);
 	if (nkeys > SERVER_KEYS_MAX) {
 		rc = -EINVAL;
@@ -2047,6 +2141,7 @@ server_free(struct server *s)
 	if (s->base)
 		event_base_free(s->base);
 	pthread_mutex_destroy(&s->mu);
+	pthread_cond_destroy(&s->fence_cv);
 	explicit_bzero(s->keys, sizeof s->keys);
 	free(s);
 }

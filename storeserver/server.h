@@ -45,6 +45,11 @@ void server_job_done(void *arg, struct job *j);
  * memory, it logs and the notice is lost. */
 void server_engine_notice(void *arg, const struct jnotice *n);
 
+/* engine_conf.fence for an engine whose fence_arg is the server: has the
+ * loop close every connection whose token is in |owners| and waits until
+ * it has (at most 2 s). From engine threads only. */
+void server_engine_fence(void *arg, const uint64_t *owners, size_t n);
+
 /* Hand the opened engine to the server; jobs go to it from now on. */
 void server_set_engine(struct server *s, const struct engine_ops *ops,
     struct engine *e);

@@ -43,6 +43,7 @@ static const struct conf_key conf_keys[] = {
 	KEY(pool, CT_STR, 0, 0),
 	KEY(ceph_id, CT_STR, 0, 0),
 	KEY(namespace, CT_STR, 0, 0),
+	KEY(lock_lease, CT_INT, 5, 3600),
 	KEY(listen, CT_LISTEN, 0, 0),
 	KEY(key_file, CT_STR, 0, 0),
 	KEY(key_file_next, CT_STR, 0, 0),
@@ -83,6 +84,7 @@ conf_init(struct conf *c)
 		.reserve_bytes = 64u << 20,
 		.readers = 2,
 		.compact_percent = 50,
+		.lock_lease = 10,
 		.max_connections = 1024,
 		.max_watches_per_connection = 65536,
 		.max_connection_memory = 256ull << 20,
@@ -462,5 +464,6 @@ conf_engine(const struct conf *c, struct engine_conf *e)
 		.pool = c->pool,
 		.ceph_id = c->ceph_id,
 		.ceph_namespace = c->namespace,
+		.lock_lease = (unsigned)c->lock_lease,
 	};
 }

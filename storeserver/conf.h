@@ -23,6 +23,7 @@ struct conf {
 	char *ceph_id;			/* rados: client name (default admin) */
 	char *namespace;		/* rados: the store's namespace in the
 					   pool (default: none) */
+	int lock_lease;			/* rados: lock lease, seconds */
 	char **listen;			/* "ADDR:PORT" or "unix:PATH" */
 	size_t nlisten;
 	char *key_file;			/* NULL: no AUTH */

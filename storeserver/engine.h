@@ -201,6 +201,8 @@ struct engine_conf {
 	engine_fence_fn *fence;		/* lock lease lapsed, engine threads;
 					   NULL: nobody to close */
 	void *fence_arg;
+	unsigned lock_lease;		/* rados: lock lease, seconds (>= 5);
+					   0: the default, 10 */
 };
 
 struct engine_ops {

@@ -19,8 +19,9 @@
  *                  servers never both decide on one version. Emptied, not
  *                  removed, when its last lock goes.
  *   mst.srv.<sid>  this server's lease: a cls_lock exclusive lock "live"
- *                  of RL_LEASE_S seconds, taken before its first record is
- *                  written and renewed every RL_RENEW_MS. sid = incarnation
+ *                  of lock_lease seconds (engine_conf, default 10), taken
+ *                  before its first record is written and renewed every
+ *                  fifth of that. sid = incarnation
  *                  << 16 | epoch. A record whose lease has no locker (its
  *                  server died, or stopped: the object is removed at
  *                  close) is dropped by whichever server next reads that
@@ -39,11 +40,19 @@
  * a release of its own, and every RL_POLL_MS against lost notifies and
  * dead holders. A grant is held from the write on; its reply follows.
  *
- * If the lease cannot be renewed for RL_FENCE_MS (below its duration,
- * by this server's monotonic clock from the send of the last renewal
- * that succeeded), this server stops using its records: it takes a new
- * epoch (a new sid and lease), and its old records are dropped by
- * everyone once the old lease lapses. Its clients are not told.
+ * Self-fencing: if the lease cannot be renewed for lock_lease - 3 s (by
+ * this server's monotonic clock from the send of the last renewal that
+ * succeeded; the OSD's lease runs lock_lease s from its receipt, which
+ * is later), this server stops using its records. First every client
+ * connection holding records or waiting is closed (engine_conf.fence:
+ * the client sees a lost connection, as after a restart, and knows its
+ * locks are gone), then it takes a new epoch (a new sid and lease) and
+ * removes the old lease, so that others drop its old records at once.
+ * A guard thread of its own watches that deadline, so neither a lock
+ * thread nor a lease thread stuck in a storage call (each may take up
+ * to the 5 s OSD timeout) delays the closing past the lease: the 3 s
+ * left cover the closing (milliseconds, on the network layer's loop)
+ * and the drift of this host's clock rate against the OSD's.
  *
  * EDEADLK: a POSIX request about to wait publishes its blocker under
  * w. first, then follows the chain of waiting owners (this server's in
@@ -54,7 +63,10 @@
  *  - two requests closing one deadlock cycle through two servers at the
  *    same instant may both get EDEADLK (Linux fails one of them);
  *  - LOCK_CONN_LOCKS_MAX counts one connection's locks per file;
- *  - a holder's locks outlive a SIGKILLed server by up to RL_LEASE_S.
+ *  - a holder's locks outlive a SIGKILLed server by up to lock_lease s;
+ *  - a server that could not renew its lease (stalled, or cut off from
+ *    the OSDs) closes its lock-holding connections: those locks are lost
+ *    to their owners, as if the server had restarted.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -67,9 +79,9 @@
 #include "lock.h"
 #include "log.h"
 
-#define RL_LEASE_S	10		/* lease duration, seconds */
-#define RL_RENEW_MS	2000
-#define RL_FENCE_MS	((RL_LEASE_S - 3) * 1000)
+#define RL_LEASE_S	10		/* lease duration by default, s */
+#define RL_LEASE_MIN_S	5
+#define RL_MARGIN_MS	3000		/* fenced this long before it lapses */
 #define RL_POLL_MS	1000		/* waiters retried at least this often */
 #define RL_ALIVE_MS	1000		/* a live lease is trusted this long */
 #define RL_REC_LEN	46u
@@ -130,6 +142,7 @@ struct rl_conn {
 	unsigned nwait;
 	int ended;		/* its records could not all be removed:
 				   tried again every RL_POLL_MS */
+	uint64_t fenced;	/* the sid whose fence closed it */
 };
 
 /* What is known of another server's (or an old epoch's) lease. */
@@ -179,6 +192,18 @@ static struct {
 	int64_t lease_ok;		/* guarded by mu: send time of the
 					   last renewal that succeeded */
 	int lease_lost;			/* guarded by mu: renewal said ENOENT */
+	int lease_s;			/* the lease's duration, seconds */
+	int renew_ms;			/* renewed this often */
+	int fence_ms;			/* fenced once not renewed this long */
+	/* The guard: closes the clients of a lapsing lease in time. */
+	pthread_cond_t gcv;
+	pthread_t gthr;
+	int gstarted;
+	uint64_t guard_sid;		/* guarded by mu: fenced by the guard */
+	int gbusy;			/* guarded by mu: the guard is closing
+					   connections (gcv when done) */
+	/* rl.conns' links, nfids, nwait and ended are written under mu
+	 * (the guard reads them); the rest is the lock thread's. */
 	/* The lock thread's own from here on. */
 	uint64_t sid;
 	int64_t next_poll;
@@ -191,6 +216,7 @@ static struct {
 	.mu = PTHREAD_MUTEX_INITIALIZER,
 	.cv = PTHREAD_COND_INITIALIZER,
 	.lcv = PTHREAD_COND_INITIALIZER,
+	.gcv = PTHREAD_COND_INITIALIZER,
 };
 
 static void reg_put(struct rl_wait *x, int set);
@@ -202,6 +228,21 @@ now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The CLOCK_MONOTONIC deadline |ms| from now, for a timed wait. */
+static void
+deadline_in(struct timespec *ts, int64_t ms)
+{
+	if (ms < 0)
+		ms = 0;
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (ms % 1000) * 1000000;
+	if (ts->tv_nsec >= 1000000000) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000;
+	}
 }
 
 static void
@@ -283,8 +324,10 @@ conn_find(uint64_t token, int make)
 	if (!make || (c = calloc(1, sizeof *c)) == NULL)
 		return NULL;
 	c->token = token;
+	pthread_mutex_lock(&rl.mu);
 	c->next = rl.conns;
 	rl.conns = c;
+	pthread_mutex_unlock(&rl.mu);
 	return c;
 }
 
@@ -301,8 +344,12 @@ conn_note(uint64_t token, uint64_t fid, int holds)
 	for (i = 0; i < c->nfids; i++)
 		if (c->fids[i] == fid)
 			break;
-	if (i < c->nfids && !holds)
+	if (i < c->nfids && !holds) {
+		pthread_mutex_lock(&rl.mu);
 		c->fids[i] = c->fids[--c->nfids];
+		pthread_mutex_unlock(&rl.mu);
+		return;
+	}
 	if (i < c->nfids || !holds)
 		return;
 	if (c->nfids == c->cap) {
@@ -316,7 +363,9 @@ conn_note(uint64_t token, uint64_t fid, int holds)
 		c->fids = n;
 		c->cap = c->cap ? c->cap * 2 : 8;
 	}
+	pthread_mutex_lock(&rl.mu);
 	c->fids[c->nfids++] = fid;
+	pthread_mutex_unlock(&rl.mu);
 }
 
 static struct rl_file *
@@ -428,7 +477,7 @@ file_maybe_free(struct rl_file *f)
 static int
 lease_lock(uint64_t sid, uint8_t flags)
 {
-	struct timeval d = { .tv_sec = RL_LEASE_S };
+	struct timeval d = { .tv_sec = rl.lease_s };
 	char oid[RE_OID_MAX + 8];
 
 	lease_oid(oid, sizeof oid, sid);
@@ -447,25 +496,130 @@ lease_drop(uint64_t sid)
 	(void)rados_remove(rl.e->io, oid);
 }
 
+/*
+ * Close every client connection that holds records or waits in this
+ * server (engine_conf.fence), and return once they are closed: their
+ * clients must not go on believing in locks that others may be granted.
+ * From the guard or the lock thread, without rl.mu.
+ */
+static void
+fence_clients(uint64_t sid, const char *why)
+{
+	uint64_t *toks = NULL, *n;
+	size_t ntok = 0, cap = 0;
+	struct rl_conn *c;
+
+	pthread_mutex_lock(&rl.mu);
+	for (c = rl.conns; c != NULL; c = c->next) {
+		if (c->ended || c->fenced == sid ||
+		    (c->nfids == 0 && c->nwait == 0))
+			continue;
+		if (ntok == cap) {
+			n = realloc(toks, (cap ? cap * 2 : 16) * sizeof *n);
+			if (n == NULL)
+				break;	/* those named are closed still */
+			toks = n;
+			cap = cap ? cap * 2 : 16;
+		}
+		c->fenced = sid;
+		toks[ntok++] = c->token;
+	}
+	pthread_mutex_unlock(&rl.mu);
+	if (ntok > 0 || why != NULL)
+		log_err("rados: lock lease of sid %016" PRIx64 " %s: closing "
+		    "the %zu client connection(s) holding or waiting for its "
+		    "locks", sid, why != NULL ? why : "given up", ntok);
+	if (ntok > 0 && rl.e->conf.fence != NULL)
+		rl.e->conf.fence(rl.e->conf.fence_arg, toks, ntok);
+	free(toks);
+}
+
+/* Why a lease is being fenced, into |buf| (rl.mu held). */
+static const char *
+lapse_why(char *buf, size_t cap)
+{
+	int64_t late = now_ms() - rl.lease_ok;
+
+	if (late > rl.fence_ms)
+		snprintf(buf, cap, "was not renewed for %" PRId64 ".%" PRId64
+		    " s (limit %d.%d s of %d s)", late / 1000,
+		    late % 1000 / 100, rl.fence_ms / 1000,
+		    rl.fence_ms % 1000 / 100, rl.lease_s);
+	else
+		snprintf(buf, cap, "was found lapsed by its renewal");
+	return buf;
+}
+
+/* The guard thread: once the lease is past its fence deadline, closes
+ * the clients of its locks at once (the lock thread may be busy). */
+static void *
+guard_main(void *arg)
+{
+	struct timespec ts;
+	const char *why;
+	char wbuf[96];
+	uint64_t sid;
+	int64_t due;
+
+	(void)arg;
+	pthread_mutex_lock(&rl.mu);
+	while (!rl.stop) {
+		if (rl.leased && rl.guard_sid != rl.lease_sid &&
+		    (rl.lease_lost || now_ms() - rl.lease_ok > rl.fence_ms)) {
+			sid = rl.guard_sid = rl.lease_sid;
+			why = lapse_why(wbuf, sizeof wbuf);
+			rl.gbusy = 1;
+			pthread_mutex_unlock(&rl.mu);
+			fence_clients(sid, why);
+			pthread_mutex_lock(&rl.mu);
+			rl.gbusy = 0;
+			pthread_cond_broadcast(&rl.gcv);
+			continue;
+		}
+		due = 60000;
+		if (rl.leased && rl.guard_sid != rl.lease_sid)
+			due = rl.lease_ok + rl.fence_ms + 1 - now_ms();
+		deadline_in(&ts, due);
+		(void)pthread_cond_timedwait(&rl.gcv, &rl.mu, &ts);
+	}
+	pthread_mutex_unlock(&rl.mu);
+	return NULL;
+}
+
 /* The lease was not renewed in time: records under this sid may be
- * dropped by others at any moment, so none is used again. */
+ * dropped by others at any moment, so none is used again. Its clients
+ * are closed first (again, if the guard did: connections may have been
+ * granted since), then the lease is removed. */
 static void
 fence(void)
 {
 	struct rl_conn *c;
 	struct rl_file *f;
 	struct rl_wait *x;
+	const char *why;
+	char wbuf[96];
 
-	log_err("rados: lock lease of sid %016" PRIx64 " not renewed for "
-	    "%d s: its locks may be taken by others and are given up; "
-	    "continuing under a new lease", rl.sid, RL_FENCE_MS / 1000);
+	pthread_mutex_lock(&rl.mu);
+	why = rl.guard_sid == rl.sid ? NULL : lapse_why(wbuf, sizeof wbuf);
+	rl.guard_sid = rl.sid;
+	pthread_mutex_unlock(&rl.mu);
+	fence_clients(rl.sid, why);
+	pthread_mutex_lock(&rl.mu);
+	while (rl.gbusy)		/* the guard's closing is not done */
+		pthread_cond_wait(&rl.gcv, &rl.mu);
+	pthread_mutex_unlock(&rl.mu);
+	log_err("rados: lock lease of sid %016" PRIx64 " given up: its "
+	    "locks may be taken by others; continuing under a new lease",
+	    rl.sid);
 	pthread_mutex_lock(&rl.mu);
 	rl.leased = 0;
 	pthread_mutex_unlock(&rl.mu);
 	lease_drop(rl.sid);
+	pthread_mutex_lock(&rl.mu);
 	rl.sid++;
 	for (c = rl.conns; c != NULL; c = c->next)
 		c->nfids = 0;
+	pthread_mutex_unlock(&rl.mu);
 	/* The waiters' keys, under the new sid. */
 	for (f = rl.files; f != NULL; f = f->next)
 		for (x = f->waiters; x != NULL; x = x->next)
@@ -481,12 +635,12 @@ lease_lapsing(void)
 
 	pthread_mutex_lock(&rl.mu);
 	bad = rl.leased && (rl.lease_lost ||
-	    now_ms() - rl.lease_ok > RL_FENCE_MS);
+	    now_ms() - rl.lease_ok > rl.fence_ms);
 	pthread_mutex_unlock(&rl.mu);
 	return bad;
 }
 
-/* The lease thread: renews the lease every RL_RENEW_MS while held. */
+/* The lease thread: renews the lease every rl.renew_ms while held. */
 static void *
 lease_main(void *arg)
 {
@@ -498,16 +652,16 @@ lease_main(void *arg)
 	(void)arg;
 	pthread_mutex_lock(&rl.mu);
 	while (!rl.stop) {
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += RL_RENEW_MS / 1000;
+		deadline_in(&ts, rl.renew_ms);
 		(void)pthread_cond_timedwait(&rl.lcv, &rl.mu, &ts);
 		if (rl.stop || !rl.leased || rl.lease_lost)
 			continue;
-		/* Past RL_FENCE_MS others may have found it lapsed and
-		 * dropped its records (and remember it dead): never renewed
-		 * again, whatever the OSD would say now. */
-		if (now_ms() - rl.lease_ok > RL_FENCE_MS) {
+		/* Past rl.fence_ms others may soon find it lapsed and drop
+		 * its records (and remember it dead): never renewed again,
+		 * whatever the OSD would say now. */
+		if (now_ms() - rl.lease_ok > rl.fence_ms) {
 			rl.lease_lost = 1;
+			pthread_cond_broadcast(&rl.gcv);
 			continue;
 		}
 		sid = rl.lease_sid;
@@ -520,10 +674,12 @@ lease_main(void *arg)
 		pthread_mutex_lock(&rl.mu);
 		if (!rl.leased || rl.lease_sid != sid)
 			continue;
-		if (rc == 0)
+		if (rc == 0 && now_ms() - rl.lease_ok <= rl.fence_ms) {
 			rl.lease_ok = t0;
-		else if (rc == -ENOENT)
+		} else if (rc == -ENOENT) {
 			rl.lease_lost = 1;	/* lapsed and taken away */
+			pthread_cond_broadcast(&rl.gcv);
+		}
 	}
 	pthread_mutex_unlock(&rl.mu);
 	return NULL;
@@ -557,10 +713,16 @@ lease_ensure(void)
 	if (!rl.lstarted)
 		rl.lstarted = pthread_create(&rl.lthr, NULL, lease_main,
 		    NULL) == 0;
-	rc = rl.lstarted ? 0 : -EIO;
+	if (!rl.gstarted)
+		rl.gstarted = pthread_create(&rl.gthr, NULL, guard_main,
+		    NULL) == 0;
+	pthread_cond_broadcast(&rl.gcv);
+	rc = rl.lstarted && rl.gstarted ? 0 : -EIO;
+	if (rc < 0)
+		rl.leased = 0;	/* no record without both threads */
 	pthread_mutex_unlock(&rl.mu);
 	if (rc < 0)
-		log_err("rados: starting the lock lease thread failed");
+		log_err("rados: starting the lock lease threads failed");
 	return rc;
 }
 
@@ -1083,8 +1245,10 @@ waiter_end(struct rl_wait *x, int rc, const struct mst_lock_rep *rep)
 	struct rl_conn *c = conn_find(x->j->owner, 0);
 	struct rl_wait *o;
 
+	pthread_mutex_lock(&rl.mu);
 	if (c != NULL && c->nwait > 0)
 		c->nwait--;
+	pthread_mutex_unlock(&rl.mu);
 	if (x->registered) {
 		o = waiter_of(x->j->owner, x->j->req.lock.owner);
 		if (o != NULL)
@@ -1151,7 +1315,9 @@ park(struct job *j, uint64_t bsid, uint64_t btok, uint64_t bown)
 	for (pp = &f->waiters; *pp != NULL; pp = &(*pp)->next)
 		;
 	*pp = w;
+	pthread_mutex_lock(&rl.mu);
 	c->nwait++;
+	pthread_mutex_unlock(&rl.mu);
 	rl.waits++;
 	if (waiter_blocked(f, w)) {
 		file_maybe_free(f);
@@ -1378,7 +1544,9 @@ conn_drop_locks(struct rl_conn *c)
 	while (i < c->nfids) {
 		rc = table_cas(c->fids[i], 1, c->token, NULL, NULL);
 		if (rc == 0) {
+			pthread_mutex_lock(&rl.mu);
 			c->fids[i] = c->fids[--c->nfids];
+			pthread_mutex_unlock(&rl.mu);
 			continue;
 		}
 		if (!c->ended)
@@ -1396,9 +1564,11 @@ conn_free(struct rl_conn *c)
 {
 	struct rl_conn **cp;
 
+	pthread_mutex_lock(&rl.mu);
 	for (cp = &rl.conns; *cp != c; cp = &(*cp)->next)
 		;
 	*cp = c->next;
+	pthread_mutex_unlock(&rl.mu);
 	free(c->fids);
 	free(c);
 }
@@ -1424,10 +1594,13 @@ run_end(struct job *j)
 		file_maybe_free(f);
 	}
 	if (c != NULL) {
-		if (conn_drop_locks(c))
+		if (conn_drop_locks(c)) {
 			conn_free(c);
-		else
+		} else {
+			pthread_mutex_lock(&rl.mu);
 			c->ended = 1;
+			pthread_mutex_unlock(&rl.mu);
+		}
 	}
 	finish(j, 0, NULL);
 }
@@ -1548,12 +1721,20 @@ re_lock_submit(struct rados_engine *e, struct job *j)
 	if (!rl.started) {
 		rl.e = e;
 		rl.sid = e->inc << 16 | 1;
+		rl.lease_s = e->conf.lock_lease ? (int)e->conf.lock_lease :
+		    RL_LEASE_S;
+		if (rl.lease_s < RL_LEASE_MIN_S)
+			rl.lease_s = RL_LEASE_MIN_S;
+		rl.renew_ms = rl.lease_s * 1000 / 5;
+		rl.fence_ms = rl.lease_s * 1000 - RL_MARGIN_MS;
 		pthread_cond_destroy(&rl.cv);
 		pthread_cond_destroy(&rl.lcv);
+		pthread_cond_destroy(&rl.gcv);
 		pthread_condattr_init(&ca);
 		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 		pthread_cond_init(&rl.cv, &ca);
 		pthread_cond_init(&rl.lcv, &ca);
+		pthread_cond_init(&rl.gcv, &ca);
 		pthread_condattr_destroy(&ca);
 		rc = pthread_create(&rl.thr, NULL, lock_main, NULL);
 		rl.started = rc == 0;
@@ -1578,7 +1759,7 @@ re_lock_stop(struct rados_engine *e)
 	struct rl_wait *x;
 	struct rl_conn *c;
 	struct rl_peer *p;
-	int started, lstarted;
+	int started, lstarted, gstarted;
 
 	(void)e;		/* rl.e since the first LOCK */
 	pthread_mutex_lock(&rl.mu);
@@ -1586,15 +1767,19 @@ re_lock_stop(struct rados_engine *e)
 	started = rl.started;
 	pthread_cond_signal(&rl.cv);
 	pthread_cond_signal(&rl.lcv);
+	pthread_cond_broadcast(&rl.gcv);
 	pthread_mutex_unlock(&rl.mu);
 	if (!started)
 		return;
 	pthread_join(rl.thr, NULL);
 	pthread_mutex_lock(&rl.mu);
 	lstarted = rl.lstarted;		/* set by the lock thread only */
+	gstarted = rl.gstarted;
 	pthread_mutex_unlock(&rl.mu);
 	if (lstarted)
 		pthread_join(rl.lthr, NULL);
+	if (gstarted)
+		pthread_join(rl.gthr, NULL);
 	while ((f = rl.files) != NULL) {
 		while ((x = f->waiters) != NULL) {
 			f->waiters = x->next;
@@ -1620,5 +1805,7 @@ re_lock_stop(struct rados_engine *e)
 	}
 	rl.started = 0;
 	rl.lstarted = 0;
+	rl.gstarted = 0;
+	rl.guard_sid = 0;
 	rl.leased = 0;
 }

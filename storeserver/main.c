@@ -51,6 +51,7 @@ struct args {
 	const char *pool;
 	const char *ceph_id;
 	const char *ns;
+	const char *lock_lease;
 	const char *config;
 	char **listen;
 	size_t nlisten;
@@ -75,6 +76,7 @@ static const struct option long_opts[] = {
 	{ .name = "pool", .has_arg = required_argument, .val = 'O' },
 	{ .name = "ceph-id", .has_arg = required_argument, .val = 'U' },
 	{ .name = "namespace", .has_arg = required_argument, .val = 'N' },
+	{ .name = "lock-lease", .has_arg = required_argument, .val = 'L' },
 	{ .name = "help", .has_arg = no_argument, .val = 'h' },
 	{ .name = "version", .has_arg = no_argument, .val = 'V' },
 	{ 0 },
@@ -91,7 +93,8 @@ usage(FILE *f)
 	    "               [--tls-cert FILE --tls-key FILE]\n"
 	    "               [--backend local|memory|rados]\n"
 	    "               [--ceph-conf FILE --pool NAME [--ceph-id NAME] "
-	    "[--namespace NAME]]\n"
+	    "[--namespace NAME]\n"
+	    "               [--lock-lease SECONDS]]\n"
 	    "       mstored --help | --version\n"
 	    "\n"
 	    "The mstore store server: keeps the mail that mount.mstore "
@@ -117,6 +120,12 @@ usage(FILE *f)
 	    "      --namespace NAME  rados: keep the store in this namespace "
 	    "of the\n"
 	    "                        pool, apart from other stores in it\n"
+	    "      --lock-lease S    rados: the lease (seconds, default 10, "
+	    "at least\n"
+	    "                        5) that keeps this server's locks; not "
+	    "renewed\n"
+	    "                        for S - 3 s, its lock-holding "
+	    "connections close\n"
 	    "  -l, --listen ADDR     listen on HOST:PORT, [V6]:PORT or "
 	    "unix:PATH;\n"
 	    "                        repeatable (default %s)\n"
@@ -226,6 +235,9 @@ parse_args(int argc, char **argv, struct args *a)
 		case 'N':
 			a->ns = optarg;
 			break;
+		case 'L':
+			a->lock_lease = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return EXIT_OK;
@@ -283,6 +295,11 @@ load_conf(struct conf *c, const struct args *a)
 	}
 	if (a->ns != NULL && conf_set(c, "namespace", a->ns, &why) < 0) {
 		fprintf(stderr, "mstored: --namespace: %s\n", why);
+		return usage_error();
+	}
+	if (a->lock_lease != NULL &&
+	    conf_set(c, "lock_lease", a->lock_lease, &why) < 0) {
+		fprintf(stderr, "mstored: --lock-lease: %s\n", why);
 		return usage_error();
 	}
 	if (a->user != NULL && conf_set(c, "user", a->user, &why) < 0) {

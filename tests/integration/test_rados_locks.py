@@ -22,22 +22,34 @@ every other:
   - mstored killed with SIGKILL while holding a lock: the lock is dropped
     once its lease lapses (the time is printed) and B's waiter is granted;
     a server stopped with SIGTERM gives its locks up at once;
-  - mstored stopped (SIGSTOP) past its lease: its lock goes to B's waiter,
-    and once continued it has given up its records and goes on under a
-    new lease (its own later requests see B's lock);
+  - mstored stopped (SIGSTOP) past its lease (lock_lease = 6): its lock
+    goes to B's waiter, and once continued it fences itself: the
+    connections that held or waited for its locks are closed (the client
+    reads EOF, with no grant before it), the others stay open, and it
+    goes on under a new lease (its later requests see B's lock);
   - 50 rounds of two exclusive F_SETLKs racing through two servers, and
     of three through three: one winner each round;
   - the cases of test_locks.py with mount A over server 1 and mount B over
     server 2 (fcntl and flock from many processes through both mounts,
     EAGAIN, F_GETLK, a killed holder, an interrupted wait, a holder's
     mount killed);
+  - through mounts, a holder's server stalled past its lease: B's process
+    gets the lock, and once the server continues the holder's mount logs
+    that its lock was released by the store, F_GETLK through either mount
+    names B's process, and A's process cannot take it back;
+  - a mount over two servers (S1,S2) holding a lock through its home
+    server, which is killed: the mount logs the lock as released, and a
+    new lock through the other server is granted once the dead server's
+    lease lapses (F_GETLK through another mount names its new holder);
   - with the cluster stopped, LOCKs sent at once all answer EIO within
     the storage timeout, never a hang.
 
 Exits 77 (skipped) only when the Ceph daemons are not installed.
 """
 import errno
+import fcntl
 import os
+import select
 import signal
 import statistics
 import struct
@@ -58,7 +70,8 @@ from radoslib import Client  # noqa: E402
 RD, WR, UN = 1, 2, 3
 WAIT, FLOCK, TEST, CANCEL = 0x01, 0x02, 0x04, 0x08
 EOF = (1 << 64) - 1
-LEASE = 10          # seconds: RL_LEASE_S of engine_rados_lock.c
+LEASE = 10          # seconds: the default lock_lease (mstore.conf(5))
+SHORT = 6           # lock_lease of the servers the fencing tests stall
 ROUNDS = 50
 _fid = [int.from_bytes(os.urandom(4), "big") << 8]
 
@@ -347,12 +360,15 @@ def test_racing_through_three_servers(env):
 
 
 class Holder:
-    """A server of its own (killed at the end) with a client holding WR
-    on a new file (pid 777), and B's F_SETLKW waiting behind it."""
+    """A server of its own (killed at the end; lock_lease |lease|) with a
+    client holding WR on a new file (pid 777), and B's F_SETLKW waiting
+    behind it."""
 
-    def __init__(self, env):
+    def __init__(self, env, lease=LEASE):
         self.env = env
-        self.s = radoslib.servers(env.cluster, 1)[0]
+        self.lease = lease
+        extra = "lock_lease = %d\n" % lease if lease != LEASE else ""
+        self.s = radoslib.servers(env.cluster, 1, extra)[0]
         self.c = Locker(self.s.port)
         self.f = new_fid()
         want(self.c.lock(self.f, 1, WR, pid=777)[0], 0, "holder: WR")
@@ -366,10 +382,10 @@ class Holder:
         self.s.kill(sig)
         if then is not None:
             then()
-        st, _ = self.env.b.reply(self.rid, LEASE + 10)
+        st, _ = self.env.b.reply(self.rid, self.lease + 10)
         dt = time.monotonic() - t0
         print("mstored %s: B's waiter granted after %.2f s (lease %d s)" %
-              (what, dt, LEASE), flush=True)
+              (what, dt, self.lease), flush=True)
         want(st, 0, "B's F_SETLKW once the holder's server is %s" % what)
         return dt
 
@@ -408,28 +424,209 @@ def test_server_stopped_gives_its_locks_up_at_once(env):
         h.end()
 
 
-def test_stalled_server_gives_up_its_locks(env):
-    h = Holder(env)
+def closed_by_server(conn, rid, secs, what):
+    """|conn| (a Locker) must be closed by its server within |secs|, with
+    no grant of request |rid| before the EOF; the seconds it took."""
+    frames, dt = conn.c.closed_within(secs)
+    if dt is None:
+        raise AssertionError("%s: connection still open %d s after SIGCONT"
+                             % (what, secs))
+    for _op, flags, status, got, _p in frames:
+        if flags & hc.F_REPLY and got == rid and status == 0:
+            raise AssertionError("%s: granted before its connection was "
+                                 "closed" % what)
+    return dt
+
+
+def test_stalled_server_closes_its_lock_holders(env):
+    h = Holder(env, SHORT)
     try:
+        c, f, b = h.c, h.f, env.b
+        # Through the same server: a connection waiting for B's lock on g
+        # (closed too), one that locked and unlocked, and one that never
+        # locked (both left open).
+        g = new_fid()
+        want(b.lock(g, 2, WR)[0], 0, "B: WR g")
+        w = Locker(h.s.port)
+        wrid = w.send_lock(g, 4, WR, WAIT)
+        w.no_reply(wrid, 0.3)
+        u = Locker(h.s.port)
+        k = new_fid()
+        want(u.lock(k, 5, WR)[0], 0, "U: WR")
+        want(u.lock(k, 5, UN)[0], 0, "U: unlock")
+        idle = Locker(h.s.port)
         h.signal_and_wait(signal.SIGSTOP, "stalled (SIGSTOP)")
+        t0 = time.monotonic()
         h.s.kill(signal.SIGCONT)
-        # Its records are gone: another owner through it meets B's lock,
-        # and F_GETLK through it names B's holder.
-        c, f = h.c, h.f
-        want(c.lock(f, 3, WR, timeout=30)[0], errno.EAGAIN,
-             "stalled server after SIGCONT: WR against B's lock")
-        st, r = c.lock(f, 3, WR, TEST)
-        want((st, r["pid"]), (0, 1002), "stalled server: F_GETLK names B")
-        want(env.b.lock(f, 2, UN)[0], 0, "B: unlock")
-        want(c.lock(f, 3, WR)[0], 0, "stalled server: WR, new lease")
-        want(env.b.lock(f, 2, WR)[0], errno.EAGAIN, "B: WR against it")
-        want(c.lock(f, 3, UN)[0], 0, "cleanup")
+        dt = closed_by_server(c, 0, 10, "the holder")
+        closed_by_server(w, wrid, 10, "the waiter")
+        print("stalled mstored continued: its holder's connection closed "
+              "after %.0f ms" % (dt * 1e3), flush=True)
+        # The others stay, and see B's lock: the records are given up.
+        st, r = idle.lock(f, 3, WR, TEST, timeout=30)
+        want((st, r["type"], r["pid"]), (0, WR, 1002),
+             "stalled server, an untouched connection: F_GETLK names B")
+        want(u.lock(f, 5, WR)[0], errno.EAGAIN,
+             "stalled server, U: WR against B's lock")
+        want(b.lock(f, 2, UN)[0], 0, "B: unlock")
+        n = Locker(h.s.port)
+        want(n.lock(f, 3, WR)[0], 0, "stalled server: WR, new lease")
+        want(b.lock(f, 2, WR)[0], errno.EAGAIN, "B: WR against it")
+        want(n.lock(f, 3, UN)[0], 0, "cleanup")
+        want(b.lock(g, 2, UN)[0], 0, "cleanup")
         log = open(h.s.log).read()
-        if "not renewed" not in log:
-            raise AssertionError("the stalled server did not log giving "
-                                 "up its lease:\n" + log[-2000:])
+        for line in ("closing the 2 client connection(s)", "given up"):
+            if line not in log:
+                raise AssertionError("the stalled server did not log %r:\n"
+                                     "%s" % (line, log[-2000:]))
+        print("fenced %.1f s after SIGCONT was sent, log: %s" % (
+            time.monotonic() - t0, [x for x in log.splitlines()
+                                    if "closing the" in x][0]), flush=True)
     finally:
         h.end()
+
+
+def wait_fd(r, secs, what):
+    """A byte from pipe |r| within |secs| (a hold_lock child's "ready")."""
+    ready, _, _ = select.select([r], [], [], secs)
+    if not ready:
+        raise AssertionError("%s: not within %d s" % (what, secs))
+    test_locks.wait_ready(r)
+
+
+def wait_log(m, text, secs, what):
+    end = time.monotonic() + secs
+    while time.monotonic() < end:
+        if text in open(m.log, errors="replace").read():
+            return
+        time.sleep(0.1)
+    raise AssertionError("%s: %r not in %s within %d s:\n%s" % (
+        what, text, m.log, secs, open(m.log).read()[-2000:]))
+
+
+LOST = "released by the store when the connection dropped"
+
+
+def cannot_lock(path, what):
+    """F_SETLK of the whole of |path| must fail with EAGAIN/EACCES."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLK,
+                    test_locks.flock_struct(fcntl.F_WRLCK))
+        raise AssertionError("%s: F_SETLK granted" % what)
+    except OSError as e:
+        if e.errno not in (errno.EAGAIN, errno.EACCES):
+            raise
+    finally:
+        os.close(fd)
+
+
+def holder_pid(path):
+    fd = os.open(path, os.O_RDWR)
+    try:
+        t, _, _, pid = test_locks.getlk(fd, fcntl.F_WRLCK)
+        return t, pid
+    finally:
+        os.close(fd)
+
+
+def kill_children(pids):
+    for p in pids:
+        try:
+            os.kill(p, signal.SIGKILL)
+            os.waitpid(p, 0)
+        except OSError:
+            pass
+
+
+def test_mount_told_when_its_server_stalls(env, b):
+    """Mount A over a server of its own, mount B over server 2."""
+    s = radoslib.servers(env.cluster, 1, "lock_lease = %d\n" % SHORT)[0]
+    a = mstlib.Mount(s.addr, "timeout=30").start()
+    kids, fds = [], []
+    name = "stalled-%d" % new_fid()
+    try:
+        open(a.path(test_locks.DIR, name), "wb").close()
+        r, w = os.pipe()
+        r2, w2 = os.pipe()
+        fds += [r, w, r2, w2]
+        kids.append(test_locks.hold_lock(a.path(test_locks.DIR, name),
+                                         fcntl.F_WRLCK, 0, 0, w))
+        wait_fd(r, 10, "A's process: F_SETLKW")
+        cannot_lock(b.path(test_locks.DIR, name), "B while A holds")
+        s.kill(signal.SIGSTOP)
+        t0 = time.monotonic()
+        kids.append(test_locks.hold_lock(b.path(test_locks.DIR, name),
+                                         fcntl.F_WRLCK, 0, 0, w2))
+        wait_fd(r2, SHORT + 10, "B's process: F_SETLKW while A's server "
+                "is stalled")
+        print("mount B's process got the lock %.1f s after A's server "
+              "stalled (lease %d s)" % (time.monotonic() - t0, SHORT),
+              flush=True)
+        s.kill(signal.SIGCONT)
+        t1 = time.monotonic()
+        wait_log(a, LOST, 10, "A's mount after its server continued")
+        print("A's mount logged its lock released %.2f s after SIGCONT" %
+              (time.monotonic() - t1), flush=True)
+        for m, who in ((b, "B"), (a, "A")):
+            want(holder_pid(m.path(test_locks.DIR, name)),
+                 (fcntl.F_WRLCK, kids[1]), "F_GETLK through %s's mount" % who)
+        cannot_lock(a.path(test_locks.DIR, name),
+                    "A's mount after its lock was given up")
+    finally:
+        s.kill(signal.SIGCONT)
+        kill_children(kids)
+        for x in fds:
+            os.close(x)
+        a.unmount()
+        s.kill()
+
+
+def test_failover_mount_reports_its_lock_lost(env, b):
+    """A mount over two servers of its own; B (server 2) observes."""
+    ss = radoslib.servers(env.cluster, 2, "lock_lease = %d\n" % SHORT)
+    m = radoslib.mount(ss, "timeout=10")
+    kids, fds = [], []
+    name = "failover-%d" % new_fid()
+    try:
+        homes = [ln.split()[0] for ln in os.getxattr(
+            m.mnt, "user.mstore.servers").decode().splitlines()
+            if "home" in ln.split()[2:]]
+        want(len(homes), 1, "one home server")
+        home = [x for x in ss if x.addr == homes[0]][0]
+        other = [x for x in ss if x is not home][0]
+        path = m.path(test_locks.DIR, name)
+        open(path, "wb").close()
+        r, w = os.pipe()
+        r2, w2 = os.pipe()
+        fds += [r, w, r2, w2]
+        kids.append(test_locks.hold_lock(path, fcntl.F_WRLCK, 0, 0, w))
+        wait_fd(r, 10, "P: F_SETLKW through the two-server mount")
+        want(holder_pid(b.path(test_locks.DIR, name)),
+             (fcntl.F_WRLCK, kids[0]), "F_GETLK through B: P")
+        t0 = time.monotonic()
+        home.kill()
+        wait_log(m, LOST, 15, "the mount after its home server died")
+        print("two-server mount: home %s killed, lock reported lost after "
+              "%.2f s" % (home.addr, time.monotonic() - t0), flush=True)
+        # A new lock through the other server: once the dead server's
+        # lease lapses (its record is dropped), never silently P's.
+        kids.append(test_locks.hold_lock(path, fcntl.F_WRLCK, 0, 0, w2))
+        wait_fd(r2, SHORT + 10, "Q: F_SETLKW through %s" % other.addr)
+        print("two-server mount: Q's lock through %s granted %.2f s after "
+              "the kill (lease %d s)" % (other.addr, time.monotonic() - t0,
+                                         SHORT), flush=True)
+        want(holder_pid(b.path(test_locks.DIR, name)),
+             (fcntl.F_WRLCK, kids[1]), "F_GETLK through B: Q")
+        want(holder_pid(path), (fcntl.F_WRLCK, kids[1]),
+             "F_GETLK through the two-server mount: Q")
+    finally:
+        kill_children(kids)
+        for x in fds:
+            os.close(x)
+        m.unmount()
+        for x in ss:
+            x.kill()
 
 
 def test_storage_down_answers_eio(env):
@@ -472,7 +669,7 @@ def main():
                    test_racing_through_three_servers,
                    test_server_killed_its_locks_lapse,
                    test_server_stopped_gives_its_locks_up_at_once,
-                   test_stalled_server_gives_up_its_locks):
+                   test_stalled_server_closes_its_lock_holders):
             r.run(fn, env)
         mounts = []
         try:
@@ -491,6 +688,8 @@ def main():
                        test_locks.test_waiting_lock_interrupted_by_signal):
                 r.run(fn, a, b)
             r.run(test_locks.test_lock_freed_when_mount_goes, env.s1, b)
+            r.run(test_mount_told_when_its_server_stalls, env, b)
+            r.run(test_failover_mount_reports_its_lock_lost, env, b)
         for m in mounts:
             m.unmount()
         r.run(test_storage_down_answers_eio, env)

@@ -461,6 +461,10 @@ on_notice(void *arg, const struct mst_notify *nt)
 		f->epoch++;
 		file = f->ino;
 	}
+	/* A directory changed as an entry (its mode, owner, name): its
+	 * attributes are asked for again (see do_getattr). */
+	if (f && f->attr.type == MST_T_DIR)
+		f->attr_at_ms = 0;
 	pthread_mutex_unlock(&m->mu);
 	if (file)
 		inval_queue(m, file, NULL);

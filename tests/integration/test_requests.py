@@ -4,12 +4,14 @@ own counters (the root's user.mstore.requests) are read around each
 Maildir delivery and the counts asserted, never timings. Large writes
 are one WRITE each; a write(2) to a tmp/ file costs no GETXATTR; one
 delivery is one DELIVER to the store, whatever the size, also for a body
-spooled to disk; every body arrives intact; a write still clears the
+spooled to disk, and into a quiet mailbox too (no LOOKUP per directory
+of the path: notices keep their attributes); every body arrives intact; a write still clears the
 set-user-ID bit; the routing view still answers."""
 import mmap
 import os
 import stat
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import mstlib  # noqa: E402
@@ -105,6 +107,52 @@ def test_one_mib_in_4k_writes(m):
     assert other <= 12, "kernel requests besides WRITE: %r" % c.d
 
 
+def test_quiet_mailbox_costs_no_lookup_per_directory(m):
+    """Deliveries 1.3 s apart, past the 1 s attribute cache: the watched
+    directories on the path (the domain, the mailbox, its tmp/) answer
+    from memory, kept fresh by notices. Only the root, whose own changes
+    no notice reports, may be asked again (once a second at most)."""
+    maildir(m)
+    deliver(m, "q0", b"quiet\n", 4096)
+    for i in range(2):
+        time.sleep(1.3)
+        with Count(m) as c:
+            dst = deliver(m, "q%d" % (i + 1), b"quiet\n", 4096)
+        check_arrived(dst, b"quiet\n")
+        assert c["store DELIVER"] == 1, c.d
+        assert c["store LOOKUP"] <= 1, "path walk asked the store: %r" % c.d
+        other = sum(v for k, v in c.d.items() if k.startswith("store ") and
+                    k not in ("store DELIVER", "store LOOKUP", "store PING"))
+        assert other == 0, c.d
+
+
+def test_chmod_from_another_mount_is_seen(m, m2):
+    """...and a change made through another mount reaches them by a
+    notice, not by the cache running out."""
+    maildir(m)
+    # Open descriptors: fstat finds no new name to look up, only the
+    # attributes the mount keeps.
+    fds = [os.open(m.path(BOX), os.O_RDONLY | os.O_DIRECTORY),
+           os.open(m.path(BOX, "tmp"), os.O_RDONLY | os.O_DIRECTORY)]
+    try:
+        os.stat(m.path(BOX, "tmp", "."))
+        time.sleep(1.5)     # watches in place, attribute caches run out
+        os.stat(m.path(BOX, "tmp", "."))
+        os.chmod(m2.path(BOX), 0o750)
+        os.chmod(m2.path(BOX, "tmp"), 0o710)
+        mstlib.wait_until(
+            lambda: stat.S_IMODE(os.fstat(fds[0]).st_mode) == 0o750 and
+            stat.S_IMODE(os.fstat(fds[1]).st_mode) == 0o710 and
+            stat.S_IMODE(os.stat(m.path(BOX)).st_mode) == 0o750 and
+            stat.S_IMODE(os.stat(m.path(BOX, "tmp")).st_mode) == 0o710,
+            5, "the other mount's chmod to be seen")
+    finally:
+        for fd in fds:
+            os.close(fd)
+        os.chmod(m2.path(BOX, "tmp"), 0o700)
+        os.chmod(m2.path(BOX), 0o700)
+
+
 def test_one_mib_in_one_write_is_one_write_request(m):
     """max_write and max_pages are 1 MiB: a page-aligned 1 MiB write(2)
     is one WRITE; an unaligned one spans 257 pages and takes two."""
@@ -185,7 +233,11 @@ def main():
     r = mstlib.Runner("requests")
     store = mstlib.Store().start()
     m = mstlib.Mount(store.addr, "allow_other").start()
+    m2 = mstlib.Mount(store.addr, "allow_other").start()
+    r.run(test_chmod_from_another_mount_is_seen, m, m2)
+    m2.unmount()
     for t in (test_one_mib_in_4k_writes,
+              test_quiet_mailbox_costs_no_lookup_per_directory,
               test_one_mib_in_one_write_is_one_write_request,
               test_spooled_body_is_one_deliver,
               test_dovecot_rename_costs_the_same,

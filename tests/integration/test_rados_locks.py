@@ -41,6 +41,9 @@ every other:
     server, which is killed: the mount logs the lock as released, and a
     new lock through the other server is granted once the dead server's
     lease lapses (F_GETLK through another mount names its new holder);
+  - with the OSDs paused, a server that cannot renew its lease closes
+    its lock holder's connection before the lease could lapse, and once
+    they run again its old record is dropped when the old lease lapses;
   - with the cluster stopped, LOCKs sent at once all answer EIO within
     the storage timeout, never a hang.
 
@@ -49,10 +52,12 @@ Exits 77 (skipped) only when the Ceph daemons are not installed.
 import errno
 import fcntl
 import os
+import re
 import select
 import signal
 import statistics
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -629,6 +634,66 @@ def test_failover_mount_reports_its_lock_lost(env, b):
             x.kill()
 
 
+def ceph(env, *args):
+    r = subprocess.run(["ceph", "-c", env.cluster.conf] + list(args),
+                       capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise AssertionError("ceph %s: %s" % (" ".join(args), r.stderr))
+
+
+def test_paused_osds_fence_before_the_lease_lapses(env):
+    """The OSDs paused (ceph osd pause): the server cannot renew its lease
+    and closes its lock holder's connection within lock_lease - 3 s of
+    its last renewal, before the lease could lapse (nobody else can have
+    been granted the lock yet), while a connection without locks stays."""
+    s = radoslib.servers(env.cluster, 1, "lock_lease = %d\n" % SHORT)[0]
+    paused = False
+    try:
+        c, d, f = Locker(s.port), Locker(s.port), new_fid()
+        want(c.lock(f, 1, WR, pid=777)[0], 0, "holder: WR")
+        ceph(env, "osd", "pause")
+        paused = True
+        t0 = time.monotonic()
+        dt = closed_by_server(c, 0, 20, "the holder, OSDs paused")
+        # The server says how long after the send of its last renewal
+        # that succeeded it closed the holder: lock_lease - 3 s and a
+        # little, well before the lease can lapse at the OSD (which
+        # counts from its receipt). Clients see the pause only once their
+        # OSD map has it, so renewals may still succeed for a moment after
+        # the command returns: the time from the pause is only printed.
+        m = re.search(r"was not renewed for (\d+\.\d) s",
+                      open(s.log).read())
+        if m is None:
+            raise AssertionError("no fencing line in the log:\n" +
+                                 open(s.log).read()[-2000:])
+        late = float(m.group(1))
+        print("OSDs paused: the holder's connection closed %.2f s after the "
+              "pause, %.1f s after the last renewal (lease %d s)" % (
+                  dt, late, SHORT), flush=True)
+        if late > SHORT - 2:
+            raise AssertionError("closed %.1f s after the last renewal: "
+                                 "too close to the %d s lease" % (late, SHORT))
+        ceph(env, "osd", "unpause")
+        paused = False
+        # Its old record is dropped once the old lease lapses: a new
+        # owner through the same server waits for that, then holds it.
+        n = Locker(s.port)
+        want(n.lock(f, 3, WR, WAIT, timeout=SHORT + 15)[0], 0,
+             "after unpause: F_SETLKW through the same server")
+        want(env.b.lock(f, 2, WR)[0], errno.EAGAIN, "B: WR against it")
+        st, r = d.lock(f, 4, WR, TEST)
+        want((st, r["pid"]), (0, 1003), "the lockless connection: F_GETLK")
+        want(n.lock(f, 3, UN)[0], 0, "cleanup")
+        log = open(s.log).read()
+        if "closing the 1 client connection(s)" not in log:
+            raise AssertionError("the server did not log closing its "
+                                 "holder:\n" + log[-2000:])
+    finally:
+        if paused:
+            ceph(env, "osd", "unpause")
+        s.kill()
+
+
 def test_storage_down_answers_eio(env):
     env.cluster.stop()
     t0 = time.monotonic()
@@ -692,6 +757,7 @@ def main():
             r.run(test_failover_mount_reports_its_lock_lost, env, b)
         for m in mounts:
             m.unmount()
+        r.run(test_paused_osds_fence_before_the_lease_lapses, env)
         r.run(test_storage_down_answers_eio, env)
         r.failed += radoslib.dead_servers([env.s1, env.s2])
         if r.failed:

@@ -99,6 +99,7 @@ class Runner(mstlib.Runner):
             print("FAIL %s.%s: %s" % (self.name, fn.__name__, e), flush=True)
             traceback.print_exc()
             env.print_error_classes(marks)
+            env.print_store_side()
             try:
                 broken = env.broken_mounts()
             except Exception as e2:  # the next cases will say more
@@ -182,6 +183,26 @@ class Env:
                                           mnt=m.mnt).start()
             self.conns[i] = dovelib.fuse_conn(m.mnt)
         return out
+
+    def print_store_side(self, n=25):
+        """After a failure: what the mounts and the store logged, info
+        lines and the mount's (un)mount lines left out (the last |n| of
+        each), which says whether an error Dovecot saw came from the
+        store, the connection or the mount."""
+        logs = [("mount %s" % "AB"[i], m.log) for i, m in enumerate(self.mounts)]
+        if self.store:
+            logs.append(("mstored", self.store.log))
+        for name, path in logs:
+            try:
+                with open(path, errors="replace") as f:
+                    lines = [l for l in f if not re.search(
+                        r"\binfo\b|mount\.mstore: .* (mounted|unmounted)", l)]
+            except OSError:
+                continue
+            print("  %s logged %d line(s) besides info%s" % (
+                name, len(lines), ", the last:" if lines else ""))
+            for line in lines[-n:]:
+                print("    " + line.rstrip(), flush=True)
 
     def teardown(self):
         dovelib.stop_all()

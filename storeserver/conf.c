@@ -43,6 +43,8 @@ static const struct conf_key conf_keys[] = {
 	KEY(pool, CT_STR, 0, 0),
 	KEY(ceph_id, CT_STR, 0, 0),
 	KEY(namespace, CT_STR, 0, 0),
+	KEY(rados_index_shards, CT_INT, 1, 256),
+	KEY(rados_index_cap, CT_INT, 16, 1000000),
 	KEY(lock_lease, CT_INT, 5, 3600),
 	KEY(listen, CT_LISTEN, 0, 0),
 	KEY(key_file, CT_STR, 0, 0),
@@ -83,6 +85,8 @@ conf_init(struct conf *c)
 		.checkpoint_bytes = 256u << 20,
 		.reserve_bytes = 64u << 20,
 		.readers = 2,
+		.rados_index_shards = 4,
+		.rados_index_cap = 45000,
 		.compact_percent = 50,
 		.lock_lease = 10,
 		.max_connections = 1024,
@@ -464,6 +468,8 @@ conf_engine(const struct conf *c, struct engine_conf *e)
 		.pool = c->pool,
 		.ceph_id = c->ceph_id,
 		.ceph_namespace = c->namespace,
+		.index_shards = (unsigned)c->rados_index_shards,
+		.index_cap = (unsigned)c->rados_index_cap,
 		.lock_lease = (unsigned)c->lock_lease,
 	};
 }

@@ -23,6 +23,8 @@ struct conf {
 	char *ceph_id;			/* rados: client name (default admin) */
 	char *namespace;		/* rados: the store's namespace in the
 					   pool (default: none) */
+	int rados_index_shards;		/* rados: shards of a new folder */
+	int rados_index_cap;		/* rados: entries per index store */
 	int lock_lease;			/* rados: lock lease, seconds */
 	char **listen;			/* "ADDR:PORT" or "unix:PATH" */
 	size_t nlisten;

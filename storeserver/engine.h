@@ -193,6 +193,10 @@ struct engine_conf {
 	const char *ceph_id;		/* rados: client name, NULL: admin */
 	const char *ceph_namespace;	/* rados: the store's namespace in
 					   the pool, NULL: the default one */
+	unsigned index_shards;		/* rados: shards of a new folder's
+					   index, 0: the default */
+	unsigned index_cap;		/* rados: entries per index store,
+					   0: the default */
 	engine_done_fn *done;		/* called from engine threads */
 	void *done_arg;
 	engine_notice_fn *notice;	/* others' changes, engine threads;

@@ -20,10 +20,12 @@
  *                      plain directory also its entry store (keys
  *                      below with an empty prefix). The root is
  *                      d.0000000000000001, made at the first start.
- *   m.<P>              the entry stores of the new/ ("N." keys) and cur/
- *                      ("C." keys) sub-directories of directory P, in one
- *                      object, so that a flag change new/X -> cur/X:2,S
- *                      is one atomic op; and i.<32hex idem> records.
+ *   m.<P>, m.<P>.<k>   the entry stores of the new/ ("N." keys) and cur/
+ *                      ("C." keys) sub-directories of directory P, in
+ *                      S shards (L = 'S' + S in m.<P>; none: 1) by a
+ *                      hash of the name before ':', so that a flag change
+ *                      new/X -> cur/X:2,S is one atomic op in one shard;
+ *                      and i.<32hex idem> records (engine_rados_shard.c).
  *   b.<id>             a message body, written whole (exclusive create
  *                      + write_full + xattrs sum, loc) before its index
  *                      entry exists; never changed afterwards.
@@ -44,8 +46,10 @@
  *                      (engine_rados_quota.c).
  *
  * An entry store with prefix p holds: p st = 'L' or 'D' + the id of the
- * directory it belongs to (live or removed); p c = change counter; p t
+ * directory it belongs to (live or removed; 'F': a shard fenced by an
+ * RMDIR under way, fb its cookie); p c = change counter; p t
  * = the directory's mtime; p nd = subdirectory count; p lf = log floor;
+ * p n = entry count (stores made since the cap: engine_rados_shard.c);
  * p e.<name> = entry {type id size checksum mode uid gid times change
  * idem} (bit 7 of type: claimed by a move to another store, whose
  * intent is p x.<name>); p l.<counter> = log record {event, entry,
@@ -60,13 +64,9 @@
  * memory: no two servers ever hand out the same id, nothing is written
  * per id, and every id stays below 2^56 (ENG_ID_LOCAL_MIN, the mount's).
  *
- * Not yet (phase 2, mstored(8)): sharding a large folder's store over
- * several objects (m.<P>.<gen>.<k> by a hash of the name before ':', so
- * that a flag change stays in one shard, resharded past ~45,000 entries
- * per shard, below Ceph's 200,000-key large-omap warning; LIST then
- * reads the counter of every shard and raises the lower ones to the
- * highest before reading their logs); 256 notice buckets instead of
- * one mst.ntf.
+ * Not yet (mstored(8)): splitting a folder's shards again once full
+ * (the count is fixed per folder; a full shard answers ENOSPC); 256
+ * notice buckets instead of one mst.ntf.
  *
  * Timeouts: rados_osd_op_timeout, rados_mon_op_timeout and
  * client_mount_timeout are set before connecting, so every librados
@@ -430,12 +430,15 @@ static void
 store_for_kind(struct rstore *s, uint64_t id, uint64_t parent, int kind)
 {
 	s->dir = id;
+	s->shard = 0;
 	if (kind && id != RE_ROOT_ID) {
 		re_oid(s->oid, 'm', parent);
 		strcpy(s->pfx, kind == MST_SUB_NEW ? "N." : "C.");
+		s->folder = parent;
 	} else {
 		re_oid(s->oid, 'd', id);
 		s->pfx[0] = '\0';
+		s->folder = 0;
 	}
 }
 
@@ -478,6 +481,13 @@ re_state(const struct rstore *s, const struct kvset *vals, int exists,
 		out->live = v->vlen == 17 && memcmp(v->v, want, 17) == 0;
 		st_value(want, 'D', s->dir);
 		out->dead = v->vlen == 17 && memcmp(v->v, want, 17) == 0;
+		st_value(want, 'F', s->dir);
+		out->fenced = v->vlen == 17 && memcmp(v->v, want, 17) == 0;
+	}
+	re_key(k, s, "n", NULL, 0);
+	if ((v = kvset_get(vals, k)) != NULL) {
+		out->has_n = 1;
+		re_unhex(v->v, v->vlen, &out->n);
 	}
 	re_key(k, s, "c", NULL, 0);
 	if ((v = kvset_get(vals, k)) != NULL)
@@ -619,6 +629,7 @@ store_init(rados_write_op_t op, const struct rstore *s, uint64_t c,
 	set_hex(op, s, "c", c);
 	set_hex(op, s, "lf", c);
 	set_hex(op, s, "nd", 0);
+	set_hex(op, s, "n", 0);
 	set_time(op, s, now);
 }
 
@@ -630,8 +641,12 @@ re_claim(struct rados_engine *e, const struct rstore *s)
 	struct kvset vals = { 0 };
 	struct rstate st;
 	rados_write_op_t op;
+	unsigned n;
 	int rc, tries;
 
+	/* A folder's first store brings its layout (m.<P> made with L). */
+	if (s->pfx[0] && (rc = re_shards(e, s, &n)) < 0)
+		return rc;
 	re_key(kst, s, "st", NULL, 0);
 	re_key(kc, s, "c", NULL, 0);
 	re_key(lo, s, "l.", NULL, 0);
@@ -646,6 +661,11 @@ re_claim(struct rados_engine *e, const struct rstore *s)
 			return 0;
 		if (st.dead)
 			return -ENOENT;
+		if (st.fenced) {	/* by an RMDIR of a sharded folder */
+			if ((rc = re_revive(e, s)) < 0)
+				return rc;
+			continue;
+		}
 		/* Held by another directory of this name: ours was removed
 		 * and made again since it was resolved (a stale path). */
 		if (st.st_len && st.st_raw[0] == 'L')
@@ -717,6 +737,7 @@ re_msg_loc(struct rados_engine *e, uint64_t id, struct rstore *s,
 		return re_err("decode loc of", oid, -EIO);
 	memset(s, 0, sizeof *s);
 	memcpy(s->oid, loc, (size_t)(sp - loc));
+	re_store_from_oid(s);
 	strcpy(key, sp + 1);
 	if ((key[0] == 'N' || key[0] == 'C') && key[1] == '.') {
 		s->pfx[0] = key[0];
@@ -925,6 +946,8 @@ resolve(struct rados_engine *e, const char *path, size_t len,
 			return -EINVAL;
 		if (out->type != MST_T_DIR)
 			return -ENOTDIR;
+		if ((rc = re_shard(e, &s, path + i, n)) < 0)
+			return rc;
 		re_key(key, &s, "e.", path + i, n);
 		rc = re_read(e, s.oid, keys, &vals, NULL, NULL, 0, NULL, NULL);
 		if (rc < 0) {
@@ -1039,7 +1062,7 @@ re_dir_attr(struct rados_engine *e, uint64_t id, struct mst_attr *a,
 	if (rc < 0)
 		return rc;
 	store_for_kind(&s, id, h.parent, h.kind);
-	rc = read_state(e, &s, &st);
+	rc = h.kind ? re_dir_state(e, &s, &st, 0) : read_state(e, &s, &st);
 	if (rc < 0)
 		return rc;
 	if (st.dead)
@@ -1282,6 +1305,8 @@ re_free(struct rados_engine *e)
 	for (i = 0; i < RE_STRIPES; i++)
 		pthread_mutex_destroy(&e->stripe[i]);
 	cache_flush_locked(e);
+	re_lay_flush(e);
+	pthread_mutex_destroy(&e->lmu);
 	re_orefs_free(e);
 	pthread_cond_destroy(&e->ocv);
 	pthread_mutex_destroy(&e->omu);
@@ -1325,7 +1350,12 @@ rados_open(const struct engine_conf *c, struct engine **out)
 	e->conf = *c;
 	pthread_mutex_init(&e->mu, NULL);
 	pthread_mutex_init(&e->cmu, NULL);
+	pthread_mutex_init(&e->lmu, NULL);
 	pthread_mutex_init(&e->omu, NULL);
+	e->shards = c->index_shards ? c->index_shards : RE_SHARDS_DEFAULT;
+	if (e->shards > RE_SHARDS_MAX)
+		e->shards = RE_SHARDS_MAX;
+	e->shard_cap = c->index_cap ? c->index_cap : RE_CAP_DEFAULT;
 	pthread_cond_init(&e->ocv, NULL);
 	pthread_cond_init(&e->cv, NULL);
 	for (i = 0; i < RE_STRIPES; i++)

@@ -37,6 +37,11 @@
 #define RE_MOVE_STALE_NS (15 * 1000000000ll)	/* a move left this long is
 						 * finished by whoever meets it */
 #define RE_MOVE_WAIT_NS	(5 * 1000000000ll)	/* waiting for a move: EIO */
+#define RE_SHARDS_MAX	256u	/* shards of one folder's index */
+#define RE_SHARDS_DEFAULT 4u	/* rados_index_shards: mstored(8) */
+#define RE_CAP_DEFAULT	45000u	/* rados_index_cap: entries per store */
+#define RE_LAY_BUCKETS	1024u
+#define RE_LAY_MAX	65536u	/* folder layouts cached, then flushed */
 
 /* OPEN references of this server's connections (engine_rados_link.c):
  * |count| by (owner, id), all owners of one id in one bucket. */
@@ -72,6 +77,20 @@ struct rados_engine {
 	pthread_t osweeper;
 	int osweeping, ostop;		/* guarded by omu */
 	atomic_uint_fast64_t delivered, cancels;
+	unsigned shards;		/* rados_index_shards of new folders */
+	uint64_t shard_cap;		/* rados_index_cap: entries per shard
+					 * and sub-directory */
+	pthread_mutex_t lmu;
+	struct rlay *lay[RE_LAY_BUCKETS];	/* guarded by lmu */
+	size_t nlay;				/* guarded by lmu */
+	atomic_uint_fast64_t raises, full_refusals;
+};
+
+/* A folder's shard count, cached (it never changes: engine_rados_shard.c). */
+struct rlay {
+	struct rlay *next;
+	uint64_t p;		/* the folder's id: m.<p> */
+	unsigned n;
 };
 
 /* One directory entry as stored in omap e.<name> (and in log records). */
@@ -92,6 +111,8 @@ struct rstore {
 	char oid[RE_OID_MAX];
 	char pfx[3];		/* "", "N." or "C." */
 	uint64_t dir;		/* the directory's id */
+	uint64_t folder;	/* new/cur: the folder P of m.<P>; else 0 */
+	unsigned shard;		/* which shard oid names (0: m.<P>) */
 };
 
 /* A resolved path. */
@@ -113,6 +134,11 @@ struct rstate {
 	int dead;			/* st names it, removed */
 	int exists;			/* the object exists */
 	uint64_t c, t, lf, nd;
+	uint64_t n;			/* entries, when has_n */
+	int has_n;			/* p n kept (stores made since the
+					 * index cap: engine_rados_shard.c) */
+	int fenced;			/* st = 'F': fenced by an RMDIR of a
+					 * sharded folder */
 	char st_raw[20];		/* the st value as stored */
 	size_t st_len;
 };
@@ -230,6 +256,43 @@ int re_dir_setattr(struct rados_engine *e, uint64_t id,
 int re_make_head(struct rados_engine *e, uint64_t id, uint64_t parent,
     int kind, uint32_t mode, uint32_t uid, uint32_t gid, int64_t now);
 
+/* engine_rados_shard.c: a folder's new/ and cur/ index in shards. */
+/* Point the new/ or cur/ store |s| at the shard that holds |name| (a
+ * plain directory's store is left as it is): 0 or an error. */
+int re_shard(struct rados_engine *e, struct rstore *s, const char *name,
+    size_t nlen);
+/* The shard count of |s|'s folder (1 for a plain directory). */
+int re_shards(struct rados_engine *e, const struct rstore *s, unsigned *n);
+/* The folder and shard of |s| from its oid (m.<P>[.<k>]; else none). */
+void re_store_from_oid(struct rstore *s);
+/* |s| pointed at shard |k|. */
+void re_shard_k(struct rstore *s, unsigned k);
+/* The directory's state over all its shards: c and t the highest, nd
+ * the sum, live/dead shard 0's. With |raise|, every live shard whose
+ * counter is below the highest is raised to it first (for LIST), and
+ * shards not yet claimed are claimed. */
+int re_dir_state(struct rados_engine *e, const struct rstore *s,
+    struct rstate *st, int raise);
+/* The entries of |s| at the cap: log and answer ENOSPC. */
+int re_shard_full(struct rados_engine *e, const struct rstore *s,
+    uint64_t n);
+/* Entries in store |s|, from the p n key in |vals| (0 when absent). */
+uint64_t re_entries(const struct rstore *s, const struct kvset *vals);
+/* Set the entry count of |s| to |n| in |op| (guarded by the counter). */
+void re_set_entries(rados_write_op_t op, const struct rstore *s,
+    uint64_t n);
+void re_lay_flush(struct rados_engine *e);
+/* Fence the empty directory store |s| (st = dead, guarded by its
+ * counter; a new/ or cur/ in shards: every shard, as the file's comment
+ * says): 0, -ENOTEMPTY, -ENOENT (not live) or an error. */
+int re_fence_empty(struct rados_engine *e, const struct rstore *s);
+/* Undo a fence of the directory store |s| (every shard): best effort. */
+void re_unfence(struct rados_engine *e, const struct rstore *s);
+/* Shard |s| is fenced ('F') by an RMDIR: revive it, first bumping shard
+ * 0's counter so that the RMDIR fails. 0 (read again), -ENOENT (the
+ * directory is gone) or an error. */
+int re_revive(struct rados_engine *e, const struct rstore *s);
+
 /* engine_rados_notify.c: cross-server notices through watch/notify. */
 int re_watch_start(struct rados_engine *e);
 void re_watch_stop(struct rados_engine *e);
@@ -266,9 +329,7 @@ int re_parent_of(struct rados_engine *e, struct mst_str path,
 int re_dir_entry(struct rados_engine *e, const struct rstore *s,
     const char *name, size_t nlen, struct rentry *en, const uint8_t *raw,
     struct rstate *out);
-/* Fence the empty directory store |s| (st = dead, guarded by its
- * counter): 0, -ENOTEMPTY, -ENOENT (not live) or an error. */
-int re_fence_empty(struct rados_engine *e, const struct rstore *s);
+
 int re_fetch_body(struct rados_engine *e, struct job *j, uint64_t id,
     uint64_t offset, uint32_t length);
 /* attr_rep of an entry of any type (files' and dirs' attributes live

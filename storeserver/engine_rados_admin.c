@@ -133,6 +133,11 @@ stats(struct rados_engine *e, struct job *j)
 	    (uint64_t)atomic_load(&e->delivered),
 	    (uint64_t)atomic_load(&e->cancels), cached, e->watching, dirs,
 	    resets, rewatch, rechecks);
+	re_text_add(&t, "index_shards=%u\nindex_cap=%" PRIu64
+	    "\nindex_counter_raises=%" PRIu64 "\nindex_full_refusals=%" PRIu64
+	    "\n", e->shards, e->shard_cap,
+	    (uint64_t)atomic_load(&e->raises),
+	    (uint64_t)atomic_load(&e->full_refusals));
 	rc = rados_ioctx_pool_stat(e->io, &ps);
 	if (rc == 0)
 		re_text_add(&t, "pool_objects=%" PRIu64 "\npool_bytes=%" PRIu64

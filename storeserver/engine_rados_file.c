@@ -283,6 +283,9 @@ re_file_changed(struct rados_engine *e, struct job *j, uint64_t id,
 		if (rc == 0)
 			rc = re_dir_store(&r, &s);
 		if (rc == 0)
+			rc = re_shard(e, &s, name, plen - (size_t)(name -
+			    path));
+		if (rc == 0)
 			rc = change_record(e, &s, name, plen - (size_t)(name -
 			    path), id, f.size, &st);
 		if (rc == 0)

@@ -42,6 +42,8 @@ re_op_expunge(struct rados_engine *e, struct job *j)
 
 	if (rc == 0)
 		rc = re_dir_store(&r, &s);
+	if (rc == 0)
+		rc = re_shard(e, &s, m->name.p, m->name.len);
 	if (rc < 0)
 		return rc;
 	re_key(ke, &s, "e.", m->name.p, m->name.len);
@@ -171,9 +173,15 @@ unfence(struct rados_engine *e, const struct move *mv, uint64_t id)
 	rados_write_op_t op;
 	int rc;
 
-	if (id == 0 || (op = rados_create_write_op()) == NULL)
+	if (id == 0)
 		return;
 	re_store_of(&ds, id, mv->ts->dir, mv->tname, mv->tlen);
+	if (ds.pfx[0]) {	/* new/ or cur/: maybe in shards */
+		re_unfence(e, &ds);
+		return;
+	}
+	if ((op = rados_create_write_op()) == NULL)
+		return;
 	re_key(k, &ds, "st", NULL, 0);
 	d[0] = 'D';
 	l[0] = 'L';
@@ -363,6 +371,8 @@ move_one_try(struct rados_engine *e, struct job *j, const struct move *mv,
 			return re_reply_any_entry(e, j, &en, &tst);
 		if (rc < 0)
 			return rc;
+		if (!same && !has_t && tst.has_n && tst.n >= e->shard_cap)
+			return re_shard_full(e, mv->ts, tst.n);
 
 		if ((op = rados_create_write_op()) == NULL)
 			return -ENOMEM;
@@ -397,6 +407,13 @@ move_one_try(struct rados_engine *e, struct job *j, const struct move *mv,
 		re_bump(op, mv->fs, fst.c, c, now);
 		if (!same)
 			re_bump(op, mv->ts, tst.c, tc, now);
+		/* Entry counts, guarded by the counters just compared. */
+		if (same && has_t && fst.has_n)
+			re_set_entries(op, mv->fs, fst.n ? fst.n - 1 : 0);
+		if (!same && fst.has_n)
+			re_set_entries(op, mv->fs, fst.n ? fst.n - 1 : 0);
+		if (!same && !has_t && tst.has_n)
+			re_set_entries(op, mv->ts, tst.n + 1);
 		if (has_t && tg.type == MST_T_DIR) {
 			nd = tst.nd;
 			nd_guard_set(op, mv->ts, nd, nd ? nd - 1 : 0);
@@ -465,6 +482,7 @@ xi_decode(const struct kv *v, struct xintent *x)
 	memset(x, 0, sizeof *x);
 	x->time = (int64_t)er_get64(p + 1);
 	memcpy(x->ts.oid, p + n, ol), n += ol;
+	re_store_from_oid(&x->ts);
 	x->ts.pfx[0] = (char)p[n++];
 	x->ts.pfx[1] = (char)p[n++];
 	x->nlen = (size_t)p[n] | (size_t)p[n + 1] << 8;
@@ -512,6 +530,8 @@ xmove_end(struct rados_engine *e, const struct rstore *s, const char *name,
 			if (en.type == MST_T_DIR)
 				nd_guard_set(op, s, st.nd, st.nd ? st.nd - 1 :
 				    0);
+			if (st.has_n)
+				re_set_entries(op, s, st.n ? st.n - 1 : 0);
 		} else {	/* the entry as stored before the claim */
 			memcpy(val, raw, RE_ENTRY_LEN);
 			val[1] &= 0x7f;
@@ -687,6 +707,10 @@ move_across(struct rados_engine *e, struct job *j, const struct move *mv)
 			claimed = 1;
 		}
 		/* Step 2. */
+		if (!has_t && tst.has_n && tst.n >= e->shard_cap) {
+			rc = re_shard_full(e, mv->ts, tst.n);
+			break;
+		}
 		if ((op = rados_create_write_op()) == NULL) {
 			rc = -ENOMEM;
 			break;
@@ -707,6 +731,8 @@ move_across(struct rados_engine *e, struct job *j, const struct move *mv)
 		re_bump(op, mv->ts, tst.c, tc, now);
 		nd_guard_set(op, mv->ts, tst.nd, tst.nd +
 		    (en.type == MST_T_DIR) - (has_t && tg.type == MST_T_DIR));
+		if (!has_t && tst.has_n)
+			re_set_entries(op, mv->ts, tst.n + 1);
 		rc = re_write(e, mv->ts->oid, op);
 		if (rc == -ECANCELED)
 			continue;
@@ -786,6 +812,11 @@ re_op_setinfo(struct rados_engine *e, struct job *j)
 		rc = re_dir_store(&fr, &fs);
 	if (rc == 0)
 		rc = re_dir_store(&tr, &ts);
+	/* A flag change keeps the name before ':': one shard, one op. */
+	if (rc == 0)
+		rc = re_shard(e, &fs, q->from_name.p, q->from_name.len);
+	if (rc == 0)
+		rc = re_shard(e, &ts, q->to_name.p, q->to_name.len);
 	if (rc < 0)
 		return rc;
 	mv = (struct move){ .fs = &fs, .ts = &ts, .fname = q->from_name.p,

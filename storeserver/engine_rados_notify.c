@@ -252,8 +252,9 @@ dir_counter(struct rados_engine *e, const char *path, uint64_t *c)
 		rc = re_resolve(e, path, strlen(path), &r);
 		if (rc == 0)
 			rc = re_dir_store(&r, &s);
+		/* The highest counter over the shards (engine_rados_shard.c). */
 		if (rc == 0)
-			rc = re_store_read(e, &s, NULL, NULL, NULL, &vals, &st);
+			rc = re_dir_state(e, &s, &st, 0);
 		kvset_free(&vals);
 		if (rc == 0 && st.dead)
 			rc = -ENOENT;
@@ -301,11 +302,16 @@ rd_start(struct rados_engine *e, struct rd *x)
 	char kst[RE_KEY_MAX], kc[RE_KEY_MAX];
 	const char *keys[] = { kst, kc };
 	struct rres r;
+	unsigned n;
 	int rc;
 
 	rc = re_resolve(e, x->path, strlen(x->path), &r);	/* cached */
 	if (rc == 0)
 		rc = re_dir_store(&r, &x->s);
+	if (rc == 0)
+		rc = re_shards(e, &x->s, &n);
+	if (rc == 0 && n > 1)
+		rc = -EXDEV;	/* several objects: the slow path reads them */
 	if (rc < 0)
 		return rc;
 	re_key(kst, &x->s, "st", NULL, 0);
@@ -357,8 +363,9 @@ rd_finish(struct rados_engine *e, struct rd *x, int started, uint64_t *c)
 		}
 		kvset_free(&vals);
 	}
-	if (rc == -ENOENT || rc == -ENOTDIR)
-		return dir_counter(e, x->path, c);	/* sure it is gone? */
+	/* Gone (sure?), or in shards: read through the slow path. */
+	if (rc == -ENOENT || rc == -ENOTDIR || rc == -EXDEV)
+		return dir_counter(e, x->path, c);
 	return rc;
 }
 

@@ -34,10 +34,11 @@ re_store_read(struct rados_engine *e, const struct rstore *s, const char *k1,
     const char *k2, const char *k3, struct kvset *vals, struct rstate *st)
 {
 	char a[RE_KEY_MAX], b[RE_KEY_MAX], c[RE_KEY_MAX], d[RE_KEY_MAX],
-	    f[RE_KEY_MAX];
-	const char *keys[] = { a, b, c, d, f, k1, k2, k3, NULL };
+	    f[RE_KEY_MAX], g[RE_KEY_MAX];
+	const char *keys[] = { a, b, c, d, f, g, k1, k2, k3, NULL };
 	int rc;
 
+	re_key(g, s, "n", NULL, 0);
 	re_key(a, s, "st", NULL, 0);
 	re_key(b, s, "c", NULL, 0);
 	re_key(c, s, "t", NULL, 0);
@@ -196,6 +197,8 @@ op_deliver(struct rados_engine *e, struct job *j)
 	    &r);
 	if (rc == 0)
 		rc = re_dir_store(&r, &s);
+	if (rc == 0)		/* the shard of the name: its rules are there */
+		rc = re_shard(e, &s, d->name.p, d->name.len);
 	if (rc < 0)
 		return rc;
 	if (j->body_len > e->conf.max_body)
@@ -251,6 +254,10 @@ op_deliver(struct rados_engine *e, struct job *j)
 			rc = -EEXIST;
 			break;
 		}
+		if (st.has_n && st.n >= e->shard_cap) {
+			rc = re_shard_full(e, &s, st.n);
+			break;
+		}
 		now = re_now();
 		en = (struct rentry){ .type = MST_T_MSG, .id = id,
 			.size = j->body_len, .checksum = d->checksum,
@@ -274,6 +281,8 @@ op_deliver(struct rados_engine *e, struct job *j)
 		re_cmp(op, ke, "", 0);
 		re_cmp(op, ki, "", 0);
 		re_bump(op, &s, st.c, st.c + 1, now);
+		if (st.has_n)
+			re_set_entries(op, &s, st.n + 1);
 		re_set(op, ke, raw, RE_ENTRY_LEN);
 		re_set(op, ki, rec, 4 + RE_ENTRY_LEN + d->name.len);
 		re_log(op, &s, st.c + 1, MST_EV_ADD, &en, d->name.p,
@@ -384,32 +393,40 @@ re_entry_attr(struct rados_engine *e, const struct rentry *en,
 	return rc;
 }
 
-/* Deltas after |since| from the log: the newest record per name. */
+/* Deltas after |since| from the log of |s|'s |nsh| shards (one: |s|
+ * as it is): the newest record per name (a name's records are all in
+ * its shard). */
 static int
-list_delta(struct rados_engine *e, struct job *j, const struct rstore *s,
-    const struct rstate *st, uint64_t since)
+list_delta(struct rados_engine *e, struct job *j, const struct rstore *s0,
+    unsigned nsh, const struct rstate *st, uint64_t since)
 {
 	struct kvset page = { 0 };
 	struct lrec *recs = NULL, *x;
 	struct mst_list_entry en;
 	struct lister l;
+	struct rstore sk = *s0, *s = &sk;
 	char after[RE_KEY_MAX], pfx[RE_KEY_MAX], h[17];
 	size_t n = 0, i, k, last, pl;
 	int rc = 0, more = 1, pass, found;
 	uint64_t present;
+	unsigned sh;
 
 	re_key(pfx, s, "l.", NULL, 0);
 	pl = strlen(pfx);
-	re_hex(h, since);
-	re_key(after, s, "l.", h, 16);
-	while (more && rc == 0) {
-		rc = re_read(e, s->oid, NULL, NULL, after, pfx, 1024, &page,
-		    &more);
-		if (rc == 0 && page.n)
-			snprintf(after, sizeof after, "%s",
-			    page.a[page.n - 1].k);
-		if (rc == 0 && !more)
-			break;
+	for (sh = 0; sh < nsh && rc == 0; sh++) {
+		if (nsh > 1)
+			re_shard_k(s, sh);
+		re_hex(h, since);
+		re_key(after, s, "l.", h, 16);
+		for (more = 1; more && rc == 0; ) {
+			rc = re_read(e, s->oid, NULL, NULL, after, pfx, 1024,
+			    &page, &more);
+			if (rc == -ENOENT && nsh > 1)
+				rc = more = 0;	/* never written */
+			if (rc == 0 && page.n)
+				snprintf(after, sizeof after, "%s",
+				    page.a[page.n - 1].k);
+		}
 	}
 	if (rc < 0)
 		goto out;
@@ -474,6 +491,32 @@ out:
 	return rc;
 }
 
+/* The entries of |page| (keys: a prefix of |pl| bytes + the name), as
+ * PRESENT. */
+static int
+list_add_page(struct rados_engine *e, struct lister *l,
+    const struct kvset *page, size_t pl)
+{
+	struct mst_list_entry en;
+	struct rentry re;
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i < page->n && rc == 0; i++) {
+		rc = ren_decode(page->a[i].v, page->a[i].vlen, &re);
+		if (rc < 0)
+			return re_err("decode entry", page->a[i].k, rc);
+		memset(&en, 0, sizeof en);
+		en.kind = MST_LE_PRESENT;
+		en.name = (struct mst_str){ page->a[i].k + pl,
+			(uint16_t)(page->a[i].klen - pl) };
+		rc = re_entry_attr(e, &re, &en.attr);
+		if (rc == 0)
+			lister_add(l, &en);
+	}
+	return rc;
+}
+
 /* A full listing; pages of 1024 entries, each re-reading the counter;
  * if it moved, start again (three times), then take what was read. */
 static int
@@ -483,8 +526,6 @@ list_full(struct rados_engine *e, struct job *j, const struct rstore *s)
 	char kt[RE_KEY_MAX], kst[RE_KEY_MAX];
 	const char *keys[] = { kc, kt, kst, NULL };
 	struct kvset page = { 0 }, vals = { 0 };
-	struct mst_list_entry en;
-	struct rentry re;
 	struct rstate st, first = { 0 };
 	struct lister l;
 	size_t i, pl;
@@ -526,26 +567,81 @@ list_full(struct rados_engine *e, struct job *j, const struct rstore *s)
 		return rc == -ENOENT && first.exists == 0 ? -ENOENT : rc;
 	}
 	lister_init(&l, j, first.c, first.t, MST_LIST_FULL);
-	for (i = 0; i < page.n && rc == 0; i++) {
-		rc = ren_decode(page.a[i].v, page.a[i].vlen, &re);
-		if (rc < 0) {
-			rc = re_err("decode entry", page.a[i].k, rc);
-			break;
-		}
-		memset(&en, 0, sizeof en);
-		en.kind = MST_LE_PRESENT;
-		en.name = (struct mst_str){ page.a[i].k + pl,
-			(uint16_t)(page.a[i].klen - pl) };
-		rc = re_entry_attr(e, &re, &en.attr);
-		if (rc == 0)
-			lister_add(&l, &en);
-	}
+	rc = list_add_page(e, &l, &page, pl);
 	if (rc == 0)
 		rc = lister_finish(&l);
 	else
 		(void)lister_finish(&l);	/* frees; rc already says */
 	kvset_free(&page);
 	return rc;
+}
+
+/* FULL of a sharded folder at counter |st|->c: every shard's entries,
+ * read after the raise (engine_rados_shard.c), so that each change up
+ * to the counter is in; later ones come again in the next delta. */
+static int
+list_full_sharded(struct rados_engine *e, struct job *j,
+    const struct rstore *s0, unsigned nsh, const struct rstate *st)
+{
+	char pfx[RE_KEY_MAX], after[RE_KEY_MAX];
+	struct kvset page = { 0 };
+	struct rstore s = *s0;
+	struct lister l;
+	size_t pl;
+	unsigned sh;
+	int rc = 0, more;
+
+	re_key(pfx, &s, "e.", NULL, 0);
+	pl = strlen(pfx);
+	lister_init(&l, j, st->c, st->t, MST_LIST_FULL);
+	for (sh = 0; sh < nsh && rc == 0; sh++) {
+		re_shard_k(&s, sh);
+		snprintf(after, sizeof after, "%s", pfx);
+		for (more = 1; more && rc == 0; ) {
+			kvset_free(&page);
+			rc = re_read(e, s.oid, NULL, NULL, after, pfx, 1024,
+			    &page, &more);
+			if (rc == -ENOENT)
+				rc = more = 0;	/* never written */
+			if (rc == 0 && page.n)
+				snprintf(after, sizeof after, "%s",
+				    page.a[page.n - 1].k);
+			if (rc == 0)
+				rc = list_add_page(e, &l, &page, pl);
+		}
+	}
+	kvset_free(&page);
+	if (rc == 0)
+		rc = lister_finish(&l);
+	else
+		(void)lister_finish(&l);	/* frees; rc already says */
+	return rc;
+}
+
+/* LIST of a new/ or cur/ in several shards: raise the counters to the
+ * highest, then the delta or the whole. */
+static int
+list_sharded(struct rados_engine *e, struct job *j, struct rstore *s,
+    unsigned nsh, uint64_t since)
+{
+	struct rstate st;
+	int rc, tries;
+
+	re_shard_k(s, 0);
+	for (tries = 0; tries < RE_RETRIES; tries++) {
+		rc = re_dir_state(e, s, &st, 1);
+		if (rc < 0)
+			return rc;
+		if (st.live)
+			break;
+		if ((rc = re_not_live(e, s, &st)) < 0)
+			return rc;
+	}
+	if (tries == RE_RETRIES)
+		return re_err("list (too many races)", s->oid, -EAGAIN);
+	if (since && since >= st.lf)
+		return list_delta(e, j, s, nsh, &st, since);
+	return list_full_sharded(e, j, s, nsh, &st);
 }
 
 static int
@@ -555,10 +651,15 @@ list_dir(struct rados_engine *e, struct job *j, const struct rres *r,
 	struct kvset vals = { 0 };
 	struct rstate st;
 	struct rstore s;
+	unsigned nsh;
 	int rc = re_dir_store(r, &s);
 
+	if (rc == 0)
+		rc = re_shards(e, &s, &nsh);
 	if (rc < 0)
 		return rc;
+	if (nsh > 1)
+		return list_sharded(e, j, &s, nsh, since);
 	if (since) {
 		rc = re_store_read(e, &s, NULL, NULL, NULL, &vals, &st);
 		kvset_free(&vals);
@@ -569,7 +670,7 @@ list_dir(struct rados_engine *e, struct job *j, const struct rres *r,
 			return rc < 0 ? rc : list_full(e, j, &s);
 		}
 		if (since >= st.lf)
-			return list_delta(e, j, &s, &st, since);
+			return list_delta(e, j, &s, 1, &st, since);
 	}
 	rc = list_full(e, j, &s);
 	if (rc == -ENOENT && s.pfx[0]) {	/* a store never claimed */
@@ -658,6 +759,8 @@ op_stat(struct rados_engine *e, struct job *j)
 
 	if (rc == 0)
 		rc = re_dir_store(&r, &s);
+	if (rc == 0)
+		rc = re_shard(e, &s, m->name.p, m->name.len);
 	if (rc < 0)
 		return rc;
 	re_key(ke, &s, "e.", m->name.p, m->name.len);
@@ -717,10 +820,16 @@ op_watch(struct rados_engine *e, struct job *j)
 
 	if (rc == 0)
 		rc = re_dir_store(&r, &s);
+	/* The highest counter over the shards, the others raised to it as
+	 * by LIST, so that it may serve as a LIST's since: see
+	 * engine_rados_shard.c. */
 	if (rc == 0)
-		rc = re_store_read(e, &s, NULL, NULL, NULL, &vals, &st);
-	if (rc == 0 && !st.live)
+		rc = re_dir_state(e, &s, &st, 1);
+	if (rc == 0 && !st.live) {
 		rc = re_not_live(e, &s, &st);
+		if (rc == 0)
+			rc = re_dir_state(e, &s, &st, 1);
+	}
 	kvset_free(&vals);
 	return rc ? rc : reply_watch_rep(j, st.c);
 }
@@ -765,6 +874,10 @@ re_dir_entry(struct rados_engine *e, const struct rstore *s, const char *name,
 			rc = -EEXIST;
 			break;
 		}
+		if (en && out->has_n && out->n >= e->shard_cap) {
+			rc = re_shard_full(e, s, out->n);
+			break;
+		}
 		if (!en && v && ren_decode(v->v, v->vlen, &old) == 0 &&
 		    old.moving) {	/* wait for the move that claimed it */
 			rc = re_moving_wait(e, s, name, nlen, &waited);
@@ -804,6 +917,9 @@ re_dir_entry(struct rados_engine *e, const struct rstore *s, const char *name,
 			re_hex(h, en ? out->nd + 1 : out->nd - 1);
 			re_set(op, kn, h, 16);
 		}
+		if (out->has_n)
+			re_set_entries(op, s, en ? out->n + 1 :
+			    out->n ? out->n - 1 : 0);
 		rc = re_write(e, s->oid, op);
 		if (rc == -ECANCELED)
 			continue;
@@ -848,6 +964,8 @@ re_parent_of(struct rados_engine *e, struct mst_str path, struct rres *dir,
 	rc = re_resolve(e, path.p, dl, dir);
 	if (rc == 0)
 		rc = re_dir_store(dir, s);
+	if (rc == 0)
+		rc = re_shard(e, s, *name, *nlen);
 	return rc;
 }
 
@@ -901,61 +1019,6 @@ op_mkdir(struct rados_engine *e, struct job *j)
 	rc = reply_attr_rep(j, &a);
 	return rc ? rc : re_notice(j, m->path.p, re_dir_len(m->path.p,
 	    m->path.len), name, nlen, MST_EV_ADD, en.id, st.c);
-}
-
-/* Fence an empty directory's store: st = dead, guarded by its counter
- * and the absence of entries. */
-int
-re_fence_empty(struct rados_engine *e, const struct rstore *s)
-{
-	char pfx[RE_KEY_MAX], kst[RE_KEY_MAX], kc[RE_KEY_MAX], h[17], v[18];
-	const char *keys[] = { kst, kc, NULL };
-	struct kvset vals = { 0 }, page = { 0 };
-	struct rstate st;
-	rados_write_op_t op;
-	int rc, more, tries;
-
-	re_key(pfx, s, "e.", NULL, 0);
-	re_key(kst, s, "st", NULL, 0);
-	re_key(kc, s, "c", NULL, 0);
-	for (tries = 0; tries < RE_RETRIES; tries++) {
-		kvset_free(&vals);
-		kvset_free(&page);
-		rc = re_read(e, s->oid, keys, &vals, pfx, pfx, 1, &page,
-		    &more);
-		if (rc < 0)
-			break;
-		re_state(s, &vals, 1, &st);
-		if (!st.live) {
-			rc = re_not_live(e, s, &st);
-			if (rc < 0)
-				break;
-			continue;
-		}
-		if (page.n) {
-			rc = -ENOTEMPTY;
-			break;
-		}
-		if ((op = rados_create_write_op()) == NULL) {
-			rc = -ENOMEM;
-			break;
-		}
-		re_guard_live(op, s);
-		re_hex(h, st.c);
-		re_cmp(op, kc, h, 16);
-		v[0] = 'D';
-		re_hex(v + 1, s->dir);
-		re_set(op, kst, v, 17);
-		rc = re_write(e, s->oid, op);
-		if (rc != -ECANCELED)
-			break;
-	}
-	kvset_free(&vals);
-	kvset_free(&page);
-	if (rc < 0 && rc != -ENOTEMPTY && rc != -ENOENT && rc != -ENOMEM &&
-	    rc != -EIO)
-		rc = re_err("fence directory", s->oid, rc);
-	return tries == RE_RETRIES ? -EIO : rc;
 }
 
 static int

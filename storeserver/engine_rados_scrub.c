@@ -203,7 +203,7 @@ list_pool(struct scrub *sc)
 		} else if ((oid[0] == 'd' || oid[0] == 'm') &&
 		    oid[1] == '.') {
 			/* Every entry store, whatever follows the id (a
-			 * shard's suffix one day): a store missed here
+			 * folder shard's .<k>): a store missed here
 			 * would make its messages' bodies look orphaned
 			 * (the loc check before a removal still keeps
 			 * them). */

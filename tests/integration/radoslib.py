@@ -258,6 +258,16 @@ class Client:
                          struct.pack(">I", flags))[0]
 
 
+def shard_of(name, shards=4):
+    """The shard of a folder's index that holds |name| when the folder
+    has |shards| of them (rados_index_shards, 4 by default): FNV-1a 64 of
+    the name before its first ':' (engine_rados_shard.c)."""
+    h = 1469598103934665603
+    for b in name.split(":", 1)[0].encode():
+        h = ((h ^ b) * 1099511628211) & 0xffffffffffffffff
+    return h % shards
+
+
 def attr(p):
     t, oid, size, mode, uid, gid, nlink, mt, ct, change, at = \
         struct.unpack_from(">BQQIIIIQQQQ", p)

@@ -75,19 +75,27 @@ def test_small_file_rewrite_seen_by_other_mount(a, b):
     wait_until(b_reads_new, 2, "B to read the renamed-over contents")
 
 
+def take_dotlock(lock, pause):
+    """One try at the dotlock: an O_EXCL create holding our pid. False
+    (after |pause| s) when someone else holds it."""
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        time.sleep(pause)
+        return False
+    os.write(fd, b"%d\n" % os.getpid())
+    os.close(fd)
+    return True
+
+
 def racer(mnt, lock, marker, seconds):
     """Take the dotlock with O_EXCL, check nobody else holds it (a local
     marker file created O_EXCL too), let go. Exit status = violations."""
     held = violations = 0
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        except FileExistsError:
-            time.sleep(0.001)
+        if not take_dotlock(lock, 0.001):
             continue
-        os.write(fd, b"%d\n" % os.getpid())
-        os.close(fd)
         try:
             mfd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             os.close(mfd)
@@ -143,12 +151,8 @@ def counter_racer(lock, path, seconds):
     cur = None
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        except FileExistsError:
-            time.sleep(0.0005)
+        if not take_dotlock(lock, 0.0005):
             continue
-        os.close(fd)
         # Like Dovecot: keep the file open, and reopen it only when
         # stat() of its name shows another inode.
         st = os.stat(path)

@@ -15,6 +15,14 @@
 #     table (tab-separated):                 17<TAB>EEXIST<TAB>...
 #     (the name without its MST_S_ prefix; MST_S_OK is "0<TAB>OK")
 #
+# Also checks that every program and script listed in OPTION_PAGES below
+# and its man page agree on the options, both ways: each option its --help
+# output lists (lines "  -x, --long ARG  text") is documented in the page's
+# OPTIONS section as the tag of a .TP item (".BR \-x , \-\-long"), and
+# each option documented there is listed by --help. Every page checked
+# renders without groff warnings. C programs are taken from the build
+# directory ($abs_top_builddir, else .); a missing one is a setup error.
+#
 # Run by "make check", which sets $srcdir; by hand from anywhere:
 #   sh tests/check_manpage.sh            (srcdir = this script's dir/..)
 #   srcdir=/path/to/tree sh tests/check_manpage.sh
@@ -42,6 +50,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/check_manpage.XXXXXX") || exit 99
 trap 'rm -rf "$tmp"' 0
 trap 'exit 99' HUP INT TERM
 : >"$tmp/problems"
+: >"$tmp/nopts"
 
 problem()
 {
@@ -172,50 +181,167 @@ compare opcode "the OPERATIONS summary table" hex \
 compare "status code" "the STATUS CODES table" dec \
     "$tmp/st.def" "$tmp/st.tbl"
 
-# Rendering. man(1) runs tbl only when the first line asks for it.
-if grep -q '^\.TS' "$page" && ! head -n 1 "$page" | grep -q "^'\\\\\" t"; then
-	problem "$page: uses tables but its first line is not '\\\" t"
-fi
-
-rendered=0
-if command -v groff >/dev/null 2>&1; then
-	devs=utf8
-	# The default device (ps) is not in every groff installation.
-	if groff -Tps -z </dev/null >/dev/null 2>&1; then
-		devs="ps utf8"
+# Rendering of one page. man(1) runs tbl only when the first line asks
+# for it.
+render()
+{
+	page=$1
+	if grep -q '^\.TS' "$page" && ! head -n 1 "$page" | grep -q "^'\\\\\" t"; then
+		problem "$page: uses tables but its first line is not '\\\" t"
 	fi
-	for dev in $devs; do
-		groff -t -man -T"$dev" -ww -z "$page" >"$tmp/groff.err" 2>&1
+
+	rendered=0
+	if command -v groff >/dev/null 2>&1; then
+		devs=utf8
+		# The default device (ps) is not in every groff installation.
+		if groff -Tps -z </dev/null >/dev/null 2>&1; then
+			devs="ps utf8"
+		fi
+		for dev in $devs; do
+			groff -t -man -T"$dev" -ww -z "$page" >"$tmp/groff.err" 2>&1
+			rc=$?
+			if [ "$rc" -ne 0 ] || [ -s "$tmp/groff.err" ]; then
+				problem "$page: groff -t -man -T$dev -ww -z" \
+				    "(exit $rc) says:"
+				sed 's/^/    /' "$tmp/groff.err" >>"$tmp/problems"
+			fi
+		done
+		# Nothing wider than an 80-column terminal (the protocol
+		# page's byte diagrams).
+		if [ "${2:-}" = narrow ]; then
+			groff -t -man -Tascii -P-cbou -rcR=1 -rLL=78n "$page" \
+			    2>/dev/null | awk 'length > 80 {
+				printf "    line %d is %d columns: %s\n",
+				    NR, length, $0 }' >"$tmp/wide"
+			if [ -s "$tmp/wide" ]; then
+				problem "$page: $(wc -l <"$tmp/wide" |
+				    tr -d ' ') rendered line(s) wider than" \
+				    "80 columns, first ones:"
+				head -n 5 "$tmp/wide" >>"$tmp/problems"
+			fi
+		fi
+		rendered=1
+	fi
+	if command -v man >/dev/null 2>&1; then
+		MANWIDTH=80 man -l "$page" >/dev/null 2>"$tmp/man.err"
 		rc=$?
-		if [ "$rc" -ne 0 ] || [ -s "$tmp/groff.err" ]; then
-			problem "$page: groff -t -man -T$dev -ww -z" \
-			    "(exit $rc) says:"
-			sed 's/^/    /' "$tmp/groff.err" >>"$tmp/problems"
+		if [ "$rc" -ne 0 ] || [ -s "$tmp/man.err" ]; then
+			problem "$page: man -l (exit $rc) says:"
+			sed 's/^/    /' "$tmp/man.err" >>"$tmp/problems"
+		fi
+		rendered=1
+	fi
+	if [ "$rendered" -eq 0 ]; then
+		echo "$me: neither groff nor man found: $page rendering not checked"
+	fi
+}
+
+render "$page" narrow
+
+# --- Options of programs and scripts against their pages ---
+# One line per page: the page, a tab, then the commands (';'-separated,
+# relative to the source tree, or to the build tree for @-prefixed ones)
+# whose --help output together lists the program's options.
+OPTION_PAGES="
+man/mstored.8	@storeserver/mstored --help
+man/mstore-ctl.8	@tools/mstore-ctl --help
+man/mstore-bench.1	@tools/mstore-bench --help
+man/netlab.1	@tools/netlab --help
+man/nfs-server.8	tools/nfs-server --help; tools/nfs-server start --help; tools/nfs-server stop --help
+man/mta-bench.1	tools/mta-bench --help
+man/bench-all.1	tools/bench-all --help
+man/restart-bench.1	tools/restart-bench --help
+man/bench-writes.1	tools/bench-writes --help
+man/mount-requests.1	tools/mount-requests --help
+man/demo.1	tools/demo --help
+"
+builddir=${abs_top_builddir:-.}
+PYTHONDONTWRITEBYTECODE=1
+export PYTHONDONTWRITEBYTECODE
+
+# Option names in --help output: the first column of lines indented by at
+# most 8 spaces that start with '-' ("  -n N, --messages N   text").
+help_options()
+{
+	awk '
+	match($0, /^ +-/) && RLENGTH <= 9 {
+		spec = $0
+		sub(/^ +/, "", spec)
+		sub(/  .*/, "", spec)
+		n = split(spec, part, /, */)
+		for (i = 1; i <= n; i++)
+			if (match(part[i], /^--?[A-Za-z0-9?][-A-Za-z0-9]*/))
+				print substr(part[i], RSTART, RLENGTH)
+	}'
+}
+
+# Option names documented in PAGE: the tag lines of .TP items in OPTIONS.
+page_options()
+{
+	awk '
+	/^\.SH/ {
+		t = $0
+		sub(/^\.SH[ \t]+/, "", t)
+		gsub(/"/, "", t)
+		inside = (t == "OPTIONS")
+		next
+	}
+	inside && /^\.(TP|TQ)/ { tag = 1; next }
+	inside && tag {
+		tag = 0
+		l = $0
+		sub(/^\.[A-Z]+[ \t]*/, "", l)
+		gsub(/\\-/, "-", l)
+		gsub(/\\f[BIRP]/, "", l)
+		gsub(/\\[&|^]/, "", l)
+		gsub(/["\[\]|,=]/, " ", l)
+		n = split(l, w, /[ \t]+/)
+		for (i = 1; i <= n; i++)
+			if (w[i] ~ /^--?[A-Za-z0-9?][-A-Za-z0-9]*$/)
+				print w[i]
+	}' "$1"
+}
+
+echo "$OPTION_PAGES" | while IFS='	' read -r opage cmds; do
+	[ -n "$opage" ] || continue
+	: >"$tmp/help.out"
+	echo "$cmds" | tr ';' '\n' | while read -r prog args; do
+		case $prog in
+		@*) prog=$builddir/${prog#@} ;;
+		*) prog=$srcdir/$prog ;;
+		esac
+		if [ ! -x "$prog" ]; then
+			problem "$me: $prog: missing or not executable" \
+			    "(build first; abs_top_builddir=$builddir)"
+			continue
+		fi
+		# shellcheck disable=SC2086
+		if ! "$prog" $args >>"$tmp/help.out" 2>"$tmp/help.err"; then
+			problem "$me: '$prog $args' failed:"
+			sed 's/^/    /' "$tmp/help.err" >>"$tmp/problems"
 		fi
 	done
-	# Nothing wider than an 80-column terminal (byte diagrams).
-	groff -t -man -Tascii -P-cbou -rcR=1 -rLL=78n "$page" 2>/dev/null |
-	    awk 'length > 80 { printf "    line %d is %d columns: %s\n",
-		NR, length, $0 }' >"$tmp/wide"
-	if [ -s "$tmp/wide" ]; then
-		problem "$page: $(wc -l <"$tmp/wide" | tr -d ' ')" \
-		    "rendered line(s) wider than 80 columns, first ones:"
-		head -n 5 "$tmp/wide" >>"$tmp/problems"
+	if [ ! -r "$srcdir/$opage" ]; then
+		problem "$me: $srcdir/$opage: missing"
+		continue
 	fi
-	rendered=1
-fi
-if command -v man >/dev/null 2>&1; then
-	MANWIDTH=80 man -l "$page" >/dev/null 2>"$tmp/man.err"
-	rc=$?
-	if [ "$rc" -ne 0 ] || [ -s "$tmp/man.err" ]; then
-		problem "$page: man -l (exit $rc) says:"
-		sed 's/^/    /' "$tmp/man.err" >>"$tmp/problems"
+	help_options <"$tmp/help.out" | sort -u >"$tmp/opt.help"
+	page_options "$srcdir/$opage" | sort -u >"$tmp/opt.page"
+	if [ ! -s "$tmp/opt.help" ]; then
+		problem "$me: $cmds: lists no options"
+		continue
 	fi
-	rendered=1
-fi
-if [ "$rendered" -eq 0 ]; then
-	echo "$me: neither groff nor man found: rendering not checked"
-fi
+	comm -23 "$tmp/opt.help" "$tmp/opt.page" | while read -r o; do
+		problem "$srcdir/$opage: option $o is accepted ($cmds)" \
+		    "but not documented in OPTIONS"
+	done
+	comm -13 "$tmp/opt.help" "$tmp/opt.page" | while read -r o; do
+		problem "$srcdir/$opage: option $o is documented in OPTIONS" \
+		    "but not accepted ($cmds)"
+	done
+	wc -l <"$tmp/opt.help" | tr -d ' ' >>"$tmp/nopts"
+	render "$srcdir/$opage"
+done
 
 if [ -s "$tmp/problems" ]; then
 	cat "$tmp/problems" >&2
@@ -224,5 +350,6 @@ if [ -s "$tmp/problems" ]; then
 fi
 echo "$me: OK: $(wc -l <"$tmp/op.def" | tr -d ' ') opcodes and" \
     "$(wc -l <"$tmp/st.def" | tr -d ' ') status codes documented" \
-    "with their numbers"
+    "with their numbers; options of $(grep -c . "$tmp/nopts")" \
+    "programs match their pages"
 exit 0

@@ -247,6 +247,9 @@ man/mstored.8	@storeserver/mstored --help
 man/mstore-ctl.8	@tools/mstore-ctl --help
 man/mstore-bench.1	@tools/mstore-bench --help
 man/netlab.1	@tools/netlab --help
+man/mount.mstore.8	@fuse-mount/mount.mstore --help
+man/ceph-minicluster.1	tools/ceph-minicluster --help; tools/ceph-minicluster start --help; tools/ceph-minicluster stop --help; tools/ceph-minicluster status --help; tools/ceph-minicluster kill-osd --help; tools/ceph-minicluster start-osd --help
+man/cluster-bench.1	tools/cluster-bench --help
 man/nfs-server.8	tools/nfs-server --help; tools/nfs-server start --help; tools/nfs-server stop --help
 man/mta-bench.1	tools/mta-bench --help
 man/bench-all.1	tools/bench-all --help

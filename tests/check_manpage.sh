@@ -2,8 +2,8 @@
 #
 # check_manpage.sh - keeps the man pages honest against the code.
 #
-# Checks that the man page documents exactly the opcodes of "enum mst_op"
-# and the status codes of "enum mst_status" in protocol/mstproto.h, with
+# Checks that man/mstore-protocol.7 documents exactly the opcodes of
+# "enum mst_op" and the status codes of "enum mst_status" in protocol/mstproto.h, with
 # the same numbers, and that the page renders without groff warnings.
 #
 # Where the man page documents them (keep these forms, the check greps
@@ -19,10 +19,9 @@
 # and its man page agree on the options, both ways: each option its --help
 # output lists (lines "  -x, --long ARG  text") is documented in the page's
 # OPTIONS section as the tag of a .TP or .TQ item (".BR \-x , \-\-long"),
-# and
-# each option documented there is listed by --help. Every page checked
-# renders without groff warnings. C programs are taken from the build
-# directory ($abs_top_builddir, else .); a missing one is reported.
+# and each option documented there is listed by --help. Every page
+# checked renders without groff warnings. C programs are taken from the
+# build directory ($abs_top_builddir, else .); a missing one is reported.
 #
 # Run by "make check", which sets $srcdir; by hand from anywhere:
 #   sh tests/check_manpage.sh            (srcdir = this script's dir/..)

@@ -3,8 +3,9 @@
 # check_manpage.sh - keeps the man pages honest against the code.
 #
 # Checks that man/mstore-protocol.7 documents exactly the opcodes of
-# "enum mst_op" and the status codes of "enum mst_status" in protocol/mstproto.h, with
-# the same numbers, and that the page renders without groff warnings.
+# "enum mst_op" and the status codes of "enum mst_status" in
+# protocol/mstproto.h, with the same numbers, and that the page renders
+# without groff warnings.
 #
 # Where the man page documents them (keep these forms, the check greps
 # for them):

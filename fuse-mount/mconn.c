@@ -1146,7 +1146,9 @@ timer_main(void *arg)
 	struct mconn *c = arg;
 	struct mreq *r, *done;
 	struct timespec ts;
+	unsigned nexp, op = 0;
 	int64_t now;
+	int sent = 0;
 
 	pthread_mutex_lock(&c->mu);
 	while (!c->stopping) {
@@ -1163,9 +1165,21 @@ timer_main(void *arg)
 			continue;
 		}
 		done = NULL;
-		while ((r = first_timed(c)) != NULL && r->deadline <= now)
+		nexp = 0;
+		while ((r = first_timed(c)) != NULL && r->deadline <= now) {
+			if (nexp++ == 0) {
+				op = r->op;
+				sent = r->sent_gen != 0;
+			}
 			req_finish(c, r, -EIO, r->sent_gen != 0, &done);
+		}
 		pthread_mutex_unlock(&c->mu);
+		/* Say so: a silent EIO cannot be told from the store's. */
+		mconn_log("%u request(s) to the store at %s got no answer "
+		    "within %d ms (the first a %s, %s): EIO", nexp,
+		    c->servers[c->server], c->timeout_ms,
+		    mst_op_name(op) ? mst_op_name(op) : "request",
+		    sent ? "sent" : "never sent");
 		run_done(done);
 		pthread_mutex_lock(&c->mu);
 	}

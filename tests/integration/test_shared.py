@@ -107,9 +107,10 @@ def racer(mnt, lock, marker, seconds):
     return held, violations
 
 
-def test_dotlock_race_has_one_holder(a, b):
-    os.makedirs(a.path(BOX), exist_ok=True)
-    marker = os.path.join(mstlib.tmpdir("mst-race-"), "holder")
+def race_on_both(a, b, what, work):
+    """Fork 8 processes, alternately on mount A and mount B (even i on
+    A), each running work(mount) for a tuple of ints; wait for all and
+    return the 8 tuples in order. Fails when any process failed."""
     results = mstlib.tmpdir("mst-race-res-")
     pids = []
     for i in range(8):
@@ -117,25 +118,31 @@ def test_dotlock_race_has_one_holder(a, b):
         pid = os.fork()
         if pid == 0:
             try:
-                held, bad = racer(m.mnt, m.path(BOX, "dovecot-uidlist.lock"),
-                                  marker, 3.0)
+                got = work(m)
                 with open(os.path.join(results, str(i)), "w") as f:
-                    f.write("%d %d\n" % (held, bad))
+                    f.write(" ".join(map(str, got)) + "\n")
                 os._exit(0)
             except BaseException as e:
-                print("racer %d: %r" % (i, e), flush=True)
+                print("%s %d: %r" % (what, i, e), flush=True)
                 os._exit(1)
         pids.append(pid)
+    bad = 0
     for pid in pids:
         _, st = os.waitpid(pid, 0)
-        assert st == 0, "a racer failed"
-    held = bad = 0
-    per_mount = [0, 0]
-    for i in range(8):
-        h, v = map(int, open(os.path.join(results, str(i))).read().split())
-        held += h
-        bad += v
-        per_mount[i % 2] += h
+        bad += st != 0
+    assert bad == 0, "%d %s(s) failed" % (bad, what)
+    return [tuple(map(int, open(os.path.join(results, str(i))).read().split()))
+            for i in range(8)]
+
+
+def test_dotlock_race_has_one_holder(a, b):
+    os.makedirs(a.path(BOX), exist_ok=True)
+    marker = os.path.join(mstlib.tmpdir("mst-race-"), "holder")
+    got = race_on_both(a, b, "racer", lambda m: racer(
+        m.mnt, m.path(BOX, "dovecot-uidlist.lock"), marker, 3.0))
+    held = sum(h for h, _ in got)
+    bad = sum(v for _, v in got)
+    per_mount = [sum(h for h, _ in got[0::2]), sum(h for h, _ in got[1::2])]
     print("dotlock race: %d acquisitions (mount A %d, mount B %d), %d overlaps"
           % (held, per_mount[0], per_mount[1], bad))
     assert bad == 0, "%d times two processes held the lock at once" % bad
@@ -181,28 +188,9 @@ def test_replaced_file_under_dotlock(a, b):
     os.makedirs(a.path(BOX), exist_ok=True)
     with open(a.path(BOX, "counter"), "wb") as f:
         f.write(b"0\n")
-    results = mstlib.tmpdir("mst-ctr-res-")
-    pids = []
-    for i in range(8):
-        m = a if i % 2 == 0 else b
-        pid = os.fork()
-        if pid == 0:
-            try:
-                n = counter_racer(m.path(BOX, "counter.lock"),
-                                  m.path(BOX, "counter"), 4.0)
-                with open(os.path.join(results, str(i)), "w") as f:
-                    f.write("%d\n" % n)
-                os._exit(0)
-            except BaseException as e:
-                print("counter racer %d: %r" % (i, e), flush=True)
-                os._exit(1)
-        pids.append(pid)
-    bad = 0
-    for pid in pids:
-        _, st = os.waitpid(pid, 0)
-        bad += st != 0
-    assert bad == 0, "%d counter racers failed" % bad
-    made = [int(open(os.path.join(results, str(i))).read()) for i in range(8)]
+    made = [n for (n,) in race_on_both(a, b, "counter racer", lambda m: (
+        counter_racer(m.path(BOX, "counter.lock"), m.path(BOX, "counter"),
+                      4.0),))]
     with open(b.path(BOX, "counter"), "rb") as f:
         got = int(f.read())
     print("counter under a dotlock: %d increments (mount A %d, mount B %d), "

@@ -1,12 +1,16 @@
 #!/bin/sh
 # make bench, in miniature (--quick): every target on both links, the
 # report and its plots are written, every measurement delivered without
-# errors. Timing goals are reported by the tool, never asserted here.
+# errors, and the sections other tools own are kept. Timing goals are
+# reported by the tool, never asserted here.
 set -eu
 b=${abs_top_builddir:-$(pwd)}
 src=$(cd "$(dirname "$0")/.." && pwd)
 out=$(mktemp -d /tmp/bench-all-smoke.XXXXXX)
 trap 'rm -rf "$out"' EXIT
+# A section another tool owns, which the rewrite must carry over.
+printf '# old report\n\n<!-- other-bench: begin -->\n## Kept section\n\nkept row\n<!-- other-bench: end -->\n' \
+	>"$out/BENCHMARKS.md"
 timeout 600 "$src/tools/bench-all" --build "$b" --quick --out "$out/BENCHMARKS.md" >"$out/goals" 2>"$out/log" ||
 	{ tail -30 "$out/log"; exit 1; }
 python3 - "$out" <<'PY'
@@ -27,6 +31,10 @@ assert len(rtts) == 2, rtts            # loopback and delayed
 pngs = [f for f in os.listdir(d) if f.endswith(".png")]
 assert len(pngs) == 2, pngs
 assert "| yes |" in md and "| NO |" not in md
+assert "# old report" not in md
+kept = re.search(r"<!-- other-bench: begin -->\n## Kept section\n\nkept row\n"
+                 r"<!-- other-bench: end -->", md)
+assert kept and kept.start() > md.index("## Postfix end to end"), "section lost"
 print("bench-all smoke: report with %d rows and %d plots" % (len(rows), len(pngs)))
 PY
 echo "bench_all_smoke: 1 passed, 0 failed"

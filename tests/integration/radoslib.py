@@ -172,12 +172,21 @@ def dump_logs(stores, mounts=(), tail=3000):
             print(e)
 
 
+class Phase:
+    """An entry of run_suite's |tests| that runs several cases itself:
+    fn(runner, env), for a stretch of cases that share something made
+    for them (mounts, say) and call runner.run for each."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+
 def run_suite(name, setup, tests, limit=90):
     """The main() of a rados suite: skip_unless_ceph, a Cluster, then
     env = setup(cluster) (with env.cluster and env.servers), each of
-    |tests| under mstlib.Runner with |limit| s, a server that exited
-    counted as a failure, the servers' logs after any, everything
-    stopped. Returns the exit status."""
+    |tests| under mstlib.Runner with |limit| s (a Phase runs its own),
+    a server that exited counted as a failure, the servers' logs after
+    any, everything stopped. Returns the exit status."""
     skip_unless_ceph(name)
     r = mstlib.Runner(name, limit=limit)
     t0 = time.monotonic()
@@ -197,7 +206,10 @@ def run_suite(name, setup, tests, limit=90):
         cluster.stop()
     if env is not None:
         for fn in tests:
-            r.run(fn, env)
+            if isinstance(fn, Phase):
+                fn.fn(r, env)
+            else:
+                r.run(fn, env)
         r.failed += dead_servers(env.servers)
         if r.failed:
             dump_logs(env.servers)

@@ -90,7 +90,7 @@ class Env:
 def setup(cluster):
     env = Env()
     env.cluster = cluster.start()
-    env.s1, env.s2 = radoslib.servers(env.cluster, 2)
+    env.s1, env.s2 = env.servers = radoslib.servers(env.cluster, 2)
     env.a = Client(env.s1.port)
     env.b = Client(env.s2.port)
     for d in ("r.example", BOX, BOX + "/new", BOX + "/cur", BOX + "/tmp"):
@@ -925,59 +925,27 @@ def test_storage_down_answers_eio(env):
 
 
 def main():
-    radoslib.skip_unless_ceph("test_rados")
-    r = mstlib.Runner("test_rados", limit=150)
-    t0 = time.monotonic()
-    env = None
-    cluster = radoslib.Cluster()
-    try:
-        env = setup(cluster)
-        print("cluster and two servers up after %.1f s" %
-              (time.monotonic() - t0), flush=True)
-    except Exception as e:
-        print("FAIL test_rados.setup: %s" % e)
-        for d in mstlib._dirs:
-            log = os.path.join(d, "mstored.log")
-            if os.path.exists(log):
-                print(open(log).read())
-        r.failed += 1
-        cluster.stop()
-    if env is not None:
-        for fn in (test_deliver_on_one_fetch_on_other,
-                   test_idempotent_retry_across_servers,
-                   test_racing_exclusive_creates_one_winner,
-                   test_racing_rules_hold,
-                   test_dir_remade_elsewhere,
-                   test_setinfo_expunge_seen_across,
-                   test_notice_across_servers,
-                   test_small_files_across_servers,
-                   test_link_and_rename_files_across_dirs,
-                   test_open_references_across_servers,
-                   test_racing_moves_across_dirs,
-                   test_racing_links,
-                   test_move_left_by_dead_server_is_ended,
-                   test_file_changes_notified_for_each_name,
-                   test_dead_openers_references_dropped,
-                   test_quota_across_servers,
-                   test_unsupported_is_eopnotsupp,
-                   test_mount_postfix_delivery,
-                   test_mount_suite_on_rados,
-                   test_storage_down_answers_eio):
-            r.run(fn, env)
-        for s in (env.s1, env.s2):
-            if s.proc.poll() is not None:
-                print("FAIL mstored exited with %d:\n%s" % (
-                    s.proc.returncode, open(s.log).read()))
-                r.failed += 1
-        if r.failed:
-            for s in (env.s1, env.s2):
-                print("--- %s" % s.log)
-                print(open(s.log).read()[-4000:])
-        for s in (env.s1, env.s2):
-            s.kill()
-        env.cluster.stop()
-    print("total %.1f s" % (time.monotonic() - t0))
-    return r.finish()
+    return radoslib.run_suite("test_rados", setup, (
+        test_deliver_on_one_fetch_on_other,
+        test_idempotent_retry_across_servers,
+        test_racing_exclusive_creates_one_winner,
+        test_racing_rules_hold,
+        test_dir_remade_elsewhere,
+        test_setinfo_expunge_seen_across,
+        test_notice_across_servers,
+        test_small_files_across_servers,
+        test_link_and_rename_files_across_dirs,
+        test_open_references_across_servers,
+        test_racing_moves_across_dirs,
+        test_racing_links,
+        test_move_left_by_dead_server_is_ended,
+        test_file_changes_notified_for_each_name,
+        test_dead_openers_references_dropped,
+        test_quota_across_servers,
+        test_unsupported_is_eopnotsupp,
+        test_mount_postfix_delivery,
+        test_mount_suite_on_rados,
+        test_storage_down_answers_eio), limit=150)
 
 
 if __name__ == "__main__":

@@ -147,7 +147,7 @@ class Env:
 def setup(cluster):
     env = Env()
     env.cluster = cluster.start()
-    env.s1, env.s2 = radoslib.servers(env.cluster, 2)
+    env.s1, env.s2 = env.servers = radoslib.servers(env.cluster, 2)
     env.a = Locker(env.s1.port)
     env.b = Locker(env.s2.port)
     return env
@@ -653,7 +653,6 @@ def test_paused_osds_fence_before_the_lease_lapses(env):
         want(c.lock(f, 1, WR, pid=777)[0], 0, "holder: WR")
         ceph(env, "osd", "pause")
         paused = True
-        t0 = time.monotonic()
         dt = closed_by_server(c, 0, 20, "the holder, OSDs paused")
         # The server says how long after the send of its last renewal
         # that succeeded it closed the holder: lock_lease - 3 s and a
@@ -707,66 +706,53 @@ def test_storage_down_answers_eio(env):
         raise AssertionError("EIO only after %.1f s" % took)
 
 
-def main():
-    radoslib.skip_unless_ceph("test_rados_locks")
-    r = mstlib.Runner("test_rados_locks", limit=90)
-    t0 = time.monotonic()
-    env = None
-    cluster = radoslib.Cluster()
+def mount_phase(r, env):
+    """test_locks.py's cases on two mounts, one on each server, then the
+    mount-level cases of a stalled and of a failed-over server."""
+    mounts = []
     try:
-        env = setup(cluster)
-        print("cluster and two servers up after %.1f s" %
-              (time.monotonic() - t0), flush=True)
+        mounts = [mstlib.Mount(env.s1.addr, "timeout=5").start(),
+                  mstlib.Mount(env.s2.addr, "timeout=5").start()]
+        os.makedirs(mounts[0].path(test_locks.DIR), exist_ok=True)
     except Exception as e:
-        print("FAIL test_rados_locks.setup: %s" % e)
+        print("FAIL test_rados_locks: mounts: %s" % e)
         r.failed += 1
-        cluster.stop()
-    if env is not None:
-        for fn in (test_setlk_conflicts_both_ways,
-                   test_uncontended_cost,
-                   test_setlkw_wakes_on_unlock_across,
-                   test_getlk_names_the_holder,
-                   test_flock_across,
-                   test_closed_connection_drops_its_locks,
-                   test_cancel_and_local_deadlock,
-                   test_deadlock_across_servers,
-                   test_racing_exclusive_locks_one_winner,
-                   test_racing_through_three_servers,
-                   test_server_killed_its_locks_lapse,
-                   test_server_stopped_gives_its_locks_up_at_once,
-                   test_stalled_server_closes_its_lock_holders):
-            r.run(fn, env)
-        mounts = []
-        try:
-            mounts = [mstlib.Mount(env.s1.addr, "timeout=5").start(),
-                      mstlib.Mount(env.s2.addr, "timeout=5").start()]
-            os.makedirs(mounts[0].path(test_locks.DIR), exist_ok=True)
-        except Exception as e:
-            print("FAIL test_rados_locks: mounts: %s" % e)
-            r.failed += 1
-        if len(mounts) == 2:
-            a, b = mounts
-            for fn in (test_locks.test_fcntl_mutual_exclusion_across_mounts,
-                       test_locks.test_flock_mutual_exclusion_across_mounts,
-                       test_locks.test_setlk_eagain_and_getlk_names_holder,
-                       test_locks.test_lock_freed_when_holder_killed,
-                       test_locks.test_waiting_lock_interrupted_by_signal):
-                r.run(fn, a, b)
-            r.run(test_locks.test_lock_freed_when_mount_goes, env.s1, b)
-            r.run(test_mount_told_when_its_server_stalls, env, b)
-            r.run(test_failover_mount_reports_its_lock_lost, env, b)
-        for m in mounts:
-            m.unmount()
-        r.run(test_paused_osds_fence_before_the_lease_lapses, env)
-        r.run(test_storage_down_answers_eio, env)
-        r.failed += radoslib.dead_servers([env.s1, env.s2])
-        if r.failed:
-            radoslib.dump_logs([env.s1, env.s2], mounts)
-        for s in (env.s1, env.s2):
-            s.kill()
-        env.cluster.stop()
-    print("total %.1f s" % (time.monotonic() - t0))
-    return r.finish()
+    failed = r.failed
+    if len(mounts) == 2:
+        a, b = mounts
+        for fn in (test_locks.test_fcntl_mutual_exclusion_across_mounts,
+                   test_locks.test_flock_mutual_exclusion_across_mounts,
+                   test_locks.test_setlk_eagain_and_getlk_names_holder,
+                   test_locks.test_lock_freed_when_holder_killed,
+                   test_locks.test_waiting_lock_interrupted_by_signal):
+            r.run(fn, a, b)
+        r.run(test_locks.test_lock_freed_when_mount_goes, env.s1, b)
+        r.run(test_mount_told_when_its_server_stalls, env, b)
+        r.run(test_failover_mount_reports_its_lock_lost, env, b)
+    if r.failed > failed:
+        radoslib.dump_logs((), mounts)
+    for m in mounts:
+        m.unmount()
+
+
+def main():
+    return radoslib.run_suite("test_rados_locks", setup, (
+        test_setlk_conflicts_both_ways,
+        test_uncontended_cost,
+        test_setlkw_wakes_on_unlock_across,
+        test_getlk_names_the_holder,
+        test_flock_across,
+        test_closed_connection_drops_its_locks,
+        test_cancel_and_local_deadlock,
+        test_deadlock_across_servers,
+        test_racing_exclusive_locks_one_winner,
+        test_racing_through_three_servers,
+        test_server_killed_its_locks_lapse,
+        test_server_stopped_gives_its_locks_up_at_once,
+        test_stalled_server_closes_its_lock_holders,
+        radoslib.Phase(mount_phase),
+        test_paused_osds_fence_before_the_lease_lapses,
+        test_storage_down_answers_eio))
 
 
 if __name__ == "__main__":

@@ -36,11 +36,22 @@ list, rewritten for join and leave). Then:
     servers, their health and the home server, the server of each
     mailbox as the hash predicts, and Ceph's health.
 
+If the killed server's mailboxes take no delivery for 30 s, the case
+prints before anything is cleaned up where each writer waits (its
+delivery, wchan and kernel stack), the FUSE requests each mount has not
+answered, every thread's stack of each mount.mstore and live mstored
+(gdb), and the mounts' logs (stall_report).
+
+`test_cluster.py --only CASE[,CASE...]` runs only the cases named (or
+named in part: `--only server_failure`), after the same setup; the check
+of every acknowledged message follows any case that ran the load.
+
 Exits 77 (skipped) only when the Ceph daemons are not installed.
 """
 import errno
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -50,6 +61,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import mstlib  # noqa: E402
 import radoslib  # noqa: E402
+import dovelib  # noqa: E402  (stuck_in, blocked_threads, fuse_waiting)
 from test_failover import order  # noqa: E402  (route.c's rendezvous order)
 from test_idle import Inotify  # noqa: E402
 
@@ -371,16 +383,19 @@ class Load:
         self.log = open(logpath, "w")
         self.threads = []
         self.slowest = 0.0
+        self.doing = {}     # (mi, w) -> (tid, box, name, began) or None
 
     def run(self, mi, w):
         m = self.mounts[mi]
+        tid = threading.get_native_id()
         for i in range(PER_WRITER_MAX):
             if self.stop.is_set():
-                return
+                break
             box = BOXES[(i * 5 + w + mi) % NBOX]
             name = "%d.M%dW%dI%d.load" % (int(time.time()), mi, w, i)
             body = body_of(name)
             t0 = time.monotonic()
+            self.doing[(mi, w)] = (tid, box, name, t0)
             try:
                 deliver(m, box, name, body, use_rename=(w % 2 == 1))
             except OSError as e:
@@ -395,6 +410,7 @@ class Load:
                 self.log.write("%.3f %s/new/%s %s\n" % (now, box, name, csum))
                 self.slowest = max(self.slowest, now - t0)
             time.sleep(max(0.0, t0 + PACE - time.monotonic()))
+        self.doing[(mi, w)] = None
 
     def start(self):
         for mi in range(len(self.mounts)):
@@ -432,6 +448,95 @@ class Load:
         return max(b - a for a, b in zip(times, times[1:]))
 
 
+STALL_GDB_TIMEOUT = 30      # seconds for one gdb attach in stall_report
+
+
+def gdb_stacks(pid):
+    """Every thread's stack of process |pid| (gdb -batch), or why not."""
+    try:
+        r = subprocess.run(["gdb", "-p", str(pid), "-batch", "-nx",
+                            "-ex", "set pagination off",
+                            "-ex", "thread apply all bt 40"],
+                           capture_output=True, text=True,
+                           timeout=STALL_GDB_TIMEOUT)
+    except FileNotFoundError:
+        return "(gdb is not installed: apt-get install gdb)\n"
+    except subprocess.TimeoutExpired:
+        return "(gdb did not finish within %d s)\n" % STALL_GDB_TIMEOUT
+    return "\n".join(l for l in r.stdout.splitlines()
+                     if l.startswith(("Thread ", "#")) or not l.strip()) \
+        or r.stderr[-2000:]
+
+
+def fuse_minor(mnt):
+    """The FUSE connection number of |mnt|, from mountinfo (a stat of the
+    mount could wait behind the stall itself)."""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            w = line.split()
+            if w[4] == mnt:
+                return int(w[2].split(":")[1])
+    return -1
+
+
+def bounded(fn, timeout):
+    """fn() on a thread of its own; its result, or a note that it did not
+    return within |timeout| s (it may wait on the stalled mount)."""
+    out = ["(no answer within %d s)" % timeout]
+
+    def run():
+        try:
+            out[0] = fn()
+        except Exception as e:
+            out[0] = "(%s)" % e
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(timeout)
+    return out[0]
+
+
+def stall_report(env, victim, t_kill):
+    """Deliveries into |victim|'s mailboxes stalled: print, before anything
+    is cleaned up, where each writer waits (its delivery, wchan and kernel
+    stack), the FUSE requests each mount has not answered, every thread's
+    stack of each mount.mstore and live mstored, and the logs' tails."""
+    signal.alarm(0)         # the report has its own bounds (gdb timeouts)
+    now = time.monotonic()
+    print("=== stall report: %s killed %.1f s ago" % (victim.addr,
+                                                      now - t_kill))
+    for (mi, w), d in sorted(env.load.doing.items()):
+        if d is None:
+            print("writer M%dW%d: finished" % (mi, w))
+            continue
+        tid, box, name, t0 = d
+        print("writer M%dW%d (thread %d): %s/new/%s for %.1f s; %s" % (
+            mi, w, tid, box, name, now - t0, dovelib.stuck_in(tid)))
+    for t in dovelib.blocked_threads(os.getpid()):
+        print("test process, uninterruptible: %s" % t)
+    for name, m in (("A", env.a), ("B", env.b)):
+        print("mount %s (pid %d): %s FUSE requests unanswered; view %s" % (
+            name, m.proc.pid, dovelib.fuse_waiting(fuse_minor(m.mnt)),
+            bounded(lambda: view(m), 5)))
+    procs = [("mount %s" % n, m.proc) for n, m in (("A", env.a),
+                                                   ("B", env.b))]
+    procs += [("mstored %s" % s.addr, s.proc) for s in env.s
+              if s.proc is not None and s.proc.poll() is None]
+    for what, p in procs:
+        if p.poll() is not None:
+            print("--- %s (pid %d) has exited (%s)" % (what, p.pid,
+                                                      p.returncode))
+            continue
+        print("--- %s (pid %d), every thread:" % (what, p.pid))
+        print(gdb_stacks(p.pid))
+    for x in (env.a, env.b):
+        print("--- %s, its tail" % x.log)
+        try:
+            print("".join(open(x.log, errors="replace").readlines()[-60:]))
+        except OSError as e:
+            print(e)
+    print("=== end of stall report", flush=True)
+
+
 def resends(env, addr):
     """The ops of requests the mounts resent elsewhere after |addr| went
     down, from their logs (route.c logs each one)."""
@@ -465,9 +570,13 @@ def test_server_failure_under_load(env):
         n0 = env.load.count()
         t_kill = time.monotonic()
         victim.kill()           # SIGKILL
-        mstlib.wait_until(lambda: env.load.resumed(t_kill, moved)
-                          is not None, 30,
-                          "deliveries into %s's mailboxes" % victim.addr)
+        try:
+            mstlib.wait_until(lambda: env.load.resumed(t_kill, moved)
+                              is not None, 30,
+                              "deliveries into %s's mailboxes" % victim.addr)
+        except TimeoutError:
+            stall_report(env, victim, t_kill)
+            raise
         resume = env.load.resumed(t_kill, moved)
         wait_view([env.a, env.b], victim.addr, "down", 10)
         down = time.monotonic() - t_kill
@@ -658,7 +767,40 @@ def setup(env):
             os.makedirs(env.a.path(b, sub))
 
 
+CASES = ["test_cluster_status", "test_visibility_across_mounts",
+         "test_racing_exclusive_creates", "test_racing_locks",
+         "test_server_failure_under_load", "test_join_and_leave_under_load",
+         "test_every_acknowledged_message_once"]
+
+
+def usage():
+    sys.exit("usage: test_cluster.py [--only CASE[,CASE...]]\n"
+             "  CASE: a case's name, with or without its test_ prefix, or "
+             "a part of it:\n  %s" % "\n  ".join(CASES))
+
+
+def selected(argv):
+    """The cases to run: all of CASES, or those --only names (each name
+    a case's name or a part of one); the verification of every
+    acknowledged message runs whenever load ran."""
+    if not argv:
+        return list(CASES)
+    if len(argv) != 2 or argv[0] != "--only":
+        usage()
+    pick = set()
+    for w in argv[1].split(","):
+        hit = [c for c in CASES if w and w in c]
+        if not hit:
+            usage()
+        pick.update(hit)
+    if pick & {"test_server_failure_under_load",
+               "test_join_and_leave_under_load"}:
+        pick.add("test_every_acknowledged_message_once")
+    return [c for c in CASES if c in pick]
+
+
 def main():
+    cases = selected(sys.argv[1:])
     radoslib.skip_unless_ceph("test_cluster")
     r = mstlib.Runner("test_cluster", limit=150)
     t0 = time.monotonic()
@@ -668,7 +810,7 @@ def main():
     env.load = None
     env.s, env.s4 = [], None
     try:
-        run_all(r, env, t0)
+        run_all(r, env, t0, cases)
     finally:
         if env.load is not None:
             env.load.stop.set()
@@ -677,7 +819,7 @@ def main():
     return r.finish()
 
 
-def run_all(r, env, t0):
+def run_all(r, env, t0, cases):
     try:
         setup(env)
         print("cluster, 4 servers, 3 mounts up after %.1f s" % (
@@ -686,14 +828,14 @@ def run_all(r, env, t0):
         print("FAIL test_cluster.setup: %s" % e)
         r.failed += 1
         return
-    r.run(test_cluster_status, env)
-    r.run(test_visibility_across_mounts, env)
-    r.run(test_racing_exclusive_creates, env)
-    r.run(test_racing_locks, env)
-    env.c.unmount()
-    r.run(test_server_failure_under_load, env)
-    r.run(test_join_and_leave_under_load, env)
-    r.run(test_every_acknowledged_message_once, env)
+    for name in cases:
+        if name == "test_server_failure_under_load":
+            env.c.unmount()     # only A and B take part from here on
+        if name == "test_join_and_leave_under_load" and env.load is None:
+            env.c.unmount()
+            env.load = Load([env.a, env.b], os.path.join(
+                env.cluster.dir, "acked.log")).start()
+        r.run(globals()[name], env)
     if env.load is not None:
         env.load.finish()
     r.failed += radoslib.dead_servers([s for s in env.s + [env.s4]

@@ -14,7 +14,6 @@
  * DIR/checkpoint.
  */
 #include <errno.h>
-#include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +24,7 @@
 #include "engine_util.h"
 #include "log.h"
 #include "mstproto.h"
+#include "scratch.h"
 
 #define WALK_DEPTH	6	/* directories below the root */
 #define WALK_ENTRIES	64	/* entries visited per directory */
@@ -33,50 +33,14 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
-static char base[4096];
-
-static int
-rm_one(const char *path, const struct stat *st, int flag, struct FTW *f)
-{
-	(void)st;
-	(void)flag;
-	(void)f;
-	return remove(path) < 0 && errno != ENOENT ? -1 : 0;
-}
-
-static void
-rm_tree(const char *path)
-{
-	nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static void
-cleanup_base(void)
-{
-	rm_tree(base);
-}
+static const char *base;
 
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	const char *tmp = getenv("TMPDIR");
-
 	(void)argc;
 	(void)argv;
-	/* tmpfs keeps the engine's fdatasync calls cheap. */
-	if (tmp == NULL && access("/dev/shm", W_OK) == 0)
-		tmp = "/dev/shm";
-	snprintf(base, sizeof base, "%s/mstore-fuzz-recover.XXXXXX",
-	    tmp ? tmp : "/tmp");
-	if (mkdtemp(base) == NULL) {
-		perror("mkdtemp");
-		abort();
-	}
-	atexit(cleanup_base);
-	/* Recovery of garbage logs an error per input: keep them out of
-	 * libFuzzer's output. */
-	if (log_open("/dev/null", LOG_LVL_ERR) < 0)
-		abort();
+	base = fuzz_scratch_open("recover");
 	return 0;
 }
 
@@ -205,6 +169,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		t_admin(&t, "scrub", out, sizeof out);
 		tclose(&t);
 	}
-	rm_tree(dir);
+	fuzz_rm_tree(dir);
 	return 0;
 }

@@ -55,7 +55,8 @@
 #include "server.c"
 
 #include <fcntl.h>
-#include <ftw.h>
+
+#include "scratch.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -107,61 +108,22 @@ struct client {
 	size_t rpay_have, rpay_len;
 };
 
-static char base[4096];
 static char datadir[4200];
 static struct server *srv;
 static int trace;	/* FUZZ_SESSION_TRACE set: list every reply */
 
-static int
-rm_one(const char *path, const struct stat *st, int flag, struct FTW *f)
-{
-	(void)st;
-	(void)flag;
-	(void)f;
-	return remove(path) < 0 && errno != ENOENT ? -1 : 0;
-}
-
-static void
-rm_tree(const char *path)
-{
-	if (nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS) < 0 &&
-	    errno != ENOENT) {
-		perror(path);
-		abort();	/* the harness's own files: runs would pile up */
-	}
-}
-
-static void
-cleanup_base(void)
-{
-	rm_tree(base);
-}
-
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	const char *tmp = getenv("TMPDIR");
 	struct server_key keys[2];
 	struct conf c;
 	size_t i;
 
 	(void)argc;
 	(void)argv;
-	/* tmpfs keeps the engine's fdatasync calls cheap. */
-	if (tmp == NULL && access("/dev/shm", W_OK) == 0)
-		tmp = "/dev/shm";
-	snprintf(base, sizeof base, "%s/mstore-fuzz-session.XXXXXX",
-	    tmp ? tmp : "/tmp");
-	if (mkdtemp(base) == NULL) {
-		perror("mkdtemp");
-		abort();
-	}
-	snprintf(datadir, sizeof datadir, "%s/data", base);
+	snprintf(datadir, sizeof datadir, "%s/data",
+	    fuzz_scratch_open("session"));
 	trace = getenv("FUZZ_SESSION_TRACE") != NULL;
-	atexit(cleanup_base);
-	/* Every refused request logs: keep that out of libFuzzer's output. */
-	if (log_open("/dev/null", LOG_LVL_ERR) < 0)
-		abort();
 
 	/* Small limits, so that the fuzzer reaches them. */
 	conf_init(&c);
@@ -605,6 +567,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	engine_local.close(eng);
 	server_set_engine(srv, NULL, NULL);
-	rm_tree(datadir);
+	fuzz_rm_tree(datadir);
 	return 0;
 }

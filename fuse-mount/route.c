@@ -19,7 +19,10 @@
  * failover_ms. Going down fails its pending requests at once
  * (mconn_fail_all) when another server is healthy; the retryable ones
  * (reads, DELIVER with its idempotency id) are sent again by
- * route_call_async to the next healthy server of their key. With no
+ * route_call_async to the next healthy server of their key; a request
+ * that was on its way to the server as it went down (chosen before,
+ * queued after the failing) is failed and moved the same way at once
+ * (check_late). With no
  * healthy server left they stay queued on their connection, which sends
  * them again when it is back (within the mount's timeout). A down server is up again after ROUTE_UP_STREAK
  * answered PINGs in a row, one health interval apart; its keys then
@@ -56,6 +59,8 @@ struct rsrv {
 	int64_t ping_at;	/* rt->mu: outstanding PING sent at, or 0 */
 	int64_t next_ping;	/* rt->mu */
 	uint64_t ping_seq;	/* rt->mu: the PING that counts */
+	int refail;		/* rt->mu: a request reached it after it
+				   was judged down (see check_late) */
 };
 
 struct route {
@@ -223,11 +228,42 @@ struct rcall {
 
 static void rcall_done(void *arg, struct mreply *r);
 
+void (*route_test_after_pick)(const char *addr);
+
+/*
+ * A request was just handed to the connection of |s|, chosen while |s|
+ * was healthy. When the health thread judged |s| down in between, its
+ * mconn_fail_all may have run before the request was queued: nothing
+ * would then move the request, and it would wait on the dead connection
+ * for its whole timeout. So the health thread is asked to fail the
+ * requests of |s| once more, on its own thread (callbacks must not run
+ * here, where the caller may hold its locks).
+ */
+static void
+check_late(struct route *rt, struct rsrv *s)
+{
+	pthread_mutex_lock(&rt->mu);
+	if (s->listed && !s->healthy && any_healthy(rt)) {
+		s->refail = 1;
+		pthread_cond_signal(&rt->cv);
+	}
+	pthread_mutex_unlock(&rt->mu);
+}
+
+/* Send |x| to x->s. Once it is handed over, |x| may be gone already
+ * (rcall_done may have run). */
 static int
 rcall_send(struct rcall *x)
 {
-	return mconn_call_flags(x->s->c, x->op, x->head, x->hlen,
+	struct route *rt = x->rt;
+	struct rsrv *s = x->s;
+	int rc;
+
+	rc = mconn_call_flags(s->c, x->op, x->head, x->hlen,
 	    x->blen ? x->body : NULL, x->blen, x->flags, rcall_done, x);
+	if (rc == 0)
+		check_late(rt, s);
+	return rc;
 }
 
 static void
@@ -275,9 +311,15 @@ route_call_async(struct route *rt, const char *key, size_t klen,
 	pthread_mutex_unlock(&rt->mu);
 	if (s == NULL)
 		return -ENOTCONN;
-	if (!(flags & MCONN_RETRY))
-		return mconn_call_flags(s->c, op, head, hlen, body, blen,
+	if (route_test_after_pick != NULL)
+		route_test_after_pick(s->addr);
+	if (!(flags & MCONN_RETRY)) {
+		rc = mconn_call_flags(s->c, op, head, hlen, body, blen,
 		    flags, cb, arg);
+		if (rc == 0)
+			check_late(rt, s);
+		return rc;
+	}
 	/* A borrowed body stays the caller's until x->cb has run. */
 	x = malloc(sizeof *x + klen + 1 + hlen +
 	    (flags & MCONN_BORROW ? 0 : blen));
@@ -559,6 +601,11 @@ health_main(void *arg)
 
 			if (!s->listed)
 				continue;
+			if (s->refail && !s->healthy) {
+				/* after its mconn_fail_all: see check_late */
+				fail[nf++] = s;
+			}
+			s->refail = 0;
 			if (s->healthy && !conn) {
 				set_health(s, 0, "connection lost");
 				fail[nf++] = s;

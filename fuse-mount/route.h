@@ -96,6 +96,12 @@ size_t route_view(struct route *rt, char *buf, size_t cap);
 int route_server_of(struct route *rt, const char *key, size_t klen,
     char *buf, size_t cap);
 
+/* For tests only (NULL otherwise): called by route_call_async between
+ * choosing a request's server (|addr|) and handing the request to that
+ * server's connection, the moment in which the health thread may judge
+ * the server down. */
+extern void (*route_test_after_pick)(const char *addr);
+
 /* Is the home server's connection up; limits of the home connection. */
 int route_connected(struct route *rt);
 uint32_t route_max_frame(struct route *rt);

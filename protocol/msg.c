@@ -255,6 +255,99 @@ mst_deliver_req_decode(struct mst_deliver_req *m, const uint8_t *p,
 }
 
 int
+mst_stage_req_encode(const struct mst_stage_req *m, uint8_t *buf, size_t cap)
+{
+	struct wr w = WR(buf, cap);
+
+	wr_str(&w, m->mailbox);
+	wr_str(&w, m->folder);
+	wr_raw(&w, m->idem, MST_IDEM_LEN);
+	wr_u64(&w, m->checksum);
+	wr_u64(&w, m->body_size);
+	wr_u32(&w, m->mode);
+	wr_u32(&w, m->uid);
+	wr_u32(&w, m->gid);
+	wr_raw(&w, m->body.p, m->body.len);
+	return wr_end(&w);
+}
+
+int
+mst_stage_req_decode(struct mst_stage_req *m, const uint8_t *p, size_t len)
+{
+	struct rd r = RD(p, len);
+
+	m->mailbox = rd_str(&r);
+	m->folder = rd_str(&r);
+	rd_copy(&r, m->idem, MST_IDEM_LEN);
+	m->checksum = rd_u64(&r);
+	m->body_size = rd_u64(&r);
+	m->mode = rd_u32(&r);
+	m->uid = rd_u32(&r);
+	m->gid = rd_u32(&r);
+	if (!r.err) {
+		rd_mailbox(&r, m->mailbox);
+		rd_folder(&r, m->folder);
+		if (m->body_size > MST_BODY_MAX)
+			rd_fail(&r, -EFBIG);
+		if (m->mode & ~07777u)
+			rd_fail(&r, -EINVAL);
+	}
+	m->body = rd_rest(&r, m->body_size);
+	return rd_end(&r);
+}
+
+/* COMMIT: DELIVER's layout up to mtime_ns, and nothing after it. */
+int
+mst_commit_req_encode(const struct mst_commit_req *m, uint8_t *buf,
+    size_t cap)
+{
+	struct wr w = WR(buf, cap);
+
+	wr_str(&w, m->mailbox);
+	wr_str(&w, m->folder);
+	wr_u8(&w, m->sub);
+	wr_str(&w, m->name);
+	wr_raw(&w, m->idem, MST_IDEM_LEN);
+	wr_u64(&w, m->checksum);
+	wr_u64(&w, m->body_size);
+	wr_u32(&w, m->mode);
+	wr_u32(&w, m->uid);
+	wr_u32(&w, m->gid);
+	wr_u64(&w, m->mtime_ns);
+	return wr_end(&w);
+}
+
+int
+mst_commit_req_decode(struct mst_commit_req *m, const uint8_t *p,
+    size_t len)
+{
+	struct rd r = RD(p, len);
+
+	m->mailbox = rd_str(&r);
+	m->folder = rd_str(&r);
+	m->sub = rd_u8(&r);
+	m->name = rd_str(&r);
+	rd_copy(&r, m->idem, MST_IDEM_LEN);
+	m->checksum = rd_u64(&r);
+	m->body_size = rd_u64(&r);
+	m->mode = rd_u32(&r);
+	m->uid = rd_u32(&r);
+	m->gid = rd_u32(&r);
+	m->mtime_ns = rd_u64(&r);
+	if (!r.err) {
+		rd_mailbox(&r, m->mailbox);
+		rd_folder(&r, m->folder);
+		rd_sub(&r, m->sub);
+		rd_check(&r, mst_name_check(m->name));
+		if (m->body_size > MST_BODY_MAX)
+			rd_fail(&r, -EFBIG);
+		if (m->mode & ~07777u)
+			rd_fail(&r, -EINVAL);
+	}
+	return rd_end(&r);
+}
+
+int
 mst_attr_rep_encode(const struct mst_attr_rep *m, uint8_t *buf, size_t cap)
 {
 	struct wr w = WR(buf, cap);

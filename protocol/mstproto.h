@@ -74,6 +74,8 @@ enum mst_op {
 	MST_OP_FETCH = 0x13,
 	MST_OP_SETINFO = 0x14,
 	MST_OP_EXPUNGE = 0x15,
+	MST_OP_STAGE = 0x16,	/* a body made durable before its name */
+	MST_OP_COMMIT = 0x17,	/* the name of a STAGEd body */
 	MST_OP_LOOKUP = 0x20,
 	MST_OP_MKDIR = 0x21,
 	MST_OP_RMDIR = 0x22,
@@ -105,7 +107,8 @@ const char *mst_op_name(unsigned op);
 /* HELLO features. */
 #define MST_FEAT_AUTH		0x0001u	/* server requires AUTH */
 #define MST_FEAT_WATCH		0x0002u	/* WATCH/NOTIFY */
-#define MST_FEAT_ALL		0x0003u
+#define MST_FEAT_STAGE		0x0004u	/* STAGE/COMMIT */
+#define MST_FEAT_ALL		0x0007u
 
 /* Mail folder kinds: the Maildir subdirectory a message lives in. */
 #define MST_SUB_NEW		1u
@@ -304,9 +307,44 @@ struct mst_deliver_req {
 	struct mst_bytes body;	/* the part carried in this frame */
 };
 
-/* Replies that carry the changed entry: DELIVER, SETINFO, PUT, MKDIR,
- * SETATTR, RENAME, LOOKUP, STAT, and GETATTR, OPEN, WRITE, FSETATTR,
- * LINK (for an unlinked open file dir_change and dir_mtime_ns are 0). */
+/* STAGE ("STAGE"): a body made durable under |idem| in the mailbox's
+ * tmp/, before any name. The body follows the fixed fields, then DATA. */
+struct mst_stage_req {
+	struct mst_str mailbox;
+	struct mst_str folder;
+	uint8_t idem[MST_IDEM_LEN];
+	uint64_t checksum;	/* xxh3-64 of the whole body */
+	uint64_t body_size;
+	uint32_t mode;
+	uint32_t uid;
+	uint32_t gid;
+	struct mst_bytes body;	/* the part carried in this frame */
+};
+
+/* The name a staged body has in its tmp/ until COMMIT: this prefix and
+ * the 32 lower-case hex digits of its idempotency id. */
+#define MST_STAGE_PREFIX	".mst-stage-"
+
+/* COMMIT ("COMMIT"): DELIVER's fields without the body; |idem|,
+ * |checksum| and |body_size| name the STAGEd body. */
+struct mst_commit_req {
+	struct mst_str mailbox;
+	struct mst_str folder;
+	uint8_t sub;		/* MST_SUB_NEW or MST_SUB_CUR */
+	struct mst_str name;
+	uint8_t idem[MST_IDEM_LEN];
+	uint64_t checksum;
+	uint64_t body_size;
+	uint32_t mode;
+	uint32_t uid;
+	uint32_t gid;
+	uint64_t mtime_ns;
+};
+
+/* Replies that carry the changed entry: DELIVER, STAGE, COMMIT,
+ * SETINFO, PUT, MKDIR, SETATTR, RENAME, LOOKUP, STAT, and GETATTR, OPEN,
+ * WRITE, FSETATTR, LINK (for an unlinked open file dir_change and
+ * dir_mtime_ns are 0). */
 struct mst_attr_rep {
 	struct mst_attr attr;
 	uint64_t dir_change;	/* the folder's change counter afterwards */
@@ -563,6 +601,8 @@ MST_CODEC(hello_rep);
 MST_CODEC(auth);
 MST_CODEC(ping);
 MST_CODEC(deliver_req);
+MST_CODEC(stage_req);
+MST_CODEC(commit_req);
 MST_CODEC(attr_rep);
 MST_CODEC(list_req);
 MST_CODEC(list_rep);

@@ -266,7 +266,7 @@ START_TEST(hdr_decode_rejects_unknown_opcodes)
 		ck_assert_msg(rc == want, "op %#x: got %s (%d), want %s (%d)",
 		    op, codecs_errname(rc), rc, codecs_errname(want), want);
 	}
-	ck_assert_uint_eq(defined, 32);
+	ck_assert_uint_eq(defined, 34);
 }
 END_TEST
 
@@ -318,6 +318,7 @@ START_TEST(op_name_names_every_opcode)
 		{ MST_OP_DELIVER, "DELIVER" }, { MST_OP_LIST, "LIST" },
 		{ MST_OP_STAT, "STAT" }, { MST_OP_FETCH, "FETCH" },
 		{ MST_OP_SETINFO, "SETINFO" }, { MST_OP_EXPUNGE, "EXPUNGE" },
+		{ MST_OP_STAGE, "STAGE" }, { MST_OP_COMMIT, "COMMIT" },
 		{ MST_OP_LOOKUP, "LOOKUP" }, { MST_OP_MKDIR, "MKDIR" },
 		{ MST_OP_RMDIR, "RMDIR" }, { MST_OP_READDIR, "READDIR" },
 		{ MST_OP_PUT, "PUT" }, { MST_OP_GET, "GET" },
@@ -604,6 +605,11 @@ static const struct sfield str_fields[] = {
 	SF(deliver_req, mailbox, K_PATH, -EINVAL, UINT16_MAX),
 	SF(deliver_req, folder, K_PATH, 0, UINT16_MAX),
 	SF(deliver_req, name, K_NAME, -EINVAL, UINT16_MAX),
+	SF(stage_req, mailbox, K_PATH, -EINVAL, UINT16_MAX),
+	SF(stage_req, folder, K_PATH, 0, UINT16_MAX),
+	SF(commit_req, mailbox, K_PATH, -EINVAL, UINT16_MAX),
+	SF(commit_req, folder, K_PATH, 0, UINT16_MAX),
+	SF(commit_req, name, K_NAME, -EINVAL, UINT16_MAX),
 	SF(list_req, mailbox, K_PATH, -EINVAL, UINT16_MAX),
 	SF(list_req, folder, K_PATH, 0, UINT16_MAX),
 	SF(msg_ref, mailbox, K_PATH, -EINVAL, UINT16_MAX),
@@ -715,6 +721,16 @@ static const struct ifield int_fields[] = {
 	IF(deliver_req, mode, 07777, 0),
 	IF(deliver_req, mode, 010000, -EINVAL),
 	IF(deliver_req, mode, UINT32_MAX, -EINVAL),
+	IF(stage_req, body_size, MST_BODY_MAX, 0),
+	IF(stage_req, body_size, MST_BODY_MAX + 1, -EFBIG),
+	IF(stage_req, mode, 07777, 0),
+	IF(stage_req, mode, 010000, -EINVAL),
+	IF(commit_req, sub, MST_SUB_CUR, 0),
+	IF(commit_req, sub, 0, -EINVAL),
+	IF(commit_req, sub, 3, -EINVAL),
+	IF(commit_req, body_size, MST_BODY_MAX, 0),
+	IF(commit_req, body_size, MST_BODY_MAX + 1, -EFBIG),
+	IF(commit_req, mode, 010000, -EINVAL),
 	IF(attr_rep, attr.type, MST_T_DIR, 0),
 	IF(attr_rep, attr.type, MST_T_FILE, 0),
 	IF(attr_rep, attr.type, 0, -EINVAL),
@@ -874,11 +890,46 @@ START_TEST(deliver_req_carries_partial_body_chunk)
 }
 END_TEST
 
+/* COMMIT is DELIVER's layout cut after mtime_ns: the same bytes, and a
+ * DELIVER's body chunk after them is trailing garbage to COMMIT. */
+START_TEST(commit_req_is_deliver_req_without_body)
+{
+	const struct codec *dc = codec_named("deliver_req");
+	const struct codec *cc = codec_named("commit_req");
+	union codecs_msg m, c, d;
+	uint8_t cbuf[1024];
+	int n, k;
+
+	memset(&m, 0, sizeof m);
+	dc->sample(&m);
+	memset(&c, 0, sizeof c);
+	c.commit_req.mailbox = m.deliver_req.mailbox;
+	c.commit_req.folder = m.deliver_req.folder;
+	c.commit_req.sub = m.deliver_req.sub;
+	c.commit_req.name = m.deliver_req.name;
+	memcpy(c.commit_req.idem, m.deliver_req.idem, MST_IDEM_LEN);
+	c.commit_req.checksum = m.deliver_req.checksum;
+	c.commit_req.body_size = m.deliver_req.body_size;
+	c.commit_req.mode = m.deliver_req.mode;
+	c.commit_req.uid = m.deliver_req.uid;
+	c.commit_req.gid = m.deliver_req.gid;
+	c.commit_req.mtime_ns = m.deliver_req.mtime_ns;
+	n = dc->encode(&m, enc, sizeof enc);
+	k = cc->encode(&c, cbuf, sizeof cbuf);
+	ck_assert_int_gt(k, 0);
+	ck_assert_int_eq(n, k + (int)m.deliver_req.body.len);
+	ck_assert_mem_eq(enc, cbuf, (size_t)k);
+	ck_assert_int_eq(cc->decode(&d, enc, (size_t)n), -EPROTO);
+	ck_assert_int_eq(cc->decode(&d, cbuf, (size_t)k), 0);
+	ck_assert_uint_eq(d.commit_req.body_size, m.deliver_req.body_size);
+}
+END_TEST
+
 /* Declared sizes one short of the chunk, and zero: the chunk overruns. */
 START_TEST(body_chunk_longer_than_declared_is_eproto)
 {
 	static const char *const names[] = { "deliver_req", "put_req",
-		"write_req", "data_rep" };
+		"write_req", "data_rep", "stage_req" };
 	union codecs_msg m, d;
 	size_t i, k;
 	uint8_t *q;
@@ -899,6 +950,8 @@ START_TEST(body_chunk_longer_than_declared_is_eproto)
 				m.put_req.body_size = declared;
 			else if (strcmp(c->name, "write_req") == 0)
 				m.write_req.body_size = declared;
+			else if (strcmp(c->name, "stage_req") == 0)
+				m.stage_req.body_size = declared;
 			else
 				m.data_rep.total_size = declared;
 			n = c->encode(&m, enc, sizeof enc);
@@ -2123,6 +2176,40 @@ gen_deliver_req(struct gen *g, union codecs_msg *u)
 }
 
 static void
+gen_stage_req(struct gen *g, union codecs_msg *u)
+{
+	struct mst_stage_req *m = &u->stage_req;
+
+	m->mailbox = gen_path(g, 1);
+	m->folder = gen_path(g, 0);
+	rnd_fill(g, m->idem, sizeof m->idem);
+	m->checksum = rnd_u64(g);
+	m->body = gen_bytes(g, 512);
+	m->body_size = gen_declared(g, m->body.len, MST_BODY_MAX);
+	m->mode = rnd_u32(g) & 07777u;
+	m->uid = rnd_u32(g);
+	m->gid = rnd_u32(g);
+}
+
+static void
+gen_commit_req(struct gen *g, union codecs_msg *u)
+{
+	struct mst_commit_req *m = &u->commit_req;
+
+	m->mailbox = gen_path(g, 1);
+	m->folder = gen_path(g, 0);
+	m->sub = gen_sub(g);
+	m->name = gen_name(g);
+	rnd_fill(g, m->idem, sizeof m->idem);
+	m->checksum = rnd_u64(g);
+	m->body_size = rnd_u64(g) % (MST_BODY_MAX + 1);
+	m->mode = rnd_u32(g) & 07777u;
+	m->uid = rnd_u32(g);
+	m->gid = rnd_u32(g);
+	m->mtime_ns = rnd_u64(g);
+}
+
+static void
 gen_attr_rep(struct gen *g, union codecs_msg *u)
 {
 	gen_attr(g, &u->attr_rep.attr);
@@ -2449,7 +2536,7 @@ static const struct {
 	G(setattr_req), G(statfs_rep), G(watch_rep), G(notify),
 	G(error_rep), G(admin_req), G(admin_rep), G(id_req), G(read_req),
 	G(write_req), G(fsetattr_req), G(link_req), G(lock_req),
-	G(lock_rep),
+	G(lock_rep), G(stage_req), G(commit_req),
 #undef G
 };
 
@@ -2682,6 +2769,7 @@ proto_suite(void)
 	tcase_add_loop_test(tc, numeric_field_rejects_values_outside_its_domain,
 	    0, (int)NELEM(int_fields));
 	tcase_add_test(tc, deliver_req_carries_partial_body_chunk);
+	tcase_add_test(tc, commit_req_is_deliver_req_without_body);
 	tcase_add_test(tc, body_chunk_longer_than_declared_is_eproto);
 	tcase_add_test(tc, error_rep_round_trips_empty_detail);
 	tcase_add_test(tc, error_rep_detail_limit_holds_both_ways);

@@ -159,6 +159,38 @@ diff_deliver_req(struct codecs_diff *d, const struct mst_deliver_req *g,
 }
 
 static void
+diff_stage_req(struct codecs_diff *d, const struct mst_stage_req *g,
+    const struct mst_stage_req *w)
+{
+	S(mailbox);
+	S(folder);
+	A(idem);
+	U(checksum);
+	U(body_size);
+	U(mode);
+	U(uid);
+	U(gid);
+	S(body);
+}
+
+static void
+diff_commit_req(struct codecs_diff *d, const struct mst_commit_req *g,
+    const struct mst_commit_req *w)
+{
+	S(mailbox);
+	S(folder);
+	U(sub);
+	S(name);
+	A(idem);
+	U(checksum);
+	U(body_size);
+	U(mode);
+	U(uid);
+	U(gid);
+	U(mtime_ns);
+}
+
+static void
 diff_attr_rep(struct codecs_diff *d, const struct mst_attr_rep *g,
     const struct mst_attr_rep *w)
 {
@@ -562,6 +594,41 @@ sample_deliver_req(union codecs_msg *u)
 }
 
 static void
+sample_stage_req(union codecs_msg *u)
+{
+	struct mst_stage_req *m = &u->stage_req;
+	size_t n = sizeof mail_body - 1;
+
+	m->mailbox = str(MAILBOX);
+	m->folder = str(".Sent");
+	fill(m->idem, sizeof m->idem, 0x70);
+	m->checksum = mst_checksum(mail_body, n);
+	m->body_size = n;
+	m->mode = 0600;
+	m->uid = 5000;
+	m->gid = 5001;
+	m->body = bytes(mail_body, n);
+}
+
+static void
+sample_commit_req(union codecs_msg *u)
+{
+	struct mst_commit_req *m = &u->commit_req;
+
+	m->mailbox = str(MAILBOX);
+	m->folder = str("");
+	m->sub = MST_SUB_NEW;
+	m->name = str(MSGNAME);
+	fill(m->idem, sizeof m->idem, 0x70);
+	m->checksum = mst_checksum(mail_body, sizeof mail_body - 1);
+	m->body_size = sizeof mail_body - 1;
+	m->mode = 0600;
+	m->uid = 5000;
+	m->gid = 5001;
+	m->mtime_ns = T0;
+}
+
+static void
 sample_attr_rep(union codecs_msg *u)
 {
 	sample_attr(&u->attr_rep.attr, MST_T_MSG, 42);
@@ -868,6 +935,12 @@ chunk_deliver_req(const union codecs_msg *m)
 }
 
 static uint32_t
+chunk_stage_req(const union codecs_msg *m)
+{
+	return m->stage_req.body.len;
+}
+
+static uint32_t
 chunk_put_req(const union codecs_msg *m)
 {
 	return m->put_req.body.len;
@@ -933,6 +1006,8 @@ ADAPT(fsetattr_req)
 ADAPT(link_req)
 ADAPT(lock_req)
 ADAPT(lock_rep)
+ADAPT(stage_req)
+ADAPT(commit_req)
 
 #define ROW(T, flags, extra, chunk)                                          \
 	{ #T, flags, extra, enc_##T, dec_##T, sample_##T, chunk, diffu_##T }
@@ -970,6 +1045,8 @@ const struct codec codecs[] = {
 	ROW(link_req, 0, -EEXIST, NULL),	/* LINK to the root */
 	ROW(lock_req, 0, 0, NULL),
 	ROW(lock_rep, 0, 0, NULL),
+	ROW(stage_req, 0, 0, chunk_stage_req),
+	ROW(commit_req, 0, 0, NULL),
 };
 const size_t codecs_len = sizeof codecs / sizeof codecs[0];
 

@@ -45,6 +45,8 @@ union codecs_msg {
 	struct mst_link_req link_req;
 	struct mst_lock_req lock_req;
 	struct mst_lock_rep lock_rep;
+	struct mst_stage_req stage_req;
+	struct mst_commit_req commit_req;
 };
 
 struct codecs_diff;

@@ -57,9 +57,11 @@
  * mconn_free can take per server.
  *
  * Lock order: c->send_mu, then c->mu. A sync waiter's w->mu is taken
- * alone. Only the conn thread changes c->fd and closes the socket, and it
- * holds both locks to do so, so a writer (holding send_mu) never writes to
- * a descriptor number that was closed and reused.
+ * alone. No callback runs while its thread holds send_mu or mu: the
+ * callers' locks come before both. Only the conn thread changes c->fd
+ * and closes the socket, and it holds both locks to do so, so a writer
+ * (holding send_mu) never writes to a descriptor number that was closed
+ * and reused.
  */
 #include <config.h>
 
@@ -133,7 +135,8 @@ struct mreq {
 	uint8_t zombie;			/* completed; id still outstanding */
 	uint8_t done;			/* callback owns |rep| */
 	uint8_t cb_held;		/* completed while a writer sends the
-					 * borrowed body: write_end calls back */
+					 * borrowed body: the writer calls back
+					 * once it let go of send_mu */
 	uint64_t sent_gen;		/* 0, or c->gen it was written on */
 	uint8_t *buf;			/* head then body; NULL once unneeded */
 	struct mreply rep;		/* frames gathered so far */
@@ -569,8 +572,16 @@ write_begin(struct mconn *c, struct mreq *r)
  * write that timed out before its first byte sent nothing: the request
  * is unsent again (and past its deadline, so the timer fails it).
  * Called holding send_mu, so c->fd is the socket that was written.
+ *
+ * Returns 1 when |r| was completed while it was being written (its
+ * callback was held back, see req_finish): the caller runs it with
+ * held_done once it has let go of send_mu, never before. A callback may
+ * wait for a lock of the mount's, and a thread holding that lock may be
+ * waiting for send_mu to send a request of its own (a CLOSE sent under
+ * the mount's lock): the two would wait for each other until that
+ * request's deadline. Otherwise 0, and the writer's reference is gone.
  */
-static void
+static int
 write_end(struct mconn *c, struct mreq *r, int rc, size_t wrote)
 {
 	int unsent = rc == -ETIMEDOUT && wrote == 0, call = 0;
@@ -596,10 +607,17 @@ write_end(struct mconn *c, struct mreq *r, int rc, size_t wrote)
 		}
 	}
 	pthread_mutex_unlock(&c->mu);
-	if (call) {
-		r->cb(r->arg, &r->rep);
-		req_unref(r);	/* the batch's, held by req_finish */
-	}
+	if (!call)
+		req_unref(r);	/* the writer's */
+	return call;
+}
+
+/* The callback write_end held back; send_mu not held. */
+static void
+held_done(struct mreq *r)
+{
+	r->cb(r->arg, &r->rep);
+	req_unref(r);		/* the batch's, held by req_finish */
 	req_unref(r);		/* the writer's */
 }
 
@@ -615,7 +633,7 @@ write_end(struct mconn *c, struct mreq *r, int rc, size_t wrote)
 static int
 flush_queue(struct mconn *c, int try)
 {
-	struct mreq *r;
+	struct mreq *r, *held = NULL, **held_tail = &held;
 	struct mst_client *cl;
 	size_t wrote;
 	uint32_t mf;
@@ -644,7 +662,11 @@ flush_queue(struct mconn *c, int try)
 		pthread_mutex_unlock(&c->mu);
 		wrote = 0;
 		rc = send_req(c, cl, mf, r, 1, &wrote);
-		write_end(c, r, rc, wrote);
+		if (write_end(c, r, rc, wrote)) {
+			r->dnext = NULL;	/* in no batch: see req_finish */
+			*held_tail = r;
+			held_tail = &r->dnext;
+		}
 		if (rc < 0 && rc != -ETIMEDOUT)
 			break;
 		if (rc == -ETIMEDOUT && wrote > 0)
@@ -652,6 +674,10 @@ flush_queue(struct mconn *c, int try)
 		rc = 0;
 	}
 	pthread_mutex_unlock(&c->send_mu);
+	while ((r = held) != NULL) {
+		held = r->dnext;
+		held_done(r);
+	}
 	return rc;
 }
 
@@ -1445,7 +1471,7 @@ write_own(struct mconn *c, struct mreq *r)
 	struct mst_client *cl;
 	size_t wrote = 0;
 	uint32_t mf;
-	int rc;
+	int rc, held;
 
 	rc = pthread_mutex_clocklock(&c->send_mu, CLOCK_MONOTONIC, &ts);
 	if (rc != 0)
@@ -1462,8 +1488,10 @@ write_own(struct mconn *c, struct mreq *r)
 	mf = c->max_frame;
 	pthread_mutex_unlock(&c->mu);
 	rc = send_req(c, cl, mf, r, 0, &wrote);
-	write_end(c, r, rc, wrote);
+	held = write_end(c, r, rc, wrote);
 	pthread_mutex_unlock(&c->send_mu);
+	if (held)
+		held_done(r);
 }
 
 /* Requests submitted, by op, over every connection of this process:

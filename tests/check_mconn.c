@@ -1161,6 +1161,85 @@ START_TEST(borrowed_body_is_sent_intact_and_resent_after_a_crash)
 }
 END_TEST
 
+/* A borrowed DELIVER that is completed while its writer still sends it
+ * (mconn_fail_all: its server was judged down) is called back by that
+ * writer. The callback takes a lock of the caller's, as the mount's
+ * callbacks take the mount's lock, and a thread holding that lock sends
+ * a request (the mount sends a CLOSE so). */
+struct held {
+	pthread_mutex_t lk;	/* the caller's lock */
+	struct mconn *c;
+	const uint8_t *body;
+	size_t len;
+	int rc;			/* deliver_borrowed's */
+	int status;		/* the callback's */
+	int called;
+};
+
+static void
+held_cb(void *arg, struct mreply *r)
+{
+	struct held *h = arg;
+
+	pthread_mutex_lock(&h->lk);
+	h->status = r->status;
+	h->called = 1;
+	pthread_mutex_unlock(&h->lk);
+	mreply_free(r);
+}
+
+static void *
+held_writer(void *arg)
+{
+	struct held *h = arg;
+
+	h->rc = deliver_borrowed(h->c, "h.host", h->body, h->len, held_cb,
+	    h);
+	return NULL;
+}
+
+/* The writer calls back only once it let go of the connection's socket:
+ * otherwise the sender waits for the socket, which the writer holds, and
+ * the writer waits for the lock, which the sender holds, until the
+ * sender's deadline. */
+START_TEST(held_callback_runs_after_its_writer_lets_go_of_the_socket)
+{
+	struct mconn *c = open_conn(srv.addr, 5000);
+	struct held h = { .lk = PTHREAD_MUTEX_INITIALIZER, .c = c,
+		.len = 2u << 20, .rc = 1 };
+	struct pending p = PENDING_INIT;
+	uint8_t *body = calloc(1, h.len);
+	pthread_t t;
+	int64_t took;
+	int rc;
+
+	ck_assert_ptr_nonnull(body);
+	h.body = body;
+	make_mailbox(c);
+	ck_assert_int_eq(kill(srv.pid, SIGSTOP), 0);
+	ck_assert_int_eq(pthread_create(&t, NULL, held_writer, &h), 0);
+	sleep_ms(300);		/* its write fills the socket and waits */
+	mconn_fail_all(c);	/* completed mid-write: the callback waits */
+	pthread_mutex_lock(&h.lk);
+	ck_assert_int_eq(kill(srv.pid, SIGCONT), 0);
+	sleep_ms(500);		/* the write ends; the writer calls back */
+	took = now_ms();
+	rc = ping_async(c, 7, 0, &p);
+	took = now_ms() - took;
+	pthread_mutex_unlock(&h.lk);
+	pthread_join(t, NULL);
+	ck_assert_int_eq(rc, 0);
+	ck_assert_msg(took < 1000, "sending a PING took %lld ms, want < 1000 "
+	    "(the timeout is 5000)", (long long)took);
+	ck_assert_int_eq(pending_wait(&p, WAIT_MS), 0);
+	ck_assert_int_eq(h.rc, 0);
+	ck_assert_int_eq(h.called, 1);
+	ck_assert_int_eq(h.status, -EIO);
+	mconn_free(c);
+	free(body);		/* only now: the callbacks have run */
+}
+END_TEST
+
 static Suite *
 mconn_suite(void)
 {
@@ -1210,6 +1289,8 @@ mconn_suite(void)
 	    request_in_flight_at_a_crash_is_resent_once_if_retryable);
 	tcase_add_test(tc,
 	    borrowed_body_is_sent_intact_and_resent_after_a_crash);
+	tcase_add_test(tc,
+	    held_callback_runs_after_its_writer_lets_go_of_the_socket);
 	suite_add_tcase(s, tc);
 	return s;
 }

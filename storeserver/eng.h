@@ -227,7 +227,9 @@ int batch_add(struct engine *e, struct batch *b, struct rec *r,
 int batch_room(struct engine *e, struct batch *b, int nrec, uint64_t bytes);
 /* The next object id (-ENOSPC at the mount's range, logged). */
 int alloc_id(struct engine *e, uint64_t *id_out);
-/* Resolve MAILBOX[/FOLDER]/new|cur. */
+/* Resolve MAILBOX[/FOLDER]/new|cur|tmp (|sub| MST_SUB_NEW, MST_SUB_CUR or
+ * ENG_SUB_TMP, where STAGE keeps bodies not yet named). */
+#define ENG_SUB_TMP	0u
 int mail_dir(const struct index *ix, struct mst_str mailbox,
     struct mst_str folder, uint8_t sub, struct node **out);
 /* Split PATH into its parent directory (resolved) and last name. */

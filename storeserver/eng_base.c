@@ -134,7 +134,8 @@ mail_dir(const struct index *ix, struct mst_str mailbox, struct mst_str folder,
 
 	n = snprintf(path, sizeof path, "%.*s%s%.*s%s%s", (int)mailbox.len,
 	    mailbox.p, mailbox.len ? "/" : "", (int)folder.len, folder.p,
-	    folder.len ? "/" : "", sub == MST_SUB_NEW ? "new" : "cur");
+	    folder.len ? "/" : "", sub == MST_SUB_NEW ? "new" :
+	    sub == ENG_SUB_TMP ? "tmp" : "cur");
 	if (n < 0 || (size_t)n >= sizeof path)
 		return -ENAMETOOLONG;
 	return index_resolve(ix, (struct mst_str){ path, (uint16_t)n }, out);

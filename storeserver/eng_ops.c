@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "eng.h"
+#include "log.h"
 #include "reply.h"
 
 static int
@@ -34,6 +35,79 @@ quota_ok(const struct index *ix, struct mst_str mailbox, uint64_t size)
 	return 1;
 }
 
+static int move_node(struct engine *e, struct batch *b, struct job *j,
+    struct node *n, struct node *dir, struct mst_str name,
+    struct node *target);
+static int remove_node(struct engine *e, struct batch *b, struct job *j,
+    struct node *n);
+
+/*
+ * Staged bodies (STAGE, COMMIT). A STAGE stores a message like a
+ * DELIVER, durable in the same group commit, but as "tmp/STAGE_PREFIX
+ * <idem in hex>" of its mailbox folder: no mount lists a tmp/ from the
+ * store, so nobody sees it. COMMIT (or a DELIVER with the same id)
+ * renames it to its name in new/ or cur/, a small record: that is all
+ * that waits under the kernel's lock on the target directory. A body
+ * that is never committed goes when the mount drops it (UNLINK) or, if
+ * the mount died or failed over, at the first STAGE into the same tmp/
+ * once it is older than engine_conf.stage_ttl (an hour): a COMMIT after
+ * that gets ESTALE and the mount sends the whole DELIVER instead.
+ *
+ * Crash safety comes from the records used: a staged body is a NEW
+ * record of a message (replayed, checkpointed, relocated by compaction
+ * like any other), its naming a RENAME; a COMMIT is answered only once
+ * the RENAME is durable, like a DELIVER.
+ */
+#define STAGE_PREFIX	MST_STAGE_PREFIX
+#define STAGE_TTL_S	3600		/* engine_conf.stage_ttl default */
+#define STAGE_SWEEP_MAX	8		/* reclaimed per STAGE at most */
+
+static int64_t
+stage_ttl_ns(const struct engine *e)
+{
+	unsigned s = e->conf.stage_ttl ? e->conf.stage_ttl : STAGE_TTL_S;
+
+	return (int64_t)s * 1000000000;
+}
+
+static int
+is_staged(const struct node *n)
+{
+	const struct node *p = n->parent;
+
+	return n->type == MST_T_MSG && p != NULL && p->namelen == 3 &&
+	    memcmp(p->name, "tmp", 3) == 0;
+}
+
+static int
+same_mbox(const struct node *n, struct mst_str mailbox)
+{
+	const char *name = n->x.mbox ? n->x.mbox->name : "";
+
+	return strlen(name) == mailbox.len &&
+	    memcmp(name, mailbox.p, mailbox.len) == 0;
+}
+
+/* Give the staged body |n| its name |d|: one RENAME record. */
+static int
+commit_staged(struct engine *e, struct batch *b, struct job *j,
+    struct node *n, const struct mst_commit_req *d)
+{
+	struct node *dir;
+	int rc;
+
+	if (n->size != d->body_size || n->checksum != d->checksum)
+		return -EINVAL;		/* not the body that was staged */
+	if (!same_mbox(n, d->mailbox))
+		return -EXDEV;
+	rc = mail_dir(e->ix, d->mailbox, d->folder, d->sub, &dir);
+	if (rc < 0)
+		return rc;
+	if (index_lookup(e->ix, dir, d->name.p, d->name.len))
+		return -EEXIST;
+	return move_node(e, b, j, n, dir, d->name, NULL);
+}
+
 static int
 do_deliver(struct engine *e, struct batch *b, struct job *j)
 {
@@ -43,6 +117,13 @@ do_deliver(struct engine *e, struct batch *b, struct job *j)
 	struct rec r = { .type = REC_NEW, .ntype = MST_T_MSG };
 	int rc;
 
+	if (n && is_staged(n)) {	/* staged under this id: name it */
+		struct mst_commit_req c = { .mailbox = d->mailbox,
+			.folder = d->folder, .sub = d->sub, .name = d->name,
+			.checksum = d->checksum, .body_size = d->body_size };
+
+		return commit_staged(e, b, j, n, &c);
+	}
 	if (n)				/* a retry: answer like the first */
 		return reply_attr(j, n, n->parent);
 	rc = mail_dir(ix, d->mailbox, d->folder, d->sub, &dir);
@@ -167,6 +248,107 @@ remove_node(struct engine *e, struct batch *b, struct job *j, struct node *n)
 		rc = notice(j, dir, name, len, MST_EV_REMOVE, id, r.lsn);
 	if (rc == 0 && f)
 		rc = notice_names(j, f, NULL, r.lsn);
+	return rc;
+}
+
+/* COMMIT: only ever a staged body's name (ESTALE when it is gone). */
+static int
+do_commit(struct engine *e, struct batch *b, struct job *j)
+{
+	const struct mst_commit_req *d = &j->req.commit;
+	struct node *n = index_find_idem(e->ix, d->idem);
+
+	if (n == NULL)
+		return -ESTALE;
+	if (is_staged(n))
+		return commit_staged(e, b, j, n, d);
+	/* Committed already (a resend): answer like the first. */
+	return reply_attr(j, n, n->parent);
+}
+
+/* Unlink up to STAGE_SWEEP_MAX bodies in |tmp| staged before |old_ns|
+ * (best effort: they ride in |b| if it has room). */
+static void
+stage_sweep(struct engine *e, struct batch *b, struct node *tmp,
+    int64_t old_ns)
+{
+	struct rec r = { .type = REC_UNLINK, .parent = tmp->id };
+	char name[MST_NAME_MAX + 1];
+	struct node *c, *next;
+	int k = 0;
+
+	for (c = tmp->x.dir->first; c && k < STAGE_SWEEP_MAX; c = next) {
+		next = c->sib_next;
+		if (c->type != MST_T_MSG || c->ctime_ns >= old_ns ||
+		    c->namelen < sizeof STAGE_PREFIX - 1 ||
+		    memcmp(c->name, STAGE_PREFIX, sizeof STAGE_PREFIX - 1))
+			continue;
+		memcpy(name, c->name, c->namelen);
+		r.id = c->id;
+		r.name = (struct mst_str){ name, c->namelen };
+		r.mtime_ns = now_ns();
+		if (batch_add(e, b, &r, NULL) < 0)
+			break;		/* the batch is full: next time */
+		k++;
+	}
+	if (k)
+		log_info("reclaimed %d staged bodies older than %llds that "
+		    "were never committed", k,
+		    (long long)(stage_ttl_ns(e) / 1000000000));
+}
+
+static int
+do_stage(struct engine *e, struct batch *b, struct job *j)
+{
+	const struct mst_stage_req *s = &j->req.stage;
+	struct index *ix = e->ix;
+	struct node *dir, *n = index_find_idem(ix, s->idem);
+	struct rec r = { .type = REC_NEW, .ntype = MST_T_MSG };
+	static const char hex[] = "0123456789abcdef";
+	char name[sizeof STAGE_PREFIX + 2 * MST_IDEM_LEN];
+	size_t i, k = sizeof STAGE_PREFIX - 1;
+	int rc;
+
+	if (n)				/* a resend: answer like the first */
+		return reply_attr(j, n, n->parent);
+	rc = mail_dir(ix, s->mailbox, s->folder, ENG_SUB_TMP, &dir);
+	if (rc < 0)
+		return rc;
+	if (dir->type != MST_T_DIR)
+		return -ENOTDIR;
+	if (j->body_len > e->conf.max_body)
+		return -EFBIG;
+	if (!quota_ok(ix, s->mailbox, j->body_len))
+		return -EDQUOT;
+	memcpy(name, STAGE_PREFIX, k);
+	for (i = 0; i < MST_IDEM_LEN; i++) {
+		name[k++] = hex[s->idem[i] >> 4];
+		name[k++] = hex[s->idem[i] & 15];
+	}
+	name[k] = '\0';
+	if (index_lookup(ix, dir, name, k))
+		return -EEXIST;		/* the id is in use */
+	rc = alloc_id(e, &r.id);
+	if (rc < 0)
+		return rc;
+	r.parent = dir->id;
+	r.mtime_ns = now_ns();
+	r.mode = s->mode;
+	r.uid = s->uid;
+	r.gid = s->gid;
+	r.name = (struct mst_str){ name, (uint16_t)k };
+	r.mailbox = s->mailbox;
+	memcpy(r.idem, s->idem, MST_IDEM_LEN);
+	r.checksum = s->checksum;
+	r.size = j->body_len;
+	rc = batch_add(e, b, &r, j->body);
+	if (rc < 0)
+		return rc;
+	n = index_find_id(ix, r.id);
+	rc = reply_attr(j, n, dir);
+	/* No notice: nobody lists a tmp/ from the store. */
+	if (rc == 0)
+		stage_sweep(e, b, dir, r.mtime_ns - stage_ttl_ns(e));
 	return rc;
 }
 
@@ -384,6 +566,12 @@ ops_mutate(struct engine *e, struct batch *b, struct job *j)
 		break;
 	case MST_OP_DELIVER:
 		rc = do_deliver(e, b, j);
+		break;
+	case MST_OP_STAGE:
+		rc = do_stage(e, b, j);
+		break;
+	case MST_OP_COMMIT:
+		rc = do_commit(e, b, j);
 		break;
 	case MST_OP_SETINFO:
 		rc = do_setinfo(e, b, j);

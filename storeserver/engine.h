@@ -123,6 +123,8 @@ struct job {
 	size_t body_len;
 	union {			/* decoded views into |payload| */
 		struct mst_deliver_req deliver;
+		struct mst_stage_req stage;
+		struct mst_commit_req commit;
 		struct mst_list_req list;
 		struct mst_msg_ref ref;		/* STAT, EXPUNGE */
 		struct mst_fetch_req fetch;
@@ -207,6 +209,9 @@ struct engine_conf {
 	void *fence_arg;
 	unsigned lock_lease;		/* rados: lock lease, seconds (>= 5);
 					   0: the default, 10 */
+	unsigned stage_ttl;		/* local: seconds before a staged body
+					   never committed is reclaimed; 0:
+					   the default, 3600 (tests set it) */
 };
 
 struct engine_ops {
@@ -222,6 +227,9 @@ struct engine_ops {
 	int locks;
 	/* 1: the engine is told of UNWATCH too (ENG_OP_UNWATCH). */
 	int watches;
+	/* 1: STAGE and COMMIT (HELLO offers MST_FEAT_STAGE); 0: the network
+	 * layer refuses them with EOPNOTSUPP. */
+	int stage;
 };
 
 extern const struct engine_ops engine_local;

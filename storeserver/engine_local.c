@@ -529,6 +529,8 @@ engine_submit(struct engine *e, struct job *j)
 	j->kind = JK_OP;
 	switch (j->op) {
 	case MST_OP_DELIVER:
+	case MST_OP_STAGE:
+	case MST_OP_COMMIT:
 	case MST_OP_SETINFO:
 	case MST_OP_EXPUNGE:
 	case MST_OP_MKDIR:
@@ -618,4 +620,5 @@ const struct engine_ops engine_local = {
 	.open = local_open,
 	.submit = engine_submit,
 	.close = engine_close,
+	.stage = 1,
 };

@@ -160,4 +160,5 @@ const struct engine_ops engine_memory = {
 	.open = memory_open,
 	.submit = engine_submit,
 	.close = engine_close,
+	.stage = 1,
 };

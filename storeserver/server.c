@@ -611,6 +611,13 @@ admin_allowed(const struct conn *c, const struct mst_admin_req *a)
 	return c->local || c->srv->nkeys > 0;
 }
 
+/* Does the engine keep staged bodies (STAGE, COMMIT)? */
+static int
+server_stages(const struct server *srv)
+{
+	return srv->ops != NULL && srv->ops->stage;
+}
+
 /* Decode |p| into j->req according to j->op. */
 static int
 decode_req(struct job *j, const uint8_t *p, size_t len)
@@ -618,6 +625,10 @@ decode_req(struct job *j, const uint8_t *p, size_t len)
 	switch (j->op) {
 	case MST_OP_DELIVER:
 		return mst_deliver_req_decode(&j->req.deliver, p, len);
+	case MST_OP_STAGE:
+		return mst_stage_req_decode(&j->req.stage, p, len);
+	case MST_OP_COMMIT:
+		return mst_commit_req_decode(&j->req.commit, p, len);
 	case MST_OP_LIST:
 		return mst_list_req_decode(&j->req.list, p, len);
 	case MST_OP_STAT:
@@ -1055,7 +1066,8 @@ body_refuse(struct conn *c, const struct mst_hdr *h, int err,
 static int
 is_body_op(unsigned op)
 {
-	return op == MST_OP_DELIVER || op == MST_OP_PUT || op == MST_OP_WRITE;
+	return op == MST_OP_DELIVER || op == MST_OP_STAGE || op == MST_OP_PUT ||
+	    op == MST_OP_WRITE;
 }
 
 /* The body fields of a DELIVER, PUT or WRITE job. */
@@ -1065,6 +1077,8 @@ body_view(struct job *j)
 	switch (j->op) {
 	case MST_OP_DELIVER:
 		return &j->req.deliver.body;
+	case MST_OP_STAGE:
+		return &j->req.stage.body;
 	case MST_OP_WRITE:
 		return &j->req.write.body;
 	default:
@@ -1078,6 +1092,8 @@ body_size(const struct job *j)
 	switch (j->op) {
 	case MST_OP_DELIVER:
 		return j->req.deliver.body_size;
+	case MST_OP_STAGE:
+		return j->req.stage.body_size;
 	case MST_OP_WRITE:
 		return j->req.write.body_size;
 	default:
@@ -1091,6 +1107,8 @@ body_checksum(const struct job *j)
 	switch (j->op) {
 	case MST_OP_DELIVER:
 		return j->req.deliver.checksum;
+	case MST_OP_STAGE:
+		return j->req.stage.checksum;
 	case MST_OP_WRITE:
 		return j->req.write.checksum;
 	default:
@@ -1248,6 +1266,17 @@ do_request(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
 	if (h->op == MST_OP_WATCH && watch_conn_full(&c->watch)) {
 		conn_reply_error(c, h->op, h->id, -ENOSPC,
 		    "too many watches on this connection");
+		return;
+	}
+	if ((h->op == MST_OP_STAGE || h->op == MST_OP_COMMIT) &&
+	    !server_stages(c->srv)) {
+		/* Not offered in HELLO: the client sends DELIVER instead. */
+		if (body_op)
+			body_refuse(c, h, -EOPNOTSUPP, "no STAGE on this "
+			    "back-end");
+		else
+			conn_reply_error(c, h->op, h->id, -EOPNOTSUPP,
+			    "no COMMIT on this back-end");
 		return;
 	}
 	j = calloc(1, sizeof *j);
@@ -1468,7 +1497,8 @@ do_hello(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
 	struct mst_hello_req q;
 	struct mst_hello_rep r = {
 		.version = MST_VERSION,
-		.features = MST_FEAT_WATCH | (srv->nkeys ? MST_FEAT_AUTH : 0),
+		.features = MST_FEAT_WATCH | (srv->nkeys ? MST_FEAT_AUTH : 0) |
+		    (server_stages(srv) ? MST_FEAT_STAGE : 0),
 		.max_body = srv->max_body,
 		.server_id = srv->server_id,
 		.server = mst_str_of(SERVER_NAME),

@@ -2277,6 +2277,130 @@ START_TEST(memory_store_writes_no_file_and_restarts_empty)
 }
 END_TEST
 
+/* The tmp/ path a STAGE keeps |idem|'s body under, in example.com/al. */
+static void
+staged_path(const uint8_t *idem, char *buf, size_t cap)
+{
+	size_t k = (size_t)snprintf(buf, cap, "example.com/al/tmp/%s",
+	    MST_STAGE_PREFIX);
+	int i;
+
+	for (i = 0; i < (int)MST_IDEM_LEN; i++)
+		k += (size_t)snprintf(buf + k, cap - k, "%02x", idem[i]);
+}
+
+/* STAGE makes the body durable with no name; COMMIT names it once,
+ * answering a resend like the first; a DELIVER of a staged id names the
+ * staged body; both survive a restart. */
+START_TEST(staged_body_is_named_once_by_commit)
+{
+	uint8_t x[MST_IDEM_LEN], y[MST_IDEM_LEN], z[MST_IDEM_LEN];
+	char body[3000], got[4096], path[256];
+	uint64_t sid, cid, id2;
+	struct mst_attr a;
+	size_t len;
+
+	memset(x, 0x11, sizeof x);
+	memset(y, 0x22, sizeof y);
+	memset(z, 0x33, sizeof z);
+	fill(body, sizeof body, 7);
+	ck_assert_int_eq(t_mkdir(&T, "example.com"), 0);
+	ck_assert_int_eq(t_mkdirs(&T, "example.com/al"), 0);
+	ck_assert_int_eq(t_stage(&T, "example.com/al", body, sizeof body, x,
+	    &sid), 0);
+	staged_path(x, path, sizeof path);
+	ck_assert_int_eq(t_lookup(&T, path, &a), 0);
+	ck_assert_uint_eq(a.id, sid);
+	ck_assert_uint_eq(a.size, sizeof body);
+	/* A resent STAGE stores nothing new. */
+	ck_assert_int_eq(t_stage(&T, "example.com/al", body, sizeof body, x,
+	    &id2), 0);
+	ck_assert_uint_eq(id2, sid);
+	/* A COMMIT that does not match the staged body changes nothing. */
+	ck_assert_int_eq(t_commit(&T, "example.com/al", MST_SUB_NEW, "1.M1.h",
+	    body, sizeof body - 1, x, NULL), -EINVAL);
+	ck_assert_int_eq(t_commit(&T, "example.com/al", MST_SUB_NEW, "1.M1.h",
+	    body, sizeof body, x, &cid), 0);
+	ck_assert_uint_eq(cid, sid);
+	ck_assert_int_eq(t_lookup(&T, path, &a), -ENOENT);
+	ck_assert_int_eq(t_lookup(&T, "example.com/al/new/1.M1.h", &a), 0);
+	ck_assert_uint_eq(a.id, sid);
+	/* Resent, even under another name: answered like the first. */
+	ck_assert_int_eq(t_commit(&T, "example.com/al", MST_SUB_NEW, "2.M1.h",
+	    body, sizeof body, x, &id2), 0);
+	ck_assert_uint_eq(id2, sid);
+	ck_assert_int_eq(t_lookup(&T, "example.com/al/new/2.M1.h", &a),
+	    -ENOENT);
+	/* Nothing staged under y. */
+	ck_assert_int_eq(t_commit(&T, "example.com/al", MST_SUB_NEW, "3.M1.h",
+	    body, sizeof body, y, NULL), -ESTALE);
+	/* A DELIVER with a staged id names the staged body. */
+	ck_assert_int_eq(t_stage(&T, "example.com/al", body, 100, z, &sid),
+	    0);
+	ck_assert_int_eq(t_deliver(&T, "example.com/al", MST_SUB_CUR,
+	    "4.M1.h:2,S", body, 100, z, &id2), 0);
+	ck_assert_uint_eq(id2, sid);
+	/* The name is taken: EEXIST, and the body stays staged. */
+	ck_assert_int_eq(t_stage(&T, "example.com/al", body, 200, y, &sid),
+	    0);
+	ck_assert_int_eq(t_commit(&T, "example.com/al", MST_SUB_NEW, "1.M1.h",
+	    body, 200, y, NULL), -EEXIST);
+	ck_assert_int_eq(t_commit(&T, "example.com/al", MST_SUB_CUR, "5.M1.h",
+	    body, 200, y, &id2), 0);
+	ck_assert_uint_eq(id2, sid);
+	reopen();
+	ck_assert_int_eq(t_lookup(&T, "example.com/al/new/1.M1.h", &a), 0);
+	ck_assert_int_eq(t_fetch(&T, "example.com/al", a.id, got, sizeof got,
+	    &len), 0);
+	ck_assert_uint_eq(len, sizeof body);
+	ck_assert(memcmp(got, body, len) == 0);
+	ck_assert_int_eq(t_lookup(&T, "example.com/al/cur/4.M1.h:2,S", &a),
+	    0);
+	ck_assert_uint_eq(a.size, 100);
+	ck_assert_int_eq(t_lookup(&T, "example.com/al/cur/5.M1.h", &a), 0);
+	ck_assert_int_eq(t_commit(&T, "example.com/al", MST_SUB_NEW, "1.M1.h",
+	    body, sizeof body, x, &id2), 0);	/* still answered */
+	/* No tmp/: the client falls back to DELIVER. */
+	memset(y, 0x66, sizeof y);
+	ck_assert_int_eq(t_mkdir(&T, "example.com/bo"), 0);
+	ck_assert_int_eq(t_stage(&T, "example.com/bo", body, 10, y, NULL),
+	    -ENOENT);
+}
+END_TEST
+
+/* A staged body never committed is reclaimed by a later STAGE into the
+ * same tmp/ once older than stage_ttl; its COMMIT then gets ESTALE. */
+START_TEST(staged_bodies_never_committed_are_reclaimed)
+{
+	uint8_t x[MST_IDEM_LEN], y[MST_IDEM_LEN];
+	char body[500], path[256], out[4096];
+	struct mst_attr a;
+
+	tclose(&T);
+	T.conf.stage_ttl = 1;
+	ck_assert_int_eq(topen(&T), 0);
+	memset(x, 0x44, sizeof x);
+	memset(y, 0x55, sizeof y);
+	fill(body, sizeof body, 3);
+	ck_assert_int_eq(t_mkdir(&T, "example.com"), 0);
+	ck_assert_int_eq(t_mkdirs(&T, "example.com/al"), 0);
+	ck_assert_int_eq(t_stage(&T, "example.com/al", body, sizeof body, x,
+	    NULL), 0);
+	ck_assert_int_eq(t_admin(&T, "stats", out, sizeof out), 0);
+	ck_assert_ptr_nonnull(strstr(out, "messages=1\n"));
+	usleep(1100 * 1000);
+	ck_assert_int_eq(t_stage(&T, "example.com/al", body, 10, y, NULL), 0);
+	staged_path(x, path, sizeof path);
+	ck_assert_int_eq(t_lookup(&T, path, &a), -ENOENT);
+	ck_assert_int_eq(t_commit(&T, "example.com/al", MST_SUB_NEW, "1.M1.h",
+	    body, sizeof body, x, NULL), -ESTALE);
+	staged_path(y, path, sizeof path);
+	ck_assert_int_eq(t_lookup(&T, path, &a), 0);
+	ck_assert_int_eq(t_admin(&T, "stats", out, sizeof out), 0);
+	ck_assert_ptr_nonnull(strstr(out, "messages=1\n"));
+}
+END_TEST
+
 static Suite *
 engine_suite(void)
 {
@@ -2345,6 +2469,13 @@ engine_suite(void)
 		{ open_fails_cleanly_when_the_writer_cannot_start, ON_LOCAL },
 		{ empty_bodies_read_back_as_empty, ON_BOTH },
 		{ memory_store_writes_no_file_and_restarts_empty, ON_MEMORY },
+		{ mailbox_count_goes_down_when_a_mailbox_empties, ON_BOTH },
+		{ quota_set_by_admin_limits_and_survives_a_restart, ON_BOTH },
+		{ scrub_and_compaction_report_progress_in_stats, ON_BOTH },
+		{ flag_changes_and_expunges_are_answered_before_their_sync,
+		    ON_LOCAL },
+		{ staged_body_is_named_once_by_commit, ON_BOTH },
+		{ staged_bodies_never_committed_are_reclaimed, ON_BOTH },
 	};
 	Suite *s = suite_create("engine");
 	TCase *tl = tcase_create("local"), *tm = tcase_create("memory");

@@ -47,6 +47,19 @@ wait_for(struct job *j)
 	pthread_mutex_unlock(&mu);
 }
 
+int
+tfinished(struct job *j)
+{
+	struct job *f;
+	int found = 0;
+
+	pthread_mutex_lock(&mu);
+	for (f = finished; f && !found; f = f->next)
+		found = f == j;
+	pthread_mutex_unlock(&mu);
+	return found;
+}
+
 struct job *
 twait(void)
 {
@@ -100,6 +113,10 @@ decode(struct job *j)
 	switch (j->op) {
 	case MST_OP_DELIVER:
 		return mst_deliver_req_decode(&j->req.deliver, p, n);
+	case MST_OP_STAGE:
+		return mst_stage_req_decode(&j->req.stage, p, n);
+	case MST_OP_COMMIT:
+		return mst_commit_req_decode(&j->req.commit, p, n);
 	case MST_OP_LIST:
 		return mst_list_req_decode(&j->req.list, p, n);
 	case MST_OP_STAT:
@@ -385,6 +402,62 @@ attr_of_job(struct job *j, struct mst_attr *out)
 	}
 	job_free(j);
 	return rc;
+}
+
+/* The object id of a one-frame attr_rep job (freed), or its error. */
+static int
+id_of_job(struct job *j, uint64_t *id_out)
+{
+	struct mst_attr_rep a;
+	int rc = j->status;
+
+	if (rc == 0 && id_out) {
+		if (j->nframes != 1 ||
+		    mst_attr_rep_decode(&a, j->frames[0].p, j->frames[0].len))
+			rc = -EPROTO;
+		else
+			*id_out = a.attr.id;
+	}
+	job_free(j);
+	return rc;
+}
+
+int
+t_stage(struct tengine *t, const char *mbox, const void *body, size_t len,
+    const uint8_t *idem, uint64_t *id_out)
+{
+	struct mst_stage_req s = {
+		.mailbox = mst_str_of(mbox), .folder = mst_str_of(""),
+		.checksum = mst_checksum(body, len), .body_size = len,
+		.mode = 0600, .uid = 5000, .gid = 5000,
+	};
+	uint8_t buf[8192];
+	int n;
+
+	memcpy(s.idem, idem, MST_IDEM_LEN);
+	n = mst_stage_req_encode(&s, buf, sizeof buf);
+	return id_of_job(trun(t, MST_OP_STAGE, buf, (size_t)n, body, len),
+	    id_out);
+}
+
+int
+t_commit(struct tengine *t, const char *mbox, unsigned sub,
+    const char *name, const void *body, size_t len, const uint8_t *idem,
+    uint64_t *id_out)
+{
+	struct mst_commit_req c = {
+		.mailbox = mst_str_of(mbox), .folder = mst_str_of(""),
+		.sub = (uint8_t)sub, .name = mst_str_of(name),
+		.checksum = mst_checksum(body, len), .body_size = len,
+		.mode = 0600, .uid = 5000, .gid = 5000,
+	};
+	uint8_t buf[8192];
+	int n;
+
+	memcpy(c.idem, idem, MST_IDEM_LEN);
+	n = mst_commit_req_encode(&c, buf, sizeof buf);
+	return id_of_job(trun(t, MST_OP_COMMIT, buf, (size_t)n, NULL, 0),
+	    id_out);
 }
 
 int

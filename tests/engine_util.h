@@ -45,6 +45,13 @@ int t_mkdirs(struct tengine *t, const char *mailbox);	/* + new cur tmp */
 int t_deliver(struct tengine *t, const char *mbox, unsigned sub,
     const char *name, const void *body, size_t len, const uint8_t *idem,
     uint64_t *id_out);
+/* STAGE |body| under |idem| in |mbox|/tmp; COMMIT it as |name| in |sub|
+ * (checksum and size those of |body|); both give the object id. */
+int t_stage(struct tengine *t, const char *mbox, const void *body,
+    size_t len, const uint8_t *idem, uint64_t *id_out);
+int t_commit(struct tengine *t, const char *mbox, unsigned sub,
+    const char *name, const void *body, size_t len, const uint8_t *idem,
+    uint64_t *id_out);
 int t_fetch(struct tengine *t, const char *mbox, uint64_t id, void *buf,
     size_t cap, size_t *len_out);
 int t_put(struct tengine *t, const char *path, const void *body, size_t len,
@@ -72,6 +79,8 @@ int t_link(struct tengine *t, uint64_t id, const char *path);
 int t_ref(struct tengine *t, unsigned op, uint64_t id, uint64_t owner);
 /* Wait for a job submitted with tsubmit. */
 struct job *twait_for(struct job *j);
+/* Has |j| finished (not yet taken by twait_for)? */
+int tfinished(struct job *j);
 /* ADMIN command; its text is copied into |out| (NUL-terminated). */
 int t_admin(struct tengine *t, const char *cmd, char *out, size_t cap);
 /* Canonical dump of the whole namespace (sorted), malloc'd. */

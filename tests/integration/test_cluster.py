@@ -36,11 +36,12 @@ list, rewritten for join and leave). Then:
     servers, their health and the home server, the server of each
     mailbox as the hash predicts, and Ceph's health.
 
-If the killed server's mailboxes take no delivery for 30 s, the case
-prints before anything is cleaned up where each writer waits (its
-delivery, wchan and kernel stack), the FUSE requests each mount has not
-answered, every thread's stack of each mount.mstore and live mstored
-(gdb), and the mounts' logs (stall_report).
+If the killed server's mailboxes take no delivery within RESUME_MAX,
+the case prints at once where each writer waits (its delivery, wchan
+and kernel stack), the FUSE requests each mount has not answered, every
+thread's stack of each mount.mstore and live mstored (gdb), and the
+mounts' logs (stall_report); then it waits up to 30 s from the kill to
+say whether deliveries resumed at all, and fails.
 
 `test_cluster.py --only CASE[,CASE...]` runs only the cases named (or
 named in part: `--only server_failure`), after the same setup; the check
@@ -449,6 +450,8 @@ class Load:
 
 
 STALL_GDB_TIMEOUT = 30      # seconds for one gdb attach in stall_report
+STALL_WAIT = 30.0           # s from a kill: after a stall report, how long
+                            # to wait to learn whether deliveries resumed
 
 
 def gdb_stacks(pid):
@@ -572,11 +575,24 @@ def test_server_failure_under_load(env):
         victim.kill()           # SIGKILL
         try:
             mstlib.wait_until(lambda: env.load.resumed(t_kill, moved)
-                              is not None, 30,
+                              is not None, RESUME_MAX,
                               "deliveries into %s's mailboxes" % victim.addr)
         except TimeoutError:
             stall_report(env, victim, t_kill)
-            raise
+            late = None
+            try:
+                mstlib.wait_until(lambda: env.load.resumed(t_kill, moved)
+                                  is not None, max(0.0, t_kill + STALL_WAIT
+                                                   - time.monotonic()), "")
+                late = env.load.resumed(t_kill, moved)
+            except TimeoutError:
+                pass
+            raise AssertionError(
+                "no delivery into %s's mailboxes within %.0f s of its kill "
+                "(stall report above); %s" % (
+                    victim.addr, RESUME_MAX, "the first %.2f s after it" %
+                    late if late is not None else "none within %.0f s" %
+                    STALL_WAIT)) from None
         resume = env.load.resumed(t_kill, moved)
         wait_view([env.a, env.b], victim.addr, "down", 10)
         down = time.monotonic() - t_kill

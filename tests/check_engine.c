@@ -2469,11 +2469,6 @@ engine_suite(void)
 		{ open_fails_cleanly_when_the_writer_cannot_start, ON_LOCAL },
 		{ empty_bodies_read_back_as_empty, ON_BOTH },
 		{ memory_store_writes_no_file_and_restarts_empty, ON_MEMORY },
-		{ mailbox_count_goes_down_when_a_mailbox_empties, ON_BOTH },
-		{ quota_set_by_admin_limits_and_survives_a_restart, ON_BOTH },
-		{ scrub_and_compaction_report_progress_in_stats, ON_BOTH },
-		{ flag_changes_and_expunges_are_answered_before_their_sync,
-		    ON_LOCAL },
 		{ staged_body_is_named_once_by_commit, ON_BOTH },
 		{ staged_bodies_never_committed_are_reclaimed, ON_BOTH },
 	};

@@ -92,6 +92,7 @@ fbuf_write(struct fbuf *b, const struct mount *m, const void *p, size_t len,
 
 	if (b->pinned)
 		return -ETXTBSY;
+	b->gen++;
 	if (b->fd < 0 && end > MNT_MEM_MAX) {
 		rc = spill(b, m);
 		if (rc < 0)
@@ -148,6 +149,7 @@ fbuf_truncate(struct fbuf *b, const struct mount *m, uint64_t size)
 
 	if (b->pinned)
 		return -ETXTBSY;
+	b->gen++;
 	if (size > b->size)		/* extend with zeros */
 		return fbuf_write(b, m, &zero, 1, size - 1);
 	if (b->fd >= 0 && ftruncate(b->fd, (off_t)size) < 0)

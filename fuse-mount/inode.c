@@ -402,6 +402,7 @@ node_free(struct mount *m, struct minode *n)
 	}
 	fbuf_free(n->buf);
 	node_resize(m, n, 0);
+	free(n->stage);		/* never committed: the store reclaims it */
 	free(n->name);
 	free(n);
 	if (p == NULL)
@@ -825,6 +826,7 @@ inode_fini(struct mount *m)
 			next = n->hnext;
 			fbuf_free(n->buf);
 			folder_free(n->folder);
+			free(n->stage);
 			free(n->name);
 			free(n);
 		}

@@ -182,6 +182,7 @@ struct mconn {
 	uint64_t gen;			/* guarded by mu: connections made */
 	uint32_t max_frame;		/* guarded by mu */
 	uint64_t max_body;		/* guarded by mu */
+	uint32_t features;		/* guarded by mu: the server's HELLO */
 	uint32_t next_id;		/* guarded by mu */
 	int stopping;			/* guarded by mu */
 	int first_done;			/* guarded by mu */
@@ -886,6 +887,7 @@ conn_open(struct mconn *c)
 	struct mst_client *cl;
 	uint32_t mf;
 	uint64_t mb;
+	uint32_t feat;
 	int fd, rc;
 
 	rc = mst_client_connect(addr, &o, &cl);
@@ -900,6 +902,7 @@ conn_open(struct mconn *c)
 	fd = mst_client_fd(cl);
 	mf = mst_client_max_frame(cl);
 	mb = mst_client_hello(cl)->max_body;
+	feat = mst_client_hello(cl)->features;
 	rc = 0;
 	if (strncmp(addr, "unix:", 5) != 0)
 		rc = tune_tcp(c, fd);
@@ -918,6 +921,7 @@ conn_open(struct mconn *c)
 	c->write_err = 0;
 	c->max_frame = mf;
 	c->max_body = mb;
+	c->features = feat;
 	pthread_mutex_unlock(&c->mu);
 	pthread_mutex_unlock(&c->send_mu);
 	c->rx_max_frame = mf;
@@ -1428,7 +1432,8 @@ check_call(struct mconn *c, unsigned op, const void *head, size_t hlen,
 	    op == MST_OP_HELLO || op == MST_OP_AUTH || op == MST_OP_DATA ||
 	    op == MST_OP_NOTIFY)
 		return -EINVAL;
-	if (blen > 0 && op != MST_OP_DELIVER && op != MST_OP_PUT &&
+	if (blen > 0 && op != MST_OP_DELIVER && op != MST_OP_STAGE &&
+	    op != MST_OP_PUT &&
 	    op != MST_OP_WRITE)
 		return -EINVAL;
 	/* The head must fit the first frame at any negotiable size. */
@@ -1652,6 +1657,17 @@ mconn_max_frame(struct mconn *c)
 	mf = c->max_frame;
 	pthread_mutex_unlock(&c->mu);
 	return mf;
+}
+
+uint32_t
+mconn_features(struct mconn *c)
+{
+	uint32_t f;
+
+	pthread_mutex_lock(&c->mu);
+	f = c->features;
+	pthread_mutex_unlock(&c->mu);
+	return f;
 }
 
 uint64_t

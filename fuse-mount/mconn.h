@@ -130,5 +130,8 @@ uint32_t mconn_max_frame(struct mconn *c);
  * connection (a resend after a reconnection is not counted again). */
 uint64_t mconn_op_count(unsigned op);
 uint64_t mconn_max_body(struct mconn *c);
+/* MST_FEAT_* the server offered in the current connection's HELLO (the
+ * last one's while down; 0 before the first). */
+uint32_t mconn_features(struct mconn *c);
 
 #endif /* MST_MCONN_H */

@@ -146,6 +146,7 @@ struct fbuf {
 	int fd;			/* spool file or -1 */
 	uint64_t size;		/* logical size */
 	unsigned pinned;	/* DELIVERs sending from a view of it */
+	uint64_t gen;		/* bumped by every change of the contents */
 };
 
 /* One entry of a mail folder cache. */
@@ -171,6 +172,8 @@ struct folder {
 	struct mount *m;
 	struct minode *dir;	/* whose listing this is */
 };
+
+struct stage;			/* ops_deliver.c */
 
 struct minode {
 	struct minode *hnext;	/* ino hash chain */
@@ -208,6 +211,8 @@ struct minode {
 	enum dkind dkind;	/* directories */
 	struct fbuf *buf;	/* local contents */
 	struct folder *folder;	/* DK_NEW/DK_CUR */
+	struct stage *stage;	/* tmp/ file: its body STAGEd in the store
+				   (ops_deliver.c); one malloc, owned */
 };
 
 /* An open file. */
@@ -560,6 +565,17 @@ int ofile_setattr(struct mount *m, struct minode *n, const struct stat *st,
     int set);
 int ofile_getattr(struct mount *m, struct minode *n);
 /* ops_deliver.c */
+/* fsync(2) of a tmp/ file: make its body durable in the store now, as a
+ * staged body, so that its link() or rename() into new/ or cur/ only
+ * commits a name (COMMIT). Best effort: on any failure, or with a store
+ * that does not offer MST_FEAT_STAGE, the link sends the whole DELIVER
+ * as before. Never holds mu across the round trip. */
+void stage_tmp(struct mount *m, struct minode *n);
+/* A tmp/ file goes without being delivered (unlink): its staged body,
+ * taken off |n| with mu held (stage_take), is dropped in the store;
+ * stage_drop without mu. */
+struct stage *stage_take(struct minode *n);
+void stage_drop(struct mount *m, struct stage *st);
 void op_link(fuse_req_t, fuse_ino_t, fuse_ino_t, const char *);
 void op_rename(fuse_req_t, fuse_ino_t, const char *, fuse_ino_t,
     const char *, unsigned int);

@@ -13,22 +13,35 @@
  * mapping of its spool file), not from a copy: the buffer is pinned
  * (fbuf_pin) from before the DELIVER is encoded until its answer is in,
  * and a write to the file meanwhile fails with ETXTBSY.
+ *
+ * One busy mailbox: the kernel holds the target directory's lock for
+ * the whole link() or rename(), so deliveries into one new/ pass one at
+ * a time. To keep that short, fsync(2) of a tmp/ file already STAGEs
+ * its body in the store (durable, in a group commit shared with every
+ * other writer, under no directory lock), and the link() or rename()
+ * then only COMMITs the name: a small record, one round trip and one
+ * commit with no body. The delivery is still acknowledged only once its
+ * name is durable. A staged body fits the file while the file's
+ * contents (fbuf gen), mode and owner are those it was staged with;
+ * otherwise, and whenever the store lacks it, the whole DELIVER goes.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "mount.h"
 #include "store.h"
 
 /* Encode a DELIVER of |b| as |dir|/|name| into |head| and map its body
  * (*body_out; body_done once answered). |b| is pinned by the caller.
- * Returns the head's length. */
+ * |idem|: the idempotency id, or NULL for a fresh one. Returns the
+ * head's length. */
 static int
-deliver_encode(struct mount *m, struct minode *dir, const char *name,
-    struct fbuf *b, const struct mst_attr *sa, uint8_t *head, size_t cap,
-    const uint8_t **body_out)
+deliver_encode_id(struct mount *m, struct minode *dir, const char *name,
+    struct fbuf *b, const struct mst_attr *sa, const uint8_t *idem,
+    uint8_t *head, size_t cap, const uint8_t **body_out)
 {
 	char dpath[MST_PATH_MAX + 1];
 	unsigned sub;
@@ -40,8 +53,8 @@ deliver_encode(struct mount *m, struct minode *dir, const char *name,
 	pthread_mutex_unlock(&m->mu);
 	if (rc < 0)
 		return rc;
-	return store_deliver_encode(dpath, sub, name, b, sa, head, cap,
-	    body_out);
+	return store_deliver_encode_id(dpath, sub, name, b, sa, idem, head,
+	    cap, body_out);
 }
 
 /* The DELIVER that sent |b|'s view |p| is answered (or was never sent:
@@ -53,6 +66,16 @@ body_done(struct mount *m, struct fbuf *b, const uint8_t *p)
 		fbuf_unmap(b, p);
 	pthread_mutex_lock(&m->mu);
 	fbuf_unpin(b);
+	pthread_mutex_unlock(&m->mu);
+}
+
+/* A delivery that never went out: give up its pin and reference. */
+static void
+body_done_close(struct mount *m, struct minode *n)
+{
+	pthread_mutex_lock(&m->mu);
+	fbuf_unpin(n->buf);
+	inode_close(m, n);
 	pthread_mutex_unlock(&m->mu);
 }
 
@@ -92,7 +115,8 @@ do_deliver(struct mount *m, struct minode *dir, const char *name,
 	pthread_mutex_lock(&m->mu);
 	fbuf_pin(b);
 	pthread_mutex_unlock(&m->mu);
-	len = deliver_encode(m, dir, name, b, &sa, head, sizeof head, &p);
+	len = deliver_encode_id(m, dir, name, b, &sa, NULL, head, sizeof head,
+	    &p);
 	if (len < 0) {
 		body_done(m, b, NULL);
 		return len;
@@ -105,56 +129,353 @@ do_deliver(struct mount *m, struct minode *dir, const char *name,
 	return rc;
 }
 
-/* A link() waiting for its DELIVER: answered from mconn's thread. */
-struct link_wait {
-	fuse_req_t req;
-	struct mount *m;
-	struct minode *src, *dir;
-	struct fbuf *b;		/* src's, pinned */
-	const uint8_t *body;	/* its view, sent */
-	char name[MST_NAME_MAX + 1];
+/* --- staged bodies (STAGE at fsync, COMMIT at link or rename) --- */
+
+/* A tmp/ file's body, staged in the store under |idem|. */
+struct stage {
+	uint8_t idem[MST_IDEM_LEN];
+	uint64_t gen;		/* the fbuf's contents it holds */
+	uint64_t size, checksum;
+	uint32_t mode, uid, gid;
+	char dpath[];		/* the tmp/ directory it was staged from */
 };
 
-static void
-link_done(void *arg, struct mreply *r)
+struct stage *
+stage_take(struct minode *n)
 {
-	struct link_wait *w = arg;
-	struct mount *m = w->m;
-	struct minode *n = NULL;
-	struct mst_attr a;
-	int rc = deliver_finish(m, w->dir, w->name, r, &a);
+	struct stage *st = n->stage;
 
-	mreply_free(r);
-	body_done(m, w->b, w->body);
+	n->stage = NULL;
+	return st;
+}
+
+static void
+dropped(void *arg, struct mreply *r)
+{
+	(void)arg;
+	mreply_free(r);		/* ENOENT: reclaimed or committed already */
+}
+
+void
+stage_drop(struct mount *m, struct stage *st)
+{
+	char path[MST_PATH_MAX + 1];
+	struct mst_str mb, folder;
+	size_t k;
+	int i, n;
+
+	if (st == NULL)
+		return;
+	n = snprintf(path, sizeof path, "%s/%s", st->dpath, MST_STAGE_PREFIX);
+	k = (size_t)n;
+	for (i = 0; k + 2 < sizeof path && i < (int)MST_IDEM_LEN; i++)
+		k += (size_t)snprintf(path + k, sizeof path - k, "%02x",
+		    st->idem[i]);
+	(void)inode_classify(NULL, st->dpath, &mb, &folder);
+	/* Best effort: what is left is reclaimed by the store in time
+	 * (mstored(8), "Staged bodies"). */
+	if (k < sizeof path)
+		(void)store_unlink_mb_async(m, mb, path, dropped, NULL);
+	free(st);
+}
+
+/* Does |st| still hold |b|'s contents with |a|'s mode and owner? */
+static int
+stage_fits(const struct stage *st, const struct fbuf *b,
+    const struct mst_attr *a)
+{
+	return st->gen == b->gen && st->size == b->size &&
+	    st->mode == (a->mode & 07777) && st->uid == a->uid &&
+	    st->gid == a->gid;
+}
+
+void
+stage_tmp(struct mount *m, struct minode *n)
+{
+	char dpath[MST_PATH_MAX + 1];
+	struct mst_stage_req q = { 0 };
+	struct stage *st = NULL, *old;
+	const uint8_t *p = NULL;
+	struct fbuf *b;
+	struct mreply r;
+	size_t dlen;
+	int rc;
+
 	pthread_mutex_lock(&m->mu);
-	inode_close(m, w->src);
-	if (rc == 0 && (n = node_remote(m, w->dir, w->name, &a, 1)) == NULL)
-		rc = -ENOMEM;
+	b = n->buf;
+	if (!n->local || n->unlinked || b == NULL || b->size == 0 ||
+	    n->parent == NULL || n->parent->dkind != DK_TMP ||
+	    (n->stage && stage_fits(n->stage, b, &n->attr)) ||
+	    inode_path(n->parent, dpath, sizeof dpath) < 0) {
+		pthread_mutex_unlock(&m->mu);
+		return;
+	}
+	old = stage_take(n);
+	fbuf_pin(b);		/* unchanged until the STAGE is answered */
+	q.mode = n->attr.mode & 07777;
+	q.uid = n->attr.uid;
+	q.gid = n->attr.gid;
 	pthread_mutex_unlock(&m->mu);
-	if (rc < 0)
-		fuse_reply_err(w->req, -rc);
-	else
-		reply_entry(w->req, m, n);
-	free(w);
+	stage_drop(m, old);	/* the file changed since */
+	(void)inode_classify(NULL, dpath, &q.mailbox, &q.folder);
+	if (!store_stages(m, q.mailbox))
+		goto out;
+	dlen = strlen(dpath);
+	st = malloc(sizeof *st + dlen + 1);
+	if (st == NULL ||
+	    getrandom(q.idem, sizeof q.idem, 0) != sizeof q.idem ||
+	    fbuf_map(b, &p) < 0) {
+		free(st);
+		st = NULL;
+		goto out;
+	}
+	q.body_size = b->size;
+	q.checksum = mst_checksum(p, (size_t)b->size);
+	rc = store_stage(m, &q, p, &r);
+	fbuf_unmap(b, p);
+	mreply_free(&r);
+	if (rc < 0) {
+		/* ENOENT (no tmp/ in the store), EDQUOT, EIO...: the link
+		 * sends the whole DELIVER, which reports what matters. */
+		free(st);
+		st = NULL;
+		goto out;
+	}
+	memcpy(st->idem, q.idem, sizeof st->idem);
+	st->size = q.body_size;
+	st->checksum = q.checksum;
+	st->mode = q.mode;
+	st->uid = q.uid;
+	st->gid = q.gid;
+	memcpy(st->dpath, dpath, dlen + 1);
+out:
+	pthread_mutex_lock(&m->mu);
+	fbuf_unpin(b);
+	if (st) {
+		st->gen = b->gen;
+		if (n->stage == NULL && n->local && !n->unlinked) {
+			n->stage = st;
+			st = NULL;
+		}
+	}
+	pthread_mutex_unlock(&m->mu);
+	stage_drop(m, st);	/* unlinked meanwhile */
 }
 
 /*
- * link(tmp/X, new/Y): deliver, and keep tmp/X as it is. The DELIVER goes
+ * A delivery by link() or rename() from tmp/, answered from mconn's
+ * thread. With a staged body that still fits the file it is a COMMIT
+ * of the name alone; otherwise, or when the store no longer has the
+ * body (ESTALE: reclaimed, restarted from an older state, or another
+ * server after a failover; EOPNOTSUPP: a server without STAGE), a
+ * DELIVER with the whole body. A DELIVER after ESTALE keeps the staged
+ * id, so that a COMMIT that did land is answered, not doubled.
+ */
+struct dwait {
+	fuse_req_t req;
+	struct mount *m;
+	struct minode *n;	/* the tmp/ file; one nopen reference */
+	struct minode *dir;	/* the target new/ or cur/ */
+	struct fbuf *b;		/* n's, pinned until answered */
+	const uint8_t *body;	/* b's view while a DELIVER is out */
+	struct stage *st;	/* being committed, or NULL */
+	struct mst_attr sa;
+	int rename;		/* rename(): n moves; link(): n stays */
+	char name[MST_NAME_MAX + 1];
+};
+
+static void dwait_done(void *arg, struct mreply *r);
+
+/* Send the COMMIT or DELIVER of |w|: 0 when dwait_done will run. */
+static int
+dwait_send(struct dwait *w, const uint8_t *idem)
+{
+	uint8_t head[2 * MST_PATH_MAX + 128];
+	char dpath[MST_PATH_MAX + 1];
+	struct mst_commit_req q = { 0 };
+	struct mst_str smb, sfolder;
+	int rc, len;
+
+	if (w->st) {
+		pthread_mutex_lock(&w->m->mu);
+		rc = inode_path(w->dir, dpath, sizeof dpath);
+		q.sub = w->dir->dkind == DK_NEW ? MST_SUB_NEW : MST_SUB_CUR;
+		pthread_mutex_unlock(&w->m->mu);
+		if (rc < 0)
+			return rc;
+		(void)inode_classify(NULL, dpath, &q.mailbox, &q.folder);
+		(void)inode_classify(NULL, w->st->dpath, &smb, &sfolder);
+		if (smb.len == q.mailbox.len &&
+		    memcmp(smb.p, q.mailbox.p, smb.len) == 0) {
+			q.name = mst_str_of(w->name);
+			memcpy(q.idem, w->st->idem, sizeof q.idem);
+			q.checksum = w->st->checksum;
+			q.body_size = w->st->size;
+			q.mode = w->st->mode;
+			q.uid = w->st->uid;
+			q.gid = w->st->gid;
+			return store_commit_async(w->m, &q, dwait_done, w);
+		}
+		/* Into another mailbox: the staged body cannot move there. */
+		stage_drop(w->m, w->st);
+		w->st = NULL;
+	}
+	len = deliver_encode_id(w->m, w->dir, w->name, w->b, &w->sa, idem,
+	    head, sizeof head, &w->body);
+	if (len < 0) {
+		w->body = NULL;		/* nothing mapped */
+		return len;
+	}
+	rc = store_deliver_async(w->m, head, (size_t)len, w->body,
+	    (size_t)w->b->size, dwait_done, w);
+	if (rc < 0) {
+		fbuf_unmap(w->b, w->body);
+		w->body = NULL;
+	}
+	return rc;
+}
+
+/* The answer is in: the kernel's request is answered and |w| freed. */
+static void
+dwait_finish(struct dwait *w, struct mreply *r, int rc)
+{
+	struct mount *m = w->m;
+	struct minode *n = w->n, *nn = NULL;
+	struct mst_attr a;
+
+	if (rc == 0)
+		rc = deliver_finish(m, w->dir, w->name, r, &a);
+	body_done(m, w->b, w->body);	/* before n can be freed */
+	pthread_mutex_lock(&m->mu);
+	if (w->st && rc == -EEXIST && n->stage == NULL &&
+	    stage_fits(w->st, w->b, &w->sa)) {
+		n->stage = w->st;	/* still good for another name */
+		w->st = NULL;
+	}
+	if (w->rename) {
+		if (rc == 0) {
+			rc = inode_move(m, n, w->dir, w->name);
+			inode_delivered(m, n, &a);
+		}
+	} else if (rc == 0 &&
+	    (nn = node_remote(m, w->dir, w->name, &a, 1)) == NULL) {
+		rc = -ENOMEM;
+	}
+	inode_close(m, n);
+	pthread_mutex_unlock(&m->mu);
+	/* A COMMIT that failed otherwise may have landed: its body is not
+	 * dropped (the store reclaims it if not). */
+	free(w->st);
+	if (w->rename) {
+		/* The kernel's dentry keeps the local inode: have it look
+		 * again. */
+		if (rc == 0)
+			inval_queue(m, w->dir->ino, w->name);
+		fuse_reply_err(w->req, rc < 0 ? -rc : 0);
+	} else if (rc < 0) {
+		fuse_reply_err(w->req, -rc);
+	} else {
+		reply_entry(w->req, m, nn);
+	}
+	free(w);
+}
+
+static void
+dwait_done(void *arg, struct mreply *r)
+{
+	struct dwait *w = arg;
+	uint8_t idem[MST_IDEM_LEN];
+	int rc = r->status;
+
+	if (w->st && (rc == -ESTALE || rc == -EOPNOTSUPP)) {
+		/* The store lacks the staged body: send all of it. */
+		mreply_free(r);
+		memcpy(idem, w->st->idem, sizeof idem);
+		free(w->st);
+		w->st = NULL;
+		rc = dwait_send(w, idem);
+		if (rc == 0)
+			return;
+		memset(r, 0, sizeof *r);
+		dwait_finish(w, r, rc);
+		return;
+	}
+	if (w->st && (rc == -EINVAL || rc == -EXDEV)) {
+		/* Not this body after all: drop it, send the whole one. */
+		mreply_free(r);
+		stage_drop(w->m, w->st);
+		w->st = NULL;
+		rc = dwait_send(w, NULL);
+		if (rc == 0)
+			return;
+		memset(r, 0, sizeof *r);
+		dwait_finish(w, r, rc);
+		return;
+	}
+	dwait_finish(w, r, rc);
+	mreply_free(r);
+}
+
+/*
+ * Deliver the local file |n| as |dir|/|name| (link: |rename| 0; rename:
+ * 1). n->nopen holds one reference for the delivery on entry and n->buf
+ * is pinned, both given up when it is answered. Returns 0 when
+ * dwait_done will answer the kernel, or a negative errno (then the
+ * caller still owns both).
+ */
+static int
+dwait_start(struct mount *m, fuse_req_t req, struct minode *n,
+    struct minode *dir, const char *name, const struct mst_attr *sa,
+    int rename)
+{
+	struct dwait *w = calloc(1, sizeof *w);
+	int rc;
+
+	if (w == NULL)
+		return -ENOMEM;
+	w->req = req;
+	w->m = m;
+	w->n = n;
+	w->dir = dir;
+	w->b = n->buf;
+	w->sa = *sa;
+	w->rename = rename;
+	strcpy(w->name, name);
+	pthread_mutex_lock(&m->mu);
+	w->st = stage_take(n);
+	if (w->st && !stage_fits(w->st, w->b, sa)) {
+		pthread_mutex_unlock(&m->mu);
+		stage_drop(m, w->st);	/* changed since its fsync */
+		w->st = NULL;
+	} else {
+		pthread_mutex_unlock(&m->mu);
+	}
+	rc = dwait_send(w, NULL);
+	if (rc < 0) {
+		pthread_mutex_lock(&m->mu);
+		if (w->st && n->stage == NULL)
+			n->stage = w->st;	/* not used: keep it */
+		else
+			free(w->st);
+		pthread_mutex_unlock(&m->mu);
+		free(w);
+	}
+	return rc;
+}
+
+/*
+ * link(tmp/X, new/Y): deliver, and keep tmp/X as it is. The request goes
  * out and the worker thread returns; the reply to the kernel is sent
- * when the store has answered (link_done), so a worker is not held for a
- * round trip and a group commit.
+ * when the store has answered (dwait_done), so a worker is not held for
+ * a round trip and a group commit.
  */
 static int
 do_link(struct mount *m, fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
     const char *newname)
 {
-	uint8_t head[2 * MST_PATH_MAX + 128];
-	struct link_wait *w;
 	struct minode *src, *dir;
-	const uint8_t *p = NULL;
 	struct mst_attr sa;
-	struct fbuf *b = NULL;
-	int rc, len;
+	int rc;
 
 	if (strlen(newname) > MST_NAME_MAX)
 		return -ENAMETOOLONG;
@@ -178,44 +499,17 @@ do_link(struct mount *m, fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 	else
 		rc = 0;
 	if (rc == 0) {
-		/* One reference for link_done, one for us until the body is
-		 * unmapped: link_done may run before mconn_call_async
-		 * returns. */
-		src->nopen += 2;
-		b = src->buf;
-		fbuf_pin(b);	/* until link_done */
+		src->nopen++;		/* until dwait_finish */
+		fbuf_pin(src->buf);
 		sa = src->attr;
 	}
 	pthread_mutex_unlock(&m->mu);
 	if (rc < 0)
 		return rc;
-	w = calloc(1, sizeof *w);
-	len = w ? deliver_encode(m, dir, newname, b, &sa, head, sizeof head,
-	    &p) : -ENOMEM;
-	if (len >= 0) {
-		w->req = req;
-		w->m = m;
-		w->src = src;
-		w->dir = dir;
-		w->b = b;
-		w->body = p;
-		strcpy(w->name, newname);
-		rc = store_deliver_async(m, head, (size_t)len, p,
-		    (size_t)b->size, link_done, w);
-	} else {
-		rc = len;
-		p = NULL;	/* nothing mapped */
-	}
-	if (rc < 0) {		/* link_done will not run */
-		free(w);
-		body_done(m, b, p);
-	}
-	pthread_mutex_lock(&m->mu);
-	inode_close(m, src);
+	rc = dwait_start(m, req, src, dir, newname, &sa, 0);
 	if (rc < 0)
-		inode_close(m, src);
-	pthread_mutex_unlock(&m->mu);
-	return rc;			/* 0: link_done replies */
+		body_done_close(m, src);
+	return rc;			/* 0: dwait_done replies */
 }
 
 void
@@ -249,78 +543,6 @@ same_folder(struct mount *m, const char *a, const char *b,
 	return 1;
 }
 
-/* A rename of a local file into new/ or cur/ waiting for its DELIVER. */
-struct rename_wait {
-	fuse_req_t req;
-	struct mount *m;
-	struct minode *n, *dir;
-	const uint8_t *body;	/* n->buf's view, sent; n->buf is pinned */
-	char name[MST_NAME_MAX + 1];
-};
-
-static void
-rename_done(void *arg, struct mreply *r)
-{
-	struct rename_wait *w = arg;
-	struct mount *m = w->m;
-	struct mst_attr a;
-	int rc = deliver_finish(m, w->dir, w->name, r, &a);
-
-	mreply_free(r);
-	body_done(m, w->n->buf, w->body);	/* before it can be freed */
-	pthread_mutex_lock(&m->mu);
-	if (rc == 0) {
-		rc = inode_move(m, w->n, w->dir, w->name);
-		inode_delivered(m, w->n, &a);
-	}
-	inode_close(m, w->n);
-	pthread_mutex_unlock(&m->mu);
-	/* The kernel's dentry keeps the local inode: have it look again. */
-	if (rc == 0)
-		inval_queue(m, w->dir->ino, w->name);
-	fuse_reply_err(w->req, rc < 0 ? -rc : 0);
-	free(w);
-}
-
-/* Send the DELIVER for rename(tmp/X, new/Y); 1 when rename_done will
- * answer the kernel, or a negative errno. n->nopen holds two references
- * for us on entry (see do_link), and n->buf is pinned. */
-static int
-rename_deliver(struct mount *m, fuse_req_t req, struct minode *n,
-    struct minode *np, const char *newname, const struct mst_attr *a)
-{
-	uint8_t head[2 * MST_PATH_MAX + 128];
-	struct rename_wait *w = calloc(1, sizeof *w);
-	const uint8_t *p = NULL;
-	int rc, len;
-
-	len = w ? deliver_encode(m, np, newname, n->buf, a, head, sizeof head,
-	    &p) : -ENOMEM;
-	if (len >= 0) {
-		w->req = req;
-		w->m = m;
-		w->n = n;
-		w->dir = np;
-		w->body = p;
-		strcpy(w->name, newname);
-		rc = store_deliver_async(m, head, (size_t)len, p,
-		    (size_t)n->buf->size, rename_done, w);
-	} else {
-		rc = len;
-		p = NULL;	/* nothing mapped */
-	}
-	if (rc < 0) {		/* rename_done will not run */
-		free(w);
-		body_done(m, n->buf, p);
-	}
-	pthread_mutex_lock(&m->mu);
-	inode_close(m, n);
-	if (rc < 0)
-		inode_close(m, n);
-	pthread_mutex_unlock(&m->mu);
-	return rc < 0 ? rc : 1;
-}
-
 /* A local file moves: deliver it, PUT it, or move it within tmp/. */
 static int
 rename_local(struct mount *m, fuse_req_t req, struct minode *n,
@@ -348,10 +570,15 @@ rename_local(struct mount *m, fuse_req_t req, struct minode *n,
 			pthread_mutex_unlock(&m->mu);
 			return -ENAMETOOLONG;
 		}
-		n->nopen += 2;
-		fbuf_pin(n->buf);	/* until rename_done */
+		n->nopen++;		/* until dwait_finish */
+		fbuf_pin(n->buf);
 		pthread_mutex_unlock(&m->mu);
-		return rename_deliver(m, req, n, np, newname, &a);
+		rc = dwait_start(m, req, n, np, newname, &a, 1);
+		if (rc < 0) {
+			body_done_close(m, n);
+			return rc;
+		}
+		return 1;		/* dwait_done replies */
 	}
 	n->nopen++;
 	rc = inode_child_path(np, newname, path, sizeof path);

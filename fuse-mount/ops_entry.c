@@ -427,9 +427,12 @@ do_remove(struct mount *m, fuse_req_t req, fuse_ino_t parent,
 	}
 	n = dir ? NULL : inode_local_find(m, p, name);
 	if (n || (!dir && p->dkind == DK_TMP)) {
+		struct stage *st = n ? stage_take(n) : NULL;
+
 		if (n)
 			inode_local_unlink(m, n);
 		pthread_mutex_unlock(&m->mu);
+		stage_drop(m, st);	/* staged, never delivered */
 		return n ? 0 : -ENOENT;
 	}
 	rc = inode_child_path(p, name, path, sizeof path);

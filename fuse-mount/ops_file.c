@@ -1023,10 +1023,15 @@ void
 op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
     struct fuse_file_info *fi)
 {
-	int rc = handle_sync(mount_of(req), fh_of(fi));
+	struct fhandle *h = fh_of(fi);
+	int rc = handle_sync(mount_of(req), h);
 
 	(void)ino;
 	(void)datasync;
+	/* A tmp/ file: its body goes to the store now, outside any
+	 * directory lock, so that link() only commits a name. */
+	if (rc == 0 && h->buf != NULL && !h->ofile && !h->delivered)
+		stage_tmp(mount_of(req), h->n);
 	fuse_reply_err(req, rc < 0 ? -rc : 0);
 }
 

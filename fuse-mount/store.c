@@ -330,6 +330,89 @@ store_deliver_async(struct mount *m, const uint8_t *head, size_t len,
 }
 
 int
+store_deliver_encode_id(const char *dpath, unsigned sub, const char *name,
+    struct fbuf *b, const struct mst_attr *sa, const uint8_t *idem,
+    uint8_t *head, size_t cap, const uint8_t **body_out)
+{
+	struct mst_deliver_req q;
+	uint8_t copy[2 * MST_PATH_MAX + 128];
+	int len = store_deliver_encode(dpath, sub, name, b, sa, head, cap,
+	    body_out);
+
+	if (len < 0 || idem == NULL)
+		return len;
+	if ((size_t)len > sizeof copy)
+		len = -EMSGSIZE;
+	if (len >= 0) {
+		memcpy(copy, head, (size_t)len);
+		len = mst_deliver_req_decode(&q, copy, (size_t)len);
+	}
+	if (len >= 0) {
+		memcpy(q.idem, idem, sizeof q.idem);
+		len = mst_deliver_req_encode(&q, head, cap);
+	}
+	if (len < 0)
+		fbuf_unmap(b, *body_out);
+	return len;
+}
+
+int
+store_stages(struct mount *m, struct mst_str mailbox)
+{
+	struct mconn *c = route_conn(m->route, mailbox.p, mailbox.len);
+
+	return c != NULL && (mconn_features(c) & MST_FEAT_STAGE) != 0;
+}
+
+int
+store_stage(struct mount *m, const struct mst_stage_req *q,
+    const uint8_t *body, struct mreply *r)
+{
+	uint8_t head[2 * MST_PATH_MAX + 128];
+	struct mst_stage_req h = *q;
+	int len;
+
+	h.body.p = NULL;
+	h.body.len = 0;
+	len = mst_stage_req_encode(&h, head, sizeof head);
+	if (len < 0) {
+		memset(r, 0, sizeof *r);
+		return len;
+	}
+	/* Idempotent by its id: a resend answers like the first. */
+	return route_call(m->route, q->mailbox.p, q->mailbox.len,
+	    MST_OP_STAGE, head, (size_t)len, body, (size_t)q->body_size,
+	    MCONN_RETRY | MCONN_BORROW, r);
+}
+
+int
+store_commit_async(struct mount *m, const struct mst_commit_req *q,
+    mconn_cb *cb, void *arg)
+{
+	uint8_t head[2 * MST_PATH_MAX + 128];
+	int len = mst_commit_req_encode(q, head, sizeof head);
+
+	if (len < 0)
+		return len;
+	return route_call_async(m->route, q->mailbox.p, q->mailbox.len,
+	    MST_OP_COMMIT, head, (size_t)len, NULL, 0, MCONN_RETRY, cb, arg);
+}
+
+int
+store_unlink_mb_async(struct mount *m, struct mst_str mailbox,
+    const char *path, mconn_cb *cb, void *arg)
+{
+	struct mst_path_req q = { mst_str_of(path) };
+	uint8_t buf[MST_PATH_MAX + 8];
+	int n = mst_path_req_encode(&q, buf, sizeof buf);
+
+	if (n < 0)
+		return n;
+	return MB_ASYNC(m, mailbox, MST_OP_UNLINK, buf, (size_t)n, NULL, 0, 0,
+	    cb, arg);
+}
+
+int
 store_readdir(struct mount *m, const char *path,
     int (*each)(void *arg, const struct mst_list_entry *e), void *arg)
 {

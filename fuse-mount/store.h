@@ -58,6 +58,26 @@ int put_buf(struct mount *m, const char *path, struct fbuf *b, int excl,
 int store_deliver_encode(const char *dpath, unsigned sub, const char *name,
     struct fbuf *b, const struct mst_attr *sa, uint8_t *head, size_t cap,
     const uint8_t **body_out);
+/* The same with the idempotency id |idem| (that of a staged body the
+ * store no longer has, so that a resend still stores it once). */
+int store_deliver_encode_id(const char *dpath, unsigned sub,
+    const char *name, struct fbuf *b, const struct mst_attr *sa,
+    const uint8_t *idem, uint8_t *head, size_t cap,
+    const uint8_t **body_out);
+/* Does the server of |mailbox| keep staged bodies (MST_FEAT_STAGE)? */
+int store_stages(struct mount *m, struct mst_str mailbox);
+/* STAGE |q| (whose |body| view is ignored) with the |q->body_size|
+ * bytes at |body|, borrowed until it returns; waits for the answer. */
+int store_stage(struct mount *m, const struct mst_stage_req *q,
+    const uint8_t *body, struct mreply *r);
+/* COMMIT the staged body |q| names; |cb| gets the reply. Resent after a
+ * reconnection: the store answers a second COMMIT of one id like the
+ * first. */
+int store_commit_async(struct mount *m, const struct mst_commit_req *q,
+    mconn_cb *cb, void *arg);
+/* UNLINK |path| through the server of |mailbox|; |cb| gets the reply. */
+int store_unlink_mb_async(struct mount *m, struct mst_str mailbox,
+    const char *path, mconn_cb *cb, void *arg);
 
 int store_getattr(struct mount *m, uint64_t id, struct mst_attr *out);
 int store_getattr_async(struct mount *m, uint64_t id, mconn_cb *cb,

@@ -96,6 +96,12 @@
 #define MCONN_RXBUF		(64u << 10)	/* bytes per recv(2) */
 #define MCONN_REPLY_MAX		(1ull << 30)	/* bytes in one reply */
 #define MCONN_FLUSH_RETRY	5	/* ms, see conn_serve */
+#define MCONN_LOG_GAP		1000	/* ms between two lines of one kind */
+/* A reply slower than this is logged (ms; 0: half the request timeout),
+ * so that a store that nears the timeout is seen before it is reached. */
+#ifndef MCONN_SLOW_MS
+#define MCONN_SLOW_MS		0
+#endif
 
 enum mstate {
 	MC_DOWN,
@@ -146,6 +152,13 @@ struct mreq {
 
 TAILQ_HEAD(mreq_list, mreq);
 
+/* One kind of log line, at most one per MCONN_LOG_GAP ms; the lines left
+ * out meanwhile are counted in the next. */
+struct loglimit {
+	int64_t at_ms;		/* last line, or 0 */
+	unsigned skipped;	/* events not logged since */
+};
+
 /* Frame reader state; the conn thread's own. */
 struct rx {
 	uint8_t *buf;		/* MCONN_RXBUF bytes read, [off, len) unused */
@@ -189,6 +202,8 @@ struct mconn {
 	int in_up;			/* guarded by mu: up() is running */
 	int write_err;			/* guarded by mu: why a writer cut
 					   the connection, for the log */
+	struct loglimit slow_log;	/* guarded by mu: slow replies */
+	struct loglimit eio_log;	/* guarded by mu: EIO from the store */
 	struct mreq *tab[MCONN_BUCKETS];	/* guarded by mu */
 	struct mreq_list all;		/* guarded by mu: deadline order */
 	struct mreq_list sq, sq_up;	/* guarded by mu: to be written */
@@ -202,8 +217,11 @@ struct mconn {
 };
 
 /*
- * The one place mconn logs; the mount may redirect it. Only connection
- * losses and recoveries are logged, one line each.
+ * The one place mconn logs; the mount may redirect it. Logged: connection
+ * losses and recoveries, one line each, and every way a request ends in
+ * EIO (a deadline, a lost connection, a server judged down, the store's
+ * own EIO), so that an EIO a program sees can be told apart by the log;
+ * and replies that come late, before they reach the deadline.
  */
 static void
 mconn_log(const char *fmt, ...)
@@ -227,6 +245,29 @@ now_ms(void)
 	/* CLOCK_MONOTONIC cannot fail on Linux. */
 	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Whether a line of kind |l| may go out now; *skipped gets the number
+ * of events left out since the last one. Called with c->mu held. */
+static int
+log_allowed(struct loglimit *l, int64_t now, unsigned *skipped)
+{
+	if (l->at_ms != 0 && now - l->at_ms < MCONN_LOG_GAP) {
+		l->skipped++;
+		return 0;
+	}
+	*skipped = l->skipped;
+	l->skipped = 0;
+	l->at_ms = now;
+	return 1;
+}
+
+static const char *
+op_str(unsigned op)
+{
+	const char *name = mst_op_name(op);
+
+	return name ? name : "request";
 }
 
 static struct timespec
@@ -740,16 +781,34 @@ rx_notice(struct mconn *c, const struct mst_hdr *h, uint8_t *pay)
 	return rc < 0 ? rc : 0;
 }
 
+/* What rx_frame logs once it has let go of c->mu. */
+enum rx_note {
+	RX_QUIET,
+	RX_EIO,			/* the store answered EIO */
+	RX_UNKNOWN,		/* a status this mount does not know */
+	RX_TOOBIG,		/* a reply over MCONN_REPLY_MAX */
+};
+
+static int64_t
+slow_ms(const struct mconn *c)
+{
+	return MCONN_SLOW_MS > 0 ? MCONN_SLOW_MS : c->timeout_ms / 2;
+}
+
 /*
  * Dispatch one complete frame; takes ownership of |pay|. Returns 0, or a
  * negative errno when the frame breaks the protocol (the connection is
- * then dropped).
+ * then dropped). Every EIO it causes is logged (at most one line a
+ * second of each kind), and so is a reply that came late.
  */
 static int
 rx_frame(struct mconn *c, const struct mst_hdr *h, uint8_t *pay)
 {
 	struct mreq *r, *done = NULL;
-	int more = (h->flags & MST_F_MORE) != 0, rc = 0;
+	int more = (h->flags & MST_F_MORE) != 0, rc = 0, err, finished = 0;
+	enum rx_note note = RX_QUIET;
+	unsigned skipped = 0, slow_skipped = 0;
+	int64_t now = 0, took = -1;
 
 	if (h->flags & MST_F_NOTICE)
 		return rx_notice(c, h, pay);
@@ -766,17 +825,49 @@ rx_frame(struct mconn *c, const struct mst_hdr *h, uint8_t *pay)
 			req_unref(r);
 		}
 	} else if (h->status != 0) {
-		req_finish(c, r, -mst_status_to_errno(h->status), 0, &done);
+		err = mst_status_to_errno(h->status);
+		if (err == EIO && log_allowed(&c->eio_log, now_ms(), &skipped))
+			note = h->status == MST_S_EIO ? RX_EIO : RX_UNKNOWN;
+		finished = 1;
 	} else if (r->rep_bytes + h->len > MCONN_REPLY_MAX) {
-		req_finish(c, r, -EIO, more, &done);
+		note = RX_TOOBIG;
+		err = EIO;
+		finished = 1;
 	} else if (rep_append(r, pay, h->len) < 0) {
-		req_finish(c, r, -ENOMEM, more, &done);
+		err = ENOMEM;
+		finished = 1;
 	} else {
 		pay = NULL;
-		if (!more)
-			req_finish(c, r, 0, 0, &done);
+		err = 0;
+		finished = !more;
+	}
+	if (finished) {
+		/* How long it took, before req_finish lets another thread
+		 * run the callback (and free |r|). */
+		if (!r->untimed) {
+			now = now_ms();
+			took = now - (r->deadline - c->timeout_ms);
+			if (took < slow_ms(c) || !log_allowed(&c->slow_log, now,
+			    &slow_skipped))
+				took = -1;
+		}
+		req_finish(c, r, -err, err != 0 && more, &done);
 	}
 	pthread_mutex_unlock(&c->mu);
+	if (note == RX_EIO || note == RX_UNKNOWN)
+		mconn_log("the store at %s answered a %s with %s: EIO "
+		    "(%u more such answers not logged before it)",
+		    c->servers[c->server], op_str(h->op), note == RX_EIO ?
+		    "EIO" : "a status this mount does not know", skipped);
+	else if (note == RX_TOOBIG)
+		mconn_log("the store at %s answered a %s with more than %llu "
+		    "bytes: EIO", c->servers[c->server], op_str(h->op),
+		    (unsigned long long)MCONN_REPLY_MAX);
+	if (took >= 0)
+		mconn_log("the store at %s answered a %s after %lld ms (the "
+		    "timeout is %d ms; %u more late answers not logged before "
+		    "it)", c->servers[c->server], op_str(h->op),
+		    (long long)took, c->timeout_ms, slow_skipped);
 	free(pay);
 	run_done(done);
 	return rc;
@@ -939,6 +1030,7 @@ static void
 conn_down(struct mconn *c)
 {
 	struct mreq *r, *next, **pp, *done = NULL;
+	unsigned nfail = 0, op = 0;
 	size_t i;
 
 	/* Wake writers blocked on it; it may already be shut down. */
@@ -967,6 +1059,8 @@ conn_down(struct mconn *c)
 	for (r = TAILQ_FIRST(&c->all); r != NULL; r = next) {
 		next = TAILQ_NEXT(r, all);
 		if (r->sent_gen != 0 && !r->retry) {
+			if (nfail++ == 0)
+				op = r->op;
 			req_finish(c, r, -EIO, 0, &done);
 			continue;
 		}
@@ -979,6 +1073,11 @@ conn_down(struct mconn *c)
 	pthread_mutex_unlock(&c->mu);
 	pthread_mutex_unlock(&c->send_mu);
 	rx_reset(&c->rx);
+	/* The connection's loss is logged already; say what it cost. */
+	if (nfail > 0)
+		mconn_log("%u request(s) written to the store at %s and not to "
+		    "be sent again failed with the connection (the first a "
+		    "%s): EIO", nfail, c->servers[c->server], op_str(op));
 	run_done(done);
 }
 
@@ -1208,8 +1307,7 @@ timer_main(void *arg)
 		mconn_log("%u request(s) to the store at %s got no answer "
 		    "within %d ms (the first a %s, %s): EIO", nexp,
 		    c->servers[c->server], c->timeout_ms,
-		    mst_op_name(op) ? mst_op_name(op) : "request",
-		    sent ? "sent" : "never sent");
+		    op_str(op), sent ? "sent" : "never sent");
 		run_done(done);
 		pthread_mutex_lock(&c->mu);
 	}
@@ -1629,11 +1727,20 @@ void
 mconn_fail_all(struct mconn *c)
 {
 	struct mreq *r, *done = NULL;
+	unsigned n = 0, op = 0;
 
 	pthread_mutex_lock(&c->mu);
-	while ((r = TAILQ_FIRST(&c->all)) != NULL)
+	while ((r = TAILQ_FIRST(&c->all)) != NULL) {
+		if (n++ == 0)
+			op = r->op;
 		req_finish(c, r, -EIO, r->sent_gen != 0, &done);
+	}
 	pthread_mutex_unlock(&c->mu);
+	if (n > 0)
+		mconn_log("%u request(s) to the store at %s failed when it was "
+		    "judged down (the first a %s): EIO (those that may be "
+		    "sent again go to another server)", n,
+		    c->servers[c->server], op_str(op));
 	run_done(done);
 }
 

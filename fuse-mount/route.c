@@ -272,6 +272,7 @@ rcall_done(void *arg, struct mreply *r)
 	struct rcall *x = arg;
 	struct route *rt = x->rt;
 	struct rsrv *next = NULL;
+	int rc;
 
 	if (r->status == -EIO && x->tries < ROUTE_MAX) {
 		pthread_mutex_lock(&rt->mu);
@@ -289,8 +290,12 @@ rcall_done(void *arg, struct mreply *r)
 		x->s = next;
 		x->tries++;
 		mreply_free(r);
-		if (rcall_send(x) == 0)
+		rc = rcall_send(x);
+		if (rc == 0)
 			return;
+		syslog(LOG_ERR, "mount.mstore: request (op %u) for %.*s could "
+		    "not be resent to %s: %s; it fails with EIO", x->op,
+		    (int)x->klen, x->key, next->addr, strerror(-rc));
 		r->status = -EIO;
 	}
 	x->cb(x->arg, r);

@@ -251,8 +251,12 @@ store_deliver_encode(const char *dpath, unsigned sub, const char *name,
 		.sub = (uint8_t)sub };
 	int rc, len;
 
-	if (getrandom(q.idem, sizeof q.idem, 0) != sizeof q.idem)
+	if (getrandom(q.idem, sizeof q.idem, 0) != sizeof q.idem) {
+		syslog(LOG_ERR, "mount.mstore: DELIVER of %s: no random "
+		    "idempotency id (getrandom: %s): EIO", name,
+		    strerror(errno));
 		return -EIO;
+	}
 	(void)inode_classify(NULL, dpath, &q.mailbox, &q.folder);
 	rc = fbuf_map(b, body_out);
 	if (rc < 0)

@@ -17,6 +17,7 @@
 
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -1240,6 +1241,118 @@ START_TEST(held_callback_runs_after_its_writer_lets_go_of_the_socket)
 }
 END_TEST
 
+/* ---- the log ---- */
+
+/* stderr, where mconn logs, goes to |path| until log_end. */
+static int
+log_begin(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600), saved;
+
+	ck_assert_int_ge(fd, 0);
+	saved = dup(STDERR_FILENO);
+	ck_assert_int_ge(saved, 0);
+	ck_assert_int_ge(dup2(fd, STDERR_FILENO), 0);
+	close(fd);
+	return saved;
+}
+
+static void
+log_end(int saved)
+{
+	ck_assert_int_ge(dup2(saved, STDERR_FILENO), 0);
+	close(saved);
+}
+
+/* How many lines of |path| contain every string of |want| (NULL-ended). */
+static int
+log_lines(const char *path, const char *const *want)
+{
+	char line[1024];
+	int n = 0, i, all;
+	FILE *f = fopen(path, "r");
+
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof line, f) != NULL) {
+		for (i = 0, all = 1; want[i] != NULL && all; i++)
+			all = strstr(line, want[i]) != NULL;
+		n += all;
+	}
+	fclose(f);
+	return n;
+}
+
+/* An EIO that a program sees through the mount must be explainable from
+ * the mount's log alone: each way mconn ends a request with EIO says so,
+ * with the operation, and a reply that comes late is logged before it
+ * reaches the deadline. */
+START_TEST(every_eio_and_late_reply_is_logged_with_its_operation)
+{
+	static const char *const expired[] = { "1 request(s)",
+		"got no answer within 500 ms", "the first a PING, sent",
+		": EIO", NULL };
+	static const char *const late[] = { "answered a PING after",
+		"the timeout is 2000 ms", NULL };
+	static const char *const lost[] = { "1 request(s) written",
+		"failed with the connection", "the first a PING", ": EIO",
+		NULL };
+	static const char *const judged[] = { "2 request(s)",
+		"failed when it was judged down", "the first a PING", NULL };
+	struct pending p = PENDING_INIT, q = PENDING_INIT, r = PENDING_INIT;
+	char path[160];
+	struct mconn *c;
+	int saved;
+
+	snprintf(path, sizeof path, "%s/mconn.log", srv.dir);
+	saved = log_begin(path);
+
+	/* A deadline. */
+	c = open_conn(srv.addr, 500);
+	ck_assert_int_eq(kill(srv.pid, SIGSTOP), 0);
+	ck_assert_int_eq(ping(c, 1), -EIO);
+	ck_assert_int_eq(kill(srv.pid, SIGCONT), 0);
+	mconn_free(c);
+
+	/* A late reply: after half the timeout, before all of it. */
+	c = open_conn(srv.addr, 2000);
+	ck_assert_int_eq(ping(c, 2), 0);
+	ck_assert_int_eq(log_lines(path, late), 0);
+	ck_assert_int_eq(kill(srv.pid, SIGSTOP), 0);
+	ck_assert_int_eq(ping_async(c, 3, 0, &p), 0);
+	sleep_ms(1300);
+	ck_assert_int_eq(kill(srv.pid, SIGCONT), 0);
+	ck_assert_int_eq(pending_wait(&p, WAIT_MS), 0);
+
+	/* The server judged down (route.c's health check). */
+	ck_assert_int_eq(kill(srv.pid, SIGSTOP), 0);
+	ck_assert_int_eq(ping_async(c, 4, 0, &q), 0);
+	ck_assert_int_eq(ping_async(c, 5, 1, &r), 0);
+	sleep_ms(200);
+	mconn_fail_all(c);
+	ck_assert_int_eq(pending_wait(&q, WAIT_MS), -EIO);
+	ck_assert_int_eq(pending_wait(&r, WAIT_MS), -EIO);
+	ck_assert_int_eq(kill(srv.pid, SIGCONT), 0);
+	mconn_free(c);
+
+	/* A lost connection, with a written request that may not be sent
+	 * again. */
+	c = open_conn(srv.addr, WAIT_MS);
+	p = (struct pending)PENDING_INIT;
+	ck_assert_int_eq(kill(srv.pid, SIGSTOP), 0);
+	ck_assert_int_eq(ping_async(c, 6, 0, &p), 0);
+	sleep_ms(200);
+	server_kill();
+	ck_assert_int_eq(pending_wait(&p, WAIT_MS), -EIO);
+	mconn_free(c);
+
+	log_end(saved);
+	ck_assert_int_eq(log_lines(path, expired), 1);
+	ck_assert_int_eq(log_lines(path, late), 1);
+	ck_assert_int_eq(log_lines(path, judged), 1);
+	ck_assert_int_eq(log_lines(path, lost), 1);
+}
+END_TEST
+
 static Suite *
 mconn_suite(void)
 {
@@ -1291,6 +1404,8 @@ mconn_suite(void)
 	    borrowed_body_is_sent_intact_and_resent_after_a_crash);
 	tcase_add_test(tc,
 	    held_callback_runs_after_its_writer_lets_go_of_the_socket);
+	tcase_add_test(tc,
+	    every_eio_and_late_reply_is_logged_with_its_operation);
 	suite_add_tcase(s, tc);
 	return s;
 }

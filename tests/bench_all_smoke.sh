@@ -1,7 +1,8 @@
 #!/bin/sh
-# make bench, in miniature (--quick): every target on both links, the
-# report and its plots are written, every measurement delivered without
-# errors, and the sections other tools own are kept. Timing goals are
+# make bench, in miniature (--quick): every target on both links, one
+# busy mailbox (32 writers into one Maildir), the report and its plots
+# are written, every measurement delivered without errors, and the
+# sections other tools own are kept. Timing goals are
 # reported by the tool, never asserted here.
 set -eu
 b=${abs_top_builddir:-$(pwd)}
@@ -26,6 +27,9 @@ for l in rows:
     cells = [c.strip() for c in l.strip("|").split("|")]
     assert "failed" not in cells, l
     assert all(float(c) > 0 for c in cells[1:5]), l
+busy = re.findall(r"^\| 4 KiB \| (\d+) \| (\d+) \| ([0-9.]+) ", md, re.M)
+assert "## One busy mailbox, loopback" in md and len(busy) == 1, busy
+assert all(float(x) > 0 for x in busy[0]), busy
 rtts = re.findall(r"measured RTT ([0-9.]+) ms", md)
 assert len(rtts) == 2, rtts            # loopback and delayed
 pngs = [f for f in os.listdir(d) if f.endswith(".png")]

@@ -365,7 +365,10 @@ store_stages(struct mount *m, struct mst_str mailbox)
 {
 	struct mconn *c = route_conn(m->route, mailbox.p, mailbox.len);
 
-	return c != NULL && (mconn_features(c) & MST_FEAT_STAGE) != 0;
+	/* Not while the server is unreachable: fsync would wait for the
+	 * request's deadline, and link() then for its own. */
+	return c != NULL && mconn_connected(c) &&
+	    (mconn_features(c) & MST_FEAT_STAGE) != 0;
 }
 
 int

@@ -64,7 +64,8 @@ int store_deliver_encode_id(const char *dpath, unsigned sub,
     const char *name, struct fbuf *b, const struct mst_attr *sa,
     const uint8_t *idem, uint8_t *head, size_t cap,
     const uint8_t **body_out);
-/* Does the server of |mailbox| keep staged bodies (MST_FEAT_STAGE)? */
+/* Does the server of |mailbox| keep staged bodies (MST_FEAT_STAGE), and
+ * is it connected now? */
 int store_stages(struct mount *m, struct mst_str mailbox);
 /* STAGE |q| (whose |body| view is ignored) with the |q->body_size|
  * bytes at |body|, borrowed until it returns; waits for the answer. */

@@ -1,7 +1,8 @@
 /*
  * diskio.c - the engine's writes, syncs and reads, with EINTR and short
  * transfers handled once here, and a fault-injection hook for tests
- * (which covers the engine's thread starts as well). Never logs:
+ * (which covers the engine's thread starts as well) and a hold that
+ * keeps a call waiting until the test lets it go. Never logs:
  * callers decide what a failure means.
  */
 #include <errno.h>
@@ -14,6 +15,30 @@
 
 static atomic_uint fail_nth[DIO_NCALLS];
 static atomic_int fail_err[DIO_NCALLS];
+static atomic_int held[DIO_NCALLS];
+static pthread_mutex_t hold_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hold_cv = PTHREAD_COND_INITIALIZER;
+
+void
+dio_hold(enum dio_call which, int on)
+{
+	pthread_mutex_lock(&hold_mu);
+	atomic_store(&held[which], on);
+	pthread_cond_broadcast(&hold_cv);
+	pthread_mutex_unlock(&hold_mu);
+}
+
+/* Wait while a test holds |which|. */
+static void
+hold_wait(enum dio_call which)
+{
+	if (!atomic_load(&held[which]))
+		return;
+	pthread_mutex_lock(&hold_mu);
+	while (atomic_load(&held[which]))
+		pthread_cond_wait(&hold_cv, &hold_mu);
+	pthread_mutex_unlock(&hold_mu);
+}
 
 void
 dio_fail_at(enum dio_call which, unsigned nth, int err)
@@ -68,8 +93,10 @@ dio_pwritev_all(int fd, struct iovec *iov, int iovcnt, off_t off)
 int
 dio_fdatasync(int fd)
 {
-	int err = injected(DIO_SYNC);
+	int err;
 
+	hold_wait(DIO_SYNC);
+	err = injected(DIO_SYNC);
 	if (err)
 		return -err;
 	return fdatasync(fd) < 0 ? -errno : 0;

@@ -36,5 +36,10 @@ int dio_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
  * |err| (positive errno); nth = 0 disarms. Thread-safe.
  */
 void dio_fail_at(enum dio_call which, unsigned nth, int err);
+/*
+ * Tests: with |on|, every call of |which| waits (before doing anything)
+ * until a call with |on| = 0 lets it and the later ones go. Thread-safe.
+ */
+void dio_hold(enum dio_call which, int on);
 
 #endif /* MST_DISKIO_H */

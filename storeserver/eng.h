@@ -5,9 +5,10 @@
  * and checkpoint in memory (struct store_media).
  *
  * Threads and locks:
- *  - one writer thread runs every mutation, appends the batch to the
- *    active segment and makes it durable with one fdatasync (group
- *    commit); it alone changes the index, segment table and lsn;
+ *  - one writer thread runs every mutation and appends the batch to the
+ *    active segment; it alone changes the index, segment table and
+ *    lsn; a syncer thread makes the written batches durable with one
+ *    fdatasync (group commit) and answers the jobs that waited for it;
  *  - reader threads run lookups, listings and body reads;
  *  - a compactor thread moves live bodies out of sparse segments by
  *    submitting RELOCATE jobs to the writer.
@@ -124,6 +125,25 @@ struct engine {
 	struct jq wq, rq;
 	pthread_t writer, compactor, *readers;
 	int nreaders;
+	/*
+	 * Group commit runs on two threads. The writer applies a batch,
+	 * writes it, answers at once the flag changes and expunges in it
+	 * (SETINFO, EXPUNGE: ordered in the log is enough for them) and
+	 * hands the rest to the syncer, which answers them after the
+	 * fdatasync that covers their batch. The writer meanwhile goes on
+	 * with the next batch, so one fdatasync may cover several.
+	 */
+	pthread_t syncer;
+	pthread_mutex_t bmu;		/* held by the writer through a
+					   batch; a failed sync takes it to
+					   roll back */
+	pthread_mutex_t smu;		/* guards the s* fields */
+	pthread_cond_t scv;
+	struct job *sjobs, **stail;	/* written, waiting for a sync */
+	struct seg *sseg;		/* where they are */
+	uint64_t sbase, spos;		/* unsynced range of sseg */
+	uint64_t sacked;		/* changes in it already answered */
+	int spending, sbusy, sstop;
 	pthread_mutex_t wmu;		/* batch-written wakeups */
 	pthread_cond_t wcv;
 	uint64_t wgen;			/* batches ended; guarded by wmu */
@@ -132,6 +152,7 @@ struct engine {
 	int cstop, ckick;		/* guarded by cmu */
 	/* Counters for "stats"; writer-owned, read racily. */
 	atomic_uint_fast64_t batches, batched, syncs, relocated, compacted;
+	atomic_uint_fast64_t ordered;	/* answered before their sync */
 };
 
 /* Internal job kinds beyond protocol opcodes (job->kind). */

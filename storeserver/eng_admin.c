@@ -434,6 +434,10 @@ stats(struct engine *e, struct job *j)
 	    (unsigned long long)(ix->nodes * (sizeof(struct node) + 64 + 24) +
 	    (ix->by_name.mask + ix->by_id.mask + ix->by_idem.mask + 3) * 8));
 	pthread_rwlock_unlock(&e->mu);
+	/* Flag changes and expunges answered once in the log, before the
+	 * fdatasync that made them durable (engine_local.c). */
+	n += snprintf(buf + n, sizeof buf - (size_t)n, "ordered=%llu\n",
+	    (unsigned long long)atomic_load(&e->ordered));
 	j->status = reply_text(j, buf, (size_t)n);
 }
 

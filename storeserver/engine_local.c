@@ -5,15 +5,29 @@
  *
  * This file owns the threads and the group commit. The writer thread
  * takes every queued mutation at once (up to BATCH_MAX), applies each to
- * the index while appending its record to one write, makes the batch
- * durable with a single fdatasync, and only then completes the jobs. A
- * lone delivery therefore waits for one fdatasync and no timer; under
- * load the queue fills while the previous sync runs, so batches grow with
- * the load. It never answers a mutation before its batch is durable.
+ * the index while appending its record to one write, and hands the
+ * written batch to the syncer thread, which makes it durable with one
+ * fdatasync and only then completes its jobs. While the syncer waits for
+ * the disk the writer goes on with the next batch, so one fdatasync
+ * covers every batch written meanwhile. A lone delivery therefore waits
+ * for one fdatasync and no timer; under load batches grow with it.
+ *
+ * Two kinds of change are answered earlier: a flag change (SETINFO, a
+ * rename within new/ and cur/) and an expunge are completed as soon as
+ * their batch is in the log file (ordered behind every earlier record,
+ * in the page cache), before its fdatasync. Killing mstored loses none
+ * of them; a crash of the machine loses at most the batches not yet
+ * synced, that is the last group commit of flag changes and expunges,
+ * and never a message: every other change, deliveries first, is
+ * answered only once durable. When such an fdatasync fails, mstored
+ * exits (a roll back would undo changes already answered) and restart
+ * recovers from the log; a failed sync of other changes only is rolled
+ * back as before and the service continues.
  *
  * Readers may see a change in the index while its batch is still being
- * synced; no reply to the writer and no notice leaves before the sync,
- * and a crash in that window only loses what nobody was told succeeded.
+ * written or synced; no reply to a durable change and no notice of it
+ * leaves before the sync, and a crash in that window only loses what
+ * nobody was told succeeded.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -209,26 +223,26 @@ do_relocate(struct engine *e, struct batch *b, struct job *j)
 	return batch_add(e, b, &r, j->body);
 }
 
-/* The batch could not be made durable: cut the segment back to where the
- * batch began, rebuild the index from disk, and fail every job that was
- * going to succeed. Nothing in it was acknowledged. */
+/* Cut segment |s| back to |base| (nothing after it was answered),
+ * rebuild the index from disk, and fail every job of |jobs| that was
+ * going to succeed. The writer is between batches or is the caller. */
 static void
-fail_batch(struct engine *e, struct batch *b, struct job *jobs, int rc)
+roll_back(struct engine *e, struct seg *s, uint64_t base, struct job *jobs,
+    int rc)
 {
 	struct job *j;
 	int r2;
 
-	log_err("write %d records to %s at offset %llu: %s; rolling back",
-	    b->nrec, b->seg->path, (unsigned long long)b->base,
-	    strerror(-rc));
-	atomic_store(&b->seg->written, b->base);
-	if (ftruncate(b->seg->fd, (off_t)b->base) < 0 ||
-	    fdatasync(b->seg->fd) < 0) {
+	log_err("write or sync of %s from offset %llu: %s; rolling back",
+	    s->path, (unsigned long long)base, strerror(-rc));
+	atomic_store(&s->written, base);
+	if (ftruncate(s->fd, (off_t)base) < 0 || fdatasync(s->fd) < 0) {
 		log_err("ftruncate/fdatasync %s: %s: cannot roll back, "
 		    "exiting so that restart recovers from the log",
-		    b->seg->path, strerror(errno));
+		    s->path, strerror(errno));
 		abort();
 	}
+	s->size = base;
 	pthread_rwlock_wrlock(&e->mu);
 	r2 = store_reload(e);
 	if (r2 == 0)
@@ -247,13 +261,55 @@ fail_batch(struct engine *e, struct batch *b, struct job *jobs, int rc)
 	}
 }
 
+/* Answered once ordered in the log, before the fdatasync. */
+static int
+answered_ordered(const struct job *j)
+{
+	return j->kind == JK_OP && (j->op == MST_OP_SETINFO ||
+	    j->op == MST_OP_EXPUNGE);
+}
+
+/* Hand the written batch's durable jobs to the syncer. */
+static void
+sync_handoff(struct engine *e, const struct batch *b, struct job *durable,
+    struct job **dtail, uint64_t nordered)
+{
+	pthread_mutex_lock(&e->smu);
+	if (!e->spending) {
+		e->sseg = b->seg;
+		e->sbase = b->base;
+	}
+	e->spos = b->pos;
+	e->sacked += nordered;
+	if (durable) {
+		*e->stail = durable;
+		e->stail = dtail;
+	}
+	e->spending = 1;
+	pthread_cond_broadcast(&e->scv);
+	pthread_mutex_unlock(&e->smu);
+}
+
+/* Wait until every written batch is durable and answered (before a
+ * rotation, a checkpoint, or the end). Writer thread, bmu not held. */
+static void
+sync_drain(struct engine *e)
+{
+	pthread_mutex_lock(&e->smu);
+	while (e->spending || e->sbusy)
+		pthread_cond_wait(&e->scv, &e->smu);
+	pthread_mutex_unlock(&e->smu);
+}
+
 static void
 run_batch(struct engine *e, struct batch *b, struct job *jobs)
 {
 	struct job *j, *next, *done = NULL, **dtail = &done;
+	struct job *now = NULL, **ntail = &now;
 	struct job *defer = NULL, *dlast = NULL;
 	size_t ndefer = 0;
-	int i, rc;
+	uint64_t nordered = 0;
+	int i, rc = 0;
 
 	b->seg = e->active;
 	b->base = b->pos = e->active->size;
@@ -277,25 +333,30 @@ run_batch(struct engine *e, struct batch *b, struct job *jobs)
 			continue;
 		}
 		j->next = NULL;
-		*dtail = j;
-		dtail = &j->next;
+		if (answered_ordered(j)) {
+			*ntail = j;
+			ntail = &j->next;
+			nordered++;
+		} else {
+			*dtail = j;
+			dtail = &j->next;
+		}
 	}
 	if (b->nrec) {
 		rc = dio_pwritev_all(b->seg->fd, b->iov, b->niov,
 		    (off_t)b->base);
-		if (rc == 0)
-			rc = dio_fdatasync(b->seg->fd);
-		if (rc == 0)
-			atomic_store(&b->seg->written, b->pos);
 		if (rc < 0) {
-			fail_batch(e, b, done, rc);
+			*dtail = now;	/* none answered yet: all fail */
+			now = NULL;
+			roll_back(e, b->seg, b->base, done, rc);
 		} else {
 			b->seg->size = b->pos;
+			atomic_store(&b->seg->written, b->pos);
 			e->since_ckpt += b->pos - b->base;
 			e->log_bytes += b->pos - b->base;
 			atomic_fetch_add(&e->batches, 1);
 			atomic_fetch_add(&e->batched, (uint64_t)b->nrec);
-			atomic_fetch_add(&e->syncs, 1);
+			atomic_fetch_add(&e->ordered, nordered);
 		}
 	}
 	if (b->nrec) {			/* readers waiting in body_wait */
@@ -308,10 +369,102 @@ run_batch(struct engine *e, struct batch *b, struct job *jobs)
 		free(b->scratch[i]);
 	if (defer)
 		jq_requeue(&e->wq, defer, dlast, ndefer);
-	for (j = done; j; j = next) {
+	if (b->nrec && rc == 0) {
+		/* The syncer answers the rest once they are durable. */
+		sync_handoff(e, b, done, dtail, nordered);
+		done = NULL;
+	}
+	for (j = now; j; j = next) {
 		next = j->next;
 		complete(e, j);
 	}
+	for (j = done; j; j = next) {	/* nothing written: no sync */
+		next = j->next;
+		complete(e, j);
+	}
+}
+
+/*
+ * An fdatasync failed: every batch written since the range began is
+ * undone. With bmu the writer is between batches, so nothing more is
+ * written meanwhile. Changes already answered cannot be undone; then
+ * the process exits and restart recovers from the log.
+ */
+static void
+sync_failed(struct engine *e, struct seg *s, uint64_t base, uint64_t acked,
+    struct job **jobs, int rc)
+{
+	struct job **tail = jobs;
+
+	pthread_mutex_lock(&e->bmu);
+	pthread_mutex_lock(&e->smu);
+	while (*tail)
+		tail = &(*tail)->next;
+	if (e->spending) {	/* written after the failed range began */
+		*tail = e->sjobs;
+		acked += e->sacked;
+		e->sjobs = NULL;
+		e->stail = &e->sjobs;
+		e->sacked = 0;
+		e->spending = 0;
+	}
+	pthread_mutex_unlock(&e->smu);
+	if (acked > 0) {
+		log_err("fdatasync %s: %s: %llu flag changes or expunges were "
+		    "already answered; exiting so that restart recovers from "
+		    "the log", s->path, strerror(-rc),
+		    (unsigned long long)acked);
+		abort();
+	}
+	roll_back(e, s, base, *jobs, rc);
+	pthread_mutex_lock(&e->wmu);
+	e->wgen++;
+	pthread_cond_broadcast(&e->wcv);
+	pthread_mutex_unlock(&e->wmu);
+	pthread_mutex_unlock(&e->bmu);
+}
+
+static void *
+syncer_main(void *arg)
+{
+	struct engine *e = arg;
+	struct job *jobs, *j, *next;
+	uint64_t base, acked;
+	struct seg *s;
+	int rc;
+
+	pthread_mutex_lock(&e->smu);
+	for (;;) {
+		while (!e->spending && !e->sstop)
+			pthread_cond_wait(&e->scv, &e->smu);
+		if (!e->spending)
+			break;
+		jobs = e->sjobs;
+		s = e->sseg;
+		base = e->sbase;
+		acked = e->sacked;
+		e->sjobs = NULL;
+		e->stail = &e->sjobs;
+		e->sacked = 0;
+		e->spending = 0;
+		e->sbusy = 1;
+		pthread_mutex_unlock(&e->smu);
+		rc = dio_fdatasync(s->fd);
+		if (rc < 0) {
+			sync_failed(e, s, base, acked, &jobs, rc);
+		} else {
+			atomic_fetch_add(&e->syncs, 1);
+		}
+		for (j = jobs; j; j = next) {
+			next = j->next;
+			complete(e, j);
+		}
+		pthread_mutex_lock(&e->smu);
+		e->sbusy = 0;
+		pthread_cond_broadcast(&e->scv);
+	}
+	pthread_mutex_unlock(&e->smu);
+	return NULL;
 }
 
 static struct job *
@@ -340,7 +493,7 @@ writer_main(void *arg)
 	struct engine *e = arg;
 	struct batch b = { 0 };
 	struct job *jobs, *ck, *j, *next, *rest, *rev;
-	int want_ckpt, rc;
+	int want_ckpt, rotate, rc;
 
 	b.cap = 2 * BATCH_MAX + 8;
 	b.iov = calloc((size_t)b.cap, sizeof *b.iov);
@@ -363,18 +516,27 @@ writer_main(void *arg)
 			rev = j;
 		}
 		want_ckpt = ck != NULL;
-		if (rev)
+		if (rev) {
+			pthread_mutex_lock(&e->bmu);
 			run_batch(e, &b, rev);
-		if (e->active->size >= e->conf.segment_size &&
-		    store_rotate(e) < 0)
+			pthread_mutex_unlock(&e->bmu);
+		}
+		/* A new segment and a checkpoint start from a durable log. */
+		rotate = e->active->size >= e->conf.segment_size;
+		want_ckpt |= e->since_ckpt >= e->conf.checkpoint_bytes;
+		if (rotate || want_ckpt)
+			sync_drain(e);
+		pthread_mutex_lock(&e->bmu);
+		if (rotate && store_rotate(e) < 0)
 			log_err("cannot start a new segment; staying on %s",
 			    e->active->path);
-		if (want_ckpt || e->since_ckpt >= e->conf.checkpoint_bytes) {
+		if (want_ckpt) {
 			rc = store_checkpoint(e);
 			compact_kick(e);
 		} else {
 			rc = 0;
 		}
+		pthread_mutex_unlock(&e->bmu);
 		for (j = ck; j; j = next) {
 			next = j->next;
 			j->status = rc;
@@ -384,6 +546,7 @@ writer_main(void *arg)
 			complete(e, j);
 		}
 	}
+	sync_drain(e);
 	if (store_checkpoint(e) < 0)
 		log_warn("final checkpoint failed; the next start replays "
 		    "the log");
@@ -475,6 +638,10 @@ engine_open_media(const struct engine_conf *c, const struct store_media *m,
 	pthread_cond_init(&e->ccv, NULL);
 	pthread_mutex_init(&e->wmu, NULL);
 	pthread_cond_init(&e->wcv, NULL);
+	pthread_mutex_init(&e->bmu, NULL);
+	pthread_mutex_init(&e->smu, NULL);
+	pthread_cond_init(&e->scv, NULL);
+	e->stail = &e->sjobs;
 	if (e->dir == NULL) {
 		free(e);
 		return -ENOMEM;
@@ -507,6 +674,8 @@ engine_open_media(const struct engine_conf *c, const struct store_media *m,
 		engine_close(e);
 		return rc;
 	}
+	if (dio_thread_start(&e->syncer, syncer_main, e) < 0)
+		abort();	/* the writer's batches wait for it */
 	for (i = 0; i < e->nreaders; i++)
 		if (dio_thread_start(&e->readers[i], reader_main, e) < 0)
 			abort();	/* cannot run without them */
@@ -587,7 +756,12 @@ engine_close(struct engine *e)
 		pthread_mutex_unlock(&e->cmu);
 		pthread_join(e->compactor, NULL);
 		jq_stop(&e->wq);
-		pthread_join(e->writer, NULL);
+		pthread_join(e->writer, NULL);	/* drains the syncer */
+		pthread_mutex_lock(&e->smu);
+		e->sstop = 1;
+		pthread_cond_broadcast(&e->scv);
+		pthread_mutex_unlock(&e->smu);
+		pthread_join(e->syncer, NULL);
 		jq_stop(&e->rq);
 		for (i = 0; i < e->nreaders; i++)
 			pthread_join(e->readers[i], NULL);

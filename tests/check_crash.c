@@ -521,13 +521,14 @@ frames_walk(const struct frames *f, list_fn *fn, void *arg)
 	return rc;
 }
 
-/* LIST MBOX new in full, every frame of it, then give |fn| each entry;
- * |fn| may make requests of its own on |c|. */
+/* LIST MBOX new/ (MST_SUB_NEW) or cur/ in full, every frame of it, then
+ * give |fn| each entry; |fn| may make requests of its own on |c|. */
 static int
-list_new(struct mst_client *c, const char *mbox, list_fn *fn, void *arg)
+list_sub(struct mst_client *c, const char *mbox, unsigned sub, list_fn *fn,
+    void *arg)
 {
 	struct mst_list_req q = { .mailbox = mst_str_of(mbox),
-		.folder = mst_str_of(""), .sub = MST_SUB_NEW };
+		.folder = mst_str_of(""), .sub = (uint8_t)sub };
 	struct frames f = { 0 };
 	struct mst_hdr h = { 0 };
 	const uint8_t *rp;
@@ -553,6 +554,12 @@ list_new(struct mst_client *c, const char *mbox, list_fn *fn, void *arg)
 	free(f.p);
 	free(f.ends);
 	return rc;
+}
+
+static int
+list_new(struct mst_client *c, const char *mbox, list_fn *fn, void *arg)
+{
+	return list_sub(c, mbox, MST_SUB_NEW, fn, arg);
 }
 
 /* ---- crash: deliveries, kill -9, restart, verify ---- */
@@ -1002,6 +1009,216 @@ START_TEST(acknowledged_mail_survives_kill_9)
 		free(crashers[i].v);
 		free(crashers[i].body);
 	}
+}
+END_TEST
+
+/* ---- flags: flag changes and expunges, kill -9, restart, verify ---- */
+
+/*
+ * Flag changes (SETINFO) and expunges are answered once the store has
+ * ordered them in its log, before their fdatasync. A kill -9 of mstored
+ * leaves what it wrote in the kernel's page cache, so every answered one
+ * must survive it; a message must never be lost, whatever was in
+ * flight. (A crash of the machine may lose the last group commit of
+ * them; that needs a machine to crash, so it is not tested here.)
+ */
+#define FL_MSGS		400
+#define FL_THREADS	4
+#define FL_MBOX		"flags"
+
+enum {
+	FL_NEW,			/* never touched: in new/ */
+	FL_MOVE_SENT,		/* SETINFO sent, no reply: new/ or cur/ */
+	FL_MOVED,		/* answered: in cur/ as NAME:2,S */
+	FL_EXP_SENT,		/* EXPUNGE of cur/ sent, no reply */
+	FL_EXPUNGED,		/* answered: gone */
+};
+
+static uint8_t fl_state[FL_MSGS];
+static uint8_t fl_seen[FL_MSGS];
+static atomic_uint fl_answered;
+
+static int
+setinfo_seen(struct mst_client *c, const char *mbox, const char *name,
+    struct mst_hdr *h)
+{
+	char to[64];
+	struct mst_setinfo_req q = {
+		.mailbox = mst_str_of(mbox), .folder = mst_str_of(""),
+		.from_sub = MST_SUB_NEW, .from_name = mst_str_of(name),
+		.to_sub = MST_SUB_CUR,
+	};
+	const uint8_t *rp;
+	uint8_t b[512];
+	int n;
+
+	snprintf(to, sizeof to, "%s:2,S", name);
+	q.to_name = mst_str_of(to);
+	n = mst_setinfo_req_encode(&q, b, sizeof b);
+	if (n < 0)
+		return n;
+	return mst_client_call(c, MST_OP_SETINFO, b, (size_t)n, h, &rp);
+}
+
+static int
+expunge_cur(struct mst_client *c, const char *mbox, const char *name,
+    struct mst_hdr *h)
+{
+	struct mst_msg_ref m = {
+		.mailbox = mst_str_of(mbox), .folder = mst_str_of(""),
+		.sub = MST_SUB_CUR, .name = mst_str_of(name),
+	};
+	const uint8_t *rp;
+	uint8_t b[512];
+	int n = mst_msg_ref_encode(&m, b, sizeof b);
+
+	if (n < 0)
+		return n;
+	return mst_client_call(c, MST_OP_EXPUNGE, b, (size_t)n, h, &rp);
+}
+
+/* Thread |no| marks messages no, no + FL_THREADS, ... seen, and expunges
+ * every fifth again, until the server dies. */
+static void *
+flag_main(void *arg)
+{
+	unsigned no = (unsigned)(uintptr_t)arg, k;
+	struct mst_client *c = NULL;
+	char name[32], cname[40];
+	struct mst_hdr h;
+	int rc = client_open(&c);
+
+	if (rc < 0)
+		fail_set("flag thread %u: connect: %s", no, strerror(-rc));
+	for (k = no; rc == 0 && k < FL_MSGS; k += FL_THREADS) {
+		snprintf(name, sizeof name, "m%04u", k);
+		fl_state[k] = FL_MOVE_SENT;
+		memset(&h, 0, sizeof h);
+		rc = setinfo_seen(c, FL_MBOX, name, &h);
+		if (rc < 0)
+			break;
+		fl_state[k] = FL_MOVED;
+		atomic_fetch_add(&fl_answered, 1);
+		if (k % 5 != 0)
+			continue;
+		snprintf(cname, sizeof cname, "%s:2,S", name);
+		fl_state[k] = FL_EXP_SENT;
+		rc = expunge_cur(c, FL_MBOX, cname, &h);
+		if (rc < 0)
+			break;
+		fl_state[k] = FL_EXPUNGED;
+		atomic_fetch_add(&fl_answered, 1);
+	}
+	if (rc < 0 && (!is_transport(&h, rc) || !atomic_load(&killed)))
+		fail_set("flag thread %u: message %u: %s", no, k,
+		    strerror(-rc));
+	mst_client_free(c);
+	return NULL;
+}
+
+/* One listed entry of new/ (|arg| NULL) or cur/: it must be allowed
+ * there, and seen once. */
+static int
+flag_entry(void *arg, const struct mst_list_entry *e)
+{
+	int cur = arg != NULL;
+	char name[64];
+	unsigned k;
+	int len, ok;
+
+	snprintf(name, sizeof name, "%.*s", (int)e->name.len, e->name.p);
+	if (sscanf(name, "m%4u%n", &k, &len) != 1 || k >= FL_MSGS ||
+	    strcmp(name + len, cur ? ":2,S" : "") != 0) {
+		fail_set("%s/%s: a name nobody made", cur ? "cur" : "new",
+		    name);
+		return 0;
+	}
+	switch (fl_state[k]) {
+	case FL_NEW:
+		ok = !cur;
+		break;
+	case FL_MOVE_SENT:
+		ok = 1;
+		break;
+	case FL_MOVED:
+	case FL_EXP_SENT:
+		ok = cur;
+		break;
+	default:
+		ok = 0;
+	}
+	if (!ok)
+		fail_set("%s/%s present, but its last answered change says "
+		    "otherwise (state %u)", cur ? "cur" : "new", name,
+		    fl_state[k]);
+	if (fl_seen[k]++)
+		fail_set("message %u listed twice", k);
+	return 0;
+}
+
+START_TEST(answered_flag_changes_survive_kill_9_and_no_message_is_lost)
+{
+	pthread_t t[FL_THREADS];
+	struct mst_client *c;
+	uint8_t idem[MST_IDEM_LEN], body[64];
+	struct mst_attr a;
+	struct mst_hdr h;
+	char name[32];
+	unsigned k, answered, missing = 0;
+	int64_t deadline;
+
+	memset(fl_state, FL_NEW, sizeof fl_state);
+	memset(fl_seen, 0, sizeof fl_seen);
+	atomic_store(&fl_answered, 0);
+	atomic_store(&killed, 0);
+	ck_assert_int_eq(client_open(&c), 0);
+	ck_assert_int_eq(make_mailbox(c, FL_MBOX), 0);
+	for (k = 0; k < FL_MSGS; k++) {
+		snprintf(name, sizeof name, "m%04u", k);
+		memset(idem, 0, sizeof idem);
+		memcpy(idem, &k, sizeof k);
+		memset(body, 'a' + (int)(k % 26), sizeof body);
+		ck_assert_int_eq(deliver(c, FL_MBOX, name, idem, body,
+		    sizeof body, &h, &a), 0);
+	}
+	mst_client_free(c);
+	for (k = 0; k < FL_THREADS; k++)
+		ck_assert_int_eq(pthread_create(&t[k], NULL, flag_main,
+		    (void *)(uintptr_t)k), 0);
+	/* Kill once a third of the changes are answered, mid-stream. */
+	deadline = now_ms() + REPLY_MS * 4;
+	while (atomic_load(&fl_answered) < FL_MSGS / 3 && now_ms() < deadline)
+		sleep_ms(1);
+	atomic_store(&killed, 1);
+	server_kill();
+	for (k = 0; k < FL_THREADS; k++)
+		pthread_join(t[k], NULL);
+	assert_no_failure();
+	answered = atomic_load(&fl_answered);
+	ck_assert_msg(answered >= FL_MSGS / 3, "only %u changes answered",
+	    answered);
+	server_start();
+	ck_assert_int_eq(client_open(&c), 0);
+	ck_assert_int_eq(list_sub(c, FL_MBOX, MST_SUB_NEW, flag_entry, NULL),
+	    0);
+	ck_assert_int_eq(list_sub(c, FL_MBOX, MST_SUB_CUR, flag_entry, c), 0);
+	assert_no_failure();
+	for (k = 0; k < FL_MSGS; k++)
+		if (!fl_seen[k] && fl_state[k] != FL_EXPUNGED &&
+		    fl_state[k] != FL_EXP_SENT)
+			missing++;
+	ck_assert_msg(missing == 0, "%u messages lost", missing);
+	/* The store goes on: the rest can be marked seen now. */
+	for (k = 0; k < FL_MSGS; k++) {
+		if (fl_state[k] != FL_NEW)
+			continue;
+		snprintf(name, sizeof name, "m%04u", k);
+		ck_assert_int_eq(setinfo_seen(c, FL_MBOX, name, &h), 0);
+	}
+	mst_client_free(c);
+	printf("check_crash: flags: SIGKILL after %u answered flag changes "
+	    "and expunges; every message kept\n", answered);
+	fflush(stdout);
 }
 END_TEST
 
@@ -1510,6 +1727,8 @@ crash_suite(void)
 	tcase_add_checked_fixture(tc, setup_crash, teardown_server);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, acknowledged_mail_survives_kill_9);
+	tcase_add_test(tc,
+	    answered_flag_changes_survive_kill_9_and_no_message_is_lost);
 	suite_add_tcase(s, tc);
 
 	tcase_add_unchecked_fixture(tr, setup_base, teardown_base);

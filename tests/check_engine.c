@@ -9,7 +9,8 @@
  * orphans, their restart, compaction and scrub; corner cases: jobs that
  * build on each other inside one batch, changes refused half way, a
  * failed sync during recovery, a writer thread that cannot start, and
- * empty bodies.
+ * empty bodies; flag changes and expunges answered before their sync,
+ * deliveries only after it.
  */
 #include <check.h>
 #include <dirent.h>
@@ -71,6 +72,7 @@ teardown(void)
 	dio_fail_at(DIO_WRITE, 0, 0);
 	dio_fail_at(DIO_SYNC, 0, 0);
 	dio_fail_at(DIO_THREAD, 0, 0);
+	dio_hold(DIO_SYNC, 0);
 	nftw(tmpl, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
@@ -2113,6 +2115,72 @@ START_TEST(refused_size_change_applies_no_other_attribute)
 }
 END_TEST
 
+/*
+ * A flag change and an expunge are answered once their records are in
+ * the log file, before the fdatasync that makes them durable; a delivery
+ * waits for it. With every fdatasync held, the SETINFO and the EXPUNGE
+ * are answered and the DELIVER is not; a store opened on a copy of the
+ * files taken then already holds both changes (the records were
+ * written, not only applied to the index). Once the sync may run, the
+ * delivery is answered and the changes are still there after a restart.
+ */
+START_TEST(flag_changes_and_expunges_are_answered_before_their_sync)
+{
+	struct mst_deliver_req d = {
+		.mailbox = mst_str_of("m"), .folder = mst_str_of(""),
+		.sub = MST_SUB_NEW, .name = mst_str_of("c"),
+		.checksum = mst_checksum("cccc", 4), .body_size = 4,
+		.mode = 0600, .uid = 5000, .gid = 5000,
+	};
+	char copy[80], cmd[300], text[2048], *dump;
+	struct tengine T2;
+	uint8_t req[512];
+	struct job *dj;
+	int n;
+
+	ck_assert_int_eq(t_mkdirs(&T, "m"), 0);
+	ck_assert_int_eq(t_deliver(&T, "m", MST_SUB_NEW, "a", "aaaa", 4, NULL,
+	    NULL), 0);
+	ck_assert_int_eq(t_deliver(&T, "m", MST_SUB_NEW, "b", "bbbb", 4, NULL,
+	    NULL), 0);
+	dio_hold(DIO_SYNC, 1);
+	n = mst_deliver_req_encode(&d, req, sizeof req);
+	dj = tbuild(&T, MST_OP_DELIVER, req, (size_t)n, "cccc", 4);
+	tsubmit(&T, dj);
+	ck_assert_int_eq(t_setinfo(&T, "m", MST_SUB_NEW, "a", MST_SUB_CUR,
+	    "a:2,S"), 0);
+	ck_assert_int_eq(t_expunge(&T, "m", MST_SUB_NEW, "b"), 0);
+	usleep(100 * 1000);
+	ck_assert_msg(!tfinished(dj), "a delivery was answered before its "
+	    "fdatasync");
+	ck_assert_int_eq(t_admin(&T, "stats", text, sizeof text), 0);
+	ck_assert_ptr_nonnull(strstr(text, "ordered=2"));
+
+	snprintf(copy, sizeof copy, "%s-copy", tmpl);
+	snprintf(cmd, sizeof cmd, "cp -a %s %s", tmpl, copy);
+	ck_assert_int_eq(system(cmd), 0);
+	tconf(&T2, copy);
+	ck_assert_int_eq(topen(&T2), 0);
+	dump = t_dump(&T2);
+	ck_assert_msg(strstr(dump, "m/cur/a:2,S ") != NULL, "%s", dump);
+	ck_assert_msg(strstr(dump, "m/new/a ") == NULL, "%s", dump);
+	ck_assert_msg(strstr(dump, "m/new/b ") == NULL, "%s", dump);
+	free(dump);
+	tclose(&T2);
+	nftw(copy, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+
+	dio_hold(DIO_SYNC, 0);
+	ck_assert_int_eq(twait_for(dj)->status, 0);
+	job_free(dj);
+	reopen();
+	dump = t_dump(&T);
+	ck_assert_ptr_nonnull(strstr(dump, "m/cur/a:2,S "));
+	ck_assert_ptr_nonnull(strstr(dump, "m/new/c "));
+	ck_assert_ptr_null(strstr(dump, "m/new/b "));
+	free(dump);
+}
+END_TEST
+
 /* Leave |len| bytes of garbage after the last record of segment 1 (the
  * store is closed): a torn tail that the next open cuts off. */
 static void
@@ -2469,6 +2537,8 @@ engine_suite(void)
 		{ open_fails_cleanly_when_the_writer_cannot_start, ON_LOCAL },
 		{ empty_bodies_read_back_as_empty, ON_BOTH },
 		{ memory_store_writes_no_file_and_restarts_empty, ON_MEMORY },
+		{ flag_changes_and_expunges_are_answered_before_their_sync,
+		    ON_LOCAL },
 		{ staged_body_is_named_once_by_commit, ON_BOTH },
 		{ staged_bodies_never_committed_are_reclaimed, ON_BOTH },
 	};

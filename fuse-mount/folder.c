@@ -82,9 +82,12 @@ folder_put(struct folder *f, const char *name, const struct mst_attr *a)
 	size_t h, len;
 
 	if (e) {
+		if (e->attr.id != a->id || e->attr.type != a->type)
+			f->gen++;	/* another inode under the name */
 		e->attr = *a;
 		return;
 	}
+	f->gen++;
 	if (f->tab == NULL || f->n > f->mask)
 		folder_grow(f);
 	if (f->tab == NULL)
@@ -117,6 +120,7 @@ folder_del(struct folder *f, const char *name)
 			folder_account(f, -(ssize_t)entry_cost(strlen(name)));
 			free(e);
 			f->n--;
+			f->gen++;
 			return;
 		}
 }
@@ -137,6 +141,7 @@ folder_clear(struct folder *f)
 		f->tab[i] = NULL;
 	}
 	f->n = 0;
+	f->gen++;
 }
 
 /* Entries and table go; the struct stays with its directory. */
@@ -162,6 +167,7 @@ folder_new(struct mount *m, struct minode *dir)
 		return NULL;
 	f->m = m;
 	f->dir = dir;
+	f->kgen = UINT64_MAX;
 	f->bytes = sizeof *f + MNT_MALLOC_COST;
 	mem_account(m, (ssize_t)f->bytes);
 	return f;

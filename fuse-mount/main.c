@@ -298,6 +298,7 @@ static const struct fuse_lowlevel_ops mount_ops = {
 	.statfs = op_statfs,
 	.opendir = op_opendir,
 	.readdir = op_readdir,
+	.readdirplus = op_readdirplus,
 	.releasedir = op_releasedir,
 	.create = op_create,
 	.open = op_open,
@@ -506,6 +507,7 @@ main(int argc, char **argv)
 	pthread_mutex_init(&m.sq_mu, NULL);
 	pthread_cond_init(&m.sq_cv, NULL);
 	pthread_cond_init(&m.settled_cv, NULL);
+	pthread_cond_init(&m.fcv, NULL);
 	m.locks = locktab_new();
 	if (m.locks == NULL || inode_init(&m) < 0) {
 		fprintf(stderr, "mount.mstore: out of memory\n");

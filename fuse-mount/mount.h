@@ -166,6 +166,10 @@ struct folder {
 	int valid;		/* a full listing was applied */
 	int dirty;		/* a notice came after the last LIST */
 	int busy;		/* being refreshed or read: not evicted */
+	int refreshing;		/* a LIST in flight: others wait (m->fcv) */
+	uint64_t gen;		/* bumped by every change of the entries */
+	uint64_t kgen;		/* gen the kernel's readdir cache holds, or
+				   UINT64_MAX: none trusted */
 	size_t bytes;		/* accounted to m->mem_used */
 	uint64_t tick;		/* m->tick at its last use */
 	struct lru lru;		/* on m->flru while it has a table */
@@ -288,6 +292,7 @@ struct mount {
 	int sq_stop;		/* guarded by sq_mu */
 	pthread_t settler;
 	pthread_cond_t settled_cv;	/* with mu: a wr_settle reached 0 */
+	pthread_cond_t fcv;	/* with mu: a folder's LIST is in */
 	/* A directory minode is about to be freed (mu held): the inode
 	 * table calls this, set by main.c to watch_drop, so its watch ends
 	 * without inode.c knowing of watches. NULL: nothing to do. */
@@ -524,6 +529,10 @@ mount_of(fuse_req_t req)
 
 /* Reply helpers shared by the ops files. */
 void reply_entry(fuse_req_t req, struct mount *m, struct minode *n);
+/* The kernel's entry for |n| (mu held): how long it may keep the name
+ * and the attributes. */
+void entry_fill(struct mount *m, struct minode *n,
+    struct fuse_entry_param *e);
 /* Deliver a local buffer as |dir|/|name|; fills *attr_out. */
 int do_deliver(struct mount *m, struct minode *dir, const char *name,
     struct fbuf *b, mode_t mode, uid_t uid, gid_t gid,
@@ -545,6 +554,8 @@ void op_mknod(fuse_req_t, fuse_ino_t, const char *, mode_t, dev_t);
 void op_symlink(fuse_req_t, const char *, fuse_ino_t, const char *);
 /* ops_dir.c */
 void op_opendir(fuse_req_t, fuse_ino_t, struct fuse_file_info *);
+void op_readdirplus(fuse_req_t, fuse_ino_t, size_t, off_t,
+    struct fuse_file_info *);
 void op_readdir(fuse_req_t, fuse_ino_t, size_t, off_t,
     struct fuse_file_info *);
 void op_releasedir(fuse_req_t, fuse_ino_t, struct fuse_file_info *);

@@ -168,6 +168,11 @@ folder_refresh(struct mount *m, struct minode *dir)
 	f->tick = ++m->tick;
 	if (f->tab)
 		lru_add_head(&m->flru, &f->lru);
+	/* One LIST of a folder at a time: a delta must meet the cache it
+	 * was asked for, and two in flight could be applied out of order
+	 * (lookups and listings of one directory run in parallel). */
+	while (f->refreshing)
+		pthread_cond_wait(&m->fcv, &m->mu);
 	if (f->valid && !f->dirty && dir->wstate == W_ACTIVE) {
 		pthread_mutex_unlock(&m->mu);
 		return 0;
@@ -179,6 +184,7 @@ folder_refresh(struct mount *m, struct minode *dir)
 		q.since = f->valid ? f->change : 0;
 		f->dirty = 0;	/* a notice during the LIST dirties it again */
 		f->busy++;	/* a delta must meet the cache it was asked for */
+		f->refreshing = 1;
 	}
 	pthread_mutex_unlock(&m->mu);
 	if (rc < 0)
@@ -186,6 +192,8 @@ folder_refresh(struct mount *m, struct minode *dir)
 	rc = store_list(m, &q, &r);
 	pthread_mutex_lock(&m->mu);
 	f->busy--;
+	f->refreshing = 0;
+	pthread_cond_broadcast(&m->fcv);
 	if (rc == 0 && (rc = folder_apply(f, &r)) < 0) {
 		/* Partly applied at most: list it whole next time. */
 		f->valid = 0;

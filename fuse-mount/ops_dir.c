@@ -1,8 +1,15 @@
 /*
- * ops_dir.c - directory listings. A handle takes a snapshot at opendir:
- * local files for tmp/, the folder cache for new/ and cur/, one READDIR
- * otherwise; readdir then pages through it by offset. The folder cache is
- * kept from eviction (folder->busy) from its refresh until it is copied.
+ * ops_dir.c - directory listings. A handle takes a snapshot: local files
+ * for tmp/, the folder cache for new/ and cur/, one READDIR otherwise;
+ * readdir then pages through it by offset. The snapshot of a new/ or cur/
+ * is taken at the first readdir, not at opendir: a watched folder's
+ * listing is also kept by the kernel (cache_readdir), and as long as the
+ * folder has not changed since the kernel filled that cache (folder->gen
+ * against folder->kgen) the next opendir keeps it (keep_cache), so that
+ * listing a large folder again asks the mount nothing. readdirplus gives
+ * the attributes of every message with its name, from the folder cache,
+ * so a stat after a listing needs no lookup. The folder cache is kept
+ * from eviction (folder->busy) from its refresh until it is copied.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -21,6 +28,7 @@ struct dent {
 struct dirh {
 	struct dent *v;
 	size_t n, cap;
+	int lazy;		/* a folder: entries taken at first readdir */
 };
 
 static int
@@ -105,42 +113,87 @@ add_remote(struct mount *m, const char *path, struct dirh *d)
 	return store_readdir(m, path, add_entry, d);
 }
 
+/* "." and ".." of |p|, then its local files. mu held. */
 static int
-do_opendir(struct mount *m, fuse_ino_t ino, struct dirh **out)
+add_head(struct mount *m, struct minode *p, struct dirh *d)
+{
+	int rc = dirh_add(d, p->ino, DT_DIR, ".", 1);
+
+	if (rc == 0)
+		rc = dirh_add(d, p->parent ? p->parent->ino : p->ino, DT_DIR,
+		    "..", 2);
+	if (rc == 0)
+		rc = add_local(m, p, d);
+	return rc;
+}
+
+/* The snapshot of folder directory |p|: its cache, fresh. */
+static int
+fill_folder(struct mount *m, struct minode *p, struct dirh *d)
+{
+	int rc;
+
+	pthread_mutex_lock(&m->mu);
+	p->folder->busy++;	/* not evicted until copied */
+	pthread_mutex_unlock(&m->mu);
+	rc = folder_refresh(m, p);
+	pthread_mutex_lock(&m->mu);
+	p->folder->busy--;
+	if (rc == 0)
+		rc = add_head(m, p, d);
+	if (rc == 0)
+		rc = add_folder(p->folder, d);
+	pthread_mutex_unlock(&m->mu);
+	return rc;
+}
+
+/* The listing of |ino| into a new handle; for a folder, whether the
+ * kernel may cache it (*cache) and keep what it cached (*keep). */
+static int
+do_opendir(struct mount *m, fuse_ino_t ino, struct dirh **out, int *cache,
+    int *keep)
 {
 	char path[MST_PATH_MAX + 1];
 	struct dirh *d = calloc(1, sizeof *d);
+	struct folder *f;
 	struct minode *p;
 	int rc;
 
+	*cache = *keep = 0;
 	if (d == NULL)
 		return -ENOMEM;
 	pthread_mutex_lock(&m->mu);
 	p = inode_get(m, ino);
 	rc = p ? inode_path(p, path, sizeof path) : -ESTALE;
-	if (rc == 0)
-		rc = dirh_add(d, ino, DT_DIR, ".", 1);
-	if (rc == 0)
-		rc = dirh_add(d, p->parent ? p->parent->ino : ino, DT_DIR,
-		    "..", 2);
-	if (rc == 0)
-		rc = add_local(m, p, d);
 	if (rc == 0) {
 		inode_touch(m, p);
 		if (p->folder)
-			p->folder->busy++;	/* not evicted until copied */
+			p->folder->busy++;	/* not evicted before use */
 	}
 	pthread_mutex_unlock(&m->mu);
 	if (rc == 0 && p->folder) {
+		/* Fresh now, so that the kernel's cache is judged on what
+		 * the store holds; the entries are copied at readdir. */
 		rc = folder_refresh(m, p);
 		pthread_mutex_lock(&m->mu);
-		p->folder->busy--;
-		if (rc == 0)
-			rc = add_folder(p->folder, d);
+		f = p->folder;
+		f->busy--;
+		d->lazy = 1;
+		if (rc == 0 && f->valid && !f->dirty &&
+		    p->wstate == W_ACTIVE) {
+			*cache = 1;
+			*keep = f->kgen == f->gen;
+			f->kgen = f->gen;
+		}
 		pthread_mutex_unlock(&m->mu);
-	} else if (rc == 0 && p->dkind != DK_TMP) {
-		watch_dir(m, p);
-		rc = add_remote(m, path, d);
+	} else if (rc == 0) {
+		pthread_mutex_lock(&m->mu);
+		rc = add_head(m, p, d);
+		pthread_mutex_unlock(&m->mu);
+		if (rc == 0 && p->dkind != DK_TMP) {
+			watch_dir(m, p);
+			rc = add_remote(m, path, d);
+		}
 	}
 	if (rc < 0) {
 		dirh_free(d);
@@ -155,50 +208,126 @@ op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct mount *m = mount_of(req);
 	struct dirh *d = NULL;
-	int rc = do_opendir(m, ino, &d);
+	int cache, keep;
+	int rc = do_opendir(m, ino, &d, &cache, &keep);
 
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
 	fi->fh = (uintptr_t)d;
+	fi->cache_readdir = (unsigned)cache;
+	fi->keep_cache = (unsigned)keep;
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		dirh_free(d);		/* interrupted: no releasedir */
 	mem_check(m);		/* a listing may have grown a cache */
 	mem_throttle(m);
 }
 
-void
-op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-    struct fuse_file_info *fi)
+/* The handle's entries, taken now if it is a folder's first readdir. */
+static int
+dirh_ready(struct mount *m, fuse_ino_t ino, struct dirh *d)
+{
+	struct minode *p;
+	int rc;
+
+	pthread_mutex_lock(&m->mu);
+	p = inode_get(m, ino);
+	if (p)
+		inode_touch(m, p);	/* in use: the last to evict */
+	pthread_mutex_unlock(&m->mu);
+	if (!d->lazy)
+		return 0;
+	if (p == NULL || p->folder == NULL)
+		return -ESTALE;
+	rc = fill_folder(m, p, d);
+	if (rc == 0)
+		d->lazy = 0;
+	mem_check(m);
+	return rc;
+}
+
+static void
+do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+    struct fuse_file_info *fi, int plus)
 {
 	struct dirh *d = (struct dirh *)(uintptr_t)fi->fh;
 	struct mount *m = mount_of(req);
-	struct stat st = { 0 };
-	struct minode *n;
+	struct fuse_entry_param e;
+	struct minode *p = NULL, *n;
+	struct fentry *fe;
 	size_t used = 0, len;
-	char *buf = malloc(size);
+	char *buf;
+	int rc = dirh_ready(m, ino, d);
 
-	pthread_mutex_lock(&m->mu);
-	n = inode_get(m, ino);
-	if (n)
-		inode_touch(m, n);	/* in use: the last to evict */
-	pthread_mutex_unlock(&m->mu);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	buf = malloc(size);
 	if (buf == NULL) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	if (plus) {
+		pthread_mutex_lock(&m->mu);
+		p = inode_get(m, ino);
+		if (p && p->folder == NULL)
+			p = NULL;	/* names only: the kernel looks up */
+	}
 	for (; off >= 0 && (size_t)off < d->n; off++) {
-		st.st_ino = d->v[off].ino;
-		st.st_mode = d->v[off].type << 12;
-		len = fuse_add_direntry(req, buf + used, size - used,
-		    d->v[off].name, &st, off + 1);
-		if (len > size - used)
+		if (!plus) {
+			struct stat st = { 0 };
+
+			st.st_ino = d->v[off].ino;
+			st.st_mode = d->v[off].type << 12;
+			len = fuse_add_direntry(req, buf + used, size - used,
+			    d->v[off].name, &st, off + 1);
+			if (len > size - used)
+				break;
+			used += len;
+			continue;
+		}
+		memset(&e, 0, sizeof e);
+		e.attr.st_ino = d->v[off].ino;
+		e.attr.st_mode = d->v[off].type << 12;
+		n = NULL;
+		/* A message still in the cache: its attributes, and a
+		 * kernel reference the entry hands over. */
+		if (p && d->v[off].type == DT_REG &&
+		    (fe = folder_find(p->folder, d->v[off].name)) != NULL &&
+		    (n = node_remote(m, p, d->v[off].name, &fe->attr, 1)))
+			entry_fill(m, n, &e);
+		len = fuse_add_direntry_plus(req, buf + used, size - used,
+		    d->v[off].name, &e, off + 1);
+		if (len > size - used) {
+			if (n)
+				inode_forget(m, n, 1);	/* not sent */
 			break;
+		}
 		used += len;
 	}
+	if (plus)
+		pthread_mutex_unlock(&m->mu);
 	fuse_reply_buf(req, buf, used);
 	free(buf);
+}
+
+void
+op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+    struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, 0);
+}
+
+void
+op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+    struct fuse_file_info *fi)
+{
+	struct mount *m = mount_of(req);
+
+	do_readdir(req, ino, size, off, fi, 1);
+	mem_check(m);		/* the entries made minodes */
 }
 
 void

@@ -16,13 +16,12 @@
 #include "store.h"
 
 void
-reply_entry(fuse_req_t req, struct mount *m, struct minode *n)
+entry_fill(struct mount *m, struct minode *n, struct fuse_entry_param *ep)
 {
 	struct fuse_entry_param e = { 0 };
 
 	e.ino = n->ino;
 	e.generation = 1;
-	pthread_mutex_lock(&m->mu);
 	/* Ordinary files: every stat asks us (we answer from memory kept
 	 * fresh by our own writes and the store's notices). */
 	e.attr_timeout = is_ofile(n) || !inode_trusted(n) ? 0 :
@@ -43,9 +42,19 @@ reply_entry(fuse_req_t req, struct mount *m, struct minode *n)
 		e.entry_timeout = 60;
 	else
 		e.entry_timeout = m->entry_timeout;
+	inode_stat(n, &e.attr);
+	*ep = e;
+}
+
+void
+reply_entry(fuse_req_t req, struct mount *m, struct minode *n)
+{
+	struct fuse_entry_param e;
+
+	pthread_mutex_lock(&m->mu);
 	if (is_ofile(n))
 		ofile_settle_wait(m, n);
-	inode_stat(n, &e.attr);
+	entry_fill(m, n, &e);
 	pthread_mutex_unlock(&m->mu);
 	if (fuse_reply_entry(req, &e) == -ENOENT) {
 		/* The lookup was interrupted: undo its reference. */
@@ -556,4 +565,16 @@ op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_POSIX_LOCKS;
 	if (conn->capable & FUSE_CAP_FLOCK_LOCKS)
 		conn->want |= FUSE_CAP_FLOCK_LOCKS;
+	/*
+	 * Lookups and listings of one directory may run at once: the
+	 * mount's state is under m->mu, never held across a store call;
+	 * a folder's LIST is one at a time (folder_refresh); two lookups
+	 * of one name find or make one minode under m->mu. Creates,
+	 * links, renames and unlinks still hold the directory's lock.
+	 */
+	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	/* A listing of new/ or cur/ carries every message's attributes. */
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO;
 }

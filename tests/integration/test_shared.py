@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Two SMTP hosts on one store: what one mount does, the other sees (by
-push notices, not timeouts); a dotlock race across both mounts has
+push notices, not timeouts), flag changes and expunges consistently in
+every listing, lookups in one directory at once; a dotlock race across both mounts has
 exactly one holder at a time, and a file replaced by rename under it is
 the new file to the next holder on either mount; a file mapped by readers survives being
 renamed over, or appended to, on the same host (no SIGBUS); a store
@@ -11,6 +12,7 @@ import mmap
 import os
 import signal
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -58,6 +60,61 @@ def test_delivery_seen_by_other_mount(a, b):
     wait_until(lambda: not exists(a.path(BOX, "cur", "s1.host:2,S")), 2,
                "A to see the expunge made through B")
     assert os.listdir(a.path(BOX, "cur")) == []
+
+
+def _listing(m, box, sub):
+    """The names in box/sub, through readdir and a stat of each (which
+    readdirplus answers with the names): every one must stat."""
+    names = sorted(os.listdir(m.path(box, sub)))
+    for n in names:
+        assert os.stat(m.path(box, sub, n)).st_size > 0, n
+    return names
+
+
+def test_flag_changes_consistent_across_mounts(a, b):
+    """Flag changes through A are answered once the store has ordered
+    them; B sees each one at once and consistently: every message is in
+    exactly one of new/ and cur/, whatever the listings either mount
+    (and its kernel's cached listing) held before."""
+    box = "example.com/fl"
+    for sub in ("", "/tmp", "/new", "/cur"):
+        os.makedirs(a.path(box + sub), exist_ok=True)
+    n = 60
+    for i in range(n):
+        deliver(a, "f%03d.host" % i, b"body %d\n" % i, box)
+    want_new = ["f%03d.host" % i for i in range(n)]
+    wait_until(lambda: _listing(b, box, "new") == want_new, 5,
+               "B to list every delivered message")
+    for m in (a, b):                # warm listings on both mounts
+        assert _listing(m, box, "new") == want_new
+        assert _listing(m, box, "cur") == []
+    for step in range(3):
+        lo, hi = step * 20, step * 20 + 20
+        for i in range(lo, hi):
+            os.rename(a.path(box, "new", "f%03d.host" % i),
+                      a.path(box, "cur", "f%03d.host:2,S" % i))
+        new = ["f%03d.host" % i for i in range(hi, n)]
+        cur = ["f%03d.host:2,S" % i for i in range(hi)]
+        # A's own changes are in its listings at once, B's by notice.
+        assert _listing(a, box, "new") == new
+        assert _listing(a, box, "cur") == cur
+        wait_until(lambda: _listing(b, box, "new") == new and
+                   _listing(b, box, "cur") == cur, 5,
+                   "B to see the flag changes of step %d" % step)
+        for m in (a, b):
+            assert not exists(m.path(box, "new", "f%03d.host" % lo))
+            with open(m.path(box, "cur", "f%03d.host:2,S" % lo), "rb") as f:
+                assert f.read() == b"body %d\n" % lo
+    # Expunges through B, seen by A; a second flag change through B.
+    for i in range(0, n, 2):
+        os.unlink(b.path(box, "cur", "f%03d.host:2,S" % i))
+    os.rename(b.path(box, "cur", "f001.host:2,S"),
+              b.path(box, "cur", "f001.host:2,RS"))
+    cur = sorted(["f%03d.host:2,S" % i for i in range(3, n, 2)] +
+                 ["f001.host:2,RS"])
+    assert _listing(b, box, "cur") == cur
+    wait_until(lambda: _listing(a, box, "cur") == cur, 5,
+               "A to see the expunges and the flag change made through B")
 
 
 def test_small_file_rewrite_seen_by_other_mount(a, b):
@@ -323,6 +380,41 @@ def test_appended_while_mapped(a, b):
     assert not died, "readers died: %s (7 is SIGBUS)" % died
 
 
+def _lookups(m):
+    for line in os.getxattr(m.mnt, "user.mstore.requests").decode().splitlines():
+        who, op, n = line.split()
+        if who == "kernel" and op == "LOOKUP":
+            return int(n)
+    return 0
+
+
+def test_lookups_in_one_directory_run_in_parallel(store, a):
+    """Lookups of several names in one directory reach the mount at once
+    (FUSE_PARALLEL_DIROPS): with the store stopped, four lookups of names
+    it must be asked about are all in the mount, not one behind the
+    directory's lock."""
+    d = a.path("example.com", "par")
+    os.makedirs(d, exist_ok=True)
+    os.listdir(d)
+    before = _lookups(a)
+    store.kill(signal.SIGSTOP)
+    try:
+        def look(i):
+            try:
+                os.stat(os.path.join(d, "absent-%d" % i))
+            except OSError:
+                pass
+        ths = [threading.Thread(target=look, args=(i,)) for i in range(4)]
+        for t in ths:
+            t.start()
+        wait_until(lambda: _lookups(a) - before >= 2, 5,
+                   "two lookups in one directory at once")
+    finally:
+        store.kill(signal.SIGCONT)
+    for t in ths:
+        t.join(timeout=10)
+
+
 def test_store_outage_gives_eio_then_recovers(store, a):
     os.makedirs(a.path(BOX, "tmp"), exist_ok=True)
     store.kill(signal.SIGKILL)
@@ -360,11 +452,13 @@ def main():
     a = mstlib.Mount(store.addr, "timeout=2").start()
     b = mstlib.Mount(store.addr, "timeout=2").start()
     r.run(test_delivery_seen_by_other_mount, a, b)
+    r.run(test_flag_changes_consistent_across_mounts, a, b)
     r.run(test_small_file_rewrite_seen_by_other_mount, a, b)
     r.run(test_dotlock_race_has_one_holder, a, b)
     r.run(test_replaced_file_under_dotlock, a, b)
     r.run(test_replaced_while_mapped, a, b)
     r.run(test_appended_while_mapped, a, b)
+    r.run(test_lookups_in_one_directory_run_in_parallel, store, a)
     r.run(test_store_outage_gives_eio_then_recovers, store, a)
     a.unmount()
     b.unmount()

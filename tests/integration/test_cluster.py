@@ -19,11 +19,12 @@ list, rewritten for join and leave). Then:
     write locks (F_SETLK) on one file from three processes, one on each
     mount;
   - server failure: writers deliver continuously through A and B (link
-    or rename from tmp/ into new/), every acknowledged delivery logged
-    with its SHA-256; each of S1, S2, S3 in turn is SIGKILLed, the time
-    until its mailboxes take deliveries again is printed (at most 5 s),
-    `mstore-ctl cluster status` shows it down, then it is started again
-    and both mounts take it back;
+    or rename from tmp/ into new/) into twelve mailboxes chosen so that
+    each server is the first choice of at least two, every acknowledged
+    delivery logged with its SHA-256; each of S1, S2, S3 in turn is
+    SIGKILLed, the time until its mailboxes take deliveries again is
+    printed (at most 5 s), `mstore-ctl cluster status` shows it down,
+    then it is started again and both mounts take it back;
   - join and leave under the same load: a fourth server written into
     servers_file serves its share within 5 s (a delivery into a mailbox
     that hashes to it is read by it: its read(2) byte count grows by the
@@ -67,7 +68,8 @@ from test_failover import order  # noqa: E402  (route.c's rendezvous order)
 from test_idle import Inotify  # noqa: E402
 
 NBOX = 12
-BOXES = ["c.example/u%02d" % i for i in range(NBOX)]
+BOX_LEAST = 2               # mailboxes each server is the first choice of
+BOXES = ["c.example/u%02d" % i for i in range(NBOX)]    # see pick_boxes
 VIS_ROUNDS = 300            # deliveries of the visibility figure
 VIS_CROSS = 100             # of them again towards the one-server mount
 RACE_ROUNDS = 100
@@ -126,6 +128,27 @@ def rchar(store):
             if line.startswith("rchar:"):
                 return int(line.split()[1])
     raise AssertionError("no rchar for %s" % store.addr)
+
+
+def pick_boxes(servers, n=NBOX, least=BOX_LEAST):
+    """|n| mailbox names (c.example/uNN) of which each of |servers| is the
+    first choice (route.c's rendezvous order) of at least |least|, so that
+    every kill in test_server_failure_under_load moves some mailboxes.
+    With twelve fixed names a server owns none in about 2% of runs (3 x
+    (2/3)^12, the ports being new each run), and the wait for a delivery
+    into its mailboxes after its kill could never end."""
+    per = dict((a, 0) for a in servers)
+    out = []
+    i = 0
+    while len(out) < n:
+        name = "c.example/u%02d" % i
+        i += 1
+        first = order(name, servers)[0]
+        short = sum(max(0, least - k) for k in per.values())
+        if per[first] < least or n - len(out) > short:
+            per[first] += 1
+            out.append(name)
+    return out
 
 
 def body_of(name, size=0):
@@ -570,6 +593,8 @@ def test_server_failure_under_load(env):
     for victim in list(env.s):
         time.sleep(LOAD_BEFORE)
         moved = [b for b in BOXES if order(b, servers)[0] == victim.addr]
+        assert moved, "%s is the first server of none of %s" % (
+            victim.addr, BOXES)
         n0 = env.load.count()
         t_kill = time.monotonic()
         victim.kill()           # SIGKILL
@@ -778,6 +803,7 @@ def setup(env):
     c_store = next(s for s in env.s if s.addr != home)
     env.c_srv = c_store.addr
     env.c = radoslib.mount([c_store])
+    BOXES[:] = pick_boxes(addrs(env.s))
     for b in BOXES:
         for sub in ("new", "cur", "tmp"):
             os.makedirs(env.a.path(b, sub))

@@ -256,6 +256,7 @@ man/mta-bench.1	tools/mta-bench --help
 man/bench-all.1	tools/bench-all --help
 man/restart-bench.1	tools/restart-bench --help
 man/bench-writes.1	tools/bench-writes --help
+man/bench-list.1	tools/bench-list --help
 man/mount-requests.1	tools/mount-requests --help
 man/demo.1	tools/demo --help
 "

@@ -628,7 +628,8 @@ START_TEST(hello_and_ping_over_tcp_and_unix)
 	const struct mst_hello_rep *hu = mst_client_hello(u);
 
 	ck_assert_uint_eq(ht->version, MST_VERSION);
-	ck_assert_uint_eq(ht->features, MST_FEAT_WATCH);
+	/* The local back-end keeps staged bodies. */
+	ck_assert_uint_eq(ht->features, MST_FEAT_WATCH | MST_FEAT_STAGE);
 	ck_assert_uint_eq(ht->max_frame, TEST_MAX_FRAME);
 	ck_assert_uint_eq(ht->max_body, TEST_MAX_MSG);
 	ck_assert_msg(ht->server.len > 8 &&
@@ -1126,6 +1127,59 @@ START_TEST(multi_frame_deliver_reaches_the_engine)
 		ck_assert_uint_eq(a.attr.type, MST_T_MSG);
 		ck_assert_uint_eq(a.attr.size, sizes[i]);
 	}
+	mst_client_free(c);
+}
+END_TEST
+
+/* HELLO offers STAGE (the local back-end keeps staged bodies); a STAGE
+ * body spans DATA frames like a DELIVER's; COMMIT names it, a resend is
+ * answered alike, an unknown id is ESTALE, and body bytes after a
+ * COMMIT's fields are EPROTO. */
+START_TEST(staged_body_spans_frames_and_commit_names_it)
+{
+	const size_t size = 700u << 10;
+	struct mst_client *c = client();
+	struct mst_stage_req s = { .mailbox = mst_str_of("t.example/st"),
+		.folder = mst_str_of(""), .body_size = size, .mode = 0600 };
+	struct mst_commit_req q = { .mailbox = s.mailbox, .folder = s.folder,
+		.sub = MST_SUB_NEW, .name = mst_str_of("staged.1"),
+		.body_size = size, .mode = 0600 };
+	uint8_t head[1024], *body = make_body(size, 5);
+	uint64_t sid;
+	struct mst_attr_rep a;
+	const uint8_t *rp;
+	struct mst_hdr h;
+	int n;
+
+	ck_assert(mst_client_hello(c)->features & MST_FEAT_STAGE);
+	ck_assert_int_eq(make_mailbox(c, "t.example/st"), 0);
+	memset(s.idem, 0x5a, sizeof s.idem);
+	memcpy(q.idem, s.idem, sizeof q.idem);
+	s.checksum = q.checksum = mst_checksum(body, size);
+	n = mst_stage_req_encode(&s, head, sizeof head);
+	ck_assert_int_eq(mst_client_call_body(c, MST_OP_STAGE, head, (size_t)n,
+	    body, size, &h, &rp), 0);
+	ck_assert_int_eq(mst_attr_rep_decode(&a, rp, h.len), 0);
+	ck_assert_uint_eq(a.attr.size, size);
+	sid = a.attr.id;
+	n = mst_commit_req_encode(&q, head, sizeof head);
+	ck_assert_int_eq(mst_client_call(c, MST_OP_COMMIT, head, (size_t)n,
+	    &h, &rp), 0);
+	ck_assert_int_eq(mst_attr_rep_decode(&a, rp, h.len), 0);
+	ck_assert_uint_eq(a.attr.id, sid);
+	ck_assert_int_eq(mst_client_call(c, MST_OP_COMMIT, head, (size_t)n,
+	    &h, &rp), 0);
+	ck_assert_int_eq(call_path(c, MST_OP_LOOKUP,
+	    "t.example/st/new/staged.1", &h, &rp), 0);
+	/* Body bytes after the fields: malformed, not a staged body. */
+	head[n] = 'x';
+	ck_assert_int_eq(mst_client_call(c, MST_OP_COMMIT, head, (size_t)n + 1,
+	    &h, &rp), -EPROTO);
+	memset(q.idem, 0x5b, sizeof q.idem);
+	n = mst_commit_req_encode(&q, head, sizeof head);
+	ck_assert_int_eq(mst_client_call(c, MST_OP_COMMIT, head, (size_t)n,
+	    &h, &rp), -ESTALE);
+	free(body);
 	mst_client_free(c);
 }
 END_TEST
@@ -2035,7 +2089,7 @@ START_TEST(auth_with_the_right_key_succeeds)
 	struct mst_client *u = client_at(srv.unix_addr, TEST_KEY, 0);
 
 	ck_assert_uint_eq(mst_client_hello(t)->features,
-	    MST_FEAT_AUTH | MST_FEAT_WATCH);
+	    MST_FEAT_AUTH | MST_FEAT_WATCH | MST_FEAT_STAGE);
 	ping_ok(t, 8);
 	ping_ok(u, 9);
 	mst_client_free(t);
@@ -3104,7 +3158,7 @@ START_TEST(tls_with_the_right_ca_and_key_serves)
 	ck_assert_ptr_nonnull(body);
 	ck_assert_ptr_nonnull(back);
 	ck_assert_uint_eq(mst_client_hello(c)->features,
-	    MST_FEAT_AUTH | MST_FEAT_WATCH);
+	    MST_FEAT_AUTH | MST_FEAT_WATCH | MST_FEAT_STAGE);
 	ping_ok(c, 41);
 	/* The name in the certificate also matches. */
 	localhost_addr(addr, sizeof addr);
@@ -3272,6 +3326,7 @@ server_suite(void)
 	tcase_add_test(tc, declared_huge_body_is_efbig_when_the_frames_end);
 	tcase_add_test(tc, body_frames_not_adding_up_are_eproto);
 	tcase_add_test(tc, multi_frame_deliver_reaches_the_engine);
+	tcase_add_test(tc, staged_body_spans_frames_and_commit_names_it);
 	tcase_add_test(tc, interleaved_bodies_are_kept_apart);
 	tcase_add_test(tc, unwatch_of_an_unwatched_path_is_enoent);
 	tcase_add_test(tc, watcher_is_notified_of_a_delivery);

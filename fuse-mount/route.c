@@ -19,16 +19,17 @@
  * failover_ms. Going down fails its pending requests at once
  * (mconn_fail_all) when another server is healthy; the retryable ones
  * (reads, DELIVER with its idempotency id) are sent again by
- * route_call_async to the next healthy server of their key; a request
+ * route_call_async to the next healthy server of their key. A request
  * that was on its way to the server as it went down (chosen before,
  * queued after the failing) is failed and moved the same way at once
- * (check_late). With no
- * healthy server left they stay queued on their connection, which sends
- * them again when it is back (within the mount's timeout). A down server is up again after ROUTE_UP_STREAK
+ * (check_late; not a waiting route_call without MCONN_RETRY, which
+ * fails at its deadline). With no healthy server left they stay queued
+ * on their connection, which sends them again when it is back (within
+ * the mount's timeout). A down server is up again after ROUTE_UP_STREAK
  * answered PINGs in a row, one health interval apart; its keys then
  * return to it. A server list file (servers_file=) is looked at on every
- * tick of the health thread and read again when it changed. Every change is
- * logged and reported to opts->moved.
+ * tick of the health thread and read again when it changed. Every change
+ * is logged and reported to opts->moved.
  *
  * Lock: rt->mu guards the server table and health; never held across a
  * call into mconn that may run callbacks.

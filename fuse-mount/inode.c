@@ -144,12 +144,14 @@ static void
 ltab_add(struct mount *m, struct minode *n)
 {
 	tab_add(m, n, T_LOCAL);
+	n->parent->nlocal++;
 }
 
 static void
 ltab_del(struct mount *m, struct minode *n)
 {
 	tab_del(m, n, T_LOCAL);
+	n->parent->nlocal--;
 }
 
 struct minode *

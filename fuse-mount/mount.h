@@ -217,6 +217,8 @@ struct minode {
 	struct folder *folder;	/* DK_NEW/DK_CUR */
 	struct stage *stage;	/* tmp/ file: its body STAGEd in the store
 				   (ops_deliver.c); one malloc, owned */
+	int nlocal;		/* directories: local files in it, not
+				   unlinked (tmp/: deliveries under way) */
 };
 
 /* An open file. */

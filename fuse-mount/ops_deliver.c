@@ -16,8 +16,9 @@
  *
  * One busy mailbox: the kernel holds the target directory's lock for
  * the whole link() or rename(), so deliveries into one new/ pass one at
- * a time. To keep that short, fsync(2) of a tmp/ file already STAGEs
- * its body in the store (durable, in a group commit shared with every
+ * a time. To keep that short, when other deliveries are under way in
+ * the same tmp/, fsync(2) of a tmp/ file already STAGEs its body in the
+ * store (durable, in a group commit shared with every
  * other writer, under no directory lock), and the link() or rename()
  * then only COMMITs the name: a small record, one round trip and one
  * commit with no body. The delivery is still acknowledged only once its
@@ -203,8 +204,13 @@ stage_tmp(struct mount *m, struct minode *n)
 
 	pthread_mutex_lock(&m->mu);
 	b = n->buf;
+	/* Only in a busy mailbox (another delivery under way in the same
+	 * tmp/): there the link() waits for the others' under the kernel's
+	 * lock, and a COMMIT is shorter than a DELIVER. A lone writer
+	 * would only pay a second round trip and commit. */
 	if (!n->local || n->unlinked || b == NULL || b->size == 0 ||
 	    n->parent == NULL || n->parent->dkind != DK_TMP ||
+	    n->parent->nlocal < 2 ||
 	    (n->stage && stage_fits(n->stage, b, &n->attr)) ||
 	    inode_path(n->parent, dpath, sizeof dpath) < 0) {
 		pthread_mutex_unlock(&m->mu);

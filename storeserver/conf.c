@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "conf.h"
@@ -23,6 +24,7 @@ enum conf_type {
 	CT_STR,		/* a path or name, owned */
 	CT_LISTEN,	/* repeatable address */
 	CT_LEVEL,	/* log level */
+	CT_METRICS,	/* HOST:PORT, or a PORT on 127.0.0.1; "off" */
 };
 
 struct conf_key {
@@ -71,6 +73,7 @@ static const struct conf_key conf_keys[] = {
 	KEY(idle_timeout, CT_INT, 0, 1 << 24),
 	KEY(log, CT_STR, 0, 0),
 	KEY(log_level, CT_LEVEL, 0, 0),
+	KEY(metrics, CT_METRICS, 0, 0),
 };
 
 #undef KEY
@@ -130,6 +133,7 @@ conf_free(struct conf *c)
 	free(c->user);
 	free(c->quota_file);
 	free(c->log);
+	free(c->metrics);
 	conf_init(c);
 }
 
@@ -213,6 +217,47 @@ add_listen(struct conf *c, const char *addr, const char **why_out)
 	return 0;
 }
 
+/*
+ * metrics: "off", a port alone (then on 127.0.0.1: the loopback unless an
+ * address is named), or HOST:PORT / [V6]:PORT as for listen, but no
+ * Unix socket (Prometheus scrapes over TCP).
+ */
+static int
+set_metrics(struct conf *c, const char *value, const char **why_out)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	char buf[32], *copy;
+	const char *addr = value;
+	uint64_t port;
+
+	if (strcmp(value, "off") == 0) {
+		free(c->metrics);
+		c->metrics = NULL;
+		return 0;
+	}
+	if (parse_count(value, &port) == 0) {
+		if (port == 0 || port > 65535) {
+			*why_out = "port out of range";
+			return -EINVAL;
+		}
+		snprintf(buf, sizeof buf, "127.0.0.1:%llu",
+		    (unsigned long long)port);
+		addr = buf;
+	}
+	if (mst_addr_parse(addr, &ss, &sl) < 0 || ss.ss_family == AF_UNIX) {
+		*why_out = "expected PORT, HOST:PORT or [V6]:PORT (numeric "
+		    "host or localhost) or off";
+		return -EINVAL;
+	}
+	copy = strdup(addr);
+	if (copy == NULL)
+		return -ENOMEM;
+	free(c->metrics);
+	c->metrics = copy;
+	return 0;
+}
+
 static int
 set_value(struct conf *c, const struct conf_key *k, const char *value,
     const char **why_out)
@@ -260,6 +305,8 @@ set_value(struct conf *c, const struct conf_key *k, const char *value,
 		if (rc < 0)
 			*why_out = "expected err, warn, info or debug";
 		return rc;
+	case CT_METRICS:
+		return set_metrics(c, value, why_out);
 	}
 	return -EINVAL;
 }

@@ -53,6 +53,8 @@ struct conf {
 	char *log;			/* "stderr", "syslog", a path; NULL:
 					   by mode */
 	enum log_level log_level;
+	char *metrics;			/* "HOST:PORT" serving /metrics;
+					   NULL: off (the default) */
 };
 
 /* Fill |c| with the defaults (no data directory, no listen address). */

@@ -143,6 +143,7 @@ struct engine {
 	struct seg *sseg;		/* where they are */
 	uint64_t sbase, spos;		/* unsynced range of sseg */
 	uint64_t sacked;		/* changes in it already answered */
+	unsigned snrec;			/* records in it */
 	int spending, sbusy, sstop;
 	pthread_mutex_t wmu;		/* batch-written wakeups */
 	pthread_cond_t wcv;

@@ -19,6 +19,7 @@
 
 #include "eng.h"
 #include "log.h"
+#include "metrics.h"
 
 #define RELOC_WINDOW	64		/* relocations in flight */
 #define COMPACT_PERIOD	30		/* seconds between looks */
@@ -159,6 +160,7 @@ relocate_one(void *arg, struct rec *r, const uint8_t *payload, uint64_t off)
 	struct node *n;
 	int live, file;
 
+	metrics_compact_progress(off);
 	if (!rec_has_body(r))
 		return 0;
 	pthread_rwlock_rdlock(&e->mu);
@@ -224,6 +226,7 @@ compact_segment(struct engine *e, struct seg *s)
 	log_info("compacting %s (%llu of %llu bytes live)", s->path,
 	    (unsigned long long)index_seg_live(e->ix, s->no),
 	    (unsigned long long)s->size);
+	metrics_compact_begin(s->size);
 	rc = seg_scan(s, 0, store_max_record(e), relocate_one,
 	    &c, &end);
 	wait_pending(&c.w, 0);
@@ -235,6 +238,7 @@ compact_segment(struct engine *e, struct seg *s)
 		atomic_fetch_add(&e->compacted, 1);
 		atomic_fetch_add(&e->relocated, c.moved);
 	}
+	metrics_compact_end(rc == 0, c.moved);
 	pthread_mutex_destroy(&c.w.mu);
 	pthread_cond_destroy(&c.w.cv);
 }
@@ -270,6 +274,7 @@ compactor_main(void *arg)
 
 struct scrub {
 	struct seg *s;
+	uint64_t done;		/* bytes of the segments before |s| */
 	uint64_t records, bodies, blocks, bad_bodies;
 	char *report;
 	size_t rlen, rcap;
@@ -331,6 +336,7 @@ scrub_one(void *arg, struct rec *r, const uint8_t *payload, uint64_t off)
 {
 	struct scrub *sc = arg;
 
+	metrics_scrub_progress(sc->done + off);
 	sc->records++;
 	if (!rec_has_body(r))
 		return 0;
@@ -357,7 +363,12 @@ scrub(struct engine *e, struct job *j)
 
 	pthread_rwlock_rdlock(&e->mu);
 	n = e->nsegs;
+	for (no = 0; no < n; no++)
+		if (e->segs[no] != NULL)
+			bytes += e->segs[no]->size;
 	pthread_rwlock_unlock(&e->mu);
+	metrics_scrub_begin(bytes);
+	bytes = 0;
 	for (no = 0; no < n; no++) {
 		pthread_rwlock_rdlock(&e->mu);
 		sc.s = seg_get(e, no);
@@ -369,6 +380,8 @@ scrub(struct engine *e, struct job *j)
 		rc = seg_scan(sc.s, 0, store_max_record(e),
 		    scrub_one, &sc, &end);
 		bytes += end;
+		sc.done = bytes;
+		metrics_scrub_progress(bytes);
 		if (rc < 0 && end < size) {
 			bad_records++;
 			report(&sc, "damage=%s offset %llu: bad record; %llu "
@@ -387,6 +400,7 @@ scrub(struct engine *e, struct job *j)
 	    (unsigned long long)bad_records,
 	    (unsigned long long)sc.bad_bodies,
 	    bad_records || sc.bad_bodies ? "damaged" : "clean");
+	metrics_scrub_end(bad_records + sc.bad_bodies);
 	if (bad_records || sc.bad_bodies)
 		log_err("scrub of %s: %llu bad records, %llu bad bodies",
 		    e->dir, (unsigned long long)bad_records,

@@ -117,6 +117,8 @@ struct job {
 	void *conn;		/* opaque to the engine */
 	uint64_t owner;		/* OPEN, CLOSE, ENG_OP_CLOSE_OWNER: the
 				   connection's nonzero token */
+	int64_t start_ns;	/* when the request arrived (metrics.h
+				   clock); the engine ignores it */
 	uint8_t *payload;	/* owned: the first frame's payload */
 	size_t payload_len;
 	uint8_t *body;		/* owned: whole DELIVER/PUT body, or NULL */

@@ -39,6 +39,7 @@
 #include "diskio.h"
 #include "eng.h"
 #include "log.h"
+#include "metrics.h"
 
 #define BATCH_MAX	1024
 #define ARENA_CAP	(4u << 20)
@@ -278,8 +279,10 @@ sync_handoff(struct engine *e, const struct batch *b, struct job *durable,
 	if (!e->spending) {
 		e->sseg = b->seg;
 		e->sbase = b->base;
+		e->snrec = 0;
 	}
 	e->spos = b->pos;
+	e->snrec += (unsigned)b->nrec;
 	e->sacked += nordered;
 	if (durable) {
 		*e->stail = durable;
@@ -358,6 +361,8 @@ run_batch(struct engine *e, struct batch *b, struct job *jobs)
 			atomic_fetch_add(&e->batched, (uint64_t)b->nrec);
 			atomic_fetch_add(&e->ordered, nordered);
 		}
+		/* The writer alone changes the index: no lock to read it. */
+		metrics_store(e->ix->msgs, e->ix->bytes, e->ix->nmbox);
 	}
 	if (b->nrec) {			/* readers waiting in body_wait */
 		pthread_mutex_lock(&e->wmu);
@@ -429,8 +434,10 @@ syncer_main(void *arg)
 {
 	struct engine *e = arg;
 	struct job *jobs, *j, *next;
-	uint64_t base, acked;
+	uint64_t base, pos, acked;
+	unsigned nrec;
 	struct seg *s;
+	int64_t t0;
 	int rc;
 
 	pthread_mutex_lock(&e->smu);
@@ -442,6 +449,8 @@ syncer_main(void *arg)
 		jobs = e->sjobs;
 		s = e->sseg;
 		base = e->sbase;
+		pos = e->spos;
+		nrec = e->snrec;
 		acked = e->sacked;
 		e->sjobs = NULL;
 		e->stail = &e->sjobs;
@@ -449,11 +458,14 @@ syncer_main(void *arg)
 		e->spending = 0;
 		e->sbusy = 1;
 		pthread_mutex_unlock(&e->smu);
+		t0 = metrics_now_ns();
 		rc = dio_fdatasync(s->fd);
 		if (rc < 0) {
 			sync_failed(e, s, base, acked, &jobs, rc);
 		} else {
 			atomic_fetch_add(&e->syncs, 1);
+			metrics_commit(nrec, pos - base,
+			    metrics_now_ns() - t0);
 		}
 		for (j = jobs; j; j = next) {
 			next = j->next;
@@ -658,6 +670,7 @@ engine_open_media(const struct engine_conf *c, const struct store_media *m,
 	    "%llu", e->dir, (unsigned long long)e->ix->msgs,
 	    (unsigned long long)e->ix->bytes,
 	    (unsigned long long)e->ix->nmbox, (unsigned long long)e->lsn);
+	metrics_store(e->ix->msgs, e->ix->bytes, e->ix->nmbox);
 	e->nreaders = c->readers > 0 ? c->readers : 2;
 	e->readers = calloc((size_t)e->nreaders, sizeof *e->readers);
 	rc = e->readers ? dio_thread_start(&e->writer, writer_main, e) :

@@ -27,6 +27,7 @@
 #include "conf.h"
 #include "engine.h"
 #include "log.h"
+#include "metrics.h"
 #include "mstclient.h"
 #include "server.h"
 
@@ -58,6 +59,7 @@ struct args {
 	const char *user;
 	const char *tls_cert;
 	const char *tls_key;
+	const char *metrics;
 	int foreground;
 	int insecure;
 };
@@ -77,6 +79,7 @@ static const struct option long_opts[] = {
 	{ .name = "ceph-id", .has_arg = required_argument, .val = 'U' },
 	{ .name = "namespace", .has_arg = required_argument, .val = 'N' },
 	{ .name = "lock-lease", .has_arg = required_argument, .val = 'L' },
+	{ .name = "metrics", .has_arg = required_argument, .val = 'M' },
 	{ .name = "help", .has_arg = no_argument, .val = 'h' },
 	{ .name = "version", .has_arg = no_argument, .val = 'V' },
 	{ 0 },
@@ -95,6 +98,7 @@ usage(FILE *f)
 	    "               [--ceph-conf FILE --pool NAME [--ceph-id NAME] "
 	    "[--namespace NAME]\n"
 	    "               [--lock-lease SECONDS]]\n"
+	    "               [--metrics [HOST:]PORT]\n"
 	    "       mstored --help | --version\n"
 	    "\n"
 	    "The mstore store server: keeps the mail that mount.mstore "
@@ -147,6 +151,11 @@ usage(FILE *f)
 	    "                        certificate chain (Unix sockets stay "
 	    "plain)\n"
 	    "      --tls-key FILE    the PEM private key of --tls-cert\n"
+	    "      --metrics ADDR    serve Prometheus metrics at "
+	    "http://ADDR/metrics;\n"
+	    "                        ADDR is HOST:PORT, [V6]:PORT or a "
+	    "PORT alone\n"
+	    "                        (then on 127.0.0.1); off by default\n"
 	    "  -h, --help            show this help and exit\n"
 	    "  -V, --version         show the version and exit\n"
 	    "\n"
@@ -238,6 +247,9 @@ parse_args(int argc, char **argv, struct args *a)
 		case 'L':
 			a->lock_lease = optarg;
 			break;
+		case 'M':
+			a->metrics = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return EXIT_OK;
@@ -300,6 +312,11 @@ load_conf(struct conf *c, const struct args *a)
 	if (a->lock_lease != NULL &&
 	    conf_set(c, "lock_lease", a->lock_lease, &why) < 0) {
 		fprintf(stderr, "mstored: --lock-lease: %s\n", why);
+		return usage_error();
+	}
+	if (a->metrics != NULL &&
+	    conf_set(c, "metrics", a->metrics, &why) < 0) {
+		fprintf(stderr, "mstored: --metrics %s: %s\n", a->metrics, why);
 		return usage_error();
 	}
 	if (a->user != NULL && conf_set(c, "user", a->user, &why) < 0) {
@@ -678,7 +695,9 @@ serve(const struct conf *c, int foreground, int insecure)
 	struct server_key keys[SERVER_KEYS_MAX];
 	const struct engine_ops *ops = backend_ops(c);
 	struct server *srv = NULL;
+	struct metrics_http *mh = NULL;
 	struct engine *eng = NULL;
+	const char *maddr;
 	int nkeys, notify = -1, rc;
 	uid_t uid = 0;
 	gid_t gid = 0;
@@ -713,29 +732,41 @@ serve(const struct conf *c, int foreground, int insecure)
 	explicit_bzero(keys, sizeof keys);	/* the server has its copy */
 	if (rc < 0)
 		return EXIT_FAIL;
+	/* Bound like the listeners, before root is dropped; it serves
+	 * from the loop. */
+	if (c->metrics != NULL && metrics_http_open(server_base(srv),
+	    c->metrics, server_metrics_live, srv, &mh) < 0) {
+		server_free(srv);
+		return EXIT_FAIL;
+	}
 	/* Listeners are bound: root is needed no more. The engine opens the
 	 * data directory as the user, so every file it makes is the user's
 	 * and no thread exists yet that could miss the change. */
 	if (c->user != NULL && (drop_root(c->user, uid, gid) < 0 ||
 	    check_data_dir(c->data, c->user) < 0)) {
+		metrics_http_free(mh);
 		server_free(srv);
 		return EXIT_FAIL;
 	}
 	if (engine_open(srv, c, ops, &eng) < 0) {
+		metrics_http_free(mh);
 		server_free(srv);
 		return EXIT_FAIL;
 	}
 	server_set_engine(srv, ops, eng);
+	maddr = mh ? metrics_http_address(mh) : NULL;
 	log_info("mstored %s started: data %s, listening on %s, engine %s, "
-	    "auth %s%s%s%s", PACKAGE_VERSION, c->data, server_addresses(srv),
-	    ops->name, nkeys == 2 ? "required (two keys)" :
-	    nkeys ? "required" : "off",
+	    "auth %s%s%s%s%s%s%s", PACKAGE_VERSION, c->data,
+	    server_addresses(srv), ops->name,
+	    nkeys == 2 ? "required (two keys)" : nkeys ? "required" : "off",
 	    server_tls(srv) ? ", TLS on TCP" : "", c->user ? ", user " : "",
-	    c->user ? c->user : "");
+	    c->user ? c->user : "", maddr ? ", metrics at http://" : "",
+	    maddr ? maddr : "", maddr ? "/metrics" : "");
 	if (!foreground)
 		daemon_ready(notify);
 	rc = server_run(srv);
 	ops->close(eng);
+	metrics_http_free(mh);
 	server_free(srv);
 	log_info("mstored stopped%s", rc < 0 ? " after a loop failure" : "");
 	return rc < 0 ? EXIT_FAIL : EXIT_OK;

@@ -81,6 +81,7 @@
 #include "listen.h"
 #include "lock.h"
 #include "log.h"
+#include "metrics.h"
 #include "mstclient.h"
 #include "server.h"
 #include "watch.h"
@@ -156,6 +157,8 @@ struct conn {
 	int64_t frame_ms;	/* a frame began arriving; 0: none */
 	int64_t last_frame_ms;	/* the last whole frame arrived */
 	int64_t idle_ms;	/* became idle (TO_IDLE armed) */
+	int64_t frame_ns;	/* the frame being handled arrived */
+	int64_t reply_ns;	/* nonzero: the job being answered arrived */
 	int local;		/* came in on a Unix socket */
 	int tls;		/* |bev| is a TLS bufferevent */
 	struct stream *streams;
@@ -280,7 +283,14 @@ conn_send(struct conn *c, uint8_t op, uint16_t flags, unsigned status,
 		log_err("%s: out of memory queueing a %s frame", c->peer,
 		    mst_op_name(op));
 		conn_close(c, NULL);
+		return;
 	}
+	/* A request is answered by its last reply frame; it arrived with
+	 * its job, or else with the frame being handled (for a LOCK that
+	 * waited: with its connection's latest frame). */
+	if ((flags & MST_F_REPLY) && !(flags & MST_F_MORE))
+		metrics_request(op, status, metrics_now_ns() -
+		    (c->reply_ns ? c->reply_ns : c->frame_ns));
 }
 
 /* Error reply: status from |err| (either sign), optional detail text. */
@@ -572,6 +582,7 @@ conn_update(struct conn *c)
 static void
 conn_watch_send(void *ctx, const uint8_t *p, size_t len)
 {
+	metrics_notice_sent();
 	conn_send(ctx, MST_OP_NOTIFY, MST_F_NOTICE, 0, 0, p, len);
 }
 
@@ -797,9 +808,15 @@ job_complete(struct server *srv, struct job *j)
 	c->njobs--;
 	c->job_bytes -= j->payload_len + j->body_len;
 	srv->njobs--;
+	if ((j->op == MST_OP_DELIVER || j->op == MST_OP_COMMIT) &&
+	    j->status == 0)
+		metrics_delivered(j->req.deliver.body_size);
 	if (c->state != CS_CLOSED && j->op != ENG_OP_UNLOCK_OWNER &&
-	    j->op != ENG_OP_UNWATCH)
+	    j->op != ENG_OP_UNWATCH) {
+		c->reply_ns = j->start_ns;
 		job_reply(c, j);
+		c->reply_ns = 0;
+	}
 	/* A closed connection's watchers are gone already. */
 	if (j->op == MST_OP_WATCH && c->state != CS_CLOSED)
 		watch_done(&c->watch, j);
@@ -1291,6 +1308,7 @@ do_request(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
 	j->id = h->id;
 	j->max_frame = c->max_frame;
 	j->conn = c;
+	j->start_ns = c->frame_ns;
 	rc = decode_req(j, p, h->len);
 	if (rc < 0) {
 		job_free(j);
@@ -1784,6 +1802,7 @@ conn_input(struct conn *c)
 			conn_close(c, NULL);
 			break;
 		}
+		c->frame_ns = metrics_now_ns();
 		if (rc == -EOPNOTSUPP && c->state == CS_READY) {
 			/* The length is valid, so skip just this frame. Before
 			 * HELLO or AUTH, conn_frame refuses it like any other
@@ -1934,6 +1953,7 @@ conn_accept(void *arg, evutil_socket_t fd, const char *addr,
 
 	snprintf(peer, sizeof peer, "conn %llu (%s)",
 	    (unsigned long long)++srv->serial, addr);
+	metrics_accepted();
 	conn_new(srv, fd, peer, host, local);
 }
 
@@ -2106,6 +2126,32 @@ server_set_engine(struct server *s, const struct engine_ops *ops,
 {
 	s->ops = ops;
 	s->eng = e;
+}
+
+struct event_base *
+server_base(struct server *s)
+{
+	return s->base;
+}
+
+/* On the loop, at a scrape: what only the loop knows. */
+void
+server_metrics_live(void *arg, struct metrics_live *out)
+{
+	struct server *srv = arg;
+	struct conn *c;
+
+	*out = (struct metrics_live){
+		.connections = srv->nconns,
+		.jobs = srv->njobs,
+	};
+	LIST_FOREACH(c, &srv->conns, link) {
+		out->watches += c->watch.n;
+		if (c->locks != NULL) {
+			out->locks += lock_conn_nlocks(c->locks);
+			out->lock_waiters += lock_conn_nwaiters(c->locks);
+		}
+	}
 }
 
 const char *

@@ -15,6 +15,7 @@
 #include "mstclient.h"
 
 struct server;
+struct event_base;
 
 /* A shared key; a server holds up to SERVER_KEYS_MAX (rotation). */
 #define SERVER_KEYS_MAX	2
@@ -56,6 +57,15 @@ void server_set_engine(struct server *s, const struct engine_ops *ops,
 
 /* 1 when the TCP listeners speak TLS (tls_cert and tls_key). */
 int server_tls(const struct server *s);
+
+/* The loop's event_base: mstored's metrics endpoint (metrics_http.c)
+ * runs on it. */
+struct event_base *server_base(struct server *s);
+
+/* metrics_live_fn (metrics.h) for an endpoint on server_base(|arg|):
+ * connections, watches, locks and jobs in flight now. Loop only. */
+struct metrics_live;
+void server_metrics_live(void *arg, struct metrics_live *out);
 
 /* "127.0.0.1:4870, unix:/run/mstored.sock" (actual ports for port 0). */
 const char *server_addresses(const struct server *s);

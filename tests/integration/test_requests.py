@@ -7,11 +7,12 @@ delivery by a lone writer is one DELIVER to the store, whatever the
 size, also for a body spooled to disk, and into a quiet mailbox too (no
 LOOKUP per directory of the path: notices keep their attributes). In a
 busy mailbox (other deliveries under way in its tmp/) the fsync of the
-tmp/ file STAGEs the body, outside any directory lock, and the link() or
-rename() only COMMITs the name; there a file changed after its fsync, or
-never fsynced, is one DELIVER, and a staged file removed instead is
-dropped from the store. Every body arrives intact; a write still clears
-the set-user-ID bit; the routing view still answers."""
+tmp/ file STAGEs a body of 64 KiB or more, outside any directory lock,
+and the link() or rename() only COMMITs the name; there a file changed
+after its fsync, or never fsynced, is one DELIVER, and a staged file
+removed instead is dropped from the store. Every body arrives intact; a
+write still clears the set-user-ID bit; the routing view still
+answers."""
 import mmap
 import os
 import stat
@@ -247,11 +248,16 @@ def test_dovecot_rename_costs_the_same(m):
 
 
 def test_busy_mailbox_stages_at_fsync_and_commits_at_link(m):
-    """With another delivery under way in tmp/, fsync STAGEs the body and
-    link() (Postfix) or rename() (Dovecot LDA) only COMMITs the name."""
+    """With another delivery under way in tmp/, fsync STAGEs a body of
+    64 KiB or more and link() (Postfix) or rename() (Dovecot LDA) only
+    COMMITs the name; a 4 KiB body is one DELIVER still."""
     maildir(m)
     body = body_of(64 << 10, 5)
     with Busy(m):
+        with Count(m) as c:
+            dst = deliver(m, "busy.small", body[:4096], 4096)
+        check_arrived(dst, body[:4096])
+        one_deliver(c)
         with Count(m) as c:
             dst = deliver(m, "busy.link", body, 4096)
         check_arrived(dst, body)
@@ -274,28 +280,29 @@ def test_staged_body_that_no_longer_fits_is_delivered_whole(m):
     dropped from the store (UNLINK)."""
     maildir(m)
     tmp = m.path(BOX, "tmp", "chg")
+    big = body_of(64 << 10, 6)      # staged from 64 KiB
     with Busy(m):
         with Count(m) as c:
             fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-            os.write(fd, b"first\n")
+            os.write(fd, big)
             os.fsync(fd)
             os.write(fd, b"second\n")
             os.close(fd)
             os.link(tmp, m.path(BOX, "new", "chg"))
             os.unlink(tmp)
-        check_arrived(m.path(BOX, "new", "chg"), b"first\nsecond\n")
+        check_arrived(m.path(BOX, "new", "chg"), big + b"second\n")
         assert c["store STAGE"] == 1 and c["store DELIVER"] == 1, c.d
         assert c["store COMMIT"] == 0 and c["store UNLINK"] == 1, c.d
         with Count(m) as c:
             fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-            os.write(fd, b"no fsync\n")
+            os.write(fd, big)
             os.close(fd)
             os.rename(tmp, m.path(BOX, "new", "nofsync"))
-        check_arrived(m.path(BOX, "new", "nofsync"), b"no fsync\n")
+        check_arrived(m.path(BOX, "new", "nofsync"), big)
         assert c["store DELIVER"] == 1 and c["store STAGE"] == 0, c.d
         with Count(m) as c:
             fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-            os.write(fd, b"aborted\n")
+            os.write(fd, big)
             os.fsync(fd)
             os.close(fd)
             os.unlink(tmp)

@@ -293,6 +293,18 @@ sync_handoff(struct engine *e, const struct batch *b, struct job *durable,
 	pthread_mutex_unlock(&e->smu);
 }
 
+/* Is a written batch not yet durable? */
+static int
+sync_pending(struct engine *e)
+{
+	int r;
+
+	pthread_mutex_lock(&e->smu);
+	r = e->spending || e->sbusy;
+	pthread_mutex_unlock(&e->smu);
+	return r;
+}
+
 /* Wait until every written batch is durable and answered (before a
  * rotation, a checkpoint, or the end). Writer thread, bmu not held. */
 static void
@@ -374,8 +386,11 @@ run_batch(struct engine *e, struct batch *b, struct job *jobs)
 		free(b->scratch[i]);
 	if (defer)
 		jq_requeue(&e->wq, defer, dlast, ndefer);
-	if (b->nrec && rc == 0) {
-		/* The syncer answers the rest once they are durable. */
+	/* The syncer answers the rest once they are durable. A job that
+	 * wrote nothing may still rest on a batch not yet synced (a
+	 * DELIVER retried with its idempotency id, answered from the
+	 * index): it waits for the next sync too. */
+	if (rc == 0 && (b->nrec || sync_pending(e))) {
 		sync_handoff(e, b, done, dtail, nordered);
 		done = NULL;
 	}
@@ -383,7 +398,7 @@ run_batch(struct engine *e, struct batch *b, struct job *jobs)
 		next = j->next;
 		complete(e, j);
 	}
-	for (j = done; j; j = next) {	/* nothing written: no sync */
+	for (j = done; j; j = next) {	/* nothing to wait for */
 		next = j->next;
 		complete(e, j);
 	}

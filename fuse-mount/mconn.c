@@ -17,7 +17,9 @@
  *            request is never written on the thread that runs callbacks
  *            while it could block the reading of replies).
  *   timer    fails requests whose deadline has passed.
- * Callbacks run on conn or timer (or in mconn_free) with no lock held.
+ * Callbacks run on conn or timer (or in mconn_free) with no lock held;
+ * replies (and notices) that conn reads while it writes are dispatched
+ * once it has let go of send_mu (flush_queue).
  *
  * Connection states (c->state):
  *
@@ -159,12 +161,22 @@ struct loglimit {
 	unsigned skipped;	/* events not logged since */
 };
 
+/* A whole frame read while the conn thread held send_mu, kept to be
+ * dispatched once it has let go (see flush_queue). */
+struct rx_kept {
+	struct rx_kept *next;
+	struct mst_hdr h;
+	uint8_t *pay;
+};
+
 /* Frame reader state; the conn thread's own. */
 struct rx {
 	uint8_t *buf;		/* MCONN_RXBUF bytes read, [off, len) unused */
 	size_t off, len;
 	struct mst_reader rd;	/* the frame being read */
 	int eof;		/* the server closed the connection */
+	int keep;		/* keep whole frames instead of dispatching */
+	struct rx_kept *kept, *kept_last;	/* in arrival order */
 };
 
 struct mconn {
@@ -473,6 +485,7 @@ run_done(struct mreq *done)
  * other with full socket buffers, and stops when mconn_free wakes it.
  */
 static int rx_read(struct mconn *c);
+static int rx_release(struct mconn *c);
 
 static int
 io_writev(struct mconn *c, struct mst_client *cl, struct iovec *iov, int n,
@@ -671,6 +684,13 @@ held_done(struct mreq *r)
  * With |try| (in UP) it does not wait for a caller's write to end:
  * waiting would stop it reading replies, which the server may need
  * before it reads on (-EBUSY; the caller tries again soon).
+ *
+ * While a write waits for room it reads on (io_writev), holding send_mu:
+ * the frames it reads are kept, and dispatched, callbacks and notices
+ * included, only once send_mu is let go. A callback may wait for a lock
+ * of the mount's whose holder waits for send_mu to send (a CLOSE sent
+ * under the mount's lock); run here, each would wait for the other until
+ * that request's deadline, with no reply read meanwhile.
  */
 static int
 flush_queue(struct mconn *c, int try)
@@ -679,12 +699,13 @@ flush_queue(struct mconn *c, int try)
 	struct mst_client *cl;
 	size_t wrote;
 	uint32_t mf;
-	int rc = 0;
+	int rc = 0, drc;
 
 	if (!try)
 		pthread_mutex_lock(&c->send_mu);
 	else if (pthread_mutex_trylock(&c->send_mu) != 0)
 		return -EBUSY;
+	c->rx.keep = 1;
 	for (;;) {
 		pthread_mutex_lock(&c->mu);
 		if (c->stopping) {
@@ -716,11 +737,12 @@ flush_queue(struct mconn *c, int try)
 		rc = 0;
 	}
 	pthread_mutex_unlock(&c->send_mu);
+	drc = rx_release(c);
 	while ((r = held) != NULL) {
 		held = r->dnext;
 		held_done(r);
 	}
-	return rc;
+	return rc < 0 ? rc : drc;
 }
 
 static int
@@ -873,7 +895,51 @@ rx_frame(struct mconn *c, const struct mst_hdr *h, uint8_t *pay)
 	return rc;
 }
 
-/* Feed buffered bytes to the frame reader; dispatch a frame when whole. */
+/* Keep a whole frame for rx_release; takes ownership of |pay|. */
+static int
+rx_keep(struct rx *x, const struct mst_hdr *h, uint8_t *pay)
+{
+	struct rx_kept *k = malloc(sizeof *k);
+
+	if (k == NULL) {
+		free(pay);
+		return -ENOMEM;
+	}
+	*k = (struct rx_kept){ .h = *h, .pay = pay };
+	if (x->kept_last)
+		x->kept_last->next = k;
+	else
+		x->kept = k;
+	x->kept_last = k;
+	return 0;
+}
+
+/* Stop keeping frames, and dispatch the kept ones in the order they came.
+ * Returns 0, or the first frame's error that breaks the protocol (the
+ * rest are dropped with the connection, as rx_read drops what follows
+ * such a frame). */
+static int
+rx_release(struct mconn *c)
+{
+	struct rx *x = &c->rx;
+	struct rx_kept *k;
+	int rc = 0;
+
+	x->keep = 0;
+	while ((k = x->kept) != NULL) {
+		x->kept = k->next;
+		if (rc == 0)
+			rc = rx_frame(c, &k->h, k->pay);
+		else
+			free(k->pay);
+		free(k);
+	}
+	x->kept_last = NULL;
+	return rc;
+}
+
+/* Feed buffered bytes to the frame reader; dispatch a frame when whole
+ * (or keep it, while the conn thread holds send_mu). */
 static int
 rx_consume(struct mconn *c)
 {
@@ -888,6 +954,8 @@ rx_consume(struct mconn *c)
 	x->off += used;
 	if (rc <= 0)
 		return rc;
+	if (x->keep)
+		return rx_keep(x, &h, pay);
 	return rx_frame(c, &h, pay);
 }
 
@@ -931,9 +999,18 @@ rx_read(struct mconn *c)
 static void
 rx_reset(struct rx *x)
 {
+	struct rx_kept *k;
+
 	mst_reader_reset(&x->rd);
 	x->off = x->len = 0;
 	x->eof = 0;
+	x->keep = 0;
+	while ((k = x->kept) != NULL) {
+		x->kept = k->next;
+		free(k->pay);
+		free(k);
+	}
+	x->kept_last = NULL;
 }
 
 /* --- connection management (conn thread) --- */

@@ -1241,6 +1241,141 @@ START_TEST(held_callback_runs_after_its_writer_lets_go_of_the_socket)
 }
 END_TEST
 
+/*
+ * The connection thread writes what callbacks submit. While such a write
+ * waits for room in the socket it reads replies (so that neither side
+ * blocks the other), and it holds send_mu all the while. A reply read
+ * then must not have its callback run there: the callback may wait for a
+ * lock of the mount's, whose holder may be sending (the mount sends a
+ * CLOSE under its lock), and that sender waits for send_mu until its
+ * deadline, with every reply unread meanwhile.
+ */
+struct flusher {
+	pthread_mutex_t lk;	/* the caller's lock, as the mount's */
+	pthread_mutex_t mu;	/* guards the fields below */
+	struct mconn *c;
+	const uint8_t *body;
+	size_t len;
+	int put_rc;		/* mconn_call_async of the PUT */
+	int put_sent;
+	int entered;		/* the PING's callback began */
+	int status;		/* the PING's */
+	struct pending put;
+};
+
+/* The PING's callback takes the caller's lock. */
+static void
+flusher_ping_done(void *arg, struct mreply *r)
+{
+	struct flusher *f = arg;
+
+	pthread_mutex_lock(&f->mu);
+	f->entered = 1;
+	pthread_mutex_unlock(&f->mu);
+	pthread_mutex_lock(&f->lk);
+	pthread_mutex_lock(&f->mu);
+	f->status = r->status;
+	pthread_mutex_unlock(&f->mu);
+	pthread_mutex_unlock(&f->lk);
+	mreply_free(r);
+}
+
+/* On the timer thread (an expired request's callback): a PUT that the
+ * connection thread will write, too large for the socket to take. */
+static void
+flusher_submit_put(void *arg, struct mreply *r)
+{
+	struct flusher *f = arg;
+	struct mst_put_req q = {
+		.path = mst_str_of("flushed"),
+		.mode = 0644,
+		.checksum = mst_checksum(f->body, f->len),
+		.body_size = f->len,
+		.body = { (const uint8_t *)"", 0 },
+	};
+	uint8_t buf[512];
+	int n = mst_put_req_encode(&q, buf, sizeof buf), rc;
+
+	mreply_free(r);
+	rc = n < 0 ? n : mconn_call_async(f->c, MST_OP_PUT, buf, (size_t)n,
+	    f->body, f->len, 0, pending_cb, &f->put);
+	pthread_mutex_lock(&f->mu);
+	f->put_rc = rc;
+	f->put_sent = 1;
+	pthread_mutex_unlock(&f->mu);
+}
+
+static int
+flusher_get(struct flusher *f, const int *v)
+{
+	int x;
+
+	pthread_mutex_lock(&f->mu);
+	x = *v;
+	pthread_mutex_unlock(&f->mu);
+	return x;
+}
+
+static int
+flusher_wait(struct flusher *f, const int *v, int ms)
+{
+	int64_t deadline = now_ms() + ms;
+
+	while (!flusher_get(f, v) && now_ms() < deadline)
+		sleep_ms(10);
+	return flusher_get(f, v);
+}
+
+START_TEST(reply_read_during_a_queued_write_is_called_back_after_it)
+{
+	struct mconn *c = open_conn(srv.addr, 3000);
+	struct flusher f = { .lk = PTHREAD_MUTEX_INITIALIZER,
+		.mu = PTHREAD_MUTEX_INITIALIZER, .c = c, .len = BIG_BODY,
+		.put = PENDING_INIT };
+	struct pending p = PENDING_INIT;
+	uint8_t *body = calloc(1, BIG_BODY);
+	struct mst_ping q = { .cookie = 1 };
+	uint8_t buf[8];
+	int64_t took;
+	int n, rc;
+
+	ck_assert_ptr_nonnull(body);
+	f.body = body;
+	ck_assert_int_eq(ping(c, 1), 0);
+	ck_assert_int_eq(kill(srv.pid, SIGSTOP), 0);
+	/* Expires at 3 s; its callback, on the timer thread, submits the
+	 * PUT, which the connection thread then writes until the socket
+	 * is full. */
+	n = mst_ping_encode(&q, buf, sizeof buf);
+	ck_assert_int_gt(n, 0);
+	ck_assert_int_eq(mconn_call_async(c, MST_OP_PING, buf, (size_t)n,
+	    NULL, 0, 0, flusher_submit_put, &f), 0);
+	sleep_ms(2500);
+	/* Written before the PUT, answered while the PUT is written. */
+	ck_assert_int_eq(mconn_call_async(c, MST_OP_PING, buf, (size_t)n,
+	    NULL, 0, 0, flusher_ping_done, &f), 0);
+	ck_assert_msg(flusher_wait(&f, &f.put_sent, WAIT_MS), "no PUT");
+	ck_assert_int_eq(f.put_rc, 0);
+	sleep_ms(200);		/* the connection thread's write waits */
+	pthread_mutex_lock(&f.lk);
+	ck_assert_int_eq(kill(srv.pid, SIGCONT), 0);
+	ck_assert_msg(flusher_wait(&f, &f.entered, WAIT_MS),
+	    "the PING was not called back");
+	took = now_ms();
+	rc = ping_async(c, 2, 0, &p);
+	took = now_ms() - took;
+	pthread_mutex_unlock(&f.lk);
+	ck_assert_int_eq(rc, 0);
+	ck_assert_msg(took < 1000, "sending a PING took %lld ms, want < 1000 "
+	    "(the timeout is 3000)", (long long)took);
+	ck_assert_int_eq(pending_wait(&p, WAIT_MS), 0);
+	ck_assert_int_eq(pending_wait(&f.put, WAIT_MS), 0);
+	ck_assert_int_eq(flusher_get(&f, &f.status), 0);
+	mconn_free(c);
+	free(body);
+}
+END_TEST
+
 /* ---- the log ---- */
 
 /* stderr, where mconn logs, goes to |path| until log_end. */
@@ -1404,6 +1539,8 @@ mconn_suite(void)
 	    borrowed_body_is_sent_intact_and_resent_after_a_crash);
 	tcase_add_test(tc,
 	    held_callback_runs_after_its_writer_lets_go_of_the_socket);
+	tcase_add_test(tc,
+	    reply_read_during_a_queued_write_is_called_back_after_it);
 	tcase_add_test(tc,
 	    every_eio_and_late_reply_is_logged_with_its_operation);
 	suite_add_tcase(s, tc);

@@ -51,6 +51,8 @@ struct jq {
 struct quota_ovr {
 	struct quota_ovr *next;
 	uint64_t bytes, msgs;
+	int set;		/* set by ADMIN quota (eng_quota.c): kept in
+				   DIR/quotas, wins over quota_file */
 	char mailbox[];
 };
 
@@ -120,7 +122,15 @@ struct engine {
 	uint64_t space_free;		/* last statvfs less reserve */
 	uint64_t space_log_bytes;	/* log_bytes at that statvfs */
 	int64_t space_at_ms;		/* when; writer-owned */
-	struct quota_ovr *quotas;
+	struct quota_ovr *quotas;	/* guarded by mu (changed by ADMIN
+					   quota) */
+	/* Progress for "stats" (mstore-ctl scrub --progress, compact
+	 * --wait): the running scrub's log bytes checked of its total,
+	 * and the compactor's passes. */
+	atomic_uint_fast64_t scrub_done, scrub_total;
+	atomic_int scrub_running;
+	uint64_t cpasses;		/* passes ended; guarded by cmu */
+	int crunning;			/* a pass is under way; cmu */
 	struct oref *orefs[ENG_OREF_BUCKETS];	/* writer-owned */
 	struct jq wq, rq;
 	pthread_t writer, compactor, *readers;
@@ -337,6 +347,12 @@ void engine_internal(struct engine *e, struct job *j, struct waiter *w);
 void *compactor_main(void *arg);
 void admin_run(struct engine *e, struct job *j);
 void compact_kick(struct engine *e);
+
+/* eng_quota.c: ADMIN quota (|j|'s arg "MAILBOX BYTES MESSAGES"), and at
+ * open the quotas it set before (DIR/quotas; the memory store keeps
+ * none). */
+void quota_admin(struct engine *e, struct job *j);
+int quota_set_load(struct engine *e);
 
 /* engine_local.c */
 /* The engine over |m|: engine_local's open is this over store_files. */

@@ -262,12 +262,40 @@ compactor_main(void *arg)
 			pthread_mutex_unlock(&e->cmu);
 			return NULL;
 		}
+		e->crunning = 1;
 		pthread_mutex_unlock(&e->cmu);
 		while (!compact_stopping(e) && (s = pick_segment(e)) != NULL) {
 			compact_segment(e, s);
 			seg_put(s);
 		}
+		pthread_mutex_lock(&e->cmu);
+		e->crunning = 0;
+		e->cpasses++;
+		pthread_mutex_unlock(&e->cmu);
 	}
+}
+
+/*
+ * ADMIN compact: wake the compactor and name the pass that will look at
+ * the store after this request: the next one, or the one after when a
+ * pass is under way (it may have picked its segments already). A client
+ * waits for compact_passes (stats) to reach it.
+ */
+static void
+compact_request(struct engine *e, struct job *j)
+{
+	char buf[64];
+	uint64_t pass;
+	int n;
+
+	pthread_mutex_lock(&e->cmu);
+	pass = e->cpasses + (e->crunning ? 2 : 1);
+	e->ckick = 1;
+	pthread_cond_signal(&e->ccv);
+	pthread_mutex_unlock(&e->cmu);
+	n = snprintf(buf, sizeof buf, "compact=started\ncompact_pass=%llu\n",
+	    (unsigned long long)pass);
+	j->status = reply_text(j, buf, (size_t)n);
 }
 
 /* --- scrub --- */
@@ -352,6 +380,36 @@ scrub_one(void *arg, struct rec *r, const uint8_t *payload, uint64_t off)
 	return 0;
 }
 
+/* Scrub progress for stats: the log bytes there are to check. */
+static void
+scrub_progress_begin(struct engine *e)
+{
+	uint64_t total = 0;
+	uint32_t no;
+
+	pthread_rwlock_rdlock(&e->mu);
+	for (no = 0; no < e->nsegs; no++)
+		if (e->segs[no] != NULL)
+			total += e->segs[no]->size;
+	pthread_rwlock_unlock(&e->mu);
+	atomic_store(&e->scrub_done, 0);
+	atomic_store(&e->scrub_total, total);
+	atomic_fetch_add(&e->scrub_running, 1);
+}
+
+static void
+scrub_progress_end(struct engine *e)
+{
+	uint64_t done = atomic_load(&e->scrub_done);
+
+	/* Segments may have grown meanwhile: done is the bytes checked. */
+	if (done > atomic_load(&e->scrub_total))
+		atomic_store(&e->scrub_total, done);
+	else
+		atomic_store(&e->scrub_done, atomic_load(&e->scrub_total));
+	atomic_fetch_sub(&e->scrub_running, 1);
+}
+
 /* Verify every record checksum and every body checksum in every segment. */
 static void
 scrub(struct engine *e, struct job *j)
@@ -361,6 +419,7 @@ scrub(struct engine *e, struct job *j)
 	uint32_t no, n;
 	int rc;
 
+	scrub_progress_begin(e);
 	pthread_rwlock_rdlock(&e->mu);
 	n = e->nsegs;
 	for (no = 0; no < n; no++)
@@ -390,6 +449,7 @@ scrub(struct engine *e, struct job *j)
 			    (unsigned long long)(size - end));
 		}
 		seg_put(sc.s);
+		atomic_fetch_add(&e->scrub_done, end);
 	}
 	report(&sc, "segments=%llu\nbytes=%llu\nrecords=%llu\nbodies=%llu\n"
 	    "file_blocks=%llu\nbad_records=%llu\nbad_bodies=%llu\n"
@@ -408,6 +468,7 @@ scrub(struct engine *e, struct job *j)
 	else
 		log_info("scrub of %s: %llu records clean", e->dir,
 		    (unsigned long long)sc.records);
+	scrub_progress_end(e);
 	j->status = sc.report ? reply_text(j, sc.report, sc.rlen) : -ENOMEM;
 	free(sc.report);
 }
@@ -452,6 +513,15 @@ stats(struct engine *e, struct job *j)
 	 * fdatasync that made them durable (engine_local.c). */
 	n += snprintf(buf + n, sizeof buf - (size_t)n, "ordered=%llu\n",
 	    (unsigned long long)atomic_load(&e->ordered));
+	pthread_mutex_lock(&e->cmu);
+	n += snprintf(buf + n, sizeof buf - (size_t)n,
+	    "scrub_running=%d\nscrub_bytes_done=%llu\n"
+	    "scrub_bytes_total=%llu\ncompact_running=%d\n"
+	    "compact_passes=%llu\n", atomic_load(&e->scrub_running) > 0,
+	    (unsigned long long)atomic_load(&e->scrub_done),
+	    (unsigned long long)atomic_load(&e->scrub_total), e->crunning,
+	    (unsigned long long)e->cpasses);
+	pthread_mutex_unlock(&e->cmu);
 	j->status = reply_text(j, buf, (size_t)n);
 }
 
@@ -465,8 +535,9 @@ admin_run(struct engine *e, struct job *j)
 	} else if (c.len == 5 && memcmp(c.p, "scrub", 5) == 0) {
 		scrub(e, j);
 	} else if (c.len == 7 && memcmp(c.p, "compact", 7) == 0) {
-		compact_kick(e);
-		j->status = reply_text(j, "compact=started\n", 16);
+		compact_request(e, j);
+	} else if (c.len == 5 && memcmp(c.p, "quota", 5) == 0) {
+		quota_admin(e, j);
 	} else {
 		j->status = -EINVAL;
 	}

@@ -722,6 +722,9 @@ do_statfs(struct engine *e, struct job *j)
 		r.used_bytes = m->bytes;
 		r.quota_msgs = m->quota_msgs;
 		r.used_msgs = m->msgs;
+	} else {	/* empty, or no mailbox: what a delivery would get */
+		r.quota_bytes = e->ix->quota_bytes;
+		r.quota_msgs = e->ix->quota_msgs;
 	}
 	pthread_rwlock_unlock(&e->mu);
 	return reply_statfs_rep(j, &r);

@@ -675,6 +675,8 @@ engine_open_media(const struct engine_conf *c, const struct store_media *m,
 	}
 	rc = load_quotas(e);
 	if (rc == 0)
+		rc = quota_set_load(e);
+	if (rc == 0)
 		rc = store_open(e);
 	if (rc < 0) {
 		store_close(e);

@@ -171,6 +171,10 @@ re_op_admin(struct rados_engine *e, struct job *j)
 		return stats(e, j);
 	if (says(q->cmd, "scrub"))
 		return re_scrub(e, j);
+	/* Limits come from mstore.conf and quota_file, the same on every
+	 * server; one set here would hold on this server only. */
+	if (says(q->cmd, "quota"))
+		return -EOPNOTSUPP;
 	re_text_init(&t);
 	if (says(q->cmd, "compact"))
 		re_text_add(&t, "compact=nothing to do: Ceph frees the space "

@@ -352,6 +352,31 @@ index_mbox(struct index *ix, struct mst_str name, int create)
 }
 
 /*
+ * A mailbox whose last message went and whose quota is the default's is
+ * forgotten, so that the mailbox count (stats) goes down when mailboxes
+ * are emptied and removed; the next delivery makes it again. One with a
+ * quota of its own (quota_file, ADMIN quota) stays: the record holds it.
+ */
+static void
+mbox_drop_if_idle(struct index *ix, struct mbox *m)
+{
+	struct mbox **pp;
+
+	if (m->msgs != 0 || m->quota_bytes != ix->quota_bytes ||
+	    m->quota_msgs != ix->quota_msgs)
+		return;
+	pp = &ix->mboxes[XXH3_64bits(m->name, strlen(m->name)) &
+	    ix->mbox_mask];
+	while (*pp != NULL && *pp != m)
+		pp = &(*pp)->next;
+	if (*pp == NULL)
+		return;
+	*pp = m->next;
+	ix->nmbox--;
+	free(m);
+}
+
+/*
  * Segment numbers come from checkpoints and records, which may be damaged
  * (a checkpoint is parsed before its checksum is checked): one beyond
  * INDEX_SEG_MAX is refused as damage rather than sized for, so a bad
@@ -615,6 +640,7 @@ node_drop(struct index *ix, struct node *n, uint64_t lsn, int64_t now)
 		htab_del(&ix->by_idem, n, IDEM_OFF);
 		n->x.mbox->bytes -= n->size;
 		n->x.mbox->msgs--;
+		mbox_drop_if_idle(ix, n->x.mbox);
 		ix->msgs--;
 		(void)seg_live_add(ix, n->seg, -(int64_t)n->size); /* exists */
 		ix->bytes -= n->size;

@@ -2320,7 +2320,7 @@ START_TEST(flag_changes_and_expunges_are_answered_before_their_sync)
 	char copy[80], cmd[300], text[2048], *dump;
 	struct tengine T2;
 	uint8_t req[512];
-	struct job *dj;
+	struct job *dj, *rj;
 	int n;
 
 	ck_assert_int_eq(t_mkdirs(&T, "m"), 0);
@@ -2329,15 +2329,22 @@ START_TEST(flag_changes_and_expunges_are_answered_before_their_sync)
 	ck_assert_int_eq(t_deliver(&T, "m", MST_SUB_NEW, "b", "bbbb", 4, NULL,
 	    NULL), 0);
 	dio_hold(DIO_SYNC, 1);
+	memset(d.idem, 0x5a, sizeof d.idem);
 	n = mst_deliver_req_encode(&d, req, sizeof req);
 	dj = tbuild(&T, MST_OP_DELIVER, req, (size_t)n, "cccc", 4);
 	tsubmit(&T, dj);
 	ck_assert_int_eq(t_setinfo(&T, "m", MST_SUB_NEW, "a", MST_SUB_CUR,
 	    "a:2,S"), 0);
 	ck_assert_int_eq(t_expunge(&T, "m", MST_SUB_NEW, "b"), 0);
+	/* Its retry (same idempotency id) writes nothing, and must wait
+	 * for the same sync. */
+	rj = tbuild(&T, MST_OP_DELIVER, req, (size_t)n, "cccc", 4);
+	tsubmit(&T, rj);
 	usleep(100 * 1000);
 	ck_assert_msg(!tfinished(dj), "a delivery was answered before its "
 	    "fdatasync");
+	ck_assert_msg(!tfinished(rj), "a retried delivery was answered "
+	    "before the fdatasync of the first");
 	ck_assert_int_eq(t_admin(&T, "stats", text, sizeof text), 0);
 	ck_assert_ptr_nonnull(strstr(text, "ordered=2"));
 
@@ -2356,7 +2363,9 @@ START_TEST(flag_changes_and_expunges_are_answered_before_their_sync)
 
 	dio_hold(DIO_SYNC, 0);
 	ck_assert_int_eq(twait_for(dj)->status, 0);
+	ck_assert_int_eq(twait_for(rj)->status, 0);
 	job_free(dj);
+	job_free(rj);
 	reopen();
 	dump = t_dump(&T);
 	ck_assert_ptr_nonnull(strstr(dump, "m/cur/a:2,S "));

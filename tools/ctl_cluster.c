@@ -13,7 +13,8 @@
  *   - Ceph: `ceph --conf FILE -s`, when --ceph-conf FILE is given.
  *
  * Talks to the servers with PING only, and to the mount through its
- * attributes; nothing here changes anything.
+ * attributes; nothing here changes anything. With --json (|js| set) the
+ * same report is one JSON object (mstore-ctl(8), JSON OUTPUT).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -31,6 +32,7 @@
 
 #include "cli.h"
 #include "ctl_cluster.h"
+#include "json.h"
 #include "mstclient.h"
 
 #define XA_SERVERS	"user.mstore.servers"
@@ -44,6 +46,9 @@ struct srv {
 	char state[16];		/* up, down, left; "" when no mount */
 	int home;
 };
+
+/* --json: the report being built, or NULL for text on stdout. */
+static struct json *js;
 
 /* PING |addr|: its round trip in ms, or a negative errno (*why set). */
 static double
@@ -135,16 +140,20 @@ show_servers(const char *prog, const char *mnt, const char *list,
 		}
 		text[len] = '\0';
 		n = parse_view(text, v, SRV_MAX);
-		printf("Servers (as the mount %s sees them; PING from "
-		    "here):\n", mnt);
+		if (!js)
+			printf("Servers (as the mount %s sees them; PING "
+			    "from here):\n", mnt);
 	} else {
 		n = parse_list(list, v, SRV_MAX);
-		printf("Servers (PING from here):\n");
+		if (!js)
+			printf("Servers (PING from here):\n");
 	}
 	if (n <= 0) {
 		fprintf(stderr, "%s: no servers\n", prog);
 		return -1;
 	}
+	if (js)
+		json_arr_begin(js, "servers");
 	for (i = 0; i < n; i++) {
 		int err = 0;
 		double ms = ping_ms(v[i].addr, o, &err);
@@ -154,6 +163,23 @@ show_servers(const char *prog, const char *mnt, const char *list,
 		if (strcmp(state, "left") != 0 &&
 		    (strcmp(state, "up") != 0 || ms < 0))
 			bad = 1;
+		if (js) {
+			json_obj_begin(js, NULL);
+			json_str(js, "address", v[i].addr);
+			json_str(js, "state", state);
+			json_bool(js, "home", v[i].home);
+			if (ms >= 0)
+				json_num(js, "ping_ms", ms, 3);
+			else
+				json_null(js, "ping_ms");
+			if (ms >= 0)
+				json_null(js, "error");
+			else
+				json_str(js, "error",
+				    cli_connect_strerror(err));
+			json_obj_end(js);
+			continue;
+		}
 		printf("  %-24s %-5s %-5s", v[i].addr, state,
 		    v[i].home ? "home" : "");
 		if (ms >= 0)
@@ -161,6 +187,8 @@ show_servers(const char *prog, const char *mnt, const char *list,
 		else
 			printf(" no answer: %s\n", cli_connect_strerror(err));
 	}
+	if (js)
+		json_arr_end(js);
 	return bad;
 }
 
@@ -173,11 +201,25 @@ show_mailbox(const char *mnt, const char *box)
 
 	snprintf(path, sizeof path, "%s/%s", mnt, box);
 	len = getxattr(path, XA_SERVER, addr, sizeof addr - 1);
+	if (len >= 0)
+		addr[len] = '\0';
+	if (js) {
+		json_obj_begin(js, NULL);
+		json_str(js, "mailbox", box);
+		if (len < 0) {
+			json_null(js, "server");
+			json_str(js, "error", strerror(errno));
+		} else {
+			json_str(js, "server", addr);
+			json_null(js, "error");
+		}
+		json_obj_end(js);
+		return len < 0;
+	}
 	if (len < 0) {
 		printf("  %-32s ? (%s)\n", box, strerror(errno));
 		return 1;
 	}
-	addr[len] = '\0';
 	printf("  %-32s %s\n", box, addr);
 	return 0;
 }
@@ -314,6 +356,19 @@ show_ceph(const char *conf, int timeout_ms)
 	rc = run_ceph(conf, timeout_ms, out, CEPH_OUT_MAX);
 	h = strstr(out, "health: ");
 	bad = rc != 0 || h == NULL || strncmp(h + 8, "HEALTH_ERR", 10) == 0;
+	if (js) {
+		json_obj_begin(js, "ceph");
+		json_str(js, "conf", conf);
+		json_i64(js, "exit_status", rc);
+		if (h != NULL)
+			json_strn(js, "health", h + 8, strcspn(h + 8, " \n"));
+		else
+			json_null(js, "health");
+		json_str(js, "output", out);
+		json_obj_end(js);
+		free(out);
+		return bad;
+	}
 	printf("Ceph (ceph --conf %s -s%s):\n", conf, rc == 0 ? "" :
 	    ", failed");
 	for (line = strtok_r(out, "\n", &save); line;
@@ -325,7 +380,7 @@ show_ceph(const char *conf, int timeout_ms)
 
 int
 ctl_cluster_status(const char *prog, const struct mst_client_opts *o,
-    int argc, char **argv)
+    struct json *jout, int *reported, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ .name = "mount", .has_arg = required_argument, .val = 'm' },
@@ -366,23 +421,36 @@ ctl_cluster_status(const char *prog, const struct mst_client_opts *o,
 		    "(their server is the mount's choice)\n", prog);
 		return CLI_EXIT_USAGE;
 	}
+	js = jout;
+	if (js)
+		json_obj_begin(js, NULL);
 	rc = show_servers(prog, mnt, list, o);
 	if (rc < 0)
 		return CLI_EXIT_FAIL;
 	bad |= rc;
 	if (mnt != NULL) {
-		printf("Mailboxes (the server each maps to now):\n");
+		if (js)
+			json_arr_begin(js, "mailboxes");
+		else
+			printf("Mailboxes (the server each maps to now):\n");
 		for (i = optind; i < argc; i++) {
 			bad |= show_mailbox(mnt, argv[i]);
 			count++;
 		}
 		if (optind == argc)
 			bad |= walk(mnt, "", WALK_DEPTH, &count);
-		if (count == 0)
+		if (js)
+			json_arr_end(js);
+		else if (count == 0)
 			printf("  (none found)\n");
 	}
 	if (conf != NULL)
 		bad |= show_ceph(conf, o->timeout_ms);
+	if (js) {
+		json_bool(js, "healthy", !bad);
+		json_obj_end(js);
+	}
+	*reported = 1;
 	fflush(stdout);
 	return bad ? CLI_EXIT_FAIL : CLI_EXIT_OK;
 }

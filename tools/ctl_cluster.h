@@ -6,10 +6,15 @@
 
 #include "mstclient.h"
 
+struct json;
+
 /* Run "status [--mount DIR | --servers LIST] [--ceph-conf FILE]
  * [MAILBOX...]" (|argv|[0] is "status"); the connection options |o|
- * (key, TLS, timeout) are used for each PING. Returns the exit status. */
+ * (key, TLS, timeout) are used for each PING. With |js| the report is
+ * one JSON object written there instead of text on stdout. Returns the
+ * exit status; *|reported| is set when the report is complete (exit 1
+ * then means something is unhealthy, not that the command failed). */
 int ctl_cluster_status(const char *prog, const struct mst_client_opts *o,
-    int argc, char **argv);
+    struct json *js, int *reported, int argc, char **argv);
 
 #endif /* CTL_CLUSTER_H */

@@ -16,6 +16,16 @@
 #include <unistd.h>
 
 #include "mount.h"
+#include "mstat.h"
+
+/* Count what |b| holds into the gauges (|sign| 1) or out (-1): in
+ * memory or in its spool file. */
+static void
+held(const struct fbuf *b, int sign)
+{
+	mstat_add(b->fd >= 0 ? MS_BUF_SPOOL : MS_BUF_MEM,
+	    sign > 0 ? b->size : (uint64_t)0 - b->size);
+}
 
 struct fbuf *
 fbuf_new(void)
@@ -32,6 +42,7 @@ fbuf_free(struct fbuf *b)
 {
 	if (b == NULL)
 		return;
+	held(b, -1);
 	if (b->fd >= 0)
 		close(b->fd);
 	free(b->mem);
@@ -78,12 +89,33 @@ spill(struct fbuf *b, const struct mount *m)
 	b->mem = NULL;
 	b->cap = b->len = 0;
 	b->fd = fd;
+	mstat_add(MS_SPOOLS, 1);
 	return 0;
 }
 
+static int fbuf_write_held(struct fbuf *b, const struct mount *m,
+    const void *p, size_t len, uint64_t off);
+
+/* The gauges follow the buffer across the write (and a spill). */
 int
 fbuf_write(struct fbuf *b, const struct mount *m, const void *p, size_t len,
     uint64_t off)
+{
+	int rc;
+
+	if (b->pinned)
+		return -ETXTBSY;
+	held(b, -1);
+	rc = fbuf_write_held(b, m, p, len, off);
+	held(b, 1);
+	if (rc == 0)
+		mstat_add(MS_BUF_WRITTEN, len);
+	return rc;
+}
+
+static int
+fbuf_write_held(struct fbuf *b, const struct mount *m, const void *p,
+    size_t len, uint64_t off)
 {
 	uint64_t end = off + len;
 	size_t cap;
@@ -154,7 +186,9 @@ fbuf_truncate(struct fbuf *b, const struct mount *m, uint64_t size)
 		return fbuf_write(b, m, &zero, 1, size - 1);
 	if (b->fd >= 0 && ftruncate(b->fd, (off_t)size) < 0)
 		return -errno;
+	held(b, -1);
 	b->size = size;
+	held(b, 1);
 	b->len = (size_t)size;
 	return 0;
 }

@@ -87,6 +87,7 @@
 #include <unistd.h>
 
 #include "mconn.h"
+#include "mstat.h"
 #include "mstclient.h"
 #include "mstreader.h"
 
@@ -794,6 +795,8 @@ rx_notice(struct mconn *c, const struct mst_hdr *h, uint8_t *pay)
 		return -EPROTO;
 	}
 	rc = mst_notify_decode(&n, pay, h->len);
+	if (rc >= 0)
+		mstat_add(MS_NOTICES, 1);
 	if (rc >= 0 && c->notice != NULL)
 		c->notice(c->arg, &n);
 	if (rc < 0)
@@ -1141,6 +1144,8 @@ conn_down(struct mconn *c)
 			req_finish(c, r, -EIO, 0, &done);
 			continue;
 		}
+		if (r->sent_gen != 0)
+			mstat_add(MS_RESENT, 1);
 		r->sent_gen = 0;
 		mreply_free(&r->rep);
 		r->rep_bytes = 0;
@@ -1173,6 +1178,9 @@ conn_up(struct mconn *c)
 {
 	mconn_log("connected to the store at %s", c->servers[c->server]);
 	c->logged_down = 0;
+	mstat_add(MS_CONNECTS, 1);
+	if (c->up_since != 0)
+		mstat_add(MS_RECONNECTS, 1);
 	c->up_since = now_ms();
 	if (c->up != NULL) {
 		pthread_mutex_lock(&c->mu);
@@ -1379,6 +1387,7 @@ timer_main(void *arg)
 			}
 			req_finish(c, r, -EIO, r->sent_gen != 0, &done);
 		}
+		mstat_add(MS_TIMEOUTS, nexp);
 		pthread_mutex_unlock(&c->mu);
 		/* Say so: a silent EIO cannot be told from the store's. */
 		mconn_log("%u request(s) to the store at %s got no answer "

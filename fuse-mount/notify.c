@@ -43,6 +43,7 @@
 
 #include "mount.h"
 #include "locktab.h"
+#include "mstat.h"
 #include "store.h"
 
 /* The directory minode for |path|, component by component through the
@@ -175,6 +176,7 @@ folder_refresh(struct mount *m, struct minode *dir)
 		pthread_cond_wait(&m->fcv, &m->mu);
 	if (f->valid && !f->dirty && dir->wstate == W_ACTIVE) {
 		pthread_mutex_unlock(&m->mu);
+		mstat_add(MS_FOLDER_HITS, 1);
 		return 0;
 	}
 	rc = inode_path(dir, path, sizeof path);
@@ -189,6 +191,7 @@ folder_refresh(struct mount *m, struct minode *dir)
 	pthread_mutex_unlock(&m->mu);
 	if (rc < 0)
 		return rc;
+	mstat_add(MS_FOLDER_MISSES, 1);
 	rc = store_list(m, &q, &r);
 	pthread_mutex_lock(&m->mu);
 	f->busy--;

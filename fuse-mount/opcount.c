@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "mount.h"
+#include "mstat.h"
 
 enum oc {
 	OC_LOOKUP, OC_FORGET, OC_GETATTR, OC_SETATTR, OC_MKNOD, OC_MKDIR,
@@ -317,6 +318,53 @@ opcount_format(char *buf, size_t cap)
 		name = mst_op_name(i);
 		if (v && name)
 			PUT("store %s %llu\n", name, (unsigned long long)v);
+	}
+#undef PUT
+	return len;
+}
+
+/*
+ * The same counts as "key=value" lines for user.mstore.stats:
+ * "kernel_requests=N" and "store_requests=N" (totals), then
+ * "kernel.NAME=N" and "store.NAME=N" for each counter above 0. Returns
+ * the length it needs, like opcount_format.
+ */
+size_t
+opcount_format_kv(char *buf, size_t cap)
+{
+	uint64_t v, kt = 0, st = 0;
+	size_t len = 0;
+	const char *name;
+	unsigned i;
+	int n;
+
+#define PUT(...) do { \
+	n = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0, \
+	    __VA_ARGS__); \
+	len += n > 0 ? (size_t)n : 0; \
+} while (0)
+	if (cap > 0)
+		buf[0] = '\0';
+	for (i = 0; i < OC_MAX; i++)
+		kt += atomic_load_explicit(&counts[i], memory_order_relaxed);
+	for (i = 0; i < 256; i++)
+		if (mst_op_name(i))
+			st += mconn_op_count(i);
+	PUT("kernel_requests=%llu\nstore_requests=%llu\n",
+	    (unsigned long long)kt, (unsigned long long)st);
+	for (i = 0; i < OC_MAX; i++) {
+		v = atomic_load_explicit(&counts[i], memory_order_relaxed);
+		if (v)
+			PUT("kernel.%s=%llu\n", oc_name[i],
+			    (unsigned long long)v);
+	}
+	v = atomic_load_explicit(&write_bytes, memory_order_relaxed);
+	PUT("kernel_write_bytes=%llu\n", (unsigned long long)v);
+	for (i = 0; i < 256; i++) {
+		v = mconn_op_count(i);
+		name = mst_op_name(i);
+		if (v && name)
+			PUT("store.%s=%llu\n", name, (unsigned long long)v);
 	}
 #undef PUT
 	return len;

@@ -2,11 +2,9 @@
  * ops_dir.c - directory listings. A handle takes a snapshot: local files
  * for tmp/, the folder cache for new/ and cur/, one READDIR otherwise;
  * readdir then pages through it by offset. The snapshot of a new/ or cur/
- * is taken at the first readdir, not at opendir: a watched folder's
- * listing is also kept by the kernel (cache_readdir), and as long as the
- * folder has not changed since the kernel filled that cache (folder->gen
- * against folder->kgen) the next opendir keeps it (keep_cache), so that
- * listing a large folder again asks the mount nothing. readdirplus gives
+ * is taken at the first readdir, which is at offset 0 because the kernel
+ * keeps no listing (no cache_readdir): its cache trusts an offset in any
+ * handle, but ours index one handle's snapshot. readdirplus gives
  * the attributes of every message with its name, from the folder cache,
  * so a stat after a listing needs no lookup. The folder cache is kept
  * from eviction (folder->busy) from its refresh until it is copied.
@@ -172,19 +170,17 @@ do_opendir(struct mount *m, fuse_ino_t ino, struct dirh **out, int *cache,
 	}
 	pthread_mutex_unlock(&m->mu);
 	if (rc == 0 && p->folder) {
-		/* Fresh now, so that the kernel's cache is judged on what
-		 * the store holds; the entries are copied at readdir. */
+		/* Fresh now, so that an unreachable store fails the
+		 * opendir; the entries are copied at readdir. */
 		rc = folder_refresh(m, p);
 		pthread_mutex_lock(&m->mu);
 		f = p->folder;
 		f->busy--;
 		d->lazy = 1;
-		if (rc == 0 && f->valid && !f->dirty &&
-		    p->wstate == W_ACTIVE) {
-			*cache = 1;
-			*keep = f->kgen == f->gen;
-			f->kgen = f->gen;
-		}
+		/* The kernel is not let cache the listing (*cache stays 0):
+		 * it would trust an offset of one handle's snapshot in
+		 * another's, or resume a handle's listing in a cache it has
+		 * lost, and a listing then skips names. */
 		pthread_mutex_unlock(&m->mu);
 	} else if (rc == 0) {
 		pthread_mutex_lock(&m->mu);

@@ -12,21 +12,29 @@
  *   user.mstore.requests on the mount's root: the requests served so far
  *                        by kind, "kernel OP N" and "store OP N" lines
  *                        (opcount.c), for measuring what a workload
- *                        costs (tools/mount-requests).
+ *                        costs (tools/mount-requests);
+ *   user.mstore.stats    on the mount's root: every counter of the mount
+ *                        as "key=value" lines (mstat.c, opcount.c, the
+ *                        memory account), what `mstore-ctl mount-stats`
+ *                        prints.
  *
  * Nothing goes to the store: the answers come from the router's table.
  * Every other name is ENODATA; nothing can be set (the kernel answers
  * EOPNOTSUPP, there being no setxattr).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "mount.h"
+#include "mstat.h"
 
 #define XA_SERVERS	"user.mstore.servers"
 #define XA_SERVER	"user.mstore.server"
 #define XA_REQUESTS	"user.mstore.requests"
+#define XA_STATS	"user.mstore.stats"
+#define XA_STATS_MAX	8192
 #define XA_COUNTS_MAX	4096
 #define XA_VIEW_MAX	(ROUTE_MAX * 80)
 
@@ -75,6 +83,37 @@ dir_key(struct mount *m, fuse_ino_t ino, char *path, size_t cap,
 	return 0;
 }
 
+/* user.mstore.stats: the counters, then the memory account (m->mu),
+ * then the request counts. Returns the length it needs. */
+static size_t
+stats_format(struct mount *m, char *buf, size_t cap)
+{
+	size_t len = 0, used, budget, peak;
+	uint64_t evictions;
+	unsigned i;
+	int n;
+
+	for (i = 0; i < MS_MAX; i++) {
+		n = snprintf(len < cap ? buf + len : NULL, len < cap ?
+		    cap - len : 0, "%s=%llu\n", mstat_name(i),
+		    (unsigned long long)mstat_get(i));
+		len += n > 0 ? (size_t)n : 0;
+	}
+	pthread_mutex_lock(&m->mu);
+	used = m->mem_used;
+	budget = m->mem_budget;
+	peak = m->mem_peak;
+	evictions = m->evictions;
+	pthread_mutex_unlock(&m->mu);
+	n = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0,
+	    "cache_bytes=%zu\ncache_budget_bytes=%zu\ncache_peak_bytes=%zu\n"
+	    "cache_evictions=%llu\nconnected=%d\n", used, budget,
+	    peak, (unsigned long long)evictions, route_connected(m->route));
+	len += n > 0 ? (size_t)n : 0;
+	return len + opcount_format_kv(len < cap ? buf + len : NULL,
+	    len < cap ? cap - len : 0);
+}
+
 void
 op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
@@ -109,6 +148,20 @@ op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 			reply_value(req, counts, len, size);
 		return;
 	}
+	if (ino == FUSE_ROOT_ID && strcmp(name, XA_STATS) == 0) {
+		view = malloc(XA_STATS_MAX);
+		if (view == NULL) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		len = stats_format(m, view, XA_STATS_MAX);
+		if (len >= XA_STATS_MAX)
+			fuse_reply_err(req, E2BIG);
+		else
+			reply_value(req, view, len, size);
+		free(view);
+		return;
+	}
 	if (strcmp(name, XA_SERVER) != 0) {
 		fuse_reply_err(req, ENODATA);
 		return;
@@ -132,7 +185,7 @@ op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	struct mount *m = mount_of(req);
 	static const char both[] = XA_SERVERS "\0" XA_SERVER "\0"
-	    XA_REQUESTS;
+	    XA_REQUESTS "\0" XA_STATS;
 	struct minode *n;
 	int dir;
 

@@ -48,6 +48,7 @@
 #include <xxhash.h>
 
 #include "mstclient.h"
+#include "mstat.h"
 #include "route.h"
 
 struct rsrv {
@@ -290,6 +291,7 @@ rcall_done(void *arg, struct mreply *r)
 		    x->key, next->addr, x->s->addr);
 		x->s = next;
 		x->tries++;
+		mstat_add(MS_REROUTED, 1);
 		mreply_free(r);
 		rc = rcall_send(x);
 		if (rc == 0)

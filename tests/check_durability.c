@@ -1,0 +1,449 @@
+/*
+ * check_durability.c - Check suite for the delivery promise of the local
+ * engine, driven directly with every fdatasync held (dio_hold): which
+ * answers may leave before the sync and which may not. A delivery in
+ * every form (COMMIT of a staged body, RENAME of a message into another
+ * mailbox, a PUT into new/) waits for its sync while a flag change in
+ * the same moment does not; a STAGE or COMMIT resent under its
+ * idempotency id, which writes nothing, still waits for the sync of the
+ * first; a store opened on a copy of the files taken while the sync is
+ * held (what kill -9 leaves) has every flag-changed message under
+ * exactly one name and every staged body either staged or named.
+ *
+ * The "defects" suite (built as check_durability_defects, run as an
+ * expected failure) holds cases that show what is still wrong: a staged
+ * body that is never committed in a mailbox that sees no further STAGE
+ * is never reclaimed and keeps holding the mailbox's quota; a resent
+ * COMMIT of a message expunged meanwhile, answered ESTALE, makes the
+ * mount's DELIVER under the same id store it a second time; an ordered
+ * change that failed (ENOENT) is counted as answered, so a failed
+ * fdatasync of an unrelated delivery then aborts mstored instead of
+ * rolling back.
+ */
+#include <check.h>
+#include <errno.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "diskio.h"
+#include "engine_util.h"
+#include "log.h"
+#include "mstproto.h"
+#include "record.h"
+
+static struct tengine T;
+static char tmpl[64];
+
+static int
+rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+	(void)st;
+	(void)flag;
+	(void)f;
+	return remove(p);
+}
+
+static void
+setup(void)
+{
+	strcpy(tmpl, "/tmp/mst-durab-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(tmpl));
+	tconf(&T, tmpl);
+	T.ops = &engine_local;
+	ck_assert_int_eq(topen(&T), 0);
+}
+
+static void
+teardown(void)
+{
+	dio_hold(DIO_SYNC, 0);
+	tclose(&T);
+	dio_fail_at(DIO_SYNC, 0, 0);
+	nftw(tmpl, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void
+reopen(void)
+{
+	tclose(&T);
+	ck_assert_int_eq(topen(&T), 0);
+}
+
+/* A STAGE job for |body| under |idem| (not submitted). */
+static struct job *
+stage_job(const char *mbox, const char *body, const uint8_t *idem)
+{
+	size_t len = strlen(body);
+	struct mst_stage_req s = {
+		.mailbox = mst_str_of(mbox), .folder = mst_str_of(""),
+		.checksum = mst_checksum(body, len), .body_size = len,
+		.mode = 0600, .uid = 5000, .gid = 5000,
+	};
+	uint8_t buf[1024];
+	int n;
+
+	memcpy(s.idem, idem, MST_IDEM_LEN);
+	n = mst_stage_req_encode(&s, buf, sizeof buf);
+	ck_assert_int_gt(n, 0);
+	return tbuild(&T, MST_OP_STAGE, buf, (size_t)n, body, len);
+}
+
+/* A COMMIT job naming the staged |body| |mbox|/new/|name|. */
+static struct job *
+commit_job(const char *mbox, const char *name, const char *body,
+    const uint8_t *idem)
+{
+	size_t len = strlen(body);
+	struct mst_commit_req c = {
+		.mailbox = mst_str_of(mbox), .folder = mst_str_of(""),
+		.sub = MST_SUB_NEW, .name = mst_str_of(name),
+		.checksum = mst_checksum(body, len), .body_size = len,
+		.mode = 0600, .uid = 5000, .gid = 5000,
+	};
+	uint8_t buf[1024];
+	int n;
+
+	memcpy(c.idem, idem, MST_IDEM_LEN);
+	n = mst_commit_req_encode(&c, buf, sizeof buf);
+	ck_assert_int_gt(n, 0);
+	return tbuild(&T, MST_OP_COMMIT, buf, (size_t)n, NULL, 0);
+}
+
+static struct job *
+rename_job(const char *from, const char *to)
+{
+	struct mst_rename_req r = { mst_str_of(from), mst_str_of(to), 0 };
+	uint8_t buf[1024];
+	int n = mst_rename_req_encode(&r, buf, sizeof buf);
+
+	return tbuild(&T, MST_OP_RENAME, buf, (size_t)n, NULL, 0);
+}
+
+static struct job *
+put_job(const char *path, const char *body)
+{
+	size_t len = strlen(body);
+	struct mst_put_req p = { .path = mst_str_of(path), .mode = 0600,
+		.uid = 5000, .gid = 5000, .checksum = mst_checksum(body, len),
+		.body_size = len };
+	uint8_t buf[1024];
+	int n = mst_put_req_encode(&p, buf, sizeof buf);
+
+	ck_assert_int_gt(n, 0);
+	return tbuild(&T, MST_OP_PUT, buf, (size_t)n, body, len);
+}
+
+static struct job *
+setinfo_job(const char *mbox, const char *from, const char *to)
+{
+	struct mst_setinfo_req s = { mst_str_of(mbox), mst_str_of(""),
+		MST_SUB_NEW, mst_str_of(from), MST_SUB_CUR, mst_str_of(to), 0 };
+	uint8_t buf[1024];
+	int n = mst_setinfo_req_encode(&s, buf, sizeof buf);
+
+	return tbuild(&T, MST_OP_SETINFO, buf, (size_t)n, NULL, 0);
+}
+
+/* Does the store's dump hold |line| (a "path " prefix)? */
+static int
+has(struct tengine *t, const char *line)
+{
+	char *dump = t_dump(t);
+	int r = strstr(dump, line) != NULL;
+
+	free(dump);
+	return r;
+}
+
+static void
+idem_fill(uint8_t *idem, int v)
+{
+	memset(idem, v, MST_IDEM_LEN);
+}
+
+/* Every delivery form waits for its fdatasync; a flag change queued
+ * behind them in the same moment is answered at once. */
+START_TEST(every_delivery_form_waits_for_its_sync)
+{
+	uint8_t idem[MST_IDEM_LEN];
+	struct job *cj, *rj, *pj, *sj;
+
+	ck_assert_int_eq(t_mkdirs(&T, "m"), 0);
+	ck_assert_int_eq(t_mkdirs(&T, "o"), 0);
+	ck_assert_int_eq(t_deliver(&T, "m", MST_SUB_CUR, "moved", "mmmm", 4,
+	    NULL, NULL), 0);
+	ck_assert_int_eq(t_deliver(&T, "m", MST_SUB_NEW, "seen", "ssss", 4,
+	    NULL, NULL), 0);
+	idem_fill(idem, 0x31);
+	ck_assert_int_eq(t_stage(&T, "m", "staged body", 11, idem, NULL), 0);
+
+	dio_hold(DIO_SYNC, 1);
+	cj = commit_job("m", "committed", "staged body", idem);
+	rj = rename_job("m/cur/moved", "o/cur/moved");
+	pj = put_job("m/new/created", "direct");
+	tsubmit(&T, cj);
+	tsubmit(&T, rj);
+	tsubmit(&T, pj);
+	sj = setinfo_job("m", "seen", "seen:2,S");
+	tsubmit(&T, sj);
+	ck_assert_int_eq(twait_for(sj)->status, 0);
+	usleep(150 * 1000);
+	ck_assert_msg(!tfinished(cj), "a COMMIT was answered before its sync");
+	ck_assert_msg(!tfinished(rj), "a RENAME into another mailbox was "
+	    "answered before its sync");
+	ck_assert_msg(!tfinished(pj), "a PUT into new/ was answered before "
+	    "its sync");
+	dio_hold(DIO_SYNC, 0);
+	ck_assert_int_eq(twait_for(cj)->status, 0);
+	ck_assert_int_eq(twait_for(rj)->status, 0);
+	ck_assert_int_eq(twait_for(pj)->status, 0);
+	job_free(cj);
+	job_free(rj);
+	job_free(pj);
+	job_free(sj);
+	reopen();
+	ck_assert(has(&T, "m/new/committed "));
+	ck_assert(has(&T, "o/cur/moved "));
+	ck_assert(has(&T, "m/new/created "));
+	ck_assert(has(&T, "m/cur/seen:2,S "));
+}
+END_TEST
+
+/* A STAGE or COMMIT resent under its id writes nothing; it is answered
+ * from the index, so it must wait for the sync of the first. */
+START_TEST(resent_stage_and_commit_wait_for_the_first_sync)
+{
+	uint8_t idem[MST_IDEM_LEN];
+	struct job *s1, *s2, *c1, *c2;
+
+	ck_assert_int_eq(t_mkdirs(&T, "m"), 0);
+	idem_fill(idem, 0x42);
+	dio_hold(DIO_SYNC, 1);
+	s1 = stage_job("m", "body one", idem);
+	tsubmit(&T, s1);
+	usleep(100 * 1000);	/* written, its sync held */
+	s2 = stage_job("m", "body one", idem);
+	tsubmit(&T, s2);
+	usleep(150 * 1000);
+	ck_assert_msg(!tfinished(s1), "a STAGE was answered before its sync");
+	ck_assert_msg(!tfinished(s2), "a resent STAGE was answered before the "
+	    "sync of the first");
+	dio_hold(DIO_SYNC, 0);
+	ck_assert_int_eq(twait_for(s1)->status, 0);
+	ck_assert_int_eq(twait_for(s2)->status, 0);
+
+	dio_hold(DIO_SYNC, 1);
+	c1 = commit_job("m", "named", "body one", idem);
+	tsubmit(&T, c1);
+	usleep(100 * 1000);
+	c2 = commit_job("m", "named", "body one", idem);
+	tsubmit(&T, c2);
+	usleep(150 * 1000);
+	ck_assert_msg(!tfinished(c1), "a COMMIT was answered before its sync");
+	ck_assert_msg(!tfinished(c2), "a resent COMMIT was answered before "
+	    "the sync of the first");
+	dio_hold(DIO_SYNC, 0);
+	ck_assert_int_eq(twait_for(c1)->status, 0);
+	ck_assert_int_eq(twait_for(c2)->status, 0);
+	job_free(s1);
+	job_free(s2);
+	job_free(c1);
+	job_free(c2);
+	reopen();
+	ck_assert(has(&T, "m/new/named "));
+}
+END_TEST
+
+/* What kill -9 leaves (the files as written, unsynced): a store opened
+ * on a copy has each flag-changed message under one name only, and the
+ * body whose COMMIT was pending either staged or named, never both. */
+START_TEST(copy_taken_with_sync_held_is_consistent)
+{
+	uint8_t idem[MST_IDEM_LEN];
+	char copy[96], cmd[256];
+	struct tengine T2;
+	struct job *cj;
+	char *dump;
+	int staged, named;
+
+	ck_assert_int_eq(t_mkdirs(&T, "m"), 0);
+	ck_assert_int_eq(t_deliver(&T, "m", MST_SUB_NEW, "a", "aaaa", 4, NULL,
+	    NULL), 0);
+	idem_fill(idem, 0x53);
+	ck_assert_int_eq(t_stage(&T, "m", "staged", 6, idem, NULL), 0);
+	dio_hold(DIO_SYNC, 1);
+	cj = commit_job("m", "c", "staged", idem);
+	tsubmit(&T, cj);
+	/* a: new -> cur -> cur with one more flag, each answered early */
+	ck_assert_int_eq(t_setinfo(&T, "m", MST_SUB_NEW, "a", MST_SUB_CUR,
+	    "a:2,S"), 0);
+	ck_assert_int_eq(t_setinfo(&T, "m", MST_SUB_CUR, "a:2,S", MST_SUB_CUR,
+	    "a:2,RS"), 0);
+	ck_assert_int_eq(t_setinfo(&T, "m", MST_SUB_NEW, "c", MST_SUB_CUR,
+	    "c:2,S"), 0);
+	ck_assert(!tfinished(cj));
+	snprintf(copy, sizeof copy, "%s-copy", tmpl);
+	snprintf(cmd, sizeof cmd, "cp -a %s %s", tmpl, copy);
+	ck_assert_int_eq(system(cmd), 0);
+	tconf(&T2, copy);
+	T2.ops = &engine_local;
+	ck_assert_int_eq(topen(&T2), 0);
+	dump = t_dump(&T2);
+	ck_assert_msg(strstr(dump, "m/cur/a:2,RS ") != NULL, "%s", dump);
+	ck_assert_msg(strstr(dump, "m/new/a ") == NULL, "%s", dump);
+	ck_assert_msg(strstr(dump, "m/cur/a:2,S ") == NULL, "%s", dump);
+	staged = strstr(dump, "m/tmp/") != NULL;
+	named = strstr(dump, "m/cur/c:2,S ") != NULL;
+	ck_assert_msg(staged + named == 1, "%s", dump);
+	ck_assert_msg(strstr(dump, "m/new/c ") == NULL, "%s", dump);
+	free(dump);
+	tclose(&T2);
+	nftw(copy, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	dio_hold(DIO_SYNC, 0);
+	ck_assert_int_eq(twait_for(cj)->status, 0);
+	job_free(cj);
+}
+END_TEST
+
+/* --- defects --- */
+
+/* A mount that STAGEs and then dies (or fails over) leaves the body in
+ * tmp/. It is reclaimed only by a later STAGE into the same tmp/: a
+ * mailbox whose deliveries go on as plain DELIVERs (no longer busy)
+ * keeps it for ever, restart included, and it keeps holding quota. */
+START_TEST(never_committed_body_is_reclaimed_without_another_stage)
+{
+	uint8_t idem[MST_IDEM_LEN];
+	int rc, left;
+
+	tclose(&T);
+	T.conf.stage_ttl = 1;
+	T.conf.quota_messages = 2;
+	ck_assert_int_eq(topen(&T), 0);
+	ck_assert_int_eq(t_mkdirs(&T, "q"), 0);
+	idem_fill(idem, 0x64);
+	ck_assert_int_eq(t_stage(&T, "q", "orphan", 6, idem, NULL), 0);
+	sleep(2);			/* past its TTL */
+	reopen();
+	ck_assert_int_eq(t_deliver(&T, "q", MST_SUB_NEW, "1", "one", 3, NULL,
+	    NULL), 0);
+	rc = t_deliver(&T, "q", MST_SUB_NEW, "2", "two", 3, NULL, NULL);
+	left = has(&T, "q/tmp/");
+	ck_assert_msg(rc == 0 && !left, "a staged body past its TTL, after a "
+	    "restart and two deliveries: %s in the store; the second delivery "
+	    "into a mailbox with room for 2 messages: %s",
+	    left ? "still" : "not", rc == 0 ? "stored" : strerror(-rc));
+}
+END_TEST
+
+/* A COMMIT landed, its answer was lost, and the message was expunged
+ * before the mount resent it: the resend gets ESTALE, and the mount then
+ * sends the DELIVER under the same id (ops_deliver.c dwait_done). The
+ * store takes it as new: the message is delivered twice. */
+START_TEST(commit_resent_after_expunge_does_not_deliver_again)
+{
+	uint8_t idem[MST_IDEM_LEN];
+	int rc;
+
+	ck_assert_int_eq(t_mkdirs(&T, "m"), 0);
+	idem_fill(idem, 0x75);
+	ck_assert_int_eq(t_stage(&T, "m", "once", 4, idem, NULL), 0);
+	ck_assert_int_eq(t_commit(&T, "m", MST_SUB_NEW, "x", "once", 4, idem,
+	    NULL), 0);
+	ck_assert_int_eq(t_expunge(&T, "m", MST_SUB_NEW, "x"), 0);
+	rc = t_commit(&T, "m", MST_SUB_NEW, "x", "once", 4, idem, NULL);
+	ck_assert_int_eq(rc, -ESTALE);
+	/* What the mount sends after that ESTALE. */
+	(void)t_deliver(&T, "m", MST_SUB_NEW, "x", "once", 4, idem, NULL);
+	ck_assert_msg(!has(&T, "m/new/x "), "the expunged message came back: "
+	    "delivered twice under one idempotency id");
+}
+END_TEST
+
+/* A SETINFO that fails (ENOENT) is answered early and counted as an
+ * answered change; when the fdatasync of an unrelated DELIVER then
+ * fails, mstored aborts (sync_failed) instead of rolling the DELIVER
+ * back and going on, although nothing answered waits for that sync. */
+START_TEST(failed_flag_change_does_not_turn_a_sync_error_into_an_exit)
+{
+	struct job *dj, *sj;
+
+	ck_assert_int_eq(t_mkdirs(&T, "m"), 0);
+	dio_hold(DIO_SYNC, 1);
+	{
+		struct mst_deliver_req d = {
+			.mailbox = mst_str_of("m"), .folder = mst_str_of(""),
+			.sub = MST_SUB_NEW, .name = mst_str_of("d"),
+			.checksum = mst_checksum("dddd", 4), .body_size = 4,
+			.mode = 0600, .uid = 5000, .gid = 5000,
+		};
+		uint8_t req[512];
+		int n;
+
+		idem_fill(d.idem, 0x86);
+		n = mst_deliver_req_encode(&d, req, sizeof req);
+		dj = tbuild(&T, MST_OP_DELIVER, req, (size_t)n, "dddd", 4);
+	}
+	tsubmit(&T, dj);
+	usleep(100 * 1000);	/* written; the syncer waits in the hold */
+	sj = setinfo_job("m", "nosuch", "nosuch:2,S");
+	tsubmit(&T, sj);
+	ck_assert_int_eq(twait_for(sj)->status, -ENOENT);
+	dio_fail_at(DIO_SYNC, 1, EIO);
+	dio_hold(DIO_SYNC, 0);
+	ck_assert_int_eq(twait_for(dj)->status, -EIO);
+	job_free(dj);
+	job_free(sj);
+	/* The service goes on. */
+	ck_assert_int_eq(t_deliver(&T, "m", MST_SUB_NEW, "e", "eeee", 4, NULL,
+	    NULL), 0);
+}
+END_TEST
+
+static Suite *
+durability_suite(int defects)
+{
+	Suite *s = suite_create(defects ? "durability-defects" : "durability");
+	TCase *tc = tcase_create(defects ? "defects" : "promise");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	if (defects) {
+		tcase_add_test(tc,
+		    never_committed_body_is_reclaimed_without_another_stage);
+		tcase_add_test(tc,
+		    commit_resent_after_expunge_does_not_deliver_again);
+		tcase_add_test(tc,
+		    failed_flag_change_does_not_turn_a_sync_error_into_an_exit);
+	} else {
+		tcase_add_test(tc, every_delivery_form_waits_for_its_sync);
+		tcase_add_test(tc,
+		    resent_stage_and_commit_wait_for_the_first_sync);
+		tcase_add_test(tc, copy_taken_with_sync_held_is_consistent);
+	}
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(int argc, char **argv)
+{
+	int defects = argc > 1 && strcmp(argv[1], "--defects") == 0;
+	const char *self = strrchr(argv[0], '/');
+	SRunner *sr;
+	int failed;
+
+	self = self ? self + 1 : argv[0];
+	if (strstr(self, "defects"))
+		defects = 1;
+	log_open("stderr", LOG_LVL_ERR);
+	sr = srunner_create(durability_suite(defects));
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Two SMTP hosts on one store: what one mount does, the other sees (by
 push notices, not timeouts), flag changes and expunges consistently in
-every listing, lookups in one directory at once; a dotlock race across both mounts has
+every listing, every name in a listing that removes what it
+reads, lookups in one directory at once; a dotlock race across both mounts has
 exactly one holder at a time, and a file replaced by rename under it is
 the new file to the next holder on either mount; a file mapped by readers survives being
 renamed over, or appended to, on the same host (no SIGBUS); a store
@@ -415,6 +416,35 @@ def test_lookups_in_one_directory_run_in_parallel(store, a):
         t.join(timeout=10)
 
 
+def test_listing_while_expunging_lists_every_name(a):
+    """A listing that removes each name it reads, as mstore-bench's
+    cleanup and expunge loops do, lists every name: also when the folder
+    was listed before (a kernel-cached listing the unlinks' notices then
+    invalidate halfway must not resume in a snapshot without the names
+    already removed)."""
+    box = "example.com/rmlist"
+    for sub in ("", "/tmp", "/new", "/cur"):
+        os.makedirs(a.path(box + sub), exist_ok=True)
+    n = 1200        # more names than one 32 KiB getdents holds
+    names = set()
+    for i in range(n):
+        name = "%d.M%06dP4242.bench.example.com,S=2" % (1700000000 + i, i)
+        deliver(a, name, b"x\n", box)
+        names.add(name)
+    new = a.path(box, "new")
+    assert set(os.listdir(new)) == names
+    assert set(os.listdir(new)) == names
+    seen = set()
+    with os.scandir(new) as it:
+        for e in it:
+            seen.add(e.name)
+            os.unlink(os.path.join(new, e.name))
+            if len(seen) == 20:
+                time.sleep(0.5)     # the unlinks' notices come in
+    assert os.listdir(new) == [], "%d names never listed" % (n - len(seen))
+    assert seen == names
+
+
 def test_store_outage_gives_eio_then_recovers(store, a):
     os.makedirs(a.path(BOX, "tmp"), exist_ok=True)
     store.kill(signal.SIGKILL)
@@ -459,6 +489,7 @@ def main():
     r.run(test_replaced_while_mapped, a, b)
     r.run(test_appended_while_mapped, a, b)
     r.run(test_lookups_in_one_directory_run_in_parallel, store, a)
+    r.run(test_listing_while_expunging_lists_every_name, a)
     r.run(test_store_outage_gives_eio_then_recovers, store, a)
     a.unmount()
     b.unmount()

@@ -18,7 +18,10 @@
  * mount's DELIVER under the same id store it a second time; an ordered
  * change that failed (ENOENT) is counted as answered, so a failed
  * fdatasync of an unrelated delivery then aborts mstored instead of
- * rolling back.
+ * rolling back; after a machine crash that loses an ordered flag change
+ * (as decided), change numbers are taken again by other records, so a
+ * mount's LIST delta since the counter it saw misses later changes, and
+ * the mount that made the change keeps its own view of it.
  */
 #include <check.h>
 #include <errno.h>
@@ -311,6 +314,88 @@ END_TEST
 
 /* --- defects --- */
 
+/* LIST of |mbox|/|sub| on |t| since |since|: *change, whether it is a full
+ * listing, and whether |name| is among the present entries. */
+static void
+list_sub(struct tengine *t, const char *mbox, unsigned sub, uint64_t since,
+    uint64_t *change, int *full, const char *name, int *found)
+{
+	struct mst_list_req l = { mst_str_of(mbox), mst_str_of(""),
+		(uint8_t)sub, since };
+	struct mst_list_rep lr;
+	struct mst_list_entry en;
+	uint8_t buf[256];
+	size_t off = 0;
+	int n = mst_list_req_encode(&l, buf, sizeof buf);
+	struct job *j = trun(t, MST_OP_LIST, buf, (size_t)n, NULL, 0);
+
+	ck_assert_int_eq(j->status, 0);
+	ck_assert_int_eq(mst_list_rep_decode(&lr, j->frames[0].p,
+	    j->frames[0].len), 0);
+	*change = lr.change;
+	*full = (lr.flags & MST_LIST_FULL) != 0;
+	*found = 0;
+	while (mst_list_entry_next(&en, &lr, &off) == 1)
+		if (en.kind == MST_LE_PRESENT && en.name.len == strlen(name) &&
+		    memcmp(en.name.p, name, en.name.len) == 0)
+			*found = 1;
+	job_free(j);
+}
+
+/* A mount learns of a flag change once it is ordered (its own answer,
+ * another mount's notice, a LIST) and keeps the folder's change counter.
+ * A crash of the machine loses that change (as decided) and the store
+ * restarts from the durable log, where later records take the same
+ * change numbers again. The mount's LIST delta since the counter it kept
+ * must then not hide what changed after the restart (here a message
+ * delivered into cur/): either a full listing or a delta with it. And
+ * the mount that made the change, which took the message out of its new/
+ * cache on the answer, must find it in new/ again. */
+START_TEST(delta_since_a_lost_ordered_change_hides_nothing)
+{
+	char image[96], cmd[256];
+	struct tengine T2;
+	uint64_t seen, seen_new, now, now_new;
+	int full, found, cur_ok, new_ok;
+
+	ck_assert_int_eq(t_mkdirs(&T, "m"), 0);
+	ck_assert_int_eq(t_deliver(&T, "m", MST_SUB_NEW, "a", "aaaa", 4, NULL,
+	    NULL), 0);
+	/* The durable state a machine crash goes back to. */
+	snprintf(image, sizeof image, "%s-image", tmpl);
+	snprintf(cmd, sizeof cmd, "cp -a %s %s", tmpl, image);
+	ck_assert_int_eq(system(cmd), 0);
+	list_sub(&T, "m", MST_SUB_NEW, 0, &seen_new, &full, "a", &found);
+	ck_assert(found);
+	ck_assert_int_eq(t_setinfo(&T, "m", MST_SUB_NEW, "a", MST_SUB_CUR,
+	    "a:2,S"), 0);
+	list_sub(&T, "m", MST_SUB_CUR, 0, &seen, &full, "a:2,S", &found);
+	ck_assert(found);
+	tconf(&T2, image);
+	T2.ops = &engine_local;
+	ck_assert_int_eq(topen(&T2), 0);
+	ck_assert_int_eq(t_deliver(&T2, "m", MST_SUB_CUR, "b:2,", "bbbb", 4,
+	    NULL, NULL), 0);
+	list_sub(&T2, "m", MST_SUB_CUR, seen, &now, &full, "b:2,", &found);
+	cur_ok = full || found;
+	/* The mount that made the change took a out of its new/ cache on
+	 * the answer; its delta of new/ must bring a back. */
+	list_sub(&T2, "m", MST_SUB_NEW, seen_new, &now_new, &full, "a", &found);
+	new_ok = full || found;
+	ck_assert_msg(cur_ok && new_ok, "after the restart: a LIST delta of "
+	    "cur/ since the change counter of the lost flag change (%llu; "
+	    "the folder is at %llu now) %s the message delivered since; a "
+	    "delta of new/ since before the change (%llu, now %llu) %s new/a, "
+	    "which the mount that changed it took out of its cache",
+	    (unsigned long long)seen, (unsigned long long)now,
+	    cur_ok ? "reports" : "does not report",
+	    (unsigned long long)seen_new, (unsigned long long)now_new,
+	    new_ok ? "reports" : "does not report");
+	tclose(&T2);
+	nftw(image, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+END_TEST
+
 /* A mount that STAGEs and then dies (or fails over) leaves the body in
  * tmp/. It is reclaimed only by a later STAGE into the same tmp/: a
  * mailbox whose deliveries go on as plain DELIVERs (no longer busy)
@@ -419,6 +504,8 @@ durability_suite(int defects)
 		    commit_resent_after_expunge_does_not_deliver_again);
 		tcase_add_test(tc,
 		    failed_flag_change_does_not_turn_a_sync_error_into_an_exit);
+		tcase_add_test(tc,
+		    delta_since_a_lost_ordered_change_hides_nothing);
 	} else {
 		tcase_add_test(tc, every_delivery_form_waits_for_its_sync);
 		tcase_add_test(tc,

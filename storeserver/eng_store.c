@@ -401,7 +401,10 @@ build_index(struct engine *e)
 	e->ckpt_seg = seg;
 	e->ckpt_lsn = e->ix->lsn;
 	apply_quotas(e);
-	return replay(e, seg, off);
+	rc = replay(e, seg, off);
+	if (rc == 0)
+		index_mbox_sweep(e->ix);
+	return rc;
 }
 
 int

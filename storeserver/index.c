@@ -376,6 +376,19 @@ mbox_drop_if_idle(struct index *ix, struct mbox *m)
 	free(m);
 }
 
+void
+index_mbox_sweep(struct index *ix)
+{
+	struct mbox *m, *next;
+	size_t i;
+
+	for (i = 0; i <= ix->mbox_mask; i++)
+		for (m = ix->mboxes[i]; m; m = next) {
+			next = m->next;
+			mbox_drop_if_idle(ix, m);
+		}
+}
+
 /*
  * Segment numbers come from checkpoints and records, which may be damaged
  * (a checkpoint is parsed before its checksum is checked): one beyond

@@ -187,6 +187,10 @@ int index_resolve(const struct index *ix, struct mst_str path,
 int index_path(const struct node *n, char *buf, size_t cap);
 /* Mailbox usage record, created with the default quota when |create|. */
 struct mbox *index_mbox(struct index *ix, struct mst_str name, int create);
+/* Forget every mailbox record that holds no message and only the default
+ * quota (a checkpoint written before such records were dropped as they
+ * emptied may carry them). */
+void index_mbox_sweep(struct index *ix);
 
 /*
  * Apply one record. |seg| and |body_off| locate the record's body in the

@@ -513,6 +513,25 @@ START_TEST(mailbox_count_goes_down_when_a_mailbox_empties)
 }
 END_TEST
 
+/* A record with no message and the default quota in a checkpoint (here
+ * one made by setting a quota equal to the defaults) is dropped at
+ * start, and the quota still reads the same. */
+START_TEST(empty_mailbox_records_are_swept_at_start)
+{
+	struct mst_statfs_rep r;
+	char text[512];
+
+	ck_assert_int_eq(admin_arg("quota", "z 0 0", text, sizeof text), 0);
+	ck_assert_uint_eq(stat_of("mailboxes"), 1);
+	ck_assert_int_eq(t_admin(&T, "checkpoint", NULL, 0), 0);
+	reopen();
+	ck_assert_uint_eq(stat_of("mailboxes"), 0);
+	statfs_of("z", &r);
+	ck_assert_uint_eq(r.quota_bytes, 0);
+	ck_assert_uint_eq(r.quota_msgs, 0);
+}
+END_TEST
+
 START_TEST(quota_set_by_admin_limits_and_survives_a_restart)
 {
 	struct mst_statfs_rep r;
@@ -2734,6 +2753,7 @@ engine_suite(void)
 		{ mailbox_count_goes_down_when_a_mailbox_empties, ON_BOTH },
 		{ quota_set_by_admin_limits_and_survives_a_restart, ON_BOTH },
 		{ scrub_and_compaction_report_progress_in_stats, ON_BOTH },
+		{ empty_mailbox_records_are_swept_at_start, ON_LOCAL },
 		{ flag_changes_and_expunges_are_answered_before_their_sync,
 		    ON_LOCAL },
 		{ staged_body_is_named_once_by_commit, ON_BOTH },

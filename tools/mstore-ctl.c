@@ -26,6 +26,7 @@
 
 #include "cli.h"
 #include "ctl_cluster.h"
+#include "ctl_mount.h"
 #include "json.h"
 #include "mstclient.h"
 
@@ -1684,6 +1685,21 @@ cmd_cluster(struct ctl *x, int argc, char **argv)
 	    &x->report, argc - 1, argv + 1);
 }
 
+/* --- a mount's own counters (ctl_mount.c) --- */
+
+static int
+cmd_mount_stats(struct ctl *x, int argc, char **argv)
+{
+	char err[512];
+
+	(void)argc;
+	if (ctl_mount_stats(argv[1], x->json ? &x->out : NULL, err,
+	    sizeof err) == 0)
+		return CLI_EXIT_OK;
+	say("%s", err);
+	return CLI_EXIT_FAIL;
+}
+
 /* --- command table and main --- */
 
 static const struct command commands[] = {
@@ -1724,6 +1740,8 @@ static const struct command commands[] = {
 	    "--mount DIR or\n"
 	    "                                   --servers LIST, --ceph-conf "
 	    "FILE", 1, 64, cmd_cluster, 0 },
+	{ "mount-stats", "MOUNTPOINT", "counters of a mount.mstore mount "
+	    "(no server needed)", 1, 1, cmd_mount_stats, 0 },
 };
 
 static const struct command *
@@ -1883,8 +1901,9 @@ run(struct ctl *x, int argc, char **argv)
 		    TIMEOUT_DEFAULT_MS;
 	if (isatty(STDERR_FILENO))
 		x->progress = 1;
-	/* cluster talks to servers of its own choosing */
-	if (cmd->run != cmd_cluster) {
+	/* cluster talks to servers of its own choosing; mount-stats to
+	 * none */
+	if (cmd->run != cmd_cluster && cmd->run != cmd_mount_stats) {
 		rc = cli_connect(PROG, x->server, &x->o, &x->c);
 		if (rc < 0) {
 			snprintf(last_err.op, sizeof last_err.op, "connect");

@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""The mount's own counters, read from the root's user.mstore.stats:
-after known work they moved as expected. Deliveries count kernel and store requests and
+"""The mount's own counters, read from the root's user.mstore.stats and
+through `mstore-ctl mount-stats` (text and --json): after known work
+they moved as expected. Deliveries count kernel and store requests and
 the bytes buffered, which go back to 0 once delivered; a large tmp/
 file is spooled and unspooled; a second mount that lists a folder
 receives a notice when the first delivers into it; a store restart
 counts a reconnection."""
+import json
 import os
 import re
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -35,6 +38,12 @@ def stats(m):
     for k in KEYS:
         assert k in out, "%s missing from %s" % (k, sorted(out))
     return out
+
+
+def ctl(*args):
+    r = subprocess.run([mstlib.CTL] + list(args), capture_output=True,
+                       timeout=20)
+    return r.returncode, r.stdout.decode(), r.stderr.decode()
 
 
 def maildir(m, box=BOX):
@@ -130,6 +139,30 @@ def test_a_store_restart_counts_a_reconnection(m, m2, store):
     mstlib.wait_until(lambda: stats(m)["connected"] == 1, 10, "connected")
 
 
+def test_mstore_ctl_mount_stats(m, m2, store):
+    rc, out, err = ctl("mount-stats", m.mnt)
+    assert rc == 0, err
+    text = dict(l.split("=", 1) for l in out.splitlines())
+    x = stats(m)
+    for k in ("connects", "notices_received", "kernel_requests"):
+        assert k in text, k
+    assert int(text["connects"]) == x["connects"]
+    rc, out, err = ctl("--json", "mount-stats", m.mnt)
+    assert rc == 0, err
+    doc = json.loads(out)
+    assert doc["mount"] == m.mnt, doc.get("mount")
+    assert doc["connects"] == x["connects"]
+    assert isinstance(doc["kernel"], dict) and doc["kernel"]["LOOKUP"] >= 1
+    assert doc["store"]["LIST"] >= 1, doc["store"]
+    assert doc["kernel_requests"] >= doc["kernel"]["LOOKUP"]
+    # Not a mount: a clear failure, and with --json an error object.
+    d = mstlib.tmpdir("mst-notmount-")
+    rc, out, err = ctl("mount-stats", d)
+    assert rc == 1 and "not an mstore mount" in err, (rc, err)
+    rc, out, err = ctl("--json", "mount-stats", d)
+    assert rc == 1 and "error" in json.loads(out), out
+
+
 def main():
     r = mstlib.Runner("mount_stats")
     store = mstlib.Store().start()
@@ -140,6 +173,8 @@ def main():
               test_notices_reach_the_other_mount,
               test_a_store_restart_counts_a_reconnection):
         r.run(t, m, m2, store)
+    if os.environ.get("MST_CTL_MOUNT_STATS", "1") == "1":
+        r.run(test_mstore_ctl_mount_stats, m, m2, store)
     m2.unmount()
     m.unmount()
     store.stop()

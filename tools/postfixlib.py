@@ -7,6 +7,7 @@ and stopped with `postfix -c DIR stop` (and its master killed by PID if
 that fails)."""
 import os
 import shutil
+import socket
 import subprocess
 import time
 
@@ -103,13 +104,16 @@ class Postfix:
         with open(os.path.join(self.conf, "main.cf"), "w") as f:
             for k, v in main.items():
                 f.write("%s = %s\n" % (k, v))
-        with open(os.path.join(self.conf, "master.cf"), "w") as f:
-            f.write(MASTER_CF.format(listen="127.0.0.1:%d" % self.port))
+        self._write_master()
         with open(os.path.join(self.conf, "vmailbox"), "w") as f:
             for n in range(1, self.addresses + 1):
                 f.write("%d@example.com example.com/user%d/\n" % (n, n % self.users))
         subprocess.run(["postmap", "-c", self.conf,
                         os.path.join(self.conf, "vmailbox")], check=True)
+
+    def _write_master(self):
+        with open(os.path.join(self.conf, "master.cf"), "w") as f:
+            f.write(MASTER_CF.format(listen="127.0.0.1:%d" % self.port))
 
     def postfix(self, *args, check=True):
         return subprocess.run(["postfix", "-c", self.conf] + list(args),
@@ -120,11 +124,21 @@ class Postfix:
         if r.returncode != 0:
             raise RuntimeError("postfix check failed: %s%s\n%s" % (
                 r.stdout, r.stderr, self.log_tail()))
-        r = self.postfix("start", check=False)
-        if r.returncode != 0:
-            raise RuntimeError("postfix start failed: %s%s\n%s" % (
-                r.stdout, r.stderr, self.log_tail()))
-        return self
+        # The port was free when it was picked; on a busy machine another
+        # program may take it before master(8) binds it. Then take
+        # another, a few times.
+        for attempt in range(4):
+            mark = self.log_size()
+            r = self.postfix("start", check=False)
+            if r.returncode == 0:
+                return self
+            if attempt == 3 or "Address already in use" not in \
+                    self.log_since(mark):
+                break
+            self.port = _free_port()
+            self._write_master()
+        raise RuntimeError("postfix start failed: %s%s\n%s" % (
+            r.stdout, r.stderr, self.log_tail()))
 
     def master_pid(self):
         try:
@@ -158,6 +172,20 @@ class Postfix:
                 n += len(files)
         return n
 
+    def log_size(self):
+        try:
+            return os.path.getsize(self.maillog)
+        except OSError:
+            return 0
+
+    def log_since(self, offset):
+        try:
+            with open(self.maillog, errors="replace") as f:
+                f.seek(offset)
+                return f.read()
+        except OSError:
+            return ""
+
     def log_tail(self, n=40):
         try:
             with open(self.maillog) as f:
@@ -173,6 +201,12 @@ class Postfix:
                "-t", "@example.com", "127.0.0.1:%d" % self.port]
         return subprocess.run(cmd, check=True, timeout=timeout,
                               capture_output=True, text=True)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _uid(name):

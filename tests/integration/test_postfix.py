@@ -4,9 +4,10 @@ virtual_mailbox_base on the mount and 100 virtual mailboxes receives
 1,000 messages from smtp-source in 8 sessions; every message must arrive
 exactly once with an intact body. Then the store is stopped during a
 run: deliveries fail with a temporary error, Postfix defers them, the
-store comes back, and again every message arrives exactly once."""
+store comes back, and again every message arrives exactly once. Last,
+Postfix is started on a port another program holds, and takes another."""
 import os
-import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -38,10 +39,10 @@ def prepare(m):
     os.chown(m.path("example.com"), 5000, 5000)
 
 
-def run_postfix(m, name, messages, sessions, during=None):
+def run_postfix(m, name, messages, sessions, during=None, port=None):
     root = mstlib.tmpdir("mst-postfix-")
-    pf = postfixlib.Postfix(root, m.mnt, mstlib.free_port(), users=USERS,
-                            addresses=messages)
+    pf = postfixlib.Postfix(root, m.mnt, port or mstlib.free_port(),
+                            users=USERS, addresses=messages)
     pf.start()
     try:
         t0 = time.monotonic()
@@ -97,6 +98,20 @@ def test_store_outage_defers_then_delivers_exactly_once(store, m):
     assert deferred > 0
 
 
+def test_taken_port_is_replaced(store, m):
+    """Another program binds the port picked for Postfix before master(8)
+    does (seen on busy machines): postfixlib takes another port."""
+    subprocess.run(["rm", "-rf", m.path("example.com")], check=True)
+    prepare(m)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen(1)
+        taken = squatter.getsockname()[1]
+        pf = run_postfix(m, "postfix on a taken port", 20, 1, port=taken)
+    assert pf.port != taken, "still on the taken port %d" % taken
+    print("port %d was taken; postfix listened on %d" % (taken, pf.port))
+
+
 def main():
     r = mstlib.Runner("postfix", limit=600)
     if not postfixlib.have_postfix():
@@ -107,6 +122,7 @@ def main():
     m = mstlib.Mount(store.addr, "allow_other,timeout=2").start()
     r.run(test_postfix_1000_messages_exactly_once, store, m)
     r.run(test_store_outage_defers_then_delivers_exactly_once, store, m)
+    r.run(test_taken_port_is_replaced, store, m)
     m.unmount()
     store.stop()
     return r.finish()

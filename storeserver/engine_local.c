@@ -351,7 +351,10 @@ run_batch(struct engine *e, struct batch *b, struct job *jobs)
 		if (answered_ordered(j)) {
 			*ntail = j;
 			ntail = &j->next;
-			nordered++;
+			/* Only a change made is lost with the sync; a
+			 * refused one must not make its failure fatal. */
+			if (j->status == 0)
+				nordered++;
 		} else {
 			*dtail = j;
 			dtail = &j->next;

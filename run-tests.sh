@@ -55,6 +55,11 @@ run_build asan --enable-sanitizers
 step "fuzz smoke run, 20 s per harness (ASan+UBSan)"
 (cd "$top/build-asan" && make fuzz-smoke)
 
+# Every command of mstore(7), run in a sandbox where the packages really
+# install, start and purge (about a minute on an idle machine).
+step "the operator's guide, every command (make check-guide)"
+(cd "$top/build-plain" && make check-guide)
+
 # The tarball is built, installed and checked once more; the full suite
 # already ran twice above, so its check runs the unit suites only.
 step "make distcheck (unit suites)"

@@ -139,6 +139,19 @@ protocol lda {{
 """
 
 
+
+class PortTaken(RuntimeError):
+    """Dovecot could not bind a port another program took meanwhile."""
+
+
+def _read_from(path, offset):
+    try:
+        with open(path, errors="replace") as f:
+            f.seek(offset)
+            return f.read()
+    except OSError:
+        return ""
+
 class Dovecot:
     """One private Dovecot serving Maildirs under |root| as uid:gid."""
 
@@ -154,10 +167,7 @@ class Dovecot:
         self.log = os.path.join(self.dir, "dovecot.log")
         self.conf = os.path.join(self.dir, "dovecot.conf")
         self.users = os.path.join(self.dir, "users")
-        self.imap_port = mstlib.free_port()
-        self.pop3_port = mstlib.free_port()
-        while self.pop3_port == self.imap_port:
-            self.pop3_port = mstlib.free_port()
+        self._pick_ports()
         self.proc = None
         self.pid = None
         for d in (self.base, self.state):
@@ -174,15 +184,41 @@ class Dovecot:
                 f.write("%s:{PLAIN}%s:%d:%d::%s::userdb_mail=maildir:%s\n" % (
                     user, PASSWORD, uid, gid, home, home))
         os.chmod(self.users, 0o644)
+        self._write_conf()
+
+    def _pick_ports(self):
+        self.imap_port = mstlib.free_port()
+        self.pop3_port = mstlib.free_port()
+        while self.pop3_port == self.imap_port:
+            self.pop3_port = mstlib.free_port()
+
+    def _write_conf(self):
         with open(self.conf, "w") as f:
-            f.write(CONF.format(name=name, base=self.base, state=self.state,
-                                log=self.log, uid=uid, gid=gid, root=root,
+            f.write(CONF.format(name=self.name, base=self.base,
+                                state=self.state, log=self.log, uid=self.uid,
+                                gid=self.gid, root=self.root,
                                 users=self.users, imap_port=self.imap_port,
                                 pop3_port=self.pop3_port))
         os.chmod(self.conf, 0o644)
 
     def start(self, timeout=30):
-        out = open(os.path.join(self.dir, "dovecot.out"), "a")
+        """Starts Dovecot and waits until it listens. The ports were free
+        when they were picked; when another program took one before
+        Dovecot bound it, new ones are picked, a few times."""
+        for attempt in range(4):
+            try:
+                return self._start(timeout)
+            except PortTaken:
+                if attempt == 3:
+                    raise
+                self._pick_ports()
+                self._write_conf()
+
+    def _start(self, timeout):
+        out_path = os.path.join(self.dir, "dovecot.out")
+        mark = (os.path.getsize(out_path) if os.path.exists(out_path)
+                else 0, os.path.getsize(self.log))
+        out = open(out_path, "a")
         self.proc = subprocess.Popen([DOVECOT, "-F", "-c", self.conf],
                                      stdout=out, stderr=subprocess.STDOUT)
         _instances.append(self)
@@ -205,10 +241,14 @@ class Dovecot:
                     mstlib.can_connect(self.pop3_port))
         mstlib.wait_until(up, timeout, "dovecot %s to listen" % self.name)
         if self.proc.poll() is not None:
+            said = _read_from(out_path, mark[0]) + _read_from(self.log,
+                                                              mark[1])
+            if "Address already in use" in said:
+                _instances.remove(self)
+                raise PortTaken(said)
             raise RuntimeError("dovecot %s exited %d:\n%s%s" % (
                 self.name, self.proc.returncode,
-                open(os.path.join(self.dir, "dovecot.out")).read(),
-                self.log_tail()))
+                open(out_path).read(), self.log_tail()))
         self.pid = master_pid()
         if self.pid != self.proc.pid:
             raise RuntimeError("dovecot %s: master.pid says %d, started %d" % (

@@ -10,4 +10,4 @@ cd build-plain
 [ -f Makefile ] || ../configure -q
 make -j"$(nproc 2>/dev/null || echo 2)" >/dev/null
 cd ..
-tools/demo build-plain
+tools/lab/demo build-plain

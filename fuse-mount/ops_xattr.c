@@ -12,7 +12,7 @@
  *   user.mstore.requests on the mount's root: the requests served so far
  *                        by kind, "kernel OP N" and "store OP N" lines
  *                        (opcount.c), for measuring what a workload
- *                        costs (tools/mount-requests);
+ *                        costs (tools/bench/mount-requests);
  *   user.mstore.stats    on the mount's root: every counter of the mount
  *                        as "key=value" lines (mstat.c, opcount.c, the
  *                        memory account), what `mstore-ctl mount-stats`

@@ -12,7 +12,7 @@ trap 'rm -rf "$out"' EXIT
 # A section another tool owns, which the rewrite must carry over.
 printf '# old report\n\n<!-- other-bench: begin -->\n## Kept section\n\nkept row\n<!-- other-bench: end -->\n' \
 	>"$out/BENCHMARKS.md"
-timeout 600 "$src/tools/bench-all" --build "$b" --quick --out "$out/BENCHMARKS.md" >"$out/goals" 2>"$out/log" ||
+timeout 600 "$src/tools/bench/bench-all" --build "$b" --quick --out "$out/BENCHMARKS.md" >"$out/goals" 2>"$out/log" ||
 	{ tail -30 "$out/log"; exit 1; }
 python3 - "$out" <<'PY'
 import os, re, sys

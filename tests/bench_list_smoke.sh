@@ -10,7 +10,7 @@ b=${abs_top_builddir:-$(pwd)}
 src=$(cd "$(dirname "$0")/.." && pwd)
 out=$(mktemp -d /tmp/bench-list-smoke.XXXXXX)
 trap 'rm -rf "$out"' EXIT
-timeout 300 "$src/tools/bench-list" --build "$b" --messages 500 --rounds 1 \
+timeout 300 "$src/tools/bench/bench-list" --build "$b" --messages 500 --rounds 1 \
 	--json --out "$out/BENCHMARKS.md" >"$out/json" 2>"$out/log" ||
 	{ tail -30 "$out/log"; exit 1; }
 python3 - "$out" <<'PY'

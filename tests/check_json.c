@@ -1,5 +1,5 @@
 /*
- * check_json.c - Check suite for the tools' JSON writer (tools/json.c):
+ * check_json.c - Check suite for the tools' JSON writer (tools/ctl/json.c):
  * string escaping of quotes, backslashes, every control character,
  * UTF-8 of each length, surrogate pairs, and each kind of broken UTF-8;
  * commas and nesting; numbers; base64 (RFC 4648's test vectors); the

@@ -249,16 +249,16 @@ man/mstore-ctl.8	@tools/mstore-ctl --help
 man/mstore-bench.1	@tools/mstore-bench --help
 man/netlab.1	@tools/netlab --help
 man/mount.mstore.8	@fuse-mount/mount.mstore --help
-man/ceph-minicluster.1	tools/ceph-minicluster --help; tools/ceph-minicluster start --help; tools/ceph-minicluster stop --help; tools/ceph-minicluster status --help; tools/ceph-minicluster kill-osd --help; tools/ceph-minicluster start-osd --help
-man/cluster-bench.1	tools/cluster-bench --help
-man/nfs-server.8	tools/nfs-server --help; tools/nfs-server start --help; tools/nfs-server stop --help
-man/mta-bench.1	tools/mta-bench --help
-man/bench-all.1	tools/bench-all --help
-man/restart-bench.1	tools/restart-bench --help
-man/bench-writes.1	tools/bench-writes --help
-man/bench-list.1	tools/bench-list --help
-man/mount-requests.1	tools/mount-requests --help
-man/demo.1	tools/demo --help
+man/ceph-minicluster.1	tools/lab/ceph-minicluster --help; tools/lab/ceph-minicluster start --help; tools/lab/ceph-minicluster stop --help; tools/lab/ceph-minicluster status --help; tools/lab/ceph-minicluster kill-osd --help; tools/lab/ceph-minicluster start-osd --help
+man/cluster-bench.1	tools/bench/cluster-bench --help
+man/nfs-server.8	tools/lab/nfs-server --help; tools/lab/nfs-server start --help; tools/lab/nfs-server stop --help
+man/mta-bench.1	tools/lab/mta-bench --help
+man/bench-all.1	tools/bench/bench-all --help
+man/restart-bench.1	tools/bench/restart-bench --help
+man/bench-writes.1	tools/bench/bench-writes --help
+man/bench-list.1	tools/bench/bench-list --help
+man/mount-requests.1	tools/bench/mount-requests --help
+man/demo.1	tools/lab/demo --help
 "
 builddir=${abs_top_builddir:-.}
 PYTHONDONTWRITEBYTECODE=1

@@ -1,6 +1,6 @@
 #!/bin/sh
 #
-# cluster_bench_smoke.sh - tools/cluster-bench end to end with tiny
+# cluster_bench_smoke.sh - tools/bench/cluster-bench end to end with tiny
 # counts: a memstore cluster, 1 then 2 rados mstored, a 2-second window
 # each. It must exit 0 and print the table with a row per server count;
 # its JSON must show deliveries in every row, none failed, CPU costs for
@@ -34,7 +34,7 @@ mkdir "$tmp/w" || exit 99
 
 # cluster-bench ends what it started on SIGTERM, which timeout(1) sends.
 t0=$(date +%s)
-timeout 240 "$srcdir/tools/cluster-bench" --build "$build" --servers 1,2 \
+timeout 240 "$srcdir/tools/bench/cluster-bench" --build "$build" --servers 1,2 \
     --warmup 0 --measure 2 --margin 6 -w 2 -m 5 --no-install \
     --workdir "$tmp/w" --json "$tmp/r.json" >"$tmp/out" 2>"$tmp/err"
 rc=$?

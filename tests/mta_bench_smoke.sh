@@ -8,7 +8,7 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d /var/tmp/mta-smoke.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 chmod 755 "$work"
-out=$(timeout 300 "$src/tools/mta-bench" --build "$b" --json -n 40 -p 4 -u 5 \
+out=$(timeout 300 "$src/tools/lab/mta-bench" --build "$b" --json -n 40 -p 4 -u 5 \
 	"dir:$work" mstore)
 printf '%s\n' "$out" | python3 -c '
 import json, sys

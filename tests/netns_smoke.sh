@@ -1,6 +1,6 @@
 #!/bin/sh
 #
-# netns_smoke.sh - tools/netns-lab with a unique namespace name: "up"
+# netns_smoke.sh - tools/lab/netns-lab with a unique namespace name: "up"
 # must give a namespace with lo up and a link-local veth pair, a TCP
 # connection from the host must reach a listener inside (netlab --echo),
 # also through a netlab on 127.0.0.1 with 1 ms one-way, and "down" must
@@ -11,7 +11,7 @@
 
 . "${srcdir:-$(dirname "$0")/..}/tests/netlab_lib.sh"
 
-NETNS_LAB=${NETNS_LAB:-$nl_src/tools/netns-lab}
+NETNS_LAB=${NETNS_LAB:-$nl_src/tools/lab/netns-lab}
 ns=nlt$$
 ns_up=0
 

@@ -1,6 +1,6 @@
 #!/bin/sh
 #
-# nfs_smoke.sh - mstore-bench's nfs:// target end to end: tools/nfs-server
+# nfs_smoke.sh - mstore-bench's nfs:// target end to end: tools/lab/nfs-server
 # exports a fresh directory with nfs-ganesha on free 127.0.0.1 ports, and
 # a tiny run through libnfs must deliver every message without an error.
 # With --keep the messages must be in new/ of the exported directory (and
@@ -24,7 +24,7 @@ me=nfs_smoke
 build=${abs_top_builddir:-$(pwd)}
 src=${srcdir:-$(dirname "$0")/..}
 MSTORE_BENCH=${MSTORE_BENCH:-$build/tools/mstore-bench}
-NFS_SERVER=${NFS_SERVER:-$src/tools/nfs-server}
+NFS_SERVER=${NFS_SERVER:-$src/tools/lab/nfs-server}
 fails=0
 tmp=
 
@@ -47,7 +47,7 @@ fail()
 }
 [ -r "$NFS_SERVER" ] || { echo "$me: $NFS_SERVER missing" >&2; exit 99; }
 command -v python3 >/dev/null 2>&1 ||
-    die "python3 not found: tools/nfs-server needs it (tools/install-deps)"
+    die "python3 not found: tools/lab/nfs-server needs it (tools/install-deps)"
 if "$MSTORE_BENCH" --help | grep -q 'built without libnfs'; then
 	err=$("$MSTORE_BENCH" -q -n 1 nfs://127.0.0.1/x 2>&1 >/dev/null)
 	rc=$?

@@ -12,7 +12,7 @@ mstored on that back-end; see MST_BACKEND in tests/integration/mstlib.py.
   local    the default back-end, as when the test is run by itself;
   memory   mstored --backend memory: each store in RAM;
   rados    mstored --backend rados: one private Ceph cluster
-           (tools/ceph-minicluster, memstore unless --store says
+           (tools/lab/ceph-minicluster, memstore unless --store says
            otherwise) is started for the whole run (every TEST.py given,
            one after the other) and stopped at its end,
            also when the test fails or this runner is interrupted
@@ -44,7 +44,7 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-MINICLUSTER = os.path.join(HERE, "..", "..", "tools", "ceph-minicluster")
+MINICLUSTER = os.path.join(HERE, "..", "..", "tools", "lab", "ceph-minicluster")
 POOL = "mstore"
 
 

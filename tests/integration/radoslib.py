@@ -5,7 +5,7 @@ What test_rados*.py and test_cluster.py share:
   - skip_unless_ceph(): exit 77 (skipped) only when the Ceph daemons are
     not installed, and fail when mstored was built without the rados
     back-end;
-  - Cluster: a private cluster started by tools/ceph-minicluster (1 mon,
+  - Cluster: a private cluster started by tools/lab/ceph-minicluster (1 mon,
     1 mgr, 3 OSDs on 127.0.0.1), stopped by the PIDs the tool recorded
     (DIR/daemons.json) at `stop`, at exit and on SIGTERM/SIGINT/SIGHUP,
     before mstlib removes its directory;
@@ -33,7 +33,7 @@ import mstlib  # noqa: E402
 import hostile_client as hc  # noqa: E402
 
 SRC = os.path.abspath(os.path.join(HERE, "..", ".."))
-MINICLUSTER = os.path.join(SRC, "tools", "ceph-minicluster")
+MINICLUSTER = os.path.join(SRC, "tools", "lab", "ceph-minicluster")
 POOL = "mstore"
 BOX = "r.example/al"
 
@@ -59,7 +59,7 @@ def skip_unless_ceph(name):
 
 
 def mc(*args, timeout=180):
-    """tools/ceph-minicluster ARGS, its output captured."""
+    """tools/lab/ceph-minicluster ARGS, its output captured."""
     return subprocess.run([MINICLUSTER] + list(args), capture_output=True,
                           text=True, timeout=timeout)
 

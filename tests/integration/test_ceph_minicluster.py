@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""test_ceph_minicluster - tools/ceph-minicluster starts a real Ceph cluster
+"""test_ceph_minicluster - tools/lab/ceph-minicluster starts a real Ceph cluster
 (1 mon, 1 mgr, 3 memstore OSDs) in a temporary directory, and it works:
 
 1. "start" exits 0 once every placement group is active+clean and prints
@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mstlib  # noqa: E402
 
 TOOL = os.environ.get("CEPH_MINICLUSTER") or os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "lab",
     "ceph-minicluster")
 PYTHON = shutil.which("python3") or sys.executable
 START_TIMEOUT = 240         # a busy machine; about 10 s when idle

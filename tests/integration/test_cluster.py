@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """test_cluster - three rados mstored on one pool, mounts listing all three.
 
-Starts a real single-host Ceph cluster (tools/ceph-minicluster, memstore),
+Starts a real single-host Ceph cluster (tools/lab/ceph-minicluster, memstore),
 three mstored --backend rados on one pool (S1, S2, S3) and two mounts A
 and B, each `mount.mstore S1,S2,S3 MNT` with servers_file= (the same
 list, rewritten for join and leave). Then:

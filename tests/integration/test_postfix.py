@@ -15,7 +15,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import mstlib  # noqa: E402
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools", "lab"))
 import postfixlib  # noqa: E402
 from mstlib import wait_until  # noqa: E402
 

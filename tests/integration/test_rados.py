@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """test_rados - two mstored on one RADOS pool (the rados back-end).
 
-Starts a real single-host Ceph cluster (tools/ceph-minicluster, memstore:
+Starts a real single-host Ceph cluster (tools/lab/ceph-minicluster, memstore:
 1 mon, 1 mgr, 3 OSDs on 127.0.0.1), then two mstored with --backend rados
 on the same pool, and speaks the protocol to both (the small client of
 tests/hostile_client.py):

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """test_rados_locks - LOCK across mstored that share one RADOS pool.
 
-Starts a real single-host Ceph cluster (tools/ceph-minicluster, memstore),
+Starts a real single-host Ceph cluster (tools/lab/ceph-minicluster, memstore),
 then mstored --backend rados on one pool, and speaks LOCK to them
 (mstore-protocol(7)); a lock taken through one server must hold against
 every other:

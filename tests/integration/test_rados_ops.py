@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """test_rados_ops - repair of lost notices and the ADMIN commands of the
-rados back-end, against a real Ceph cluster (tools/ceph-minicluster,
+rados back-end, against a real Ceph cluster (tools/lab/ceph-minicluster,
 memstore) with two mstored on one pool:
 
   - notices lost while server 1's watch is broken reach its watcher as

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """test_rados_osd - an OSD dies under delivery load on the rados back-end.
 
-Starts a real single-host Ceph cluster (tools/ceph-minicluster, bluestore:
+Starts a real single-host Ceph cluster (tools/lab/ceph-minicluster, bluestore:
 1 mon, 1 mgr, 3 OSDs; pool size 3, min_size 2), one mstored --backend
 rados and mount.mstore on it. Verifier threads deliver continuously into
 8 mailboxes (their entry objects in several placement groups) the way

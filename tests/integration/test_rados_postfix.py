@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """test_rados_postfix - two Postfix instances, two servers, one RADOS pool.
 
-Starts a real single-host Ceph cluster (tools/ceph-minicluster, memstore),
+Starts a real single-host Ceph cluster (tools/lab/ceph-minicluster, memstore),
 two mstored --backend rados on the same pool, and a mount of each. Two
-private Postfix instances (tools/postfixlib.py), each delivering through
+private Postfix instances (tools/lab/postfixlib.py), each delivering through
 its own mount, receive at once the same 500 addresses (N@example.com for
 user N % 100): 5 messages per user per instance, 1,000 in all, into the
 same 100 Maildirs. Then, read back through both mounts:
@@ -24,7 +24,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(HERE, "..", "..", "tools"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tools", "lab"))
 import mstlib  # noqa: E402
 import radoslib  # noqa: E402
 import postfixlib  # noqa: E402

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """test_rados_shard - the rados back-end's folder index in shards
 (engine_rados_shard.c), against a real Ceph cluster
-(tools/ceph-minicluster, memstore) with three mstored on one pool, all
+(tools/lab/ceph-minicluster, memstore) with three mstored on one pool, all
 with rados_index_shards = 4 and the third with rados_index_cap = 16:
 
   - deliveries through two servers land in all four shard objects

@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "bench.h"
-#include "cli.h"
+#include "../cli.h"
 
 struct bench_target {
 	const char *addr;		/* HOST:PORT or unix:PATH */

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 
 #include "bench_run.h"
-#include "cli.h"
+#include "../cli.h"
 
 #define MAX_CONSECUTIVE_ERRORS	100	/* a writer gives up after these */
 

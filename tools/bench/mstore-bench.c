@@ -39,7 +39,7 @@
 #include <unistd.h>
 
 #include "bench_run.h"
-#include "cli.h"
+#include "../cli.h"
 
 #define PROG			"mstore-bench"
 #define WRITERS_MAX		4096

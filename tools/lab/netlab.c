@@ -18,7 +18,7 @@
 
 #include <event2/event.h>
 
-#include "cli.h"
+#include "../cli.h"
 #include "netlab.h"
 
 #define EXIT_USAGE		2

@@ -30,7 +30,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "../cli.h"
 #include "ctl_cluster.h"
 #include "json.h"
 #include "mstclient.h"

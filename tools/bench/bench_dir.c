@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "bench.h"
-#include "cli.h"
+#include "../cli.h"
 
 struct bench_target {
 	char base[4096];	/* PATH/bench-PID */

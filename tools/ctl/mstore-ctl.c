@@ -24,7 +24,7 @@
 
 #include <xxhash.h>
 
-#include "cli.h"
+#include "../cli.h"
 #include "ctl_cluster.h"
 #include "ctl_mount.h"
 #include "json.h"

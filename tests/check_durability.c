@@ -26,7 +26,6 @@
  */
 #include <check.h>
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,15 +40,6 @@
 
 static struct tengine T;
 static char tmpl[64];
-
-static int
-rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-	(void)st;
-	(void)flag;
-	(void)f;
-	return remove(p);
-}
 
 static void
 setup(void)
@@ -67,7 +57,7 @@ teardown(void)
 	dio_hold(DIO_SYNC, 0);
 	tclose(&T);
 	dio_fail_at(DIO_SYNC, 0, 0);
-	nftw(tmpl, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	trm_tree(tmpl);
 }
 
 static void
@@ -306,7 +296,7 @@ START_TEST(copy_taken_with_sync_held_is_consistent)
 	ck_assert_msg(strstr(dump, "m/new/c ") == NULL, "%s", dump);
 	free(dump);
 	tclose(&T2);
-	nftw(copy, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	trm_tree(copy);
 	dio_hold(DIO_SYNC, 0);
 	ck_assert_int_eq(twait_for(cj)->status, 0);
 	job_free(cj);
@@ -434,7 +424,7 @@ START_TEST(delta_since_a_lost_ordered_change_hides_nothing)
 	    (unsigned long long)seen_new, (unsigned long long)now_new,
 	    new_ok ? "reports" : "does not report");
 	tclose(&T2);
-	nftw(image, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	trm_tree(image);
 }
 END_TEST
 

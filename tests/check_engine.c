@@ -16,7 +16,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -33,15 +32,6 @@
 
 static char tmpl[64];
 static struct tengine T;
-
-static int
-rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-	(void)st;
-	(void)flag;
-	(void)f;
-	return remove(p);
-}
 
 static void
 setup_on(const struct engine_ops *ops)
@@ -73,7 +63,7 @@ teardown(void)
 	dio_fail_at(DIO_SYNC, 0, 0);
 	dio_fail_at(DIO_THREAD, 0, 0);
 	dio_hold(DIO_SYNC, 0);
-	nftw(tmpl, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	trm_tree(tmpl);
 }
 
 /* Restart the engine. The memory engine keeps nothing across a restart,
@@ -1930,7 +1920,7 @@ START_TEST(first_format_log_and_checkpoint_still_load)
 
 	for (pass = 0; pass < 2; pass++) {
 		tclose(&T);
-		nftw(tmpl, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		trm_tree(tmpl);
 		ck_assert_int_eq(mkdir(tmpl, 0700), 0);
 		snprintf(path, sizeof path, "%s/log", tmpl);
 		ck_assert_int_eq(mkdir(path, 0700), 0);
@@ -2383,7 +2373,7 @@ START_TEST(flag_changes_and_expunges_are_answered_before_their_sync)
 	ck_assert_msg(strstr(dump, "m/new/b ") == NULL, "%s", dump);
 	free(dump);
 	tclose(&T2);
-	nftw(copy, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	trm_tree(copy);
 
 	dio_hold(DIO_SYNC, 0);
 	ck_assert_int_eq(twait_for(dj)->status, 0);

@@ -2,10 +2,12 @@
  * engine_util.c - synchronous test driver for the storage engine.
  */
 #include <errno.h>
+#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/random.h>
 #include <unistd.h>
 
@@ -692,4 +694,20 @@ t_dump(struct tengine *t)
 	free(v);
 	free(lines.p);
 	return out.p;
+}
+
+static int
+rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+	(void)st;
+	(void)flag;
+	(void)f;
+	return remove(p);
+}
+
+/* Removes the tree at |dir|, a test's data directory or a copy of one. */
+void
+trm_tree(const char *dir)
+{
+	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }

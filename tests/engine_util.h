@@ -17,6 +17,7 @@ struct tengine {
 /* Defaults suitable for tests in |dir| on the local engine; override
  * fields (ops among them) before topen. */
 void tconf(struct tengine *t, const char *dir);
+void trm_tree(const char *dir);
 int topen(struct tengine *t);
 void tclose(struct tengine *t);
 

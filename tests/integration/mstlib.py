@@ -88,6 +88,24 @@ def tmpdir(prefix="mst-it-"):
     return d
 
 
+def maildir(m, box):
+    """Makes |box| with tmp/, new/ and cur/ on mount |m|."""
+    for sub in ("", "/tmp", "/new", "/cur"):
+        os.makedirs(m.path(box + sub), mode=0o700, exist_ok=True)
+
+
+def deliver(m, box, name, body):
+    """Delivers |body| into |box|/new/|name| on mount |m| as Postfix does:
+    write and fsync in tmp/, link into new/, unlink tmp/."""
+    tmp = m.path(box, "tmp", name)
+    with open(tmp, "wb") as f:
+        f.write(body)
+        f.flush()
+        os.fsync(f.fileno())
+    os.link(tmp, m.path(box, "new", name))
+    os.unlink(tmp)
+
+
 def wait_until(pred, timeout, what):
     end = time.monotonic() + timeout
     while time.monotonic() < end:

@@ -162,27 +162,12 @@ def store_with_metrics():
     return s
 
 
-def maildir(m, box=BOX):
-    for sub in ("", "/tmp", "/new", "/cur"):
-        os.makedirs(m.path(box + sub), mode=0o700, exist_ok=True)
-
-
-def deliver(m, name, body, box=BOX):
-    tmp = m.path(box, "tmp", name)
-    with open(tmp, "wb") as f:
-        f.write(body)
-        f.flush()
-        os.fsync(f.fileno())
-    os.link(tmp, m.path(box, "new", name))
-    os.unlink(tmp)
-
-
 def test_deliveries_move_the_counters(s, m):
-    maildir(m)
+    mstlib.maildir(m, BOX)
     before = scrape(s.metrics)
     sizes = [100, 2000, 30000, 4096, 1]
     for i, n in enumerate(sizes):
-        deliver(m, "m%d" % i, bytes([65 + i]) * n)
+        mstlib.deliver(m, BOX, "m%d" % i, bytes([65 + i]) * n)
     after = scrape(s.metrics)
 
     def d(name, **lab):
@@ -273,7 +258,7 @@ def test_connections_gauge_goes_back_down(s, m):
 
 def test_watches_and_locks_gauges_go_up_and_down(s, m):
     box = "example.com/watched"
-    maildir(m, box)
+    mstlib.maildir(m, box)
     m2 = mstlib.Mount(s.addr, "allow_other").start()
     try:
         os.listdir(m2.path(box, "new"))
@@ -291,7 +276,7 @@ def test_watches_and_locks_gauges_go_up_and_down(s, m):
                 "mstored_locks") == base, 10, "the lock gauge back down")
         # The other mount hears of a delivery: a notice sent.
         n0 = scrape(s.metrics).get("mstored_notices_sent_total")
-        deliver(m, "seen-by-m2", b"hello\n", box)
+        mstlib.deliver(m, box, "seen-by-m2", b"hello\n")
         mstlib.wait_until(lambda: scrape(s.metrics).get(
             "mstored_notices_sent_total") > n0, 10, "a notice sent")
         conns = scrape(s.metrics).get("mstored_connections")

@@ -46,32 +46,17 @@ def ctl(*args):
     return r.returncode, r.stdout.decode(), r.stderr.decode()
 
 
-def maildir(m, box=BOX):
-    for sub in ("", "/tmp", "/new", "/cur"):
-        os.makedirs(m.path(box + sub), mode=0o700, exist_ok=True)
-
-
-def deliver(m, name, body, box=BOX):
-    tmp = m.path(box, "tmp", name)
-    with open(tmp, "wb") as f:
-        f.write(body)
-        f.flush()
-        os.fsync(f.fileno())
-    os.link(tmp, m.path(box, "new", name))
-    os.unlink(tmp)
-
-
 def delivered(s0, s1):
     return sum(s1.get("store.%s" % op, 0) - s0.get("store.%s" % op, 0)
                for op in ("DELIVER", "COMMIT"))
 
 
 def test_deliveries_count_requests_and_buffers(m, m2, store):
-    maildir(m)
+    mstlib.maildir(m, BOX)
     s0 = stats(m)
     sizes = [10, 5000, 70000]
     for i, n in enumerate(sizes):
-        deliver(m, "d%d" % i, b"x" * n)
+        mstlib.deliver(m, BOX, "d%d" % i, b"x" * n)
     s1 = stats(m)
     got = delivered(s0, s1)
     assert got == len(sizes), "deliveries to the store: got %d, want %d" % (
@@ -90,7 +75,7 @@ def test_deliveries_count_requests_and_buffers(m, m2, store):
 
 
 def test_a_large_file_is_spooled_then_freed(m, m2, store):
-    maildir(m)
+    mstlib.maildir(m, BOX)
     s0 = stats(m)
     size = 3 << 20
     tmp = m.path(BOX, "tmp", "big")
@@ -108,11 +93,11 @@ def test_a_large_file_is_spooled_then_freed(m, m2, store):
 
 
 def test_notices_reach_the_other_mount(m, m2, store):
-    maildir(m)
+    mstlib.maildir(m, BOX)
     os.listdir(m2.path(BOX, "new"))      # m2 lists it and watches it
     s0 = stats(m2)
     assert s0["folder_cache_misses"] >= 1, s0["folder_cache_misses"]
-    deliver(m, "for-m2", b"hello\n")
+    mstlib.deliver(m, BOX, "for-m2", b"hello\n")
     mstlib.wait_until(lambda: stats(m2)["notices_received"] >
                       s0["notices_received"], 10, "a notice at m2")
     assert "for-m2" in os.listdir(m2.path(BOX, "new"))

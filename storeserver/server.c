@@ -54,6 +54,7 @@
 #include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -67,6 +68,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -765,6 +767,39 @@ unlock_owner(struct conn *c)
 	    "until its server restarts");
 }
 
+/*
+ * An engine answer that reaches the client as EIO: either a real I/O
+ * error or an errno the protocol has no status for (mst_errno_to_status
+ * maps those to EIO). The engine logs most of them itself; this line
+ * makes sure none goes unlogged, with the errno the client cannot see.
+ * At most 10 lines a second (a damaged disk fails every read), with a
+ * count of those left out. Runs on the loop thread only.
+ */
+static void
+log_eio_reply(uint8_t op, int status)
+{
+	static time_t sec;
+	static unsigned lines, dropped;
+	time_t now = time(NULL);
+	int err = status == INT_MIN ? EIO : status < 0 ? -status : status;
+
+	if (now != sec) {
+		if (dropped)
+			log_warn("engine: %u more EIO replies not logged",
+			    dropped);
+		sec = now;
+		lines = 0;
+		dropped = 0;
+	}
+	if (lines >= 10) {
+		dropped++;
+		return;
+	}
+	lines++;
+	log_warn("engine: %s answered EIO (engine error: %s)",
+	    mst_op_name(op), strerror(err));
+}
+
 /* Send the reply frames of a completed job. */
 static void
 job_reply(struct conn *c, const struct job *j)
@@ -782,6 +817,8 @@ job_reply(struct conn *c, const struct job *j)
 		}
 	}
 	if (j->status != 0) {
+		if (mst_errno_to_status(j->status) == MST_S_EIO)
+			log_eio_reply(j->op, j->status);
 		conn_send(c, j->op, MST_F_REPLY,
 		    mst_errno_to_status(j->status), j->id,
 		    j->nframes ? j->frames[0].p : empty,

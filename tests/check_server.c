@@ -2421,6 +2421,85 @@ START_TEST(max_connections_is_enforced)
 }
 END_TEST
 
+/* The body nftw() looks for, and whether damage_body() found it. */
+static const uint8_t *damage_pat;
+static size_t damage_len;
+static int damaged;
+
+/* Flip one byte in the middle of the first copy of damage_pat in a
+ * regular file under the data directory (the log segment holding it). */
+static int
+damage_body(const char *path, const struct stat *st, int type, struct FTW *f)
+{
+	uint8_t *buf, *hit, flip;
+	int fd;
+
+	(void)f;
+	if (type != FTW_F || damaged || (size_t)st->st_size < damage_len)
+		return 0;
+	fd = open(path, O_RDWR);
+	ck_assert_msg(fd >= 0, "%s: %s", path, strerror(errno));
+	buf = malloc((size_t)st->st_size);
+	ck_assert_ptr_nonnull(buf);
+	ck_assert_int_eq(pread(fd, buf, (size_t)st->st_size, 0),
+	    st->st_size);
+	hit = memmem(buf, (size_t)st->st_size, damage_pat, damage_len);
+	if (hit != NULL) {
+		flip = (uint8_t)~hit[damage_len / 2];
+		ck_assert_int_eq(pwrite(fd, &flip, 1,
+		    (off_t)(hit - buf) + (off_t)damage_len / 2), 1);
+		damaged = 1;
+	}
+	free(buf);
+	close(fd);
+	return 0;
+}
+
+/* A message body damaged on disk is answered EIO, and the server's log
+ * names the operation that got it: no EIO reaches a client unlogged. */
+START_TEST(eio_replies_are_logged)
+{
+	struct server s;
+	struct mst_client *c;
+	struct mst_get_req q = { .path = mst_str_of("e.example/io/new/m1"),
+	    .length = 4096 };
+	const uint8_t *rp;
+	struct mst_hdr h;
+	uint8_t *body = make_body(4096, 11), b[512];
+	char log[128], extra[192];
+	int n, deadline;
+
+	snprintf(log, sizeof log, "/tmp/mst-check-eio.%d.log", (int)getpid());
+	snprintf(extra, sizeof extra, "log = %s\n", log);
+	ck_assert_int_eq(server_start(&s, 0, extra), 0);
+	srv = s;
+	c = client();
+	ck_assert_int_eq(make_mailbox(c, "e.example/io"), 0);
+	ck_assert_int_eq(deliver(c, "e.example/io", "m1", body, 4096,
+	    mst_checksum(body, 4096), &h, &rp), 0);
+	damage_pat = body;
+	damage_len = 4096;
+	damaged = 0;
+	ck_assert_int_eq(nftw(s.data, damage_body, 16, FTW_PHYS), 0);
+	ck_assert_msg(damaged, "the body was not found under %s", s.data);
+	n = mst_get_req_encode(&q, b, sizeof b);
+	ck_assert_int_gt(n, 0);
+	ck_assert_int_eq(mst_client_call(c, MST_OP_GET, b, (size_t)n, &h,
+	    &rp), -EIO);
+	deadline = now_ms() + REPLY_MS;
+	while (count_lines_with(log, NULL, "GET answered EIO") == 0 &&
+	    now_ms() < deadline)
+		usleep(20000);
+	ck_assert_int_eq(count_lines_with(log, NULL, "GET answered EIO"), 1);
+	ping_ok(c, 12);
+	mst_client_free(c);
+	free(body);
+	server_stop(&s);
+	srv.pid = -1;
+	unlink(log);
+}
+END_TEST
+
 /* SIGHUP reopens a log file that was moved away (rotation). */
 START_TEST(sighup_reopens_the_log_file)
 {
@@ -3388,6 +3467,7 @@ server_suite(void)
 	tcase_add_test(tl, live_unix_socket_is_not_taken_over);
 	tcase_add_test(tl, sigterm_exits_zero);
 	tcase_add_test(tl, max_connections_is_enforced);
+	tcase_add_test(tl, eio_replies_are_logged);
 	tcase_add_test(tl, sighup_reopens_the_log_file);
 	tcase_add_test(tl, daemon_detaches_once_serving);
 	tcase_add_test(tl, non_loopback_listen_needs_a_key_or_insecure);

@@ -54,13 +54,27 @@ def have_dovecot():
 def mail_ids():
     """uid and gid of the unprivileged mail user, created as a system
     user (no home, no shell) the first time."""
-    try:
-        pw = pwd.getpwnam(MAIL_USER)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home",
-                        "--home-dir", "/nonexistent", "--shell",
-                        "/usr/sbin/nologin", MAIL_USER], check=True)
-        pw = pwd.getpwnam(MAIL_USER)
+    # Another test of the suite (make -j) may be creating it at the same
+    # moment: useradd then fails (the user exists, or /etc/passwd is
+    # locked), so look again, for up to 10 s.
+    rc = None
+    for _ in range(100):
+        try:
+            pw = pwd.getpwnam(MAIL_USER)
+            break
+        except KeyError:
+            pass
+        if rc is None or rc != 0:
+            rc = subprocess.run(["useradd", "--system", "--user-group",
+                                 "--no-create-home", "--home-dir",
+                                 "/nonexistent", "--shell",
+                                 "/usr/sbin/nologin", MAIL_USER]).returncode
+            if rc == 0:
+                continue
+        time.sleep(0.1)
+    else:
+        raise RuntimeError("could not create the user %s (useradd exit %s)"
+                           % (MAIL_USER, rc))
     return pw.pw_uid, pw.pw_gid
 
 

@@ -257,6 +257,7 @@ man/bench-all.1	tools/bench/bench-all --help
 man/restart-bench.1	tools/bench/restart-bench --help
 man/bench-writes.1	tools/bench/bench-writes --help
 man/bench-list.1	tools/bench/bench-list --help
+man/mailstone.1	tools/bench/mailstone --help
 man/mount-requests.1	tools/bench/mount-requests --help
 man/demo.1	tools/lab/demo --help
 "

@@ -1791,6 +1791,51 @@ conn_frame(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
 	}
 }
 
+/*
+ * Read up to |want| more bytes of a frame that is not whole yet (its
+ * length already checked against max_frame), as much as the socket holds
+ * now. libevent 2.1 reads a socket at most 4 KiB at a time
+ * (EVBUFFER_MAX_READ, whatever bufferevent_set_max_single_read says),
+ * one pass of the loop each: a 1 MiB body took 256 reads and callbacks,
+ * and a copy to make the frame contiguous. Here the rest of the frame
+ * goes into one chain with room for all of it (evbuffer_expand moves
+ * the few bytes already there, and later calls find the room left), so
+ * the frame's pullup copies nothing. Address space for a whole frame is
+ * taken at its header, as the pullup took it before; pages are touched
+ * only as bytes arrive. Plaintext sockets only: a TLS bufferevent reads
+ * through OpenSSL. An end of input or an error is left to the
+ * bufferevent's own next read, which reports it. Returns the bytes read,
+ * or 0.
+ */
+static size_t
+conn_read_more(struct conn *c, struct evbuffer *in, size_t want)
+{
+	evutil_socket_t fd = bufferevent_getfd(c->bev);
+	struct evbuffer_iovec v;
+	ssize_t n;
+
+	if (c->tls || fd < 0 || want <= 4096)
+		return 0;
+	/* A bufferevent freezes the end of its input buffer; its own read
+	 * thaws it the same way. */
+	evbuffer_unfreeze(in, 0);
+	n = 0;
+	if (evbuffer_expand(in, want) == 0 &&
+	    evbuffer_reserve_space(in, (ev_ssize_t)want, &v, 1) == 1) {
+		if (v.iov_len > want)
+			v.iov_len = want;
+		do
+			n = recv(fd, v.iov_base, v.iov_len, MSG_DONTWAIT);
+		while (n < 0 && errno == EINTR);
+		/* Not committed on failure: the reservation lapses. */
+		v.iov_len = n > 0 ? (size_t)n : 0;
+		if (n > 0 && evbuffer_commit_space(in, &v, 1) < 0)
+			n = 0;
+	}
+	evbuffer_freeze(in, 0);
+	return n > 0 ? (size_t)n : 0;
+}
+
 /* Take every complete frame out of the input buffer. */
 static void
 conn_input(struct conn *c)
@@ -1828,6 +1873,10 @@ conn_input(struct conn *c)
 			conn_close(c, "protocol error");
 			break;
 		}
+		while (avail < MST_HDR_LEN + (size_t)h.len &&
+		    conn_read_more(c, in, MST_HDR_LEN + (size_t)h.len -
+		    avail) > 0)
+			avail = evbuffer_get_length(in);
 		if (avail < MST_HDR_LEN + (size_t)h.len) {
 			if (c->frame_ms == 0)
 				c->frame_ms = mono_ms();

@@ -19,6 +19,12 @@
  * add u8 1 (a link to the object of the same id, written before).
  * Orphan files (open, no name) are not written: a restart drops them.
  *
+ * After the nodes come the spent idempotency ids (spent.h), oldest
+ * first: nspent u32, then nspent x (idem[16], id u64, size u64, change
+ * u64, mtime i64, gone i64, mode u32, uid u32, gid u32). The magic is
+ * then "MSCKPT03"; a "MSCKPT02" file is the same without them (a store
+ * from before them starts with none).
+ *
  * "MSCKPT01" (no atime; files as one whole body: seg, off, size,
  * checksum) still loads: such a body is read through |rd| to compute its
  * block sums.
@@ -32,10 +38,13 @@
 #include <xxhash.h>
 
 #include "index.h"
+#include "spent.h"
 #include "wire.h"
 
-#define CK_MAGIC "MSCKPT02"
+#define CK_MAGIC "MSCKPT03"
+#define CK_MAGIC_V2 "MSCKPT02"	/* no spent ids */
 #define CK_MAGIC_V1 "MSCKPT01"
+#define CK_SPENT_LEN (MST_IDEM_LEN + 8 * 5 + 4 * 3)
 #define CK_BUF (1u << 20)
 #define CK_HEAD_LEN (8 + 8 + 8 + 4 + 8 + 4 + 8)	/* magic to nnodes */
 #define CK_NODE_MIN (8 + 8 + 1 + 2 + 1 + 4 * 3 + 8 * 3)	/* 1-byte name */
@@ -75,6 +84,30 @@ ck_room(struct ckw *c, size_t n)
 {
 	if (c->w.cap - c->w.off < n)
 		ck_flush(c);
+}
+
+/* The spent ids, oldest first (allocates nothing). */
+static void
+save_spent(struct ckw *c, const struct spent *sp)
+{
+	const struct spent_ent *e;
+	uint32_t i, n = spent_count(sp);
+
+	ck_room(c, 4);
+	wr_u32(&c->w, n);
+	for (i = 0; i < n; i++) {
+		e = spent_at(sp, i);
+		ck_room(c, CK_SPENT_LEN);
+		wr_raw(&c->w, e->idem, MST_IDEM_LEN);
+		wr_u64(&c->w, e->id);
+		wr_u64(&c->w, e->size);
+		wr_u64(&c->w, e->change);
+		wr_u64(&c->w, (uint64_t)e->mtime_ns);
+		wr_u64(&c->w, (uint64_t)e->gone_ns);
+		wr_u32(&c->w, e->mode);
+		wr_u32(&c->w, e->uid);
+		wr_u32(&c->w, e->gid);
+	}
 }
 
 static void
@@ -172,6 +205,7 @@ index_save(struct index *ix, int fd, uint32_t seg, uint64_t off)
 		}
 	for (ch = ix->root->x.dir->first; ch; ch = ch->sib_next)
 		save_node(c, ix, ch);
+	save_spent(c, ix->spent);
 	ck_flush(c);
 	sum = XXH3_64bits_digest(&c->st);
 	wr_u64(&c->w, sum);
@@ -408,6 +442,40 @@ load_block(struct ckload *l, struct rd *r)
 	return index_load_block(l->ix, l->file, i, &b);
 }
 
+/* The spent ids of a "MSCKPT03" file, |size| bytes long. */
+static int
+load_spent(struct ckr *c, struct index *ix, uint64_t size)
+{
+	struct spent_ent e;
+	struct rd r = ckr_rd(c, 4);
+	uint32_t n, i;
+	int rc;
+
+	n = rd_u32(&r);
+	if (r.err || n > size / CK_SPENT_LEN)
+		return -EBADMSG;
+	ckr_take(c, &r);
+	for (i = 0; i < n; i++) {
+		r = ckr_rd(c, CK_SPENT_LEN);
+		rd_copy(&r, e.idem, MST_IDEM_LEN);
+		e.id = rd_u64(&r);
+		e.size = rd_u64(&r);
+		e.change = rd_u64(&r);
+		e.mtime_ns = (int64_t)rd_u64(&r);
+		e.gone_ns = (int64_t)rd_u64(&r);
+		e.mode = rd_u32(&r);
+		e.uid = rd_u32(&r);
+		e.gid = rd_u32(&r);
+		if (r.err)
+			return -EBADMSG;
+		ckr_take(c, &r);
+		rc = spent_add(ix->spent, &e);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
 int
 index_load(struct index *ix, int fd, index_body_fn *body, void *body_arg,
     uint32_t *seg_out, uint64_t *off_out)
@@ -419,7 +487,7 @@ index_load(struct index *ix, int fd, index_body_fn *body, void *body_arg,
 	struct rd r;
 	uint64_t nnodes, lsn, next_id, i;
 	uint32_t nmb;
-	int rc;
+	int rc, v3;
 
 	if (fstat(fd, &st) < 0)
 		return -errno;
@@ -436,8 +504,10 @@ index_load(struct index *ix, int fd, index_body_fn *body, void *body_arg,
 	rc = -EBADMSG;
 	r = ckr_rd(c, CK_HEAD_LEN);
 	if (r.len < 8 || (memcmp(r.p, CK_MAGIC, 8) != 0 &&
+	    memcmp(r.p, CK_MAGIC_V2, 8) != 0 &&
 	    memcmp(r.p, CK_MAGIC_V1, 8) != 0))
 		goto out;
+	v3 = memcmp(r.p, CK_MAGIC, 8) == 0;
 	l.v1 = memcmp(r.p, CK_MAGIC_V1, 8) == 0;
 	r.off = 8;
 	next_id = rd_u64(&r);
@@ -486,6 +556,8 @@ index_load(struct index *ix, int fd, index_body_fn *body, void *body_arg,
 			ckr_take(c, &r);
 		}
 	}
+	if (v3 && (rc = load_spent(c, ix, (uint64_t)st.st_size)) < 0)
+		goto out;
 	rc = ckr_finish(c);
 	if (rc == 0) {
 		if (next_id > ix->next_id)

@@ -48,6 +48,18 @@ struct jq {
 	int stop;			/* guarded by mu */
 };
 
+/* Staged bodies in the order they were staged (eng_stage.c). */
+struct stage_ent {
+	uint64_t id;
+	int64_t at_ns;		/* when it was staged */
+};
+
+struct stageq {
+	struct stage_ent *v;	/* a ring of |cap| */
+	size_t head, n, cap;
+	size_t limit;		/* at this many, drop the committed ones */
+};
+
 struct quota_ovr {
 	struct quota_ovr *next;
 	uint64_t bytes, msgs;
@@ -164,6 +176,14 @@ struct engine {
 	/* Counters for "stats"; writer-owned, read racily. */
 	atomic_uint_fast64_t batches, batched, syncs, relocated, compacted;
 	atomic_uint_fast64_t ordered;	/* answered before their sync */
+	/* Staged bodies never committed are swept once older than
+	 * stage_ttl (eng_stage.c): the queue is the writer's (changed under
+	 * bmu, or at open), the ticker thread makes sure a batch runs. */
+	struct stageq stq;
+	pthread_t ticker;
+	pthread_mutex_t tmu;
+	pthread_cond_t tcv;
+	int tstop, tstarted;		/* guarded by tmu */
 };
 
 /* Internal job kinds beyond protocol opcodes (job->kind). */
@@ -171,6 +191,7 @@ enum {
 	JK_OP = 0,
 	JK_RELOCATE,		/* body in j->body, id/seg/off in j->req */
 	JK_CHECKPOINT,
+	JK_SWEEP,		/* the ticker's: a batch that sweeps */
 };
 
 /* A relocation request from the compactor: a message body, or with
@@ -347,6 +368,21 @@ void engine_internal(struct engine *e, struct job *j, struct waiter *w);
 void *compactor_main(void *arg);
 void admin_run(struct engine *e, struct job *j);
 void compact_kick(struct engine *e);
+
+/* eng_stage.c: staged bodies never committed. */
+/* A body staged as |id| at |at_ns| (writer). */
+void stage_note(struct engine *e, uint64_t id, int64_t at_ns);
+/* Unlink, in |b|, the staged bodies older than stage_ttl (writer, at
+ * the start of each batch: costs nothing when none is due). */
+void stage_sweep(struct engine *e, struct batch *b);
+/* Find every staged body in the index just built (at open, after a roll
+ * back). */
+void stage_rebuild(struct engine *e);
+/* The ticker thread, which has the writer run a batch now and then so
+ * that an idle store sweeps too. */
+int stage_start(struct engine *e);
+void stage_stop(struct engine *e);
+void stage_free(struct engine *e);
 
 /* eng_quota.c: ADMIN quota (|j|'s arg "MAILBOX BYTES MESSAGES"), and at
  * open the quotas it set before (DIR/quotas; the memory store keeps

@@ -20,6 +20,7 @@
 #include "eng.h"
 #include "log.h"
 #include "reply.h"
+#include "spent.h"
 
 static int
 quota_ok(const struct index *ix, struct mst_str mailbox, uint64_t size)
@@ -49,9 +50,17 @@ static int remove_node(struct engine *e, struct batch *b, struct job *j,
  * renames it to its name in new/ or cur/, a small record: that is all
  * that waits under the kernel's lock on the target directory. A body
  * that is never committed goes when the mount drops it (UNLINK) or, if
- * the mount died or failed over, at the first STAGE into the same tmp/
- * once it is older than engine_conf.stage_ttl (an hour): a COMMIT after
- * that gets ESTALE and the mount sends the whole DELIVER instead.
+ * the mount died or failed over, when the store sweeps it once it is
+ * older than engine_conf.stage_ttl (an hour, eng_stage.c): a COMMIT
+ * after that gets ESTALE and the mount sends the whole DELIVER instead.
+ *
+ * Spent ids: once a delivered message is gone (expunged, unlinked,
+ * renamed over), the index keeps its idempotency id for a while
+ * (spent.h). A DELIVER, STAGE or COMMIT resent under it is answered like
+ * the first delivery (its attributes, with nlink 0 and no folder
+ * fields: the message is gone) and stores nothing: without that, a
+ * resent COMMIT would get ESTALE and the mount's DELIVER under the same
+ * id would store the message a second time.
  *
  * Crash safety comes from the records used: a staged body is a NEW
  * record of a message (replayed, checkpointed, relocated by compaction
@@ -59,16 +68,6 @@ static int remove_node(struct engine *e, struct batch *b, struct job *j,
  * the RENAME is durable, like a DELIVER.
  */
 #define STAGE_PREFIX	MST_STAGE_PREFIX
-#define STAGE_TTL_S	3600		/* engine_conf.stage_ttl default */
-#define STAGE_SWEEP_MAX	8		/* reclaimed per STAGE at most */
-
-static int64_t
-stage_ttl_ns(const struct engine *e)
-{
-	unsigned s = e->conf.stage_ttl ? e->conf.stage_ttl : STAGE_TTL_S;
-
-	return (int64_t)s * 1000000000;
-}
 
 static int
 is_staged(const struct node *n)
@@ -86,6 +85,19 @@ same_mbox(const struct node *n, struct mst_str mailbox)
 
 	return strlen(name) == mailbox.len &&
 	    memcmp(name, mailbox.p, mailbox.len) == 0;
+}
+
+/* The answer to a resend under the spent id of a message gone since. */
+static int
+reply_spent(struct job *j, const struct spent_ent *s)
+{
+	struct mst_attr_rep r = { .attr = { .type = MST_T_MSG, .id = s->id,
+		.size = s->size, .mode = s->mode, .uid = s->uid,
+		.gid = s->gid, .nlink = 0, .mtime_ns = (uint64_t)s->mtime_ns,
+		.ctime_ns = (uint64_t)s->gone_ns, .change = s->change,
+		.atime_ns = (uint64_t)s->mtime_ns } };
+
+	return reply_attr_rep(j, &r);
 }
 
 /* Give the staged body |n| its name |d|: one RENAME record. */
@@ -115,6 +127,7 @@ do_deliver(struct engine *e, struct batch *b, struct job *j)
 	struct index *ix = e->ix;
 	struct node *dir, *n = index_find_idem(ix, d->idem);
 	struct rec r = { .type = REC_NEW, .ntype = MST_T_MSG };
+	const struct spent_ent *s;
 	int rc;
 
 	if (n && is_staged(n)) {	/* staged under this id: name it */
@@ -126,6 +139,8 @@ do_deliver(struct engine *e, struct batch *b, struct job *j)
 	}
 	if (n)				/* a retry: answer like the first */
 		return reply_attr(j, n, n->parent);
+	if ((s = spent_find(ix->spent, d->idem)) != NULL)
+		return reply_spent(j, s);	/* a retry; gone since */
 	rc = mail_dir(ix, d->mailbox, d->folder, d->sub, &dir);
 	if (rc < 0)
 		return rc;
@@ -251,50 +266,23 @@ remove_node(struct engine *e, struct batch *b, struct job *j, struct node *n)
 	return rc;
 }
 
-/* COMMIT: only ever a staged body's name (ESTALE when it is gone). */
+/* COMMIT: only ever a staged body's name (ESTALE when it is gone, unless
+ * it was committed and then expunged). */
 static int
 do_commit(struct engine *e, struct batch *b, struct job *j)
 {
 	const struct mst_commit_req *d = &j->req.commit;
 	struct node *n = index_find_idem(e->ix, d->idem);
+	const struct spent_ent *s;
 
+	if (n == NULL && (s = spent_find(e->ix->spent, d->idem)) != NULL)
+		return reply_spent(j, s);
 	if (n == NULL)
 		return -ESTALE;
 	if (is_staged(n))
 		return commit_staged(e, b, j, n, d);
 	/* Committed already (a resend): answer like the first. */
 	return reply_attr(j, n, n->parent);
-}
-
-/* Unlink up to STAGE_SWEEP_MAX bodies in |tmp| staged before |old_ns|
- * (best effort: they ride in |b| if it has room). */
-static void
-stage_sweep(struct engine *e, struct batch *b, struct node *tmp,
-    int64_t old_ns)
-{
-	struct rec r = { .type = REC_UNLINK, .parent = tmp->id };
-	char name[MST_NAME_MAX + 1];
-	struct node *c, *next;
-	int k = 0;
-
-	for (c = tmp->x.dir->first; c && k < STAGE_SWEEP_MAX; c = next) {
-		next = c->sib_next;
-		if (c->type != MST_T_MSG || c->ctime_ns >= old_ns ||
-		    c->namelen < sizeof STAGE_PREFIX - 1 ||
-		    memcmp(c->name, STAGE_PREFIX, sizeof STAGE_PREFIX - 1))
-			continue;
-		memcpy(name, c->name, c->namelen);
-		r.id = c->id;
-		r.name = (struct mst_str){ name, c->namelen };
-		r.mtime_ns = now_ns();
-		if (batch_add(e, b, &r, NULL) < 0)
-			break;		/* the batch is full: next time */
-		k++;
-	}
-	if (k)
-		log_info("reclaimed %d staged bodies older than %llds that "
-		    "were never committed", k,
-		    (long long)(stage_ttl_ns(e) / 1000000000));
 }
 
 static int
@@ -304,6 +292,7 @@ do_stage(struct engine *e, struct batch *b, struct job *j)
 	struct index *ix = e->ix;
 	struct node *dir, *n = index_find_idem(ix, s->idem);
 	struct rec r = { .type = REC_NEW, .ntype = MST_T_MSG };
+	const struct spent_ent *sp;
 	static const char hex[] = "0123456789abcdef";
 	char name[sizeof STAGE_PREFIX + 2 * MST_IDEM_LEN];
 	size_t i, k = sizeof STAGE_PREFIX - 1;
@@ -311,6 +300,8 @@ do_stage(struct engine *e, struct batch *b, struct job *j)
 
 	if (n)				/* a resend: answer like the first */
 		return reply_attr(j, n, n->parent);
+	if ((sp = spent_find(ix->spent, s->idem)) != NULL)
+		return reply_spent(j, sp);	/* committed, gone since */
 	rc = mail_dir(ix, s->mailbox, s->folder, ENG_SUB_TMP, &dir);
 	if (rc < 0)
 		return rc;
@@ -345,11 +336,9 @@ do_stage(struct engine *e, struct batch *b, struct job *j)
 	if (rc < 0)
 		return rc;
 	n = index_find_id(ix, r.id);
-	rc = reply_attr(j, n, dir);
+	stage_note(e, r.id, r.mtime_ns);
 	/* No notice: nobody lists a tmp/ from the store. */
-	if (rc == 0)
-		stage_sweep(e, b, dir, r.mtime_ns - stage_ttl_ns(e));
-	return rc;
+	return reply_attr(j, n, dir);
 }
 
 static int

@@ -35,6 +35,7 @@
 #include "diskio.h"
 #include "eng.h"
 #include "log.h"
+#include "spent.h"
 
 #define SCAN_BUF (4u << 20)
 
@@ -386,6 +387,7 @@ build_index(struct engine *e)
 	e->ix = index_new(e->conf.quota_bytes, e->conf.quota_messages);
 	if (e->ix == NULL)
 		return -ENOMEM;
+	spent_bounds(e->ix->spent, e->conf.spent_window, e->conf.spent_max);
 	fd = e->media->ckpt_open(e);
 	if (fd >= 0) {
 		rc = index_load(e->ix, fd, ckpt_body, e, &seg, &off);
@@ -404,6 +406,8 @@ build_index(struct engine *e)
 	rc = replay(e, seg, off);
 	if (rc == 0)
 		index_mbox_sweep(e->ix);
+	if (rc == 0)
+		stage_rebuild(e);
 	return rc;
 }
 
@@ -654,6 +658,7 @@ store_close(struct engine *e)
 	e->segs = NULL;
 	index_free(e->ix);
 	e->ix = NULL;
+	stage_free(e);
 	e->media->detach(e);
 }
 

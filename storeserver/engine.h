@@ -214,6 +214,10 @@ struct engine_conf {
 	unsigned stage_ttl;		/* local: seconds before a staged body
 					   never committed is reclaimed; 0:
 					   the default, 3600 (tests set it) */
+	unsigned spent_window;		/* local: seconds a delivered message's
+					   idempotency id is remembered after
+					   it is gone; 0: 3600 (spent.h) */
+	unsigned spent_max;		/* local: most such ids; 0: 262144 */
 };
 
 struct engine_ops {

@@ -331,10 +331,13 @@ run_batch(struct engine *e, struct batch *b, struct job *jobs)
 	b->niov = b->nrec = b->nscratch = 0;
 	b->arena_used = 0;
 	b->space = space_left(e);
+	stage_sweep(e, b);		/* staged bodies past their time */
 	for (j = jobs; j; j = next) {
 		next = j->next;
 		if (j->kind == JK_RELOCATE)
 			j->status = do_relocate(e, b, j);
+		else if (j->kind == JK_SWEEP)
+			j->status = 0;	/* the sweep above was its job */
 		else
 			ops_mutate(e, b, j);
 		if (j->status == -EAGAIN) {	/* batch full: next one */
@@ -714,6 +717,8 @@ engine_open_media(const struct engine_conf *c, const struct store_media *m,
 			abort();	/* cannot run without them */
 	if (dio_thread_start(&e->compactor, compactor_main, e) < 0)
 		abort();
+	if (stage_start(e) < 0)
+		abort();	/* staged bodies would hold quota for ever */
 	*out = e;
 	return 0;
 }
@@ -782,6 +787,7 @@ engine_close(struct engine *e)
 	int i;
 
 	if (e->readers) {
+		stage_stop(e);		/* it feeds the writer too */
 		/* The compactor feeds the writer: stop it first. */
 		pthread_mutex_lock(&e->cmu);
 		e->cstop = 1;

@@ -26,6 +26,7 @@
 #include <xxhash.h>
 
 #include "index.h"
+#include "spent.h"
 
 #define NEXT(n, off) (*(struct node **)((char *)(n) + (off)))
 #define PN_OFF offsetof(struct node, pn_next)
@@ -622,6 +623,25 @@ index_file_put(struct index *ix, struct fobj *f, uint32_t n)
 	}
 }
 
+/* A delivered message |n| goes: its id is spent (spent.h). A body still
+ * staged (tmp/, MST_STAGE_PREFIX) was never delivered, and out of memory
+ * only forgets the id (a resend would then store the message again). */
+static void
+spent_note(struct index *ix, const struct node *n, uint64_t lsn, int64_t now)
+{
+	const struct node *p = n->parent;
+	struct spent_ent e = { .id = n->id, .size = n->size, .change = lsn,
+		.mtime_ns = n->mtime_ns, .gone_ns = now, .mode = n->mode,
+		.uid = n->uid, .gid = n->gid };
+
+	if (p && p->namelen == 3 && memcmp(p->name, "tmp", 3) == 0 &&
+	    n->namelen >= sizeof MST_STAGE_PREFIX - 1 &&
+	    memcmp(n->name, MST_STAGE_PREFIX, sizeof MST_STAGE_PREFIX - 1) == 0)
+		return;
+	memcpy(e.idem, n->idem, MST_IDEM_LEN);
+	(void)spent_add(ix->spent, &e);	/* -ENOMEM: see above */
+}
+
 /* Drop |n| (already detached) from every table and free it. A file's
  * object goes with its last name unless it is open; |now| is its new
  * ctime when it lives on. */
@@ -650,6 +670,7 @@ node_drop(struct index *ix, struct node *n, uint64_t lsn, int64_t now)
 	}
 	htab_del(&ix->by_id, n, ID_OFF);
 	if (n->type == MST_T_MSG) {
+		spent_note(ix, n, lsn, now);
 		htab_del(&ix->by_idem, n, IDEM_OFF);
 		n->x.mbox->bytes -= n->size;
 		n->x.mbox->msgs--;
@@ -1152,7 +1173,9 @@ index_new(uint64_t quota_bytes, uint64_t quota_msgs)
 	ix->file_mask = 1023;
 	ix->files = calloc(ix->file_mask + 1, sizeof *ix->files);
 	ix->root = node_alloc("", 0, MST_T_DIR);
+	ix->spent = spent_new();
 	if (ix->mboxes == NULL || ix->files == NULL || ix->root == NULL ||
+	    ix->spent == NULL ||
 	    htab_init(&ix->by_name, 1024) < 0 ||
 	    htab_init(&ix->by_id, 1024) < 0 ||
 	    htab_init(&ix->by_idem, 1024) < 0) {
@@ -1213,5 +1236,6 @@ index_free(struct index *ix)
 	free(ix->by_id.b);
 	free(ix->by_idem.b);
 	free(ix->seg_live);
+	spent_free(ix->spent);
 	free(ix);
 }

@@ -141,6 +141,8 @@ struct htab {
 	size_t n;
 };
 
+struct spent;
+
 struct index {
 	struct htab by_name, by_id, by_idem;	/* by_id: no file names */
 	struct fobj **files;	/* hash of file objects by id */
@@ -156,6 +158,8 @@ struct index {
 	uint64_t *seg_live;	/* live body bytes per segment number */
 	uint32_t nseg_live;
 	uint64_t quota_bytes, quota_msgs;	/* defaults for new mailboxes */
+	struct spent *spent;	/* ids of delivered messages gone since
+				   (spent.h); saved by the checkpoint */
 };
 
 struct index *index_new(uint64_t quota_bytes, uint64_t quota_msgs);

@@ -428,10 +428,27 @@ START_TEST(delta_since_a_lost_ordered_change_hides_nothing)
 }
 END_TEST
 
+/* Wait up to |secs| seconds, sending nothing, for |line| to leave the
+ * store's dump: whether it left. */
+static int
+gone_within(struct tengine *t, const char *line, int secs)
+{
+	int i;
+
+	for (i = 0; i < secs * 10; i++) {
+		if (!has(t, line))
+			return 1;
+		usleep(100 * 1000);
+	}
+	return !has(t, line);
+}
+
 /* A mount that STAGEs and then dies (or fails over) leaves the body in
- * tmp/. It is reclaimed only by a later STAGE into the same tmp/: a
- * mailbox whose deliveries go on as plain DELIVERs (no longer busy)
- * keeps it for ever, restart included, and it keeps holding quota. */
+ * tmp/. It used to be reclaimed only by a later STAGE into the same
+ * tmp/: a mailbox whose deliveries go on as plain DELIVERs (no longer
+ * busy) kept it for ever, restart included, holding quota. The store
+ * sweeps it past its TTL, after a restart as before it, and in a store
+ * that gets no request at all. */
 START_TEST(never_committed_body_is_reclaimed_without_another_stage)
 {
 	uint8_t idem[MST_IDEM_LEN];
@@ -454,30 +471,84 @@ START_TEST(never_committed_body_is_reclaimed_without_another_stage)
 	    "restart and two deliveries: %s in the store; the second delivery "
 	    "into a mailbox with room for 2 messages: %s",
 	    left ? "still" : "not", rc == 0 ? "stored" : strerror(-rc));
+	/* Idle: no request after the STAGE, and the body still goes (TTL
+	 * 1 s, a tick a second). */
+	ck_assert_int_eq(t_expunge(&T, "q", MST_SUB_NEW, "2"), 0);
+	idem_fill(idem, 0x65);
+	ck_assert_int_eq(t_stage(&T, "q", "idle", 4, idem, NULL), 0);
+	ck_assert(has(&T, "q/tmp/"));
+	ck_assert_msg(gone_within(&T, "q/tmp/", 10), "a staged body in an "
+	    "idle store is still there 10 s after it was staged (TTL 1 s)");
+	ck_assert_int_eq(t_deliver(&T, "q", MST_SUB_NEW, "3", "three", 5,
+	    NULL, NULL), 0);
 }
 END_TEST
 
+/* The resends of |t| after the expunges of the case below: a COMMIT
+ * under |cid| (message |cmsg|) and a DELIVER under |did| (message
+ * |dmsg|) are answered like their first delivery, with the id it gave,
+ * and neither message comes back. */
+static void
+resends_answered_once(struct tengine *t, const char *when,
+    const uint8_t *cid, uint64_t cmsg, const uint8_t *did, uint64_t dmsg)
+{
+	uint64_t got[3] = { 0, 0, 0 };
+	int rc[3];
+
+	rc[0] = t_commit(t, "m", MST_SUB_NEW, "x", "once", 4, cid, &got[0]);
+	/* What a mount sends after an ESTALE (from an older store). */
+	rc[1] = t_deliver(t, "m", MST_SUB_NEW, "x", "once", 4, cid, &got[1]);
+	rc[2] = t_deliver(t, "m", MST_SUB_NEW, "y", "twice", 5, did, &got[2]);
+	ck_assert_msg(rc[0] == 0 && rc[1] == 0 && rc[2] == 0 &&
+	    got[0] == cmsg && got[1] == cmsg && got[2] == dmsg, "%s: resent "
+	    "COMMIT: %s (id %llu, first %llu); DELIVER under its id: %s (id "
+	    "%llu); resent DELIVER: %s (id %llu, first %llu)", when,
+	    rc[0] ? strerror(-rc[0]) : "ok", (unsigned long long)got[0],
+	    (unsigned long long)cmsg, rc[1] ? strerror(-rc[1]) : "ok",
+	    (unsigned long long)got[1], rc[2] ? strerror(-rc[2]) : "ok",
+	    (unsigned long long)got[2], (unsigned long long)dmsg);
+	ck_assert_msg(!has(t, "m/new/x ") && !has(t, "m/new/y "), "%s: an "
+	    "expunged message came back: delivered twice under one "
+	    "idempotency id", when);
+}
+
 /* A COMMIT landed, its answer was lost, and the message was expunged
- * before the mount resent it: the resend gets ESTALE, and the mount then
- * sends the DELIVER under the same id (ops_deliver.c dwait_done). The
- * store takes it as new: the message is delivered twice. */
+ * before the mount resent it: the resend used to get ESTALE, and the
+ * mount then sent the DELIVER under the same id (ops_deliver.c
+ * dwait_done), which the store took as new: the message was delivered
+ * twice. A plain DELIVER resent after an expunge had the same hole.
+ * Both are answered like the first delivery, by the running store, by
+ * one started on what kill -9 leaves (replay) and after a clean restart
+ * (the checkpoint). */
 START_TEST(commit_resent_after_expunge_does_not_deliver_again)
 {
-	uint8_t idem[MST_IDEM_LEN];
-	int rc;
+	uint8_t idem[MST_IDEM_LEN], did[MST_IDEM_LEN];
+	char image[96], cmd[256];
+	uint64_t cmsg, dmsg;
+	struct tengine T2;
 
 	ck_assert_int_eq(t_mkdirs(&T, "m"), 0);
 	idem_fill(idem, 0x75);
 	ck_assert_int_eq(t_stage(&T, "m", "once", 4, idem, NULL), 0);
 	ck_assert_int_eq(t_commit(&T, "m", MST_SUB_NEW, "x", "once", 4, idem,
-	    NULL), 0);
+	    &cmsg), 0);
 	ck_assert_int_eq(t_expunge(&T, "m", MST_SUB_NEW, "x"), 0);
-	rc = t_commit(&T, "m", MST_SUB_NEW, "x", "once", 4, idem, NULL);
-	ck_assert_int_eq(rc, -ESTALE);
-	/* What the mount sends after that ESTALE. */
-	(void)t_deliver(&T, "m", MST_SUB_NEW, "x", "once", 4, idem, NULL);
-	ck_assert_msg(!has(&T, "m/new/x "), "the expunged message came back: "
-	    "delivered twice under one idempotency id");
+	idem_fill(did, 0x76);
+	ck_assert_int_eq(t_deliver(&T, "m", MST_SUB_NEW, "y", "twice", 5, did,
+	    &dmsg), 0);
+	ck_assert_int_eq(t_expunge(&T, "m", MST_SUB_NEW, "y"), 0);
+	resends_answered_once(&T, "running", idem, cmsg, did, dmsg);
+	snprintf(image, sizeof image, "%s-image", tmpl);
+	snprintf(cmd, sizeof cmd, "cp -a %s %s", tmpl, image);
+	ck_assert_int_eq(system(cmd), 0);
+	tconf(&T2, image);
+	T2.ops = &engine_local;
+	ck_assert_int_eq(topen(&T2), 0);
+	resends_answered_once(&T2, "after kill -9", idem, cmsg, did, dmsg);
+	tclose(&T2);
+	trm_tree(image);
+	reopen();
+	resends_answered_once(&T, "after a restart", idem, cmsg, did, dmsg);
 }
 END_TEST
 

@@ -24,6 +24,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <xxhash.h>
+
 #include "diskio.h"
 #include "engine_util.h"
 #include "log.h"
@@ -2644,8 +2646,9 @@ START_TEST(staged_body_is_named_once_by_commit)
 }
 END_TEST
 
-/* A staged body never committed is reclaimed by a later STAGE into the
- * same tmp/ once older than stage_ttl; its COMMIT then gets ESTALE. */
+/* A staged body never committed is reclaimed once older than stage_ttl
+ * (here by the sweep at the batch of a later STAGE into the same tmp/);
+ * its COMMIT then gets ESTALE. */
 START_TEST(staged_bodies_never_committed_are_reclaimed)
 {
 	uint8_t x[MST_IDEM_LEN], y[MST_IDEM_LEN];
@@ -2674,6 +2677,155 @@ START_TEST(staged_bodies_never_committed_are_reclaimed)
 	ck_assert_int_eq(t_lookup(&T, path, &a), 0);
 	ck_assert_int_eq(t_admin(&T, "stats", out, sizeof out), 0);
 	ck_assert_ptr_nonnull(strstr(out, "messages=1\n"));
+}
+END_TEST
+
+/* Staged bodies past stage_ttl go in a store that gets no request at
+ * all (the ticker), and the quota they held is free again; a body
+ * committed in time is not touched, and a COMMIT of a swept one gets
+ * ESTALE. */
+START_TEST(staged_bodies_are_swept_in_an_idle_store)
+{
+	uint8_t x[MST_IDEM_LEN], y[MST_IDEM_LEN];
+	char body[300], path[256];
+	struct mst_attr a;
+	int i, gone = 0;
+
+	tclose(&T);
+	T.conf.stage_ttl = 1;
+	T.conf.quota_messages = 2;
+	ck_assert_int_eq(topen(&T), 0);
+	memset(x, 0x31, sizeof x);
+	memset(y, 0x32, sizeof y);
+	fill(body, sizeof body, 5);
+	ck_assert_int_eq(t_mkdir(&T, "example.com"), 0);
+	ck_assert_int_eq(t_mkdirs(&T, "example.com/al"), 0);
+	ck_assert_int_eq(t_stage(&T, "example.com/al", body, sizeof body, x,
+	    NULL), 0);
+	ck_assert_int_eq(t_stage(&T, "example.com/al", body, 100, y, NULL),
+	    0);
+	ck_assert_int_eq(t_commit(&T, "example.com/al", MST_SUB_NEW, "1.M1.h",
+	    body, 100, y, NULL), 0);
+	ck_assert_int_eq(t_deliver(&T, "example.com/al", MST_SUB_NEW, "2.M1.h",
+	    body, 10, NULL, NULL), -EDQUOT);
+	/* Only reads from now on: no batch but the ticker's. */
+	staged_path(x, path, sizeof path);
+	for (i = 0; i < 100 && !gone; i++) {
+		usleep(100 * 1000);
+		gone = t_lookup(&T, path, &a) == -ENOENT;
+	}
+	ck_assert_msg(gone, "a staged body of an idle store is still there "
+	    "10 s after it was staged (stage_ttl 1 s)");
+	ck_assert_int_eq(t_lookup(&T, "example.com/al/new/1.M1.h", &a), 0);
+	ck_assert_uint_eq(a.size, 100);
+	ck_assert_int_eq(t_deliver(&T, "example.com/al", MST_SUB_NEW, "2.M1.h",
+	    body, 10, NULL, NULL), 0);
+	ck_assert_int_eq(t_commit(&T, "example.com/al", MST_SUB_NEW, "3.M1.h",
+	    body, sizeof body, x, NULL), -ESTALE);
+}
+END_TEST
+
+/* Deliver |body| as |name| under |idem| into example.com/al/new and
+ * expunge it: the id its delivery was answered with. */
+static uint64_t
+deliver_and_expunge(const char *name, const uint8_t *idem)
+{
+	uint64_t id;
+
+	ck_assert_int_eq(t_deliver(&T, "example.com/al", MST_SUB_NEW, name,
+	    "spent", 5, idem, &id), 0);
+	ck_assert_int_eq(t_expunge(&T, "example.com/al", MST_SUB_NEW, name),
+	    0);
+	return id;
+}
+
+/* Is a DELIVER of |name| under |idem| resent after its expunge answered
+ * with |id| and nothing stored? */
+static int
+resend_answered(const char *name, const uint8_t *idem, uint64_t id)
+{
+	char path[128];
+	struct mst_attr a;
+	uint64_t got = 0;
+
+	ck_assert_int_eq(t_deliver(&T, "example.com/al", MST_SUB_NEW, name,
+	    "spent", 5, idem, &got), 0);
+	snprintf(path, sizeof path, "example.com/al/new/%s", name);
+	return got == id && t_lookup(&T, path, &a) == -ENOENT;
+}
+
+/* The ids of removed messages are kept within their bounds: the newest
+ * spent_max of them, none removed more than spent_window before the
+ * newest. A resend under a kept id is answered like its first delivery
+ * and stores nothing; under one let go it is a new delivery. */
+START_TEST(spent_ids_are_kept_within_their_bounds)
+{
+	uint8_t idem[4][MST_IDEM_LEN];
+	uint64_t first[4];
+	int k;
+
+	tclose(&T);
+	T.conf.spent_max = 2;
+	T.conf.spent_window = 1;
+	ck_assert_int_eq(topen(&T), 0);
+	ck_assert_int_eq(t_mkdir(&T, "example.com"), 0);
+	ck_assert_int_eq(t_mkdirs(&T, "example.com/al"), 0);
+	for (k = 0; k < 4; k++)
+		memset(idem[k], 0x40 + k, MST_IDEM_LEN);
+	first[0] = deliver_and_expunge("0", idem[0]);
+	first[1] = deliver_and_expunge("1", idem[1]);
+	first[2] = deliver_and_expunge("2", idem[2]);
+	/* At most 2: the id of 0 went with the third removal. */
+	ck_assert(resend_answered("1", idem[1], first[1]));
+	ck_assert(resend_answered("2", idem[2], first[2]));
+	ck_assert(!resend_answered("0", idem[0], first[0]));
+	/* A removal more than a second after theirs lets 1 and 2 go. */
+	usleep(1200 * 1000);
+	first[3] = deliver_and_expunge("3", idem[3]);
+	ck_assert(resend_answered("3", idem[3], first[3]));
+	ck_assert(!resend_answered("2", idem[2], first[2]));
+}
+END_TEST
+
+/* A checkpoint written before spent ids were kept ("MSCKPT02": the same
+ * bytes without their section) still loads. */
+START_TEST(checkpoint_without_spent_ids_loads)
+{
+	char path[128], *buf;
+	struct mst_attr a;
+	struct stat st;
+	uint64_t sum;
+	FILE *f;
+	size_t n;
+	int i;
+
+	ck_assert_int_eq(t_mkdir(&T, "example.com"), 0);
+	ck_assert_int_eq(t_mkdirs(&T, "example.com/al"), 0);
+	ck_assert_int_eq(t_deliver(&T, "example.com/al", MST_SUB_NEW, "1.M1.h",
+	    "kept", 4, NULL, NULL), 0);
+	tclose(&T);			/* writes the checkpoint */
+	snprintf(path, sizeof path, "%s/checkpoint", tmpl);
+	ck_assert_int_eq(stat(path, &st), 0);
+	n = (size_t)st.st_size;
+	buf = malloc(n);
+	f = fopen(path, "r+");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_uint_eq(fread(buf, 1, n, f), n);
+	ck_assert(memcmp(buf, "MSCKPT03", 8) == 0);
+	/* No message removed: the section is a zero count, before the sum. */
+	ck_assert(memcmp(buf + n - 12, "\0\0\0\0", 4) == 0);
+	memcpy(buf, "MSCKPT02", 8);
+	sum = XXH3_64bits(buf, n - 12);
+	for (i = 0; i < 8; i++)
+		buf[n - 12 + i] = (char)(sum >> (56 - 8 * i));
+	rewind(f);
+	ck_assert_uint_eq(fwrite(buf, 1, n - 4, f), n - 4);
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_int_eq(truncate(path, (off_t)(n - 4)), 0);
+	free(buf);
+	ck_assert_int_eq(topen(&T), 0);
+	ck_assert_int_eq(t_lookup(&T, "example.com/al/new/1.M1.h", &a), 0);
+	ck_assert_uint_eq(a.size, 4);
 }
 END_TEST
 
@@ -2753,6 +2905,9 @@ engine_suite(void)
 		    ON_LOCAL },
 		{ staged_body_is_named_once_by_commit, ON_BOTH },
 		{ staged_bodies_never_committed_are_reclaimed, ON_BOTH },
+		{ staged_bodies_are_swept_in_an_idle_store, ON_BOTH },
+		{ spent_ids_are_kept_within_their_bounds, ON_BOTH },
+		{ checkpoint_without_spent_ids_loads, ON_LOCAL },
 	};
 	Suite *s = suite_create("engine");
 	TCase *tl = tcase_create("local"), *tm = tcase_create("memory");

@@ -9,6 +9,13 @@
  * loaded; the caller frees it and refuses to start. Atomic replacement of
  * the file (write, fsync, rename) is the engine's job.
  *
+ * The save side never allocates once its saver exists and takes no lock,
+ * so that it can run in a child forked from a threaded mstored (the
+ * engine writes checkpoints that way, off its commit path). Every
+ * |sync_every| bytes it waits for what it wrote to reach the disk, so
+ * that a big checkpoint never leaves gigabytes of dirty pages for the
+ * log's next fdatasync to queue behind.
+ *
  * Layout (big-endian): "MSCKPT02", next_id u64, lsn u64, seg u32, off
  * u64, nmbox u32, nnodes u64; nmbox x (name str); nnodes x node; sum u64.
  * Node: id u64, parent u64, type u8, name str, mode u32, uid u32, gid
@@ -30,6 +37,7 @@
  * block sums.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -50,16 +58,33 @@
 #define CK_NODE_MIN (8 + 8 + 1 + 2 + 1 + 4 * 3 + 8 * 3)	/* 1-byte name */
 #define CK_BLK_LEN (8 + 4 + 8 + 8 + 2 + 2)
 
-struct ckw {
+struct index_saver {
 	int fd;
 	int err;
+	uint64_t written;	/* bytes in the file */
+	uint64_t synced;	/* of them, known to be on the disk */
+	uint64_t sync_every;	/* 0: leave it to the caller's fdatasync */
 	struct wr w;
 	XXH3_state_t st;
 	uint8_t buf[CK_BUF];
 };
 
+/* Write back what was written since the last call and wait for it. A
+ * file system without it (a memory file) needs nothing: only ENOSYS,
+ * EINVAL and ESPIPE say so; every other error is the disk's. */
 static void
-ck_flush(struct ckw *c)
+ck_writeback(struct index_saver *c)
+{
+	if (sync_file_range(c->fd, (off_t)c->synced,
+	    (off_t)(c->written - c->synced), SYNC_FILE_RANGE_WAIT_BEFORE |
+	    SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER) < 0 &&
+	    errno != ENOSYS && errno != EINVAL && errno != ESPIPE)
+		c->err = -errno;
+	c->synced = c->written;
+}
+
+static void
+ck_flush(struct index_saver *c)
 {
 	size_t off = 0;
 	ssize_t n;
@@ -74,13 +99,17 @@ ck_flush(struct ckw *c)
 		else
 			off += (size_t)n;
 	}
+	c->written += off;
+	if (!c->err && c->sync_every &&
+	    c->written - c->synced >= c->sync_every)
+		ck_writeback(c);
 	c->w.off = 0;
 	c->w.err = 0;
 }
 
 /* Make room for |n| bytes in the buffer. */
 static void
-ck_room(struct ckw *c, size_t n)
+ck_room(struct index_saver *c, size_t n)
 {
 	if (c->w.cap - c->w.off < n)
 		ck_flush(c);
@@ -88,7 +117,7 @@ ck_room(struct ckw *c, size_t n)
 
 /* The spent ids, oldest first (allocates nothing). */
 static void
-save_spent(struct ckw *c, const struct spent *sp)
+save_spent(struct index_saver *c, const struct spent *sp)
 {
 	const struct spent_ent *e;
 	uint32_t i, n = spent_count(sp);
@@ -111,7 +140,7 @@ save_spent(struct ckw *c, const struct spent *sp)
 }
 
 static void
-save_file(struct ckw *c, struct index *ix, struct fobj *f)
+save_file(struct index_saver *c, struct index *ix, struct fobj *f)
 {
 	uint64_t i, nb = 0, last = f->size / REC_BLOCK + 1;
 
@@ -139,7 +168,7 @@ save_file(struct ckw *c, struct index *ix, struct fobj *f)
 }
 
 static void
-save_node(struct ckw *c, struct index *ix, const struct node *n)
+save_node(struct index_saver *c, struct index *ix, const struct node *n)
 {
 	const struct node *ch;
 	struct mst_attr a;
@@ -172,21 +201,32 @@ save_node(struct ckw *c, struct index *ix, const struct node *n)
 			save_node(c, ix, ch);
 }
 
-int
-index_save(struct index *ix, int fd, uint32_t seg, uint64_t off)
+struct index_saver *
+index_saver_new(void)
 {
-	struct ckw *c = malloc(sizeof *c);
+	return malloc(sizeof(struct index_saver));
+}
+
+void
+index_saver_free(struct index_saver *c)
+{
+	free(c);
+}
+
+int
+index_saver_run(struct index_saver *c, struct index *ix, int fd,
+    uint32_t seg, uint64_t off, uint64_t sync_every)
+{
 	const struct node *ch;
 	struct mbox *m;
 	uint32_t idx = 0;
 	uint64_t sum;
 	size_t i;
-	int rc;
 
-	if (c == NULL)
-		return -ENOMEM;
 	c->fd = fd;
 	c->err = 0;
+	c->written = c->synced = 0;
+	c->sync_every = sync_every;
 	c->w = (struct wr){ c->buf, CK_BUF, 0, 0 };
 	XXH3_64bits_reset(&c->st);
 	ix->ckpt_gen++;
@@ -210,8 +250,19 @@ index_save(struct index *ix, int fd, uint32_t seg, uint64_t off)
 	sum = XXH3_64bits_digest(&c->st);
 	wr_u64(&c->w, sum);
 	ck_flush(c);
-	rc = c->err;
-	free(c);
+	return c->err;
+}
+
+int
+index_save(struct index *ix, int fd, uint32_t seg, uint64_t off)
+{
+	struct index_saver *c = index_saver_new();
+	int rc;
+
+	if (c == NULL)
+		return -ENOMEM;
+	rc = index_saver_run(c, ix, fd, seg, off, 0);
+	index_saver_free(c);
 	return rc;
 }
 

@@ -11,8 +11,11 @@
  *    fdatasync (group commit) and answers the jobs that waited for it;
  *  - reader threads run lookups, listings and body reads;
  *  - a compactor thread moves live bodies out of sparse segments by
- *    submitting RELOCATE jobs to the writer.
- * Lock order: e->mu (index rwlock) before q->mu (queue mutexes). Segment
+ *    submitting RELOCATE jobs to the writer;
+ *  - a checkpointer thread waits for the child process the writer forks
+ *    to write a checkpoint, then installs it.
+ * Lock order: bmu before e->mu (index rwlock) before q->mu (queue
+ * mutexes) and kmu. Segment
  * files are pinned with seg_get/seg_put so that a body can be read after
  * the rwlock is released even if compaction drops the segment meanwhile.
  */
@@ -22,6 +25,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 #include "engine.h"
@@ -101,9 +105,14 @@ struct store_media {
 	/* The last checkpoint, read from its start: a descriptor the
 	 * caller closes, or -ENOENT when there is none. */
 	int (*ckpt_open)(struct engine *e);
-	/* Save the index as the new checkpoint, naming the end of the
-	 * active segment; replaces the old one once durable. */
-	int (*ckpt_save)(struct engine *e);
+	/* A new empty file for the next checkpoint: a descriptor, or a
+	 * negative errno (logged). The engine writes and syncs it. */
+	int (*ckpt_create)(struct engine *e);
+	/* Make |fd|, written and synced, the checkpoint in place of the
+	 * last one, durably; takes ownership of |fd|. Any thread. */
+	int (*ckpt_install)(struct engine *e, int fd);
+	/* Drop a checkpoint file that will not be used; takes |fd|. */
+	void (*ckpt_discard)(struct engine *e, int fd);
 	/* Room for the store: total and free bytes (before the reserve). */
 	int (*space)(struct engine *e, uint64_t *total_out,
 	    uint64_t *free_out);
@@ -170,6 +179,27 @@ struct engine {
 	pthread_mutex_t wmu;		/* batch-written wakeups */
 	pthread_cond_t wcv;
 	uint64_t wgen;			/* batches ended; guarded by wmu */
+	/*
+	 * Checkpoints leave the commit path (engine_local.c): the writer,
+	 * between batches and with every batch synced, forks; the child
+	 * writes the index as it was at that instant and exits; the
+	 * checkpointer thread waits for it, installs the file, reclaims
+	 * segments (under bmu) and answers who asked.
+	 */
+	pthread_t ckpter;
+	pthread_mutex_t kmu;
+	pthread_cond_t kcv;
+	int krunning, kstop;		/* guarded by kmu */
+	pid_t kpid;			/* the child; kmu */
+	int kfd;			/* the file it writes; kmu */
+	uint32_t kseg;			/* its replay position's segment */
+	uint64_t klsn, ksince;		/* lsn, since_ckpt at the fork */
+	int64_t kfork_ns, kstart_ns;	/* fork's duration, start time */
+	struct job *kjobs;		/* answered once it is installed */
+	struct job *kwait, **kwtail;	/* asked for while one ran */
+	uint64_t kdone;			/* written by a child; kmu */
+	int64_t kfork_max_ns;		/* longest fork; kmu */
+	int64_t kwrite_last_ns;		/* the last one's time; kmu */
 	pthread_mutex_t cmu;		/* compactor wakeups */
 	pthread_cond_t ccv;
 	int cstop, ckick;		/* guarded by cmu */
@@ -213,7 +243,15 @@ struct seg *seg_new(struct engine *e, uint32_t no, int fd);
 int store_open(struct engine *e);
 void store_close(struct engine *e);
 int store_rotate(struct engine *e);
+/* Write a checkpoint now, on this thread (writer, between batches). */
 int store_checkpoint(struct engine *e);
+/* A checkpoint of |seg|, |lsn| taken |since| log bytes after the last
+ * one is installed: account for it (writer, or bmu held) and take the
+ * segments it made unneeded out of the table; store_reclaim() unlinks
+ * them (any thread, bmu not needed) and frees the array. */
+struct seg **store_checkpoint_done(struct engine *e, uint32_t seg,
+    uint64_t lsn, uint64_t since);
+void store_reclaim(struct engine *e, struct seg **gone);
 /* Largest record payload replay and scans accept. */
 uint64_t store_max_record(const struct engine *e);
 /* Drop and rebuild the index from checkpoint + log (after a failed
@@ -221,7 +259,6 @@ uint64_t store_max_record(const struct engine *e);
 int store_reload(struct engine *e);
 struct seg *seg_get(struct engine *e, uint32_t no);
 void seg_put(struct seg *s);
-void seg_drop(struct engine *e, uint32_t no);
 
 /*
  * Walk the records of segment |s| from |off|. |fn| gets each valid record

@@ -476,7 +476,7 @@ scrub(struct engine *e, struct job *j)
 static void
 stats(struct engine *e, struct job *j)
 {
-	char buf[1024];
+	char buf[2048];
 	uint64_t segs = 0, log_bytes = 0;
 	struct index *ix = e->ix;
 	uint32_t no;
@@ -522,6 +522,17 @@ stats(struct engine *e, struct job *j)
 	    (unsigned long long)atomic_load(&e->scrub_total), e->crunning,
 	    (unsigned long long)e->cpasses);
 	pthread_mutex_unlock(&e->cmu);
+	/* Checkpoints written by a child (engine_local.c): the commit path
+	 * paid only the fork. */
+	pthread_mutex_lock(&e->kmu);
+	n += snprintf(buf + n, sizeof buf - (size_t)n,
+	    "checkpoints=%llu\ncheckpoint_running=%d\n"
+	    "checkpoint_fork_us_last=%llu\ncheckpoint_fork_us_max=%llu\n"
+	    "checkpoint_write_ms_last=%llu\n", (unsigned long long)e->kdone,
+	    e->krunning, (unsigned long long)(e->kfork_ns / 1000),
+	    (unsigned long long)(e->kfork_max_ns / 1000),
+	    (unsigned long long)(e->kwrite_last_ns / 1000000));
+	pthread_mutex_unlock(&e->kmu);
 	j->status = reply_text(j, buf, (size_t)n);
 }
 

@@ -12,7 +12,11 @@
  *     is cut off: it was never acknowledged.
  *  3. A checkpoint is written to checkpoint.tmp, synced, renamed over
  *     checkpoint and the directory synced; it names the log position
- *     after the last synced batch, so replay starts there.
+ *     after the last synced batch, so replay starts there. (The writer
+ *     takes it when every batch written is synced; a child process
+ *     writes it, engine_local.c.) checkpoint.tmp is unlinked and made
+ *     anew for each one, so a child left over from a killed mstored
+ *     only ever writes to a file nobody will rename.
  *  4. A segment is unlinked only when no live body or file block (of a
  *     named or open file) is in it and a checkpoint later than it
  *     exists, so replay never needs it.
@@ -119,19 +123,6 @@ seg_table_add(struct engine *e, struct seg *s)
 	}
 	e->segs[s->no] = s;
 	return 0;
-}
-
-/* Writer, under mu for writing. */
-void
-seg_drop(struct engine *e, uint32_t no)
-{
-	struct seg *s = no < e->nsegs ? e->segs[no] : NULL;
-
-	if (s == NULL || s == e->active)
-		return;
-	e->segs[no] = NULL;
-	e->media->seg_remove(e, s);
-	seg_put(s);
 }
 
 /*
@@ -562,29 +553,55 @@ sync_dir(const char *dir)
 	return rc;
 }
 
-/* store_files: checkpoint.tmp written, synced, renamed over checkpoint,
- * the directory synced (invariant 3). The writer is the only thread that
- * changes the index, so reading it here needs no lock. */
+/* store_files: a fresh DIR/checkpoint.tmp (see invariant 3). */
 static int
-files_ckpt_save(struct engine *e)
+files_ckpt_create(struct engine *e)
 {
-	char tmp[PATH_MAX], path[PATH_MAX];
+	char tmp[PATH_MAX];
 	int fd, rc;
 
 	snprintf(tmp, sizeof tmp, "%s/checkpoint.tmp", e->dir);
-	snprintf(path, sizeof path, "%s/checkpoint", e->dir);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	rc = index_save(e->ix, fd, e->active->no, e->active->size);
-	if (rc == 0 && fdatasync(fd) < 0)
+	if (unlink(tmp) < 0 && errno != ENOENT) {
 		rc = -errno;
+		log_err("unlink %s: %s", tmp, strerror(errno));
+		return rc;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		rc = -errno;
+		log_err("open %s: %s", tmp, strerror(errno));
+		return rc;
+	}
+	return fd;
+}
+
+/* store_files: checkpoint.tmp (written and synced) renamed over
+ * checkpoint, the directory synced (invariant 3). */
+static int
+files_ckpt_install(struct engine *e, int fd)
+{
+	char tmp[PATH_MAX], path[PATH_MAX];
+	int rc = 0;
+
 	close(fd);
-	if (rc == 0 && rename(tmp, path) < 0)
+	snprintf(tmp, sizeof tmp, "%s/checkpoint.tmp", e->dir);
+	snprintf(path, sizeof path, "%s/checkpoint", e->dir);
+	if (rename(tmp, path) < 0)
 		rc = -errno;
 	if (rc == 0)
 		rc = sync_dir(e->dir);
 	return rc;
+}
+
+static void
+files_ckpt_discard(struct engine *e, int fd)
+{
+	char tmp[PATH_MAX];
+
+	close(fd);
+	snprintf(tmp, sizeof tmp, "%s/checkpoint.tmp", e->dir);
+	if (unlink(tmp) < 0 && errno != ENOENT)
+		log_warn("unlink %s: %s", tmp, strerror(errno));
 }
 
 static int
@@ -615,32 +632,83 @@ const struct store_media store_files = {
 	.seg_create = files_seg_create,
 	.seg_remove = files_seg_remove,
 	.ckpt_open = files_ckpt_open,
-	.ckpt_save = files_ckpt_save,
+	.ckpt_create = files_ckpt_create,
+	.ckpt_install = files_ckpt_install,
+	.ckpt_discard = files_ckpt_discard,
 	.space = files_space,
 	.detach = files_detach,
 };
 
-/* Writer thread. Segments older than the new checkpoint with nothing live
- * in them are reclaimed afterwards (invariant 4). */
+/*
+ * A checkpoint naming |seg| (the replay position's segment), taken at
+ * |lsn| when |since| log bytes had been written since the last one, is
+ * installed. Segments older than it with nothing live in them are no
+ * longer needed (invariant 4): they leave the table under the rwlock
+ * and are returned, NULL-terminated, for store_reclaim() to unlink once
+ * the caller lets the writer go on (unlinking 64 MiB can take 100 ms).
+ * The writer is between batches (bmu held, or the writer itself).
+ */
+struct seg **
+store_checkpoint_done(struct engine *e, uint32_t seg, uint64_t lsn,
+    uint64_t since)
+{
+	struct seg **gone = calloc((size_t)e->nsegs + 1, sizeof *gone);
+	uint32_t no, n = 0;
+
+	e->ckpt_seg = seg;
+	e->ckpt_lsn = lsn;
+	e->since_ckpt = e->since_ckpt > since ? e->since_ckpt - since : 0;
+	if (gone == NULL)
+		return NULL;	/* reclaimed after the next one */
+	pthread_rwlock_wrlock(&e->mu);
+	for (no = 0; no < seg && no < e->nsegs; no++) {
+		if (e->segs[no] && e->segs[no] != e->active &&
+		    index_seg_live(e->ix, no) == 0) {
+			gone[n++] = e->segs[no];
+			e->segs[no] = NULL;
+		}
+	}
+	pthread_rwlock_unlock(&e->mu);
+	return gone;
+}
+
+void
+store_reclaim(struct engine *e, struct seg **gone)
+{
+	size_t i;
+
+	for (i = 0; gone && gone[i]; i++) {
+		e->media->seg_remove(e, gone[i]);
+		seg_put(gone[i]);
+	}
+	free(gone);
+}
+
+/* Write a checkpoint here and now, on the caller's thread: the writer
+ * at the end, or when no child can be forked. */
 int
 store_checkpoint(struct engine *e)
 {
-	uint32_t no;
-	int rc;
+	uint32_t seg = e->active->no;
+	int fd, rc;
 
-	rc = e->media->ckpt_save(e);
+	fd = e->media->ckpt_create(e);
+	if (fd < 0)
+		return fd;
+	rc = index_save(e->ix, fd, seg, e->active->size);
+	if (rc == 0 && fdatasync(fd) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		e->media->ckpt_discard(e, fd);
+	} else {
+		rc = e->media->ckpt_install(e, fd);
+	}
 	if (rc < 0) {
 		log_err("checkpoint of %s: %s", e->dir, strerror(-rc));
 		return rc;
 	}
-	e->ckpt_seg = e->active->no;
-	e->ckpt_lsn = e->ix->lsn;
-	e->since_ckpt = 0;
-	pthread_rwlock_wrlock(&e->mu);
-	for (no = 0; no < e->ckpt_seg && no < e->nsegs; no++)
-		if (e->segs[no] && index_seg_live(e->ix, no) == 0)
-			seg_drop(e, no);
-	pthread_rwlock_unlock(&e->mu);
+	store_reclaim(e, store_checkpoint_done(e, seg, e->ix->lsn,
+	    e->since_ckpt));
 	log_info("checkpoint at lsn %llu: %llu messages, %llu nodes",
 	    (unsigned long long)e->ckpt_lsn,
 	    (unsigned long long)e->ix->msgs, (unsigned long long)e->ix->nodes);

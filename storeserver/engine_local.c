@@ -28,11 +28,34 @@
  * written or synced; no reply to a durable change and no notice of it
  * leaves before the sync, and a crash in that window only loses what
  * nobody was told succeeded.
+ *
+ * Checkpoints are off the commit path. Writing the whole index from the
+ * writer stalled every commit for as long as it took (seconds at a
+ * million messages). Now the writer, between batches and once every
+ * written batch is synced, only forks: the child holds a copy-on-write
+ * image of the index as it was at that instant, writes it as the new
+ * checkpoint (pacing its writes, checkpoint.c), syncs it and exits,
+ * while the writer goes on committing. The checkpointer thread waits
+ * for the child, installs the file (eng_store.c, invariant 3), reclaims
+ * the segments it made unneeded and answers who asked. The commit path
+ * pays the fork: page tables, a few milliseconds per GiB of index unless
+ * the heap is in huge pages (mstored asks glibc for them, main.c), plus
+ * a copy of each page the writer then changes. One checkpoint runs at a
+ * time; one asked for meanwhile follows it. When fork fails the writer
+ * writes the checkpoint itself, as before, and says so in the log.
+ *
+ * Why a fork and not a checkpoint built beside the running index: a
+ * fuzzy or incremental one needs replay to know, record by record,
+ * what a chunk written at another instant already holds; the image a
+ * fork gives is exact, so replay and the file format stay as they are.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,6 +66,7 @@
 
 #define BATCH_MAX	1024
 #define ARENA_CAP	(4u << 20)
+#define CKPT_WRITEBACK	(8u << 20)	/* a checkpoint's dirty bytes */
 
 static void
 jq_init(struct jq *q)
@@ -520,12 +544,255 @@ collect_checkpoints(struct job *jobs, struct job **rest_out)
 	return ck;
 }
 
+/* Answer the jobs that asked for a checkpoint (ADMIN checkpoint, the
+ * compactor's requests): its result |rc|. */
+static void
+ckpt_answer(struct engine *e, struct job *ck, int rc)
+{
+	struct job *j, *next;
+
+	for (j = ck; j; j = next) {
+		next = j->next;
+		j->status = rc;
+		if (rc == 0 && j->kind == JK_OP)
+			j->status = reply_text(j, "checkpoint=ok\n", 14);
+		complete(e, j);
+	}
+}
+
+/*
+ * Is a checkpoint being written? Then |ck| waits for the next one,
+ * which starts once it is done: one taken now would miss nothing, but
+ * two children would hold two copies of every page the writer changes.
+ */
+static int
+ckpt_busy(struct engine *e, struct job *ck)
+{
+	struct job *j, *next;
+	int busy;
+
+	pthread_mutex_lock(&e->kmu);
+	busy = e->krunning;
+	for (j = busy ? ck : NULL; j; j = next) {
+		next = j->next;
+		j->next = NULL;
+		*e->kwtail = j;
+		e->kwtail = &j->next;
+	}
+	pthread_mutex_unlock(&e->kmu);
+	return busy;
+}
+
+/* Close every descriptor but 0-2 and |keep|: the child must not hold
+ * the store's lock, sockets or segments open after mstored lets go. */
+static void
+close_others(int keep)
+{
+	if (keep > 3)
+		(void)close_range(3, (unsigned)keep - 1, 0);	/* best effort */
+	(void)close_range(keep >= 3 ? (unsigned)keep + 1 : 3, ~0u, 0);
+}
+
+/*
+ * The forked child: the index as it was at the fork, to |fd|. It
+ * allocates nothing, takes no lock and logs nothing (other threads of
+ * the parent held them at the fork); its exit status is 0 or an errno.
+ * It dies with the writer thread that forked it (PR_SET_PDEATHSIG), so
+ * a killed mstored leaves no writer behind.
+ */
+static void __attribute__((noreturn))
+ckpt_child(struct engine *e, struct index_saver *sv, int fd, uint32_t seg,
+    uint64_t off, pid_t parent)
+{
+	int rc;
+
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+		_exit(ESRCH);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGHUP, SIG_DFL);
+	close_others(fd);
+	rc = index_saver_run(sv, e->ix, fd, seg, off, CKPT_WRITEBACK);
+	if (rc == 0 && fdatasync(fd) < 0)
+		rc = -errno;
+	_exit(rc == 0 ? 0 : -rc > 0 && -rc < 256 ? -rc : EIO);
+}
+
+/*
+ * Start a checkpoint for the jobs |ck| (may be NULL). The writer, between
+ * batches (bmu held), with every written batch synced. Forks under the
+ * rwlock, read, so that no ADMIN quota change is half made in the image.
+ */
+static void
+ckpt_start(struct engine *e, struct job *ck)
+{
+	struct index_saver *sv = index_saver_new();
+	uint32_t seg = e->active->no;
+	uint64_t off = e->active->size;
+	pid_t parent = getpid(), pid = -1;
+	int64_t t0 = 0;
+	int fd, err = ENOMEM, rc;
+
+	fd = sv ? e->media->ckpt_create(e) : -ENOMEM;
+	if (fd >= 0) {
+		pthread_rwlock_rdlock(&e->mu);
+		t0 = metrics_now_ns();
+		pid = fork();
+		if (pid == 0)
+			ckpt_child(e, sv, fd, seg, off, parent);
+		err = errno;
+		pthread_rwlock_unlock(&e->mu);
+	}
+	index_saver_free(sv);
+	if (pid < 0) {
+		if (fd >= 0)
+			e->media->ckpt_discard(e, fd);
+		log_warn("checkpoint: cannot fork a child to write it (%s); "
+		    "writing it on the commit path", strerror(err));
+		rc = store_checkpoint(e);
+		ckpt_answer(e, ck, rc);
+		compact_kick(e);
+		return;
+	}
+	pthread_mutex_lock(&e->kmu);
+	e->krunning = 1;
+	e->kpid = pid;
+	e->kfd = fd;
+	e->kseg = seg;
+	e->klsn = e->ix->lsn;
+	e->ksince = e->since_ckpt;
+	e->kfork_ns = metrics_now_ns() - t0;
+	e->kstart_ns = t0;
+	if (e->kfork_ns > e->kfork_max_ns)
+		e->kfork_max_ns = e->kfork_ns;
+	e->kjobs = ck;
+	pthread_cond_broadcast(&e->kcv);
+	pthread_mutex_unlock(&e->kmu);
+}
+
+/* Wait for the child |pid|: 0, or the error it wrote the file with. */
+static int
+ckpt_reap(pid_t pid)
+{
+	int st;
+
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return -errno;
+	if (WIFEXITED(st))
+		return WEXITSTATUS(st) ? -WEXITSTATUS(st) : 0;
+	log_err("checkpoint child %d killed by signal %d", (int)pid,
+	    WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+	return -EINTR;
+}
+
+/* The checkpointer thread: see the comment at the top. */
+static void *
+ckpter_main(void *arg)
+{
+	struct engine *e = arg;
+	struct job *ck, *wait, *j, *next;
+	struct seg **gone;
+	uint64_t lsn, since;
+	int64_t fork_ns, start_ns;
+	uint32_t seg;
+	pid_t pid;
+	int fd, rc;
+
+	pthread_mutex_lock(&e->kmu);
+	for (;;) {
+		while (!e->krunning && !e->kstop)
+			pthread_cond_wait(&e->kcv, &e->kmu);
+		if (!e->krunning)
+			break;
+		pid = e->kpid;
+		fd = e->kfd;
+		seg = e->kseg;
+		lsn = e->klsn;
+		since = e->ksince;
+		fork_ns = e->kfork_ns;
+		start_ns = e->kstart_ns;
+		ck = e->kjobs;
+		e->kjobs = NULL;
+		pthread_mutex_unlock(&e->kmu);
+		rc = ckpt_reap(pid);
+		if (rc < 0)
+			e->media->ckpt_discard(e, fd);
+		else
+			rc = e->media->ckpt_install(e, fd);
+		if (rc == 0) {
+			pthread_mutex_lock(&e->bmu);
+			gone = store_checkpoint_done(e, seg, lsn, since);
+			pthread_mutex_unlock(&e->bmu);
+			store_reclaim(e, gone);
+			log_info("checkpoint at lsn %llu: fork %.2f ms, written "
+			    "in %.2f s by its own process",
+			    (unsigned long long)lsn, (double)fork_ns / 1e6,
+			    (double)(metrics_now_ns() - start_ns) / 1e9);
+		} else {
+			log_err("checkpoint of %s at lsn %llu: %s", e->dir,
+			    (unsigned long long)lsn, strerror(-rc));
+		}
+		compact_kick(e);
+		ckpt_answer(e, ck, rc);
+		pthread_mutex_lock(&e->kmu);
+		if (rc == 0) {
+			e->kdone++;
+			e->kwrite_last_ns = metrics_now_ns() - start_ns;
+		}
+		wait = e->kwait;
+		e->kwait = NULL;
+		e->kwtail = &e->kwait;
+		e->krunning = 0;
+		pthread_cond_broadcast(&e->kcv);
+		pthread_mutex_unlock(&e->kmu);
+		/* Those asked meanwhile go back to the writer, which starts
+		 * the next checkpoint for them. */
+		for (j = wait; j; j = next) {
+			next = j->next;
+			engine_enqueue(&e->wq, j);
+		}
+		pthread_mutex_lock(&e->kmu);
+	}
+	pthread_mutex_unlock(&e->kmu);
+	return NULL;
+}
+
+/* Wait until no checkpoint is being written (the writer, at the end). */
+static void
+ckpt_idle(struct engine *e)
+{
+	pthread_mutex_lock(&e->kmu);
+	while (e->krunning)
+		pthread_cond_wait(&e->kcv, &e->kmu);
+	pthread_mutex_unlock(&e->kmu);
+}
+
+/* Apply and write a batch of jobs in arrival order (|jobs| is newest
+ * first, as collect_checkpoints leaves it). */
+static void
+run_jobs(struct engine *e, struct batch *b, struct job *jobs)
+{
+	struct job *rev = NULL, *j, *next;
+
+	for (j = jobs; j; j = next) {
+		next = j->next;
+		j->next = rev;
+		rev = j;
+	}
+	if (rev) {
+		pthread_mutex_lock(&e->bmu);
+		run_batch(e, b, rev);
+		pthread_mutex_unlock(&e->bmu);
+	}
+}
+
 static void *
 writer_main(void *arg)
 {
 	struct engine *e = arg;
 	struct batch b = { 0 };
-	struct job *jobs, *ck, *j, *next, *rest, *rev;
+	struct job *jobs, *ck, *rest, *last = NULL;
 	int want_ckpt, rotate, rc;
 
 	b.cap = 2 * BATCH_MAX + 8;
@@ -540,49 +807,46 @@ writer_main(void *arg)
 	}
 	while ((jobs = jq_take(&e->wq, BATCH_MAX)) != NULL) {
 		/* ADMIN "checkpoint" jobs and internal checkpoint requests
-		 * are answered once the checkpoint after this batch is
+		 * are answered once a checkpoint taken after this batch is
 		 * written. Keep the others in arrival order. */
 		ck = collect_checkpoints(jobs, &rest);
-		for (rev = NULL, j = rest; j; j = next) {
-			next = j->next;
-			j->next = rev;
-			rev = j;
-		}
-		want_ckpt = ck != NULL;
-		if (rev) {
-			pthread_mutex_lock(&e->bmu);
-			run_batch(e, &b, rev);
-			pthread_mutex_unlock(&e->bmu);
-		}
-		/* A new segment and a checkpoint start from a durable log. */
+		run_jobs(e, &b, rest);
 		rotate = e->active->size >= e->conf.segment_size;
-		want_ckpt |= e->since_ckpt >= e->conf.checkpoint_bytes;
+		want_ckpt = ck != NULL ||
+		    e->since_ckpt >= e->conf.checkpoint_bytes;
+		if (want_ckpt && ckpt_busy(e, ck))
+			want_ckpt = 0;	/* |ck| waits for the next one */
+		/* A new segment and a checkpoint start from a durable log. */
 		if (rotate || want_ckpt)
 			sync_drain(e);
 		pthread_mutex_lock(&e->bmu);
 		if (rotate && store_rotate(e) < 0)
 			log_err("cannot start a new segment; staying on %s",
 			    e->active->path);
-		if (want_ckpt) {
-			rc = store_checkpoint(e);
-			compact_kick(e);
-		} else {
-			rc = 0;
-		}
+		if (want_ckpt)
+			ckpt_start(e, ck);
 		pthread_mutex_unlock(&e->bmu);
-		for (j = ck; j; j = next) {
-			next = j->next;
-			j->status = rc;
-			if (rc == 0 && j->kind == JK_OP)
-				j->status = reply_text(j, "checkpoint=ok\n",
-				    14);
-			complete(e, j);
+	}
+	/* The end: the running checkpoint first; what was asked for
+	 * meanwhile is back in the queue, and the final checkpoint,
+	 * written here, answers it. */
+	ckpt_idle(e);
+	while ((jobs = jq_take(&e->wq, BATCH_MAX)) != NULL) {
+		ck = collect_checkpoints(jobs, &rest);
+		run_jobs(e, &b, rest);
+		while (ck) {
+			jobs = ck->next;
+			ck->next = last;
+			last = ck;
+			ck = jobs;
 		}
 	}
 	sync_drain(e);
-	if (store_checkpoint(e) < 0)
+	rc = store_checkpoint(e);
+	if (rc < 0)
 		log_warn("final checkpoint failed; the next start replays "
 		    "the log");
+	ckpt_answer(e, last, rc);
 	free(b.iov);
 	free(b.arena);
 	free(b.scratch);
@@ -675,6 +939,9 @@ engine_open_media(const struct engine_conf *c, const struct store_media *m,
 	pthread_mutex_init(&e->smu, NULL);
 	pthread_cond_init(&e->scv, NULL);
 	e->stail = &e->sjobs;
+	pthread_mutex_init(&e->kmu, NULL);
+	pthread_cond_init(&e->kcv, NULL);
+	e->kwtail = &e->kwait;
 	if (e->dir == NULL) {
 		free(e);
 		return -ENOMEM;
@@ -710,8 +977,9 @@ engine_open_media(const struct engine_conf *c, const struct store_media *m,
 		engine_close(e);
 		return rc;
 	}
-	if (dio_thread_start(&e->syncer, syncer_main, e) < 0)
-		abort();	/* the writer's batches wait for it */
+	if (dio_thread_start(&e->syncer, syncer_main, e) < 0 ||
+	    dio_thread_start(&e->ckpter, ckpter_main, e) < 0)
+		abort();	/* the writer's batches wait for them */
 	for (i = 0; i < e->nreaders; i++)
 		if (dio_thread_start(&e->readers[i], reader_main, e) < 0)
 			abort();	/* cannot run without them */
@@ -801,6 +1069,11 @@ engine_close(struct engine *e)
 		pthread_cond_broadcast(&e->scv);
 		pthread_mutex_unlock(&e->smu);
 		pthread_join(e->syncer, NULL);
+		pthread_mutex_lock(&e->kmu);	/* idle: the writer waited */
+		e->kstop = 1;
+		pthread_cond_broadcast(&e->kcv);
+		pthread_mutex_unlock(&e->kmu);
+		pthread_join(e->ckpter, NULL);
 		jq_stop(&e->rq);
 		for (i = 0; i < e->nreaders; i++)
 			pthread_join(e->readers[i], NULL);

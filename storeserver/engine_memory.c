@@ -21,6 +21,7 @@
  * the machine's available RAM.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -65,41 +66,54 @@ memory_seg_remove(struct engine *e, struct seg *s)
 	log_info("segment %s reclaimed", s->path);	/* freed at seg_put */
 }
 
+/* The checkpoint is replaced by the checkpointer thread while a roll
+ * back may open it on another: e->ckpt_fd is guarded by this. */
+static pthread_mutex_t ckpt_mu = PTHREAD_MUTEX_INITIALIZER;
+
 /* index_load reads from the current offset and closes what it is given:
- * a duplicate, rewound. Only the opening thread and the writer read the
- * checkpoint, never at once. */
+ * a duplicate, rewound (sharing the offset, so one reader at a time:
+ * the opening thread, or a roll back under bmu). */
 static int
 memory_ckpt_open(struct engine *e)
 {
-	int fd;
+	int fd = -ENOENT;
 
-	if (e->ckpt_fd < 0)
-		return -ENOENT;
-	if (lseek(e->ckpt_fd, 0, SEEK_SET) < 0 ||
-	    (fd = dup(e->ckpt_fd)) < 0) {
+	pthread_mutex_lock(&ckpt_mu);
+	if (e->ckpt_fd >= 0 && (lseek(e->ckpt_fd, 0, SEEK_SET) < 0 ||
+	    (fd = dup(e->ckpt_fd)) < 0)) {
 		log_err("memory checkpoint: %s", strerror(errno));
-		return -EIO;
+		fd = -EIO;
 	}
+	pthread_mutex_unlock(&ckpt_mu);
 	return fd;
 }
 
-/* Writer thread; the old checkpoint stays until the new one is whole. */
 static int
-memory_ckpt_save(struct engine *e)
+memory_ckpt_create(struct engine *e)
 {
-	int fd = memory_file("checkpoint", "checkpoint"), rc;
+	int fd = memory_file("checkpoint", "checkpoint");
 
-	if (fd < 0)
-		return -EIO;
-	rc = index_save(e->ix, fd, e->active->no, e->active->size);
-	if (rc < 0) {
-		close(fd);
-		return rc;
-	}
+	(void)e;
+	return fd < 0 ? -EIO : fd;
+}
+
+/* The old checkpoint stays until the new one is whole. */
+static int
+memory_ckpt_install(struct engine *e, int fd)
+{
+	pthread_mutex_lock(&ckpt_mu);
 	if (e->ckpt_fd >= 0)
 		close(e->ckpt_fd);
 	e->ckpt_fd = fd;
+	pthread_mutex_unlock(&ckpt_mu);
 	return 0;
+}
+
+static void
+memory_ckpt_discard(struct engine *e, int fd)
+{
+	(void)e;
+	close(fd);
 }
 
 /* Free: MemAvailable (what can still be had without swapping, page
@@ -144,7 +158,9 @@ const struct store_media store_memory = {
 	.seg_create = memory_seg_create,
 	.seg_remove = memory_seg_remove,
 	.ckpt_open = memory_ckpt_open,
-	.ckpt_save = memory_ckpt_save,
+	.ckpt_create = memory_ckpt_create,
+	.ckpt_install = memory_ckpt_install,
+	.ckpt_discard = memory_ckpt_discard,
 	.space = memory_space,
 	.detach = memory_detach,
 };

@@ -221,6 +221,17 @@ uint64_t index_seg_live(const struct index *ix, uint32_t seg);
  * file).
  */
 int index_save(struct index *ix, int fd, uint32_t seg, uint64_t off);
+/*
+ * The same in two steps, for a child forked to write it: the saver (its
+ * 1 MiB buffer) is made before the fork, and running it then allocates
+ * nothing and takes no lock. Every |sync_every| bytes (0: never) it
+ * waits for what it wrote to be on the disk. The file is not synced.
+ */
+struct index_saver;
+struct index_saver *index_saver_new(void);
+void index_saver_free(struct index_saver *s);
+int index_saver_run(struct index_saver *s, struct index *ix, int fd,
+    uint32_t seg, uint64_t off, uint64_t sync_every);
 /* Reads |len| bytes at |off| of segment |seg| (first-format checkpoints
  * only): 0 or a negative errno. */
 typedef int index_body_fn(void *arg, uint32_t seg, uint64_t off, void *buf,

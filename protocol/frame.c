@@ -27,6 +27,7 @@ static const char *const op_names[256] = {
 	[MST_OP_EXPUNGE] = "EXPUNGE",
 	[MST_OP_STAGE] = "STAGE",
 	[MST_OP_COMMIT] = "COMMIT",
+	[MST_OP_SPOOL] = "SPOOL",
 	[MST_OP_LOOKUP] = "LOOKUP",
 	[MST_OP_MKDIR] = "MKDIR",
 	[MST_OP_RMDIR] = "RMDIR",

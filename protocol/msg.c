@@ -347,6 +347,41 @@ mst_commit_req_decode(struct mst_commit_req *m, const uint8_t *p,
 	return rd_end(&r);
 }
 
+/* SPOOL: mailbox, idem, offset, length, then exactly |length| bytes. */
+int
+mst_spool_req_encode(const struct mst_spool_req *m, uint8_t *buf, size_t cap)
+{
+	struct wr w = WR(buf, cap);
+
+	wr_str(&w, m->mailbox);
+	wr_raw(&w, m->idem, MST_IDEM_LEN);
+	wr_u64(&w, m->offset);
+	wr_u32(&w, m->length);
+	wr_raw(&w, m->data.p, m->data.len);
+	return wr_end(&w);
+}
+
+int
+mst_spool_req_decode(struct mst_spool_req *m, const uint8_t *p, size_t len)
+{
+	struct rd r = RD(p, len);
+
+	m->mailbox = rd_str(&r);
+	rd_copy(&r, m->idem, MST_IDEM_LEN);
+	m->offset = rd_u64(&r);
+	m->length = rd_u32(&r);
+	if (!r.err) {
+		rd_mailbox(&r, m->mailbox);
+		if (m->offset > MST_BODY_MAX ||
+		    m->length > MST_BODY_MAX - m->offset)
+			rd_fail(&r, -EFBIG);
+	}
+	m->data = rd_rest(&r, m->length);
+	if (!r.err && m->data.len < m->length)
+		rd_fail(&r, -EBADMSG);	/* cut inside the data */
+	return rd_end(&r);
+}
+
 int
 mst_attr_rep_encode(const struct mst_attr_rep *m, uint8_t *buf, size_t cap)
 {

@@ -76,6 +76,7 @@ enum mst_op {
 	MST_OP_EXPUNGE = 0x15,
 	MST_OP_STAGE = 0x16,	/* a body made durable before its name */
 	MST_OP_COMMIT = 0x17,	/* the name of a STAGEd body */
+	MST_OP_SPOOL = 0x18,	/* a body gathered while it is written */
 	MST_OP_LOOKUP = 0x20,
 	MST_OP_MKDIR = 0x21,
 	MST_OP_RMDIR = 0x22,
@@ -108,7 +109,8 @@ const char *mst_op_name(unsigned op);
 #define MST_FEAT_AUTH		0x0001u	/* server requires AUTH */
 #define MST_FEAT_WATCH		0x0002u	/* WATCH/NOTIFY */
 #define MST_FEAT_STAGE		0x0004u	/* STAGE/COMMIT */
-#define MST_FEAT_ALL		0x0007u
+#define MST_FEAT_SPOOL		0x0008u	/* SPOOL, COMMIT of a spool */
+#define MST_FEAT_ALL		0x000Fu
 
 /* Mail folder kinds: the Maildir subdirectory a message lives in. */
 #define MST_SUB_NEW		1u
@@ -339,6 +341,18 @@ struct mst_commit_req {
 	uint32_t uid;
 	uint32_t gid;
 	uint64_t mtime_ns;
+};
+
+/* SPOOL ("SPOOL"): |data| goes at |offset| of the body this connection
+ * gathers under |idem|, in the server's memory only, while the client is
+ * still writing it; a COMMIT of |idem| on the same connection delivers
+ * it. Offset 0 starts the body afresh; no data at offset 0 drops it. */
+struct mst_spool_req {
+	struct mst_str mailbox;
+	uint8_t idem[MST_IDEM_LEN];
+	uint64_t offset;
+	uint32_t length;	/* of |data|, which ends the frame */
+	struct mst_bytes data;
 };
 
 /* Replies that carry the changed entry: DELIVER, STAGE, COMMIT,
@@ -603,6 +617,7 @@ MST_CODEC(ping);
 MST_CODEC(deliver_req);
 MST_CODEC(stage_req);
 MST_CODEC(commit_req);
+MST_CODEC(spool_req);
 MST_CODEC(attr_rep);
 MST_CODEC(list_req);
 MST_CODEC(list_rep);

@@ -266,7 +266,7 @@ START_TEST(hdr_decode_rejects_unknown_opcodes)
 		ck_assert_msg(rc == want, "op %#x: got %s (%d), want %s (%d)",
 		    op, codecs_errname(rc), rc, codecs_errname(want), want);
 	}
-	ck_assert_uint_eq(defined, 34);
+	ck_assert_uint_eq(defined, 35);
 }
 END_TEST
 
@@ -319,6 +319,7 @@ START_TEST(op_name_names_every_opcode)
 		{ MST_OP_STAT, "STAT" }, { MST_OP_FETCH, "FETCH" },
 		{ MST_OP_SETINFO, "SETINFO" }, { MST_OP_EXPUNGE, "EXPUNGE" },
 		{ MST_OP_STAGE, "STAGE" }, { MST_OP_COMMIT, "COMMIT" },
+		{ MST_OP_SPOOL, "SPOOL" },
 		{ MST_OP_LOOKUP, "LOOKUP" }, { MST_OP_MKDIR, "MKDIR" },
 		{ MST_OP_RMDIR, "RMDIR" }, { MST_OP_READDIR, "READDIR" },
 		{ MST_OP_PUT, "PUT" }, { MST_OP_GET, "GET" },
@@ -610,6 +611,7 @@ static const struct sfield str_fields[] = {
 	SF(commit_req, mailbox, K_PATH, -EINVAL, UINT16_MAX),
 	SF(commit_req, folder, K_PATH, 0, UINT16_MAX),
 	SF(commit_req, name, K_NAME, -EINVAL, UINT16_MAX),
+	SF(spool_req, mailbox, K_PATH, -EINVAL, UINT16_MAX),
 	SF(list_req, mailbox, K_PATH, -EINVAL, UINT16_MAX),
 	SF(list_req, folder, K_PATH, 0, UINT16_MAX),
 	SF(msg_ref, mailbox, K_PATH, -EINVAL, UINT16_MAX),
@@ -731,6 +733,8 @@ static const struct ifield int_fields[] = {
 	IF(commit_req, body_size, MST_BODY_MAX, 0),
 	IF(commit_req, body_size, MST_BODY_MAX + 1, -EFBIG),
 	IF(commit_req, mode, 010000, -EINVAL),
+	IF(spool_req, offset, MST_BODY_MAX - 64, 0),
+	IF(spool_req, offset, MST_BODY_MAX + 1, -EFBIG),
 	IF(attr_rep, attr.type, MST_T_DIR, 0),
 	IF(attr_rep, attr.type, MST_T_FILE, 0),
 	IF(attr_rep, attr.type, 0, -EINVAL),
@@ -2210,6 +2214,18 @@ gen_commit_req(struct gen *g, union codecs_msg *u)
 }
 
 static void
+gen_spool_req(struct gen *g, union codecs_msg *u)
+{
+	struct mst_spool_req *m = &u->spool_req;
+
+	m->mailbox = gen_path(g, 1);
+	rnd_fill(g, m->idem, sizeof m->idem);
+	m->data = gen_bytes(g, 512);
+	m->length = m->data.len;
+	m->offset = rnd_u64(g) % (MST_BODY_MAX - m->data.len + 1);
+}
+
+static void
 gen_attr_rep(struct gen *g, union codecs_msg *u)
 {
 	gen_attr(g, &u->attr_rep.attr);
@@ -2536,7 +2552,7 @@ static const struct {
 	G(setattr_req), G(statfs_rep), G(watch_rep), G(notify),
 	G(error_rep), G(admin_req), G(admin_rep), G(id_req), G(read_req),
 	G(write_req), G(fsetattr_req), G(link_req), G(lock_req),
-	G(lock_rep), G(stage_req), G(commit_req),
+	G(lock_rep), G(stage_req), G(commit_req), G(spool_req),
 #undef G
 };
 

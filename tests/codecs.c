@@ -191,6 +191,17 @@ diff_commit_req(struct codecs_diff *d, const struct mst_commit_req *g,
 }
 
 static void
+diff_spool_req(struct codecs_diff *d, const struct mst_spool_req *g,
+    const struct mst_spool_req *w)
+{
+	S(mailbox);
+	A(idem);
+	U(offset);
+	U(length);
+	S(data);
+}
+
+static void
 diff_attr_rep(struct codecs_diff *d, const struct mst_attr_rep *g,
     const struct mst_attr_rep *w)
 {
@@ -629,6 +640,18 @@ sample_commit_req(union codecs_msg *u)
 }
 
 static void
+sample_spool_req(union codecs_msg *u)
+{
+	struct mst_spool_req *m = &u->spool_req;
+
+	m->mailbox = str(MAILBOX);
+	fill(m->idem, sizeof m->idem, 0x70);
+	m->offset = 65536;
+	m->length = sizeof mail_body - 1;
+	m->data = bytes(mail_body, m->length);
+}
+
+static void
 sample_attr_rep(union codecs_msg *u)
 {
 	sample_attr(&u->attr_rep.attr, MST_T_MSG, 42);
@@ -1008,6 +1031,7 @@ ADAPT(lock_req)
 ADAPT(lock_rep)
 ADAPT(stage_req)
 ADAPT(commit_req)
+ADAPT(spool_req)
 
 #define ROW(T, flags, extra, chunk)                                          \
 	{ #T, flags, extra, enc_##T, dec_##T, sample_##T, chunk, diffu_##T }
@@ -1047,6 +1071,7 @@ const struct codec codecs[] = {
 	ROW(lock_rep, 0, 0, NULL),
 	ROW(stage_req, 0, 0, chunk_stage_req),
 	ROW(commit_req, 0, 0, NULL),
+	ROW(spool_req, 0, 0, NULL),
 };
 const size_t codecs_len = sizeof codecs / sizeof codecs[0];
 

@@ -47,6 +47,7 @@ union codecs_msg {
 	struct mst_lock_rep lock_rep;
 	struct mst_stage_req stage_req;
 	struct mst_commit_req commit_req;
+	struct mst_spool_req spool_req;
 };
 
 struct codecs_diff;

@@ -112,6 +112,8 @@ struct jnotice {
 struct job {
 	/* Set by the network layer before submit. */
 	uint8_t op;		/* MST_OP_* */
+	uint8_t reply_op;	/* the reply's opcode, when not |op| (a
+				   COMMIT of a spool runs as a DELIVER) */
 	uint32_t id;		/* request id, echoed in the reply */
 	uint32_t max_frame;	/* reply frames must not exceed it */
 	void *conn;		/* opaque to the engine */

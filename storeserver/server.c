@@ -97,6 +97,7 @@
  * than the bound.
  */
 #define CONN_STREAMS_MAX	256u	/* bodies streaming at once */
+#define CONN_SPOOLS_MAX		64u	/* SPOOLs held; more drop the oldest */
 #define CONN_OUT_HIGH		(8u << 20)	/* stop reading above this */
 #define CONN_OUT_LOW		(1u << 20)	/* write callback below this */
 #define CONN_READ_MAX		(256u << 10)	/* bytes per read(2) */
@@ -118,6 +119,21 @@ struct stream {
 	uint64_t reserved;	/* bytes counted in conn->body_bytes */
 	int status;		/* discarding: the error to reply with */
 	char detail[160];
+};
+
+/*
+ * A body a client SPOOLs while it is still being written (see
+ * mstore-protocol(7), SPOOL): memory of this connection only, never
+ * handed to the engine until a COMMIT names it, then as the body of a
+ * DELIVER job. Nothing of it is stored before that COMMIT, so dropping
+ * it (the connection ends, too many spools, the memory bound) loses no
+ * message: the COMMIT then finds none and the client sends the DELIVER.
+ */
+struct spool {
+	struct spool *next;	/* most recently sent to first */
+	uint8_t idem[MST_IDEM_LEN];
+	uint8_t *buf;
+	size_t len, cap;	/* cap is counted in conn->body_bytes */
 };
 
 enum conn_state {
@@ -165,6 +181,8 @@ struct conn {
 	int tls;		/* |bev| is a TLS bufferevent */
 	struct stream *streams;
 	unsigned nstreams;
+	struct spool *spools;
+	unsigned nspools;
 	uint64_t body_bytes;	/* reserved by bodies being assembled */
 	uint64_t job_bytes;	/* payload + body of jobs in the engine */
 	unsigned njobs;		/* jobs in the engine */
@@ -345,7 +363,8 @@ conn_set_timeouts(struct conn *c)
 static int
 conn_idle(const struct conn *c)
 {
-	return c->njobs == 0 && c->nstreams == 0 && c->watch.n == 0 &&
+	return c->njobs == 0 && c->nstreams == 0 && c->nspools == 0 &&
+	    c->watch.n == 0 &&
 	    c->locks == NULL && !c->opened && c->frame_ms == 0 &&
 	    evbuffer_get_length(bufferevent_get_output(c->bev)) == 0;
 }
@@ -469,13 +488,44 @@ stream_free(struct conn *c, struct stream *s)
 }
 
 static void
+spool_free(struct conn *c, struct spool *s)
+{
+	c->body_bytes -= s->cap;
+	c->nspools--;
+	free(s->buf);
+	free(s);
+}
+
+/* Take the spool of |idem| off the list (its memory still counted), or
+ * NULL. */
+static struct spool *
+spool_take(struct conn *c, const uint8_t *idem)
+{
+	struct spool **pp, *s;
+
+	for (pp = &c->spools; (s = *pp) != NULL; pp = &s->next)
+		if (memcmp(s->idem, idem, MST_IDEM_LEN) == 0) {
+			*pp = s->next;
+			s->next = NULL;
+			return s;
+		}
+	return NULL;
+}
+
+/* Bodies streaming and spools: neither was acknowledged as stored. */
+static void
 drop_streams(struct conn *c)
 {
 	struct stream *s;
+	struct spool *sp;
 
 	while ((s = c->streams) != NULL) {
 		c->streams = s->next;
 		stream_free(c, s);
+	}
+	while ((sp = c->spools) != NULL) {
+		c->spools = sp->next;
+		spool_free(c, sp);
 	}
 }
 
@@ -805,32 +855,33 @@ static void
 job_reply(struct conn *c, const struct job *j)
 {
 	static const uint8_t empty[1];
+	uint8_t op = j->reply_op ? j->reply_op : j->op;
 	size_t i;
 
 	for (i = 0; i < j->nframes; i++) {
 		if (j->frames[i].len > c->max_frame) {
 			log_err("engine: %s reply frame of %zu bytes exceeds "
-			    "max_frame %u", mst_op_name(j->op),
+			    "max_frame %u", mst_op_name(op),
 			    j->frames[i].len, c->max_frame);
-			conn_reply_error(c, j->op, j->id, -EIO, NULL);
+			conn_reply_error(c, op, j->id, -EIO, NULL);
 			return;
 		}
 	}
 	if (j->status != 0) {
 		if (mst_errno_to_status(j->status) == MST_S_EIO)
-			log_eio_reply(j->op, j->status);
-		conn_send(c, j->op, MST_F_REPLY,
+			log_eio_reply(op, j->status);
+		conn_send(c, op, MST_F_REPLY,
 		    mst_errno_to_status(j->status), j->id,
 		    j->nframes ? j->frames[0].p : empty,
 		    j->nframes ? j->frames[0].len : 0);
 		return;
 	}
 	if (j->nframes == 0) {
-		conn_send(c, j->op, MST_F_REPLY, 0, j->id, empty, 0);
+		conn_send(c, op, MST_F_REPLY, 0, j->id, empty, 0);
 		return;
 	}
 	for (i = 0; i < j->nframes; i++)
-		conn_send(c, j->op, (uint16_t)(MST_F_REPLY |
+		conn_send(c, op, (uint16_t)(MST_F_REPLY |
 		    (i + 1 < j->nframes ? MST_F_MORE : 0)), 0, j->id,
 		    j->frames[i].p, j->frames[i].len);
 }
@@ -1296,6 +1347,9 @@ do_data(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
 
 /* ---- requests ---- */
 
+static int spool_commit(struct conn *c, const struct mst_hdr *h,
+    const uint8_t *p);
+
 static void
 do_request(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
 {
@@ -1317,6 +1371,8 @@ do_request(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
 		conn_close(c, "protocol error");
 		return;
 	}
+	if (h->op == MST_OP_COMMIT && spool_commit(c, h, p))
+		return;
 	if (h->op == MST_OP_WATCH && watch_conn_full(&c->watch)) {
 		conn_reply_error(c, h->op, h->id, -ENOSPC,
 		    "too many watches on this connection");
@@ -1381,6 +1437,161 @@ do_request(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
 	if (h->op == MST_OP_WATCH)
 		c->watched = 1;	/* the engine may track its watches */
 	job_submit(c, j);
+}
+
+/* Make room for |len| more bytes in |s|, counting them in
+ * c->body_bytes. 0, -EFBIG or -EAGAIN (the connection's memory bound;
+ * one spool alone may still reach max_body), or -ENOMEM. */
+static int
+spool_grow(struct conn *c, struct spool *s, size_t len)
+{
+	size_t want = s->len + len, cap = s->cap ? s->cap : 64u << 10;
+	uint8_t *nb;
+
+	if (want > c->srv->max_body)
+		return -EFBIG;
+	if (want <= s->cap)
+		return 0;
+	while (cap < want)
+		cap *= 2;
+	if (cap > c->srv->max_body)
+		cap = want;
+	if (c->body_bytes - s->cap > 0 &&
+	    c->body_bytes - s->cap + cap > c->srv->conn_mem_max)
+		return -EAGAIN;
+	nb = realloc(s->buf, cap);
+	if (nb == NULL)
+		return -ENOMEM;
+	c->body_bytes += cap - s->cap;
+	s->buf = nb;
+	s->cap = cap;
+	return 0;
+}
+
+/*
+ * SPOOL: append to the body this connection gathers under idem, in
+ * memory (mstore-protocol(7)). Answered here, never by the engine: it
+ * stores nothing. Any failure drops the spool, so a later COMMIT finds
+ * none (ESTALE) or a short one (EINVAL), and the client sends DELIVER.
+ */
+static void
+do_spool(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
+{
+	static const uint8_t empty[1];
+	struct mst_spool_req q;
+	struct spool *s, **pp;
+	int rc = mst_spool_req_decode(&q, p, h->len);
+
+	if (rc < 0) {
+		conn_reply_error(c, h->op, h->id, rc, "malformed SPOOL");
+		return;
+	}
+	s = spool_take(c, q.idem);
+	if (q.offset == 0 && s != NULL) {	/* afresh, or dropped */
+		spool_free(c, s);
+		s = NULL;
+	}
+	if (q.offset == 0 && q.length == 0) {
+		conn_send(c, h->op, MST_F_REPLY, 0, h->id, empty, 0);
+		return;
+	}
+	if (q.offset != (s ? s->len : 0)) {
+		if (s)
+			spool_free(c, s);
+		conn_reply_error(c, h->op, h->id, -EINVAL,
+		    "SPOOL offset is not the end of the spool");
+		return;
+	}
+	if (s == NULL) {
+		if (c->nspools >= CONN_SPOOLS_MAX) {	/* drop the oldest */
+			for (pp = &c->spools; (*pp)->next; pp = &(*pp)->next)
+				;
+			spool_free(c, *pp);
+			*pp = NULL;
+		}
+		s = calloc(1, sizeof *s);
+		if (s == NULL) {
+			conn_reply_error(c, h->op, h->id, -ENOMEM, NULL);
+			return;
+		}
+		memcpy(s->idem, q.idem, MST_IDEM_LEN);
+		c->nspools++;
+	}
+	rc = spool_grow(c, s, q.length);
+	if (rc < 0) {
+		spool_free(c, s);
+		conn_reply_error(c, h->op, h->id, rc, rc == -EAGAIN ?
+		    "spools over max_connection_memory" : NULL);
+		return;
+	}
+	memcpy(s->buf + s->len, q.data.p, q.length);
+	s->len += q.length;
+	s->next = c->spools;
+	c->spools = s;
+	conn_send(c, h->op, MST_F_REPLY, 0, h->id, empty, 0);
+}
+
+/*
+ * A COMMIT whose idem names a spool of this connection: the spool's
+ * bytes are the body of a DELIVER with the COMMIT's fields (COMMIT's
+ * layout is DELIVER's without the body, so its bytes decode as such a
+ * DELIVER), and the engine runs that DELIVER, answered as COMMIT. The
+ * spool goes whatever the outcome. Returns 0 when no spool is named
+ * (the COMMIT of a staged body, or of nothing: the engine answers).
+ */
+static int
+spool_commit(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
+{
+	struct mst_commit_req q;
+	struct spool *s;
+	struct job *j;
+	int rc;
+
+	if (c->spools == NULL || mst_commit_req_decode(&q, p, h->len) < 0 ||
+	    (s = spool_take(c, q.idem)) == NULL)
+		return 0;
+	c->nspools--;
+	c->body_bytes -= s->cap;
+	if (s->len != q.body_size ||
+	    mst_checksum(s->buf, s->len) != q.checksum) {
+		free(s->buf);
+		free(s);
+		conn_reply_error(c, h->op, h->id, -EINVAL, "the spool is not "
+		    "the body COMMIT names (size or checksum)");
+		return 1;
+	}
+	j = calloc(1, sizeof *j);
+	if (j != NULL)
+		j->payload = malloc(h->len ? h->len : 1);
+	if (j == NULL || j->payload == NULL) {
+		free(j);
+		free(s->buf);
+		free(s);
+		conn_reply_error(c, h->op, h->id, -ENOMEM, NULL);
+		return 1;
+	}
+	memcpy(j->payload, p, h->len);
+	j->payload_len = h->len;
+	j->op = MST_OP_DELIVER;
+	j->reply_op = MST_OP_COMMIT;
+	j->id = h->id;
+	j->max_frame = c->max_frame;
+	j->conn = c;
+	j->start_ns = c->frame_ns;
+	rc = decode_req(j, j->payload, j->payload_len);
+	j->body = s->buf;		/* the job owns it now */
+	j->body_len = s->len;
+	free(s);
+	if (rc < 0) {
+		job_free(j);
+		conn_reply_error(c, h->op, h->id, rc, "malformed COMMIT");
+		return 1;
+	}
+	j->req.deliver.body.p = j->body;
+	j->req.deliver.body.len = j->body_len <= UINT32_MAX ?
+	    (uint32_t)j->body_len : 0;
+	job_submit(c, j);
+	return 1;
 }
 
 static void
@@ -1552,7 +1763,8 @@ do_hello(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
 	struct mst_hello_req q;
 	struct mst_hello_rep r = {
 		.version = MST_VERSION,
-		.features = MST_FEAT_WATCH | (srv->nkeys ? MST_FEAT_AUTH : 0) |
+		.features = MST_FEAT_WATCH | MST_FEAT_SPOOL |
+		    (srv->nkeys ? MST_FEAT_AUTH : 0) |
 		    (server_stages(srv) ? MST_FEAT_STAGE : 0),
 		.max_body = srv->max_body,
 		.server_id = srv->server_id,
@@ -1780,6 +1992,9 @@ conn_frame(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
 		return;
 	case MST_OP_LOCK:
 		do_lock(c, h, p);
+		return;
+	case MST_OP_SPOOL:
+		do_spool(c, h, p);
 		return;
 	case MST_OP_NOTIFY:
 		conn_reply_error(c, h->op, h->id, -EOPNOTSUPP,

@@ -629,7 +629,8 @@ START_TEST(hello_and_ping_over_tcp_and_unix)
 
 	ck_assert_uint_eq(ht->version, MST_VERSION);
 	/* The local back-end keeps staged bodies. */
-	ck_assert_uint_eq(ht->features, MST_FEAT_WATCH | MST_FEAT_STAGE);
+	ck_assert_uint_eq(ht->features,
+	    MST_FEAT_WATCH | MST_FEAT_STAGE | MST_FEAT_SPOOL);
 	ck_assert_uint_eq(ht->max_frame, TEST_MAX_FRAME);
 	ck_assert_uint_eq(ht->max_body, TEST_MAX_MSG);
 	ck_assert_msg(ht->server.len > 8 &&
@@ -1180,6 +1181,112 @@ START_TEST(staged_body_spans_frames_and_commit_names_it)
 	ck_assert_int_eq(mst_client_call(c, MST_OP_COMMIT, head, (size_t)n,
 	    &h, &rp), -ESTALE);
 	free(body);
+	mst_client_free(c);
+}
+END_TEST
+
+/* SPOOL |len| bytes of |body| at |off| under |idem|: the status. */
+static int
+spool(struct mst_client *c, const uint8_t *idem, const uint8_t *body,
+    size_t off, size_t len)
+{
+	struct mst_spool_req q = { .mailbox = mst_str_of("t.example/sp"),
+		.offset = off, .length = (uint32_t)len };
+	uint8_t *buf = malloc(len + 1024);
+	const uint8_t *rp;
+	struct mst_hdr h;
+	int n, rc;
+
+	ck_assert_ptr_nonnull(buf);
+	memcpy(q.idem, idem, MST_IDEM_LEN);
+	q.data.p = body + off;
+	q.data.len = (uint32_t)len;
+	n = mst_spool_req_encode(&q, buf, len + 1024);
+	ck_assert_int_gt(n, 0);
+	rc = mst_client_call(c, MST_OP_SPOOL, buf, (size_t)n, &h, &rp);
+	free(buf);
+	return rc;
+}
+
+/* SPOOL a whole body in pieces that fit the smallest frame size. */
+static void
+spool_all(struct mst_client *c, const uint8_t *idem, const uint8_t *body,
+    size_t size)
+{
+	size_t off, k;
+
+	for (off = 0; off < size; off += k) {
+		k = size - off < (48u << 10) ? size - off : 48u << 10;
+		ck_assert_int_eq(spool(c, idem, body, off, k), 0);
+	}
+}
+
+/*
+ * HELLO offers SPOOL; a COMMIT naming a spool of its connection delivers
+ * the spooled bytes (and is answered again alike when resent). A spool
+ * whose size or checksum is not the COMMIT's is EINVAL and gone; a gap
+ * in the offsets is EINVAL and drops it; an empty SPOOL at offset 0
+ * drops it; another connection does not see it: each of those COMMITs
+ * then finds no body (ESTALE) and stores nothing.
+ */
+START_TEST(spooled_body_is_delivered_by_its_commit_only)
+{
+	const size_t size = 700u << 10;
+	struct mst_client *c = client(), *c2 = client();
+	struct mst_commit_req q = { .mailbox = mst_str_of("t.example/sp"),
+		.folder = mst_str_of(""), .sub = MST_SUB_NEW,
+		.name = mst_str_of("spooled.1"), .body_size = size,
+		.mode = 0600 };
+	uint8_t head[1024], *body = make_body(size, 9);
+	struct mst_attr_rep a;
+	const uint8_t *rp;
+	struct mst_hdr h;
+	int n;
+
+	ck_assert(mst_client_hello(c)->features & MST_FEAT_SPOOL);
+	ck_assert_int_eq(make_mailbox(c, "t.example/sp"), 0);
+	memset(q.idem, 0x6a, sizeof q.idem);
+	/* The wrong checksum: EINVAL, and the spool is gone. */
+	spool_all(c, q.idem, body, size);
+	q.checksum = mst_checksum(body, size) + 1;
+	n = mst_commit_req_encode(&q, head, sizeof head);
+	ck_assert_int_eq(mst_client_call(c, MST_OP_COMMIT, head, (size_t)n,
+	    &h, &rp), -EINVAL);
+	q.checksum = mst_checksum(body, size);
+	n = mst_commit_req_encode(&q, head, sizeof head);
+	ck_assert_int_eq(mst_client_call(c, MST_OP_COMMIT, head, (size_t)n,
+	    &h, &rp), -ESTALE);
+	/* A gap in the offsets drops it. */
+	ck_assert_int_eq(spool(c, q.idem, body, 0, 1000), 0);
+	ck_assert_int_eq(spool(c, q.idem, body, 2000, 1000), -EINVAL);
+	ck_assert_int_eq(mst_client_call(c, MST_OP_COMMIT, head, (size_t)n,
+	    &h, &rp), -ESTALE);
+	/* An empty SPOOL at offset 0 drops it. */
+	spool_all(c, q.idem, body, size);
+	ck_assert_int_eq(spool(c, q.idem, body, 0, 0), 0);
+	ck_assert_int_eq(mst_client_call(c, MST_OP_COMMIT, head, (size_t)n,
+	    &h, &rp), -ESTALE);
+	/* Another connection's COMMIT does not see this one's spool. */
+	spool_all(c, q.idem, body, size);
+	ck_assert_int_eq(mst_client_call(c2, MST_OP_COMMIT, head, (size_t)n,
+	    &h, &rp), -ESTALE);
+	ck_assert_int_eq(call_path(c, MST_OP_LOOKUP,
+	    "t.example/sp/new/spooled.1", &h, &rp), -ENOENT);
+	/* Its own COMMIT delivers it; a resend is answered alike. */
+	ck_assert_int_eq(mst_client_call(c, MST_OP_COMMIT, head, (size_t)n,
+	    &h, &rp), 0);
+	ck_assert_int_eq(h.op, MST_OP_COMMIT);
+	ck_assert_int_eq(mst_attr_rep_decode(&a, rp, h.len), 0);
+	ck_assert_uint_eq(a.attr.type, MST_T_MSG);
+	ck_assert_uint_eq(a.attr.size, size);
+	ck_assert_int_eq(mst_client_call(c, MST_OP_COMMIT, head, (size_t)n,
+	    &h, &rp), 0);
+	ck_assert_int_eq(call_path(c, MST_OP_LOOKUP,
+	    "t.example/sp/new/spooled.1", &h, &rp), 0);
+	ck_assert_int_eq(mst_attr_rep_decode(&a, rp, h.len), 0);
+	ck_assert_uint_eq(a.attr.size, size);
+	free(body);
+	mst_client_free(c2);
 	mst_client_free(c);
 }
 END_TEST
@@ -2089,7 +2196,7 @@ START_TEST(auth_with_the_right_key_succeeds)
 	struct mst_client *u = client_at(srv.unix_addr, TEST_KEY, 0);
 
 	ck_assert_uint_eq(mst_client_hello(t)->features,
-	    MST_FEAT_AUTH | MST_FEAT_WATCH | MST_FEAT_STAGE);
+	    MST_FEAT_AUTH | MST_FEAT_WATCH | MST_FEAT_STAGE | MST_FEAT_SPOOL);
 	ping_ok(t, 8);
 	ping_ok(u, 9);
 	mst_client_free(t);
@@ -3237,7 +3344,7 @@ START_TEST(tls_with_the_right_ca_and_key_serves)
 	ck_assert_ptr_nonnull(body);
 	ck_assert_ptr_nonnull(back);
 	ck_assert_uint_eq(mst_client_hello(c)->features,
-	    MST_FEAT_AUTH | MST_FEAT_WATCH | MST_FEAT_STAGE);
+	    MST_FEAT_AUTH | MST_FEAT_WATCH | MST_FEAT_STAGE | MST_FEAT_SPOOL);
 	ping_ok(c, 41);
 	/* The name in the certificate also matches. */
 	localhost_addr(addr, sizeof addr);
@@ -3406,6 +3513,7 @@ server_suite(void)
 	tcase_add_test(tc, body_frames_not_adding_up_are_eproto);
 	tcase_add_test(tc, multi_frame_deliver_reaches_the_engine);
 	tcase_add_test(tc, staged_body_spans_frames_and_commit_names_it);
+	tcase_add_test(tc, spooled_body_is_delivered_by_its_commit_only);
 	tcase_add_test(tc, interleaved_bodies_are_kept_apart);
 	tcase_add_test(tc, unwatch_of_an_unwatched_path_is_enoent);
 	tcase_add_test(tc, watcher_is_notified_of_a_delivery);

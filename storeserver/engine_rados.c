@@ -42,8 +42,12 @@
  *   k.<id>, mst.srv.<sid>  lock tables and server leases: LOCK across
  *                      servers (engine_rados_lock.c).
  *   q.<mailbox>        omap u = the mailbox's usage (bytes, messages),
- *                      reserved by CAS before a body is written
+ *                      reserved by CAS before a body is written; lim =
+ *                      its limits set by ADMIN quota
  *                      (engine_rados_quota.c).
+ *   mst.usage          the pool's totals for the metrics: base (a
+ *                      scrub's count) + one key per server of its
+ *                      changes since (engine_rados_quota.c).
  *
  * An entry store with prefix p holds: p st = 'L' or 'D' + the id of the
  * directory it belongs to (live or removed; 'F': a shard fenced by an
@@ -1330,6 +1334,7 @@ rados_close(struct engine *eng)
 	pthread_mutex_unlock(&e->mu);
 	for (i = 0; i < e->nthreads; i++)
 		pthread_join(e->threads[i], NULL);
+	re_usage_stop(e);
 	re_lock_stop(e);
 	re_orefs_stop(e);
 	re_watch_stop(e);
@@ -1384,6 +1389,7 @@ rados_open(const struct engine_conf *c, struct engine **out)
 		return rc;
 	}
 	re_orefs_start(e);
+	re_usage_start(e);
 	for (i = 0; i < RE_THREADS; i++) {
 		rc = pthread_create(&e->threads[i], NULL, worker_main, e);
 		if (rc != 0) {

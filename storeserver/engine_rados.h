@@ -365,8 +365,12 @@ int re_op_admin(struct rados_engine *e, struct job *j);
 /* engine_rados_scrub.c: the scrub of orphan bodies, expired idempotency
  * records and quota usage. */
 int re_scrub(struct rados_engine *e, struct job *j);
+/* The running or last scrub's progress as stats lines (scrub_running,
+ * scrub_phase, scrub_bytes_done/total, scrub_bodies_done/total). */
+void re_scrub_stats(struct re_text *t);
 
-/* engine_rados_quota.c: per-mailbox usage in q.<mailbox>. */
+/* engine_rados_quota.c: per-mailbox usage and limits in q.<mailbox>, the
+ * pool's totals in mst.usage. */
 /* The usage value: 'Q' + bytes + messages, 16 hex digits each. */
 #define RE_QUOTA_LEN 33u
 void re_quota_value(char out[RE_QUOTA_LEN + 1], uint64_t bytes,
@@ -375,9 +379,8 @@ int re_quota_decode(const char *v, size_t len, uint64_t *bytes,
     uint64_t *msgs);
 /* Read quota_file (if any): 0, or an error to refuse to start with. */
 int re_quota_load(struct rados_engine *e);
-/* Is usage kept (some limit is set)? */
-int re_quota_on(const struct rados_engine *e);
-/* The limits of mailbox |mbox| (0: none). */
+/* The limits of mailbox |mbox| from mstore.conf and quota_file (0:
+ * none); a limit set by ADMIN quota, in q.<mbox>, wins over them. */
 void re_quota_limits(const struct rados_engine *e, const char *mbox,
     size_t len, uint64_t *bytes, uint64_t *msgs);
 /* Reserve |size| bytes and one message: 0, -EDQUOT or an error. */
@@ -386,8 +389,30 @@ int re_quota_take(struct rados_engine *e, const char *mbox, size_t len,
 /* Give a reservation or a removed message back (best effort, logged). */
 void re_quota_give(struct rados_engine *e, const char *mbox, size_t len,
     uint64_t size);
-int re_quota_usage(struct rados_engine *e, const char *mbox, size_t len,
-    uint64_t *bytes, uint64_t *msgs);
+/* A mailbox's usage and the limits that hold for it: 0 or an error. */
+int re_quota_get(struct rados_engine *e, const char *mbox, size_t len,
+    uint64_t *bytes, uint64_t *msgs, uint64_t *qbytes, uint64_t *qmsgs);
+/* ADMIN quota: set a mailbox's limits (0: none) for every server of the
+ * pool. 0 or an error. */
+int re_quota_set(struct rados_engine *e, const char *mbox, size_t len,
+    uint64_t bytes, uint64_t msgs);
+/* The pool's totals: 'T' + bytes + messages + mailboxes (16 hex each). */
+#define RE_USAGE_LEN 49u
+void re_usage_encode(char out[RE_USAGE_LEN + 1], uint64_t bytes,
+    uint64_t msgs, uint64_t boxes);
+/* Start and stop the thread that writes this server's changes of the
+ * totals and reads the others' (the store gauges of the metrics). */
+void re_usage_start(struct rados_engine *e);
+void re_usage_stop(struct rados_engine *e);
+/* Write this server's changes of the totals now: 0 or an error. */
+int re_usage_flush(struct rados_engine *e);
+/* For a scrub: flush, then mst.usage's version (0: no object yet). */
+int re_usage_snapshot(struct rados_engine *e, uint64_t *ver);
+/* For a scrub: set the totals to what it counted and fold every
+ * server's key into them, if mst.usage is still at |ver| after this
+ * server's flush: 0, -ECANCELED (it moved: busy) or an error. */
+int re_usage_fold(struct rados_engine *e, uint64_t ver, uint64_t bytes,
+    uint64_t msgs, uint64_t boxes);
 
 /* engine_rados_file.c: small ordinary files f.<id>. Omap a = the
  * attributes, 'F' size mode uid gid nlink mtime ctime atime ver parent

@@ -1,7 +1,9 @@
 /*
  * engine_rados_admin.c - the ADMIN commands of the rados back-end
- * (mstore-ctl(8)): stats, scrub (engine_rados_scrub.c), and compact and
- * checkpoint, which have nothing to do on RADOS and say so. Owns the
+ * (mstore-ctl(8)): stats, scrub (engine_rados_scrub.c), quota (limits
+ * kept in q.<mailbox> for every server: engine_rados_quota.c), and
+ * compact and checkpoint, which have nothing to do on RADOS and say so.
+ * Owns the
  * text replies and the parsing of an ADMIN argument of KEY=VALUE words.
  *
  * compact: Ceph frees the space of a removed object itself; mstore
@@ -138,6 +140,7 @@ stats(struct rados_engine *e, struct job *j)
 	    "\n", e->shards, e->shard_cap,
 	    (uint64_t)atomic_load(&e->raises),
 	    (uint64_t)atomic_load(&e->full_refusals));
+	re_scrub_stats(&t);
 	rc = rados_ioctx_pool_stat(e->io, &ps);
 	if (rc == 0)
 		re_text_add(&t, "pool_objects=%" PRIu64 "\npool_bytes=%" PRIu64
@@ -161,6 +164,55 @@ says(struct mst_str s, const char *w)
 	return s.len == strlen(w) && memcmp(s.p, w, s.len) == 0;
 }
 
+/* "MAILBOX BYTES MESSAGES" (the local engine's eng_quota.c form): 0, or
+ * -EINVAL. */
+static int
+quota_arg(struct mst_str a, struct mst_str *name, uint64_t *bytes,
+    uint64_t *msgs)
+{
+	char buf[MST_PATH_MAX + 64], *sp, *end;
+
+	if (a.len >= sizeof buf)
+		return -EINVAL;
+	memcpy(buf, a.p, a.len);
+	buf[a.len] = '\0';
+	sp = strchr(buf, ' ');
+	if (sp == NULL || sp == buf)
+		return -EINVAL;
+	*name = (struct mst_str){ a.p, (uint16_t)(sp - buf) };
+	if (mst_path_check(*name) < 0 || sp[1] < '0' || sp[1] > '9')
+		return -EINVAL;
+	errno = 0;
+	*bytes = strtoull(sp + 1, &end, 10);
+	if (errno || *end != ' ' || end[1] < '0' || end[1] > '9')
+		return -EINVAL;
+	*msgs = strtoull(end + 1, &end, 10);
+	if (errno || *end != '\0')
+		return -EINVAL;
+	return 0;
+}
+
+/* ADMIN quota: the limits go into q.<mailbox>, where every server of
+ * the pool reads them with the usage at each DELIVER. */
+static int
+quota(struct rados_engine *e, struct job *j)
+{
+	struct mst_str name;
+	struct re_text t;
+	uint64_t bytes, msgs;
+	int rc;
+
+	rc = quota_arg(j->req.admin.arg, &name, &bytes, &msgs);
+	if (rc == 0)
+		rc = re_quota_set(e, name.p, name.len, bytes, msgs);
+	if (rc < 0)
+		return rc;
+	re_text_init(&t);
+	re_text_add(&t, "mailbox=%.*s\nquota_bytes=%" PRIu64 "\nquota_msgs=%"
+	    PRIu64 "\n", (int)name.len, name.p, bytes, msgs);
+	return re_text_reply(j, &t);
+}
+
 int
 re_op_admin(struct rados_engine *e, struct job *j)
 {
@@ -171,10 +223,8 @@ re_op_admin(struct rados_engine *e, struct job *j)
 		return stats(e, j);
 	if (says(q->cmd, "scrub"))
 		return re_scrub(e, j);
-	/* Limits come from mstore.conf and quota_file, the same on every
-	 * server; one set here would hold on this server only. */
 	if (says(q->cmd, "quota"))
-		return -EOPNOTSUPP;
+		return quota(e, j);
 	re_text_init(&t);
 	if (says(q->cmd, "compact"))
 		re_text_add(&t, "compact=nothing to do: Ceph frees the space "

@@ -78,6 +78,7 @@
 #include "engine_rados.h"
 #include "lock.h"
 #include "log.h"
+#include "metrics.h"
 
 #define RL_LEASE_S	10		/* lease duration by default, s */
 #define RL_LEASE_MIN_S	5
@@ -138,6 +139,7 @@ struct rl_conn {
 	struct rl_conn *next;
 	uint64_t token;
 	uint64_t *fids;		/* files where it holds records */
+	size_t *nlocks;		/* ... how many locks in each (metrics) */
 	size_t nfids, cap;
 	unsigned nwait;
 	int ended;		/* its records could not all be removed:
@@ -220,6 +222,7 @@ static struct {
 };
 
 static void reg_put(struct rl_wait *x, int set);
+static void locks_publish(void);
 
 static int64_t
 now_ms(void)
@@ -308,6 +311,7 @@ finish(struct job *j, int rc, const struct mst_lock_rep *rep)
 		}
 	}
 	j->status = rc;
+	locks_publish();	/* before the reply: a scrape after it sees it */
 	rl.e->conf.done(rl.e->conf.done_arg, j);
 }
 
@@ -331,41 +335,78 @@ conn_find(uint64_t token, int make)
 	return c;
 }
 
-/* Remember whether connection |token| holds records in |fid|. */
+/* Forget |c|'s |i|-th file (rl.mu held). */
 static void
-conn_note(uint64_t token, uint64_t fid, int holds)
+conn_forget(struct rl_conn *c, size_t i)
 {
-	struct rl_conn *c = conn_find(token, holds);
+	c->nfids--;
+	c->fids[i] = c->fids[c->nfids];
+	c->nlocks[i] = c->nlocks[c->nfids];
+}
+
+/* Remember how many locks connection |token| holds in |fid|. */
+static void
+conn_note(uint64_t token, uint64_t fid, size_t count)
+{
+	struct rl_conn *c = conn_find(token, count > 0);
 	uint64_t *n;
-	size_t i;
+	size_t *k, i, cap;
 
 	if (c == NULL)
 		return;
 	for (i = 0; i < c->nfids; i++)
 		if (c->fids[i] == fid)
 			break;
-	if (i < c->nfids && !holds) {
+	if (i < c->nfids) {
 		pthread_mutex_lock(&rl.mu);
-		c->fids[i] = c->fids[--c->nfids];
+		if (count == 0)
+			conn_forget(c, i);
+		else
+			c->nlocks[i] = count;
 		pthread_mutex_unlock(&rl.mu);
 		return;
 	}
-	if (i < c->nfids || !holds)
+	if (count == 0)
 		return;
 	if (c->nfids == c->cap) {
-		n = realloc(c->fids, (c->cap ? c->cap * 2 : 8) * sizeof *n);
-		if (n == NULL) {
+		cap = c->cap ? c->cap * 2 : 8;
+		n = realloc(c->fids, cap * sizeof *n);
+		if (n != NULL)
+			c->fids = n;
+		k = n != NULL ? realloc(c->nlocks, cap * sizeof *k) : NULL;
+		if (k == NULL) {
 			log_err("rados: out of memory noting a lock of a "
 			    "connection: it stays until its server's lease "
 			    "lapses");
 			return;
 		}
-		c->fids = n;
-		c->cap = c->cap ? c->cap * 2 : 8;
+		c->nlocks = k;
+		c->cap = cap;
 	}
 	pthread_mutex_lock(&rl.mu);
-	c->fids[c->nfids++] = fid;
+	c->fids[c->nfids] = fid;
+	c->nlocks[c->nfids++] = count;
 	pthread_mutex_unlock(&rl.mu);
+}
+
+/* The locks and waiting LOCKs of this server's connections, for the
+ * metrics (the lock thread's own lists: no I/O). */
+static void
+locks_publish(void)
+{
+	const struct rl_conn *c;
+	const struct rl_file *f;
+	const struct rl_wait *w;
+	uint64_t locks = 0, waiters = 0;
+	size_t i;
+
+	for (c = rl.conns; c != NULL; c = c->next)
+		for (i = 0; i < c->nfids; i++)
+			locks += c->nlocks[i];
+	for (f = rl.files; f != NULL; f = f->next)
+		for (w = f->waiters; w != NULL; w = w->next)
+			waiters++;
+	metrics_engine_locks(locks, waiters);
 }
 
 static struct rl_file *
@@ -1056,7 +1097,7 @@ noted:
 	for (i = 0; i < w->nst; i++)
 		if (w->st[i].sid == rl.sid)
 			conn_note(w->st[i].tok, w->fid,
-			    lock_conn_nlocks(w->st[i].lc) > 0);
+			    lock_conn_nlocks(w->st[i].lc));
 	return 0;
 }
 
@@ -1319,6 +1360,7 @@ park(struct job *j, uint64_t bsid, uint64_t btok, uint64_t bown)
 	c->nwait++;
 	pthread_mutex_unlock(&rl.mu);
 	rl.waits++;
+	locks_publish();
 	if (waiter_blocked(f, w)) {
 		file_maybe_free(f);
 		return;
@@ -1545,7 +1587,7 @@ conn_drop_locks(struct rl_conn *c)
 		rc = table_cas(c->fids[i], 1, c->token, NULL, NULL);
 		if (rc == 0) {
 			pthread_mutex_lock(&rl.mu);
-			c->fids[i] = c->fids[--c->nfids];
+			conn_forget(c, i);
 			pthread_mutex_unlock(&rl.mu);
 			continue;
 		}
@@ -1570,6 +1612,7 @@ conn_free(struct rl_conn *c)
 	*cp = c->next;
 	pthread_mutex_unlock(&rl.mu);
 	free(c->fids);
+	free(c->nlocks);
 	free(c);
 }
 
@@ -1701,6 +1744,7 @@ lock_main(void *arg)
 			break;
 		}
 		tick();
+		locks_publish();
 	}
 	return NULL;
 }
@@ -1797,8 +1841,10 @@ re_lock_stop(struct rados_engine *e)
 	while ((c = rl.conns) != NULL) {
 		rl.conns = c->next;
 		free(c->fids);
+		free(c->nlocks);
 		free(c);
 	}
+	metrics_engine_locks(0, 0);
 	while ((p = rl.peers) != NULL) {
 		rl.peers = p->next;
 		free(p);

@@ -117,14 +117,14 @@ void
 re_remove_body(struct rados_engine *e, uint64_t id)
 {
 	char oid[RE_OID_MAX], mbox[MST_PATH_MAX + 1];
-	int quota = re_quota_on(e), n = 0, rc;
+	int quota = 1, n = 0, rc;
 	uint64_t size = 0;
 
 	re_oid(oid, 'b', id);
-	/* Its mailbox's quota gets the size back, once: only the remove
+	/* Its mailbox's usage gets the size back, once: only the remove
 	 * that found the body gives it. */
-	if (quota && ((n = rados_getxattr(e->io, oid, "mbox", mbox,
-	    sizeof mbox - 1)) < 0 || rados_stat(e->io, oid, &size, NULL) < 0))
+	if ((n = rados_getxattr(e->io, oid, "mbox", mbox,
+	    sizeof mbox - 1)) < 0 || rados_stat(e->io, oid, &size, NULL) < 0)
 		quota = 0;
 	rc = rados_remove(e->io, oid);
 	if (rc < 0 && rc != -ENOENT)
@@ -798,14 +798,10 @@ op_statfs(struct rados_engine *e, struct job *j)
 	    freeb - e->conf.reserve_bytes : 0;
 	r.files_total = cs.num_objects + r.bytes_free / 4096;
 	r.files_free = r.bytes_free / 4096;
-	if (re_quota_on(e)) {
-		rc = re_quota_usage(e, j->req.path.path.p, j->req.path.path.len,
-		    &r.used_bytes, &r.used_msgs);
-		if (rc < 0)
-			return rc;
-		re_quota_limits(e, j->req.path.path.p, j->req.path.path.len,
-		    &r.quota_bytes, &r.quota_msgs);
-	}
+	rc = re_quota_get(e, j->req.path.path.p, j->req.path.path.len,
+	    &r.used_bytes, &r.used_msgs, &r.quota_bytes, &r.quota_msgs);
+	if (rc < 0)
+		return rc;
 	return reply_statfs_rep(j, &r);
 }
 

@@ -5,9 +5,10 @@
  *
  *  1. list every object (rados_nobjects_list): bodies b.*, entry stores
  *     d.* and m.*, usage objects q.*;
- *  2. read every usage object's value and object version; wait |settle|
- *     seconds so that deliveries that had reserved room by then have
- *     named their message (a recount must not miss them);
+ *  2. read every usage object's value and object version, and the
+ *     version of the pool's totals (mst.usage); wait |settle| seconds so
+ *     that deliveries that had reserved room by then have named their
+ *     message (a recount must not miss them);
  *  3. page through every store's omap: each message entry names a body
  *     (kept in a sorted set); each idempotency record i.* older than
  *     |idem_expiry| is removed, guarded by its value (a record rewritten
@@ -22,9 +23,19 @@
  *     is read once more (a message moved during the pass is kept) and
  *     the remove is guarded by the loc read (cmpxattr);
  *  5. each mailbox's usage is set to what its named bodies add up to,
- *     guarded by the object version read in 2: any reservation or give
- *     back since then fails the guard and the mailbox is reported busy,
- *     not recounted. A message entry whose body is missing is damage.
+ *     guarded by the object version read in 2 (a mailbox that had no
+ *     usage object, filled before every server counted usage, gets one
+ *     by exclusive create): any reservation or give back since then
+ *     fails the guard and the mailbox is reported busy, not recounted.
+ *     A message entry whose body is missing is damage;
+ *  6. after two seconds (every server writes its changes of the totals
+ *     each second), the pool's totals are set to what was counted in 4,
+ *     guarded by the version read in 2 (engine_rados_quota.c): a change
+ *     anywhere meanwhile leaves them as they were (usage_totals=busy).
+ *
+ * Progress (stats, and the scrub metrics): message bytes checked in 4,
+ * of the bytes the usage objects count (known after 2; raised if the
+ * bodies turn out to hold more), and the phase.
  *
  * Arguments (ADMIN arg, KEY=N words): grace=SECONDS (3600),
  * idem_expiry=SECONDS (86400), settle=SECONDS (10, only when there are
@@ -46,6 +57,7 @@
 
 #include "engine_rados.h"
 #include "log.h"
+#include "metrics.h"
 
 #define PAGE		1024u
 #define PROGRESS_S	5
@@ -72,7 +84,45 @@ struct qsnap {
 	uint64_t ver, bytes, msgs, nbytes, nmsgs;
 	char raw[RE_QUOTA_LEN + 1];
 	int ok;
+	int absent;		/* none was listed: made by the recount */
 };
+
+/* The running scrub's progress, for stats (one scrub at a time counts;
+ * another started meanwhile shares them). */
+static atomic_int sp_running;
+static atomic_uint_fast64_t sp_done, sp_total, sp_bodies_done,
+    sp_bodies_total;
+static const char *_Atomic sp_phase = "none";
+
+static void
+sp_set_phase(const char *phase)
+{
+	atomic_store(&sp_phase, phase);
+}
+
+static void
+sp_add(uint64_t bytes)
+{
+	uint64_t done = atomic_fetch_add(&sp_done, bytes) + bytes;
+
+	if (done > atomic_load(&sp_total)) {
+		atomic_store(&sp_total, done);
+		metrics_scrub_size(done);
+	}
+	metrics_scrub_progress(done);
+}
+
+void
+re_scrub_stats(struct re_text *t)
+{
+	re_text_add(t, "scrub_running=%d\nscrub_phase=%s\n"
+	    "scrub_bytes_done=%" PRIu64 "\nscrub_bytes_total=%" PRIu64
+	    "\nscrub_bodies_done=%" PRIu64 "\nscrub_bodies_total=%" PRIu64
+	    "\n", atomic_load(&sp_running) > 0, atomic_load(&sp_phase),
+	    (uint64_t)atomic_load(&sp_done), (uint64_t)atomic_load(&sp_total),
+	    (uint64_t)atomic_load(&sp_bodies_done),
+	    (uint64_t)atomic_load(&sp_bodies_total));
+}
 
 struct scrub {
 	struct rados_engine *e;
@@ -87,6 +137,10 @@ struct scrub {
 	uint64_t bad_values, bad_bodies, missing, orphans, removed, young;
 	uint64_t kept_moved, verified, qfixed, qbusy, errors, lines;
 	uint64_t max_keys, large;
+	uint64_t tbytes, tmsgs, tboxes;	/* counted for the totals */
+	uint64_t usage_ver;		/* mst.usage's, read in 2 */
+	int usage_read;			/* ... usage_ver was read */
+	const char *totals;		/* what became of them */
 	char max_oid[RE_OID_MAX];
 };
 
@@ -581,6 +635,39 @@ quota_of(struct scrub *sc, const char *mbox)
 	return bsearch(&key, sc->q, sc->nq, sizeof *sc->q, qsnap_cmp);
 }
 
+/* The same, made (in order) when no usage object was listed: its
+ * mailbox's messages predate usage counted by every server. NULL when
+ * out of memory. */
+static struct qsnap *
+quota_of_make(struct scrub *sc, const char *mbox)
+{
+	struct qsnap *q = quota_of(sc, mbox);
+	size_t lo = 0, hi = sc->nq, mid;
+
+	if (q != NULL)
+		return q;
+	while (lo < hi) {
+		mid = (lo + hi) / 2;
+		if (strcmp(sc->q[mid].mbox, mbox) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	q = realloc(sc->q, (sc->nq + 1) * sizeof *q);
+	if (q == NULL)
+		return NULL;
+	sc->q = q;
+	memmove(&q[lo + 1], &q[lo], (sc->nq - lo) * sizeof *q);
+	memset(&q[lo], 0, sizeof *q);
+	if ((q[lo].mbox = strdup(mbox)) == NULL) {
+		memmove(&q[lo], &q[lo + 1], (sc->nq - lo) * sizeof *q);
+		return NULL;
+	}
+	q[lo].absent = 1;
+	sc->nq++;
+	return &q[lo];
+}
+
 /* 4: every body. */
 static void
 check_bodies(struct scrub *sc)
@@ -592,8 +679,11 @@ check_bodies(struct scrub *sc)
 	int n, named;
 
 	qsort(sc->named.v, sc->named.n, sizeof *sc->named.v, u64_cmp);
+	sp_set_phase("bodies");
+	atomic_store(&sp_bodies_total, sc->bodies.n);
 	for (i = 0; i < sc->bodies.n; i++) {
 		progress(sc, "bodies checked", i, sc->bodies.n);
+		atomic_store(&sp_bodies_done, i);
 		id = sc->bodies.v[i];
 		re_oid(oid, 'b', id);
 		named = idvec_has(&sc->named, id);
@@ -608,18 +698,25 @@ check_bodies(struct scrub *sc)
 			damage(sc, "%s: body checksum mismatch (%" PRIu64
 			    " bytes)", oid, size);
 		}
-		if (sc->nq == 0)
-			continue;
+		sp_add(size);
+		sc->tbytes += size;
+		sc->tmsgs++;
 		n = rados_getxattr(sc->e->io, oid, "mbox", mbox,
 		    sizeof mbox - 1);
 		if (n < 0)
 			continue;
 		mbox[n] = '\0';
-		if ((q = quota_of(sc, mbox)) != NULL) {
+		if ((q = quota_of_make(sc, mbox)) != NULL) {
+			sc->tboxes += q->nmsgs == 0;
 			q->nbytes += size;
 			q->nmsgs++;
+		} else {
+			sc->errors++;
+			log_warn("rados: scrub: out of memory counting the "
+			    "usage of %s", mbox);
 		}
 	}
+	atomic_store(&sp_bodies_done, sc->bodies.n);
 	/* Named but missing: damage, unless it went since the pass read
 	 * its entry (EXPUNGE removes the entry first) or came after the
 	 * listing (DELIVER writes the body first). */
@@ -650,9 +747,11 @@ recount(struct scrub *sc)
 
 	for (i = 0; i < sc->nq; i++) {
 		q = &sc->q[i];
-		if (q->ver == 0)
+		if (q->ver == 0 && !q->absent)
 			continue;	/* not read */
 		if (q->ok && q->bytes == q->nbytes && q->msgs == q->nmsgs)
+			continue;
+		if (q->absent && q->nmsgs == 0)
 			continue;
 		re_text_add(&sc->t, "quota=%s bytes %" PRIu64 " -> %" PRIu64
 		    ", messages %" PRIu64 " -> %" PRIu64 "\n", q->mbox,
@@ -663,7 +762,11 @@ recount(struct scrub *sc)
 		re_quota_value(v, q->nbytes, q->nmsgs);
 		if ((op = rados_create_write_op()) == NULL)
 			continue;
-		rados_write_op_assert_version(op, q->ver);
+		if (q->absent)	/* made since the listing: busy */
+			rados_write_op_create(op, LIBRADOS_CREATE_EXCLUSIVE,
+			    NULL);
+		else
+			rados_write_op_assert_version(op, q->ver);
 		re_cmp(op, "u", q->ok ? q->raw : "", q->ok ? RE_QUOTA_LEN : 0);
 		re_set(op, "u", v, RE_QUOTA_LEN);
 		rc = re_write(sc->e, oid, op);
@@ -674,7 +777,7 @@ recount(struct scrub *sc)
 			    ", %" PRIu64 ")", q->mbox, q->nbytes, q->nmsgs,
 			    q->bytes, q->msgs);
 		} else if (rc == -ERANGE || rc == -EOVERFLOW ||
-		    rc == -ECANCELED) {
+		    rc == -ECANCELED || rc == -EEXIST) {
 			sc->qbusy++;
 			re_text_add(&sc->t, "quota_busy=%s (changed during "
 			    "the scrub; not recounted)\n", q->mbox);
@@ -684,6 +787,55 @@ recount(struct scrub *sc)
 			    strerror(-rc));
 		}
 	}
+}
+
+/* 6: the pool's totals set to what was counted, unless anything moved
+ * since 2 (engine_rados_quota.c). */
+static void
+totals(struct scrub *sc)
+{
+	int rc;
+
+	sc->totals = "dry_run";
+	if (sc->dry_run)
+		return;
+	sc->totals = "busy";
+	if (!sc->usage_read)
+		return;
+	sp_set_phase("totals");
+	sleep(2);	/* every server's changes written by now */
+	rc = re_usage_fold(sc->e, sc->usage_ver, sc->tbytes, sc->tmsgs,
+	    sc->tboxes);
+	if (rc == 0)
+		sc->totals = "set";
+	else if (rc != -ECANCELED) {
+		sc->errors++;
+		log_warn("rados: scrub: setting the pool's totals: %s",
+		    strerror(-rc));
+	}
+}
+
+static void
+begin_progress(void)
+{
+	atomic_fetch_add(&sp_running, 1);
+	atomic_store(&sp_done, 0);
+	atomic_store(&sp_total, 0);
+	atomic_store(&sp_bodies_done, 0);
+	atomic_store(&sp_bodies_total, 0);
+	sp_set_phase("listing");
+}
+
+/* The end: done is the total, as the local engine leaves it. */
+static void
+end_progress(const struct scrub *sc)
+{
+	atomic_store(&sp_total, atomic_load(&sp_done));
+	metrics_scrub_size(atomic_load(&sp_done));
+	metrics_scrub_progress(atomic_load(&sp_done));
+	metrics_scrub_end(sc->bad_values + sc->bad_bodies + sc->missing);
+	sp_set_phase("done");
+	atomic_fetch_sub(&sp_running, 1);
 }
 
 static void
@@ -740,22 +892,37 @@ re_scrub(struct rados_engine *e, struct job *j)
 	    "expiry %" PRIu64 " s%s", e->conf.pool, sc.grace, sc.idem_expiry,
 	    sc.dry_run ? ", dry run" : "");
 	sc.last = t0;
+	begin_progress();
 	rc = list_pool(&sc);
-	for (i = 0; rc == 0 && i < sc.nq; i++)
+	/* The totals' version first: a change of theirs after it may
+	 * have been missed by the usage objects' read. */
+	if (rc == 0 && re_usage_snapshot(e, &sc.usage_ver) == 0)
+		sc.usage_read = 1;
+	sp_set_phase("usage");
+	for (i = 0; rc == 0 && i < sc.nq; i++) {
 		quota_snap(&sc, &sc.q[i]);
+		if (sc.q[i].ok)
+			atomic_fetch_add(&sp_total, sc.q[i].bytes);
+	}
+	metrics_scrub_begin(atomic_load(&sp_total));
 	if (rc == 0 && sc.nq && sc.settle) {
 		log_info("rados: scrub: %zu usage objects read; waiting %" PRIu64
 		    " s for deliveries in flight", sc.nq, sc.settle);
+		sp_set_phase("settle");
 		sleep((unsigned)sc.settle);
 	}
+	sp_set_phase("stores");
 	for (i = 0; rc == 0 && i < sc.stores.n; i++) {
 		progress(&sc, "stores scanned", i, sc.stores.n);
 		rc = scan_store(&sc, sc.stores.v[i]);
 	}
 	if (rc == 0) {
 		check_bodies(&sc);
+		sp_set_phase("recount");
 		recount(&sc);
+		totals(&sc);
 	}
+	end_progress(&sc);
 	if (rc < 0) {
 		scrub_free(&sc);
 		return rc;
@@ -769,12 +936,15 @@ re_scrub(struct rados_engine *e, struct job *j)
 	    "\norphans_in_grace=%" PRIu64 "\nidem_records=%" PRIu64
 	    "\nidem_expired=%" PRIu64 "\nquota_mailboxes=%zu\n"
 	    "quota_recounted=%" PRIu64 "\nquota_busy=%" PRIu64
+	    "\nusage_totals=%s\ntotal_messages=%" PRIu64 "\ntotal_bytes=%"
+	    PRIu64 "\ntotal_mailboxes=%" PRIu64
 	    "\nlargest_store=%s %" PRIu64 " keys\nlarge_stores=%" PRIu64
 	    "\nerrors=%" PRIu64 "\nseconds=%" PRId64 "\nresult=%s\n",
 	    sc.objects, sc.stores.n, sc.entries, sc.messages, sc.bodies.n,
 	    sc.verified, sc.bad_bodies, sc.missing, sc.bad_values, sc.orphans,
 	    sc.removed, sc.young, sc.idems, sc.idem_expired, sc.nq, sc.qfixed,
-	    sc.qbusy, sc.max_oid[0] ? sc.max_oid : "-", sc.max_keys,
+	    sc.qbusy, sc.totals, sc.tmsgs, sc.tbytes, sc.tboxes,
+	    sc.max_oid[0] ? sc.max_oid : "-", sc.max_keys,
 	    sc.large, sc.errors, mono_s() - t0,
 	    damaged ? "damaged" : "clean");
 	if (damaged)

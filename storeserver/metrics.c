@@ -58,6 +58,7 @@ static mctr compactions, compact_moved, compact_running, compact_size,
     compact_scanned;
 static mctr scrubs, scrub_damage, scrub_running, scrub_size,
     scrub_checked;
+static mctr engine_locks, engine_waiters;
 
 int64_t
 metrics_now_ns(void)
@@ -157,6 +158,19 @@ metrics_scrub_begin(uint64_t size)
 	SET(scrub_size, size);
 	SET(scrub_checked, 0);
 	ADD(scrub_running, 1);
+}
+
+void
+metrics_scrub_size(uint64_t size)
+{
+	SET(scrub_size, size);
+}
+
+void
+metrics_engine_locks(uint64_t locks, uint64_t waiters)
+{
+	SET(engine_locks, locks);
+	SET(engine_waiters, waiters);
 }
 
 void
@@ -345,12 +359,13 @@ render_engine(struct out *o)
 	    GET(log_bytes));
 	if (GET(store_set)) {
 		scalar(o, "mstored_store_messages", "gauge",
-		    "Messages in the store (local engine).", GET(store_msgs));
+		    "Messages in the store (rados: in the pool).",
+		    GET(store_msgs));
 		scalar(o, "mstored_store_message_bytes", "gauge",
-		    "Bytes of the messages in the store (local engine).",
+		    "Bytes of the messages in the store (rados: in the pool).",
 		    GET(store_bytes));
 		scalar(o, "mstored_store_mailboxes", "gauge",
-		    "Mailboxes in the store (local engine).",
+		    "Mailboxes holding messages (rados: in the pool).",
 		    GET(store_mboxes));
 	}
 	scalar(o, "mstored_compactions_total", "counter",
@@ -371,9 +386,10 @@ render_engine(struct out *o)
 	scalar(o, "mstored_scrub_running", "gauge",
 	    "Scrubs under way.", GET(scrub_running));
 	scalar(o, "mstored_scrub_size_bytes", "gauge",
-	    "Log bytes the last or current scrub verifies.", GET(scrub_size));
+	    "Bytes the last or current scrub verifies (log; "
+	    "rados: messages).", GET(scrub_size));
 	scalar(o, "mstored_scrub_checked_bytes", "gauge",
-	    "Log bytes it has verified so far.", GET(scrub_checked));
+	    "Bytes it has verified so far.", GET(scrub_checked));
 }
 
 char *
@@ -402,10 +418,11 @@ metrics_render(const struct metrics_live *live, size_t *len_out)
 	scalar(&o, "mstored_watches", "gauge",
 	    "Directories watched, summed over connections.", live->watches);
 	scalar(&o, "mstored_locks", "gauge",
-	    "File locks held (locks kept by mstored itself).", live->locks);
+	    "File locks held by this server's connections.",
+	    live->locks + GET(engine_locks));
 	scalar(&o, "mstored_lock_waiters", "gauge",
 	    "LOCK requests waiting for a conflicting lock to go.",
-	    live->lock_waiters);
+	    live->lock_waiters + GET(engine_waiters));
 	scalar(&o, "mstored_requests_in_flight", "gauge",
 	    "Requests handed to the storage engine and not yet answered.",
 	    live->jobs);

@@ -35,8 +35,9 @@ void metrics_notice_sent(void);
 /* Local engine: a group commit of |nrec| records and |bytes| log bytes
  * made durable by one fdatasync that took |sync_ns|. */
 void metrics_commit(unsigned nrec, uint64_t bytes, int64_t sync_ns);
-/* Local engine: the store now holds |msgs| messages of |bytes|, in
- * |mailboxes| mailboxes (after replay and after every group commit). */
+/* The store now holds |msgs| messages of |bytes|, in |mailboxes|
+ * mailboxes: the local engine after replay and after every group
+ * commit, rados from the pool's totals (every server the same). */
 void metrics_store(uint64_t msgs, uint64_t bytes, uint64_t mailboxes);
 
 /* Compaction of one segment of |size| bytes: begin, |scanned| bytes of
@@ -50,6 +51,12 @@ void metrics_compact_end(int ok, uint64_t moved);
 void metrics_scrub_begin(uint64_t size);
 void metrics_scrub_progress(uint64_t checked);
 void metrics_scrub_end(uint64_t damage);
+/* The scrub under way turned out to cover |size| bytes after all. */
+void metrics_scrub_size(uint64_t size);
+/* Engines that keep locks themselves (engine_ops.locks: rados): the
+ * locks held by this server's connections and their waiting LOCKs,
+ * added to the network layer's at each scrape. */
+void metrics_engine_locks(uint64_t locks, uint64_t waiters);
 
 /* What the loop counts at the time of a scrape. */
 struct metrics_live {

@@ -553,17 +553,26 @@ static void
 scrub_report(struct scrub_progress *p, struct mst_client *c, int last)
 {
 	struct mst_admin_rep r;
-	uint64_t done, total, run = 0;
+	uint64_t done, total, run = 0, bd, bt;
 	double secs = (double)(cli_now_ns() - p->t0) / 1e9;
+	char bodies[64] = "";
+	int rados;
 
 	if (c != NULL && stats_on(c, &r) == 0 &&
 	    stat_value(&r.text, "scrub_bytes_done", &done) &&
 	    stat_value(&r.text, "scrub_bytes_total", &total)) {
 		(void)stat_value(&r.text, "scrub_running", &run); /* 0 */
+		/* rados: message bytes, and the bodies as well. */
+		rados = stat_value(&r.text, "scrub_bodies_done", &bd) &&
+		    stat_value(&r.text, "scrub_bodies_total", &bt);
+		if (rados)
+			snprintf(bodies, sizeof bodies, "; %" PRIu64 " of %"
+			    PRIu64 " bodies", bd, bt);
 		progress_say(p->tty, "scrub: %s%3.0f%% (%" PRIu64 " of %"
-		    PRIu64 " log bytes checked), %.0f s", last && !run ?
+		    PRIu64 " %s bytes checked%s), %.0f s", last && !run ?
 		    "done, " : "", total ? 100.0 * (double)done /
-		    (double)total : 100.0, done, total, secs);
+		    (double)total : 100.0, done, total, rados ? "message" :
+		    "log", bodies, secs);
 	} else {
 		progress_say(p->tty, "scrub: %s%.0f s (this server reports "
 		    "no scrub progress)", last ? "done after " : "running, ",

@@ -354,7 +354,6 @@ struct ckload {
 	struct index *ix;
 	struct mbox **mb;
 	uint32_t nmb;
-	uint64_t lsn;
 	int v1;
 	index_body_fn *body;
 	void *body_arg;
@@ -471,8 +470,12 @@ load_node(struct ckload *l, struct rd *r)
 	n = index_find_id(ix, rc.id);
 	n->ctime_ns = ctime;
 	n->atime_ns = atime;
+	/* Its removals before the checkpoint are forgotten, and each of
+	 * them moved its change: a delta since at least that misses none
+	 * (a folder unchanged across a clean restart is not listed in
+	 * full again). */
 	if (n->type == MST_T_DIR)
-		n->x.dir->tomb_floor = l->lsn;
+		n->x.dir->tomb_floor = change;
 	return 0;
 }
 
@@ -590,7 +593,6 @@ index_load(struct index *ix, int fd, index_body_fn *body, void *body_arg,
 	}
 	l.mb = mb;
 	l.nmb = nmb;
-	l.lsn = lsn;
 	for (i = 0; i < nnodes; i++) {
 		r = ckr_rd(c, CK_ITEM_MAX);
 		l.file = NULL;

@@ -123,6 +123,18 @@ struct store_media {
 extern const struct store_media store_files;
 extern const struct store_media store_memory;
 
+/* The change-number epoch (eng_epoch.c, DIR/epoch). */
+struct epoch {
+	uint64_t base;		/* the counter after the last jump */
+	uint64_t floor;		/* LIST deltas since below it: full */
+	uint64_t clean;		/* lsn of a clean close, if has_clean */
+	int has_clean;
+};
+
+/* How far an unclean start moves the change counter: more than the
+ * records a crash can take with it. */
+#define EPOCH_GAP	((uint64_t)1 << 32)
+
 struct engine {
 	struct engine_conf conf;
 	const struct store_media *media;
@@ -136,6 +148,8 @@ struct engine {
 	uint32_t nsegs;			/* table size; guarded by mu */
 	struct seg *active;		/* writer-owned */
 	uint64_t lsn;			/* writer-owned */
+	struct epoch epoch;		/* set at open, and at a roll back
+					   under mu for writing */
 	uint64_t ckpt_lsn;		/* writer-owned */
 	uint32_t ckpt_seg;		/* writer-owned */
 	uint64_t since_ckpt;		/* log bytes since; writer-owned */
@@ -426,6 +440,17 @@ void stage_free(struct engine *e);
  * none). */
 void quota_admin(struct engine *e, struct job *j);
 int quota_set_load(struct engine *e);
+
+/* eng_epoch.c. After the index is built (at open, and again after a
+ * roll back with |rolled_back|): move the change counter past every
+ * number handed out before unless the last close was clean, and write
+ * DIR/epoch without its clean mark. 0 or a negative errno. */
+int epoch_start(struct engine *e, int rolled_back);
+/* After the last batch is durable: mark the close clean. */
+void epoch_close(struct engine *e);
+/* A directory's counter as LIST and WATCH report it: never below the
+ * epoch's floor, so that it serves as a since of this epoch. */
+uint64_t epoch_counter(const struct engine *e, uint64_t change);
 
 /* engine_local.c */
 /* The engine over |m|: engine_local's open is this over store_files. */

@@ -594,8 +594,17 @@ ops_mutate(struct engine *e, struct batch *b, struct job *j)
 
 /* --- reads --- */
 
+/*
+ * A delta since |since| holds every entry changed after it and every
+ * removal after it that the tombs still know. Otherwise the listing is
+ * full: a since below the tomb floor (removals forgotten), below the
+ * epoch's floor (from before a crash or a roll back: it may name a
+ * state the store lost, eng_epoch.c), or above the store's counter (not
+ * one of this store's numbers).
+ */
 static int
-list_dir(struct job *j, const struct node *dir, uint64_t since)
+list_dir(const struct engine *e, struct job *j, const struct node *dir,
+    uint64_t since)
 {
 	struct lister l;
 	struct mst_list_entry en;
@@ -605,10 +614,11 @@ list_dir(struct job *j, const struct node *dir, uint64_t since)
 
 	if (dir->type != MST_T_DIR)
 		return -ENOTDIR;
-	if (since < dir->x.dir->tomb_floor)
+	if (since < dir->x.dir->tomb_floor || since < e->epoch.floor ||
+	    since > e->ix->lsn)
 		since = 0;
-	lister_init(&l, j, dir->change, (uint64_t)dir->mtime_ns,
-	    since == 0 ? MST_LIST_FULL : 0);
+	lister_init(&l, j, epoch_counter(e, dir->change),
+	    (uint64_t)dir->mtime_ns, since == 0 ? MST_LIST_FULL : 0);
 	for (c = dir->x.dir->first; c; c = c->sib_next) {
 		if (index_change(c) <= since)
 			continue;
@@ -646,10 +656,10 @@ read_locked(struct engine *e, struct job *j, struct node **body_out,
 	case MST_OP_LIST:
 		rc = mail_dir(ix, j->req.list.mailbox, j->req.list.folder,
 		    j->req.list.sub, &dir);
-		return rc ? rc : list_dir(j, dir, j->req.list.since);
+		return rc ? rc : list_dir(e, j, dir, j->req.list.since);
 	case MST_OP_READDIR:
 		rc = index_resolve(ix, j->req.path.path, &dir);
-		return rc ? rc : list_dir(j, dir, 0);
+		return rc ? rc : list_dir(e, j, dir, 0);
 	case MST_OP_STAT:
 		rc = mail_dir(ix, j->req.ref.mailbox, j->req.ref.folder,
 		    j->req.ref.sub, &dir);
@@ -683,7 +693,8 @@ read_locked(struct engine *e, struct job *j, struct node **body_out,
 		rc = index_resolve(ix, j->req.path.path, &n);
 		if (rc == 0 && n->type != MST_T_DIR)
 			rc = -ENOTDIR;
-		return rc ? rc : reply_watch_rep(j, n->change);
+		return rc ? rc : reply_watch_rep(j, epoch_counter(e,
+		    n->change));
 	}
 	return -EOPNOTSUPP;
 }

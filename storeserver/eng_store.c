@@ -405,9 +405,12 @@ build_index(struct engine *e)
 int
 store_reload(struct engine *e)
 {
+	int rc;
+
 	index_free(e->ix);
 	e->ix = NULL;
-	return build_index(e);
+	rc = build_index(e);
+	return rc ? rc : epoch_start(e, 1);
 }
 
 static int
@@ -495,6 +498,8 @@ store_open(struct engine *e)
 
 	if (rc == 0)
 		rc = build_index(e);
+	if (rc == 0)
+		rc = epoch_start(e, 0);
 	if (rc == 0 && e->active == NULL)
 		rc = store_rotate(e);
 	return rc;

@@ -1077,6 +1077,7 @@ engine_close(struct engine *e)
 		jq_stop(&e->rq);
 		for (i = 0; i < e->nreaders; i++)
 			pthread_join(e->readers[i], NULL);
+		epoch_close(e);		/* every batch is durable now */
 		store_close(e);
 		orefs_free(e);
 		log_info("store %s closed at lsn %llu", e->dir,

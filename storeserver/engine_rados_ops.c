@@ -639,7 +639,8 @@ list_sharded(struct rados_engine *e, struct job *j, struct rstore *s,
 	}
 	if (tries == RE_RETRIES)
 		return re_err("list (too many races)", s->oid, -EAGAIN);
-	if (since && since >= st.lf)
+	/* A since above the counter is not this folder's: in full. */
+	if (since && since >= st.lf && since <= st.c)
 		return list_delta(e, j, s, nsh, &st, since);
 	return list_full_sharded(e, j, s, nsh, &st);
 }
@@ -669,7 +670,7 @@ list_dir(struct rados_engine *e, struct job *j, const struct rres *r,
 			rc = re_not_live(e, &s, &st);
 			return rc < 0 ? rc : list_full(e, j, &s);
 		}
-		if (since >= st.lf)
+		if (since >= st.lf && since <= st.c)
 			return list_delta(e, j, &s, 1, &st, since);
 	}
 	rc = list_full(e, j, &s);

@@ -809,6 +809,139 @@ START_TEST(list_since_returns_only_changes)
 }
 END_TEST
 
+/* LIST of |t|'s m/new since |since|: its counter, FULL, and entries. */
+static void
+list_m(struct tengine *t, uint64_t since, uint64_t *change, int *full,
+    unsigned *count)
+{
+	struct mst_list_req l = { mst_str_of("m"), mst_str_of(""), MST_SUB_NEW,
+		since };
+	struct mst_list_rep lr;
+	uint8_t buf[256];
+	int n = mst_list_req_encode(&l, buf, sizeof buf);
+	struct job *j = trun(t, MST_OP_LIST, buf, (size_t)n, NULL, 0);
+
+	ck_assert_int_eq(j->status, 0);
+	ck_assert_int_eq(mst_list_rep_decode(&lr, j->frames[0].p,
+	    j->frames[0].len), 0);
+	*change = lr.change;
+	*full = (lr.flags & MST_LIST_FULL) != 0;
+	*count = lr.count;
+	job_free(j);
+}
+
+/* A clean stop and start keeps every since valid: a folder that did not
+ * change is an empty delta, one that did a delta of what changed, even
+ * with the rest of the store far ahead. A since above the counter is
+ * not one of this store's: a full listing. */
+START_TEST(list_since_survives_a_clean_restart)
+{
+	uint64_t since, now;
+	unsigned count;
+	int full;
+
+	ck_assert_int_eq(t_mkdirs(&T, "m"), 0);
+	ck_assert_int_eq(t_mkdirs(&T, "o"), 0);
+	ck_assert_int_eq(t_deliver(&T, "m", MST_SUB_NEW, "a", "1", 1, NULL,
+	    NULL), 0);
+	list_m(&T, 0, &since, &full, &count);
+	ck_assert(full);
+	ck_assert_int_eq(t_deliver(&T, "o", MST_SUB_NEW, "x", "1", 1, NULL,
+	    NULL), 0);
+	reopen();
+	list_m(&T, since, &now, &full, &count);
+	ck_assert_msg(!full && count == 0 && now == since, "after a clean "
+	    "restart, LIST since the folder's own counter: %s of %u entries "
+	    "at %llu (want an empty delta at %llu)", full ? "FULL" : "delta",
+	    count, (unsigned long long)now, (unsigned long long)since);
+	ck_assert_int_eq(t_expunge(&T, "m", MST_SUB_NEW, "a"), 0);
+	list_m(&T, since, &now, &full, &count);
+	ck_assert(!full);
+	ck_assert_uint_eq(count, 1);		/* a, REMOVED */
+	list_m(&T, now + 1000, &now, &full, &count);
+	ck_assert(full);
+}
+END_TEST
+
+/* A start that did not follow a clean stop (here a copy of the files
+ * taken while the store runs, as kill -9 or a crash leaves them) starts
+ * a new epoch: a since from before it gets a full listing, for ever;
+ * the counter the listing gives works as a since at once and across a
+ * clean restart. */
+START_TEST(list_since_from_before_an_unclean_start_is_full)
+{
+	char copy[96], cmd[256];
+	struct tengine T2;
+	uint64_t since, now, next;
+	unsigned count;
+	int full;
+
+	ck_assert_int_eq(t_mkdirs(&T, "m"), 0);
+	ck_assert_int_eq(t_deliver(&T, "m", MST_SUB_NEW, "a", "1", 1, NULL,
+	    NULL), 0);
+	list_m(&T, 0, &since, &full, &count);
+	snprintf(copy, sizeof copy, "%s-copy", tmpl);
+	snprintf(cmd, sizeof cmd, "cp -a %s %s", tmpl, copy);
+	ck_assert_int_eq(system(cmd), 0);
+	tconf(&T2, copy);
+	T2.ops = &engine_local;
+	ck_assert_int_eq(topen(&T2), 0);
+	list_m(&T2, since, &now, &full, &count);
+	ck_assert_msg(full && count == 1, "LIST since %llu after an unclean "
+	    "start: %s of %u entries", (unsigned long long)since,
+	    full ? "FULL" : "delta", count);
+	ck_assert_uint_gt(now, since);
+	list_m(&T2, now, &next, &full, &count);
+	ck_assert(!full && count == 0 && next == now);
+	tclose(&T2);
+	ck_assert_int_eq(topen(&T2), 0);	/* clean this time */
+	list_m(&T2, now, &next, &full, &count);
+	ck_assert(!full && count == 0 && next == now);
+	list_m(&T2, since, &next, &full, &count);
+	ck_assert(full);
+	tclose(&T2);
+	trm_tree(copy);
+}
+END_TEST
+
+/* A write that fails is rolled back and its change numbers were shown
+ * (LIST shows a change before its sync): the store goes on in a new
+ * epoch, so a since it may have given out gets a full listing. On a
+ * new store (the memory store at every start) a since from the last one
+ * is not taken for one of its own. */
+START_TEST(list_since_after_a_roll_back_or_from_another_store_is_full)
+{
+	uint64_t since, now;
+	unsigned count;
+	int full;
+
+	ck_assert_int_eq(t_mkdirs(&T, "m"), 0);
+	ck_assert_int_eq(t_deliver(&T, "m", MST_SUB_NEW, "a", "1", 1, NULL,
+	    NULL), 0);
+	list_m(&T, 0, &since, &full, &count);
+	dio_fail_at(DIO_SYNC, 1, EIO);
+	ck_assert_int_eq(t_deliver(&T, "m", MST_SUB_NEW, "b", "1", 1, NULL,
+	    NULL), -EIO);
+	list_m(&T, since, &now, &full, &count);
+	ck_assert_msg(full && count == 1, "LIST since %llu after a roll "
+	    "back: %s of %u entries", (unsigned long long)since,
+	    full ? "FULL" : "delta", count);
+	ck_assert_uint_gt(now, since);
+	tclose(&T);
+	trm_tree(tmpl);
+	ck_assert_int_eq(mkdir(tmpl, 0700), 0);
+	ck_assert_int_eq(topen(&T), 0);		/* a new store */
+	ck_assert_int_eq(t_mkdirs(&T, "m"), 0);
+	ck_assert_int_eq(t_deliver(&T, "m", MST_SUB_NEW, "c", "1", 1, NULL,
+	    NULL), 0);
+	list_m(&T, now, &since, &full, &count);
+	ck_assert_msg(full && count == 1, "LIST since another store's %llu: "
+	    "%s of %u entries (the store is at %llu)",
+	    (unsigned long long)now, full ? "FULL" : "delta", count,
+	    (unsigned long long)since);
+}
+END_TEST
+
 START_TEST(big_listing_spans_frames)
 {
 	struct mst_list_req l = { mst_str_of("m"), mst_str_of(""), MST_SUB_NEW,
@@ -2859,6 +2992,10 @@ engine_suite(void)
 		{ compaction_keeps_every_live_message, ON_BOTH },
 		{ scrub_finds_a_flipped_bit, ON_LOCAL },
 		{ list_since_returns_only_changes, ON_BOTH },
+		{ list_since_survives_a_clean_restart, ON_LOCAL },
+		{ list_since_from_before_an_unclean_start_is_full, ON_LOCAL },
+		{ list_since_after_a_roll_back_or_from_another_store_is_full,
+		    ON_BOTH },
 		{ big_listing_spans_frames, ON_BOTH },
 		{ big_checkpoint_round_trips_and_damage_is_refused, ON_LOCAL },
 		{ big_torn_tail_is_cut_and_damage_before_a_record_is_not,

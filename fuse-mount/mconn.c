@@ -1617,8 +1617,8 @@ check_call(struct mconn *c, unsigned op, const void *head, size_t hlen,
 	    op == MST_OP_NOTIFY)
 		return -EINVAL;
 	if (blen > 0 && op != MST_OP_DELIVER && op != MST_OP_STAGE &&
-	    op != MST_OP_PUT &&
-	    op != MST_OP_WRITE)
+	    op != MST_OP_PUT && op != MST_OP_WRITE &&
+	    op != MST_OP_SPOOL)	/* its data, in one frame */
 		return -EINVAL;
 	/* The head must fit the first frame at any negotiable size. */
 	if (hlen > MST_FRAME_MIN)

@@ -295,6 +295,7 @@ struct mount {
 	pthread_t settler;
 	pthread_cond_t settled_cv;	/* with mu: a wr_settle reached 0 */
 	pthread_cond_t fcv;	/* with mu: a folder's LIST is in */
+	pthread_cond_t spool_cv;	/* with mu: a SPOOL sender is done */
 	/* A directory minode is about to be freed (mu held): the inode
 	 * table calls this, set by main.c to watch_drop, so its watch ends
 	 * without inode.c knowing of watches. NULL: nothing to do. */
@@ -589,6 +590,13 @@ void stage_tmp(struct mount *m, struct minode *n);
  * stage_drop without mu. */
 struct stage *stage_take(struct minode *n);
 void stage_drop(struct mount *m, struct stage *st);
+/* A tmp/ file was written (|wrote| bytes): if it holds a SPOOL_CHUNK
+ * past its last SPOOL, |n| is returned with one nopen reference held for
+ * spool_write, else NULL. After the kernel has its answer, spool_write sends those
+ * bytes in pieces while the writer goes on, and gives the reference
+ * back. Mu NOT held. */
+struct minode *spool_hold(struct mount *m, struct minode *n, size_t wrote);
+void spool_write(struct mount *m, struct minode *n);
 void op_link(fuse_req_t, fuse_ino_t, fuse_ino_t, const char *);
 void op_rename(fuse_req_t, fuse_ino_t, const char *, fuse_ino_t,
     const char *, unsigned int);

@@ -25,6 +25,20 @@
  * name is durable. A staged body fits the file while the file's
  * contents (fbuf gen), mode and owner are those it was staged with;
  * otherwise, and whenever the store lacks it, the whole DELIVER goes.
+ *
+ * One writer, large messages: a body of SPOOL_CHUNK bytes or more in a
+ * quiet mailbox travels while it is being written. After the kernel has
+ * its answer to a WRITE, the thread that served it SPOOLs what the file
+ * holds past its last SPOOL, in pieces of SPOOL_CHUNK, while the writer
+ * goes on writing (mstore-protocol(7), SPOOL). The store keeps them in
+ * memory only; the link() or rename() sends the rest and a COMMIT of the
+ * same id, which the store runs as a DELIVER of the spooled bytes,
+ * checked against the whole body's size and checksum and answered once
+ * durable. Anything else (a SPOOL that failed, a reconnection, a file
+ * changed below what was sent) ends in EINVAL or ESTALE for that COMMIT,
+ * and the whole DELIVER goes, as with a staged body. A spool is a struct
+ * stage (|spooled|) on the minode; one thread at a time sends it
+ * (|sending|, waited for on m->spool_cv).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -34,6 +48,9 @@
 
 #include "mount.h"
 #include "store.h"
+
+/* Pieces of a spooled body; smaller bodies travel in the DELIVER. */
+#define SPOOL_CHUNK	(256u << 10)
 
 /* Encode a DELIVER of |b| as |dir|/|name| into |head| and map its body
  * (*body_out; body_done once answered). |b| is pinned by the caller.
@@ -142,21 +159,34 @@ do_deliver(struct mount *m, struct minode *dir, const char *name,
  */
 #define STAGE_MIN	(64u << 10)
 
-/* A tmp/ file's body, staged in the store under |idem|. */
+/* A tmp/ file's body, staged in the store under |idem|; or, with
+ * |spooled|, SPOOLed to the connection up to |sent|. */
 struct stage {
 	uint8_t idem[MST_IDEM_LEN];
 	uint64_t gen;		/* the fbuf's contents it holds */
 	uint64_t size, checksum;
 	uint32_t mode, uid, gid;
+	int spooled;		/* a spool, not a staged body */
+	uint64_t sent;		/* spool: bytes sent, in order */
+	int sending;		/* spool: a thread sends it (mu) */
+	int broken;		/* spool: a SPOOL failed: not committed */
+	int dropped;		/* spool: taken while sending: the sender
+				   drops and frees it */
 	char dpath[];		/* the tmp/ directory it was staged from */
 };
 
+/* mu held. A spool that a thread is sending stays with that thread,
+ * which drops it (|dropped|): NULL is returned then. */
 struct stage *
 stage_take(struct minode *n)
 {
 	struct stage *st = n->stage;
 
 	n->stage = NULL;
+	if (st && st->spooled && st->sending) {
+		st->dropped = 1;
+		return NULL;
+	}
 	return st;
 }
 
@@ -177,6 +207,15 @@ stage_drop(struct mount *m, struct stage *st)
 
 	if (st == NULL)
 		return;
+	if (st->spooled) {
+		/* An empty SPOOL at offset 0 frees it in the store's memory
+		 * (best effort: the connection's end frees it too). */
+		(void)inode_classify(NULL, st->dpath, &mb, &folder);
+		(void)store_spool_async(m, mb, st->idem, 0, NULL, 0, dropped,
+		    NULL);
+		free(st);
+		return;
+	}
 	n = snprintf(path, sizeof path, "%s/%s", st->dpath, MST_STAGE_PREFIX);
 	k = (size_t)n;
 	for (i = 0; k + 2 < sizeof path && i < (int)MST_IDEM_LEN; i++)
@@ -222,7 +261,9 @@ stage_tmp(struct mount *m, struct minode *n)
 	if (!n->local || n->unlinked || b == NULL || b->size < STAGE_MIN ||
 	    n->parent == NULL || n->parent->dkind != DK_TMP ||
 	    n->parent->nlocal < 2 ||
-	    (n->stage && stage_fits(n->stage, b, &n->attr)) ||
+	    (n->stage && n->stage->spooled && !n->stage->broken) ||
+	    (n->stage && !n->stage->spooled &&
+	    stage_fits(n->stage, b, &n->attr)) ||
 	    inode_path(n->parent, dpath, sizeof dpath) < 0) {
 		pthread_mutex_unlock(&m->mu);
 		return;
@@ -277,6 +318,197 @@ out:
 	}
 	pthread_mutex_unlock(&m->mu);
 	stage_drop(m, st);	/* unlinked meanwhile */
+}
+
+/* --- spooled bodies (SPOOL while written, COMMIT at link or rename) --- */
+
+/* A SPOOL in flight: its copy of the bytes, and whose spool it is. */
+struct spool_piece {
+	struct mount *m;
+	fuse_ino_t ino;
+	uint8_t idem[MST_IDEM_LEN];
+	uint8_t data[];
+};
+
+static void
+spooled(void *arg, struct mreply *r)
+{
+	struct spool_piece *sp = arg;
+	struct mount *m = sp->m;
+	struct minode *n;
+
+	if (r->status < 0) {
+		/* EIO (a reconnection), EAGAIN (the store's memory bound),
+		 * ...: the COMMIT would find none, so none is sent. */
+		pthread_mutex_lock(&m->mu);
+		n = inode_get(m, sp->ino);
+		if (n && n->stage && n->stage->spooled &&
+		    memcmp(n->stage->idem, sp->idem, MST_IDEM_LEN) == 0)
+			n->stage->broken = 1;
+		pthread_mutex_unlock(&m->mu);
+	}
+	mreply_free(r);
+	free(sp);
+}
+
+/* Copy |len| bytes of |n|'s file at |off| and SPOOL them. mu NOT held;
+ * the caller is |st|'s one sender. */
+static int
+spool_send(struct mount *m, struct minode *n, struct stage *st,
+    uint64_t off, size_t len)
+{
+	struct spool_piece *sp = malloc(sizeof *sp + (len ? len : 1));
+	struct mst_str mb, folder;
+	ssize_t got;
+	int rc;
+
+	if (sp == NULL)
+		return -ENOMEM;
+	sp->m = m;
+	sp->ino = n->ino;
+	memcpy(sp->idem, st->idem, MST_IDEM_LEN);
+	pthread_mutex_lock(&m->mu);
+	got = fbuf_read(n->buf, sp->data, len, off);
+	pthread_mutex_unlock(&m->mu);
+	if (got != (ssize_t)len) {
+		free(sp);
+		return got < 0 ? (int)got : -EIO;
+	}
+	(void)inode_classify(NULL, st->dpath, &mb, &folder);
+	rc = store_spool_async(m, mb, st->idem, off, sp->data, len, spooled,
+	    sp);
+	if (rc < 0)
+		free(sp);
+	return rc;
+}
+
+/* A new spool for |n| (mu held), or NULL: only a lone writer's file in a
+ * tmp/ whose server gathers spools. */
+static struct stage *
+spool_new(struct mount *m, struct minode *n)
+{
+	char dpath[MST_PATH_MAX + 1];
+	struct mst_str mb, folder;
+	struct stage *st;
+	size_t dlen;
+
+	if (n->parent->nlocal >= 2 ||	/* busy: fsync STAGEs instead */
+	    inode_path(n->parent, dpath, sizeof dpath) < 0)
+		return NULL;
+	(void)inode_classify(NULL, dpath, &mb, &folder);
+	if (!store_spools(m, mb))
+		return NULL;
+	dlen = strlen(dpath);
+	st = calloc(1, sizeof *st + dlen + 1);
+	if (st == NULL)
+		return NULL;
+	if (getrandom(st->idem, sizeof st->idem, 0) != sizeof st->idem) {
+		free(st);
+		return NULL;
+	}
+	st->spooled = 1;
+	memcpy(st->dpath, dpath, dlen + 1);
+	return st;
+}
+
+struct minode *
+spool_hold(struct mount *m, struct minode *n, size_t wrote)
+{
+	int hold;
+
+	/* A spool starts only in a file written in pieces, at the write
+	 * that makes its first SPOOL_CHUNK: a body that comes in one or
+	 * two large writes has no writes left to travel during, and its
+	 * DELIVER sends it from the file's buffer without a copy. */
+	pthread_mutex_lock(&m->mu);
+	hold = n->local && !n->unlinked && n->buf != NULL &&
+	    n->buf->size >= SPOOL_CHUNK && n->parent != NULL &&
+	    n->parent->dkind == DK_TMP &&
+	    ((n->stage == NULL && wrote < SPOOL_CHUNK &&
+	    n->buf->size - wrote < SPOOL_CHUNK) ||
+	    (n->stage && n->stage->spooled && !n->stage->sending &&
+	    n->buf->size - n->stage->sent >= SPOOL_CHUNK));
+	if (hold)
+		n->nopen++;	/* n stays until spool_write is done */
+	pthread_mutex_unlock(&m->mu);
+	return hold ? n : NULL;
+}
+
+void
+spool_write(struct mount *m, struct minode *n)
+{
+	struct stage *st;
+	uint64_t off;
+	int rc = 0;
+
+	pthread_mutex_lock(&m->mu);
+	if (n->unlinked || n->buf->pinned || n->buf->size < SPOOL_CHUNK ||
+	    (n->stage && (!n->stage->spooled || n->stage->broken ||
+	    n->stage->sending)) ||
+	    (n->stage == NULL && (n->stage = spool_new(m, n)) == NULL)) {
+		inode_close(m, n);
+		pthread_mutex_unlock(&m->mu);
+		return;
+	}
+	st = n->stage;
+	st->sending = 1;
+	while (rc == 0 && !st->dropped && !st->broken && !n->buf->pinned &&
+	    n->buf->size - st->sent >= SPOOL_CHUNK) {
+		off = st->sent;
+		st->sent += SPOOL_CHUNK;
+		pthread_mutex_unlock(&m->mu);
+		rc = spool_send(m, n, st, off, SPOOL_CHUNK);
+		pthread_mutex_lock(&m->mu);
+		if (rc < 0)
+			st->broken = 1;
+	}
+	st->sending = 0;
+	pthread_cond_broadcast(&m->spool_cv);
+	if (st->dropped) {		/* taken meanwhile: ours to drop */
+		inode_close(m, n);
+		pthread_mutex_unlock(&m->mu);
+		stage_drop(m, st);
+		return;
+	}
+	inode_close(m, n);
+	pthread_mutex_unlock(&m->mu);
+}
+
+/*
+ * At link or rename: |st|, |n|'s spool (taken off |n|, its sender done),
+ * becomes the stage that the COMMIT names: the rest of the body is
+ * SPOOLed and the whole body's size and checksum are what the COMMIT
+ * declares. |b| is pinned. 0, or a negative errno: then the caller drops
+ * |st| and sends the whole DELIVER.
+ */
+static int
+spool_finish(struct mount *m, struct minode *n, struct stage *st,
+    struct fbuf *b, const struct mst_attr *sa)
+{
+	const uint8_t *p = NULL;
+	size_t room = store_spool_max(m), len;
+	int rc = 0;
+
+	if (st->broken || st->sent > b->size)
+		return -ESTALE;
+	while (rc == 0 && st->sent < b->size) {
+		len = b->size - st->sent < room ? (size_t)(b->size - st->sent) :
+		    room;
+		rc = spool_send(m, n, st, st->sent, len);
+		st->sent += len;
+	}
+	if (rc == 0)
+		rc = fbuf_map(b, &p);
+	if (rc < 0)
+		return rc;
+	st->size = b->size;
+	st->checksum = mst_checksum(p, (size_t)b->size);
+	fbuf_unmap(b, p);
+	st->mode = sa->mode & 07777;
+	st->uid = sa->uid;
+	st->gid = sa->gid;
+	st->gen = b->gen;
+	return 0;
 }
 
 /*
@@ -364,7 +596,7 @@ dwait_finish(struct dwait *w, struct mreply *r, int rc)
 		rc = deliver_finish(m, w->dir, w->name, r, &a);
 	body_done(m, w->b, w->body);	/* before n can be freed */
 	pthread_mutex_lock(&m->mu);
-	if (w->st && rc == -EEXIST && n->stage == NULL &&
+	if (w->st && !w->st->spooled && rc == -EEXIST && n->stage == NULL &&
 	    stage_fits(w->st, w->b, &w->sa)) {
 		n->stage = w->st;	/* still good for another name */
 		w->st = NULL;
@@ -418,9 +650,13 @@ dwait_done(void *arg, struct mreply *r)
 		return;
 	}
 	if (w->st && (rc == -EINVAL || rc == -EXDEV)) {
-		/* Not this body after all: drop it, send the whole one. */
+		/* Not this body after all: drop it, send the whole one. A
+		 * spool is gone from the store already. */
 		mreply_free(r);
-		stage_drop(w->m, w->st);
+		if (w->st->spooled)
+			free(w->st);
+		else
+			stage_drop(w->m, w->st);
 		w->st = NULL;
 		rc = dwait_send(w, NULL);
 		if (rc == 0)
@@ -459,8 +695,16 @@ dwait_start(struct mount *m, fuse_req_t req, struct minode *n,
 	w->rename = rename;
 	strcpy(w->name, name);
 	pthread_mutex_lock(&m->mu);
+	while (n->stage && n->stage->spooled && n->stage->sending)
+		pthread_cond_wait(&m->spool_cv, &m->mu);
 	w->st = stage_take(n);
-	if (w->st && !stage_fits(w->st, w->b, sa)) {
+	if (w->st && w->st->spooled) {
+		pthread_mutex_unlock(&m->mu);
+		if (spool_finish(m, n, w->st, w->b, sa) < 0) {
+			stage_drop(m, w->st);	/* the DELIVER goes */
+			w->st = NULL;
+		}
+	} else if (w->st && !stage_fits(w->st, w->b, sa)) {
 		pthread_mutex_unlock(&m->mu);
 		stage_drop(m, w->st);	/* changed since its fsync */
 		w->st = NULL;
@@ -470,11 +714,15 @@ dwait_start(struct mount *m, fuse_req_t req, struct minode *n,
 	rc = dwait_send(w, NULL);
 	if (rc < 0) {
 		pthread_mutex_lock(&m->mu);
-		if (w->st && n->stage == NULL)
+		if (w->st && !w->st->spooled && n->stage == NULL) {
 			n->stage = w->st;	/* not used: keep it */
+			w->st = NULL;
+		}
+		pthread_mutex_unlock(&m->mu);
+		if (w->st && w->st->spooled)
+			stage_drop(m, w->st);	/* the store's memory */
 		else
 			free(w->st);
-		pthread_mutex_unlock(&m->mu);
 		free(w);
 	}
 	return rc;

@@ -989,13 +989,22 @@ void
 op_write(fuse_req_t req, fuse_ino_t ino, const char *p, size_t size,
     off_t off, struct fuse_file_info *fi)
 {
-	int rc = do_write(mount_of(req), req, fh_of(fi), p, size, off);
+	struct mount *m = mount_of(req);
+	struct fhandle *h = fh_of(fi);
+	struct minode *n = NULL;
+	int rc = do_write(m, req, h, p, size, off);
 
 	(void)ino;
+	/* A large tmp/ file's body goes to the store as it is written
+	 * (ops_deliver.c, spooled bodies), once the writer has its answer. */
+	if (rc == 0 && !h->ofile)
+		n = spool_hold(m, h->n, size);
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 	else if (rc == 0)
 		fuse_reply_write(req, size);
+	if (n)
+		spool_write(m, n);
 }
 
 /* close(2) of any descriptor drops the caller's POSIX locks on the file

@@ -393,6 +393,42 @@ store_stage(struct mount *m, const struct mst_stage_req *q,
 }
 
 int
+store_spools(struct mount *m, struct mst_str mailbox)
+{
+	struct mconn *c = route_conn(m->route, mailbox.p, mailbox.len);
+
+	return c != NULL && mconn_connected(c) &&
+	    (mconn_features(c) & MST_FEAT_SPOOL) != 0;
+}
+
+size_t
+store_spool_max(struct mount *m)
+{
+	return route_max_frame(m->route) - HEAD_MAX;
+}
+
+int
+store_spool_async(struct mount *m, struct mst_str mailbox,
+    const uint8_t *idem, uint64_t off, const uint8_t *data, size_t len,
+    mconn_cb *cb, void *arg)
+{
+	struct mst_spool_req q = { .mailbox = mailbox, .offset = off,
+		.length = (uint32_t)len };
+	uint8_t head[HEAD_MAX];
+	int n;
+
+	memcpy(q.idem, idem, sizeof q.idem);
+	n = mst_spool_req_encode(&q, head, sizeof head);
+	if (n < 0)
+		return n;
+	/* One frame: a SPOOL has no DATA continuation. */
+	if ((size_t)n + len > route_max_frame(m->route))
+		return -EMSGSIZE;
+	return route_call_async(m->route, mailbox.p, mailbox.len,
+	    MST_OP_SPOOL, head, (size_t)n, data, len, MCONN_BORROW, cb, arg);
+}
+
+int
 store_commit_async(struct mount *m, const struct mst_commit_req *q,
     mconn_cb *cb, void *arg)
 {

@@ -76,6 +76,18 @@ int store_stage(struct mount *m, const struct mst_stage_req *q,
  * first. */
 int store_commit_async(struct mount *m, const struct mst_commit_req *q,
     mconn_cb *cb, void *arg);
+/* Does the server of |mailbox| gather SPOOLed bodies (MST_FEAT_SPOOL),
+ * and is it connected now? */
+int store_spools(struct mount *m, struct mst_str mailbox);
+/* The most body bytes one SPOOL may carry to the server of |mailbox|
+ * (its frame size less the head). */
+size_t store_spool_max(struct mount *m);
+/* SPOOL |len| bytes at |off| of the body |idem| names; |data| is
+ * borrowed until |cb| has run. Never resent after a reconnection: the
+ * new connection has no spool, and the COMMIT finds none. */
+int store_spool_async(struct mount *m, struct mst_str mailbox,
+    const uint8_t *idem, uint64_t off, const uint8_t *data, size_t len,
+    mconn_cb *cb, void *arg);
 /* UNLINK |path| through the server of |mailbox|; |cb| gets the reply. */
 int store_unlink_mb_async(struct mount *m, struct mst_str mailbox,
     const char *path, mconn_cb *cb, void *arg);

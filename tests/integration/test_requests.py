@@ -5,7 +5,11 @@ Maildir delivery and the counts asserted, never timings. Large writes
 are one WRITE each; a write(2) to a tmp/ file costs no GETXATTR; one
 delivery by a lone writer is one DELIVER to the store, whatever the
 size, also for a body spooled to disk, and into a quiet mailbox too (no
-LOOKUP per directory of the path: notices keep their attributes). In a
+LOOKUP per directory of the path: notices keep their attributes); a
+body of 256 KiB or more written in pieces travels while it is written
+(SPOOLs of 256 KiB) and the link is one COMMIT of it, and a spool lost
+with a store restart or a mount killed mid-body delivers the message
+once, or not at all. In a
 busy mailbox (other deliveries under way in its tmp/) the fsync of the
 tmp/ file STAGEs a body of 64 KiB or more, outside any directory lock,
 and the link() or rename() only COMMITs the name; there a file changed
@@ -121,6 +125,17 @@ def staged_then_committed(c):
     assert store == 2, "store requests besides STAGE, COMMIT: %r" % c.d
 
 
+def spooled_then_committed(c, pieces):
+    """|pieces| SPOOLs while the file was written, one COMMIT at link,
+    and no other store request (PING: the health check)."""
+    assert c["store SPOOL"] == pieces, c.d
+    assert c["store COMMIT"] == 1, c.d
+    assert c["store DELIVER"] == 0, c.d
+    store = sum(v for k, v in c.d.items()
+                if k.startswith("store ") and k != "store PING")
+    assert store == pieces + 1, "store requests besides SPOOL, COMMIT: %r" % c.d
+
+
 def check_arrived(path, body):
     with open(path, "rb") as f:
         got = f.read()
@@ -139,7 +154,8 @@ def test_one_mib_in_4k_writes(m):
     assert c["kernel WRITE"] == 256, c.d
     assert c["kernel WRITE_BYTES"] == 1 << 20, c.d
     assert c["kernel GETXATTR"] == 0, "GETXATTR per write: %r" % c.d
-    one_deliver(c)
+    # The body went to the store in 256 KiB pieces as it was written.
+    spooled_then_committed(c, 4)
     # create (with its lookup), fsync, release, link (with its lookup),
     # unlink, forget, and the kernel's permission checks on tmp/, new/.
     other = sum(v for k, v in c.d.items() if k.startswith("kernel ") and
@@ -332,6 +348,91 @@ def test_routing_view_still_answers(m):
     assert "user.mstore.requests" in os.listxattr(m.mnt)
 
 
+def new_names(m):
+    return sorted(os.listdir(m.path(BOX, "new")))
+
+
+def test_spool_cut_by_a_store_restart_is_delivered_once(m, stores):
+    """The store restarts (kill -9) while a 1 MiB body is being written
+    and spooled: the spool is gone with the connection, the mount
+    reconnects, and the link still delivers the message, once, intact
+    (its COMMIT finds no spool and the whole DELIVER goes, or the failed
+    SPOOL already told the mount to send it). The new store replaces
+    stores[0]."""
+    maildir(m)
+    body = body_of(1 << 20, 7)
+    before = new_names(m)
+    tmp, dst = m.path(BOX, "tmp", "cut.1"), m.path(BOX, "new", "cut.1")
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    try:
+        for off in range(0, 512 << 10, 4096):
+            os.write(fd, body[off:off + 4096])
+        old = stores[0]
+        old.kill()
+        stores[0] = mstlib.Store(port=old.port, data=old.data).start()
+        for off in range(512 << 10, len(body), 4096):
+            os.write(fd, body[off:off + 4096])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    deadline = time.time() + 20
+    while True:     # link() fails with EIO until the mount is back
+        try:
+            os.link(tmp, dst)
+            break
+        except OSError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.2)
+    os.unlink(tmp)
+    check_arrived(dst, body)
+    assert new_names(m) == sorted(before + ["cut.1"]), new_names(m)
+
+
+def test_mount_killed_mid_body_delivers_nothing(store, m):
+    """A mount killed (kill -9) while a body is being spooled: its
+    connection ends, the store drops the spool, and no message appears;
+    the store serves the next delivery."""
+    maildir(m)
+    before = new_names(m)
+    k = mstlib.Mount(store.addr, "allow_other").start()
+    fd = os.open(k.path(BOX, "tmp", "killed.1"),
+                 os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    body = body_of(768 << 10, 8)
+    for off in range(0, len(body), 4096):
+        os.write(fd, body[off:off + 4096])
+    k.proc.kill()
+    k.proc.wait()
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+    k.unmount()
+    time.sleep(0.5)
+    assert new_names(m) == before, new_names(m)
+    dst = deliver(m, "after.kill", body, 4096)
+    check_arrived(dst, body)
+    assert new_names(m) == sorted(before + ["after.kill"]), new_names(m)
+
+
+def test_spool_of_a_file_removed_undelivered_is_dropped(m):
+    """A spooled tmp/ file removed instead of linked: nothing is
+    delivered, and the store is told to drop the spool (an empty SPOOL
+    at offset 0), no other request."""
+    maildir(m)
+    before = new_names(m)
+    tmp = m.path(BOX, "tmp", "gone.1")
+    with Count(m) as c:
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        for off in range(0, 768 << 10, 4096):
+            os.write(fd, b"x" * 4096)
+        os.close(fd)
+        os.unlink(tmp)
+    assert c["store SPOOL"] == 4, c.d      # 3 pieces and the drop
+    assert c["store DELIVER"] == 0 and c["store COMMIT"] == 0, c.d
+    assert new_names(m) == before, new_names(m)
+
+
 def main():
     r = mstlib.Runner("requests")
     store = mstlib.Store().start()
@@ -347,10 +448,14 @@ def main():
               test_busy_mailbox_stages_at_fsync_and_commits_at_link,
               test_staged_body_that_no_longer_fits_is_delivered_whole,
               test_write_clears_setuid_of_a_tmp_file,
-              test_routing_view_still_answers):
+              test_routing_view_still_answers,
+              test_spool_of_a_file_removed_undelivered_is_dropped):
         r.run(t, m)
+    r.run(test_mount_killed_mid_body_delivers_nothing, store, m)
+    stores = [store]
+    r.run(test_spool_cut_by_a_store_restart_is_delivered_once, m, stores)
     m.unmount()
-    store.stop()
+    stores[0].stop()
     return r.finish()
 
 

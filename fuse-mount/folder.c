@@ -2,7 +2,8 @@
  * folder.c - the mail folder cache, pure: the listing of a new/ or cur/
  * directory as a hash table of names and attributes (find, put, del,
  * clear), and the application of a LIST reply to it (a full listing
- * replaces everything, a delta adds and removes). Each entry and the
+ * replaces everything, a delta adds and removes; a delta whose counter
+ * is below the since it answers is never applied). Each entry and the
  * table are accounted to the mount's memory budget (util.c), and a
  * folder holding a table sits on m->flru for the eviction choice
  * (inode.c). Sends nothing and queues nothing: keeping a cache fresh
@@ -217,6 +218,17 @@ folder_apply(struct folder *f, const struct mreply *r)
 	}
 	f->valid = 1;
 	return 0;
+}
+
+int
+folder_delta_stale(const struct mreply *r, uint64_t since)
+{
+	struct mst_list_rep lr;
+
+	if (r->nframes == 0 || mst_list_rep_decode(&lr, r->frames[0].p,
+	    r->frames[0].len) < 0 || (lr.flags & MST_LIST_FULL))
+		return 0;
+	return lr.change < since;
 }
 
 void

@@ -349,6 +349,12 @@ void folder_free(struct folder *f);
  * that does not decode, or an entry that is not a message (a mail
  * folder holds nothing else), is -EPROTO or the decoder's error. */
 int folder_apply(struct folder *f, const struct mreply *r);
+/* Is |r| a delta that cannot follow |since| (its counter is below it:
+ * the store's numbers went back, as a store from before change-number
+ * epochs does after a crash, or |since| is another store's)? Then it
+ * must not be applied; the folder is listed in full instead. A reply
+ * that does not decode is left to folder_apply to refuse. */
+int folder_delta_stale(const struct mreply *r, uint64_t since);
 /* This mount changed |dir| (the store's reply says when): no notice
  * comes for our own changes, so move its mtime forward here. */
 void folder_touch(struct minode *dir, uint64_t mtime_ns);

@@ -193,6 +193,16 @@ folder_refresh(struct mount *m, struct minode *dir)
 		return rc;
 	mstat_add(MS_FOLDER_MISSES, 1);
 	rc = store_list(m, &q, &r);
+	if (rc == 0 && q.since && folder_delta_stale(&r, q.since)) {
+		/* Not a delta of what we hold (mstore-protocol(7), LIST):
+		 * a delta would be short, so the whole listing. */
+		syslog(LOG_NOTICE, "mount.mstore: LIST %s since %llu: the "
+		    "store's counter is below it; listing in full", path,
+		    (unsigned long long)q.since);
+		mreply_free(&r);
+		q.since = 0;
+		rc = store_list(m, &q, &r);
+	}
 	pthread_mutex_lock(&m->mu);
 	f->busy--;
 	f->refreshing = 0;

@@ -242,6 +242,38 @@ START_TEST(delta_adds_and_removes)
 }
 END_TEST
 
+/*
+ * A delta must come from the state the cache was listed at: after a
+ * crash of a store from before change-number epochs, or with a since
+ * another store handed out, a delta's counter can be below the since
+ * asked. Such a reply is recognised (the mount then lists in full); a
+ * delta at or above the since, and any full listing, is not.
+ */
+START_TEST(delta_below_its_since_is_stale)
+{
+	static const char *const full[] = { "a", "b" };
+	static const char *const delta[] = { "-a" };
+	struct mreply_frame fr;
+	struct mreply r = { .nframes = 1, .frames = &fr };
+
+	frame_of(&fr, MST_LIST_FULL, 50, full, 2, 1);
+	ck_assert_int_eq(folder_apply(f, &r), 0);
+	ck_assert_int_eq(folder_delta_stale(&r, 60), 0);	/* full */
+	reply_free(&r);
+	frame_of(&fr, 0, 40, delta, 1, 1);
+	ck_assert_int_eq(folder_delta_stale(&r, f->change), 1);
+	ck_assert_int_eq(folder_delta_stale(&r, 40), 0);
+	ck_assert_int_eq(folder_delta_stale(&r, 39), 0);
+	reply_free(&r);
+	frame_of(&fr, 0, 50, delta, 1, 1);
+	ck_assert_int_eq(folder_delta_stale(&r, f->change), 0);
+	reply_free(&r);
+	r.nframes = 0;
+	ck_assert_int_eq(folder_delta_stale(&r, 1), 0);
+	expect_names(full, 2);
+}
+END_TEST
+
 /* A full listing in several frames: only the first clears. */
 START_TEST(full_listing_in_several_frames)
 {
@@ -350,6 +382,7 @@ folder_suite(void)
 	tcase_add_test(tc, memory_account_follows_entries);
 	tcase_add_test(tc, full_listing_replaces_everything);
 	tcase_add_test(tc, delta_adds_and_removes);
+	tcase_add_test(tc, delta_below_its_since_is_stale);
 	tcase_add_test(tc, full_listing_in_several_frames);
 	tcase_add_test(tc, longest_names);
 	tcase_add_test(tc, malformed_reply_is_refused);

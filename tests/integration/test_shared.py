@@ -7,11 +7,14 @@ exactly one holder at a time, and a file replaced by rename under it is
 the new file to the next holder on either mount; a file mapped by readers survives being
 renamed over, or appended to, on the same host (no SIGBUS); a store
 outage gives EIO, not a hang, and
-the mount carries on by itself when the store is back."""
+the mount carries on by itself when the store is back; a flag change
+that a crash of the store's machine lost is undone in every mount."""
 import errno
 import mmap
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -483,6 +486,64 @@ def test_store_outage_gives_eio_then_recovers(store, a):
         assert f.read() == b"during the outage\n"
 
 
+def _deliver_again(m, name, body, box):
+    """deliver(), its link retried while the mount reconnects (EIO)."""
+    tmp = m.path(box, "tmp", name)
+    with open(tmp, "wb") as f:
+        f.write(body)
+        os.fsync(f.fileno())
+
+    def link():
+        try:
+            os.link(tmp, m.path(box, "new", name))
+            return True
+        except OSError as e:
+            if e.errno != errno.EIO:
+                raise
+            return False
+    wait_until(link, 15, "a delivery after the store's restart")
+    os.unlink(tmp)
+
+
+def test_lost_flag_change_is_undone_in_every_mount(store, a, b):
+    """A crash of the store's machine loses the last group commit of flag
+    changes (answered once ordered, before their sync: here the data
+    directory goes back to a copy taken before the rename). The restart
+    is not clean, so change numbers go on from a new epoch and each
+    mount's next listing of a folder is a full one: the mount that made
+    the lost change finds the message in new/ again, and both see the
+    message delivered after the restart, whose change number the lost
+    rename had held before."""
+    box = "example.com/ep"
+    for sub in ("", "/tmp", "/new", "/cur"):
+        os.makedirs(a.path(box + sub), exist_ok=True)
+    deliver(a, "e1.host", b"epoch body\n", box)
+    for m in (a, b):
+        wait_until(lambda: os.listdir(m.path(box, "new")) == ["e1.host"] and
+                   os.listdir(m.path(box, "cur")) == [], 2,
+                   "both mounts to list the delivery")
+    image = store.data.rstrip("/") + ".image"
+    subprocess.run(["cp", "-a", store.data, image], check=True)
+    os.rename(a.path(box, "new", "e1.host"), a.path(box, "cur", "e1.host:2,S"))
+    for m in (a, b):
+        wait_until(lambda: os.listdir(m.path(box, "cur")) == ["e1.host:2,S"]
+                   and os.listdir(m.path(box, "new")) == [], 2,
+                   "both mounts to list the flag change")
+    store.kill(signal.SIGKILL)
+    shutil.rmtree(store.data)
+    os.rename(image, store.data)
+    store.start()
+    _deliver_again(a, "e2.host", b"after the restart\n", box)
+    want = (["e1.host", "e2.host"], [])
+    for m in (a, b):
+        wait_until(lambda: (sorted(os.listdir(m.path(box, "new"))),
+                            os.listdir(m.path(box, "cur"))) == want, 5,
+                   "%s to list new/ and cur/ as the store has them: %s" %
+                   (m.mnt, want))
+    with open(os.path.join(store.data, "epoch")) as f:
+        assert "floor" in f.read()
+
+
 def _try_link(a):
     try:
         os.link(a.path(BOX, "tmp", "out1"), a.path(BOX, "new", "out1"))
@@ -508,6 +569,7 @@ def main():
     r.run(test_lookups_in_one_directory_run_in_parallel, store, a)
     r.run(test_listing_while_expunging_lists_every_name, a)
     r.run(test_store_outage_gives_eio_then_recovers, store, a)
+    r.run(test_lost_flag_change_is_undone_in_every_mount, store, a, b)
     a.unmount()
     b.unmount()
     store.stop()

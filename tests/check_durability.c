@@ -13,16 +13,15 @@
  * fdatasync then fails does not count as answered, so the delivery is
  * rolled back and mstored goes on instead of exiting.
  *
- * The "defects" suite (built as check_durability_defects, run as an
- * expected failure) holds cases that show what is still wrong: a staged
- * body that is never committed in a mailbox that sees no further STAGE
- * is never reclaimed and keeps holding the mailbox's quota; a resent
- * COMMIT of a message expunged meanwhile, answered ESTALE, makes the
- * mount's DELIVER under the same id store it a second time; after a
- * machine crash that loses an ordered flag change
- * (as decided), change numbers are taken again by other records, so a
- * mount's LIST delta since the counter it saw misses later changes, and
- * the mount that made the change keeps its own view of it.
+ * Three cases guard what was once wrong: a staged body never committed
+ * in a mailbox that sees no further STAGE is still reclaimed (the
+ * store's sweep), so it stops holding the mailbox's quota; a COMMIT or
+ * DELIVER resent after its message was expunged is answered like the
+ * first and stores nothing again (spent idempotency ids); after a
+ * machine crash that loses an ordered flag change (as decided), a LIST
+ * delta since a counter from before the crash is a full listing (change
+ * epochs), so a mount misses nothing and drops its own view of the lost
+ * change.
  */
 #include <check.h>
 #include <errno.h>
@@ -344,7 +343,7 @@ START_TEST(failed_flag_change_does_not_turn_a_sync_error_into_an_exit)
 }
 END_TEST
 
-/* --- defects --- */
+/* --- once defects: an idle stage, a resend after an expunge, a crash --- */
 
 /* LIST of |mbox|/|sub| on |t| since |since|: *change, whether it is a full
  * listing, and whether |name| is among the present entries. */
@@ -553,45 +552,34 @@ START_TEST(commit_resent_after_expunge_does_not_deliver_again)
 END_TEST
 
 static Suite *
-durability_suite(int defects)
+durability_suite(void)
 {
-	Suite *s = suite_create(defects ? "durability-defects" : "durability");
-	TCase *tc = tcase_create(defects ? "defects" : "promise");
+	Suite *s = suite_create("durability");
+	TCase *tc = tcase_create("promise");
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 60);
-	if (defects) {
-		tcase_add_test(tc,
-		    never_committed_body_is_reclaimed_without_another_stage);
-		tcase_add_test(tc,
-		    commit_resent_after_expunge_does_not_deliver_again);
-		tcase_add_test(tc,
-		    delta_since_a_lost_ordered_change_hides_nothing);
-	} else {
-		tcase_add_test(tc, every_delivery_form_waits_for_its_sync);
-		tcase_add_test(tc,
-		    resent_stage_and_commit_wait_for_the_first_sync);
-		tcase_add_test(tc, copy_taken_with_sync_held_is_consistent);
-		tcase_add_test(tc,
-		    failed_flag_change_does_not_turn_a_sync_error_into_an_exit);
-	}
+	tcase_add_test(tc, every_delivery_form_waits_for_its_sync);
+	tcase_add_test(tc, resent_stage_and_commit_wait_for_the_first_sync);
+	tcase_add_test(tc, copy_taken_with_sync_held_is_consistent);
+	tcase_add_test(tc,
+	    failed_flag_change_does_not_turn_a_sync_error_into_an_exit);
+	tcase_add_test(tc,
+	    never_committed_body_is_reclaimed_without_another_stage);
+	tcase_add_test(tc, commit_resent_after_expunge_does_not_deliver_again);
+	tcase_add_test(tc, delta_since_a_lost_ordered_change_hides_nothing);
 	suite_add_tcase(s, tc);
 	return s;
 }
 
 int
-main(int argc, char **argv)
+main(void)
 {
-	int defects = argc > 1 && strcmp(argv[1], "--defects") == 0;
-	const char *self = strrchr(argv[0], '/');
 	SRunner *sr;
 	int failed;
 
-	self = self ? self + 1 : argv[0];
-	if (strstr(self, "defects"))
-		defects = 1;
 	log_open("stderr", LOG_LVL_ERR);
-	sr = srunner_create(durability_suite(defects));
+	sr = srunner_create(durability_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

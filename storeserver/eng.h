@@ -209,6 +209,7 @@ struct engine {
 	uint32_t kseg;			/* its replay position's segment */
 	uint64_t klsn, ksince;		/* lsn, since_ckpt at the fork */
 	int64_t kfork_ns, kstart_ns;	/* fork's duration, start time */
+	int64_t kfork_cpu_ns;		/* the fork's CPU time */
 	struct job *kjobs;		/* answered once it is installed */
 	struct job *kwait, **kwtail;	/* asked for while one ran */
 	uint64_t kdone;			/* written by a child; kmu */

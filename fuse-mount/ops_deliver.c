@@ -279,7 +279,7 @@ stage_tmp(struct mount *m, struct minode *n)
 	if (!store_stages(m, q.mailbox))
 		goto out;
 	dlen = strlen(dpath);
-	st = malloc(sizeof *st + dlen + 1);
+	st = calloc(1, sizeof *st + dlen + 1);
 	if (st == NULL ||
 	    getrandom(q.idem, sizeof q.idem, 0) != sizeof q.idem ||
 	    fbuf_map(b, &p) < 0) {

@@ -6,9 +6,11 @@
  * is below the since it answers is never applied). Each entry and the
  * table are accounted to the mount's memory budget (util.c), and a
  * folder holding a table sits on m->flru for the eviction choice
- * (inode.c). Sends nothing and queues nothing: keeping a cache fresh
- * (LIST, WATCH, notices) is notify.c's. Every function runs with m->mu
- * held.
+ * (inode.c). Also the names known missing from other store
+ * directories (struct negset in mount.h): a short list per directory,
+ * true only under the stamps it was recorded with. Sends nothing and
+ * queues nothing: keeping a cache fresh (LIST, WATCH, notices) is
+ * notify.c's. Every function runs with m->mu held.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -241,3 +243,87 @@ folder_touch(struct minode *dir, uint64_t mtime_ns)
 		dir->folder->mtime_ns = mtime_ns;
 }
 
+void
+neg_stamp(const struct mount *m, const struct minode *dir,
+    struct negstamp *st)
+{
+	st->epoch = m->neg_epoch;
+	st->gen = dir->neg_gen;
+	st->wgen = dir->watch_gen;
+	st->active = dir->wstate == W_ACTIVE;
+}
+
+static int
+neg_same(const struct negstamp *a, const struct negstamp *b)
+{
+	return a->active && b->active && a->epoch == b->epoch &&
+	    a->gen == b->gen && a->wgen == b->wgen;
+}
+
+static size_t
+neg_cost(const char *name)
+{
+	return strlen(name) + 1 + MNT_MALLOC_COST;
+}
+
+static void
+neg_empty(struct mount *m, struct negset *s)
+{
+	while (s->n > 0) {
+		s->n--;
+		mem_account(m, -(ssize_t)neg_cost(s->names[s->n]));
+		free(s->names[s->n]);
+	}
+}
+
+int
+neg_find(const struct minode *dir, const struct negstamp *now,
+    const char *name)
+{
+	const struct negset *s = dir->neg;
+	size_t i;
+
+	if (s == NULL || !neg_same(&s->at, now))
+		return 0;
+	for (i = 0; i < s->n; i++)
+		if (strcmp(s->names[i], name) == 0)
+			return 1;
+	return 0;
+}
+
+void
+neg_add(struct mount *m, struct minode *dir, const struct negstamp *at,
+    const char *name)
+{
+	struct negstamp now;
+	struct negset *s;
+	char *copy;
+
+	neg_stamp(m, dir, &now);
+	if (!neg_same(at, &now) || neg_find(dir, &now, name))
+		return;
+	if ((s = dir->neg) == NULL) {
+		if ((s = calloc(1, sizeof *s)) == NULL)
+			return;
+		mem_account(m, (ssize_t)(sizeof *s + MNT_MALLOC_COST));
+		dir->neg = s;
+	}
+	if (!neg_same(&s->at, &now) || s->n == NEG_MAX)
+		neg_empty(m, s);	/* stale, or full: start again */
+	s->at = now;
+	if ((copy = strdup(name)) == NULL)
+		return;
+	mem_account(m, (ssize_t)neg_cost(copy));
+	s->names[s->n++] = copy;
+}
+
+void
+neg_drop(struct mount *m, struct minode *dir)
+{
+	if (dir->neg == NULL)
+		return;
+	neg_empty(m, dir->neg);
+	free(dir->neg);
+	dir->neg = NULL;
+	mem_account(m, -(ssize_t)(sizeof(struct negset) + MNT_MALLOC_COST));
+}

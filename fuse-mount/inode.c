@@ -508,6 +508,7 @@ inode_dir_changed(struct mount *m, struct minode *dir, const char *name)
 	struct lru *l, *next;
 
 	dir->attr_at_ms = 0;
+	m->neg_epoch++;		/* no name is known missing any more */
 	if (name == NULL)
 		return;
 	for (x = m->ptab[lhash(dir, name, m->pmask)]; x; x = x->pnext)
@@ -612,6 +613,11 @@ inode_move(struct mount *m, struct minode *n, struct minode *parent,
 	tab_add(m, n, T_NAME);
 	if (n->attr.type == MST_T_DIR)
 		set_dkind(m, n);
+	/* A name came to |parent| (no notice comes for ours); a moved
+	 * directory's watch is of its old path. No name known missing
+	 * from either holds, nor one asked for before now. */
+	parent->neg_gen++;
+	n->neg_gen++;
 	return 0;
 }
 

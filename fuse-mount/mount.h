@@ -177,6 +177,31 @@ struct folder {
 	struct minode *dir;	/* whose listing this is */
 };
 
+/*
+ * Names known missing from an ordinary store directory (not new/, cur/
+ * or tmp/), so that a repeated lookup of one (Dovecot probes files its
+ * sessions never create) costs no store round trip. Each is true only
+ * under the stamps it was recorded with: the mount's neg_epoch (moved
+ * by every lock grant, every change this mount makes to a directory,
+ * every reconnection and mailbox move), the directory's neg_gen (moved
+ * by every notice for it, a name moved into it, and a lookup that
+ * found a name it held) and its watch_gen, and only while the
+ * directory's watch is W_ACTIVE and the store is connected. Names
+ * only, at most NEG_MAX; guarded by m->mu. See folder.c and
+ * ops_entry.c.
+ */
+#define NEG_MAX		32
+struct negstamp {
+	uint64_t epoch, gen, wgen;
+	int active;		/* the directory's watch was W_ACTIVE */
+};
+
+struct negset {
+	struct negstamp at;	/* every name below is missing as of it */
+	size_t n;
+	char *names[NEG_MAX];
+};
+
 struct stage;			/* ops_deliver.c */
 
 struct minode {
@@ -215,6 +240,8 @@ struct minode {
 	enum dkind dkind;	/* directories */
 	struct fbuf *buf;	/* local contents */
 	struct folder *folder;	/* DK_NEW/DK_CUR */
+	struct negset *neg;	/* other directories: missing names */
+	uint64_t neg_gen;	/* see struct negset */
 	struct stage *stage;	/* tmp/ file: its body STAGEd in the store
 				   (ops_deliver.c); one malloc, owned */
 	int nlocal;		/* directories: local files in it, not
@@ -281,6 +308,7 @@ struct mount {
 	int64_t watch_log_ms;	/* guarded by mu: last failed-WATCH log */
 	uint64_t watch_failed;	/* guarded by mu: since that log */
 	struct locktab *locks;	/* guarded by mu: who may hold locks */
+	uint64_t neg_epoch;	/* guarded by mu: see struct negset */
 	pthread_mutex_t nq_mu;
 	pthread_cond_t nq_cv;
 	struct inval *nq_head, *nq_tail;	/* guarded by nq_mu */
@@ -355,6 +383,20 @@ int folder_apply(struct folder *f, const struct mreply *r);
  * must not be applied; the folder is listed in full instead. A reply
  * that does not decode is left to folder_apply to refuse. */
 int folder_delta_stale(const struct mreply *r, uint64_t since);
+/* Missing names (struct negset). The stamps of |dir| now. */
+void neg_stamp(const struct mount *m, const struct minode *dir,
+    struct negstamp *st);
+/* Is |name| known missing from |dir|, its stamps being |now|? Only if
+ * it was recorded under the same stamps, the watch active. */
+int neg_find(const struct minode *dir, const struct negstamp *now,
+    const char *name);
+/* The store said |name| is missing from |dir|, asked under stamps |at|:
+ * record it, unless the stamps moved since (|dir|'s are read now) or the
+ * watch was not active. A full set is emptied first. */
+void neg_add(struct mount *m, struct minode *dir,
+    const struct negstamp *at, const char *name);
+/* Every name of |dir| goes (the set too). */
+void neg_drop(struct mount *m, struct minode *dir);
 /* This mount changed |dir| (the store's reply says when): no notice
  * comes for our own changes, so move its mtime forward here. */
 void folder_touch(struct minode *dir, uint64_t mtime_ns);
@@ -404,10 +446,12 @@ void inode_delivered(struct mount *m, struct minode *n,
 /* Something in the store directory |dir| changed through this mount:
  * fetch its attributes (mtime, ctime, link count) again at the next
  * getattr; the ordinary files named |name| in it, and every hard-linked
- * one, are stale too (their link counts moved). */
+ * one, are stale too (their link counts moved); no name of any
+ * directory is known missing any more (m->neg_epoch). */
 void inode_dir_changed(struct mount *m, struct minode *dir,
     const char *name);
-/* Re-parent and rename a minode. */
+/* Re-parent and rename a minode; no name is known missing from
+ * |parent| any more, nor from |n| (struct negset). */
 int inode_move(struct mount *m, struct minode *n, struct minode *parent,
     const char *name);
 /* Drop |nlookup| kernel references; frees unused inodes. */

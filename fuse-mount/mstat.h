@@ -21,6 +21,8 @@ enum mstat {
 	MS_NOTICES,		/* change notices (NOTIFY) received */
 	MS_FOLDER_HITS,		/* new/ and cur/ answered from the cache */
 	MS_FOLDER_MISSES,	/* ... that needed a LIST to the store */
+	MS_NEG_HITS,		/* lookups of names known missing, answered
+				   without the store (struct negset) */
 	MS_BUF_WRITTEN,		/* bytes written into local buffers */
 	MS_SPOOLS,		/* buffers moved to a spool file */
 	MS_BUF_MEM,		/* gauge: bytes buffered in memory now */

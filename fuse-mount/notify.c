@@ -29,6 +29,9 @@
  * Only W_ACTIVE lets a cache be trusted; otherwise each use asks the
  * store (a LIST delta; LOOKUP and no kernel caching for names and
  * attributes under it), so a refused or lost WATCH never hides a change.
+ * The names known missing from a directory (struct negset) go with its
+ * watch, with every notice for it (neg_gen), and all at once with a
+ * reconnection or a mailbox move (neg_epoch).
  * An answer counts only for the WATCH last sent (watch_gen). WATCH and
  * UNWATCH of one path go out in the order decided, under m->watch_mu; an
  * UNWATCH is sent from the notifier thread, and not at all if the path
@@ -79,7 +82,11 @@ node_remote(struct mount *m, struct minode *parent, const char *name,
 {
 	int drop = 0;
 	struct minode *n = inode_remote(m, parent, name, a, lookup, &drop);
+	struct negstamp st;
 
+	neg_stamp(m, parent, &st);
+	if (neg_find(parent, &st, name))
+		parent->neg_gen++;	/* it is there now */
 	if (n && drop)
 		inval_queue(m, n->ino, NULL);
 	return n;
@@ -416,6 +423,7 @@ watch_drop(struct mount *m, struct minode *dir)
 	dir->wstate = W_NONE;
 	dir->watch_gen = ++m->watch_seq;	/* a late answer is ignored */
 	dir->watch_retry_ms = 0;
+	neg_drop(m, dir);	/* unwatched: nothing says a name came */
 }
 
 static void
@@ -473,6 +481,7 @@ on_notice(void *arg, const struct mst_notify *nt)
 		if (dir->folder)
 			dir->folder->dirty = 1;
 		dir->attr_at_ms = 0;		/* refetch its attributes */
+		dir->neg_gen++;		/* a name may have come */
 	}
 	/* An ordinary file changed elsewhere: its attributes and the
 	 * kernel's pages of it are stale (see ops_file.c). */
@@ -483,9 +492,12 @@ on_notice(void *arg, const struct mst_notify *nt)
 		file = f->ino;
 	}
 	/* A directory changed as an entry (its mode, owner, name): its
-	 * attributes are asked for again (see do_getattr). */
-	if (f && f->attr.type == MST_T_DIR)
+	 * attributes are asked for again (see do_getattr); renamed, its
+	 * watch no longer follows it, so no name is known missing. */
+	if (f && f->attr.type == MST_T_DIR) {
 		f->attr_at_ms = 0;
+		m->neg_epoch++;
+	}
 	pthread_mutex_unlock(&m->mu);
 	if (file)
 		inval_queue(m, file, NULL);
@@ -519,6 +531,7 @@ renew_all(struct mount *m, int lost)
 	size_t i, cap = 0;
 
 	pthread_mutex_lock(&m->mu);
+	m->neg_epoch++;		/* missed notices: no name is known missing */
 	for (i = 0; i <= m->imask; i++)
 		for (n = m->itab[i]; n; n = n->hnext) {
 			if (n->folder)

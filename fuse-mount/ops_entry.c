@@ -3,7 +3,9 @@
  * getattr, setattr, mkdir, rmdir, unlink, statfs. Each op_* is a thin
  * adapter over a do_* core that returns an errno and knows nothing of
  * FUSE replies. Names in tmp/ are local; names in new/ and cur/ come from
- * the folder cache; everything else asks the store.
+ * the folder cache; everything else asks the store, except a name it
+ * has just said is missing while nothing can have changed that (struct
+ * negset, mount.h).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -13,6 +15,7 @@
 #include <syslog.h>
 
 #include "mount.h"
+#include "mstat.h"
 #include "store.h"
 
 void
@@ -72,6 +75,7 @@ do_lookup(struct mount *m, fuse_ino_t parent, const char *name,
 	struct minode *p, *n;
 	struct mst_attr a;
 	struct fentry *fe;
+	struct negstamp st;
 	int rc;
 
 	pthread_mutex_lock(&m->mu);
@@ -104,12 +108,34 @@ do_lookup(struct mount *m, fuse_ino_t parent, const char *name,
 		*out = n;
 		return n ? 0 : fe ? -ENOMEM : -ENOENT;
 	}
+	/*
+	 * A name the store said is missing, while every change since has
+	 * been reported (struct negset): the directory is watched, no
+	 * notice came for it, this mount changed nothing and was granted
+	 * no lock. The lock matters: a notice from the store need not
+	 * reach us before a lock grant (a create through another server
+	 * comes by that server's RADOS notify), and a process that takes
+	 * the lock its holder released after a create must find the file.
+	 * Nor while the store is out of reach: notices are being lost (a
+	 * reconnection then moves m->neg_epoch before any request goes).
+	 */
+	neg_stamp(m, p, &st);
+	if (neg_find(p, &st, name) && route_connected(m->route)) {
+		pthread_mutex_unlock(&m->mu);
+		mstat_add(MS_NEG_HITS, 1);
+		return -ENOENT;
+	}
 	rc = inode_child_path(p, name, path, sizeof path);
 	pthread_mutex_unlock(&m->mu);
 	if (rc < 0)
 		return rc;
 	watch_dir(m, p);
 	rc = store_lookup(m, path, &a);
+	if (rc == -ENOENT && st.active) {
+		pthread_mutex_lock(&m->mu);
+		neg_add(m, p, &st, name);	/* if nothing moved since */
+		pthread_mutex_unlock(&m->mu);
+	}
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&m->mu);

@@ -11,7 +11,9 @@
  * After a grant we ask the store for the file's change counter, and if
  * another host changed the file since the kernel cached its pages, those
  * pages are dropped before the caller learns it holds the lock: what the
- * previous holder wrote is what the new one reads.
+ * previous holder wrote is what the new one reads. A grant also ends
+ * every name the mount knew missing (struct negset in mount.h), so the
+ * files the previous holder created are found.
  *
  * F_SETLKW and blocking flock wait in the store without a deadline and
  * without holding a FUSE worker; a signal (FUSE INTERRUPT) sends a
@@ -130,6 +132,12 @@ granted(void *arg, struct mreply *r)
 	if (rc == -ENOENT)
 		rc = -ESTALE;
 	if (rc == 0 && w->q.type != MST_LK_UN) {
+		/* A name the previous holder created may have no notice
+		 * here yet (through another server it comes later): no
+		 * name is known missing any more (struct negset). */
+		pthread_mutex_lock(&w->m->mu);
+		w->m->neg_epoch++;
+		pthread_mutex_unlock(&w->m->mu);
 		/* Held now: whatever happens next, the answer is success. */
 		if (store_getattr_async(w->m, w->q.id, revalidated, w) < 0)
 			inval_then(w->m, w->n->ino, finish, w);

@@ -3,7 +3,8 @@
  * FUSE or a store: put, find and del, growth of the table, a full LIST
  * reply replacing everything, deltas adding and removing, replies of
  * several frames, names of the longest length, the memory account and
- * the eviction list. Links only folder.c and util.c (layer 1, see
+ * the eviction list; names known missing, kept only under the stamps
+ * they were asked under, bounded and accounted. Links only folder.c and util.c (layer 1, see
  * fuse-mount/mount.h) and the protocol codec that builds the replies.
  */
 #include <check.h>
@@ -369,6 +370,108 @@ START_TEST(clear_empties_but_keeps_the_table)
 }
 END_TEST
 
+/* Missing names (struct negset): |dir| watched, stamps as now. */
+static void
+neg_record(const char *name)
+{
+	struct negstamp at;
+
+	neg_stamp(&m, &dir, &at);
+	neg_add(&m, &dir, &at, name);
+}
+
+static int
+neg_known(const char *name)
+{
+	struct negstamp now;
+
+	neg_stamp(&m, &dir, &now);
+	return neg_find(&dir, &now, name);
+}
+
+START_TEST(missing_names_kept_under_their_stamps)
+{
+	dir.wstate = W_ACTIVE;
+	ck_assert(!neg_known("dovecot.index.cache"));
+	neg_record("dovecot.index.cache");
+	ck_assert(neg_known("dovecot.index.cache"));
+	ck_assert(!neg_known("dovecot.index"));
+	neg_record("dovecot.index.cache");	/* once only */
+	ck_assert_uint_eq(dir.neg->n, 1);
+
+	dir.neg_gen++;			/* a notice for the directory */
+	ck_assert(!neg_known("dovecot.index.cache"));
+	neg_record("x");
+	ck_assert(neg_known("x"));
+	ck_assert(!neg_known("dovecot.index.cache"));	/* emptied */
+
+	m.neg_epoch++;			/* a lock grant, a local change */
+	ck_assert(!neg_known("x"));
+	neg_record("x");
+	dir.watch_gen++;		/* watched again */
+	ck_assert(!neg_known("x"));
+	neg_record("x");
+	dir.wstate = W_PENDING;		/* not watched */
+	ck_assert(!neg_known("x"));
+	dir.wstate = W_ACTIVE;
+	ck_assert(neg_known("x"));
+	neg_drop(&m, &dir);
+	ck_assert_ptr_null(dir.neg);
+	ck_assert(!neg_known("x"));
+}
+END_TEST
+
+START_TEST(missing_name_asked_before_a_change_is_not_kept)
+{
+	struct negstamp at;
+
+	dir.wstate = W_ACTIVE;
+	/* Each change between the LOOKUP's send and its ENOENT. */
+	neg_stamp(&m, &dir, &at);
+	dir.neg_gen++;
+	neg_add(&m, &dir, &at, "a");
+	ck_assert(!neg_known("a"));
+	neg_stamp(&m, &dir, &at);
+	m.neg_epoch++;
+	neg_add(&m, &dir, &at, "a");
+	ck_assert(!neg_known("a"));
+	neg_stamp(&m, &dir, &at);
+	dir.watch_gen++;
+	neg_add(&m, &dir, &at, "a");
+	ck_assert(!neg_known("a"));
+	/* Asked while the WATCH was still in flight. */
+	dir.wstate = W_PENDING;
+	neg_stamp(&m, &dir, &at);
+	dir.wstate = W_ACTIVE;
+	neg_add(&m, &dir, &at, "a");
+	ck_assert(!neg_known("a"));
+	ck_assert(dir.neg == NULL || dir.neg->n == 0);
+	neg_drop(&m, &dir);
+}
+END_TEST
+
+START_TEST(missing_names_are_bounded_and_accounted)
+{
+	char name[32];
+	size_t used = m.mem_used, i;
+
+	dir.wstate = W_ACTIVE;
+	for (i = 0; i < NEG_MAX; i++) {
+		snprintf(name, sizeof name, "n%zu", i);
+		neg_record(name);
+	}
+	ck_assert_uint_eq(dir.neg->n, NEG_MAX);
+	ck_assert(neg_known("n0"));
+	ck_assert(m.mem_used > used);
+	neg_record("one.more");		/* full: starts again */
+	ck_assert(neg_known("one.more"));
+	ck_assert(!neg_known("n0"));
+	ck_assert_uint_eq(dir.neg->n, 1);
+	neg_drop(&m, &dir);
+	ck_assert_uint_eq(m.mem_used, used);
+}
+END_TEST
+
 static Suite *
 folder_suite(void)
 {
@@ -388,6 +491,9 @@ folder_suite(void)
 	tcase_add_test(tc, malformed_reply_is_refused);
 	tcase_add_test(tc, touch_moves_mtime_forward_only);
 	tcase_add_test(tc, clear_empties_but_keeps_the_table);
+	tcase_add_test(tc, missing_names_kept_under_their_stamps);
+	tcase_add_test(tc, missing_name_asked_before_a_change_is_not_kept);
+	tcase_add_test(tc, missing_names_are_bounded_and_accounted);
 	suite_add_tcase(s, tc);
 	return s;
 }

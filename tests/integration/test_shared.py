@@ -2,7 +2,9 @@
 """Two SMTP hosts on one store: what one mount does, the other sees (by
 push notices, not timeouts), flag changes and expunges consistently in
 every listing, every name in a listing that removes what it
-reads, lookups in one directory at once; a dotlock race across both mounts has
+reads, lookups in one directory at once, a missing name asked of the
+store once, and found on the other mount right after a lock handover
+once created; a dotlock race across both mounts has
 exactly one holder at a time, and a file replaced by rename under it is
 the new file to the next holder on either mount; a file mapped by readers survives being
 renamed over, or appended to, on the same host (no SIGBUS); a store
@@ -436,6 +438,112 @@ def test_lookups_in_one_directory_run_in_parallel(store, a):
         t.join(timeout=10)
 
 
+def _requests(m, who, op):
+    for line in os.getxattr(m.mnt, "user.mstore.requests").decode().splitlines():
+        w, o, n = line.split()
+        if w == who and o == op:
+            return int(n)
+    return 0
+
+
+def _stat(m, key):
+    for line in os.getxattr(m.mnt, "user.mstore.stats").decode().splitlines():
+        k, v = line.split("=")
+        if k == key:
+            return int(v)
+    raise AssertionError("%s not in user.mstore.stats" % key)
+
+
+def test_missing_name_asked_of_store_once(a):
+    """A name the store said is missing from a watched directory (Dovecot
+    probes dovecot.index.cache, which its POP3 sessions never create) is
+    answered by the mount again: looked up twice, it costs one store
+    LOOKUP at most; every lookup still reaches the mount (the kernel
+    keeps no missing name); a create through this mount and a lock
+    granted to it have it asked of the store again; once created
+    through this mount it is found."""
+    d = a.path("example.com", "neg")
+    os.makedirs(d, exist_ok=True)
+    os.listdir(d)                   # watched from here on
+    probe = os.path.join(d, "dovecot.index.cache")
+    expect_errno(errno.ENOENT, os.stat, probe)
+    k0 = _requests(a, "kernel", "LOOKUP")
+    s0 = _requests(a, "store", "LOOKUP")
+    h0 = _stat(a, "missing_name_hits")
+    expect_errno(errno.ENOENT, os.stat, probe)
+    expect_errno(errno.ENOENT, os.stat, probe)
+    assert _requests(a, "kernel", "LOOKUP") - k0 == 2, \
+        "kernel LOOKUPs: %d" % (_requests(a, "kernel", "LOOKUP") - k0)
+    sl = _requests(a, "store", "LOOKUP") - s0
+    assert sl <= 1, "store LOOKUPs for a missing name twice: %d" % sl
+    assert _stat(a, "missing_name_hits") - h0 >= 1
+    # A lock granted: the name is asked of the store again (what the
+    # lock's previous holder created must be found), then kept again.
+    import fcntl
+    lk = open(os.path.join(d, "the.lock"), "ab")    # a create: forgets
+    expect_errno(errno.ENOENT, os.stat, probe)
+    s0 = _requests(a, "store", "LOOKUP")
+    expect_errno(errno.ENOENT, os.stat, probe)
+    assert _requests(a, "store", "LOOKUP") == s0, "not kept after a create"
+    fcntl.lockf(lk, fcntl.LOCK_EX)
+    expect_errno(errno.ENOENT, os.stat, probe)
+    expect_errno(errno.ENOENT, os.stat, probe)
+    assert _requests(a, "store", "LOOKUP") - s0 == 1, \
+        "store LOOKUPs after a lock grant: %d" % (
+            _requests(a, "store", "LOOKUP") - s0)
+    lk.close()
+    with open(probe, "wb") as f:
+        f.write(b"now here\n")
+    with open(probe, "rb") as f:
+        assert f.read() == b"now here\n"
+    os.unlink(probe)
+    expect_errno(errno.ENOENT, os.stat, probe)
+
+
+def test_file_found_after_lock_handover(a, b):
+    """Dovecot on host A creates a file under an fcntl lock and lets the
+    lock go; Dovecot on host B then takes the lock and opens the file:
+    B must find it, though B's mount had been told (and kept) that the
+    name was missing just before."""
+    import fcntl
+    d = "example.com/neglock"
+    os.makedirs(a.path(d), exist_ok=True)
+    for rnd in range(5):
+        name = "created-%d-%d" % (rnd, time.monotonic_ns())
+        lock_a = open(a.path(d, "the.lock"), "ab")
+        fcntl.lockf(lock_a, fcntl.LOCK_EX)
+        # B knows the name missing, answered from its memory by now.
+        os.listdir(b.path(d))
+        h0 = _stat(b, "missing_name_hits")
+        for _ in range(3):
+            expect_errno(errno.ENOENT, os.stat, b.path(d, name))
+        assert _stat(b, "missing_name_hits") > h0, \
+            "B did not keep the missing name"
+        got = {}
+
+        def b_side():
+            with open(b.path(d, "the.lock"), "ab") as lk:
+                fcntl.lockf(lk, fcntl.LOCK_EX)     # waits for A
+                try:
+                    with open(b.path(d, name), "rb") as f:
+                        got["body"] = f.read()
+                except OSError as e:
+                    got["err"] = e
+                fcntl.lockf(lk, fcntl.LOCK_UN)
+
+        t = threading.Thread(target=b_side)
+        t.start()
+        time.sleep(0.2)                 # B waits in the store for A
+        assert t.is_alive(), "B got the lock A holds"
+        with open(a.path(d, name), "wb") as f:
+            f.write(b"made under the lock %d\n" % rnd)
+        fcntl.lockf(lock_a, fcntl.LOCK_UN)
+        lock_a.close()
+        t.join(timeout=20)
+        assert not t.is_alive(), "B never got the lock"
+        assert got.get("body") == b"made under the lock %d\n" % rnd, got
+
+
 def test_listing_while_expunging_lists_every_name(a):
     """A listing that removes each name it reads, as mstore-bench's
     cleanup and expunge loops do, lists every name: also when the folder
@@ -567,6 +675,8 @@ def main():
     r.run(test_replaced_while_mapped, a, b)
     r.run(test_appended_while_mapped, a, b)
     r.run(test_lookups_in_one_directory_run_in_parallel, store, a)
+    r.run(test_missing_name_asked_of_store_once, a)
+    r.run(test_file_found_after_lock_handover, a, b)
     r.run(test_listing_while_expunging_lists_every_name, a)
     r.run(test_store_outage_gives_eio_then_recovers, store, a)
     r.run(test_lost_flag_change_is_undone_in_every_mount, store, a, b)

@@ -40,6 +40,7 @@ struct opts {
 	char *spool;
 	char *keyfile;
 	int tls;		/* tls: TLS to every server */
+	int nospool;		/* nospool: large bodies travel at link */
 	char *cafile;		/* cafile=: the CA that verifies them */
 	double attr_timeout;
 	unsigned max_threads;
@@ -67,6 +68,7 @@ usage(FILE *f)
 	    "     attr_timeout=SECS kernel attribute/entry cache (1.0)\n"
 	    "     max_threads=N     FUSE worker threads (4)\n"
 	    "     cache_mb=N        memory for cached inodes and listings (64)\n"
+	    "     nospool           send large bodies at link, not as written\n"
 	    "     health_interval=MS  PING each server this often (1000)\n"
 	    "     failover_timeout=MS a server silent this long is down (2000)\n"
 	    "     servers_file=PATH the server list, read again when it changes\n"
@@ -158,6 +160,10 @@ parse_opt(struct opts *o, char *w)
 		if (eq != NULL)
 			return -EINVAL;
 		o->tls = 1;
+	} else if (KEY("nospool")) {
+		if (eq != NULL)
+			return -EINVAL;
+		o->nospool = 1;
 	} else if (KEY("cafile")) {
 		o->cafile = (char *)val;
 	} else {
@@ -496,6 +502,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	m.spool = o.spool;
+	m.nospool = o.nospool;
 	m.timeout_ms = o.timeout_s * 1000;
 	m.entry_timeout = o.attr_timeout;
 	m.mem_budget = (size_t)o.cache_mb << 20;

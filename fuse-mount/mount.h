@@ -324,6 +324,7 @@ struct mount {
 	pthread_cond_t settled_cv;	/* with mu: a wr_settle reached 0 */
 	pthread_cond_t fcv;	/* with mu: a folder's LIST is in */
 	pthread_cond_t spool_cv;	/* with mu: a SPOOL sender is done */
+	int nospool;		/* nospool: no SPOOL while a file is written */
 	/* A directory minode is about to be freed (mu held): the inode
 	 * table calls this, set by main.c to watch_drop, so its watch ends
 	 * without inode.c knowing of watches. NULL: nothing to do. */

@@ -420,6 +420,8 @@ spool_hold(struct mount *m, struct minode *n, size_t wrote)
 	 * that makes its first SPOOL_CHUNK: a body that comes in one or
 	 * two large writes has no writes left to travel during, and its
 	 * DELIVER sends it from the file's buffer without a copy. */
+	if (m->nospool)
+		return NULL;
 	pthread_mutex_lock(&m->mu);
 	hold = n->local && !n->unlinked && n->buf != NULL &&
 	    n->buf->size >= SPOOL_CHUNK && n->parent != NULL &&

@@ -415,6 +415,21 @@ def test_mount_killed_mid_body_delivers_nothing(store, m):
     assert new_names(m) == sorted(before + ["after.kill"]), new_names(m)
 
 
+def test_nospool_sends_the_body_at_link(store):
+    """With -o nospool a 1 MiB body in 4 KiB writes is one DELIVER."""
+    n = mstlib.Mount(store.addr, "allow_other,nospool").start()
+    try:
+        maildir(n)
+        body = body_of(1 << 20, 9)
+        deliver(n, "warm.ns", b"warm\n", 4096)
+        with Count(n) as c:
+            dst = deliver(n, "1m.nospool", body, 4096)
+        check_arrived(dst, body)
+        one_deliver(c)
+    finally:
+        n.unmount()
+
+
 def test_spool_of_a_file_removed_undelivered_is_dropped(m):
     """A spooled tmp/ file removed instead of linked: nothing is
     delivered, and the store is told to drop the spool (an empty SPOOL
@@ -428,6 +443,12 @@ def test_spool_of_a_file_removed_undelivered_is_dropped(m):
             os.write(fd, b"x" * 4096)
         os.close(fd)
         os.unlink(tmp)
+        # The last piece may still be on its way when unlink() returns:
+        # its sender drops the spool after it.
+        deadline = time.time() + 10
+        while (counters(m).get("store SPOOL", 0) -
+               c.before.get("store SPOOL", 0) < 4 and time.time() < deadline):
+            time.sleep(0.05)
     assert c["store SPOOL"] == 4, c.d      # 3 pieces and the drop
     assert c["store DELIVER"] == 0 and c["store COMMIT"] == 0, c.d
     assert new_names(m) == before, new_names(m)
@@ -452,6 +473,7 @@ def main():
               test_spool_of_a_file_removed_undelivered_is_dropped):
         r.run(t, m)
     r.run(test_mount_killed_mid_body_delivers_nothing, store, m)
+    r.run(test_nospool_sends_the_body_at_link, store)
     stores = [store]
     r.run(test_spool_cut_by_a_store_restart_is_delivered_once, m, stores)
     m.unmount()

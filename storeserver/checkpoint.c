@@ -359,6 +359,8 @@ struct ckload {
 	void *body_arg;
 	struct fobj *file;	/* the file whose blocks follow */
 	uint64_t nblocks;	/* how many */
+	struct node *dir;	/* the last parent found: children follow
+				   their parent, so mostly the next one's */
 };
 
 /* A v1 file's whole body, read back to compute its block sums. */
@@ -428,11 +430,17 @@ load_node(struct ckload *l, struct rd *r)
 	}
 	if (r->err || kind > 1)
 		return -EBADMSG;
-	dir = index_find_id(ix, rc.parent);
+	if (l->dir == NULL || l->dir->id != rc.parent) {
+		index_load_flush(ix);
+		l->dir = index_find_id(ix, rc.parent);
+	}
+	dir = l->dir;
 	if (dir == NULL || dir->type != MST_T_DIR)
 		return -EBADMSG;
+	ix->load_dir = dir;
 	saved = *dir;
 	if (kind == 1) {
+		index_load_flush(ix);
 		f = index_find_file(ix, rc.id);
 		err = f ? index_load_link(ix, f, dir, rc.name) : -EBADMSG;
 		return err;
@@ -467,7 +475,7 @@ load_node(struct ckload *l, struct rd *r)
 		}
 		return 0;
 	}
-	n = index_find_id(ix, rc.id);
+	n = ix->last_new;
 	n->ctime_ns = ctime;
 	n->atime_ns = atime;
 	/* Its removals before the checkpoint are forgotten, and each of
@@ -577,6 +585,7 @@ index_load(struct index *ix, int fd, index_body_fn *body, void *body_arg,
 		goto out;
 	ckr_take(c, &r);
 	index_reserve(ix, nnodes);
+	ix->loading = 1;
 	mb = calloc(nmb ? nmb : 1, sizeof *mb);
 	if (mb == NULL) {
 		rc = -ENOMEM;
@@ -619,6 +628,9 @@ index_load(struct index *ix, int fd, index_body_fn *body, void *body_arg,
 		ix->root->x.dir->tomb_floor = lsn;
 	}
 out:
+	index_load_flush(ix);
+	ix->loading = 0;
+	ix->load_dir = NULL;
 	if (rc < 0 && c->err)
 		rc = c->err;		/* an I/O error, not bad bytes */
 	free(mb);

@@ -8,7 +8,8 @@
  * at start, and every change is applied through index_apply() from the
  * same record that goes to the log, so "rebuilt equals live" holds by
  * construction. Lookups are hash probes with no I/O; the cost is memory,
- * about 240 bytes per stored message plus its name (see mstored(8)).
+ * about 145 bytes per stored message plus its name (index.c, "The
+ * arena"; mstored(8)).
  *
  * Ordinary files (MST_T_FILE) are split in two: a name is a struct node
  * like any other entry, and the object its names share (hard links) is a
@@ -69,6 +70,7 @@ struct tomb {
 };
 
 struct dirx {
+	struct dirx *all_prev, *all_next;	/* ix->dirs */
 	struct node *first;	/* children, newest first */
 	uint64_t nchildren;
 	uint64_t nsubdirs;	/* children that are directories */
@@ -103,47 +105,74 @@ struct fobj {
 	uint64_t ckpt_mark;	/* checkpoint that saved it already */
 };
 
+/*
+ * A node lives in its index's arena (index.c): the hash chains hold
+ * 32-bit handles (its offset in 8-byte units) instead of pointers, and
+ * fields are packed to what they can hold: a size below 2^40 (bodies are
+ * at most MST_BODY_MAX), a segment below INDEX_SEG_MAX, an offset below
+ * 2^48, a name of at most MST_NAME_MAX bytes. Before the arena a message
+ * cost about 260 bytes of memory with a 30-byte name; see index.c.
+ */
 struct node {
-	struct node *pn_next;	/* (parent, name) hash chain */
-	struct node *id_next;	/* id hash chain */
-	union {
-		struct node *idem_next;	/* idempotency hash chain
-					   (messages) */
-		struct node *link_next;	/* other names of the same file */
-	};
 	struct node *sib_prev, *sib_next;
 	struct node *parent;
+	uint32_t pn_next;	/* (parent, name) hash chain */
+	uint32_t id_next;	/* id hash chain */
+	uint32_t idem_next;	/* idempotency hash chain (messages) */
+	uint32_t mode, uid, gid;
 	uint64_t id;		/* a file's name: its object's id */
 	/* The rest but the name is unused in a file's name: see x.file. */
 	uint64_t change;	/* lsn of the last change to it */
 	uint64_t checksum;	/* body */
-	uint64_t size;
-	uint64_t off;		/* body offset in segment |seg| */
+	uint64_t size : 40;
+	uint64_t seg : 24;	/* the body's segment */
+	uint64_t off : 48;	/* body offset in segment |seg| */
+	uint64_t type : 8;	/* MST_T_* */
+	uint64_t namelen : 8;
 	int64_t mtime_ns;
 	int64_t ctime_ns;
 	int64_t atime_ns;
-	uint32_t mode, uid, gid;
-	uint32_t seg;
-	uint8_t type;		/* MST_T_* */
-	uint16_t namelen;
 	union {
 		struct dirx *dir;	/* MST_T_DIR */
 		struct mbox *mbox;	/* MST_T_MSG */
 		struct fobj *file;	/* MST_T_FILE */
 	} x;
-	uint8_t idem[MST_IDEM_LEN];
+	union {
+		uint8_t idem[MST_IDEM_LEN];	/* MST_T_MSG */
+		struct node *link_next;	/* MST_T_FILE: other names of
+					   the same file */
+	};
 	char name[];
 };
 
+/* A chained hash table of node handles; up to 2 entries a bucket. */
 struct htab {
-	struct node **b;
+	uint32_t *b;
 	size_t mask;
 	size_t n;
 };
 
+#define INDEX_ARENA_CLASSES 64	/* node sizes, in 8-byte units */
+#define INDEX_PEND	16	/* inserts in flight while loading */
+
 struct spent;
 
 struct index {
+	char *arena;		/* nodes; see index.c */
+	size_t arena_cap;	/* bytes reserved */
+	uint64_t arena_top;	/* 8-byte units handed out so far */
+	uint32_t arena_free[INDEX_ARENA_CLASSES];	/* freed, by size */
+	struct dirx *dirs;	/* every directory's dirx */
+	int loading;		/* index_load runs: skip its own checks */
+	struct node *last_new;	/* made by the last CREATE or NEW */
+	struct node *load_dir;	/* while loading: the parent of the next */
+	struct index_pend {	/* while loading: inserts not done yet */
+		struct htab *t;
+		struct node *n;
+		size_t off;
+		uint64_t hash;
+	} pend[INDEX_PEND];
+	unsigned pend_head, npend;
 	struct htab by_name, by_id, by_idem;	/* by_id: no file names */
 	struct fobj **files;	/* hash of file objects by id */
 	size_t file_mask, nfiles;
@@ -206,7 +235,10 @@ int index_apply(struct index *ix, const struct rec *r, uint32_t seg,
     uint64_t body_off, const uint8_t *body);
 
 /* Checkpoint loading: another name |name| in |dir| for |f| (no times
- * touched), and a block of |f|. 0 or -ENOMEM / -EBADMSG. */
+ * touched), and a block of |f|. 0 or -ENOMEM / -EBADMSG. While
+ * ix->loading, hash inserts are delayed (index.c): index_load_flush()
+ * does them, and must come before any lookup. */
+void index_load_flush(struct index *ix);
 int index_load_link(struct index *ix, struct fobj *f, struct node *dir,
     struct mst_str name);
 int index_load_block(struct index *ix, struct fobj *f, uint64_t i,

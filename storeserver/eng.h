@@ -215,6 +215,16 @@ struct engine {
 	uint64_t kdone;			/* written by a child; kmu */
 	int64_t kfork_max_ns;		/* longest fork; kmu */
 	int64_t kwrite_last_ns;		/* the last one's time; kmu */
+	int kback;			/* jobs that waited are being put
+					 * back in the queue; kmu */
+	int kreclaim;			/* installed while batches were
+					 * unsynced: the writer reclaims
+					 * for rseg, rlsn, rsince; kmu */
+	uint32_t rseg;
+	uint64_t rlsn, rsince;
+	unsigned kfails;		/* failed in a row; kmu */
+	int64_t kretry_ns;		/* none started by log size before
+					 * this (backing off); kmu */
 	pthread_mutex_t cmu;		/* compactor wakeups */
 	pthread_cond_t ccv;
 	int cstop, ckick;		/* guarded by cmu */

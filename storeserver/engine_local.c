@@ -675,6 +675,100 @@ ckpt_start(struct engine *e, struct job *ck)
 	pthread_mutex_unlock(&e->kmu);
 }
 
+/* Is every written batch synced? The caller holds bmu, so no batch is
+ * being written. */
+static int
+sync_idle(struct engine *e)
+{
+	int idle;
+
+	pthread_mutex_lock(&e->smu);
+	idle = !e->spending && !e->sbusy;
+	pthread_mutex_unlock(&e->smu);
+	return idle;
+}
+
+/*
+ * A checkpoint was installed while written batches waited for their
+ * sync. Which segments it made unneeded must not be judged from the
+ * index now: it holds those batches (a relocation out of a segment, an
+ * expunge), and if their sync fails or the machine crashes, the
+ * checkpoint still points into the segments they emptied. The writer
+ * reclaims once it has drained the syncer (ckpt_reclaim_pending).
+ */
+static void
+ckpt_defer_reclaim(struct engine *e, uint32_t seg, uint64_t lsn,
+    uint64_t since)
+{
+	pthread_mutex_lock(&e->kmu);
+	e->kreclaim = 1;
+	e->rseg = seg;
+	e->rlsn = lsn;
+	e->rsince = since;
+	pthread_mutex_unlock(&e->kmu);
+}
+
+/* The writer, between batches: reclaim for a checkpoint installed
+ * while batches were unsynced, once they are synced. */
+static void
+ckpt_reclaim_pending(struct engine *e)
+{
+	struct seg **gone = NULL;
+	uint64_t lsn, since;
+	uint32_t seg;
+	int pending;
+
+	pthread_mutex_lock(&e->kmu);
+	pending = e->kreclaim;
+	e->kreclaim = 0;
+	seg = e->rseg;
+	lsn = e->rlsn;
+	since = e->rsince;
+	pthread_mutex_unlock(&e->kmu);
+	if (!pending)
+		return;
+	sync_drain(e);
+	pthread_mutex_lock(&e->bmu);
+	if (lsn >= e->ckpt_lsn)	/* not passed by one written since */
+		gone = store_checkpoint_done(e, seg, lsn, since);
+	pthread_mutex_unlock(&e->bmu);
+	store_reclaim(e, gone);
+}
+
+/*
+ * A checkpoint failed (its child could not write the file, or could not
+ * be waited for). Retrying after every batch would fork and write the
+ * whole index again and again; one started by the log's size waits 1 s,
+ * then twice as long after each further failure, up to 5 minutes. An
+ * ADMIN checkpoint is still tried at once. kmu held.
+ */
+static void
+ckpt_back_off(struct engine *e)
+{
+	int64_t wait_ns = (int64_t)1000000000 << (e->kfails < 8 ?
+	    e->kfails : 8);
+
+	if (wait_ns > (int64_t)300 * 1000000000)
+		wait_ns = (int64_t)300 * 1000000000;
+	e->kfails++;
+	e->kretry_ns = metrics_now_ns() + wait_ns;
+	log_warn("checkpoint: failed %u time(s) in a row; the next one "
+	    "started by the log's size waits %.0f s", e->kfails,
+	    (double)wait_ns / 1e9);
+}
+
+/* Is a checkpoint started by the log's size to wait (ckpt_back_off)? */
+static int
+ckpt_backing_off(struct engine *e)
+{
+	int wait;
+
+	pthread_mutex_lock(&e->kmu);
+	wait = e->kretry_ns != 0 && metrics_now_ns() < e->kretry_ns;
+	pthread_mutex_unlock(&e->kmu);
+	return wait;
+}
+
 /* Wait for the child |pid|: 0, or the error it wrote the file with. */
 static int
 ckpt_reap(pid_t pid)
@@ -727,8 +821,12 @@ ckpter_main(void *arg)
 		else
 			rc = e->media->ckpt_install(e, fd);
 		if (rc == 0) {
+			gone = NULL;
 			pthread_mutex_lock(&e->bmu);
-			gone = store_checkpoint_done(e, seg, lsn, since);
+			if (sync_idle(e))
+				gone = store_checkpoint_done(e, seg, lsn, since);
+			else
+				ckpt_defer_reclaim(e, seg, lsn, since);
 			pthread_mutex_unlock(&e->bmu);
 			store_reclaim(e, gone);
 			/* The fork's own CPU time tells a busy host from
@@ -748,20 +846,30 @@ ckpter_main(void *arg)
 		if (rc == 0) {
 			e->kdone++;
 			e->kwrite_last_ns = metrics_now_ns() - start_ns;
+			e->kfails = 0;
+			e->kretry_ns = 0;
+		} else {
+			ckpt_back_off(e);
 		}
 		wait = e->kwait;
 		e->kwait = NULL;
 		e->kwtail = &e->kwait;
 		e->krunning = 0;
+		e->kback = wait != NULL;
 		pthread_cond_broadcast(&e->kcv);
 		pthread_mutex_unlock(&e->kmu);
 		/* Those asked meanwhile go back to the writer, which starts
-		 * the next checkpoint for them. */
+		 * the next checkpoint for them; at the end, ckpt_idle()
+		 * waits until they are in its queue. */
 		for (j = wait; j; j = next) {
 			next = j->next;
 			engine_enqueue(&e->wq, j);
 		}
 		pthread_mutex_lock(&e->kmu);
+		if (e->kback) {
+			e->kback = 0;
+			pthread_cond_broadcast(&e->kcv);
+		}
 	}
 	pthread_mutex_unlock(&e->kmu);
 	return NULL;
@@ -772,7 +880,7 @@ static void
 ckpt_idle(struct engine *e)
 {
 	pthread_mutex_lock(&e->kmu);
-	while (e->krunning)
+	while (e->krunning || e->kback)
 		pthread_cond_wait(&e->kcv, &e->kmu);
 	pthread_mutex_unlock(&e->kmu);
 }
@@ -820,9 +928,11 @@ writer_main(void *arg)
 		 * written. Keep the others in arrival order. */
 		ck = collect_checkpoints(jobs, &rest);
 		run_jobs(e, &b, rest);
+		ckpt_reclaim_pending(e);
 		rotate = e->active->size >= e->conf.segment_size;
 		want_ckpt = ck != NULL ||
-		    e->since_ckpt >= e->conf.checkpoint_bytes;
+		    (e->since_ckpt >= e->conf.checkpoint_bytes &&
+		    !ckpt_backing_off(e));
 		if (want_ckpt && ckpt_busy(e, ck))
 			want_ckpt = 0;	/* |ck| waits for the next one */
 		/* A new segment and a checkpoint start from a durable log. */

@@ -831,6 +831,13 @@ main(int argc, char **argv)
 		perror("mstored: ignoring SIGPIPE");
 		return EXIT_FAIL;
 	}
+	/* Checkpoints are written by a child that the engine waits for: a
+	 * SIGCHLD ignored by whoever started us (it survives exec) would
+	 * make the kernel reap it first and every checkpoint fail. */
+	if (signal(SIGCHLD, SIG_DFL) == SIG_ERR) {
+		perror("mstored: restoring SIGCHLD");
+		return EXIT_FAIL;
+	}
 	rc = parse_args(argc, argv, &a);
 	if (rc < 0) {
 		conf_init(&c);

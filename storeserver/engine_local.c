@@ -841,7 +841,8 @@ ckpter_main(void *arg)
 			    (unsigned long long)lsn, strerror(-rc));
 		}
 		compact_kick(e);
-		ckpt_answer(e, ck, rc);
+		/* Counted before it is answered: stats read after the
+		 * answer include it. */
 		pthread_mutex_lock(&e->kmu);
 		if (rc == 0) {
 			e->kdone++;
@@ -851,6 +852,9 @@ ckpter_main(void *arg)
 		} else {
 			ckpt_back_off(e);
 		}
+		pthread_mutex_unlock(&e->kmu);
+		ckpt_answer(e, ck, rc);
+		pthread_mutex_lock(&e->kmu);
 		wait = e->kwait;
 		e->kwait = NULL;
 		e->kwtail = &e->kwait;

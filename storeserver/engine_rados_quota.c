@@ -12,7 +12,11 @@
  * so two servers never both take the last room), reading lim in the same
  * op, BEFORE its body is written; whoever removes a message body
  * afterwards (EXPUNGE, UNLINK, a replaced message, a delivery that did
- * not happen) gives it back. So the limit holds across servers; a
+ * not happen) gives it back. A compare-and-swap that loses backs off at
+ * random and tries again, for up to Q_WAIT_MS; racing past that never
+ * refuses a delivery into a mailbox without a limit (the change goes
+ * uncounted, for a scrub to repair), and answers EAGAIN where a limit
+ * applies. So the limit holds across servers; a
  * server that dies between the steps leaves the usage too high, never
  * too low, until a scrub counts it again (engine_rados_scrub.c), which
  * also makes the usage of mailboxes filled before usage was counted
@@ -246,10 +250,41 @@ re_quota_set(struct rados_engine *e, const char *mbox, size_t len,
 
 static void usage_note(int64_t dbytes, int64_t dmsgs, int dboxes);
 
+/* A change of u that keeps losing its compare-and-swap (every worker of
+ * every server delivering into one mailbox) backs off: a random time of
+ * [step, 2 step) ms, step 1 ms doubling up to Q_STEP_MAX, until
+ * Q_WAIT_MS have been spent sleeping. */
+#define Q_STEP_MAX	64
+#define Q_WAIT_MS	2000
+
+/* Sleep before the next try; -ETIMEDOUT once Q_WAIT_MS are spent. */
+static int
+q_backoff(unsigned *seed, unsigned *step, unsigned *waited_us)
+{
+	struct timespec ts;
+	unsigned us;
+
+	if (*waited_us >= Q_WAIT_MS * 1000u)
+		return -ETIMEDOUT;
+	if (*seed == 0)
+		*seed = (unsigned)(uintptr_t)seed ^ (unsigned)time(NULL) ^
+		    (unsigned)clock();
+	us = *step * 1000u + (unsigned)rand_r(seed) % (*step * 1000u);
+	if (*step < Q_STEP_MAX)
+		*step *= 2;
+	*waited_us += us;
+	ts.tv_sec = us / 1000000u;
+	ts.tv_nsec = (long)(us % 1000000u) * 1000;
+	nanosleep(&ts, NULL);
+	return 0;
+}
+
 /* Add |dbytes| and |dmsgs| (signed) to the usage; with |check|, fail
  * with -EDQUOT when the limits would be passed (the local engine's
  * rule: bytes + size over quota_bytes, messages + 1 over
- * quota_messages). */
+ * quota_messages). Lost races back off (q_backoff); when they go on
+ * past Q_WAIT_MS: -EAGAIN if a limit applies to the mailbox, else 1 (the
+ * change is not counted, and the usage drifts until a scrub). */
 static int
 q_change(struct rados_engine *e, const char *mbox, size_t len,
     int64_t dbytes, int64_t dmsgs, int check)
@@ -259,10 +294,11 @@ q_change(struct rados_engine *e, const char *mbox, size_t len,
 	struct kvset vals = { 0 };
 	uint64_t b, m, nb, nm, qb, qm;
 	rados_write_op_t op;
-	int rc, tries, has_u;
+	unsigned seed = 0, step = 1, waited = 0;
+	int rc, has_u;
 
 	q_oid(oid, sizeof oid, mbox, len);
-	for (tries = 0; tries < RE_RETRIES; tries++) {
+	for (;;) {
 		has_u = 0;
 		b = m = 0;
 		rc = re_read(e, oid, keys, &vals, NULL, NULL, 0, NULL, NULL);
@@ -297,25 +333,40 @@ q_change(struct rados_engine *e, const char *mbox, size_t len,
 			    (m == 0 && nm > 0) - (m > 0 && nm == 0));
 		if (rc != -ECANCELED)
 			return rc < 0 ? re_err("quota", oid, rc) : 0;
+		if (q_backoff(&seed, &step, &waited) < 0)
+			break;
 	}
-	return re_err("quota (too many races)", oid, -EAGAIN);
+	if (qb == 0 && qm == 0) {
+		log_debug("rados: %s: still racing after %u ms; %+" PRId64
+		    " bytes, %+" PRId64 " messages not counted (a scrub "
+		    "counts them)", oid, waited / 1000, dbytes, dmsgs);
+		return 1;
+	}
+	log_err("rados: quota %s: still racing after %u ms", oid,
+	    waited / 1000);
+	return -EAGAIN;
 }
 
 int
 re_quota_take(struct rados_engine *e, const char *mbox, size_t len,
     uint64_t size)
 {
-	return q_change(e, mbox, len, (int64_t)size, 1, 1);
+	int rc = q_change(e, mbox, len, (int64_t)size, 1, 1);
+
+	return rc < 0 ? rc : 0;
 }
 
 void
 re_quota_give(struct rados_engine *e, const char *mbox, size_t len,
     uint64_t size)
 {
-	if (q_change(e, mbox, len, -(int64_t)size, -1, 0) < 0)
+	int rc = q_change(e, mbox, len, -(int64_t)size, -1, 0);
+
+	if (rc != 0)	/* 1: still racing, no limit on the mailbox */
 		log_warn("rados: quota of %.*s: giving back %" PRIu64
-		    " bytes failed; its usage stays too high", (int)len, mbox,
-		    size);
+		    " bytes failed (%s); its usage stays too high until a "
+		    "scrub", (int)len, mbox, size, rc < 0 ? strerror(-rc) :
+		    "still racing");
 }
 
 /* ---- the pool's totals: mst.usage ---- */

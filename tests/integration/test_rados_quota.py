@@ -21,7 +21,11 @@ mstore.conf:
     the bodies, mstore-ctl --progress, the scrub metrics), sets the
     pool's totals to what it counted when nothing moved, and gives a
     mailbox whose usage object is missing (messages stored before every
-    server counted usage) its usage back.
+    server counted usage) its usage back;
+  - many deliveries at once into ONE mailbox without a limit, through
+    both servers, then expunges of a third of them, also at once: none
+    fails (usage accounting that races backs off, and never refuses a
+    delivery), and the usage then counts exactly the messages stored.
 
 Exits 77 (skipped) only when the Ceph daemons are not installed.
 """
@@ -32,6 +36,7 @@ import re
 import struct
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -417,6 +422,90 @@ def test_scrub_progress_and_totals(env):
         wait_gauges(s, exp, "a delivery after the fold on " + s.addr)
 
 
+BUSY = "q.example/busy"
+BUSY_CLIENTS = 16   # connections, half to each server
+BUSY_EACH = 12      # deliveries per connection
+
+
+def on_all(env, work):
+    """work(client, k) on BUSY_CLIENTS connections at once, k-th
+    through server k % 2; the statuses of every call, by connection."""
+    clients = [Client(env.servers[k % 2].port) for k in range(BUSY_CLIENTS)]
+    out = [None] * BUSY_CLIENTS
+    go = threading.Barrier(BUSY_CLIENTS)
+
+    def run(k):
+        try:
+            go.wait(30)
+            out[k] = work(clients[k], k)
+        except Exception as ex:     # reported below, with the rest
+            out[k] = ex
+    threads = [threading.Thread(target=run, args=(k,))
+               for k in range(BUSY_CLIENTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for c in clients:
+        c.close()
+    want([t.is_alive() for t in threads], [False] * BUSY_CLIENTS,
+         "every connection done within 120 s")
+    return out
+
+
+def failed(out):
+    """(connection, call, status or exception) of every call of
+    on_all's |out| that did not answer 0."""
+    bad = []
+    for k, sts in enumerate(out):
+        if not isinstance(sts, list):
+            bad.append((k, None, repr(sts)))
+            continue
+        bad.extend((k, i, st) for i, st in enumerate(sts) if st != 0)
+    return bad
+
+
+def test_concurrent_unlimited_deliveries(env):
+    """No limit on the mailbox: many workers of both servers race on its
+    usage object; every delivery and expunge succeeds, and the usage
+    ends exactly at what is stored."""
+    maildir(env.a, BUSY)
+    body = b"c" * 100
+    sent = on_all(env, lambda c, k: [
+        c.deliver("busy.%d.%d" % (k, i), body, box=BUSY)[0]
+        for i in range(BUSY_EACH)])
+    want(failed(sent), [], "%d deliveries at once, no quota: "
+         "(connection, try, status) of those that failed" %
+         (BUSY_CLIENTS * BUSY_EACH))
+    got = quota_get(env.s2, BUSY)
+    want((got["quota_bytes"], got["quota_msgs"], got["used_msgs"],
+          got["used_bytes"]),
+         ("0", "0", str(BUSY_CLIENTS * BUSY_EACH),
+          str(BUSY_CLIENTS * BUSY_EACH * len(body))),
+         "usage after the deliveries")
+    # A third expunged, at once, each through the other server than the
+    # one that delivered it.
+    gone = on_all(env, lambda c, k: [
+        c.ref("EXPUNGE", "busy.%d.%d" % ((k + 1) % BUSY_CLIENTS, i),
+              box=BUSY)[0]
+        for i in range(0, BUSY_EACH, 3)])
+    want(failed(gone), [], "expunges at once: (connection, try, status) "
+         "of those that failed")
+    _, _, _, ents = env.a.list(box=BUSY)
+    left = len(present(ents))
+    want(left, BUSY_CLIENTS * (BUSY_EACH - len(range(0, BUSY_EACH, 3))),
+         "messages left")
+    for s in env.servers:
+        got = quota_get(s, BUSY)
+        want((got["used_msgs"], got["used_bytes"]),
+             (str(left), str(left * len(body))),
+             "usage after the expunges, through " + s.addr)
+    for s in env.servers:
+        log = open(s.log).read()
+        for bad in ("too many races", "giving back", "still racing"):
+            want(bad in log, False, "%r in the log of %s" % (bad, s.addr))
+
+
 def main():
     return radoslib.run_suite("test_rados_quota", setup, (
         test_quota_set_get_across_servers,
@@ -424,7 +513,8 @@ def main():
         test_set_limit_wins_over_quota_file,
         test_store_gauges_follow_the_load,
         test_locks_gauges,
-        test_scrub_progress_and_totals))
+        test_scrub_progress_and_totals,
+        test_concurrent_unlimited_deliveries))
 
 
 if __name__ == "__main__":

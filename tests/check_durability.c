@@ -604,7 +604,7 @@ stop_checkpoint_child(struct job **ck)
 	ck_assert_msg(pid > 0, "no checkpoint child stopped in %d tries",
 	    tries);
 	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-	for (i = 0; i < 500 && st != 'T' && st != 'Z'; i++) {
+	for (i = 0; i < 2000 && st != 'T' && st != 'Z'; i++) {
 		f = fopen(path, "r");
 		ck_assert_ptr_nonnull(f);
 		p = fgets(buf, sizeof buf, f) ? strrchr(buf, ')') : NULL;
@@ -672,7 +672,7 @@ START_TEST(checkpoint_keeps_segments_that_unsynced_batches_emptied)
 	compact_kick(T.e);
 	/* The compactor's relocation of X is applied and written, and
 	 * waits for its sync (held) like the compactor itself. */
-	for (i = 0; i < 1000 && live_in_segment_1() != 0; i++)
+	for (i = 0; i < 2000 && live_in_segment_1() != 0; i++)
 		usleep(10000);
 	ck_assert_msg(live_in_segment_1() == 0, "the compactor did not "
 	    "move X out of segment 1");
@@ -701,7 +701,7 @@ START_TEST(checkpoint_keeps_segments_that_unsynced_batches_emptied)
 	/* The relocation's sync fails: rolled back, X is read from 1. */
 	dio_fail_at(DIO_SYNC, 1, EIO);
 	dio_hold(DIO_SYNC, 0);
-	for (i = 0; i < 500 && t_fetch(&T, "m", xid, out, sizeof out, &got)
+	for (i = 0; i < 2000 && t_fetch(&T, "m", xid, out, sizeof out, &got)
 	    != 0; i++)
 		usleep(10000);
 	ck_assert_int_eq(t_fetch(&T, "m", xid, out, sizeof out, &got), 0);

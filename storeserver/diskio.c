@@ -6,6 +6,8 @@
  * callers decide what a failure means.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <limits.h>
 #include <string.h>
@@ -121,6 +123,49 @@ dio_pread_all(int fd, void *buf, size_t n, off_t off)
 		off += r;
 	}
 	return 0;
+}
+
+int
+dio_replace_file(const char *dir, const char *name, const void *p,
+    size_t n)
+{
+	char path[4096], tmp[4096];
+	const char *b = p;
+	ssize_t w;
+	int fd, dfd, rc = 0;
+
+	if (snprintf(path, sizeof path, "%s/%s", dir, name) >=
+	    (int)sizeof path || snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir,
+	    name) >= (int)sizeof tmp)
+		return -ENAMETOOLONG;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	while (rc == 0 && n > 0) {
+		w = write(fd, b, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			rc = -errno;
+		else {
+			b += w;
+			n -= (size_t)w;
+		}
+	}
+	if (rc == 0 && fsync(fd) < 0)
+		rc = -errno;
+	if (close(fd) < 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc == 0) {
+		dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd < 0 || fsync(dfd) < 0)
+			rc = -errno;
+		if (dfd >= 0)
+			close(dfd);
+	}
+	return rc;
 }
 
 int

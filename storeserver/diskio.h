@@ -27,6 +27,11 @@ int dio_pwritev_all(int fd, struct iovec *iov, int iovcnt, off_t off);
 int dio_fdatasync(int fd);
 /* Read exactly |n| bytes at |off|: 0, -EIO on a short file, or -errno. */
 int dio_pread_all(int fd, void *buf, size_t n, off_t off);
+/* Replace |dir|/|name| with the |n| bytes at |p|, durably: written to
+ * |name|.tmp, fsynced, renamed over |name|, and |dir| fsynced. 0, or a
+ * negative errno (the caller logs it with its context). */
+int dio_replace_file(const char *dir, const char *name, const void *p,
+    size_t n);
 /* pthread_create with default attributes: 0 or a negative errno
  * (-EAGAIN when the system is out of threads). */
 int dio_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);

@@ -64,6 +64,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "diskio.h"
 #include "eng.h"
 #include "log.h"
 
@@ -128,29 +129,12 @@ epoch_read(struct engine *e, struct epoch *ep)
 	return epoch_parse(t, ep);
 }
 
-static int
-write_all(int fd, const char *p, size_t n)
-{
-	ssize_t w;
-
-	while (n > 0) {
-		w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* Replace DIR/epoch with |ep|, durably (the memory store keeps none). */
 static int
 epoch_write(struct engine *e, const struct epoch *ep)
 {
-	char path[4096], tmp[4096], t[EPOCH_TEXT_MAX];
-	int fd, dfd, rc, len;
+	char t[EPOCH_TEXT_MAX];
+	int rc, len;
 
 	if (e->media != &store_files)
 		return 0;
@@ -159,30 +143,9 @@ epoch_write(struct engine *e, const struct epoch *ep)
 	if (ep->has_clean)
 		len += snprintf(t + len, sizeof t - (size_t)len, "clean %"
 		    PRIu64 "\n", ep->clean);
-	snprintf(path, sizeof path, "%s/%s", e->dir, EPOCH_FILE);
-	snprintf(tmp, sizeof tmp, "%s/%s.tmp", e->dir, EPOCH_FILE);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		rc = -errno;
-		log_err("open %s: %s", tmp, strerror(-rc));
-		return rc;
-	}
-	rc = write_all(fd, t, (size_t)len);
-	if (rc == 0 && fdatasync(fd) < 0)
-		rc = -errno;
-	if (close(fd) < 0 && rc == 0)
-		rc = -errno;
-	if (rc == 0 && rename(tmp, path) < 0)
-		rc = -errno;
-	if (rc == 0) {
-		dfd = open(e->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (dfd < 0 || fsync(dfd) < 0)
-			rc = -errno;
-		if (dfd >= 0)
-			close(dfd);
-	}
+	rc = dio_replace_file(e->dir, EPOCH_FILE, t, (size_t)len);
 	if (rc < 0)
-		log_err("writing %s: %s", path, strerror(-rc));
+		log_err("writing %s/%s: %s", e->dir, EPOCH_FILE, strerror(-rc));
 	return rc;
 }
 

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "diskio.h"
 #include "eng.h"
 #include "log.h"
 
@@ -117,60 +118,22 @@ ovr_text(const struct engine *e, size_t *len_out)
 	return t;
 }
 
-static int
-write_all(int fd, const char *p, size_t n)
-{
-	ssize_t w;
-
-	while (n > 0) {
-		w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* Replace DIR/quotas with |text|, durably. */
 static int
 quota_save(struct engine *e, const char *text, size_t len)
 {
-	char path[4096], tmp[4096];
-	int fd, dfd, rc;
+	int rc = dio_replace_file(e->dir, QUOTA_FILE, text, len);
 
-	snprintf(path, sizeof path, "%s/%s", e->dir, QUOTA_FILE);
-	snprintf(tmp, sizeof tmp, "%s/%s.tmp", e->dir, QUOTA_FILE);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		rc = -errno;
-		log_err("quota set: open %s: %s", tmp, strerror(-rc));
-		return rc;
-	}
-	rc = write_all(fd, text, len);
-	if (rc == 0 && fsync(fd) < 0)
-		rc = -errno;
-	if (close(fd) < 0 && rc == 0)
-		rc = -errno;
-	if (rc == 0 && rename(tmp, path) < 0)
-		rc = -errno;
-	if (rc == 0) {
-		dfd = open(e->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (dfd < 0 || fsync(dfd) < 0)
-			rc = -errno;
-		if (dfd >= 0)
-			close(dfd);
-	}
 	if (rc < 0)
-		log_err("quota set: writing %s: %s", path, strerror(-rc));
+		log_err("quota set: writing %s/%s: %s", e->dir, QUOTA_FILE,
+		    strerror(-rc));
 	return rc;
 }
 
-/* "MAILBOX BYTES MESSAGES": 0, or -EINVAL. */
-static int
-parse_arg(struct mst_str a, struct mst_str *name, uint64_t *bytes,
+/* "MAILBOX BYTES MESSAGES" (ADMIN quota's argument, every back-end): 0,
+ * or -EINVAL. */
+int
+engine_quota_arg(struct mst_str a, struct mst_str *name, uint64_t *bytes,
     uint64_t *msgs)
 {
 	char buf[MST_PATH_MAX + 64], *sp, *end;
@@ -205,7 +168,7 @@ quota_admin(struct engine *e, struct job *j)
 	size_t len = 0;
 	int rc, n;
 
-	rc = parse_arg(j->req.admin.arg, &name, &bytes, &msgs);
+	rc = engine_quota_arg(j->req.admin.arg, &name, &bytes, &msgs);
 	if (rc < 0) {
 		j->status = rc;
 		return;

@@ -169,6 +169,10 @@ int job_add_frame(struct job *j, uint8_t *p, size_t len);
 /* Append a notice (copies |dir| and |name|). */
 int job_add_notice(struct job *j, const char *dir, const char *name,
     uint8_t event, uint64_t id, uint64_t change);
+/* ADMIN quota's argument "MAILBOX BYTES MESSAGES", as every back-end
+ * reads it (eng_quota.c): 0, or -EINVAL. */
+int engine_quota_arg(struct mst_str a, struct mst_str *name, uint64_t *bytes,
+    uint64_t *msgs);
 
 typedef void engine_done_fn(void *arg, struct job *j);
 /* A change made by another server that shares the storage: the engine

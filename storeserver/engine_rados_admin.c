@@ -164,34 +164,6 @@ says(struct mst_str s, const char *w)
 	return s.len == strlen(w) && memcmp(s.p, w, s.len) == 0;
 }
 
-/* "MAILBOX BYTES MESSAGES" (the local engine's eng_quota.c form): 0, or
- * -EINVAL. */
-static int
-quota_arg(struct mst_str a, struct mst_str *name, uint64_t *bytes,
-    uint64_t *msgs)
-{
-	char buf[MST_PATH_MAX + 64], *sp, *end;
-
-	if (a.len >= sizeof buf)
-		return -EINVAL;
-	memcpy(buf, a.p, a.len);
-	buf[a.len] = '\0';
-	sp = strchr(buf, ' ');
-	if (sp == NULL || sp == buf)
-		return -EINVAL;
-	*name = (struct mst_str){ a.p, (uint16_t)(sp - buf) };
-	if (mst_path_check(*name) < 0 || sp[1] < '0' || sp[1] > '9')
-		return -EINVAL;
-	errno = 0;
-	*bytes = strtoull(sp + 1, &end, 10);
-	if (errno || *end != ' ' || end[1] < '0' || end[1] > '9')
-		return -EINVAL;
-	*msgs = strtoull(end + 1, &end, 10);
-	if (errno || *end != '\0')
-		return -EINVAL;
-	return 0;
-}
-
 /* ADMIN quota: the limits go into q.<mailbox>, where every server of
  * the pool reads them with the usage at each DELIVER. */
 static int
@@ -202,7 +174,7 @@ quota(struct rados_engine *e, struct job *j)
 	uint64_t bytes, msgs;
 	int rc;
 
-	rc = quota_arg(j->req.admin.arg, &name, &bytes, &msgs);
+	rc = engine_quota_arg(j->req.admin.arg, &name, &bytes, &msgs);
 	if (rc == 0)
 		rc = re_quota_set(e, name.p, name.len, bytes, msgs);
 	if (rc < 0)

@@ -49,6 +49,7 @@ import hostile_client as hc  # noqa: E402
 import radoslib  # noqa: E402
 from radoslib import Client, present  # noqa: E402
 from test_metrics import Exposition  # noqa: E402
+from test_rados_ops import kv  # noqa: E402  (key=value lines of stats)
 
 QBOX = "q.example/limited"
 MBOX = "q.example/metered"
@@ -111,15 +112,6 @@ def ctl(store, *args):
                        list(args), capture_output=True, text=True,
                        timeout=300)
     return r.returncode, r.stdout, r.stderr
-
-
-def kv(text):
-    out = {}
-    for line in text.splitlines():
-        if "=" in line:
-            k, v = line.split("=", 1)
-            out.setdefault(k, v)
-    return out
 
 
 def scrape(store):

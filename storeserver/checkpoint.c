@@ -176,7 +176,7 @@ save_node(struct index_saver *c, struct index *ix, const struct node *n)
 	index_attr(n, &a);
 	ck_room(c, 128 + n->namelen);
 	wr_u64(&c->w, n->id);
-	wr_u64(&c->w, n->parent->id);
+	wr_u64(&c->w, index_parent(n)->id);
 	wr_u8(&c->w, n->type);
 	wr_str(&c->w, (struct mst_str){ n->name, n->namelen });
 	wr_u32(&c->w, a.mode);
@@ -191,13 +191,13 @@ save_node(struct index_saver *c, struct index *ix, const struct node *n)
 		wr_u64(&c->w, n->off);
 		wr_u64(&c->w, n->size);
 		wr_u64(&c->w, n->checksum);
-		wr_u32(&c->w, n->x.mbox->ckpt_idx);
+		wr_u32(&c->w, index_msg_mbox(n)->ckpt_idx);
 		wr_raw(&c->w, n->idem, MST_IDEM_LEN);
 	}
 	if (n->type == MST_T_FILE)
 		save_file(c, ix, n->x.file);
 	if (n->type == MST_T_DIR)	/* depth <= MST_PATH_DEPTH_MAX */
-		for (ch = n->x.dir->first; ch; ch = ch->sib_next)
+		for (ch = n->x.dir->first; ch; ch = index_next(ch))
 			save_node(c, ix, ch);
 }
 
@@ -243,7 +243,7 @@ index_saver_run(struct index_saver *c, struct index *ix, int fd,
 			ck_room(c, 2 + strlen(m->name));
 			wr_str(&c->w, mst_str_of(m->name));
 		}
-	for (ch = ix->root->x.dir->first; ch; ch = ch->sib_next)
+	for (ch = ix->root->x.dir->first; ch; ch = index_next(ch))
 		save_node(c, ix, ch);
 	save_spent(c, ix->spent);
 	ck_flush(c);
@@ -477,7 +477,8 @@ load_node(struct ckload *l, struct rd *r)
 	}
 	n = ix->last_new;
 	n->ctime_ns = ctime;
-	n->atime_ns = atime;
+	if (index_set_atime(ix, n, atime) < 0)
+		return -ENOMEM;
 	/* Its removals before the checkpoint are forgotten, and each of
 	 * them moved its change: a delta since at least that misses none
 	 * (a folder unchanged across a clean restart is not listed in

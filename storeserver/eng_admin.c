@@ -506,8 +506,7 @@ stats(struct engine *e, struct job *j)
 	    (unsigned long long)atomic_load(&e->syncs),
 	    (unsigned long long)atomic_load(&e->compacted),
 	    (unsigned long long)atomic_load(&e->relocated),
-	    (unsigned long long)(ix->nodes * (sizeof(struct node) + 64 + 24) +
-	    (ix->by_name.mask + ix->by_id.mask + ix->by_idem.mask + 3) * 8));
+	    (unsigned long long)index_bytes(ix));
 	pthread_rwlock_unlock(&e->mu);
 	/* Flag changes and expunges answered once in the log, before the
 	 * fdatasync that made them durable (engine_local.c). */

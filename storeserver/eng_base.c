@@ -48,7 +48,7 @@ reply_attr(struct job *j, const struct node *n, const struct node *dir)
 int
 reply_fattr(struct job *j, const struct fobj *f)
 {
-	const struct node *dir = f->names ? f->names->parent : NULL;
+	const struct node *dir = f->names ? index_parent(f->names) : NULL;
 	struct mst_attr_rep r = { .dir_change = dir ? dir->change : 0,
 		.dir_mtime_ns = dir ? (uint64_t)dir->mtime_ns : 0 };
 
@@ -85,7 +85,7 @@ notice_names(struct job *j, const struct fobj *f, const struct node *skip,
 
 	for (n = f->names; rc == 0 && n; n = n->link_next)
 		if (n != skip)
-			rc = notice(j, n->parent, n->name, n->namelen,
+			rc = notice(j, index_parent(n), n->name, n->namelen,
 			    MST_EV_CHANGE, f->id, change);
 	return rc;
 }

@@ -371,10 +371,10 @@ file_set_attrs(struct engine *e, struct batch *b, struct job *j,
 		rc = reply_fattr(j, f);
 		return rc || !valid ? rc : notice_names(j, f, NULL, lsn);
 	}
-	rc = reply_attr(j, n, n->parent ? n->parent : n);
-	if (rc == 0 && valid && n->parent)
-		rc = notice(j, n->parent, n->name, n->namelen, MST_EV_CHANGE,
-		    n->id, lsn);
+	rc = reply_attr(j, n, index_dir_of(n));
+	if (rc == 0 && valid && index_parent(n))
+		rc = notice(j, index_parent(n), n->name, n->namelen,
+		    MST_EV_CHANGE, n->id, lsn);
 	return rc;
 }
 
@@ -488,7 +488,7 @@ file_open(struct engine *e, struct job *j)
 		return -EINVAL;
 	if (f == NULL) {	/* directories and messages: nothing to keep */
 		n = index_find_id(e->ix, j->req.fid.id);
-		return n ? reply_attr(j, n, n->parent ? n->parent : n) :
+		return n ? reply_attr(j, n, index_dir_of(n)) :
 		    -ENOENT;
 	}
 	pp = oref_slot(e, j->owner, f->id);
@@ -743,7 +743,7 @@ file_getattr(struct engine *e, struct job *j)
 	if (f)
 		rc = reply_fattr(j, f);
 	else if (n)
-		rc = reply_attr(j, n, n->parent ? n->parent : n);
+		rc = reply_attr(j, n, index_dir_of(n));
 	else
 		rc = -ENOENT;
 	pthread_rwlock_unlock(&e->mu);

@@ -72,7 +72,7 @@ static int remove_node(struct engine *e, struct batch *b, struct job *j,
 static int
 is_staged(const struct node *n)
 {
-	const struct node *p = n->parent;
+	const struct node *p = index_parent(n);
 
 	return n->type == MST_T_MSG && p != NULL && p->namelen == 3 &&
 	    memcmp(p->name, "tmp", 3) == 0;
@@ -81,7 +81,7 @@ is_staged(const struct node *n)
 static int
 same_mbox(const struct node *n, struct mst_str mailbox)
 {
-	const char *name = n->x.mbox ? n->x.mbox->name : "";
+	const char *name = index_msg_mbox(n)->name;
 
 	return strlen(name) == mailbox.len &&
 	    memcmp(name, mailbox.p, mailbox.len) == 0;
@@ -138,7 +138,7 @@ do_deliver(struct engine *e, struct batch *b, struct job *j)
 		return commit_staged(e, b, j, n, &c);
 	}
 	if (n)				/* a retry: answer like the first */
-		return reply_attr(j, n, n->parent);
+		return reply_attr(j, n, index_parent(n));
 	if ((s = spent_find(ix->spent, d->idem)) != NULL)
 		return reply_spent(j, s);	/* a retry; gone since */
 	rc = mail_dir(ix, d->mailbox, d->folder, d->sub, &dir);
@@ -180,18 +180,18 @@ move_node(struct engine *e, struct batch *b, struct job *j, struct node *n,
     struct node *dir, struct mst_str name, struct node *target)
 {
 	struct rec r = { .type = REC_RENAME, .id = n->id,
-		.from_parent = n->parent->id,
+		.from_parent = index_parent(n)->id,
 		.from_name = { n->name, n->namelen }, .parent = dir->id,
 		.name = name, .replaced = target ? target->id : 0,
 		.mtime_ns = now_ns() };
-	struct node *from = n->parent;
+	struct node *from = index_parent(n);
 	char old[MST_NAME_MAX + 1];
 	size_t oldlen = n->namelen;
 	uint64_t id = n->id, tid = target ? target->id : 0;
 	int rc;
 
 	if (target && target->id == n->id)	/* two links of one file */
-		return reply_attr(j, n, n->parent);
+		return reply_attr(j, n, index_parent(n));
 	memcpy(old, n->name, oldlen);
 	r.from_name.p = old;
 	rc = batch_add(e, b, &r, NULL);
@@ -242,7 +242,7 @@ do_setinfo(struct engine *e, struct batch *b, struct job *j)
 static int
 remove_node(struct engine *e, struct batch *b, struct job *j, struct node *n)
 {
-	struct node *dir = n->parent;
+	struct node *dir = index_parent(n);
 	struct rec r = { .type = REC_UNLINK, .id = n->id, .parent = dir->id,
 		.mtime_ns = now_ns() };
 	char name[MST_NAME_MAX + 1];
@@ -282,7 +282,7 @@ do_commit(struct engine *e, struct batch *b, struct job *j)
 	if (is_staged(n))
 		return commit_staged(e, b, j, n, d);
 	/* Committed already (a resend): answer like the first. */
-	return reply_attr(j, n, n->parent);
+	return reply_attr(j, n, index_parent(n));
 }
 
 static int
@@ -299,7 +299,7 @@ do_stage(struct engine *e, struct batch *b, struct job *j)
 	int rc;
 
 	if (n)				/* a resend: answer like the first */
-		return reply_attr(j, n, n->parent);
+		return reply_attr(j, n, index_parent(n));
 	if ((sp = spent_find(ix->spent, s->idem)) != NULL)
 		return reply_spent(j, sp);	/* committed, gone since */
 	rc = mail_dir(ix, s->mailbox, s->folder, ENG_SUB_TMP, &dir);
@@ -515,7 +515,7 @@ do_rename(struct engine *e, struct batch *b, struct job *j)
 	if (t && (q->flags & MST_RN_NOREPLACE))
 		return -EEXIST;
 	if (n->type == MST_T_DIR) {
-		for (p = dir; p; p = p->parent)
+		for (p = dir; p; p = index_parent(p))
 			if (p == n)
 				return -EINVAL;
 		if (t && t->type != MST_T_DIR)
@@ -619,7 +619,7 @@ list_dir(const struct engine *e, struct job *j, const struct node *dir,
 		since = 0;
 	lister_init(&l, j, epoch_counter(e, dir->change),
 	    (uint64_t)dir->mtime_ns, since == 0 ? MST_LIST_FULL : 0);
-	for (c = dir->x.dir->first; c; c = c->sib_next) {
+	for (c = dir->x.dir->first; c; c = index_next(c)) {
 		if (index_change(c) <= since)
 			continue;
 		en.kind = MST_LE_PRESENT;
@@ -670,7 +670,7 @@ read_locked(struct engine *e, struct job *j, struct node **body_out,
 		return n ? reply_attr(j, n, dir) : -ENOENT;
 	case MST_OP_LOOKUP:
 		rc = index_resolve(ix, j->req.path.path, &n);
-		return rc ? rc : reply_attr(j, n, n->parent ? n->parent : n);
+		return rc ? rc : reply_attr(j, n, index_dir_of(n));
 	case MST_OP_FETCH:
 		*file_out = index_find_file(ix, j->req.fetch.id);
 		if (*file_out)

@@ -56,7 +56,7 @@ ttl_s(const struct engine *e)
 static int
 staged_body(const struct node *n)
 {
-	const struct node *p = n->parent;
+	const struct node *p = index_parent(n);
 
 	return n->type == MST_T_MSG && p != NULL && p->namelen == 3 &&
 	    memcmp(p->name, "tmp", 3) == 0 &&
@@ -129,7 +129,7 @@ reclaim(struct engine *e, struct batch *b, struct node *n, int64_t now,
     int say)
 {
 	struct rec r = { .type = REC_UNLINK, .id = n->id,
-		.parent = n->parent->id, .mtime_ns = now };
+		.parent = index_parent(n)->id, .mtime_ns = now };
 	char name[MST_NAME_MAX + 1], dir[MST_PATH_MAX + 1];
 	uint64_t size = n->size;
 	int64_t age = now - n->ctime_ns;
@@ -138,7 +138,7 @@ reclaim(struct engine *e, struct batch *b, struct node *n, int64_t now,
 	memcpy(name, n->name, n->namelen);
 	name[n->namelen] = '\0';
 	r.name = (struct mst_str){ name, (uint16_t)n->namelen };
-	if (say && index_path(n->parent, dir, sizeof dir) < 0)
+	if (say && index_path(index_parent(n), dir, sizeof dir) < 0)
 		strcpy(dir, "?");
 	rc = batch_add(e, b, &r, NULL);
 	if (rc == 0 && say)
@@ -210,7 +210,7 @@ scan_tmp(struct engine *e, const struct node *dir)
 
 	if (tmp == NULL || tmp->type != MST_T_DIR)
 		return 0;
-	for (c = tmp->x.dir->first; c; c = c->sib_next)
+	for (c = tmp->x.dir->first; c; c = index_next(c))
 		if (staged_body(c) && q_push(&e->stq, c->id, c->ctime_ns) < 0)
 			return -ENOMEM;
 	return 0;
@@ -235,7 +235,7 @@ stage_rebuild(struct engine *e)
 				continue;
 			rc = scan_tmp(e, d);
 			for (c = d->x.dir->first; rc == 0 && c;
-			    c = c->sib_next)
+			    c = index_next(c))
 				if (c->type == MST_T_DIR)
 					rc = scan_tmp(e, c);
 		}

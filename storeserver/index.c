@@ -36,19 +36,30 @@
  * of it in 8-byte units, with a free list per size. A node's handle is
  * its offset in units, 32 bits (0 is no node), so the three hash chains
  * cost 12 bytes a node instead of 24, and there is no allocator header.
- * Pointers to nodes stay valid for the index's life (the reservation
- * never moves); a node's size is always node_units(namelen), so a
- * rename to a name of another size moves the node (move_name).
+ * Parent and sibling links are 32-bit as well: the distance between the
+ * two nodes in units, which fits in an int32_t because the arena is at
+ * most 2^31 units (16 GiB, about 120 million messages). Pointers to
+ * nodes stay valid for the index's life (the reservation never moves);
+ * a node's size is always node_units(namelen), so a rename to a name of
+ * another size moves the node (move_name).
+ *
+ * The reservation starts at a multiple of ARENA_MAX and its first unit
+ * holds the index's address: index_attr() and index_msg_mbox() find the
+ * index of a node from the node alone (node_index), so the tables that
+ * replaced per-node fields (|acls|, |mbv|, |atimes|) need no change to
+ * the callers of those functions.
  *
  * Memory per message, 30-byte names (restart-bench, docs/BENCHMARKS.md):
- * before, 208 bytes of malloc'd node and about 44 of hash buckets; now
- * a 168-byte node and about 9 bytes of buckets (up to 2 per bucket).
- * Freed nodes are reused, never given back to the system until
- * index_free.
+ * first, 208 bytes of malloc'd node and about 44 of hash buckets; then a
+ * 168-byte node in the arena and about 9 bytes of buckets (up to 2 per
+ * bucket); now a 136-byte node (a 104-byte head and the name). Freed
+ * nodes are reused, never given back to the system until index_free.
  */
 #define ARENA_UNIT	8u
-#define ARENA_MAX	((size_t)ARENA_UNIT << 32)	/* 32 GiB */
+#define ARENA_MAX	((size_t)ARENA_UNIT << 31)	/* 16 GiB */
 #define ARENA_MIN	((size_t)64 << 20)
+
+_Static_assert(sizeof(struct node) == 104, "the node head is packed");
 
 _Static_assert((sizeof(struct node) + MST_NAME_MAX + 1 + ARENA_UNIT - 1) /
     ARENA_UNIT < INDEX_ARENA_CLASSES, "a node of the longest name fits");
@@ -62,6 +73,21 @@ _Static_assert((sizeof(struct node) + MST_NAME_MAX + 1 + ARENA_UNIT - 1) /
 #define ID_OFF offsetof(struct node, id_next)
 #define IDEM_OFF offsetof(struct node, idem_next)
 
+/* The index whose arena holds |n|. */
+static struct index *
+node_index(const struct node *n)
+{
+	return *(struct index **)((uintptr_t)n & ~(uintptr_t)(ARENA_MAX - 1));
+}
+
+/* The distance from |from| to |to| (NULL: 0), for index_link(). */
+static int32_t
+link_to(const struct node *from, const struct node *to)
+{
+	return to ? (int32_t)(((const char *)to - (const char *)from) /
+	    (ptrdiff_t)ARENA_UNIT) : 0;
+}
+
 static size_t
 node_units(size_t namelen)
 {
@@ -71,17 +97,30 @@ node_units(size_t namelen)
 
 /* Reserve the arena: as much of ARENA_MAX as the system lets us map
  * (with strict overcommit a smaller one; the index is then full sooner:
- * -ENOMEM). */
+ * -ENOMEM), at a multiple of ARENA_MAX. An inaccessible mapping of
+ * twice that (which costs no memory and no commit charge) finds the
+ * aligned address; all of it but the arena goes again. */
 static int
 arena_init(struct index *ix)
 {
+	uintptr_t base, at;
 	size_t cap;
-	void *p;
+	void *p, *q;
 
+	q = mmap(NULL, 2 * ARENA_MAX, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS |
+	    MAP_NORESERVE, -1, 0);
+	if (q == MAP_FAILED)
+		return -ENOMEM;
+	base = (uintptr_t)q;
+	at = (base + ARENA_MAX - 1) & ~(uintptr_t)(ARENA_MAX - 1);
 	for (cap = ARENA_MAX; cap >= ARENA_MIN; cap /= 2) {
-		p = mmap(NULL, cap, PROT_READ | PROT_WRITE,
-		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		p = mmap((void *)at, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE |
+		    MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
 		if (p != MAP_FAILED) {
+			if (at > base)
+				(void)munmap(q, at - base); /* cannot fail */
+			(void)munmap((char *)p + cap,
+			    base + 2 * ARENA_MAX - (at + cap));
 			/* Huge pages, like the rest of mstored's heap
 			 * (main.c): the checkpoint's fork copies one page
 			 * table entry per page, which at ten million
@@ -92,10 +131,13 @@ arena_init(struct index *ix)
 			(void)madvise(p, cap, MADV_HUGEPAGE);
 			ix->arena = p;
 			ix->arena_cap = cap;
-			ix->arena_top = 1;	/* handle 0: no node */
+			/* handle 0: no node; its unit holds the index */
+			*(struct index **)p = ix;
+			ix->arena_top = 1;
 			return 0;
 		}
 	}
+	(void)munmap(q, 2 * ARENA_MAX);	/* ours: cannot fail */
 	return -ENOMEM;
 }
 
@@ -149,7 +191,7 @@ static uint64_t
 node_hash(const struct node *n, size_t off)
 {
 	if (off == PN_OFF)
-		return hash_pn(n->parent ? n->parent->id : 0, n->name,
+		return hash_pn(n->parent_d ? index_parent(n)->id : 0, n->name,
 		    n->namelen);
 	if (off == ID_OFF)
 		return hash_id(n->id);
@@ -344,6 +386,231 @@ files_del(struct index *ix, struct fobj *f)
 	}
 }
 
+/*
+ * Mode, uid and gid: nearly every message of a store has the same three
+ * (those of the mount's user), so a node holds the number of its triple
+ * in |acls|, counted by the nodes that hold it, instead of 12 bytes. A
+ * triple no node holds any longer is freed for reuse.
+ */
+static uint32_t
+acl_hash(uint32_t mode, uint32_t uid, uint32_t gid)
+{
+	return (uint32_t)((((uint64_t)uid << 32 | gid) ^ mode) *
+	    0x9e3779b97f4a7c15ull >> 32);
+}
+
+/* The number of (mode, uid, gid), counted once more in *out: 0 or
+ * -ENOMEM. */
+static int
+acl_get(struct index *ix, uint32_t mode, uint32_t uid, uint32_t gid,
+    uint32_t *out)
+{
+	uint32_t h = acl_hash(mode, uid, gid), i, k, nb, *b;
+	struct index_acl *a;
+
+	for (i = ix->acl_b[h & ix->acl_mask]; i; i = ix->acls[i - 1].next) {
+		a = &ix->acls[i - 1];
+		if (a->mode == mode && a->uid == uid && a->gid == gid) {
+			if (a->refs == UINT32_MAX)
+				return -ENOMEM;
+			a->refs++;
+			*out = i - 1;
+			return 0;
+		}
+	}
+	if (ix->acl_free == 0 && ix->acl_top == ix->acl_cap) {
+		if (ix->acl_cap >= UINT32_MAX / 2)
+			return -ENOMEM;
+		a = realloc(ix->acls, 2 * (size_t)ix->acl_cap * sizeof *a);
+		if (a == NULL)
+			return -ENOMEM;
+		ix->acls = a;
+		ix->acl_cap *= 2;
+	}
+	if (ix->acl_top + 1 > 2 * (ix->acl_mask + 1)) {	/* load 2 */
+		nb = 2 * (ix->acl_mask + 1);
+		b = calloc(nb, sizeof *b);
+		if (b != NULL) {	/* else only slower */
+			for (k = 0; k < ix->acl_top; k++) {
+				a = &ix->acls[k];
+				if (a->refs == 0)
+					continue;
+				h = acl_hash(a->mode, a->uid, a->gid) &
+				    (nb - 1);
+				a->next = b[h];
+				b[h] = k + 1;
+			}
+			free(ix->acl_b);
+			ix->acl_b = b;
+			ix->acl_mask = nb - 1;
+		}
+	}
+	if (ix->acl_free) {
+		i = ix->acl_free;
+		ix->acl_free = ix->acls[i - 1].next;
+	} else {
+		i = ++ix->acl_top;
+	}
+	a = &ix->acls[i - 1];
+	h = acl_hash(mode, uid, gid) & ix->acl_mask;
+	*a = (struct index_acl){ .mode = mode, .uid = uid, .gid = gid,
+		.refs = 1, .next = ix->acl_b[h] };
+	ix->acl_b[h] = i;
+	*out = i - 1;
+	return 0;
+}
+
+static void
+acl_put(struct index *ix, uint32_t no)
+{
+	struct index_acl *a = &ix->acls[no];
+	uint32_t *pp;
+
+	if (--a->refs)
+		return;
+	pp = &ix->acl_b[acl_hash(a->mode, a->uid, a->gid) & ix->acl_mask];
+	while (*pp != no + 1)
+		pp = &ix->acls[*pp - 1].next;
+	*pp = a->next;
+	a->next = ix->acl_free;
+	ix->acl_free = no + 1;
+}
+
+/*
+ * Atimes: a message is read through the mount, which never sends an
+ * atime for it unless asked to (utimensat), so a message's atime is its
+ * mtime, and only one whose atime was set to something else keeps it
+ * here (node->own_atime), by id. A directory's is in its dirx.
+ */
+static struct index_atime **
+atime_slot(const struct index *ix, uint64_t id)
+{
+	struct index_atime **pp = &ix->atimes[hash_id(id) & ix->atime_mask];
+
+	while (*pp && (*pp)->id != id)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+static void
+atime_del(struct index *ix, struct node *n)
+{
+	struct index_atime **pp = atime_slot(ix, n->id), *a = *pp;
+
+	if (a) {
+		*pp = a->next;
+		free(a);
+		ix->natimes--;
+	}
+	n->own_atime = 0;
+}
+
+/* Set the atime of |n|, a directory or message whose mtime is set
+ * already: |a| is a new entry for it, made beforehand, or NULL when none
+ * is needed (its atime is its mtime, or it has an entry already). */
+static void
+atime_set(struct index *ix, struct node *n, int64_t atime_ns,
+    struct index_atime *a)
+{
+	struct index_atime **b;
+	size_t i, nb;
+
+	if (n->type == MST_T_DIR) {
+		n->x.dir->atime_ns = atime_ns;
+		free(a);
+		return;
+	}
+	if (atime_ns == n->mtime_ns) {
+		if (n->own_atime)
+			atime_del(ix, n);
+		free(a);
+		return;
+	}
+	if (n->own_atime) {
+		(*atime_slot(ix, n->id))->atime_ns = atime_ns;
+		free(a);
+		return;
+	}
+	if (ix->natimes > ix->atime_mask) {
+		nb = 2 * (ix->atime_mask + 1);
+		b = calloc(nb, sizeof *b);
+		if (b != NULL) {	/* else only slower */
+			struct index_atime *e, *next;
+
+			for (i = 0; i <= ix->atime_mask; i++)
+				for (e = ix->atimes[i]; e; e = next) {
+					next = e->next;
+					e->next = b[hash_id(e->id) & (nb - 1)];
+					b[hash_id(e->id) & (nb - 1)] = e;
+				}
+			free(ix->atimes);
+			ix->atimes = b;
+			ix->atime_mask = nb - 1;
+		}
+	}
+	a->id = n->id;
+	a->atime_ns = atime_ns;
+	b = &ix->atimes[hash_id(n->id) & ix->atime_mask];
+	a->next = *b;
+	*b = a;
+	ix->natimes++;
+	n->own_atime = 1;
+}
+
+/* The entry atime_set() will need to give |n| that atime: 0 and *out
+ * (NULL if none is needed), or -ENOMEM. */
+static int
+atime_prepare(const struct node *n, int64_t mtime_ns, int64_t atime_ns,
+    struct index_atime **out)
+{
+	*out = NULL;
+	if (n->type == MST_T_DIR || n->own_atime || atime_ns == mtime_ns)
+		return 0;
+	*out = malloc(sizeof **out);
+	return *out ? 0 : -ENOMEM;
+}
+
+int
+index_set_atime(struct index *ix, struct node *n, int64_t atime_ns)
+{
+	struct index_atime *a;
+
+	if (atime_prepare(n, n->mtime_ns, atime_ns, &a) < 0)
+		return -ENOMEM;
+	atime_set(ix, n, atime_ns, a);
+	return 0;
+}
+
+struct mbox *
+index_msg_mbox(const struct node *n)
+{
+	return node_index(n)->mbv[n->mbox];
+}
+
+uint64_t
+index_bytes(const struct index *ix)
+{
+	const struct dirx *d;
+	uint64_t b;
+
+	b = ix->arena_top * ARENA_UNIT;
+	b += (ix->by_name.mask + ix->by_id.mask + ix->by_idem.mask + 3) *
+	    sizeof(uint32_t);
+	b += (ix->file_mask + 1 + ix->mbox_mask + 1 + ix->atime_mask + 1) *
+	    sizeof(void *);
+	b += ix->nfiles * sizeof(struct fobj) + ix->nmbox *
+	    (sizeof(struct mbox) + 32);
+	b += (uint64_t)ix->mbv_cap * (sizeof *ix->mbv + sizeof *ix->mbv_free);
+	b += (uint64_t)ix->acl_cap * sizeof *ix->acls +
+	    (ix->acl_mask + 1) * sizeof *ix->acl_b;
+	b += ix->natimes * sizeof(struct index_atime);
+	b += (uint64_t)ix->nseg_live * sizeof *ix->seg_live;
+	for (d = ix->dirs; d; d = d->all_next)
+		b += sizeof *d + (d->tombs ? INDEX_TOMBS *
+		    (sizeof *d->tombs + 32) : 0);
+	return b;
+}
+
 uint64_t
 index_change(const struct node *n)
 {
@@ -369,21 +636,31 @@ index_fattr(const struct fobj *f, struct mst_attr *a)
 void
 index_attr(const struct node *n, struct mst_attr *a)
 {
+	const struct index *ix;
+	const struct index_acl *acl;
+
 	if (n->type == MST_T_FILE) {
 		index_fattr(n->x.file, a);
 		return;
 	}
+	ix = node_index(n);
+	acl = &ix->acls[n->acl];
 	a->type = n->type;
 	a->id = n->id;
 	a->size = n->type == MST_T_DIR ? 4096 : n->size;
-	a->mode = n->mode;
-	a->uid = n->uid;
-	a->gid = n->gid;
+	a->mode = acl->mode;
+	a->uid = acl->uid;
+	a->gid = acl->gid;
 	a->nlink = n->type == MST_T_DIR ?
 	    (uint32_t)(2 + n->x.dir->nsubdirs) : 1;
 	a->mtime_ns = (uint64_t)n->mtime_ns;
 	a->ctime_ns = (uint64_t)n->ctime_ns;
-	a->atime_ns = (uint64_t)n->atime_ns;
+	if (n->type == MST_T_DIR)
+		a->atime_ns = (uint64_t)n->x.dir->atime_ns;
+	else if (n->own_atime)
+		a->atime_ns = (uint64_t)(*atime_slot(ix, n->id))->atime_ns;
+	else
+		a->atime_ns = (uint64_t)n->mtime_ns;
 	a->change = n->change;
 }
 
@@ -395,7 +672,7 @@ index_lookup(const struct index *ix, const struct node *dir, const char *name,
 	struct node *n = H2N(ix, ix->by_name.b[h & ix->by_name.mask]);
 
 	for (; n; n = H2N(ix, n->pn_next))
-		if (n->parent == dir && n->namelen == len &&
+		if (index_parent(n) == dir && n->namelen == len &&
 		    memcmp(n->name, name, len) == 0)
 			return n;
 	return NULL;
@@ -438,16 +715,16 @@ index_path(const struct node *n, char *buf, size_t cap)
 	size_t len = 0, pos;
 	const struct node *m;
 
-	for (m = n; m->parent; m = m->parent)
-		len += m->namelen + (m->parent->parent ? 1u : 0u);
+	for (m = n; m->parent_d; m = index_parent(m))
+		len += m->namelen + (index_parent(m)->parent_d ? 1u : 0u);
 	if (len >= cap)
 		return -ENAMETOOLONG;
 	buf[len] = '\0';
 	pos = len;
-	for (m = n; m->parent; m = m->parent) {
+	for (m = n; m->parent_d; m = index_parent(m)) {
 		pos -= m->namelen;
 		memcpy(buf + pos, m->name, m->namelen);
-		if (m->parent->parent)
+		if (index_parent(m)->parent_d)
 			buf[--pos] = '/';
 	}
 	return (int)len;
@@ -484,9 +761,28 @@ index_mbox(struct index *ix, struct mst_str name, int create)
 			ix->mbox_mask = nb - 1;
 		}
 	}
+	if (ix->nmbv_free == 0 && ix->mbv_top == ix->mbv_cap) {
+		uint32_t cap = ix->mbv_cap ? 2 * ix->mbv_cap : 64;
+		struct mbox **v;
+		uint32_t *fr;
+
+		if (cap < ix->mbv_cap)
+			return NULL;
+		v = realloc(ix->mbv, (size_t)cap * sizeof *v);
+		if (v == NULL)
+			return NULL;
+		ix->mbv = v;
+		fr = realloc(ix->mbv_free, (size_t)cap * sizeof *fr);
+		if (fr == NULL)
+			return NULL;
+		ix->mbv_free = fr;
+		ix->mbv_cap = cap;
+	}
 	m = calloc(1, sizeof *m + name.len + 1);
 	if (m == NULL)
 		return NULL;
+	m->no = ix->nmbv_free ? ix->mbv_free[--ix->nmbv_free] : ix->mbv_top++;
+	ix->mbv[m->no] = m;
 	memcpy(m->name, name.p, name.len);
 	m->quota_bytes = ix->quota_bytes;
 	m->quota_msgs = ix->quota_msgs;
@@ -518,6 +814,8 @@ mbox_drop_if_idle(struct index *ix, struct mbox *m)
 		return;
 	*pp = m->next;
 	ix->nmbox--;
+	ix->mbv[m->no] = NULL;
+	ix->mbv_free[ix->nmbv_free++] = m->no;	/* room: one per number */
 	free(m);
 }
 
@@ -568,11 +866,13 @@ index_seg_live(const struct index *ix, uint32_t seg)
 static void
 attach(struct index *ix, struct node *n, struct node *dir)
 {
-	n->parent = dir;
-	n->sib_prev = NULL;
-	n->sib_next = dir->x.dir->first;
-	if (n->sib_next)
-		n->sib_next->sib_prev = n;
+	struct node *next = dir->x.dir->first;
+
+	n->parent_d = link_to(n, dir);
+	n->prev_d = 0;
+	n->next_d = link_to(n, next);
+	if (next)
+		next->prev_d = link_to(next, n);
 	dir->x.dir->first = n;
 	dir->x.dir->nchildren++;
 	if (n->type == MST_T_DIR)
@@ -613,15 +913,16 @@ tomb_add(struct node *dir, const struct node *n, uint64_t lsn)
 static void
 detach(struct index *ix, struct node *n, uint64_t lsn)
 {
-	struct node *dir = n->parent;
+	struct node *dir = index_parent(n), *prev = index_link(n, n->prev_d),
+	    *next = index_next(n);
 
 	htab_del(ix, &ix->by_name, n, PN_OFF);
-	if (n->sib_prev)
-		n->sib_prev->sib_next = n->sib_next;
+	if (prev)
+		prev->next_d = link_to(prev, next);
 	else
-		dir->x.dir->first = n->sib_next;
-	if (n->sib_next)
-		n->sib_next->sib_prev = n->sib_prev;
+		dir->x.dir->first = next;
+	if (next)
+		next->prev_d = link_to(next, prev);
 	dir->x.dir->nchildren--;
 	if (n->type == MST_T_DIR)
 		dir->x.dir->nsubdirs--;
@@ -786,10 +1087,11 @@ index_file_put(struct index *ix, struct fobj *f, uint32_t n)
 static void
 spent_note(struct index *ix, const struct node *n, uint64_t lsn, int64_t now)
 {
-	const struct node *p = n->parent;
+	const struct node *p = index_parent(n);
+	const struct index_acl *a = &ix->acls[n->acl];
 	struct spent_ent e = { .id = n->id, .size = n->size, .change = lsn,
-		.mtime_ns = n->mtime_ns, .gone_ns = now, .mode = n->mode,
-		.uid = n->uid, .gid = n->gid };
+		.mtime_ns = n->mtime_ns, .gone_ns = now, .mode = a->mode,
+		.uid = a->uid, .gid = a->gid };
 
 	if (p && p->namelen == 3 && memcmp(p->name, "tmp", 3) == 0 &&
 	    n->namelen >= sizeof MST_STAGE_PREFIX - 1 &&
@@ -826,18 +1128,23 @@ node_drop(struct index *ix, struct node *n, uint64_t lsn, int64_t now)
 		return;
 	}
 	htab_del(ix, &ix->by_id, n, ID_OFF);
+	if (n->own_atime)
+		atime_del(ix, n);
 	if (n->type == MST_T_MSG) {
+		struct mbox *m = ix->mbv[n->mbox];
+
 		spent_note(ix, n, lsn, now);
 		htab_del(ix, &ix->by_idem, n, IDEM_OFF);
-		n->x.mbox->bytes -= n->size;
-		n->x.mbox->msgs--;
-		mbox_drop_if_idle(ix, n->x.mbox);
+		m->bytes -= n->size;
+		m->msgs--;
+		mbox_drop_if_idle(ix, m);
 		ix->msgs--;
 		(void)seg_live_add(ix, n->seg, -(int64_t)n->size); /* exists */
 		ix->bytes -= n->size;
 	} else {
 		dirx_free(ix, n->x.dir);
 	}
+	acl_put(ix, n->acl);
 	arena_free(ix, n);
 }
 
@@ -914,6 +1221,8 @@ apply_create(struct index *ix, const struct rec *r, uint32_t seg,
     uint64_t body_off, const uint8_t *body)
 {
 	struct node *dir, *n;
+	struct mbox *m;
+	uint32_t acl;
 	int rc;
 
 	if (ix->loading && ix->load_dir && ix->load_dir->id == r->parent) {
@@ -940,11 +1249,17 @@ apply_create(struct index *ix, const struct rec *r, uint32_t seg,
 	n = node_alloc(ix, r->name.p, r->name.len, r->ntype);
 	if (n == NULL)
 		return -ENOMEM;
+	if (acl_get(ix, r->mode, r->uid, r->gid, &acl) < 0) {
+		if (r->ntype == MST_T_DIR)
+			dirx_free(ix, n->x.dir);
+		arena_free(ix, n);
+		return -ENOMEM;
+	}
+	n->acl = acl;
 	n->id = r->id;
-	n->mode = r->mode;
-	n->uid = r->uid;
-	n->gid = r->gid;
-	n->mtime_ns = n->atime_ns = entry_mtime(r);
+	n->mtime_ns = entry_mtime(r);	/* and its atime */
+	if (r->ntype == MST_T_DIR)
+		n->x.dir->atime_ns = n->mtime_ns;
 	n->ctime_ns = r->mtime_ns;
 	n->change = r->lsn;
 	if (r->ntype == MST_T_MSG) {
@@ -952,20 +1267,20 @@ apply_create(struct index *ix, const struct rec *r, uint32_t seg,
 		n->off = body_off;
 		n->size = r->size;
 		n->checksum = r->checksum;
-		rc = seg_live_add(ix, seg, (int64_t)r->size);
+		m = index_mbox(ix, r->mailbox, 1);
+		rc = m ? seg_live_add(ix, seg, (int64_t)r->size) : -ENOMEM;
 		if (rc < 0) {
+			if (m)
+				mbox_drop_if_idle(ix, m);
+			acl_put(ix, acl);
 			arena_free(ix, n);
 			return rc;
 		}
 		ix->bytes += r->size;
-		n->x.mbox = index_mbox(ix, r->mailbox, 1);
-		if (n->x.mbox == NULL) {
-			arena_free(ix, n);
-			return -ENOMEM;
-		}
+		n->mbox = m->no;
 		memcpy(n->idem, r->idem, MST_IDEM_LEN);
-		n->x.mbox->bytes += r->size;
-		n->x.mbox->msgs++;
+		m->bytes += r->size;
+		m->msgs++;
 		ix->msgs++;
 		htab_add(ix, &ix->by_idem, n, IDEM_OFF);
 	}
@@ -1064,14 +1379,44 @@ apply_extent(struct index *ix, const struct rec *r, uint32_t seg,
 	return 0;
 }
 
+/* Give the directory or message |n| the attributes |a| (mode, uid,
+ * gid and times) and the change |lsn|: 0, or -ENOMEM with nothing
+ * changed. */
+static int
+node_set_attr(struct index *ix, struct node *n, const struct mst_attr *a,
+    uint64_t lsn)
+{
+	const struct index_acl *o = &ix->acls[n->acl];
+	struct index_atime *at;
+	uint32_t acl = n->acl;
+
+	if ((o->mode != a->mode || o->uid != a->uid || o->gid != a->gid) &&
+	    acl_get(ix, a->mode, a->uid, a->gid, &acl) < 0)
+		return -ENOMEM;
+	if (atime_prepare(n, (int64_t)a->mtime_ns, (int64_t)a->atime_ns,
+	    &at) < 0) {
+		if (acl != n->acl)
+			acl_put(ix, acl);
+		return -ENOMEM;
+	}
+	if (acl != n->acl) {
+		acl_put(ix, n->acl);
+		n->acl = acl;
+	}
+	n->mtime_ns = (int64_t)a->mtime_ns;
+	n->ctime_ns = (int64_t)a->ctime_ns;
+	n->change = lsn;
+	atime_set(ix, n, (int64_t)a->atime_ns, at);
+	return 0;
+}
+
 /* SETATTR (first format: no ctime) and ATTR. */
 static int
 apply_attr(struct index *ix, const struct rec *r)
 {
 	struct fobj *f = index_find_file(ix, r->id);
 	struct node *n = f ? NULL : index_find_id(ix, r->id);
-	uint32_t *mode, *uid, *gid;
-	int64_t *mtime, *ctime, *atime;
+	struct mst_attr a;
 
 	if (f == NULL && n == NULL)
 		return r->type == REC_ATTR && gone_file(ix, r->id) ? 0 :
@@ -1083,38 +1428,40 @@ apply_attr(struct index *ix, const struct rec *r)
 	    (f == NULL || (r->fsize > f->size &&
 	    r->fsize - 1 > UINT64_MAX - REC_BLOCK)))
 		return -EBADMSG;
-	if (f) {
-		mode = &f->mode, uid = &f->uid, gid = &f->gid;
-		mtime = &f->mtime_ns, ctime = &f->ctime_ns;
-		atime = &f->atime_ns;
-		f->change = r->lsn;
-	} else {
-		mode = &n->mode, uid = &n->uid, gid = &n->gid;
-		mtime = &n->mtime_ns, ctime = &n->ctime_ns;
-		atime = &n->atime_ns;
-		n->change = r->lsn;
-	}
+	if (f)
+		index_fattr(f, &a);
+	else
+		index_attr(n, &a);
 	if (r->valid & MST_SA_MODE)
-		*mode = r->mode;
+		a.mode = r->mode;
 	if (r->valid & MST_SA_UID)
-		*uid = r->uid;
+		a.uid = r->uid;
 	if (r->valid & MST_SA_GID)
-		*gid = r->gid;
+		a.gid = r->gid;
 	if (r->type == REC_SETATTR) {
 		if (r->valid & MST_SA_MTIME)
-			*mtime = r->mtime_ns;
-		return 0;
+			a.mtime_ns = (uint64_t)r->mtime_ns;
+	} else {
+		if (r->valid & MST_SA_SIZE)
+			a.mtime_ns = (uint64_t)r->mtime_ns;
+		if (r->valid & MST_SA_MTIME)
+			a.mtime_ns = (uint64_t)r->set_mtime_ns;
+		if (r->valid & MST_SA_ATIME)
+			a.atime_ns = (uint64_t)r->set_atime_ns;
+		if (r->valid)
+			a.ctime_ns = (uint64_t)r->mtime_ns;
 	}
-	if (r->valid & MST_SA_SIZE) {
+	if (n)
+		return node_set_attr(ix, n, &a, r->lsn);
+	if (r->type == REC_ATTR && (r->valid & MST_SA_SIZE))
 		blk_resize(ix, f, r->fsize);	/* checked above */
-		*mtime = r->mtime_ns;
-	}
-	if (r->valid & MST_SA_MTIME)
-		*mtime = r->set_mtime_ns;
-	if (r->valid & MST_SA_ATIME)
-		*atime = r->set_atime_ns;
-	if (r->valid)
-		*ctime = r->mtime_ns;
+	f->mode = a.mode;
+	f->uid = a.uid;
+	f->gid = a.gid;
+	f->mtime_ns = (int64_t)a.mtime_ns;
+	f->ctime_ns = (int64_t)a.ctime_ns;
+	f->atime_ns = (int64_t)a.atime_ns;
+	f->change = r->lsn;
 	return 0;
 }
 
@@ -1128,11 +1475,11 @@ static int
 move_name(struct index *ix, struct node *n, struct node *dir,
     struct mst_str name, uint64_t replaced, uint64_t lsn, int64_t now)
 {
-	struct node *old, *p, *from = n->parent, *m, **pp, *c;
+	struct node *old, *p, *from = index_parent(n), *m, **pp, *c;
 
 	if (dir == NULL || dir->type != MST_T_DIR || n == ix->root)
 		return -EBADMSG;
-	for (p = dir; p; p = p->parent)
+	for (p = dir; p; p = index_parent(p))
 		if (p == n)
 			return -EBADMSG;	/* into its own subtree */
 	old = index_lookup(ix, dir, name.p, name.len);
@@ -1169,8 +1516,8 @@ move_name(struct index *ix, struct node *n, struct node *dir,
 			htab_add(ix, &ix->by_idem, m, IDEM_OFF);
 		}
 		if (n->type == MST_T_DIR)
-			for (c = n->x.dir->first; c; c = c->sib_next)
-				c->parent = m;
+			for (c = n->x.dir->first; c; c = index_next(c))
+				c->parent_d = link_to(c, m);
 		arena_free(ix, n);
 	}
 	memcpy(m->name, name.p, name.len);
@@ -1221,7 +1568,7 @@ remove_name(struct index *ix, struct node *n, uint64_t lsn, int64_t now)
 	if (n == NULL || n == ix->root ||
 	    (n->type == MST_T_DIR && n->x.dir->nchildren))
 		return -EBADMSG;
-	p = n->parent;
+	p = index_parent(n);
 	detach(ix, n, lsn);
 	node_drop(ix, n, lsn, now);
 	dir_touch(p, lsn, now);
@@ -1343,11 +1690,18 @@ index_new(uint64_t quota_bytes, uint64_t quota_msgs)
 	ix->mboxes = calloc(ix->mbox_mask + 1, sizeof *ix->mboxes);
 	ix->file_mask = 1023;
 	ix->files = calloc(ix->file_mask + 1, sizeof *ix->files);
-	if (arena_init(ix) == 0)
+	ix->acl_cap = 16;
+	ix->acls = calloc(ix->acl_cap, sizeof *ix->acls);
+	ix->acl_mask = 15;
+	ix->acl_b = calloc(ix->acl_mask + 1, sizeof *ix->acl_b);
+	ix->atime_mask = 63;
+	ix->atimes = calloc(ix->atime_mask + 1, sizeof *ix->atimes);
+	if (ix->acls && ix->acl_b && arena_init(ix) == 0)
 		ix->root = node_alloc(ix, "", 0, MST_T_DIR);
 	ix->spent = spent_new();
 	if (ix->mboxes == NULL || ix->files == NULL || ix->root == NULL ||
-	    ix->spent == NULL ||
+	    ix->atimes == NULL || ix->spent == NULL ||
+	    acl_get(ix, 0755, 0, 0, &ix->root->acl) < 0 ||
 	    htab_init(&ix->by_name, 1024) < 0 ||
 	    htab_init(&ix->by_id, 1024) < 0 ||
 	    htab_init(&ix->by_idem, 1024) < 0) {
@@ -1355,7 +1709,6 @@ index_new(uint64_t quota_bytes, uint64_t quota_msgs)
 		return NULL;
 	}
 	ix->root->id = INDEX_ROOT_ID;
-	ix->root->mode = 0755;
 	htab_add(ix, &ix->by_id, ix->root, ID_OFF);
 	ix->nodes = 1;
 	ix->next_id = INDEX_ROOT_ID + 1;
@@ -1368,6 +1721,7 @@ index_free(struct index *ix)
 	size_t i;
 	struct fobj *f, *fnext;
 	struct mbox *m, *mn;
+	struct index_atime *a, *an;
 
 	if (ix == NULL)
 		return;
@@ -1388,6 +1742,17 @@ index_free(struct index *ix)
 				mn = m->next;
 				free(m);
 			}
+	if (ix->atimes)
+		for (i = 0; i <= ix->atime_mask; i++)
+			for (a = ix->atimes[i]; a; a = an) {
+				an = a->next;
+				free(a);
+			}
+	free(ix->atimes);
+	free(ix->acls);
+	free(ix->acl_b);
+	free(ix->mbv);
+	free(ix->mbv_free);
 	free(ix->mboxes);
 	free(ix->files);
 	free(ix->by_name.b);

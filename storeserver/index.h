@@ -8,7 +8,7 @@
  * at start, and every change is applied through index_apply() from the
  * same record that goes to the log, so "rebuilt equals live" holds by
  * construction. Lookups are hash probes with no I/O; the cost is memory,
- * about 145 bytes per stored message plus its name (index.c, "The
+ * about 120 bytes per stored message plus its name (index.c, "The
  * arena"; mstored(8)).
  *
  * Ordinary files (MST_T_FILE) are split in two: a name is a struct node
@@ -56,6 +56,7 @@
 
 struct mbox {
 	struct mbox *next;	/* hash chain */
+	uint32_t no;		/* ix->mbv[no] is this one */
 	uint64_t bytes, msgs;
 	uint64_t quota_bytes, quota_msgs;	/* 0: no limit */
 	uint32_t ckpt_idx;	/* position in the checkpoint being written */
@@ -71,6 +72,7 @@ struct tomb {
 
 struct dirx {
 	struct dirx *all_prev, *all_next;	/* ix->dirs */
+	int64_t atime_ns;	/* the directory's */
 	struct node *first;	/* children, newest first */
 	uint64_t nchildren;
 	uint64_t nsubdirs;	/* children that are directories */
@@ -106,20 +108,34 @@ struct fobj {
 };
 
 /*
- * A node lives in its index's arena (index.c): the hash chains hold
- * 32-bit handles (its offset in 8-byte units) instead of pointers, and
- * fields are packed to what they can hold: a size below 2^40 (bodies are
- * at most MST_BODY_MAX), a segment below INDEX_SEG_MAX, an offset below
- * 2^48, a name of at most MST_NAME_MAX bytes. Before the arena a message
- * cost about 260 bytes of memory with a 30-byte name; see index.c.
+ * A node lives in its index's arena (index.c), and is packed to what a
+ * message needs in memory for a lookup or an attribute without I/O:
+ *  - links to other nodes are 32-bit: the hash chains hold handles
+ *    (offsets in the arena in 8-byte units), parent and siblings the
+ *    signed distance to the node linked, in the same units (0: none);
+ *    read them with index_parent() and index_next();
+ *  - mode, uid and gid are one number in the index's table of distinct
+ *    triples (|acl|), and the mailbox one in its table of mailboxes
+ *    (index_msg_mbox());
+ *  - a message's atime is its mtime unless |own_atime|: then it is kept
+ *    in a side table of the index (a directory's is in its dirx);
+ *  - a size below 2^40 (bodies are at most MST_BODY_MAX), a segment
+ *    below INDEX_SEG_MAX, an offset below 2^48, a name of at most
+ *    MST_NAME_MAX bytes.
+ * index_attr() puts the attributes together again. A node finds its
+ * index through the arena's alignment (index.c, "The arena"). Before
+ * the arena a message cost about 260 bytes of memory with a 30-byte
+ * name, 168 bytes with the arena, 136 now; see index.c.
  */
 struct node {
-	struct node *sib_prev, *sib_next;
-	struct node *parent;
+	int32_t parent_d;	/* distance to the parent */
+	int32_t prev_d, next_d;	/* to the siblings (children: newest
+				   first) */
 	uint32_t pn_next;	/* (parent, name) hash chain */
 	uint32_t id_next;	/* id hash chain */
 	uint32_t idem_next;	/* idempotency hash chain (messages) */
-	uint32_t mode, uid, gid;
+	uint32_t acl;		/* mode, uid, gid: index.c, acl_get() */
+	uint32_t mbox;		/* MST_T_MSG: number of its mailbox */
 	uint64_t id;		/* a file's name: its object's id */
 	/* The rest but the name is unused in a file's name: see x.file. */
 	uint64_t change;	/* lsn of the last change to it */
@@ -127,23 +143,53 @@ struct node {
 	uint64_t size : 40;
 	uint64_t seg : 24;	/* the body's segment */
 	uint64_t off : 48;	/* body offset in segment |seg| */
-	uint64_t type : 8;	/* MST_T_* */
+	uint64_t type : 7;	/* MST_T_* */
+	uint64_t own_atime : 1;	/* a message's atime is not its mtime */
 	uint64_t namelen : 8;
 	int64_t mtime_ns;
 	int64_t ctime_ns;
-	int64_t atime_ns;
-	union {
-		struct dirx *dir;	/* MST_T_DIR */
-		struct mbox *mbox;	/* MST_T_MSG */
-		struct fobj *file;	/* MST_T_FILE */
-	} x;
 	union {
 		uint8_t idem[MST_IDEM_LEN];	/* MST_T_MSG */
-		struct node *link_next;	/* MST_T_FILE: other names of
-					   the same file */
+		struct {
+			union {
+				struct dirx *dir;	/* MST_T_DIR */
+				struct fobj *file;	/* MST_T_FILE */
+			} x;
+			struct node *link_next;	/* MST_T_FILE: other names
+						   of the same file */
+		};
 	};
 	char name[];
 };
+
+/* The node |d| units of 8 bytes away from |n|, or NULL for 0. */
+static inline struct node *
+index_link(const struct node *n, int32_t d)
+{
+	return d ? (struct node *)((uintptr_t)n + (uintptr_t)(intptr_t)d *
+	    8u) : NULL;
+}
+
+/* The directory |n| is in (NULL: the root). */
+static inline struct node *
+index_parent(const struct node *n)
+{
+	return index_link(n, n->parent_d);
+}
+
+/* The directory |n| is in, or the root itself for the root. */
+static inline struct node *
+index_dir_of(const struct node *n)
+{
+	return n->parent_d ? index_parent(n) : (struct node *)n;
+}
+
+/* The next (older) entry of the same directory, or NULL. */
+static inline struct node *
+index_next(const struct node *n)
+{
+	return index_link(n, n->next_d);
+}
 
 /* A chained hash table of node handles; up to 2 entries a bucket. */
 struct htab {
@@ -180,6 +226,22 @@ struct index {
 	uint64_t ckpt_gen;	/* checkpoints written (fobj->ckpt_mark) */
 	struct mbox **mboxes;	/* hash of mailboxes */
 	size_t mbox_mask, nmbox;
+	struct mbox **mbv;	/* mailboxes by number (node->mbox) */
+	uint32_t *mbv_free;	/* numbers free for reuse, a stack */
+	uint32_t mbv_cap, mbv_top, nmbv_free;
+	struct index_acl {	/* a (mode, uid, gid) of nodes (node->acl) */
+		uint32_t mode, uid, gid;
+		uint32_t refs;	/* nodes holding it; 0: free */
+		uint32_t next;	/* hash chain, or free list: number + 1 */
+	} *acls;
+	uint32_t *acl_b;	/* hash buckets: number + 1, 0 ends */
+	uint32_t acl_mask, acl_cap, acl_top, acl_free;
+	struct index_atime {	/* a message's own atime (node->own_atime) */
+		struct index_atime *next;
+		uint64_t id;
+		int64_t atime_ns;
+	} **atimes;		/* hash by id */
+	size_t atime_mask, natimes;
 	struct node *root;
 	uint64_t next_id;
 	uint64_t lsn;		/* of the last applied record */
@@ -203,6 +265,14 @@ struct node *index_find_id(const struct index *ix, uint64_t id);
 struct fobj *index_find_file(const struct index *ix, uint64_t id);
 /* Change counter of an entry (a file name: its object's). */
 uint64_t index_change(const struct node *n);
+/* A message's mailbox. */
+struct mbox *index_msg_mbox(const struct node *n);
+/* Set the atime of a directory or message (checkpoint loading): 0 or
+ * -ENOMEM. */
+int index_set_atime(struct index *ix, struct node *n, int64_t atime_ns);
+/* The bytes the index holds in memory: its arena as far as handed out,
+ * hash tables and the tables beside them (not file objects' blocks). */
+uint64_t index_bytes(const struct index *ix);
 /* Attributes of an entry, or of a file object. */
 void index_attr(const struct node *n, struct mst_attr *a);
 void index_fattr(const struct fobj *f, struct mst_attr *a);

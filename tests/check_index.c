@@ -121,7 +121,7 @@ START_TEST(rename_to_another_size_moves_the_node_and_every_table)
 	ck_assert_uint_eq(n->checksum, id * 31);
 	ck_assert_uint_eq(n->off, id * 4096);
 	ck_assert_uint_eq(n->seg, 1);
-	ck_assert_ptr_eq(n->parent, index_find_id(ix, 2));
+	ck_assert_ptr_eq(index_parent(n), index_find_id(ix, 2));
 	/* its neighbours in new/ are still linked to each other and it */
 	ck_assert_ptr_nonnull(find(ix, 2, "before"));
 	ck_assert_ptr_nonnull(find(ix, 2, "after"));
@@ -146,6 +146,188 @@ START_TEST(name_longer_than_name_max_is_refused)
 	ck_assert_int_eq(deliver(ix, 5, 2, lng), 0);
 	ck_assert_ptr_nonnull(find(ix, 2, lng));
 	index_free(ix);
+}
+END_TEST
+
+/* An ATTR record for |id|: |valid| of mode, uid, gid, mtime, atime. */
+static int
+attr_of(struct index *ix, uint64_t id, uint32_t valid, uint32_t mode,
+    uint32_t uid, int64_t mtime, int64_t atime)
+{
+	struct rec r = rec_of(REC_ATTR, id, 0, "");
+
+	r.name = (struct mst_str){ NULL, 0 };
+	r.valid = valid;
+	r.mode = mode;
+	r.uid = uid;
+	r.gid = 12;
+	r.set_mtime_ns = mtime;
+	r.set_atime_ns = atime;
+	return index_apply(ix, &r, 0, 0, NULL);
+}
+
+static struct mst_attr
+attr_get(struct index *ix, uint64_t id)
+{
+	struct mst_attr a;
+	struct node *n = index_find_id(ix, id);
+
+	ck_assert_ptr_nonnull(n);
+	memset(&a, 0, sizeof a);
+	index_attr(n, &a);
+	return a;
+}
+
+static uint32_t
+acls_held(const struct index *ix)
+{
+	uint32_t i, n = 0;
+
+	for (i = 0; i < ix->acl_top; i++)
+		n += ix->acls[i].refs != 0;
+	return n;
+}
+
+START_TEST(mode_owner_and_atime_live_beside_the_node)
+{
+	struct index *ix = index_new(0, 0);
+	struct mst_attr a, d0, d1;
+	struct rec r;
+	uint64_t i;
+	char name[32];
+
+	ck_assert_ptr_nonnull(ix);
+	mkdir_at(ix, 2, INDEX_ROOT_ID, "new");
+	/* the root (0755, 0, 0), new/ (0700, 8, 12), messages (0600) */
+	for (i = 0; i < 100; i++) {
+		snprintf(name, sizeof name, "m%llu", (unsigned long long)i);
+		ck_assert_int_eq(deliver(ix, 10 + i, 2, name), 0);
+	}
+	ck_assert_uint_eq(acls_held(ix), 3);
+	ck_assert_uint_eq(ix->acls[index_find_id(ix, 10)->acl].refs, 100);
+	a = attr_get(ix, 10);
+	ck_assert_uint_eq(a.mode, 0600);
+	ck_assert_uint_eq(a.uid, 8);
+	ck_assert_uint_eq(a.gid, 12);
+	ck_assert_uint_eq(a.atime_ns, a.mtime_ns);
+	a = attr_get(ix, INDEX_ROOT_ID);
+	ck_assert_uint_eq(a.mode, 0755);
+	ck_assert_uint_eq(a.uid, 0);
+
+	/* a mode and owner of their own, then back: the triple goes */
+	ck_assert_int_eq(attr_of(ix, 11, MST_SA_MODE | MST_SA_UID, 0640, 99,
+	    0, 0), 0);
+	a = attr_get(ix, 11);
+	ck_assert_uint_eq(a.mode, 0640);
+	ck_assert_uint_eq(a.uid, 99);
+	ck_assert_uint_eq(a.gid, 12);
+	ck_assert_uint_eq(acls_held(ix), 4);
+	ck_assert_uint_eq(attr_get(ix, 12).mode, 0600);
+	ck_assert_int_eq(attr_of(ix, 11, MST_SA_MODE | MST_SA_UID, 0600, 8,
+	    0, 0), 0);
+	ck_assert_uint_eq(acls_held(ix), 3);
+	ck_assert_uint_eq(ix->acls[index_find_id(ix, 11)->acl].refs, 100);
+
+	/* an atime of its own is kept aside, and stays when the mtime
+	 * moves; set to the mtime, it goes */
+	a = attr_get(ix, 13);
+	ck_assert_int_eq(attr_of(ix, 13, MST_SA_ATIME, 0, 0, 0, 777), 0);
+	ck_assert_uint_eq(ix->natimes, 1);
+	d0 = attr_get(ix, 13);
+	ck_assert_uint_eq(d0.atime_ns, 777);
+	ck_assert_uint_eq(d0.mtime_ns, a.mtime_ns);
+	ck_assert_int_eq(attr_of(ix, 13, MST_SA_MTIME, 0, 0, 555, 0), 0);
+	d0 = attr_get(ix, 13);
+	ck_assert_uint_eq(d0.atime_ns, 777);
+	ck_assert_uint_eq(d0.mtime_ns, 555);
+	ck_assert_int_eq(attr_of(ix, 13, MST_SA_ATIME, 0, 0, 0, 555), 0);
+	ck_assert_uint_eq(ix->natimes, 0);
+	ck_assert_uint_eq(attr_get(ix, 13).atime_ns, 555);
+	/* an mtime moved alone keeps the old atime */
+	a = attr_get(ix, 14);
+	ck_assert_int_eq(attr_of(ix, 14, MST_SA_MTIME, 0, 0, 4242, 0), 0);
+	d0 = attr_get(ix, 14);
+	ck_assert_uint_eq(d0.mtime_ns, 4242);
+	ck_assert_uint_eq(d0.atime_ns, a.atime_ns);
+	ck_assert_uint_eq(ix->natimes, 1);
+	/* a removal takes its entry along, by id */
+	r = rec_of(REC_UNLINK, 14, 2, "m4");
+	ck_assert_int_eq(index_apply(ix, &r, 0, 0, NULL), 0);
+	ck_assert_uint_eq(ix->natimes, 0);
+	ck_assert_ptr_null(index_find_id(ix, 14));
+
+	/* a directory's atime stays when an entry changes its mtime */
+	d0 = attr_get(ix, 2);
+	ck_assert_int_eq(deliver(ix, 500, 2, "later"), 0);
+	d1 = attr_get(ix, 2);
+	ck_assert_uint_gt(d1.mtime_ns, d0.mtime_ns);
+	ck_assert_uint_eq(d1.atime_ns, d0.atime_ns);
+	ck_assert_int_eq(attr_of(ix, 2, MST_SA_ATIME, 0, 0, 0, 31), 0);
+	ck_assert_uint_eq(attr_get(ix, 2).atime_ns, 31);
+	ck_assert_uint_eq(ix->natimes, 0);
+	index_free(ix);
+}
+END_TEST
+
+START_TEST(an_emptied_mailbox_gives_its_number_back)
+{
+	struct index *ix = index_new(0, 0);
+	struct rec r;
+	struct mbox *m;
+	uint32_t no;
+
+	ck_assert_ptr_nonnull(ix);
+	mkdir_at(ix, 2, INDEX_ROOT_ID, "new");
+	ck_assert_int_eq(deliver(ix, 10, 2, "a"), 0);
+	r = rec_of(REC_NEW, 11, 2, "b");
+	r.ntype = MST_T_MSG;
+	r.mailbox = mst_str_of("other");
+	r.idem[0] = 1;
+	ck_assert_int_eq(index_apply(ix, &r, 1, 0, NULL), 0);
+	m = index_msg_mbox(index_find_id(ix, 11));
+	ck_assert_str_eq(m->name, "other");
+	ck_assert_str_eq(index_msg_mbox(index_find_id(ix, 10))->name, "box");
+	no = m->no;
+	ck_assert_ptr_eq(ix->mbv[no], m);
+	r = rec_of(REC_UNLINK, 11, 2, "b");
+	ck_assert_int_eq(index_apply(ix, &r, 0, 0, NULL), 0);
+	ck_assert_uint_eq(ix->nmbox, 1);
+	ck_assert_ptr_null(ix->mbv[no]);
+	r = rec_of(REC_NEW, 12, 2, "c");
+	r.ntype = MST_T_MSG;
+	r.mailbox = mst_str_of("third");
+	r.idem[0] = 2;
+	ck_assert_int_eq(index_apply(ix, &r, 1, 0, NULL), 0);
+	m = index_msg_mbox(index_find_id(ix, 12));
+	ck_assert_str_eq(m->name, "third");
+	ck_assert_uint_eq(m->no, no);
+	ck_assert_uint_eq(m->msgs, 1);
+	index_free(ix);
+}
+END_TEST
+
+START_TEST(two_indexes_each_find_their_own_tables)
+{
+	struct index *a = index_new(0, 0), *b = index_new(0, 0);
+	struct rec r;
+
+	ck_assert_ptr_nonnull(a);
+	ck_assert_ptr_nonnull(b);
+	mkdir_at(a, 2, INDEX_ROOT_ID, "new");
+	mkdir_at(b, 2, INDEX_ROOT_ID, "new");
+	ck_assert_int_eq(deliver(a, 10, 2, "x"), 0);
+	r = rec_of(REC_NEW, 10, 2, "x");
+	r.ntype = MST_T_MSG;
+	r.mailbox = mst_str_of("bee");
+	r.mode = 0444;
+	ck_assert_int_eq(index_apply(b, &r, 1, 0, NULL), 0);
+	ck_assert_str_eq(index_msg_mbox(index_find_id(a, 10))->name, "box");
+	ck_assert_str_eq(index_msg_mbox(index_find_id(b, 10))->name, "bee");
+	ck_assert_uint_eq(attr_get(a, 10).mode, 0600);
+	ck_assert_uint_eq(attr_get(b, 10).mode, 0444);
+	index_free(a);
+	ck_assert_uint_eq(attr_get(b, 10).mode, 0444);
+	index_free(b);
 }
 END_TEST
 
@@ -229,6 +411,22 @@ START_TEST(checkpoint_of_many_nodes_loads_back_the_same)
 			    0);
 		}
 	}
+	/* attributes kept beside the nodes: a mode and owner of their own,
+	 * atimes that are not the mtime (the root's and the directories'
+	 * too) */
+	for (i = 3; i < NMSGS; i += 11) {
+		struct rec a = rec_of(REC_ATTR, 1000 + i, 0, "");
+
+		if (index_find_id(ix, 1000 + i) == NULL)
+			continue;
+		a.name = (struct mst_str){ NULL, 0 };
+		a.valid = i % 2 ? MST_SA_ATIME : MST_SA_MODE | MST_SA_UID;
+		a.mode = 0400 + (uint32_t)(i % 3);
+		a.uid = (uint32_t)i % 5;
+		a.set_atime_ns = (int64_t)i * 3;
+		ck_assert_int_eq(index_apply(ix, &a, 0, 0, NULL), 0);
+	}
+	ck_assert_uint_gt(ix->natimes, 0);
 	save_to(ix, p1);
 
 	back = index_new(0, 0);
@@ -246,6 +444,8 @@ START_TEST(checkpoint_of_many_nodes_loads_back_the_same)
 	ck_assert_uint_eq(back->by_name.n, ix->by_name.n);
 	ck_assert_uint_eq(back->by_id.n, ix->by_id.n);
 	ck_assert_uint_eq(back->by_idem.n, ix->by_idem.n);
+	ck_assert_uint_eq(back->natimes, ix->natimes);
+	ck_assert_uint_eq(acls_held(back), acls_held(ix));
 	ck_assert_int_eq(back->loading, 0);
 	for (i = 0; i < NMSGS; i++) {
 		struct mst_attr a, b;
@@ -258,9 +458,9 @@ START_TEST(checkpoint_of_many_nodes_loads_back_the_same)
 		}
 		ck_assert_ptr_nonnull(m);
 		ck_assert_ptr_eq(index_find_idem(back, m->idem), m);
-		ck_assert_ptr_eq(index_lookup(back, m->parent, n->name,
+		ck_assert_ptr_eq(index_lookup(back, index_parent(m), n->name,
 		    n->namelen), m);
-		ck_assert_uint_eq(m->parent->id, n->parent->id);
+		ck_assert_uint_eq(index_parent(m)->id, index_parent(n)->id);
 		memset(&a, 0, sizeof a);	/* padding: compared too */
 		memset(&b, 0, sizeof b);
 		index_attr(n, &a);
@@ -347,6 +547,9 @@ index_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, rename_to_another_size_moves_the_node_and_every_table);
 	tcase_add_test(tc, name_longer_than_name_max_is_refused);
+	tcase_add_test(tc, mode_owner_and_atime_live_beside_the_node);
+	tcase_add_test(tc, an_emptied_mailbox_gives_its_number_back);
+	tcase_add_test(tc, two_indexes_each_find_their_own_tables);
 	tcase_add_test(tc, checkpoint_of_many_nodes_loads_back_the_same);
 	tcase_add_test(tc, damaged_checkpoint_is_refused_and_freed);
 	suite_add_tcase(s, tc);

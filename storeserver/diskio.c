@@ -1,15 +1,17 @@
 /*
  * diskio.c - the engine's writes, syncs and reads, with EINTR and short
  * transfers handled once here, and a fault-injection hook for tests
- * (which covers the engine's thread starts as well) and a hold that
- * keeps a call waiting until the test lets it go. Never logs:
- * callers decide what a failure means.
+ * (which covers the engine's thread starts as well), a hold that
+ * keeps a call waiting until the test lets it go, and one that stops a
+ * checkpoint child until the test continues it. Never logs: callers
+ * decide what a failure means.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdatomic.h>
 #include <limits.h>
+#include <signal.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -20,6 +22,7 @@ static atomic_int fail_err[DIO_NCALLS];
 static atomic_int held[DIO_NCALLS];
 static pthread_mutex_t hold_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t hold_cv = PTHREAD_COND_INITIALIZER;
+static atomic_int stop_children;
 
 void
 dio_hold(enum dio_call which, int on)
@@ -40,6 +43,22 @@ hold_wait(enum dio_call which)
 	while (atomic_load(&held[which]))
 		pthread_cond_wait(&hold_cv, &hold_mu);
 	pthread_mutex_unlock(&hold_mu);
+}
+
+void
+dio_stop_children(int on)
+{
+	atomic_store(&stop_children, on);
+}
+
+void
+dio_child_start(void)
+{
+	/* kill(2), not raise(3): the whole child stops, and kill is
+	 * async-signal-safe, which is all a child of a threaded process
+	 * may call. The signal is taken before kill returns. */
+	if (atomic_load(&stop_children))
+		(void)kill(getpid(), SIGSTOP);
 }
 
 void

@@ -3,7 +3,8 @@
  * function pointers so that tests can fail the Nth call with EIO or
  * ENOSPC (fault injection). Production uses the system calls. The
  * engine's thread starts go through here too, so that tests can fail
- * them the same way.
+ * them the same way, and a checkpoint child's start, so that tests can
+ * hold it before it writes.
  */
 #ifndef MST_DISKIO_H
 #define MST_DISKIO_H
@@ -46,5 +47,15 @@ void dio_fail_at(enum dio_call which, unsigned nth, int err);
  * until a call with |on| = 0 lets it and the later ones go. Thread-safe.
  */
 void dio_hold(enum dio_call which, int on);
+/*
+ * Tests: with |on|, a checkpoint child forked from now on stops itself
+ * (SIGSTOP) before it writes anything, and writes once the test sends
+ * it SIGCONT. (A child cannot wait on dio_hold: its memory is a copy
+ * of the parent's, which no dio_hold(..., 0) reaches.) Thread-safe.
+ */
+void dio_stop_children(int on);
+/* A forked checkpoint child, before it writes: stops it if a test
+ * asked (dio_stop_children). Async-signal-safe. */
+void dio_child_start(void);
 
 #endif /* MST_DISKIO_H */

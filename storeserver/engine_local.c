@@ -612,6 +612,7 @@ ckpt_child(struct engine *e, struct index_saver *sv, int fd, uint32_t seg,
 	signal(SIGINT, SIG_DFL);
 	signal(SIGHUP, SIG_DFL);
 	close_others(fd);
+	dio_child_start();	/* tests may hold it here */
 	rc = index_saver_run(sv, e->ix, fd, seg, off, CKPT_WRITEBACK);
 	if (rc == 0 && fdatasync(fd) < 0)
 		rc = -errno;

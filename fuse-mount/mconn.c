@@ -127,6 +127,7 @@ struct mreq {
 	uint8_t borrow;		/* |body| is the caller's (MCONN_BORROW) */
 	const uint8_t *body;	/* in |buf| after the head, or the caller's */
 	int64_t deadline;	/* CLOCK_MONOTONIC ms; INT64_MAX if untimed */
+	int64_t start_ms;	/* submitted at (for the slow-reply log) */
 	mconn_cb *cb;
 	void *arg;
 	size_t hlen, blen;
@@ -871,7 +872,7 @@ rx_frame(struct mconn *c, const struct mst_hdr *h, uint8_t *pay)
 		 * run the callback (and free |r|). */
 		if (!r->untimed) {
 			now = now_ms();
-			took = now - (r->deadline - c->timeout_ms);
+			took = now - r->start_ms;
 			if (took < slow_ms(c) || !log_allowed(&c->slow_log, now,
 			    &slow_skipped))
 				took = -1;
@@ -1628,20 +1629,32 @@ check_call(struct mconn *c, unsigned op, const void *head, size_t hlen,
 	return 0;
 }
 
-/* Publish |r|: id, deadline, table, queues. Called with c->mu held. */
+/* Publish |r|: id, deadline (|until| if it is earlier than the
+ * timeout's, 0: none), table, queues. Called with c->mu held. */
 static void
-req_publish(struct mconn *c, struct mreq *r)
+req_publish(struct mconn *c, struct mreq *r, int64_t until)
 {
-	struct mreq **slot;
+	struct mreq **slot, *prev;
 
 	r->id = new_id(c);
-	r->deadline = r->untimed ? INT64_MAX : now_ms() + c->timeout_ms;
+	r->start_ms = now_ms();
+	r->deadline = r->untimed ? INT64_MAX : r->start_ms + c->timeout_ms;
+	if (until > 0 && until < r->deadline)
+		r->deadline = until;
 	slot = tab_slot(c, r->id);
 	*slot = r;
-	if (TAILQ_EMPTY(&c->all))
+	/* Same timeout for all: submission order is deadline order, but
+	 * for a request with an earlier deadline of its own (a resend
+	 * within its first one's), which goes before the later ones. */
+	prev = TAILQ_LAST(&c->all, mreq_list);
+	while (prev != NULL && (prev->untimed || prev->deadline > r->deadline))
+		prev = TAILQ_PREV(prev, mreq_list, all);
+	if (prev == NULL)
+		TAILQ_INSERT_HEAD(&c->all, r, all);
+	else
+		TAILQ_INSERT_AFTER(&c->all, prev, r, all);
+	if (first_timed(c) == r)
 		pthread_cond_signal(&c->timer_cv);
-	/* Same timeout for all: submission order is deadline order. */
-	TAILQ_INSERT_TAIL(&c->all, r, all);
 	r->in_all = 1;
 	if (c->in_up && pthread_equal(pthread_self(), c->conn_thread)) {
 		TAILQ_INSERT_TAIL(&c->sq_up, r, sq);
@@ -1708,6 +1721,15 @@ mconn_call_flags(struct mconn *c, unsigned op, const void *head,
     size_t hlen, const void *body, size_t blen, unsigned flags,
     mconn_cb *cb, void *arg)
 {
+	return mconn_call_until(c, op, head, hlen, body, blen, flags, 0, cb,
+	    arg);
+}
+
+int
+mconn_call_until(struct mconn *c, unsigned op, const void *head,
+    size_t hlen, const void *body, size_t blen, unsigned flags,
+    int64_t until, mconn_cb *cb, void *arg)
+{
 	struct mreq *r;
 	int rc, direct, own;
 
@@ -1745,7 +1767,7 @@ mconn_call_flags(struct mconn *c, unsigned op, const void *head,
 		req_free(r);
 		return -ESHUTDOWN;
 	}
-	req_publish(c, r);
+	req_publish(c, r, until);
 	direct = c->state == MC_UP && !own;
 	pthread_mutex_unlock(&c->mu);
 	if (direct)
@@ -1861,6 +1883,12 @@ mconn_features(struct mconn *c)
 	f = c->features;
 	pthread_mutex_unlock(&c->mu);
 	return f;
+}
+
+int
+mconn_timeout(const struct mconn *c)
+{
+	return c->timeout_ms;	/* read-only after mconn_new */
 }
 
 uint64_t

@@ -111,6 +111,12 @@ int mconn_call_async(struct mconn *c, unsigned op, const void *head,
 int mconn_call_flags(struct mconn *c, unsigned op, const void *head,
     size_t hlen, const void *body, size_t blen, unsigned flags,
     mconn_cb *cb, void *arg);
+/* mconn_call_until: the same, with a deadline of CLOCK_MONOTONIC ms
+ * |until| when that comes before the request's own timeout (0: none). A
+ * request sent again keeps the deadline of the first. */
+int mconn_call_until(struct mconn *c, unsigned op, const void *head,
+    size_t hlen, const void *body, size_t blen, unsigned flags,
+    int64_t until, mconn_cb *cb, void *arg);
 /* The same, waiting for the reply. Returns r->status (*out is filled
  * also on error; release it with mreply_free). From a callback (the
  * connection or timer thread) it returns -EDEADLK at once. */
@@ -130,6 +136,8 @@ uint32_t mconn_max_frame(struct mconn *c);
  * connection (a resend after a reconnection is not counted again). */
 uint64_t mconn_op_count(unsigned op);
 uint64_t mconn_max_body(struct mconn *c);
+/* The per-request timeout in ms (mconn_opts.timeout_ms or its default). */
+int mconn_timeout(const struct mconn *c);
 /* MST_FEAT_* the server offered in the current connection's HELLO (the
  * last one's while down; 0 before the first). */
 uint32_t mconn_features(struct mconn *c);

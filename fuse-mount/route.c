@@ -31,6 +31,17 @@
  * tick of the health thread and read again when it changed. Every change
  * is logged and reported to opts->moved.
  *
+ * EAGAIN: a store short of memory for bodies (its per-connection bound,
+ * mstored(8) LIMITS) answers a DELIVER or COMMIT with EAGAIN, which
+ * means the request had no effect (mstore-protocol(7), "Retries"). One
+ * sent with MCONN_RETRY is then sent again, the same bytes (so the same
+ * idempotency id: it is stored once), after a back-off of ROUTE_AGAIN_MIN
+ * ms doubling to ROUTE_AGAIN_MAX, for as long as its first deadline
+ * allows: each resend carries that deadline (mconn_call_until), and one
+ * that would begin too late is not sent; the caller then gets the
+ * EAGAIN. The resends wait on rt->again and go out from the health
+ * thread (a callback must not block).
+ *
  * Lock: rt->mu guards the server table and health; never held across a
  * call into mconn that may run callbacks.
  */
@@ -65,6 +76,12 @@ struct rsrv {
 				   was judged down (see check_late) */
 };
 
+/* Back-off between resends of a request answered EAGAIN (ms). */
+#define ROUTE_AGAIN_MIN		10
+#define ROUTE_AGAIN_MAX		500
+
+struct rcall;
+
 struct route {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -75,6 +92,7 @@ struct route {
 	struct stat list_st;	/* health thread: servers_file last read */
 	int started;		/* the health thread runs */
 	pthread_t thr;
+	struct rcall *again;	/* mu: to be sent again, soonest first */
 };
 
 static int64_t
@@ -221,6 +239,10 @@ struct rcall {
 	struct route *rt;
 	struct rsrv *s;		/* where it went last */
 	unsigned op, flags, tries;
+	unsigned nagain;	/* EAGAIN answers so far */
+	int64_t deadline;	/* the first send's, for resends after EAGAIN */
+	int64_t due;		/* on rt->again: when to send it again */
+	struct rcall *anext;	/* rt->again */
 	mconn_cb *cb;
 	void *arg;
 	size_t klen, hlen, blen;
@@ -252,20 +274,99 @@ check_late(struct route *rt, struct rsrv *s)
 	pthread_mutex_unlock(&rt->mu);
 }
 
-/* Send |x| to x->s. Once it is handed over, |x| may be gone already
- * (rcall_done may have run). */
+/* Send |x| to x->s, by |until| at the latest (0: the connection's
+ * timeout). Once it is handed over, |x| may be gone already (rcall_done
+ * may have run). */
 static int
-rcall_send(struct rcall *x)
+rcall_send(struct rcall *x, int64_t until)
 {
 	struct route *rt = x->rt;
 	struct rsrv *s = x->s;
 	int rc;
 
-	rc = mconn_call_flags(s->c, x->op, x->head, x->hlen,
-	    x->blen ? x->body : NULL, x->blen, x->flags, rcall_done, x);
+	rc = mconn_call_until(s->c, x->op, x->head, x->hlen,
+	    x->blen ? x->body : NULL, x->blen, x->flags, until, rcall_done, x);
 	if (rc == 0)
 		check_late(rt, s);
 	return rc;
+}
+
+/*
+ * |x| was answered EAGAIN: queue it to be sent again after its back-off,
+ * if that leaves time before its deadline. Returns 1 when queued (the
+ * health thread sends it), 0 when the caller is to get the EAGAIN.
+ */
+static int
+again_queue(struct rcall *x)
+{
+	struct route *rt = x->rt;
+	struct rcall **pp;
+	int64_t now = now_ms(), wait;
+
+	if ((x->op != MST_OP_DELIVER && x->op != MST_OP_COMMIT) ||
+	    !(x->flags & MCONN_RETRY))
+		return 0;
+	wait = x->nagain < 6 ? (int64_t)ROUTE_AGAIN_MIN << x->nagain :
+	    ROUTE_AGAIN_MAX;
+	if (wait > ROUTE_AGAIN_MAX)
+		wait = ROUTE_AGAIN_MAX;
+	/* Spread the resends of requests refused together. */
+	wait = wait / 2 + (int64_t)((uintptr_t)x >> 4 ^ (uint64_t)now) %
+	    (wait / 2 + 1);
+	/* A resend needs time for its answer too: one round trip and a
+	 * group commit are well within ROUTE_AGAIN_MAX. */
+	if (now + wait + ROUTE_AGAIN_MAX > x->deadline) {
+		syslog(LOG_WARNING, "mount.mstore: %s for %.*s: the store "
+		    "answered EAGAIN %u time(s) (short of memory for bodies); "
+		    "no time left to send it again: EAGAIN", mst_op_name(x->op),
+		    (int)x->klen, x->key, x->nagain + 1);
+		return 0;
+	}
+	if (x->nagain++ == 0)
+		syslog(LOG_INFO, "mount.mstore: %s for %.*s: the store "
+		    "answered EAGAIN (short of memory for bodies); sending it "
+		    "again, with the same id, within its timeout",
+		    mst_op_name(x->op), (int)x->klen, x->key);
+	x->due = now + wait;
+	pthread_mutex_lock(&rt->mu);
+	for (pp = &rt->again; *pp != NULL && (*pp)->due <= x->due;
+	    pp = &(*pp)->anext)
+		;
+	x->anext = *pp;
+	*pp = x;
+	pthread_cond_signal(&rt->cv);
+	pthread_mutex_unlock(&rt->mu);
+	return 1;
+}
+
+/* On the health thread, no lock held: send again the requests whose
+ * back-off is over, each to its key's server now. */
+static void
+again_send(struct route *rt)
+{
+	struct rcall *due = NULL, **tail = &due, *x;
+	int64_t now = now_ms();
+	int rc;
+
+	pthread_mutex_lock(&rt->mu);
+	while ((x = rt->again) != NULL && (x->due <= now || rt->stop)) {
+		rt->again = x->anext;
+		x->anext = NULL;
+		x->s = pick(rt, x->key, x->klen, NULL);
+		*tail = x;
+		tail = &x->anext;
+	}
+	pthread_mutex_unlock(&rt->mu);
+	while ((x = due) != NULL) {
+		struct mreply r = { .status = -EAGAIN };
+
+		due = x->anext;
+		rc = rt->stop ? -ESHUTDOWN : rcall_send(x, x->deadline);
+		if (rc == 0)
+			continue;
+		x->cb(x->arg, &r);
+		free(x);
+	}
 }
 
 static void
@@ -276,6 +377,10 @@ rcall_done(void *arg, struct mreply *r)
 	struct rsrv *next = NULL;
 	int rc;
 
+	if (r->status == -EAGAIN && again_queue(x)) {
+		mreply_free(r);
+		return;
+	}
 	if (r->status == -EIO && x->tries < ROUTE_MAX) {
 		pthread_mutex_lock(&rt->mu);
 		if (!x->s->healthy || !x->s->listed) {
@@ -293,7 +398,7 @@ rcall_done(void *arg, struct mreply *r)
 		x->tries++;
 		mstat_add(MS_REROUTED, 1);
 		mreply_free(r);
-		rc = rcall_send(x);
+		rc = rcall_send(x, 0);
 		if (rc == 0)
 			return;
 		syslog(LOG_ERR, "mount.mstore: request (op %u) for %.*s could "
@@ -336,6 +441,7 @@ route_call_async(struct route *rt, const char *key, size_t klen,
 	*x = (struct rcall){ .rt = rt, .s = s, .op = op, .flags = flags,
 		.cb = cb, .arg = arg, .klen = klen, .hlen = hlen,
 		.blen = blen };
+	x->deadline = now_ms() + mconn_timeout(s->c);
 	x->key = (char *)(x + 1);
 	memcpy(x->key, key, klen);
 	x->key[klen] = '\0';
@@ -348,7 +454,7 @@ route_call_async(struct route *rt, const char *key, size_t klen,
 		if (blen)
 			memcpy(x->body, body, blen);
 	}
-	rc = rcall_send(x);
+	rc = rcall_send(x, 0);
 	if (rc < 0)
 		free(x);
 	return rc;
@@ -592,6 +698,7 @@ health_main(void *arg)
 	size_t i, np, nf;
 	int64_t now;
 	int moved, tick = rt->o.health_ms < 400 ? rt->o.health_ms / 4 : 100;
+	int wait;
 	struct timespec ts;
 
 	pthread_mutex_lock(&rt->mu);
@@ -649,9 +756,14 @@ health_main(void *arg)
 			send_ping(ping[i], now);
 		if (moved)
 			report_move(rt, home);
+		again_send(rt);
 		pthread_mutex_lock(&rt->mu);
+		wait = tick;
+		if (rt->again != NULL && rt->again->due - now_ms() < wait)
+			wait = rt->again->due - now_ms() > 0 ?
+			    (int)(rt->again->due - now_ms()) : 0;
 		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += (long)tick * 1000000;
+		ts.tv_nsec += (long)wait * 1000000;
 		ts.tv_sec += ts.tv_nsec / 1000000000;
 		ts.tv_nsec %= 1000000000;
 		if (!rt->stop)
@@ -823,6 +935,7 @@ route_free(struct route *rt)
 	pthread_mutex_unlock(&rt->mu);
 	if (rt->started)
 		pthread_join(rt->thr, NULL);
+	again_send(rt);		/* stopping: each answered EAGAIN */
 	for (i = 0; i < rt->n; i++) {
 		mconn_free(rt->srv[i]->c);
 		free(rt->srv[i]->addr);

@@ -71,7 +71,8 @@ struct mconn *route_conn(struct route *rt, const char *key, size_t klen);
  * mconn_call_flags through the server of |key|. With MCONN_RETRY, a
  * request that fails with -EIO because its server went down is sent
  * again, with the same bytes (a DELIVER keeps its idempotency id), to
- * the next healthy server of |key|.
+ * the next healthy server of |key|; a DELIVER or COMMIT answered EAGAIN
+ * is sent again after a back-off, within its first deadline (route.c).
  */
 int route_call_async(struct route *rt, const char *key, size_t klen,
     unsigned op, const void *head, size_t hlen, const void *body,

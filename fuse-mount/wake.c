@@ -6,12 +6,28 @@
  * through it: a delivery on another host reaches this mount as a store
  * notice, which FUSE cannot turn into an inotify event. So for each
  * notice about a new/ or cur/ directory, the wake thread makes a real one
- * through the mount point: mknod() of WAKE_NAME in that directory, then
- * unlink() (IN_CREATE, IN_DELETE). The mount knows these requests by the
- * caller's id (the kernel puts the calling thread's id, not the process
- * id, in each request) and answers them here, with no store request: the
- * name is never stored, never listed (readdir of new/ and cur/ comes from
- * the folder cache), and looks absent to everyone else.
+ * through the mount point: mknod() of WAKE_NAME in that directory
+ * (IN_CREATE; any event wakes Dovecot). The mount knows these requests by
+ * the caller's id (the kernel puts the calling thread's id, not the
+ * process id, in each request) and answers them here, with no store
+ * request: the name is never stored, never listed (readdir of new/ and
+ * cur/ comes from the folder cache), and looks absent to everyone else.
+ *
+ * A poke is made for every such notice, watched by inotify or not (FUSE
+ * is never told of watches), so on a busy host it is paid about once per
+ * delivery or expunge made elsewhere, and it is kept to 3 requests: the
+ * negative LOOKUP of the name, MKNOD, and the FORGET of the number it
+ * got, plus a GETATTR of a directory whose attributes the kernel no
+ * longer holds. It used to cost 12: the wake thread's GETATTRs were
+ * answered with no timeout, so each step of the path walk asked again
+ * (and readers after it), and an unlink() followed that could only fail
+ * (the entry the kernel held had no timeout, its revalidation was
+ * answered "missing", twice) and left nothing but two more LOOKUPs. Now
+ * its GETATTRs are answered as any other (op_getattr: from memory, with
+ * the attribute timeout, for a watched directory), and after the mknod
+ * the kernel is told to drop the entry (a write to the FUSE device, no
+ * round trip), so the next poke of that directory finds no entry to
+ * revalidate.
  *
  * Pokes are coalesced: at most one per directory per WAKE_GAP_MS, and
  * the queue holds at most WAKE_QMAX directories (more are dropped and
@@ -43,6 +59,7 @@
 #define WAKE_GAP_MS	50	/* at most one poke per directory per this */
 #define WAKE_QMAX	1024	/* directories waiting for a poke */
 #define WAKE_RECENT	128	/* directories whose last poke is kept */
+#define WAKE_ATTR_S	0.1	/* s: see wake_getattr */
 
 struct wake_item {
 	struct wake_item *next;
@@ -52,6 +69,7 @@ struct wake_item {
 };
 
 struct wake {
+	struct mount *m;
 	char *root;		/* absolute mount point */
 	pthread_t thread;
 	int started;
@@ -146,9 +164,10 @@ wake_dir(struct mount *m, fuse_ino_t ino, struct mst_str path)
 	pthread_mutex_unlock(&w->mu);
 }
 
-/* Create and remove WAKE_NAME in |dir| through the mount point. */
+/* Create WAKE_NAME in directory |ino|, |dir| under the mount point, and
+ * have the kernel drop the entry it made for it. */
 static void
-poke(struct wake *w, const char *dir)
+poke(struct wake *w, fuse_ino_t ino, const char *dir)
 {
 	static int warned;
 	char path[PATH_MAX];
@@ -157,8 +176,11 @@ poke(struct wake *w, const char *dir)
 
 	if (n < 0 || (size_t)n >= sizeof path)
 		return;
-	if (mknod(path, S_IFREG | 0600, 0) == 0 && unlink(path) == 0)
+	if (mknod(path, S_IFREG | 0600, 0) == 0) {
+		(void)fuse_lowlevel_notify_inval_entry(w->m->se, ino, WAKE_NAME,
+		    sizeof WAKE_NAME - 1);
 		return;
+	}
 	if (errno == ENOENT)
 		return;		/* the directory went away meanwhile */
 	if (!warned) {		/* say it once: it would repeat per notice */
@@ -223,7 +245,7 @@ wake_main(void *arg)
 		w->n--;
 		note_poke(w, it->ino, now);
 		pthread_mutex_unlock(&w->mu);
-		poke(w, it->path);
+		poke(w, it->ino, it->path);
 		free(it);
 		pthread_mutex_lock(&w->mu);
 	}
@@ -239,6 +261,7 @@ wake_start(struct mount *m, const char *mountpoint)
 
 	if (w == NULL)
 		return -ENOMEM;
+	w->m = m;
 	w->tid = -1;
 	w->root = strdup(mountpoint);
 	if (w->root == NULL) {
@@ -321,9 +344,19 @@ wake_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		next_ops.lookup(req, parent, name);
 }
 
-/* The kernel's permission check before mknod asks for the directory's
- * attributes: the cached ones do, and with no timeout they replace
- * nothing a reader would see. */
+/*
+ * The kernel's permission checks on the path walk before mknod ask for
+ * each directory's attributes. The new/ or cur/ being poked: the cached
+ * ones do (the notice that caused the poke may have left its listing to
+ * be brought up to date: a LIST nobody asked for), kept by the kernel
+ * for WAKE_ATTR_S only, which spans the second check of the same walk
+ * (search, then write and search before the mknod); the kernel drops
+ * them after the mknod anyway. The
+ * directories above it are answered as for anyone (op_getattr: from
+ * memory, with the attribute timeout, while a watch keeps them true), so
+ * that the walk of the next poke, and the readers after it, find them
+ * cached.
+ */
 static void
 wake_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
@@ -334,11 +367,13 @@ wake_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (is_wake(req)) {
 		pthread_mutex_lock(&m->mu);
 		n = inode_get(m, ino);
-		if (n)
+		if (n && n->folder)
 			inode_stat(n, &st);
+		else
+			n = NULL;
 		pthread_mutex_unlock(&m->mu);
 		if (n) {
-			fuse_reply_attr(req, &st, 0);
+			fuse_reply_attr(req, &st, WAKE_ATTR_S);
 			return;
 		}
 	}
@@ -373,15 +408,6 @@ wake_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	fuse_reply_entry(req, &e);
 }
 
-static void
-wake_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
-{
-	if (is_wake(req) && strcmp(name, WAKE_NAME) == 0)
-		fuse_reply_err(req, 0);
-	else
-		next_ops.unlink(req, parent, name);
-}
-
 void
 wake_ops(struct fuse_lowlevel_ops *ops)
 {
@@ -389,5 +415,4 @@ wake_ops(struct fuse_lowlevel_ops *ops)
 	ops->lookup = wake_lookup;
 	ops->getattr = wake_getattr;
 	ops->mknod = wake_mknod;
-	ops->unlink = wake_unlink;
 }

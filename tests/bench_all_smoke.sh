@@ -1,6 +1,7 @@
 #!/bin/sh
 # make bench, in miniature (--quick): every target on both links, one
-# busy mailbox (32 writers into one Maildir), the report and its plots
+# busy mailbox (32 writers into one Maildir), mount against local disk
+# in interleaved rounds on both links, the report and its plots
 # are written, every measurement delivered without errors, and the
 # sections other tools own are kept. Timing goals are
 # reported by the tool, never asserted here.
@@ -30,6 +31,11 @@ for l in rows:
 busy = re.findall(r"^\| 4 KiB \| (\d+) \| (\d+) \| ([0-9.]+) ", md, re.M)
 assert "## One busy mailbox, loopback" in md and len(busy) == 1, busy
 assert all(float(x) > 0 for x in busy[0]), busy
+wr = re.findall(r"^\| (loopback|delayed) \| 1 \| 4 KiB \| whole \| (\d+) \| (\d+) \| "
+                r"([0-9.]+) ", md, re.M)
+assert "## Mount against local disk, interleaved rounds" in md, "writes section"
+assert sorted(x[0] for x in wr) == ["delayed", "loopback"], wr
+assert all(float(v) > 0 for x in wr for v in x[1:]), wr
 rtts = re.findall(r"measured RTT ([0-9.]+) ms", md)
 assert len(rtts) == 2, rtts            # loopback and delayed
 pngs = [f for f in os.listdir(d) if f.endswith(".png")]

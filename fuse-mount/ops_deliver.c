@@ -487,12 +487,15 @@ static int
 spool_finish(struct mount *m, struct minode *n, struct stage *st,
     struct fbuf *b, const struct mst_attr *sa)
 {
+	struct mst_str mb, folder;
 	const uint8_t *p = NULL;
-	size_t room = store_spool_max(m), len;
+	size_t room, len;
 	int rc = 0;
 
 	if (st->broken || st->sent > b->size)
 		return -ESTALE;
+	(void)inode_classify(NULL, st->dpath, &mb, &folder);
+	room = store_spool_max(m, mb);
 	while (rc == 0 && st->sent < b->size) {
 		len = b->size - st->sent < room ? (size_t)(b->size - st->sent) :
 		    room;

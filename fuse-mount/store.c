@@ -401,10 +401,20 @@ store_spools(struct mount *m, struct mst_str mailbox)
 	    (mconn_features(c) & MST_FEAT_SPOOL) != 0;
 }
 
-size_t
-store_spool_max(struct mount *m)
+/* The frame size of the server that takes |mailbox|'s SPOOLs (not the
+ * home server's: each server negotiates its own). */
+static uint32_t
+spool_frame(struct mount *m, struct mst_str mailbox)
 {
-	return route_max_frame(m->route) - HEAD_MAX;
+	struct mconn *c = route_conn(m->route, mailbox.p, mailbox.len);
+
+	return c ? mconn_max_frame(c) : MST_FRAME_DEFAULT;
+}
+
+size_t
+store_spool_max(struct mount *m, struct mst_str mailbox)
+{
+	return spool_frame(m, mailbox) - HEAD_MAX;
 }
 
 int
@@ -422,7 +432,7 @@ store_spool_async(struct mount *m, struct mst_str mailbox,
 	if (n < 0)
 		return n;
 	/* One frame: a SPOOL has no DATA continuation. */
-	if ((size_t)n + len > route_max_frame(m->route))
+	if ((size_t)n + len > spool_frame(m, mailbox))
 		return -EMSGSIZE;
 	return route_call_async(m->route, mailbox.p, mailbox.len,
 	    MST_OP_SPOOL, head, (size_t)n, data, len, MCONN_BORROW, cb, arg);

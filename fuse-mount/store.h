@@ -81,7 +81,7 @@ int store_commit_async(struct mount *m, const struct mst_commit_req *q,
 int store_spools(struct mount *m, struct mst_str mailbox);
 /* The most body bytes one SPOOL may carry to the server of |mailbox|
  * (its frame size less the head). */
-size_t store_spool_max(struct mount *m);
+size_t store_spool_max(struct mount *m, struct mst_str mailbox);
 /* SPOOL |len| bytes at |off| of the body |idem| names; |data| is
  * borrowed until |cb| has run. Never resent after a reconnection: the
  * new connection has no spool, and the COMMIT finds none. */

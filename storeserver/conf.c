@@ -71,6 +71,7 @@ static const struct conf_key conf_keys[] = {
 	KEY(handshake_timeout, CT_INT, 1, 3600),
 	KEY(read_timeout, CT_INT, 1, 3600),
 	KEY(idle_timeout, CT_INT, 0, 1 << 24),
+	KEY(spool_timeout, CT_INT, 1, 3600),
 	KEY(log, CT_STR, 0, 0),
 	KEY(log_level, CT_LEVEL, 0, 0),
 	KEY(metrics, CT_METRICS, 0, 0),
@@ -98,6 +99,7 @@ conf_init(struct conf *c)
 		.max_requests_per_connection = 1024,
 		.handshake_timeout = 30,
 		.read_timeout = 30,
+		.spool_timeout = 60,
 		.log_level = LOG_LVL_INFO,
 	};
 }

@@ -50,6 +50,7 @@ struct conf {
 	int handshake_timeout;		/* seconds from accept to READY */
 	int read_timeout;		/* seconds for a started frame or body */
 	int idle_timeout;		/* seconds with nothing at all; 0: off */
+	int spool_timeout;		/* seconds a SPOOL is held unused */
 	char *log;			/* "stderr", "syslog", a path; NULL:
 					   by mode */
 	enum log_level log_level;

@@ -44,6 +44,10 @@
  * is not whole within read_timeout, when a streaming body waits longer
  * for its next DATA, or, if idle_timeout is set, when nothing at all is
  * pending. Independently, replies left unread for STALL_SECONDS close it.
+ * The same timer drops (without closing anything) a spool that no SPOOL
+ * has added to for spool_timeout (TO_SPOOL): a client that stops
+ * writing a file it spools, or never links it, or vanishes without its
+ * connection ending, must not hold that memory for ever.
  *
  * With tls_cert and tls_key, every TCP connection is a TLS bufferevent
  * (server-side handshake first; no plaintext fallback) and the frames
@@ -134,6 +138,7 @@ struct spool {
 	uint8_t idem[MST_IDEM_LEN];
 	uint8_t *buf;
 	size_t len, cap;	/* cap is counted in conn->body_bytes */
+	int64_t used_ms;	/* the last SPOOL to it (monotonic) */
 };
 
 enum conn_state {
@@ -155,6 +160,7 @@ enum conn_timeout {
 	TO_FRAME,	/* a frame begun, not complete: read_timeout */
 	TO_BODY,	/* a body streaming, no DATA since: read_timeout */
 	TO_IDLE,	/* nothing pending at all: idle_timeout */
+	TO_SPOOL,	/* a spool unused: spool_timeout drops it */
 };
 
 struct conn {
@@ -237,6 +243,7 @@ struct server {
 	int handshake_timeout;	/* seconds, each of them */
 	int read_timeout;
 	int idle_timeout;	/* 0: off */
+	int spool_timeout;	/* seconds a spool is kept unused */
 
 	struct watch_table *watches;
 
@@ -369,6 +376,9 @@ conn_idle(const struct conn *c)
 	    evbuffer_get_length(bufferevent_get_output(c->bev)) == 0;
 }
 
+static int64_t spool_oldest(const struct conn *c);
+static void spools_expire(struct conn *c);
+
 /*
  * Arm the connection's one deadline for its state: the handshake must
  * end handshake_timeout after accept; a frame once begun must be whole
@@ -405,6 +415,15 @@ conn_arm(struct conn *c)
 			c->idle_ms = now;
 		base = c->idle_ms;
 		secs = srv->idle_timeout;
+	}
+	/* A spool's deadline, when it comes first, is armed instead; the
+	 * other is armed again once the spool is dropped. */
+	if (c->state == CS_READY && c->spools != NULL &&
+	    (to == TO_NONE || spool_oldest(c) + (int64_t)srv->spool_timeout *
+	    1000 < base + (int64_t)secs * 1000)) {
+		to = TO_SPOOL;
+		base = spool_oldest(c);
+		secs = srv->spool_timeout;
 	}
 	c->timeout = to;
 	if (to == TO_NONE) {
@@ -446,6 +465,10 @@ on_conn_timer(evutil_socket_t fd, short what, void *arg)
 		log_debug("%s: closing: idle for %d s (idle_timeout)",
 		    c->peer, srv->idle_timeout);
 		break;
+	case TO_SPOOL:
+		spools_expire(c);
+		conn_update(c);
+		return;
 	case TO_NONE:
 		return;
 	}
@@ -510,6 +533,52 @@ spool_take(struct conn *c, const uint8_t *idem)
 			return s;
 		}
 	return NULL;
+}
+
+/* When the least recently used spool was last sent to (the list is in
+ * use order, most recent first); c->spools is not empty. */
+static int64_t
+spool_oldest(const struct conn *c)
+{
+	const struct spool *s = c->spools;
+
+	while (s->next != NULL)
+		s = s->next;
+	return s->used_ms;
+}
+
+/* Drop the least recently used spool, saying why (at info level when
+ * |loud|: the client did nothing wrong otherwise). */
+static void
+spool_drop_oldest(struct conn *c, const char *why, int loud)
+{
+	struct spool **pp = &c->spools, *s;
+
+	while ((*pp)->next != NULL)
+		pp = &(*pp)->next;
+	s = *pp;
+	*pp = NULL;
+	if (loud)
+		log_info("%s: dropped a spool of %zu bytes: %s", c->peer,
+		    s->len, why);
+	else
+		log_debug("%s: dropped a spool of %zu bytes: %s", c->peer,
+		    s->len, why);
+	spool_free(c, s);
+}
+
+/* Drop the spools nothing was sent to for spool_timeout: their COMMIT,
+ * if it ever comes, gets ESTALE and the client sends the DELIVER. */
+static void
+spools_expire(struct conn *c)
+{
+	int64_t cut = mono_ms() - (int64_t)c->srv->spool_timeout * 1000;
+	char why[96];
+
+	snprintf(why, sizeof why, "unused for %d s (spool_timeout)",
+	    c->srv->spool_timeout);
+	while (c->spools != NULL && spool_oldest(c) <= cut)
+		spool_drop_oldest(c, why, 1);
 }
 
 /* Bodies streaming and spools: neither was acknowledged as stored. */
@@ -1265,6 +1334,11 @@ body_start(struct conn *c, struct job *j, const struct mst_hdr *h,
 		body_refuse(c, h, -EFBIG, detail);
 		return;
 	}
+	/* Spools are only a head start (their COMMIT falls back to a
+	 * DELIVER): a body about to be stored goes first. */
+	while (c->spools != NULL &&
+	    c->body_bytes + size > c->srv->conn_mem_max)
+		spool_drop_oldest(c, "room for a body", 0);
 	if (c->body_bytes > 0 && c->body_bytes + size > c->srv->conn_mem_max) {
 		job_free(j);
 		body_refuse(c, h, -EAGAIN,
@@ -1479,7 +1553,7 @@ do_spool(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
 {
 	static const uint8_t empty[1];
 	struct mst_spool_req q;
-	struct spool *s, **pp;
+	struct spool *s;
 	int rc = mst_spool_req_decode(&q, p, h->len);
 
 	if (rc < 0) {
@@ -1503,12 +1577,8 @@ do_spool(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
 		return;
 	}
 	if (s == NULL) {
-		if (c->nspools >= CONN_SPOOLS_MAX) {	/* drop the oldest */
-			for (pp = &c->spools; (*pp)->next; pp = &(*pp)->next)
-				;
-			spool_free(c, *pp);
-			*pp = NULL;
-		}
+		if (c->nspools >= CONN_SPOOLS_MAX)
+			spool_drop_oldest(c, "too many spools", 0);
 		s = calloc(1, sizeof *s);
 		if (s == NULL) {
 			conn_reply_error(c, h->op, h->id, -ENOMEM, NULL);
@@ -1526,6 +1596,7 @@ do_spool(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
 	}
 	memcpy(s->buf + s->len, q.data.p, q.length);
 	s->len += q.length;
+	s->used_ms = mono_ms();
 	s->next = c->spools;
 	c->spools = s;
 	conn_send(c, h->op, MST_F_REPLY, 0, h->id, empty, 0);
@@ -1579,7 +1650,13 @@ spool_commit(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
 	j->conn = c;
 	j->start_ns = c->frame_ns;
 	rc = decode_req(j, j->payload, j->payload_len);
-	j->body = s->buf;		/* the job owns it now */
+	/* The job owns the buffer now, counted by its length: give back
+	 * the room grown ahead (a shrink does not fail on Linux; if it
+	 * did, the larger buffer is kept). */
+	j->body = s->len > 0 && s->len < s->cap ?
+	    realloc(s->buf, s->len) : NULL;
+	if (j->body == NULL)
+		j->body = s->buf;
 	j->body_len = s->len;
 	free(s);
 	if (rc < 0) {
@@ -2371,6 +2448,7 @@ server_new(const struct conf *c, const struct server_key *keys,
 	srv->handshake_timeout = c->handshake_timeout;
 	srv->read_timeout = c->read_timeout;
 	srv->idle_timeout = c->idle_timeout;
+	srv->spool_timeout = c->spool_timeout;
 	srv->max_frame = (uint32_t)c->max_frame;
 	srv->max_body = c->max_message_size;
 	if (getrandom(&srv->server_id, sizeof srv->server_id, 0) !=

@@ -1,18 +1,21 @@
 #!/usr/bin/env python3
 """test_robust - mount.mstore and mstored when the store pushes back.
 
-Cases against the fake store of hostile.py (it answers what each case
-tells it to): a DELIVER answered EAGAIN (the store short of memory for
+Against the fake store of hostile.py (it answers what each case tells
+it to): a DELIVER answered EAGAIN (the store short of memory for
 bodies) is sent again, the same bytes and so the same idempotency id,
 until it is stored or its timeout is spent, and never more often than
 its back-off allows.
 
-Every case starts its own fake store and mount and stops both.
+Against a real mstored: a spool the mount holds there and then leaves
+alone is dropped after spool_timeout (and logged), and a spool gives
+way to a delivery on the same connection instead of making it EAGAIN.
+
+Every case starts its own store and mount and stops both.
 """
 import errno
 import os
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -101,8 +104,95 @@ def test_deliver_eagain_until_the_timeout_fails_with_eagain():
         stop(f, m)
 
 
+# --- spools held by mstored (a real store) ---
+
+BOX = "example.com/sp"
+
+
+def requests(m, who, op):
+    for line in os.getxattr(m.mnt,
+                            "user.mstore.requests").decode().splitlines():
+        w, o, n = line.split()
+        if w == who and o == op:
+            return int(n)
+    return 0
+
+
+def spooled_file(m, name, size):
+    """A tmp/ file written 64 KiB at a time (so the mount SPOOLs it while
+    it grows) and left open; returns (file object, body)."""
+    body = os.urandom(size)
+    s0 = requests(m, "store", "SPOOL")
+    fh = open(m.path(BOX, "tmp", name), "wb", buffering=0)
+    for off in range(0, size, 64 << 10):
+        fh.write(body[off:off + (64 << 10)])
+    mstlib.wait_until(lambda: requests(m, "store", "SPOOL") - s0 >= 2, 5,
+                      "the mount to SPOOL %s" % name)
+    time.sleep(0.2)             # the SPOOLs answered
+    return fh, body
+
+
+def deliver_open(m, fh, name, body):
+    """Close the spooled file, link it into new/, check what was stored."""
+    fh.close()
+    os.link(m.path(BOX, "tmp", name), m.path(BOX, "new", name))
+    os.unlink(m.path(BOX, "tmp", name))
+    with open(m.path(BOX, "new", name), "rb") as f:
+        assert f.read() == body, "%s stored wrong" % name
+
+
+def store_mount(conf):
+    s = mstlib.Store(conf).start()
+    m = mstlib.Mount(s.addr, "").start()
+    mstlib.maildir(m, BOX)
+    return s, m
+
+
+def test_held_spool_is_dropped_after_spool_timeout():
+    """A file spooled and then left alone: mstored drops its spool after
+    spool_timeout and logs it; the file's delivery later still stores
+    the right body (the COMMIT finds no spool, the DELIVER goes)."""
+    s, m = store_mount("spool_timeout = 1\n")
+    try:
+        fh, body = spooled_file(m, "held", 600 << 10)
+        mstlib.wait_until(lambda: "(spool_timeout)" in open(s.log).read(),
+                          5, "mstored to drop the unused spool")
+        log = open(s.log).read()
+        assert "dropped a spool of 524288 bytes: unused for 1 s " \
+            "(spool_timeout)" in log, log[-2000:]
+        deliver_open(m, fh, "held", body)
+    finally:
+        m.unmount()
+        s.stop()
+
+
+def test_spool_gives_way_to_a_delivery():
+    """max_connection_memory 1 MiB, half of it held by a spool of a file
+    still being written: a 700 KiB delivery on the same connection is
+    stored at once (the spool is dropped for it), not refused with
+    EAGAIN until the timeout; the spooled file is delivered whole
+    later."""
+    s, m = store_mount("max_connection_memory = 1M\n")
+    try:
+        fh, body = spooled_file(m, "big", 600 << 10)
+        other = os.urandom(700 << 10)
+        t0 = time.monotonic()
+        mstlib.deliver(m, BOX, "other", other)
+        took = time.monotonic() - t0
+        assert took < 2, "the delivery took %.2f s" % took
+        with open(m.path(BOX, "new", "other"), "rb") as f:
+            assert f.read() == other
+        deliver_open(m, fh, "big", body)
+        assert sorted(os.listdir(m.path(BOX, "new"))) == ["big", "other"]
+    finally:
+        m.unmount()
+        s.stop()
+
+
 CASES = [test_deliver_eagain_is_sent_again_with_its_id,
-         test_deliver_eagain_until_the_timeout_fails_with_eagain]
+         test_deliver_eagain_until_the_timeout_fails_with_eagain,
+         test_held_spool_is_dropped_after_spool_timeout,
+         test_spool_gives_way_to_a_delivery]
 
 
 def main():

@@ -80,6 +80,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -221,6 +222,11 @@ struct mconn {
 	struct mreq *tab[MCONN_BUCKETS];	/* guarded by mu */
 	struct mreq_list all;		/* guarded by mu: deadline order */
 	struct mreq_list sq, sq_up;	/* guarded by mu: to be written */
+
+	/* Set by the conn thread before it reads the socket, cleared once
+	 * every whole frame it read has been dispatched (notices applied,
+	 * callbacks run): see mconn_rx_quiet. */
+	atomic_int rx_busy;
 
 	/* The conn thread's own. */
 	struct rx rx;
@@ -939,6 +945,7 @@ rx_release(struct mconn *c)
 		free(k);
 	}
 	x->kept_last = NULL;
+	atomic_store(&c->rx_busy, 0);
 	return rc;
 }
 
@@ -974,6 +981,7 @@ rx_read(struct mconn *c)
 	short ev;
 	int rc;
 
+	atomic_store(&c->rx_busy, 1);
 	do {
 		pthread_mutex_lock(&c->io_mu);
 		r = mst_client_read(c->cl, x->buf, MCONN_RXBUF, &ev);
@@ -982,8 +990,11 @@ rx_read(struct mconn *c)
 			x->eof = 1;
 			return r;
 		}
-		if (r == -EAGAIN)
+		if (r == -EAGAIN) {
+			if (!x->keep)
+				atomic_store(&c->rx_busy, 0);
 			return 0;
+		}
 		if (r < 0)
 			return (int)r;
 		x->off = 0;
@@ -997,6 +1008,8 @@ rx_read(struct mconn *c)
 		more = mst_client_pending(c->cl);
 		pthread_mutex_unlock(&c->io_mu);
 	} while (more > 0);
+	if (!x->keep)		/* else rx_release dispatches, then clears */
+		atomic_store(&c->rx_busy, 0);
 	return 0;
 }
 
@@ -1156,6 +1169,7 @@ conn_down(struct mconn *c)
 	pthread_mutex_unlock(&c->mu);
 	pthread_mutex_unlock(&c->send_mu);
 	rx_reset(&c->rx);
+	atomic_store(&c->rx_busy, 0);
 	/* The connection's loss is logged already; say what it cost. */
 	if (nfail > 0)
 		mconn_log("%u request(s) written to the store at %s and not to "
@@ -1861,6 +1875,21 @@ mconn_connected(struct mconn *c)
 	up = c->state == MC_UP;
 	pthread_mutex_unlock(&c->mu);
 	return up;
+}
+
+int
+mconn_rx_quiet(struct mconn *c)
+{
+	int unread = 1, quiet;
+
+	/* The socket first, then the flag: a frame that left the socket
+	 * after this look was read with rx_busy set already, and it stays
+	 * set until that frame is dispatched. */
+	pthread_mutex_lock(&c->mu);
+	quiet = c->state == MC_UP && c->fd >= 0 &&
+	    ioctl(c->fd, FIONREAD, &unread) == 0 && unread == 0;
+	pthread_mutex_unlock(&c->mu);
+	return quiet && !atomic_load(&c->rx_busy);
 }
 
 uint32_t

@@ -127,6 +127,12 @@ int mconn_call(struct mconn *c, unsigned op, const void *head, size_t hlen,
  * last one while down; MST_FRAME_DEFAULT and MST_BODY_MAX before the
  * first). */
 int mconn_connected(struct mconn *c);
+/* Has everything the server sent so far been dispatched: the
+ * connection up, no byte waiting in its socket, every frame read handed
+ * to its callback or to the notice function (which has returned)? Then
+ * a notice the server sent before this call was applied. Any thread;
+ * takes c->mu briefly. */
+int mconn_rx_quiet(struct mconn *c);
 /* The server is judged down (no answer in time): every request not yet
  * completed fails with -EIO now, as at its deadline (written ones stay
  * outstanding until the connection drops); the connection is kept. */

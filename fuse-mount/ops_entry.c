@@ -118,9 +118,14 @@ do_lookup(struct mount *m, fuse_ino_t parent, const char *name,
 	 * the lock its holder released after a create must find the file.
 	 * Nor while the store is out of reach: notices are being lost (a
 	 * reconnection then moves m->neg_epoch before any request goes).
+	 * Nor while the home connection (where the notices of these
+	 * directories come) holds bytes or frames not yet dispatched: a
+	 * create notice among them, sent before this lookup began, would
+	 * be answered ENOENT (route_rx_quiet; checked under m->mu, which
+	 * on_notice takes to apply a notice).
 	 */
 	neg_stamp(m, p, &st);
-	if (neg_find(p, &st, name) && route_connected(m->route)) {
+	if (neg_find(p, &st, name) && route_rx_quiet(m->route)) {
 		pthread_mutex_unlock(&m->mu);
 		mstat_add(MS_NEG_HITS, 1);
 		return -ENOENT;

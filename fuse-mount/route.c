@@ -521,6 +521,14 @@ route_connected(struct route *rt)
 	return c != NULL && mconn_connected(c);
 }
 
+int
+route_rx_quiet(struct route *rt)
+{
+	struct mconn *c = route_conn(rt, ROUTE_HOME, 1);
+
+	return c != NULL && mconn_rx_quiet(c);
+}
+
 uint32_t
 route_max_frame(struct route *rt)
 {

@@ -106,5 +106,8 @@ extern void (*route_test_after_pick)(const char *addr);
 /* Is the home server's connection up; limits of the home connection. */
 int route_connected(struct route *rt);
 uint32_t route_max_frame(struct route *rt);
+/* The home connection is up and has dispatched everything it received,
+ * notices included (mconn_rx_quiet). */
+int route_rx_quiet(struct route *rt);
 
 #endif /* MST_ROUTE_H */

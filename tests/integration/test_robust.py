@@ -104,6 +104,60 @@ def test_deliver_eagain_until_the_timeout_fails_with_eagain():
         stop(f, m)
 
 
+# --- the missing-name cache and notices already received ---
+
+def lookups(f, name):
+    with f.mu:
+        return sum(1 for op, p in f.seen if op == hostile.OP["LOOKUP"] and
+                   p[2:] == name)
+
+
+def test_received_create_notice_beats_the_missing_name_cache():
+    """A name the store said is missing from a watched directory is
+    answered from the mount's memory while nothing can have made it. A
+    create notice for it that has reached the mount (here at the end of
+    a burst of other notices, all sent before the lookup begins) must
+    count even before the mount has applied it: the lookup finds the
+    file, never ENOENT."""
+    f, m = fake_mount()
+    try:
+        os.listdir(m.mnt)       # the root is watched from here on
+        os.stat(m.path("u"))    # a directory the notices below name
+        mstlib.wait_until(lambda: f.count("WATCH") >= 1, 5, "the WATCH")
+        time.sleep(0.2)
+        for rnd in range(3):
+            name = b"created-%d" % rnd
+
+            def kept():
+                # Asked twice with no LOOKUP between: answered from the
+                # cache (once the last round's burst is all applied).
+                mstlib.expect_errno(errno.ENOENT, os.stat,
+                                    m.path(name.decode()))
+                n = lookups(f, name)
+                mstlib.expect_errno(errno.ENOENT, os.stat,
+                                    m.path(name.decode()))
+                return lookups(f, name) == n
+            mstlib.wait_until(kept, 10, "the missing name to be kept")
+            f.tree[name] = attr(hostile.T_FILE, 400 + rnd, 0, mode=0o644)
+            burst = b"".join(
+                hostile.hdr(hostile.OP["NOTIFY"], hostile.F_NOTICE, 0, 0,
+                            len(p)) + p
+                for p in [hostile.notify(b"u", hostile.EV_CHANGE,
+                                         b"n%d" % i)
+                          for i in range(20000)] +
+                [hostile.notify(b"", hostile.EV_ADD, name)])
+            f.send_all(burst)
+            try:
+                os.stat(m.path(name.decode()))
+            except FileNotFoundError:
+                raise AssertionError("round %d: ENOENT from the cache "
+                                     "after the create notice reached "
+                                     "the mount" % rnd)
+        assert m.proc.poll() is None, "mount.mstore died"
+    finally:
+        stop(f, m)
+
+
 # --- spools held by mstored (a real store) ---
 
 BOX = "example.com/sp"
@@ -191,6 +245,7 @@ def test_spool_gives_way_to_a_delivery():
 
 CASES = [test_deliver_eagain_is_sent_again_with_its_id,
          test_deliver_eagain_until_the_timeout_fails_with_eagain,
+         test_received_create_notice_beats_the_missing_name_cache,
          test_held_spool_is_dropped_after_spool_timeout,
          test_spool_gives_way_to_a_delivery]
 

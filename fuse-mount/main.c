@@ -516,6 +516,7 @@ main(int argc, char **argv)
 	pthread_cond_init(&m.settled_cv, NULL);
 	pthread_cond_init(&m.fcv, NULL);
 	pthread_cond_init(&m.spool_cv, NULL);
+	pthread_cond_init(&m.close_cv, NULL);
 	m.locks = locktab_new();
 	if (m.locks == NULL || inode_init(&m) < 0) {
 		fprintf(stderr, "mount.mstore: out of memory\n");

@@ -159,8 +159,14 @@ ofile_getattr(struct mount *m, struct minode *n)
  * hold: a page fault on a mapping would then find the file gone, and the
  * kernel answers that with SIGBUS. n->store_open counts the holds that
  * the store granted on this connection (on_up takes them again after a
- * reconnect); it changes, and CLOSE is sent, under m->mu so that on_up
- * sees a count that matches what is on the wire.
+ * reconnect); it changes under m->mu. CLOSE is sent after m->mu is let
+ * go: putting it on the wire may wait for the socket (behind a large
+ * DELIVER) for as long as the request timeout, and every operation of
+ * the mount would wait with it. It still goes out before any later OPEN
+ * of the file: n->closing counts the CLOSEs decided and not yet handed
+ * to the connection, and an OPEN waits for them (close_cv), so the store
+ * sees the holds of one file in the order this mount took and let go of
+ * them.
  */
 static int
 ofile_hold(struct mount *m, struct minode *n, struct mst_attr *a)
@@ -169,6 +175,8 @@ ofile_hold(struct mount *m, struct minode *n, struct mst_attr *a)
 	int rc;
 
 	pthread_mutex_lock(&m->mu);
+	while (n->closing > 0)
+		pthread_cond_wait(&m->close_cv, &m->mu);
 	id = n->attr.id;
 	pthread_mutex_unlock(&m->mu);
 	rc = store_open(m, id, a);
@@ -185,11 +193,25 @@ ofile_hold(struct mount *m, struct minode *n, struct mst_attr *a)
 static void
 ofile_unhold(struct mount *m, struct minode *n)
 {
+	uint64_t id = 0;
+	int held;
+
 	pthread_mutex_lock(&m->mu);
-	if (n->store_open > 0) {
+	held = n->store_open > 0;
+	if (held) {
 		n->store_open--;
-		(void)store_close(m, n->attr.id);
+		n->closing++;
+		id = n->attr.id;
 	}
+	pthread_mutex_unlock(&m->mu);
+	if (!held)
+		return;
+	/* Handed to the connection when this returns (written, or queued
+	 * in order); a failure only ends the hold with the connection. */
+	(void)store_close(m, id);
+	pthread_mutex_lock(&m->mu);
+	if (--n->closing == 0)
+		pthread_cond_broadcast(&m->close_cv);
 	pthread_mutex_unlock(&m->mu);
 }
 

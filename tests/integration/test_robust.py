@@ -16,6 +16,7 @@ Every case starts its own store and mount and stops both.
 import errno
 import os
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -158,6 +159,66 @@ def test_received_create_notice_beats_the_missing_name_cache():
         stop(f, m)
 
 
+# --- CLOSE of an ordinary file, while the socket is busy ---
+
+def test_close_waiting_for_the_socket_blocks_nothing_else():
+    """The last close of an ordinary file sends CLOSE. While a large
+    DELIVER holds the connection's socket (the store reads slowly), that
+    CLOSE waits for it; the rest of the mount must not wait with it: a
+    read answered from the mount's memory stays immediate. The CLOSE
+    still goes out once the socket is free."""
+    f, m = fake_mount()
+    try:
+        entered = threading.Event()
+
+        def deliver(req):
+            entered.set()
+            time.sleep(2)           # read nothing more meanwhile
+            return b""              # answered after its last DATA
+
+        def data(req):
+            if req.flags & hostile.F_MORE:
+                return b""
+            return hostile.hdr(hostile.OP["DELIVER"], hostile.F_REPLY, 5,
+                               req.id, 0)
+        f.hook("DELIVER", deliver)
+        f.hook("DATA", data)
+        fd = os.open(m.path("f"), os.O_RDONLY)      # an OPEN in the store
+        mstlib.wait_until(lambda: f.count("OPEN") >= 1, 5, "the OPEN")
+        write_tmp(m, "big", b"x" * (32 << 20))
+        # A local file: every read of it reaches the mount (direct I/O)
+        # and is answered under the mount's lock, with no store request.
+        write_tmp(m, "probe", b"probe\n")
+        probe = os.open(m.path("u", "tmp", "probe"), os.O_RDONLY)
+        errs = []
+
+        def link():
+            try:
+                os.link(m.path("u", "tmp", "big"), m.path("u", "new", "big"))
+            except OSError as e:
+                errs.append(e)
+        lt = threading.Thread(target=link)
+        lt.start()
+        assert entered.wait(10), "no DELIVER reached the store"
+        time.sleep(0.3)             # the DELIVER's writer waits for room
+        ct = threading.Thread(target=os.close, args=(fd,))
+        ct.start()                  # RELEASE: CLOSE waits for the socket
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        got = os.pread(probe, 64, 0)    # served from the mount's memory
+        took = time.monotonic() - t0
+        assert got == b"probe\n", got
+        ct.join(10)
+        lt.join(10)
+        os.close(probe)
+        mstlib.wait_until(lambda: f.count("CLOSE") >= 1, 10, "the CLOSE")
+        assert took < 0.5, "a read of a tmp/ file waited %.2f s behind " \
+            "the CLOSE" % took
+        assert m.proc.poll() is None, "mount.mstore died"
+    finally:
+        stop(f, m)
+
+
 # --- spools held by mstored (a real store) ---
 
 BOX = "example.com/sp"
@@ -246,6 +307,7 @@ def test_spool_gives_way_to_a_delivery():
 CASES = [test_deliver_eagain_is_sent_again_with_its_id,
          test_deliver_eagain_until_the_timeout_fails_with_eagain,
          test_received_create_notice_beats_the_missing_name_cache,
+         test_close_waiting_for_the_socket_blocks_nothing_else,
          test_held_spool_is_dropped_after_spool_timeout,
          test_spool_gives_way_to_a_delivery]
 

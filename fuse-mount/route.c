@@ -22,8 +22,9 @@
  * route_call_async to the next healthy server of their key. A request
  * that was on its way to the server as it went down (chosen before,
  * queued after the failing) is failed and moved the same way at once
- * (check_late; not a waiting route_call without MCONN_RETRY, which
- * fails at its deadline). With no healthy server left they stay queued
+ * (check_late), a waiting route_call too: one without MCONN_RETRY then
+ * fails at once with EIO rather than at its deadline. With no healthy
+ * server left they stay queued
  * on their connection, which sends them again when it is back (within
  * the mount's timeout). A down server is up again after ROUTE_UP_STREAK
  * answered PINGs in a row, one health interval apart; its keys then
@@ -488,15 +489,10 @@ route_call(struct route *rt, const char *key, size_t klen, unsigned op,
 		0, out };
 	int rc;
 
-	if (!(flags & MCONN_RETRY)) {	/* nothing to send again */
-		struct mconn *c = route_conn(rt, key, klen);
-
-		if (c == NULL) {
-			memset(out, 0, sizeof *out);
-			return out->status = -ENOTCONN;
-		}
-		return mconn_call(c, op, head, hlen, body, blen, 0, out);
-	}
+	/* Through route_call_async with or without MCONN_RETRY: a request
+	 * handed to a server just judged down is failed at once there
+	 * (check_late), not left on the dead connection until its
+	 * deadline. */
 	memset(out, 0, sizeof *out);
 	rc = route_call_async(rt, key, klen, op, head, hlen, body, blen,
 	    flags, rwait_done, &w);

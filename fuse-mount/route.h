@@ -77,8 +77,10 @@ struct mconn *route_conn(struct route *rt, const char *key, size_t klen);
 int route_call_async(struct route *rt, const char *key, size_t klen,
     unsigned op, const void *head, size_t hlen, const void *body,
     size_t blen, unsigned flags, mconn_cb *cb, void *arg);
-/* The same, waiting; as mconn_call (but with MCONN_RETRY it must not be
- * called from an mconn callback: it would wait for itself). */
+/* The same, waiting; as mconn_call (but it must not be called from an
+ * mconn callback: it would wait for itself). -ENOTCONN when no server is
+ * listed; -EIO at once, not at the deadline, when the server went down
+ * as the request was handed to it and another server is up. */
 int route_call(struct route *rt, const char *key, size_t klen, unsigned op,
     const void *head, size_t hlen, const void *body, size_t blen,
     unsigned flags, struct mreply *out);

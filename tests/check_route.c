@@ -6,7 +6,8 @@
  * its own keys move. Failover, against two real mstored ($MSTORED, on
  * Unix sockets in a private directory, killed by PID in the teardown and
  * with the test process): a request that was on its way to a server as
- * the health thread judged it down moves at once, not after its
+ * the health thread judged it down moves at once, or fails at once when
+ * it may not be sent again, waited for or not; never after its
  * timeout.
  */
 #include <check.h>
@@ -410,6 +411,39 @@ START_TEST(other_request_queued_as_its_server_goes_down_fails_at_once)
 }
 END_TEST
 
+/* The same, waited for (route_call without MCONN_RETRY: MKDIR, LINK,
+ * PUT, a lock's release): EIO at once, not after the whole timeout. */
+START_TEST(waited_request_queued_as_its_server_goes_down_fails_at_once)
+{
+	struct route *rt = open_route();
+	struct mreply r;
+	char key[64];
+	uint8_t buf[16];
+	int len, rc;
+	int64_t took;
+
+	key_on_first(key, sizeof key);
+	ping_req(buf, sizeof buf, &len);
+	hook_rt = rt;
+	hook_armed = 1;
+	hook_saw_down = 0;
+	hook_done_ms = 0;
+	route_test_after_pick = kill_first_after_pick;
+	rc = route_call(rt, key, strlen(key), MST_OP_PING, buf, (size_t)len,
+	    NULL, 0, 0, &r);
+	took = now_ms() - hook_done_ms;
+	route_test_after_pick = NULL;
+	mreply_free(&r);
+	ck_assert_msg(hook_saw_down, "the request never went through the "
+	    "choice of a server that then went down");
+	ck_assert_msg(rc == -EIO, "got %d, want EIO", rc);
+	ck_assert_msg(took < MOVE_MS, "failed %lld ms after its server was "
+	    "judged down, want < %d (the timeout is %d)", (long long)took,
+	    MOVE_MS, CALL_MS);
+	route_free(rt);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -433,6 +467,8 @@ main(void)
 	    retryable_request_queued_as_its_server_goes_down_moves_at_once);
 	tcase_add_test(tc,
 	    other_request_queued_as_its_server_goes_down_fails_at_once);
+	tcase_add_test(tc,
+	    waited_request_queued_as_its_server_goes_down_fails_at_once);
 	suite_add_tcase(s, tc);
 	/* Writes to a server that died must not kill the test. */
 	signal(SIGPIPE, SIG_IGN);

@@ -45,6 +45,7 @@
 
 #include <xxhash.h>
 
+#include "checkpoint.h"
 #include "index.h"
 #include "spent.h"
 #include "wire.h"
@@ -57,8 +58,25 @@
 #define CK_HEAD_LEN (8 + 8 + 8 + 4 + 8 + 4 + 8)	/* magic to nnodes */
 #define CK_NODE_MIN (8 + 8 + 1 + 2 + 1 + 4 * 3 + 8 * 3)	/* 1-byte name */
 #define CK_BLK_LEN (8 + 4 + 8 + 8 + 2 + 2)
+#define CK_MAGIC_V4 "MSCKPT04"	/* a manifest: directories + parts */
+#define CK_PART_MAGIC "MSCKPP04"	/* one part of one */
+#define CK_MAN_HEAD_LEN (8 + 8 + 8 + 4 + 8 + 8 + 8 + 8 + 4)
+#define CK_PART_HEAD_LEN (8 + 4 + 8 + 8 + 4 + 8)
+#define CK_PENT_LEN (4 + 8 * 5)
+#define CK_DCACHE 65536u	/* directories remembered while loading */
+
+/* One entry of a part being written: a message, or a file object
+ * (all its names). */
+struct ck_slot {
+	void *p;
+	int file;
+};
 
 struct index_saver {
+	struct ck_slot *slot;	/* index_saver_reserve: |nslot_cap| */
+	size_t nslot, nslot_cap;
+	struct mbox **mbl;	/* a part's mailboxes; |nmbl_cap| */
+	size_t nmbl_cap;
 	int fd;
 	int err;
 	uint64_t written;	/* bytes in the file */
@@ -167,10 +185,10 @@ save_file(struct index_saver *c, struct index *ix, struct fobj *f)
 	}
 }
 
+/* One node's record (a file's first name: with its blocks). */
 static void
-save_node(struct index_saver *c, struct index *ix, const struct node *n)
+save_rec(struct index_saver *c, struct index *ix, const struct node *n)
 {
-	const struct node *ch;
 	struct mst_attr a;
 
 	index_attr(n, &a);
@@ -196,6 +214,14 @@ save_node(struct index_saver *c, struct index *ix, const struct node *n)
 	}
 	if (n->type == MST_T_FILE)
 		save_file(c, ix, n->x.file);
+}
+
+static void
+save_node(struct index_saver *c, struct index *ix, const struct node *n)
+{
+	const struct node *ch;
+
+	save_rec(c, ix, n);
 	if (n->type == MST_T_DIR)	/* depth <= MST_PATH_DEPTH_MAX */
 		for (ch = n->x.dir->first; ch; ch = index_next(ch))
 			save_node(c, ix, ch);
@@ -204,12 +230,23 @@ save_node(struct index_saver *c, struct index *ix, const struct node *n)
 struct index_saver *
 index_saver_new(void)
 {
-	return malloc(sizeof(struct index_saver));
+	struct index_saver *c = malloc(sizeof(struct index_saver));
+
+	if (c) {
+		c->slot = NULL;
+		c->mbl = NULL;
+		c->nslot = c->nslot_cap = c->nmbl_cap = 0;
+	}
+	return c;
 }
 
 void
 index_saver_free(struct index_saver *c)
 {
+	if (c) {
+		free(c->slot);
+		free(c->mbl);
+	}
 	free(c);
 }
 
@@ -264,6 +301,223 @@ index_save(struct index *ix, int fd, uint32_t seg, uint64_t off)
 	rc = index_saver_run(c, ix, fd, seg, off, 0);
 	index_saver_free(c);
 	return rc;
+}
+
+/*
+ * Incremental checkpoints ("MSCKPT04"). The saver's part functions
+ * allocate nothing either: index_saver_reserve() sizes its tables
+ * before the fork.
+ */
+int
+index_saver_reserve(struct index_saver *c, const struct index *ix,
+    uint64_t per)
+{
+	size_t nm = ix->nmbox ? ix->nmbox : 1;
+
+	if (per > c->nslot_cap) {
+		free(c->slot);
+		c->nslot_cap = 0;
+		c->slot = malloc((size_t)per * sizeof *c->slot);
+		if (c->slot == NULL)
+			return -ENOMEM;
+		c->nslot_cap = (size_t)per;
+	}
+	if (nm > c->nmbl_cap) {
+		free(c->mbl);
+		c->nmbl_cap = 0;
+		c->mbl = malloc(nm * sizeof *c->mbl);
+		if (c->mbl == NULL)
+			return -ENOMEM;
+		c->nmbl_cap = nm;
+	}
+	return 0;
+}
+
+static void
+ck_begin(struct index_saver *c, int fd, uint64_t sync_every)
+{
+	c->fd = fd;
+	c->err = 0;
+	c->written = c->synced = 0;
+	c->sync_every = sync_every;
+	c->w = (struct wr){ c->buf, CK_BUF, 0, 0 };
+	XXH3_64bits_reset(&c->st);
+}
+
+/* The sum after the last byte; the file's size and sum in |p|. */
+static int
+ck_end(struct index_saver *c, struct index_part *p)
+{
+	uint64_t sum;
+
+	ck_flush(c);
+	sum = XXH3_64bits_digest(&c->st);
+	wr_u64(&c->w, sum);
+	ck_flush(c);
+	if (p) {
+		p->bytes = c->written;
+		p->sum = sum;
+	}
+	return c->err;
+}
+
+uint64_t
+index_part_collect(struct index_saver *c, struct index *ix, uint32_t shard,
+    uint64_t per)
+{
+	uint64_t id = (uint64_t)shard * per, end = id + per, n = 0;
+	const struct node *nm;
+	struct node *nd;
+	struct fobj *f;
+
+	c->nslot = 0;
+	if (per > c->nslot_cap)
+		return 0;
+	for (; id < end && id < ix->next_id; id++) {
+		nd = index_find_id(ix, id);
+		if (nd) {
+			if (nd->type != MST_T_MSG)
+				continue;	/* directories: the manifest */
+			c->slot[c->nslot++] = (struct ck_slot){ nd, 0 };
+			n++;
+			continue;
+		}
+		f = index_find_file(ix, id);
+		if (f == NULL || f->names == NULL)
+			continue;		/* orphans are not saved */
+		c->slot[c->nslot++] = (struct ck_slot){ f, 1 };
+		for (nm = f->names; nm; nm = nm->link_next)
+			n++;
+	}
+	return n;
+}
+
+static void
+part_head(struct index_saver *c, uint32_t shard, uint64_t gen,
+    uint64_t lsn, uint32_t nmb, uint64_t nodes)
+{
+	wr_raw(&c->w, CK_PART_MAGIC, 8);
+	wr_u32(&c->w, shard);
+	wr_u64(&c->w, gen);
+	wr_u64(&c->w, lsn);
+	wr_u32(&c->w, nmb);
+	wr_u64(&c->w, nodes);
+}
+
+int
+index_part_write(struct index_saver *c, struct index *ix, int fd,
+    uint32_t shard, uint64_t gen, uint64_t nodes, uint64_t sync_every,
+    struct index_part *out)
+{
+	const struct node *nm;
+	struct mbox *m;
+	uint32_t nmb = 0;
+	size_t i;
+
+	/* The part's own mailbox table, numbered in ckpt_idx: cleared
+	 * first, so that a first sight numbers a mailbox. */
+	for (i = 0; i < c->nslot; i++)
+		if (!c->slot[i].file)
+			index_msg_mbox(c->slot[i].p)->ckpt_idx =
+			    UINT32_MAX;
+	for (i = 0; i < c->nslot; i++) {
+		if (c->slot[i].file)
+			continue;
+		m = index_msg_mbox(c->slot[i].p);
+		if (m->ckpt_idx == UINT32_MAX) {
+			if (nmb == c->nmbl_cap)
+				return -ENOBUFS;	/* not reserved */
+			m->ckpt_idx = nmb;
+			c->mbl[nmb++] = m;
+		}
+	}
+	ck_begin(c, fd, sync_every);
+	ix->ckpt_gen++;
+	part_head(c, shard, gen, ix->lsn, nmb, nodes);
+	for (i = 0; i < nmb; i++) {
+		ck_room(c, 2 + strlen(c->mbl[i]->name));
+		wr_str(&c->w, mst_str_of(c->mbl[i]->name));
+	}
+	for (i = 0; i < c->nslot; i++) {
+		if (!c->slot[i].file) {
+			save_rec(c, ix, c->slot[i].p);
+			continue;
+		}
+		for (nm = ((struct fobj *)c->slot[i].p)->names; nm;
+		    nm = nm->link_next)
+			save_rec(c, ix, nm);
+	}
+	*out = (struct index_part){ .shard = shard, .gen = gen,
+		.lsn = ix->lsn, .nodes = nodes };
+	return ck_end(c, out);
+}
+
+int
+index_spent_write(struct index_saver *c, struct index *ix, int fd,
+    uint64_t gen, uint64_t sync_every, struct index_part *out)
+{
+	ck_begin(c, fd, sync_every);
+	part_head(c, INDEX_PART_SPENT, gen, ix->lsn, 0, 0);
+	save_spent(c, ix->spent);
+	*out = (struct index_part){ .shard = INDEX_PART_SPENT, .gen = gen,
+		.lsn = ix->lsn };
+	return ck_end(c, out);
+}
+
+/* Directories only, parents first: a directory's subdirectories are
+ * found among its children, stopping once all |nsubdirs| are seen (a
+ * folder of messages is not walked). */
+static uint64_t
+save_dirs(struct index_saver *c, struct index *ix, const struct node *d,
+    int write)
+{
+	const struct node *ch;
+	uint64_t n = 0, seen = 0;
+
+	for (ch = d->x.dir->first; ch && seen < d->x.dir->nsubdirs;
+	    ch = index_next(ch)) {
+		if (ch->type != MST_T_DIR)
+			continue;
+		seen++;
+		if (write)
+			save_rec(c, ix, ch);
+		n += 1 + save_dirs(c, ix, ch, write);
+	}
+	return n;
+}
+
+int
+index_save_manifest(struct index_saver *c, struct index *ix, int fd,
+    uint32_t seg, uint64_t off, uint64_t gen, uint64_t per,
+    const struct index_part *parts, uint32_t nparts, uint64_t sync_every)
+{
+	uint32_t i, n = 0;
+
+	for (i = 0; i < nparts; i++)
+		n += parts[i].gen != 0;
+	ck_begin(c, fd, sync_every);
+	wr_raw(&c->w, CK_MAGIC_V4, 8);
+	wr_u64(&c->w, ix->next_id);
+	wr_u64(&c->w, ix->lsn);
+	wr_u32(&c->w, seg);
+	wr_u64(&c->w, off);
+	wr_u64(&c->w, gen);
+	wr_u64(&c->w, per);
+	wr_u64(&c->w, save_dirs(c, ix, ix->root, 0));
+	wr_u32(&c->w, n);
+	for (i = 0; i < nparts; i++) {
+		if (parts[i].gen == 0)
+			continue;
+		ck_room(c, CK_PENT_LEN);
+		wr_u32(&c->w, parts[i].shard);
+		wr_u64(&c->w, parts[i].gen);
+		wr_u64(&c->w, parts[i].lsn);
+		wr_u64(&c->w, parts[i].nodes);
+		wr_u64(&c->w, parts[i].bytes);
+		wr_u64(&c->w, parts[i].sum);
+	}
+	save_dirs(c, ix, ix->root, 1);
+	return ck_end(c, NULL);
 }
 
 /* Streaming reader: the bytes before the trailing sum, hashed as read. */
@@ -328,7 +582,7 @@ ckr_take(struct ckr *c, const struct rd *r)
 /* After the last item: nothing may be left but the sum, which must be
  * the hash of everything before it. */
 static int
-ckr_finish(struct ckr *c)
+ckr_finish(struct ckr *c, uint64_t *sum_out)
 {
 	uint8_t b[8];
 	struct rd r = { b, sizeof b, 0, 0 };
@@ -347,7 +601,8 @@ ckr_finish(struct ckr *c)
 			return got < 0 ? -errno : -EBADMSG;
 		have += (size_t)got;
 	}
-	return rd_u64(&r) == XXH3_64bits_digest(&c->st) ? 0 : -EBADMSG;
+	*sum_out = rd_u64(&r);
+	return *sum_out == XXH3_64bits_digest(&c->st) ? 0 : -EBADMSG;
 }
 
 struct ckload {
@@ -361,6 +616,13 @@ struct ckload {
 	uint64_t nblocks;	/* how many */
 	struct node *dir;	/* the last parent found: children follow
 				   their parent, so mostly the next one's */
+	/* MSCKPT04: a manifest holds directories only, a part the ids
+	 * from |id_lo| below |id_hi|, whose parents are all loaded (and
+	 * flushed) before it: they are looked up without a flush, through
+	 * |dcache|. */
+	int only_dirs;
+	uint64_t id_lo, id_hi;
+	struct node **dcache;
 };
 
 /* A v1 file's whole body, read back to compute its block sums. */
@@ -428,11 +690,22 @@ load_node(struct ckload *l, struct rd *r)
 		rc.mailbox = (struct mst_str){ l->mb[mi]->name,
 			(uint16_t)strlen(l->mb[mi]->name) };
 	}
-	if (r->err || kind > 1)
+	if (r->err || kind > 1 || (l->only_dirs && rc.ntype != MST_T_DIR) ||
+	    (l->id_hi && (rc.id < l->id_lo || rc.id >= l->id_hi ||
+	    rc.ntype == MST_T_DIR)))
 		return -EBADMSG;
 	if (l->dir == NULL || l->dir->id != rc.parent) {
-		index_load_flush(ix);
-		l->dir = index_find_id(ix, rc.parent);
+		if (l->dcache) {
+			struct node **dc = &l->dcache[rc.parent &
+			    (CK_DCACHE - 1)];
+
+			if (*dc == NULL || (*dc)->id != rc.parent)
+				*dc = index_find_id(ix, rc.parent);
+			l->dir = *dc;
+		} else {
+			index_load_flush(ix);
+			l->dir = index_find_id(ix, rc.parent);
+		}
 	}
 	dir = l->dir;
 	if (dir == NULL || dir->type != MST_T_DIR)
@@ -539,39 +812,72 @@ load_spent(struct ckr *c, struct index *ix, uint64_t size)
 	return 0;
 }
 
-int
-index_load(struct index *ix, int fd, index_body_fn *body, void *body_arg,
-    uint32_t *seg_out, uint64_t *off_out)
+static void
+ckr_init(struct ckr *c, int fd, uint64_t size)
 {
-	struct ckload l = { .ix = ix, .body = body, .body_arg = body_arg };
-	struct ckr *c = NULL;
-	struct mbox **mb = NULL;
-	struct stat st;
-	struct rd r;
-	uint64_t nnodes, lsn, next_id, i;
-	uint32_t nmb;
-	int rc, v3;
-
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	if (st.st_size < 8 + 8)
-		return -EBADMSG;
-	c = malloc(sizeof *c);
-	if (c == NULL)
-		return -ENOMEM;
 	c->fd = fd;
 	c->err = 0;
-	c->left = (uint64_t)st.st_size - 8;
+	c->left = size - 8;
 	c->len = c->pos = 0;
 	XXH3_64bits_reset(&c->st);
-	rc = -EBADMSG;
-	r = ckr_rd(c, CK_HEAD_LEN);
-	if (r.len < 8 || (memcmp(r.p, CK_MAGIC, 8) != 0 &&
-	    memcmp(r.p, CK_MAGIC_V2, 8) != 0 &&
-	    memcmp(r.p, CK_MAGIC_V1, 8) != 0))
-		goto out;
-	v3 = memcmp(r.p, CK_MAGIC, 8) == 0;
-	l.v1 = memcmp(r.p, CK_MAGIC_V1, 8) == 0;
+}
+
+/* |n| mailbox names into |mb|. */
+static int
+load_mboxes(struct ckr *c, struct index *ix, struct mbox **mb, uint32_t n)
+{
+	struct mst_str s;
+	struct rd r;
+	uint32_t i;
+
+	for (i = 0; i < n; i++) {
+		r = ckr_rd(c, CK_ITEM_MAX);
+		s = rd_str(&r);
+		if (r.err || (mb[i] = index_mbox(ix, s, 1)) == NULL)
+			return r.err ? -EBADMSG : -ENOMEM;
+		ckr_take(c, &r);
+	}
+	return 0;
+}
+
+/* |n| node records, each with its blocks. */
+static int
+load_nodes(struct ckr *c, struct ckload *l, uint64_t n)
+{
+	struct rd r;
+	uint64_t i;
+	int rc;
+
+	for (i = 0; i < n; i++) {
+		r = ckr_rd(c, CK_ITEM_MAX);
+		l->file = NULL;
+		l->nblocks = 0;
+		rc = load_node(l, &r);
+		if (rc < 0)
+			return rc;
+		ckr_take(c, &r);
+		for (; l->nblocks > 0; l->nblocks--) {
+			r = ckr_rd(c, CK_BLK_LEN);
+			rc = load_block(l, &r);
+			if (rc < 0)
+				return rc;
+			ckr_take(c, &r);
+		}
+	}
+	return 0;
+}
+
+/* A whole-index checkpoint ("MSCKPT01" to "03"), its magic read. */
+static int
+load_whole(struct ckr *c, struct ckload *l, uint64_t size, int v3,
+    uint32_t *seg_out, uint64_t *off_out)
+{
+	struct index *ix = l->ix;
+	uint64_t nnodes, lsn, next_id, sum;
+	struct rd r = ckr_rd(c, CK_HEAD_LEN);
+	uint32_t nmb;
+	int rc;
+
 	r.off = 8;
 	next_id = rd_u64(&r);
 	lsn = rd_u64(&r);
@@ -581,52 +887,205 @@ index_load(struct index *ix, int fd, index_body_fn *body, void *body_arg,
 	nnodes = rd_u64(&r);
 	/* Nothing is verified until the sum at the end: bound the counts by
 	 * what the file can hold before sizing anything by them. */
-	if (r.err || nmb > (uint64_t)st.st_size ||
-	    nnodes > (uint64_t)st.st_size / CK_NODE_MIN)
-		goto out;
+	if (r.err || nmb > size || nnodes > size / CK_NODE_MIN)
+		return -EBADMSG;
 	ckr_take(c, &r);
 	index_reserve(ix, nnodes);
 	ix->loading = 1;
-	mb = calloc(nmb ? nmb : 1, sizeof *mb);
-	if (mb == NULL) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	for (i = 0; i < nmb; i++) {
-		struct mst_str s;
-
-		r = ckr_rd(c, CK_ITEM_MAX);
-		s = rd_str(&r);
-		if (r.err || (mb[i] = index_mbox(ix, s, 1)) == NULL)
-			goto out;
-		ckr_take(c, &r);
-	}
-	l.mb = mb;
-	l.nmb = nmb;
-	for (i = 0; i < nnodes; i++) {
-		r = ckr_rd(c, CK_ITEM_MAX);
-		l.file = NULL;
-		l.nblocks = 0;
-		rc = load_node(&l, &r);
-		if (rc < 0)
-			goto out;
-		ckr_take(c, &r);
-		for (; l.nblocks > 0; l.nblocks--) {
-			r = ckr_rd(c, CK_BLK_LEN);
-			rc = load_block(&l, &r);
-			if (rc < 0)
-				goto out;
-			ckr_take(c, &r);
-		}
-	}
-	if (v3 && (rc = load_spent(c, ix, (uint64_t)st.st_size)) < 0)
-		goto out;
-	rc = ckr_finish(c);
+	l->mb = calloc(nmb ? nmb : 1, sizeof *l->mb);
+	if (l->mb == NULL)
+		return -ENOMEM;
+	l->nmb = nmb;
+	rc = load_mboxes(c, ix, l->mb, nmb);
+	if (rc == 0)
+		rc = load_nodes(c, l, nnodes);
+	if (rc == 0 && v3)
+		rc = load_spent(c, ix, size);
+	if (rc == 0)
+		rc = ckr_finish(c, &sum);
 	if (rc == 0) {
 		if (next_id > ix->next_id)
 			ix->next_id = next_id;
 		ix->lsn = lsn;
 		ix->root->x.dir->tomb_floor = lsn;
+	}
+	return rc;
+}
+
+/* One part named by a manifest, checked against its entry |p|. */
+static int
+load_part(struct ckr *c, struct ckload *l, int fd,
+    const struct index_part *p, uint64_t per)
+{
+	struct index *ix = l->ix;
+	struct stat st;
+	struct rd r;
+	uint64_t nodes, sum;
+	uint32_t nmb;
+	int rc;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if ((uint64_t)st.st_size != p->bytes || p->bytes < CK_PART_HEAD_LEN + 8)
+		return -EBADMSG;
+	ckr_init(c, fd, p->bytes);
+	r = ckr_rd(c, CK_PART_HEAD_LEN);
+	if (r.len < CK_PART_HEAD_LEN || memcmp(r.p, CK_PART_MAGIC, 8) != 0)
+		return -EBADMSG;
+	r.off = 8;
+	if (rd_u32(&r) != p->shard || rd_u64(&r) != p->gen ||
+	    rd_u64(&r) != p->lsn)
+		return -EBADMSG;
+	nmb = rd_u32(&r);
+	nodes = rd_u64(&r);
+	if (r.err || nodes != p->nodes || nmb > p->bytes ||
+	    (p->shard == INDEX_PART_SPENT && (nmb || nodes)))
+		return -EBADMSG;
+	ckr_take(c, &r);
+	if (p->shard == INDEX_PART_SPENT) {
+		rc = load_spent(c, ix, p->bytes);
+	} else {
+		free(l->mb);
+		l->mb = calloc(nmb ? nmb : 1, sizeof *l->mb);
+		if (l->mb == NULL)
+			return -ENOMEM;
+		l->nmb = nmb;
+		l->id_lo = (uint64_t)p->shard * per;
+		l->id_hi = l->id_lo + per;
+		l->dir = NULL;
+		rc = load_mboxes(c, ix, l->mb, nmb);
+		if (rc == 0)
+			rc = load_nodes(c, l, nodes);
+	}
+	if (rc == 0)
+		rc = ckr_finish(c, &sum);
+	if (rc == 0 && sum != p->sum)
+		rc = -EBADMSG;
+	if (rc < 0 && c->err)
+		rc = c->err;
+	return rc;
+}
+
+/* A manifest ("MSCKPT04"), its magic read: its directories, then every
+ * part it names. */
+static int
+load_manifest(struct ckr *c, struct ckload *l, uint64_t size,
+    index_part_open_fn *popen, void *parg, uint32_t *seg_out,
+    uint64_t *off_out, struct index_ckpt *out)
+{
+	struct index *ix = l->ix;
+	struct index_part *pt;
+	uint64_t next_id, lsn, gen, per, ndirs, total, sum;
+	uint32_t i, n;
+	struct rd r = ckr_rd(c, CK_MAN_HEAD_LEN);
+	int rc, fd;
+
+	r.off = 8;
+	next_id = rd_u64(&r);
+	lsn = rd_u64(&r);
+	*seg_out = rd_u32(&r);
+	*off_out = rd_u64(&r);
+	gen = rd_u64(&r);
+	per = rd_u64(&r);
+	ndirs = rd_u64(&r);
+	n = rd_u32(&r);
+	if (r.err || gen == 0 || per == 0 || per > INDEX_PART_IDS_MAX ||
+	    ndirs > size / CK_NODE_MIN || n > size / CK_PENT_LEN)
+		return -EBADMSG;
+	ckr_take(c, &r);
+	pt = calloc(n ? n : 1, sizeof *pt);
+	if (pt == NULL)
+		return -ENOMEM;
+	out->parts = pt;
+	out->nparts = n;
+	out->gen = gen;
+	out->per = per;
+	total = ndirs;
+	for (i = 0; i < n; i++) {
+		r = ckr_rd(c, CK_PENT_LEN);
+		pt[i].shard = rd_u32(&r);
+		pt[i].gen = rd_u64(&r);
+		pt[i].lsn = rd_u64(&r);
+		pt[i].nodes = rd_u64(&r);
+		pt[i].bytes = rd_u64(&r);
+		pt[i].sum = rd_u64(&r);
+		/* Each part once, in order: a node loaded twice would not
+		 * be noticed (loading skips the index's own checks). */
+		if (r.err || pt[i].gen == 0 || pt[i].gen > gen ||
+		    pt[i].lsn > lsn || (i && pt[i].shard <= pt[i - 1].shard) ||
+		    (pt[i].shard != INDEX_PART_SPENT &&
+		    (uint64_t)pt[i].shard >= (INDEX_ID_LIMIT + per - 1) / per) ||
+		    pt[i].nodes > pt[i].bytes / CK_NODE_MIN ||
+		    total + pt[i].nodes < total)
+			return -EBADMSG;
+		total += pt[i].nodes;
+		ckr_take(c, &r);
+	}
+	index_reserve(ix, total);
+	ix->loading = 1;
+	l->only_dirs = 1;
+	rc = load_nodes(c, l, ndirs);
+	l->only_dirs = 0;
+	if (rc == 0)
+		rc = ckr_finish(c, &sum);
+	if (rc < 0)
+		return rc;
+	index_load_flush(ix);
+	l->dcache = calloc(CK_DCACHE, sizeof *l->dcache);
+	if (l->dcache == NULL)
+		return -ENOMEM;
+	for (i = 0; rc == 0 && i < n; i++) {
+		fd = popen(parg, pt[i].shard, pt[i].gen);
+		if (fd < 0)
+			return fd;
+		rc = load_part(c, l, fd, &pt[i], per);
+		close(fd);
+	}
+	if (rc == 0) {
+		if (next_id > ix->next_id)
+			ix->next_id = next_id;
+		ix->lsn = lsn;
+		ix->root->x.dir->tomb_floor = lsn;
+	}
+	return rc;
+}
+
+int
+index_load_ckpt(struct index *ix, int fd, index_body_fn *body,
+    void *body_arg, index_part_open_fn *popen, void *parg,
+    uint32_t *seg_out, uint64_t *off_out, struct index_ckpt *out)
+{
+	struct ckload l = { .ix = ix, .body = body, .body_arg = body_arg };
+	struct index_ckpt none = { 0 };
+	struct ckr *c = NULL;
+	struct stat st;
+	struct rd r;
+	int rc;
+
+	if (out == NULL)
+		out = &none;
+	*out = (struct index_ckpt){ 0 };
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (st.st_size < 8 + 8)
+		return -EBADMSG;
+	c = malloc(sizeof *c);
+	if (c == NULL)
+		return -ENOMEM;
+	ckr_init(c, fd, (uint64_t)st.st_size);
+	rc = -EBADMSG;
+	r = ckr_rd(c, CK_HEAD_LEN);
+	if (r.len < 8)
+		goto out;
+	l.v1 = memcmp(r.p, CK_MAGIC_V1, 8) == 0;
+	if (memcmp(r.p, CK_MAGIC_V4, 8) == 0) {
+		if (popen != NULL)
+			rc = load_manifest(c, &l, (uint64_t)st.st_size, popen,
+			    parg, seg_out, off_out, out);
+	} else if (memcmp(r.p, CK_MAGIC, 8) == 0 || l.v1 ||
+	    memcmp(r.p, CK_MAGIC_V2, 8) == 0) {
+		rc = load_whole(c, &l, (uint64_t)st.st_size,
+		    memcmp(r.p, CK_MAGIC, 8) == 0, seg_out, off_out);
 	}
 out:
 	index_load_flush(ix);
@@ -634,7 +1093,20 @@ out:
 	ix->load_dir = NULL;
 	if (rc < 0 && c->err)
 		rc = c->err;		/* an I/O error, not bad bytes */
-	free(mb);
+	if (out == &none || rc < 0) {
+		free(out->parts);
+		*out = (struct index_ckpt){ 0 };
+	}
+	free(l.mb);
+	free(l.dcache);
 	free(c);
 	return rc;
+}
+
+int
+index_load(struct index *ix, int fd, index_body_fn *body, void *body_arg,
+    uint32_t *seg_out, uint64_t *off_out)
+{
+	return index_load_ckpt(ix, fd, body, body_arg, NULL, NULL, seg_out,
+	    off_out, NULL);
 }

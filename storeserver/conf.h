@@ -40,6 +40,7 @@ struct conf {
 	char *quota_file;
 	uint64_t segment_size;
 	uint64_t checkpoint_bytes;
+	uint64_t checkpoint_part_ids;	/* ids per checkpoint part */
 	uint64_t reserve_bytes;
 	int readers;
 	int compact_percent;

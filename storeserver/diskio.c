@@ -124,6 +124,16 @@ dio_fdatasync(int fd)
 }
 
 int
+dio_fdatasync_unheld(int fd)
+{
+	int err = injected(DIO_SYNC);
+
+	if (err)
+		return -err;
+	return fdatasync(fd) < 0 ? -errno : 0;
+}
+
+int
 dio_pread_all(int fd, void *buf, size_t n, off_t off)
 {
 	char *p = buf;

@@ -26,6 +26,10 @@ enum dio_call {
 int dio_pwritev_all(int fd, struct iovec *iov, int iovcnt, off_t off);
 /* fdatasync; 0 or a negative errno. */
 int dio_fdatasync(int fd);
+/* The same for a checkpoint's files: faults are injected, but a test's
+ * dio_hold never keeps it waiting (a forked child could not be let go,
+ * and checkpoints never waited on held log syncs). Async-signal-safe. */
+int dio_fdatasync_unheld(int fd);
 /* Read exactly |n| bytes at |off|: 0, -EIO on a short file, or -errno. */
 int dio_pread_all(int fd, void *buf, size_t n, off_t off);
 /* Replace |dir|/|name| with the |n| bytes at |p|, durably: written to

@@ -142,6 +142,7 @@ struct engine {
 	int lock_fd;
 	int log_dirfd;
 	int ckpt_fd;			/* store_memory: the checkpoint */
+	struct ckstate *ks;		/* checkpoint parts (eng_ckpt.c) */
 	pthread_rwlock_t mu;
 	struct index *ix;		/* guarded by mu */
 	struct seg **segs;		/* by number; guarded by mu */
@@ -206,6 +207,7 @@ struct engine {
 	int krunning, kstop;		/* guarded by kmu */
 	pid_t kpid;			/* the child; kmu */
 	int kfd;			/* the file it writes; kmu */
+	struct ckplan *kplan;		/* what it writes; kmu */
 	uint32_t kseg;			/* its replay position's segment */
 	uint64_t klsn, ksince;		/* lsn, since_ckpt at the fork */
 	int64_t kfork_ns, kstart_ns;	/* fork's duration, start time */
@@ -277,6 +279,9 @@ int store_checkpoint(struct engine *e);
 struct seg **store_checkpoint_done(struct engine *e, uint32_t seg,
     uint64_t lsn, uint64_t since);
 void store_reclaim(struct engine *e, struct seg **gone);
+/* index_load's reader of first-format file bodies (|arg|: the engine). */
+int store_ckpt_body(void *arg, uint32_t seg, uint64_t off, void *buf,
+    size_t len);
 /* Largest record payload replay and scans accept. */
 uint64_t store_max_record(const struct engine *e);
 /* Drop and rebuild the index from checkpoint + log (after a failed
@@ -327,6 +332,41 @@ struct batch {
 	int locked;			/* the op holds e->mu for writing:
 					   batch_add must not take it */
 };
+
+/* eng_ckpt.c: incremental checkpoints (see there). */
+struct ckplan;
+struct index_saver;
+int ckstate_new(struct engine *e);
+void ckstate_free(struct engine *e);
+/* store_files: DIR/ckpt, where the parts live. */
+int ckpt_files_attach(struct engine *e);
+/* DIR/ckpt's descriptor (a child keeps it), or -1. */
+int ckpt_dirfd(const struct engine *e);
+/* Record |r| is applied (writer, or replay): mark what it changes. */
+void ckpt_note(struct engine *e, const struct rec *r);
+/* Load the checkpoint |fd| (whole, or a manifest and its parts) into
+ * e->ix and take its table of parts; ckpt_load_none() when there is no
+ * checkpoint. ckpt_opened() then removes part files nobody names. */
+int ckpt_load(struct engine *e, int fd, uint32_t *seg_out,
+    uint64_t *off_out);
+void ckpt_load_none(struct engine *e);
+void ckpt_opened(struct engine *e);
+/* What a checkpoint of the index as it is now writes (writer, between
+ * batches, before the fork; |sv| is reserved for it): NULL when out of
+ * memory. ckpt_write() writes it (the child, or the writer), each part
+ * synced, then the manifest or whole file to |mfd|, synced (every sync
+ * through dio_fdatasync_unheld, so tests can fail any one);
+ * ckpt_install() installs |mfd| (media ckpt_install) and then removes
+ * the parts no longer named. */
+struct ckplan *ckpt_plan(struct engine *e, struct index_saver *sv);
+void ckpt_plan_free(struct ckplan *p);
+int ckpt_write(struct engine *e, struct ckplan *p, struct index_saver *sv,
+    int mfd, uint32_t seg, uint64_t off, uint64_t sync_every);
+int ckpt_install(struct engine *e, struct ckplan *p, int mfd);
+/* The last installed checkpoint: bytes written, part files written,
+ * part files its manifest names. */
+void ckpt_stats(struct engine *e, uint64_t *bytes_out, uint64_t *parts_out,
+    uint64_t *named_out);
 
 /* eng_base.c: what every operation builds on. */
 int64_t now_ns(void);

@@ -477,7 +477,7 @@ static void
 stats(struct engine *e, struct job *j)
 {
 	char buf[2048];
-	uint64_t segs = 0, log_bytes = 0;
+	uint64_t segs = 0, log_bytes = 0, cb, cp, cn;
 	struct index *ix = e->ix;
 	uint32_t no;
 	int n;
@@ -532,6 +532,13 @@ stats(struct engine *e, struct job *j)
 	    (unsigned long long)(e->kfork_max_ns / 1000),
 	    (unsigned long long)(e->kwrite_last_ns / 1000000));
 	pthread_mutex_unlock(&e->kmu);
+	/* What the last one wrote (eng_ckpt.c): parts of an incremental
+	 * checkpoint, and the parts its manifest names. */
+	ckpt_stats(e, &cb, &cp, &cn);
+	n += snprintf(buf + n, sizeof buf - (size_t)n,
+	    "checkpoint_bytes_last=%llu\ncheckpoint_parts_written_last=%llu\n"
+	    "checkpoint_parts=%llu\n", (unsigned long long)cb,
+	    (unsigned long long)cp, (unsigned long long)cn);
 	j->status = reply_text(j, buf, (size_t)n);
 }
 

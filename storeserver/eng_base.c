@@ -181,6 +181,7 @@ batch_add(struct engine *e, struct batch *b, struct rec *r, const void *body)
 		return len;
 	if (!b->locked)
 		pthread_rwlock_wrlock(&e->mu);
+	ckpt_note(e, r);
 	rc = index_apply(e->ix, r, b->seg->no, b->pos + (uint64_t)len,
 	    body);
 	if (!b->locked)

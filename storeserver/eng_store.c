@@ -17,9 +17,15 @@
  *     writes it, engine_local.c.) checkpoint.tmp is unlinked and made
  *     anew for each one, so a child left over from a killed mstored
  *     only ever writes to a file nobody will rename.
+ *     A store whose ids span more than one shard checkpoints in parts
+ *     (eng_ckpt.c): the parts go to new files under DIR/ckpt, synced
+ *     with the directory before the manifest (checkpoint.tmp) is
+ *     written; after the rename, files the manifest no longer names
+ *     are unlinked.
  *  4. A segment is unlinked only when no live body or file block (of a
  *     named or open file) is in it and a checkpoint later than it
- *     exists, so replay never needs it.
+ *     exists, so replay never needs it. (Every part a manifest names
+ *     holds the index at the manifest's one replay position.)
  */
 #include <dirent.h>
 #include <errno.h>
@@ -40,6 +46,7 @@
 #include "eng.h"
 #include "log.h"
 #include "spent.h"
+#include "checkpoint.h"
 
 #define SCAN_BUF (4u << 20)
 
@@ -225,6 +232,7 @@ replay_one(void *arg, struct rec *r, const uint8_t *payload, uint64_t off)
 	struct replay *rp = arg;
 	int rc;
 
+	ckpt_note(rp->e, r);
 	rc = index_apply(rp->e->ix, r, rp->s->no, off + REC_HDR_LEN +
 	    r->body_off, payload + r->body_off);
 	if (rc < 0) {
@@ -357,9 +365,8 @@ apply_quotas(struct engine *e)
 	}
 }
 
-/* index_load's reader for first-format file bodies. */
-static int
-ckpt_body(void *arg, uint32_t seg, uint64_t off, void *buf, size_t len)
+int
+store_ckpt_body(void *arg, uint32_t seg, uint64_t off, void *buf, size_t len)
 {
 	struct engine *e = arg;
 
@@ -380,8 +387,10 @@ build_index(struct engine *e)
 		return -ENOMEM;
 	spent_bounds(e->ix->spent, e->conf.spent_window, e->conf.spent_max);
 	fd = e->media->ckpt_open(e);
+	if (fd == -ENOENT)
+		ckpt_load_none(e);
 	if (fd >= 0) {
-		rc = index_load(e->ix, fd, ckpt_body, e, &seg, &off);
+		rc = ckpt_load(e, fd, &seg, &off);
 		close(fd);
 		if (rc < 0) {
 			log_err("%s/checkpoint: %s: refusing to start", e->dir,
@@ -488,7 +497,8 @@ files_attach(struct engine *e)
 		log_err("%s is in use by another mstored", e->dir);
 		return -EBUSY;
 	}
-	return files_open_segments(e);
+	rc = ckpt_files_attach(e);
+	return rc < 0 ? rc : files_open_segments(e);
 }
 
 int
@@ -498,6 +508,8 @@ store_open(struct engine *e)
 
 	if (rc == 0)
 		rc = build_index(e);
+	if (rc == 0)
+		ckpt_opened(e);
 	if (rc == 0)
 		rc = epoch_start(e, 0);
 	if (rc == 0 && e->active == NULL)
@@ -694,20 +706,25 @@ store_reclaim(struct engine *e, struct seg **gone)
 int
 store_checkpoint(struct engine *e)
 {
+	struct index_saver *sv = index_saver_new();
+	struct ckplan *p = sv ? ckpt_plan(e, sv) : NULL;
 	uint32_t seg = e->active->no;
 	int fd, rc;
 
-	fd = e->media->ckpt_create(e);
-	if (fd < 0)
+	fd = p ? e->media->ckpt_create(e) : -ENOMEM;
+	if (fd < 0) {
+		ckpt_plan_free(p);
+		index_saver_free(sv);
 		return fd;
-	rc = index_save(e->ix, fd, seg, e->active->size);
-	if (rc == 0 && fdatasync(fd) < 0)
-		rc = -errno;
+	}
+	rc = ckpt_write(e, p, sv, fd, seg, e->active->size, 0);
 	if (rc < 0) {
 		e->media->ckpt_discard(e, fd);
 	} else {
-		rc = e->media->ckpt_install(e, fd);
+		rc = ckpt_install(e, p, fd);
 	}
+	ckpt_plan_free(p);
+	index_saver_free(sv);
 	if (rc < 0) {
 		log_err("checkpoint of %s: %s", e->dir, strerror(-rc));
 		return rc;
@@ -733,6 +750,7 @@ store_close(struct engine *e)
 	e->ix = NULL;
 	stage_free(e);
 	e->media->detach(e);
+	ckstate_free(e);
 }
 
 int

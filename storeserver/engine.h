@@ -224,6 +224,8 @@ struct engine_conf {
 					   idempotency id is remembered after
 					   it is gone; 0: 3600 (spent.h) */
 	unsigned spent_max;		/* local: most such ids; 0: 262144 */
+	unsigned checkpoint_part_ids;	/* local: ids per checkpoint part;
+					   0: 16384 (checkpoint.h) */
 };
 
 struct engine_ops {

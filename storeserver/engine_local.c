@@ -45,9 +45,12 @@
  * writes the checkpoint itself, as before, and says so in the log.
  *
  * Why a fork and not a checkpoint built beside the running index: a
- * fuzzy or incremental one needs replay to know, record by record,
- * what a chunk written at another instant already holds; the image a
- * fork gives is exact, so replay and the file format stay as they are.
+ * fuzzy one needs replay to know, record by record, what a chunk
+ * written at another instant already holds; the image a fork gives is
+ * exact. It is also incremental (eng_ckpt.c): the child writes only the
+ * parts of the index changed since the files the last manifest names,
+ * and the parts it names again are exact at the fork's instant too,
+ * since nothing changed them since; so replay stays as it was.
  */
 #include <errno.h>
 #include <signal.h>
@@ -583,14 +586,25 @@ ckpt_busy(struct engine *e, struct job *ck)
 	return busy;
 }
 
-/* Close every descriptor but 0-2 and |keep|: the child must not hold
- * the store's lock, sockets or segments open after mstored lets go. */
+/* Close every descriptor but 0-2, |keep| and |keep2| (-1: none): the
+ * child must not hold the store's lock, sockets or segments open after
+ * mstored lets go. */
 static void
-close_others(int keep)
+close_others(int keep, int keep2)
 {
-	if (keep > 3)
-		(void)close_range(3, (unsigned)keep - 1, 0);	/* best effort */
-	(void)close_range(keep >= 3 ? (unsigned)keep + 1 : 3, ~0u, 0);
+	unsigned lo = 3;
+	int k[2], i;
+
+	k[0] = keep < keep2 ? keep : keep2;
+	k[1] = keep < keep2 ? keep2 : keep;
+	for (i = 0; i < 2; i++) {
+		if (k[i] < (int)lo)
+			continue;
+		if ((unsigned)k[i] > lo)	/* best effort */
+			(void)close_range(lo, (unsigned)k[i] - 1, 0);
+		lo = (unsigned)k[i] + 1;
+	}
+	(void)close_range(lo, ~0u, 0);
 }
 
 /*
@@ -601,8 +615,8 @@ close_others(int keep)
  * a killed mstored leaves no writer behind.
  */
 static void __attribute__((noreturn))
-ckpt_child(struct engine *e, struct index_saver *sv, int fd, uint32_t seg,
-    uint64_t off, pid_t parent)
+ckpt_child(struct engine *e, struct ckplan *p, struct index_saver *sv, int fd,
+    uint32_t seg, uint64_t off, pid_t parent)
 {
 	int rc;
 
@@ -611,11 +625,9 @@ ckpt_child(struct engine *e, struct index_saver *sv, int fd, uint32_t seg,
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
 	signal(SIGHUP, SIG_DFL);
-	close_others(fd);
+	close_others(fd, ckpt_dirfd(e));
 	dio_child_start();	/* tests may hold it here */
-	rc = index_saver_run(sv, e->ix, fd, seg, off, CKPT_WRITEBACK);
-	if (rc == 0 && fdatasync(fd) < 0)
-		rc = -errno;
+	rc = ckpt_write(e, p, sv, fd, seg, off, CKPT_WRITEBACK);
 	_exit(rc == 0 ? 0 : -rc > 0 && -rc < 256 ? -rc : EIO);
 }
 
@@ -628,6 +640,7 @@ static void
 ckpt_start(struct engine *e, struct job *ck)
 {
 	struct index_saver *sv = index_saver_new();
+	struct ckplan *p = sv ? ckpt_plan(e, sv) : NULL;
 	uint32_t seg = e->active->no;
 	uint64_t off = e->active->size;
 	pid_t parent = getpid(), pid = -1;
@@ -635,20 +648,21 @@ ckpt_start(struct engine *e, struct job *ck)
 	int64_t t0 = 0;
 	int fd, err = ENOMEM, rc;
 
-	fd = sv ? e->media->ckpt_create(e) : -ENOMEM;
+	fd = p ? e->media->ckpt_create(e) : -ENOMEM;
 	if (fd >= 0) {
 		pthread_rwlock_rdlock(&e->mu);
 		t0 = metrics_now_ns();
 		clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
 		pid = fork();
 		if (pid == 0)
-			ckpt_child(e, sv, fd, seg, off, parent);
+			ckpt_child(e, p, sv, fd, seg, off, parent);
 		err = errno;
 		clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
 		pthread_rwlock_unlock(&e->mu);
 	}
 	index_saver_free(sv);
 	if (pid < 0) {
+		ckpt_plan_free(p);
 		if (fd >= 0)
 			e->media->ckpt_discard(e, fd);
 		log_warn("checkpoint: cannot fork a child to write it (%s); "
@@ -662,6 +676,7 @@ ckpt_start(struct engine *e, struct job *ck)
 	e->krunning = 1;
 	e->kpid = pid;
 	e->kfd = fd;
+	e->kplan = p;
 	e->kseg = seg;
 	e->klsn = e->ix->lsn;
 	e->ksince = e->since_ckpt;
@@ -792,6 +807,7 @@ ckpter_main(void *arg)
 {
 	struct engine *e = arg;
 	struct job *ck, *wait, *j, *next;
+	struct ckplan *plan;
 	struct seg **gone;
 	uint64_t lsn, since;
 	int64_t fork_ns, fork_cpu_ns, start_ns;
@@ -807,6 +823,8 @@ ckpter_main(void *arg)
 			break;
 		pid = e->kpid;
 		fd = e->kfd;
+		plan = e->kplan;
+		e->kplan = NULL;
 		seg = e->kseg;
 		lsn = e->klsn;
 		since = e->ksince;
@@ -820,7 +838,8 @@ ckpter_main(void *arg)
 		if (rc < 0)
 			e->media->ckpt_discard(e, fd);
 		else
-			rc = e->media->ckpt_install(e, fd);
+			rc = ckpt_install(e, plan, fd);
+		ckpt_plan_free(plan);
 		if (rc == 0) {
 			gone = NULL;
 			pthread_mutex_lock(&e->bmu);
@@ -1066,7 +1085,8 @@ engine_open_media(const struct engine_conf *c, const struct store_media *m,
 	pthread_mutex_init(&e->kmu, NULL);
 	pthread_cond_init(&e->kcv, NULL);
 	e->kwtail = &e->kwait;
-	if (e->dir == NULL) {
+	if (e->dir == NULL || ckstate_new(e) < 0) {
+		free(e->dir);
 		free(e);
 		return -ENOMEM;
 	}

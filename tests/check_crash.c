@@ -47,12 +47,13 @@
 #define NCLIENTS	8
 #define SEED		0x6d73746f72650001ull
 
-/* The crash test's server: small segments and checkpoints, eager
- * compaction, so that kills land in rotations, checkpoints and
- * relocations too, not only in plain appends. */
+/* The crash test's server: small segments and checkpoints in small
+ * parts, eager compaction, so that kills land in rotations, incremental
+ * checkpoints and relocations too, not only in plain appends. */
 #define CRASH_CONF \
 	"segment_size = 1M\n" \
 	"checkpoint_bytes = 1M\n" \
+	"checkpoint_part_ids = 256\n" \
 	"compact_percent = 90\n" \
 	"max_message_size = 1M\n"
 #define CRASH_ROUNDS	10

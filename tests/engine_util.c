@@ -90,6 +90,11 @@ tconf(struct tengine *t, const char *dir)
 	t->conf.readers = 2;
 	t->conf.compact_percent = 50;
 	t->conf.done = on_done;
+	/* MST_TEST_PART_IDS=N: checkpoints in parts of N ids, so that
+	 * every restart of a small store loads a manifest and its parts. */
+	if (getenv("MST_TEST_PART_IDS"))
+		t->conf.checkpoint_part_ids =
+		    (unsigned)strtoul(getenv("MST_TEST_PART_IDS"), NULL, 10);
 }
 
 int

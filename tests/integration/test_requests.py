@@ -430,25 +430,53 @@ def test_nospool_sends_the_body_at_link(store):
         n.unmount()
 
 
+def spools_since(m, c):
+    """SPOOLs sent since |c| began."""
+    return counters(m).get("store SPOOL", 0) - c.before.get("store SPOOL", 0)
+
+
+def wait_spools(m, c, n):
+    """SPOOLs sent since |c| began, once |n| have been or after 20 s."""
+    deadline = time.time() + 20
+    while spools_since(m, c) < n and time.time() < deadline:
+        time.sleep(0.05)
+    return spools_since(m, c)
+
+
+def write_spooled(m, path):
+    """768 KiB in 4 KiB writes to a new file at |path|: three SPOOL
+    pieces, which may still be on their way when it returns."""
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    for off in range(0, 768 << 10, 4096):
+        os.write(fd, b"x" * 4096)
+    os.close(fd)
+
+
 def test_spool_of_a_file_removed_undelivered_is_dropped(m):
     """A spooled tmp/ file removed instead of linked: nothing is
     delivered, and the store is told to drop the spool (an empty SPOOL
-    at offset 0), no other request."""
+    at offset 0), no other request.
+
+    Every piece goes from a thread that served a WRITE, after the writer
+    has its answer, and is counted when it is handed to the connection;
+    one piece at a time is sent. A file removed while a piece is on its
+    way stops its spool there: the pieces not yet sent never go, and the
+    drop goes after the one in flight (or, before the first piece, no
+    spool is started at all). So how many pieces go before unlink() is
+    timing: the case waits for all three before it removes the file
+    (with 768 KiB written they always go), then for the drop, and
+    asserts exactly those four."""
     maildir(m)
     before = new_names(m)
     tmp = m.path(BOX, "tmp", "gone.1")
     with Count(m) as c:
-        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        for off in range(0, 768 << 10, 4096):
-            os.write(fd, b"x" * 4096)
-        os.close(fd)
+        write_spooled(m, tmp)
+        pieces = wait_spools(m, c, 3)
+        assert pieces == 3, "%d SPOOLs of 768 KiB written" % pieces
         os.unlink(tmp)
-        # The last piece may still be on its way when unlink() returns:
-        # its sender drops the spool after it.
-        deadline = time.time() + 10
-        while (counters(m).get("store SPOOL", 0) -
-               c.before.get("store SPOOL", 0) < 4 and time.time() < deadline):
-            time.sleep(0.05)
+        # The drop may still be on its way when unlink() returns: the
+        # sender of the last piece sends it after that piece.
+        wait_spools(m, c, 4)
     assert c["store SPOOL"] == 4, c.d      # 3 pieces and the drop
     assert c["store DELIVER"] == 0 and c["store COMMIT"] == 0, c.d
     assert new_names(m) == before, new_names(m)

@@ -330,6 +330,10 @@ again_queue(struct rcall *x)
 		    mst_op_name(x->op), (int)x->klen, x->key);
 	x->due = now + wait;
 	pthread_mutex_lock(&rt->mu);
+	if (rt->stop) {		/* route_free has answered the others */
+		pthread_mutex_unlock(&rt->mu);
+		return 0;
+	}
 	for (pp = &rt->again; *pp != NULL && (*pp)->due <= x->due;
 	    pp = &(*pp)->anext)
 		;
@@ -347,10 +351,11 @@ again_send(struct route *rt)
 {
 	struct rcall *due = NULL, **tail = &due, *x;
 	int64_t now = now_ms();
-	int rc;
+	int rc, stop;
 
 	pthread_mutex_lock(&rt->mu);
-	while ((x = rt->again) != NULL && (x->due <= now || rt->stop)) {
+	stop = rt->stop;
+	while ((x = rt->again) != NULL && (x->due <= now || stop)) {
 		rt->again = x->anext;
 		x->anext = NULL;
 		x->s = pick(rt, x->key, x->klen, NULL);
@@ -362,7 +367,8 @@ again_send(struct route *rt)
 		struct mreply r = { .status = -EAGAIN };
 
 		due = x->anext;
-		rc = rt->stop ? -ESHUTDOWN : rcall_send(x, x->deadline);
+		rc = stop || x->s == NULL ? -ESHUTDOWN :
+		    rcall_send(x, x->deadline);
 		if (rc == 0)
 			continue;
 		x->cb(x->arg, &r);

@@ -13,6 +13,7 @@
 #include <limits.h>
 #include <signal.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "diskio.h"
@@ -20,6 +21,7 @@
 static atomic_uint fail_nth[DIO_NCALLS];
 static atomic_int fail_err[DIO_NCALLS];
 static atomic_int held[DIO_NCALLS];
+static unsigned waiting[DIO_NCALLS];	/* guarded by hold_mu */
 static pthread_mutex_t hold_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t hold_cv = PTHREAD_COND_INITIALIZER;
 static atomic_int stop_children;
@@ -40,9 +42,33 @@ hold_wait(enum dio_call which)
 	if (!atomic_load(&held[which]))
 		return;
 	pthread_mutex_lock(&hold_mu);
+	waiting[which]++;
+	pthread_cond_broadcast(&hold_cv);	/* dio_wait_held */
 	while (atomic_load(&held[which]))
 		pthread_cond_wait(&hold_cv, &hold_mu);
+	waiting[which]--;
 	pthread_mutex_unlock(&hold_mu);
+}
+
+int
+dio_wait_held(enum dio_call which, unsigned n, int timeout_ms)
+{
+	struct timespec ts;
+	int rc = 0;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += timeout_ms / 1000;
+	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&hold_mu);
+	while (waiting[which] < n && rc == 0)
+		rc = pthread_cond_timedwait(&hold_cv, &hold_mu, &ts);
+	rc = waiting[which] >= n ? 0 : -ETIMEDOUT;
+	pthread_mutex_unlock(&hold_mu);
+	return rc;
 }
 
 void
@@ -152,6 +178,18 @@ dio_pread_all(int fd, void *buf, size_t n, off_t off)
 		off += r;
 	}
 	return 0;
+}
+
+int
+dio_pread_body(int fd, void *buf, size_t n, off_t off)
+{
+	int err;
+
+	hold_wait(DIO_BODY);
+	err = injected(DIO_BODY);
+	if (err)
+		return -err;
+	return dio_pread_all(fd, buf, n, off);
 }
 
 int

@@ -17,6 +17,7 @@ enum dio_call {
 	DIO_WRITE,
 	DIO_SYNC,
 	DIO_THREAD,
+	DIO_BODY,	/* dio_pread_body: a body read for a reply */
 	DIO_NCALLS,
 };
 
@@ -32,6 +33,11 @@ int dio_fdatasync(int fd);
 int dio_fdatasync_unheld(int fd);
 /* Read exactly |n| bytes at |off|: 0, -EIO on a short file, or -errno. */
 int dio_pread_all(int fd, void *buf, size_t n, off_t off);
+/* The same for a body or file block (body_read): tests can hold a
+ * reader (DIO_BODY) between its lookup of the body's place and the
+ * read. Replay and compaction read with dio_pread_all: holding this
+ * does not stop them. */
+int dio_pread_body(int fd, void *buf, size_t n, off_t off);
 /* Replace |dir|/|name| with the |n| bytes at |p|, durably: written to
  * |name|.tmp, fsynced, renamed over |name|, and |dir| fsynced. 0, or a
  * negative errno (the caller logs it with its context). */
@@ -51,6 +57,11 @@ void dio_fail_at(enum dio_call which, unsigned nth, int err);
  * until a call with |on| = 0 lets it and the later ones go. Thread-safe.
  */
 void dio_hold(enum dio_call which, int on);
+/*
+ * Tests: wait until |n| calls of |which| wait on dio_hold, at most
+ * |timeout_ms|: 0, or -ETIMEDOUT. Thread-safe.
+ */
+int dio_wait_held(enum dio_call which, unsigned n, int timeout_ms);
 /*
  * Tests: with |on|, a checkpoint child forked from now on stops itself
  * (SIGSTOP) before it writes anything, and writes once the test sends

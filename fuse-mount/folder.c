@@ -276,6 +276,24 @@ neg_empty(struct mount *m, struct negset *s)
 	}
 }
 
+void
+pos_stamp(const struct mount *m, const struct minode *dir,
+    struct negstamp *st)
+{
+	neg_stamp(m, dir, st);
+	st->epoch = m->pos_epoch;
+}
+
+int
+pos_current(const struct mount *m, const struct minode *dir,
+    const struct negstamp *at)
+{
+	struct negstamp now;
+
+	pos_stamp(m, dir, &now);
+	return neg_same(at, &now);
+}
+
 int
 neg_find(const struct minode *dir, const struct negstamp *now,
     const char *name)

@@ -489,6 +489,26 @@ inode_find_dir(struct mount *m, const struct minode *parent,
 	return NULL;
 }
 
+struct minode *
+inode_known_file(struct mount *m, const struct minode *parent,
+    const char *name, const struct negstamp *now)
+{
+	const struct negstamp *p;
+	struct minode *x;
+
+	if (m->ptab == NULL || !now->active)
+		return NULL;
+	for (x = m->ptab[lhash(parent, name, m->pmask)]; x; x = x->pnext) {
+		p = &x->pos;
+		if (x->parent == parent && is_ofile(x) && !x->stale &&
+		    p->active && p->epoch == now->epoch &&
+		    p->gen == now->gen && p->wgen == now->wgen &&
+		    strcmp(x->name, name) == 0)
+			return x;
+	}
+	return NULL;
+}
+
 void
 inode_detach_dir(struct mount *m, struct minode *parent, const char *name)
 {
@@ -509,6 +529,7 @@ inode_dir_changed(struct mount *m, struct minode *dir, const char *name)
 
 	dir->attr_at_ms = 0;
 	m->neg_epoch++;		/* no name is known missing any more */
+	dir->neg_gen++;		/* nor known present in it (minode.pos) */
 	if (name == NULL)
 		return;
 	for (x = m->ptab[lhash(dir, name, m->pmask)]; x; x = x->pnext)
@@ -618,6 +639,8 @@ inode_move(struct mount *m, struct minode *n, struct minode *parent,
 	 * from either holds, nor one asked for before now. */
 	parent->neg_gen++;
 	n->neg_gen++;
+	if (n->attr.type == MST_T_DIR)
+		m->pos_epoch++;	/* watches below it are of old paths */
 	return 0;
 }
 

@@ -243,6 +243,19 @@ struct minode {
 	struct folder *folder;	/* DK_NEW/DK_CUR */
 	struct negset *neg;	/* other directories: missing names */
 	uint64_t neg_gen;	/* see struct negset */
+	/*
+	 * Ordinary file: its name in its parent was the store's as of
+	 * these stamps (pos_stamp: the parent's neg_gen and watch as for
+	 * struct negset, but m->pos_epoch for the mount-wide one); while
+	 * they hold, a lookup of the name is answered from memory.
+	 * m->pos_epoch moves with every lock grant, reconnection, mailbox
+	 * move, directory renamed elsewhere, and directory this mount
+	 * moves (watches are by path); a change this mount makes to a
+	 * directory moves that directory's neg_gen (inode_dir_changed),
+	 * not the mount's stamp, so the sessions of other mailboxes on
+	 * this mount do not undo each other's names.
+	 */
+	struct negstamp pos;
 	struct stage *stage;	/* tmp/ file: its body STAGEd in the store
 				   (ops_deliver.c); one malloc, owned */
 	int nlocal;		/* directories: local files in it, not
@@ -310,6 +323,7 @@ struct mount {
 	uint64_t watch_failed;	/* guarded by mu: since that log */
 	struct locktab *locks;	/* guarded by mu: who may hold locks */
 	uint64_t neg_epoch;	/* guarded by mu: see struct negset */
+	uint64_t pos_epoch;	/* guarded by mu: see minode.pos */
 	pthread_mutex_t nq_mu;
 	pthread_cond_t nq_cv;
 	struct inval *nq_head, *nq_tail;	/* guarded by nq_mu */
@@ -389,6 +403,12 @@ int folder_delta_stale(const struct mreply *r, uint64_t since);
 /* Missing names (struct negset). The stamps of |dir| now. */
 void neg_stamp(const struct mount *m, const struct minode *dir,
     struct negstamp *st);
+/* The stamps of ordinary files' names in |dir| now (minode.pos), and
+ * whether |at| still holds (the watch active). */
+void pos_stamp(const struct mount *m, const struct minode *dir,
+    struct negstamp *st);
+int pos_current(const struct mount *m, const struct minode *dir,
+    const struct negstamp *at);
 /* Is |name| known missing from |dir|, its stamps being |now|? Only if
  * it was recorded under the same stamps, the watch active. */
 int neg_find(const struct minode *dir, const struct negstamp *now,
@@ -423,6 +443,10 @@ struct minode *inode_local_find(struct mount *m, struct minode *parent,
  * the (parent, name) index, or NULL. */
 struct minode *inode_find_dir(struct mount *m, const struct minode *parent,
     const char *name, size_t len);
+/* The ordinary file |parent|/|name| whose name is known (minode.pos) as
+ * of the stamps |now| of |parent|, or NULL. */
+struct minode *inode_known_file(struct mount *m, const struct minode *parent,
+    const char *name, const struct negstamp *now);
 /* |parent|/|name| was removed from the store: a directory minode by that
  * name loses its name, so notices and paths no longer reach it. */
 void inode_detach_dir(struct mount *m, struct minode *parent,

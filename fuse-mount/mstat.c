@@ -20,6 +20,7 @@ static const char *const names[MS_MAX] = {
 	[MS_FOLDER_HITS] = "folder_cache_hits",
 	[MS_FOLDER_MISSES] = "folder_cache_misses",
 	[MS_NEG_HITS] = "missing_name_hits",
+	[MS_FILE_HITS] = "file_name_hits",
 	[MS_BUF_WRITTEN] = "buffered_bytes_written",
 	[MS_SPOOLS] = "spool_files_created",
 	[MS_BUF_MEM] = "buffered_bytes",

@@ -23,6 +23,8 @@ enum mstat {
 	MS_FOLDER_MISSES,	/* ... that needed a LIST to the store */
 	MS_NEG_HITS,		/* lookups of names known missing, answered
 				   without the store (struct negset) */
+	MS_FILE_HITS,		/* lookups of ordinary files' names, answered
+				   without the store (minode.pos) */
 	MS_BUF_WRITTEN,		/* bytes written into local buffers */
 	MS_SPOOLS,		/* buffers moved to a spool file */
 	MS_BUF_MEM,		/* gauge: bytes buffered in memory now */

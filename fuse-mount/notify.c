@@ -497,6 +497,7 @@ on_notice(void *arg, const struct mst_notify *nt)
 	if (f && f->attr.type == MST_T_DIR) {
 		f->attr_at_ms = 0;
 		m->neg_epoch++;
+		m->pos_epoch++;
 	}
 	pthread_mutex_unlock(&m->mu);
 	if (file)
@@ -532,6 +533,7 @@ renew_all(struct mount *m, int lost)
 
 	pthread_mutex_lock(&m->mu);
 	m->neg_epoch++;		/* missed notices: no name is known missing */
+	m->pos_epoch++;		/* nor present (minode.pos) */
 	for (i = 0; i <= m->imask; i++)
 		for (n = m->itab[i]; n; n = n->hnext) {
 			if (n->folder)

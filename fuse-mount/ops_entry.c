@@ -4,8 +4,9 @@
  * adapter over a do_* core that returns an errno and knows nothing of
  * FUSE replies. Names in tmp/ are local; names in new/ and cur/ come from
  * the folder cache; everything else asks the store, except a name it
- * has just said is missing while nothing can have changed that (struct
- * negset, mount.h).
+ * has just said is missing, or an ordinary file's name it has just
+ * answered, while nothing can have changed that (struct negset and
+ * minode.pos, mount.h).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -75,7 +76,7 @@ do_lookup(struct mount *m, fuse_ino_t parent, const char *name,
 	struct minode *p, *n;
 	struct mst_attr a;
 	struct fentry *fe;
-	struct negstamp st;
+	struct negstamp st, ps;
 	int rc;
 
 	pthread_mutex_lock(&m->mu);
@@ -130,6 +131,25 @@ do_lookup(struct mount *m, fuse_ino_t parent, const char *name,
 		mstat_add(MS_NEG_HITS, 1);
 		return -ENOENT;
 	}
+	/*
+	 * The same holds for a name the store said is an ordinary file
+	 * (Dovecot stats dovecot.index.log and its kin by name a dozen
+	 * times a session): the kernel keeps no entry for it (entry_fill),
+	 * but the mount may answer with the file it has, whose attributes
+	 * a notice would have marked stale (inode_known_file). A rename
+	 * over it, or its unlink, elsewhere comes as a notice and moves
+	 * the stamps.
+	 */
+	pos_stamp(m, p, &ps);
+	n = inode_known_file(m, p, name, &ps);
+	if (n && route_rx_quiet(m->route)) {
+		n->nlookup++;
+		inode_touch(m, n);
+		pthread_mutex_unlock(&m->mu);
+		mstat_add(MS_FILE_HITS, 1);
+		*out = n;
+		return 0;
+	}
 	rc = inode_child_path(p, name, path, sizeof path);
 	pthread_mutex_unlock(&m->mu);
 	if (rc < 0)
@@ -145,6 +165,13 @@ do_lookup(struct mount *m, fuse_ino_t parent, const char *name,
 		return rc;
 	pthread_mutex_lock(&m->mu);
 	n = node_remote(m, p, name, &a, 1);
+	if (n && is_ofile(n)) {
+		/* Known as of the stamps taken before the LOOKUP went, if
+		 * nothing moved since (not even node_remote's own). */
+		n->pos = ps;
+		if (!pos_current(m, p, &ps))
+			n->pos.active = 0;
+	}
 	pthread_mutex_unlock(&m->mu);
 	*out = n;
 	return n ? 0 : -ENOMEM;

@@ -137,6 +137,7 @@ granted(void *arg, struct mreply *r)
 		 * name is known missing any more (struct negset). */
 		pthread_mutex_lock(&w->m->mu);
 		w->m->neg_epoch++;
+		w->m->pos_epoch++;	/* nor known present (minode.pos) */
 		pthread_mutex_unlock(&w->m->mu);
 		/* Held now: whatever happens next, the answer is success. */
 		if (store_getattr_async(w->m, w->q.id, revalidated, w) < 0)

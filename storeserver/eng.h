@@ -17,7 +17,9 @@
  * Lock order: bmu before e->mu (index rwlock) before q->mu (queue
  * mutexes) and kmu. Segment
  * files are pinned with seg_get/seg_put so that a body can be read after
- * the rwlock is released even if compaction drops the segment meanwhile.
+ * the rwlock is released even if compaction drops the segment meanwhile;
+ * a roll back that cuts the active segment meanwhile is seen with
+ * body_view/body_moved, and the reader looks the body up again.
  */
 #ifndef MST_ENG_H
 #define MST_ENG_H
@@ -194,6 +196,8 @@ struct engine {
 	pthread_mutex_t wmu;		/* batch-written wakeups */
 	pthread_cond_t wcv;
 	uint64_t wgen;			/* batches ended; guarded by wmu */
+	atomic_uint rolled;		/* roll backs that cut the active
+					   segment (body_moved) */
 	/*
 	 * Checkpoints leave the commit path (engine_local.c): the writer,
 	 * between batches and with every batch synced, forks; the child
@@ -302,12 +306,30 @@ int seg_scan(struct seg *s, uint64_t off, uint64_t max_rec, scan_fn *fn,
     void *arg, uint64_t *end_out);
 
 /*
+ * A body's place, taken under the rwlock, is read after it is let go.
+ * Meanwhile a failed write or sync may be rolled back (roll_back): the
+ * active segment is cut back and new batches are written where the cut
+ * records were. A place taken before that may point into them, though
+ * the body is still live: a compaction's RELOCATE copy that was never
+ * synced, whose body the reloaded index has where it was before. So a
+ * reader notes body_view() (rwlock held) with the place, and when
+ * body_moved() says a roll back came between, it does not answer from
+ * what it read (-EAGAIN from body_wait, reply_body) but looks the body
+ * up again.
+ */
+unsigned body_view(struct engine *e);
+int body_moved(struct engine *e, unsigned view);
+/* Most lookups of one body a read makes while roll backs move it. */
+#define BODY_TRIES	8
+
+/*
  * The index shows a record as soon as the writer has applied it, which is
  * before the batch's pwritev. Before reading a body ending at |end| in
  * the pinned segment |s|, wait until the writer has put it in the file:
- * 0, or -ENOENT when its batch failed (the record no longer exists).
+ * 0, -ENOENT when its batch failed (the record no longer exists), or
+ * -EAGAIN when a roll back came after |view| (look it up again).
  */
-int body_wait(struct engine *e, struct seg *s, uint64_t end);
+int body_wait(struct engine *e, struct seg *s, uint64_t end, unsigned view);
 
 /* Read |len| bytes at |off| of a body at |seg_off| in the pinned segment
  * |s| (NULL gives -EIO). */
@@ -396,9 +418,11 @@ int reply_attr(struct job *j, const struct node *n, const struct node *dir);
 int reply_fattr(struct job *j, const struct fobj *f);
 int reply_change(struct job *j, const struct node *dir);
 /* A data_rep of a message body range (verified whole when |from| is 0);
- * its checksum is the body's, or with |range_sum| the range's. */
-int reply_body(struct job *j, struct seg *seg, uint64_t off, uint64_t size,
-    uint64_t checksum, uint64_t from, uint32_t want, int range_sum);
+ * its checksum is the body's, or with |range_sum| the range's. -EAGAIN,
+ * and no reply, when a roll back came after |view| (body_moved). */
+int reply_body(struct engine *e, unsigned view, struct job *j,
+    struct seg *seg, uint64_t off, uint64_t size, uint64_t checksum,
+    uint64_t from, uint32_t want, int range_sum);
 /* A notice for |name| in |dir|; MST_EV_CHANGE for every name of |f| but
  * |skip|. */
 int notice(struct job *j, const struct node *dir, const char *name,

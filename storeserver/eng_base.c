@@ -203,8 +203,9 @@ batch_add(struct engine *e, struct batch *b, struct rec *r, const void *body)
 
 /* Read a body range for FETCH/GET; the index lock is not held. */
 int
-reply_body(struct job *j, struct seg *seg, uint64_t off, uint64_t size,
-    uint64_t checksum, uint64_t from, uint32_t want, int range_sum)
+reply_body(struct engine *e, unsigned view, struct job *j, struct seg *seg,
+    uint64_t off, uint64_t size, uint64_t checksum, uint64_t from,
+    uint32_t want, int range_sum)
 {
 	size_t room = j->max_frame - 16, n = 0;
 	uint8_t *p;
@@ -216,6 +217,8 @@ reply_body(struct job *j, struct seg *seg, uint64_t off, uint64_t size,
 		n = room;
 	if (from == 0) {
 		rc = body_verify(seg, off, size, checksum);
+		if (rc < 0 && body_moved(e, view))
+			return -EAGAIN;	/* the place was cut meanwhile */
 		if (rc == -EIO)
 			log_err("body at %s offset %llu: checksum mismatch: "
 			    "refusing to serve it", seg ? seg->path : "?",
@@ -227,6 +230,10 @@ reply_body(struct job *j, struct seg *seg, uint64_t off, uint64_t size,
 	if (p == NULL)
 		return -ENOMEM;
 	rc = body_read(seg, off, from, p + 16, n);
+	/* Checked after the read: the verified bytes and these may be
+	 * the cut ones, or another record's written there since. */
+	if (body_moved(e, view))
+		rc = -EAGAIN;
 	if (rc < 0) {
 		free(p);
 		return rc;

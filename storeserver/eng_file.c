@@ -598,6 +598,7 @@ struct rplan {
 	uint64_t id, size;
 	uint64_t b0, nb;	/* blocks b0 .. b0 + nb - 1 */
 	struct rblk *blk;
+	unsigned view;		/* body_view() when it was taken */
 };
 
 static int
@@ -609,6 +610,7 @@ plan_file(struct engine *e, const struct fobj *f, uint64_t from, uint64_t n,
 
 	p->id = f->id;
 	p->size = f->size;
+	p->view = body_view(e);
 	p->b0 = from / REC_BLOCK;
 	p->nb = n ? (from + n - 1) / REC_BLOCK - p->b0 + 1 : 0;
 	p->blk = calloc(p->nb ? (size_t)p->nb : 1, sizeof *p->blk);
@@ -646,9 +648,13 @@ plan_block(struct engine *e, const struct rplan *p, uint64_t k, uint8_t *buf)
 	memset(buf, 0, REC_BLOCK);
 	if (r->b.len == 0)
 		return 0;
-	rc = body_wait(e, r->s, r->b.off + r->b.len);
+	rc = body_wait(e, r->s, r->b.off + r->b.len, p->view);
 	if (rc == 0)
 		rc = body_read(r->s, r->b.off, 0, buf, r->b.len);
+	/* A roll back cut the place (a relocated block): no mismatch to
+	 * report, the block is looked up again (file_reply_data). */
+	if (body_moved(e, p->view))
+		return -EAGAIN;
 	if (rc == 0)
 		rc = block_check(buf, &r->b, p->id, p->b0 + k,
 		    r->s ? r->s->path : "?");
@@ -687,6 +693,8 @@ reply_file(struct engine *e, struct job *j, const struct rplan *p,
 			memcpy(out + 16 + (lo - from), blk + (lo - base),
 			    (size_t)(hi - lo));
 	}
+	if (rc == 0 && body_moved(e, p->view))
+		rc = -EAGAIN;	/* some bytes may be cut or rewritten ones */
 	if (rc < 0) {
 		free(out);
 		return rc;
@@ -717,17 +725,31 @@ file_reply_data(struct engine *e, struct job *j, const struct fobj *f,
     uint64_t from, uint64_t want, int whole)
 {
 	struct rplan p;
-	size_t n = reply_len(j, f->size, from, want);
-	int rc;
+	uint64_t id = f->id;
+	size_t n;
+	int rc, tries = 0;
 
-	rc = whole ? plan_file(e, f, 0, f->size, &p) :
-	    plan_file(e, f, from, n, &p);
-	pthread_rwlock_unlock(&e->mu);
-	if (rc < 0)
-		return rc;
-	rc = reply_file(e, j, &p, from, n, whole);
-	plan_free(&p);
-	return rc;
+	for (;;) {
+		n = reply_len(j, f->size, from, want);
+		rc = whole ? plan_file(e, f, 0, f->size, &p) :
+		    plan_file(e, f, from, n, &p);
+		pthread_rwlock_unlock(&e->mu);
+		if (rc < 0)
+			return rc;
+		rc = reply_file(e, j, &p, from, n, whole);
+		plan_free(&p);
+		/* A roll back cut a block's place: plan it again from the
+		 * reloaded index. */
+		if (rc != -EAGAIN || ++tries == BODY_TRIES)
+			break;
+		pthread_rwlock_rdlock(&e->mu);
+		f = index_find_file(e->ix, id);
+		if (f == NULL) {
+			pthread_rwlock_unlock(&e->mu);
+			return -ENOENT;
+		}
+	}
+	return rc == -EAGAIN ? -EIO : rc;
 }
 
 int
@@ -750,18 +772,21 @@ file_getattr(struct engine *e, struct job *j)
 	return rc;
 }
 
-/* READ: files by blocks; messages like FETCH but with the range's sum. */
-int
-file_read(struct engine *e, struct job *j)
+/* One try of file_read: -EAGAIN when a roll back cut the message's
+ * place before it was read. */
+static int
+read_once(struct engine *e, struct job *j)
 {
 	const struct mst_read_req *q = &j->req.read;
 	struct fobj *f;
 	struct node *n;
 	struct seg *seg;
 	uint64_t off, size, sum;
+	unsigned view;
 	int rc;
 
 	pthread_rwlock_rdlock(&e->mu);
+	view = body_view(e);
 	f = index_find_file(e->ix, q->id);
 	if (f)
 		return file_reply_data(e, j, f, q->offset, q->length, 0);
@@ -775,10 +800,22 @@ file_read(struct engine *e, struct job *j)
 	size = n->size;
 	sum = n->checksum;
 	pthread_rwlock_unlock(&e->mu);
-	rc = body_wait(e, seg, off + size);
+	rc = body_wait(e, seg, off + size, view);
 	if (rc == 0)
-		rc = reply_body(j, seg, off, size, sum, q->offset, q->length,
-		    1);
+		rc = reply_body(e, view, j, seg, off, size, sum, q->offset,
+		    q->length, 1);
 	seg_put(seg);
 	return rc;
+}
+
+/* READ: files by blocks; messages like FETCH but with the range's sum. */
+int
+file_read(struct engine *e, struct job *j)
+{
+	int rc, tries = 0;
+
+	/* A roll back cut the body's place: where is it now? */
+	while ((rc = read_once(e, j)) == -EAGAIN && ++tries < BODY_TRIES)
+		;
+	return rc == -EAGAIN ? -EIO : rc;
 }

@@ -735,10 +735,11 @@ ops_read(struct engine *e, struct job *j)
 {
 	struct node *n;
 	struct fobj *f;
-	struct seg *seg = NULL;
-	uint64_t off = 0, size = 0, sum = 0, from;
+	struct seg *seg;
+	uint64_t off, size, sum, from;
 	uint32_t want;
-	int rc;
+	unsigned view;
+	int rc, tries = 0;
 
 	if (j->op == MST_OP_STATFS) {
 		j->status = do_statfs(e, j);
@@ -756,33 +757,35 @@ ops_read(struct engine *e, struct job *j)
 		admin_run(e, j);
 		return;
 	}
-	pthread_rwlock_rdlock(&e->mu);
-	rc = read_locked(e, j, &n, &f);
-	if (rc == 0 && f) {
-		from = j->op == MST_OP_FETCH ? j->req.fetch.offset :
-		    j->req.get.offset;
-		want = j->op == MST_OP_FETCH ? j->req.fetch.length :
-		    j->req.get.length;
-		j->status = file_reply_data(e, j, f, from, want, 1);
-		return;
-	}
-	if (rc == 0 && n) {
+	from = j->op == MST_OP_FETCH ? j->req.fetch.offset :
+	    j->op == MST_OP_GET ? j->req.get.offset : 0;
+	want = j->op == MST_OP_FETCH ? j->req.fetch.length :
+	    j->op == MST_OP_GET ? j->req.get.length : 0;
+	for (;;) {
+		pthread_rwlock_rdlock(&e->mu);
+		view = body_view(e);
+		rc = read_locked(e, j, &n, &f);
+		if (rc == 0 && f) {
+			j->status = file_reply_data(e, j, f, from, want, 1);
+			return;
+		}
+		if (rc < 0 || n == NULL) {
+			pthread_rwlock_unlock(&e->mu);
+			break;
+		}
 		seg = seg_get(e, n->seg);	/* pinned past the unlock */
 		off = n->off;
 		size = n->size;
 		sum = n->checksum;
-	}
-	pthread_rwlock_unlock(&e->mu);
-	if (rc == 0 && n) {
-		from = j->op == MST_OP_FETCH ? j->req.fetch.offset :
-		    j->req.get.offset;
-		want = j->op == MST_OP_FETCH ? j->req.fetch.length :
-		    j->req.get.length;
-		rc = body_wait(e, seg, off + size);
+		pthread_rwlock_unlock(&e->mu);
+		rc = body_wait(e, seg, off + size, view);
 		if (rc == 0)
-			rc = reply_body(j, seg, off, size, sum, from, want,
-			    0);
+			rc = reply_body(e, view, j, seg, off, size, sum, from,
+			    want, 0);
 		seg_put(seg);
+		/* A roll back cut the place: where is the body now? */
+		if (rc != -EAGAIN || ++tries == BODY_TRIES)
+			break;
 	}
-	j->status = rc;
+	j->status = rc == -EAGAIN ? -EIO : rc;
 }

@@ -753,13 +753,29 @@ store_close(struct engine *e)
 	ckstate_free(e);
 }
 
+unsigned
+body_view(struct engine *e)
+{
+	return atomic_load(&e->rolled);
+}
+
+/* roll_back counts the roll back, under the write lock, before it cuts
+ * the file: a reader that read cut or rewritten bytes sees it here. */
 int
-body_wait(struct engine *e, struct seg *s, uint64_t end)
+body_moved(struct engine *e, unsigned view)
+{
+	return atomic_load(&e->rolled) != view;
+}
+
+int
+body_wait(struct engine *e, struct seg *s, uint64_t end, unsigned view)
 {
 	struct timespec ts;
 	uint64_t gen;
-	int ok;
+	int ok, moved;
 
+	if (body_moved(e, view))
+		return -EAGAIN;
 	if (s == NULL || atomic_load(&s->written) >= end)
 		return 0;
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -767,13 +783,17 @@ body_wait(struct engine *e, struct seg *s, uint64_t end)
 	pthread_mutex_lock(&e->wmu);
 	gen = e->wgen;
 	/* The record is in the batch being written now: when that batch
-	 * ends (gen moves on), it is either in the file or gone. */
+	 * ends (gen moves on), it is either in the file or gone. A roll
+	 * back that ended before gen was read is seen by body_moved: the
+	 * place may have been a relocation's, cut with it. */
 	while (atomic_load(&s->written) < end && e->wgen == gen &&
+	    !body_moved(e, view) &&
 	    pthread_cond_timedwait(&e->wcv, &e->wmu, &ts) == 0)
 		;
 	ok = atomic_load(&s->written) >= end;
+	moved = body_moved(e, view);
 	pthread_mutex_unlock(&e->wmu);
-	return ok ? 0 : -ENOENT;
+	return moved ? -EAGAIN : ok ? 0 : -ENOENT;
 }
 
 int
@@ -782,7 +802,7 @@ body_read(struct seg *s, uint64_t seg_off, uint64_t off, void *buf,
 {
 	if (s == NULL)
 		return -EIO;
-	return dio_pread_all(s->fd, buf, len, (off_t)(seg_off + off));
+	return dio_pread_body(s->fd, buf, len, (off_t)(seg_off + off));
 }
 
 /* Runs for every GET and FETCH from offset 0, so the buffer is only as

@@ -251,9 +251,22 @@ do_relocate(struct engine *e, struct batch *b, struct job *j)
 	return batch_add(e, b, &r, j->body);
 }
 
-/* Cut segment |s| back to |base| (nothing after it was answered),
+/*
+ * Cut segment |s| back to |base| (nothing after it was answered),
  * rebuild the index from disk, and fail every job of |jobs| that was
- * going to succeed. The writer is between batches or is the caller. */
+ * going to succeed. The writer is between batches or is the caller.
+ *
+ * Readers take a body's place under the read lock and read it after,
+ * and what is cut can be a compaction's RELOCATE of a message that
+ * stays live where it was: a reader that read the cut place answered
+ * that message with EIO or ENOENT (or, once the next batch was written
+ * there, found another record's bytes). So the count (e->rolled), the
+ * cut and the reload are one write-locked step: a reader's view and
+ * place are both from before it, and body_moved() tells the reader
+ * that the place may be gone, or both from after it. (The lock is held
+ * across the ftruncate and fdatasync too; a roll back is rare, and the
+ * reload under it takes longer.)
+ */
 static void
 roll_back(struct engine *e, struct seg *s, uint64_t base, struct job *jobs,
     int rc)
@@ -263,6 +276,8 @@ roll_back(struct engine *e, struct seg *s, uint64_t base, struct job *jobs,
 
 	log_err("write or sync of %s from offset %llu: %s; rolling back",
 	    s->path, (unsigned long long)base, strerror(-rc));
+	pthread_rwlock_wrlock(&e->mu);
+	atomic_fetch_add(&e->rolled, 1);
 	atomic_store(&s->written, base);
 	if (ftruncate(s->fd, (off_t)base) < 0 || fdatasync(s->fd) < 0) {
 		log_err("ftruncate/fdatasync %s: %s: cannot roll back, "
@@ -271,7 +286,6 @@ roll_back(struct engine *e, struct seg *s, uint64_t base, struct job *jobs,
 		abort();
 	}
 	s->size = base;
-	pthread_rwlock_wrlock(&e->mu);
 	r2 = store_reload(e);
 	if (r2 == 0)
 		orefs_reapply(e);	/* orphans are gone with the reload */

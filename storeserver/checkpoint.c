@@ -190,13 +190,16 @@ static void
 save_rec(struct index_saver *c, struct index *ix, const struct node *n)
 {
 	struct mst_attr a;
+	char nb[MST_NAME_MAX];
+	struct mst_str nm;
 
 	index_attr(n, &a);
-	ck_room(c, 128 + n->namelen);
+	nm = index_name(n, nb);
+	ck_room(c, 128 + nm.len);
 	wr_u64(&c->w, n->id);
 	wr_u64(&c->w, index_parent(n)->id);
 	wr_u8(&c->w, n->type);
-	wr_str(&c->w, (struct mst_str){ n->name, n->namelen });
+	wr_str(&c->w, nm);
 	wr_u32(&c->w, a.mode);
 	wr_u32(&c->w, a.uid);
 	wr_u32(&c->w, a.gid);

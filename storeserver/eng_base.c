@@ -81,12 +81,16 @@ notice_names(struct job *j, const struct fobj *f, const struct node *skip,
     uint64_t change)
 {
 	const struct node *n;
+	char nb[MST_NAME_MAX];
+	struct mst_str nm;
 	int rc = 0;
 
 	for (n = f->names; rc == 0 && n; n = n->link_next)
-		if (n != skip)
-			rc = notice(j, index_parent(n), n->name, n->namelen,
+		if (n != skip) {
+			nm = index_name(n, nb);
+			rc = notice(j, index_parent(n), nm.p, nm.len,
 			    MST_EV_CHANGE, f->id, change);
+		}
 	return rc;
 }
 

@@ -349,6 +349,8 @@ file_set_attrs(struct engine *e, struct batch *b, struct job *j,
 {
 	uint32_t valid = s->valid;
 	uint64_t lsn = 0;
+	char nb[MST_NAME_MAX];
+	struct mst_str nm;
 	int rc;
 
 	if (valid & ~MST_FSA_ALL)
@@ -372,9 +374,11 @@ file_set_attrs(struct engine *e, struct batch *b, struct job *j,
 		return rc || !valid ? rc : notice_names(j, f, NULL, lsn);
 	}
 	rc = reply_attr(j, n, index_dir_of(n));
-	if (rc == 0 && valid && index_parent(n))
-		rc = notice(j, index_parent(n), n->name, n->namelen,
-		    MST_EV_CHANGE, n->id, lsn);
+	if (rc == 0 && valid && index_parent(n)) {
+		nm = index_name(n, nb);
+		rc = notice(j, index_parent(n), nm.p, nm.len, MST_EV_CHANGE,
+		    n->id, lsn);
+	}
 	return rc;
 }
 
@@ -424,7 +428,7 @@ file_link(struct engine *e, struct batch *b, struct job *j)
 	rc = reply_attr(j, n, dir);
 	if (rc == 0)
 		rc = notice_names(j, f, n, r.lsn);
-	return rc ? rc : notice(j, dir, n->name, n->namelen, MST_EV_ADD,
+	return rc ? rc : notice(j, dir, r.name.p, r.name.len, MST_EV_ADD,
 	    f->id, r.lsn);
 }
 

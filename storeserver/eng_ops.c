@@ -73,9 +73,13 @@ static int
 is_staged(const struct node *n)
 {
 	const struct node *p = index_parent(n);
+	char nb[MST_NAME_MAX];
+	struct mst_str pn;
 
-	return n->type == MST_T_MSG && p != NULL && p->namelen == 3 &&
-	    memcmp(p->name, "tmp", 3) == 0;
+	if (n->type != MST_T_MSG || p == NULL)
+		return 0;
+	pn = index_name(p, nb);
+	return pn.len == 3 && memcmp(pn.p, "tmp", 3) == 0;
 }
 
 static int
@@ -169,8 +173,8 @@ do_deliver(struct engine *e, struct batch *b, struct job *j)
 		return rc;
 	n = index_find_id(ix, r.id);
 	rc = reply_attr(j, n, dir);
-	return rc ? rc : notice(j, dir, n->name, n->namelen, MST_EV_ADD, n->id,
-	    r.lsn);
+	return rc ? rc : notice(j, dir, r.name.p, r.name.len, MST_EV_ADD,
+	    n->id, r.lsn);
 }
 
 /* RENAME the name |n| to |dir|/|name|, replacing |target| there. Shared
@@ -180,20 +184,18 @@ move_node(struct engine *e, struct batch *b, struct job *j, struct node *n,
     struct node *dir, struct mst_str name, struct node *target)
 {
 	struct rec r = { .type = REC_RENAME, .id = n->id,
-		.from_parent = index_parent(n)->id,
-		.from_name = { n->name, n->namelen }, .parent = dir->id,
+		.from_parent = index_parent(n)->id, .parent = dir->id,
 		.name = name, .replaced = target ? target->id : 0,
 		.mtime_ns = now_ns() };
 	struct node *from = index_parent(n);
 	char old[MST_NAME_MAX + 1];
-	size_t oldlen = n->namelen;
+	size_t oldlen = index_name_copy(n, old);
 	uint64_t id = n->id, tid = target ? target->id : 0;
 	int rc;
 
 	if (target && target->id == n->id)	/* two links of one file */
 		return reply_attr(j, n, index_parent(n));
-	memcpy(old, n->name, oldlen);
-	r.from_name.p = old;
+	r.from_name = (struct mst_str){ old, (uint16_t)oldlen };
 	rc = batch_add(e, b, &r, NULL);
 	if (rc < 0)
 		return rc;
@@ -202,12 +204,12 @@ move_node(struct engine *e, struct batch *b, struct job *j, struct node *n,
 	/* The replaced object lost a name (and its link count): a mount
 	 * that holds it open learns that from its id. */
 	if (rc == 0 && tid)
-		rc = notice(j, dir, n->name, n->namelen, MST_EV_REMOVE, tid,
+		rc = notice(j, dir, name.p, name.len, MST_EV_REMOVE, tid,
 		    r.lsn);
 	if (rc == 0)
 		rc = notice(j, from, old, oldlen, MST_EV_REMOVE, id, r.lsn);
 	if (rc == 0)
-		rc = notice(j, dir, n->name, n->namelen, MST_EV_ADD, id, r.lsn);
+		rc = notice(j, dir, name.p, name.len, MST_EV_ADD, id, r.lsn);
 	return rc;
 }
 
@@ -246,14 +248,13 @@ remove_node(struct engine *e, struct batch *b, struct job *j, struct node *n)
 	struct rec r = { .type = REC_UNLINK, .id = n->id, .parent = dir->id,
 		.mtime_ns = now_ns() };
 	char name[MST_NAME_MAX + 1];
-	size_t len = n->namelen;
+	size_t len = index_name_copy(n, name);
 	uint64_t id = n->id;
 	/* A file with other names survives: they see a new ctime. */
 	struct fobj *f = n->type == MST_T_FILE && n->x.file->nlink > 1 ?
 	    n->x.file : NULL;
 	int rc;
 
-	memcpy(name, n->name, len);
 	r.name = (struct mst_str){ name, (uint16_t)len };
 	rc = batch_add(e, b, &r, NULL);
 	if (rc < 0)
@@ -381,8 +382,8 @@ do_mkdir(struct engine *e, struct batch *b, struct job *j)
 		return rc;
 	n = index_find_id(e->ix, r.id);
 	rc = reply_attr(j, n, dir);
-	return rc ? rc : notice(j, dir, n->name, n->namelen, MST_EV_ADD, n->id,
-	    r.lsn);
+	return rc ? rc : notice(j, dir, r.name.p, r.name.len, MST_EV_ADD,
+	    n->id, r.lsn);
 }
 
 static int
@@ -490,8 +491,8 @@ do_put(struct engine *e, struct batch *b, struct job *j)
 	if (rc == 0 && n)
 		rc = notice_names(j, f, NULL, lsn);
 	if (rc == 0 && n == NULL)
-		rc = notice(j, dir, f->names->name, f->names->namelen,
-		    MST_EV_ADD, f->id, lsn);
+		rc = notice(j, dir, r.name.p, r.name.len, MST_EV_ADD, f->id,
+		    lsn);
 	return rc;
 }
 
@@ -610,6 +611,7 @@ list_dir(const struct engine *e, struct job *j, const struct node *dir,
 	struct mst_list_entry en;
 	const struct node *c;
 	const struct tomb *t;
+	char nb[MST_NAME_MAX];
 	unsigned i;
 
 	if (dir->type != MST_T_DIR)
@@ -623,7 +625,7 @@ list_dir(const struct engine *e, struct job *j, const struct node *dir,
 		if (index_change(c) <= since)
 			continue;
 		en.kind = MST_LE_PRESENT;
-		en.name = (struct mst_str){ c->name, c->namelen };
+		en.name = index_name(c, nb);
 		index_attr(c, &en.attr);
 		lister_add(&l, &en);
 	}

@@ -57,12 +57,16 @@ static int
 staged_body(const struct node *n)
 {
 	const struct node *p = index_parent(n);
+	char pb[MST_NAME_MAX], nb[MST_NAME_MAX];
+	struct mst_str pn, nm;
 
-	return n->type == MST_T_MSG && p != NULL && p->namelen == 3 &&
-	    memcmp(p->name, "tmp", 3) == 0 &&
-	    n->namelen >= sizeof MST_STAGE_PREFIX - 1 &&
-	    memcmp(n->name, MST_STAGE_PREFIX,
-	    sizeof MST_STAGE_PREFIX - 1) == 0;
+	if (n->type != MST_T_MSG || p == NULL)
+		return 0;
+	pn = index_name(p, pb);
+	nm = index_name(n, nb);
+	return pn.len == 3 && memcmp(pn.p, "tmp", 3) == 0 &&
+	    nm.len >= sizeof MST_STAGE_PREFIX - 1 &&
+	    memcmp(nm.p, MST_STAGE_PREFIX, sizeof MST_STAGE_PREFIX - 1) == 0;
 }
 
 static struct stage_ent *
@@ -135,9 +139,7 @@ reclaim(struct engine *e, struct batch *b, struct node *n, int64_t now,
 	int64_t age = now - n->ctime_ns;
 	int rc;
 
-	memcpy(name, n->name, n->namelen);
-	name[n->namelen] = '\0';
-	r.name = (struct mst_str){ name, (uint16_t)n->namelen };
+	r.name = (struct mst_str){ name, (uint16_t)index_name_copy(n, name) };
 	if (say && index_path(index_parent(n), dir, sizeof dir) < 0)
 		strcpy(dir, "?");
 	rc = batch_add(e, b, &r, NULL);

@@ -40,7 +40,7 @@
  * two nodes in units, which fits in an int32_t because the arena is at
  * most 2^31 units (16 GiB, about 120 million messages). Pointers to
  * nodes stay valid for the index's life (the reservation never moves);
- * a node's size is always node_units(namelen), so a rename to a name of
+ * a node's size is always node_units(nmlen), so a rename to a name of
  * another size moves the node (move_name).
  *
  * The reservation starts at a multiple of ARENA_MAX and its first unit
@@ -52,8 +52,9 @@
  * Memory per message, 30-byte names (restart-bench, docs/BENCHMARKS.md):
  * first, 208 bytes of malloc'd node and about 44 of hash buckets; then a
  * 168-byte node in the arena and about 9 bytes of buckets (up to 2 per
- * bucket); now a 136-byte node (a 104-byte head and the name). Freed
- * nodes are reused, never given back to the system until index_free.
+ * bucket); now a 120-byte node (a 104-byte head and the name, packed in
+ * 15 bytes: "Names" below). Freed nodes are reused, never given back to
+ * the system until index_free.
  */
 #define ARENA_UNIT	8u
 #define ARENA_MAX	((size_t)ARENA_UNIT << 31)	/* 16 GiB */
@@ -61,7 +62,7 @@
 
 _Static_assert(sizeof(struct node) == 104, "the node head is packed");
 
-_Static_assert((sizeof(struct node) + MST_NAME_MAX + 1 + ARENA_UNIT - 1) /
+_Static_assert((sizeof(struct node) + MST_NAME_MAX + ARENA_UNIT - 1) /
     ARENA_UNIT < INDEX_ARENA_CLASSES, "a node of the longest name fits");
 
 #define H2N(ix, h) ((h) ? (struct node *)((ix)->arena + \
@@ -88,11 +89,130 @@ link_to(const struct node *from, const struct node *to)
 	    (ptrdiff_t)ARENA_UNIT) : 0;
 }
 
+/* A node's size in units: no terminating NUL (index_name()). */
 static size_t
-node_units(size_t namelen)
+node_units(size_t nmlen)
 {
-	return (offsetof(struct node, name) + namelen + 1 + ARENA_UNIT - 1) /
+	return (offsetof(struct node, nm) + nmlen + ARENA_UNIT - 1) /
 	    ARENA_UNIT;
+}
+
+/*
+ * Names. Most of a Maildir name is digits and a few marks
+ * ("1733500000.M614231P12345.host,S=4321:2,S"), so a name is kept as
+ * 4-bit codes when they take fewer bytes than the name: codes 0-14 are
+ * the characters of name_sym, 15 is followed by two codes that hold any
+ * byte (high half first), and a 15 that is the last code of the last
+ * byte only pads it. Every name has exactly one form (packed exactly
+ * when that is shorter), so a lookup packs the name it looks for and
+ * compares forms, and the hash is that of the form. The 30-byte names
+ * of restart-bench ("1796551276.8229_27_38211.vm") take 16 bytes.
+ */
+static const char name_sym[16] = "0123456789._,:=";
+
+static int
+name_code(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	switch (c) {
+	case '.':
+		return 10;
+	case '_':
+		return 11;
+	case ',':
+		return 12;
+	case ':':
+		return 13;
+	case '=':
+		return 14;
+	}
+	return -1;
+}
+
+/* A name as the index keeps it: |p| and |len| are |buf| or the name. */
+struct nform {
+	const char *p;
+	size_t len;
+	int packed;
+	char buf[MST_NAME_MAX];
+};
+
+/* The form of |name| (at most MST_NAME_MAX bytes). */
+static void
+name_form(struct nform *f, const char *name, size_t len)
+{
+	size_t codes = 0, i, k = 0;
+	unsigned char *o = (unsigned char *)f->buf;
+	int c;
+
+	f->p = name;
+	f->len = len;
+	f->packed = 0;
+	for (i = 0; i < len; i++)
+		codes += name_code((unsigned char)name[i]) < 0 ? 3 : 1;
+	if ((codes + 1) / 2 >= len)
+		return;
+#define PUT(v) do {							\
+		if (k % 2)						\
+			o[k / 2] |= (unsigned char)(v);			\
+		else							\
+			o[k / 2] = (unsigned char)((v) << 4);		\
+		k++;							\
+	} while (0)
+	for (i = 0; i < len; i++) {
+		c = name_code((unsigned char)name[i]);
+		if (c >= 0) {
+			PUT(c);
+		} else {
+			PUT(15);
+			PUT((unsigned char)name[i] >> 4);
+			PUT((unsigned char)name[i] & 15);
+		}
+	}
+	if (k % 2)
+		PUT(15);
+#undef PUT
+	f->p = f->buf;
+	f->len = k / 2;
+	f->packed = 1;
+}
+
+struct mst_str
+index_name(const struct node *n, char *buf)
+{
+	const unsigned char *in = (const unsigned char *)n->nm;
+	size_t codes = 2 * (size_t)n->nmlen, k = 0, len = 0;
+	unsigned c;
+
+	if (!n->packed)
+		return (struct mst_str){ n->nm, (uint16_t)n->nmlen };
+#define GET(i) ((in[(i) / 2] >> ((i) % 2 ? 0 : 4)) & 15u)
+	while (k < codes) {
+		c = GET(k);
+		if (c < 15) {
+			buf[len++] = name_sym[c];
+			k++;
+		} else if (k + 2 < codes) {
+			buf[len++] = (char)(GET(k + 1) << 4 | GET(k + 2));
+			k += 3;
+		} else {
+			break;		/* the pad */
+		}
+	}
+#undef GET
+	return (struct mst_str){ buf, (uint16_t)len };
+}
+
+size_t
+index_name_copy(const struct node *n, char *buf)
+{
+	struct mst_str s = index_name(n, buf);
+
+	if (s.p != buf)
+		memcpy(buf, s.p, s.len);
+	buf[s.len] = '\0';
+	return s.len;
 }
 
 /* Reserve the arena: as much of ARENA_MAX as the system lets us map
@@ -163,7 +283,7 @@ arena_alloc(struct index *ix, size_t units)
 static void
 arena_free(struct index *ix, struct node *n)
 {
-	size_t units = node_units(n->namelen);
+	size_t units = node_units(n->nmlen);
 
 	*(uint32_t *)n = ix->arena_free[units];
 	ix->arena_free[units] = N2H(ix, n);
@@ -191,8 +311,8 @@ static uint64_t
 node_hash(const struct node *n, size_t off)
 {
 	if (off == PN_OFF)
-		return hash_pn(n->parent_d ? index_parent(n)->id : 0, n->name,
-		    n->namelen);
+		return hash_pn(n->parent_d ? index_parent(n)->id : 0, n->nm,
+		    n->nmlen);
 	if (off == ID_OFF)
 		return hash_id(n->id);
 	return hash_idem(n->idem);
@@ -668,12 +788,19 @@ struct node *
 index_lookup(const struct index *ix, const struct node *dir, const char *name,
     size_t len)
 {
-	uint64_t h = hash_pn(dir->id, name, len);
-	struct node *n = H2N(ix, ix->by_name.b[h & ix->by_name.mask]);
+	struct nform f;
+	uint64_t h;
+	struct node *n;
 
-	for (; n; n = H2N(ix, n->pn_next))
-		if (index_parent(n) == dir && n->namelen == len &&
-		    memcmp(n->name, name, len) == 0)
+	if (len > MST_NAME_MAX)
+		return NULL;		/* no node has it (index_apply) */
+	name_form(&f, name, len);
+	h = hash_pn(dir->id, f.p, f.len);
+	for (n = H2N(ix, ix->by_name.b[h & ix->by_name.mask]); n;
+	    n = H2N(ix, n->pn_next))
+		if (index_parent(n) == dir && n->nmlen == f.len &&
+		    n->packed == (unsigned)f.packed &&
+		    memcmp(n->nm, f.p, f.len) == 0)
 			return n;
 	return NULL;
 }
@@ -714,16 +841,20 @@ index_path(const struct node *n, char *buf, size_t cap)
 {
 	size_t len = 0, pos;
 	const struct node *m;
+	char nb[MST_NAME_MAX];
+	struct mst_str nm;
 
 	for (m = n; m->parent_d; m = index_parent(m))
-		len += m->namelen + (index_parent(m)->parent_d ? 1u : 0u);
+		len += index_name(m, nb).len +
+		    (index_parent(m)->parent_d ? 1u : 0u);
 	if (len >= cap)
 		return -ENAMETOOLONG;
 	buf[len] = '\0';
 	pos = len;
 	for (m = n; m->parent_d; m = index_parent(m)) {
-		pos -= m->namelen;
-		memcpy(buf + pos, m->name, m->namelen);
+		nm = index_name(m, nb);
+		pos -= nm.len;
+		memcpy(buf + pos, nm.p, nm.len);
 		if (index_parent(m)->parent_d)
 			buf[--pos] = '/';
 	}
@@ -885,6 +1016,8 @@ tomb_add(struct node *dir, const struct node *n, uint64_t lsn)
 {
 	struct dirx *d = dir->x.dir;
 	struct tomb *t;
+	char nb[MST_NAME_MAX];
+	struct mst_str nm;
 
 	if (d->tombs == NULL) {
 		d->tombs = calloc(INDEX_TOMBS, sizeof *d->tombs);
@@ -900,7 +1033,8 @@ tomb_add(struct node *dir, const struct node *n, uint64_t lsn)
 			d->tomb_floor = t->change;
 		free(t->name);
 	}
-	t->name = strndup(n->name, n->namelen);
+	nm = index_name(n, nb);
+	t->name = strndup(nm.p, nm.len);
 	if (t->name == NULL) {
 		d->tomb_floor = lsn;
 		return;
@@ -954,13 +1088,17 @@ dirx_free(struct index *ix, struct dirx *d)
 static struct node *
 node_alloc(struct index *ix, const char *name, size_t len, uint8_t type)
 {
-	struct node *n = arena_alloc(ix, node_units(len));
+	struct nform f;
+	struct node *n;
 	struct dirx *d;
 
+	name_form(&f, name, len);
+	n = arena_alloc(ix, node_units(f.len));
 	if (n == NULL)
 		return NULL;
-	memcpy(n->name, name, len);
-	n->namelen = len;
+	memcpy(n->nm, f.p, f.len);
+	n->nmlen = f.len;
+	n->packed = (unsigned)f.packed;
 	n->type = type;
 	if (type == MST_T_DIR) {
 		d = n->x.dir = calloc(1, sizeof *n->x.dir);
@@ -1093,9 +1231,12 @@ spent_note(struct index *ix, const struct node *n, uint64_t lsn, int64_t now)
 		.mtime_ns = n->mtime_ns, .gone_ns = now, .mode = a->mode,
 		.uid = a->uid, .gid = a->gid };
 
-	if (p && p->namelen == 3 && memcmp(p->name, "tmp", 3) == 0 &&
-	    n->namelen >= sizeof MST_STAGE_PREFIX - 1 &&
-	    memcmp(n->name, MST_STAGE_PREFIX, sizeof MST_STAGE_PREFIX - 1) == 0)
+	char pb[MST_NAME_MAX], nb[MST_NAME_MAX];
+	struct mst_str pn = p ? index_name(p, pb) : mst_str_of(""), nm;
+
+	if (pn.len == 3 && memcmp(pn.p, "tmp", 3) == 0 &&
+	    (nm = index_name(n, nb)).len >= sizeof MST_STAGE_PREFIX - 1 &&
+	    memcmp(nm.p, MST_STAGE_PREFIX, sizeof MST_STAGE_PREFIX - 1) == 0)
 		return;
 	memcpy(e.idem, n->idem, MST_IDEM_LEN);
 	(void)spent_add(ix->spent, &e);	/* -ENOMEM: see above */
@@ -1476,6 +1617,7 @@ move_name(struct index *ix, struct node *n, struct node *dir,
     struct mst_str name, uint64_t replaced, uint64_t lsn, int64_t now)
 {
 	struct node *old, *p, *from = index_parent(n), *m, **pp, *c;
+	struct nform f;
 
 	if (dir == NULL || dir->type != MST_T_DIR || n == ix->root)
 		return -EBADMSG;
@@ -1490,8 +1632,9 @@ move_name(struct index *ix, struct node *n, struct node *dir,
 	if (old && old->type == MST_T_DIR && old->x.dir->nchildren)
 		return -EBADMSG;
 	m = n;
-	if (node_units(name.len) != node_units(n->namelen)) {
-		m = arena_alloc(ix, node_units(name.len));
+	name_form(&f, name.p, name.len);
+	if (node_units(f.len) != node_units(n->nmlen)) {
+		m = arena_alloc(ix, node_units(f.len));
 		if (m == NULL)
 			return -ENOMEM;
 	}
@@ -1520,9 +1663,9 @@ move_name(struct index *ix, struct node *n, struct node *dir,
 				c->parent_d = link_to(c, m);
 		arena_free(ix, n);
 	}
-	memcpy(m->name, name.p, name.len);
-	m->name[name.len] = '\0';
-	m->namelen = name.len;
+	memcpy(m->nm, f.p, f.len);
+	m->nmlen = f.len;
+	m->packed = (unsigned)f.packed;
 	attach(ix, m, dir);
 	if (m->type == MST_T_FILE) {
 		m->x.file->change = lsn;

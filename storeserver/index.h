@@ -121,11 +121,13 @@ struct fobj {
  *    in a side table of the index (a directory's is in its dirx);
  *  - a size below 2^40 (bodies are at most MST_BODY_MAX), a segment
  *    below INDEX_SEG_MAX, an offset below 2^48, a name of at most
- *    MST_NAME_MAX bytes.
+ *    MST_NAME_MAX bytes;
+ *  - a name mostly of digits (as Maildir names are) is packed in 4-bit
+ *    codes (index.c, "Names"): read it with index_name().
  * index_attr() puts the attributes together again. A node finds its
  * index through the arena's alignment (index.c, "The arena"). Before
  * the arena a message cost about 260 bytes of memory with a 30-byte
- * name, 168 bytes with the arena, 136 now; see index.c.
+ * Maildir name, 168 bytes with the arena, 120 now; see index.c.
  */
 struct node {
 	int32_t parent_d;	/* distance to the parent */
@@ -143,9 +145,10 @@ struct node {
 	uint64_t size : 40;
 	uint64_t seg : 24;	/* the body's segment */
 	uint64_t off : 48;	/* body offset in segment |seg| */
-	uint64_t type : 7;	/* MST_T_* */
+	uint64_t type : 6;	/* MST_T_* */
 	uint64_t own_atime : 1;	/* a message's atime is not its mtime */
-	uint64_t namelen : 8;
+	uint64_t packed : 1;	/* |nm| holds 4-bit codes */
+	uint64_t nmlen : 8;	/* bytes in |nm| */
 	int64_t mtime_ns;
 	int64_t ctime_ns;
 	union {
@@ -159,7 +162,7 @@ struct node {
 						   of the same file */
 		};
 	};
-	char name[];
+	char nm[];		/* the name, as index_name() reads it */
 };
 
 /* The node |d| units of 8 bytes away from |n|, or NULL for 0. */
@@ -259,6 +262,13 @@ void index_free(struct index *ix);
  * checkpoint), instead of doubling them about log2(nodes / 1024) times
  * on the way; on failure they still grow as needed. */
 void index_reserve(struct index *ix, uint64_t nodes);
+
+/* The name of |n|: its bytes in the node, or unpacked into |buf| (room
+ * for MST_NAME_MAX bytes). */
+struct mst_str index_name(const struct node *n, char *buf);
+/* The same copied into |buf| (room for MST_NAME_MAX + 1 bytes) and
+ * ended by a NUL: its length. */
+size_t index_name_copy(const struct node *n, char *buf);
 
 /* A directory or message by id (never a file: index_find_file). */
 struct node *index_find_id(const struct index *ix, uint64_t id);

@@ -331,6 +331,123 @@ START_TEST(two_indexes_each_find_their_own_tables)
 }
 END_TEST
 
+/* A message named by |len| bytes at |name| (any bytes). */
+static int
+deliver_bytes(struct index *ix, uint64_t id, uint64_t parent,
+    const char *name, size_t len)
+{
+	struct rec r = rec_of(REC_NEW, id, parent, "");
+
+	r.name = (struct mst_str){ name, (uint16_t)len };
+	r.ntype = MST_T_MSG;
+	r.mailbox = mst_str_of("box");
+	memcpy(r.idem, &id, sizeof id);
+	r.idem[15] = 0x77;
+	return index_apply(ix, &r, 1, id * 4096, NULL);
+}
+
+START_TEST(names_packed_or_not_come_back_exactly)
+{
+	static const char alpha[] = "0123456789._,:=";
+	struct index *ix = index_new(0, 0);
+	char name[MST_NAME_MAX + 1], nb[MST_NAME_MAX], path[600], *dup;
+	uint64_t seed = 88172645463325252ull, i, packed = 0;
+	struct mst_str nm;
+	struct node *n;
+	size_t len, k;
+
+	ck_assert_ptr_nonnull(ix);
+	mkdir_at(ix, 2, INDEX_ROOT_ID, "new");
+	mkdir_at(ix, 3, INDEX_ROOT_ID, "cur");
+	for (i = 0; i < 3000; i++) {
+		seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+		len = i < 256 ? i : seed % (MST_NAME_MAX + 1);
+		if (len == 0)
+			len = 1;
+		for (k = 0; k < len; k++) {
+			seed ^= seed << 13, seed ^= seed >> 7,
+			    seed ^= seed << 17;
+			/* mostly Maildir characters, sometimes any byte
+			 * (NUL, '/' and 0xff too: the index takes bytes) */
+			name[k] = seed % (2 + i % 7) ? alpha[seed % 15] :
+			    (char)(seed >> 8);
+		}
+		if (len == 1 && name[0] == '\0')
+			name[0] = '0';
+		if (index_lookup(ix, index_find_id(ix, 2), name, len))
+			continue;	/* drawn twice */
+		ck_assert_int_eq(deliver_bytes(ix, 100 + i, 2, name, len), 0);
+		n = index_lookup(ix, index_find_id(ix, 2), name, len);
+		ck_assert_ptr_nonnull(n);
+		ck_assert_uint_eq(n->id, 100 + i);
+		nm = index_name(n, nb);
+		ck_assert_uint_eq(nm.len, len);
+		ck_assert_mem_eq(nm.p, name, len);
+		packed += n->packed;
+		ck_assert_uint_le(n->nmlen, len);
+		/* one byte less, or one changed, is another name */
+		if (len > 1)
+			ck_assert_ptr_ne(index_lookup(ix,
+			    index_find_id(ix, 2), name, len - 1), n);
+		name[len / 2] ^= 1;
+		ck_assert_ptr_ne(index_lookup(ix, index_find_id(ix, 2), name,
+		    len), n);
+		name[len / 2] ^= 1;
+		/* the path and the tombstone of a removal hold the name */
+		ck_assert_int_eq(index_path(n, path, sizeof path),
+		    (int)(4 + len));
+		ck_assert_mem_eq(path + 4, name, len);
+		if (i % 5 == 0) {
+			struct rec r = rec_of(REC_UNLINK, 100 + i, 2, "");
+			struct tomb *t;
+
+			r.name = (struct mst_str){ name, (uint16_t)len };
+			ck_assert_int_eq(index_apply(ix, &r, 0, 0, NULL), 0);
+			t = &index_find_id(ix, 2)->x.dir->tombs[
+			    (index_find_id(ix, 2)->x.dir->tomb_next +
+			    INDEX_TOMBS - 1) % INDEX_TOMBS];
+			dup = t->name;
+			ck_assert_uint_eq(strlen(dup), strnlen(name, len));
+			ck_assert_mem_eq(dup, name, strlen(dup));
+		}
+	}
+	ck_assert_uint_gt(packed, 1000);
+	/* a Maildir name takes about half, and renames between forms */
+	ck_assert_int_eq(deliver(ix, 9000, 2,
+	    "1796551276.8229_27_38211.vm"), 0);
+	n = find(ix, 2, "1796551276.8229_27_38211.vm");
+	ck_assert_uint_eq(n->packed, 1);
+	ck_assert_uint_eq(n->nmlen, 16);
+	ck_assert_int_eq(rename_to(ix, 9000, 2, "1796551276.8229_27_38211.vm",
+	    3, "1796551276.8229_27_38211.vm:2,S"), 0);
+	ck_assert_int_eq(rename_to(ix, 9000, 3,
+	    "1796551276.8229_27_38211.vm:2,S", 3, "plain-letters"), 0);
+	n = find(ix, 3, "plain-letters");
+	ck_assert_uint_eq(n->packed, 0);
+	ck_assert_int_eq(rename_to(ix, 9000, 3, "plain-letters", 2,
+	    "1796551276.1_1_1.vm:2,"), 0);
+	n = find(ix, 2, "1796551276.1_1_1.vm:2,");
+	ck_assert_ptr_nonnull(n);
+	ck_assert_uint_eq(n->packed, 1);
+	nm = index_name(n, nb);
+	ck_assert_uint_eq(nm.len, strlen("1796551276.1_1_1.vm:2,"));
+	ck_assert_mem_eq(nm.p, "1796551276.1_1_1.vm:2,", nm.len);
+	/* a name as long as packing makes it stays as it is */
+	ck_assert_int_eq(deliver(ix, 9001, 2, "1a"), 0);
+	ck_assert_uint_eq(find(ix, 2, "1a")->packed, 0);
+	/* and the longest, all digits: half of it */
+	memset(name, '7', MST_NAME_MAX);
+	name[MST_NAME_MAX] = '\0';
+	ck_assert_int_eq(deliver(ix, 9002, 3, name), 0);
+	n = find(ix, 3, name);
+	ck_assert_uint_eq(n->nmlen, (MST_NAME_MAX + 1) / 2);
+	nm = index_name(n, nb);
+	ck_assert_uint_eq(nm.len, MST_NAME_MAX);
+	ck_assert_mem_eq(nm.p, name, MST_NAME_MAX);
+	index_free(ix);
+}
+END_TEST
+
 /* The whole index as a checkpoint file, in |path|. */
 static void
 save_to(struct index *ix, const char *path)
@@ -449,6 +566,8 @@ START_TEST(checkpoint_of_many_nodes_loads_back_the_same)
 	ck_assert_int_eq(back->loading, 0);
 	for (i = 0; i < NMSGS; i++) {
 		struct mst_attr a, b;
+		char nb[MST_NAME_MAX];
+		struct mst_str nm;
 
 		n = index_find_id(ix, 1000 + i);
 		m = index_find_id(back, 1000 + i);
@@ -458,8 +577,9 @@ START_TEST(checkpoint_of_many_nodes_loads_back_the_same)
 		}
 		ck_assert_ptr_nonnull(m);
 		ck_assert_ptr_eq(index_find_idem(back, m->idem), m);
-		ck_assert_ptr_eq(index_lookup(back, index_parent(m), n->name,
-		    n->namelen), m);
+		nm = index_name(n, nb);
+		ck_assert_ptr_eq(index_lookup(back, index_parent(m), nm.p,
+		    nm.len), m);
 		ck_assert_uint_eq(index_parent(m)->id, index_parent(n)->id);
 		memset(&a, 0, sizeof a);	/* padding: compared too */
 		memset(&b, 0, sizeof b);
@@ -550,6 +670,7 @@ index_suite(void)
 	tcase_add_test(tc, mode_owner_and_atime_live_beside_the_node);
 	tcase_add_test(tc, an_emptied_mailbox_gives_its_number_back);
 	tcase_add_test(tc, two_indexes_each_find_their_own_tables);
+	tcase_add_test(tc, names_packed_or_not_come_back_exactly);
 	tcase_add_test(tc, checkpoint_of_many_nodes_loads_back_the_same);
 	tcase_add_test(tc, damaged_checkpoint_is_refused_and_freed);
 	suite_add_tcase(s, tc);

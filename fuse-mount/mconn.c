@@ -949,6 +949,18 @@ rx_release(struct mconn *c)
 	return rc;
 }
 
+/* No decrypted bytes wait in the transport (always so in plaintext). */
+static int
+rx_drained(struct mconn *c)
+{
+	size_t more;
+
+	pthread_mutex_lock(&c->io_mu);
+	more = mst_client_pending(c->cl);
+	pthread_mutex_unlock(&c->io_mu);
+	return more == 0;
+}
+
 /* Feed buffered bytes to the frame reader; dispatch a frame when whole
  * (or keep it, while the conn thread holds send_mu). */
 static int
@@ -967,6 +979,11 @@ rx_consume(struct mconn *c)
 		return rc;
 	if (x->keep)
 		return rx_keep(x, &h, pay);
+	/* The last frame read so far, and a reply: every notice read was
+	 * applied already, so the connection is quiet before the reply's
+	 * callback wakes its caller (whose next lookup may ask). */
+	if (x->off == x->len && !(h.flags & MST_F_NOTICE) && rx_drained(c))
+		atomic_store(&c->rx_busy, 0);
 	return rx_frame(c, &h, pay);
 }
 

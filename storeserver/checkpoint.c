@@ -395,6 +395,57 @@ index_part_collect(struct index_saver *c, struct index *ix, uint32_t shard,
 	return n;
 }
 
+/* The parent a slot's records go under (a file: its first name's). */
+static uint64_t
+slot_key(const struct ck_slot *s)
+{
+	const struct node *n = s->file ? ((const struct fobj *)s->p)->names :
+	    s->p;
+
+	return index_parent(n)->id;
+}
+
+static void
+slot_sift(struct ck_slot *v, size_t root, size_t n)
+{
+	struct ck_slot t;
+	size_t ch;
+
+	while ((ch = 2 * root + 1) < n) {
+		if (ch + 1 < n && slot_key(&v[ch + 1]) > slot_key(&v[ch]))
+			ch++;
+		if (slot_key(&v[root]) >= slot_key(&v[ch]))
+			return;
+		t = v[root];
+		v[root] = v[ch];
+		v[ch] = t;
+		root = ch;
+	}
+}
+
+/*
+ * Order a part's slots by parent, so that a load finds each parent
+ * once for a run of its children and links them while the last one is
+ * still in the cache: in id order, children of a thousand folders
+ * interleave and every link missed the cache (a start took 2.5 times
+ * as long). Heapsort: it allocates nothing (qsort may).
+ */
+static void
+slots_by_parent(struct ck_slot *v, size_t n)
+{
+	struct ck_slot t;
+	size_t i;
+
+	for (i = n / 2; i-- > 0;)
+		slot_sift(v, i, n);
+	for (i = n; i-- > 1;) {
+		t = v[0];
+		v[0] = v[i];
+		v[i] = t;
+		slot_sift(v, 0, i);
+	}
+}
+
 static void
 part_head(struct index_saver *c, uint32_t shard, uint64_t gen,
     uint64_t lsn, uint32_t nmb, uint64_t nodes)
@@ -417,6 +468,7 @@ index_part_write(struct index_saver *c, struct index *ix, int fd,
 	uint32_t nmb = 0;
 	size_t i;
 
+	slots_by_parent(c->slot, c->nslot);
 	/* The part's own mailbox table, numbered in ckpt_idx: cleared
 	 * first, so that a first sight numbers a mailbox. */
 	for (i = 0; i < c->nslot; i++)

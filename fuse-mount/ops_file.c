@@ -916,7 +916,9 @@ read_async(struct mount *m, fuse_req_t req, struct fhandle *h, size_t size,
 		.length = (uint32_t)size };
 	struct msg_read *w;
 
-	if (size + 64 > route_max_frame(m->route))
+	/* The frame of the mailbox's server: a reply cut at a smaller one
+	 * would be a short read, which the kernel takes for the end. */
+	if (size + 64 > store_max_frame(m, mst_str_of(h->mailbox)))
 		return 0;
 	w = malloc(sizeof *w);
 	if (w == NULL)

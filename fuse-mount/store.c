@@ -401,10 +401,8 @@ store_spools(struct mount *m, struct mst_str mailbox)
 	    (mconn_features(c) & MST_FEAT_SPOOL) != 0;
 }
 
-/* The frame size of the server that takes |mailbox|'s SPOOLs (not the
- * home server's: each server negotiates its own). */
-static uint32_t
-spool_frame(struct mount *m, struct mst_str mailbox)
+uint32_t
+store_max_frame(struct mount *m, struct mst_str mailbox)
 {
 	struct mconn *c = route_conn(m->route, mailbox.p, mailbox.len);
 
@@ -414,7 +412,7 @@ spool_frame(struct mount *m, struct mst_str mailbox)
 size_t
 store_spool_max(struct mount *m, struct mst_str mailbox)
 {
-	return spool_frame(m, mailbox) - HEAD_MAX;
+	return store_max_frame(m, mailbox) - HEAD_MAX;
 }
 
 int
@@ -432,7 +430,7 @@ store_spool_async(struct mount *m, struct mst_str mailbox,
 	if (n < 0)
 		return n;
 	/* One frame: a SPOOL has no DATA continuation. */
-	if ((size_t)n + len > spool_frame(m, mailbox))
+	if ((size_t)n + len > store_max_frame(m, mailbox))
 		return -EMSGSIZE;
 	return route_call_async(m->route, mailbox.p, mailbox.len,
 	    MST_OP_SPOOL, head, (size_t)n, data, len, MCONN_BORROW, cb, arg);

@@ -79,6 +79,9 @@ int store_commit_async(struct mount *m, const struct mst_commit_req *q,
 /* Does the server of |mailbox| gather SPOOLed bodies (MST_FEAT_SPOOL),
  * and is it connected now? */
 int store_spools(struct mount *m, struct mst_str mailbox);
+/* The frame size of the server that serves |mailbox| now (each server
+ * negotiates its own; route_max_frame is the home server's). */
+uint32_t store_max_frame(struct mount *m, struct mst_str mailbox);
 /* The most body bytes one SPOOL may carry to the server of |mailbox|
  * (its frame size less the head). */
 size_t store_spool_max(struct mount *m, struct mst_str mailbox);

@@ -13,8 +13,10 @@ way to a delivery on the same connection instead of making it EAGAIN.
 
 Every case starts its own store and mount and stops both.
 """
+import ctypes
 import errno
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -304,12 +306,75 @@ def test_spool_gives_way_to_a_delivery():
         s.stop()
 
 
+_xxh = ctypes.CDLL("libxxhash.so.0")
+_xxh.XXH3_64bits.restype = ctypes.c_uint64
+_xxh.XXH3_64bits.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+
+
+def first_server(key, servers):
+    """The server a mount sends |key|'s requests to (fuse-mount/route.c)."""
+    def w(s):
+        k = key.encode() + b"\0" + s.encode()
+        return _xxh.XXH3_64bits(k, len(k))
+    return sorted(servers, key=lambda s: (-w(s), s))[0]
+
+
+def test_spool_pieces_fit_the_mailboxs_server():
+    """Two servers: the home one (directories, ordinary files) with
+    1 MiB frames, the mailbox's with 64 KiB. A large file written in
+    pieces into that mailbox is delivered whole, the mount never sends
+    its mailbox's server a SPOOL larger than that server's frame (which
+    it would take for a protocol error and drop the connection), and the
+    message reads back whole (a read is not sized by the home server's
+    frame either)."""
+    a, b = mstlib.Store(), mstlib.Store()
+    addrs = [a.addr, b.addr]
+    home = first_server("/", addrs)
+    big, small = (a, b) if home == a.addr else (b, a)
+    with open(small.conf, "a") as fh:
+        fh.write("max_frame = 64K\n")
+    box = next("fr.example/u%d" % i for i in range(1000)
+               if first_server("fr.example/u%d" % i, addrs) == small.addr)
+    for st in (a, b):
+        st.start()
+        for sub in ("new", "cur", "tmp"):
+            subprocess.run([mstlib.CTL, "-s", st.addr, "mkdir", "-p",
+                            "%s/%s" % (box, sub)], check=True,
+                           capture_output=True, timeout=20)
+    m = mstlib.Mount(",".join(addrs), "").start()
+    try:
+        assert os.getxattr(m.path(box, "new"),
+                           "user.mstore.server").decode() == small.addr
+        body = os.urandom(600 << 10)
+        with open(m.path(box, "tmp", "big"), "wb", buffering=0) as fh:
+            for off in range(0, len(body), 64 << 10):
+                fh.write(body[off:off + (64 << 10)])
+            time.sleep(0.5)     # any SPOOL answered
+        os.link(m.path(box, "tmp", "big"), m.path(box, "new", "big"))
+        os.unlink(m.path(box, "tmp", "big"))
+        log = open(m.log).read()
+        assert "lost the connection to the store at %s" % small.addr \
+            not in log, log[-2000:]
+        # Read back as a reader does: whole reads of up to 128 KiB, each
+        # more than the mailbox server's frame (a short one would be
+        # taken for the end of the message).
+        with open(m.path(box, "new", "big"), "rb") as fh:
+            got = fh.read()
+        assert got == body, "read %d bytes of %d back" % (len(got),
+                                                         len(body))
+    finally:
+        m.unmount()
+        a.stop()
+        b.stop()
+
+
 CASES = [test_deliver_eagain_is_sent_again_with_its_id,
          test_deliver_eagain_until_the_timeout_fails_with_eagain,
          test_received_create_notice_beats_the_missing_name_cache,
          test_close_waiting_for_the_socket_blocks_nothing_else,
          test_held_spool_is_dropped_after_spool_timeout,
-         test_spool_gives_way_to_a_delivery]
+         test_spool_gives_way_to_a_delivery,
+         test_spool_pieces_fit_the_mailboxs_server]
 
 
 def main():

@@ -819,6 +819,7 @@ rename_local(struct mount *m, fuse_req_t req, struct minode *n,
     struct minode *np, const char *newname, unsigned flags)
 {
 	char path[MST_PATH_MAX + 1];
+	struct stage *st = NULL;
 	struct minode *old;
 	struct mst_attr a;
 	int rc;
@@ -828,11 +829,16 @@ rename_local(struct mount *m, fuse_req_t req, struct minode *n,
 	if (np->dkind == DK_TMP) {
 		old = inode_local_find(m, np, newname);
 		rc = old && (flags & RENAME_NOREPLACE) ? -EEXIST : 0;
-		if (rc == 0 && old)
+		if (rc == 0 && old) {
+			st = stage_take(old);
 			inode_local_unlink(m, old);
+		}
 		if (rc == 0)
 			rc = inode_move(m, n, np, newname);
 		pthread_mutex_unlock(&m->mu);
+		/* The file replaced was never delivered: its spool or
+		 * staged body goes, as for an unlink. */
+		stage_drop(m, st);
 		return rc;
 	}
 	if (np->folder) {
@@ -851,8 +857,12 @@ rename_local(struct mount *m, fuse_req_t req, struct minode *n,
 		return 1;		/* dwait_done replies */
 	}
 	n->nopen++;
+	/* The PUT sends the whole body: a spool or staged body of it is
+	 * of no use, and would stay in the store's memory. */
+	st = stage_take(n);
 	rc = inode_child_path(np, newname, path, sizeof path);
 	pthread_mutex_unlock(&m->mu);
+	stage_drop(m, st);
 	if (rc == 0)
 		rc = put_buf(m, path, n->buf, flags & RENAME_NOREPLACE, &a, &a);
 	pthread_mutex_lock(&m->mu);

@@ -9,7 +9,8 @@ LOOKUP per directory of the path: notices keep their attributes); a
 body of 256 KiB or more written in pieces travels while it is written
 (SPOOLs of 256 KiB) and the link is one COMMIT of it, and a spool lost
 with a store restart or a mount killed mid-body delivers the message
-once, or not at all. In a
+once, or not at all; one of a file removed, replaced within tmp/ or
+PUT outside new/ and cur/ is dropped. In a
 busy mailbox (other deliveries under way in its tmp/) the fsync of the
 tmp/ file STAGEs a body of 64 KiB or more, outside any directory lock,
 and the link() or rename() only COMMITs the name; there a file changed
@@ -482,6 +483,50 @@ def test_spool_of_a_file_removed_undelivered_is_dropped(m):
     assert new_names(m) == before, new_names(m)
 
 
+def test_spool_of_a_file_replaced_in_tmp_is_dropped(m):
+    """A spooled tmp/ file replaced by rename() within tmp/ was never
+    delivered either: its spool is dropped as for an unlink (it was
+    left in the store's memory for as long as the connection lasted),
+    and the file that replaced it is removed with no request."""
+    maildir(m)
+    before = new_names(m)
+    big = m.path(BOX, "tmp", "replaced.1")
+    small = m.path(BOX, "tmp", "replaced.2")
+    with Count(m) as c:
+        write_spooled(m, big)
+        pieces = wait_spools(m, c, 3)
+        assert pieces == 3, "%d SPOOLs of 768 KiB written" % pieces
+        with open(small, "wb") as f:
+            f.write(b"a small body\n")
+        os.rename(small, big)
+        wait_spools(m, c, 4)
+        os.unlink(big)
+    assert c["store SPOOL"] == 4, c.d      # 3 pieces and the drop
+    assert c["store DELIVER"] == 0 and c["store COMMIT"] == 0, c.d
+    assert new_names(m) == before, new_names(m)
+
+
+def test_spool_of_a_file_put_outside_a_folder_is_dropped(m):
+    """A spooled tmp/ file renamed out of tmp/ to a plain file (the
+    maildir's own directory, not new/ or cur/) is one PUT of the whole
+    body: its spool is of no use then and is dropped (it was left in
+    the store's memory for as long as the connection lasted)."""
+    maildir(m)
+    src, dst = m.path(BOX, "tmp", "put.1"), m.path(BOX, "put.1")
+    with Count(m) as c:
+        write_spooled(m, src)
+        pieces = wait_spools(m, c, 3)
+        assert pieces == 3, "%d SPOOLs of 768 KiB written" % pieces
+        os.rename(src, dst)
+        wait_spools(m, c, 4)
+    assert c["store SPOOL"] == 4, c.d      # 3 pieces and the drop
+    assert c["store PUT"] == 1, c.d
+    assert c["store DELIVER"] == 0 and c["store COMMIT"] == 0, c.d
+    with open(dst, "rb") as f:
+        assert f.read() == b"x" * (768 << 10)
+    os.unlink(dst)
+
+
 def main():
     r = mstlib.Runner("requests")
     store = mstlib.Store().start()
@@ -498,7 +543,9 @@ def main():
               test_staged_body_that_no_longer_fits_is_delivered_whole,
               test_write_clears_setuid_of_a_tmp_file,
               test_routing_view_still_answers,
-              test_spool_of_a_file_removed_undelivered_is_dropped):
+              test_spool_of_a_file_removed_undelivered_is_dropped,
+              test_spool_of_a_file_replaced_in_tmp_is_dropped,
+              test_spool_of_a_file_put_outside_a_folder_is_dropped):
         r.run(t, m)
     r.run(test_mount_killed_mid_body_delivers_nothing, store, m)
     r.run(test_nospool_sends_the_body_at_link, store)

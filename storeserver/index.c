@@ -318,38 +318,54 @@ node_hash(const struct node *n, size_t off)
 	return hash_idem(n->idem);
 }
 
+/*
+ * The tables are sized to their load, not to a power of two: a bucket
+ * is picked by the high half of hash * buckets (any number of them), a
+ * table grows by half once it holds 2 entries a bucket, and a load
+ * sizes it for about 1.9. Doubling left the tables between 1 and 2
+ * entries a bucket, 10 bytes a message at ten million; now it is 6-7.
+ */
+#define HTAB_GROW(nb)	((nb) + (nb) / 2 + 1)
+
+static size_t
+htab_slot(const struct htab *t, uint64_t hash)
+{
+	return (size_t)(((unsigned __int128)hash * t->nb) >> 64);
+}
+
 static int
 htab_init(struct htab *t, size_t buckets)
 {
 	t->b = calloc(buckets, sizeof *t->b);
-	t->mask = buckets - 1;
+	t->nb = buckets;
 	t->n = 0;
 	return t->b ? 0 : -ENOMEM;
 }
 
-/* Rehash into |nb| buckets (a power of two); failure to grow only costs
- * speed, so it is not an error. */
+/* Rehash into |nb| buckets; failure to grow only costs speed, so it is
+ * not an error. */
 static void
 htab_resize(struct index *ix, struct htab *t, size_t off, size_t nb)
 {
-	uint32_t *b = calloc(nb, sizeof *b), h, next;
+	struct htab nt = { .b = calloc(nb, sizeof *nt.b), .nb = nb,
+		.n = t->n };
+	uint32_t h, next;
 	struct node *n;
-	size_t i;
+	size_t i, k;
 
-	if (b == NULL)
+	if (nt.b == NULL)
 		return;
-	for (i = 0; i <= t->mask; i++) {
+	for (i = 0; i < t->nb; i++) {
 		for (h = t->b[i]; h; h = next) {
-			uint64_t k = node_hash(n = H2N(ix, h), off) & (nb - 1);
-
+			n = H2N(ix, h);
+			k = htab_slot(&nt, node_hash(n, off));
 			next = NEXT(n, off);
-			NEXT(n, off) = b[k];
-			b[k] = h;
+			NEXT(n, off) = nt.b[k];
+			nt.b[k] = h;
 		}
 	}
 	free(t->b);
-	t->b = b;
-	t->mask = nb - 1;
+	*t = nt;
 }
 
 /* Insert |n| whose hash is |hash|. */
@@ -357,11 +373,11 @@ static void
 htab_add_hashed(struct index *ix, struct htab *t, struct node *n, size_t off,
     uint64_t hash)
 {
-	uint64_t k;
+	size_t k;
 
-	if (t->n >= 2 * (t->mask + 1))
-		htab_resize(ix, t, off, (t->mask + 1) * 2);	/* load 2 */
-	k = hash & t->mask;
+	if (t->n >= 2 * t->nb)
+		htab_resize(ix, t, off, HTAB_GROW(t->nb));
+	k = htab_slot(t, hash);
 	NEXT(n, off) = t->b[k];
 	t->b[k] = N2H(ix, n);
 	t->n++;
@@ -386,11 +402,11 @@ htab_add(struct index *ix, struct htab *t, struct node *n, size_t off)
 		return;
 	}
 	/* Grow first, so that the prefetched bucket stays the one. */
-	if (t->n + ix->npend >= 2 * (t->mask + 1))
+	if (t->n + ix->npend >= 2 * t->nb)
 		index_load_flush(ix);
-	if (t->n >= 2 * (t->mask + 1))
-		htab_resize(ix, t, off, (t->mask + 1) * 2);
-	__builtin_prefetch(&t->b[hash & t->mask], 1);
+	if (t->n >= 2 * t->nb)
+		htab_resize(ix, t, off, HTAB_GROW(t->nb));
+	__builtin_prefetch(&t->b[htab_slot(t, hash)], 1);
 	p = &ix->pend[(ix->pend_head + ix->npend) % INDEX_PEND];
 	if (ix->npend == INDEX_PEND) {
 		htab_add_hashed(ix, p->t, p->n, p->off, p->hash);
@@ -416,7 +432,7 @@ index_load_flush(struct index *ix)
 static void
 htab_del(struct index *ix, struct htab *t, struct node *n, size_t off)
 {
-	uint32_t *pp = &t->b[node_hash(n, off) & t->mask], h = N2H(ix, n);
+	uint32_t *pp = &t->b[htab_slot(t, node_hash(n, off))], h = N2H(ix, n);
 
 	while (*pp && *pp != h)
 		pp = &NEXT(H2N(ix, *pp), off);
@@ -429,11 +445,9 @@ htab_del(struct index *ix, struct htab *t, struct node *n, size_t off)
 static void
 htab_reserve(struct index *ix, struct htab *t, size_t off, uint64_t n)
 {
-	size_t nb = t->mask + 1;
+	size_t nb = (size_t)(n / 2 + n / 32 + 1);	/* load about 1.9 */
 
-	while (2 * nb < n && nb < ((size_t)1 << 40))
-		nb *= 2;
-	if (nb > t->mask + 1)
+	if (n < ((uint64_t)1 << 40) && nb > t->nb)
 		htab_resize(ix, t, off, nb);
 }
 
@@ -448,7 +462,8 @@ index_reserve(struct index *ix, uint64_t nodes)
 struct node *
 index_find_id(const struct index *ix, uint64_t id)
 {
-	struct node *n = H2N(ix, ix->by_id.b[hash_id(id) & ix->by_id.mask]);
+	struct node *n = H2N(ix, ix->by_id.b[htab_slot(&ix->by_id,
+	    hash_id(id))]);
 
 	while (n && n->id != id)
 		n = H2N(ix, n->id_next);
@@ -714,7 +729,7 @@ index_bytes(const struct index *ix)
 	uint64_t b;
 
 	b = ix->arena_top * ARENA_UNIT;
-	b += (ix->by_name.mask + ix->by_id.mask + ix->by_idem.mask + 3) *
+	b += (ix->by_name.nb + ix->by_id.nb + ix->by_idem.nb) *
 	    sizeof(uint32_t);
 	b += (ix->file_mask + 1 + ix->mbox_mask + 1 + ix->atime_mask + 1) *
 	    sizeof(void *);
@@ -796,7 +811,7 @@ index_lookup(const struct index *ix, const struct node *dir, const char *name,
 		return NULL;		/* no node has it (index_apply) */
 	name_form(&f, name, len);
 	h = hash_pn(dir->id, f.p, f.len);
-	for (n = H2N(ix, ix->by_name.b[h & ix->by_name.mask]); n;
+	for (n = H2N(ix, ix->by_name.b[htab_slot(&ix->by_name, h)]); n;
 	    n = H2N(ix, n->pn_next))
 		if (index_parent(n) == dir && n->nmlen == f.len &&
 		    n->packed == (unsigned)f.packed &&
@@ -809,7 +824,7 @@ struct node *
 index_find_idem(const struct index *ix, const uint8_t idem[MST_IDEM_LEN])
 {
 	struct node *n = H2N(ix,
-	    ix->by_idem.b[hash_idem(idem) & ix->by_idem.mask]);
+	    ix->by_idem.b[htab_slot(&ix->by_idem, hash_idem(idem))]);
 
 	while (n && memcmp(n->idem, idem, MST_IDEM_LEN) != 0)
 		n = H2N(ix, n->idem_next);

@@ -197,7 +197,7 @@ index_next(const struct node *n)
 /* A chained hash table of node handles; up to 2 entries a bucket. */
 struct htab {
 	uint32_t *b;
-	size_t mask;
+	size_t nb;		/* buckets (any number: index.c) */
 	size_t n;
 };
 

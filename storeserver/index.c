@@ -49,12 +49,13 @@
  * replaced per-node fields (|acls|, |mbv|, |atimes|) need no change to
  * the callers of those functions.
  *
- * Memory per message, 30-byte names (restart-bench, docs/BENCHMARKS.md):
+ * Memory per message, restart-bench's 28-byte names (docs/BENCHMARKS.md):
  * first, 208 bytes of malloc'd node and about 44 of hash buckets; then a
- * 168-byte node in the arena and about 9 bytes of buckets (up to 2 per
- * bucket); now a 120-byte node (a 104-byte head and the name, packed in
- * 15 bytes: "Names" below). Freed nodes are reused, never given back to
- * the system until index_free.
+ * 168-byte node in the arena and about 10 bytes of buckets (1.2 entries
+ * a bucket at ten million); now a 120-byte node (a 104-byte head and
+ * the name packed in 16 bytes: "Names" below) and about 6 bytes of
+ * buckets (htab_slot). Freed nodes are reused, never given back to the
+ * system until index_free.
  */
 #define ARENA_UNIT	8u
 #define ARENA_MAX	((size_t)ARENA_UNIT << 31)	/* 16 GiB */
@@ -105,8 +106,8 @@ node_units(size_t nmlen)
  * byte (high half first), and a 15 that is the last code of the last
  * byte only pads it. Every name has exactly one form (packed exactly
  * when that is shorter), so a lookup packs the name it looks for and
- * compares forms, and the hash is that of the form. The 30-byte names
- * of restart-bench ("1796551276.8229_27_38211.vm") take 16 bytes.
+ * compares forms, and the hash is that of the form. The 27- and 28-byte
+ * names of restart-bench ("1796551276.8229_27_38211.vm") take 16 bytes.
  */
 static const char name_sym[16] = "0123456789._,:=";
 

@@ -8,8 +8,8 @@
  * at start, and every change is applied through index_apply() from the
  * same record that goes to the log, so "rebuilt equals live" holds by
  * construction. Lookups are hash probes with no I/O; the cost is memory,
- * about 120 bytes per stored message plus its name (index.c, "The
- * arena"; mstored(8)).
+ * about 110 bytes per stored message plus its name, which a Maildir
+ * name's digits halve (index.c, "The arena" and "Names"; mstored(8)).
  *
  * Ordinary files (MST_T_FILE) are split in two: a name is a struct node
  * like any other entry, and the object its names share (hard links) is a

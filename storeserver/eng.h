@@ -433,6 +433,8 @@ int notice_names(struct job *j, const struct fobj *f, const struct node *skip,
 /* eng_ops.c: the namespace, and the dispatch of every operation. */
 void ops_mutate(struct engine *e, struct batch *b, struct job *j);
 void ops_read(struct engine *e, struct job *j);
+/* engine_ops.try_now of the local and memory engines (eng_ops.c). */
+int ops_try_now(struct engine *e, struct job *j);
 
 /* eng_file.c: ordinary files' contents, links and OPEN references. The
  * op functions fill |j|'s reply and return 0 or a negative errno. */

@@ -234,6 +234,11 @@ struct engine_ops {
 	int (*open)(const struct engine_conf *c, struct engine **out);
 	/* Run |j| asynchronously; |done| is called exactly once. */
 	void (*submit)(struct engine *e, struct job *j);
+	/* Or answer |j| at once on the calling thread, if that needs no
+	 * wait (no lock held by another thread, no I/O): 1 done (j->status
+	 * and the reply set; |done| is not called), 0 submit it instead.
+	 * NULL: every job is submitted. */
+	int (*try_now)(struct engine *e, struct job *j);
 	/* Finish queued work, checkpoint, stop threads, free. */
 	void (*close)(struct engine *e);
 	/* 1: LOCK goes to the engine (its locks must hold across servers

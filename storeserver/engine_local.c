@@ -1264,6 +1264,7 @@ const struct engine_ops engine_local = {
 	.name = "local",
 	.open = local_open,
 	.submit = engine_submit,
+	.try_now = ops_try_now,
 	.close = engine_close,
 	.stage = 1,
 };

@@ -175,6 +175,7 @@ const struct engine_ops engine_memory = {
 	.name = "memory",
 	.open = memory_open,
 	.submit = engine_submit,
+	.try_now = ops_try_now,
 	.close = engine_close,
 	.stage = 1,
 };

@@ -825,6 +825,8 @@ job_own_payload(struct job *j, const uint8_t *p, size_t len)
 	return rc;
 }
 
+static void job_complete(struct server *srv, struct job *j);
+
 static void
 job_submit(struct conn *c, struct job *j)
 {
@@ -835,6 +837,12 @@ job_submit(struct conn *c, struct job *j)
 	c->job_bytes += j->payload_len + j->body_len;
 	srv->njobs++;
 	conn_ref(c);
+	/* A look in the index is answered here, without two thread
+	 * hand-offs (engine_ops.try_now); replies go out of order anyway. */
+	if (srv->ops->try_now && srv->ops->try_now(srv->eng, j)) {
+		job_complete(srv, j);
+		return;
+	}
 	srv->ops->submit(srv->eng, j);
 	conn_update(c);
 }

@@ -489,6 +489,24 @@ inode_find_dir(struct mount *m, const struct minode *parent,
 	return NULL;
 }
 
+/* Do notices tell the mount every change of directory |n|'s attributes?
+ * Its own watch reports its contents (a tmp/ has none in the store), its
+ * parent's its entry (chmod, chown, rename, rmdir). mu held. */
+static int
+notified(const struct minode *n)
+{
+	return n->attr.type == MST_T_DIR && n->parent != NULL &&
+	    (n->wstate == W_ACTIVE || n->dkind == DK_TMP) &&
+	    n->parent->wstate == W_ACTIVE;
+}
+
+int
+inode_attr_fresh(const struct mount *m, const struct minode *n)
+{
+	return n->attr_at_ms != 0 && (notified(n) || mono_ms() -
+	    n->attr_at_ms < (int64_t)(m->entry_timeout * 1000));
+}
+
 struct minode *
 inode_known_file(struct mount *m, const struct minode *parent,
     const char *name, const struct negstamp *now)

@@ -443,6 +443,11 @@ struct minode *inode_local_find(struct mount *m, struct minode *parent,
  * the (parent, name) index, or NULL. */
 struct minode *inode_find_dir(struct mount *m, const struct minode *parent,
     const char *name, size_t len);
+/* May the attributes the mount holds for store object |n| (not a folder)
+ * answer a getattr without the store? While notices keep them (a
+ * watched directory under a watched parent) until one says they moved,
+ * else for the attribute timeout after they were fetched. mu held. */
+int inode_attr_fresh(const struct mount *m, const struct minode *n);
 /* The ordinary file |parent|/|name| whose name is known (minode.pos) as
  * of the stamps |now| of |parent|, or NULL. */
 struct minode *inode_known_file(struct mount *m, const struct minode *parent,

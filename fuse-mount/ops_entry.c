@@ -240,17 +240,6 @@ attr_timeout_of(struct mount *m, fuse_ino_t ino)
 	return t;
 }
 
-/* Do notices tell the mount every change of directory |n|'s attributes?
- * Its own watch reports its contents (a tmp/ has none in the store), its
- * parent's its entry (chmod, chown, rename, rmdir). mu held. */
-static int
-notified(const struct minode *n)
-{
-	return n->attr.type == MST_T_DIR && n->parent != NULL &&
-	    (n->wstate == W_ACTIVE || n->dkind == DK_TMP) &&
-	    n->parent->wstate == W_ACTIVE;
-}
-
 /* Fresh attributes for |ino| into *st. */
 static int
 do_getattr(struct mount *m, fuse_ino_t ino, struct stat *st)
@@ -288,9 +277,7 @@ do_getattr(struct mount *m, fuse_ino_t ino, struct stat *st)
 	 * (on_notice sets attr_at_ms to 0 when its contents change, or it
 	 * itself does as an entry of its parent), so the path walk of every
 	 * delivery into a quiet mailbox costs no LOOKUP per directory. */
-	fetch = !n->local && !n->folder && (n->attr_at_ms == 0 ||
-	    (!notified(n) && mono_ms() - n->attr_at_ms >=
-	    (int64_t)(m->entry_timeout * 1000)));
+	fetch = !n->local && !n->folder && !inode_attr_fresh(m, n);
 	if (fetch)
 		rc = inode_path(n, path, sizeof path);
 	pthread_mutex_unlock(&m->mu);

@@ -346,16 +346,16 @@ wake_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 /*
  * The kernel's permission checks on the path walk before mknod ask for
- * each directory's attributes. The new/ or cur/ being poked: the cached
- * ones do (the notice that caused the poke may have left its listing to
- * be brought up to date: a LIST nobody asked for), kept by the kernel
- * for WAKE_ATTR_S only, which spans the second check of the same walk
- * (search, then write and search before the mknod); the kernel drops
- * them after the mknod anyway. The
- * directories above it are answered as for anyone (op_getattr: from
- * memory, with the attribute timeout, while a watch keeps them true), so
- * that the walk of the next poke, and the readers after it, find them
- * cached.
+ * each directory's attributes; the wake thread's are answered from
+ * memory, never with a store request (the notice that caused the poke
+ * may have left a listing to be brought up to date: a LIST nobody asked
+ * for). The new/ or cur/ being poked: kept by the kernel for WAKE_ATTR_S
+ * only, which spans the second check of the same walk (search, then
+ * write and search before the mknod); the kernel drops them after the
+ * mknod anyway. A directory above it: with the attribute timeout when a
+ * getattr would answer the same from memory (inode_attr_fresh), so that
+ * the walk of the next poke, and the readers after it, find them
+ * cached; otherwise with none, replacing nothing a reader would see.
  */
 static void
 wake_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -364,16 +364,22 @@ wake_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct minode *n;
 	struct stat st;
 
+	double keep = 0;
+
 	if (is_wake(req)) {
 		pthread_mutex_lock(&m->mu);
 		n = inode_get(m, ino);
-		if (n && n->folder)
+		if (n) {
 			inode_stat(n, &st);
-		else
-			n = NULL;
+			if (n->folder)
+				keep = WAKE_ATTR_S;
+			else if (!n->local && n->attr.type == MST_T_DIR &&
+			    inode_trusted(n) && inode_attr_fresh(m, n))
+				keep = m->entry_timeout;
+		}
 		pthread_mutex_unlock(&m->mu);
 		if (n) {
-			fuse_reply_attr(req, &st, WAKE_ATTR_S);
+			fuse_reply_attr(req, &st, keep);
 			return;
 		}
 	}

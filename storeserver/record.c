@@ -116,6 +116,9 @@ put_fixed(struct wr *w, const struct rec *r)
 		wr_str(w, r->name);
 		wr_u64(w, (uint64_t)r->mtime_ns);
 		break;
+	case REC_MARK:
+		wr_u64(w, r->synced);
+		break;
 	case REC_RENAME:
 		wr_u64(w, r->from_parent);
 		wr_str(w, r->from_name);
@@ -178,7 +181,7 @@ rec_hdr_decode(struct rec *r, const uint8_t hdr[REC_HDR_LEN],
 	(void)rd_u32(&d);		/* padding */
 	r->lsn = rd_u64(&d);
 	*sum_out = rd_u64(&d);
-	if (r->type < REC_CREATE || r->type > REC_NEW || len < 8 ||
+	if (r->type < REC_CREATE || r->type > REC_MARK || len < 8 ||
 	    len > max_len)
 		return -EBADMSG;
 	return (int)len;
@@ -264,6 +267,9 @@ rec_decode(struct rec *r, const uint8_t *payload, size_t len)
 		r->parent = rd_u64(&d);
 		r->name = rd_str(&d);
 		r->mtime_ns = (int64_t)rd_u64(&d);
+		break;
+	case REC_MARK:
+		r->synced = rd_u64(&d);
 		break;
 	case REC_RENAME:
 		r->from_parent = rd_u64(&d);

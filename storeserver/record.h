@@ -26,6 +26,16 @@
  * clock, which its parent gets), EXTENT, ATTR, LINK, UNLINK and RENAME
  * name everything their replay needs, including the writer's clock
  * (|mtime_ns| is "now" in them), so times replay identically.
+ *
+ * MARK (13) opens every batch written into a pre-written segment (one
+ * made at full length ahead of need, eng_store.c): |synced| is how many
+ * bytes of that segment were durable (fdatasync'd) when the batch was
+ * written. Such a segment's log ends at its first invalid record, and
+ * after a crash its unsynced tail may hold any mix of old and new
+ * blocks; replay cuts a damaged record followed by valid ones as torn
+ * only when no MARK after it says that it had been synced. A MARK
+ * changes nothing in the index and has lsn 0; binaries older than it
+ * stop at it as at a damaged record.
  */
 #ifndef MST_RECORD_H
 #define MST_RECORD_H
@@ -52,7 +62,10 @@ enum rec_type {
 	REC_UNLINK = 10,	/* one name goes (unlink, rmdir, expunge) */
 	REC_RENAME = 11,	/* one name moves, possibly over a target */
 	REC_NEW = 12,		/* CREATE + the entry's own mtime */
+	REC_MARK = 13,		/* a batch in a pre-written segment */
 };
+
+#define REC_MARK_LEN	(REC_HDR_LEN + 16u)	/* a whole MARK record */
 
 #define REC_BLOCK	4096u	/* file block size */
 #define REC_EXT_MAX	256u	/* blocks per EXTENT record */
@@ -74,6 +87,7 @@ struct rec {
 	uint64_t fsize;		/* ATTR with MST_SA_SIZE; EXTENT: file size
 				   after it */
 	uint64_t first;		/* EXTENT: first block number */
+	uint64_t synced;	/* MARK: segment bytes durable then */
 	uint32_t nblk;		/* EXTENT: blocks */
 	uint32_t flags;		/* EXTENT: REC_EXT_* */
 	uint8_t ntype;		/* CREATE: MST_T_* */

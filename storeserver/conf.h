@@ -39,6 +39,7 @@ struct conf {
 	uint64_t quota_messages;
 	char *quota_file;
 	uint64_t segment_size;
+	int segment_prealloc;
 	uint64_t checkpoint_bytes;
 	uint64_t checkpoint_part_ids;	/* ids per checkpoint part */
 	uint64_t reserve_bytes;

@@ -41,6 +41,11 @@ struct seg {
 	int fd;
 	atomic_int refs;	/* table + readers; closed at 0 */
 	uint64_t size;		/* durable end; writer-owned */
+	uint64_t alloc;		/* pre-written: the file's length, past
+				   the log's end (zeros); 0: the file
+				   ends with the log; writer-owned */
+	int marked;		/* its batches open with a MARK record
+				   (record.h): it was pre-written */
 	atomic_uint_fast64_t written;	/* end of what pwritev has put in
 					   the file; readers wait for it */
 	char path[];
@@ -193,6 +198,23 @@ struct engine {
 	uint64_t sacked;		/* changes in it already answered */
 	unsigned snrec;			/* records in it */
 	int spending, sbusy, sstop;
+	uint32_t synced_no;		/* the last fdatasync covered
+					   segment synced_no up to */
+	uint64_t synced_end;		/* synced_end; guarded by smu */
+	/*
+	 * Pre-written segments (eng_store.c, store_files): the spare
+	 * thread fills DIR/log/spare with zeros to segment_size and syncs
+	 * it; a rotation renames it to the next segment, so that the
+	 * log's appends overwrite written blocks and each fdatasync
+	 * flushes data only, not the file's growth (ext4 journals that).
+	 */
+	pthread_t spare_t;
+	pthread_mutex_t spmu;
+	pthread_cond_t spcv;
+	int spare_fd;			/* ready, filled and synced; or -1 */
+	int spare_on, spare_stop;	/* guarded by spmu */
+	uint64_t spare_made;		/* spares made; spmu */
+	uint64_t spare_used;		/* rotations into one; spmu */
 	pthread_mutex_t wmu;		/* batch-written wakeups */
 	pthread_cond_t wcv;
 	uint64_t wgen;			/* batches ended; guarded by wmu */
@@ -274,6 +296,12 @@ struct seg *seg_new(struct engine *e, uint32_t no, int fd);
 int store_open(struct engine *e);
 void store_close(struct engine *e);
 int store_rotate(struct engine *e);
+/* The spare thread (invariant 5 in eng_store.c): started after the
+ * store is open when segment_prealloc is set (store_files only; a spare
+ * left by an earlier run is removed either way), stopped before it
+ * closes. 0 or a negative errno. */
+int spare_start(struct engine *e);
+void spare_stop(struct engine *e);
 /* Write a checkpoint now, on this thread (writer, between batches). */
 int store_checkpoint(struct engine *e);
 /* A checkpoint of |seg|, |lsn| taken |since| log bytes after the last

@@ -512,6 +512,14 @@ stats(struct engine *e, struct job *j)
 	 * fdatasync that made them durable (engine_local.c). */
 	n += snprintf(buf + n, sizeof buf - (size_t)n, "ordered=%llu\n",
 	    (unsigned long long)atomic_load(&e->ordered));
+	/* Pre-written segments made, and rotations into one (eng_store.c,
+	 * invariant 5). */
+	pthread_mutex_lock(&e->spmu);
+	n += snprintf(buf + n, sizeof buf - (size_t)n,
+	    "spares_made=%llu\nspares_used=%llu\n",
+	    (unsigned long long)e->spare_made,
+	    (unsigned long long)e->spare_used);
+	pthread_mutex_unlock(&e->spmu);
 	pthread_mutex_lock(&e->cmu);
 	n += snprintf(buf + n, sizeof buf - (size_t)n,
 	    "scrub_running=%d\nscrub_bytes_done=%llu\n"

@@ -194,6 +194,8 @@ struct engine_conf {
 	uint64_t quota_messages;	/* default per mailbox; 0: none */
 	const char *quota_file;		/* per-mailbox overrides, or NULL */
 	uint64_t segment_size;		/* bytes per segment file */
+	int segment_prealloc;		/* local: write the next segment
+					   ahead of need (eng_store.c) */
 	uint64_t checkpoint_bytes;	/* log bytes between checkpoints */
 	uint64_t reserve_bytes;		/* free space kept back: ENOSPC */
 	int readers;			/* reader threads */

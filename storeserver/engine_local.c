@@ -286,6 +286,7 @@ roll_back(struct engine *e, struct seg *s, uint64_t base, struct job *jobs,
 		abort();
 	}
 	s->size = base;
+	s->alloc = 0;			/* the file ends there now */
 	r2 = store_reload(e);
 	if (r2 == 0)
 		orefs_reapply(e);	/* orphans are gone with the reload */
@@ -357,6 +358,28 @@ sync_drain(struct engine *e)
 	pthread_mutex_unlock(&e->smu);
 }
 
+/*
+ * Open the batch in a pre-written segment with its MARK (record.h):
+ * how far that segment was synced before this batch. Replay takes
+ * damage before that point for damage, not for a torn write.
+ */
+static void
+batch_mark(struct engine *e, struct batch *b)
+{
+	struct rec r = { .type = REC_MARK };
+	int len;
+
+	pthread_mutex_lock(&e->smu);
+	if (e->synced_no == b->seg->no)
+		r.synced = e->synced_end;
+	pthread_mutex_unlock(&e->smu);
+	len = rec_encode(&r, NULL, b->arena, REC_MARK_LEN);
+	if (len != (int)REC_MARK_LEN) {
+		log_err("encode MARK: %d", len);
+		abort();
+	}
+}
+
 static void
 run_batch(struct engine *e, struct batch *b, struct job *jobs)
 {
@@ -371,6 +394,12 @@ run_batch(struct engine *e, struct batch *b, struct job *jobs)
 	b->base = b->pos = e->active->size;
 	b->niov = b->nrec = b->nscratch = 0;
 	b->arena_used = 0;
+	if (b->seg->marked) {		/* room for its MARK, first */
+		b->iov[0] = (struct iovec){ b->arena, REC_MARK_LEN };
+		b->niov = 1;
+		b->arena_used = REC_MARK_LEN;
+		b->pos += REC_MARK_LEN;
+	}
 	b->space = space_left(e);
 	stage_sweep(e, b);		/* staged bodies past their time */
 	for (j = jobs; j; j = next) {
@@ -404,6 +433,10 @@ run_batch(struct engine *e, struct batch *b, struct job *jobs)
 			dtail = &j->next;
 		}
 	}
+	if (b->seg->marked && b->nrec)
+		batch_mark(e, b);
+	else if (b->nrec == 0)
+		b->pos = b->base;	/* nothing to write, not even a MARK */
 	if (b->nrec) {
 		rc = dio_pwritev_all(b->seg->fd, b->iov, b->niov,
 		    (off_t)b->base);
@@ -528,6 +561,10 @@ syncer_main(void *arg)
 			atomic_fetch_add(&e->syncs, 1);
 			metrics_commit(nrec, pos - base,
 			    metrics_now_ns() - t0);
+			pthread_mutex_lock(&e->smu);
+			e->synced_no = s->no;
+			e->synced_end = pos;
+			pthread_mutex_unlock(&e->smu);
 		}
 		for (j = jobs; j; j = next) {
 			next = j->next;
@@ -1099,6 +1136,9 @@ engine_open_media(const struct engine_conf *c, const struct store_media *m,
 	pthread_mutex_init(&e->kmu, NULL);
 	pthread_cond_init(&e->kcv, NULL);
 	e->kwtail = &e->kwait;
+	pthread_mutex_init(&e->spmu, NULL);
+	pthread_cond_init(&e->spcv, NULL);
+	e->spare_fd = -1;
 	if (e->dir == NULL || ckstate_new(e) < 0) {
 		free(e->dir);
 		free(e);
@@ -1145,6 +1185,9 @@ engine_open_media(const struct engine_conf *c, const struct store_media *m,
 		abort();
 	if (stage_start(e) < 0)
 		abort();	/* staged bodies would hold quota for ever */
+	if (spare_start(e) < 0)
+		log_warn("store %s: cannot start the spare thread; segments "
+		    "grow as they are written", e->dir);
 	*out = e;
 	return 0;
 }
@@ -1222,6 +1265,7 @@ engine_close(struct engine *e)
 		pthread_join(e->compactor, NULL);
 		jq_stop(&e->wq);
 		pthread_join(e->writer, NULL);	/* drains the syncer */
+		spare_stop(e);		/* no rotation after the writer */
 		pthread_mutex_lock(&e->smu);
 		e->sstop = 1;
 		pthread_cond_broadcast(&e->scv);

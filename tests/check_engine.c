@@ -3027,6 +3027,274 @@ START_TEST(checkpoint_without_spent_ids_loads)
 }
 END_TEST
 
+/* --- pre-written segments (segment_prealloc, eng_store.c invariant 5) --- */
+
+/* Reopen T with 64 KiB pre-written segments, no checkpoints on the way
+ * (replay covers the whole log) and no compaction. */
+static void
+prewritten_open(void)
+{
+	tclose(&T);
+	T.conf.segment_size = 64u << 10;
+	T.conf.segment_prealloc = 1;
+	T.conf.checkpoint_bytes = 1ull << 40;
+	T.conf.compact_percent = 0;
+	ck_assert_int_eq(topen(&T), 0);
+}
+
+/* The highest-numbered segment's path into |seg|. */
+static void
+last_segment(char *seg, size_t cap)
+{
+	char p[400];
+	unsigned no, last = 0;
+
+	for (no = 1; no < 4096; no++) {
+		snprintf(p, sizeof p, "%s/log/%08x.seg", tmpl, no);
+		if (access(p, F_OK) == 0)
+			last = no;
+	}
+	ck_assert_uint_gt(last, 0);
+	snprintf(seg, cap, "%s/log/%08x.seg", tmpl, last);
+}
+
+/* Fill mailbox "m" with 10 KiB messages until the writer has rotated
+ * into a spare: the active segment, pre-written, in |seg| (the last
+ * message may have gone into it: the rotation follows the answer). */
+static void
+into_prewritten(char *seg, size_t cap)
+{
+	char body[10240], name[32];
+	int i;
+
+	ck_assert_int_eq(t_mkdirs(&T, "m"), 0);
+	for (i = 0; i < 2000 && stat_of("spares_made") == 0; i++)
+		usleep(10000);
+	ck_assert_uint_ge(stat_of("spares_made"), 1);
+	fill(body, sizeof body, 3);
+	for (i = 0; stat_of("spares_used") == 0; i++) {
+		ck_assert_int_lt(i, 100);
+		snprintf(name, sizeof name, "fill%d", i);
+		ck_assert_int_eq(t_deliver(&T, "m", MST_SUB_NEW, name, body,
+		    sizeof body, NULL, NULL), 0);
+	}
+	last_segment(seg, cap);
+}
+
+/*
+ * The valid records of segment file |path| from its start, up to the
+ * first invalid one: their offsets and types (at most |max|), how many,
+ * and where they end (*end_out).
+ */
+static int
+walk_log(const char *path, uint64_t *off, uint8_t *type, int max,
+    uint64_t *end_out)
+{
+	uint64_t pos = 0, sum, size = (uint64_t)file_size(path);
+	uint8_t *p = malloc(size + 1);
+	struct rec r;
+	int fd = open(path, O_RDONLY), n = 0, len;
+
+	ck_assert(p != NULL && fd >= 0);
+	ck_assert_int_eq(pread(fd, p, size, 0), (ssize_t)size);
+	close(fd);
+	while (pos + REC_HDR_LEN <= size && n < max) {
+		memset(&r, 0, sizeof r);
+		len = rec_hdr_decode(&r, p + pos, 1u << 30, &sum);
+		if (len < 0 || pos + REC_HDR_LEN + (uint64_t)len > size ||
+		    !rec_verify(p + pos, p + pos + REC_HDR_LEN, (size_t)len,
+		    sum))
+			break;
+		off[n] = pos;
+		type[n++] = r.type;
+		pos += REC_HDR_LEN + (uint64_t)len;
+	}
+	free(p);
+	*end_out = pos;
+	return n;
+}
+
+static void
+copy_file(const char *from, const char *to)
+{
+	char cmd[1000];
+
+	snprintf(cmd, sizeof cmd, "cp %s %s", from, to);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+/*
+ * With segment_prealloc the writer rotates into a segment written with
+ * zeros ahead of need: the file keeps its full length, the log ends
+ * before it, and each batch there opens with a MARK. A copy of the
+ * files taken while the store runs (what kill -9 leaves), a clean
+ * restart and a scrub all find every message, and the segment is not
+ * cut back at a restart.
+ */
+START_TEST(prewritten_segment_ends_at_its_log_and_survives_restarts)
+{
+	uint64_t off[64], end;
+	uint8_t type[64];
+	char seg[400], crash[300], cmd[1400], text[4096];
+	char *live, *got;
+	struct tengine C;
+	int n, n0;
+
+	prewritten_open();
+	into_prewritten(seg, sizeof seg);
+	ck_assert_int_eq(file_size(seg), 64 << 10);
+	n0 = walk_log(seg, off, type, 64, &end);
+	ck_assert_int_eq(t_deliver(&T, "m", MST_SUB_NEW, "p1", "one", 3,
+	    NULL, NULL), 0);
+	ck_assert_int_eq(t_deliver(&T, "m", MST_SUB_NEW, "p2", "two", 3,
+	    NULL, NULL), 0);
+	n = walk_log(seg, off, type, 64, &end);
+	ck_assert_int_eq(n, n0 + 4);		/* MARK NEW, MARK NEW */
+	ck_assert_uint_eq(type[0], REC_MARK);
+	ck_assert_uint_eq(type[n0], REC_MARK);
+	ck_assert_uint_eq(type[n0 + 1], REC_NEW);
+	ck_assert_uint_eq(type[n0 + 2], REC_MARK);
+	ck_assert_uint_eq(type[n0 + 3], REC_NEW);
+	ck_assert_uint_lt(end, 64 << 10);
+	ck_assert_int_eq(file_size(seg), 64 << 10);
+	live = t_dump(&T);
+
+	snprintf(crash, sizeof crash, "%s.crash", tmpl);
+	snprintf(cmd, sizeof cmd, "rm -rf %s && cp -a %s %s && rm -f %s/LOCK "
+	    "%s/checkpoint", crash, tmpl, crash, crash, crash);
+	ck_assert_int_eq(system(cmd), 0);
+	tconf(&C, crash);
+	C.conf.segment_size = 64u << 10;
+	ck_assert_int_eq(topen(&C), 0);
+	got = t_dump(&C);
+	ck_assert_str_eq(got, live);
+	free(got);
+	tclose(&C);
+	trm_tree(crash);
+
+	ck_assert_int_eq(t_admin(&T, "scrub", text, sizeof text), 0);
+	ck_assert_msg(strstr(text, "result=clean") != NULL, "%s", text);
+	reopen();
+	got = t_dump(&T);
+	ck_assert_str_eq(got, live);
+	free(got);
+	free(live);
+	ck_assert_int_eq(file_size(seg), 64 << 10);
+	ck_assert_int_eq(t_deliver(&T, "m", MST_SUB_NEW, "p3", "three", 5,
+	    NULL, NULL), 0);
+	reopen();
+	got = t_dump(&T);
+	ck_assert_ptr_nonnull(strstr(got, "m/new/p3 "));
+	free(got);
+	ck_assert_int_eq(walk_log(seg, off, type, 64, &end), n0 + 6);
+	ck_assert_int_eq(file_size(seg), 64 << 10);
+}
+END_TEST
+
+static struct job *
+deliver_job(const char *name, const char *body)
+{
+	struct mst_deliver_req d = {
+		.mailbox = mst_str_of("m"), .folder = mst_str_of(""),
+		.sub = MST_SUB_NEW, .name = mst_str_of(name),
+		.checksum = mst_checksum(body, strlen(body)),
+		.body_size = strlen(body), .mode = 0600,
+	};
+	uint8_t buf[1024];
+	int n;
+
+	d.idem[0] = (uint8_t)name[0];
+	d.idem[1] = (uint8_t)name[1];
+	n = mst_deliver_req_encode(&d, buf, sizeof buf);
+	return tbuild(&T, MST_OP_DELIVER, buf, (size_t)n, body, strlen(body));
+}
+
+/*
+ * After a crash a pre-written tail may hold any mix of the blocks of
+ * batches never synced: a damaged record followed by valid ones of its
+ * own batch is a torn write, cut off. Damage before what a later MARK
+ * says was synced is not: the store refuses to start, as it does for
+ * damage before a valid record in a segment that grows.
+ */
+START_TEST(torn_batch_in_a_prewritten_segment_is_cut_and_synced_damage_is_not)
+{
+	struct mst_mkdir_req m = { mst_str_of("pad"), 0700, 0, 0 };
+	uint64_t off[64], end;
+	uint8_t type[64], req[1024];
+	char seg[400], saved[400], ck[300];
+	struct job *jobs[3];
+	char *got;
+	int i, n, n0;
+
+	prewritten_open();
+	into_prewritten(seg, sizeof seg);
+	n0 = walk_log(seg, off, type, 64, &end);
+	ck_assert_int_eq(t_deliver(&T, "m", MST_SUB_NEW, "a", "aaaa", 4,
+	    NULL, NULL), 0);
+	ck_assert_int_eq(t_deliver(&T, "m", MST_SUB_NEW, "b", "bbbb", 4,
+	    NULL, NULL), 0);
+	/* d1 and d2 in one batch, after the MKDIR's own. */
+	n = mst_mkdir_req_encode(&m, req, sizeof req);
+	jobs[0] = tbuild(&T, MST_OP_MKDIR, req, (size_t)n, NULL, 0);
+	jobs[1] = deliver_job("d1", "first of the batch");
+	jobs[2] = deliver_job("d2", "second of the batch");
+	tpause(&T, jobs[0]);
+	tsubmit(&T, jobs[1]);
+	tsubmit(&T, jobs[2]);
+	tresume(&T);
+	for (i = 0; i < 3; i++) {
+		ck_assert_int_eq(twait_for(jobs[i])->status, 0);
+		job_free(jobs[i]);
+	}
+	tclose(&T);
+	n = walk_log(seg, off, type, 64, &end);
+	/* MARK a, MARK b, MARK pad, MARK d1 d2 */
+	ck_assert_int_eq(n, n0 + 9);
+	ck_assert_uint_eq(type[n0], REC_MARK);
+	ck_assert_uint_eq(type[n0 + 6], REC_MARK);
+	ck_assert_uint_eq(type[n0 + 7], REC_NEW);
+	ck_assert_uint_eq(type[n0 + 8], REC_NEW);
+	snprintf(saved, sizeof saved, "%s/saved.seg", tmpl);
+	snprintf(ck, sizeof ck, "%s/checkpoint", tmpl);
+	copy_file(seg, saved);
+
+	/* d1 torn, d2 whole: the batch never synced, so both go. */
+	flip_byte(seg, (off_t)off[n0 + 7] + 40);
+	ck_assert_int_eq(unlink(ck), 0);
+	ck_assert_int_eq(topen(&T), 0);
+	got = t_dump(&T);
+	ck_assert_ptr_nonnull(strstr(got, "m/new/a "));
+	ck_assert_ptr_nonnull(strstr(got, "m/new/b "));
+	ck_assert_ptr_nonnull(strstr(got, "pad "));
+	ck_assert_ptr_null(strstr(got, "m/new/d1 "));
+	ck_assert_ptr_null(strstr(got, "m/new/d2 "));
+	free(got);
+	tclose(&T);
+	ck_assert_int_eq(file_size(seg), (off_t)off[n0 + 7]);
+
+	/* "a" damaged: the MARK of b's batch says it was synced. */
+	copy_file(saved, seg);
+	flip_byte(seg, (off_t)off[n0 + 1] + 40);
+	unlink(ck);
+	ck_assert_int_eq(topen(&T), -EUCLEAN);
+	T.e = NULL;
+	/* "b" damaged: answered, so synced before the MKDIR's batch was
+	 * written, whose MARK says so. (Damage to the MKDIR itself would be
+	 * cut as torn: d1's batch was written while the MKDIR's was being
+	 * synced, so no MARK covers it.) */
+	copy_file(saved, seg);
+	flip_byte(seg, (off_t)off[n0 + 3] + 40);
+	ck_assert_int_eq(topen(&T), -EUCLEAN);
+	T.e = NULL;
+	/* Undamaged, the whole log is back. */
+	copy_file(saved, seg);
+	ck_assert_int_eq(topen(&T), 0);
+	got = t_dump(&T);
+	ck_assert_ptr_nonnull(strstr(got, "m/new/d2 "));
+	free(got);
+}
+END_TEST
+
 static Suite *
 engine_suite(void)
 {
@@ -3111,6 +3379,10 @@ engine_suite(void)
 		{ staged_bodies_are_swept_in_an_idle_store, ON_BOTH },
 		{ spent_ids_are_kept_within_their_bounds, ON_BOTH },
 		{ checkpoint_without_spent_ids_loads, ON_LOCAL },
+		{ prewritten_segment_ends_at_its_log_and_survives_restarts,
+		    ON_LOCAL },
+		{ torn_batch_in_a_prewritten_segment_is_cut_and_synced_damage_is_not,
+		    ON_LOCAL },
 	};
 	Suite *s = suite_create("engine");
 	TCase *tl = tcase_create("local"), *tm = tcase_create("memory");

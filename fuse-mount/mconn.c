@@ -1025,7 +1025,7 @@ rx_read(struct mconn *c)
 		more = mst_client_pending(c->cl);
 		pthread_mutex_unlock(&c->io_mu);
 	} while (more > 0);
-	if (!x->keep)		/* else rx_release dispatches, then clears */
+	if (!x->keep)	/* else rx_release dispatches, then clears */
 		atomic_store(&c->rx_busy, 0);
 	return 0;
 }

@@ -241,7 +241,7 @@ struct rcall {
 	struct rsrv *s;		/* where it went last */
 	unsigned op, flags, tries;
 	unsigned nagain;	/* EAGAIN answers so far */
-	int64_t deadline;	/* the first send's, for resends after EAGAIN */
+	int64_t deadline;	/* the first send's, for EAGAIN resends */
 	int64_t due;		/* on rt->again: when to send it again */
 	struct rcall *anext;	/* rt->again */
 	mconn_cb *cb;

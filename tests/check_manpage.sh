@@ -255,6 +255,7 @@ man/nfs-server.8	tools/lab/nfs-server --help; tools/lab/nfs-server start --help;
 man/mta-bench.1	tools/lab/mta-bench --help
 man/bench-all.1	tools/bench/bench-all --help
 man/restart-bench.1	tools/bench/restart-bench --help
+man/ckpt-bench.1	tools/bench/ckpt-bench --help
 man/stall-bench.1	tools/bench/stall-bench --help
 man/bench-writes.1	tools/bench/bench-writes --help
 man/bench-list.1	tools/bench/bench-list --help

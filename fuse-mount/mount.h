@@ -271,6 +271,7 @@ struct fhandle {
 	int own_buf;		/* buf is the handle's, not the inode's */
 	int dirty;		/* buf differs from the store */
 	int writable;
+	int writer;		/* counted in m->writers */
 	int delivered;		/* pending new/cur file: DELIVER done */
 	char mailbox[MST_PATH_MAX + 1];	/* messages: for FETCH */
 };
@@ -304,6 +305,9 @@ struct mount {
 	struct minode **ptab;	/* every node by (parent, name) */
 	size_t pmask, pn;
 	uint64_t next_local;	/* guarded by mu */
+	unsigned writers;	/* guarded by mu: open handles that may write
+				   a local file (ops_file.c): deliveries
+				   under way on this mount */
 	/* The memory budget (cache_mb=): minodes with their names, folder
 	 * caches and the tables, all guarded by mu. */
 	size_t mem_budget;	/* bytes */

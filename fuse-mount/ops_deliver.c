@@ -27,7 +27,8 @@
  * otherwise, and whenever the store lacks it, the whole DELIVER goes.
  *
  * One writer, large messages: a body of SPOOL_CHUNK bytes or more in a
- * quiet mailbox travels while it is being written. After the kernel has
+ * quiet mailbox, written while no other file of the mount is open for
+ * writing, travels while it is being written. After the kernel has
  * its answer to a WRITE, the thread that served it SPOOLs what the file
  * holds past its last SPOOL, in pieces of SPOOL_CHUNK, while the writer
  * goes on writing (mstore-protocol(7), SPOOL). The store keeps them in
@@ -382,8 +383,14 @@ spool_send(struct mount *m, struct minode *n, struct stage *st,
 	return rc;
 }
 
-/* A new spool for |n| (mu held), or NULL: only a lone writer's file in a
- * tmp/ whose server gathers spools. */
+/*
+ * A new spool for |n| (mu held), or NULL: only a lone writer's file in a
+ * tmp/ whose server gathers spools. Lone on the whole mount: with
+ * another file open for writing anywhere on it, the machine's cores
+ * are busy with that delivery, and a spool's pieces (a copy, a request
+ * and its answer each, and the store's gathering) cost CPU that the
+ * overlap no longer gives back; the link sends the DELIVER instead.
+ */
 static struct stage *
 spool_new(struct mount *m, struct minode *n)
 {
@@ -393,6 +400,7 @@ spool_new(struct mount *m, struct minode *n)
 	size_t dlen;
 
 	if (n->parent->nlocal >= 2 ||	/* busy: fsync STAGEs instead */
+	    m->writers >= 2 ||		/* busy elsewhere: DELIVER at link */
 	    inode_path(n->parent, dpath, sizeof dpath) < 0)
 		return NULL;
 	(void)inode_classify(NULL, dpath, &mb, &folder);

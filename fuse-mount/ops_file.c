@@ -71,8 +71,10 @@ handle_sync(struct mount *m, struct fhandle *h)
 	return 0;
 }
 
+/* mu held. A handle that may write a local file counts in m->writers
+ * until handle_free. */
 static struct fhandle *
-handle_new(struct minode *n, int flags)
+handle_new(struct mount *m, struct minode *n, int flags)
 {
 	struct fhandle *h = calloc(1, sizeof *h);
 
@@ -85,6 +87,10 @@ handle_new(struct minode *n, int flags)
 		h->buf = n->buf;	/* the inode's: it outlives the handle */
 	else
 		h->ofile = n->attr.type == MST_T_FILE;
+	if (n->local && h->writable) {
+		h->writer = 1;
+		m->writers++;
+	}
 	return h;
 }
 
@@ -113,10 +119,16 @@ local_direct(struct mount *m, const struct fhandle *h)
 	return local;
 }
 
-/* Never touches h->n: it may be gone once the handle is closed. */
+/* Never touches h->n: it may be gone once the handle is closed. mu NOT
+ * held. */
 static void
-handle_free(struct fhandle *h)
+handle_free(struct mount *m, struct fhandle *h)
 {
+	if (h && h->writer) {
+		pthread_mutex_lock(&m->mu);
+		m->writers--;
+		pthread_mutex_unlock(&m->mu);
+	}
 	if (h && h->own_buf)
 		fbuf_free(h->buf);
 	free(h);
@@ -693,7 +705,7 @@ do_create(struct mount *m, fuse_ino_t parent, const char *name, mode_t mode,
 			if (flags & O_TRUNC)
 				rc = fbuf_truncate(n->buf, m, 0);
 		}
-		if (rc == 0 && (*out = handle_new(n, flags)) == NULL)
+		if (rc == 0 && (*out = handle_new(m, n, flags)) == NULL)
 			rc = -ENOMEM;
 		if (rc == 0) {
 			n->nlookup++;
@@ -711,7 +723,7 @@ do_create(struct mount *m, fuse_ino_t parent, const char *name, mode_t mode,
 	pthread_mutex_lock(&m->mu);
 	inode_dir_changed(m, p, NULL);
 	n = node_remote(m, p, name, &a, 1);
-	if (n && (*out = handle_new(n, flags)) != NULL) {
+	if (n && (*out = handle_new(m, n, flags)) != NULL) {
 		n->nopen++;
 		n->stale = 0;
 	} else {
@@ -742,7 +754,7 @@ do_create(struct mount *m, fuse_ino_t parent, const char *name, mode_t mode,
 		inode_forget(m, n, 1);
 		inode_close(m, n);
 		pthread_mutex_unlock(&m->mu);
-		handle_free(*out);
+		handle_free(m, *out);
 	}
 	return rc;
 }
@@ -778,7 +790,7 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		inode_forget(m, h->n, 1);
 		inode_close(m, h->n);
 		pthread_mutex_unlock(&m->mu);
-		handle_free(h);
+		handle_free(m, h);
 	}
 }
 
@@ -801,7 +813,7 @@ do_open(struct mount *m, fuse_ino_t ino, struct fuse_file_info *fi,
 	else if (n->attr.type == MST_T_MSG && (fi->flags & O_ACCMODE) !=
 	    O_RDONLY)
 		rc = -EPERM;		/* message bodies are immutable */
-	else if ((h = handle_new(n, fi->flags)) == NULL)
+	else if ((h = handle_new(m, n, fi->flags)) == NULL)
 		rc = -ENOMEM;
 	if (rc == 0) {
 		n->nopen++;
@@ -823,7 +835,7 @@ do_open(struct mount *m, fuse_ino_t ino, struct fuse_file_info *fi,
 		pthread_mutex_lock(&m->mu);
 		inode_close(m, n);
 		pthread_mutex_unlock(&m->mu);
-		handle_free(h);
+		handle_free(m, h);
 	}
 	if (rc == 0)
 		*out = h;
@@ -849,7 +861,7 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		pthread_mutex_lock(&m->mu);
 		inode_close(m, h->n);
 		pthread_mutex_unlock(&m->mu);
-		handle_free(h);
+		handle_free(m, h);
 	}
 }
 
@@ -1091,7 +1103,7 @@ do_release(struct mount *m, struct fhandle *h, uint64_t owner,
 	pthread_mutex_lock(&m->mu);
 	inode_close(m, h->n);
 	pthread_mutex_unlock(&m->mu);
-	handle_free(h);
+	handle_free(m, h);
 }
 
 void

@@ -453,6 +453,33 @@ def write_spooled(m, path):
     os.close(fd)
 
 
+def test_writer_in_another_mailbox_turns_spooling_off(m):
+    """A 1 MiB body in 4 KiB writes while a file in another mailbox's
+    tmp/ is open for writing (another delivery under way on this mount,
+    so no core is free for the overlap) is not spooled: one DELIVER at
+    link. Once that file is closed, a lone writer's body spools again."""
+    maildir(m)
+    other = "example.com/req2"
+    for sub in ("", "/tmp", "/new", "/cur"):
+        os.makedirs(m.path(other + sub), mode=0o700, exist_ok=True)
+    body = body_of(1 << 20, 11)
+    fd = os.open(m.path(other, "tmp", "writing.1"),
+                 os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    try:
+        os.write(fd, b"another delivery, still being written\n")
+        with Count(m) as c:
+            dst = deliver(m, "1m.busy-elsewhere", body, 4096)
+        check_arrived(dst, body)
+        one_deliver(c)
+    finally:
+        os.close(fd)
+        os.unlink(m.path(other, "tmp", "writing.1"))
+    with Count(m) as c:
+        dst = deliver(m, "1m.alone-again", body, 4096)
+    check_arrived(dst, body)
+    spooled_then_committed(c, 4)
+
+
 def test_spool_of_a_file_removed_undelivered_is_dropped(m):
     """A spooled tmp/ file removed instead of linked: nothing is
     delivered, and the store is told to drop the spool (an empty SPOOL
@@ -543,6 +570,7 @@ def main():
               test_staged_body_that_no_longer_fits_is_delivered_whole,
               test_write_clears_setuid_of_a_tmp_file,
               test_routing_view_still_answers,
+              test_writer_in_another_mailbox_turns_spooling_off,
               test_spool_of_a_file_removed_undelivered_is_dropped,
               test_spool_of_a_file_replaced_in_tmp_is_dropped,
               test_spool_of_a_file_put_outside_a_folder_is_dropped):

@@ -663,6 +663,8 @@ ckr_finish(struct ckr *c, uint64_t *sum_out)
 struct ckload {
 	struct index *ix;
 	struct mbox **mb;
+	uint16_t *mblen;	/* their names' lengths (a strlen a message
+				   was a tenth of a start's CPU) */
 	uint32_t nmb;
 	int v1;
 	index_body_fn *body;
@@ -743,7 +745,7 @@ load_node(struct ckload *l, struct rd *r)
 		if (mi >= l->nmb)
 			return -EBADMSG;
 		rc.mailbox = (struct mst_str){ l->mb[mi]->name,
-			(uint16_t)strlen(l->mb[mi]->name) };
+			l->mblen[mi] };
 	}
 	if (r->err || kind > 1 || (l->only_dirs && rc.ntype != MST_T_DIR) ||
 	    (l->id_hi && (rc.id < l->id_lo || rc.id >= l->id_hi ||
@@ -879,19 +881,28 @@ ckr_init(struct ckr *c, int fd, uint64_t size)
 
 /* |n| mailbox names into |mb|. */
 static int
-load_mboxes(struct ckr *c, struct index *ix, struct mbox **mb, uint32_t n)
+load_mboxes(struct ckr *c, struct ckload *l, uint32_t n)
 {
 	struct mst_str s;
 	struct rd r;
 	uint32_t i;
 
+	free(l->mb);
+	free(l->mblen);
+	l->nmb = 0;
+	l->mb = calloc(n ? n : 1, sizeof *l->mb);
+	l->mblen = calloc(n ? n : 1, sizeof *l->mblen);
+	if (l->mb == NULL || l->mblen == NULL)
+		return -ENOMEM;
 	for (i = 0; i < n; i++) {
 		r = ckr_rd(c, CK_ITEM_MAX);
 		s = rd_str(&r);
-		if (r.err || (mb[i] = index_mbox(ix, s, 1)) == NULL)
+		if (r.err || (l->mb[i] = index_mbox(l->ix, s, 1)) == NULL)
 			return r.err ? -EBADMSG : -ENOMEM;
+		l->mblen[i] = s.len;
 		ckr_take(c, &r);
 	}
+	l->nmb = n;
 	return 0;
 }
 
@@ -947,11 +958,7 @@ load_whole(struct ckr *c, struct ckload *l, uint64_t size, int v3,
 	ckr_take(c, &r);
 	index_reserve(ix, nnodes);
 	ix->loading = 1;
-	l->mb = calloc(nmb ? nmb : 1, sizeof *l->mb);
-	if (l->mb == NULL)
-		return -ENOMEM;
-	l->nmb = nmb;
-	rc = load_mboxes(c, ix, l->mb, nmb);
+	rc = load_mboxes(c, l, nmb);
 	if (rc == 0)
 		rc = load_nodes(c, l, nnodes);
 	if (rc == 0 && v3)
@@ -1000,15 +1007,10 @@ load_part(struct ckr *c, struct ckload *l, int fd,
 	if (p->shard == INDEX_PART_SPENT) {
 		rc = load_spent(c, ix, p->bytes);
 	} else {
-		free(l->mb);
-		l->mb = calloc(nmb ? nmb : 1, sizeof *l->mb);
-		if (l->mb == NULL)
-			return -ENOMEM;
-		l->nmb = nmb;
 		l->id_lo = (uint64_t)p->shard * per;
 		l->id_hi = l->id_lo + per;
 		l->dir = NULL;
-		rc = load_mboxes(c, ix, l->mb, nmb);
+		rc = load_mboxes(c, l, nmb);
 		if (rc == 0)
 			rc = load_nodes(c, l, nodes);
 	}
@@ -1153,6 +1155,7 @@ out:
 		*out = (struct index_ckpt){ 0 };
 	}
 	free(l.mb);
+	free(l.mblen);
 	free(l.dcache);
 	free(c);
 	return rc;

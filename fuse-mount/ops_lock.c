@@ -131,14 +131,19 @@ granted(void *arg, struct mreply *r)
 	mreply_free(r);
 	if (rc == -ENOENT)
 		rc = -ESTALE;
-	if (rc == 0 && w->q.type != MST_LK_UN) {
+	if (rc == 0 && w->q.type != MST_LK_UN && !store_home_sole(w->m)) {
 		/* A name the previous holder created may have no notice
 		 * here yet (through another server it comes later): no
-		 * name is known missing any more (struct negset). */
+		 * name is known missing any more (struct negset), nor
+		 * present (minode.pos). From the store's only server the
+		 * grant comes after those notices, and the connection
+		 * thread applied them before this callback runs. */
 		pthread_mutex_lock(&w->m->mu);
 		w->m->neg_epoch++;
-		w->m->pos_epoch++;	/* nor known present (minode.pos) */
+		w->m->pos_epoch++;
 		pthread_mutex_unlock(&w->m->mu);
+	}
+	if (rc == 0 && w->q.type != MST_LK_UN) {
 		/* Held now: whatever happens next, the answer is success. */
 		if (store_getattr_async(w->m, w->q.id, revalidated, w) < 0)
 			inval_then(w->m, w->n->ino, finish, w);

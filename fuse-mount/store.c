@@ -401,6 +401,15 @@ store_spools(struct mount *m, struct mst_str mailbox)
 	    (mconn_features(c) & MST_FEAT_SPOOL) != 0;
 }
 
+int
+store_home_sole(struct mount *m)
+{
+	struct mconn *c = route_conn(m->route, ROUTE_HOME, 1);
+
+	return c != NULL && mconn_connected(c) &&
+	    (mconn_features(c) & MST_FEAT_SOLE) != 0;
+}
+
 uint32_t
 store_max_frame(struct mount *m, struct mst_str mailbox)
 {

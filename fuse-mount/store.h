@@ -79,6 +79,10 @@ int store_commit_async(struct mount *m, const struct mst_commit_req *q,
 /* Does the server of |mailbox| gather SPOOLed bodies (MST_FEAT_SPOOL),
  * and is it connected now? */
 int store_spools(struct mount *m, struct mst_str mailbox);
+/* Is the home server connected and the only server of its store
+ * (MST_FEAT_SOLE)? Then a reply from it, a lock grant among them, comes
+ * after the notices of every change it acknowledged before. */
+int store_home_sole(struct mount *m);
 /* The frame size of the server that serves |mailbox| now (each server
  * negotiates its own; route_max_frame is the home server's). */
 uint32_t store_max_frame(struct mount *m, struct mst_str mailbox);

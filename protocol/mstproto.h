@@ -110,7 +110,9 @@ const char *mst_op_name(unsigned op);
 #define MST_FEAT_WATCH		0x0002u	/* WATCH/NOTIFY */
 #define MST_FEAT_STAGE		0x0004u	/* STAGE/COMMIT */
 #define MST_FEAT_SPOOL		0x0008u	/* SPOOL, COMMIT of a spool */
-#define MST_FEAT_ALL		0x000Fu
+#define MST_FEAT_SOLE		0x0010u	/* the store's only server: its
+					   replies follow its notices */
+#define MST_FEAT_ALL		0x001Fu
 
 /* Mail folder kinds: the Maildir subdirectory a message lives in. */
 #define MST_SUB_NEW		1u

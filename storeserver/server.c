@@ -750,6 +750,20 @@ server_stages(const struct server *srv)
 	return srv->ops != NULL && srv->ops->stage;
 }
 
+/*
+ * Is this server the only one that changes its store and grants its
+ * locks (HELLO's SOLE)? Then the notices of a change go to the watchers'
+ * output (job_complete) before any frame that a reply to the change can
+ * have caused, a lock granted at the holder's unlock included, on this
+ * one loop. An engine whose storage other servers share takes the LOCKs
+ * (engine_ops.locks): their notices come by another way, maybe later.
+ */
+static int
+server_sole(const struct server *srv)
+{
+	return srv->ops != NULL && !srv->ops->locks;
+}
+
 /* Decode |p| into j->req according to j->op. */
 static int
 decode_req(struct job *j, const uint8_t *p, size_t len)
@@ -1850,7 +1864,8 @@ do_hello(struct conn *c, const struct mst_hdr *h, const uint8_t *p)
 		.version = MST_VERSION,
 		.features = MST_FEAT_WATCH | MST_FEAT_SPOOL |
 		    (srv->nkeys ? MST_FEAT_AUTH : 0) |
-		    (server_stages(srv) ? MST_FEAT_STAGE : 0),
+		    (server_stages(srv) ? MST_FEAT_STAGE : 0) |
+		    (server_sole(srv) ? MST_FEAT_SOLE : 0),
 		.max_body = srv->max_body,
 		.server_id = srv->server_id,
 		.server = mst_str_of(SERVER_NAME),

@@ -630,7 +630,8 @@ START_TEST(hello_and_ping_over_tcp_and_unix)
 	ck_assert_uint_eq(ht->version, MST_VERSION);
 	/* The local back-end keeps staged bodies. */
 	ck_assert_uint_eq(ht->features,
-	    MST_FEAT_WATCH | MST_FEAT_STAGE | MST_FEAT_SPOOL);
+	    MST_FEAT_WATCH | MST_FEAT_STAGE | MST_FEAT_SPOOL |
+	    MST_FEAT_SOLE);
 	ck_assert_uint_eq(ht->max_frame, TEST_MAX_FRAME);
 	ck_assert_uint_eq(ht->max_body, TEST_MAX_MSG);
 	ck_assert_msg(ht->server.len > 8 &&
@@ -2196,7 +2197,8 @@ START_TEST(auth_with_the_right_key_succeeds)
 	struct mst_client *u = client_at(srv.unix_addr, TEST_KEY, 0);
 
 	ck_assert_uint_eq(mst_client_hello(t)->features,
-	    MST_FEAT_AUTH | MST_FEAT_WATCH | MST_FEAT_STAGE | MST_FEAT_SPOOL);
+	    MST_FEAT_AUTH | MST_FEAT_WATCH | MST_FEAT_STAGE | MST_FEAT_SPOOL |
+	    MST_FEAT_SOLE);
 	ping_ok(t, 8);
 	ping_ok(u, 9);
 	mst_client_free(t);
@@ -3344,7 +3346,8 @@ START_TEST(tls_with_the_right_ca_and_key_serves)
 	ck_assert_ptr_nonnull(body);
 	ck_assert_ptr_nonnull(back);
 	ck_assert_uint_eq(mst_client_hello(c)->features,
-	    MST_FEAT_AUTH | MST_FEAT_WATCH | MST_FEAT_STAGE | MST_FEAT_SPOOL);
+	    MST_FEAT_AUTH | MST_FEAT_WATCH | MST_FEAT_STAGE | MST_FEAT_SPOOL |
+	    MST_FEAT_SOLE);
 	ping_ok(c, 41);
 	/* The name in the certificate also matches. */
 	localhost_addr(addr, sizeof addr);

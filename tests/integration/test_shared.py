@@ -263,6 +263,64 @@ def test_replaced_file_under_dotlock(a, b):
         "file through a stale name" % (sum(made) - got)
 
 
+def fcntl_counter_racer(lock, path, seconds):
+    """counter_racer under an fcntl lock of a file that stays: nothing
+    but the lock orders the rename over |path| through one mount and the
+    lookup of |path| through the other, which the mount may answer from
+    memory (mount.mstore(8), ordinary files). Returns the increments."""
+    import fcntl
+    done = 0
+    cur = None
+    end = time.monotonic() + seconds
+    with open(lock, "ab") as lk:
+        while time.monotonic() < end:
+            fcntl.lockf(lk, fcntl.LOCK_EX)
+            try:
+                st = os.stat(path)
+                if cur is None or (st.st_ino, st.st_dev) != cur[1]:
+                    if cur is not None:
+                        os.close(cur[0])
+                    cur = (os.open(path, os.O_RDONLY),
+                           (st.st_ino, st.st_dev))
+                v = int(os.pread(cur[0], 64, 0))
+                tmp = path + ".%d" % os.getpid()
+                with open(tmp, "wb") as f:
+                    f.write(b"%d\n" % (v + 1))
+                os.rename(tmp, path)
+                done += 1
+            finally:
+                fcntl.lockf(lk, fcntl.LOCK_UN)
+    if cur is not None:
+        os.close(cur[0])
+    return done
+
+
+def test_replaced_file_under_fcntl_lock(a, b):
+    """As test_replaced_file_under_dotlock, with an fcntl lock on a file
+    that is never removed: after the grant, the name of the file the
+    other mount replaced must lead to the new file, though a lookup of it
+    may be answered from the mount's memory (the grant comes after the
+    notice of the rename from the store's only server, or moves every
+    stamp). 4 processes per mount; no increment may be lost."""
+    os.makedirs(a.path(BOX), exist_ok=True)
+    with open(a.path(BOX, "counter2"), "wb") as f:
+        f.write(b"0\n")
+    h0 = _stat(a, "file_name_hits") + _stat(b, "file_name_hits")
+    made = [n for (n,) in race_on_both(a, b, "fcntl counter racer",
+                                       lambda m: (fcntl_counter_racer(
+                                           m.path(BOX, "counter2.lock"),
+                                           m.path(BOX, "counter2"), 4.0),))]
+    with open(b.path(BOX, "counter2"), "rb") as f:
+        got = int(f.read())
+    hits = _stat(a, "file_name_hits") + _stat(b, "file_name_hits") - h0
+    print("counter under an fcntl lock: %d increments (mount A %d, mount B "
+          "%d), file says %d, %d names answered from memory" % (
+              sum(made), sum(made[0::2]), sum(made[1::2]), got, hits))
+    assert sum(made[0::2]) > 0 and sum(made[1::2]) > 0, made
+    assert got == sum(made), "%d increments lost: a holder read a replaced " \
+        "file through a stale name" % (sum(made) - got)
+
+
 def fork_readers(fn, path, n=3, seconds=6.0):
     """Start |n| processes running fn(path, seconds); each exits 0 when
     it made at least one pass."""
@@ -459,8 +517,10 @@ def test_missing_name_asked_of_store_once(a):
     probes dovecot.index.cache, which its POP3 sessions never create) is
     answered by the mount again: looked up twice, it costs one store
     LOOKUP at most; every lookup still reaches the mount (the kernel
-    keeps no missing name); a create through this mount and a lock
-    granted to it have it asked of the store again; once created
+    keeps no missing name); a create through this mount has it asked of
+    the store again, and so does a lock granted to it unless the store's
+    server is its only one (HELLO's SOLE: mstored with the local or
+    memory back-end, whose grant follows every notice); once created
     through this mount it is found."""
     d = a.path("example.com", "neg")
     os.makedirs(d, exist_ok=True)
@@ -478,7 +538,9 @@ def test_missing_name_asked_of_store_once(a):
     assert sl <= 1, "store LOOKUPs for a missing name twice: %d" % sl
     assert _stat(a, "missing_name_hits") - h0 >= 1
     # A lock granted: the name is asked of the store again (what the
-    # lock's previous holder created must be found), then kept again.
+    # lock's previous holder created must be found, and through another
+    # server its notice may come after the grant), then kept again; from
+    # the store's only server the grant follows that notice.
     import fcntl
     lk = open(os.path.join(d, "the.lock"), "ab")    # a create: forgets
     expect_errno(errno.ENOENT, os.stat, probe)
@@ -488,9 +550,10 @@ def test_missing_name_asked_of_store_once(a):
     fcntl.lockf(lk, fcntl.LOCK_EX)
     expect_errno(errno.ENOENT, os.stat, probe)
     expect_errno(errno.ENOENT, os.stat, probe)
-    assert _requests(a, "store", "LOOKUP") - s0 == 1, \
-        "store LOOKUPs after a lock grant: %d" % (
-            _requests(a, "store", "LOOKUP") - s0)
+    want = 0 if mstlib.BACKEND in ("local", "memory") else 1
+    assert _requests(a, "store", "LOOKUP") - s0 == want, \
+        "store LOOKUPs after a lock grant: %d, want %d" % (
+            _requests(a, "store", "LOOKUP") - s0, want)
     lk.close()
     with open(probe, "wb") as f:
         f.write(b"now here\n")
@@ -672,6 +735,7 @@ def main():
     r.run(test_small_file_rewrite_seen_by_other_mount, a, b)
     r.run(test_dotlock_race_has_one_holder, a, b)
     r.run(test_replaced_file_under_dotlock, a, b)
+    r.run(test_replaced_file_under_fcntl_lock, a, b)
     r.run(test_replaced_while_mapped, a, b)
     r.run(test_appended_while_mapped, a, b)
     r.run(test_lookups_in_one_directory_run_in_parallel, store, a)

@@ -631,11 +631,11 @@ list_dir(const struct engine *e, struct job *j, const struct node *dir,
 	}
 	for (i = 0; since && dir->x.dir->tombs && i < INDEX_TOMBS; i++) {
 		t = &dir->x.dir->tombs[i];
-		if (t->name == NULL || t->change <= since)
+		if (t->change == 0 || t->change <= since)
 			continue;
 		memset(&en, 0, sizeof en);
 		en.kind = MST_LE_REMOVED;
-		en.name = mst_str_of(t->name);
+		en.name = index_tomb_name(t, nb);
 		en.attr.type = t->type;
 		en.attr.id = t->id;
 		en.attr.change = t->change;

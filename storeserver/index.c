@@ -62,6 +62,7 @@
 #define ARENA_MIN	((size_t)64 << 20)
 
 _Static_assert(sizeof(struct node) == 104, "the node head is packed");
+_Static_assert(sizeof(struct tomb) == 48, "a tombstone is packed");
 
 _Static_assert((sizeof(struct node) + MST_NAME_MAX + ARENA_UNIT - 1) /
     ARENA_UNIT < INDEX_ARENA_CLASSES, "a node of the longest name fits");
@@ -179,15 +180,13 @@ name_form(struct nform *f, const char *name, size_t len)
 	f->packed = 1;
 }
 
-struct mst_str
-index_name(const struct node *n, char *buf)
+/* The name whose form is the |bytes| codes at |in|, into |buf|. */
+static struct mst_str
+name_unpack(const unsigned char *in, size_t bytes, char *buf)
 {
-	const unsigned char *in = (const unsigned char *)n->nm;
-	size_t codes = 2 * (size_t)n->nmlen, k = 0, len = 0;
+	size_t codes = 2 * bytes, k = 0, len = 0;
 	unsigned c;
 
-	if (!n->packed)
-		return (struct mst_str){ n->nm, (uint16_t)n->nmlen };
 #define GET(i) ((in[(i) / 2] >> ((i) % 2 ? 0 : 4)) & 15u)
 	while (k < codes) {
 		c = GET(k);
@@ -203,6 +202,34 @@ index_name(const struct node *n, char *buf)
 	}
 #undef GET
 	return (struct mst_str){ buf, (uint16_t)len };
+}
+
+struct mst_str
+index_name(const struct node *n, char *buf)
+{
+	if (!n->packed)
+		return (struct mst_str){ n->nm, (uint16_t)n->nmlen };
+	return name_unpack((const unsigned char *)n->nm, n->nmlen, buf);
+}
+
+static const char *
+tomb_bytes(const struct tomb *t)
+{
+	const char *p;
+
+	if (!t->heap)
+		return t->in;
+	memcpy(&p, t->in, sizeof p);
+	return p;
+}
+
+struct mst_str
+index_tomb_name(const struct tomb *t, char *buf)
+{
+	if (!t->packed)
+		return (struct mst_str){ tomb_bytes(t), t->len };
+	return name_unpack((const unsigned char *)tomb_bytes(t), t->len,
+	    buf);
 }
 
 size_t
@@ -743,7 +770,7 @@ index_bytes(const struct index *ix)
 	b += (uint64_t)ix->nseg_live * sizeof *ix->seg_live;
 	for (d = ix->dirs; d; d = d->all_next)
 		b += sizeof *d + (d->tombs ? INDEX_TOMBS *
-		    (sizeof *d->tombs + 32) : 0);
+		    sizeof *d->tombs : 0);
 	return b;
 }
 
@@ -1032,8 +1059,7 @@ tomb_add(struct node *dir, const struct node *n, uint64_t lsn)
 {
 	struct dirx *d = dir->x.dir;
 	struct tomb *t;
-	char nb[MST_NAME_MAX];
-	struct mst_str nm;
+	char *p = NULL;
 
 	if (d->tombs == NULL) {
 		d->tombs = calloc(INDEX_TOMBS, sizeof *d->tombs);
@@ -1044,17 +1070,27 @@ tomb_add(struct node *dir, const struct node *n, uint64_t lsn)
 	}
 	t = &d->tombs[d->tomb_next];
 	d->tomb_next = (d->tomb_next + 1) % INDEX_TOMBS;
-	if (t->name) {
+	if (t->change) {
 		if (t->change > d->tomb_floor)
 			d->tomb_floor = t->change;
-		free(t->name);
+		if (t->heap)
+			free((void *)tomb_bytes(t));
 	}
-	nm = index_name(n, nb);
-	t->name = strndup(nm.p, nm.len);
-	if (t->name == NULL) {
+	/* the node's form as it is: no packing again */
+	if (n->nmlen > INDEX_TOMB_IN && (p = malloc(n->nmlen)) == NULL) {
+		t->change = 0;
 		d->tomb_floor = lsn;
 		return;
 	}
+	t->heap = p != NULL;
+	if (p) {
+		memcpy(p, n->nm, n->nmlen);
+		memcpy(t->in, &p, sizeof p);
+	} else {
+		memcpy(t->in, n->nm, n->nmlen);
+	}
+	t->len = (uint8_t)n->nmlen;
+	t->packed = (uint8_t)n->packed;
 	t->id = n->id;
 	t->type = n->type;
 	t->change = lsn;
@@ -1094,7 +1130,8 @@ dirx_free(struct index *ix, struct dirx *d)
 		d->all_next->all_prev = d->all_prev;
 	if (d->tombs)
 		for (i = 0; i < INDEX_TOMBS; i++)
-			free(d->tombs[i].name);
+			if (d->tombs[i].change && d->tombs[i].heap)
+				free((void *)tomb_bytes(&d->tombs[i]));
 	free(d->tombs);
 	free(d);
 }

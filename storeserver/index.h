@@ -63,11 +63,19 @@ struct mbox {
 	char name[];
 };
 
+/* A removal remembered for LIST deltas: 48 bytes, its name (in the
+ * node's form: index.c, "Names") inside when that takes at most
+ * INDEX_TOMB_IN bytes, else in a malloc'd copy whose address |in|
+ * holds. Read the name with index_tomb_name(). */
+#define INDEX_TOMB_IN	28
 struct tomb {
 	uint64_t id;
-	uint64_t change;
+	uint64_t change;	/* 0: an empty slot */
 	uint8_t type;
-	char *name;
+	uint8_t packed;
+	uint8_t heap;
+	uint8_t len;		/* bytes of the name's form */
+	char in[INDEX_TOMB_IN];
 };
 
 struct dirx {
@@ -266,6 +274,8 @@ void index_reserve(struct index *ix, uint64_t nodes);
 /* The name of |n|: its bytes in the node, or unpacked into |buf| (room
  * for MST_NAME_MAX bytes). */
 struct mst_str index_name(const struct node *n, char *buf);
+/* The same for a tombstone. */
+struct mst_str index_tomb_name(const struct tomb *t, char *buf);
 /* The same copied into |buf| (room for MST_NAME_MAX + 1 bytes) and
  * ended by a NUL: its length. */
 size_t index_name_copy(const struct node *n, char *buf);

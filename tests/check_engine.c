@@ -874,6 +874,57 @@ START_TEST(list_since_returns_only_changes)
 }
 END_TEST
 
+/* Maildir names are kept packed in the index (index.c, "Names"): a
+ * listing and a delta's removals give them back byte for byte. */
+START_TEST(list_since_gives_packed_names_back_exactly)
+{
+	static const char *a = "1796551276.M614231P12345.vm,S=4321:2,",
+	    *c = "1796551277.12773_34_13146.vm";
+	struct mst_list_req l = { mst_str_of("p"), mst_str_of(""), MST_SUB_NEW,
+		0 };
+	struct mst_list_rep lr;
+	struct mst_list_entry en;
+	uint8_t buf[256];
+	size_t off;
+	int n, present = 0, removed = 0;
+	struct job *j;
+
+	ck_assert_int_eq(t_mkdirs(&T, "p"), 0);
+	ck_assert_int_eq(t_deliver(&T, "p", MST_SUB_NEW, a, "1", 1, NULL,
+	    NULL), 0);
+	n = mst_list_req_encode(&l, buf, sizeof buf);
+	j = trun(&T, MST_OP_LIST, buf, (size_t)n, NULL, 0);
+	ck_assert_int_eq(mst_list_rep_decode(&lr, j->frames[0].p,
+	    j->frames[0].len), 0);
+	off = 0;
+	ck_assert_int_eq(mst_list_entry_next(&en, &lr, &off), 1);
+	ck_assert_uint_eq(en.name.len, strlen(a));
+	ck_assert_mem_eq(en.name.p, a, strlen(a));
+	l.since = lr.change;
+	job_free(j);
+	ck_assert_int_eq(t_deliver(&T, "p", MST_SUB_NEW, c, "1", 1, NULL,
+	    NULL), 0);
+	ck_assert_int_eq(t_expunge(&T, "p", MST_SUB_NEW, a), 0);
+	n = mst_list_req_encode(&l, buf, sizeof buf);
+	j = trun(&T, MST_OP_LIST, buf, (size_t)n, NULL, 0);
+	ck_assert_int_eq(mst_list_rep_decode(&lr, j->frames[0].p,
+	    j->frames[0].len), 0);
+	ck_assert(!(lr.flags & MST_LIST_FULL));
+	off = 0;
+	while (mst_list_entry_next(&en, &lr, &off) == 1) {
+		const char *want = en.kind == MST_LE_PRESENT ? c : a;
+
+		present += en.kind == MST_LE_PRESENT;
+		removed += en.kind != MST_LE_PRESENT;
+		ck_assert_uint_eq(en.name.len, strlen(want));
+		ck_assert_mem_eq(en.name.p, want, strlen(want));
+	}
+	ck_assert_int_eq(present, 1);
+	ck_assert_int_eq(removed, 1);
+	job_free(j);
+}
+END_TEST
+
 /* LIST of |t|'s m/new since |since|: its counter, FULL, and entries. */
 static void
 list_m(struct tengine *t, uint64_t since, uint64_t *change, int *full,
@@ -3326,6 +3377,7 @@ engine_suite(void)
 		{ checkpoints_written_by_a_child_keep_every_message, ON_BOTH },
 		{ scrub_finds_a_flipped_bit, ON_LOCAL },
 		{ list_since_returns_only_changes, ON_BOTH },
+		{ list_since_gives_packed_names_back_exactly, ON_BOTH },
 		{ list_since_survives_a_clean_restart, ON_LOCAL },
 		{ list_since_from_before_an_unclean_start_is_full, ON_LOCAL },
 		{ list_since_after_a_roll_back_or_from_another_store_is_full,

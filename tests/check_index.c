@@ -350,7 +350,7 @@ START_TEST(names_packed_or_not_come_back_exactly)
 {
 	static const char alpha[] = "0123456789._,:=";
 	struct index *ix = index_new(0, 0);
-	char name[MST_NAME_MAX + 1], nb[MST_NAME_MAX], path[600], *dup;
+	char name[MST_NAME_MAX + 1], nb[MST_NAME_MAX], path[600];
 	uint64_t seed = 88172645463325252ull, i, packed = 0;
 	struct mst_str nm;
 	struct node *n;
@@ -399,6 +399,7 @@ START_TEST(names_packed_or_not_come_back_exactly)
 		ck_assert_mem_eq(path + 4, name, len);
 		if (i % 5 == 0) {
 			struct rec r = rec_of(REC_UNLINK, 100 + i, 2, "");
+			unsigned form = n->nmlen;
 			struct tomb *t;
 
 			r.name = (struct mst_str){ name, (uint16_t)len };
@@ -406,9 +407,11 @@ START_TEST(names_packed_or_not_come_back_exactly)
 			t = &index_find_id(ix, 2)->x.dir->tombs[
 			    (index_find_id(ix, 2)->x.dir->tomb_next +
 			    INDEX_TOMBS - 1) % INDEX_TOMBS];
-			dup = t->name;
-			ck_assert_uint_eq(strlen(dup), strnlen(name, len));
-			ck_assert_mem_eq(dup, name, strlen(dup));
+			nm = index_tomb_name(t, nb);
+			ck_assert_uint_eq(nm.len, len);
+			ck_assert_mem_eq(nm.p, name, len);
+			ck_assert_uint_eq(t->id, 100 + i);
+			ck_assert_uint_eq(t->heap, form > INDEX_TOMB_IN);
 		}
 	}
 	ck_assert_uint_gt(packed, 1000);

@@ -218,14 +218,17 @@ static void
 compact_segment(struct engine *e, struct seg *s)
 {
 	struct compact c = { .e = e, .s = s };
-	uint64_t end;
+	uint64_t end, live;
 	int rc;
 
 	pthread_mutex_init(&c.w.mu, NULL);
 	pthread_cond_init(&c.w.cv, NULL);
+	/* Under the lock: a roll back's reload frees e->ix. */
+	pthread_rwlock_rdlock(&e->mu);
+	live = index_seg_live(e->ix, s->no);
+	pthread_rwlock_unlock(&e->mu);
 	log_info("compacting %s (%llu of %llu bytes live)", s->path,
-	    (unsigned long long)index_seg_live(e->ix, s->no),
-	    (unsigned long long)s->size);
+	    (unsigned long long)live, (unsigned long long)s->size);
 	metrics_compact_begin(s->size);
 	rc = seg_scan(s, 0, store_max_record(e), relocate_one,
 	    &c, &end);

@@ -546,8 +546,11 @@ inode_dir_changed(struct mount *m, struct minode *dir, const char *name)
 	struct lru *l, *next;
 
 	dir->attr_at_ms = 0;
-	m->neg_epoch++;		/* no name is known missing any more */
-	dir->neg_gen++;		/* nor known present in it (minode.pos) */
+	/* No name is known missing from it, nor present (struct negset,
+	 * minode.pos); other directories keep theirs: this mount's own
+	 * changes reach only the directories it names here and in
+	 * inode_move. */
+	dir->neg_gen++;
 	if (name == NULL)
 		return;
 	for (x = m->ptab[lhash(dir, name, m->pmask)]; x; x = x->pnext)
@@ -657,8 +660,11 @@ inode_move(struct mount *m, struct minode *n, struct minode *parent,
 	 * from either holds, nor one asked for before now. */
 	parent->neg_gen++;
 	n->neg_gen++;
-	if (n->attr.type == MST_T_DIR)
-		m->pos_epoch++;	/* watches below it are of old paths */
+	if (n->attr.type == MST_T_DIR) {
+		/* The watches below it are of old paths. */
+		m->neg_epoch++;
+		m->pos_epoch++;
+	}
 	return 0;
 }
 

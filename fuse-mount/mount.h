@@ -182,10 +182,11 @@ struct folder {
  * or tmp/), so that a repeated lookup of one (Dovecot probes files its
  * sessions never create) costs no store round trip. Each is true only
  * under the stamps it was recorded with: the mount's neg_epoch (moved
- * by every lock grant, every change this mount makes to a directory,
- * every reconnection and mailbox move), the directory's neg_gen (moved
- * by every notice for it, a name moved into it, and a lookup that
- * found a name it held) and its watch_gen, and only while the
+ * by every lock grant unless the home server is SOLE, every directory
+ * this mount moves, every reconnection and mailbox move), the
+ * directory's neg_gen (moved by every notice for it, every change this
+ * mount makes to it, a name moved into it, and a lookup that found a
+ * name it held) and its watch_gen, and only while the
  * directory's watch is W_ACTIVE and the store is connected. Names
  * only, at most NEG_MAX; guarded by m->mu. See folder.c and
  * ops_entry.c.
@@ -482,8 +483,8 @@ void inode_delivered(struct mount *m, struct minode *n,
 /* Something in the store directory |dir| changed through this mount:
  * fetch its attributes (mtime, ctime, link count) again at the next
  * getattr; the ordinary files named |name| in it, and every hard-linked
- * one, are stale too (their link counts moved); no name of any
- * directory is known missing any more (m->neg_epoch). */
+ * one, are stale too (their link counts moved); no name of it is known
+ * missing or present any more (its neg_gen). */
 void inode_dir_changed(struct mount *m, struct minode *dir,
     const char *name);
 /* Re-parent and rename a minode; no name is known missing from

@@ -112,11 +112,12 @@ do_lookup(struct mount *m, fuse_ino_t parent, const char *name,
 	/*
 	 * A name the store said is missing, while every change since has
 	 * been reported (struct negset): the directory is watched, no
-	 * notice came for it, this mount changed nothing and was granted
-	 * no lock. The lock matters: a notice from the store need not
-	 * reach us before a lock grant (a create through another server
-	 * comes by that server's RADOS notify), and a process that takes
-	 * the lock its holder released after a create must find the file.
+	 * notice came for it, this mount changed nothing in it and was
+	 * granted no lock (by a server that is not SOLE). The lock
+	 * matters: a notice from the store need not reach us before a
+	 * lock grant (a create through another server comes by that
+	 * server's RADOS notify), and a process that takes the lock its
+	 * holder released after a create must find the file.
 	 * Nor while the store is out of reach: notices are being lost (a
 	 * reconnection then moves m->neg_epoch before any request goes).
 	 * Nor while the home connection (where the notices of these

@@ -29,6 +29,18 @@ import mstlib  # noqa: E402
 
 BOX = "example.com/req"
 
+# The mount of the cases that count requests. With the default 1 s
+# attribute timeout the kernel asks again for the root's attributes once
+# a second, and the root (whose own changes no notice reports) is asked
+# of the store: one LOOKUP that has nothing to do with the delivery,
+# counted whenever a case's window spans that second, as it often does
+# on a loaded host. With the caches kept for an hour nothing outside the
+# delivery is asked within a case, so every store request counted is
+# the delivery's own. What a delivery costs once the caches have run out
+# is test_quiet_mailbox_costs_no_lookup_per_directory's, on a mount with
+# the default timeout.
+STEADY = "attr_timeout=3600"
+
 
 def counters(m):
     out = {}
@@ -418,7 +430,7 @@ def test_mount_killed_mid_body_delivers_nothing(store, m):
 
 def test_nospool_sends_the_body_at_link(store):
     """With -o nospool a 1 MiB body in 4 KiB writes is one DELIVER."""
-    n = mstlib.Mount(store.addr, "allow_other,nospool").start()
+    n = mstlib.Mount(store.addr, "allow_other,nospool," + STEADY).start()
     try:
         maildir(n)
         body = body_of(1 << 20, 9)
@@ -561,8 +573,12 @@ def main():
     m2 = mstlib.Mount(store.addr, "allow_other").start()
     r.run(test_chmod_from_another_mount_is_seen, m, m2)
     m2.unmount()
+    r.run(test_quiet_mailbox_costs_no_lookup_per_directory, m)
+    m.unmount()
+    # The cases that count requests: a mount whose caches do not run out
+    # within a case (see STEADY).
+    m = mstlib.Mount(store.addr, "allow_other," + STEADY).start()
     for t in (test_one_mib_in_4k_writes,
-              test_quiet_mailbox_costs_no_lookup_per_directory,
               test_one_mib_in_one_write_is_one_write_request,
               test_spooled_body_is_staged_whole,
               test_dovecot_rename_costs_the_same,

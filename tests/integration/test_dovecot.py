@@ -31,9 +31,10 @@ Cases:
                              exited 0 is there once, intact; no
                              corruption reported.
   idle                       a client IDLEs on B; each of 20 LDA
-                             deliveries through A reaches it within 1 s,
-                             and so do a flag change and an expunge made
-                             by an IMAP client on A.
+                             deliveries through A reaches it within
+                             2.5 s (the median within 1 s), and so do a
+                             flag change and an expunge made by an IMAP
+                             client on A.
 Every case also requires that neither Dovecot logged an error, a
 corruption or an index rebuild while it ran."""
 import argparse
@@ -60,7 +61,17 @@ MIX_OPS = int(os.environ.get("DOVECOT_MIX_OPS", "1000"))
 IDLE_DELIVERIES = 20
 TWO_HOST_MESSAGES = 200
 CRASH_MESSAGES = 200
-IDLE_LIMIT = 1.0
+# An IDLE client hears of a change made on another host through a local
+# event (mount.mstore(8), New mail and IDLE): the store's notice, a poke
+# (coalesced, 50 ms at most), then Dovecot's own handling of the
+# inotify event; without the event it would find the change only at its
+# next poll (mailbox_idle_check_interval, 30 s). The typical delivery
+# must arrive within IDLE_MEDIAN_LIMIT, so a path that became
+# systematically slower (a poke waiting for a 1 s attribute cache, say)
+# fails; each single change within IDLE_LIMIT, which leaves a loaded host
+# room for one late one and is still far below the poll.
+IDLE_MEDIAN_LIMIT = 1.0
+IDLE_LIMIT = 2.5
 
 
 class Skip(Exception):
@@ -893,6 +904,9 @@ def idle(env):
     slow = [x for x in lat if x > IDLE_LIMIT]
     assert not slow, "%d deliveries took over %.1f s to reach IDLE: %s" % (
         len(slow), IDLE_LIMIT, ["%.2f" % x for x in slow])
+    assert p50 <= IDLE_MEDIAN_LIMIT, (
+        "deliveries reached IDLE in %.2f s (median), over %.1f s: %s" % (
+            p50, IDLE_MEDIAN_LIMIT, ["%.2f" % x for x in lat]))
     print("  idle: a flag change made through A reached B's IDLE client in %s, "
           "an expunge in %s" % tuple("%.0f ms" % (x * 1000) if x is not None else "never (3 s)"
                                      for x in (flag_lat, exp_lat)))

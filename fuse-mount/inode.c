@@ -329,6 +329,8 @@ ofile_refresh(struct minode *n, const struct mst_attr *a)
 	if (a->change < n->attr.change)
 		return n->stale;
 
+	if (a->size < n->sz_shown)
+		n->sz_shown = a->size;	/* truncated: the kernel takes it */
 	n->attr = *a;
 	n->stale = 0;
 	n->attr_at_ms = mono_ms();
@@ -796,7 +798,7 @@ inode_size_held(const struct minode *n)
 }
 
 void
-inode_stat(const struct minode *n, struct stat *st)
+inode_stat(struct minode *n, struct stat *st)
 {
 	const struct mst_attr *a = &n->attr;
 
@@ -810,6 +812,25 @@ inode_stat(const struct minode *n, struct stat *st)
 	st->st_size = (off_t)(n->local && n->buf ? n->buf->size : a->size);
 	if (inode_size_held(n) && (uint64_t)st->st_size > n->wr_base)
 		st->st_size = (off_t)n->wr_base;
+	/*
+	 * Nor below a size answered before, or one the kernel is known to
+	 * have: wr_base is the size from before a run of WRITEs, and a WRITE
+	 * that starts while an earlier one is still settling keeps it,
+	 * though the kernel took the earlier write's size when its writer
+	 * ran again (it sends the next WRITE only after that). Answered now
+	 * while a WRITE is in flight, that older size would be a stat's
+	 * result (the kernel returns what we answer even when it ignores
+	 * it), or the kernel's new size, cutting its pages: a reader that
+	 * mapped the size its fstat gave finds the file shorter. What this
+	 * mount has answered the kernel already has by the time a WRITE is
+	 * in flight. Not above the file's own size (truncated elsewhere).
+	 */
+	if (is_ofile(n)) {
+		if ((uint64_t)st->st_size < n->sz_shown &&
+		    n->sz_shown <= a->size)
+			st->st_size = (off_t)n->sz_shown;
+		n->sz_shown = (uint64_t)st->st_size;
+	}
 	st->st_blksize = 4096;
 	st->st_blocks = (st->st_size + 511) / 512;
 	st->st_mtim.tv_sec = (time_t)(a->mtime_ns / 1000000000u);

@@ -233,6 +233,10 @@ struct minode {
 	uint64_t wr_base;
 	int wr_settle;		/* answered, the kernel's size not yet
 				   moved: stat waits (ops_file.c) */
+	/* The largest size a stat or lookup of it has answered, or the
+	 * kernel is known to have (a settle done), since its size last
+	 * went down: no answer goes below it (inode_stat). */
+	uint64_t sz_shown;
 	int stale;		/* changed elsewhere: fetch attributes again */
 	uint64_t epoch;		/* bumped by every change made elsewhere */
 	int unlinked;		/* local, removed: freed at last close */
@@ -504,7 +508,7 @@ int inode_child_path(const struct minode *dir, const char *name, char *buf,
  * the path alone (see inode.c): |m| is not consulted. */
 enum dkind inode_classify(const struct mount *m, const char *path,
     struct mst_str *mailbox, struct mst_str *folder);
-void inode_stat(const struct minode *n, struct stat *st);
+void inode_stat(struct minode *n, struct stat *st);
 /* Whether stat must not show the store's size yet (see inode.c). */
 int inode_size_held(const struct minode *n);
 /* Owner of a new file (|dir| 0) or directory made by |ctx| in |parent|,

@@ -373,10 +373,13 @@ struct settle {
 	uint8_t last;
 };
 
+/* |end|: the size the kernel now has at least (0: unknown). */
 static void
-settle_done(struct mount *m, struct minode *n)
+settle_done(struct mount *m, struct minode *n, uint64_t end)
 {
 	pthread_mutex_lock(&m->mu);
+	if (end > n->sz_shown && end <= n->attr.size)
+		n->sz_shown = end;
 	if (--n->wr_settle == 0)
 		pthread_cond_broadcast(&m->settled_cv);
 	inode_close(m, n);
@@ -389,7 +392,7 @@ settle_queue(struct mount *m, struct minode *n, uint64_t end, uint8_t last)
 	struct settle *s = calloc(1, sizeof *s);
 
 	if (s == NULL) {
-		settle_done(m, n);	/* stat answers at once again */
+		settle_done(m, n, 0);	/* stat answers at once again */
 		return;
 	}
 	s->n = n;
@@ -411,6 +414,7 @@ settler_main(void *arg)
 {
 	struct mount *m = arg;
 	struct settle *s;
+	int rc;
 	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(1);
 
 	for (;;) {
@@ -425,9 +429,9 @@ settler_main(void *arg)
 			return NULL;
 		bv.buf[0].mem = &s->last;
 		/* -ENOENT: the kernel dropped the inode; nothing to move. */
-		(void)fuse_lowlevel_notify_store(m->se, s->ino,
+		rc = fuse_lowlevel_notify_store(m->se, s->ino,
 		    (off_t)(s->end - 1), &bv, 0);
-		settle_done(m, s->n);
+		settle_done(m, s->n, rc == 0 ? s->end : 0);
 		free(s);
 	}
 }
@@ -448,7 +452,7 @@ settler_stop(struct mount *m)
 	pthread_join(m->settler, NULL);
 	while ((s = m->sq_head) != NULL) {
 		m->sq_head = s->next;
-		settle_done(m, s->n);
+		settle_done(m, s->n, 0);
 		free(s);
 	}
 }

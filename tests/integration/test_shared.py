@@ -461,6 +461,55 @@ def test_appended_while_mapped(a, b):
     assert not died, "readers died: %s (7 is SIGBUS)" % died
 
 
+def monotonic_mapper(path, seconds):
+    """tail_mapper, and each size stat shows is at least the one before:
+    two fstats a pass, then mmap's own."""
+    passes, last = 0, 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        fd = os.open(path, os.O_RDONLY)
+        size = os.fstat(fd).st_size
+        again = os.fstat(fd).st_size
+        assert last <= size <= again, "size went back: %d, then %d, %d" % (
+            last, size, again)
+        last = again
+        m = mmap.mmap(fd, again, mmap.MAP_SHARED, mmap.PROT_READ)
+        assert m[again - 1] == ord("r") or again == 40
+        m.close()
+        os.close(fd)
+        passes += 1
+    return passes
+
+
+def test_appended_size_never_goes_back(a, b):
+    """As appended_while_mapped, with more readers for longer, each
+    checking that no stat answers a size older than one it was already
+    given: the kernel takes a write's size when its writer runs again,
+    so the next WRITE may start while the mount still waits for the
+    last one to settle, and the size from before that one is then older
+    than the kernel's."""
+    d = a.path(BOX, "race-log2")
+    os.makedirs(d, exist_ok=True)
+    if os.path.exists(os.path.join(d, "dovecot.index.log")):
+        os.unlink(os.path.join(d, "dovecot.index.log"))
+    log = os.path.join(d, "dovecot.index.log")
+    fd = os.open(log, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+    os.write(fd, b"h" * 40)
+    pids = fork_readers(monotonic_mapper, log, n=6, seconds=15.0)
+    appends = 0
+    end = time.monotonic() + 15.0
+    while time.monotonic() < end:
+        os.write(fd, b"r" * 37)
+        appends += 1
+    os.close(fd)
+    died = reap_readers(pids)
+    print("appended, sizes watched: %d appends, readers that failed: %s"
+          % (appends, died or "none"))
+    assert appends > 100, appends
+    assert os.stat(log).st_size == 40 + 37 * appends
+    assert not died, "readers died: %s (7 is SIGBUS)" % died
+
+
 def _lookups(m):
     for line in os.getxattr(m.mnt, "user.mstore.requests").decode().splitlines():
         who, op, n = line.split()
@@ -738,6 +787,7 @@ def main():
     r.run(test_replaced_file_under_fcntl_lock, a, b)
     r.run(test_replaced_while_mapped, a, b)
     r.run(test_appended_while_mapped, a, b)
+    r.run(test_appended_size_never_goes_back, a, b)
     r.run(test_lookups_in_one_directory_run_in_parallel, store, a)
     r.run(test_missing_name_asked_of_store_once, a)
     r.run(test_file_found_after_lock_handover, a, b)

@@ -78,12 +78,29 @@ folder_grow(struct folder *f)
 	f->mask = nm;
 }
 
+/*
+ * A change this mount made (its own reply: create, rename, unlink) while
+ * a LIST of the folder is in flight: that LIST may have been answered
+ * before the change, and applying it (a full listing replaces the table,
+ * a delta sets the counter below the change) would undo the entry. The
+ * store sends no notice of a change to the connection that made it, so
+ * nothing else would mark the cache stale: the next use lists again.
+ * folder_apply runs with refreshing already cleared.
+ */
+static void
+folder_local_change(struct folder *f)
+{
+	if (f->refreshing)
+		f->dirty = 1;
+}
+
 void
 folder_put(struct folder *f, const char *name, const struct mst_attr *a)
 {
 	struct fentry *e = folder_find(f, name);
 	size_t h, len;
 
+	folder_local_change(f);
 	if (e) {
 		if (e->attr.id != a->id || e->attr.type != a->type)
 			f->gen++;	/* another inode under the name */
@@ -115,6 +132,7 @@ folder_del(struct folder *f, const char *name)
 {
 	struct fentry **pp, *e;
 
+	folder_local_change(f);
 	if (f->tab == NULL)
 		return;
 	for (pp = &f->tab[fhash(name, f->mask)]; (e = *pp); pp = &e->next)

@@ -774,6 +774,52 @@ def _try_link(a):
         return False
 
 
+def test_own_rename_listed_while_folder_relisted(a, b):
+    """A rename through B into cur/ is in B's very next listing of cur/,
+    even when B was listing cur/ again (notices of A's changes there) at
+    the moment the rename was answered: the store sends B no notice of
+    its own change, so a LIST answered before it must not undo it."""
+    box = "example.com/rl"
+    for sub in ("", "/tmp", "/new", "/cur"):
+        os.makedirs(a.path(box + sub), exist_ok=True)
+    n = 80
+    for i in range(n):
+        deliver(a, "b%03d.host" % i, b"b %d\n" % i, box)
+        deliver(a, "a%03d.host" % i, b"a %d\n" % i, box)
+    wait_until(lambda: len(os.listdir(b.path(box, "new"))) == 2 * n, 5,
+               "B to list what A delivered")
+    stop = threading.Event()
+
+    def churn():        # A's renames: notices that dirty B's cur/
+        for i in range(n):
+            if stop.is_set():
+                return
+            os.rename(a.path(box, "new", "a%03d.host" % i),
+                      a.path(box, "cur", "a%03d.host:2,S" % i))
+
+    def lister():       # B lists cur/ again after every notice
+        while not stop.is_set():
+            os.listdir(b.path(box, "cur"))
+
+    threads = [threading.Thread(target=churn), threading.Thread(target=lister)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(n):
+            name = "b%03d.host:2,S" % i
+            os.rename(b.path(box, "new", "b%03d.host" % i),
+                      b.path(box, "cur", name))
+            assert name in os.listdir(b.path(box, "cur")), \
+                "B's own rename of %s missing from its listing" % name
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    want = sorted(os.listdir(a.path(box, "cur")))
+    wait_until(lambda: sorted(os.listdir(b.path(box, "cur"))) == want, 5,
+               "B to list cur/ as A does")
+
+
 def main():
     r = mstlib.Runner("shared")
     store = mstlib.Store().start()
@@ -781,6 +827,7 @@ def main():
     b = mstlib.Mount(store.addr, "timeout=2").start()
     r.run(test_delivery_seen_by_other_mount, a, b)
     r.run(test_flag_changes_consistent_across_mounts, a, b)
+    r.run(test_own_rename_listed_while_folder_relisted, a, b)
     r.run(test_small_file_rewrite_seen_by_other_mount, a, b)
     r.run(test_dotlock_race_has_one_holder, a, b)
     r.run(test_replaced_file_under_dotlock, a, b)
@@ -802,3 +849,4 @@ def main():
 
 if __name__ == "__main__":
     sys.exit(main())
+

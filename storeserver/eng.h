@@ -474,6 +474,7 @@ int file_close(struct engine *e, struct job *j);
 void file_close_owner(struct engine *e, uint64_t owner);
 /* Reader threads. */
 int file_getattr(struct engine *e, struct job *j);
+int file_getattr_locked(struct engine *e, struct job *j);
 int file_read(struct engine *e, struct job *j);
 /* GET and FETCH (|whole|: the whole file's checksum) or READ of |f|;
  * called with e->mu held for reading, which it releases. */

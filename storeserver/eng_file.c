@@ -756,22 +756,26 @@ file_reply_data(struct engine *e, struct job *j, const struct fobj *f,
 	return rc == -EAGAIN ? -EIO : rc;
 }
 
+/* GETATTR of a file or a message by id; the caller holds e->mu (read). */
+int
+file_getattr_locked(struct engine *e, struct job *j)
+{
+	struct fobj *f = index_find_file(e->ix, j->req.fid.id);
+	struct node *n;
+
+	if (f)
+		return reply_fattr(j, f);
+	n = index_find_id(e->ix, j->req.fid.id);
+	return n ? reply_attr(j, n, index_dir_of(n)) : -ENOENT;
+}
+
 int
 file_getattr(struct engine *e, struct job *j)
 {
-	struct fobj *f;
-	struct node *n;
 	int rc;
 
 	pthread_rwlock_rdlock(&e->mu);
-	f = index_find_file(e->ix, j->req.fid.id);
-	n = f ? NULL : index_find_id(e->ix, j->req.fid.id);
-	if (f)
-		rc = reply_fattr(j, f);
-	else if (n)
-		rc = reply_attr(j, n, index_dir_of(n));
-	else
-		rc = -ENOENT;
+	rc = file_getattr_locked(e, j);
 	pthread_rwlock_unlock(&e->mu);
 	return rc;
 }

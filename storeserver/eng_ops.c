@@ -747,7 +747,6 @@ int
 ops_try_now(struct engine *e, struct job *j)
 {
 	struct node *n, *dir;
-	struct fobj *f;
 	int rc;
 
 	if (j->op != MST_OP_LOOKUP && j->op != MST_OP_STAT &&
@@ -772,15 +771,8 @@ ops_try_now(struct engine *e, struct job *j)
 			rc = n ? reply_attr(j, n, dir) : -ENOENT;
 		}
 		break;
-	default:		/* MST_OP_GETATTR, as file_getattr */
-		f = index_find_file(e->ix, j->req.fid.id);
-		n = f ? NULL : index_find_id(e->ix, j->req.fid.id);
-		if (f)
-			rc = reply_fattr(j, f);
-		else if (n)
-			rc = reply_attr(j, n, index_dir_of(n));
-		else
-			rc = -ENOENT;
+	default:		/* MST_OP_GETATTR */
+		rc = file_getattr_locked(e, j);
 		break;
 	}
 	pthread_rwlock_unlock(&e->mu);

@@ -520,6 +520,28 @@ lost_lock(void *arg, uint64_t ino, uint64_t owner, int kind)
 	    (unsigned long long)owner, (unsigned long long)ino);
 }
 
+/*
+ * The store dropped this mount's OPENs of |n| with the old connection:
+ * take them again, as many as the mount counts, since every local close
+ * sends one CLOSE and the store keeps a count per connection. One OPEN
+ * for two descriptors would let the first close end the store's hold
+ * while the second is open, and an unlink elsewhere then removes the
+ * file under it. m->mu held (store_hold does not wait).
+ */
+static void
+rehold(struct mount *m, const struct minode *n)
+{
+	int k, rc = 0;
+
+	for (k = 0; k < n->store_open && rc == 0; k++)
+		rc = store_hold(m, n->attr.id);
+	if (rc < 0)
+		syslog(LOG_WARNING, "mount.mstore: OPEN of object %llu after "
+		    "reconnecting: %s (an unlink elsewhere may now remove it "
+		    "while open here)", (unsigned long long)n->attr.id,
+		    strerror(-rc));
+}
+
 /* After a reconnection notices may have been missed: every cache is
  * suspect and every watch must be registered again. The WATCHes go from
  * the notifier thread (this is the connection's thread, and watch_ino
@@ -543,10 +565,8 @@ renew_all(struct mount *m, int lost)
 				n->stale = 1;
 				n->epoch++;
 			}
-			/* The store dropped this mount's OPENs and locks
-			 * with the old connection. */
-			if (lost && n->store_open)
-				(void)store_hold(m, n->attr.id);
+			if (lost)
+				rehold(m, n);
 			if (n->wstate == W_NONE)
 				continue;
 			n->wstate = W_NONE;

@@ -10,6 +10,9 @@ its back-off allows.
 Against a real mstored: a spool the mount holds there and then leaves
 alone is dropped after spool_timeout (and logged), and a spool gives
 way to a delivery on the same connection instead of making it EAGAIN.
+An ordinary file open twice is held twice by the store again after the
+mount reconnects, so closing one descriptor does not let an unlink
+elsewhere remove the file under the other.
 
 Every case starts its own store and mount and stops both.
 """
@@ -368,13 +371,99 @@ def test_spool_pieces_fit_the_mailboxs_server():
         b.stop()
 
 
+# --- holds of open files across a reconnection (a real store) ---
+
+def store_stat(s, key):
+    r = subprocess.run([mstlib.CTL, "-s", s.addr, "stats"],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0, r.stderr
+    for line in r.stdout.splitlines():
+        k, _, v = line.partition("=")
+        if k == key:
+            return int(v)
+    raise AssertionError("no %s in mstore-ctl stats:\n%s" % (key, r.stdout))
+
+
+def mount_stat(m, key):
+    for line in os.getxattr(m.mnt, "user.mstore.stats").decode().splitlines():
+        k, _, v = line.partition("=")
+        if k == key:
+            return int(v)
+    raise AssertionError("no %s in user.mstore.stats" % key)
+
+
+def test_file_open_twice_stays_held_after_a_reconnection():
+    """An ordinary file open twice through a mount: the store holds it
+    once per open (each close sends one CLOSE) and forgets every hold of
+    a connection when it ends. After the store restarts and the mount
+    reconnects, one descriptor is closed and another mount unlinks the
+    file: the store still keeps it for the descriptor left open (an
+    open orphan), which reads it whole; once that one is closed too,
+    nothing holds it."""
+    s, m = store_mount("")
+    m2 = mstlib.Mount(s.addr, "").start()
+    fds = []
+    try:
+        body = b"open twice, closed once\n" * 1000
+        with open(m2.path(BOX, "twice"), "wb") as fh:
+            fh.write(body)
+        fds = [os.open(m.path(BOX, "twice"), os.O_RDONLY) for _ in "ab"]
+        opens = requests(m, "store", "OPEN")
+        r0 = mount_stat(m, "reconnects")
+        s.stop()
+        s.start()
+
+        def back():
+            try:
+                os.listdir(m.path(BOX))     # a request, to hurry it
+            except OSError:
+                pass
+            return mount_stat(m, "reconnects") > r0 and \
+                mount_stat(m, "connected") == 1 and \
+                mount_stat(m2, "connected") == 1
+        mstlib.wait_until(back, 30, "both mounts to reconnect")
+        mstlib.wait_until(lambda: requests(m, "store", "OPEN") > opens, 10,
+                          "the OPENs taken again")
+        closes = requests(m, "store", "CLOSE")
+        os.close(fds.pop(0))
+        mstlib.wait_until(lambda: requests(m, "store", "CLOSE") > closes, 10,
+                          "the CLOSE of the first descriptor")
+        # Answered after the CLOSE (the store's writer takes both in
+        # order): the hold is what the CLOSE left of it from here on.
+        with open(m.path(BOX, "after-close"), "wb") as fh:
+            fh.write(b"x")
+            os.fsync(fh.fileno())
+        os.unlink(m2.path(BOX, "twice"))
+        orphans = store_stat(s, "open_orphans")
+        try:
+            got = os.pread(fds[0], len(body) + 1, 0)
+        except OSError as e:
+            raise AssertionError("the descriptor still open cannot read "
+                                 "the unlinked file: %s (open orphans in "
+                                 "the store: %d)" % (e, orphans))
+        assert got == body, "read %d bytes, want %d" % (len(got), len(body))
+        assert orphans == 1, "open orphans in the store: %d, want 1" % orphans
+        os.close(fds.pop(0))
+        mstlib.wait_until(lambda: store_stat(s, "open_orphans") == 0, 10,
+                          "the store to let the file go after the last "
+                          "close")
+        assert m.proc.poll() is None, "mount.mstore died"
+    finally:
+        for fd in fds:
+            os.close(fd)
+        m2.unmount()
+        m.unmount()
+        s.stop()
+
+
 CASES = [test_deliver_eagain_is_sent_again_with_its_id,
          test_deliver_eagain_until_the_timeout_fails_with_eagain,
          test_received_create_notice_beats_the_missing_name_cache,
          test_close_waiting_for_the_socket_blocks_nothing_else,
          test_held_spool_is_dropped_after_spool_timeout,
          test_spool_gives_way_to_a_delivery,
-         test_spool_pieces_fit_the_mailboxs_server]
+         test_spool_pieces_fit_the_mailboxs_server,
+         test_file_open_twice_stays_held_after_a_reconnection]
 
 
 def main():

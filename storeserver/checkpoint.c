@@ -756,7 +756,12 @@ load_node(struct ckload *l, struct rd *r)
 			l->mbbuf + l->mboff[mi] : l->mb[mi]->name,
 			l->mblen[mi] };
 	}
-	if (r->err || kind > 1 || (l->only_dirs && rc.ntype != MST_T_DIR) ||
+	/* The type as rec_decode checks a record's: the node keeps it in
+	 * 6 bits, so 0x41 would be a directory made without its dirx (a
+	 * NULL dereference at the first use), 0x43 a message without a
+	 * mailbox; and a checkpoint is parsed before its sum is checked. */
+	if (r->err || rc.ntype < MST_T_DIR || rc.ntype > MST_T_MSG ||
+	    kind > 1 || (l->only_dirs && rc.ntype != MST_T_DIR) ||
 	    (l->id_hi && (rc.id < l->id_lo || rc.id >= l->id_hi ||
 	    rc.ntype == MST_T_DIR)))
 		return -EBADMSG;

@@ -13,6 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <xxhash.h>
+
 #include "index.h"
 
 static uint64_t lsn;
@@ -665,6 +667,79 @@ START_TEST(damaged_checkpoint_is_refused_and_freed)
 }
 END_TEST
 
+/* A checkpoint whose only node, directory 2 ("new"), has the type byte
+ * |type|, with its sum made right again: only the type is wrong. */
+static void
+save_with_type(const char *path, uint8_t type)
+{
+	static const uint8_t node[17] = { 0, 0, 0, 0, 0, 0, 0, 2,
+		0, 0, 0, 0, 0, 0, 0, INDEX_ROOT_ID, MST_T_DIR };
+	struct index *ix = index_new(0, 0);
+	uint64_t sum;
+	uint8_t *p;
+	long len;
+	char *b;
+	FILE *f;
+	int i;
+
+	ck_assert_ptr_nonnull(ix);
+	mkdir_at(ix, 2, INDEX_ROOT_ID, "new");
+	save_to(ix, path);
+	index_free(ix);
+	b = slurp(path, &len);
+	p = memmem(b, (size_t)len, node, sizeof node);
+	ck_assert_ptr_nonnull(p);
+	p[16] = type;
+	sum = XXH3_64bits(b, (size_t)len - 8);
+	for (i = 0; i < 8; i++)
+		b[len - 8 + i] = (char)(sum >> (56 - 8 * i));
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fwrite(b, 1, (size_t)len, f), (size_t)len);
+	ck_assert_int_eq(fclose(f), 0);
+	free(b);
+}
+
+/* A node keeps its type in 6 bits: 0x41 would have become a directory
+ * made without its directory part (a NULL dereference as its atime was
+ * set), 0x43 a message without a mailbox. */
+START_TEST(checkpoint_node_of_unknown_type_is_refused)
+{
+	static const uint8_t bad[] = { 0, 4, 0x41, 0x81, 0x43, 0xff };
+	char p[] = "/tmp/check_index.XXXXXX";
+	struct index *back;
+	uint32_t seg;
+	uint64_t off;
+	size_t i;
+	int fd;
+
+	fd = mkstemp(p);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	save_with_type(p, MST_T_DIR);	/* as saved: it loads */
+	back = index_new(0, 0);
+	ck_assert_ptr_nonnull(back);
+	fd = open(p, O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(index_load(back, fd, NULL, NULL, &seg, &off), 0);
+	close(fd);
+	ck_assert_ptr_nonnull(find(back, INDEX_ROOT_ID, "new"));
+	index_free(back);
+	for (i = 0; i < sizeof bad; i++) {
+		save_with_type(p, bad[i]);
+		back = index_new(0, 0);
+		ck_assert_ptr_nonnull(back);
+		fd = open(p, O_RDONLY);
+		ck_assert_int_ge(fd, 0);
+		ck_assert_msg(index_load(back, fd, NULL, NULL, &seg, &off) ==
+		    -EBADMSG, "type 0x%02x: not refused", bad[i]);
+		close(fd);
+		index_free(back);
+	}
+	unlink(p);
+}
+END_TEST
+
 static Suite *
 index_suite(void)
 {
@@ -680,6 +755,7 @@ index_suite(void)
 	tcase_add_test(tc, names_packed_or_not_come_back_exactly);
 	tcase_add_test(tc, checkpoint_of_many_nodes_loads_back_the_same);
 	tcase_add_test(tc, damaged_checkpoint_is_refused_and_freed);
+	tcase_add_test(tc, checkpoint_node_of_unknown_type_is_refused);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -268,14 +268,31 @@ neg_stamp(const struct mount *m, const struct minode *dir,
 	st->epoch = m->neg_epoch;
 	st->gen = dir->neg_gen;
 	st->wgen = dir->watch_gen;
+	st->own = dir->own_gen;
 	st->active = dir->wstate == W_ACTIVE;
 }
 
+/* What was recorded under |a| still holds under |b|: this mount's own
+ * changes forgot their names themselves (struct negset). */
 static int
-neg_same(const struct negstamp *a, const struct negstamp *b)
+neg_holds(const struct negstamp *a, const struct negstamp *b)
 {
 	return a->active && b->active && a->epoch == b->epoch &&
 	    a->gen == b->gen && a->wgen == b->wgen;
+}
+
+/* An answer asked for under |a| may be recorded under |b|: nothing
+ * moved, not even a change of this mount's. */
+static int
+neg_same(const struct negstamp *a, const struct negstamp *b)
+{
+	return neg_holds(a, b) && a->own == b->own;
+}
+
+int
+stamp_own_only(const struct negstamp *at, const struct negstamp *now)
+{
+	return neg_holds(at, now) && now->own == at->own + 1;
 }
 
 static size_t
@@ -319,7 +336,7 @@ neg_find(const struct minode *dir, const struct negstamp *now,
 	const struct negset *s = dir->neg;
 	size_t i;
 
-	if (s == NULL || !neg_same(&s->at, now))
+	if (s == NULL || !neg_holds(&s->at, now))
 		return 0;
 	for (i = 0; i < s->n; i++)
 		if (strcmp(s->names[i], name) == 0)
@@ -344,13 +361,28 @@ neg_add(struct mount *m, struct minode *dir, const struct negstamp *at,
 		mem_account(m, (ssize_t)(sizeof *s + MNT_MALLOC_COST));
 		dir->neg = s;
 	}
-	if (!neg_same(&s->at, &now) || s->n == NEG_MAX)
+	if (!neg_holds(&s->at, &now) || s->n == NEG_MAX)
 		neg_empty(m, s);	/* stale, or full: start again */
 	s->at = now;
 	if ((copy = strdup(name)) == NULL)
 		return;
 	mem_account(m, (ssize_t)neg_cost(copy));
 	s->names[s->n++] = copy;
+}
+
+void
+neg_del(struct mount *m, struct minode *dir, const char *name)
+{
+	struct negset *s = dir->neg;
+	size_t i;
+
+	for (i = 0; s != NULL && i < s->n; i++)
+		if (strcmp(s->names[i], name) == 0) {
+			mem_account(m, -(ssize_t)neg_cost(s->names[i]));
+			free(s->names[i]);
+			s->names[i] = s->names[--s->n];
+			return;
+		}
 }
 
 void

@@ -542,23 +542,38 @@ inode_detach_dir(struct mount *m, struct minode *parent, const char *name)
 }
 
 void
+inode_name_changed(struct mount *m, struct minode *dir, const char *name)
+{
+	struct minode *x;
+
+	/* Neither known missing, nor known as the file it was: it is the
+	 * store's to say again, unless inode_own_done knows better. */
+	neg_del(m, dir, name);
+	for (x = m->ptab[lhash(dir, name, m->pmask)]; x; x = x->pnext)
+		if (x->parent == dir && is_ofile(x) &&
+		    strcmp(x->name, name) == 0) {
+			x->stale = 1;
+			x->pos.active = 0;
+		}
+}
+
+void
 inode_dir_changed(struct mount *m, struct minode *dir, const char *name)
 {
 	struct minode *x;
 	struct lru *l, *next;
 
 	dir->attr_at_ms = 0;
-	/* No name is known missing from it, nor present (struct negset,
-	 * minode.pos); other directories keep theirs: this mount's own
-	 * changes reach only the directories it names here and in
-	 * inode_move. */
-	dir->neg_gen++;
-	if (name == NULL)
+	/* Other directories keep their names: this mount's own changes
+	 * reach only the directories it names here and in inode_move. A
+	 * change of one name forgets that name; the others did not move,
+	 * and a change from elsewhere comes as a notice (struct negset). */
+	dir->own_gen++;
+	if (name == NULL) {
+		dir->neg_gen++;		/* which names: not said */
 		return;
-	for (x = m->ptab[lhash(dir, name, m->pmask)]; x; x = x->pnext)
-		if (x->parent == dir && is_ofile(x) &&
-		    strcmp(x->name, name) == 0)
-			x->stale = 1;
+	}
+	inode_name_changed(m, dir, name);
 	/* A link count may have moved on any other name of a hard-linked
 	 * file; the list forgets those that no longer have several. */
 	for (l = m->hlinks.next; l != &m->hlinks; l = next) {
@@ -568,6 +583,45 @@ inode_dir_changed(struct mount *m, struct minode *dir, const char *name)
 			x->stale = 1;
 		else
 			lru_del(l);
+	}
+}
+
+void
+inode_own_stamp(const struct mount *m, const struct minode *dir,
+    struct ownstamp *os)
+{
+	neg_stamp(m, dir, &os->neg);
+	pos_stamp(m, dir, &os->pos);
+	os->attr_kept = dir->attr_at_ms != 0 && notified(dir);
+}
+
+void
+inode_own_done(struct mount *m, struct minode *dir,
+    const struct ownstamp *os, const char *gone, struct minode *came,
+    uint64_t dir_change, uint64_t dir_mtime_ns)
+{
+	struct negstamp now;
+
+	neg_stamp(m, dir, &now);
+	if (gone && stamp_own_only(&os->neg, &now))
+		neg_add(m, dir, &now, gone);
+	pos_stamp(m, dir, &now);
+	if (!stamp_own_only(&os->pos, &now))
+		return;
+	if (came && is_ofile(came) && came->parent == dir && !came->stale)
+		came->pos = now;
+	/*
+	 * The directory's other attributes (owner, mode, link count) are
+	 * what notices kept: a change of them from elsewhere moves
+	 * m->pos_epoch (on_notice), and this mount's own mkdir, rmdir and
+	 * directory renames pass no counter. Change counters only grow: an
+	 * older one is not taken.
+	 */
+	if (os->attr_kept && dir_change != 0 && dir_mtime_ns != 0 &&
+	    dir_change > dir->attr.change && notified(dir)) {
+		dir->attr.change = dir_change;
+		dir->attr.mtime_ns = dir->attr.ctime_ns = dir_mtime_ns;
+		dir->attr_at_ms = mono_ms();
 	}
 }
 
@@ -635,9 +689,11 @@ inode_delivered(struct mount *m, struct minode *n, const struct mst_attr *a)
 	maybe_free(m, n);
 }
 
-int
-inode_move(struct mount *m, struct minode *n, struct minode *parent,
-    const char *name)
+/* Re-parent and rename |n|; |own|: a rename this mount made, whose
+ * directories inode_dir_changed has told. */
+static int
+move_node(struct mount *m, struct minode *n, struct minode *parent,
+    const char *name, int own)
 {
 	char *nm = strdup(name);
 
@@ -659,8 +715,10 @@ inode_move(struct mount *m, struct minode *n, struct minode *parent,
 		set_dkind(m, n);
 	/* A name came to |parent| (no notice comes for ours); a moved
 	 * directory's watch is of its old path. No name known missing
-	 * from either holds, nor one asked for before now. */
-	parent->neg_gen++;
+	 * from either holds, nor one asked for before now; of a rename
+	 * this mount made, inode_dir_changed forgot the names it moved. */
+	if (!own)
+		parent->neg_gen++;
 	n->neg_gen++;
 	if (n->attr.type == MST_T_DIR) {
 		/* The watches below it are of old paths. */
@@ -668,6 +726,20 @@ inode_move(struct mount *m, struct minode *n, struct minode *parent,
 		m->pos_epoch++;
 	}
 	return 0;
+}
+
+int
+inode_move(struct mount *m, struct minode *n, struct minode *parent,
+    const char *name)
+{
+	return move_node(m, n, parent, name, 0);
+}
+
+int
+inode_rename(struct mount *m, struct minode *n, struct minode *parent,
+    const char *name)
+{
+	return move_node(m, n, parent, name, 1);
 }
 
 void

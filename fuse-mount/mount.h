@@ -184,16 +184,23 @@ struct folder {
  * under the stamps it was recorded with: the mount's neg_epoch (moved
  * by every lock grant unless the home server is SOLE, every directory
  * this mount moves, every reconnection and mailbox move), the
- * directory's neg_gen (moved by every notice for it, every change this
- * mount makes to it, a name moved into it, and a lookup that found a
- * name it held) and its watch_gen, and only while the
- * directory's watch is W_ACTIVE and the store is connected. Names
- * only, at most NEG_MAX; guarded by m->mu. See folder.c and
- * ops_entry.c.
+ * directory's neg_gen (moved by every notice for it, a change this
+ * mount makes to it without saying which name, a name moved into it
+ * from elsewhere, and a lookup that found a name it held) and its
+ * watch_gen, and only while the directory's watch is W_ACTIVE and the
+ * store is connected. A change this mount makes to one name forgets
+ * that name only (inode_dir_changed): no other name of the directory
+ * moved, and any other host's change comes as a notice. Names only, at
+ * most NEG_MAX; guarded by m->mu. See folder.c and ops_entry.c.
+ *
+ * |own| is the directory's own_gen, moved by each of this mount's
+ * changes to it: an answer to a lookup asked before one of them is not
+ * recorded (it may be of the name before the change), but what was
+ * recorded stays true for the other names, so finding ignores it.
  */
 #define NEG_MAX		32
 struct negstamp {
-	uint64_t epoch, gen, wgen;
+	uint64_t epoch, gen, wgen, own;
 	int active;		/* the directory's watch was W_ACTIVE */
 };
 
@@ -248,6 +255,7 @@ struct minode {
 	struct folder *folder;	/* DK_NEW/DK_CUR */
 	struct negset *neg;	/* other directories: missing names */
 	uint64_t neg_gen;	/* see struct negset */
+	uint64_t own_gen;	/* changes this mount made in it (negstamp) */
 	/*
 	 * Ordinary file: its name in its parent was the store's as of
 	 * these stamps (pos_stamp: the parent's neg_gen and watch as for
@@ -255,10 +263,12 @@ struct minode {
 	 * they hold, a lookup of the name is answered from memory.
 	 * m->pos_epoch moves with every lock grant, reconnection, mailbox
 	 * move, directory renamed elsewhere, and directory this mount
-	 * moves (watches are by path); a change this mount makes to a
-	 * directory moves that directory's neg_gen (inode_dir_changed),
-	 * not the mount's stamp, so the sessions of other mailboxes on
-	 * this mount do not undo each other's names.
+	 * moves (watches are by path); a change this mount makes to one
+	 * name of a directory forgets that name only (inode_dir_changed),
+	 * so a session's own creates, renames and unlinks do not undo the
+	 * names it knows of its other files, nor those of other
+	 * mailboxes. A name this mount itself created or renamed a file
+	 * to is known from the reply (inode_own_done).
 	 */
 	struct negstamp pos;
 	struct stage *stage;	/* tmp/ file: its body STAGEd in the store
@@ -429,6 +439,12 @@ void neg_add(struct mount *m, struct minode *dir,
     const struct negstamp *at, const char *name);
 /* Every name of |dir| goes (the set too). */
 void neg_drop(struct mount *m, struct minode *dir);
+/* |name| is no longer known missing from |dir| (this mount made it). */
+void neg_del(struct mount *m, struct minode *dir, const char *name);
+/* Has nothing but one change by this mount moved the stamps of |dir|
+ * since |at| (taken as |now| is, neg_stamp or pos_stamp, before the
+ * change was sent)? Then its reply is all that changed in |dir|. */
+int stamp_own_only(const struct negstamp *at, const struct negstamp *now);
 /* This mount changed |dir| (the store's reply says when): no notice
  * comes for our own changes, so move its mtime forward here. */
 void folder_touch(struct minode *dir, uint64_t mtime_ns);
@@ -486,14 +502,49 @@ void inode_delivered(struct mount *m, struct minode *n,
     const struct mst_attr *a);
 /* Something in the store directory |dir| changed through this mount:
  * fetch its attributes (mtime, ctime, link count) again at the next
- * getattr; the ordinary files named |name| in it, and every hard-linked
- * one, are stale too (their link counts moved); no name of it is known
- * missing or present any more (its neg_gen). */
+ * getattr (unless inode_own_done may keep the reply's); the ordinary
+ * files named |name| in it, and every hard-linked one, are stale too
+ * (their link counts moved). |name| NULL: no name of it is known
+ * missing or present any more (its neg_gen); else only |name| is
+ * forgotten (inode_name_changed), the change moving own_gen. */
 void inode_dir_changed(struct mount *m, struct minode *dir,
     const char *name);
+/* The second name a change made through this mount moved in |dir|
+ * (a rename within it): forgotten as inode_dir_changed's |name|. */
+void inode_name_changed(struct mount *m, struct minode *dir,
+    const char *name);
+/*
+ * What a change this mount sends to the store directory |dir| is
+ * checked against when its reply comes (inode_own_stamp, before it is
+ * sent): the name stamps, and whether notices kept the directory's
+ * attributes (a watched directory under a watched parent, fetched).
+ */
+struct ownstamp {
+	struct negstamp neg, pos;
+	int attr_kept;
+};
+void inode_own_stamp(const struct mount *m, const struct minode *dir,
+    struct ownstamp *os);
+/* The change was made and inode_dir_changed ran for it: if nothing else
+ * moved |dir|'s stamps since |os| (no notice for it, no lock grant from
+ * a server that is not SOLE, no reconnection), what the reply says is
+ * all that changed there. |gone| (or NULL) is known missing now; |came|
+ * (or NULL), an ordinary file this mount created or renamed into |dir|,
+ * is known by its name; when |dir_change| is not 0, it and
+ * |dir_mtime_ns| are the directory's change counter and mtime (and
+ * ctime) afterwards, the only attributes that a file's name coming or
+ * going moves, and it answers getattr from memory again. */
+void inode_own_done(struct mount *m, struct minode *dir,
+    const struct ownstamp *os, const char *gone, struct minode *came,
+    uint64_t dir_change, uint64_t dir_mtime_ns);
 /* Re-parent and rename a minode; no name is known missing from
  * |parent| any more, nor from |n| (struct negset). */
 int inode_move(struct mount *m, struct minode *n, struct minode *parent,
+    const char *name);
+/* A rename of |n| this mount made, its directories told of it with
+ * inode_dir_changed: as inode_move, but the other names of |parent|
+ * stay known. */
+int inode_rename(struct mount *m, struct minode *n, struct minode *parent,
     const char *name);
 /* Drop |nlookup| kernel references; frees unused inodes. */
 void inode_forget(struct mount *m, struct minode *n, uint64_t nlookup);

@@ -892,8 +892,46 @@ struct move_wait {
 	fuse_req_t req;
 	struct mount *m;
 	struct minode *p, *np;
+	struct ownstamp ps, nps;	/* before the request went */
 	char name[MST_NAME_MAX + 1], newname[MST_NAME_MAX + 1];
 };
+
+/* What the rename tells of its store directories (not folders: those
+ * are the folder cache's): the names it moved are forgotten, and, if
+ * nothing else moved them meanwhile, the old name is known missing,
+ * the file known by its new one, and a directory's attributes are the
+ * reply's (one record changed both at one time; the reply's are the new
+ * parent's, so only for a rename within one directory). */
+static int
+moved_dirs(struct mount *m, struct move_wait *w,
+    const struct mst_attr_rep *ar)
+{
+	/* A rename between two links of one file leaves both names: the
+	 * old one is not known gone then. */
+	const char *gone = ar->attr.type == MST_T_FILE && ar->attr.nlink > 1 ?
+	    NULL : w->name;
+	struct minode *n;
+	int same = w->p == w->np, rc = 0;
+
+	if (!w->np->folder)
+		inode_dir_changed(m, w->np, w->newname);
+	if (!w->p->folder && same)
+		inode_name_changed(m, w->p, w->name);
+	else if (!w->p->folder)
+		inode_dir_changed(m, w->p, w->name);
+	n = inode_get(m, ar->attr.id);
+	if (n && is_ofile(n))	/* its ctime moved, not its data */
+		(void)ofile_refresh(n, &ar->attr);
+	if (n && (rc = inode_rename(m, n, w->np, w->newname)) < 0)
+		n = NULL;
+	if (!w->np->folder)
+		inode_own_done(m, w->np, &w->nps, same ? gone : NULL, n,
+		    same && ar->attr.type != MST_T_DIR ? ar->dir_change : 0,
+		    ar->dir_mtime_ns);
+	if (!w->p->folder && !same)
+		inode_own_done(m, w->p, &w->ps, gone, NULL, 0, 0);
+	return rc;
+}
 
 static void
 moved(void *arg, struct mreply *r)
@@ -916,15 +954,13 @@ moved(void *arg, struct mreply *r)
 		/* One record changed both directories, at one time. */
 		folder_touch(w->p, ar.dir_mtime_ns);
 		folder_touch(w->np, ar.dir_mtime_ns);
-		if (!w->np->folder)
-			inode_dir_changed(m, w->np, w->newname);
-		if (!w->p->folder && w->p != w->np)
-			inode_dir_changed(m, w->p, NULL);
-		n = inode_get(m, ar.attr.id);
-		if (n && is_ofile(n))	/* its ctime moved, not its data */
-			(void)ofile_refresh(n, &ar.attr);
-		if (n)
-			rc = inode_move(m, n, w->np, w->newname);
+		if (w->p->folder && w->np->folder) {
+			n = inode_get(m, ar.attr.id);
+			if (n)
+				rc = inode_move(m, n, w->np, w->newname);
+		} else {
+			rc = moved_dirs(m, w, &ar);
+		}
 		pthread_mutex_unlock(&m->mu);
 		inval_queue(m, w->p->ino, NULL);
 		if (w->np != w->p)
@@ -993,6 +1029,10 @@ do_rename(struct mount *m, fuse_req_t req, fuse_ino_t parent,
 	w->m = m;
 	w->p = p;
 	w->np = np;
+	pthread_mutex_lock(&m->mu);
+	inode_own_stamp(m, p, &w->ps);
+	inode_own_stamp(m, np, &w->nps);
+	pthread_mutex_unlock(&m->mu);
 	snprintf(w->name, sizeof w->name, "%s", name);
 	snprintf(w->newname, sizeof w->newname, "%s", newname);
 	rc = setinfo ? store_setinfo(m, &si, moved, w) :

@@ -404,7 +404,7 @@ do_mkdir(struct mount *m, fuse_ino_t parent, const char *name, mode_t mode,
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&m->mu);
-	inode_dir_changed(m, p, NULL);
+	inode_dir_changed(m, p, name);	/* its link count moved */
 	*out = node_remote(m, p, name, &ar.attr, 1);
 	pthread_mutex_unlock(&m->mu);
 	return *out ? 0 : -ENOMEM;
@@ -430,6 +430,7 @@ struct remove_wait {
 	struct mount *m;
 	struct minode *p;
 	int dir;
+	struct ownstamp os;	/* |p|'s, before the request went */
 	char name[MST_NAME_MAX + 1];
 };
 
@@ -438,17 +439,24 @@ removed(void *arg, struct mreply *r)
 {
 	struct remove_wait *w = arg;
 	struct mount *m = w->m;
-	struct mst_change_rep cr;
+	struct mst_change_rep cr = { 0 };
 	int rc = r->status;
 
 	if (rc == 0) {
 		pthread_mutex_lock(&m->mu);
 		if (store_change_reply(r, &cr) == 0)
 			folder_touch(w->p, cr.dir_mtime_ns);
-		if (w->p->folder)
-			folder_del(w->p->folder, w->name);
 		else
+			cr.dir_change = 0;
+		if (w->p->folder) {
+			folder_del(w->p->folder, w->name);
+		} else {
 			inode_dir_changed(m, w->p, w->name);
+			/* The name is gone; an rmdir moved the link count,
+			 * which the reply does not say. */
+			inode_own_done(m, w->p, &w->os, w->name, NULL,
+			    w->dir ? 0 : cr.dir_change, cr.dir_mtime_ns);
+		}
 		if (w->dir)
 			inode_detach_dir(m, w->p, w->name);
 		pthread_mutex_unlock(&m->mu);
@@ -498,10 +506,12 @@ do_remove(struct mount *m, fuse_req_t req, fuse_ino_t parent,
 		q.name = mst_str_of(name);
 		(void)inode_classify(m, dpath, &q.mailbox, &q.folder);
 	}
+	w = rc == 0 ? calloc(1, sizeof *w) : NULL;
+	if (w)
+		inode_own_stamp(m, p, &w->os);
 	pthread_mutex_unlock(&m->mu);
 	if (rc < 0)
 		return rc;
-	w = calloc(1, sizeof *w);
 	if (w == NULL)
 		return -ENOMEM;
 	w->req = req;

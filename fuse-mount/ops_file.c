@@ -645,10 +645,12 @@ ofile_write(struct mount *m, fuse_req_t req, struct fhandle *h,
 /* --- create and open --- */
 
 /* Create |path| in the store (an empty ordinary file), or find the one
- * another host made meanwhile when |flags| allow opening it. */
+ * another host made meanwhile when |flags| allow opening it. *dir_out:
+ * the directory's change counter and mtime after the create (0 and 0
+ * when it found one). */
 static int
 ofile_create(struct mount *m, const char *path, int flags,
-    struct mst_attr *a)
+    struct mst_attr *a, struct mst_attr_rep *dir_out)
 {
 	struct mst_attr_rep ar;
 	struct mreply r;
@@ -659,8 +661,13 @@ ofile_create(struct mount *m, const char *path, int flags,
 		return -ENOMEM;
 	/* Always exclusive: the kernel calls create only when it found no
 	 * entry; if another host made one meanwhile, open that instead. */
-	rc = put_buf(m, path, b, 1, a, a);
+	rc = put_buf_rep(m, path, b, 1, a, dir_out);
 	fbuf_free(b);
+	if (rc == 0) {
+		*a = dir_out->attr;
+		return 0;
+	}
+	dir_out->dir_change = dir_out->dir_mtime_ns = 0;
 	if (rc != -EEXIST || (flags & O_EXCL))
 		return rc;
 	rc = call_path(m, MST_OP_LOOKUP, path, &r);
@@ -683,6 +690,8 @@ do_create(struct mount *m, fuse_ino_t parent, const char *name, mode_t mode,
 	struct mst_attr a = { .type = MST_T_FILE, .mode = mode & 07777,
 		.uid = ctx->uid, .gid = ctx->gid };
 	struct minode *p, *n;
+	struct ownstamp os;
+	struct mst_attr_rep dr = { 0 };
 	int rc, flags = fi->flags;
 
 	pthread_mutex_lock(&m->mu);
@@ -719,17 +728,20 @@ do_create(struct mount *m, fuse_ino_t parent, const char *name, mode_t mode,
 		return rc;
 	}
 	rc = inode_child_path(p, name, path, sizeof path);
+	inode_own_stamp(m, p, &os);
 	pthread_mutex_unlock(&m->mu);
 	if (rc == 0)
-		rc = ofile_create(m, path, flags, &a);
+		rc = ofile_create(m, path, flags, &a, &dr);
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&m->mu);
-	inode_dir_changed(m, p, NULL);
+	inode_dir_changed(m, p, name);
 	n = node_remote(m, p, name, &a, 1);
 	if (n && (*out = handle_new(m, n, flags)) != NULL) {
 		n->nopen++;
 		n->stale = 0;
+		inode_own_done(m, p, &os, NULL, n, dr.dir_change,
+		    dr.dir_mtime_ns);
 	} else {
 		if (n)
 			inode_forget(m, n, 1);

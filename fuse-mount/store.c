@@ -215,10 +215,21 @@ int
 put_buf(struct mount *m, const char *path, struct fbuf *b, int excl,
     const struct mst_attr *a, struct mst_attr *out)
 {
+	struct mst_attr_rep ar;
+	int rc = put_buf_rep(m, path, b, excl, a, &ar);
+
+	if (rc == 0 && out)
+		*out = ar.attr;
+	return rc;
+}
+
+int
+put_buf_rep(struct mount *m, const char *path, struct fbuf *b, int excl,
+    const struct mst_attr *a, struct mst_attr_rep *out)
+{
 	struct mst_put_req q = { .path = mst_str_of(path),
 		.flags = excl ? MST_PUT_EXCL : 0, .mode = a->mode,
 		.uid = a->uid, .gid = a->gid };
-	struct mst_attr_rep ar;
 	const uint8_t *p;
 	struct mreply r;
 	uint8_t head[MST_PATH_MAX + 64];
@@ -234,9 +245,7 @@ put_buf(struct mount *m, const char *path, struct fbuf *b, int excl,
 	    (size_t)b->size, 0, &r);
 	fbuf_unmap(b, p);
 	if (rc == 0)
-		rc = attr_from(&r, &ar);
-	if (rc == 0 && out)
-		*out = ar.attr;
+		rc = attr_from(&r, out);
 	mreply_free(&r);
 	return rc;
 }

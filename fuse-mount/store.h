@@ -50,6 +50,10 @@ int store_list(struct mount *m, const struct mst_list_req *q,
  * owner; the store's attributes to *out (may be NULL). */
 int put_buf(struct mount *m, const char *path, struct fbuf *b, int excl,
     const struct mst_attr *a, struct mst_attr *out);
+/* put_buf with the whole reply: the directory's change counter and
+ * mtime afterwards too. */
+int put_buf_rep(struct mount *m, const char *path, struct fbuf *b,
+    int excl, const struct mst_attr *a, struct mst_attr_rep *out);
 /* Encode a DELIVER of |b| as |name| in the new/ or cur/ directory
  * |dpath| (|sub|: MST_SUB_NEW or MST_SUB_CUR) with |sa|'s mode and
  * owner, and a fresh idempotency id, into |head|; map the body

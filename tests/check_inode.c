@@ -330,6 +330,158 @@ START_TEST(hard_links_are_one_node_and_go_stale)
 }
 END_TEST
 
+/* Is |name| answered from memory in |dir|: known missing, or known as
+ * an ordinary file by its name? */
+static int
+known_missing(struct minode *dir, const char *name)
+{
+	struct negstamp now;
+
+	neg_stamp(&m, dir, &now);
+	return neg_find(dir, &now, name);
+}
+
+static struct minode *
+known_file(struct minode *dir, const char *name)
+{
+	struct negstamp now;
+
+	pos_stamp(&m, dir, &now);
+	return inode_known_file(&m, dir, name, &now);
+}
+
+/* A mailbox directory, watched under a watched parent, its attributes
+ * kept by notices; |a| and |b| known as files, "x" known missing. */
+static struct minode *
+watched_box(struct minode **a, struct minode **b)
+{
+	struct minode *u = remote(root, "u", dir_attr(60));
+	struct negstamp st;
+
+	root->wstate = u->wstate = W_ACTIVE;
+	*a = remote(u, "a", file_attr(61, 1, 1, 0));
+	*b = remote(u, "b", file_attr(62, 1, 1, 0));
+	pos_stamp(&m, u, &st);
+	(*a)->pos = (*b)->pos = st;
+	neg_stamp(&m, u, &st);
+	neg_add(&m, u, &st, "x");
+	return u;
+}
+
+/* A change this mount makes to one name forgets that name only; no
+ * name given, every name. */
+START_TEST(own_change_forgets_its_name_only)
+{
+	struct minode *a, *b, *u = watched_box(&a, &b);
+
+	ck_assert_ptr_eq(known_file(u, "a"), a);
+	ck_assert(known_missing(u, "x"));
+	inode_dir_changed(&m, u, "a");
+	ck_assert_ptr_null(known_file(u, "a"));
+	ck_assert_ptr_eq(known_file(u, "b"), b);
+	ck_assert(known_missing(u, "x"));
+	inode_dir_changed(&m, u, "x");		/* made here */
+	ck_assert(!known_missing(u, "x"));
+	ck_assert_ptr_eq(known_file(u, "b"), b);
+	inode_dir_changed(&m, u, NULL);
+	ck_assert_ptr_null(known_file(u, "b"));
+	neg_drop(&m, u);
+}
+END_TEST
+
+/* The reply to an own change says what came and went, and the
+ * directory's mtime, when nothing else moved the stamps meanwhile. */
+START_TEST(own_change_reply_is_kept_when_nothing_else_moved)
+{
+	struct minode *a, *b, *u = watched_box(&a, &b), *c;
+	struct ownstamp os;
+
+	u->attr_at_ms = mono_ms();
+	inode_own_stamp(&m, u, &os);
+	ck_assert_int_eq(os.attr_kept, 1);
+	inode_dir_changed(&m, u, "a");		/* unlink a */
+	ck_assert_int_eq(u->attr_at_ms, 0);
+	inode_own_done(&m, u, &os, "a", NULL, 7, 7000);
+	ck_assert(known_missing(u, "a"));
+	ck_assert(known_missing(u, "x"));
+	ck_assert_uint_eq(u->attr.mtime_ns, 7000);
+	ck_assert_uint_eq(u->attr.ctime_ns, 7000);
+	ck_assert_uint_eq(u->attr.change, 7);
+	ck_assert(inode_attr_fresh(&m, u));
+
+	/* A create of c: known by its name from the reply. */
+	inode_own_stamp(&m, u, &os);
+	inode_dir_changed(&m, u, "c");
+	c = remote(u, "c", file_attr(63, 1, 1, 0));
+	inode_own_done(&m, u, &os, NULL, c, 0, 0);
+	ck_assert_ptr_eq(known_file(u, "c"), c);
+	ck_assert(!inode_attr_fresh(&m, u));	/* no counter: asked */
+
+	/* A notice for the directory meanwhile: nothing is kept. */
+	u->attr_at_ms = mono_ms();
+	inode_own_stamp(&m, u, &os);
+	u->neg_gen++;
+	inode_dir_changed(&m, u, "b");
+	inode_own_done(&m, u, &os, "b", NULL, 9, 9000);
+	ck_assert(!known_missing(u, "b"));
+	ck_assert(!inode_attr_fresh(&m, u));
+	ck_assert_uint_eq(u->attr.change, 7);
+
+	/* An older counter than known is not taken. */
+	u->attr_at_ms = mono_ms();
+	inode_own_stamp(&m, u, &os);
+	inode_dir_changed(&m, u, "d");
+	inode_own_done(&m, u, &os, "d", NULL, 5, 5000);
+	ck_assert(!inode_attr_fresh(&m, u));
+	ck_assert(known_missing(u, "d"));
+
+	/* Attributes not kept by notices before (parent unwatched): not
+	 * made fresh by the reply. */
+	root->wstate = W_NONE;
+	u->attr_at_ms = mono_ms();
+	inode_own_stamp(&m, u, &os);
+	ck_assert_int_eq(os.attr_kept, 0);
+	neg_drop(&m, u);
+}
+END_TEST
+
+/* A lookup answered before one of this mount's changes is not recorded:
+ * it may be of the name before the change. */
+START_TEST(answer_asked_before_an_own_change_is_not_recorded)
+{
+	struct minode *a, *b, *u = watched_box(&a, &b);
+	struct negstamp at;
+
+	neg_stamp(&m, u, &at);
+	inode_dir_changed(&m, u, "y");		/* made y meanwhile */
+	neg_add(&m, u, &at, "y");
+	ck_assert(!known_missing(u, "y"));
+	pos_stamp(&m, u, &at);
+	ck_assert(pos_current(&m, u, &at));
+	inode_dir_changed(&m, u, "z");
+	ck_assert(!pos_current(&m, u, &at));
+	neg_drop(&m, u);
+}
+END_TEST
+
+/* An own rename keeps the other names; inode_move (a name found moved)
+ * forgets them. */
+START_TEST(own_rename_keeps_the_other_names)
+{
+	struct minode *a, *b, *u = watched_box(&a, &b);
+
+	inode_dir_changed(&m, u, "b2");
+	inode_name_changed(&m, u, "b");
+	ck_assert_int_eq(inode_rename(&m, b, u, "b2"), 0);
+	ck_assert_ptr_eq(known_file(u, "a"), a);
+	ck_assert(known_missing(u, "x"));
+	ck_assert_int_eq(inode_move(&m, b, u, "b3"), 0);
+	ck_assert_ptr_null(known_file(u, "a"));
+	ck_assert(!known_missing(u, "x"));
+	neg_drop(&m, u);
+}
+END_TEST
+
 START_TEST(local_nodes_numbered_from_2_56)
 {
 	struct minode *t = remote(remote(root, "u", dir_attr(50)), "tmp",
@@ -595,6 +747,10 @@ inode_suite(void)
 	tcase_add_test(tc, forget_frees_and_gives_memory_back);
 	tcase_add_test(tc, open_file_outlives_forget);
 	tcase_add_test(tc, hard_links_are_one_node_and_go_stale);
+	tcase_add_test(tc, own_change_forgets_its_name_only);
+	tcase_add_test(tc, own_change_reply_is_kept_when_nothing_else_moved);
+	tcase_add_test(tc, answer_asked_before_an_own_change_is_not_recorded);
+	tcase_add_test(tc, own_rename_keeps_the_other_names);
 	tcase_add_test(tc, local_nodes_numbered_from_2_56);
 	tcase_add_test(tc, delivered_local_node_is_a_store_alias);
 	tcase_add_test(tc, name_index_finds_directories_only);

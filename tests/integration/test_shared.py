@@ -4,7 +4,8 @@ push notices, not timeouts), flag changes and expunges consistently in
 every listing, every name in a listing that removes what it
 reads, lookups in one directory at once, a missing name asked of the
 store once, and found on the other mount right after a lock handover
-once created; a dotlock race across both mounts has
+once created; a mount's own changes forget only the names they moved,
+and the other mount's changes of those names are seen; a dotlock race across both mounts has
 exactly one holder at a time, and a file replaced by rename under it is
 the new file to the next holder on either mount; a file mapped by readers survives being
 renamed over, or appended to, on the same host (no SIGBUS); a store
@@ -566,8 +567,9 @@ def test_missing_name_asked_of_store_once(a):
     probes dovecot.index.cache, which its POP3 sessions never create) is
     answered by the mount again: looked up twice, it costs one store
     LOOKUP at most; every lookup still reaches the mount (the kernel
-    keeps no missing name); a create through this mount has it asked of
-    the store again, and so does a lock granted to it unless the store's
+    keeps no missing name); a create of another name through this mount
+    keeps it (a change of one name forgets that name only), while a lock
+    granted to it has it asked of the store again unless the store's
     server is its only one (HELLO's SOLE: mstored with the local or
     memory back-end, whose grant follows every notice); once created
     through this mount it is found."""
@@ -591,11 +593,11 @@ def test_missing_name_asked_of_store_once(a):
     # server its notice may come after the grant), then kept again; from
     # the store's only server the grant follows that notice.
     import fcntl
-    lk = open(os.path.join(d, "the.lock"), "ab")    # a create: forgets
-    expect_errno(errno.ENOENT, os.stat, probe)
+    lk = open(os.path.join(d, "the.lock"), "ab")    # another name's create
     s0 = _requests(a, "store", "LOOKUP")
     expect_errno(errno.ENOENT, os.stat, probe)
-    assert _requests(a, "store", "LOOKUP") == s0, "not kept after a create"
+    assert _requests(a, "store", "LOOKUP") == s0, \
+        "forgotten at the create of another name"
     fcntl.lockf(lk, fcntl.LOCK_EX)
     expect_errno(errno.ENOENT, os.stat, probe)
     expect_errno(errno.ENOENT, os.stat, probe)
@@ -610,6 +612,82 @@ def test_missing_name_asked_of_store_once(a):
         assert f.read() == b"now here\n"
     os.unlink(probe)
     expect_errno(errno.ENOENT, os.stat, probe)
+
+
+def test_own_changes_forget_only_their_names(a, b):
+    """A Dovecot session's own creates, renames and unlinks in its
+    mailbox directory (the dotlock, dovecot-uidlist.tmp renamed over the
+    list) forget only the names they moved: through the same mount the
+    other names stay known, a name removed or renamed away is known
+    missing, a created or renamed-to file is known by its name, and the
+    directory's attributes come from the replies (the same mtime as the
+    other mount reads from the store), so none of it is asked of the
+    store again. A change of the same names through the other mount is
+    still seen."""
+    d = "example.com/own"
+    os.makedirs(a.path(d), exist_ok=True)
+    os.listdir(a.path(d))                   # watched from here on
+    log, cache = a.path(d, "dovecot.index.log"), a.path(d, "dovecot.index.cache")
+    lock, tmp = a.path(d, "dovecot-uidlist.lock"), a.path(d, "dovecot-uidlist.tmp")
+    uidlist = a.path(d, "dovecot-uidlist")
+    with open(log, "wb") as f:
+        f.write(b"log\n")
+    os.stat(log)
+    for p in (cache, lock, tmp, uidlist):
+        expect_errno(errno.ENOENT, os.stat, p)
+    os.stat(a.path(d))
+    s0 = _requests(a, "store", "LOOKUP")
+    h0 = _stat(a, "file_name_hits") + _stat(a, "missing_name_hits")
+    for rnd in range(3):
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        os.write(fd, b"1:vm")
+        os.close(fd)
+        os.stat(lock)
+        os.stat(log)
+        with open(tmp, "wb") as f:
+            f.write(b"3 V1 N%d\n" % rnd)
+        os.rename(tmp, uidlist)
+        with open(uidlist, "rb") as f:
+            assert f.read() == b"3 V1 N%d\n" % rnd
+        os.unlink(lock)
+        os.stat(a.path(d))
+        os.stat(log)
+        for p in (cache, lock, tmp):
+            expect_errno(errno.ENOENT, os.stat, p)
+    # About a dozen lookups a round, 36 in all, answered from memory.
+    # Still asked of the store: the root's attributes, once a second
+    # (no notice reports its own changes), and a name looked up while
+    # the connection holds a reply not yet dispatched (the CLOSE's,
+    # just after a close(2): a notice may be among such bytes, see
+    # do_lookup). Before, each round asked at least five times.
+    sl = _requests(a, "store", "LOOKUP") - s0
+    hits = _stat(a, "file_name_hits") + _stat(a, "missing_name_hits") - h0
+    print("own changes: %d names answered from memory, %d store LOOKUPs"
+          % (hits, sl))
+    assert sl <= 4, "store LOOKUPs in three rounds of own changes: %d" % sl
+    assert hits >= 24, "names answered from memory: %d" % hits
+    assert os.stat(a.path(d)).st_mtime_ns == os.stat(b.path(d)).st_mtime_ns
+    # Through B: the known-missing name made, the known file replaced by
+    # rename and the other one removed; A sees each by its notice.
+    with open(b.path(d, "dovecot.index.cache"), "wb") as f:
+        f.write(b"cache\n")
+    with open(b.path(d, "dovecot-uidlist.tmp"), "wb") as f:
+        f.write(b"3 V1 from B\n")
+    os.rename(b.path(d, "dovecot-uidlist.tmp"), b.path(d, "dovecot-uidlist"))
+    os.unlink(b.path(d, "dovecot.index.log"))
+
+    def seen():
+        try:
+            with open(uidlist, "rb") as f:
+                if f.read() != b"3 V1 from B\n":
+                    return False
+            with open(cache, "rb") as f:
+                assert f.read() == b"cache\n"
+        except FileNotFoundError:
+            return False
+        return not exists(log) and os.stat(a.path(d)).st_mtime_ns == \
+            os.stat(b.path(d)).st_mtime_ns
+    wait_until(seen, 2, "A to see B's changes of the names it knew")
 
 
 def test_file_found_after_lock_handover(a, b):
@@ -837,6 +915,7 @@ def main():
     r.run(test_appended_size_never_goes_back, a, b)
     r.run(test_lookups_in_one_directory_run_in_parallel, store, a)
     r.run(test_missing_name_asked_of_store_once, a)
+    r.run(test_own_changes_forget_only_their_names, a, b)
     r.run(test_file_found_after_lock_handover, a, b)
     r.run(test_listing_while_expunging_lists_every_name, a)
     r.run(test_store_outage_gives_eio_then_recovers, store, a)

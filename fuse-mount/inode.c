@@ -509,24 +509,41 @@ inode_attr_fresh(const struct mount *m, const struct minode *n)
 	    n->attr_at_ms < (int64_t)(m->entry_timeout * 1000));
 }
 
+/* Is |x| known as |x->name| of |parent|, its stamps being |now|? */
+static int
+name_known(const struct minode *x, const struct minode *parent,
+    const struct negstamp *now)
+{
+	const struct negstamp *p = &x->pos;
+
+	return x->parent == parent && is_ofile(x) && !x->stale &&
+	    now->active && p->active && p->epoch == now->epoch &&
+	    p->gen == now->gen && p->wgen == now->wgen;
+}
+
 struct minode *
 inode_known_file(struct mount *m, const struct minode *parent,
     const char *name, const struct negstamp *now)
 {
-	const struct negstamp *p;
 	struct minode *x;
 
 	if (m->ptab == NULL || !now->active)
 		return NULL;
-	for (x = m->ptab[lhash(parent, name, m->pmask)]; x; x = x->pnext) {
-		p = &x->pos;
-		if (x->parent == parent && is_ofile(x) && !x->stale &&
-		    p->active && p->epoch == now->epoch &&
-		    p->gen == now->gen && p->wgen == now->wgen &&
-		    strcmp(x->name, name) == 0)
+	for (x = m->ptab[lhash(parent, name, m->pmask)]; x; x = x->pnext)
+		if (name_known(x, parent, now) && strcmp(x->name, name) == 0)
 			return x;
-	}
 	return NULL;
+}
+
+int
+inode_file_known(const struct mount *m, const struct minode *n)
+{
+	struct negstamp now;
+
+	if (n->parent == NULL)
+		return 0;
+	pos_stamp(m, n->parent, &now);
+	return name_known(n, n->parent, &now);
 }
 
 void

@@ -477,6 +477,10 @@ int inode_attr_fresh(const struct mount *m, const struct minode *n);
  * of the stamps |now| of |parent|, or NULL. */
 struct minode *inode_known_file(struct mount *m, const struct minode *parent,
     const char *name, const struct negstamp *now);
+/* Is ordinary file |n| known by its name now (as inode_known_file would
+ * find it)? Then its attributes are as fresh as a lookup's answer from
+ * memory: a change elsewhere would have marked it stale. */
+int inode_file_known(const struct mount *m, const struct minode *n);
 /* |parent|/|name| was removed from the store: a directory minode by that
  * name loses its name, so notices and paths no longer reach it. */
 void inode_detach_dir(struct mount *m, struct minode *parent,

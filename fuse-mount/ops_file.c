@@ -146,6 +146,13 @@ ofile_getattr(struct mount *m, struct minode *n)
 	pthread_mutex_lock(&m->mu);
 	fetch = n->stale || mono_ms() - n->attr_at_ms >=
 	    (int64_t)(m->entry_timeout * 1000);
+	/* Known by its name (minode.pos), the attributes a lookup would
+	 * answer from memory answer a getattr too, past the timeout: a
+	 * change elsewhere marks the file stale by its notice (checked as
+	 * do_lookup does, with the home connection's input dispatched). */
+	if (fetch && !n->stale && inode_file_known(m, n) &&
+	    route_rx_quiet(m->route))
+		fetch = 0;
 	id = n->attr.id;
 	pthread_mutex_unlock(&m->mu);
 	if (!fetch)

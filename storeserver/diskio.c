@@ -159,8 +159,8 @@ dio_fdatasync_unheld(int fd)
 	return fdatasync(fd) < 0 ? -errno : 0;
 }
 
-int
-dio_pread_all(int fd, void *buf, size_t n, off_t off)
+static int
+pread_all(int fd, void *buf, size_t n, off_t off)
 {
 	char *p = buf;
 	ssize_t r;
@@ -181,6 +181,16 @@ dio_pread_all(int fd, void *buf, size_t n, off_t off)
 }
 
 int
+dio_pread_all(int fd, void *buf, size_t n, off_t off)
+{
+	int err = injected(DIO_READ);
+
+	if (err)
+		return -err;
+	return pread_all(fd, buf, n, off);
+}
+
+int
 dio_pread_body(int fd, void *buf, size_t n, off_t off)
 {
 	int err;
@@ -189,7 +199,7 @@ dio_pread_body(int fd, void *buf, size_t n, off_t off)
 	err = injected(DIO_BODY);
 	if (err)
 		return -err;
-	return dio_pread_all(fd, buf, n, off);
+	return pread_all(fd, buf, n, off);
 }
 
 int

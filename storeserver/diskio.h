@@ -18,6 +18,7 @@ enum dio_call {
 	DIO_SYNC,
 	DIO_THREAD,
 	DIO_BODY,	/* dio_pread_body: a body read for a reply */
+	DIO_READ,	/* dio_pread_all (not through dio_pread_body) */
 	DIO_NCALLS,
 };
 

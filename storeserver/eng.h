@@ -326,7 +326,9 @@ void seg_put(struct seg *s);
  * Walk the records of segment |s| from |off|. |fn| gets each valid record
  * (header decoded, payload verified) and its offset; a nonzero return
  * stops the walk with that value. Returns 0 at a clean end, the stop
- * value, or -EBADMSG with *end_out at the first bad record.
+ * value, -EBADMSG with *end_out at the first bad record, or the error of
+ * a read that failed (-EIO, -ENOMEM...) with *end_out where it stopped:
+ * unread bytes are not bad ones.
  */
 typedef int scan_fn(void *arg, struct rec *r, const uint8_t *payload,
     uint64_t off);

@@ -155,21 +155,28 @@ seg_table_add(struct engine *e, struct seg *s)
  * Make [off, off + n) of |s| readable at *p_out through the window |buf|
  * (SCAN_BUF bytes holding the file from *wbase, *wlen of them), reading
  * ahead as far as the window and |file_end| allow: one pread per window,
- * not two per record. |n| <= SCAN_BUF.
+ * not two per record. |n| <= SCAN_BUF. -EBADMSG when the file ends
+ * before off + n (a torn record), or the read's own error: a failed
+ * read says nothing about the bytes, so it must never pass for a torn
+ * tail and have acknowledged records cut off.
  */
 static int
 scan_window(struct seg *s, uint8_t *buf, uint64_t *wbase, size_t *wlen,
     uint64_t off, size_t n, uint64_t file_end, uint8_t **p_out)
 {
 	size_t want;
+	int rc;
 
 	if (off < *wbase || off + n > *wbase + *wlen) {
 		want = file_end - off < SCAN_BUF ? (size_t)(file_end - off) :
 		    SCAN_BUF;
 		*wbase = off;
 		*wlen = 0;
-		if (want < n || dio_pread_all(s->fd, buf, want, (off_t)off) < 0)
+		if (want < n)
 			return -EBADMSG;
+		rc = dio_pread_all(s->fd, buf, want, (off_t)off);
+		if (rc < 0)
+			return rc;
 		*wlen = want;
 	}
 	*p_out = buf + (off - *wbase);
@@ -186,15 +193,15 @@ seg_scan(struct seg *s, uint64_t off, uint64_t max_rec, scan_fn *fn,
 	struct rec r;
 	int len, rc = 0;
 
+	*end_out = off;
 	if (buf == NULL)
 		return -ENOMEM;
 	while (off < file_end) {
 		memset(&r, 0, sizeof r);
-		if (scan_window(s, buf, &wbase, &wlen, off, REC_HDR_LEN,
-		    file_end, &hdr) < 0) {
-			rc = -EBADMSG;
+		rc = scan_window(s, buf, &wbase, &wlen, off, REC_HDR_LEN,
+		    file_end, &hdr);
+		if (rc < 0)
 			break;
-		}
 		len = rec_hdr_decode(&r, hdr, max_rec, &sum);
 		if (len < 0 || (uint64_t)len > file_end - off - REC_HDR_LEN) {
 			rc = -EBADMSG;
@@ -203,11 +210,10 @@ seg_scan(struct seg *s, uint64_t off, uint64_t max_rec, scan_fn *fn,
 		if ((size_t)len <= SCAN_BUF - REC_HDR_LEN) {
 			/* The window may have moved to start at this
 			 * record: take the header from there. */
-			if (scan_window(s, buf, &wbase, &wlen, off,
-			    REC_HDR_LEN + (size_t)len, file_end, &hdr) < 0) {
-				rc = -EBADMSG;
+			rc = scan_window(s, buf, &wbase, &wlen, off,
+			    REC_HDR_LEN + (size_t)len, file_end, &hdr);
+			if (rc < 0)
 				break;
-			}
 			payload = hdr + REC_HDR_LEN;
 		} else {
 			free(big);
@@ -217,11 +223,11 @@ seg_scan(struct seg *s, uint64_t off, uint64_t max_rec, scan_fn *fn,
 				break;
 			}
 			payload = big;
-			if (dio_pread_all(s->fd, payload, (size_t)len,
-			    (off_t)(off + REC_HDR_LEN)) < 0) {
-				rc = -EBADMSG;
+			/* The file holds all of it (checked above). */
+			rc = dio_pread_all(s->fd, payload, (size_t)len,
+			    (off_t)(off + REC_HDR_LEN));
+			if (rc < 0)
 				break;
-			}
 		}
 		if (!rec_verify(hdr, payload, (size_t)len, sum) ||
 		    rec_decode(&r, payload, (size_t)len) < 0) {
@@ -274,78 +280,73 @@ replay_one(void *arg, struct rec *r, const uint8_t *payload, uint64_t off)
  * tail but lost acknowledged data, and we must not cut it off. Every
  * byte offset is a candidate, so the tail is read through the scan
  * window: a pread per candidate made a torn 10 MB body take seconds to
- * get past at start. When the tail cannot be read, say yes: refusing to
- * start is the safe answer.
+ * get past at start. 1 or 0; when the tail cannot be read (or memory is
+ * short) a negative errno, never 0: the question is unanswered, and the
+ * caller refuses to start rather than cut what may be durable.
  *
- * With |mark_out| (a pre-written segment, invariant 5) the whole tail
- * is searched, and *mark_out is set when a valid MARK record says that
- * the segment was synced beyond |off|: then |off| was durable and its
- * damage is not a torn write. Only then is 1 returned: the valid
- * records of unsynced batches are torn, like the one at |off|.
+ * With |want_mark| (a pre-written segment, invariant 5) the whole tail
+ * is searched, and 1 means that a valid MARK record says that the
+ * segment was synced beyond |off|: then |off| was durable and its
+ * damage is not a torn write. Valid records of batches that no MARK
+ * says were synced do not count: they are torn, like the one at |off|.
  */
 static int
 valid_record_after(struct seg *s, uint64_t off, uint64_t max_rec,
-    int *mark_out)
+    int want_mark)
 {
 	uint8_t *buf = malloc(SCAN_BUF), *hdr, *p;
 	uint64_t sum, pos, wbase = 0;
 	size_t wlen = 0;
 	struct rec r;
-	int len, found = 0, ok;
+	int len, found = 0, rc = 0;
 
 	if (buf == NULL)
-		return 1;
-	if (mark_out) {
-		*mark_out = 0;
-		for (pos = off + 1; pos + REC_HDR_LEN <= s->size; pos++) {
-			if (scan_window(s, buf, &wbase, &wlen, pos,
-			    REC_MARK_LEN, s->size, &hdr) < 0) {
-				if (pos + REC_MARK_LEN <= s->size) {
-					found = 1;	/* unreadable */
-					break;
-				}
-				continue;
-			}
-			if (hdr[0] != (REC_MAGIC >> 24) || hdr[4] != REC_MARK)
-				continue;
-			memset(&r, 0, sizeof r);
-			len = rec_hdr_decode(&r, hdr, max_rec, &sum);
-			ok = len == (int)(REC_MARK_LEN - REC_HDR_LEN) &&
-			    rec_verify(hdr, hdr + REC_HDR_LEN, (size_t)len,
-			    sum) && rec_decode(&r, hdr + REC_HDR_LEN,
-			    (size_t)len) == 0;
-			if (ok && r.synced > off) {
-				found = *mark_out = 1;
-				break;
-			}
+		return -ENOMEM;
+	for (pos = off + 1; want_mark && pos + REC_HDR_LEN <= s->size; pos++) {
+		rc = scan_window(s, buf, &wbase, &wlen, pos, REC_MARK_LEN,
+		    s->size, &hdr);
+		if (rc == -EBADMSG) {	/* too near the end for a MARK */
+			rc = 0;
+			continue;
 		}
-		free(buf);
-		return found;
-	}
-	for (pos = off + 1; !found && pos + REC_HDR_LEN <= s->size; pos++) {
-		if (scan_window(s, buf, &wbase, &wlen, pos, REC_HDR_LEN,
-		    s->size, &hdr) < 0) {
+		if (rc < 0)
+			break;
+		if (hdr[0] != (REC_MAGIC >> 24) || hdr[4] != REC_MARK)
+			continue;
+		memset(&r, 0, sizeof r);
+		len = rec_hdr_decode(&r, hdr, max_rec, &sum);
+		if (len == (int)(REC_MARK_LEN - REC_HDR_LEN) &&
+		    rec_verify(hdr, hdr + REC_HDR_LEN, (size_t)len, sum) &&
+		    rec_decode(&r, hdr + REC_HDR_LEN, (size_t)len) == 0 &&
+		    r.synced > off) {
 			found = 1;
 			break;
 		}
+	}
+	for (pos = off + 1; !want_mark && !found && rc == 0 &&
+	    pos + REC_HDR_LEN <= s->size; pos++) {
+		rc = scan_window(s, buf, &wbase, &wlen, pos, REC_HDR_LEN,
+		    s->size, &hdr);
+		if (rc < 0)
+			break;
 		len = rec_hdr_decode(&r, hdr, max_rec, &sum);
 		if (len < 0 || (uint64_t)len > s->size - pos - REC_HDR_LEN)
 			continue;
 		if ((size_t)len <= SCAN_BUF - REC_HDR_LEN) {
-			found = scan_window(s, buf, &wbase, &wlen, pos,
-			    REC_HDR_LEN + (size_t)len, s->size, &hdr) < 0 ||
-			    rec_verify(hdr, hdr + REC_HDR_LEN, (size_t)len,
-			    sum);
+			rc = scan_window(s, buf, &wbase, &wlen, pos,
+			    REC_HDR_LEN + (size_t)len, s->size, &hdr);
+			found = rc == 0 && rec_verify(hdr, hdr + REC_HDR_LEN,
+			    (size_t)len, sum);
 			continue;
 		}
 		p = malloc((size_t)len);
-		found = p == NULL || dio_pread_all(s->fd, p, (size_t)len,
-		    (off_t)(pos + REC_HDR_LEN)) < 0 ||
-		    rec_verify(hdr, p, (size_t)len, sum);
+		rc = p ? dio_pread_all(s->fd, p, (size_t)len,
+		    (off_t)(pos + REC_HDR_LEN)) : -ENOMEM;
+		found = rc == 0 && rec_verify(hdr, p, (size_t)len, sum);
 		free(p);
 	}
 	free(buf);
-	return found;
+	return rc < 0 ? rc : found;
 }
 
 uint64_t
@@ -410,17 +411,16 @@ seg_opens_with_mark(struct seg *s, uint64_t max_rec)
 static int
 tail_kind(struct replay *rp, uint64_t end, uint64_t max_rec)
 {
-	int z, synced = 0;
+	int z, mark, rc;
 
 	z = tail_is_zero(rp->s, end);
 	if (z != 0)
 		return z;
-	if (!rp->marked && !seg_opens_with_mark(rp->s, max_rec))
-		return valid_record_after(rp->s, end, max_rec, NULL) ?
-		    -EUCLEAN : 0;
-	rp->marked = 1;
-	return valid_record_after(rp->s, end, max_rec, &synced) && synced ?
-	    -EUCLEAN : 0;
+	mark = rp->marked || seg_opens_with_mark(rp->s, max_rec);
+	if (mark)
+		rp->marked = 1;
+	rc = valid_record_after(rp->s, end, max_rec, mark);
+	return rc < 0 ? rc : rc ? -EUCLEAN : 0;
 }
 
 /* Replay every segment from the checkpoint position; cut a torn tail. */
@@ -445,8 +445,13 @@ replay(struct engine *e, uint32_t seg, uint64_t off)
 		if (rc == -EBADMSG && no == last)
 			kind = tail_kind(&rp, end, store_max_record(e));
 		if (rc == -EBADMSG && no == last && kind < 0 &&
-		    kind != -EUCLEAN)
+		    kind != -EUCLEAN) {
+			log_err("%s: bad record at %llu, and what follows it "
+			    "cannot be read to tell a torn tail from damage: "
+			    "%s: refusing to start", rp.s->path,
+			    (unsigned long long)end, strerror(-kind));
 			return kind;
+		}
 		rp.s->marked = rp.marked;
 		if (rc == -EBADMSG && no == last && kind == 1) {
 			log_info("%s: log ends at %llu of %llu pre-written "
@@ -474,11 +479,16 @@ replay(struct engine *e, uint32_t seg, uint64_t off)
 			}
 			rp.s->size = end;
 			atomic_store(&rp.s->written, end);
-		} else if (rc < 0) {
+		} else if (rc == -EBADMSG) {
 			log_err("%s: damaged record at %llu: refusing to start "
 			    "(run a scrub, restore the segment)", rp.s->path,
 			    (unsigned long long)end);
-			return rc == -EBADMSG ? -EUCLEAN : rc;
+			return -EUCLEAN;
+		} else if (rc < 0) {
+			log_err("%s: replay stopped at %llu: %s: refusing to "
+			    "start", rp.s->path, (unsigned long long)end,
+			    strerror(-rc));
+			return rc;
 		}
 	}
 	e->since_ckpt = total;

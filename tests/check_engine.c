@@ -64,6 +64,7 @@ teardown(void)
 	dio_fail_at(DIO_WRITE, 0, 0);
 	dio_fail_at(DIO_SYNC, 0, 0);
 	dio_fail_at(DIO_THREAD, 0, 0);
+	dio_fail_at(DIO_READ, 0, 0);
 	dio_hold(DIO_SYNC, 0);
 	trm_tree(tmpl);
 }
@@ -3346,6 +3347,98 @@ START_TEST(torn_batch_in_a_prewritten_segment_is_cut_and_synced_damage_is_not)
 }
 END_TEST
 
+/*
+ * A read that fails while the store starts says nothing of the bytes it
+ * did not read: the start is refused, or goes on with every record; the
+ * log is never cut as if its tail were torn. A pre-written segment of
+ * 8 MiB holds a body larger than the scan's read window (4 MiB) and,
+ * after it, a delivery in a batch of its own, whose MARK says that the
+ * body was synced; nothing says that the last delivery was. Each read
+ * of the start in turn fails with EIO: first with the log whole (a read
+ * failing past the body must not cut the last, acknowledged, delivery),
+ * then with a byte of the body damaged (a read failing while looking for
+ * that MARK must not turn the damage into a torn tail).
+ */
+START_TEST(failed_read_at_start_refuses_and_never_cuts_the_log)
+{
+	size_t big = 5u << 20, mib = 1u << 20;
+	char seg[400], ck[300], name[32], *body = malloc(big), *live, *got;
+	uint64_t off[64], end;
+	uint8_t type[64];
+	int i, n, nth, pass, rc, refused = 0;
+	off_t size;
+
+	ck_assert_ptr_nonnull(body);
+	tclose(&T);
+	T.conf.segment_size = 8u << 20;
+	T.conf.segment_prealloc = 1;
+	T.conf.checkpoint_bytes = 1ull << 40;
+	T.conf.compact_percent = 0;
+	ck_assert_int_eq(topen(&T), 0);
+	ck_assert_int_eq(t_mkdirs(&T, "m"), 0);
+	for (i = 0; i < 2000 && stat_of("spares_made") == 0; i++)
+		usleep(10000);
+	ck_assert_uint_ge(stat_of("spares_made"), 1);
+	fill(body, big, 5);
+	for (i = 0; stat_of("spares_used") == 0; i++) {
+		ck_assert_int_lt(i, 20);
+		snprintf(name, sizeof name, "fill%d", i);
+		ck_assert_int_eq(t_deliver(&T, "m", MST_SUB_NEW, name, body,
+		    mib, NULL, NULL), 0);
+	}
+	last_segment(seg, sizeof seg);
+	ck_assert_int_eq(t_deliver(&T, "m", MST_SUB_NEW, "big", body, big,
+	    NULL, NULL), 0);
+	ck_assert_int_eq(t_deliver(&T, "m", MST_SUB_NEW, "last", "last", 4,
+	    NULL, NULL), 0);
+	live = t_dump(&T);
+	ck_assert_ptr_nonnull(strstr(live, "m/new/last "));
+	tclose(&T);
+	/* ... MARK NEW(big), MARK NEW(last), then zeros. */
+	n = walk_log(seg, off, type, 64, &end);
+	ck_assert_int_ge(n, 4);
+	ck_assert_uint_eq(type[n - 1], REC_NEW);
+	ck_assert_uint_eq(type[n - 2], REC_MARK);
+	ck_assert_uint_eq(type[n - 3], REC_NEW);
+	ck_assert_uint_gt(off[n - 2] - off[n - 3], 4u << 20);
+	size = file_size(seg);
+	ck_assert_int_eq(size, 8 << 20);
+	snprintf(ck, sizeof ck, "%s/checkpoint", tmpl);
+
+	for (pass = 0; pass < 2; pass++) {
+		if (pass == 1)
+			flip_byte(seg, (off_t)off[n - 3] + 4096);
+		for (nth = 1; nth <= 40; nth++) {
+			(void)unlink(ck);	/* replay the whole log */
+			dio_fail_at(DIO_READ, (unsigned)nth, EIO);
+			rc = topen(&T);
+			dio_fail_at(DIO_READ, 0, 0);
+			ck_assert_msg(file_size(seg) == size, "pass %d, read %d "
+			    "failed: the segment was cut to %lld bytes", pass,
+			    nth, (long long)file_size(seg));
+			if (rc < 0) {
+				T.e = NULL;
+				refused++;
+				continue;
+			}
+			ck_assert_msg(pass == 0, "read %d failed: a store with "
+			    "damage before a synced record started", nth);
+			got = t_dump(&T);
+			ck_assert_str_eq(got, live);
+			free(got);
+			tclose(&T);
+		}
+		/* The last fault came after every read of a start, and
+		 * the ones before it made some start fail. */
+		ck_assert_int_eq(rc, pass == 0 ? 0 : -EUCLEAN);
+		ck_assert_int_gt(refused, 0);
+		refused = 0;
+	}
+	free(live);
+	free(body);
+}
+END_TEST
+
 static Suite *
 engine_suite(void)
 {
@@ -3434,6 +3527,8 @@ engine_suite(void)
 		{ prewritten_segment_ends_at_its_log_and_survives_restarts,
 		    ON_LOCAL },
 		{ torn_batch_in_a_prewritten_segment_is_cut_and_synced_damage_is_not,
+		    ON_LOCAL },
+		{ failed_read_at_start_refuses_and_never_cuts_the_log,
 		    ON_LOCAL },
 	};
 	Suite *s = suite_create("engine");

@@ -1862,8 +1862,11 @@ int
 index_load_block(struct index *ix, struct fobj *f, uint64_t i,
     const struct fblk *b)
 {
+	/* No write ends past MST_BODY_MAX (max_message_size), so neither
+	 * does a stored block: one beyond is damage, not a block table of
+	 * terabytes to reserve (the checkpoint's sum is checked last). */
 	if (b->len == 0 || b->len > REC_BLOCK || b->valid > b->len ||
-	    i >= blocks_for(f->size) ||
+	    i >= MST_BODY_MAX / REC_BLOCK || i >= blocks_for(f->size) ||
 	    (i + 1 == blocks_for(f->size) && f->size % REC_BLOCK &&
 	    b->valid > f->size % REC_BLOCK))
 		return -EBADMSG;

@@ -695,11 +695,20 @@ static int
 load_v1_body(struct ckload *l, struct rec *rc, uint32_t seg, uint64_t off,
     uint8_t **out)
 {
+	uint8_t last;
+
 	*out = NULL;
 	if (rc->size == 0)
 		return 0;
-	if (rc->size > SIZE_MAX || l->body == NULL ||
-	    (*out = malloc((size_t)rc->size)) == NULL)
+	if (rc->size > SIZE_MAX || l->body == NULL)
+		return -ENOMEM;
+	/* The size is the checkpoint's, whose sum is checked last: the
+	 * segment must hold the body's last byte before a buffer that
+	 * large is made (a damaged one asked for terabytes). */
+	if (off > UINT64_MAX - rc->size ||
+	    l->body(l->body_arg, seg, off + rc->size - 1, &last, 1) < 0)
+		return -EBADMSG;
+	if ((*out = malloc((size_t)rc->size)) == NULL)
 		return -ENOMEM;
 	if (l->body(l->body_arg, seg, off, *out, (size_t)rc->size) < 0 ||
 	    XXH3_64bits(*out, (size_t)rc->size) != rc->checksum)

@@ -112,8 +112,11 @@ spent_add(struct spent *s, const struct spent_ent *e)
 {
 	uint32_t slot, h;
 
-	while (s->n > 0 && s->ring[s->head].gone_ns < e->gone_ns -
-	    s->window_ns)
+	/* A time within the window of INT64_MIN has nothing older than
+	 * the window before it, and the subtraction would overflow (a
+	 * damaged checkpoint's time: its sum is checked last). */
+	while (s->n > 0 && e->gone_ns >= INT64_MIN + s->window_ns &&
+	    s->ring[s->head].gone_ns < e->gone_ns - s->window_ns)
 		drop_oldest(s);
 	if (spent_find(s, e->idem))
 		return 0;		/* one delivery per id */

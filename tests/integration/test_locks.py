@@ -204,9 +204,15 @@ def test_waiting_lock_interrupted_by_signal(a, b):
         os.waitpid(holder, 0)
         os.close(r)
         os.close(w)
-    # The interrupted wait left nothing behind: the lock is free.
-    took = timed_lock(b.path(DIR, "intr"), timeout=3)
-    assert took < 1, took
+    # The interrupted wait left nothing behind: the lock is free, granted
+    # in a round trip or two. One still held, or queued behind a wait
+    # the store kept, is never granted here (timed_lock fails after
+    # 10 s); one freed only when some request times out comes after the
+    # mounts' 5 s timeout. The bound lies below that, with seconds of
+    # room for a loaded host.
+    took = timed_lock(b.path(DIR, "intr"), timeout=10)
+    assert took < 4, "the lock was granted %.2f s after it was asked " \
+        "for" % took
 
 
 def test_lock_freed_when_mount_goes(store, b):

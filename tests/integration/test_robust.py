@@ -34,9 +34,9 @@ S_EAGAIN = 11
 TIMEOUT = 3     # the mount's request timeout in these cases (s)
 
 
-def fake_mount(opts=""):
+def fake_mount(opts="", timeout=TIMEOUT):
     f = hostile.Fake()
-    o = "timeout=%d" % TIMEOUT + ("," + opts if opts else "")
+    o = "timeout=%d" % timeout + ("," + opts if opts else "")
     m = mstlib.Mount(f.addr, o).start()
     return f, m
 
@@ -171,14 +171,22 @@ def test_close_waiting_for_the_socket_blocks_nothing_else():
     DELIVER holds the connection's socket (the store reads slowly), that
     CLOSE waits for it; the rest of the mount must not wait with it: a
     read answered from the mount's memory stays immediate. The CLOSE
-    still goes out once the socket is free."""
-    f, m = fake_mount()
+    still goes out once the socket is free.
+
+    The store reads nothing more until the read has been timed, or for
+    |stall| seconds: a read that waited behind the CLOSE would take most
+    of them, so the bound on it leaves a loaded host seconds of room and
+    still fails when the read waits. The request timeout is longer than
+    the stall, so that the DELIVER's writer does not give up first."""
+    stall = 10
+    f, m = fake_mount(timeout=2 * stall)
+    release = threading.Event()
     try:
         entered = threading.Event()
 
         def deliver(req):
             entered.set()
-            time.sleep(2)           # read nothing more meanwhile
+            release.wait(stall)     # read nothing more meanwhile
             return b""              # answered after its last DATA
 
         def data(req):
@@ -212,15 +220,18 @@ def test_close_waiting_for_the_socket_blocks_nothing_else():
         t0 = time.monotonic()
         got = os.pread(probe, 64, 0)    # served from the mount's memory
         took = time.monotonic() - t0
+        release.set()
         assert got == b"probe\n", got
         ct.join(10)
         lt.join(10)
         os.close(probe)
         mstlib.wait_until(lambda: f.count("CLOSE") >= 1, 10, "the CLOSE")
-        assert took < 0.5, "a read of a tmp/ file waited %.2f s behind " \
-            "the CLOSE" % took
+        assert took < 3, "a read of a tmp/ file waited %.2f s behind " \
+            "the CLOSE (the store held the socket for up to %d s)" % (
+                took, stall)
         assert m.proc.poll() is None, "mount.mstore died"
     finally:
+        release.set()
         stop(f, m)
 
 

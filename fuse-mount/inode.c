@@ -503,6 +503,12 @@ notified(const struct minode *n)
 }
 
 int
+inode_attr_notified(const struct minode *n)
+{
+	return notified(n);
+}
+
+int
 inode_attr_fresh(const struct mount *m, const struct minode *n)
 {
 	return n->attr_at_ms != 0 && (notified(n) || mono_ms() -

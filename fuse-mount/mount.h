@@ -473,6 +473,9 @@ struct minode *inode_find_dir(struct mount *m, const struct minode *parent,
  * watched directory under a watched parent) until one says they moved,
  * else for the attribute timeout after they were fetched. mu held. */
 int inode_attr_fresh(const struct mount *m, const struct minode *n);
+/* Do notices report every change of directory |n|'s attributes (its
+ * own watch its contents, its parent's its entry)? */
+int inode_attr_notified(const struct minode *n);
 /* The ordinary file |parent|/|name| whose name is known (minode.pos) as
  * of the stamps |now| of |parent|, or NULL. */
 struct minode *inode_known_file(struct mount *m, const struct minode *parent,

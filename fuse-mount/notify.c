@@ -498,6 +498,7 @@ on_notice(void *arg, const struct mst_notify *nt)
 		f->attr_at_ms = 0;
 		m->neg_epoch++;
 		m->pos_epoch++;
+		file = f->ino;	/* the kernel's too (see attr_keep) */
 	}
 	pthread_mutex_unlock(&m->mu);
 	if (file)

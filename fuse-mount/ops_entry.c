@@ -19,6 +19,30 @@
 #include "mstat.h"
 #include "store.h"
 
+/*
+ * How long the kernel may keep |n|'s attributes (mu held). Ordinary
+ * files: every stat asks us (we answer from memory kept fresh by our
+ * own writes and the store's notices). A directory other than new/ and
+ * cur/ whose attributes notices keep (watched, under a watched parent:
+ * inode_attr_fresh) is kept as long as directory names are: a change
+ * elsewhere invalidates it in the kernel (its contents by its own
+ * notice, its mode, owner or name by its parent's), and the kernel
+ * itself drops it after a change made here. Its mode and owner are what
+ * every path walk through it checks. new/ and cur/ keep the attribute
+ * timeout: their mtimes are how Dovecot sees new mail. The root has no
+ * parent to report it, so it keeps the timeout too.
+ */
+static double
+attr_keep(struct mount *m, struct minode *n)
+{
+	if (is_ofile(n) || !inode_trusted(n))
+		return 0;
+	if (n->attr.type == MST_T_DIR && n->folder == NULL &&
+	    inode_attr_notified(n) && m->entry_timeout < 60)
+		return 60;
+	return m->entry_timeout;
+}
+
 void
 entry_fill(struct mount *m, struct minode *n, struct fuse_entry_param *ep)
 {
@@ -26,10 +50,7 @@ entry_fill(struct mount *m, struct minode *n, struct fuse_entry_param *ep)
 
 	e.ino = n->ino;
 	e.generation = 1;
-	/* Ordinary files: every stat asks us (we answer from memory kept
-	 * fresh by our own writes and the store's notices). */
-	e.attr_timeout = is_ofile(n) || !inode_trusted(n) ? 0 :
-	    m->entry_timeout;
+	e.attr_timeout = attr_keep(m, n);
 	/* Under a watched directory a change anywhere invalidates names at
 	 * once: directory names may stay cached long, which also keeps paths
 	 * to tmp/ resolvable while the store is briefly unreachable. Under
@@ -235,8 +256,8 @@ attr_timeout_of(struct mount *m, fuse_ino_t ino)
 
 	pthread_mutex_lock(&m->mu);
 	n = inode_get(m, ino);
-	if (n && (is_ofile(n) || !inode_trusted(n)))
-		t = 0;		/* asked again at every use */
+	if (n)
+		t = attr_keep(m, n);
 	pthread_mutex_unlock(&m->mu);
 	return t;
 }

@@ -11,7 +11,9 @@
  * After a grant we ask the store for the file's change counter, and if
  * another host changed the file since the kernel cached its pages, those
  * pages are dropped before the caller learns it holds the lock: what the
- * previous holder wrote is what the new one reads. A grant also ends
+ * previous holder wrote is what the new one reads. From the store's only
+ * server the notices say it first (grant_current), and a file none
+ * marked changed is not asked about. A grant also ends
  * every name the mount knew missing (struct negset in mount.h), so the
  * files the previous holder created are found.
  *
@@ -121,6 +123,28 @@ revalidated(void *arg, struct mreply *r)
 		finish(w);
 }
 
+/*
+ * Is the file as the store has it, with no need to ask? From the store's
+ * only server (SOLE) a grant comes after the notices of every change
+ * made before it, and this thread applied them before this callback: a
+ * file no notice marked stale, known by its name under a watch that was
+ * active all along (inode_file_known: the watch generation and the
+ * stamps are those its name was learnt under), changed nowhere else,
+ * so the kernel's pages of it are the store's.
+ */
+static int
+grant_current(struct lock_wait *w)
+{
+	int cur;
+
+	if (!store_home_sole(w->m))
+		return 0;
+	pthread_mutex_lock(&w->m->mu);
+	cur = !w->n->stale && inode_file_known(w->m, w->n);
+	pthread_mutex_unlock(&w->m->mu);
+	return cur;
+}
+
 static void
 granted(void *arg, struct mreply *r)
 {
@@ -145,7 +169,10 @@ granted(void *arg, struct mreply *r)
 	}
 	if (rc == 0 && w->q.type != MST_LK_UN) {
 		/* Held now: whatever happens next, the answer is success. */
-		if (store_getattr_async(w->m, w->q.id, revalidated, w) < 0)
+		if (grant_current(w))
+			finish(w);
+		else if (store_getattr_async(w->m, w->q.id, revalidated,
+		    w) < 0)
 			inval_then(w->m, w->n->ino, finish, w);
 		return;			/* revalidated() or finish() answers */
 	}

@@ -5,7 +5,9 @@ every listing, every name in a listing that removes what it
 reads, lookups in one directory at once, a missing name asked of the
 store once, and found on the other mount right after a lock handover
 once created; a mount's own changes forget only the names they moved,
-and the other mount's changes of those names are seen; a dotlock race across both mounts has
+and the other mount's changes of those names are seen; a lock grant
+asks the store about the file only when it may have changed, and the
+new holder reads what the other mount wrote; a dotlock race across both mounts has
 exactly one holder at a time, and a file replaced by rename under it is
 the new file to the next holder on either mount; a file mapped by readers survives being
 renamed over, or appended to, on the same host (no SIGBUS); a store
@@ -690,6 +692,53 @@ def test_own_changes_forget_only_their_names(a, b):
     wait_until(seen, 2, "A to see B's changes of the names it knew")
 
 
+def test_lock_grant_asks_only_of_a_changed_file(a, b):
+    """After a lock grant, what the previous holder wrote is what the new
+    one reads. From the store's only server (HELLO's SOLE: local or
+    memory back-end) the notices of the previous holder's writes come
+    before the grant, so a grant of a lock on a file known by its name
+    that no notice marked changed asks the store nothing more; through
+    other servers, or once the other mount has written to it, the file's
+    state is asked, and the new holder reads the new contents through
+    the descriptor it had open (its pages dropped)."""
+    import fcntl
+    d = "example.com/grant"
+    os.makedirs(a.path(d), exist_ok=True)
+    os.listdir(a.path(d))                   # watched from here on
+    p = a.path(d, "dovecot.index.log")
+    with open(p, "wb") as f:
+        f.write(b"first\n")
+
+    def known():
+        h = _stat(a, "file_name_hits")
+        os.stat(p)
+        return _stat(a, "file_name_hits") > h
+    wait_until(known, 2, "A to know the file by its name")
+    with open(p, "r+b") as fa:
+        assert fa.read() == b"first\n"     # in A's page cache
+        g0 = _requests(a, "store", "GETATTR")
+        for _ in range(5):
+            fcntl.lockf(fa, fcntl.LOCK_EX)
+            fcntl.lockf(fa, fcntl.LOCK_UN)
+        want = 0 if mstlib.BACKEND in ("local", "memory") else 5
+        got = _requests(a, "store", "GETATTR") - g0
+        assert got == want, "store GETATTRs for 5 grants: %d, want %d" % (
+            got, want)
+        with open(b.path(d, "dovecot.index.log"), "r+b") as fb:
+            fcntl.lockf(fb, fcntl.LOCK_EX)
+            fb.seek(0, os.SEEK_END)
+            fb.write(b"second\n")
+            fb.flush()
+            fcntl.lockf(fb, fcntl.LOCK_UN)
+        g0 = _requests(a, "store", "GETATTR")
+        fcntl.lockf(fa, fcntl.LOCK_EX)
+        fa.seek(0)
+        assert fa.read() == b"first\nsecond\n"
+        fcntl.lockf(fa, fcntl.LOCK_UN)
+        assert _requests(a, "store", "GETATTR") - g0 >= 1, \
+            "a grant after the other mount's write asked nothing"
+
+
 def test_file_found_after_lock_handover(a, b):
     """Dovecot on host A creates a file under an fcntl lock and lets the
     lock go; Dovecot on host B then takes the lock and opens the file:
@@ -916,6 +965,7 @@ def main():
     r.run(test_lookups_in_one_directory_run_in_parallel, store, a)
     r.run(test_missing_name_asked_of_store_once, a)
     r.run(test_own_changes_forget_only_their_names, a, b)
+    r.run(test_lock_grant_asks_only_of_a_changed_file, a, b)
     r.run(test_file_found_after_lock_handover, a, b)
     r.run(test_listing_while_expunging_lists_every_name, a)
     r.run(test_store_outage_gives_eio_then_recovers, store, a)

@@ -202,7 +202,7 @@ index_next(const struct node *n)
 	return index_link(n, n->next_d);
 }
 
-/* A chained hash table of node handles; up to 2 entries a bucket. */
+/* A chained hash table of node handles; up to 4 entries a bucket. */
 struct htab {
 	uint32_t *b;
 	size_t nb;		/* buckets (any number: index.c) */

@@ -954,6 +954,7 @@ index_mbox(struct index *ix, struct mst_str name, int create)
 	m->no = ix->nmbv_free ? ix->mbv_free[--ix->nmbv_free] : ix->mbv_top++;
 	ix->mbv[m->no] = m;
 	memcpy(m->name, name.p, name.len);
+	m->len = name.len;
 	m->quota_bytes = ix->quota_bytes;
 	m->quota_msgs = ix->quota_msgs;
 	m->next = ix->mboxes[h & ix->mbox_mask];
@@ -976,7 +977,7 @@ mbox_drop_if_idle(struct index *ix, struct mbox *m)
 	if (m->msgs != 0 || m->quota_bytes != ix->quota_bytes ||
 	    m->quota_msgs != ix->quota_msgs)
 		return;
-	pp = &ix->mboxes[XXH3_64bits(m->name, strlen(m->name)) &
+	pp = &ix->mboxes[XXH3_64bits(m->name, m->len) &
 	    ix->mbox_mask];
 	while (*pp != NULL && *pp != m)
 		pp = &(*pp)->next;
@@ -1920,6 +1921,7 @@ index_free(struct index *ix)
 
 	if (ix == NULL)
 		return;
+	prefault_free(ix);
 	/* Nodes go with the arena, unvisited: a walk of millions of them
 	 * took seconds at every stop. */
 	while (ix->dirs)

@@ -57,6 +57,7 @@
 struct mbox {
 	struct mbox *next;	/* hash chain */
 	uint32_t no;		/* ix->mbv[no] is this one */
+	uint16_t len;		/* of |name|: no strlen per lookup */
 	uint64_t bytes, msgs;
 	uint64_t quota_bytes, quota_msgs;	/* 0: no limit */
 	uint32_t ckpt_idx;	/* position in the checkpoint being written */

@@ -5,6 +5,12 @@
  * talks to the store. A DELIVER sends the body from fbuf_map's view
  * (the memory itself, or a mapping of the spool file), never a copy; the
  * buffer is pinned meanwhile so that the view cannot change under it.
+ *
+ * A buffer may also be a backing file of the kernel's FUSE passthrough
+ * (fbuf_backing): then the kernel writes into its spool file directly,
+ * without a request, and the buffer learns its size from the file
+ * (fbuf_refresh). Never talks to FUSE beyond the device's two backing
+ * ioctls.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -12,7 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "mount.h"
@@ -43,6 +51,11 @@ fbuf_free(struct fbuf *b)
 	if (b == NULL)
 		return;
 	held(b, -1);
+	/* The kernel keeps its own reference while a file it opened with
+	 * this backing is open; the id goes now. Best effort: only ENOENT
+	 * (never registered, or the connection is gone) can come back. */
+	if (b->bid > 0)
+		(void)ioctl(b->ctl, PT_IOC_BACKING_CLOSE, &b->bid);
 	if (b->fd >= 0)
 		close(b->fd);
 	free(b->mem);
@@ -68,29 +81,71 @@ pwrite_all(int fd, const void *p, size_t len, uint64_t off)
 	return 0;
 }
 
-/* Move the contents to an unlinked spool file. */
+/* A new unlinked file in the spool directory holding |b|'s contents:
+ * its descriptor, or a negative errno. O_TMPFILE where the spool's file
+ * system has it (one call, never named), else a named file unlinked at
+ * once. */
 static int
-spill(struct fbuf *b, const struct mount *m)
+spool_file(const struct fbuf *b, const struct mount *m)
 {
 	char path[PATH_MAX];
 	int fd, rc;
 
-	snprintf(path, sizeof path, "%s/mstore-spool-XXXXXX", m->spool);
-	fd = mkostemp(path, O_CLOEXEC);
+	fd = open(m->spool, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR ||
+	    errno == EINVAL)) {
+		snprintf(path, sizeof path, "%s/mstore-spool-XXXXXX",
+		    m->spool);
+		fd = mkostemp(path, O_CLOEXEC);
+		if (fd >= 0)
+			(void)unlink(path);	/* anonymous; fd keeps it */
+	}
 	if (fd < 0)
 		return -errno;
-	(void)unlink(path);	/* anonymous from here on; fd keeps it */
 	rc = pwrite_all(fd, b->mem, (size_t)b->size, 0);
 	if (rc < 0) {
 		close(fd);
 		return rc;
 	}
+	return fd;
+}
+
+/* Move the contents to an unlinked spool file. */
+static int
+spill(struct fbuf *b, const struct mount *m)
+{
+	int fd = spool_file(b, m);
+
+	if (fd < 0)
+		return fd;
 	free(b->mem);
 	b->mem = NULL;
 	b->cap = b->len = 0;
 	b->fd = fd;
 	mstat_add(MS_SPOOLS, 1);
 	return 0;
+}
+
+/* What the file's attributes say of its contents: its size and its
+ * last change. */
+static void
+file_stamp(const struct stat *st, uint64_t *size, uint64_t *stamp)
+{
+	*size = (uint64_t)st->st_size;
+	*stamp = (uint64_t)st->st_ctim.tv_sec * 1000000000u +
+	    (uint64_t)st->st_ctim.tv_nsec;
+}
+
+/* A change the mount made itself to a backing file (truncation) is not
+ * one fbuf_refresh reports as the kernel's. */
+static void
+restamp(struct fbuf *b)
+{
+	uint64_t size;
+	struct stat st;
+
+	if (b->bid > 0 && fstat(b->fd, &st) == 0)
+		file_stamp(&st, &size, &b->stamp);
 }
 
 static int fbuf_write_held(struct fbuf *b, const struct mount *m,
@@ -178,18 +233,24 @@ int
 fbuf_truncate(struct fbuf *b, const struct mount *m, uint64_t size)
 {
 	static const uint8_t zero = 0;
+	int rc;
 
 	if (b->pinned)
 		return -ETXTBSY;
 	b->gen++;
-	if (size > b->size)		/* extend with zeros */
-		return fbuf_write(b, m, &zero, 1, size - 1);
+	if (size > b->size) {		/* extend with zeros */
+		rc = fbuf_write(b, m, &zero, 1, size - 1);
+		if (rc == 0)
+			restamp(b);
+		return rc;
+	}
 	if (b->fd >= 0 && ftruncate(b->fd, (off_t)size) < 0)
 		return -errno;
 	held(b, -1);
 	b->size = size;
 	held(b, 1);
 	b->len = (size_t)size;
+	restamp(b);
 	return 0;
 }
 
@@ -230,6 +291,71 @@ fbuf_unpin(struct fbuf *b)
 {
 	if (b->pinned > 0)
 		b->pinned--;
+}
+
+int
+fbuf_backing(struct fbuf *b, const struct mount *m, int ctl)
+{
+	struct pt_backing_map map = { 0 };
+	struct stat st;
+	int fd, id;
+
+	if (b->bid > 0)
+		return 0;
+	if (b->pinned)
+		return -ETXTBSY;
+	fd = b->fd >= 0 ? b->fd : spool_file(b, m);
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, &st) < 0) {
+		id = -errno;
+		goto fail;
+	}
+	map.fd = fd;
+	id = ioctl(ctl, PT_IOC_BACKING_OPEN, &map);
+	if (id <= 0) {
+		id = id < 0 ? -errno : -EPROTO;
+		goto fail;
+	}
+	if (b->fd < 0) {		/* the contents live in the file now */
+		held(b, -1);
+		free(b->mem);
+		b->mem = NULL;
+		b->cap = b->len = 0;
+		b->fd = fd;
+		held(b, 1);
+		mstat_add(MS_SPOOLS, 1);
+	}
+	b->bid = id;
+	b->ctl = ctl;
+	file_stamp(&st, &b->size, &b->stamp);
+	return 0;
+fail:
+	if (fd != b->fd)
+		close(fd);
+	return id;
+}
+
+int
+fbuf_refresh(struct fbuf *b)
+{
+	uint64_t size, stamp;
+	struct stat st;
+
+	if (b->bid <= 0 || b->pinned || fstat(b->fd, &st) < 0)
+		return 0;	/* fstat of our own descriptor cannot fail */
+	file_stamp(&st, &size, &stamp);
+	if (size == b->size && stamp == b->stamp)
+		return 0;
+	if (size > b->size)
+		mstat_add(MS_BUF_WRITTEN, size - b->size);
+	held(b, -1);
+	b->size = size;
+	b->len = (size_t)size;
+	held(b, 1);
+	b->stamp = stamp;
+	b->gen++;
+	return 1;
 }
 
 void

@@ -893,10 +893,24 @@ inode_size_held(const struct minode *n)
 }
 
 void
+inode_local_refresh(struct minode *n)
+{
+	if (!n->local || n->buf == NULL || fbuf_refresh(n->buf) == 0)
+		return;
+	/* The kernel drops privileges for a write through its page cache
+	 * only; a passthrough write goes to the backing file, whose own
+	 * bits are not these. */
+	if (n->attr.mode & (S_ISUID | S_ISGID))
+		n->attr.mode &= ~(S_ISUID | ((n->attr.mode & S_IXGRP) ?
+		    S_ISGID : 0));
+}
+
+void
 inode_stat(struct minode *n, struct stat *st)
 {
 	const struct mst_attr *a = &n->attr;
 
+	inode_local_refresh(n);
 	memset(st, 0, sizeof *st);
 	st->st_ino = n->ino;
 	st->st_mode = (a->type == MST_T_DIR ? S_IFDIR : S_IFREG) |

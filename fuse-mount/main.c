@@ -41,6 +41,7 @@ struct opts {
 	char *keyfile;
 	int tls;		/* tls: TLS to every server */
 	int nospool;		/* nospool: large bodies travel at link */
+	int nopassthrough;	/* nopassthrough: tmp/ writes come here */
 	char *cafile;		/* cafile=: the CA that verifies them */
 	double attr_timeout;
 	unsigned max_threads;
@@ -69,6 +70,7 @@ usage(FILE *f)
 	    "     max_threads=N     FUSE worker threads (4)\n"
 	    "     cache_mb=N        memory for cached inodes and listings (64)\n"
 	    "     nospool           send large bodies at link, not as written\n"
+	    "     nopassthrough     no kernel passthrough for tmp/ files\n"
 	    "     health_interval=MS  PING each server this often (1000)\n"
 	    "     failover_timeout=MS a server silent this long is down (2000)\n"
 	    "     servers_file=PATH the server list, read again when it changes\n"
@@ -164,6 +166,10 @@ parse_opt(struct opts *o, char *w)
 		if (eq != NULL)
 			return -EINVAL;
 		o->nospool = 1;
+	} else if (KEY("nopassthrough")) {
+		if (eq != NULL)
+			return -EINVAL;
+		o->nopassthrough = 1;
 	} else if (KEY("cafile")) {
 		o->cafile = (char *)val;
 	} else {
@@ -384,6 +390,14 @@ run(struct mount *m, struct opts *o, const char **servers, int nservers,
 	}
 	if (fuse_session_mount(m->se, o->mountpoint) < 0)
 		goto out_signals;
+	/* Before the first request is read: INIT asks for it. */
+	if (!o->nopassthrough) {
+		int prc = passthru_start(m);
+
+		if (prc < 0)
+			fprintf(stderr, "mount.mstore: no kernel passthrough "
+			    "for tmp/ files: %s\n", strerror(-prc));
+	}
 	/* Threads start after the fork of fuse_daemonize. */
 	if (fuse_daemonize(o->foreground) < 0)
 		goto out_unmount;
@@ -503,6 +517,7 @@ main(int argc, char **argv)
 	}
 	m.spool = o.spool;
 	m.nospool = o.nospool;
+	m.pt_fd = -1;
 	m.timeout_ms = o.timeout_s * 1000;
 	m.entry_timeout = o.attr_timeout;
 	m.mem_budget = (size_t)o.cache_mb << 20;
@@ -524,7 +539,9 @@ main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	rc = run(&m, &o, servers, nservers, key, keylen);
-	inode_fini(&m);
+	inode_fini(&m);		/* the backing ids go, then the device */
+	if (m.pt_fd >= 0)
+		close(m.pt_fd);
 	locktab_free(m.locks);
 	return rc;
 }

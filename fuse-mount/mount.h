@@ -9,7 +9,8 @@
  *   5  ops_entry.c ops_dir.c ops_file.c ops_deliver.c ops_lock.c
  *                        thin op_* adapters over do_* cores
  *   4  notify.c wake.c   notices, watches, folder refresh, evictions,
- *                        kernel invalidations, the notifier thread
+ *                        kernel invalidations, the notifier thread;
+ *      passthru.c        the kernel's passthrough for tmp/ files
  *   3  store.c store.h   the store client: requests encoded, replies
  *                        decoded; no FUSE types. Below it route.c,
  *                        the servers (one mconn each, health checks,
@@ -49,7 +50,9 @@
 #include <fuse_lowlevel.h>
 #include <pthread.h>
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 
 #include "mconn.h"
@@ -147,7 +150,23 @@ struct fbuf {
 	uint64_t size;		/* logical size */
 	unsigned pinned;	/* DELIVERs sending from a view of it */
 	uint64_t gen;		/* bumped by every change of the contents */
+	/* A backing file of the kernel's passthrough (fbuf_backing): */
+	int bid;		/* its backing id, or 0: not one */
+	int ctl;		/* the FUSE device it is registered with */
+	uint64_t stamp;		/* fd's ctime when size was last taken */
 };
+
+/* The kernel's FUSE passthrough (Linux 6.9, protocol 7.40), which the
+ * kernel headers and libfuse 3.14 this builds with do not know:
+ * include/uapi/linux/fuse.h. A backing file is registered with the
+ * FUSE device and named by its id in an open's reply (passthru.c). */
+struct pt_backing_map {
+	int32_t fd;
+	uint32_t flags;
+	uint64_t padding;
+};
+#define PT_IOC_BACKING_OPEN	_IOW(229, 1, struct pt_backing_map)
+#define PT_IOC_BACKING_CLOSE	_IOW(229, 2, uint32_t)
 
 /* One entry of a mail folder cache. */
 struct fentry {
@@ -275,6 +294,7 @@ struct minode {
 				   (ops_deliver.c); one malloc, owned */
 	int nlocal;		/* directories: local files in it, not
 				   unlinked (tmp/: deliveries under way) */
+	int pt_opens;		/* handles opened with passthrough (mu) */
 };
 
 /* An open file. */
@@ -288,6 +308,7 @@ struct fhandle {
 	int writable;
 	int writer;		/* counted in m->writers */
 	int delivered;		/* pending new/cur file: DELIVER done */
+	int pt;			/* opened with passthrough (pt_opens) */
 	char mailbox[MST_PATH_MAX + 1];	/* messages: for FETCH */
 };
 
@@ -360,6 +381,12 @@ struct mount {
 	pthread_cond_t spool_cv;	/* with mu: a SPOOL sender is done */
 	pthread_cond_t close_cv;	/* with mu: a CLOSE is on its way */
 	int nospool;		/* nospool: no SPOOL while a file is written */
+	/* The kernel's passthrough for tmp/ files (passthru.c): pt_fd is
+	 * the FUSE device backing files are registered with (-1: option
+	 * nopassthrough); pt_on is set once the kernel agreed to it at
+	 * INIT, and cleared if registering a backing file is refused. */
+	int pt_fd;
+	atomic_int pt_on;
 	/* A directory minode is about to be freed (mu held): the inode
 	 * table calls this, set by main.c to watch_drop, so its watch ends
 	 * without inode.c knowing of watches. NULL: nothing to do. */
@@ -395,6 +422,16 @@ void fbuf_unpin(struct fbuf *b);
 /* Replace the contents with |len| bytes. */
 int fbuf_set(struct fbuf *b, const struct mount *m, const void *p,
     size_t len);
+/* Make |b| a backing file for the kernel's passthrough: its contents
+ * move to a spool file (if in memory), registered with the FUSE device
+ * |ctl|. From then on the kernel may write it directly; b->bid is the
+ * id to answer opens with. 0, or a negative errno with |b| as before
+ * (EPERM: not allowed here; ETXTBSY: pinned). */
+int fbuf_backing(struct fbuf *b, const struct mount *m, int ctl);
+/* A backing file: take its size from the file. 1 if it changed since
+ * the last look (writes through the kernel: gen moves), else 0. A
+ * pinned buffer is not looked at: its view's size stays. */
+int fbuf_refresh(struct fbuf *b);
 
 /* folder.c: the pure listing table; every function with mu held. */
 /* An empty cache of directory |dir|, accounted to |m|. */
@@ -566,6 +603,11 @@ int inode_child_path(const struct minode *dir, const char *name, char *buf,
  * the path alone (see inode.c): |m| is not consulted. */
 enum dkind inode_classify(const struct mount *m, const char *path,
     struct mst_str *mailbox, struct mst_str *folder);
+/* A local file written by the kernel directly (passthrough, see
+ * fbuf_refresh): learn its size, and as a write does, drop its
+ * set-user-ID bit (and set-group-ID if group-executable). */
+void inode_local_refresh(struct minode *n);
+/* The attributes of |n|; a local file's are refreshed first. */
 void inode_stat(struct minode *n, struct stat *st);
 /* Whether stat must not show the store's size yet (see inode.c). */
 int inode_size_held(const struct minode *n);
@@ -606,6 +648,19 @@ enum evict inode_evict_next(struct mount *m, int64_t now, size_t *work,
 /* ------------------------------------------------------------------
  * Layer 4: notify.c and wake.c: notices, watches, invalidation.
  */
+/* passthru.c: the kernel's passthrough with libfuse 3.14. Install the
+ * device I/O that asks for it at INIT (before the session loop runs);
+ * 0 or a negative errno (then the mount works without it). */
+int passthru_start(struct mount *m);
+/* The next open or create reply this thread sends names backing file
+ * |bid| (0: none again); passthru_sent says whether it went so. */
+void passthru_next(int bid);
+int passthru_sent(void);
+/* A new tmp/ file |n| (mu held): back its buffer for passthrough if the
+ * kernel agreed to it. 0 when backed; otherwise the file stays with the
+ * mount's own buffer, as without passthrough. */
+int passthru_back(struct mount *m, struct minode *n);
+
 /* inode_remote, and the kernel's pages dropped when it says so. mu
  * held. */
 struct minode *node_remote(struct mount *m, struct minode *parent,

@@ -25,6 +25,7 @@ static const char *const names[MS_MAX] = {
 	[MS_SPOOLS] = "spool_files_created",
 	[MS_BUF_MEM] = "buffered_bytes",
 	[MS_BUF_SPOOL] = "spooled_bytes",
+	[MS_PT_OPENS] = "passthrough_opens",
 };
 
 void

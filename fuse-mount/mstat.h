@@ -29,6 +29,7 @@ enum mstat {
 	MS_SPOOLS,		/* buffers moved to a spool file */
 	MS_BUF_MEM,		/* gauge: bytes buffered in memory now */
 	MS_BUF_SPOOL,		/* gauge: bytes in spool files now */
+	MS_PT_OPENS,		/* opens answered with kernel passthrough */
 	MS_MAX
 };
 

@@ -258,8 +258,11 @@ stage_tmp(struct mount *m, struct minode *n)
 	 * tmp/): there the link() waits for the others' under the kernel's
 	 * lock, and a COMMIT is shorter than a DELIVER. A lone writer
 	 * would only pay a second round trip and commit. And only a body
-	 * of STAGE_MIN bytes or more. */
-	if (!n->local || n->unlinked || b == NULL || b->size < STAGE_MIN ||
+	 * of STAGE_MIN bytes or more. Never one the kernel writes itself
+	 * (passthrough): a write after the STAGE that kept its size could
+	 * go unseen, and a stale body be committed. */
+	if (!n->local || n->unlinked || b == NULL || b->bid > 0 ||
+	    b->size < STAGE_MIN ||
 	    n->parent == NULL || n->parent->dkind != DK_TMP ||
 	    n->parent->nlocal < 2 ||
 	    (n->stage && n->stage->spooled && !n->stage->broken) ||
@@ -432,6 +435,7 @@ spool_hold(struct mount *m, struct minode *n, size_t wrote)
 		return NULL;
 	pthread_mutex_lock(&m->mu);
 	hold = n->local && !n->unlinked && n->buf != NULL &&
+	    n->buf->bid == 0 &&	/* passthrough: no WRITEs to see */
 	    n->buf->size >= SPOOL_CHUNK && n->parent != NULL &&
 	    n->parent->dkind == DK_TMP &&
 	    ((n->stage == NULL && wrote < SPOOL_CHUNK &&
@@ -778,6 +782,7 @@ do_link(struct mount *m, fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 		rc = 0;
 	if (rc == 0) {
 		src->nopen++;		/* until dwait_finish */
+		inode_local_refresh(src);	/* what the kernel wrote */
 		fbuf_pin(src->buf);
 		sa = src->attr;
 	}
@@ -833,6 +838,7 @@ rename_local(struct mount *m, fuse_req_t req, struct minode *n,
 	int rc;
 
 	pthread_mutex_lock(&m->mu);
+	inode_local_refresh(n);		/* what the kernel wrote */
 	a = n->attr;
 	if (np->dkind == DK_TMP) {
 		old = inode_local_find(m, np, newname);

@@ -365,6 +365,9 @@ do_setattr(struct mount *m, fuse_ino_t ino, const struct stat *st, int set)
 		pthread_mutex_unlock(&m->mu);
 		return ofile_setattr(m, n, st, set);
 	}
+	/* Writes the kernel made before this change take their effect
+	 * (set-user-ID) first, not on what it sets. */
+	inode_local_refresh(n);
 	if (set & FUSE_SET_ATTR_SIZE)
 		rc = fbuf_truncate(n->buf, m, (uint64_t)st->st_size);
 	if (set & FUSE_SET_ATTR_MODE)

@@ -2,8 +2,10 @@
  * ops_file.c - open files; each op_* a thin adapter over a do_* core
  * (see mount.h for the layers). Three kinds:
  *  - local files (tmp/, or created directly in new/ or cur/): contents in
- *    an fbuf here; a direct create is delivered at flush, fsync or close
- *    and its errors are returned there;
+ *    an fbuf here (for a tmp/ file with the kernel's passthrough, a
+ *    spool file that the kernel reads and writes itself: passthru.c); a
+ *    direct create is delivered at flush, fsync or close and its errors
+ *    are returned there;
  *  - messages: immutable, read with FETCH, cached by the kernel
  *    (keep_cache);
  *  - ordinary files (dovecot-uidlist, indexes, lock files...): state in
@@ -117,6 +119,44 @@ local_direct(struct mount *m, const struct fhandle *h)
 	local = h->n->local;
 	pthread_mutex_unlock(&m->mu);
 	return local;
+}
+
+/*
+ * A tmp/ file whose buffer is a passthrough backing file (passthru.c)
+ * is opened with it, every time: the kernel refuses (EIO) any other
+ * open of an inode that has a backing file while one is open, and a
+ * reader must see what the kernel wrote. Also a delivered file while a
+ * handle opened so is still open. Sets up |fi| and returns the backing
+ * id to send, or 0 for an open as without passthrough.
+ */
+static int
+open_backed(struct mount *m, struct fhandle *h, struct fuse_file_info *fi)
+{
+	struct minode *n = h->n;
+	int bid = 0;
+
+	pthread_mutex_lock(&m->mu);
+	if (n->buf && n->buf->bid > 0 && (n->local || n->pt_opens > 0)) {
+		bid = n->buf->bid;
+		h->pt = 1;
+		n->pt_opens++;
+	}
+	pthread_mutex_unlock(&m->mu);
+	if (bid) {
+		fi->direct_io = 0;	/* the kernel's I/O, not ours */
+		fi->keep_cache = 0;	/* not allowed with passthrough */
+	}
+	return bid;
+}
+
+/* |h| goes (mu held): it no longer counts as opened with passthrough. */
+static void
+close_backed(struct fhandle *h)
+{
+	if (h->pt) {
+		h->n->pt_opens--;
+		h->pt = 0;
+	}
 }
 
 /* Never touches h->n: it may be gone once the handle is closed. mu NOT
@@ -719,6 +759,10 @@ do_create(struct mount *m, fuse_ino_t parent, const char *name, mode_t mode,
 			rc = -ENOMEM;
 		else
 			rc = 0;
+		/* A tmp/ file open nowhere: the kernel writes it itself
+		 * (passthrough); refused, it is buffered here as before. */
+		if (rc == 0 && p->dkind == DK_TMP && n->nopen == 0)
+			(void)passthru_back(m, n);
 		if (rc == 0) {
 			n->attr.uid = a.uid;
 			n->attr.gid = a.gid;
@@ -790,6 +834,7 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	struct fuse_entry_param e = { 0 };
 	struct fhandle *h = NULL;
 	int rc = do_create(m, parent, name, mode, fi, fuse_req_ctx(req), &h);
+	int bid;
 
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
@@ -799,6 +844,7 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	/* tmp/ files owe the store nothing at close: skip FLUSH. */
 	fi->noflush = h->n->local && h->n->parent->dkind == DK_TMP;
 	fi->direct_io = local_direct(m, h);
+	bid = open_backed(m, h, fi);
 	e.ino = h->n->ino;
 	e.generation = 1;
 	e.entry_timeout = h->ofile ? 0 : m->entry_timeout;	/* see reply_entry */
@@ -806,10 +852,14 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	pthread_mutex_lock(&m->mu);
 	inode_stat(h->n, &e.attr);
 	pthread_mutex_unlock(&m->mu);
-	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
+	passthru_next(bid);
+	rc = fuse_reply_create(req, &e, fi);
+	passthru_next(0);
+	if (rc == -ENOENT) {
 		if (h->ofile)
 			ofile_unhold(m, h->n);
 		pthread_mutex_lock(&m->mu);
+		close_backed(h);
 		inode_forget(m, h->n, 1);
 		inode_close(m, h->n);
 		pthread_mutex_unlock(&m->mu);
@@ -878,10 +928,14 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	fi->fh = (uintptr_t)h;
 	fi->direct_io = local_direct(m, h);
-	if (fuse_reply_open(req, fi) == -ENOENT) {
+	passthru_next(open_backed(m, h, fi));
+	rc = fuse_reply_open(req, fi);
+	passthru_next(0);
+	if (rc == -ENOENT) {
 		if (h->ofile)
 			ofile_unhold(m, h->n);
 		pthread_mutex_lock(&m->mu);
+		close_backed(h);
 		inode_close(m, h->n);
 		pthread_mutex_unlock(&m->mu);
 		handle_free(m, h);
@@ -988,6 +1042,7 @@ do_read(struct mount *m, fuse_req_t req, struct fhandle *h, size_t size,
 		return -ENOMEM;
 	if (h->buf) {
 		pthread_mutex_lock(&m->mu);
+		inode_local_refresh(h->n);	/* the kernel may write it */
 		n = fbuf_read(h->buf, buf, size, (uint64_t)off);
 		pthread_mutex_unlock(&m->mu);
 	} else {
@@ -1124,6 +1179,7 @@ do_release(struct mount *m, struct fhandle *h, uint64_t owner,
 	if (h->ofile)
 		ofile_unhold(m, h->n);
 	pthread_mutex_lock(&m->mu);
+	close_backed(h);
 	inode_close(m, h->n);
 	pthread_mutex_unlock(&m->mu);
 	handle_free(m, h);

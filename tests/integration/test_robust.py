@@ -273,8 +273,10 @@ def deliver_open(m, fh, name, body):
 
 
 def store_mount(conf):
+    """A store and a mount that SPOOLs as files are written: the mount
+    takes their WRITEs itself (no kernel passthrough)."""
     s = mstlib.Store(conf).start()
-    m = mstlib.Mount(s.addr, "").start()
+    m = mstlib.Mount(s.addr, "nopassthrough").start()
     mstlib.maildir(m, BOX)
     return s, m
 

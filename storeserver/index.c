@@ -20,9 +20,13 @@
  *     children.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <xxhash.h>
 
@@ -483,6 +487,157 @@ index_reserve(struct index *ix, uint64_t nodes)
 	htab_reserve(ix, &ix->by_idem, IDEM_OFF, nodes);
 }
 
+/*
+ * Faulting in a loaded arena. The arena is in 2 MiB pages (arena_init)
+ * so that a checkpoint's fork stays cheap; but on this kind of host
+ * (a VM whose free memory goes back to its host) a fresh 2 MiB page
+ * cost 1-6 s of CPU a GiB at its first touch against about 0.5 s in
+ * 4 KiB pages, and that was two thirds of the CPU of loading ten
+ * million messages (docs/BENCHMARKS.md). So a load faults in the part
+ * of the arena it is sure to fill (none of its nodes is smaller than
+ * node_units(1)) in 4 KiB pages, on a thread of its own ahead of the
+ * loader (MADV_POPULATE_WRITE writes nothing: the loader may be filling
+ * a page already); once the store is open (index_settle), that range
+ * gets its 2 MiB pages back in the background (MADV_COLLAPSE, from a
+ * thread at a lower priority), so that the start waits for neither. Until that is done a fork costs
+ * more (about 50 ms a GiB of 4 KiB pages, against 1 ms). The memory is
+ * the same: only pages the load fills are touched. A kernel without
+ * either advice (EINVAL), or a thread that cannot start, leaves the
+ * faults to the loader and the 2 MiB pages to khugepaged.
+ */
+#define PREFAULT_CHUNK	((size_t)2 << 20)	/* a huge page */
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE	25	/* Linux 6.1; older C headers lack it */
+#endif
+
+struct index_prefault {
+	pthread_t th;
+	char *lo, *hi;		/* the range, at 2 MiB boundaries */
+	int advice;		/* MADV_POPULATE_WRITE while loading, then
+				   MADV_HUGEPAGE, MADV_COLLAPSE once
+				   settled; 0: left in 4 KiB pages */
+	int running;		/* th is to be joined */
+	atomic_int stop;	/* set by prefault_join */
+};
+
+static void *
+prefault_main(void *arg)
+{
+	struct index_prefault *pf = arg;
+	size_t n;
+	char *p;
+
+	/* Behind the writer and the readers; best effort. */
+	if (pf->advice == MADV_COLLAPSE)
+		(void)setpriority(PRIO_PROCESS, (id_t)gettid(), 10);
+	for (p = pf->lo; p < pf->hi && !atomic_load(&pf->stop); p += n) {
+		n = (size_t)(pf->hi - p) < PREFAULT_CHUNK ?
+		    (size_t)(pf->hi - p) : PREFAULT_CHUNK;
+		/* A collapse can fail for one range (no 2 MiB page free
+		 * just now) and work for the next. */
+		if (madvise(p, n, pf->advice) < 0 &&
+		    (pf->advice != MADV_COLLAPSE || errno == EINVAL))
+			break;
+	}
+	return NULL;
+}
+
+static void
+prefault_run(struct index_prefault *pf, int advice)
+{
+	pf->advice = advice;
+	atomic_init(&pf->stop, 0);
+	pf->running = pthread_create(&pf->th, NULL, prefault_main, pf) == 0;
+}
+
+static void
+prefault_join(struct index_prefault *pf)
+{
+	if (!pf->running)
+		return;
+	atomic_store(&pf->stop, 1);
+	/* Joining our own live thread cannot fail. */
+	(void)pthread_join(pf->th, NULL);
+	pf->running = 0;
+}
+
+void
+index_load_prefault(struct index *ix, uint64_t nodes)
+{
+	uint64_t room = ix->arena_cap / ARENA_UNIT - ix->arena_top;
+	uint64_t units = nodes < room / node_units(1) ? nodes *
+	    node_units(1) : room;
+	uintptr_t lo = (uintptr_t)ix->arena + ix->arena_top * ARENA_UNIT;
+	uintptr_t hi = lo + units * ARENA_UNIT;
+	struct index_prefault *pf;
+
+	lo = (lo + PREFAULT_CHUNK - 1) & ~(uintptr_t)(PREFAULT_CHUNK - 1);
+	hi &= ~(uintptr_t)(PREFAULT_CHUNK - 1);
+	if (ix->prefault || hi <= lo)
+		return;
+	pf = calloc(1, sizeof *pf);
+	if (pf == NULL)
+		return;
+	pf->lo = (char *)lo;
+	pf->hi = (char *)hi;
+	if (madvise(pf->lo, hi - lo, MADV_NOHUGEPAGE) < 0) {
+		free(pf);
+		return;
+	}
+	prefault_run(pf, MADV_POPULATE_WRITE);
+	ix->prefault = pf;
+}
+
+/* The load is over: its range gets the arena's own advice again (on
+ * failure it stays in 4 KiB pages, which costs only fork time), and
+ * khugepaged may collapse it from now on. */
+static void
+prefault_done(struct index *ix)
+{
+	struct index_prefault *pf = ix->prefault;
+
+	if (pf == NULL || pf->advice != MADV_POPULATE_WRITE)
+		return;
+	prefault_join(pf);
+	pf->advice = madvise(pf->lo, (size_t)(pf->hi - pf->lo),
+	    MADV_HUGEPAGE) == 0 ? MADV_HUGEPAGE : 0;
+}
+
+void
+index_settle(struct index *ix)
+{
+	struct index_prefault *pf = ix->prefault;
+
+	if (pf != NULL && pf->advice == MADV_HUGEPAGE && !pf->running)
+		prefault_run(pf, MADV_COLLAPSE);
+}
+
+static void
+prefault_free(struct index *ix)
+{
+	if (ix->prefault == NULL)
+		return;
+	prefault_join(ix->prefault);
+	free(ix->prefault);
+	ix->prefault = NULL;
+}
+
+void
+index_load_begin(struct index *ix, uint64_t nodes)
+{
+	index_reserve(ix, nodes);
+	ix->loading = 1;
+}
+
+void
+index_load_end(struct index *ix)
+{
+	index_load_flush(ix);
+	ix->loading = 0;
+	ix->load_dir = NULL;
+	prefault_done(ix);
+}
+
 struct node *
 index_find_id(const struct index *ix, uint64_t id)
 {
@@ -907,7 +1062,7 @@ index_mbox(struct index *ix, struct mst_str name, int create)
 	struct mbox *m = ix->mboxes[h & ix->mbox_mask];
 
 	for (; m; m = m->next)
-		if (strlen(m->name) == name.len &&
+		if (m->len == name.len &&
 		    memcmp(m->name, name.p, name.len) == 0)
 			return m;
 	if (!create)
@@ -920,7 +1075,7 @@ index_mbox(struct index *ix, struct mst_str name, int create)
 			for (i = 0; i <= ix->mbox_mask; i++)
 				for (m = ix->mboxes[i]; m; m = next) {
 					uint64_t mh = XXH3_64bits(m->name,
-					    strlen(m->name)) & (nb - 1);
+					    m->len) & (nb - 1);
 
 					next = m->next;
 					m->next = b[mh];

@@ -214,6 +214,7 @@ struct htab {
 #define INDEX_PEND	16	/* inserts in flight while loading */
 
 struct spent;
+struct index_prefault;
 
 struct index {
 	char *arena;		/* nodes; see index.c */
@@ -222,6 +223,7 @@ struct index {
 	uint32_t arena_free[INDEX_ARENA_CLASSES];	/* freed, by size */
 	struct dirx *dirs;	/* every directory's dirx */
 	int loading;		/* index_load runs: skip its own checks */
+	struct index_prefault *prefault;	/* after a load (index.c) */
 	struct node *last_new;	/* made by the last CREATE or NEW */
 	struct node *load_dir;	/* while loading: the parent of the next */
 	struct index_pend {	/* while loading: inserts not done yet */
@@ -271,6 +273,18 @@ void index_free(struct index *ix);
  * checkpoint), instead of doubling them about log2(nodes / 1024) times
  * on the way; on failure they still grow as needed. */
 void index_reserve(struct index *ix, uint64_t nodes);
+/* Loading a checkpoint of |nodes| nodes: index_reserve and skip the
+ * index's own checks (ix->loading). index_load_prefault: fault in the
+ * arena for |nodes| more nodes on another thread meanwhile (index.c,
+ * "Faulting in a loaded arena"); call it only with a count the
+ * checkpoint's sum has vouched for, or one its file's size bounds.
+ * index_load_end() flushes the delayed inserts and ends the loading.
+ * index_settle(), once the log is replayed too: the loaded arena gets
+ * its 2 MiB pages back in the background, until done or index_free. */
+void index_load_begin(struct index *ix, uint64_t nodes);
+void index_load_prefault(struct index *ix, uint64_t nodes);
+void index_load_end(struct index *ix);
+void index_settle(struct index *ix);
 
 /* The name of |n|: its bytes in the node, or unpacked into |buf| (room
  * for MST_NAME_MAX bytes). */

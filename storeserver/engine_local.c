@@ -211,6 +211,43 @@ mono_ms(void)
 }
 
 /*
+ * The writer's own steps between batches (a drain of the syncer, a
+ * rotation, a fork, a reclaim) and the syncer's fdatasync hold up every
+ * delivery behind them: one that takes WRITER_SLOW_MS or more is logged
+ * with what it was, so that a latency spike seen by clients can be
+ * traced to its cause in the log.
+ */
+#define WRITER_SLOW_MS	50
+
+/* A step's start: the clock, and the thread's CPU time, which tells a
+ * step that worked (CPU) from one that waited (disk, lock, or a turn on
+ * a busy host's CPUs). */
+struct wclock {
+	int64_t ns, cpu_ns;
+};
+
+static struct wclock
+wclock_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);	/* cannot fail */
+	return (struct wclock){ metrics_now_ns(),
+		(int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec };
+}
+
+static void
+writer_slow(const struct engine *e, const char *what, struct wclock t0)
+{
+	struct wclock t1 = wclock_now();
+
+	if (t1.ns - t0.ns >= (int64_t)WRITER_SLOW_MS * 1000000)
+		log_info("%s: %s took %.1f ms (%.1f ms of CPU)", e->dir, what,
+		    (double)(t1.ns - t0.ns) / 1e6,
+		    (double)(t1.cpu_ns - t0.cpu_ns) / 1e6);
+}
+
+/*
  * Bytes the next batch may append before ENOSPC (free space less the
  * reserve). statvfs costs as much as a small delivery, so its answer is
  * reused for SPACE_FRESH_MS, less what the log grew meanwhile, while a
@@ -532,7 +569,7 @@ syncer_main(void *arg)
 	uint64_t base, pos, acked;
 	unsigned nrec;
 	struct seg *s;
-	int64_t t0;
+	struct wclock t0;
 	int rc;
 
 	pthread_mutex_lock(&e->smu);
@@ -553,14 +590,15 @@ syncer_main(void *arg)
 		e->spending = 0;
 		e->sbusy = 1;
 		pthread_mutex_unlock(&e->smu);
-		t0 = metrics_now_ns();
+		t0 = wclock_now();
 		rc = dio_fdatasync(s->fd);
+		writer_slow(e, "the log's fdatasync", t0);
 		if (rc < 0) {
 			sync_failed(e, s, base, acked, &jobs, rc);
 		} else {
 			atomic_fetch_add(&e->syncs, 1);
 			metrics_commit(nrec, pos - base,
-			    metrics_now_ns() - t0);
+			    metrics_now_ns() - t0.ns);
 			pthread_mutex_lock(&e->smu);
 			e->synced_no = s->no;
 			e->synced_end = pos;
@@ -986,6 +1024,7 @@ writer_main(void *arg)
 	struct batch b = { 0 };
 	struct job *jobs, *ck, *rest, *last = NULL;
 	int want_ckpt, rotate, rc;
+	struct wclock t0;
 
 	b.cap = 2 * BATCH_MAX + 8;
 	b.iov = calloc((size_t)b.cap, sizeof *b.iov);
@@ -1002,8 +1041,12 @@ writer_main(void *arg)
 		 * are answered once a checkpoint taken after this batch is
 		 * written. Keep the others in arrival order. */
 		ck = collect_checkpoints(jobs, &rest);
+		t0 = wclock_now();
 		run_jobs(e, &b, rest);
+		writer_slow(e, "writing a batch", t0);
+		t0 = wclock_now();
 		ckpt_reclaim_pending(e);
+		writer_slow(e, "a reclaim after a checkpoint", t0);
 		rotate = e->active->size >= e->conf.segment_size;
 		want_ckpt = ck != NULL ||
 		    (e->since_ckpt >= e->conf.checkpoint_bytes &&
@@ -1011,14 +1054,20 @@ writer_main(void *arg)
 		if (want_ckpt && ckpt_busy(e, ck))
 			want_ckpt = 0;	/* |ck| waits for the next one */
 		/* A new segment and a checkpoint start from a durable log. */
+		t0 = wclock_now();
 		if (rotate || want_ckpt)
 			sync_drain(e);
+		writer_slow(e, "waiting for the log's sync", t0);
 		pthread_mutex_lock(&e->bmu);
+		t0 = wclock_now();
 		if (rotate && store_rotate(e) < 0)
 			log_err("cannot start a new segment; staying on %s",
 			    e->active->path);
+		writer_slow(e, "a new segment", t0);
+		t0 = wclock_now();
 		if (want_ckpt)
 			ckpt_start(e, ck);
+		writer_slow(e, "starting a checkpoint", t0);
 		pthread_mutex_unlock(&e->bmu);
 	}
 	/* The end: the running checkpoint first; what was asked for

@@ -250,6 +250,8 @@ struct engine {
 					 * for rseg, rlsn, rsince; kmu */
 	uint32_t rseg;
 	uint64_t rlsn, rsince;
+	struct seg **kgone;		/* the writer reclaimed them: the
+					 * ckpter unlinks them; kmu */
 	unsigned kfails;		/* failed in a row; kmu */
 	int64_t kretry_ns;		/* none started by log size before
 					 * this (backing off); kmu */

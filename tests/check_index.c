@@ -16,6 +16,7 @@
 #include <xxhash.h>
 
 #include "index.h"
+#include "spent.h"
 
 static uint64_t lsn;
 
@@ -740,6 +741,123 @@ START_TEST(checkpoint_node_of_unknown_type_is_refused)
 }
 END_TEST
 
+static void
+put_be64(uint8_t *p, uint64_t v)
+{
+	int i;
+
+	for (i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+/* A checkpoint whose only file, 3 ("f" in the root, one block of 5
+ * bytes), says it is |size| bytes long and has its block numbered
+ * |blk|, with its sum made right again. */
+static void
+save_with_block(const char *path, uint64_t size, uint64_t blk)
+{
+	static const uint8_t node[17] = { 0, 0, 0, 0, 0, 0, 0, 3,
+		0, 0, 0, 0, 0, 0, 0, INDEX_ROOT_ID, MST_T_FILE };
+	struct index *ix = index_new(0, 0);
+	struct rec r = rec_of(REC_CREATE, 3, INDEX_ROOT_ID, "f");
+	uint8_t *p;
+	long len;
+	char *b;
+	FILE *f;
+
+	ck_assert_ptr_nonnull(ix);
+	r.ntype = MST_T_FILE;
+	r.size = 5;
+	ck_assert_int_eq(index_apply(ix, &r, 1, 64, (const uint8_t *)"hello"),
+	    0);
+	save_to(ix, path);
+	index_free(ix);
+	b = slurp(path, &len);
+	p = memmem(b, (size_t)len, node, sizeof node);
+	ck_assert_ptr_nonnull(p);
+	p += sizeof node + 2 + 1 + 3 * 4 + 4 * 8;	/* to after "change" */
+	ck_assert_uint_eq(p[0], 0);		/* the file's first name */
+	put_be64(p + 1, size);
+	ck_assert_uint_eq(p[16], 1);		/* one block, */
+	put_be64(p + 17, blk);			/* its number */
+	put_be64((uint8_t *)b + len - 8, XXH3_64bits(b, (size_t)len - 8));
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fwrite(b, 1, (size_t)len, f), (size_t)len);
+	ck_assert_int_eq(fclose(f), 0);
+	free(b);
+}
+
+/* No write ends past MST_BODY_MAX: a block beyond is damage, which had
+ * the load reserve a block table for it (48 TiB for block 2^40). */
+START_TEST(checkpoint_file_block_past_body_max_is_refused)
+{
+	static const struct {
+		uint64_t size, blk;
+		int want;
+	} cases[] = {
+		{ MST_BODY_MAX, MST_BODY_MAX / REC_BLOCK - 1, 0 },
+		{ (uint64_t)1 << 60, MST_BODY_MAX / REC_BLOCK, -EBADMSG },
+		{ (uint64_t)1 << 60, (uint64_t)1 << 40, -EBADMSG },
+	};
+	char p[] = "/tmp/check_index.XXXXXX";
+	struct index *back;
+	uint32_t seg;
+	uint64_t off;
+	size_t i;
+	int fd, rc;
+
+	fd = mkstemp(p);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		save_with_block(p, cases[i].size, cases[i].blk);
+		back = index_new(0, 0);
+		ck_assert_ptr_nonnull(back);
+		fd = open(p, O_RDONLY);
+		ck_assert_int_ge(fd, 0);
+		rc = index_load(back, fd, NULL, NULL, &seg, &off);
+		close(fd);
+		ck_assert_msg(rc == cases[i].want, "block %llu: got %d, want %d",
+		    (unsigned long long)cases[i].blk, rc, cases[i].want);
+		if (rc == 0)
+			ck_assert_uint_eq(index_find_file(back, 3)->size,
+			    cases[i].size);
+		index_free(back);
+	}
+	unlink(p);
+}
+END_TEST
+
+/* The index's spent ids (spent.c) take removal times from checkpoints,
+ * damaged ones too: one near INT64_MIN overflowed the window test and
+ * dropped the entries before it. */
+START_TEST(spent_time_near_int64_min_drops_nothing)
+{
+	struct spent *s = spent_new();
+	struct spent_ent e = { .id = 10, .gone_ns = 0 };
+	uint8_t first[MST_IDEM_LEN] = { 1 };
+
+	ck_assert_ptr_nonnull(s);
+	memcpy(e.idem, first, sizeof first);
+	ck_assert_int_eq(spent_add(s, &e), 0);
+	e.idem[0] = 2;
+	e.id = 11;
+	e.gone_ns = INT64_MIN;
+	ck_assert_int_eq(spent_add(s, &e), 0);
+	ck_assert_uint_eq(spent_count(s), 2);
+	ck_assert_ptr_nonnull(spent_find(s, first));
+	/* a removal past the window of both still ages them out */
+	e.idem[0] = 3;
+	e.id = 12;
+	e.gone_ns = (int64_t)SPENT_WINDOW_S * 1000000000 + 1;
+	ck_assert_int_eq(spent_add(s, &e), 0);
+	ck_assert_uint_eq(spent_count(s), 1);
+	ck_assert_uint_eq(spent_at(s, 0)->id, 12);
+	spent_free(s);
+}
+END_TEST
+
 static Suite *
 index_suite(void)
 {
@@ -756,6 +874,8 @@ index_suite(void)
 	tcase_add_test(tc, checkpoint_of_many_nodes_loads_back_the_same);
 	tcase_add_test(tc, damaged_checkpoint_is_refused_and_freed);
 	tcase_add_test(tc, checkpoint_node_of_unknown_type_is_refused);
+	tcase_add_test(tc, checkpoint_file_block_past_body_max_is_refused);
+	tcase_add_test(tc, spent_time_near_int64_min_drops_nothing);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -121,6 +121,8 @@ struct job {
 				   connection's nonzero token */
 	int64_t start_ns;	/* when the request arrived (metrics.h
 				   clock); the engine ignores it */
+	uint8_t answered;	/* the network layer's, once |done| is
+				   called: who sends the reply */
 	uint8_t *payload;	/* owned: the first frame's payload */
 	size_t payload_len;
 	uint8_t *body;		/* owned: whole DELIVER/PUT body, or NULL */

@@ -5,11 +5,33 @@
  * their notices, and those of changes other servers made, to the watch
  * table (watch.c) for NOTIFY. The listeners (listen.c) give it accepted
  * sockets. Runs on one thread and never blocks: the engine's threads
- * only touch |s->mu| and the eventfd (server_job_done,
- * server_engine_notice, server_engine_fence), and bad bytes from a peer
- * end that peer's connection, never the process.
+ * only touch |s->mu|, the eventfd (server_job_done,
+ * server_engine_notice, server_engine_fence) and, to send a reply
+ * themselves, a connection's |omu| and socket (below); bad bytes from a
+ * peer end that peer's connection, never the process.
  *
- * Lock order: s->mu only; nothing else is shared between threads.
+ * Lock order: c->omu, then s->mu. The loop takes each alone and holds
+ * omu only around its own output buffer, never across a call out.
+ *
+ * Replies from the engine's threads. A job the engine completes on its
+ * own thread (a delivery, on the syncer's, once its batch's fdatasync
+ * returned) used to wait there for the loop: woken through the eventfd,
+ * it had to get a CPU, queue the reply and wait for the socket to be
+ * writable before the client heard of it; on a busy host that was 0.5-1
+ * ms per delivery. Now server_job_done writes a small reply on the socket
+ * itself when nothing can come before it on that connection: a
+ * plaintext socket, nothing in the bufferevent's output (|out_busy|), no
+ * completion of the connection still waiting for the loop (|waiting|:
+ * replies leave in the order the engine completed them), and no change
+ * already answered whose notices the loop has not queued yet
+ * (|unnoticed|). The job still goes to the loop, which does the rest
+ * (accounting, notices, freeing) and sends nothing. A short write
+ * leaves the end of the frame in |rest|, which the loop queues before
+ * anything else. The job is on the done list before the reply is
+ * written, and the loop takes every such completion before it reads a
+ * frame (conn_catch_up): so what a client does after such a reply, and
+ * any frame that causes for others, comes after the notices of its
+ * change, as HELLO's SOLE promises.
  *
  * LOCK requests never reach the engine: the lock table (lock.c) is
  * memory of this thread, answered at once or, for a request that waits,
@@ -63,6 +85,7 @@
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,6 +128,8 @@
 #define CONN_OUT_HIGH		(8u << 20)	/* stop reading above this */
 #define CONN_OUT_LOW		(1u << 20)	/* write callback below this */
 #define CONN_READ_MAX		(256u << 10)	/* bytes per read(2) */
+#define EARLY_MAX		4096u	/* largest reply an engine thread
+					   writes itself (server_job_done) */
 #define STALL_SECONDS		60	/* replies pending, none written */
 #define LIMIT_LOG_SECONDS	60
 #define AUTHFAIL_SLOTS		64	/* peers whose failures are counted */
@@ -199,6 +224,16 @@ struct conn {
 	int watched;		/* sent a WATCH: CLOSE_OWNER at the end */
 	struct lock_conn *locks;	/* NULL until its first LOCK */
 	int elocks;		/* sent LOCK to the engine: UNLOCK_OWNER due */
+
+	/* Replies written by engine threads (server_job_done). */
+	int early;		/* plaintext socket: they may (loop's) */
+	pthread_mutex_t omu;
+	int dfd;		/* guarded by omu: their socket, -1: none */
+	int out_busy;		/* guarded by omu: output queued here */
+	unsigned waiting;	/* guarded by omu: completions the loop
+				   has yet to answer */
+	uint8_t *rest;		/* guarded by omu: EARLY_MAX bytes, or NULL */
+	size_t rest_len;	/* guarded by omu: unwritten end of a reply */
 };
 
 /* Failed logins of one peer address: logged once per LIMIT_LOG_SECONDS,
@@ -217,6 +252,8 @@ struct server {
 	int efd;		/* eventfd: completions are waiting */
 
 	pthread_mutex_t mu;
+	atomic_uint unnoticed;	/* changes answered by an engine thread
+				   whose notices the loop has not sent */
 	struct job *done_head;	/* guarded by mu */
 	struct job *done_tail;	/* guarded by mu */
 	pthread_cond_t fence_cv;	/* fence_done moved */
@@ -270,6 +307,8 @@ conn_unref(struct conn *c)
 	if (--c->refs > 0)
 		return;
 	assert(c->state == CS_CLOSED && c->bev == NULL);
+	pthread_mutex_destroy(&c->omu);
+	free(c->rest);
 	free(c);
 }
 
@@ -297,16 +336,39 @@ frame_add(struct evbuffer *b, uint8_t op, uint16_t flags, unsigned status,
 	return 0;
 }
 
+/* Queue the unwritten end of a reply an engine thread wrote (c->omu
+ * held), ahead of anything else. 0 or -ENOMEM. */
+static int
+conn_queue_rest(struct conn *c, struct evbuffer *out)
+{
+	if (c->rest_len == 0)
+		return 0;
+	if (evbuffer_add(out, c->rest, c->rest_len) < 0)
+		return -ENOMEM;
+	c->rest_len = 0;
+	return 0;
+}
+
 /* Queue one frame. On failure (out of memory) the connection is closed:
  * a reply that cannot be sent leaves the peer's view inconsistent. */
 static void
 conn_send(struct conn *c, uint8_t op, uint16_t flags, unsigned status,
     uint32_t id, const void *p, size_t len)
 {
+	struct evbuffer *out;
+	int rc = 0;
+
 	if (c->bev == NULL)
 		return;
-	if (frame_add(bufferevent_get_output(c->bev), op, flags, status, id,
-	    p, len) < 0) {
+	out = bufferevent_get_output(c->bev);
+	if (c->early) {
+		/* The output is the loop's until it is written out. */
+		pthread_mutex_lock(&c->omu);
+		c->out_busy = 1;
+		rc = conn_queue_rest(c, out);
+		pthread_mutex_unlock(&c->omu);
+	}
+	if (rc < 0 || frame_add(out, op, flags, status, id, p, len) < 0) {
 		log_err("%s: out of memory queueing a %s frame", c->peer,
 		    mst_op_name(op));
 		conn_close(c, NULL);
@@ -626,6 +688,12 @@ conn_close(struct conn *c, const char *why)
 		c->locks = NULL;
 		locks_kick(srv);
 	}
+	if (c->early) {
+		pthread_mutex_lock(&c->omu);	/* no engine thread writes */
+		c->dfd = -1;
+		c->rest_len = 0;
+		pthread_mutex_unlock(&c->omu);
+	}
 	bufferevent_free(c->bev);
 	c->bev = NULL;
 	c->reading = 0;
@@ -840,6 +908,14 @@ job_own_payload(struct job *j, const uint8_t *p, size_t len)
 }
 
 static void job_complete(struct server *srv, struct job *j);
+static int conn_early_done(struct conn *c);
+
+/* job.answered: who sends the reply of a job the engine completed. */
+enum {
+	ANSWERED_NOW = 0,	/* engine_ops.try_now, on the loop */
+	ANSWERED_LOOP,		/* the loop; counted in c->waiting */
+	ANSWERED_EARLY,		/* the engine's thread sent it already */
+};
 
 static void
 job_submit(struct conn *c, struct job *j)
@@ -941,40 +1017,65 @@ log_eio_reply(uint8_t op, int status)
 	    mst_op_name(op), strerror(err));
 }
 
+/*
+ * The frames that answer a completed job: one with the error status and
+ * the first payload, if any; one empty frame; or each payload, all but
+ * the last flagged MORE. reply_count says how many; reply_frame gives
+ * the i-th one's flags and payload.
+ */
+static size_t
+reply_count(const struct job *j)
+{
+	return j->status != 0 || j->nframes == 0 ? 1 : j->nframes;
+}
+
+static void
+reply_frame(const struct job *j, size_t i, uint16_t *flags, const void **p,
+    size_t *len)
+{
+	static const uint8_t empty[1];
+
+	*flags = (uint16_t)(MST_F_REPLY |
+	    (i + 1 < reply_count(j) ? MST_F_MORE : 0));
+	*p = j->nframes ? j->frames[i].p : empty;
+	*len = j->nframes ? j->frames[i].len : 0;
+}
+
+/* The length of a payload of |j| over |max_frame|, or 0: none is. */
+static size_t
+reply_too_big(const struct job *j, uint32_t max_frame)
+{
+	size_t i;
+
+	for (i = 0; i < j->nframes; i++)
+		if (j->frames[i].len > max_frame)
+			return j->frames[i].len;
+	return 0;
+}
+
 /* Send the reply frames of a completed job. */
 static void
 job_reply(struct conn *c, const struct job *j)
 {
-	static const uint8_t empty[1];
 	uint8_t op = j->reply_op ? j->reply_op : j->op;
-	size_t i;
+	unsigned status = mst_errno_to_status(j->status);
+	size_t i, n, len = reply_too_big(j, c->max_frame);
+	const void *p;
+	uint16_t flags;
 
-	for (i = 0; i < j->nframes; i++) {
-		if (j->frames[i].len > c->max_frame) {
-			log_err("engine: %s reply frame of %zu bytes exceeds "
-			    "max_frame %u", mst_op_name(op),
-			    j->frames[i].len, c->max_frame);
-			conn_reply_error(c, op, j->id, -EIO, NULL);
-			return;
-		}
-	}
-	if (j->status != 0) {
-		if (mst_errno_to_status(j->status) == MST_S_EIO)
-			log_eio_reply(op, j->status);
-		conn_send(c, op, MST_F_REPLY,
-		    mst_errno_to_status(j->status), j->id,
-		    j->nframes ? j->frames[0].p : empty,
-		    j->nframes ? j->frames[0].len : 0);
+	if (len > 0) {
+		log_err("engine: %s reply frame of %zu bytes exceeds "
+		    "max_frame %u", mst_op_name(op), len, c->max_frame);
+		conn_reply_error(c, op, j->id, -EIO, NULL);
 		return;
 	}
-	if (j->nframes == 0) {
-		conn_send(c, op, MST_F_REPLY, 0, j->id, empty, 0);
-		return;
+	if (j->status != 0 && status == MST_S_EIO)
+		log_eio_reply(op, j->status);
+	n = reply_count(j);
+	for (i = 0; i < n; i++) {
+		reply_frame(j, i, &flags, &p, &len);
+		conn_send(c, op, flags, status, j->id, p, len);
 	}
-	for (i = 0; i < j->nframes; i++)
-		conn_send(c, op, (uint16_t)(MST_F_REPLY |
-		    (i + 1 < j->nframes ? MST_F_MORE : 0)), 0, j->id,
-		    j->frames[i].p, j->frames[i].len);
 }
 
 /* On the loop: the engine is done with |j|. */
@@ -990,17 +1091,29 @@ job_complete(struct server *srv, struct job *j)
 	if ((j->op == MST_OP_DELIVER || j->op == MST_OP_COMMIT) &&
 	    j->status == 0)
 		metrics_delivered(j->req.deliver.body_size);
-	if (c->state != CS_CLOSED && j->op != ENG_OP_UNLOCK_OWNER &&
+	if (j->answered == ANSWERED_EARLY) {
+		if (conn_early_done(c) < 0) {
+			log_err("%s: out of memory queueing a reply", c->peer);
+			conn_close(c, NULL);
+		}
+	} else if (c->state != CS_CLOSED && j->op != ENG_OP_UNLOCK_OWNER &&
 	    j->op != ENG_OP_UNWATCH) {
 		c->reply_ns = j->start_ns;
 		job_reply(c, j);
 		c->reply_ns = 0;
+	}
+	if (j->answered == ANSWERED_LOOP) {	/* and queued, if any */
+		pthread_mutex_lock(&c->omu);
+		c->waiting--;
+		pthread_mutex_unlock(&c->omu);
 	}
 	/* A closed connection's watchers are gone already. */
 	if (j->op == MST_OP_WATCH && c->state != CS_CLOSED)
 		watch_done(&c->watch, j);
 	for (i = 0; i < j->nnotices; i++)
 		watch_notify(srv->watches, &j->notices[i], &c->watch);
+	if (j->answered == ANSWERED_EARLY && j->nnotices > 0)
+		atomic_fetch_sub(&srv->unnoticed, 1);
 	job_free(j);
 	conn_update(c);
 	conn_unref(c);		/* the job's reference */
@@ -1073,20 +1186,12 @@ take_done(struct server *srv)
 	return head;
 }
 
+/* Complete every job on the shared list, oldest first. */
 static void
-on_done(evutil_socket_t fd, short what, void *arg)
+done_run(struct server *srv)
 {
-	struct server *srv = arg;
 	struct job *j, *next;
-	uint64_t v;
-	ssize_t r;
 
-	(void)what;
-	/* Read the counter before taking the list: a job pushed after the
-	 * read writes the eventfd again, so none is left behind. */
-	do
-		r = read(fd, &v, sizeof v);
-	while (r < 0 && errno == EINTR);
 	for (j = take_done(srv); j != NULL; j = next) {
 		next = j->next;
 		if (j->conn == NULL && j->op == ENG_OP_FENCE)
@@ -1098,12 +1203,46 @@ on_done(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/* From any thread: queue |j| for the loop and wake it if it sleeps. */
 static void
-done_push(struct server *srv, struct job *j)
+on_done(evutil_socket_t fd, short what, void *arg)
 {
-	uint64_t one = 1;
-	ssize_t w;
+	struct server *srv = arg;
+	uint64_t v;
+	ssize_t r;
+
+	(void)what;
+	/* Read the counter before taking the list: a job pushed after the
+	 * read writes the eventfd again, so none is left behind. */
+	do
+		r = read(fd, &v, sizeof v);
+	while (r < 0 && errno == EINTR);
+	done_run(srv);
+}
+
+/*
+ * On the loop, before a frame of |c| is read or its end handled: the
+ * replies engine threads wrote may have caused it, so their notices go
+ * out first (see the top). -1: |c| was closed meanwhile.
+ */
+static int
+conn_catch_up(struct conn *c)
+{
+	int closed;
+
+	if (atomic_load(&c->srv->unnoticed) == 0)
+		return 0;
+	conn_ref(c);
+	done_run(c->srv);
+	closed = c->state == CS_CLOSED;
+	conn_unref(c);
+	return closed ? -1 : 0;
+}
+
+/* From any thread: queue |j| for the loop. 1: the loop must be woken
+ * (done_wake), 0: it has been already. */
+static int
+done_queue(struct server *srv, struct job *j)
+{
 	int wake;
 
 	j->next = NULL;
@@ -1115,8 +1254,15 @@ done_push(struct server *srv, struct job *j)
 		srv->done_head = j;
 	srv->done_tail = j;
 	pthread_mutex_unlock(&srv->mu);
-	if (!wake)
-		return;		/* the loop has been woken already */
+	return wake;
+}
+
+static void
+done_wake(struct server *srv)
+{
+	uint64_t one = 1;
+	ssize_t w;
+
 	do
 		w = write(srv->efd, &one, sizeof one);
 	while (w < 0 && errno == EINTR);
@@ -1124,11 +1270,146 @@ done_push(struct server *srv, struct job *j)
 		log_err("completion eventfd: write: %s", strerror(errno));
 }
 
+/* From any thread: queue |j| for the loop and wake it if it sleeps. */
+static void
+done_push(struct server *srv, struct job *j)
+{
+	if (done_queue(srv, j))
+		done_wake(srv);
+}
+
+/*
+ * May an engine thread send |j|'s reply (see the top)? Not for a job the
+ * loop must see complete first (WATCH, LOCK, the network layer's own
+ * jobs), nor an EIO the loop logs. Encodes the frames into |buf|:
+ * returns their length, or 0 when the loop sends them (also when they
+ * exceed EARLY_MAX).
+ */
+static size_t
+early_encode(const struct job *j, uint8_t *buf)
+{
+	uint8_t op = j->reply_op ? j->reply_op : j->op;
+	unsigned status = mst_errno_to_status(j->status);
+	size_t i, n, plen, len = 0;
+	struct mst_hdr h;
+	const void *p;
+
+	if (j->op == MST_OP_WATCH || j->op == MST_OP_LOCK ||
+	    j->op == ENG_OP_CLOSE_OWNER || j->op == ENG_OP_UNLOCK_OWNER ||
+	    j->op == ENG_OP_UNWATCH || j->op == ENG_OP_FENCE ||
+	    status == MST_S_EIO || reply_too_big(j, j->max_frame))
+		return 0;
+	n = reply_count(j);
+	for (i = 0; i < n; i++) {
+		h = (struct mst_hdr){
+			.version = MST_VERSION,
+			.op = op,
+			.status = (uint16_t)status,
+			.id = j->id,
+		};
+		reply_frame(j, i, &h.flags, &p, &plen);
+		if (plen > EARLY_MAX - MST_HDR_LEN - len)
+			return 0;
+		h.len = (uint32_t)plen;
+		mst_hdr_encode(&h, buf + len, MST_HDR_LEN);
+		memcpy(buf + len + MST_HDR_LEN, p, plen);
+		len += MST_HDR_LEN + plen;
+	}
+	return len;
+}
+
+/*
+ * An engine thread writes a reply on |c|'s socket (c->omu held, the
+ * output idle). What the socket does not take now waits in c->rest for
+ * the loop, which queues it before anything else; if there is no memory
+ * for it, the frame is torn and the connection is shut down (the client
+ * retries its requests on a new one).
+ */
+static void
+conn_early_write(struct conn *c, const uint8_t *p, size_t len)
+{
+	ssize_t n;
+
+	do
+		n = send(c->dfd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n == (ssize_t)len)
+		return;
+	c->out_busy = 1;
+	if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+		c->dfd = -1;	/* the loop hears of the error itself */
+		return;
+	}
+	if (n < 0)
+		n = 0;
+	if (c->rest == NULL)
+		c->rest = malloc(EARLY_MAX);
+	if (c->rest == NULL) {
+		log_err("%s: out of memory keeping a reply; shutting the "
+		    "connection down", c->peer);
+		(void)shutdown(c->dfd, SHUT_RDWR);	/* its end comes next */
+		c->dfd = -1;
+		return;
+	}
+	memcpy(c->rest, p + n, len - (size_t)n);
+	c->rest_len = len - (size_t)n;
+}
+
+/*
+ * On the loop, for a job whose reply an engine thread sent: waits for
+ * that write to end (it holds c->omu) and queues what it left over.
+ * 0 or -ENOMEM.
+ */
+static int
+conn_early_done(struct conn *c)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&c->omu);
+	if (c->bev != NULL)
+		rc = conn_queue_rest(c, bufferevent_get_output(c->bev));
+	pthread_mutex_unlock(&c->omu);
+	return rc;
+}
+
 void
 server_job_done(void *arg, struct job *j)
 {
+	struct server *srv = arg;
+	struct conn *c = j->conn;
+	uint8_t buf[EARLY_MAX], op = j->reply_op ? j->reply_op : j->op;
+	unsigned status = mst_errno_to_status(j->status);
+	int64_t start_ns = j->start_ns;
+	size_t len;
+	int wake;
+
 	/* The job is ours again: |next| is free for our list. */
-	done_push(arg, j);
+	if (c == NULL) {
+		done_push(srv, j);
+		return;
+	}
+	len = c->early ? early_encode(j, buf) : 0;
+	pthread_mutex_lock(&c->omu);
+	if (c->dfd < 0 || c->out_busy || c->waiting > 0 ||
+	    atomic_load(&srv->unnoticed) > 0)
+		len = 0;
+	if (len > 0) {
+		j->answered = ANSWERED_EARLY;
+		if (j->nnotices > 0)
+			atomic_fetch_add(&srv->unnoticed, 1);
+	} else {
+		j->answered = ANSWERED_LOOP;
+		c->waiting++;
+	}
+	/* On the list before the client can hear of it: conn_catch_up. */
+	wake = done_queue(srv, j);
+	if (len > 0)
+		conn_early_write(c, buf, len);
+	pthread_mutex_unlock(&c->omu);	/* |j| and |c| are the loop's */
+	if (len > 0)
+		metrics_request(op, status, metrics_now_ns() - start_ns);
+	if (wake)
+		done_wake(srv);
 }
 
 /*
@@ -2231,6 +2512,8 @@ static void
 on_read(struct bufferevent *bev, void *arg)
 {
 	(void)bev;
+	if (conn_catch_up(arg) < 0)
+		return;
 	conn_input(arg);
 }
 
@@ -2249,6 +2532,8 @@ on_event(struct bufferevent *bev, short what, void *arg)
 	unsigned long tls_err;
 	char buf[160];
 
+	if (conn_catch_up(c) < 0)
+		return;
 	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_WRITING)) {
 		log_info("%s: closing: replies unread for %d s", c->peer,
 		    STALL_SECONDS);
@@ -2269,6 +2554,22 @@ on_event(struct bufferevent *bev, short what, void *arg)
 		log_debug("%s: end of input", c->peer);
 		conn_drain(c);
 	}
+}
+
+/* The bufferevent wrote out all it held: engine threads may write
+ * replies again (server_job_done). */
+static void
+conn_out_cb(struct evbuffer *b, const struct evbuffer_cb_info *info,
+    void *arg)
+{
+	struct conn *c = arg;
+
+	if (info->n_deleted == 0 || evbuffer_get_length(b) > 0)
+		return;
+	pthread_mutex_lock(&c->omu);
+	if (c->rest_len == 0)
+		c->out_busy = 0;
+	pthread_mutex_unlock(&c->omu);
 }
 
 static void
@@ -2316,6 +2617,13 @@ conn_new(struct server *srv, evutil_socket_t fd, const char *peer,
 	c->srv = srv;
 	c->refs = 1;
 	c->state = CS_HELLO;
+	pthread_mutex_init(&c->omu, NULL);
+	c->dfd = -1;
+	if (!c->tls && evbuffer_add_cb(bufferevent_get_output(c->bev),
+	    conn_out_cb, c) != NULL) {
+		c->early = 1;
+		c->dfd = fd;
+	}
 	c->max_frame = srv->max_frame;
 	c->local = local;
 	c->token = srv->serial;		/* conn_accept numbered it: never 0 */

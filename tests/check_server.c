@@ -1710,6 +1710,63 @@ START_TEST(cancelled_setlkw_fails_with_eintr)
 }
 END_TEST
 
+/*
+ * HELLO's SOLE: a lock granted at its holder's unlock comes after the
+ * notices of every change the holder had been answered, also when that
+ * answer left from an engine thread (server.c) and the unlock reached
+ * the loop before the change's completion did.
+ */
+START_TEST(lock_granted_at_unlock_follows_the_holders_notices)
+{
+	enum { ROUNDS = 40 };
+	struct mst_client *a = client(), *b = client();
+	uint8_t *body = make_body(100, 5);
+	uint64_t sum = mst_checksum(body, 100);
+	struct mst_lock_rep r;
+	struct mst_notify n;
+	const uint8_t *rp;
+	struct mst_hdr h;
+	char name[16];
+	int i, seen;
+
+	ck_assert_int_eq(make_mailbox(a, "so.example/lk"), 0);
+	ck_assert_int_eq(call_path(b, MST_OP_WATCH, "so.example/lk/new", &h,
+	    &rp), 0);
+	for (i = 0; i < ROUNDS; i++) {
+		ck_assert_int_eq(lock_call(a, 1, 1001, MST_LK_WR, 0, 0, 0, &r),
+		    0);
+		lock_send(b, 5000 + (uint32_t)i, 2, 1002, MST_LK_WR,
+		    MST_LKF_WAIT, 0, 0);
+		ping_ok(b, 7000 + (uint64_t)i);	/* the LOCK waits now */
+		snprintf(name, sizeof name, "m%d", i);
+		ck_assert_int_eq(deliver(a, "so.example/lk", name, body, 100,
+		    sum, &h, &rp), 0);
+		lock_send(a, 6000 + (uint32_t)i, 1, 1001, MST_LK_UN, 0, 0, 0);
+		seen = 0;
+		for (;;) {
+			ck_assert_int_eq(mst_client_recv(b, &h, &rp), 0);
+			if (h.op == MST_OP_LOCK)
+				break;
+			ck_assert_uint_eq(h.op, MST_OP_NOTIFY);
+			ck_assert_int_eq(mst_notify_decode(&n, rp, h.len), 0);
+			if (n.name.len == strlen(name) &&
+			    memcmp(n.name.p, name, n.name.len) == 0)
+				seen = 1;
+		}
+		ck_assert_msg(seen, "round %d: the lock was granted before "
+		    "the notice of %s", i, name);
+		ck_assert_uint_eq(h.id, 5000 + (uint32_t)i);
+		ck_assert_uint_eq(h.status, 0);
+		ck_assert_int_eq(lock_recv(a, 6000 + (uint32_t)i, &r), 0);
+		ck_assert_int_eq(lock_call(b, 2, 1002, MST_LK_UN, 0, 0, 0,
+		    &r), 0);
+	}
+	free(body);
+	mst_client_free(a);
+	mst_client_free(b);
+}
+END_TEST
+
 START_TEST(setlkw_that_would_deadlock_is_edeadlk)
 {
 	struct mst_client *a = client(), *b = client();
@@ -3533,6 +3590,7 @@ server_suite(void)
 	    setlkw_is_granted_when_the_holders_connection_closes);
 	tcase_add_test(tk, cancelled_setlkw_fails_with_eintr);
 	tcase_add_test(tk, setlkw_that_would_deadlock_is_edeadlk);
+	tcase_add_test(tk, lock_granted_at_unlock_follows_the_holders_notices);
 	tcase_add_test(tk, malformed_lock_is_einval_not_a_close);
 	suite_add_tcase(s, tk);
 

@@ -987,6 +987,35 @@ START_TEST(client_that_does_not_read_is_paused_not_dropped)
 }
 END_TEST
 
+/*
+ * Replies an engine thread writes itself (server.c) meet a socket that
+ * is full: what it cannot take waits for the loop, which sends it before
+ * anything else. A client that sends every request before it reads gets
+ * each reply whole, once (pump_read), over a Unix socket and over TCP.
+ */
+START_TEST(replies_into_a_full_socket_arrive_whole_and_once)
+{
+	enum { N = 20000 };
+	uint8_t root[2] = { 0, 0 };	/* STATFS "", a reader thread's */
+	size_t fl = MST_HDR_LEN + sizeof root;
+	uint8_t *frames = malloc(N * fl);
+	struct pump *p = malloc(sizeof *p);
+	struct pollfd pf;
+
+	ck_assert_ptr_nonnull(frames);
+	ck_assert_msg(srv.pid > 0, "mstored did not start");
+	pump_init(p, _i == 0 ? srv.unix_addr : srv.tcp_addr, frames, N,
+	    MST_OP_STATFS, root, sizeof root);
+	pf.fd = p->fd;
+	pf.events = POLLOUT;
+	while (p->sent < p->outlen && poll(&pf, 1, 500) > 0)
+		pump_write(p);
+	pump_finish(p);
+	free(p);
+	free(frames);
+}
+END_TEST
+
 /* More requests in flight than a connection may have in the engine: the
  * excess waits (backpressure) and every one is answered. */
 START_TEST(requests_beyond_the_job_limit_are_all_answered)
@@ -3567,6 +3596,8 @@ server_suite(void)
 	tcase_add_test(tc, pipelined_pings_are_answered_by_id);
 	tcase_add_test(tc, client_that_does_not_read_is_paused_not_dropped);
 	tcase_add_test(tc, requests_beyond_the_job_limit_are_all_answered);
+	tcase_add_loop_test(tc, replies_into_a_full_socket_arrive_whole_and_once,
+	    0, 2);
 	tcase_add_test(tc, deliver_with_bad_checksum_is_ebadmsg);
 	tcase_add_test(tc, deliver_over_max_message_size_is_efbig);
 	tcase_add_test(tc, declared_huge_body_is_efbig_when_the_frames_end);

@@ -125,9 +125,12 @@ local_direct(struct mount *m, const struct fhandle *h)
  * A tmp/ file whose buffer is a passthrough backing file (passthru.c)
  * is opened with it, every time: the kernel refuses (EIO) any other
  * open of an inode that has a backing file while one is open, and a
- * reader must see what the kernel wrote. Also a delivered file while a
- * handle opened so is still open. Sets up |fi| and returns the backing
- * id to send, or 0 for an open as without passthrough.
+ * reader must see what the kernel wrote. Also a message delivered from
+ * it (rename) while a handle opened so is still open: its bytes are the
+ * message's. Not a file moved out to an ordinary name: its I/O is the
+ * store's, so the kernel's EIO is the answer until those handles close.
+ * Sets up |fi| and returns the backing id to send, or 0 for an open as
+ * without passthrough.
  */
 static int
 open_backed(struct mount *m, struct fhandle *h, struct fuse_file_info *fi)
@@ -136,7 +139,8 @@ open_backed(struct mount *m, struct fhandle *h, struct fuse_file_info *fi)
 	int bid = 0;
 
 	pthread_mutex_lock(&m->mu);
-	if (n->buf && n->buf->bid > 0 && (n->local || n->pt_opens > 0)) {
+	if (n->buf && n->buf->bid > 0 && (n->local ||
+	    (n->pt_opens > 0 && n->attr.type == MST_T_MSG))) {
 		bid = n->buf->bid;
 		h->pt = 1;
 		n->pt_opens++;

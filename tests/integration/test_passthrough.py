@@ -11,7 +11,7 @@ follows the writes, a second
 descriptor reads and writes the same bytes, truncation and O_TRUNC, a
 write clears the set-user-ID bit, an unlinked tmp/ file is never
 delivered and its spool goes, rename into cur/ delivers the exact bytes,
-and a link while the writer still holds the file open. With passthrough
+and a link or rename while the writer still holds the file open. With passthrough
 a shared writable mapping of a tmp/ file works too. A mount killed while
 a body is written acknowledges nothing, and a store restarted meanwhile
 gets the message once."""
@@ -243,6 +243,23 @@ def test_link_while_the_writer_holds_it_open(m, pt):
     assert read_all(dest(m, "new", "held")) == body
 
 
+def test_rename_while_the_writer_holds_it_open(m, pt):
+    """Renamed into cur/ with the writer's descriptor still open: the
+    message reads back whole while it is open and after it is closed."""
+    body = body_of(200 << 10, 29)
+    tmp = fresh(m, "openmove")
+    dst = dest(m, "cur", "openmove:2,S")
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    try:
+        write_in(fd, body, 4096)
+        os.rename(tmp, dst)
+        assert read_all(dst) == body
+    finally:
+        os.close(fd)
+    assert read_all(dst) == body
+    mstlib.expect_errno(errno.EPERM, os.open, dst, os.O_WRONLY)
+
+
 def test_shared_mapping_is_delivered(m):
     """Passthrough only: the mapping is of the backing file (without it
     a tmp/ file cannot be mapped shared and writable)."""
@@ -330,7 +347,8 @@ BOTH = (test_one_mib_in_4k_writes,
         test_write_clears_setuid,
         test_unlinked_file_is_not_delivered,
         test_rename_into_cur_delivers_exact_bytes,
-        test_link_while_the_writer_holds_it_open)
+        test_link_while_the_writer_holds_it_open,
+        test_rename_while_the_writer_holds_it_open)
 
 
 def main():

@@ -227,6 +227,15 @@ struct mconn {
 	 * every whole frame it read has been dispatched (notices applied,
 	 * callbacks run): see mconn_rx_quiet. */
 	atomic_int rx_busy;
+	/* Bytes the conn thread has read from the transport (guarded by
+	 * io_mu; the conn thread reads its own), and how many of them it
+	 * had read when it last finished dispatching every whole frame
+	 * (guarded by mu; rx_cv, with mu, says it moved): see
+	 * mconn_rx_settle. */
+	uint64_t rx_in;
+	uint64_t rx_done;
+	int rx_waiters;			/* guarded by mu */
+	pthread_cond_t rx_cv;
 
 	/* The conn thread's own. */
 	struct rx rx;
@@ -928,6 +937,19 @@ rx_keep(struct rx *x, const struct mst_hdr *h, uint8_t *pay)
  * Returns 0, or the first frame's error that breaks the protocol (the
  * rest are dropped with the connection, as rx_read drops what follows
  * such a frame). */
+/* Every whole frame read so far is dispatched: waiters in
+ * mconn_rx_settle learn how far. The conn thread only. */
+static void
+rx_passed(struct mconn *c)
+{
+	atomic_store(&c->rx_busy, 0);
+	pthread_mutex_lock(&c->mu);
+	c->rx_done = c->rx_in;
+	if (c->rx_waiters > 0)
+		pthread_cond_broadcast(&c->rx_cv);
+	pthread_mutex_unlock(&c->mu);
+}
+
 static int
 rx_release(struct mconn *c)
 {
@@ -945,7 +967,7 @@ rx_release(struct mconn *c)
 		free(k);
 	}
 	x->kept_last = NULL;
-	atomic_store(&c->rx_busy, 0);
+	rx_passed(c);
 	return rc;
 }
 
@@ -1002,6 +1024,8 @@ rx_read(struct mconn *c)
 	do {
 		pthread_mutex_lock(&c->io_mu);
 		r = mst_client_read(c->cl, x->buf, MCONN_RXBUF, &ev);
+		if (r > 0)
+			c->rx_in += (uint64_t)r;
 		pthread_mutex_unlock(&c->io_mu);
 		if (r == -ECONNRESET) {
 			x->eof = 1;
@@ -1009,7 +1033,7 @@ rx_read(struct mconn *c)
 		}
 		if (r == -EAGAIN) {
 			if (!x->keep)
-				atomic_store(&c->rx_busy, 0);
+				rx_passed(c);
 			return 0;
 		}
 		if (r < 0)
@@ -1026,7 +1050,7 @@ rx_read(struct mconn *c)
 		pthread_mutex_unlock(&c->io_mu);
 	} while (more > 0);
 	if (!x->keep)	/* else rx_release dispatches, then clears */
-		atomic_store(&c->rx_busy, 0);
+		rx_passed(c);
 	return 0;
 }
 
@@ -1515,6 +1539,7 @@ destroy(struct mconn *c, int inited)
 		pthread_mutex_destroy(&c->mu);
 		pthread_cond_destroy(&c->timer_cv);
 		pthread_cond_destroy(&c->state_cv);
+		pthread_cond_destroy(&c->rx_cv);
 	}
 	if (c->wakefd >= 0)
 		close(c->wakefd);
@@ -1542,6 +1567,10 @@ init_sync(struct mconn *c)
 		rc = pthread_cond_init(&c->timer_cv, &ca);
 	if (rc == 0 && (rc = pthread_cond_init(&c->state_cv, NULL)) != 0)
 		pthread_cond_destroy(&c->timer_cv);
+	if (rc == 0 && (rc = pthread_cond_init(&c->rx_cv, &ca)) != 0) {
+		pthread_cond_destroy(&c->timer_cv);
+		pthread_cond_destroy(&c->state_cv);
+	}
 	pthread_condattr_destroy(&ca);
 	if (rc != 0)
 		return -rc;
@@ -1907,6 +1936,45 @@ mconn_rx_quiet(struct mconn *c)
 	    ioctl(c->fd, FIONREAD, &unread) == 0 && unread == 0;
 	pthread_mutex_unlock(&c->mu);
 	return quiet && !atomic_load(&c->rx_busy);
+}
+
+int
+mconn_rx_settle(struct mconn *c, int ms)
+{
+	struct timespec until;
+	uint64_t target;
+	int unread = 0, ok, rc = 0;
+
+	if (mconn_rx_quiet(c))
+		return 1;
+	if (on_own_thread(c))
+		return 0;	/* it would wait for itself */
+	pthread_mutex_lock(&c->mu);
+	/* What is in the socket now and what was read from it: both under
+	 * io_mu, which the conn thread holds from its read to the count.
+	 * With TLS the socket's bytes are not the transport's: no wait. */
+	ok = c->state == MC_UP && c->fd >= 0 && !c->tls;
+	if (ok) {
+		pthread_mutex_lock(&c->io_mu);
+		ok = ioctl(c->fd, FIONREAD, &unread) == 0 && unread >= 0;
+		target = c->rx_in + (uint64_t)unread;
+		pthread_mutex_unlock(&c->io_mu);
+	}
+	if (!ok) {
+		pthread_mutex_unlock(&c->mu);
+		return 0;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_nsec += (long)ms * 1000000L;
+	until.tv_sec += until.tv_nsec / 1000000000L;
+	until.tv_nsec %= 1000000000L;
+	c->rx_waiters++;
+	while (c->rx_done < target && c->state == MC_UP && rc == 0)
+		rc = pthread_cond_timedwait(&c->rx_cv, &c->mu, &until);
+	c->rx_waiters--;
+	ok = c->rx_done >= target && c->state == MC_UP;
+	pthread_mutex_unlock(&c->mu);
+	return ok;
 }
 
 uint32_t

@@ -133,6 +133,14 @@ int mconn_connected(struct mconn *c);
  * a notice the server sent before this call was applied. Any thread;
  * takes c->mu briefly. */
 int mconn_rx_quiet(struct mconn *c);
+/* Wait, |ms| at most, until every byte the server had sent by this call
+ * (in the socket, or read and not yet dispatched) has been dispatched:
+ * then a notice the server sent before it was applied, as when
+ * mconn_rx_quiet says so, though more may have come since. 1 then; 0 on
+ * the timeout, with the connection down, over TLS (its socket's bytes
+ * are not the frames'), or on the connection's own threads. Not with
+ * the caller's locks that a notice or callback takes held. */
+int mconn_rx_settle(struct mconn *c, int ms);
 /* The server is judged down (no answer in time): every request not yet
  * completed fails with -EIO now, as at its deadline (written ones stay
  * outstanding until the connection drops); the connection is kept. */

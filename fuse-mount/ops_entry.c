@@ -98,7 +98,7 @@ do_lookup(struct mount *m, fuse_ino_t parent, const char *name,
 	struct mst_attr a;
 	struct fentry *fe;
 	struct negstamp st, ps;
-	int rc;
+	int rc, known, settled;
 
 	pthread_mutex_lock(&m->mu);
 	p = inode_get(m, parent);
@@ -145,15 +145,12 @@ do_lookup(struct mount *m, fuse_ino_t parent, const char *name,
 	 * directories come) holds bytes or frames not yet dispatched: a
 	 * create notice among them, sent before this lookup began, would
 	 * be answered ENOENT (route_rx_quiet; checked under m->mu, which
-	 * on_notice takes to apply a notice).
-	 */
-	neg_stamp(m, p, &st);
-	if (neg_find(p, &st, name) && route_rx_quiet(m->route)) {
-		pthread_mutex_unlock(&m->mu);
-		mstat_add(MS_NEG_HITS, 1);
-		return -ENOENT;
-	}
-	/*
+	 * on_notice takes to apply a notice). Then the lookup waits for the
+	 * connection thread to dispatch them (route_rx_settle: cheaper than
+	 * a LOOKUP, whose reply that thread would have to dispatch too,
+	 * and with other sessions' replies streaming in it is often so)
+	 * and looks again.
+	 *
 	 * The same holds for a name the store said is an ordinary file
 	 * (Dovecot stats dovecot.index.log and its kin by name a dozen
 	 * times a session): the kernel keeps no entry for it (entry_fill),
@@ -162,9 +159,29 @@ do_lookup(struct mount *m, fuse_ino_t parent, const char *name,
 	 * over it, or its unlink, elsewhere comes as a notice and moves
 	 * the stamps.
 	 */
-	pos_stamp(m, p, &ps);
-	n = inode_known_file(m, p, name, &ps);
-	if (n && route_rx_quiet(m->route)) {
+	for (settled = 0;; settled = 1) {
+		neg_stamp(m, p, &st);
+		pos_stamp(m, p, &ps);
+		known = neg_find(p, &st, name) ? -1 : 0;
+		n = known ? NULL : inode_known_file(m, p, name, &ps);
+		if (n)
+			known = 1;
+		if (known == 0 || settled || route_rx_quiet(m->route))
+			break;
+		pthread_mutex_unlock(&m->mu);
+		rc = route_rx_settle(m->route, MNT_RX_SETTLE_MS);
+		pthread_mutex_lock(&m->mu);
+		if (rc == 0) {
+			known = 0;	/* ask the store */
+			break;
+		}
+	}
+	if (known < 0) {
+		pthread_mutex_unlock(&m->mu);
+		mstat_add(MS_NEG_HITS, 1);
+		return -ENOENT;
+	}
+	if (known > 0) {
 		n->nlookup++;
 		inode_touch(m, n);
 		pthread_mutex_unlock(&m->mu);

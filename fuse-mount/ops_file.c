@@ -185,7 +185,7 @@ ofile_getattr(struct mount *m, struct minode *n)
 {
 	struct mst_attr a;
 	uint64_t id;
-	int fetch, rc;
+	int fetch, known, rc;
 
 	pthread_mutex_lock(&m->mu);
 	fetch = n->stale || mono_ms() - n->attr_at_ms >=
@@ -194,8 +194,14 @@ ofile_getattr(struct mount *m, struct minode *n)
 	 * answer from memory answer a getattr too, past the timeout: a
 	 * change elsewhere marks the file stale by its notice (checked as
 	 * do_lookup does, with the home connection's input dispatched). */
-	if (fetch && !n->stale && inode_file_known(m, n) &&
-	    route_rx_quiet(m->route))
+	known = fetch && !n->stale && inode_file_known(m, n);
+	if (known && !route_rx_quiet(m->route)) {
+		pthread_mutex_unlock(&m->mu);
+		known = route_rx_settle(m->route, MNT_RX_SETTLE_MS);
+		pthread_mutex_lock(&m->mu);
+		known = known && !n->stale && inode_file_known(m, n);
+	}
+	if (known)
 		fetch = 0;
 	id = n->attr.id;
 	pthread_mutex_unlock(&m->mu);
@@ -264,6 +270,7 @@ ofile_unhold(struct mount *m, struct minode *n)
 	if (held) {
 		n->store_open--;
 		n->closing++;
+		n->close_wait++;	/* until answered (store_close) */
 		id = n->attr.id;
 	}
 	pthread_mutex_unlock(&m->mu);
@@ -271,7 +278,7 @@ ofile_unhold(struct mount *m, struct minode *n)
 		return;
 	/* Handed to the connection when this returns (written, or queued
 	 * in order); a failure only ends the hold with the connection. */
-	(void)store_close(m, id);
+	(void)store_close(m, n, id);
 	pthread_mutex_lock(&m->mu);
 	if (--n->closing == 0)
 		pthread_cond_broadcast(&m->close_cv);

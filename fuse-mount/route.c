@@ -531,6 +531,14 @@ route_rx_quiet(struct route *rt)
 	return c != NULL && mconn_rx_quiet(c);
 }
 
+int
+route_rx_settle(struct route *rt, int ms)
+{
+	struct mconn *c = route_conn(rt, ROUTE_HOME, 1);
+
+	return c != NULL && mconn_rx_settle(c, ms);
+}
+
 uint32_t
 route_max_frame(struct route *rt)
 {

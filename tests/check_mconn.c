@@ -189,6 +189,7 @@ struct events {
 	pthread_cond_t cv;
 	int ups;
 	int notices;
+	int slow_ms;		/* on_notice takes this long first */
 	char path[256], name[256];
 	uint8_t event;
 	struct mconn *c;	/* for up(): re-register the watch */
@@ -204,7 +205,14 @@ static void
 on_notice(void *arg, const struct mst_notify *n)
 {
 	struct events *e = arg;
+	struct timespec slow;
 
+	pthread_mutex_lock(&e->mu);
+	slow.tv_sec = e->slow_ms / 1000;
+	slow.tv_nsec = (long)(e->slow_ms % 1000) * 1000000L;
+	pthread_mutex_unlock(&e->mu);
+	if (slow.tv_sec || slow.tv_nsec)
+		(void)nanosleep(&slow, NULL);	/* EINTR: shorter, still */
 	pthread_mutex_lock(&e->mu);
 	e->notices++;
 	snprintf(e->path, sizeof e->path, "%.*s", n->path.len, n->path.p);
@@ -260,7 +268,7 @@ open_conn(const char *addr, int timeout_ms)
 	struct mconn *c = NULL;
 
 	pthread_mutex_lock(&ev.mu);
-	ev.ups = ev.notices = 0;
+	ev.ups = ev.notices = ev.slow_ms = 0;
 	ev.c = NULL;
 	ev.watch = NULL;
 	pthread_mutex_unlock(&ev.mu);
@@ -1487,6 +1495,51 @@ START_TEST(every_eio_and_late_reply_is_logged_with_its_operation)
 	ck_assert_int_eq(log_lines(path, lost), 1);
 }
 END_TEST
+/* mconn_rx_settle returns once what the server had sent is dispatched:
+ * a notice being applied (its handler made slow here) is done by then,
+ * though the connection was not quiet when the wait began. */
+START_TEST(settle_waits_for_a_notice_being_applied)
+{
+	struct mconn *c = open_conn(srv.addr, WAIT_MS);
+	struct mst_client_opts oo = { .tls = 0 };
+	struct mst_client *other;
+	struct mst_put_req q = {
+		.path = mst_str_of("s/hello"),
+		.mode = 0644,
+		.checksum = mst_checksum("hi", 2),
+		.body_size = 2,
+		.body = { (const uint8_t *)"", 0 },
+	};
+	struct mst_hdr h;
+	struct mreply r;
+	const uint8_t *rp;
+	uint8_t buf[256];
+	int n, i, notices;
+
+	ck_assert_int_eq(mkdir_at(c, "s", NULL), 0);
+	ck_assert_int_eq(call_path(c, MST_OP_WATCH, "s", &r), 0);
+	mreply_free(&r);
+	ck_assert_int_eq(mconn_rx_settle(c, WAIT_MS), 1);	/* quiet */
+	pthread_mutex_lock(&ev.mu);
+	ev.slow_ms = 300;
+	pthread_mutex_unlock(&ev.mu);
+	ck_assert_int_eq(mst_client_connect(srv.addr, &oo, &other), 0);
+	n = mst_put_req_encode(&q, buf, sizeof buf);
+	ck_assert_int_gt(n, 0);
+	ck_assert_int_eq(mst_client_call_body(other, MST_OP_PUT, buf,
+	    (size_t)n, "hi", 2, &h, &rp), 0);
+	mst_client_free(other);
+	for (i = 0; i < WAIT_MS && mconn_rx_quiet(c); i++)
+		usleep(1000);		/* until the notice is on its way */
+	ck_assert_msg(!mconn_rx_quiet(c), "no notice came");
+	ck_assert_int_eq(mconn_rx_settle(c, WAIT_MS), 1);
+	pthread_mutex_lock(&ev.mu);
+	notices = ev.notices;
+	pthread_mutex_unlock(&ev.mu);
+	ck_assert_int_eq(notices, 1);
+	mconn_free(c);
+}
+END_TEST
 
 static Suite *
 mconn_suite(void)
@@ -1508,6 +1561,7 @@ mconn_suite(void)
 	tcase_add_test(tc, multi_frame_readdir_is_gathered);
 	tcase_add_test(tc, body_larger_than_a_frame_round_trips);
 	tcase_add_test(tc, watch_delivers_a_notice_for_another_clients_change);
+	tcase_add_test(tc, settle_waits_for_a_notice_being_applied);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("tls");

@@ -416,13 +416,14 @@ node_free(struct mount *m, struct minode *n)
 }
 
 /* Free |n| once nothing refers to it: no kernel reference, no open
- * handle, no child. Local files stay until unlinked: their contents live
- * only here. The root stays. A directory that goes takes its folder cache
+ * handle, no child, no CLOSE unanswered. Local files stay until unlinked:
+ * their contents live only here. The root stays. A directory that goes takes its folder cache
  * and its watch with it; its parent may follow. */
 static void
 maybe_free(struct mount *m, struct minode *n)
 {
 	while (n && n->nlookup == 0 && n->nopen == 0 && n->nchild == 0 &&
+	    n->close_wait == 0 &&
 	    n->parent != NULL && !(n->local && !n->unlinked))
 		n = node_free(m, n);
 }
@@ -781,6 +782,16 @@ inode_close(struct mount *m, struct minode *n)
 		n->nopen--;
 	if (n->nopen == 0 && n->nlookup > 0 && !lru_on(&n->lru))
 		inode_touch(m, n);	/* just used: evictable again */
+	maybe_free(m, n);
+}
+
+/* Kept meanwhile so that a reconnection still finds the CLOSE counted
+ * (notify.c rehold) and a later open of the file the same node. */
+void
+inode_close_done(struct mount *m, struct minode *n)
+{
+	if (n->close_wait > 0)
+		n->close_wait--;
 	maybe_free(m, n);
 }
 

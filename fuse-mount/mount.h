@@ -257,6 +257,9 @@ struct minode {
 	int local;		/* not in the store (tmp/ or pending) */
 	int store_open;		/* ordinary file: an OPEN held in the store */
 	int closing;		/* ordinary file: CLOSEs being sent (mu) */
+	int close_wait;		/* ordinary file: CLOSEs decided and not yet
+				   answered or failed; keeps it in memory
+				   (mu, notify.c rehold) */
 	/* Ordinary file: WRITEs from this host not yet seen through by the
 	 * kernel, and the size the kernel had before them (ops_file.c). */
 	int wr_busy;		/* in flight: stat answers wr_base */
@@ -598,6 +601,9 @@ int inode_rename(struct mount *m, struct minode *n, struct minode *parent,
 void inode_forget(struct mount *m, struct minode *n, uint64_t nlookup);
 /* Release an open handle's reference. */
 void inode_close(struct mount *m, struct minode *n);
+/* A CLOSE of |n| counted in n->close_wait was answered or failed (mu
+ * held); |n| may go. */
+void inode_close_done(struct mount *m, struct minode *n);
 /* Path of |n| relative to the store root. 0 or -ENAMETOOLONG. */
 int inode_path(const struct minode *n, char *buf, size_t cap);
 /* Path of |dir|/|name|. */

@@ -527,14 +527,17 @@ lost_lock(void *arg, uint64_t ino, uint64_t owner, int kind)
  * sends one CLOSE and the store keeps a count per connection. One OPEN
  * for two descriptors would let the first close end the store's hold
  * while the second is open, and an unlink elsewhere then removes the
- * file under it. m->mu held (store_hold does not wait).
+ * file under it. A CLOSE not yet answered (n->close_wait) was never
+ * written on the old connection (those written failed with it before
+ * on_up): it goes out on this one, after these OPENs, so it gets one of
+ * its own to end. m->mu held (store_hold does not wait).
  */
 static void
 rehold(struct mount *m, const struct minode *n)
 {
 	int k, rc = 0;
 
-	for (k = 0; k < n->store_open && rc == 0; k++)
+	for (k = 0; k < n->store_open + n->close_wait && rc == 0; k++)
 		rc = store_hold(m, n->attr.id);
 	if (rc < 0)
 		syslog(LOG_WARNING, "mount.mstore: OPEN of object %llu after "

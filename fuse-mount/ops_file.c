@@ -270,6 +270,7 @@ ofile_unhold(struct mount *m, struct minode *n)
 	if (held) {
 		n->store_open--;
 		n->closing++;
+		n->close_wait++;	/* until answered (store_close) */
 		id = n->attr.id;
 	}
 	pthread_mutex_unlock(&m->mu);
@@ -277,7 +278,7 @@ ofile_unhold(struct mount *m, struct minode *n)
 		return;
 	/* Handed to the connection when this returns (written, or queued
 	 * in order); a failure only ends the hold with the connection. */
-	(void)store_close(m, id);
+	(void)store_close(m, n, id);
 	pthread_mutex_lock(&m->mu);
 	if (--n->closing == 0)
 		pthread_cond_broadcast(&m->close_cv);

@@ -6,8 +6,9 @@
  * that act on an ordinary file by its object id (GETATTR, OPEN, CLOSE,
  * READ, WRITE, FSETATTR, LINK, LOCK). WATCH and UNWATCH stay with the
  * watches they keep in order (notify.c). Knows
- * nothing of FUSE and touches no mount state but the connection:
- * callers pass values in and get attributes or reply payloads back.
+ * nothing of FUSE and touches no mount state but the connection (and a
+ * file's count of unanswered CLOSEs, inode_close_done): callers pass
+ * values in and get attributes or reply payloads back.
  * Never calls up into the ops or notify.c. Every reply is checked by
  * the codecs before a field of it is used.
  */
@@ -599,17 +600,55 @@ store_hold(struct mount *m, uint64_t id)
 	return rc;
 }
 
+struct closing {
+	struct mount *m;
+	struct minode *n;	/* kept while n->close_wait counts this */
+};
+
+static void
+close_done(struct mount *m, struct minode *n)
+{
+	pthread_mutex_lock(&m->mu);
+	inode_close_done(m, n);
+	pthread_mutex_unlock(&m->mu);
+}
+
+/*
+ * A CLOSE ends one of the holds its connection took (a lost one ends with
+ * the connection anyway). Until it is answered or failed it counts in
+ * n->close_wait: one that was never written when the connection dropped
+ * is sent on the next connection, after on_up took the holds again, so
+ * rehold takes one for it too, which it then ends. One written on the
+ * old connection fails (not to be sent again) before on_up runs.
+ */
 static void
 closed(void *arg, struct mreply *r)
 {
-	(void)arg;
-	mreply_free(r);	/* a lost CLOSE ends with the connection anyway */
+	struct closing *cl = arg;
+
+	mreply_free(r);
+	close_done(cl->m, cl->n);
+	free(cl);
 }
 
 int
-store_close(struct mount *m, uint64_t id)
+store_close(struct mount *m, struct minode *n, uint64_t id)
 {
-	return id_async(m, MST_OP_CLOSE, id, 0, closed, NULL);
+	struct closing *cl = malloc(sizeof *cl);
+	int rc = -ENOMEM;
+
+	/* Not sent, the hold stays until the connection ends: the file is
+	 * kept longer, never let go while open here. */
+	if (cl != NULL) {
+		cl->m = m;
+		cl->n = n;
+		rc = id_async(m, MST_OP_CLOSE, id, 0, closed, cl);
+	}
+	if (rc < 0) {
+		free(cl);
+		close_done(m, n);
+	}
+	return rc;
 }
 
 int

@@ -112,7 +112,10 @@ int store_getattr_async(struct mount *m, uint64_t id, mconn_cb *cb,
  * store_hold does not wait (a failure is logged). */
 int store_open(struct mount *m, uint64_t id, struct mst_attr *out);
 int store_hold(struct mount *m, uint64_t id);
-int store_close(struct mount *m, uint64_t id);
+/* CLOSE of |id| for |n|, counted in n->close_wait by the caller: the
+ * count goes down (inode_close_done) once it is answered or failed,
+ * here when it cannot be sent at all. */
+int store_close(struct mount *m, struct minode *n, uint64_t id);
 int store_read(struct mount *m, uint64_t id, uint64_t off, uint32_t len,
     mconn_cb *cb, void *arg);
 /* WRITE |len| bytes at |off| (at the end with |append|). The body is

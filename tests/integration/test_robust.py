@@ -19,6 +19,7 @@ Every case starts its own store and mount and stops both.
 import ctypes
 import errno
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -469,6 +470,66 @@ def test_file_open_twice_stays_held_after_a_reconnection():
         s.stop()
 
 
+def test_close_queued_while_disconnected_ends_no_new_hold():
+    """A file open twice through a mount; the store dies and one
+    descriptor is closed while the mount is disconnected, so its CLOSE
+    waits in the queue for the next connection. On reconnecting the
+    mount takes the file's holds again (the store forgot them with the
+    old connection) before that CLOSE goes out: the CLOSE must end a
+    hold of its own, not the one of the descriptor still open. An unlink
+    through another mount then leaves an open orphan that the open
+    descriptor reads whole, until its close."""
+    s, m = store_mount("")
+    m2 = mstlib.Mount(s.addr, "").start()
+    fds = []
+    try:
+        body = b"closed while the store was away\n" * 1000
+        with open(m2.path(BOX, "twice"), "wb") as fh:
+            fh.write(body)
+        fds = [os.open(m.path(BOX, "twice"), os.O_RDONLY) for _ in "ab"]
+        r0 = mount_stat(m, "reconnects")
+        s.kill(signal.SIGKILL)
+        mstlib.wait_until(lambda: mount_stat(m, "connected") == 0, 10,
+                          "the mount to see the store gone")
+        closes = requests(m, "store", "CLOSE")
+        os.close(fds.pop(0))
+        mstlib.wait_until(lambda: requests(m, "store", "CLOSE") > closes, 10,
+                          "the CLOSE queued while disconnected")
+        assert mount_stat(m, "connected") == 0, "reconnected too early"
+        s.start()
+        mstlib.wait_until(lambda: mount_stat(m, "reconnects") > r0 and
+                          mount_stat(m, "connected") == 1 and
+                          mount_stat(m2, "connected") == 1, 30,
+                          "both mounts to reconnect")
+        # Sent after the queued CLOSE and answered after it (the store
+        # takes one connection's requests in order): from here the holds
+        # are what that CLOSE left of them.
+        with open(m.path(BOX, "after-close"), "wb") as fh:
+            fh.write(b"x")
+            os.fsync(fh.fileno())
+        os.unlink(m2.path(BOX, "twice"))
+        orphans = store_stat(s, "open_orphans")
+        try:
+            got = os.pread(fds[0], len(body) + 1, 0)
+        except OSError as e:
+            raise AssertionError("the descriptor still open cannot read "
+                                 "the unlinked file: %s (open orphans in "
+                                 "the store: %d)" % (e, orphans))
+        assert got == body, "read %d bytes, want %d" % (len(got), len(body))
+        assert orphans == 1, "open orphans in the store: %d, want 1" % orphans
+        os.close(fds.pop(0))
+        mstlib.wait_until(lambda: store_stat(s, "open_orphans") == 0, 10,
+                          "the store to let the file go after the last "
+                          "close")
+        assert m.proc.poll() is None, "mount.mstore died"
+    finally:
+        for fd in fds:
+            os.close(fd)
+        m2.unmount()
+        m.unmount()
+        s.stop()
+
+
 CASES = [test_deliver_eagain_is_sent_again_with_its_id,
          test_deliver_eagain_until_the_timeout_fails_with_eagain,
          test_received_create_notice_beats_the_missing_name_cache,
@@ -476,7 +537,8 @@ CASES = [test_deliver_eagain_is_sent_again_with_its_id,
          test_held_spool_is_dropped_after_spool_timeout,
          test_spool_gives_way_to_a_delivery,
          test_spool_pieces_fit_the_mailboxs_server,
-         test_file_open_twice_stays_held_after_a_reconnection]
+         test_file_open_twice_stays_held_after_a_reconnection,
+         test_close_queued_while_disconnected_ends_no_new_hold]
 
 
 def main():

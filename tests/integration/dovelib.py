@@ -41,8 +41,9 @@ _instances = []
 # keeps: errors, panics, fatals, "Corrupted transaction log", "fscking
 # index file", "rebuilding indexes", and the Maildir warnings that say
 # the uidlist and the directory disagree ("Expunged message reappeared",
-# "Duplicate file entry", "inconsistency").
-_BAD = re.compile(r"Error:|Panic:|Fatal:|corrupt|fsck|rebuild|"
+# "Duplicate file entry", "inconsistency"). Whole words only where a
+# random session id (<FscKj...>, 22 base64 characters) could hold them.
+_BAD = re.compile(r"Error:|Panic:|Fatal:|corrupt|\bfsck(ing|ed)?\b|rebuild|"
                   r"Warning:.*(reappear|duplicate|inconsisten|lost|desync|"
                   r"broken|mismatch)", re.I)
 

@@ -778,7 +778,7 @@ def restart(env):
     env.assert_no_errors(marks)
 
 
-_CORRUPTION = re.compile(r"Panic:|corrupt|fsck|rebuild|reappear|duplicate|inconsisten",
+_CORRUPTION = re.compile(r"Panic:|corrupt|\bfsck(ing|ed)?\b|rebuild|reappear|duplicate|inconsisten",
                          re.I)
 
 

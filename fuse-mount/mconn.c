@@ -1938,10 +1938,17 @@ mconn_rx_quiet(struct mconn *c)
 	return quiet && !atomic_load(&c->rx_busy);
 }
 
+/*
+ * A pass that reaches the bytes sampled is not enough: a burst larger
+ * than the socket's receive buffer waits in the server's send queue, and
+ * comes in only as the conn thread reads (the window opens). A notice
+ * the server sent before the call may be among those bytes, so the wait
+ * goes on, sampling again, until the connection is quiet.
+ */
 int
 mconn_rx_settle(struct mconn *c, int ms)
 {
-	struct timespec until;
+	struct timespec until, now;
 	uint64_t target;
 	int unread = 0, ok, rc = 0;
 
@@ -1949,32 +1956,42 @@ mconn_rx_settle(struct mconn *c, int ms)
 		return 1;
 	if (on_own_thread(c))
 		return 0;	/* it would wait for itself */
-	pthread_mutex_lock(&c->mu);
-	/* What is in the socket now and what was read from it: both under
-	 * io_mu, which the conn thread holds from its read to the count.
-	 * With TLS the socket's bytes are not the transport's: no wait. */
-	ok = c->state == MC_UP && c->fd >= 0 && !c->tls;
-	if (ok) {
-		pthread_mutex_lock(&c->io_mu);
-		ok = ioctl(c->fd, FIONREAD, &unread) == 0 && unread >= 0;
-		target = c->rx_in + (uint64_t)unread;
-		pthread_mutex_unlock(&c->io_mu);
-	}
-	if (!ok) {
-		pthread_mutex_unlock(&c->mu);
-		return 0;
-	}
 	clock_gettime(CLOCK_MONOTONIC, &until);
 	until.tv_nsec += (long)ms * 1000000L;
 	until.tv_sec += until.tv_nsec / 1000000000L;
 	until.tv_nsec %= 1000000000L;
-	c->rx_waiters++;
-	while (c->rx_done < target && c->state == MC_UP && rc == 0)
-		rc = pthread_cond_timedwait(&c->rx_cv, &c->mu, &until);
-	c->rx_waiters--;
-	ok = c->rx_done >= target && c->state == MC_UP;
-	pthread_mutex_unlock(&c->mu);
-	return ok;
+	do {
+		pthread_mutex_lock(&c->mu);
+		/* What is in the socket now and what was read from it: both
+		 * under io_mu, which the conn thread holds from its read to
+		 * the count. With TLS the socket's bytes are not the
+		 * transport's: no wait. */
+		ok = c->state == MC_UP && c->fd >= 0 && !c->tls;
+		if (ok) {
+			pthread_mutex_lock(&c->io_mu);
+			ok = ioctl(c->fd, FIONREAD, &unread) == 0 &&
+			    unread >= 0;
+			target = c->rx_in + (uint64_t)unread;
+			pthread_mutex_unlock(&c->io_mu);
+		}
+		if (!ok) {
+			pthread_mutex_unlock(&c->mu);
+			return 0;
+		}
+		c->rx_waiters++;
+		while (c->rx_done < target && c->state == MC_UP && rc == 0)
+			rc = pthread_cond_timedwait(&c->rx_cv, &c->mu, &until);
+		c->rx_waiters--;
+		ok = c->rx_done >= target && c->state == MC_UP;
+		pthread_mutex_unlock(&c->mu);
+		if (!ok)
+			return 0;
+		if (mconn_rx_quiet(c))
+			return 1;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+	} while (now.tv_sec < until.tv_sec || (now.tv_sec == until.tv_sec &&
+	    now.tv_nsec < until.tv_nsec));
+	return 0;
 }
 
 uint32_t

@@ -134,9 +134,10 @@ int mconn_connected(struct mconn *c);
  * takes c->mu briefly. */
 int mconn_rx_quiet(struct mconn *c);
 /* Wait, |ms| at most, until every byte the server had sent by this call
- * (in the socket, or read and not yet dispatched) has been dispatched:
- * then a notice the server sent before it was applied, as when
- * mconn_rx_quiet says so, though more may have come since. 1 then; 0 on
+ * (in the socket, or read and not yet dispatched, or still in the
+ * server's send queue behind a full receive window) has been dispatched
+ * and the connection is quiet (mconn_rx_quiet): then a notice the server
+ * sent before it was applied. 1 then; 0 on
  * the timeout, with the connection down, over TLS (its socket's bytes
  * are not the frames'), or on the connection's own threads. Not with
  * the caller's locks that a notice or callback takes held. */

@@ -111,8 +111,8 @@ uint32_t route_max_frame(struct route *rt);
 /* The home connection is up and has dispatched everything it received,
  * notices included (mconn_rx_quiet). */
 int route_rx_quiet(struct route *rt);
-/* Wait (|ms| at most) until the home connection has dispatched what it
- * had received by now (mconn_rx_settle): 1 then, else 0. */
+/* Wait (|ms| at most) until the home connection has dispatched what the
+ * server had sent by now and is quiet (mconn_rx_settle): 1 then, else 0. */
 int route_rx_settle(struct route *rt, int ms);
 
 #endif /* MST_ROUTE_H */

@@ -400,6 +400,7 @@ node_free(struct mount *m, struct minode *n)
 	lru_del(&n->hl);
 	if (n->attr.type == MST_T_DIR && m->dir_gone)
 		m->dir_gone(m, n);	/* its watch ends (notify.c) */
+	neg_drop(m, n);		/* its missing names, watched or not */
 	if (n->folder) {
 		folder_free(n->folder);
 		n->folder = NULL;
@@ -1022,6 +1023,7 @@ inode_fini(struct mount *m)
 			next = n->hnext;
 			fbuf_free(n->buf);
 			folder_free(n->folder);
+			neg_drop(m, n);
 			free(n->stage);
 			free(n->name);
 			free(n);

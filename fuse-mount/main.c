@@ -41,7 +41,7 @@ struct opts {
 	char *keyfile;
 	int tls;		/* tls: TLS to every server */
 	int nospool;		/* nospool: large bodies travel at link */
-	int nopassthrough;	/* nopassthrough: tmp/ writes come here */
+	int passthrough;	/* passthrough: tmp/ writes by the kernel */
 	char *cafile;		/* cafile=: the CA that verifies them */
 	double attr_timeout;
 	unsigned max_threads;
@@ -70,7 +70,8 @@ usage(FILE *f)
 	    "     max_threads=N     FUSE worker threads (4)\n"
 	    "     cache_mb=N        memory for cached inodes and listings (64)\n"
 	    "     nospool           send large bodies at link, not as written\n"
-	    "     nopassthrough     no kernel passthrough for tmp/ files\n"
+	    "     passthrough       kernel passthrough for tmp/ files (off)\n"
+	    "     nopassthrough     no kernel passthrough (the default)\n"
 	    "     health_interval=MS  PING each server this often (1000)\n"
 	    "     failover_timeout=MS a server silent this long is down (2000)\n"
 	    "     servers_file=PATH the server list, read again when it changes\n"
@@ -166,10 +167,10 @@ parse_opt(struct opts *o, char *w)
 		if (eq != NULL)
 			return -EINVAL;
 		o->nospool = 1;
-	} else if (KEY("nopassthrough")) {
+	} else if (KEY("passthrough") || KEY("nopassthrough")) {
 		if (eq != NULL)
 			return -EINVAL;
-		o->nopassthrough = 1;
+		o->passthrough = KEY("passthrough");
 	} else if (KEY("cafile")) {
 		o->cafile = (char *)val;
 	} else {
@@ -391,7 +392,7 @@ run(struct mount *m, struct opts *o, const char **servers, int nservers,
 	if (fuse_session_mount(m->se, o->mountpoint) < 0)
 		goto out_signals;
 	/* Before the first request is read: INIT asks for it. */
-	if (!o->nopassthrough) {
+	if (o->passthrough) {
 		int prc = passthru_start(m);
 
 		if (prc < 0)

@@ -59,9 +59,8 @@ _Static_assert(offsetof(struct pt_init_out, flags2) ==
 _Static_assert(sizeof(struct fuse_open_out) == 16, "fuse_open_out");
 
 /* The INIT request's unique id while its reply is due and the kernel
- * offered passthrough, 0 otherwise; and the flags it offered. */
+ * offered passthrough, 0 otherwise. */
 static _Atomic uint64_t init_unique;
-static _Atomic uint32_t init_flags;
 
 /* The backing id the next open or create reply of this thread names,
  * and whether one went out so. */
@@ -79,7 +78,6 @@ pt_read(int fd, void *buf, size_t len, void *userdata)
 	if (n >= (ssize_t)(sizeof *in + sizeof *ii) &&
 	    in->opcode == FUSE_INIT && (ii->flags & FUSE_INIT_EXT) &&
 	    (ii->flags2 & PT_INIT2_PASSTHROUGH)) {
-		atomic_store(&init_flags, ii->flags);
 		atomic_store(&init_unique, in->unique);
 	}
 	return n;
@@ -90,19 +88,14 @@ pt_read(int fd, void *buf, size_t len, void *userdata)
  * for unless libfuse answers without extended flags or with a writeback
  * cache (the kernel refuses that pair).
  *
- * With it FUSE_HANDLE_KILLPRIV_V2, if offered: a passthrough write
- * still drops the file's privileges the kernel's way (file_remove_privs
- * of the FUSE file), which on a file system without SB_NOSEC asks the
- * mount for security.capability before every write(2): 256 GETXATTRs
- * for a message written in 4 KiB pieces, as dear as the WRITEs were.
- * The kernel sets SB_NOSEC only for v2; then the first write of a file
- * that is not set-user-ID asks once and the inode remembers (S_NOSEC)
- * until its attributes are next fetched. Nothing else changes for this
- * mount: libfuse 3.14 already announces HANDLE_KILLPRIV (v1), so the
- * kernel leaves the clearing of set-user-ID bits to the mount either
- * way (do_write, inode_local_refresh; v2's kill flags in WRITE, SETATTR
- * and OPEN are not passed on by libfuse 3.14), and no file here has a
- * security.capability to drop.
+ * FUSE_HANDLE_KILLPRIV_V2 is not asked for. It would spare the
+ * GETXATTR of security.capability that the kernel sends before every
+ * passthrough write(2) (file_remove_privs on a file system without
+ * SB_NOSEC), but with it the kernel stops clearing set-user-ID and
+ * set-group-ID bits on write, truncate and chown of every file of the
+ * mount and only flags those requests, and libfuse 3.14 does not pass
+ * the flags on: the bits would stay. Without it the kernel clears them
+ * itself with a SETATTR of the mode, for passthrough writes too.
  */
 static ssize_t
 init_reply(struct mount *m, int fd, const struct iovec *iov)
@@ -117,8 +110,6 @@ init_reply(struct mount *m, int fd, const struct iovec *iov)
 	if (ask) {
 		o.flags2 |= PT_INIT2_PASSTHROUGH;
 		o.max_stack_depth = PT_STACK_DEPTH;
-		if (atomic_load(&init_flags) & FUSE_HANDLE_KILLPRIV_V2)
-			o.flags |= FUSE_HANDLE_KILLPRIV_V2;
 	}
 	n = writev(fd, v, 2);
 	atomic_store(&init_unique, 0);

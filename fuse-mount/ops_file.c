@@ -285,10 +285,29 @@ ofile_unhold(struct mount *m, struct minode *n)
 	pthread_mutex_unlock(&m->mu);
 }
 
+/*
+ * The permission bits that an open(O_TRUNC) of an existing file by |uid|
+ * leaves. With atomic O_TRUNC the kernel skips its own truncate, and
+ * with it what do_truncate() does for a caller without CAP_FSETID
+ * (setattr_should_drop_suidgid(), applied by fuse_setattr()): the file
+ * is no longer set-user-ID, nor set-group-ID if group-executable. Only
+ * the uid is known here, so root stands for CAP_FSETID.
+ */
+static uint32_t
+trunc_mode(uint32_t mode, uid_t uid)
+{
+	if (uid == 0)
+		return mode;
+	return mode & ~(S_ISUID | ((mode & S_IXGRP) ? S_ISGID : 0));
+}
+
 /* Close-to-open: hold the file and learn its state at every open; keep
- * the kernel's pages only if nothing changed since they were read. */
+ * the kernel's pages only if nothing changed since they were read. An
+ * O_TRUNC by |uid| also drops privileges (trunc_mode) in the same
+ * request. */
 static int
-ofile_open(struct mount *m, struct minode *n, struct fuse_file_info *fi)
+ofile_open(struct mount *m, struct minode *n, struct fuse_file_info *fi,
+    uid_t uid)
 {
 	struct mst_fsetattr_req q = { .valid = MST_SA_SIZE | MST_SA_MTIME };
 	struct mst_attr a;
@@ -299,6 +318,9 @@ ofile_open(struct mount *m, struct minode *n, struct fuse_file_info *fi)
 	if (fi->flags & O_TRUNC) {	/* the kernel leaves it to us */
 		q.id = a.id;
 		q.mtime_ns = now_ns();
+		q.mode = trunc_mode(a.mode, uid);
+		if (q.mode != a.mode)
+			q.valid |= MST_SA_MODE;
 		rc = store_fsetattr(m, &q, &a);
 		if (rc == -ENOENT)
 			rc = -ESTALE;
@@ -702,10 +724,10 @@ ofile_write(struct mount *m, fuse_req_t req, struct fhandle *h,
 
 /* --- create and open --- */
 
-/* Create |path| in the store (an empty ordinary file), or find the one
- * another host made meanwhile when |flags| allow opening it. *dir_out:
- * the directory's change counter and mtime after the create (0 and 0
- * when it found one). */
+/* Create |path| in the store (an empty ordinary file): 0; or find the
+ * one another host made meanwhile when |flags| allow opening it: 1.
+ * *dir_out: the directory's change counter and mtime after the create
+ * (0 and 0 when it found one). */
 static int
 ofile_create(struct mount *m, const char *path, int flags,
     struct mst_attr *a, struct mst_attr_rep *dir_out)
@@ -736,7 +758,7 @@ ofile_create(struct mount *m, const char *path, int flags,
 		rc = -EISDIR;
 	if (rc == 0)
 		*a = ar.attr;
-	return rc;
+	return rc < 0 ? rc : 1;
 }
 
 static int
@@ -750,7 +772,7 @@ do_create(struct mount *m, fuse_ino_t parent, const char *name, mode_t mode,
 	struct minode *p, *n;
 	struct ownstamp os;
 	struct mst_attr_rep dr = { 0 };
-	int rc, flags = fi->flags;
+	int found, rc, flags = fi->flags;
 
 	pthread_mutex_lock(&m->mu);
 	p = inode_get(m, parent);
@@ -761,6 +783,7 @@ do_create(struct mount *m, fuse_ino_t parent, const char *name, mode_t mode,
 	inode_new_owner(p, ctx, 0, &a);
 	if (p->dkind != DK_PLAIN) {
 		n = inode_local_find(m, p, name);
+		found = n != NULL;
 		if (n == NULL && p->folder && folder_find(p->folder, name))
 			rc = -EEXIST;
 		else if (n && (flags & O_EXCL))
@@ -779,6 +802,9 @@ do_create(struct mount *m, fuse_ino_t parent, const char *name, mode_t mode,
 			n->attr.gid = a.gid;
 			if (flags & O_TRUNC)
 				rc = fbuf_truncate(n->buf, m, 0);
+			if (rc == 0 && (flags & O_TRUNC) && found)
+				n->attr.mode = trunc_mode(n->attr.mode,
+				    ctx->uid);
 		}
 		if (rc == 0 && (*out = handle_new(m, n, flags)) == NULL)
 			rc = -ENOMEM;
@@ -796,6 +822,8 @@ do_create(struct mount *m, fuse_ino_t parent, const char *name, mode_t mode,
 		rc = ofile_create(m, path, flags, &a, &dr);
 	if (rc < 0)
 		return rc;
+	found = rc;
+	rc = 0;
 	pthread_mutex_lock(&m->mu);
 	inode_dir_changed(m, p, name);
 	n = node_remote(m, p, name, &a, 1);
@@ -818,12 +846,13 @@ do_create(struct mount *m, fuse_ino_t parent, const char *name, mode_t mode,
 		(void)ofile_refresh(n, &a);
 		pthread_mutex_unlock(&m->mu);
 	}
-	if (rc == 0 && (flags & O_TRUNC) && a.size > 0) {
+	if (rc == 0 && (flags & O_TRUNC) && found &&
+	    (a.size > 0 || trunc_mode(a.mode, ctx->uid) != a.mode)) {
 		/* It existed (made elsewhere meanwhile): O_TRUNC applies. */
-		struct stat st = { 0 };
+		struct stat st = { .st_mode = trunc_mode(a.mode, ctx->uid) };
 
 		rc = ofile_setattr(m, n, &st, FUSE_SET_ATTR_SIZE |
-		    FUSE_SET_ATTR_MTIME_NOW);
+		    FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_MTIME_NOW);
 		if (rc < 0)
 			ofile_unhold(m, n);
 	}
@@ -879,7 +908,7 @@ op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 }
 
 static int
-do_open(struct mount *m, fuse_ino_t ino, struct fuse_file_info *fi,
+do_open(struct mount *m, fuse_ino_t ino, struct fuse_file_info *fi, uid_t uid,
     struct fhandle **out)
 {
 	char dpath[MST_PATH_MAX + 1];
@@ -904,6 +933,8 @@ do_open(struct mount *m, fuse_ino_t ino, struct fuse_file_info *fi,
 		inode_touch(m, n);	/* open: off the eviction list */
 		if (n->local && (fi->flags & O_TRUNC))
 			rc = fbuf_truncate(n->buf, m, 0);
+		if (rc == 0 && n->local && (fi->flags & O_TRUNC))
+			n->attr.mode = trunc_mode(n->attr.mode, uid);
 		if (n->attr.type == MST_T_MSG) {
 			rc = inode_path(n->parent, dpath, sizeof dpath);
 			(void)inode_classify(m, dpath, &mb, &fo);
@@ -914,7 +945,7 @@ do_open(struct mount *m, fuse_ino_t ino, struct fuse_file_info *fi,
 	}
 	pthread_mutex_unlock(&m->mu);
 	if (rc == 0 && h->ofile)
-		rc = ofile_open(m, n, fi);
+		rc = ofile_open(m, n, fi, uid);
 	if (rc < 0 && h) {
 		pthread_mutex_lock(&m->mu);
 		inode_close(m, n);
@@ -931,7 +962,7 @@ op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct mount *m = mount_of(req);
 	struct fhandle *h = NULL;
-	int rc = do_open(m, ino, fi, &h);
+	int rc = do_open(m, ino, fi, fuse_req_ctx(req)->uid, &h);
 
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);

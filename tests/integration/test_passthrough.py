@@ -212,9 +212,10 @@ def _as_nobody(fn):
 
 
 def test_others_clear_setuid_of_any_file(m, pt):
-    """A write or truncate by another user, and a chown by root, clear
-    set-user-ID and set-group-ID of an ordinary file and of a tmp/ file,
-    whether or not the mount asked for passthrough."""
+    """A write, truncate or open(O_TRUNC) by another user, and a chown
+    by root, clear set-user-ID and set-group-ID of an ordinary file and
+    of a tmp/ file, whether or not the mount asked for passthrough; an
+    open(O_TRUNC) by root keeps them, as on local disk."""
     mstlib.maildir(m, BOX)
     d = m.path(BOX, "suidbox")
     os.makedirs(d, exist_ok=True)
@@ -234,15 +235,25 @@ def test_others_clear_setuid_of_any_file(m, pt):
                 os.write(fd, b"x")
             finally:
                 os.close(fd)
+
+        def trunc_open():
+            os.close(os.open(f, os.O_WRONLY | os.O_TRUNC))
         for what, act in (("write", lambda: _as_nobody(write)),
                           ("truncate", lambda: _as_nobody(
                               lambda: os.truncate(f, 1))),
+                          ("open(O_TRUNC)", lambda: _as_nobody(trunc_open)),
                           ("chown", lambda: os.chown(f, 0, 0))):
             os.chmod(f, 0o6777)
             assert stat.S_IMODE(os.stat(f).st_mode) == 0o6777
             act()
             got = stat.S_IMODE(os.stat(f).st_mode)
             assert got == 0o0777, "%s after %s: %04o" % (f, what, got)
+        os.chmod(f, 0o6777)
+        trunc_open()
+        st = os.stat(f)
+        assert st.st_size == 0, "%s: %d bytes after O_TRUNC" % (f, st.st_size)
+        got = stat.S_IMODE(st.st_mode)
+        assert got == 0o6777, "%s after root's open(O_TRUNC): %04o" % (f, got)
         os.unlink(f)
 
 

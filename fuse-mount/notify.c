@@ -369,22 +369,60 @@ watch_dir(struct mount *m, struct minode *dir)
 		watch_ino(m, dir->ino);
 }
 
-/* Append |iv| to the notifier's main queue (|low| 0) or its low-priority
- * queue (evictions: done when nothing else waits). */
 static void
-nq_push(struct mount *m, struct inval *iv, int low)
+inval_free(struct inval *iv)
+{
+	free(iv->name);
+	free(iv->unwatch);
+	free(iv->rewatch);
+	free(iv);
+}
+
+/*
+ * Append |iv| to the notifier's main queue (|low| 0) or its low-priority
+ * queue (evictions: done when nothing else waits); nq_mu held. 0, or
+ * -ESHUTDOWN when the notifier has returned (m->nq_stop 2, at unmount):
+ * the connection still brings notices until it is freed after that, and
+ * nothing would run or free what they queue. The caller then drops |iv|
+ * with inval_drop, once nq_mu is let go.
+ */
+static int
+nq_append(struct mount *m, struct inval *iv, int low)
 {
 	struct inval **head = low ? &m->eq_head : &m->nq_head;
 	struct inval **tail = low ? &m->eq_tail : &m->nq_tail;
 
-	pthread_mutex_lock(&m->nq_mu);
+	if (m->nq_stop > 1)
+		return -ESHUTDOWN;
 	if (*tail)
 		(*tail)->next = iv;
 	else
 		*head = iv;
 	*tail = iv;
 	pthread_cond_signal(&m->nq_cv);
+	return 0;
+}
+
+/* Work that no notifier will run: its |after| runs at once, as when
+ * memory runs out (see inval_then). nq_mu not held. */
+static void
+inval_drop(struct inval *iv)
+{
+	if (iv->after)
+		iv->after(iv->after_arg);
+	inval_free(iv);
+}
+
+static void
+nq_push(struct mount *m, struct inval *iv, int low)
+{
+	int rc;
+
+	pthread_mutex_lock(&m->nq_mu);
+	rc = nq_append(m, iv, low);
 	pthread_mutex_unlock(&m->nq_mu);
+	if (rc < 0)
+		inval_drop(iv);
 }
 
 /* Queue an UNWATCH of |path| for the notifier thread; mu held. */
@@ -628,20 +666,14 @@ inval_then(struct mount *m, fuse_ino_t ino, void (*after)(void *), void *arg)
 	iv->parent = ino;
 	iv->after = after;
 	iv->after_arg = arg;
-	pthread_mutex_lock(&m->nq_mu);
-	if (m->nq_tail)
-		m->nq_tail->next = iv;
-	else
-		m->nq_head = iv;
-	m->nq_tail = iv;
-	pthread_cond_signal(&m->nq_cv);
-	pthread_mutex_unlock(&m->nq_mu);
+	nq_push(m, iv, 0);
 }
 
 void
 inval_queue(struct mount *m, fuse_ino_t parent, const char *name)
 {
 	struct inval *iv = calloc(1, sizeof *iv);
+	int rc;
 
 	if (iv == NULL)
 		return;		/* the attribute timeout bounds staleness */
@@ -662,22 +694,10 @@ inval_queue(struct mount *m, fuse_ino_t parent, const char *name)
 			return;
 		}
 	}
-	if (m->nq_tail)
-		m->nq_tail->next = iv;
-	else
-		m->nq_head = iv;
-	m->nq_tail = iv;
-	pthread_cond_signal(&m->nq_cv);
+	rc = nq_append(m, iv, 0);
 	pthread_mutex_unlock(&m->nq_mu);
-}
-
-static void
-inval_free(struct inval *iv)
-{
-	free(iv->name);
-	free(iv->unwatch);
-	free(iv->rewatch);
-	free(iv);
+	if (rc < 0)
+		inval_drop(iv);
 }
 
 /* One item of work on the notifier thread. */
@@ -722,6 +742,8 @@ notifier_main(void *arg)
 			m->eq_head = iv->next;
 			if (m->eq_head == NULL)
 				m->eq_tail = NULL;
+		} else {
+			m->nq_stop = 2;	/* stopped: see nq_append */
 		}
 		pthread_mutex_unlock(&m->nq_mu);
 		if (iv == NULL)

@@ -444,30 +444,37 @@ def test_file_open_twice_stays_held_after_a_reconnection():
                           "the CLOSE of the first descriptor")
         # Answered after the CLOSE (the store's writer takes both in
         # order): the hold is what the CLOSE left of it from here on.
-        with open(m.path(BOX, "after-close"), "wb") as fh:
-            fh.write(b"x")
-            os.fsync(fh.fileno())
-        os.unlink(m2.path(BOX, "twice"))
-        orphans = store_stat(s, "open_orphans")
-        try:
-            got = os.pread(fds[0], len(body) + 1, 0)
-        except OSError as e:
-            raise AssertionError("the descriptor still open cannot read "
-                                 "the unlinked file: %s (open orphans in "
-                                 "the store: %d)" % (e, orphans))
-        assert got == body, "read %d bytes, want %d" % (len(got), len(body))
-        assert orphans == 1, "open orphans in the store: %d, want 1" % orphans
-        os.close(fds.pop(0))
-        mstlib.wait_until(lambda: store_stat(s, "open_orphans") == 0, 10,
-                          "the store to let the file go after the last "
-                          "close")
-        assert m.proc.poll() is None, "mount.mstore died"
+        held_after_unlink(s, m, m2, fds, body)
     finally:
         for fd in fds:
             os.close(fd)
         m2.unmount()
         m.unmount()
         s.stop()
+
+
+def held_after_unlink(s, m, m2, fds, body):
+    """Once the holds are what the closes left of them: a request
+    answered after those closes, an unlink of "twice" through m2, and
+    fds[0], still open through m, reads the whole body of the open
+    orphan the store keeps, until its close lets the file go."""
+    with open(m.path(BOX, "after-close"), "wb") as fh:
+        fh.write(b"x")
+        os.fsync(fh.fileno())
+    os.unlink(m2.path(BOX, "twice"))
+    orphans = store_stat(s, "open_orphans")
+    try:
+        got = os.pread(fds[0], len(body) + 1, 0)
+    except OSError as e:
+        raise AssertionError("the descriptor still open cannot read "
+                             "the unlinked file: %s (open orphans in "
+                             "the store: %d)" % (e, orphans))
+    assert got == body, "read %d bytes, want %d" % (len(got), len(body))
+    assert orphans == 1, "open orphans in the store: %d, want 1" % orphans
+    os.close(fds.pop(0))
+    mstlib.wait_until(lambda: store_stat(s, "open_orphans") == 0, 10,
+                      "the store to let the file go after the last close")
+    assert m.proc.poll() is None, "mount.mstore died"
 
 
 def test_close_queued_while_disconnected_ends_no_new_hold():
@@ -504,24 +511,7 @@ def test_close_queued_while_disconnected_ends_no_new_hold():
         # Sent after the queued CLOSE and answered after it (the store
         # takes one connection's requests in order): from here the holds
         # are what that CLOSE left of them.
-        with open(m.path(BOX, "after-close"), "wb") as fh:
-            fh.write(b"x")
-            os.fsync(fh.fileno())
-        os.unlink(m2.path(BOX, "twice"))
-        orphans = store_stat(s, "open_orphans")
-        try:
-            got = os.pread(fds[0], len(body) + 1, 0)
-        except OSError as e:
-            raise AssertionError("the descriptor still open cannot read "
-                                 "the unlinked file: %s (open orphans in "
-                                 "the store: %d)" % (e, orphans))
-        assert got == body, "read %d bytes, want %d" % (len(got), len(body))
-        assert orphans == 1, "open orphans in the store: %d, want 1" % orphans
-        os.close(fds.pop(0))
-        mstlib.wait_until(lambda: store_stat(s, "open_orphans") == 0, 10,
-                          "the store to let the file go after the last "
-                          "close")
-        assert m.proc.poll() is None, "mount.mstore died"
+        held_after_unlink(s, m, m2, fds, body)
     finally:
         for fd in fds:
             os.close(fd)

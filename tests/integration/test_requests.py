@@ -343,22 +343,6 @@ def test_staged_body_that_no_longer_fits_is_delivered_whole(m):
         assert c["store COMMIT"] == 0 and c["store DELIVER"] == 0, c.d
 
 
-def test_write_clears_setuid_of_a_tmp_file(m):
-    """The kernel skips its own privilege drop for tmp/ files (direct
-    I/O); the mount makes it."""
-    maildir(m)
-    tmp = m.path(BOX, "tmp", "suid")
-    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    try:
-        os.fchmod(fd, 0o6750)
-        assert stat.S_IMODE(os.fstat(fd).st_mode) == 0o6750
-        os.write(fd, b"x")
-    finally:
-        os.close(fd)
-    assert stat.S_IMODE(os.stat(tmp).st_mode) == 0o0750
-    os.unlink(tmp)
-
-
 def test_routing_view_still_answers(m):
     maildir(m)
     assert os.getxattr(m.path(BOX), "user.mstore.server").decode()
@@ -588,7 +572,6 @@ def main():
               test_dovecot_rename_costs_the_same,
               test_busy_mailbox_stages_at_fsync_and_commits_at_link,
               test_staged_body_that_no_longer_fits_is_delivered_whole,
-              test_write_clears_setuid_of_a_tmp_file,
               test_routing_view_still_answers,
               test_writer_in_another_mailbox_turns_spooling_off,
               test_spool_of_a_file_removed_undelivered_is_dropped,

@@ -912,9 +912,7 @@ inode_local_refresh(struct minode *n)
 	/* The kernel drops privileges for a write through its page cache
 	 * only; a passthrough write goes to the backing file, whose own
 	 * bits are not these. */
-	if (n->attr.mode & (S_ISUID | S_ISGID))
-		n->attr.mode &= ~(S_ISUID | ((n->attr.mode & S_IXGRP) ?
-		    S_ISGID : 0));
+	n->attr.mode = mode_drop_privs(n->attr.mode);
 }
 
 void

@@ -68,6 +68,15 @@
  * store instead. */
 #define MNT_RX_SETTLE_MS	20
 
+/* |mode| once a write, truncate or chown dropped its privileges, as the
+ * kernel's setattr_should_drop_suidgid() asks: no set-user-ID, nor
+ * set-group-ID if group-executable. */
+static inline uint32_t
+mode_drop_privs(uint32_t mode)
+{
+	return mode & ~(uint32_t)(S_ISUID | ((mode & S_IXGRP) ? S_ISGID : 0));
+}
+
 /* An intrusive doubly-linked list; a head's next end is the most recently
  * used. A node off every list has next == NULL. */
 struct lru {

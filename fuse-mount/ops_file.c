@@ -296,9 +296,7 @@ ofile_unhold(struct mount *m, struct minode *n)
 static uint32_t
 trunc_mode(uint32_t mode, uid_t uid)
 {
-	if (uid == 0)
-		return mode;
-	return mode & ~(S_ISUID | ((mode & S_IXGRP) ? S_ISGID : 0));
+	return uid == 0 ? mode : mode_drop_privs(mode);
 }
 
 /* Close-to-open: hold the file and learn its state at every open; keep
@@ -1134,9 +1132,8 @@ do_write(struct mount *m, fuse_req_t req, struct fhandle *h, const char *p,
 	/* As the kernel does for a write through its page cache (which a
 	 * local file skips, see local_direct): a written file is no longer
 	 * set-user-ID, nor set-group-ID if group-executable. */
-	if (rc == 0 && (h->n->attr.mode & (S_ISUID | S_ISGID)))
-		h->n->attr.mode &= ~(S_ISUID | ((h->n->attr.mode & S_IXGRP) ?
-		    S_ISGID : 0));
+	if (rc == 0)
+		h->n->attr.mode = mode_drop_privs(h->n->attr.mode);
 	pthread_mutex_unlock(&m->mu);
 	return rc;
 }
